@@ -1,0 +1,63 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layers depend one way (see README "Architecture"):
+//   OnceLedgerFormat  pure codec: bytes <-> segment headers, records, snapshots. No I/O, no Foundation.
+//   OnceLedgerLog     the storage engine: storage protocol, POSIX files, recovery scanner, group commit.
+//   OnceLedgerTestSupport  simulated crashing storage for tests (users may fuzz their own code with it).
+//   onceledger        the command-line tool (Tools/), the only target that uses a Swift package.
+let package = Package(
+    name: "OnceLedger",
+    products: [
+        .library(name: "OnceLedgerFormat", targets: ["OnceLedgerFormat"]),
+        .library(name: "OnceLedgerLog", targets: ["OnceLedgerLog"]),
+        .library(name: "OnceLedgerTestSupport", targets: ["OnceLedgerTestSupport"]),
+        .executable(name: "onceledger", targets: ["onceledger"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        // Used by the benchmark baseline only (never by a library product).
+        .systemLibrary(
+            name: "CSQLite",
+            path: "Sources/CSQLite",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .target(
+            name: "OnceLedgerFormat",
+            dependencies: ["CZlib"]
+        ),
+        .target(
+            name: "OnceLedgerLog",
+            dependencies: ["OnceLedgerFormat"]
+        ),
+        .target(
+            name: "OnceLedgerTestSupport",
+            dependencies: ["OnceLedgerFormat", "OnceLedgerLog"]
+        ),
+        .executableTarget(
+            name: "onceledger",
+            dependencies: [
+                "OnceLedgerFormat", "OnceLedgerLog", "CSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/onceledger"
+        ),
+        .testTarget(
+            name: "OnceLedgerFormatTests",
+            dependencies: ["OnceLedgerFormat"]
+        ),
+        .testTarget(
+            name: "OnceLedgerLogTests",
+            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedgerTestSupport"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,46 @@
+/// Every bound of the on-disk format, named (`Spec/FORMAT.md` §1 "Limits").
+///
+/// Writers enforce the configured limits (`LogConfiguration`), which must lie
+/// within these format maxima; readers enforce the format maxima on untrusted bytes.
+public enum FormatLimits {
+    /// Current (and only) format version written by this implementation.
+    public static let formatVersion: UInt16 = 1
+    /// Every record starts at a multiple of this many bytes from the segment start.
+    public static let recordAlignment = 8
+    /// Bytes in a segment header; records start right after it.
+    public static let segmentHeaderBytes = 64
+    /// Bytes in a record header.
+    public static let recordHeaderBytes = 32
+    /// Largest record body any reader accepts (16 MiB).
+    public static let recordBodyBytesMax: UInt32 = 16 << 20
+    /// Smallest segment file (header plus room for one small record).
+    public static let segmentBytesMin: UInt64 = 4096
+    /// Largest segment file any reader accepts (4 GiB).
+    public static let segmentBytesMax: UInt64 = 4 << 30
+    /// Bytes in a snapshot header and trailer.
+    public static let snapshotHeaderBytes = 64
+    public static let snapshotTrailerBytes = 16
+    /// Largest snapshot body any reader accepts (64 GiB).
+    public static let snapshotBodyBytesMax: UInt64 = 64 << 30
+    /// Bytes in a ledger id.
+    public static let ledgerIDBytes = 16
+
+    // Body field bounds (Spec/FORMAT.md §5).
+    /// Largest idempotency key, in UTF-8 bytes.
+    public static let keyBytesMax = 1024
+    /// Largest receipt (the stored "minimal acknowledgment").
+    public static let receiptBytesMax = 64 * 1024
+    /// Largest reason / actor text in audit records.
+    public static let reasonBytesMax = 4096
+    /// Largest memo or journal value.
+    public static let valueBytesMax = 1 << 20
+    /// Largest run id / step name.
+    public static let nameBytesMax = 1024
+
+    static func assertRelations() {
+        assert(segmentHeaderBytes % recordAlignment == 0)
+        assert(recordHeaderBytes % recordAlignment == 0)
+        assert(UInt64(segmentHeaderBytes + recordHeaderBytes) < segmentBytesMin)
+        assert(UInt64(recordBodyBytesMax) + UInt64(recordHeaderBytes) < segmentBytesMax)
+    }
+}

@@ -1,0 +1,106 @@
+/// The one error type of OnceLedger: an extensible code, a message that says what
+/// was wrong and what to do, and the context an operator needs.
+///
+/// Modelled on swift-nio's `FileSystemError`: switch on `code`, print the error.
+public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        // Operational
+        /// A system call failed (see `errno`).
+        public static let io = Code("io")
+        /// A previous write or fsync failed; this instance refuses all work until reopened.
+        public static let poisoned = Code("poisoned")
+        /// Another process or another open instance holds the directory lock (see `holderPID`).
+        public static let locked = Code("locked")
+        /// The directory holds no ledger and creation was not requested.
+        public static let notALedger = Code("not-a-ledger")
+        /// The instance was closed.
+        public static let closed = Code("closed")
+        /// A named limit was exceeded by a caller's input (see `limit`).
+        public static let limitExceeded = Code("limit-exceeded")
+        /// A caller passed an invalid argument or configuration.
+        public static let invalidArgument = Code("invalid-argument")
+
+        // Format / recovery (Spec/RECOVERY.md)
+        /// A record proven durable is damaged (row R3/R4/R5).
+        public static let corruptRecord = Code("corrupt-record")
+        /// A valid record does not continue the sequence or checksum chain (row R7).
+        public static let chainBreak = Code("chain-break")
+        /// A segment is missing from the numbered sequence (row R6).
+        public static let missingSegment = Code("missing-segment")
+        /// A segment header is damaged, or the file is shorter than its header says (row R11).
+        public static let corruptSegmentHeader = Code("corrupt-segment-header")
+        /// A segment or snapshot belongs to another ledger (row R8).
+        public static let foreignLedger = Code("foreign-ledger")
+        /// A file was written by a newer, unsupported format version (row R9).
+        public static let unsupportedVersion = Code("unsupported-version")
+        /// The newest snapshot failed validation (row R10).
+        public static let invalidSnapshot = Code("invalid-snapshot")
+        /// A record body does not decode as its kind says.
+        public static let malformedBody = Code("malformed-body")
+    }
+
+    public var code: Code
+    public var message: String
+    public var path: String?
+    public var segment: UInt64?
+    public var offset: UInt64?
+    public var sequence: UInt64?
+    public var expectedChecksum: UInt32?
+    public var actualChecksum: UInt32?
+    public var errno: Int32?
+    public var holderPID: Int32?
+    public var limit: String?
+
+    public init(
+        _ code: Code, _ message: String, path: String? = nil, segment: UInt64? = nil, offset: UInt64? = nil,
+        sequence: UInt64? = nil, expectedChecksum: UInt32? = nil, actualChecksum: UInt32? = nil,
+        errno: Int32? = nil, holderPID: Int32? = nil, limit: String? = nil
+    ) {
+        self.code = code
+        self.message = message
+        self.path = path
+        self.segment = segment
+        self.offset = offset
+        self.sequence = sequence
+        self.expectedChecksum = expectedChecksum
+        self.actualChecksum = actualChecksum
+        self.errno = errno
+        self.holderPID = holderPID
+        self.limit = limit
+    }
+
+    /// True for the codes that mean "the bytes on disk are damaged or inconsistent".
+    public var isCorruption: Bool {
+        switch code {
+        case .corruptRecord, .chainBreak, .missingSegment, .corruptSegmentHeader, .foreignLedger,
+             .invalidSnapshot, .malformedBody:
+            return true
+        default:
+            return false
+        }
+    }
+
+    public var description: String {
+        var parts = ["\(code): \(message)"]
+        if let path { parts.append("path=\(path)") }
+        if let segment { parts.append("segment=\(segment)") }
+        if let offset { parts.append("offset=\(offset)") }
+        if let sequence { parts.append("seq=\(sequence)") }
+        if let expectedChecksum { parts.append("expected-crc=\(hex32(expectedChecksum))") }
+        if let actualChecksum { parts.append("actual-crc=\(hex32(actualChecksum))") }
+        if let errno { parts.append("errno=\(errno)") }
+        if let holderPID { parts.append("holder-pid=\(holderPID)") }
+        if let limit { parts.append("limit=\(limit)") }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// `0x`-prefixed, 8-digit lowercase hex, as checksums are printed everywhere.
+public func hex32(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits
+}

@@ -1,0 +1,372 @@
+/// Typed record bodies (`Spec/FORMAT.md` §5). Field primitives:
+/// `u8/u32/u64` little-endian; `str16` = u16 length + UTF-8 bytes;
+/// `bytes32` = u32 length + bytes; `time` = u64 milliseconds since the Unix epoch.
+/// Fields are packed with no inner alignment; the record frame pads the whole body.
+public enum RecordBody: Hashable, Sendable {
+    /// kind 1: key str16, fingerprint [32], attempt u32, scope u8, reserved [3] = 0,
+    /// window ms u64, time.
+    case intent(Intent)
+    /// kind 2: key str16, attempt u32, time, receipt bytes32.
+    case completion(Completion)
+    /// kind 3: key str16, attempt u32, time, reason str16.
+    case release(Release)
+    /// kind 4: key str16, outcome u8 (1 done, 2 absent), attempt u32, time,
+    /// receipt bytes32, actor str16, reason str16.
+    case resolve(Resolve)
+    /// kind 5: key str16, time, actor str16, reason str16.
+    case forget(Forget)
+    /// kind 6: run str16, step str16, name str16, time, value bytes32.
+    case memoPut(MemoPut)
+    /// kind 7: run str16, position u64, step str16, time, value bytes32.
+    case journalEntry(JournalEntry)
+    /// kind 8: run str16, status u8 (1 succeeded, 2 failed, 3 cancelled), time.
+    case runTerminal(RunTerminal)
+    /// kind 9: covered sequence u64, time, snapshot file bytes u64.
+    case snapshotMarker(SnapshotMarker)
+    /// kind 10: time.
+    case checkpoint(timeMilliseconds: UInt64)
+    /// kind 0x7fff: uninterpreted bytes.
+    case opaque([UInt8])
+
+    public enum Scope: UInt8, Hashable, Sendable { case forever = 0, whileInFlight = 1, window = 2 }
+
+    public struct Intent: Hashable, Sendable {
+        public var key: String
+        public var fingerprint: [UInt8]
+        public var attempt: UInt32
+        public var scope: Scope
+        public var windowMilliseconds: UInt64
+        public var timeMilliseconds: UInt64
+        public init(key: String, fingerprint: [UInt8] = .init(repeating: 0, count: 32), attempt: UInt32,
+                    scope: Scope = .forever, windowMilliseconds: UInt64 = 0, timeMilliseconds: UInt64) {
+            self.key = key; self.fingerprint = fingerprint; self.attempt = attempt; self.scope = scope
+            self.windowMilliseconds = windowMilliseconds; self.timeMilliseconds = timeMilliseconds
+        }
+    }
+
+    public struct Completion: Hashable, Sendable {
+        public var key: String
+        public var attempt: UInt32
+        public var timeMilliseconds: UInt64
+        public var receipt: [UInt8]
+        public init(key: String, attempt: UInt32, timeMilliseconds: UInt64, receipt: [UInt8]) {
+            self.key = key; self.attempt = attempt; self.timeMilliseconds = timeMilliseconds; self.receipt = receipt
+        }
+    }
+
+    public struct Release: Hashable, Sendable {
+        public var key: String
+        public var attempt: UInt32
+        public var timeMilliseconds: UInt64
+        public var reason: String
+        public init(key: String, attempt: UInt32, timeMilliseconds: UInt64, reason: String) {
+            self.key = key; self.attempt = attempt; self.timeMilliseconds = timeMilliseconds; self.reason = reason
+        }
+    }
+
+    public enum Outcome: UInt8, Hashable, Sendable { case done = 1, absent = 2 }
+
+    public struct Resolve: Hashable, Sendable {
+        public var key: String
+        public var outcome: Outcome
+        public var attempt: UInt32
+        public var timeMilliseconds: UInt64
+        public var receipt: [UInt8]
+        public var actor: String
+        public var reason: String
+        public init(key: String, outcome: Outcome, attempt: UInt32, timeMilliseconds: UInt64, receipt: [UInt8],
+                    actor: String, reason: String) {
+            self.key = key; self.outcome = outcome; self.attempt = attempt; self.timeMilliseconds = timeMilliseconds
+            self.receipt = receipt; self.actor = actor; self.reason = reason
+        }
+    }
+
+    public struct Forget: Hashable, Sendable {
+        public var key: String
+        public var timeMilliseconds: UInt64
+        public var actor: String
+        public var reason: String
+        public init(key: String, timeMilliseconds: UInt64, actor: String, reason: String) {
+            self.key = key; self.timeMilliseconds = timeMilliseconds; self.actor = actor; self.reason = reason
+        }
+    }
+
+    public struct MemoPut: Hashable, Sendable {
+        public var run: String
+        public var step: String
+        public var name: String
+        public var timeMilliseconds: UInt64
+        public var value: [UInt8]
+        public init(run: String, step: String, name: String, timeMilliseconds: UInt64, value: [UInt8]) {
+            self.run = run; self.step = step; self.name = name; self.timeMilliseconds = timeMilliseconds; self.value = value
+        }
+    }
+
+    public struct JournalEntry: Hashable, Sendable {
+        public var run: String
+        public var position: UInt64
+        public var step: String
+        public var timeMilliseconds: UInt64
+        public var value: [UInt8]
+        public init(run: String, position: UInt64, step: String, timeMilliseconds: UInt64, value: [UInt8]) {
+            self.run = run; self.position = position; self.step = step; self.timeMilliseconds = timeMilliseconds
+            self.value = value
+        }
+    }
+
+    public enum RunStatus: UInt8, Hashable, Sendable { case succeeded = 1, failed = 2, cancelled = 3 }
+
+    public struct RunTerminal: Hashable, Sendable {
+        public var run: String
+        public var status: RunStatus
+        public var timeMilliseconds: UInt64
+        public init(run: String, status: RunStatus, timeMilliseconds: UInt64) {
+            self.run = run; self.status = status; self.timeMilliseconds = timeMilliseconds
+        }
+    }
+
+    public struct SnapshotMarker: Hashable, Sendable {
+        public var coveredSequence: UInt64
+        public var timeMilliseconds: UInt64
+        public var snapshotBytes: UInt64
+        public init(coveredSequence: UInt64, timeMilliseconds: UInt64, snapshotBytes: UInt64) {
+            self.coveredSequence = coveredSequence; self.timeMilliseconds = timeMilliseconds
+            self.snapshotBytes = snapshotBytes
+        }
+    }
+
+    public var kind: RecordKind {
+        switch self {
+        case .intent: .intent
+        case .completion: .completion
+        case .release: .release
+        case .resolve: .resolve
+        case .forget: .forget
+        case .memoPut: .memoPut
+        case .journalEntry: .journalEntry
+        case .runTerminal: .runTerminal
+        case .snapshotMarker: .snapshotMarker
+        case .checkpoint: .checkpoint
+        case .opaque: .opaque
+        }
+    }
+
+    /// The idempotency key, for kinds that have one.
+    public var key: String? {
+        switch self {
+        case .intent(let b): b.key
+        case .completion(let b): b.key
+        case .release(let b): b.key
+        case .resolve(let b): b.key
+        case .forget(let b): b.key
+        default: nil
+        }
+    }
+
+    // MARK: Validation
+
+    /// Checks every field bound; returns the first violation as a typed error.
+    public func validate() throws(LedgerError) {
+        func check(_ text: String, _ max: Int, _ name: String, nonEmpty: Bool = false) throws(LedgerError) {
+            let count = text.utf8.count
+            if nonEmpty && count == 0 {
+                throw LedgerError(.invalidArgument, "\(name) must not be empty")
+            }
+            if count > max {
+                throw LedgerError(.limitExceeded, "\(name) is \(count) bytes; the limit is \(max)", limit: name + "BytesMax")
+            }
+        }
+        func checkBytes(_ bytes: [UInt8], _ max: Int, _ name: String) throws(LedgerError) {
+            if bytes.count > max {
+                throw LedgerError(.limitExceeded, "\(name) is \(bytes.count) bytes; the limit is \(max)", limit: name + "BytesMax")
+            }
+        }
+        switch self {
+        case .intent(let b):
+            try check(b.key, FormatLimits.keyBytesMax, "key", nonEmpty: true)
+            if b.fingerprint.count != 32 { throw LedgerError(.invalidArgument, "fingerprint must be 32 bytes") }
+        case .completion(let b):
+            try check(b.key, FormatLimits.keyBytesMax, "key", nonEmpty: true)
+            try checkBytes(b.receipt, FormatLimits.receiptBytesMax, "receipt")
+        case .release(let b):
+            try check(b.key, FormatLimits.keyBytesMax, "key", nonEmpty: true)
+            try check(b.reason, FormatLimits.reasonBytesMax, "reason")
+        case .resolve(let b):
+            try check(b.key, FormatLimits.keyBytesMax, "key", nonEmpty: true)
+            try checkBytes(b.receipt, FormatLimits.receiptBytesMax, "receipt")
+            try check(b.actor, FormatLimits.reasonBytesMax, "actor")
+            try check(b.reason, FormatLimits.reasonBytesMax, "reason")
+        case .forget(let b):
+            try check(b.key, FormatLimits.keyBytesMax, "key", nonEmpty: true)
+            try check(b.actor, FormatLimits.reasonBytesMax, "actor")
+            try check(b.reason, FormatLimits.reasonBytesMax, "reason")
+        case .memoPut(let b):
+            try check(b.run, FormatLimits.nameBytesMax, "run", nonEmpty: true)
+            try check(b.step, FormatLimits.nameBytesMax, "step")
+            try check(b.name, FormatLimits.nameBytesMax, "name")
+            try checkBytes(b.value, FormatLimits.valueBytesMax, "value")
+        case .journalEntry(let b):
+            try check(b.run, FormatLimits.nameBytesMax, "run", nonEmpty: true)
+            try check(b.step, FormatLimits.nameBytesMax, "step")
+            try checkBytes(b.value, FormatLimits.valueBytesMax, "value")
+        case .runTerminal(let b):
+            try check(b.run, FormatLimits.nameBytesMax, "run", nonEmpty: true)
+        case .snapshotMarker, .checkpoint:
+            break
+        case .opaque(let bytes):
+            try checkBytes(bytes, Int(FormatLimits.recordBodyBytesMax), "recordBody")
+        }
+    }
+
+    // MARK: Encoding
+
+    /// Encodes the body. Call `validate()` first; encoding assumes bounds hold.
+    public func encode() -> [UInt8] {
+        var w = ByteWriter()
+        func str(_ text: String) { w.writeBytes16(Array(text.utf8)) }
+        switch self {
+        case .intent(let b):
+            str(b.key)
+            w.writeBytes(b.fingerprint)
+            w.writeInteger(b.attempt)
+            w.writeInteger(b.scope.rawValue)
+            w.writeZeros(3)
+            w.writeInteger(b.windowMilliseconds)
+            w.writeInteger(b.timeMilliseconds)
+        case .completion(let b):
+            str(b.key)
+            w.writeInteger(b.attempt)
+            w.writeInteger(b.timeMilliseconds)
+            w.writeBytes32(b.receipt)
+        case .release(let b):
+            str(b.key)
+            w.writeInteger(b.attempt)
+            w.writeInteger(b.timeMilliseconds)
+            str(b.reason)
+        case .resolve(let b):
+            str(b.key)
+            w.writeInteger(b.outcome.rawValue)
+            w.writeInteger(b.attempt)
+            w.writeInteger(b.timeMilliseconds)
+            w.writeBytes32(b.receipt)
+            str(b.actor)
+            str(b.reason)
+        case .forget(let b):
+            str(b.key)
+            w.writeInteger(b.timeMilliseconds)
+            str(b.actor)
+            str(b.reason)
+        case .memoPut(let b):
+            str(b.run)
+            str(b.step)
+            str(b.name)
+            w.writeInteger(b.timeMilliseconds)
+            w.writeBytes32(b.value)
+        case .journalEntry(let b):
+            str(b.run)
+            w.writeInteger(b.position)
+            str(b.step)
+            w.writeInteger(b.timeMilliseconds)
+            w.writeBytes32(b.value)
+        case .runTerminal(let b):
+            str(b.run)
+            w.writeInteger(b.status.rawValue)
+            w.writeInteger(b.timeMilliseconds)
+        case .snapshotMarker(let b):
+            w.writeInteger(b.coveredSequence)
+            w.writeInteger(b.timeMilliseconds)
+            w.writeInteger(b.snapshotBytes)
+        case .checkpoint(let time):
+            w.writeInteger(time)
+        case .opaque(let bytes):
+            w.writeBytes(bytes)
+        }
+        return w.bytes
+    }
+
+    // MARK: Decoding
+
+    public enum DecodeResult: Hashable, Sendable {
+        case body(RecordBody)
+        case corrupt(String)
+        case unknownKind(RecordKind)
+    }
+
+    /// Decodes an untrusted body of the given kind. Never traps. Every byte must be consumed.
+    public static func decode(kind: RecordKind, _ bytes: [UInt8]) -> DecodeResult {
+        var r = ByteReader(bytes)
+        func str(_ max: Int) -> String? {
+            guard let raw = r.readBytes16(max: max) else { return nil }
+            return String(validating: raw, as: UTF8.self)
+        }
+        func finish(_ body: RecordBody?) -> DecodeResult {
+            guard let body else { return .corrupt("\(kind) body is malformed or exceeds a limit") }
+            guard r.readableBytes == 0 else { return .corrupt("\(kind) body has \(r.readableBytes) trailing bytes") }
+            return .body(body)
+        }
+        switch kind {
+        case .intent:
+            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let fingerprint = r.readBytes(32),
+                  let attempt = r.readInteger(as: UInt32.self), let scopeRaw = r.readInteger(as: UInt8.self),
+                  let scope = Scope(rawValue: scopeRaw), let reserved = r.readBytes(3), reserved == [0, 0, 0],
+                  let window = r.readInteger(as: UInt64.self), let time = r.readInteger(as: UInt64.self)
+            else { return finish(nil) }
+            return finish(.intent(Intent(key: key, fingerprint: fingerprint, attempt: attempt, scope: scope,
+                                         windowMilliseconds: window, timeMilliseconds: time)))
+        case .completion:
+            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let attempt = r.readInteger(as: UInt32.self),
+                  let time = r.readInteger(as: UInt64.self), let receipt = r.readBytes32(max: FormatLimits.receiptBytesMax)
+            else { return finish(nil) }
+            return finish(.completion(Completion(key: key, attempt: attempt, timeMilliseconds: time, receipt: receipt)))
+        case .release:
+            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let attempt = r.readInteger(as: UInt32.self),
+                  let time = r.readInteger(as: UInt64.self), let reason = str(FormatLimits.reasonBytesMax)
+            else { return finish(nil) }
+            return finish(.release(Release(key: key, attempt: attempt, timeMilliseconds: time, reason: reason)))
+        case .resolve:
+            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let outcomeRaw = r.readInteger(as: UInt8.self),
+                  let outcome = Outcome(rawValue: outcomeRaw), let attempt = r.readInteger(as: UInt32.self),
+                  let time = r.readInteger(as: UInt64.self), let receipt = r.readBytes32(max: FormatLimits.receiptBytesMax),
+                  let actor = str(FormatLimits.reasonBytesMax), let reason = str(FormatLimits.reasonBytesMax)
+            else { return finish(nil) }
+            return finish(.resolve(Resolve(key: key, outcome: outcome, attempt: attempt, timeMilliseconds: time,
+                                           receipt: receipt, actor: actor, reason: reason)))
+        case .forget:
+            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let time = r.readInteger(as: UInt64.self),
+                  let actor = str(FormatLimits.reasonBytesMax), let reason = str(FormatLimits.reasonBytesMax)
+            else { return finish(nil) }
+            return finish(.forget(Forget(key: key, timeMilliseconds: time, actor: actor, reason: reason)))
+        case .memoPut:
+            guard let run = str(FormatLimits.nameBytesMax), !run.isEmpty, let step = str(FormatLimits.nameBytesMax),
+                  let name = str(FormatLimits.nameBytesMax), let time = r.readInteger(as: UInt64.self),
+                  let value = r.readBytes32(max: FormatLimits.valueBytesMax)
+            else { return finish(nil) }
+            return finish(.memoPut(MemoPut(run: run, step: step, name: name, timeMilliseconds: time, value: value)))
+        case .journalEntry:
+            guard let run = str(FormatLimits.nameBytesMax), !run.isEmpty, let position = r.readInteger(as: UInt64.self),
+                  let step = str(FormatLimits.nameBytesMax), let time = r.readInteger(as: UInt64.self),
+                  let value = r.readBytes32(max: FormatLimits.valueBytesMax)
+            else { return finish(nil) }
+            return finish(.journalEntry(JournalEntry(run: run, position: position, step: step, timeMilliseconds: time,
+                                                     value: value)))
+        case .runTerminal:
+            guard let run = str(FormatLimits.nameBytesMax), !run.isEmpty, let statusRaw = r.readInteger(as: UInt8.self),
+                  let status = RunStatus(rawValue: statusRaw), let time = r.readInteger(as: UInt64.self)
+            else { return finish(nil) }
+            return finish(.runTerminal(RunTerminal(run: run, status: status, timeMilliseconds: time)))
+        case .snapshotMarker:
+            guard let covered = r.readInteger(as: UInt64.self), let time = r.readInteger(as: UInt64.self),
+                  let size = r.readInteger(as: UInt64.self)
+            else { return finish(nil) }
+            return finish(.snapshotMarker(SnapshotMarker(coveredSequence: covered, timeMilliseconds: time,
+                                                         snapshotBytes: size)))
+        case .checkpoint:
+            guard let time = r.readInteger(as: UInt64.self) else { return finish(nil) }
+            return finish(.checkpoint(timeMilliseconds: time))
+        case .opaque:
+            return .body(.opaque(bytes))
+        default:
+            return .unknownKind(kind)
+        }
+    }
+}

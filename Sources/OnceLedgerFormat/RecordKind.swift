@@ -1,0 +1,60 @@
+/// The kind field of a record header (`Spec/FORMAT.md` §5). Stored as u16.
+public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    /// Intent: the effect for a key is about to start (durable before the effect runs).
+    public static let intent = RecordKind(rawValue: 1)
+    /// Completion: the effect finished; carries the receipt.
+    public static let completion = RecordKind(rawValue: 2)
+    /// Release: the effect threw "did not happen"; the key is absent again.
+    public static let release = RecordKind(rawValue: 3)
+    /// Resolve: an operator or reconcile closure resolved a pending-unknown entry.
+    public static let resolve = RecordKind(rawValue: 4)
+    /// Forget: an audited removal of a done entry.
+    public static let forget = RecordKind(rawValue: 5)
+    /// Memo put: a cached value for one (run, step, name).
+    public static let memoPut = RecordKind(rawValue: 6)
+    /// Journal entry: the recorded value of a non-deterministic step at a position.
+    public static let journalEntry = RecordKind(rawValue: 7)
+    /// Run terminal: a run ended; its memo entries may be swept after retention.
+    public static let runTerminal = RecordKind(rawValue: 8)
+    /// Snapshot marker: a snapshot covering everything through a sequence number was installed.
+    public static let snapshotMarker = RecordKind(rawValue: 9)
+    /// Checkpoint: carries no state; written on clean close so that the last batch's
+    /// records are covered by an acked-through value.
+    public static let checkpoint = RecordKind(rawValue: 10)
+    /// Opaque: a record whose body the log engine does not interpret (tests, benchmarks).
+    public static let opaque = RecordKind(rawValue: 0x7fff)
+
+    public static let known: [RecordKind] = [
+        .intent, .completion, .release, .resolve, .forget, .memoPut, .journalEntry, .runTerminal,
+        .snapshotMarker, .checkpoint, .opaque,
+    ]
+
+    public var isKnown: Bool { RecordKind.known.contains(self) }
+
+    public var name: String {
+        switch self {
+        case .intent: "intent"
+        case .completion: "completion"
+        case .release: "release"
+        case .resolve: "resolve"
+        case .forget: "forget"
+        case .memoPut: "memo-put"
+        case .journalEntry: "journal-entry"
+        case .runTerminal: "run-terminal"
+        case .snapshotMarker: "snapshot-marker"
+        case .checkpoint: "checkpoint"
+        case .opaque: "opaque"
+        default: "unknown-\(rawValue)"
+        }
+    }
+
+    public init?(name: String) {
+        guard let kind = RecordKind.known.first(where: { $0.name == name }) else { return nil }
+        self = kind
+    }
+
+    public var description: String { name }
+}

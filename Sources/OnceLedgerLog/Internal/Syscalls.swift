@@ -1,0 +1,259 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import OnceLedgerFormat
+import Synchronization
+
+/// The one choke point for every system call OnceLedger makes on real files
+/// (after swift-system's `Syscalls.swift`). EINTR is retried here and only here;
+/// short writes are continued here; tests inject faults here (`FaultInjection`).
+enum Syscalls {
+    static func open(_ path: String, flags: Int32, mode: mode_t = 0o644) -> (fd: Int32, errno: Int32) {
+        while true {
+            if let fault = FaultInjection.check(.open, path: path) {
+                if fault == EINTR { continue }
+                return (-1, fault)
+            }
+            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if fd >= 0 { return (fd, 0) }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            return (-1, error)
+        }
+    }
+
+    /// The corresponding C function is `pread`; loops until `count` bytes or EOF.
+    static func pread(_ fd: Int32, path: String, count: Int, offset: UInt64) throws -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: count)
+        var done = 0
+        try result.withUnsafeMutableBytes { buffer in
+            while done < count {
+                if let fault = FaultInjection.check(.read, path: path) {
+                    if fault == EINTR { continue }
+                    throw LedgerError(.io, "read failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
+                }
+                let n = Glibc.pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+                if n > 0 { done += n; continue }
+                if n == 0 { break }
+                let error = Glibc.errno
+                if error == EINTR { continue }
+                throw LedgerError(.io, "read failed: \(errnoText(error))", path: path, offset: offset, errno: error)
+            }
+        }
+        if done < count { result.removeSubrange(done...) }
+        return result
+    }
+
+    /// The corresponding C function is `pwrite`; continues short writes, retries EINTR.
+    static func pwrite(_ fd: Int32, path: String, bytes: [UInt8], offset: UInt64) throws {
+        var done = 0
+        try bytes.withUnsafeBytes { buffer in
+            while done < buffer.count {
+                var length = buffer.count - done
+                if let fault = FaultInjection.check(.write, path: path) {
+                    if fault == EINTR { continue }
+                    if fault == FaultInjection.shortWrite {
+                        length = max(1, length / 2)
+                    } else {
+                        throw LedgerError(.io, "write failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
+                    }
+                }
+                let n = Glibc.pwrite(fd, buffer.baseAddress! + done, length, off_t(offset) + off_t(done))
+                if n > 0 { done += n; continue }
+                let error = n == 0 ? EIO : Glibc.errno
+                if error == EINTR { continue }
+                throw LedgerError(.io, "write failed: \(errnoText(error))", path: path, offset: offset, errno: error)
+            }
+        }
+    }
+
+    /// The corresponding C function is `fdatasync`. Never retried after a failure
+    /// other than EINTR: the caller poisons itself instead.
+    static func fdatasync(_ fd: Int32, path: String) throws {
+        try syncCall(.fdatasync, path: path) { Glibc.fdatasync(fd) }
+    }
+
+    /// The corresponding C function is `fsync`.
+    static func fsync(_ fd: Int32, path: String) throws {
+        try syncCall(.fsync, path: path) { Glibc.fsync(fd) }
+    }
+
+    private static func syncCall(_ call: FaultInjection.Call, path: String, _ body: () -> Int32) throws {
+        while true {
+            if let fault = FaultInjection.check(call, path: path) {
+                if fault == EINTR { continue }
+                throw LedgerError(.io, "\(call) failed: \(errnoText(fault))", path: path, errno: fault)
+            }
+            if body() == 0 { return }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            throw LedgerError(.io, "\(call) failed: \(errnoText(error))", path: path, errno: error)
+        }
+    }
+
+    static func ftruncate(_ fd: Int32, path: String, size: UInt64) throws {
+        try simple(.truncate, path: path) { Glibc.ftruncate(fd, off_t(size)) }
+    }
+
+    static func fileSize(_ fd: Int32, path: String) throws -> UInt64 {
+        var info = stat()
+        try simple(.stat, path: path) { fstat(fd, &info) }
+        return UInt64(info.st_size)
+    }
+
+    static func rename(_ from: String, _ to: String) throws {
+        try simple(.rename, path: from) { Glibc.rename(from, to) }
+    }
+
+    static func unlink(_ path: String) throws {
+        try simple(.unlink, path: path) { Glibc.unlink(path) }
+    }
+
+    static func mkdir(_ path: String) throws {
+        while true {
+            if let fault = FaultInjection.check(.mkdir, path: path) {
+                if fault == EINTR { continue }
+                throw LedgerError(.io, "mkdir failed: \(errnoText(fault))", path: path, errno: fault)
+            }
+            if Glibc.mkdir(path, 0o755) == 0 { return }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            if error == EEXIST { return }
+            throw LedgerError(.io, "mkdir failed: \(errnoText(error))", path: path, errno: error)
+        }
+    }
+
+    static func close(_ fd: Int32) {
+        // close(2) must not be retried on EINTR on Linux: the descriptor is gone.
+        _ = Glibc.close(fd)
+    }
+
+    /// The corresponding C function is `flock(LOCK_EX|LOCK_NB)`; returns errno.
+    static func flockExclusive(_ fd: Int32) -> Int32 {
+        while true {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return 0 }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            return error
+        }
+    }
+
+    static func unlock(_ fd: Int32) {
+        _ = flock(fd, LOCK_UN)
+    }
+
+    static func listDirectory(_ path: String) throws -> [String] {
+        if let fault = FaultInjection.check(.readdir, path: path), fault != EINTR {
+            throw LedgerError(.io, "cannot list directory: \(errnoText(fault))", path: path, errno: fault)
+        }
+        guard let dir = opendir(path) else {
+            let error = Glibc.errno
+            throw LedgerError(.io, "cannot list directory: \(errnoText(error))", path: path, errno: error)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    private static func simple(_ call: FaultInjection.Call, path: String, _ body: () -> Int32) throws {
+        while true {
+            if let fault = FaultInjection.check(call, path: path) {
+                if fault == EINTR { continue }
+                throw LedgerError(.io, "\(call) failed: \(errnoText(fault))", path: path, errno: fault)
+            }
+            if body() == 0 { return }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            throw LedgerError(.io, "\(call) failed: \(errnoText(error))", path: path, errno: error)
+        }
+    }
+
+    static func errnoText(_ code: Int32) -> String {
+        if code == FaultInjection.shortWrite { return "short write" }
+        return String(cString: strerror(code)) + " (errno \(code))"
+    }
+}
+
+/// Fault injection at the syscall choke point, for tests. A rule applies to calls on
+/// paths under `pathPrefix`, so tests in parallel on different directories do not
+/// interfere. Rules are counted per (rule): `after` matching calls pass, then the
+/// next `count` fail with `errno` (EINTR is retried transparently by `Syscalls`).
+public enum FaultInjection {
+    public enum Call: String, Sendable, CustomStringConvertible {
+        case open, read, write, fdatasync, fsync, truncate, stat, rename, unlink, mkdir, readdir
+        public var description: String { rawValue }
+    }
+
+    /// Pseudo-errno meaning "perform a short write" (only for `.write`).
+    public static let shortWrite: Int32 = -1000
+
+    public struct Rule: Sendable {
+        public var pathPrefix: String
+        public var call: Call
+        public var errno: Int32
+        public var after: Int
+        public var count: Int
+        public init(pathPrefix: String, call: Call, errno: Int32, after: Int = 0, count: Int = 1) {
+            self.pathPrefix = pathPrefix
+            self.call = call
+            self.errno = errno
+            self.after = after
+            self.count = count
+        }
+    }
+
+    private struct Installed {
+        var rule: Rule
+        var seen: Int
+        var fired: Int
+    }
+
+    private static let rules = Mutex<[Int: Installed]>([:])
+    private static let nextID = Atomic<Int>(1)
+    private static let active = Atomic<Bool>(false)
+
+    /// Installs a rule; returns a token for `remove`.
+    @discardableResult
+    public static func install(_ rule: Rule) -> Int {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        rules.withLock { $0[id] = Installed(rule: rule, seen: 0, fired: 0) }
+        active.store(true, ordering: .releasing)
+        return id
+    }
+
+    public static func remove(_ id: Int) {
+        rules.withLock { $0[id] = nil }
+    }
+
+    /// How many times the rule has fired so far.
+    public static func fired(_ id: Int) -> Int {
+        rules.withLock { $0[id]?.fired ?? 0 }
+    }
+
+    static func check(_ call: Call, path: String) -> Int32? {
+        guard active.load(ordering: .acquiring) else { return nil }
+        return rules.withLock { rules -> Int32? in
+            for (id, var installed) in rules where installed.rule.call == call && path.hasPrefix(installed.rule.pathPrefix) {
+                installed.seen += 1
+                var result: Int32?
+                if installed.seen > installed.rule.after && installed.fired < installed.rule.count {
+                    installed.fired += 1
+                    result = installed.rule.errno
+                }
+                rules[id] = installed
+                if let result { return result }
+            }
+            return nil
+        }
+    }
+}

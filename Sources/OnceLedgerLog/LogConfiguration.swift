@@ -1,0 +1,70 @@
+import OnceLedgerFormat
+
+/// Tuning and limits of one open log. Every bound is named; `validate()` checks the
+/// relations between them (TigerBeetle's "put a limit on everything").
+public struct LogConfiguration: Sendable, Hashable {
+    /// Size of each preallocated segment file. A new segment is started when the
+    /// next record does not fit.
+    public var segmentBytes: UInt64 = 64 << 20
+    /// Largest record body accepted by `append`.
+    public var recordBodyBytesMax: UInt32 = 1 << 20
+    /// Most records written in one commit batch (one write, one fdatasync).
+    public var batchRecordsMax: Int = 4096
+    /// Most frame bytes written in one commit batch.
+    public var batchBytesMax: Int = 8 << 20
+    /// Most records waiting for the I/O thread; `append` beyond it throws `.limitExceeded`.
+    public var queuedRecordsMax: Int = 1 << 20
+    /// Most records in one `append` call (one atomic group).
+    public var appendRecordsMax: Int = 1024
+    /// Write a checkpoint record on `close()` so the last batch is covered by an
+    /// acked-through value (a later flip in it is then detected as corruption).
+    public var checkpointOnClose: Bool = true
+
+    public init() {}
+
+    public init(segmentBytes: UInt64, recordBodyBytesMax: UInt32? = nil) {
+        self.segmentBytes = segmentBytes
+        let room = segmentBytes > UInt64(FormatLimits.segmentHeaderBytes + FormatLimits.recordHeaderBytes)
+            ? segmentBytes - UInt64(FormatLimits.segmentHeaderBytes + FormatLimits.recordHeaderBytes) : 0
+        self.recordBodyBytesMax = recordBodyBytesMax ?? UInt32(min(UInt64(1 << 20), room & ~7))
+    }
+
+    /// Largest frame a record of `recordBodyBytesMax` occupies.
+    public var recordFrameBytesMax: Int { RecordFrame.frameBytes(bodyBytes: Int(recordBodyBytesMax)) }
+
+    public func validate() throws {
+        func bad(_ text: String) -> LedgerError { LedgerError(.invalidArgument, "invalid configuration: \(text)") }
+        guard segmentBytes >= FormatLimits.segmentBytesMin, segmentBytes <= FormatLimits.segmentBytesMax,
+              segmentBytes % UInt64(FormatLimits.recordAlignment) == 0
+        else {
+            throw bad("segmentBytes \(segmentBytes) must be a multiple of 8 in \(FormatLimits.segmentBytesMin)...\(FormatLimits.segmentBytesMax)")
+        }
+        guard recordBodyBytesMax <= FormatLimits.recordBodyBytesMax else {
+            throw bad("recordBodyBytesMax \(recordBodyBytesMax) exceeds the format's \(FormatLimits.recordBodyBytesMax)")
+        }
+        guard UInt64(FormatLimits.segmentHeaderBytes + recordFrameBytesMax) <= segmentBytes else {
+            throw bad("a record of recordBodyBytesMax \(recordBodyBytesMax) does not fit a segment of \(segmentBytes) bytes")
+        }
+        guard batchRecordsMax >= 1, batchBytesMax >= recordFrameBytesMax else {
+            throw bad("a batch must hold at least one largest record")
+        }
+        guard appendRecordsMax >= 1, appendRecordsMax <= batchRecordsMax, queuedRecordsMax >= appendRecordsMax else {
+            throw bad("appendRecordsMax must be in 1...batchRecordsMax and at most queuedRecordsMax")
+        }
+    }
+}
+
+/// One record to append: a kind and an encoded body.
+public struct LogRecord: Sendable, Hashable {
+    public var kind: RecordKind
+    public var body: [UInt8]
+    public init(kind: RecordKind, body: [UInt8]) {
+        self.kind = kind
+        self.body = body
+    }
+
+    public init(_ body: RecordBody) {
+        self.kind = body.kind
+        self.body = body.encode()
+    }
+}

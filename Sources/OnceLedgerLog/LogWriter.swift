@@ -1,0 +1,303 @@
+import OnceLedgerFormat
+
+/// The synchronous core of the engine: owns the active segment and appends commit
+/// batches durably. Not thread-safe: `LogEngine` drives it from its one I/O
+/// thread; deterministic tests drive it directly.
+///
+/// Durability (`Spec/FORMAT.md` §7): a batch is one `pwrite` and one `fdatasync`;
+/// a new segment is written, zero-filled, `fsync`ed under a temporary name,
+/// renamed and the directory `fsync`ed before any record goes into it. A failure of
+/// any write or sync poisons the writer: it never retries an fsync.
+public final class LogWriter {
+    public let storage: any Storage
+    public let directory: String
+    public let configuration: LogConfiguration
+    public let ledgerID: LedgerID
+
+    public private(set) var lastSequence: UInt64
+    public private(set) var lastChain: UInt32
+    /// Highest sequence number known durable (written and fdatasync'd).
+    public private(set) var durableSequence: UInt64
+    public private(set) var poisoned: LedgerError?
+    public private(set) var segmentNumber: UInt64
+    public private(set) var writeOffset: UInt64
+    /// (segment number, first sequence number) of every live segment, in order.
+    public private(set) var segments: [(number: UInt64, firstSequence: UInt64)]
+    public private(set) var snapshotCovered: UInt64?
+
+    private var segmentFile: (any StorageFile)?
+    /// Whether a non-checkpoint record was committed since open (close writes a checkpoint then).
+    private var committedSinceOpen = false
+    private var segmentBytes: UInt64
+
+    static let zeroChunkBytes = 1 << 20
+
+    /// Opens a writer after a successful scan (rows R4, R11, R15). Performs the
+    /// torn-tail quarantine of row R15 before anything can be appended.
+    public init(storage: any Storage, directory: String, configuration: LogConfiguration, report: RecoveryReport) throws {
+        try configuration.validate()
+        self.storage = storage
+        self.directory = directory
+        self.configuration = configuration
+        switch report.row.action {
+        case .refuse:
+            throw report.error ?? LedgerError(.corruptRecord, report.row.summary, path: directory)
+        case .createNew:
+            self.ledgerID = LedgerID.random()
+            self.lastSequence = 0
+            self.lastChain = 0
+            self.durableSequence = 0
+            self.segmentNumber = 0
+            self.writeOffset = 0
+            self.segmentBytes = configuration.segmentBytes
+            self.segments = []
+            self.snapshotCovered = nil
+            try rollover()
+        case .open, .quarantineTornTail:
+            guard let ledgerID = report.ledgerID, let last = report.segments.last, let header = last.header else {
+                throw LedgerError(.corruptSegmentHeader, "scan report has no usable segment", path: directory)
+            }
+            self.ledgerID = ledgerID
+            self.lastSequence = report.lastSequence
+            self.lastChain = report.lastChain
+            self.durableSequence = report.lastSequence
+            self.segmentNumber = last.number
+            self.writeOffset = last.endOffset
+            self.segmentBytes = header.segmentBytes
+            self.segments = report.segments.compactMap { summary in
+                summary.header.map { (summary.number, $0.firstSequence) }
+            }
+            self.snapshotCovered = report.snapshot?.coveredSequence
+            let file = try storage.openFile(last.path, mode: .readWrite)
+            self.segmentFile = file
+            if report.row.action == .quarantineTornTail, let torn = report.tornTail {
+                try quarantine(torn, file: file)
+            }
+        }
+    }
+
+    deinit { segmentFile?.close() }
+
+    /// Path of the side file the torn tail of `torn` goes to.
+    public static func tornSidePath(directory: String, torn: TornTail, storage: any Storage) -> String {
+        let base = LedgerFileNames.torn(segment: torn.segment, offset: torn.offset)
+        var path = Paths.join(directory, base)
+        var suffix = 1
+        while storage.exists(path) {
+            path = Paths.join(directory, base.replacingSuffix(".bin", with: "-\(suffix).bin"))
+            suffix += 1
+        }
+        return path
+    }
+
+    /// Row R15: copy the torn bytes to a side file (durably), zero them in the
+    /// segment, and make that durable, so nothing appended later can hide behind them.
+    private func quarantine(_ torn: TornTail, file: any StorageFile) throws {
+        precondition(torn.offset == writeOffset, "torn tail starts where the valid records end")
+        let count = Int(torn.endOffset - torn.offset)
+        let bytes = try file.read(at: torn.offset, count: count)
+        let sidePath = LogWriter.tornSidePath(directory: directory, torn: torn, storage: storage)
+        try writeFileDurably(path: sidePath, bytes: bytes)
+        var zeroed = torn.offset
+        while zeroed < torn.endOffset {
+            let chunk = Int(min(UInt64(LogWriter.zeroChunkBytes), torn.endOffset - zeroed))
+            try file.write([UInt8](repeating: 0, count: chunk), at: zeroed)
+            zeroed += UInt64(chunk)
+        }
+        try file.synchronizeData()
+    }
+
+    /// Creates `path` with `bytes` via a temporary name: write, fsync, rename,
+    /// directory fsync. A crash leaves either nothing or the whole file.
+    func writeFileDurably(path: String, bytes: [UInt8]) throws {
+        let temporary = path + LedgerFileNames.temporarySuffix
+        if storage.exists(temporary) { try storage.removeFile(temporary) }
+        let file = try storage.openFile(temporary, mode: .createExclusive)
+        defer { file.close() }
+        try file.write(bytes, at: 0)
+        try file.synchronize()
+        try storage.rename(temporary, to: path)
+        try storage.synchronizeDirectory(directory)
+    }
+
+    private func poison(_ error: Error) -> LedgerError {
+        let typed = (error as? LedgerError) ?? LedgerError(.io, "\(error)", path: directory)
+        if poisoned == nil {
+            var stored = typed
+            stored.message = "an earlier write or sync failed (\(typed.message)); reopen the ledger to recover"
+            stored.code = .poisoned
+            poisoned = stored
+        }
+        return typed
+    }
+
+    private func checkUsable() throws {
+        if let poisoned { throw poisoned }
+        guard segmentFile != nil else { throw LedgerError(.closed, "the log is closed", path: directory) }
+    }
+
+    /// Starts segment `segmentNumber + 1` (written and synced under a temporary
+    /// name, renamed, directory synced) and makes it the active segment.
+    private func rollover() throws {
+        let number = segmentNumber + 1
+        let header = SegmentHeader(
+            ledgerID: ledgerID, segmentNumber: number, firstSequence: lastSequence + 1,
+            segmentBytes: configuration.segmentBytes, previousChain: lastChain)
+        let path = Paths.join(directory, LedgerFileNames.segment(number))
+        let temporary = path + LedgerFileNames.temporarySuffix
+        if storage.exists(temporary) { try storage.removeFile(temporary) }
+        let file = try storage.openFile(temporary, mode: .createExclusive)
+        do {
+            var first = header.encode()
+            let firstChunk = Int(min(UInt64(LogWriter.zeroChunkBytes), configuration.segmentBytes))
+            first.append(contentsOf: repeatElement(0, count: firstChunk - first.count))
+            try file.write(first, at: 0)
+            var written = UInt64(firstChunk)
+            let zeros = [UInt8](repeating: 0, count: LogWriter.zeroChunkBytes)
+            while written < configuration.segmentBytes {
+                let chunk = Int(min(UInt64(zeros.count), configuration.segmentBytes - written))
+                try file.write(chunk == zeros.count ? zeros : Array(zeros[0..<chunk]), at: written)
+                written += UInt64(chunk)
+            }
+            try file.synchronize()
+            try storage.rename(temporary, to: path)
+            try storage.synchronizeDirectory(directory)
+        } catch {
+            file.close()
+            throw error
+        }
+        segmentFile?.close()
+        segmentFile = file
+        segmentNumber = number
+        segmentBytes = configuration.segmentBytes
+        writeOffset = UInt64(FormatLimits.segmentHeaderBytes)
+        segments.append((number, header.firstSequence))
+    }
+
+    /// Checks one append group against the configured limits without writing.
+    public func validate(_ records: [LogRecord]) throws {
+        guard !records.isEmpty else { throw LedgerError(.invalidArgument, "append needs at least one record") }
+        guard records.count <= configuration.appendRecordsMax else {
+            throw LedgerError(.limitExceeded, "\(records.count) records in one append; the limit is \(configuration.appendRecordsMax)",
+                              limit: "appendRecordsMax")
+        }
+        for record in records where record.body.count > Int(configuration.recordBodyBytesMax) {
+            throw LedgerError(.limitExceeded,
+                              "record body is \(record.body.count) bytes; the limit is \(configuration.recordBodyBytesMax)",
+                              limit: "recordBodyBytesMax")
+        }
+        for record in records where record.kind.rawValue == 0 {
+            throw LedgerError(.invalidArgument, "record kind 0 is reserved")
+        }
+    }
+
+    /// Appends one commit batch and makes it durable. Returns the first sequence
+    /// number; the records get consecutive numbers. Callers validate first.
+    @discardableResult
+    public func commit(_ records: [LogRecord]) throws -> UInt64 {
+        try checkUsable()
+        let first = lastSequence + 1
+        do {
+            var buffer: [UInt8] = []
+            var bufferStart = writeOffset
+            for (index, record) in records.enumerated() {
+                let frame = UInt64(RecordFrame.frameBytes(bodyBytes: record.body.count))
+                if writeOffset + frame > segmentBytes {
+                    try flush(&buffer, at: bufferStart)
+                    try rollover()
+                    bufferStart = writeOffset
+                }
+                let position = RecordPosition(ledgerID: ledgerID, segment: segmentNumber, offset: writeOffset)
+                let checksum = RecordFrame.encode(
+                    into: &buffer, sequence: lastSequence + 1, ackedThrough: durableSequence, previousChain: lastChain,
+                    kind: record.kind, flags: index == records.count - 1 ? RecordHeader.flagBatchEnd : 0,
+                    body: record.body, position: position)
+                lastSequence += 1
+                lastChain = checksum
+                writeOffset += frame
+            }
+            try flush(&buffer, at: bufferStart)
+        } catch {
+            throw poison(error)
+        }
+        committedSinceOpen = records.contains { $0.kind != .checkpoint }
+        return first
+    }
+
+    private func flush(_ buffer: inout [UInt8], at offset: UInt64) throws {
+        guard !buffer.isEmpty, let file = segmentFile else { return }
+        try file.write(buffer, at: offset)
+        try file.synchronizeData()
+        durableSequence = lastSequence
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    public struct CompactionResult: Sendable, Hashable {
+        public var coveredSequence: UInt64
+        public var snapshotPath: String
+        public var snapshotBytes: UInt64
+        public var deletedSegments: [UInt64]
+        public var deletedSnapshots: [String]
+    }
+
+    /// Writes a snapshot of `items` covering everything through `lastSequence`,
+    /// then deletes the segments and older snapshots it covers (`Spec/FORMAT.md` §8).
+    /// Each step is durable before the next, so a crash at any point loses nothing.
+    public func compact(items: [SnapshotFile.Item], timeMilliseconds: UInt64) throws -> CompactionResult {
+        try checkUsable()
+        for item in items where item.body.count > Int(FormatLimits.recordBodyBytesMax) {
+            throw LedgerError(.limitExceeded, "snapshot item of \(item.body.count) bytes", limit: "recordBodyBytesMax")
+        }
+        let covered = lastSequence
+        let snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: lastChain, items: items)
+        let bytes = snapshot.encode()
+        let path = Paths.join(directory, LedgerFileNames.snapshot(covered))
+        var deletedSegments: [UInt64] = []
+        var deletedSnapshots: [String] = []
+        do {
+            if storage.exists(path) { try storage.removeFile(path) }
+            try writeFileDurably(path: path, bytes: bytes)
+            snapshotCovered = covered
+            // Segments whose every record is covered, never the active one.
+            while segments.count >= 2, segments[1].firstSequence - 1 <= covered {
+                let number = segments[0].number
+                try storage.removeFile(Paths.join(directory, LedgerFileNames.segment(number)))
+                deletedSegments.append(number)
+                segments.removeFirst()
+            }
+            for name in try storage.listDirectory(directory) {
+                if let other = LedgerFileNames.parseSnapshot(name), other < covered {
+                    try storage.removeFile(Paths.join(directory, name))
+                    deletedSnapshots.append(name)
+                }
+            }
+            if !deletedSegments.isEmpty || !deletedSnapshots.isEmpty {
+                try storage.synchronizeDirectory(directory)
+            }
+        } catch {
+            throw poison(error)
+        }
+        let marker = RecordBody.snapshotMarker(.init(
+            coveredSequence: covered, timeMilliseconds: timeMilliseconds, snapshotBytes: UInt64(bytes.count)))
+        try commit([LogRecord(marker)])
+        return CompactionResult(
+            coveredSequence: covered, snapshotPath: path, snapshotBytes: UInt64(bytes.count),
+            deletedSegments: deletedSegments, deletedSnapshots: deletedSnapshots)
+    }
+
+    /// Closes the active segment (after a checkpoint record, if configured and usable).
+    public func close(timeMilliseconds: UInt64) {
+        if poisoned == nil, segmentFile != nil, configuration.checkpointOnClose, committedSinceOpen {
+            _ = try? commit([LogRecord(.checkpoint(timeMilliseconds: timeMilliseconds))])
+        }
+        segmentFile?.close()
+        segmentFile = nil
+    }
+}
+
+extension String {
+    func replacingSuffix(_ suffix: String, with replacement: String) -> String {
+        guard hasSuffix(suffix) else { return self + replacement }
+        return String(dropLast(suffix.count)) + replacement
+    }
+}

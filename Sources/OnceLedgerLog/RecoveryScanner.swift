@@ -1,0 +1,428 @@
+import OnceLedgerFormat
+
+/// One valid record found by the recovery scan.
+public struct ScannedRecord: Sendable {
+    public var header: RecordHeader
+    public var body: [UInt8]
+    public var segment: UInt64
+    public var offset: UInt64
+}
+
+public struct SegmentSummary: Sendable, Hashable {
+    public var number: UInt64
+    public var path: String
+    public var header: SegmentHeader?
+    public var fileBytes: UInt64
+    /// Offset just past the last valid record (where the next record goes).
+    public var endOffset: UInt64
+    public var recordCount: Int
+    /// Sequence numbers of the first and last valid record in this segment, if any.
+    public var firstSequence: UInt64?
+    public var lastSequence: UInt64?
+}
+
+public struct SnapshotSummary: Sendable, Hashable {
+    public var path: String
+    public var coveredSequence: UInt64
+    public var chain: UInt32
+    public var itemCount: Int
+    public var fileBytes: UInt64
+}
+
+/// The damaged tail of the last segment that row R15 quarantines.
+public struct TornTail: Sendable, Hashable {
+    public var segment: UInt64
+    public var path: String
+    /// Offset of the first bad record; the segment is cut here.
+    public var offset: UInt64
+    /// One past the last nonzero byte (rounded up to the record alignment).
+    public var endOffset: UInt64
+    /// The sequence number the bad record would have had.
+    public var expectedSequence: UInt64
+    public var reason: String
+    public var byteCount: UInt64 { endOffset - offset }
+}
+
+/// What the recovery scan found and decided (`Spec/RECOVERY.md`).
+public struct RecoveryReport: Sendable {
+    public var directory: String
+    public var ledgerID: LedgerID?
+    public var snapshot: SnapshotSummary?
+    public var segments: [SegmentSummary] = []
+    /// Highest valid sequence number (0 if none), and its checksum (the chain value).
+    public var lastSequence: UInt64 = 0
+    public var lastChain: UInt32 = 0
+    public var observation = RecoveryObservation()
+    public var row: RecoveryRow
+    public var tornTail: TornTail?
+    /// The typed error for `.refuse` rows.
+    public var error: LedgerError?
+    public var temporaryFiles: [String] = []
+    public var tornFiles: [String] = []
+    public var otherFiles: [String] = []
+    public var recordCount = 0
+    public var bytesScanned: UInt64 = 0
+}
+
+/// The recovery scan: reads a ledger directory without changing it, yields every
+/// valid record in order, and classifies it per the decision table.
+public enum RecoveryScanner {
+    /// Scans `directory`. Throws only for operational errors (cannot list or read);
+    /// corruption is reported in `RecoveryReport.error` with the row that refused.
+    ///
+    /// `onSnapshot` is called with the newest valid snapshot; `onRecord` with every
+    /// valid record above the snapshot's covered sequence number, in order. Both are
+    /// called before the final classification is known: discard what they built if
+    /// the report's row refuses.
+    public static func scan(
+        storage: any Storage, directory: String,
+        onSnapshot: (SnapshotFile) throws -> Void = { _ in },
+        onRecord: (ScannedRecord) throws -> Void = { _ in }
+    ) throws -> RecoveryReport {
+        var scan = Scan(storage: storage, directory: directory)
+        try scan.run(onSnapshot: onSnapshot, onRecord: onRecord)
+        var report = scan.report
+        report.row = RecoveryTable.decide(report.observation)
+        if case .refuse(let code) = report.row.action, report.error == nil {
+            report.error = LedgerError(code, report.row.summary, path: directory)
+        }
+        if case .refuse = report.row.action {} else { report.error = nil }
+        if report.row.action != .quarantineTornTail { report.tornTail = nil }
+        return report
+    }
+
+    fileprivate struct Scan {
+        let storage: any Storage
+        let directory: String
+        var report: RecoveryReport
+
+        init(storage: any Storage, directory: String) {
+            self.storage = storage
+            self.directory = directory
+            self.report = RecoveryReport(directory: directory, row: RecoveryTable.rows[0])
+        }
+
+        mutating func fail(_ error: LedgerError) {
+            if report.error == nil { report.error = error }
+        }
+
+        mutating func run(onSnapshot: (SnapshotFile) throws -> Void, onRecord: (ScannedRecord) throws -> Void) throws {
+            let names = try storage.listDirectory(directory)
+            var segmentNames: [(UInt64, String)] = []
+            var snapshotNames: [(UInt64, String)] = []
+            for name in names {
+                if LedgerFileNames.isTemporary(name) {
+                    report.temporaryFiles.append(name)
+                } else if let number = LedgerFileNames.parseSegment(name) {
+                    segmentNames.append((number, name))
+                } else if let covered = LedgerFileNames.parseSnapshot(name) {
+                    snapshotNames.append((covered, name))
+                } else if LedgerFileNames.isTorn(name) {
+                    report.tornFiles.append(name)
+                } else if name != LedgerFileNames.lock {
+                    report.otherFiles.append(name)
+                }
+            }
+            segmentNames.sort { $0.0 < $1.0 }
+            snapshotNames.sort { $0.0 < $1.0 }
+            report.temporaryFiles.sort()
+            report.tornFiles.sort()
+            report.otherFiles.sort()
+
+            // Stage 1: the newest snapshot.
+            var snapshot: SnapshotFile?
+            if let (_, name) = snapshotNames.last {
+                let path = Paths.join(directory, name)
+                let bytes = try storage.readWholeFile(path)
+                report.bytesScanned += UInt64(bytes.count)
+                switch SnapshotFile.decode(bytes) {
+                case .corrupt(let reason):
+                    report.observation.snapshot = .invalid
+                    fail(LedgerError(.invalidSnapshot, "snapshot is invalid (\(reason)); run `onceledger salvage`",
+                                     path: path))
+                    return
+                case .unsupportedVersion(let version):
+                    report.observation.snapshot = .unsupportedVersion
+                    fail(LedgerError(.unsupportedVersion,
+                                     "snapshot has format version \(version); this build reads version \(FormatLimits.formatVersion)",
+                                     path: path))
+                    return
+                case .snapshot(let file):
+                    snapshot = file
+                    report.observation.snapshot = .valid
+                    report.ledgerID = file.ledgerID
+                    report.snapshot = SnapshotSummary(
+                        path: path, coveredSequence: file.coveredSequence, chain: file.chain,
+                        itemCount: file.items.count, fileBytes: UInt64(bytes.count))
+                    report.lastSequence = file.coveredSequence
+                    report.lastChain = file.chain
+                }
+            }
+
+            // Stage 2: the set of segments.
+            guard !segmentNames.isEmpty else {
+                report.observation.segments = .empty
+                if snapshot != nil {
+                    fail(LedgerError(.missingSegment, "a snapshot exists but no segment does", path: directory))
+                }
+                return
+            }
+            for (index, entry) in segmentNames.enumerated().dropFirst() where entry.0 != segmentNames[index - 1].0 + 1 {
+                report.observation.segments = .gap
+                fail(LedgerError(.missingSegment,
+                                 "segment \(segmentNames[index - 1].0 + 1) is missing (found \(segmentNames[index - 1].0) then \(entry.0))",
+                                 path: directory, segment: segmentNames[index - 1].0 + 1))
+                return
+            }
+            report.observation.segments = .contiguous
+
+            // Stages 3-5: headers, links and records, segment by segment.
+            if let snapshot { try onSnapshot(snapshot) }
+            let covered = snapshot?.coveredSequence ?? 0
+            for (index, (number, name)) in segmentNames.enumerated() {
+                let isLast = index == segmentNames.count - 1
+                let path = Paths.join(directory, name)
+                let stop = try scanSegment(
+                    number: number, path: path, isFirst: index == 0, isLast: isLast, snapshot: snapshot,
+                    covered: covered, onRecord: onRecord)
+                if stop { return }
+            }
+        }
+
+        /// Scans one segment; returns true when the scan must stop (a problem was found).
+        mutating func scanSegment(
+            number: UInt64, path: String, isFirst: Bool, isLast: Bool, snapshot: SnapshotFile?, covered: UInt64,
+            onRecord: (ScannedRecord) throws -> Void
+        ) throws -> Bool {
+            let bytes = try storage.readWholeFile(path)
+            report.bytesScanned += UInt64(bytes.count)
+            var summary = SegmentSummary(
+                number: number, path: path, header: nil, fileBytes: UInt64(bytes.count),
+                endOffset: UInt64(FormatLimits.segmentHeaderBytes), recordCount: 0)
+            defer { report.segments.append(summary) }
+
+            let header: SegmentHeader
+            switch SegmentHeader.decode(bytes) {
+            case .incomplete:
+                report.observation.header = .corrupt
+                fail(LedgerError(.corruptSegmentHeader,
+                                 "segment file is \(bytes.count) bytes, shorter than its header; run `onceledger salvage`",
+                                 path: path, segment: number, offset: 0))
+                return true
+            case .corrupt(let reason):
+                report.observation.header = .corrupt
+                fail(LedgerError(.corruptSegmentHeader, "segment header is invalid (\(reason)); run `onceledger salvage`",
+                                 path: path, segment: number, offset: 0))
+                return true
+            case .unsupportedVersion(let version):
+                report.observation.header = .unsupportedVersion
+                fail(LedgerError(.unsupportedVersion,
+                                 "segment has format version \(version); this build reads version \(FormatLimits.formatVersion)",
+                                 path: path, segment: number))
+                return true
+            case .header(let decoded):
+                header = decoded
+            }
+            summary.header = header
+            if let ledgerID = report.ledgerID, ledgerID != header.ledgerID {
+                report.observation.header = .foreign
+                fail(LedgerError(.foreignLedger,
+                                 "segment belongs to ledger \(header.ledgerID), not \(ledgerID); remove it or open its own ledger",
+                                 path: path, segment: number))
+                return true
+            }
+            report.ledgerID = header.ledgerID
+            if UInt64(bytes.count) != header.segmentBytes {
+                report.observation.header = .truncated
+                fail(LedgerError(.corruptSegmentHeader,
+                                 "segment file is \(bytes.count) bytes but its header says \(header.segmentBytes); run `onceledger salvage`",
+                                 path: path, segment: number, offset: UInt64(bytes.count)))
+                return true
+            }
+            if header.segmentNumber != number {
+                report.observation.link = .broken
+                fail(LedgerError(.chainBreak,
+                                 "file name says segment \(number) but its header says \(header.segmentNumber)",
+                                 path: path, segment: number, offset: 0))
+                return true
+            }
+
+            // Link of this header to what came before.
+            if isFirst {
+                if let snapshot {
+                    if header.firstSequence > snapshot.coveredSequence + 1 {
+                        report.observation.segments = .gap
+                        fail(LedgerError(.missingSegment,
+                                         "the snapshot covers through \(snapshot.coveredSequence) but the first segment starts at \(header.firstSequence)",
+                                         path: path, segment: number, sequence: snapshot.coveredSequence + 1))
+                        return true
+                    }
+                    if header.firstSequence == snapshot.coveredSequence + 1 && header.previousChain != snapshot.chain {
+                        report.observation.link = .broken
+                        fail(LedgerError(.chainBreak, "first segment does not continue the snapshot's chain",
+                                         path: path, segment: number, offset: 0, sequence: header.firstSequence,
+                                         expectedChecksum: snapshot.chain, actualChecksum: header.previousChain))
+                        return true
+                    }
+                } else if header.firstSequence != 1 || header.previousChain != 0 {
+                    report.observation.segments = .gap
+                    fail(LedgerError(.missingSegment,
+                                     "no snapshot, but the first segment starts at sequence \(header.firstSequence)",
+                                     path: path, segment: number, sequence: 1))
+                    return true
+                }
+                report.lastSequence = header.firstSequence - 1
+                report.lastChain = header.previousChain
+            } else if header.firstSequence != report.lastSequence + 1 || header.previousChain != report.lastChain {
+                report.observation.link = .broken
+                fail(LedgerError(.chainBreak,
+                                 "segment starts at sequence \(header.firstSequence) chain \(hex32(header.previousChain)); expected \(report.lastSequence + 1) chain \(hex32(report.lastChain))",
+                                 path: path, segment: number, offset: 0, sequence: report.lastSequence + 1,
+                                 expectedChecksum: report.lastChain, actualChecksum: header.previousChain))
+                return true
+            }
+
+            // Records.
+            let end = bytes.count
+            var offset = FormatLimits.segmentHeaderBytes
+            return try bytes.withUnsafeBytes { raw -> Bool in
+                while true {
+                    let expected = report.lastSequence + 1
+                    let result = RecordFrame.decode(raw, at: offset, end: end, baseOffset: 0,
+                                                    ledgerID: header.ledgerID, segment: number)
+                    var badReason: String
+                    var expectedCRC: UInt32?
+                    var actualCRC: UInt32?
+                    switch result {
+                    case .record(let recordHeader, let bodyStart):
+                        if recordHeader.sequence != expected || recordHeader.previousChain != report.lastChain {
+                            report.observation.link = .broken
+                            fail(LedgerError(.chainBreak,
+                                             "record has sequence \(recordHeader.sequence) chain \(hex32(recordHeader.previousChain)); expected \(expected) chain \(hex32(report.lastChain))",
+                                             path: path, segment: number, offset: UInt64(offset), sequence: expected,
+                                             expectedChecksum: report.lastChain, actualChecksum: recordHeader.previousChain))
+                            return true
+                        }
+                        if let snapshot, recordHeader.sequence == snapshot.coveredSequence,
+                           recordHeader.checksum != snapshot.chain {
+                            report.observation.link = .broken
+                            fail(LedgerError(.chainBreak, "the record at the snapshot's sequence number has another checksum",
+                                             path: path, segment: number, offset: UInt64(offset),
+                                             sequence: recordHeader.sequence, expectedChecksum: snapshot.chain,
+                                             actualChecksum: recordHeader.checksum))
+                            return true
+                        }
+                        if recordHeader.sequence > covered {
+                            let body = Array(raw[bodyStart..<(bodyStart + Int(recordHeader.bodyBytes))])
+                            try onRecord(ScannedRecord(header: recordHeader, body: body, segment: number,
+                                                       offset: UInt64(offset)))
+                        }
+                        report.recordCount += 1
+                        summary.recordCount += 1
+                        if summary.firstSequence == nil { summary.firstSequence = recordHeader.sequence }
+                        summary.lastSequence = recordHeader.sequence
+                        report.lastSequence = recordHeader.sequence
+                        report.lastChain = recordHeader.checksum
+                        offset += recordHeader.frameBytes
+                        summary.endOffset = UInt64(offset)
+                        continue
+                    case .zero:
+                        let lastNonZero = Scan.lastNonZero(raw, from: offset, end: end)
+                        if lastNonZero == nil {
+                            // Clean end of this segment.
+                            if isLast && expected <= covered {
+                                badReason = "the log ends at sequence \(expected - 1) but the snapshot covers \(covered)"
+                            } else {
+                                return false
+                            }
+                        } else {
+                            badReason = "a hole of zeros followed by nonzero bytes"
+                        }
+                    case .incomplete:
+                        // Fewer than a header's bytes left: a clean end if they are zeros.
+                        if offset >= end || Scan.lastNonZero(raw, from: offset, end: end) == nil {
+                            if isLast && expected <= covered {
+                                badReason = "the log ends at sequence \(expected - 1) but the snapshot covers \(covered)"
+                            } else {
+                                return false
+                            }
+                        } else {
+                            badReason = "a record runs past the end of the segment"
+                        }
+                    case .corrupt(let reason):
+                        badReason = reason.description
+                        if case .checksumMismatch(let stored, let computed) = reason {
+                            expectedCRC = computed
+                            actualCRC = stored
+                        }
+                    }
+                    // A bad record at `offset`.
+                    report.observation.tail = .bad
+                    report.observation.badInSealedSegment = !isLast
+                    report.observation.badCoveredBySnapshot = expected <= covered
+                    let maxAcked = Scan.laterValidMaxAcked(raw, after: offset, end: end, ledgerID: header.ledgerID,
+                                                           segment: number)
+                    if let maxAcked {
+                        report.observation.laterValid = maxAcked >= expected ? .covering : .notCovering
+                    }
+                    let why: String
+                    if !isLast {
+                        why = "its segment is sealed (a later segment exists)"
+                    } else if expected <= covered {
+                        why = "the snapshot covers sequence \(covered)"
+                    } else if let maxAcked, maxAcked >= expected {
+                        why = "a later valid record says sequence \(maxAcked) was durable"
+                    } else {
+                        why = ""
+                    }
+                    fail(LedgerError(.corruptRecord,
+                                     "record \(expected) is damaged (\(badReason)) and was durable: \(why); run `onceledger salvage`",
+                                     path: path, segment: number, offset: UInt64(offset), sequence: expected,
+                                     expectedChecksum: expectedCRC, actualChecksum: actualCRC))
+                    if isLast {
+                        let last = Scan.lastNonZero(raw, from: offset, end: end) ?? offset
+                        let tornEnd = min(end, Alignment.roundUp(max(last + 1, offset + 1), to: FormatLimits.recordAlignment))
+                        report.tornTail = TornTail(
+                            segment: number, path: path, offset: UInt64(offset), endOffset: UInt64(tornEnd),
+                            expectedSequence: expected, reason: badReason)
+                    }
+                    return true
+                }
+            }
+        }
+
+        /// Index of the last nonzero byte in `from..<end`, or nil if all zero.
+        static func lastNonZero(_ raw: UnsafeRawBufferPointer, from: Int, end: Int) -> Int? {
+            var index = end
+            // Word-at-a-time from the back.
+            while index - 8 >= from {
+                if raw.loadUnaligned(fromByteOffset: index - 8, as: UInt64.self) != 0 { break }
+                index -= 8
+            }
+            while index > from {
+                if raw[index - 1] != 0 { return index - 1 }
+                index -= 1
+            }
+            return nil
+        }
+
+        /// The highest acked-through of any valid record after `offset` in this segment.
+        static func laterValidMaxAcked(
+            _ raw: UnsafeRawBufferPointer, after offset: Int, end: Int, ledgerID: LedgerID, segment: UInt64
+        ) -> UInt64? {
+            var maxAcked: UInt64?
+            var candidate = offset + FormatLimits.recordAlignment
+            while candidate + FormatLimits.recordHeaderBytes <= end {
+                if case .record(let header, _) = RecordFrame.decode(
+                    raw, at: candidate, end: end, baseOffset: 0, ledgerID: ledgerID, segment: segment)
+                {
+                    maxAcked = max(maxAcked ?? 0, header.ackedThrough)
+                    candidate += header.frameBytes
+                } else {
+                    candidate += FormatLimits.recordAlignment
+                }
+            }
+            return maxAcked
+        }
+    }
+}

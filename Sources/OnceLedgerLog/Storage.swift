@@ -1,0 +1,78 @@
+import OnceLedgerFormat
+
+/// The small storage protocol the log engine runs on. `PosixStorage` implements it
+/// with real files; `SimulatedStorage` (OnceLedgerTestSupport) implements it in
+/// memory with a crash model. All paths are absolute. Every method throws
+/// `LedgerError` (code `.io` with `errno`, or `.locked`).
+///
+/// The contract mirrors POSIX durability: a `write` is durable only after
+/// `synchronizeData()`/`synchronize()` on that file; a create, rename or remove
+/// is durable only after `synchronizeDirectory` on its directory.
+public protocol Storage: Sendable {
+    /// Names (not paths) of the entries of a directory, in no particular order.
+    func listDirectory(_ path: String) throws -> [String]
+    /// Creates a directory (and missing parents). No error if it exists.
+    func createDirectory(_ path: String) throws
+    /// Whether a file or directory exists at `path`.
+    func exists(_ path: String) -> Bool
+    func openFile(_ path: String, mode: FileOpenMode) throws -> any StorageFile
+    /// Atomically replaces `to` with `from`. The corresponding C function is `rename`.
+    func rename(_ from: String, to: String) throws
+    /// The corresponding C function is `unlink`.
+    func removeFile(_ path: String) throws
+    /// Makes creates, renames and removes in the directory durable.
+    /// The corresponding C function is `fsync` on the directory.
+    func synchronizeDirectory(_ path: String) throws
+    /// Takes the exclusive lock of a ledger directory. A second locker, in this or
+    /// another process, gets `LedgerError.locked` naming the holder's pid.
+    func lockDirectory(_ path: String) throws -> any StorageLock
+}
+
+public enum FileOpenMode: Sendable {
+    case readOnly
+    case readWrite
+    /// Create a new file; fail if it exists. The C flags are `O_CREAT|O_EXCL|O_RDWR`.
+    case createExclusive
+}
+
+public protocol StorageFile: AnyObject, Sendable {
+    var path: String { get }
+    /// Reads up to `count` bytes at `offset`; fewer only at end of file.
+    /// The corresponding C function is `pread`.
+    func read(at offset: UInt64, count: Int) throws -> [UInt8]
+    /// Writes all of `bytes` at `offset` (short writes are continued).
+    /// The corresponding C function is `pwrite`.
+    func write(_ bytes: [UInt8], at offset: UInt64) throws
+    /// The corresponding C function is `fdatasync`.
+    func synchronizeData() throws
+    /// The corresponding C function is `fsync`.
+    func synchronize() throws
+    /// The corresponding C function is `fstat` (`st_size`).
+    func size() throws -> UInt64
+    /// The corresponding C function is `ftruncate`.
+    func truncate(to size: UInt64) throws
+    func close()
+}
+
+public protocol StorageLock: AnyObject, Sendable {
+    func unlock()
+}
+
+extension Storage {
+    /// Reads a whole file.
+    public func readWholeFile(_ path: String) throws -> [UInt8] {
+        let file = try openFile(path, mode: .readOnly)
+        defer { file.close() }
+        let size = try file.size()
+        guard size <= UInt64(Int.max) else {
+            throw LedgerError(.io, "file too large to read", path: path)
+        }
+        return try file.read(at: 0, count: Int(size))
+    }
+}
+
+enum Paths {
+    static func join(_ directory: String, _ name: String) -> String {
+        directory.hasSuffix("/") ? directory + name : directory + "/" + name
+    }
+}
