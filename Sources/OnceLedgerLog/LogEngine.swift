@@ -55,31 +55,10 @@ public final class LogEngine: @unchecked Sendable {
         onSnapshot: (SnapshotFile) throws -> Void = { _ in },
         onRecord: (ScannedRecord) throws -> Void = { _ in }
     ) throws -> LogEngine {
-        try configuration.validate()
-        if createIfMissing {
-            try storage.createDirectory(directory)
-        } else if !storage.exists(directory) {
-            throw LedgerError(.notALedger, "no ledger directory here; create one first", path: directory)
-        }
-        let lock = try storage.lockDirectory(directory)
-        do {
-            let report = try RecoveryScanner.scan(
-                storage: storage, directory: directory, onSnapshot: onSnapshot, onRecord: onRecord)
-            if report.row.action == .createNew && !createIfMissing {
-                throw LedgerError(.notALedger, "the directory holds no ledger (no segment, no snapshot)", path: directory)
-            }
-            if let error = report.error { throw error }
-            // Leftover temporary files are creations that never completed (R0).
-            if !report.temporaryFiles.isEmpty {
-                for name in report.temporaryFiles { try storage.removeFile(Paths.join(directory, name)) }
-                try storage.synchronizeDirectory(directory)
-            }
-            let writer = try LogWriter(storage: storage, directory: directory, configuration: configuration, report: report)
-            return LogEngine(writer: writer, lock: lock, report: report, clock: clock)
-        } catch {
-            lock.unlock()
-            throw error
-        }
+        let (writer, lock, report) = try LogWriter.recover(
+            directory: directory, storage: storage, configuration: configuration, createIfMissing: createIfMissing,
+            onSnapshot: onSnapshot, onRecord: onRecord)
+        return LogEngine(writer: writer, lock: lock, report: report, clock: clock)
     }
 
     public static let systemMilliseconds: @Sendable () -> UInt64 = {

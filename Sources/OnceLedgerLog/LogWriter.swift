@@ -78,6 +78,43 @@ public final class LogWriter {
 
     deinit { segmentFile?.close() }
 
+    /// The whole open sequence, synchronously (used by `LogEngine.open` and by
+    /// deterministic tests): lock the directory, scan it, decide per
+    /// `Spec/RECOVERY.md`, delete leftover temporary files (durably), quarantine a
+    /// torn tail, and return a writer positioned after the last valid record.
+    /// On any error the lock is released. The caller owns the returned lock.
+    public static func recover(
+        directory: String, storage: any Storage, configuration: LogConfiguration, createIfMissing: Bool = true,
+        onSnapshot: (SnapshotFile) throws -> Void = { _ in },
+        onRecord: (ScannedRecord) throws -> Void = { _ in }
+    ) throws -> (LogWriter, any StorageLock, RecoveryReport) {
+        try configuration.validate()
+        if createIfMissing {
+            try storage.createDirectory(directory)
+        } else if !storage.exists(directory) {
+            throw LedgerError(.notALedger, "no ledger directory here; create one first", path: directory)
+        }
+        let lock = try storage.lockDirectory(directory)
+        do {
+            let report = try RecoveryScanner.scan(
+                storage: storage, directory: directory, onSnapshot: onSnapshot, onRecord: onRecord)
+            if report.row.action == .createNew && !createIfMissing {
+                throw LedgerError(.notALedger, "the directory holds no ledger (no segment, no snapshot)", path: directory)
+            }
+            if let error = report.error { throw error }
+            // Leftover temporary files are creations that never completed.
+            if !report.temporaryFiles.isEmpty {
+                for name in report.temporaryFiles { try storage.removeFile(Paths.join(directory, name)) }
+                try storage.synchronizeDirectory(directory)
+            }
+            let writer = try LogWriter(storage: storage, directory: directory, configuration: configuration, report: report)
+            return (writer, lock, report)
+        } catch {
+            lock.unlock()
+            throw error
+        }
+    }
+
     /// Path of the side file the torn tail of `torn` goes to.
     public static func tornSidePath(directory: String, torn: TornTail, storage: any Storage) -> String {
         let base = LedgerFileNames.torn(segment: torn.segment, offset: torn.offset)
