@@ -3,8 +3,8 @@
 /// `bytes32` = u32 length + bytes; `time` = u64 milliseconds since the Unix epoch.
 /// Fields are packed with no inner alignment; the record frame pads the whole body.
 public enum RecordBody: Hashable, Sendable {
-    /// kind 1: key str16, fingerprint [32], attempt u32, scope u8, reserved [3] = 0,
-    /// window ms u64, time.
+    /// kind 1: key str16, fingerprint [32], attempt u32, generation u32, scope u8,
+    /// reserved [3] = 0, window ms u64, time.
     case intent(Intent)
     /// kind 2: key str16, attempt u32, time, receipt bytes32.
     case completion(Completion)
@@ -25,6 +25,9 @@ public enum RecordBody: Hashable, Sendable {
     case snapshotMarker(SnapshotMarker)
     /// kind 10: time.
     case checkpoint(timeMilliseconds: UInt64)
+    /// kind 11 (snapshot item only): key str16, state u8 (1 done, 2 pending, 3 absent),
+    /// attempt u32, generation u32, fingerprint [32], intent time, completed time, receipt bytes32.
+    case entryState(EntryState)
     /// kind 0x7fff: uninterpreted bytes.
     case opaque([UInt8])
 
@@ -32,14 +35,21 @@ public enum RecordBody: Hashable, Sendable {
 
     public struct Intent: Hashable, Sendable {
         public var key: String
+        /// SHA-256 of the canonical params encoding, or 32 zero bytes for none.
         public var fingerprint: [UInt8]
+        /// Counts every intent ever written for the key (1, 2, …), across releases and retries.
         public var attempt: UInt32
+        /// Increments each time a done entry stops blocking (forget, or a re-run allowed by
+        /// the scope); the effect's token is derived from (key, generation).
+        public var generation: UInt32
         public var scope: Scope
         public var windowMilliseconds: UInt64
         public var timeMilliseconds: UInt64
         public init(key: String, fingerprint: [UInt8] = .init(repeating: 0, count: 32), attempt: UInt32,
-                    scope: Scope = .forever, windowMilliseconds: UInt64 = 0, timeMilliseconds: UInt64) {
-            self.key = key; self.fingerprint = fingerprint; self.attempt = attempt; self.scope = scope
+                    generation: UInt32 = 0, scope: Scope = .forever, windowMilliseconds: UInt64 = 0,
+                    timeMilliseconds: UInt64) {
+            self.key = key; self.fingerprint = fingerprint; self.attempt = attempt; self.generation = generation
+            self.scope = scope
             self.windowMilliseconds = windowMilliseconds; self.timeMilliseconds = timeMilliseconds
         }
     }
@@ -135,6 +145,25 @@ public enum RecordBody: Hashable, Sendable {
         }
     }
 
+    public enum EntryStatus: UInt8, Hashable, Sendable { case done = 1, pending = 2, absent = 3 }
+
+    public struct EntryState: Hashable, Sendable {
+        public var key: String
+        public var status: EntryStatus
+        public var attempt: UInt32
+        public var generation: UInt32
+        public var fingerprint: [UInt8]
+        public var intentTimeMilliseconds: UInt64
+        public var completedTimeMilliseconds: UInt64
+        public var receipt: [UInt8]
+        public init(key: String, status: EntryStatus, attempt: UInt32, generation: UInt32, fingerprint: [UInt8],
+                    intentTimeMilliseconds: UInt64, completedTimeMilliseconds: UInt64, receipt: [UInt8]) {
+            self.key = key; self.status = status; self.attempt = attempt; self.generation = generation
+            self.fingerprint = fingerprint; self.intentTimeMilliseconds = intentTimeMilliseconds
+            self.completedTimeMilliseconds = completedTimeMilliseconds; self.receipt = receipt
+        }
+    }
+
     public var kind: RecordKind {
         switch self {
         case .intent: .intent
@@ -147,6 +176,7 @@ public enum RecordBody: Hashable, Sendable {
         case .runTerminal: .runTerminal
         case .snapshotMarker: .snapshotMarker
         case .checkpoint: .checkpoint
+        case .entryState: .entryState
         case .opaque: .opaque
         }
     }
@@ -159,6 +189,7 @@ public enum RecordBody: Hashable, Sendable {
         case .release(let b): b.key
         case .resolve(let b): b.key
         case .forget(let b): b.key
+        case .entryState(let b): b.key
         default: nil
         }
     }
@@ -213,6 +244,10 @@ public enum RecordBody: Hashable, Sendable {
             try check(b.run, FormatLimits.nameBytesMax, "run", nonEmpty: true)
         case .snapshotMarker, .checkpoint:
             break
+        case .entryState(let b):
+            try check(b.key, FormatLimits.keyBytesMax, "key", nonEmpty: true)
+            try checkBytes(b.receipt, FormatLimits.receiptBytesMax, "receipt")
+            if b.fingerprint.count != 32 { throw LedgerError(.invalidArgument, "fingerprint must be 32 bytes") }
         case .opaque(let bytes):
             try checkBytes(bytes, Int(FormatLimits.recordBodyBytesMax), "recordBody")
         }
@@ -229,6 +264,7 @@ public enum RecordBody: Hashable, Sendable {
             str(b.key)
             w.writeBytes(b.fingerprint)
             w.writeInteger(b.attempt)
+            w.writeInteger(b.generation)
             w.writeInteger(b.scope.rawValue)
             w.writeZeros(3)
             w.writeInteger(b.windowMilliseconds)
@@ -278,6 +314,15 @@ public enum RecordBody: Hashable, Sendable {
             w.writeInteger(b.snapshotBytes)
         case .checkpoint(let time):
             w.writeInteger(time)
+        case .entryState(let b):
+            str(b.key)
+            w.writeInteger(b.status.rawValue)
+            w.writeInteger(b.attempt)
+            w.writeInteger(b.generation)
+            w.writeBytes(b.fingerprint)
+            w.writeInteger(b.intentTimeMilliseconds)
+            w.writeInteger(b.completedTimeMilliseconds)
+            w.writeBytes32(b.receipt)
         case .opaque(let bytes):
             w.writeBytes(bytes)
         }
@@ -307,11 +352,13 @@ public enum RecordBody: Hashable, Sendable {
         switch kind {
         case .intent:
             guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let fingerprint = r.readBytes(32),
-                  let attempt = r.readInteger(as: UInt32.self), let scopeRaw = r.readInteger(as: UInt8.self),
+                  let attempt = r.readInteger(as: UInt32.self), let generation = r.readInteger(as: UInt32.self),
+                  let scopeRaw = r.readInteger(as: UInt8.self),
                   let scope = Scope(rawValue: scopeRaw), let reserved = r.readBytes(3), reserved == [0, 0, 0],
                   let window = r.readInteger(as: UInt64.self), let time = r.readInteger(as: UInt64.self)
             else { return finish(nil) }
-            return finish(.intent(Intent(key: key, fingerprint: fingerprint, attempt: attempt, scope: scope,
+            return finish(.intent(Intent(key: key, fingerprint: fingerprint, attempt: attempt, generation: generation,
+                                         scope: scope,
                                          windowMilliseconds: window, timeMilliseconds: time)))
         case .completion:
             guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let attempt = r.readInteger(as: UInt32.self),
@@ -363,6 +410,16 @@ public enum RecordBody: Hashable, Sendable {
         case .checkpoint:
             guard let time = r.readInteger(as: UInt64.self) else { return finish(nil) }
             return finish(.checkpoint(timeMilliseconds: time))
+        case .entryState:
+            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let statusRaw = r.readInteger(as: UInt8.self),
+                  let status = EntryStatus(rawValue: statusRaw), let attempt = r.readInteger(as: UInt32.self),
+                  let generation = r.readInteger(as: UInt32.self), let fingerprint = r.readBytes(32),
+                  let intentTime = r.readInteger(as: UInt64.self), let completedTime = r.readInteger(as: UInt64.self),
+                  let receipt = r.readBytes32(max: FormatLimits.receiptBytesMax)
+            else { return finish(nil) }
+            return finish(.entryState(EntryState(key: key, status: status, attempt: attempt, generation: generation,
+                                                 fingerprint: fingerprint, intentTimeMilliseconds: intentTime,
+                                                 completedTimeMilliseconds: completedTime, receipt: receipt)))
         case .opaque:
             return .body(.opaque(bytes))
         default:

@@ -24,12 +24,14 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
     /// Checkpoint: carries no state; written on clean close so that the last batch's
     /// records are covered by an acked-through value.
     public static let checkpoint = RecordKind(rawValue: 10)
+    /// Entry state: a snapshot item (never a log record) holding one key's whole state.
+    public static let entryState = RecordKind(rawValue: 11)
     /// Opaque: a record whose body the log engine does not interpret (tests, benchmarks).
     public static let opaque = RecordKind(rawValue: 0x7fff)
 
     public static let known: [RecordKind] = [
         .intent, .completion, .release, .resolve, .forget, .memoPut, .journalEntry, .runTerminal,
-        .snapshotMarker, .checkpoint, .opaque,
+        .snapshotMarker, .checkpoint, .entryState, .opaque,
     ]
 
     public var isKnown: Bool { RecordKind.known.contains(self) }
@@ -46,6 +48,7 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
         case .runTerminal: "run-terminal"
         case .snapshotMarker: "snapshot-marker"
         case .checkpoint: "checkpoint"
+        case .entryState: "entry-state"
         case .opaque: "opaque"
         default: "unknown-\(rawValue)"
         }
