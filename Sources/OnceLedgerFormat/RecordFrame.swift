@@ -60,7 +60,8 @@ public enum RecordFrame {
         precondition(body.count <= Int(FormatLimits.recordBodyBytesMax), "body bound is checked by the writer")
         let start = buffer.count
         let total = frameBytes(bodyBytes: body.count)
-        buffer.reserveCapacity(start + total)
+        // No per-record reserveCapacity: it grows the array to exactly this size each
+        // time, copying the whole batch per record (quadratic). Callers reserve once.
         appendLE(&buffer, UInt32(0))
         appendLE(&buffer, UInt32(body.count))
         appendLE(&buffer, sequence)

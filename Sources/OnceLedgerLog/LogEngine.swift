@@ -239,8 +239,10 @@ public final class LogEngine: @unchecked Sendable {
             }
         } catch {
             let typed = (error as? LedgerError) ?? LedgerError(.io, "\(error)", path: directory)
-            for group in groups { group.completion(.failure(typed)) }
+            // Poison before resuming anyone, so a caller that saw the failure never sees
+            // the engine still accepting work.
             poisonAll(writer.poisoned ?? typed)
+            for group in groups { group.completion(.failure(typed)) }
         }
     }
 

@@ -70,6 +70,10 @@ public final class LogWriter {
             self.snapshotCovered = report.snapshot?.coveredSequence
             let file = try storage.openFile(last.path, mode: .readWrite)
             self.segmentFile = file
+            // The scan read the page cache: a killed process may have left records it
+            // wrote but never synced. Make them durable before `durableSequence` vouches
+            // for them (acked-through) or a rollover seals this segment.
+            try file.synchronizeData()
             if report.row.action == .quarantineTornTail, let torn = report.tornTail {
                 try quarantine(torn, file: file)
             }
@@ -103,10 +107,11 @@ public final class LogWriter {
             }
             if let error = report.error { throw error }
             // Leftover temporary files are creations that never completed.
-            if !report.temporaryFiles.isEmpty {
-                for name in report.temporaryFiles { try storage.removeFile(Paths.join(directory, name)) }
-                try storage.synchronizeDirectory(directory)
-            }
+            for name in report.temporaryFiles { try storage.removeFile(Paths.join(directory, name)) }
+            // Always sync the directory: a previous process may have been killed after a
+            // rename or unlink but before its directory fsync (the page cache outlives the
+            // process). Nothing may be appended on top of entries a power loss could revert.
+            try storage.synchronizeDirectory(directory)
             let writer = try LogWriter(storage: storage, directory: directory, configuration: configuration, report: report)
             return (writer, lock, report)
         } catch {
@@ -176,6 +181,11 @@ public final class LogWriter {
     /// Starts segment `segmentNumber + 1` (written and synced under a temporary
     /// name, renamed, directory synced) and makes it the active segment.
     private func rollover() throws {
+        // A crafted segment header may carry any number; never overflow on it.
+        guard segmentNumber < UInt64.max else {
+            throw LedgerError(.limitExceeded, "segment numbers are exhausted (segment \(segmentNumber))",
+                              path: directory, segment: segmentNumber, limit: "segmentNumber")
+        }
         let number = segmentNumber + 1
         let header = SegmentHeader(
             ledgerID: ledgerID, segmentNumber: number, firstSequence: lastSequence + 1,
@@ -184,10 +194,11 @@ public final class LogWriter {
         let temporary = path + LedgerFileNames.temporarySuffix
         if storage.exists(temporary) { try storage.removeFile(temporary) }
         let file = try storage.openFile(temporary, mode: .createExclusive)
+        let active: any StorageFile
         do {
-            var first = header.encode()
             let firstChunk = Int(min(UInt64(LogWriter.zeroChunkBytes), configuration.segmentBytes))
-            first.append(contentsOf: repeatElement(0, count: firstChunk - first.count))
+            var first = [UInt8](repeating: 0, count: firstChunk)
+            first.replaceSubrange(0..<FormatLimits.segmentHeaderBytes, with: header.encode())
             try file.write(first, at: 0)
             var written = UInt64(firstChunk)
             let zeros = [UInt8](repeating: 0, count: LogWriter.zeroChunkBytes)
@@ -199,12 +210,16 @@ public final class LogWriter {
             try file.synchronize()
             try storage.rename(temporary, to: path)
             try storage.synchronizeDirectory(directory)
+            // `file` was opened under the temporary name, which no longer exists;
+            // reopen under the segment's own name so later errors name a real file.
+            active = try storage.openFile(path, mode: .readWrite)
         } catch {
             file.close()
             throw error
         }
+        file.close()
         segmentFile?.close()
-        segmentFile = file
+        segmentFile = active
         segmentNumber = number
         segmentBytes = configuration.segmentBytes
         writeOffset = UInt64(FormatLimits.segmentHeaderBytes)
@@ -233,6 +248,12 @@ public final class LogWriter {
     @discardableResult
     public func commit(_ records: [LogRecord]) throws -> UInt64 {
         try checkUsable()
+        // Sequence UInt64.max is never written (the scanner rejects it), so a ledger
+        // opened from a crafted snapshot near the top cannot overflow here.
+        guard UInt64(records.count) < UInt64.max - lastSequence else {
+            throw LedgerError(.limitExceeded, "sequence numbers are exhausted (last \(lastSequence))",
+                              path: directory, sequence: lastSequence, limit: "sequence")
+        }
         let first = lastSequence + 1
         do {
             var buffer: [UInt8] = []
@@ -292,7 +313,9 @@ public final class LogWriter {
         var deletedSegments: [UInt64] = []
         var deletedSnapshots: [String] = []
         do {
-            if storage.exists(path) { try storage.removeFile(path) }
+            // An existing snapshot of the same covered sequence (its marker was lost in a
+            // crash) is replaced by the atomic rename; removing it first could leave no
+            // snapshot at all if the removal reached the disk and the rename did not.
             try writeFileDurably(path: path, bytes: bytes)
             snapshotCovered = covered
             // Segments whose every record is covered, never the active one.

@@ -224,6 +224,14 @@ public enum RecoveryScanner {
                 header = decoded
             }
             summary.header = header
+            if isFirst, let snapshot, snapshot.ledgerID != header.ledgerID {
+                // Row R3: the snapshot (which set `report.ledgerID`) disagrees with the segments.
+                report.observation.snapshot = .foreign
+                fail(LedgerError(.foreignLedger,
+                                 "snapshot belongs to ledger \(snapshot.ledgerID) but the segments to \(header.ledgerID); remove the snapshot or open its own ledger",
+                                 path: report.snapshot?.path ?? directory, segment: number))
+                return true
+            }
             if let ledgerID = report.ledgerID, ledgerID != header.ledgerID {
                 report.observation.header = .foreign
                 fail(LedgerError(.foreignLedger,
@@ -250,14 +258,16 @@ public enum RecoveryScanner {
             // Link of this header to what came before.
             if isFirst {
                 if let snapshot {
-                    if header.firstSequence > snapshot.coveredSequence + 1 {
+                    // Compared as `first - 1` (first >= 1): a checksummed but crafted
+                    // snapshot may cover UInt64.max, and untrusted input must not trap.
+                    if header.firstSequence - 1 > snapshot.coveredSequence {
                         report.observation.segments = .gap
                         fail(LedgerError(.missingSegment,
                                          "the snapshot covers through \(snapshot.coveredSequence) but the first segment starts at \(header.firstSequence)",
                                          path: path, segment: number, sequence: snapshot.coveredSequence + 1))
                         return true
                     }
-                    if header.firstSequence == snapshot.coveredSequence + 1 && header.previousChain != snapshot.chain {
+                    if header.firstSequence - 1 == snapshot.coveredSequence && header.previousChain != snapshot.chain {
                         report.observation.link = .broken
                         fail(LedgerError(.chainBreak, "first segment does not continue the snapshot's chain",
                                          path: path, segment: number, offset: 0, sequence: header.firstSequence,
@@ -273,7 +283,7 @@ public enum RecoveryScanner {
                 }
                 report.lastSequence = header.firstSequence - 1
                 report.lastChain = header.previousChain
-            } else if header.firstSequence != report.lastSequence + 1 || header.previousChain != report.lastChain {
+            } else if header.firstSequence - 1 != report.lastSequence || header.previousChain != report.lastChain {
                 report.observation.link = .broken
                 fail(LedgerError(.chainBreak,
                                  "segment starts at sequence \(header.firstSequence) chain \(hex32(header.previousChain)); expected \(report.lastSequence + 1) chain \(hex32(report.lastChain))",
@@ -295,6 +305,14 @@ public enum RecoveryScanner {
                     var actualCRC: UInt32?
                     switch result {
                     case .record(let recordHeader, let bodyStart):
+                        // No writer reaches sequence UInt64.max (LogWriter refuses it), and
+                        // accepting it would overflow `expected` on the next record.
+                        if recordHeader.sequence == UInt64.max {
+                            report.observation.link = .broken
+                            fail(LedgerError(.chainBreak, "record has sequence number \(UInt64.max), beyond the last usable one",
+                                             path: path, segment: number, offset: UInt64(offset), sequence: expected))
+                            return true
+                        }
                         if recordHeader.sequence != expected || recordHeader.previousChain != report.lastChain {
                             report.observation.link = .broken
                             fail(LedgerError(.chainBreak,

@@ -243,17 +243,22 @@ public enum FaultInjection {
     static func check(_ call: Call, path: String) -> Int32? {
         guard active.load(ordering: .acquiring) else { return nil }
         return rules.withLock { rules -> Int32? in
-            for (id, var installed) in rules where installed.rule.call == call && path.hasPrefix(installed.rule.pathPrefix) {
+            // Every matching rule counts every matching call (so `after` means what it
+            // says even when several rules overlap); the oldest rule that fires wins.
+            // Install order, not Dictionary order, so overlapping rules are deterministic.
+            var result: Int32?
+            for id in rules.keys.sorted() {
+                guard var installed = rules[id], installed.rule.call == call,
+                      path.hasPrefix(installed.rule.pathPrefix)
+                else { continue }
                 installed.seen += 1
-                var result: Int32?
-                if installed.seen > installed.rule.after && installed.fired < installed.rule.count {
+                if result == nil && installed.seen > installed.rule.after && installed.fired < installed.rule.count {
                     installed.fired += 1
                     result = installed.rule.errno
                 }
                 rules[id] = installed
-                if let result { return result }
             }
-            return nil
+            return result
         }
     }
 }
