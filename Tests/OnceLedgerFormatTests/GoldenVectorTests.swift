@@ -1,0 +1,562 @@
+// Proves the bytes in Spec/vectors/ are exactly what the codec writes and reads: every vector
+// is rebuilt from fixed inputs with the real codec (by `GoldenVectors`, which also rewrites the
+// files when ONCELEDGER_REGENERATE_VECTORS=1) and compared byte for byte; each file is decoded
+// into the field values listed in Spec/vectors/README.md, walked as a reader of Spec/FORMAT.md
+// would, and re-encoded unchanged; and every annotated hex example in Spec/FORMAT.md is checked
+// against the file it quotes.
+import Foundation
+import OnceLedgerFormat
+import Testing
+
+// MARK: - The generator
+
+/// Deterministic inputs and the files built from them with the real codec.
+enum GoldenVectors {
+    /// Bytes 0x00 … 0x0f.
+    static let ledgerID = LedgerID(bytes: Array(0..<16))!
+    /// 2023-11-14T22:13:20Z in milliseconds.
+    static let time: UInt64 = 1_700_000_000_000
+    /// Bytes 0xa0 … 0xbf (stands for a SHA-256 params fingerprint).
+    static let fingerprint: [UInt8] = Array(0xa0...0xbf)
+    /// Size of every vector segment (the format minimum).
+    static let segmentBytes: UInt64 = 4096
+
+    // Where the single-record vectors sit (so the position block and chain seed are not trivial).
+    static let recordSegment: UInt64 = 2
+    static let recordOffset: UInt64 = 128
+    static let recordSequence: UInt64 = 7
+    static let recordAckedThrough: UInt64 = 5
+    static let recordPreviousChain: UInt32 = 0x89ab_cdef
+    static let recordFlags: UInt16 = RecordHeader.flagBatchEnd
+
+    // MARK: Bodies
+
+    static let intent42 = RecordBody.intent(.init(
+        key: "order-42-receipt", fingerprint: fingerprint, attempt: 1, generation: 0, scope: .forever,
+        windowMilliseconds: 0, timeMilliseconds: time))
+    static let completion42 = RecordBody.completion(.init(
+        key: "order-42-receipt", attempt: 1, timeMilliseconds: time + 1_500, receipt: Array("msg-7f3a".utf8)))
+    static let intent43 = RecordBody.intent(.init(
+        key: "order-43", fingerprint: [UInt8](repeating: 0, count: 32), attempt: 1, generation: 0, scope: .forever,
+        windowMilliseconds: 0, timeMilliseconds: time + 2_000))
+    static let memo = RecordBody.memoPut(.init(
+        run: "run-9", step: "summarize", name: "llm", timeMilliseconds: time + 2_100, value: Array("A short summary.".utf8)))
+    static let release43 = RecordBody.release(.init(
+        key: "order-43", attempt: 1, timeMilliseconds: time + 2_200, reason: "SMTP refused before sending"))
+    static let completion43 = RecordBody.completion(.init(
+        key: "order-43", attempt: 1, timeMilliseconds: time + 3_000, receipt: Array("ok".utf8)))
+    static let intent44 = RecordBody.intent(.init(
+        key: "order-44", fingerprint: fingerprint, attempt: 1, generation: 0, scope: .whileInFlight,
+        windowMilliseconds: 0, timeMilliseconds: time + 5_000))
+
+    /// One body of every record kind, for the single-record vectors (`record-<kind>.bin`).
+    static let recordBodies: [(file: String, body: RecordBody)] = [
+        ("record-01-intent.bin", .intent(.init(
+            key: "order-42-receipt", fingerprint: fingerprint, attempt: 2, generation: 1, scope: .window,
+            windowMilliseconds: 86_400_000, timeMilliseconds: time))),
+        ("record-02-completion.bin", completion42),
+        ("record-03-release.bin", release43),
+        ("record-04-resolve.bin", .resolve(.init(
+            key: "order-44", outcome: .done, attempt: 3, timeMilliseconds: time + 60_000, receipt: Array("ch_1N2x".utf8),
+            actor: "ops@example.com", reason: "confirmed in the processor dashboard"))),
+        ("record-05-forget.bin", .forget(.init(
+            key: "order-45", timeMilliseconds: time + 70_000, actor: "ops@example.com",
+            reason: "customer asked for a resend"))),
+        ("record-06-memo-put.bin", memo),
+        ("record-07-journal-entry.bin", .journalEntry(.init(
+            run: "run-9", position: 3, step: "uuid", timeMilliseconds: time + 2_300, value: Array(0x10...0x1f)))),
+        ("record-08-run-terminal.bin", .runTerminal(.init(run: "run-9", status: .succeeded, timeMilliseconds: time + 9_000))),
+        ("record-09-snapshot-marker.bin", .snapshotMarker(.init(coveredSequence: 6, timeMilliseconds: time + 10_000,
+                                                                snapshotBytes: 320))),
+        ("record-10-checkpoint.bin", .checkpoint(timeMilliseconds: time + 11_000)),
+        ("record-7fff-opaque.bin", .opaque(Array("hello, ledger".utf8))),
+    ]
+
+    static var recordPosition: RecordPosition {
+        RecordPosition(ledgerID: ledgerID, segment: recordSegment, offset: recordOffset)
+    }
+
+    static func recordFrame(_ body: RecordBody) -> [UInt8] {
+        var buffer: [UInt8] = []
+        RecordFrame.encode(
+            into: &buffer, sequence: recordSequence, ackedThrough: recordAckedThrough,
+            previousChain: recordPreviousChain, kind: body.kind, flags: recordFlags, body: body.encode(),
+            position: recordPosition)
+        return buffer
+    }
+
+    static var segmentHeader: SegmentHeader {
+        SegmentHeader(ledgerID: ledgerID, segmentNumber: 1, firstSequence: 1, segmentBytes: segmentBytes, previousChain: 0)
+    }
+
+    // MARK: Ledgers
+
+    /// Filler so that `ledger` has exactly `remaining` bytes left in its active segment.
+    static func filler(_ ledger: VectorLedger, leaving remaining: Int) -> RecordBody {
+        let frame = Int(segmentBytes) - ledger.writeOffset - remaining
+        let bodyBytes = frame - FormatLimits.recordHeaderBytes
+        let text = Array("filler ".utf8)
+        return .opaque((0..<bodyBytes).map { text[$0 % text.count] })
+    }
+
+    /// A clean ledger of one segment: three batches, then a clean close (checkpoint).
+    static func cleanLedger() -> VectorLedger {
+        var ledger = VectorLedger(ledgerID: ledgerID, segmentBytes: segmentBytes)
+        ledger.commit([intent42])
+        ledger.commit([completion42])
+        ledger.commit([intent43, memo])
+        ledger.close(timeMilliseconds: time + 4_000)
+        return ledger
+    }
+
+    /// Two durable batches, then a crash while the third (seq 3, 4, 5) was unsynced: the last
+    /// 16 bytes of seq 3's frame never reached the disk, seq 4 and 5 did.
+    static func tornLedger() -> (ledger: VectorLedger, damaged: [UInt8]) {
+        var ledger = VectorLedger(ledgerID: ledgerID, segmentBytes: segmentBytes)
+        ledger.commit([intent42])
+        ledger.commit([completion42])
+        ledger.commit([intent43, memo, release43])
+        let seq3 = ledger.written[2]
+        var bytes = ledger.segments[0].bytes
+        let end = Int(seq3.offset) + seq3.frameBytes
+        for index in (end - 16)..<end { bytes[index] = 0 }
+        return (ledger, bytes)
+    }
+
+    /// Four durable batches (the last, seq 5, says acked-through 4), no clean close; then one
+    /// bit of seq 3's body flipped. Seq 5 proves seq 3 was durable.
+    static func ackedCorruptLedger() -> (ledger: VectorLedger, damaged: [UInt8]) {
+        var ledger = VectorLedger(ledgerID: ledgerID, segmentBytes: segmentBytes)
+        ledger.commit([intent42])
+        ledger.commit([completion42])
+        ledger.commit([intent43, memo])
+        ledger.commit([release43])
+        var bytes = ledger.segments[0].bytes
+        bytes[Int(ledger.written[2].offset) + FormatLimits.recordHeaderBytes + 2] ^= 0x01
+        return (ledger, bytes)
+    }
+
+    /// Segment 1 filled until seq 4 does not fit, so seq 4 starts segment 2; clean close.
+    /// Then one bit of seq 2's body (in the sealed segment 1) flipped.
+    static func sealedCorruptLedger() -> (ledger: VectorLedger, damaged: [UInt8]) {
+        var ledger = VectorLedger(ledgerID: ledgerID, segmentBytes: segmentBytes)
+        ledger.commit([intent42])
+        ledger.commit([completion42])
+        ledger.commit([filler(ledger, leaving: 40)])
+        ledger.commit([intent43])
+        ledger.commit([completion43])
+        ledger.close(timeMilliseconds: time + 4_000)
+        precondition(ledger.segments.count == 2)
+        var bytes = ledger.segments[0].bytes
+        bytes[Int(ledger.written[1].offset) + FormatLimits.recordHeaderBytes + 2] ^= 0x04
+        return (ledger, bytes)
+    }
+
+    /// The snapshot items of the compacted ledger: the state through seq 6.
+    static let snapshotItems: [SnapshotFile.Item] = [
+        SnapshotFile.Item(body: .entryState(.init(
+            key: "order-42-receipt", status: .done, attempt: 1, generation: 0, fingerprint: fingerprint,
+            intentTimeMilliseconds: time, completedTimeMilliseconds: time + 1_500, receipt: Array("msg-7f3a".utf8)))),
+        SnapshotFile.Item(body: .entryState(.init(
+            key: "order-43", status: .done, attempt: 1, generation: 0, fingerprint: [UInt8](repeating: 0, count: 32),
+            intentTimeMilliseconds: time + 2_000, completedTimeMilliseconds: time + 3_000, receipt: Array("ok".utf8)))),
+        SnapshotFile.Item(body: memo),
+    ]
+
+    /// Segment 1 (seq 1 … 5) full; seq 6 starts segment 2; compaction covers seq 6, deletes
+    /// segment 1 and appends the snapshot marker (seq 7); one more batch; clean close.
+    static func compactedLedger() -> VectorLedger {
+        var ledger = VectorLedger(ledgerID: ledgerID, segmentBytes: segmentBytes)
+        ledger.commit([intent42])
+        ledger.commit([completion42])
+        ledger.commit([intent43, memo])
+        ledger.commit([filler(ledger, leaving: 24)])
+        ledger.commit([completion43])
+        ledger.compact(items: snapshotItems, timeMilliseconds: time + 4_000)
+        ledger.commit([intent44])
+        ledger.close(timeMilliseconds: time + 6_000)
+        return ledger
+    }
+
+    /// Every vector file, by path relative to `Spec/vectors/`.
+    static func files() -> [(path: String, bytes: [UInt8])] {
+        var files: [(String, [UInt8])] = [("segment-header.bin", segmentHeader.encode())]
+        for (file, body) in recordBodies { files.append((file, recordFrame(body))) }
+        let clean = cleanLedger()
+        files.append(("ledger-clean/" + LedgerFileNames.segment(1), clean.segments[0].bytes))
+        files.append(("ledger-torn/" + LedgerFileNames.segment(1), tornLedger().damaged))
+        files.append(("ledger-acked-corrupt/" + LedgerFileNames.segment(1), ackedCorruptLedger().damaged))
+        let sealed = sealedCorruptLedger()
+        files.append(("ledger-sealed-corrupt/" + LedgerFileNames.segment(1), sealed.damaged))
+        files.append(("ledger-sealed-corrupt/" + LedgerFileNames.segment(2), sealed.ledger.segments[1].bytes))
+        let compacted = compactedLedger()
+        let snapshot = compacted.snapshots.last!
+        files.append(("ledger-compacted/" + LedgerFileNames.snapshot(snapshot.coveredSequence), snapshot.encode()))
+        for segment in compacted.segments {
+            files.append(("ledger-compacted/" + LedgerFileNames.segment(segment.number), segment.bytes))
+        }
+        return files
+    }
+
+    static var directory: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Spec/vectors")
+    }
+
+    static func read(_ path: String) throws -> [UInt8] {
+        try [UInt8](Data(contentsOf: directory.appendingPathComponent(path)))
+    }
+}
+
+/// Builds segment files the way `LogWriter` does (same rollover rule, acked-through values,
+/// batch-end flags, checkpoint on close, compaction order) with a fixed ledger id and no I/O.
+struct VectorLedger {
+    struct Written: Hashable {
+        var sequence: UInt64
+        var segment: UInt64
+        var offset: UInt64
+        var ackedThrough: UInt64
+        var previousChain: UInt32
+        var checksum: UInt32
+        var flags: UInt16
+        var body: RecordBody
+        var frameBytes: Int { RecordFrame.frameBytes(bodyBytes: body.encode().count) }
+    }
+
+    let ledgerID: LedgerID
+    let segmentBytes: UInt64
+    var segments: [(number: UInt64, firstSequence: UInt64, bytes: [UInt8])] = []
+    var snapshots: [SnapshotFile] = []
+    var written: [Written] = []
+    var writeOffset = 0
+    var lastSequence: UInt64 = 0
+    var lastChain: UInt32 = 0
+    var durableSequence: UInt64 = 0
+    private var committedSinceOpen = false
+    private var nextSegment: UInt64 = 1
+
+    init(ledgerID: LedgerID, segmentBytes: UInt64) {
+        self.ledgerID = ledgerID
+        self.segmentBytes = segmentBytes
+        rollover()
+    }
+
+    private mutating func rollover() {
+        let header = SegmentHeader(
+            ledgerID: ledgerID, segmentNumber: nextSegment, firstSequence: lastSequence + 1, segmentBytes: segmentBytes,
+            previousChain: lastChain)
+        var bytes = header.encode()
+        bytes += [UInt8](repeating: 0, count: Int(segmentBytes) - bytes.count)
+        segments.append((nextSegment, lastSequence + 1, bytes))
+        nextSegment += 1
+        writeOffset = FormatLimits.segmentHeaderBytes
+    }
+
+    /// One commit batch: records get consecutive sequence numbers and acked-through = the
+    /// highest durable sequence number; only the last carries the batch-end flag.
+    mutating func commit(_ bodies: [RecordBody]) {
+        for (index, body) in bodies.enumerated() {
+            let encoded = body.encode()
+            let frame = RecordFrame.frameBytes(bodyBytes: encoded.count)
+            if UInt64(writeOffset + frame) > segmentBytes {
+                durableSequence = lastSequence  // LogWriter flushes (write + fdatasync) before rolling over
+                rollover()
+            }
+            let segment = segments[segments.count - 1].number
+            let flags = index == bodies.count - 1 ? RecordHeader.flagBatchEnd : 0
+            var buffer: [UInt8] = []
+            let checksum = RecordFrame.encode(
+                into: &buffer, sequence: lastSequence + 1, ackedThrough: durableSequence, previousChain: lastChain,
+                kind: body.kind, flags: flags, body: encoded,
+                position: RecordPosition(ledgerID: ledgerID, segment: segment, offset: UInt64(writeOffset)))
+            segments[segments.count - 1].bytes.replaceSubrange(writeOffset..<(writeOffset + frame), with: buffer)
+            written.append(Written(
+                sequence: lastSequence + 1, segment: segment, offset: UInt64(writeOffset), ackedThrough: durableSequence,
+                previousChain: lastChain, checksum: checksum, flags: flags, body: body))
+            lastSequence += 1
+            lastChain = checksum
+            writeOffset += frame
+        }
+        durableSequence = lastSequence
+        committedSinceOpen = bodies.contains { $0.kind != .checkpoint }
+    }
+
+    /// `LogWriter.compact`: snapshot through `lastSequence`, delete covered segments, marker.
+    mutating func compact(items: [SnapshotFile.Item], timeMilliseconds: UInt64) {
+        let covered = lastSequence
+        let snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: lastChain, items: items)
+        snapshots = [snapshot]
+        while segments.count >= 2, segments[1].firstSequence - 1 <= covered { segments.removeFirst() }
+        commit([.snapshotMarker(.init(
+            coveredSequence: covered, timeMilliseconds: timeMilliseconds, snapshotBytes: UInt64(snapshot.encode().count)))])
+    }
+
+    mutating func close(timeMilliseconds: UInt64) {
+        if committedSinceOpen { commit([.checkpoint(timeMilliseconds: timeMilliseconds)]) }
+    }
+}
+
+extension SnapshotFile.Item {
+    fileprivate init(body: RecordBody) { self.init(kind: body.kind, body: body.encode()) }
+}
+
+// MARK: - Tests
+
+@Suite(.serialized) struct GoldenVectorTests {
+    /// Rewrites the files when ONCELEDGER_REGENERATE_VECTORS=1; otherwise every file on disk
+    /// must equal what the codec produces today.
+    @Test func vectorsMatchTheCodec() throws {
+        let files = GoldenVectors.files()
+        if ProcessInfo.processInfo.environment["ONCELEDGER_REGENERATE_VECTORS"] == "1" {
+            for (path, bytes) in files {
+                let url = GoldenVectors.directory.appendingPathComponent(path)
+                try FileManager.default.createDirectory(
+                    at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try Data(bytes).write(to: url, options: .atomic)
+            }
+        }
+        for (path, bytes) in files {
+            let stored = try GoldenVectors.read(path)
+            #expect(stored.count == bytes.count, "\(path): \(stored.count) bytes on disk, codec makes \(bytes.count)")
+            if let first = zip(stored, bytes).enumerated().first(where: { $0.element.0 != $0.element.1 }) {
+                Issue.record("\(path): first difference at byte \(first.offset); regenerate with ONCELEDGER_REGENERATE_VECTORS=1 only if the format change is intended")
+            }
+        }
+    }
+
+    @Test func segmentHeaderVector() throws {
+        let bytes = try GoldenVectors.read("segment-header.bin")
+        #expect(bytes.count == 64)
+        guard case .header(let header) = SegmentHeader.decode(bytes) else {
+            Issue.record("segment-header.bin does not decode")
+            return
+        }
+        #expect(Array(bytes[0..<8]) == Array("OLWALSEG".utf8))
+        #expect(header.formatVersion == 1)
+        #expect(header.ledgerID == GoldenVectors.ledgerID)
+        #expect(header.segmentNumber == 1)
+        #expect(header.firstSequence == 1)
+        #expect(header.segmentBytes == 4096)
+        #expect(header.previousChain == 0)
+        #expect(ByteReader.getInteger(bytes, at: 60, as: UInt32.self) == 0x8a71_f6ef)
+        #expect(header.encode() == bytes)
+    }
+
+    /// Checksums of the single-record vectors, pinned independently of the generator.
+    static let recordChecksums: [String: UInt32] = [
+        "record-01-intent.bin": 0x2f13_62d0,
+        "record-02-completion.bin": 0x1be8_597f,
+        "record-03-release.bin": 0x7a7e_845a,
+        "record-04-resolve.bin": 0x2e46_ed81,
+        "record-05-forget.bin": 0x7967_3113,
+        "record-06-memo-put.bin": 0xdbeb_65cc,
+        "record-07-journal-entry.bin": 0x52b2_d23b,
+        "record-08-run-terminal.bin": 0x9263_20ab,
+        "record-09-snapshot-marker.bin": 0x1526_7f10,
+        "record-10-checkpoint.bin": 0x66ed_3334,
+        "record-7fff-opaque.bin": 0x0c6b_94a6,
+    ]
+
+    @Test(arguments: GoldenVectors.recordBodies.map(\.file))
+    func recordVector(file: String) throws {
+        let expected = GoldenVectors.recordBodies.first { $0.file == file }!.body
+        let bytes = try GoldenVectors.read(file)
+        let result = bytes.withUnsafeBytes { raw in
+            RecordFrame.decode(
+                raw, at: 0, end: bytes.count, baseOffset: GoldenVectors.recordOffset, ledgerID: GoldenVectors.ledgerID,
+                segment: GoldenVectors.recordSegment)
+        }
+        guard case .record(let header, let bodyStart) = result else {
+            Issue.record("\(file) does not decode: \(result)")
+            return
+        }
+        #expect(bodyStart == 32)
+        #expect(header.sequence == GoldenVectors.recordSequence)
+        #expect(header.ackedThrough == GoldenVectors.recordAckedThrough)
+        #expect(header.previousChain == GoldenVectors.recordPreviousChain)
+        #expect(header.kind == expected.kind)
+        #expect(header.flags == RecordHeader.flagBatchEnd)
+        #expect(header.frameBytes == bytes.count)
+        #expect(bytes.count % 8 == 0)
+        #expect(header.checksum == GoldenVectorTests.recordChecksums[file], "pinned checksum of \(file)")
+        let body = Array(bytes[bodyStart..<(bodyStart + Int(header.bodyBytes))])
+        #expect(RecordBody.decode(kind: header.kind, body) == .body(expected))
+        #expect(body == expected.encode())
+        #expect(GoldenVectors.recordFrame(expected) == bytes)
+        // The same bytes anywhere else (another offset, segment or ledger, or another seed) fail.
+        let moved = bytes.withUnsafeBytes { raw in
+            RecordFrame.decode(raw, at: 0, end: bytes.count, baseOffset: GoldenVectors.recordOffset + 8,
+                               ledgerID: GoldenVectors.ledgerID, segment: GoldenVectors.recordSegment)
+        }
+        #expect(moved != result)
+        if case .corrupt(.checksumMismatch) = moved {} else { Issue.record("moved record must fail its checksum") }
+    }
+
+    /// A reader written from Spec/FORMAT.md alone: header, then records until zeros, checking
+    /// position, sequence and chain; returns the decoded records.
+    static func walk(_ bytes: [UInt8], segment: UInt64, expectFirst: UInt64, expectChain: UInt32)
+        -> (records: [VectorLedger.Written], end: Int, stop: String)
+    {
+        guard case .header(let header) = SegmentHeader.decode(bytes), header.segmentNumber == segment,
+              header.segmentBytes == UInt64(bytes.count), header.firstSequence == expectFirst,
+              header.previousChain == expectChain
+        else { return ([], 0, "bad header") }
+        var records: [VectorLedger.Written] = []
+        var offset = 64
+        var sequence = header.firstSequence
+        var chain = header.previousChain
+        while true {
+            let result = bytes.withUnsafeBytes { raw in
+                RecordFrame.decode(raw, at: offset, end: bytes.count, baseOffset: 0, ledgerID: header.ledgerID,
+                                   segment: segment)
+            }
+            switch result {
+            case .record(let h, let bodyStart):
+                guard h.sequence == sequence, h.previousChain == chain else { return (records, offset, "chain break") }
+                let raw = Array(bytes[bodyStart..<(bodyStart + Int(h.bodyBytes))])
+                guard case .body(let body) = RecordBody.decode(kind: h.kind, raw) else { return (records, offset, "body") }
+                records.append(.init(sequence: h.sequence, segment: segment, offset: UInt64(offset),
+                                     ackedThrough: h.ackedThrough, previousChain: h.previousChain, checksum: h.checksum,
+                                     flags: h.flags, body: body))
+                sequence += 1
+                chain = h.checksum
+                offset += h.frameBytes
+            case .zero, .incomplete:
+                let clean = bytes[offset...].allSatisfy { $0 == 0 }
+                return (records, offset, clean ? "clean" : "bad")
+            case .corrupt:
+                return (records, offset, "bad")
+            }
+        }
+    }
+
+    @Test func cleanLedgerVector() throws {
+        let ledger = GoldenVectors.cleanLedger()
+        let bytes = try GoldenVectors.read("ledger-clean/wal-0000000000000001.seg")
+        let walked = GoldenVectorTests.walk(bytes, segment: 1, expectFirst: 1, expectChain: 0)
+        #expect(walked.stop == "clean")
+        #expect(walked.records == ledger.written)
+        #expect(walked.records.map(\.body) == [
+            GoldenVectors.intent42, GoldenVectors.completion42, GoldenVectors.intent43, GoldenVectors.memo,
+            .checkpoint(timeMilliseconds: GoldenVectors.time + 4_000),
+        ])
+        #expect(walked.records.map(\.ackedThrough) == [0, 1, 2, 2, 4])
+        #expect(walked.records.map(\.flags) == [1, 1, 0, 1, 1])
+        #expect(walked.records.map(\.offset) == [64, 176, 256, 360, 448])
+        #expect(walked.end == 488)
+        #expect(walked.records.last?.checksum == 0x76a4_a529)
+        // Re-encode from the decoded values alone.
+        var rebuilt = GoldenVectors.segmentHeader.encode() + [UInt8](repeating: 0, count: 4096 - 64)
+        for record in walked.records {
+            var frame: [UInt8] = []
+            RecordFrame.encode(
+                into: &frame, sequence: record.sequence, ackedThrough: record.ackedThrough,
+                previousChain: record.previousChain, kind: record.body.kind, flags: record.flags,
+                body: record.body.encode(),
+                position: RecordPosition(ledgerID: GoldenVectors.ledgerID, segment: 1, offset: record.offset))
+            rebuilt.replaceSubrange(Int(record.offset)..<(Int(record.offset) + frame.count), with: frame)
+        }
+        #expect(rebuilt == bytes)
+    }
+
+    @Test func damagedLedgerVectors() throws {
+        let torn = try GoldenVectors.read("ledger-torn/wal-0000000000000001.seg")
+        let tornWalk = GoldenVectorTests.walk(torn, segment: 1, expectFirst: 1, expectChain: 0)
+        #expect(tornWalk.records.map(\.sequence) == [1, 2])
+        #expect(tornWalk.stop == "bad")
+        #expect(tornWalk.end == 256)
+
+        let acked = try GoldenVectors.read("ledger-acked-corrupt/wal-0000000000000001.seg")
+        let ackedWalk = GoldenVectorTests.walk(acked, segment: 1, expectFirst: 1, expectChain: 0)
+        #expect(ackedWalk.records.map(\.sequence) == [1, 2])
+        #expect(ackedWalk.stop == "bad")
+        #expect(ackedWalk.end == 256)
+
+        let sealed1 = try GoldenVectors.read("ledger-sealed-corrupt/wal-0000000000000001.seg")
+        let sealedWalk = GoldenVectorTests.walk(sealed1, segment: 1, expectFirst: 1, expectChain: 0)
+        #expect(sealedWalk.records.map(\.sequence) == [1])
+        #expect(sealedWalk.stop == "bad")
+        #expect(sealedWalk.end == 176)
+        // Segment 2 is intact and links to seq 3 (the filler) of segment 1.
+        let ledger = GoldenVectors.sealedCorruptLedger().ledger
+        let sealed2 = try GoldenVectors.read("ledger-sealed-corrupt/wal-0000000000000002.seg")
+        let segment2Walk = GoldenVectorTests.walk(sealed2, segment: 2, expectFirst: 4, expectChain: ledger.written[2].checksum)
+        #expect(segment2Walk.stop == "clean")
+        #expect(segment2Walk.records.map(\.sequence) == [4, 5, 6])
+    }
+
+    @Test func compactedLedgerVector() throws {
+        let ledger = GoldenVectors.compactedLedger()
+        let snapshotBytes = try GoldenVectors.read("ledger-compacted/snap-0000000000000006.snap")
+        guard case .snapshot(let snapshot) = SnapshotFile.decode(snapshotBytes) else {
+            Issue.record("snapshot vector does not decode")
+            return
+        }
+        #expect(Array(snapshotBytes[0..<8]) == Array("OLSNAPSH".utf8))
+        #expect(Array(snapshotBytes[(snapshotBytes.count - 16)..<(snapshotBytes.count - 8)]) == Array("OLSNAPEN".utf8))
+        #expect(snapshot.ledgerID == GoldenVectors.ledgerID)
+        #expect(snapshot.coveredSequence == 6)
+        #expect(snapshot.chain == ledger.written[5].checksum)
+        #expect(snapshot.items == GoldenVectors.snapshotItems)
+        #expect(snapshot.items.map { RecordBody.decode(kind: $0.kind, $0.body) }
+            == GoldenVectors.snapshotItems.map { RecordBody.decode(kind: $0.kind, $0.body) })
+        #expect(snapshot.encode() == snapshotBytes)
+        #expect(ByteReader.getInteger(snapshotBytes, at: 60, as: UInt32.self) == 0xcbcd_bc6b)
+        #expect(ByteReader.getInteger(snapshotBytes, at: snapshotBytes.count - 4, as: UInt32.self) == 0x3323_ba9b)
+
+        let segment = try GoldenVectors.read("ledger-compacted/wal-0000000000000002.seg")
+        let walked = GoldenVectorTests.walk(segment, segment: 2, expectFirst: 6, expectChain: ledger.written[4].checksum)
+        #expect(walked.stop == "clean")
+        #expect(walked.records.map(\.sequence) == [6, 7, 8, 9])
+        #expect(walked.records[0].checksum == snapshot.chain)
+        #expect(walked.records[1].body == .snapshotMarker(.init(
+            coveredSequence: 6, timeMilliseconds: GoldenVectors.time + 4_000, snapshotBytes: UInt64(snapshotBytes.count))))
+        #expect(!FileManager.default.fileExists(
+            atPath: GoldenVectors.directory.appendingPathComponent("ledger-compacted/wal-0000000000000001.seg").path))
+    }
+
+    /// Every fenced block of Spec/FORMAT.md whose first line is `vectors/<file>` lists
+    /// `<hex offset>  <bytes separated by single spaces>  <annotation>` lines; the bytes must be
+    /// the file's bytes at that offset.
+    @Test func formatDocumentExamplesMatchVectors() throws {
+        let url = GoldenVectors.directory.deletingLastPathComponent().appendingPathComponent("FORMAT.md")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        var checkedBlocks = 0
+        var currentFile: [UInt8]?
+        var currentName = ""
+        var inBlock = false
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("```") {
+                inBlock.toggle()
+                currentFile = nil
+                continue
+            }
+            guard inBlock else { continue }
+            if currentFile == nil {
+                if line.hasPrefix("vectors/") {
+                    currentName = String(line.dropFirst("vectors/".count)).trimmingCharacters(in: .whitespaces)
+                    currentFile = try GoldenVectors.read(currentName)
+                    checkedBlocks += 1
+                } else {
+                    inBlock = true
+                    currentFile = []  // some other block: skip its lines
+                    currentName = ""
+                }
+                continue
+            }
+            guard !currentName.isEmpty, let file = currentFile else { continue }
+            let columns = line.components(separatedBy: "  ").filter { !$0.isEmpty }
+            guard columns.count >= 2, let offset = Int(columns[0].trimmingCharacters(in: .whitespaces), radix: 16) else {
+                continue  // an elision line such as "…"
+            }
+            let tokens = columns[1].split(separator: " ")
+            let bytes = tokens.compactMap { $0.count == 2 ? UInt8($0, radix: 16) : nil }
+            #expect(bytes.count == tokens.count, "\(currentName) line \(line): byte column must be hex pairs")
+            #expect(offset + bytes.count <= file.count, "\(currentName) line \(line)")
+            if offset + bytes.count <= file.count {
+                #expect(Array(file[offset..<(offset + bytes.count)]) == bytes, "FORMAT.md quotes \(currentName) wrongly at \(line)")
+            }
+        }
+        #expect(checkedBlocks >= 3, "FORMAT.md must carry worked hex examples")
+    }
+}
