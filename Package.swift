@@ -48,7 +48,8 @@ let package = Package(
                 "OnceLedgerFormat", "OnceLedgerLog", "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Tools/onceledger"
+            path: "Tools/onceledger",
+            exclude: ["BENCH_RESULTS.md"]
         ),
         .testTarget(
             name: "OnceLedgerFormatTests",

@@ -1,0 +1,118 @@
+/// The human-readable form of `BenchResults`, and the targets (DESIGN §6 and the
+/// bench brief) evaluated against the measurements.
+extension BenchResults {
+    func evaluateTargets() -> [Target] {
+        func atLeast(_ name: String, _ measured: Double, _ target: Double, _ unit: String, _ source: String) -> Target {
+            Target(name: name, measured: measured, target: target, comparison: "atLeast", unit: unit, source: source,
+                   met: measured >= target)
+        }
+        func below(_ name: String, _ measured: Double, _ target: Double, _ unit: String, _ source: String) -> Target {
+            Target(name: name, measured: measured, target: target, comparison: "below", unit: unit, source: source,
+                   met: measured < target)
+        }
+        var targets = [
+            atLeast("engine, 1 appender ÷ raw loop", ratios.engine1VersusRaw, 0.9, "×", "bench brief"),
+            atLeast("engine, \(engine64.appenders) appenders ÷ raw loop", ratios.engine64VersusRaw, 20, "×",
+                    "bench brief"),
+            atLeast("engine, \(engine64.appenders) appenders ÷ SQLite, \(sqlite64.writers) writers",
+                    ratios.engine64VersusSQLite64, 20, "×", "DESIGN §6"),
+        ]
+        // Counted in record-frame bytes, not segment-file bytes: the zeros after the
+        // last record cost almost nothing to skip and would flatter a short ledger.
+        for scan in recovery.scans {
+            targets.append(atLeast("recovery scan (record bytes), \(scan.cache) cache", scan.recordMegabytesPerSecond,
+                                   500, "MB/s", "bench brief"))
+        }
+        for open in openSmall.opens {
+            targets.append(below("open \(Format.millions(Double(openSmall.records))) small records, \(open.cache) cache",
+                                 open.seconds, 1, "s", "DESIGN §6 (there: 1 M done entries)"))
+        }
+        return targets
+    }
+
+    func renderTable() -> String {
+        var out: [String] = []
+        out.append("onceledger bench, \(setup.date), \(setup.processors) CPUs, \(Format.fixed(setup.secondsPerMeasurement, 1)) s per rate measurement in \(setup.rounds) interleaved rounds")
+        out.append("dir:    \(setup.disk.directory)")
+        out.append("disk:   \(setup.disk.summary)")
+        if setup.disk.isMemoryBacked {
+            out.append("WARNING: memory-backed file system: fdatasync is free here, so these ratios say nothing about a disk")
+        }
+        out.append("record: \(setup.recordBodyBytes)-byte body = \(setup.recordFrameBytes)-byte frame; segments \(setup.segmentBytes >> 20) MiB")
+        out.append("SQLite: \(setup.sqliteWriters)")
+        out.append("")
+
+        var rates = TextTable(["durable writes", "rate/s", "× raw", "rounds min-max", "notes"], leftAligned: [4])
+        func perRound(_ value: (Round) -> Double) -> String {
+            let values = rounds.map(value)
+            return "\(Format.rate(values.min() ?? 0))-\(Format.rate(values.max() ?? 0))"
+        }
+        func medianRatio(_ value: (Round) -> Double) -> String {
+            let values = rounds.map { $0.rawLoop > 0 ? value($0) / $0.rawLoop : 0 }.sorted()
+            guard !values.isEmpty else { return "-" }
+            let middle = values.count / 2
+            return Format.ratio(values.count % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2)
+        }
+        rates.add(["raw pwrite+fdatasync loop (physical limit)", Format.rate(rawLoop.perSecond), "1.00×",
+                   perRound(\.rawLoop), "\(Format.grouped(rawLoop.operations)) syncs"])
+        rates.add(["engine, 1 appender (async append)", Format.rate(engine1.rate.perSecond),
+                   medianRatio(\.engine1), perRound(\.engine1),
+                   "\(Format.fixed(engine1.meanRecordsPerBatch, 2)) records/batch"])
+        rates.add(["engine, 1 appender (appendAndWait, diagnostic)", Format.rate(engine1Blocking.rate.perSecond),
+                   medianRatio(\.engine1Blocking), perRound(\.engine1Blocking), "no task/continuation hop"])
+        rates.add(["engine, \(engine64.appenders) appenders", Format.rate(engine64.rate.perSecond),
+                   medianRatio(\.engine64), perRound(\.engine64),
+                   "\(Format.fixed(engine64.meanRecordsPerBatch, 1)) records/batch"])
+        rates.add(["SQLite WAL synchronous=FULL, 1 connection", Format.rate(sqlite1.rate.perSecond),
+                   medianRatio(\.sqlite1), perRound(\.sqlite1), "1 INSERT per transaction"])
+        rates.add(["SQLite WAL synchronous=FULL, \(sqlite64.writers) connections", Format.rate(sqlite64.rate.perSecond),
+                   medianRatio(\.sqlite64), perRound(\.sqlite64), "\(sqlite64.busyRetries) SQLITE_BUSY retries"])
+        out.append(rates.render())
+        out.append("× raw and engine ÷ SQLite are medians of per-round ratios; rate/s is the total over all rounds")
+        out.append("engine ÷ SQLite: 1 writer \(Format.ratio(ratios.engine1VersusSQLite1)), \(engine64.appenders) writers \(Format.ratio(ratios.engine64VersusSQLite64))")
+        out.append("")
+
+        var recoveryTable = TextTable(["recovery", "time", "record MB/s", "file MB/s", "records/s"])
+        for (ledger, label) in [(recovery, "ledger A"), (openSmall, "ledger B")] {
+            for scan in ledger.scans {
+                recoveryTable.add(["\(label): RecoveryScanner.scan, \(scan.cache) cache", Format.seconds(scan.seconds),
+                                   Format.rate(scan.recordMegabytesPerSecond), Format.rate(scan.megabytesPerSecond),
+                                   Format.millions(scan.recordsPerSecond)])
+            }
+            for open in ledger.opens {
+                recoveryTable.add(["\(label): LogEngine.open, \(open.cache) cache", Format.seconds(open.seconds),
+                                   Format.rate(open.recordMegabytesPerSecond), Format.rate(open.megabytesPerSecond),
+                                   Format.millions(open.recordsPerSecond)])
+            }
+        }
+        out.append(recoveryTable.render())
+        for (ledger, label) in [(recovery, "ledger A"), (openSmall, "ledger B")] {
+            out.append("\(label): \(Format.grouped(ledger.records)) × \(ledger.recordBodyBytes)-byte records + 1 checkpoint: \(Format.megabytes(ledger.recordBytes)) of frames in \(ledger.segments) segment file(s) of \(Format.megabytes(ledger.segmentBytes)); built in \(Format.seconds(ledger.buildSeconds))")
+        }
+        out.append("record MB/s = record-frame bytes decoded per second; file MB/s = segment-file bytes read (zeros included)")
+        out.append("cold cache = segment pages dropped with posix_fadvise(DONTNEED) first (a virtual disk's host may still cache them)")
+        out.append("")
+
+        var targetTable = TextTable(["target", "measured", "target", "result", "source"], leftAligned: [4])
+        for target in targets {
+            let measured: String
+            let goal: String
+            switch target.unit {
+            case "×":
+                measured = Format.ratio(target.measured)
+                goal = "≥ " + Format.ratio(target.target)
+            case "s":
+                measured = Format.seconds(target.measured)
+                goal = "< " + Format.seconds(target.target)
+            default:
+                measured = Format.rate(target.measured) + " " + target.unit
+                goal = "≥ " + Format.rate(target.target) + " " + target.unit
+            }
+            targetTable.add([target.name, measured, goal, target.met ? "PASS" : "MISS", target.source])
+        }
+        out.append(targetTable.render())
+        out.append("")
+        out.append("total \(Format.seconds(totalSeconds))")
+        return out.joined(separator: "\n")
+    }
+}

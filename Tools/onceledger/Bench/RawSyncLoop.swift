@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import OnceLedgerFormat
+
+/// The physical limit the engine is measured against: one `pwrite` of a
+/// record-sized buffer plus one `fdatasync`, in a loop, on a preallocated
+/// zero-filled file (the same write pattern as one appender on a segment).
+/// Blocking: use it from a dedicated thread.
+final class RawSyncLoop: @unchecked Sendable {
+    static let fileBytes = 16 << 20
+
+    let path: String
+    let recordBytes: Int
+    private let fd: Int32
+    private var offset = 0
+
+    /// Creates the file and fills it with real zeros (not a sparse hole), durably, like a segment.
+    init(directory: String, recordBytes: Int) throws {
+        path = directory + "/raw-sync.bin"
+        self.recordBytes = recordBytes
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw BenchError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        let zeros = [UInt8](repeating: 0, count: 1 << 20)
+        var written = 0
+        while written < RawSyncLoop.fileBytes {
+            try RawSyncLoop.writeAll(fd, zeros, at: written, path: path)
+            written += zeros.count
+        }
+        guard fsync(fd) == 0 else { throw BenchError("fsync \(path): \(String(cString: strerror(errno)))") }
+        RawSyncLoop.syncDirectory(directory)
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// Loops pwrite+fdatasync until `seconds` have passed (after a short warm-up).
+    func run(seconds: Double, warmupOperations: Int = 10) throws -> BenchResults.Rate {
+        let record = [UInt8](repeating: 0xA5, count: recordBytes)
+        func step() throws {
+            try RawSyncLoop.writeAll(fd, record, at: offset, path: path)
+            guard fdatasync(fd) == 0 else { throw BenchError("fdatasync \(path): \(String(cString: strerror(errno)))") }
+            offset += recordBytes
+            if offset + recordBytes > RawSyncLoop.fileBytes { offset = 0 }
+        }
+        for _ in 0..<warmupOperations { try step() }
+        let deadline = MonotonicClock.deadline(afterSeconds: seconds)
+        let clock = MonotonicClock()
+        var operations = 0
+        repeat {
+            try step()
+            operations += 1
+        } while MonotonicClock.nanoseconds() < deadline
+        return BenchResults.Rate(operations: operations, seconds: clock.elapsedSeconds)
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws {
+        var done = 0
+        try bytes.withUnsafeBytes { raw in
+            while done < raw.count {
+                let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset + done))
+                if n > 0 {
+                    done += n
+                } else if n < 0 && errno == EINTR {
+                    continue
+                } else {
+                    throw BenchError("pwrite \(path): \(String(cString: strerror(errno)))")
+                }
+            }
+        }
+    }
+
+    static func syncDirectory(_ directory: String) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+}

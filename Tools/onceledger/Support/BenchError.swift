@@ -1,0 +1,5 @@
+/// A benchmark or demo step that failed outside the engine (setup, SQLite, files).
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
