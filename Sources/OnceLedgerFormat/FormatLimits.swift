@@ -37,7 +37,12 @@ public enum FormatLimits {
     /// Largest run id / step name.
     public static let nameBytesMax = 1024
 
+    /// The largest body any typed record kind can have (a memo put or journal entry
+    /// with every field at its limit); the default record limit must hold it.
+    public static let typedBodyBytesMax = 3 * (2 + nameBytesMax) + 8 + 4 + valueBytesMax
+
     static func assertRelations() {
+        assert(typedBodyBytesMax <= (1 << 20) + (4 << 10))
         assert(segmentHeaderBytes % recordAlignment == 0)
         assert(recordHeaderBytes % recordAlignment == 0)
         assert(UInt64(segmentHeaderBytes + recordHeaderBytes) < segmentBytesMin)

@@ -25,19 +25,19 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidArgument = Code("invalid-argument")
 
         // Format / recovery (Spec/RECOVERY.md)
-        /// A record proven durable is damaged (row R3/R4/R5).
+        /// A record proven durable is damaged (rows R12, R13, R14).
         public static let corruptRecord = Code("corrupt-record")
-        /// A valid record does not continue the sequence or checksum chain (row R7).
+        /// A valid record or header does not continue the sequence or checksum chain (row R10).
         public static let chainBreak = Code("chain-break")
-        /// A segment is missing from the numbered sequence (row R6).
+        /// A segment is missing from the numbered sequence (row R5).
         public static let missingSegment = Code("missing-segment")
-        /// A segment header is damaged, or the file is shorter than its header says (row R11).
+        /// A segment header is damaged, or the file size differs from its header's (rows R6, R7).
         public static let corruptSegmentHeader = Code("corrupt-segment-header")
-        /// A segment or snapshot belongs to another ledger (row R8).
+        /// A segment or snapshot belongs to another ledger (rows R3, R9).
         public static let foreignLedger = Code("foreign-ledger")
-        /// A file was written by a newer, unsupported format version (row R9).
+        /// A file was written by a newer, unsupported format version (rows R2, R8).
         public static let unsupportedVersion = Code("unsupported-version")
-        /// The newest snapshot failed validation (row R10).
+        /// The newest snapshot failed validation (row R1).
         public static let invalidSnapshot = Code("invalid-snapshot")
         /// A record body does not decode as its kind says.
         public static let malformedBody = Code("malformed-body")

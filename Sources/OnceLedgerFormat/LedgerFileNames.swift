@@ -3,7 +3,7 @@
 /// - `LOCK`: the exclusive lock (its text is the holder's pid).
 /// - `wal-<16 lowercase hex digits: segment number>.seg`: a segment.
 /// - `snap-<16 hex: covered sequence number>.snap`: a snapshot.
-/// - `<name>.tmp`: a file being created; never read; deleted on open.
+/// - `<one of the names above>.tmp`: a file being created; never read; deleted on open.
 /// - `torn-<16 hex segment>-<16 hex offset>.bin`: bytes quarantined from a torn tail.
 /// Any other name is not part of the ledger and is ignored.
 public enum LedgerFileNames {
@@ -18,7 +18,13 @@ public enum LedgerFileNames {
 
     public static func parseSegment(_ name: String) -> UInt64? { parse(name, prefix: "wal-", suffix: ".seg") }
     public static func parseSnapshot(_ name: String) -> UInt64? { parse(name, prefix: "snap-", suffix: ".snap") }
-    public static func isTemporary(_ name: String) -> Bool { name.hasSuffix(temporarySuffix) }
+    /// A temporary file of ours: a segment, snapshot or torn side file name + `.tmp`.
+    /// Other `*.tmp` names are not ours and are left alone.
+    public static func isTemporary(_ name: String) -> Bool {
+        guard name.hasSuffix(temporarySuffix) else { return false }
+        let base = String(name.dropLast(temporarySuffix.count))
+        return parseSegment(base) != nil || parseSnapshot(base) != nil || isTorn(base)
+    }
     public static func isTorn(_ name: String) -> Bool { name.hasPrefix("torn-") && name.hasSuffix(".bin") }
 
     public static func hex16(_ value: UInt64) -> String {

@@ -6,8 +6,10 @@ public struct LogConfiguration: Sendable, Hashable {
     /// Size of each preallocated segment file. A new segment is started when the
     /// next record does not fit.
     public var segmentBytes: UInt64 = 64 << 20
-    /// Largest record body accepted by `append`.
-    public var recordBodyBytesMax: UInt32 = 1 << 20
+    /// Largest record body accepted by `append`: room for a memo or journal value of
+    /// `FormatLimits.valueBytesMax` plus its names (see `FormatLimits.assertRelations`).
+    public var recordBodyBytesMax: UInt32 = LogConfiguration.recordBodyBytesDefault
+    public static let recordBodyBytesDefault: UInt32 = (1 << 20) + (4 << 10)
     /// Most records written in one commit batch (one write, one fdatasync).
     public var batchRecordsMax: Int = 4096
     /// Most frame bytes written in one commit batch.
@@ -26,7 +28,8 @@ public struct LogConfiguration: Sendable, Hashable {
         self.segmentBytes = segmentBytes
         let room = segmentBytes > UInt64(FormatLimits.segmentHeaderBytes + FormatLimits.recordHeaderBytes)
             ? segmentBytes - UInt64(FormatLimits.segmentHeaderBytes + FormatLimits.recordHeaderBytes) : 0
-        self.recordBodyBytesMax = recordBodyBytesMax ?? UInt32(min(UInt64(1 << 20), room & ~7))
+        self.recordBodyBytesMax = recordBodyBytesMax
+            ?? UInt32(min(UInt64(LogConfiguration.recordBodyBytesDefault), room & ~7))
     }
 
     /// Largest frame a record of `recordBodyBytesMax` occupies.

@@ -97,6 +97,11 @@ public final class LogWriter {
             try storage.createDirectory(directory)
         } else if !storage.exists(directory) {
             throw LedgerError(.notALedger, "no ledger directory here; create one first", path: directory)
+        } else if !(try storage.listDirectory(directory)).contains(where: {
+            LedgerFileNames.parseSegment($0) != nil || LedgerFileNames.parseSnapshot($0) != nil
+        }) {
+            // Checked before locking so a refused open leaves no LOCK file behind.
+            throw LedgerError(.notALedger, "the directory holds no ledger (no segment, no snapshot)", path: directory)
         }
         let lock = try storage.lockDirectory(directory)
         do {
@@ -319,9 +324,13 @@ public final class LogWriter {
             try writeFileDurably(path: path, bytes: bytes)
             snapshotCovered = covered
             // Segments whose every record is covered, never the active one.
+            // Oldest first, each removal made durable before the next: unsynced removals
+            // may reach the disk in any order, and a surviving older segment with a lost
+            // newer one would be a gap (row R5) on the next open.
             while segments.count >= 2, segments[1].firstSequence - 1 <= covered {
                 let number = segments[0].number
                 try storage.removeFile(Paths.join(directory, LedgerFileNames.segment(number)))
+                try storage.synchronizeDirectory(directory)
                 deletedSegments.append(number)
                 segments.removeFirst()
             }
@@ -331,7 +340,7 @@ public final class LogWriter {
                     deletedSnapshots.append(name)
                 }
             }
-            if !deletedSegments.isEmpty || !deletedSnapshots.isEmpty {
+            if !deletedSnapshots.isEmpty {
                 try storage.synchronizeDirectory(directory)
             }
         } catch {

@@ -131,9 +131,15 @@ public enum RecoveryScanner {
 
             // Stage 1: the newest snapshot.
             var snapshot: SnapshotFile?
-            if let (_, name) = snapshotNames.last {
+            if let (namedCovered, name) = snapshotNames.last {
                 let path = Paths.join(directory, name)
-                let bytes = try storage.readWholeFile(path)
+                let snapshotBytesMax = UInt64(FormatLimits.snapshotHeaderBytes + FormatLimits.snapshotTrailerBytes)
+                    + FormatLimits.snapshotBodyBytesMax
+                guard let bytes = try storage.readWholeFile(path, maxBytes: snapshotBytesMax) else {
+                    report.observation.snapshot = .invalid
+                    fail(LedgerError(.invalidSnapshot, "snapshot file is larger than any valid snapshot", path: path))
+                    return
+                }
                 report.bytesScanned += UInt64(bytes.count)
                 switch SnapshotFile.decode(bytes) {
                 case .corrupt(let reason):
@@ -146,6 +152,12 @@ public enum RecoveryScanner {
                     fail(LedgerError(.unsupportedVersion,
                                      "snapshot has format version \(version); this build reads version \(FormatLimits.formatVersion)",
                                      path: path))
+                    return
+                case .snapshot(let file) where file.coveredSequence != namedCovered:
+                    report.observation.snapshot = .invalid
+                    fail(LedgerError(.invalidSnapshot,
+                                     "snapshot file name says sequence \(namedCovered) but its header covers \(file.coveredSequence); run `onceledger salvage`",
+                                     path: path, sequence: namedCovered))
                     return
                 case .snapshot(let file):
                     snapshot = file
@@ -194,7 +206,16 @@ public enum RecoveryScanner {
             number: UInt64, path: String, isFirst: Bool, isLast: Bool, snapshot: SnapshotFile?, covered: UInt64,
             onRecord: (ScannedRecord) throws -> Void
         ) throws -> Bool {
-            let bytes = try storage.readWholeFile(path)
+            guard let bytes = try storage.readWholeFile(path, maxBytes: FormatLimits.segmentBytesMax) else {
+                report.segments.append(SegmentSummary(
+                    number: number, path: path, header: nil, fileBytes: 0,
+                    endOffset: UInt64(FormatLimits.segmentHeaderBytes), recordCount: 0))
+                report.observation.header = .truncated
+                fail(LedgerError(.corruptSegmentHeader,
+                                 "segment file is larger than the largest valid segment (\(FormatLimits.segmentBytesMax) bytes)",
+                                 path: path, segment: number))
+                return true
+            }
             report.bytesScanned += UInt64(bytes.count)
             var summary = SegmentSummary(
                 number: number, path: path, header: nil, fileBytes: UInt64(bytes.count),
@@ -379,7 +400,7 @@ public enum RecoveryScanner {
                     report.observation.badInSealedSegment = !isLast
                     report.observation.badCoveredBySnapshot = expected <= covered
                     let maxAcked = Scan.laterValidMaxAcked(raw, after: offset, end: end, ledgerID: header.ledgerID,
-                                                           segment: number)
+                                                           segment: number, expected: expected)
                     if let maxAcked {
                         report.observation.laterValid = maxAcked >= expected ? .covering : .notCovering
                     }
@@ -426,12 +447,24 @@ public enum RecoveryScanner {
 
         /// The highest acked-through of any valid record after `offset` in this segment.
         static func laterValidMaxAcked(
-            _ raw: UnsafeRawBufferPointer, after offset: Int, end: Int, ledgerID: LedgerID, segment: UInt64
+            _ raw: UnsafeRawBufferPointer, after offset: Int, end: Int, ledgerID: LedgerID, segment: UInt64,
+            expected: UInt64
         ) -> UInt64? {
             var maxAcked: UInt64?
             var candidate = offset + FormatLimits.recordAlignment
+            // A record at `candidate` can only have a sequence number from `expected` up to
+            // `expected` + the number of 32-byte headers that fit before it; checking that
+            // (and the other header fields) first keeps a long garbage tail from costing a
+            // checksum per 8-byte offset.
             while candidate + FormatLimits.recordHeaderBytes <= end {
-                if case .record(let header, _) = RecordFrame.decode(
+                let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 8, as: UInt64.self))
+                let acked = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 16, as: UInt64.self))
+                let kind = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 28, as: UInt16.self))
+                let flags = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 30, as: UInt16.self))
+                let span = UInt64((candidate - offset) / FormatLimits.recordHeaderBytes + 1)
+                let plausible = sequence >= expected && sequence - expected <= span && acked < sequence && kind != 0
+                    && flags & ~RecordHeader.flagsKnown == 0
+                if plausible, case .record(let header, _) = RecordFrame.decode(
                     raw, at: candidate, end: end, baseOffset: 0, ledgerID: ledgerID, segment: segment)
                 {
                     maxAcked = max(maxAcked ?? 0, header.ackedThrough)

@@ -59,14 +59,13 @@ public protocol StorageLock: AnyObject, Sendable {
 }
 
 extension Storage {
-    /// Reads a whole file.
-    public func readWholeFile(_ path: String) throws -> [UInt8] {
+    /// Reads a whole file, or returns nil without reading it when it is larger than
+    /// `maxBytes` (files on disk are untrusted: a huge one must not exhaust memory).
+    public func readWholeFile(_ path: String, maxBytes: UInt64) throws -> [UInt8]? {
         let file = try openFile(path, mode: .readOnly)
         defer { file.close() }
         let size = try file.size()
-        guard size <= UInt64(Int.max) else {
-            throw LedgerError(.io, "file too large to read", path: path)
-        }
+        guard size <= maxBytes, size <= UInt64(Int.max) else { return nil }
         return try file.read(at: 0, count: Int(size))
     }
 }

@@ -316,6 +316,47 @@ import Testing
         #expect(segmentNumbers(directory).isEmpty)
     }
 
+    @Test func refusedOpenWithoutCreationLeavesNoLockFile() throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        _ = Self.openError(directory, createIfMissing: false)
+        #expect(!fileExists(directory + "/LOCK"), "a refused open must not leave files in a non-ledger directory")
+    }
+
+    @Test func foreignTmpNamesAreLeftAlone() throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        _ = try buildLedger(directory, configuration: Self.configuration, batches: [Self.bodies(2)])
+        // A user's directory and file ending in .tmp are not ours: open must neither fail on
+        // them (EISDIR) nor delete them. Our own leftover temporary file is deleted.
+        try FileManager.default.createDirectory(atPath: directory + "/scratch.tmp", withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: directory + "/notes.tmp"))
+        try Data("half".utf8).write(to: URL(fileURLWithPath: directory + "/wal-0000000000000002.seg.tmp"))
+        let (engine, recovered) = try reopenOpaque(directory, configuration: Self.configuration)
+        try engine.close()
+        #expect(recovered == Self.bodies(2))
+        #expect(fileExists(directory + "/scratch.tmp"))
+        #expect(fileExists(directory + "/notes.tmp"))
+        #expect(!fileExists(directory + "/wal-0000000000000002.seg.tmp"))
+    }
+
+    @Test func snapshotWhoseNameDisagreesWithItsHeaderIsInvalid() throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        _ = try buildLedger(directory, configuration: Self.configuration, batches: [Self.bodies(2), Self.bodies(1)],
+                            compactAfter: 0)
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        let snapshot = try #require(names.first { $0.hasPrefix("snap-") })
+        // Renamed to claim it covers more than its header says.
+        try FileManager.default.moveItem(atPath: directory + "/" + snapshot,
+                                         toPath: directory + "/" + LedgerFileNames.snapshot(999))
+        let report = try RecoveryScanner.scan(storage: PosixStorage(), directory: directory)
+        #expect(report.row.label.hasPrefix("R1 "))
+        #expect(report.error?.code == .invalidSnapshot)
+        #expect(Self.openError(directory)?.code == .invalidSnapshot)
+    }
+
     /// Root ignores permission bits, so chmod 000 proves nothing there; the
     /// file-instead-of-directory tests below cover unusable paths as root too.
     @Test(.enabled(if: geteuid() != 0, "running as root: permission bits do not apply"))

@@ -28,23 +28,29 @@ enum Syscalls {
 
     /// The corresponding C function is `pread`; loops until `count` bytes or EOF.
     static func pread(_ fd: Int32, path: String, count: Int, offset: UInt64) throws -> [UInt8] {
-        var result = [UInt8](repeating: 0, count: count)
+        // Uninitialized: zero-filling a whole segment before reading it costs as much as
+        // the read. Only the `done` bytes actually read are kept.
         var done = 0
-        try result.withUnsafeMutableBytes { buffer in
+        var failure: LedgerError?
+        let result = [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
+            let buffer = UnsafeMutableRawBufferPointer(storage)
             while done < count {
                 if let fault = FaultInjection.check(.read, path: path) {
                     if fault == EINTR { continue }
-                    throw LedgerError(.io, "read failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
+                    failure = LedgerError(.io, "read failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
+                    break
                 }
                 let n = Glibc.pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
                 if n > 0 { done += n; continue }
                 if n == 0 { break }
                 let error = Glibc.errno
                 if error == EINTR { continue }
-                throw LedgerError(.io, "read failed: \(errnoText(error))", path: path, offset: offset, errno: error)
+                failure = LedgerError(.io, "read failed: \(errnoText(error))", path: path, offset: offset, errno: error)
+                break
             }
+            initialized = done
         }
-        if done < count { result.removeSubrange(done...) }
+        if let failure { throw failure }
         return result
     }
 
