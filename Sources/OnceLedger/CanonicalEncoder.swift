@@ -79,9 +79,15 @@ public enum CanonicalEncoding {
                 // Also Dictionaries with String or Int keys: sorting by key makes them canonical.
                 out.append(6)
                 u32(children.count)
-                for key in children.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
-                    string(key)
-                    children[key]!.serialize(into: &out)
+                // Sorted by the bytes actually written (NFC), so a key's normalization form
+                // cannot change its position.
+                let sorted = children.map { (bytes: Array($0.key.precomposedStringWithCanonicalMapping.utf8), node: $0.value) }
+                    .sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
+                for (key, child) in sorted {
+                    out.append(5)
+                    u32(key.count)
+                    out.append(contentsOf: key)
+                    child.serialize(into: &out)
                 }
             case .unkeyed(let children):
                 if unordered {

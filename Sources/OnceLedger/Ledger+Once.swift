@@ -1,6 +1,7 @@
 import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
+import Synchronization
 
 extension Ledger {
     /// Runs `effect` exactly once for `key` and returns its receipt, or returns the
@@ -41,11 +42,17 @@ extension Ledger {
                 }
             }
         }
+        // The value the effect returned, so `.performed` hands it back as is rather
+        // than decoding what was just stored.
+        let produced = Mutex<Receipt?>(nil)
         let outcome = try await onceBytes(key, scope: scope, whenPending: corePolicy) { context in
-            try ReceiptCoding.encode(try await effect(context))
+            let receipt = try await effect(context)
+            produced.withLock { $0 = receipt }
+            return try ReceiptCoding.encode(receipt)
         }
         switch outcome {
         case .performed(let bytes, let entry):
+            if let receipt = produced.withLock({ $0 }) { return .performed(receipt, entry) }
             return .performed(try ReceiptCoding.decode(Receipt.self, bytes, entry: entry), entry)
         case .alreadyDone(let bytes, let entry):
             return .alreadyDone(try ReceiptCoding.decode(Receipt.self, bytes, entry: entry), entry)
@@ -59,6 +66,11 @@ extension Ledger {
         _ effect: @Sendable (EffectContext) async throws -> [UInt8]
     ) async throws -> OnceOutcome<[UInt8]> {
         try key.validate()
+        if OnceTaskContext.runningKeys.contains(key.rawValue) {
+            throw LedgerError(.invalidArgument,
+                              "once(\"\(key.rawValue)\") was called from inside its own effect; that would wait on itself forever",
+                              key: key.rawValue)
+        }
         while true {
             switch decide(key, scope: scope, policy: policy) {
             case .fail(let error):
@@ -72,6 +84,11 @@ extension Ledger {
                 case .failure(let boxed):
                     throw boxed.error
                 }
+            case .waitThenDecide(let call):
+                // An operator resolve or forget of this key is being written: its outcome
+                // is not ours to return; decide again on the state it leaves.
+                _ = await call.wait()
+                continue
             case .run(let call, let attempt, let generation):
                 return try await run(key, call: call, attempt: attempt, generation: generation, scope: scope,
                                      effect: effect)
@@ -117,6 +134,7 @@ extension Ledger {
         case fail(LedgerError)
         case alreadyDone(EntryInfo)
         case wait(InFlightCall)
+        case waitThenDecide(InFlightCall)
         case run(InFlightCall, attempt: UInt32, generation: UInt32)
         case reconcile(InFlightCall, EntryInfo, @Sendable (EntryInfo) async throws -> ReconcileAnswer<[UInt8]>)
     }
@@ -125,6 +143,7 @@ extension Ledger {
     func decide(_ key: IdempotencyKey, scope: DeduplicationScope, policy: PendingPolicy<[UInt8]>) -> Decision {
         inFlight.withLock { running -> Decision in
             if let call = running[key.rawValue] {
+                if call.isOperator { return .waitThenDecide(call) }
                 if call.fingerprint != key.fingerprint {
                     let stored = entry(key.rawValue)
                     return .fail(LedgerError(
@@ -151,7 +170,10 @@ extension Ledger {
                 let expired: Bool = switch scope {
                 case .forever: false
                 case .whileInFlight: true
-                case .window(let milliseconds): now() >= entry.timeMilliseconds &+ milliseconds
+                case .window(let milliseconds):
+                    // A window reaching past UInt64.max never expires (no wrap-around).
+                    entry.timeMilliseconds.addingReportingOverflow(milliseconds).overflow == false
+                        && now() >= entry.timeMilliseconds + milliseconds
                 }
                 if !expired { return .alreadyDone(entry) }
                 let call = InFlightCall(fingerprint: key.fingerprint)
@@ -186,6 +208,19 @@ extension Ledger {
         call.finish(result)
     }
 
+    /// `text` cut to at most `utf8BytesMax` UTF-8 bytes, at a Unicode scalar boundary.
+    func truncated(_ text: String, utf8BytesMax: Int) -> String {
+        guard text.utf8.count > utf8BytesMax else { return text }
+        var bytes = 0
+        var kept = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            bytes += UTF8.width(scalar)
+            if bytes > utf8BytesMax { break }
+            kept.append(scalar)
+        }
+        return String(kept)
+    }
+
     func checkReceipt(_ receipt: [UInt8], key: String) throws {
         if receipt.count > FormatLimits.receiptBytesMax {
             throw LedgerError(.limitExceeded,
@@ -218,11 +253,13 @@ extension Ledger {
                                     attempt: attempt, generation: generation)
         let receipt: [UInt8]
         do {
-            receipt = try await effect(context)
+            receipt = try await OnceTaskContext.$runningKeys.withValue(OnceTaskContext.runningKeys.union([key.rawValue])) {
+                try await effect(context)
+            }
         } catch let didNotHappen as EffectDidNotHappen {
             do {
                 try await commit([.release(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: now(),
-                                                  reason: String(didNotHappen.reason.utf8.prefix(FormatLimits.reasonBytesMax)) ?? "did not happen"))])
+                                                  reason: truncated(didNotHappen.reason, utf8BytesMax: FormatLimits.reasonBytesMax)))])
             } catch {
                 finish(key, call, .failure(LedgerErrorOrOther(error: error)))
                 throw error
@@ -254,6 +291,11 @@ extension Ledger {
         finish(key, call, .success(done))
         return .performed(receipt, done)
     }
+}
+
+/// The keys whose effects are running in the current task (to refuse re-entry).
+enum OnceTaskContext {
+    @TaskLocal static var runningKeys: Set<String> = []
 }
 
 /// A non-Sendable error's description, when an effect throws one.

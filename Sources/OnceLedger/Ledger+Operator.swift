@@ -5,6 +5,9 @@ extension Ledger {
     /// recording who and why in the log. Throws `.wrongState` for any other state.
     public func resolvePending(_ key: String, as resolution: PendingResolution, reason: String,
                                actor: String = "operator") async throws {
+        guard !reason.isEmpty else {
+            throw LedgerError(.invalidArgument, "resolving an entry needs a reason; it is recorded in the log", key: key)
+        }
         let call = InFlightCall(fingerprint: [])
         let entry: EntryInfo = try inFlight.withLock { running in
             guard running[key] == nil else {

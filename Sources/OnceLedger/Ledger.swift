@@ -17,6 +17,9 @@ public final class Ledger: Sendable {
     let clock: @Sendable () -> UInt64
     let state: Mutex<LedgerState>
     let inFlight = Mutex<[String: InFlightCall]>([:])
+    /// Set by `close()`: a closed ledger writes nothing more, even if its backend is
+    /// opened again by another `Ledger` (an in-memory backend is shared that way).
+    let closed = Mutex(false)
 
     /// Opens (or creates) a ledger in `directory`, on the segmented file log.
     public static func open(
@@ -48,6 +51,7 @@ public final class Ledger: Sendable {
 
     /// Closes the backend (the file log writes a checkpoint and releases its lock).
     public func close() throws {
+        closed.withLock { $0 = true }
         try backend.close()
     }
 
@@ -80,6 +84,7 @@ public final class Ledger: Sendable {
     /// Appends records durably and applies them to the state once durable.
     func commit(_ bodies: [RecordBody]) async throws {
         for body in bodies { try body.validate() }
+        if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
         let records = bodies.map(LogRecord.init)
         _ = try await backend.append(records, onDurable: { [self] _ in
             self.state.withLock { state in
@@ -104,6 +109,13 @@ final class InFlightCall: Sendable {
     private let state = Mutex<(result: Result<EntryInfo, LedgerErrorOrOther>?, waiters: [CheckedContinuation<Result<EntryInfo, LedgerErrorOrOther>, Never>])>((nil, []))
 
     init(fingerprint: [UInt8]) { self.fingerprint = fingerprint }
+
+    /// A `resolvePending` or `forgetDoneEntryAllowingRerun` in progress (they register
+    /// with an empty fingerprint); callers wait for it and then decide afresh.
+    var isOperator: Bool { fingerprint.isEmpty }
+
+    /// Callers suspended in `wait()` (tests use it to order races deterministically).
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
 
     func wait() async -> Result<EntryInfo, LedgerErrorOrOther> {
         await withCheckedContinuation { continuation in

@@ -31,3 +31,39 @@ import Testing
         #expect(!third.wasPerformed)
     }
 }
+
+@Suite struct ReentrancyAndReceiptTests {
+    @Test func onceOnItsOwnKeyFromInsideTheEffectIsRefused() async throws {
+        let ledger = Ledger.inMemory()
+        await #expect {
+            _ = try await ledger.once("outer", as: String.self) { _ in
+                let inner = try await ledger.once("outer", as: String.self) { _ in "inner" }
+                return inner.receipt
+            }
+        } throws: { error in
+            // The inner call is refused; the outer effect rethrows it, so the key is pending-unknown.
+            guard let error = error as? LedgerError, error.code == .effectFailed,
+                  let inner = error.underlyingError as? LedgerError else { return false }
+            return inner.code == .invalidArgument
+        }
+        #expect(ledger.entry("outer")?.status == .pendingUnknown)
+    }
+
+    /// Encodes fine, never decodes: `.performed` must still hand back the value the effect returned.
+    struct WriteOnly: Codable, Sendable, Equatable {
+        var id: Int
+        init(id: Int) { self.id = id }
+        init(from decoder: any Decoder) throws {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "write-only"))
+        }
+    }
+
+    @Test func performedReturnsTheValueInHand() async throws {
+        let ledger = Ledger.inMemory()
+        let outcome = try await ledger.once("w", as: WriteOnly.self) { _ in WriteOnly(id: 7) }
+        #expect(outcome.receipt == WriteOnly(id: 7))
+        await #expect {
+            _ = try await ledger.once("w", as: WriteOnly.self) { _ in WriteOnly(id: 8) }
+        } throws: { ($0 as? LedgerError)?.code == .receiptDecodingFailed }
+    }
+}
