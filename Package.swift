@@ -4,6 +4,7 @@ import PackageDescription
 // Layers depend one way (see README "Architecture"):
 //   OnceLedgerFormat  pure codec: bytes <-> segment headers, records, snapshots. No I/O, no Foundation.
 //   OnceLedgerLog     the storage engine: storage protocol, POSIX files, recovery scanner, group commit.
+//   OnceLedger        the exactly-once API users import: Ledger.once, idempotency keys, pending handling.
 //   OnceLedgerTestSupport  simulated crashing storage for tests (users may fuzz their own code with it).
 //   onceledger        the command-line tool (Tools/), the only target that uses a Swift package.
 let package = Package(
@@ -11,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "OnceLedgerFormat", targets: ["OnceLedgerFormat"]),
         .library(name: "OnceLedgerLog", targets: ["OnceLedgerLog"]),
+        .library(name: "OnceLedger", targets: ["OnceLedger"]),
         .library(name: "OnceLedgerTestSupport", targets: ["OnceLedgerTestSupport"]),
         .executable(name: "onceledger", targets: ["onceledger"]),
     ],
@@ -39,8 +41,12 @@ let package = Package(
             dependencies: ["OnceLedgerFormat"]
         ),
         .target(
-            name: "OnceLedgerTestSupport",
+            name: "OnceLedger",
             dependencies: ["OnceLedgerFormat", "OnceLedgerLog"]
+        ),
+        .target(
+            name: "OnceLedgerTestSupport",
+            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger"]
         ),
         .executableTarget(
             name: "onceledger",
@@ -54,6 +60,10 @@ let package = Package(
         .testTarget(
             name: "OnceLedgerFormatTests",
             dependencies: ["OnceLedgerFormat"]
+        ),
+        .testTarget(
+            name: "OnceLedgerTests",
+            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport"]
         ),
         .testTarget(
             name: "OnceLedgerLogTests",

@@ -41,6 +41,23 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidSnapshot = Code("invalid-snapshot")
         /// A record body does not decode as its kind says.
         public static let malformedBody = Code("malformed-body")
+
+        // Exactly-once semantics (the Ledger API)
+        /// The key has an intent without a completion (a crash, or an effect that threw)
+        /// and the call's policy is fail-closed. `entry` carries the intent.
+        public static let pendingUnknown = Code("pending-unknown")
+        /// The same key was used with different params. `entry` carries the stored record.
+        public static let fingerprintMismatch = Code("fingerprint-mismatch")
+        /// The effect threw an error other than `EffectDidNotHappen`: it may or may not have
+        /// happened, so the key is now pending-unknown. `underlyingError` is what it threw.
+        public static let effectFailed = Code("effect-failed")
+        /// A stored receipt does not decode as the requested type. `entry` carries the bytes.
+        public static let receiptDecodingFailed = Code("receipt-decoding-failed")
+        /// An operator action needs a state the key is not in (e.g. resolving a key that is
+        /// not pending-unknown, forgetting one that is not done). `entry` shows the state.
+        public static let wrongState = Code("wrong-state")
+        /// The effect threw `EffectDidNotHappen`: its intent was released, the key is absent.
+        public static let released = Code("released")
     }
 
     public var code: Code
@@ -54,12 +71,26 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
     public var errno: Int32?
     public var holderPID: Int32?
     public var limit: String?
+    /// The idempotency key involved, for ledger-level errors.
+    public var key: String?
+    /// The stored record of the key involved (pending intent, done entry, …).
+    public var entry: EntryInfo?
+    /// What the effect threw, for `.effectFailed` and `.released`.
+    public var underlyingError: (any Error & Sendable)? {
+        get { underlyingBox?.error }
+        set { underlyingBox = newValue.map(ErrorBox.init) }
+    }
+    private var underlyingBox: ErrorBox?
 
     public init(
         _ code: Code, _ message: String, path: String? = nil, segment: UInt64? = nil, offset: UInt64? = nil,
         sequence: UInt64? = nil, expectedChecksum: UInt32? = nil, actualChecksum: UInt32? = nil,
-        errno: Int32? = nil, holderPID: Int32? = nil, limit: String? = nil
+        errno: Int32? = nil, holderPID: Int32? = nil, limit: String? = nil, key: String? = nil,
+        entry: EntryInfo? = nil, underlyingError: (any Error & Sendable)? = nil
     ) {
+        self.key = key
+        self.entry = entry
+        self.underlyingBox = underlyingError.map(ErrorBox.init)
         self.code = code
         self.message = message
         self.path = path
@@ -95,8 +126,19 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         if let errno { parts.append("errno=\(errno)") }
         if let holderPID { parts.append("holder-pid=\(holderPID)") }
         if let limit { parts.append("limit=\(limit)") }
+        if let key { parts.append("key=\(key)") }
+        if let entry { parts.append("entry={\(entry)}") }
+        if let underlyingError { parts.append("underlying=\(underlyingError)") }
         return parts.joined(separator: " ")
     }
+}
+
+/// Identity-compared box so `LedgerError` stays Hashable while carrying any error.
+final class ErrorBox: Hashable, Sendable {
+    let error: any Error & Sendable
+    init(_ error: any Error & Sendable) { self.error = error }
+    static func == (lhs: ErrorBox, rhs: ErrorBox) -> Bool { lhs === rhs }
+    func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 }
 
 /// `0x`-prefixed, 8-digit lowercase hex, as checksums are printed everywhere.

@@ -37,7 +37,7 @@ public final class LogEngine: @unchecked Sendable {
     }
 
     fileprivate enum Job {
-        case append([LogRecord], @Sendable (Result<UInt64, LedgerError>) -> Void)
+        case append([LogRecord], (@Sendable (UInt64) -> Void)?, @Sendable (Result<UInt64, LedgerError>) -> Void)
         case compact(@Sendable (UInt64) throws -> [SnapshotFile.Item],
                      @Sendable (Result<LogWriter.CompactionResult, LedgerError>) -> Void)
     }
@@ -94,9 +94,18 @@ public final class LogEngine: @unchecked Sendable {
     /// Appends `records` as one atomic group (consecutive sequence numbers, one
     /// commit batch) and returns the first sequence number once they are durable.
     public func append(_ records: [LogRecord]) async throws -> UInt64 {
+        try await append(records, onDurable: nil)
+    }
+
+    /// Like `append`, and calls `onDurable(firstSequence)` on the I/O thread as soon
+    /// as the batch is durable, before any caller of that batch resumes and before
+    /// any later batch or compaction runs. State derived from the log and updated in
+    /// `onDurable` is therefore exactly "every record through the last durable one"
+    /// whenever a compaction's `makeItems` runs.
+    public func append(_ records: [LogRecord], onDurable: (@Sendable (UInt64) -> Void)?) async throws -> UInt64 {
         try writer.validate(records)
         return try await withCheckedThrowingContinuation { continuation in
-            submit(.append(records, { continuation.resume(with: $0) }))
+            submit(.append(records, onDurable, { continuation.resume(with: $0) }))
         }
     }
 
@@ -114,7 +123,7 @@ public final class LogEngine: @unchecked Sendable {
     public func appendAndWait(_ records: [LogRecord]) throws -> UInt64 {
         try writer.validate(records)
         let box = ResultBox<UInt64>()
-        submit(.append(records, { box.set($0) }))
+        submit(.append(records, nil, { box.set($0) }))
         return try box.wait().get()
     }
 
@@ -163,12 +172,12 @@ public final class LogEngine: @unchecked Sendable {
             refusal = poisoned
         } else if stopping || stopped {
             refusal = LedgerError(.closed, "the ledger is closed", path: directory)
-        } else if case .append(let records, _) = job, queuedRecords + records.count > configuration.queuedRecordsMax {
+        } else if case .append(let records, _, _) = job, queuedRecords + records.count > configuration.queuedRecordsMax {
             refusal = LedgerError(.limitExceeded, "more than \(configuration.queuedRecordsMax) records are waiting for the disk",
                                   path: directory, limit: "queuedRecordsMax")
         } else {
             refusal = nil
-            if case .append(let records, _) = job { queuedRecords += records.count }
+            if case .append(let records, _, _) = job { queuedRecords += records.count }
             queue.append(job)
             condition.signal()
         }
@@ -193,7 +202,7 @@ public final class LogEngine: @unchecked Sendable {
             } else {
                 var records = 0
                 var bytes = 0
-                while let next = queue.first, case .append(let group, _) = next {
+                while let next = queue.first, case .append(let group, _, _) = next {
                     let groupBytes = group.reduce(0) { $0 + RecordFrame.frameBytes(bodyBytes: $1.body.count) }
                     if !batch.isEmpty && (records + group.count > configuration.batchRecordsMax
                         || bytes + groupBytes > configuration.batchBytesMax) { break }
@@ -223,16 +232,23 @@ public final class LogEngine: @unchecked Sendable {
             return
         }
         var records: [LogRecord] = []
-        var groups: [(count: Int, completion: @Sendable (Result<UInt64, LedgerError>) -> Void)] = []
+        var groups: [(count: Int, onDurable: (@Sendable (UInt64) -> Void)?,
+                      completion: @Sendable (Result<UInt64, LedgerError>) -> Void)] = []
         for job in batch {
-            if case .append(let group, let completion) = job {
+            if case .append(let group, let onDurable, let completion) = job {
                 records.append(contentsOf: group)
-                groups.append((group.count, completion))
+                groups.append((group.count, onDurable, completion))
             }
         }
         do {
-            var sequence = try writer.commit(records)
+            let first = try writer.commit(records)
             publish(records: records.count)
+            var sequence = first
+            for group in groups {
+                group.onDurable?(sequence)
+                sequence += UInt64(group.count)
+            }
+            sequence = first
             for group in groups {
                 group.completion(.success(sequence))
                 sequence += UInt64(group.count)
@@ -272,7 +288,7 @@ public final class LogEngine: @unchecked Sendable {
 extension LogEngine.Job {
     fileprivate func fail(_ error: LedgerError) {
         switch self {
-        case .append(_, let completion): completion(.failure(error))
+        case .append(_, _, let completion): completion(.failure(error))
         case .compact(_, let completion): completion(.failure(error))
         }
     }

@@ -1,0 +1,78 @@
+import OnceLedgerFormat
+
+/// The identity of one effect: an explicit string, or one derived from a name and
+/// params, plus the params fingerprint stored with the intent.
+///
+/// - Explicit: `IdempotencyKey("order-42-receipt")` — no params, fingerprint all zero.
+/// - Explicit with params: `IdempotencyKey("order-42-receipt", params: order)` — the
+///   key is the string; the fingerprint lets the ledger reject the same key reused
+///   with different params (`.fingerprintMismatch`, Stripe's rule).
+/// - Derived: `IdempotencyKey(name: "send-receipt", params: order)` — the key is
+///   `name#<64 hex of SHA-256>` over a canonical encoding (`CanonicalEncoding`), so it
+///   does not depend on dictionary order or encoder settings.
+/// - `IdempotencyKey(explicit: maybeKey, name:, params:)`: an explicit key takes
+///   precedence over the derived one.
+public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+    public let rawValue: String
+    /// SHA-256 of the canonical (name, params) encoding; 32 zero bytes when none.
+    public let fingerprint: [UInt8]
+
+    public static let noFingerprint = [UInt8](repeating: 0, count: 32)
+
+    public init(_ explicit: String) {
+        rawValue = explicit
+        fingerprint = IdempotencyKey.noFingerprint
+    }
+
+    public init(stringLiteral value: String) { self.init(value) }
+
+    public init<Params: Encodable>(_ explicit: String, params: Params, name: String = "") throws {
+        rawValue = explicit
+        fingerprint = try IdempotencyKey.fingerprint(name: name, params: params)
+    }
+
+    public init<Params: Encodable>(name: String, params: Params) throws {
+        let fingerprint = try IdempotencyKey.fingerprint(name: name, params: params)
+        self.rawValue = name + "#" + Hex.string(fingerprint)
+        self.fingerprint = fingerprint
+    }
+
+    public init<Params: Encodable>(explicit: String?, name: String, params: Params) throws {
+        if let explicit {
+            try self.init(explicit, params: params, name: name)
+        } else {
+            try self.init(name: name, params: params)
+        }
+    }
+
+    /// A key given as bytes (e.g. from a request header); must be valid UTF-8.
+    public init(bytes: [UInt8]) throws {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw LedgerError(.invalidArgument, "the idempotency key is not valid UTF-8")
+        }
+        self.init(text)
+    }
+
+    /// SHA-256("onceledger.params.v1" ‖ 0x00 ‖ name ‖ 0x00 ‖ canonical(params)).
+    public static func fingerprint<Params: Encodable>(name: String, params: Params) throws -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(Array("onceledger.params.v1".utf8))
+        hasher.update([0])
+        hasher.update(Array(name.utf8))
+        hasher.update([0])
+        hasher.update(try CanonicalEncoding.encode(params))
+        return hasher.finalize()
+    }
+
+    /// Checks the named limits; throws a typed error and writes nothing.
+    public func validate() throws {
+        let count = rawValue.utf8.count
+        if count == 0 { throw LedgerError(.invalidArgument, "the idempotency key is empty") }
+        if count > FormatLimits.keyBytesMax {
+            throw LedgerError(.limitExceeded, "the idempotency key is \(count) bytes; the limit is \(FormatLimits.keyBytesMax)",
+                              limit: "keyBytesMax")
+        }
+    }
+
+    public var description: String { rawValue }
+}

@@ -1,0 +1,325 @@
+import Foundation
+import OnceLedgerFormat
+import OnceLedgerLog
+import Synchronization
+
+extension Ledger {
+    /// Runs `effect` exactly once for `key` and returns its receipt, or returns the
+    /// stored receipt if it already ran.
+    ///
+    /// Order of durability: the intent record is durable (fdatasync'd) before
+    /// `effect` starts; the completion record is durable before `once` returns. If the
+    /// process dies in between, the key is pending-unknown on the next open — the
+    /// effect may or may not have happened — and `whenPending` decides what happens.
+    ///
+    /// What the caller sees:
+    /// - `.performed(receipt, entry)`: the effect ran now and its completion is durable.
+    /// - `.alreadyDone(receipt, entry)`: it ran before (`entry.timeMilliseconds` is when).
+    /// - throws `LedgerError(.pendingUnknown)` (fail-closed), `.fingerprintMismatch`
+    ///   (same key, different params; carries the stored entry), `.limitExceeded`
+    ///   (key or receipt too large), `.effectFailed` (the effect threw: the key is now
+    ///   pending-unknown), or the effect's own `EffectDidNotHappen` (the intent was
+    ///   released; the key is absent again).
+    /// Concurrent callers with the same key: one runs the effect, the others wait and
+    /// get `.alreadyDone` with its receipt, or the error it threw.
+    ///
+    /// The receipt is stored as JSON (sorted keys), at most `FormatLimits.receiptBytesMax`
+    /// bytes; use `onceBytes` to store raw bytes.
+    public func once<Receipt: Codable & Sendable>(
+        _ key: IdempotencyKey, as type: Receipt.Type = Receipt.self, scope: DeduplicationScope = .forever,
+        whenPending policy: PendingPolicy<Receipt> = .failClosed,
+        _ effect: @Sendable (EffectContext) async throws -> Receipt
+    ) async throws -> OnceOutcome<Receipt> {
+        let corePolicy: PendingPolicy<[UInt8]>
+        switch policy {
+        case .failClosed: corePolicy = .failClosed
+        case .retry: corePolicy = .retry
+        case .reconcile(let ask):
+            corePolicy = .reconcile { entry in
+                switch try await ask(entry) {
+                case .happened(let receipt): return .happened(try ReceiptCoding.encode(receipt))
+                case .didNotHappen: return .didNotHappen
+                }
+            }
+        }
+        // The value the effect returned, so `.performed` hands it back as is rather
+        // than decoding what was just stored.
+        let produced = Mutex<Receipt?>(nil)
+        let outcome = try await onceBytes(key, scope: scope, whenPending: corePolicy) { context in
+            let receipt = try await effect(context)
+            produced.withLock { $0 = receipt }
+            return try ReceiptCoding.encode(receipt)
+        }
+        switch outcome {
+        case .performed(let bytes, let entry):
+            if let receipt = produced.withLock({ $0 }) { return .performed(receipt, entry) }
+            return .performed(try ReceiptCoding.decode(Receipt.self, bytes, entry: entry), entry)
+        case .alreadyDone(let bytes, let entry):
+            return .alreadyDone(try ReceiptCoding.decode(Receipt.self, bytes, entry: entry), entry)
+        }
+    }
+
+    /// `once` with a raw-bytes receipt.
+    public func onceBytes(
+        _ key: IdempotencyKey, scope: DeduplicationScope = .forever,
+        whenPending policy: PendingPolicy<[UInt8]> = .failClosed,
+        _ effect: @Sendable (EffectContext) async throws -> [UInt8]
+    ) async throws -> OnceOutcome<[UInt8]> {
+        try key.validate()
+        if OnceTaskContext.runningKeys.contains(key.rawValue) {
+            throw LedgerError(.invalidArgument,
+                              "once(\"\(key.rawValue)\") was called from inside its own effect; that would wait on itself forever",
+                              key: key.rawValue)
+        }
+        while true {
+            switch decide(key, scope: scope, policy: policy) {
+            case .fail(let error):
+                throw error
+            case .alreadyDone(let entry):
+                return .alreadyDone(entry.receipt, entry)
+            case .wait(let call):
+                switch await call.wait() {
+                case .success(let entry):
+                    return .alreadyDone(entry.receipt, entry)
+                case .failure(let boxed):
+                    throw boxed.error
+                }
+            case .waitThenDecide(let call):
+                // An operator resolve or forget of this key is being written: its outcome
+                // is not ours to return; decide again on the state it leaves.
+                _ = await call.wait()
+                continue
+            case .run(let call, let attempt, let generation):
+                return try await run(key, call: call, attempt: attempt, generation: generation, scope: scope,
+                                     effect: effect)
+            case .reconcile(let call, let entry, let ask):
+                let answer: ReconcileAnswer<[UInt8]>
+                do {
+                    answer = try await ask(entry)
+                } catch {
+                    finish(key, call, .failure(LedgerErrorOrOther(error: error)))
+                    throw error
+                }
+                switch answer {
+                case .happened(let receipt):
+                    do {
+                        try checkReceipt(receipt, key: key.rawValue)
+                        try await commit([.resolve(.init(
+                            key: key.rawValue, outcome: .done, attempt: entry.attempt, timeMilliseconds: now(),
+                            receipt: receipt, actor: "reconcile", reason: "reconcile: the effect happened"))])
+                    } catch {
+                        finish(key, call, .failure(LedgerErrorOrOther(error: error)))
+                        throw error
+                    }
+                    let done = state.withLock { $0.info(key.rawValue) } ?? entry
+                    finish(key, call, .success(done))
+                    return .alreadyDone(receipt, done)
+                case .didNotHappen:
+                    do {
+                        try await commit([.resolve(.init(
+                            key: key.rawValue, outcome: .absent, attempt: entry.attempt, timeMilliseconds: now(),
+                            receipt: [], actor: "reconcile", reason: "reconcile: the effect did not happen"))])
+                    } catch {
+                        finish(key, call, .failure(LedgerErrorOrOther(error: error)))
+                        throw error
+                    }
+                    return try await run(key, call: call, attempt: entry.attempt + 1, generation: entry.generation,
+                                         scope: scope, effect: effect)
+                }
+            }
+        }
+    }
+
+    enum Decision {
+        case fail(LedgerError)
+        case alreadyDone(EntryInfo)
+        case wait(InFlightCall)
+        case waitThenDecide(InFlightCall)
+        case run(InFlightCall, attempt: UInt32, generation: UInt32)
+        case reconcile(InFlightCall, EntryInfo, @Sendable (EntryInfo) async throws -> ReconcileAnswer<[UInt8]>)
+    }
+
+    /// Decides, atomically with registering as the key's running call.
+    func decide(_ key: IdempotencyKey, scope: DeduplicationScope, policy: PendingPolicy<[UInt8]>) -> Decision {
+        inFlight.withLock { running -> Decision in
+            if let call = running[key.rawValue] {
+                if call.isOperator { return .waitThenDecide(call) }
+                if call.fingerprint != key.fingerprint {
+                    let stored = entry(key.rawValue)
+                    return .fail(LedgerError(
+                        .fingerprintMismatch,
+                        "key \"\(key.rawValue)\" is running with different params; use a new key for different params",
+                        key: key.rawValue, entry: stored))
+                }
+                return .wait(call)
+            }
+            guard let entry = entry(key.rawValue), entry.status != .absent else {
+                let previous = entry(key.rawValue)
+                let call = InFlightCall(fingerprint: key.fingerprint)
+                running[key.rawValue] = call
+                return .run(call, attempt: (previous?.attempt ?? 0) + 1, generation: previous?.generation ?? 0)
+            }
+            if entry.fingerprint != key.fingerprint {
+                return .fail(LedgerError(
+                    .fingerprintMismatch,
+                    "key \"\(key.rawValue)\" was used before with different params; use a new key for different params",
+                    key: key.rawValue, entry: entry))
+            }
+            switch entry.status {
+            case .done:
+                let expired: Bool = switch scope {
+                case .forever: false
+                case .whileInFlight: true
+                case .window(let milliseconds):
+                    // A window reaching past UInt64.max never expires (no wrap-around).
+                    entry.timeMilliseconds.addingReportingOverflow(milliseconds).overflow == false
+                        && now() >= entry.timeMilliseconds + milliseconds
+                }
+                if !expired { return .alreadyDone(entry) }
+                let call = InFlightCall(fingerprint: key.fingerprint)
+                running[key.rawValue] = call
+                return .run(call, attempt: entry.attempt + 1, generation: entry.generation &+ 1)
+            case .pendingUnknown:
+                switch policy {
+                case .failClosed:
+                    return .fail(LedgerError(
+                        .pendingUnknown,
+                        "key \"\(key.rawValue)\" has an intent (attempt \(entry.attempt)) but no completion: the effect may or may not have happened. Resolve it (`onceledger resolve`), or call with a retry or reconcile policy",
+                        key: key.rawValue, entry: entry))
+                case .retry:
+                    let call = InFlightCall(fingerprint: key.fingerprint)
+                    running[key.rawValue] = call
+                    return .run(call, attempt: entry.attempt + 1, generation: entry.generation)
+                case .reconcile(let ask):
+                    let call = InFlightCall(fingerprint: key.fingerprint)
+                    running[key.rawValue] = call
+                    return .reconcile(call, entry, ask)
+                }
+            case .absent:
+                preconditionFailure("absent handled above")
+            }
+        }
+    }
+
+    func finish(_ key: IdempotencyKey, _ call: InFlightCall, _ result: Result<EntryInfo, LedgerErrorOrOther>) {
+        inFlight.withLock { running in
+            if running[key.rawValue] === call { running[key.rawValue] = nil }
+        }
+        call.finish(result)
+    }
+
+    /// `text` cut to at most `utf8BytesMax` UTF-8 bytes, at a Unicode scalar boundary.
+    func truncated(_ text: String, utf8BytesMax: Int) -> String {
+        guard text.utf8.count > utf8BytesMax else { return text }
+        var bytes = 0
+        var kept = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            bytes += UTF8.width(scalar)
+            if bytes > utf8BytesMax { break }
+            kept.append(scalar)
+        }
+        return String(kept)
+    }
+
+    func checkReceipt(_ receipt: [UInt8], key: String) throws {
+        if receipt.count > FormatLimits.receiptBytesMax {
+            throw LedgerError(.limitExceeded,
+                              "the receipt is \(receipt.count) bytes; the limit is \(FormatLimits.receiptBytesMax). Store a reference (an id, a URL) instead of the payload",
+                              limit: "receiptBytesMax", key: key)
+        }
+    }
+
+    /// Intent (durable) → effect → completion (durable).
+    private func run(
+        _ key: IdempotencyKey, call: InFlightCall, attempt: UInt32, generation: UInt32, scope: DeduplicationScope,
+        effect: @Sendable (EffectContext) async throws -> [UInt8]
+    ) async throws -> OnceOutcome<[UInt8]> {
+        let windowMilliseconds: UInt64
+        let recordScope: RecordBody.Scope
+        switch scope {
+        case .forever: (recordScope, windowMilliseconds) = (.forever, 0)
+        case .whileInFlight: (recordScope, windowMilliseconds) = (.whileInFlight, 0)
+        case .window(let milliseconds): (recordScope, windowMilliseconds) = (.window, milliseconds)
+        }
+        do {
+            try await commit([.intent(.init(
+                key: key.rawValue, fingerprint: key.fingerprint, attempt: attempt, generation: generation,
+                scope: recordScope, windowMilliseconds: windowMilliseconds, timeMilliseconds: now()))])
+        } catch {
+            finish(key, call, .failure(LedgerErrorOrOther(error: error)))
+            throw error
+        }
+        let context = EffectContext(key: key.rawValue, token: EffectToken.derive(key: key.rawValue, generation: generation),
+                                    attempt: attempt, generation: generation)
+        let receipt: [UInt8]
+        do {
+            receipt = try await OnceTaskContext.$runningKeys.withValue(OnceTaskContext.runningKeys.union([key.rawValue])) {
+                try await effect(context)
+            }
+        } catch let didNotHappen as EffectDidNotHappen {
+            do {
+                try await commit([.release(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: now(),
+                                                  reason: truncated(didNotHappen.reason, utf8BytesMax: FormatLimits.reasonBytesMax)))])
+            } catch {
+                finish(key, call, .failure(LedgerErrorOrOther(error: error)))
+                throw error
+            }
+            finish(key, call, .failure(LedgerErrorOrOther(error: didNotHappen)))
+            throw didNotHappen
+        } catch {
+            let failure = LedgerError(
+                .effectFailed,
+                "the effect for key \"\(key.rawValue)\" threw \(error); it may or may not have happened, so the key is pending-unknown. Throw EffectDidNotHappen from the effect when nothing external was done",
+                key: key.rawValue, entry: entry(key.rawValue), underlyingError: error)
+            finish(key, call, .failure(LedgerErrorOrOther(error: failure)))
+            throw failure
+        }
+        do {
+            try checkReceipt(receipt, key: key.rawValue)
+            try await commit([.completion(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: now(),
+                                                receipt: receipt))])
+        } catch {
+            var typed = (error as? LedgerError) ?? LedgerError(.io, "\(error)")
+            typed.message += " — the effect ran but its completion was not recorded; the key is pending-unknown"
+            typed.key = key.rawValue
+            finish(key, call, .failure(LedgerErrorOrOther(error: typed)))
+            throw typed
+        }
+        let done = entry(key.rawValue) ?? EntryInfo(
+            key: key.rawValue, status: .done, attempt: attempt, generation: generation, fingerprint: key.fingerprint,
+            timeMilliseconds: now(), receipt: receipt)
+        finish(key, call, .success(done))
+        return .performed(receipt, done)
+    }
+}
+
+/// The keys whose effects are running in the current task (to refuse re-entry).
+enum OnceTaskContext {
+    @TaskLocal static var runningKeys: Set<String> = []
+}
+
+/// A non-Sendable error's description, when an effect throws one.
+struct UncheckedError: Error, Sendable, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+enum ReceiptCoding {
+    static func encode<Receipt: Encodable>(_ receipt: Receipt) throws -> [UInt8] {
+        if let bytes = receipt as? [UInt8] { return bytes }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(receipt))
+    }
+
+    static func decode<Receipt: Decodable>(_ type: Receipt.Type, _ bytes: [UInt8], entry: EntryInfo) throws -> Receipt {
+        if Receipt.self == [UInt8].self { return bytes as! Receipt }
+        do {
+            return try JSONDecoder().decode(Receipt.self, from: Data(bytes))
+        } catch {
+            throw LedgerError(.receiptDecodingFailed,
+                              "the stored receipt of \"\(entry.key)\" does not decode as \(Receipt.self): \(error)",
+                              key: entry.key, entry: entry)
+        }
+    }
+}

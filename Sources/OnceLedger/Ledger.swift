@@ -1,0 +1,144 @@
+import Foundation
+import OnceLedgerFormat
+import OnceLedgerLog
+import Synchronization
+
+/// A durable ledger of effects keyed by idempotency key: each effect runs exactly
+/// once across crashes, retries and duplicate callers (DESIGN §1–2).
+///
+/// ```swift
+/// let ledger = try Ledger.open(directory: "/var/lib/myapp/ledger")
+/// let outcome = try await ledger.once("order-42-receipt") { effect in
+///     try await mailer.send(receiptFor: order, idempotencyKey: effect.token)
+/// }
+/// ```
+public final class Ledger: Sendable {
+    let backend: any LedgerBackend
+    let clock: @Sendable () -> UInt64
+    let state: Mutex<LedgerState>
+    let inFlight = Mutex<[String: InFlightCall]>([:])
+    /// Set by `close()`: a closed ledger writes nothing more, even if its backend is
+    /// opened again by another `Ledger` (an in-memory backend is shared that way).
+    let closed = Mutex(false)
+
+    /// Opens (or creates) a ledger in `directory`, on the segmented file log.
+    public static func open(
+        directory: String, configuration: LogConfiguration = LogConfiguration(), createIfMissing: Bool = true,
+        storage: any Storage = PosixStorage(), clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds
+    ) throws -> Ledger {
+        let backend = FileBackend(directory: directory, storage: storage, configuration: configuration,
+                                  createIfMissing: createIfMissing, clock: clock)
+        return try Ledger(backend: backend, clock: clock)
+    }
+
+    /// A ledger whose records live in memory (tests; nothing survives the process).
+    public static func inMemory(clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds) -> Ledger {
+        // An in-memory backend's load cannot fail on a fresh instance.
+        try! Ledger(backend: InMemoryBackend(), clock: clock)
+    }
+
+    /// Opens a ledger on any backend: replays its durable state, classifying every key
+    /// as done, pending-unknown or absent.
+    public init(backend: any LedgerBackend, clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds) throws {
+        self.backend = backend
+        self.clock = clock
+        var loaded = LedgerState()
+        try backend.load(
+            item: { item in try loaded.apply(kind: item.kind, body: item.body) },
+            record: { kind, body in try loaded.apply(kind: kind, body: body) })
+        self.state = Mutex(loaded)
+    }
+
+    /// Closes the backend (the file log writes a checkpoint and releases its lock).
+    public func close() throws {
+        closed.withLock { $0 = true }
+        try backend.close()
+    }
+
+    // MARK: Inspection
+
+    /// The stored record of `key`, or nil if the ledger never saw it.
+    public func entry(_ key: String) -> EntryInfo? {
+        state.withLock { $0.info(key) }
+    }
+
+    /// Every pending-unknown entry: an intent without a completion.
+    public func pendingEntries() -> [EntryInfo] {
+        entries(status: .pendingUnknown)
+    }
+
+    /// Every key's current entry, sorted by key; optionally only one status.
+    public func entries(status: EntryInfo.Status? = nil) -> [EntryInfo] {
+        state.withLock { state in
+            state.entries.keys.sorted().compactMap { key in
+                let info = state.info(key: key, entry: state.entries[key]!)
+                return status == nil || info.status == status ? info : nil
+            }
+        }
+    }
+
+    public var entryCount: Int { state.withLock { $0.entries.count } }
+
+    // MARK: Writing
+
+    /// Appends records durably and applies them to the state once durable.
+    func commit(_ bodies: [RecordBody]) async throws {
+        for body in bodies { try body.validate() }
+        if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
+        let records = bodies.map(LogRecord.init)
+        _ = try await backend.append(records, onDurable: { [self] _ in
+            self.state.withLock { state in
+                for body in bodies { state.apply(body) }
+            }
+        })
+    }
+
+    /// Writes a snapshot of the live state and lets the backend drop what it covers.
+    public func compact() async throws {
+        try await backend.compact { [self] _ in
+            self.state.withLock { $0.snapshotItems() }
+        }
+    }
+
+    func now() -> UInt64 { clock() }
+}
+
+/// One running effect in this process; duplicates wait on it.
+final class InFlightCall: Sendable {
+    let fingerprint: [UInt8]
+    private let state = Mutex<(result: Result<EntryInfo, LedgerErrorOrOther>?, waiters: [CheckedContinuation<Result<EntryInfo, LedgerErrorOrOther>, Never>])>((nil, []))
+
+    init(fingerprint: [UInt8]) { self.fingerprint = fingerprint }
+
+    /// A `resolvePending` or `forgetDoneEntryAllowingRerun` in progress (they register
+    /// with an empty fingerprint); callers wait for it and then decide afresh.
+    var isOperator: Bool { fingerprint.isEmpty }
+
+    /// Callers suspended in `wait()` (tests use it to order races deterministically).
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
+
+    func wait() async -> Result<EntryInfo, LedgerErrorOrOther> {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Result<EntryInfo, LedgerErrorOrOther>? in
+                if let result = state.result { return result }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    func finish(_ result: Result<EntryInfo, LedgerErrorOrOther>) {
+        let waiters = state.withLock { state in
+            state.result = result
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: result) }
+    }
+}
+
+/// Any error, boxed so `Result` can carry it across tasks.
+struct LedgerErrorOrOther: Error, Sendable {
+    let error: any Error & Sendable
+}

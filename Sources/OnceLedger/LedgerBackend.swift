@@ -1,0 +1,134 @@
+import OnceLedgerFormat
+import OnceLedgerLog
+import Synchronization
+
+/// The storage a `Ledger` talks to. The segmented file log (`FileBackend`) is the
+/// default; `InMemoryBackend` serves tests. A networked backend would implement the
+/// same four calls: replay, append-durably, compact, close.
+public protocol LedgerBackend: AnyObject, Sendable {
+    /// Replays the durable state, once, when the ledger opens: the newest snapshot's
+    /// items, then every record after it, in order.
+    func load(item: (SnapshotFile.Item) throws -> Void, record: (RecordKind, [UInt8]) throws -> Void) throws
+    /// Appends `records` as one atomic group. When they are durable, calls
+    /// `onDurable(firstSequence)` — before returning, and before any later append's
+    /// `onDurable` or any compaction's `makeItems` — then returns the first sequence.
+    func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64
+    /// Replaces everything durable so far by `makeItems(coveredSequence)`'s items.
+    func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws
+    func close() throws
+}
+
+/// The default backend: the segmented write-ahead log in a directory.
+public final class FileBackend: LedgerBackend, @unchecked Sendable {
+    public let directory: String
+    public let storage: any Storage
+    public let configuration: LogConfiguration
+    public let createIfMissing: Bool
+    private let clock: @Sendable () -> UInt64
+    private let engineSlot = Mutex<LogEngine?>(nil)
+
+    public init(directory: String, storage: any Storage = PosixStorage(),
+                configuration: LogConfiguration = LogConfiguration(), createIfMissing: Bool = true,
+                clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds) {
+        self.directory = directory
+        self.storage = storage
+        self.configuration = configuration
+        self.createIfMissing = createIfMissing
+        self.clock = clock
+    }
+
+    /// The open engine (after `load`).
+    public var engine: LogEngine? { engineSlot.withLock { $0 } }
+
+    public func load(item: (SnapshotFile.Item) throws -> Void, record: (RecordKind, [UInt8]) throws -> Void) throws {
+        let engine = try LogEngine.open(
+            directory: directory, storage: storage, configuration: configuration, createIfMissing: createIfMissing,
+            clock: clock,
+            onSnapshot: { snapshot in for entry in snapshot.items { try item(entry) } },
+            onRecord: { scanned in try record(scanned.header.kind, scanned.body) })
+        engineSlot.withLock { $0 = engine }
+    }
+
+    private func open() throws -> LogEngine {
+        guard let engine = engineSlot.withLock({ $0 }) else {
+            throw LedgerError(.closed, "the ledger is not open", path: directory)
+        }
+        return engine
+    }
+
+    public func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
+        try await open().append(records, onDurable: onDurable)
+    }
+
+    public func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws {
+        _ = try await open().compact(makeItems)
+    }
+
+    public func close() throws {
+        let engine = engineSlot.withLock { slot -> LogEngine? in
+            defer { slot = nil }
+            return slot
+        }
+        try engine?.close()
+    }
+}
+
+/// A backend that keeps records in memory: durable for the life of this object.
+/// Closing it and opening a new `Ledger` on the same instance replays its records,
+/// which models a clean restart (crash models live in `SimulatedStorage`).
+public final class InMemoryBackend: LedgerBackend, @unchecked Sendable {
+    private struct State {
+        var items: [SnapshotFile.Item] = []
+        var records: [(RecordKind, [UInt8])] = []
+        var lastSequence: UInt64 = 0
+        var open = false
+    }
+    private let state = Mutex(State())
+    public let configuration: LogConfiguration
+
+    public init(configuration: LogConfiguration = LogConfiguration()) {
+        self.configuration = configuration
+    }
+
+    public func load(item: (SnapshotFile.Item) throws -> Void, record: (RecordKind, [UInt8]) throws -> Void) throws {
+        let (items, records) = try state.withLock { state -> ([SnapshotFile.Item], [(RecordKind, [UInt8])]) in
+            if state.open { throw LedgerError(.locked, "this in-memory backend is already open") }
+            state.open = true
+            return (state.items, state.records)
+        }
+        for entry in items { try item(entry) }
+        for (kind, body) in records { try record(kind, body) }
+    }
+
+    public func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
+        guard !records.isEmpty, records.count <= configuration.appendRecordsMax else {
+            throw LedgerError(.invalidArgument, "append needs 1...\(configuration.appendRecordsMax) records")
+        }
+        for record in records where record.body.count > Int(configuration.recordBodyBytesMax) {
+            throw LedgerError(.limitExceeded, "record body is \(record.body.count) bytes", limit: "recordBodyBytesMax")
+        }
+        return try state.withLock { state in
+            guard state.open else { throw LedgerError(.closed, "the ledger is closed") }
+            let first = state.lastSequence + 1
+            state.records.append(contentsOf: records.map { ($0.kind, $0.body) })
+            state.lastSequence += UInt64(records.count)
+            onDurable(first)
+            return first
+        }
+    }
+
+    public func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws {
+        try state.withLock { state in
+            guard state.open else { throw LedgerError(.closed, "the ledger is closed") }
+            state.items = try makeItems(state.lastSequence)
+            state.records.removeAll()
+        }
+    }
+
+    public func close() throws {
+        state.withLock { $0.open = false }
+    }
+
+    /// Records currently held (after the last compaction), for tests and tools.
+    public var recordCount: Int { state.withLock { $0.records.count } }
+}

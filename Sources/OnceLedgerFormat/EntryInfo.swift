@@ -1,0 +1,63 @@
+/// The stored record of one idempotency key, as the ledger reports it (in errors,
+/// `pendingEntries()`, the CLI's `entries`/`pending`).
+public struct EntryInfo: Hashable, Sendable, CustomStringConvertible {
+    public enum Status: String, Hashable, Sendable {
+        case done
+        /// An intent without a completion: the effect may or may not have happened.
+        case pendingUnknown = "pending-unknown"
+        /// No entry blocks the key (never run, released, resolved absent, or forgotten).
+        case absent
+    }
+
+    public var key: String
+    public var status: Status
+    /// Intents ever written for the key.
+    public var attempt: UInt32
+    public var generation: UInt32
+    /// The token the effect received (derived from key and generation).
+    public var token: String
+    /// SHA-256 of the canonical params (32 zero bytes when the call had no params).
+    public var fingerprint: [UInt8]
+    /// Milliseconds since the Unix epoch: when the intent was written (pending) or the
+    /// completion (done), or the last change (absent).
+    public var timeMilliseconds: UInt64
+    /// The stored receipt (done entries).
+    public var receipt: [UInt8]
+
+    public init(key: String, status: Status, attempt: UInt32, generation: UInt32, fingerprint: [UInt8],
+                timeMilliseconds: UInt64, receipt: [UInt8]) {
+        self.key = key
+        self.status = status
+        self.attempt = attempt
+        self.generation = generation
+        self.token = EffectToken.derive(key: key, generation: generation)
+        self.fingerprint = fingerprint
+        self.timeMilliseconds = timeMilliseconds
+        self.receipt = receipt
+    }
+
+    public var hasFingerprint: Bool { fingerprint.contains { $0 != 0 } }
+
+    public var description: String {
+        var text = "key=\(key) state=\(status.rawValue) attempt=\(attempt) token=\(token) time-ms=\(timeMilliseconds)"
+        if hasFingerprint { text += " fingerprint=\(Hex.string(fingerprint))" }
+        if status == .done { text += " receipt-bytes=\(receipt.count)" }
+        return text
+    }
+}
+
+/// The token an effect receives, to pass downstream as that system's idempotency key
+/// (`Spec/FORMAT.md` §5.1): `olt_` + the first 32 hex digits of
+/// SHA-256("onceledger.token.v1" ‖ 0x00 ‖ key UTF-8 ‖ 0x00 ‖ generation u32 LE).
+/// Stable across retries of one pending entry; changes when a done entry is re-run.
+public enum EffectToken {
+    public static func derive(key: String, generation: UInt32) -> String {
+        var hasher = SHA256()
+        hasher.update(Array("onceledger.token.v1".utf8))
+        hasher.update([0])
+        hasher.update(Array(key.utf8))
+        hasher.update([0])
+        withUnsafeBytes(of: generation.littleEndian) { hasher.update(Array($0)) }
+        return "olt_" + Hex.string(hasher.finalize().prefix(16))
+    }
+}

@@ -1,0 +1,225 @@
+// Proves the concurrency rules on both backends: 64 tasks calling `once` on one key at the same
+// moment run the effect exactly once and the other 63 receive its outcome (already done with the
+// same receipt) or its error; different keys run concurrently and, on the file log, share group
+// commits (fewer fdatasync batches than records); a caller that arrives while an operator is
+// resolving or forgetting the key waits and then sees the new state. Races are made
+// deterministic by holding the effect until the expected callers are waiting, not by sleeping.
+import Foundation
+@testable import OnceLedger
+import OnceLedgerFormat
+import OnceLedgerLog
+import Synchronization
+import Testing
+
+private let callers = 64
+
+@Suite struct ConcurrencyTests {
+    @Test(arguments: BackendKind.allCases)
+    func sixtyFourCallersOnOneKeyRunTheEffectOnce(_ kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        defer { try? ledger.close() }
+        let runs = Counter()
+        let outcomes = try await withThrowingTaskGroup(of: OnceOutcome<String>.self) { group in
+            for _ in 0..<callers {
+                group.addTask {
+                    try await ledger.once("hot", as: String.self) { context in
+                        runs.increment()
+                        // Hold the effect until every other caller is waiting on it.
+                        try await waitUntil("\(callers - 1) callers wait") { ledger.waiterCount("hot") == callers - 1 }
+                        return "receipt:\(context.token)"
+                    }
+                }
+            }
+            var all: [OnceOutcome<String>] = []
+            for try await outcome in group { all.append(outcome) }
+            return all
+        }
+        #expect(runs.count == 1, "exactly one caller runs the effect")
+        #expect(outcomes.count == callers)
+        #expect(outcomes.filter(\.wasPerformed).count == 1)
+        let receipt = "receipt:" + EffectToken.derive(key: "hot", generation: 0)
+        #expect(outcomes.allSatisfy { $0.receipt == receipt })
+        #expect(outcomes.allSatisfy { $0.entry.status == .done && $0.entry.attempt == 1 })
+        #expect(try harness.keyRecords("hot").map(\.kind) == [.intent, .completion])
+        #expect(!ledger.isRunning("hot"))
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func everyWaiterGetsTheEffectsError(_ kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        defer { try? ledger.close() }
+        let runs = Counter()
+        let results = await withTaskGroup(of: Result<OnceOutcome<String>, any Error>.self) { group in
+            for _ in 0..<callers {
+                group.addTask {
+                    do {
+                        return .success(try await ledger.once("hot-fail", as: String.self) { _ in
+                            runs.increment()
+                            try await waitUntil("\(callers - 1) callers wait") { ledger.waiterCount("hot-fail") == callers - 1 }
+                            throw TestFailure("downstream timed out")
+                        })
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            var all: [Result<OnceOutcome<String>, any Error>] = []
+            for await result in group { all.append(result) }
+            return all
+        }
+        #expect(runs.count == 1)
+        #expect(results.count == callers)
+        for result in results {
+            guard case .failure(let error) = result, let error = error as? LedgerError else {
+                Issue.record("expected a LedgerError, got \(result)")
+                continue
+            }
+            #expect(error.code == .effectFailed)
+            #expect((error.underlyingError as? TestFailure)?.description == "downstream timed out")
+        }
+        #expect(ledger.entry("hot-fail")?.status == .pendingUnknown)
+        #expect(try harness.keyRecords("hot-fail").map(\.kind) == [.intent])
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func everyWaiterGetsEffectDidNotHappenAndTheKeyIsAbsent(_ kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        defer { try? ledger.close() }
+        let runs = Counter()
+        let failures = await withTaskGroup(of: (any Error)?.self) { group in
+            for _ in 0..<callers {
+                group.addTask {
+                    do {
+                        _ = try await ledger.once("hot-release", as: String.self) { _ in
+                            runs.increment()
+                            try await waitUntil("\(callers - 1) callers wait") { ledger.waiterCount("hot-release") == callers - 1 }
+                            throw EffectDidNotHappen("rate limited before sending")
+                        }
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            var all: [(any Error)?] = []
+            for await failure in group { all.append(failure) }
+            return all
+        }
+        #expect(runs.count == 1)
+        #expect(failures.count == callers)
+        #expect(failures.allSatisfy { ($0 as? EffectDidNotHappen)?.reason == "rate limited before sending" })
+        #expect(ledger.entry("hot-release")?.status == .absent)
+        #expect(ledger.entry("hot-release")?.attempt == 1)
+        #expect(try harness.keyRecords("hot-release").map(\.kind) == [.intent, .release])
+    }
+
+    /// Different keys: every effect waits until all are running at once (impossible if they
+    /// were serialized), and their intents and completions share commit batches.
+    @Test(arguments: BackendKind.allCases)
+    func differentKeysRunConcurrentlyAndShareGroupCommits(_ kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let fileBackend = FileBackend(directory: harness.directory, configuration: harness.configuration,
+                                      clock: harness.clock.function)
+        let ledger = kind == .file
+            ? try Ledger(backend: fileBackend, clock: harness.clock.function)
+            : try harness.open()
+        defer { try? ledger.close() }
+        let before = fileBackend.engine?.commitStatistics
+        let running = Counter()
+        let outcomes = try await withThrowingTaskGroup(of: OnceOutcome<String>.self) { group in
+            for index in 0..<callers {
+                group.addTask {
+                    try await ledger.once(IdempotencyKey("key-\(index)"), as: String.self) { context in
+                        running.increment()
+                        try await waitUntil("all \(callers) effects run at once") { running.count == callers }
+                        return "done:\(context.key)"
+                    }
+                }
+            }
+            var all: [OnceOutcome<String>] = []
+            for try await outcome in group { all.append(outcome) }
+            return all
+        }
+        #expect(outcomes.count == callers)
+        #expect(outcomes.allSatisfy { $0.wasPerformed })
+        #expect(Set(outcomes.map(\.receipt)).count == callers)
+        #expect(ledger.entries(status: .done).count == callers)
+        if kind == .file {
+            let engine = try #require(fileBackend.engine)
+            let stats = engine.commitStatistics
+            let records = stats.records - (before?.records ?? 0)
+            let batches = stats.batches - (before?.batches ?? 0)
+            #expect(records == UInt64(2 * callers), "one intent and one completion per key")
+            #expect(batches < records, "group commit: \(batches) batches for \(records) records")
+        }
+        let reopened = try harness.reopen(ledger)
+        defer { try? reopened.close() }
+        #expect(reopened.entries(status: .done).count == callers)
+    }
+
+    /// While an operator's resolve record is on its way to the disk, a caller of the same key
+    /// must neither fail with a misleading error nor run the effect: it waits, then sees the
+    /// resolution.
+    @Test func callerDuringAnOperatorResolveWaitsForIt() async throws {
+        let harness = Harness(.memory)
+        let ledger = try harness.open()
+        defer { try? ledger.close() }
+        _ = await ledgerError { try await ledger.once("k", as: String.self) { _ in throw TestFailure() } }
+        let hold = harness.recordLog.holdNextAppend()
+        let resolving = Task {
+            try await ledger.resolvePending("k", as: .done(receipt: Array("\"manual\"".utf8)), reason: "seen downstream")
+        }
+        await hold.entered.wait()
+        let runs = Counter()
+        let callerDone = Gate()
+        let caller = Task {
+            defer { callerDone.open() }
+            return try await ledger.once("k", as: String.self) { _ in
+                runs.increment()
+                return "ran"
+            }
+        }
+        try await waitUntil("the caller waits or finishes") { ledger.waiterCount("k") == 1 || callerDone.isOpen }
+        hold.release.open()
+        try await resolving.value
+        let result = await caller.result
+        guard case .success(let outcome) = result else {
+            Issue.record("the caller must get the resolution, got \(result)")
+            return
+        }
+        #expect(!outcome.wasPerformed)
+        #expect(outcome.receipt == "manual")
+        #expect(runs.count == 0)
+    }
+
+    @Test func callerDuringAnOperatorForgetWaitsThenRuns() async throws {
+        let harness = Harness(.memory)
+        let ledger = try harness.open()
+        defer { try? ledger.close() }
+        _ = try await ledger.once("k", as: String.self) { _ in "first" }
+        let hold = harness.recordLog.holdNextAppend()
+        let forgetting = Task { try await ledger.forgetDoneEntryAllowingRerun("k", reason: "resend") }
+        await hold.entered.wait()
+        let callerDone = Gate()
+        let caller = Task {
+            defer { callerDone.open() }
+            return try await ledger.once("k", as: String.self) { context in
+                #expect(context.generation == 1)
+                return "second"
+            }
+        }
+        try await waitUntil("the caller waits or finishes") { ledger.waiterCount("k") == 1 || callerDone.isOpen }
+        hold.release.open()
+        try await forgetting.value
+        let result = await caller.result
+        guard case .success(let outcome) = result else {
+            Issue.record("the caller must run after the forget, got \(result)")
+            return
+        }
+        #expect(outcome.wasPerformed)
+        #expect(outcome.receipt == "second")
+    }
+}
