@@ -51,7 +51,7 @@ let package = Package(
         .executableTarget(
             name: "onceledger",
             dependencies: [
-                "OnceLedgerFormat", "OnceLedgerLog", "CSQLite",
+                "OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/onceledger",
@@ -64,6 +64,10 @@ let package = Package(
         .testTarget(
             name: "OnceLedgerTests",
             dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport"]
+        ),
+        .testTarget(
+            name: "OnceLedgerCLITests",
+            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "onceledger"]
         ),
         .testTarget(
             name: "OnceLedgerLogTests",
