@@ -3,7 +3,7 @@ import OnceLedgerFormat
 
 /// A canonical binary encoding of `Encodable` values, for params fingerprints and
 /// derived idempotency keys. It depends on no encoder settings and on no
-/// dictionary or set iteration order (`Spec/FORMAT.md` §5.2):
+/// dictionary or set iteration order (`Spec/FORMAT.md` §9.2):
 ///
 /// | value | bytes |
 /// | --- | --- |

@@ -148,7 +148,7 @@ struct LedgerState {
         }
     }
 
-    /// The live state as snapshot items (`Spec/FORMAT.md` §6.1).
+    /// The live state as snapshot items (`Spec/FORMAT.md` §6.2, §9.1).
     func snapshotItems() -> [SnapshotFile.Item] {
         var items: [SnapshotFile.Item] = []
         items.reserveCapacity(entries.count + retained.count)

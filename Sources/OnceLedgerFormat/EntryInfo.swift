@@ -47,7 +47,7 @@ public struct EntryInfo: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The token an effect receives, to pass downstream as that system's idempotency key
-/// (`Spec/FORMAT.md` §5.1): `olt_` + the first 32 hex digits of
+/// (`Spec/FORMAT.md` §9.3): `olt_` + the first 32 hex digits of
 /// SHA-256("onceledger.token.v1" ‖ 0x00 ‖ key UTF-8 ‖ 0x00 ‖ generation u32 LE).
 /// Stable across retries of one pending entry; changes when a done entry is re-run.
 public enum EffectToken {
