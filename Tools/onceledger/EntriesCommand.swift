@@ -1,9 +1,81 @@
 import ArgumentParser
+import OnceLedger
+import OnceLedgerFormat
 
-/// Placeholder registered so the command list is fixed; being implemented (issue 4).
+/// `onceledger entries DIR [--state done|pending-unknown|absent] [--json]`: the current
+/// entry of every key, as an open would classify it, read-only (no lock taken).
 struct EntriesCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "entries", abstract: "(not implemented yet)")
+    static let configuration = CommandConfiguration(
+        commandName: "entries",
+        abstract: "List the current entry of every key (done, pending-unknown or absent).",
+        discussion: """
+            Sorted by key. The time is the completion's for done entries, the intent's for \
+            pending-unknown ones, and the last change's for absent ones (released, resolved absent \
+            or forgotten). Receipts are shown as UTF-8 text when valid, else as hex:….
+
+            --json: one object per line with key, state, attempt, generation, token, the time \
+            (completedTime, intentTime or changedTime, plus …Ms), fingerprint (null without \
+            params), and for done entries receipt with receiptEncoding ("utf8" or "hex").
+
+            Read-only; a ledger that a live process has open is not read unless --live is given.
+
+            \(ExitCodes.helpText)
+            """)
+
+    @OptionGroup var options: InspectOptions
+
+    @Option(help: ArgumentHelp("Only entries in this state: done, pending-unknown or absent.", valueName: "state"))
+    var state: String?
+
+    @Flag(help: "Read the ledger even though a live process has it open (its entries may be in flight there).")
+    var live = false
+
+    func validate() throws {
+        if let state, EntryInfo.Status(rawValue: state) == nil {
+            throw ValidationError("unknown state \"\(state)\"; use done, pending-unknown or absent")
+        }
+    }
+
     func run() async throws {
-        throw ValidationError("onceledger entries is not implemented yet")
+        try await CommandFailure.reporting { try entries() }
+    }
+
+    private func entries() throws -> Int32 {
+        let ledger = try Self.openForListing(options.dir, command: "entries", allowLive: live)
+        let entries = ledger.entries(status: state.flatMap(EntryInfo.Status.init(rawValue:)))
+        if options.json {
+            for entry in entries { print(EntryDescription.json(entry).rendered()) }
+            return ExitCodes.success
+        }
+        guard !entries.isEmpty else {
+            print(state.map { "no \($0) entries" } ?? "no entries")
+            return ExitCodes.success
+        }
+        var table = TextTable(["KEY", "STATE", "ATTEMPT", "TIME", "RECEIPT"], leftAligned: [0, 1, 3, 4])
+        for entry in entries {
+            table.add([TextFormat.plain(entry.key), entry.status.rawValue, "\(entry.attempt)",
+                       TextFormat.time(entry.timeMilliseconds),
+                       entry.status == .done ? TextFormat.bytes(entry.receipt, limit: 60) : ""])
+        }
+        print(table.render())
+        return ExitCodes.success
+    }
+
+    /// The ledger's state, read-only, for `entries` and `pending`; exit 4 if it is damaged.
+    static func openForListing(_ directory: String, command: String, allowLive: Bool) throws -> Ledger {
+        _ = try LedgerInspection.requireLedger(directory)
+        try LiveLedgerPolicy.check(directory, command: command, allowLive: allowLive)
+        let inspection = try LedgerInspection.inspect(directory)
+        if let problem = inspection.problem {
+            throw CommandFailure(
+                ExitCodes.code(for: problem),
+                "the ledger is damaged, so its entries cannot be listed: "
+                    + CommandFailure.describe(problem, relativeTo: directory)
+                    + "\nRun `onceledger verify \(directory)` for the full report; `onceledger salvage` copies what is recoverable to a new directory.")
+        }
+        guard let ledger = inspection.ledger else {
+            throw CommandFailure(ExitCodes.operational, "\(directory): the ledger's state could not be read")
+        }
+        return ledger
     }
 }

@@ -12,4 +12,26 @@ struct OnceLedgerCommand: AsyncParsableCommand {
             EntriesCommand.self, ResolveCommand.self, ForgetCommand.self, CompactCommand.self, SalvageCommand.self,
             StressCommand.self, BenchCommand.self, DemoChildCommand.self,
         ])
+
+    /// ArgumentParser's `main`, except that a usage error (bad or missing arguments, a
+    /// failed `validate()`) exits 16 as fsck(8) does, not 64 (`EX_USAGE`). The message
+    /// and the subcommand's usage text are printed unchanged.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                var message = fullMessage(for: error)
+                if !message.hasSuffix("\n") { message += "\n" }
+                StandardError.write(message)
+                exit(withError: ExitCode(ExitCodes.usage))
+            }
+            exit(withError: error)
+        }
+    }
 }

@@ -1,0 +1,42 @@
+import OnceLedger
+import OnceLedgerFormat
+import OnceLedgerLog
+
+/// A `LedgerBackend` that replays a ledger directory without opening it for writing:
+/// no lock, no `.tmp` cleanup, no torn-tail cut. `Ledger(backend:)` on it rebuilds the
+/// exact state an open would (every key done, pending-unknown or absent), so the
+/// inspection commands report what the application would see. Appends and
+/// compactions throw.
+final class ReadOnlyBackend: LedgerBackend, @unchecked Sendable {
+    typealias Loader = (
+        _ item: (SnapshotFile.Item) throws -> Void, _ record: (RecordKind, [UInt8]) throws -> Void
+    ) throws -> Void
+
+    let directory: String
+    /// Called once by `load`: feeds the snapshot's items and the records after it.
+    /// Released once it has run, so whatever it captured does not outlive the load.
+    private var loader: Loader?
+
+    init(directory: String, loader: @escaping Loader) {
+        self.directory = directory
+        self.loader = loader
+    }
+
+    func load(item: (SnapshotFile.Item) throws -> Void, record: (RecordKind, [UInt8]) throws -> Void) throws {
+        guard let loader else {
+            throw LedgerError(.invalidArgument, "this read-only ledger was loaded already", path: directory)
+        }
+        self.loader = nil
+        try loader(item, record)
+    }
+
+    func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
+        throw LedgerError(.invalidArgument, "this ledger was opened read-only for inspection", path: directory)
+    }
+
+    func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws {
+        throw LedgerError(.invalidArgument, "this ledger was opened read-only for inspection", path: directory)
+    }
+
+    func close() throws {}
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import OnceLedger
+import OnceLedgerFormat
+import OnceLedgerLog
+
+/// Opening a ledger for `resolve`, `forget` and `compact`: the ordinary open
+/// (`Ledger` on a `FileBackend`, never creating a ledger), which takes the lock and does
+/// what every open does — delete leftover temporary files and cut a torn tail — and
+/// reports having done so. New segments keep the size of the ledger's last segment.
+struct WritableLedger {
+    let directory: String
+    let ledger: Ledger
+    let backend: FileBackend
+    /// What the open changed (a torn tail cut, temporary files deleted), for the output.
+    let openNotes: [String]
+
+    static func open(_ directory: String) throws -> WritableLedger {
+        let names = try LedgerInspection.requireLedger(directory)
+        var configuration = LogConfiguration()
+        if let last = names.compactMap(LedgerFileNames.parseSegment).max(),
+           let bytes = try? PosixStorage().readWholeFile(
+               LedgerInspection.join(directory, LedgerFileNames.segment(last)), maxBytes: FormatLimits.segmentBytesMax),
+           case .header(let header) = SegmentHeader.decode(Array(bytes.prefix(FormatLimits.segmentHeaderBytes))),
+           header.segmentBytes != configuration.segmentBytes
+        {
+            configuration = LogConfiguration(segmentBytes: header.segmentBytes)
+        }
+        let tornBefore = Set(names.filter(LedgerFileNames.isTorn))
+        let backend = FileBackend(directory: directory, configuration: configuration, createIfMissing: false)
+        let ledger: Ledger
+        do {
+            ledger = try Ledger(backend: backend)
+        } catch let error as LedgerError {
+            let hint: String
+            if error.code == .locked {
+                hint = "Only one process may write a ledger. Close it in that process (or stop it), then run the command again."
+            } else if error.isCorruption {
+                hint = "Nothing was changed. Run `onceledger verify \(directory)` for the full report; `onceledger salvage` copies what is recoverable to a new directory."
+            } else {
+                hint = "Nothing was changed."
+            }
+            throw CommandFailure(error, hint: hint, relativeTo: directory)
+        }
+        var notes: [String] = []
+        if let recovery = backend.engine?.recovery {
+            if recovery.row.action == .quarantineTornTail, let torn = recovery.tornTail {
+                let after = (try? PosixStorage().listDirectory(directory)) ?? []
+                let side = after.filter { LedgerFileNames.isTorn($0) && !tornBefore.contains($0) }.sorted()
+                notes.append("opening cut a torn tail (an ordinary crash state) at segment \(torn.segment) offset \(torn.offset), \(TextFormat.plural(Int(torn.byteCount), "byte")), kept in \(side.joined(separator: ", "))")
+            }
+            for name in recovery.temporaryFiles {
+                notes.append("opening deleted the leftover temporary file \(name)")
+            }
+        }
+        return WritableLedger(directory: directory, ledger: ledger, backend: backend, openNotes: notes)
+    }
+
+    /// The sequence number of the last record appended (after a resolve or forget).
+    var lastSequence: UInt64? { backend.engine?.lastSequence }
+
+    func close() throws {
+        do {
+            try ledger.close()
+        } catch let error as LedgerError {
+            throw CommandFailure(error, hint: "The change was recorded durably before the close failed.")
+        }
+    }
+
+    /// `$USER`, or "operator".
+    static var defaultActor: String {
+        let user = ProcessInfo.processInfo.environment["USER"] ?? ""
+        return user.isEmpty ? "operator" : user
+    }
+}
