@@ -153,8 +153,9 @@ extension Ledger {
                 }
                 return .wait(call)
             }
-            guard let entry = entry(key.rawValue), entry.status != .absent else {
-                let previous = entry(key.rawValue)
+            let stored = entry(key.rawValue)
+            guard let entry = stored, entry.status != .absent else {
+                let previous = stored
                 let call = InFlightCall(fingerprint: key.fingerprint)
                 running[key.rawValue] = call
                 return .run(call, attempt: (previous?.attempt ?? 0) + 1, generation: previous?.generation ?? 0)
@@ -249,8 +250,7 @@ extension Ledger {
             finish(key, call, .failure(LedgerErrorOrOther(error: error)))
             throw error
         }
-        let context = EffectContext(key: key.rawValue, token: EffectToken.derive(key: key.rawValue, generation: generation),
-                                    attempt: attempt, generation: generation)
+        let context = EffectContext(key: key.rawValue, attempt: attempt, generation: generation)
         let receipt: [UInt8]
         do {
             receipt = try await OnceTaskContext.$runningKeys.withValue(OnceTaskContext.runningKeys.union([key.rawValue])) {

@@ -6,7 +6,10 @@ public struct EffectContext: Sendable, Hashable {
     /// Pass this downstream as that system's idempotency key (e.g. the HTTP
     /// `Idempotency-Key` header): it is the same on every retry of one pending entry,
     /// so the downstream system can de-duplicate the unknown window.
-    public let token: String
+    ///
+    /// Derived from `key` and `generation` (`EffectToken.derive`) when read, so an
+    /// effect that never reads it does not pay for the SHA-256 and hex encoding.
+    public var token: String { EffectToken.derive(key: key, generation: generation) }
     /// 1 for the first intent ever written for the key; +1 for every later one.
     public let attempt: UInt32
     public let generation: UInt32

@@ -10,18 +10,20 @@ import OnceLedgerLog
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure append and recovery speed against a raw fdatasync loop and SQLite.",
+        abstract: "Measure append, once and recovery speed against a raw fdatasync loop and SQLite.",
         discussion: """
             Creates a fresh directory inside --dir (default: the current directory, because /tmp is \
             often memory-backed), runs every measurement there in one process, prints a table and \
-            removes the directory. The disk under --dir is what gets measured.
+            removes the directory. The disk under --dir is what gets measured. The exactly-once part \
+            (Ledger.once rates, memory per done entry, open time of a ledger of done entries) can be \
+            skipped with --skip-ledger.
             """)
 
     @Option(help: "Directory to create the benchmark's scratch directory in (default: current directory).")
     var dir: String?
 
-    @Option(help: "Seconds per rate measurement (six of them), split over the rounds.")
-    var seconds: Double = 4.8
+    @Option(help: "Seconds per rate measurement (ten of them; six with --skip-ledger), split over the rounds.")
+    var seconds: Double = 4.0
 
     @Option(help: "Rounds the rate measurements are interleaved in (ratios are per-round medians).")
     var rounds: Int = 12
@@ -38,6 +40,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Record body bytes for the rate measurements.")
     var bodyBytes: Int = 100
 
+    @Option(help: "Done entries in the memory-per-entry ledgers and in the open-time ledger.")
+    var ledgerEntries: Int = 1_000_000
+
+    @Flag(help: "Skip the exactly-once part: Ledger.once rates, memory per entry, ledger open time.")
+    var skipLedger = false
+
     @Flag(help: "Print one JSON object with every number instead of the table.")
     var json = false
 
@@ -47,12 +55,22 @@ struct BenchCommand: AsyncParsableCommand {
     func validate() throws {
         guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
         guard (1...100).contains(rounds) else { throw ValidationError("--rounds must be in 1...100") }
-        guard records >= 1, openRecords >= 1 else { throw ValidationError("record counts must be positive") }
+        guard records >= 1, openRecords >= 1, ledgerEntries >= 1, ledgerEntries < 10_000_000_000_000 else { throw ValidationError("record counts must be positive") }
         guard appenders >= 1, appenders <= 4096 else { throw ValidationError("--appenders must be in 1...4096") }
         guard bodyBytes >= 1, bodyBytes <= 65536 else { throw ValidationError("--body-bytes must be in 1...65536") }
     }
 
     static let smallBodyBytes = 16
+    /// The receipt every benchmark `once` stores.
+    static let receipt: [UInt8] = Array("receipt1".utf8)
+    /// Key lengths of the memory and open-time ledgers: inline in a Swift String, and not.
+    static let shortKeyBytes = 14
+    static let longKeyBytes = 40
+
+    /// The interleaved rate measurements, in their order in round 1.
+    enum Measurement: CaseIterable {
+        case raw, engine1, engine1Blocking, engine64, sqlite1, sqlite64, once1, once64, sqliteOnce1, sqliteOnce64
+    }
 
     func run() async throws {
         let total = MonotonicClock()
@@ -78,7 +96,28 @@ struct BenchCommand: AsyncParsableCommand {
             progress.say("warning: \(root) is on \(disk.fileSystem ?? "memory"): fdatasync costs nothing there; use --dir on a real disk")
         }
 
+        // Memory per done entry first, while the heap is fresh (the heap figure does
+        // not depend on it; the resident-set figure is tighter for it).
+        var memory: [BenchResults.MemoryPerEntry] = []
+        if !skipLedger {
+            for (label, keyBytes) in [("short keys (inline)", BenchCommand.shortKeyBytes),
+                                      ("40-byte keys", BenchCommand.longKeyBytes)] {
+                progress.say("memory: \(Format.grouped(ledgerEntries)) done entries, \(keyBytes)-byte keys")
+                let entries = ledgerEntries
+                memory.append(try await BlockingThread.run(name: "ledger-memory") {
+                    try LedgerMemory.run(label: label, entries: entries, keyBytes: keyBytes,
+                                         receipt: BenchCommand.receipt)
+                })
+            }
+        }
+
         // Rate measurements, interleaved in rounds (see `BenchResults.Round`).
+        let measurements = BenchCommand.Measurement.allCases.filter { measurement in
+            switch measurement {
+            case .once1, .once64, .sqliteOnce1, .sqliteOnce64: !skipLedger
+            default: true
+            }
+        }
         let slot = seconds / Double(rounds)
         let raw = try await BlockingThread.run { [rawDirectory = try scratch("raw")] in
             try RawSyncLoop(directory: rawDirectory, recordBytes: frameBytes)
@@ -91,46 +130,84 @@ struct BenchCommand: AsyncParsableCommand {
             directory: try scratch("engine-\(appenders)"), configuration: configuration, body: body)
         let sqliteSingle = try await SQLiteBaseline.prepare(directory: try scratch("sqlite-1"))
         let sqliteMany = try await SQLiteBaseline.prepare(directory: try scratch("sqlite-\(appenders)"))
+        var onceSingle: OnceThroughput?
+        var onceMany: OnceThroughput?
+        var sqliteOnceSingle = ""
+        var sqliteOnceMany = ""
+        if !skipLedger {
+            onceSingle = try await OnceThroughput.open(
+                directory: try scratch("once-1"), configuration: configuration, receipt: BenchCommand.receipt)
+            onceMany = try await OnceThroughput.open(
+                directory: try scratch("once-\(appenders)"), configuration: configuration, receipt: BenchCommand.receipt)
+            sqliteOnceSingle = try await SQLiteOnceBaseline.prepare(directory: try scratch("sqlite-once-1"))
+            sqliteOnceMany = try await SQLiteOnceBaseline.prepare(directory: try scratch("sqlite-once-\(appenders)"))
+        }
         var rawRates: [BenchResults.Rate] = []
         var engine1Rates: [BenchResults.EngineRate] = []
         var engine1BlockingRates: [BenchResults.EngineRate] = []
         var engine64Rates: [BenchResults.EngineRate] = []
         var sqlite1Rates: [BenchResults.SQLiteRate] = []
         var sqlite64Rates: [BenchResults.SQLiteRate] = []
+        var once1Rates: [BenchResults.EngineRate] = []
+        var once64Rates: [BenchResults.EngineRate] = []
+        var sqliteOnce1Rates: [BenchResults.SQLiteRate] = []
+        var sqliteOnce64Rates: [BenchResults.SQLiteRate] = []
         var roundRates: [BenchResults.Round] = []
         for round in 1...rounds {
             // Each round starts one measurement later than the previous one, so no row
             // always runs right after the disk-heavy SQLite rows (a token-bucket
             // throttled disk punishes whoever comes next).
-            let order = (0..<6).map { ($0 + round - 1) % 6 }
+            let order = (0..<measurements.count).map { measurements[($0 + round - 1) % measurements.count] }
             var rawRate = BenchResults.Rate(operations: 0, seconds: 0)
             var engine1 = BenchResults.EngineRate.total([])
             var engine1Blocking = engine1
             var engine64 = engine1
+            var once1 = engine1
+            var once64 = engine1
             var sqlite1 = BenchResults.SQLiteRate.total([])
             var sqlite64 = sqlite1
+            var sqliteOnce1 = sqlite1
+            var sqliteOnce64 = sqlite1
+            // Fresh keys every round: the once ledgers and databases live across rounds.
+            let keyPrefix = "r\(round)"
             for measurement in order {
                 let prefix = "round \(round)/\(rounds):"
                 switch measurement {
-                case 0:
+                case .raw:
                     progress.say("\(prefix) raw pwrite(\(frameBytes) B)+fdatasync loop, \(Format.fixed(slot, 2)) s")
                     rawRate = try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }
-                case 1:
+                case .engine1:
                     progress.say("\(prefix) engine, 1 appender")
                     engine1 = try await engineSingle.run(appenders: 1, seconds: slot)
-                case 2:
+                case .engine1Blocking:
                     progress.say("\(prefix) engine, 1 appender via blocking appendAndWait (diagnostic)")
                     engine1Blocking = try await engineBlocking.runBlocking(seconds: slot)
-                case 3:
+                case .engine64:
                     progress.say("\(prefix) engine, \(appenders) appenders")
                     engine64 = try await engineMany.run(appenders: appenders, seconds: slot)
-                case 4:
+                case .sqlite1:
                     progress.say("\(prefix) SQLite, 1 connection")
                     sqlite1 = try await SQLiteBaseline.run(path: sqliteSingle, writers: 1, body: body, seconds: slot)
-                default:
+                case .sqlite64:
                     progress.say("\(prefix) SQLite, \(appenders) connections")
                     sqlite64 = try await SQLiteBaseline.run(path: sqliteMany, writers: appenders, body: body,
                                                             seconds: slot)
+                case .once1:
+                    progress.say("\(prefix) Ledger.once, 1 caller")
+                    once1 = try await onceSingle!.run(callers: 1, seconds: slot, keyPrefix: keyPrefix)
+                case .once64:
+                    progress.say("\(prefix) Ledger.once, \(appenders) callers")
+                    once64 = try await onceMany!.run(callers: appenders, seconds: slot, keyPrefix: keyPrefix)
+                case .sqliteOnce1:
+                    progress.say("\(prefix) SQLite once (2 transactions), 1 connection")
+                    sqliteOnce1 = try await SQLiteOnceBaseline.run(
+                        path: sqliteOnceSingle, writers: 1, receipt: BenchCommand.receipt, keyPrefix: keyPrefix,
+                        seconds: slot)
+                case .sqliteOnce64:
+                    progress.say("\(prefix) SQLite once (2 transactions), \(appenders) connections")
+                    sqliteOnce64 = try await SQLiteOnceBaseline.run(
+                        path: sqliteOnceMany, writers: appenders, receipt: BenchCommand.receipt, keyPrefix: keyPrefix,
+                        seconds: slot)
                 }
             }
             rawRates.append(rawRate)
@@ -139,12 +216,20 @@ struct BenchCommand: AsyncParsableCommand {
             engine64Rates.append(engine64)
             sqlite1Rates.append(sqlite1)
             sqlite64Rates.append(sqlite64)
+            once1Rates.append(once1)
+            once64Rates.append(once64)
+            sqliteOnce1Rates.append(sqliteOnce1)
+            sqliteOnce64Rates.append(sqliteOnce64)
             roundRates.append(.init(
                 rawLoop: rawRate.perSecond, engine1: engine1.rate.perSecond,
                 engine1Blocking: engine1Blocking.rate.perSecond, engine64: engine64.rate.perSecond,
-                sqlite1: sqlite1.rate.perSecond, sqlite64: sqlite64.rate.perSecond))
+                sqlite1: sqlite1.rate.perSecond, sqlite64: sqlite64.rate.perSecond,
+                once1: skipLedger ? nil : once1.rate.perSecond, once64: skipLedger ? nil : once64.rate.perSecond,
+                sqliteOnce1: skipLedger ? nil : sqliteOnce1.rate.perSecond,
+                sqliteOnce64: skipLedger ? nil : sqliteOnce64.rate.perSecond))
         }
         for engine in [engineSingle, engineBlocking, engineMany] { try await engine.close() }
+        for once in [onceSingle, onceMany].compactMap({ $0 }) { try await once.close() }
 
         progress.say("recovery: building \(Format.grouped(records)) records of \(bodyBytes) bytes, then scanning")
         let scanDirectory = try scratch("scan")
@@ -164,6 +249,19 @@ struct BenchCommand: AsyncParsableCommand {
                                        bodyBytes: BenchCommand.smallBodyBytes)
         }
 
+        var exactlyOnce: BenchResults.ExactlyOnce?
+        if !skipLedger {
+            progress.say("ledger open: building \(Format.grouped(ledgerEntries)) done entries (\(BenchCommand.shortKeyBytes)-byte keys), opening, compacting, opening")
+            let open = try await LedgerOpenTime.run(
+                directory: try scratch("ledger-open"), configuration: configuration, entries: ledgerEntries,
+                keyBytes: BenchCommand.shortKeyBytes, receipt: BenchCommand.receipt)
+            exactlyOnce = BenchResults.ExactlyOnce(
+                once1: .total(once1Rates), once64: .total(once64Rates), sqliteOnce1: .total(sqliteOnce1Rates),
+                sqliteOnce64: .total(sqliteOnce64Rates), receiptBytes: BenchCommand.receipt.count,
+                sqliteDescription: SQLiteOnceBaseline.description, ratios: BenchResults.OnceRatios(roundRates),
+                memory: memory, open: open)
+        }
+
         var results = BenchResults(
             setup: .init(
                 date: ISO8601DateFormatter().string(from: Date()), processors: ProcessInfo.processInfo.activeProcessorCount,
@@ -173,7 +271,7 @@ struct BenchCommand: AsyncParsableCommand {
             rawLoop: .total(rawRates), engine1: .total(engine1Rates), engine1Blocking: .total(engine1BlockingRates),
             engine64: .total(engine64Rates), sqlite1: .total(sqlite1Rates), sqlite64: .total(sqlite64Rates),
             rounds: roundRates, ratios: BenchResults.Ratios(roundRates),
-            recovery: recovery, openSmall: openSmall, targets: [], totalSeconds: 0)
+            recovery: recovery, openSmall: openSmall, exactlyOnce: exactlyOnce, targets: [], totalSeconds: 0)
         results.targets = results.evaluateTargets()
         results.totalSeconds = total.elapsedSeconds
 

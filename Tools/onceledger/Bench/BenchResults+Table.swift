@@ -27,6 +27,7 @@ extension BenchResults {
             targets.append(below("open \(Format.millions(Double(openSmall.records))) small records, \(open.cache) cache",
                                  open.seconds, 1, "s", "DESIGN §6 (there: 1 M done entries)"))
         }
+        if let exactlyOnce { targets += exactlyOnce.targets() }
         return targets
     }
 
@@ -85,6 +86,11 @@ extension BenchResults {
                                    Format.millions(open.recordsPerSecond)])
             }
         }
+        if let exactlyOnce {
+            out += exactlyOnce.render(rounds: rounds, rawLoop: rawLoop)
+            out.append("")
+        }
+
         out.append(recoveryTable.render())
         for (ledger, label) in [(recovery, "ledger A"), (openSmall, "ledger B")] {
             out.append("\(label): \(Format.grouped(ledger.records)) × \(ledger.recordBodyBytes)-byte records + 1 checkpoint: \(Format.megabytes(ledger.recordBytes)) of frames in \(ledger.segments) segment file(s) of \(Format.megabytes(ledger.segmentBytes)); built in \(Format.seconds(ledger.buildSeconds))")
@@ -95,19 +101,16 @@ extension BenchResults {
 
         var targetTable = TextTable(["target", "measured", "target", "result", "source"], leftAligned: [4])
         for target in targets {
-            let measured: String
-            let goal: String
-            switch target.unit {
-            case "×":
-                measured = Format.ratio(target.measured)
-                goal = "≥ " + Format.ratio(target.target)
-            case "s":
-                measured = Format.seconds(target.measured)
-                goal = "< " + Format.seconds(target.target)
-            default:
-                measured = Format.rate(target.measured) + " " + target.unit
-                goal = "≥ " + Format.rate(target.target) + " " + target.unit
+            func value(_ number: Double) -> String {
+                switch target.unit {
+                case "×": Format.ratio(number)
+                case "s": Format.seconds(number)
+                case "B": Format.fixed(number, 1) + " B"
+                default: Format.rate(number) + " " + target.unit
+                }
             }
+            let measured = value(target.measured)
+            let goal = (target.comparison == "below" ? "< " : "≥ ") + value(target.target)
             targetTable.add([target.name, measured, goal, target.met ? "PASS" : "MISS", target.source])
         }
         out.append(targetTable.render())

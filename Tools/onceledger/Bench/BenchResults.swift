@@ -71,6 +71,11 @@ struct BenchResults: Codable, Sendable {
         var engine64: Double
         var sqlite1: Double
         var sqlite64: Double
+        /// The exactly-once rows (nil with `--skip-ledger`); see `ExactlyOnce`.
+        var once1: Double? = nil
+        var once64: Double? = nil
+        var sqliteOnce1: Double? = nil
+        var sqliteOnce64: Double? = nil
     }
 
     /// One timed pass over a whole ledger directory.
@@ -157,6 +162,8 @@ struct BenchResults: Codable, Sendable {
     var ratios: Ratios
     var recovery: Recovery
     var openSmall: Recovery
+    /// `Ledger.once` rates, memory per entry and ledger open time (nil with `--skip-ledger`).
+    var exactlyOnce: ExactlyOnce?
     var targets: [Target]
     var totalSeconds: Double
 }

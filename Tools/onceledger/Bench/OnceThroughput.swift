@@ -1,0 +1,84 @@
+import OnceLedger
+import OnceLedgerFormat
+import OnceLedgerLog
+
+/// Durable `Ledger.once` calls per second on the file backend: `callers`
+/// concurrent tasks, each calling `once` with a fresh key and a no-op effect that
+/// returns a tiny receipt, in a loop until the deadline. Every call writes an
+/// intent (durable before the effect) and a completion (durable before `once`
+/// returns): two commit batches. The ledger stays open across rounds, so its
+/// state grows by the keys of every round (a few hundred thousand at most).
+final class OnceThroughput: Sendable {
+    let ledger: Ledger
+    let backend: FileBackend
+    let receipt: [UInt8]
+
+    private init(ledger: Ledger, backend: FileBackend, receipt: [UInt8]) {
+        self.ledger = ledger
+        self.backend = backend
+        self.receipt = receipt
+    }
+
+    /// `Ledger.open(directory:configuration:)`, spelled out so the bench can read
+    /// the engine's batch statistics.
+    static func open(directory: String, configuration: LogConfiguration, receipt: [UInt8]) async throws
+        -> OnceThroughput
+    {
+        try await BlockingThread.run {
+            let backend = FileBackend(directory: directory, configuration: configuration)
+            let ledger = try Ledger(backend: backend)
+            return OnceThroughput(ledger: ledger, backend: backend, receipt: receipt)
+        }
+    }
+
+    func close() async throws {
+        let ledger = self.ledger
+        try await BlockingThread.run { try ledger.close() }
+    }
+
+    /// Keys are `<keyPrefix>c<caller>-<n>` (warm-up: `<keyPrefix>c<caller>w`), so a
+    /// distinct `keyPrefix` per round keeps every key fresh.
+    func run(callers: Int, seconds: Double, keyPrefix: String) async throws -> BenchResults.EngineRate {
+        let ledger = self.ledger
+        let receipt = self.receipt
+        guard let engine = backend.engine else { throw BenchError("the bench ledger is not open") }
+        @Sendable func once(_ key: String) async throws {
+            let outcome = try await ledger.once(IdempotencyKey(key), as: [UInt8].self) { _ in receipt }
+            guard outcome.wasPerformed else { throw BenchError("once(\"\(key)\") was not performed: the key was not fresh") }
+        }
+        // Warm-up: every caller once, not counted.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for caller in 0..<callers {
+                group.addTask { try await once("\(keyPrefix)c\(caller)w") }
+            }
+            try await group.waitForAll()
+        }
+        let before = engine.commitStatistics
+        // Only calls that returned inside the window count.
+        let start = MonotonicClock.nanoseconds()
+        let deadline = MonotonicClock.deadline(afterSeconds: seconds)
+        let operations = try await withThrowingTaskGroup(of: Int.self) { group in
+            for caller in 0..<callers {
+                group.addTask {
+                    let prefix = "\(keyPrefix)c\(caller)-"
+                    var count = 0
+                    var serial = 0
+                    repeat {
+                        try await once(prefix + String(serial))
+                        serial += 1
+                        if MonotonicClock.nanoseconds() <= deadline { count += 1 }
+                    } while MonotonicClock.nanoseconds() < deadline
+                    return count
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let after = engine.commitStatistics
+        let batches = after.batches - before.batches
+        let records = after.records - before.records
+        return BenchResults.EngineRate(
+            rate: .init(operations: operations, seconds: Double(deadline - start) / 1e9), appenders: callers,
+            batches: batches, records: records,
+            meanRecordsPerBatch: batches > 0 ? Double(records) / Double(batches) : 0)
+    }
+}

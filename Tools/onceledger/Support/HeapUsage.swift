@@ -1,0 +1,72 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// How much memory the process holds, two ways, for the benchmark's
+/// memory-per-entry row:
+///
+/// - `heapInUseBytes`: bytes in allocated malloc chunks (chunk headers included),
+///   summed over every malloc arena, plus mmap'd large blocks. This is what
+///   glibc's `mallinfo2()` reports as `uordblks + hblkhd`; it is computed from
+///   `malloc_info(3)`'s totals (system − free fast − free rest + mmap) because
+///   neither `mallinfo2` nor `malloc_trim` is exported by Swift's Glibc module,
+///   and `malloc_info` takes only an int and a `FILE *` (a clean C call through
+///   `dlsym`). Exact, and independent of memory freed earlier in the process.
+/// - `residentBytes`: resident set size from `/proc/self/statm` (field 2 × page
+///   size). Includes allocator slack and is lowered by reuse of freed memory, so
+///   it is reported next to the heap figure, not instead of it.
+enum HeapUsage {
+    private typealias MallocInfo = @convention(c) (Int32, UnsafeMutablePointer<FILE>?) -> Int32
+    private typealias MallocTrim = @convention(c) (Int) -> Int32
+
+    /// nil when the C library has no `malloc_info` (not glibc).
+    static func heapInUseBytes() -> Int? {
+        guard let symbol = dlsym(nil, "malloc_info") else { return nil }
+        let mallocInfo = unsafeBitCast(symbol, to: MallocInfo.self)
+        var buffer: UnsafeMutablePointer<CChar>?
+        var size = 0
+        guard let stream = open_memstream(&buffer, &size) else { return nil }
+        let code = mallocInfo(0, stream)
+        fclose(stream)
+        defer { free(buffer) }
+        guard code == 0, let buffer else { return nil }
+        return parseTotals(String(cString: buffer))
+    }
+
+    /// The whole-process totals that follow the last `</heap>` of `malloc_info`'s XML.
+    static func parseTotals(_ xml: String) -> Int? {
+        guard let lastHeap = xml.range(of: "</heap>", options: .backwards) else { return nil }
+        let tail = xml[lastHeap.upperBound...]
+        func value(_ element: String, _ type: String) -> Int? {
+            guard let start = tail.range(of: "<\(element) type=\"\(type)\"") else { return nil }
+            guard let sizeStart = tail[start.upperBound...].range(of: "size=\"") else { return nil }
+            let digits = tail[sizeStart.upperBound...].prefix { $0.isNumber }
+            return Int(digits)
+        }
+        guard let system = value("system", "current"), let fast = value("total", "fast"),
+              let rest = value("total", "rest"), let mmapped = value("total", "mmap")
+        else { return nil }
+        return system - fast - rest + mmapped
+    }
+
+    static func residentBytes() -> Int? {
+        let fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 256)
+        let count = read(fd, &bytes, bytes.count)
+        guard count > 0 else { return nil }
+        let fields = String(decoding: bytes[0..<count], as: UTF8.self).split(separator: " ")
+        guard fields.count >= 2, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// Returns free heap memory to the kernel (`malloc_trim(0)`), so that a
+    /// following resident-size sample starts from a tight baseline.
+    static func trim() {
+        guard let symbol = dlsym(nil, "malloc_trim") else { return }
+        _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
+    }
+}
