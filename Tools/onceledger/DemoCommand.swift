@@ -1,112 +1,125 @@
 import ArgumentParser
 import Foundation
+import OnceLedger
 import OnceLedgerFormat
-import OnceLedgerLog
+import Synchronization
 
-/// `onceledger demo [DIR]`: the log layer's walkthrough (DESIGN §4). Records two
-/// effects, shows the records, lets a child process append more and die by
-/// SIGKILL halfway through writing a record, then reopens the ledger and shows
-/// how recovery classified the tail and every entry. Interim: the full product
-/// demo (the `once` API) replaces the raw appends later.
+/// `onceledger demo [DIR]`: the README's first command (DESIGN §4). In a fresh
+/// directory it performs two effects with `Ledger.once`, shows a duplicate call being
+/// skipped, lets a child process die by SIGKILL in the middle of an effect, reopens the
+/// ledger, shows the pending-unknown entry that left, resolves it by reconciliation
+/// (asking the "receiver" whether it saw the effect's token), and runs
+/// `onceledger verify` on the result.
+///
+/// Exit status: 0 when the walkthrough went as shown and `verify` exits 0 or 1;
+/// otherwise `verify`'s own status (4 damage left, 8 operational), or 8 if a step of
+/// the demo itself failed.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Append, crash a child process mid-write, recover, and show the classification.")
+        abstract: "Perform effects, crash a child mid-effect, recover, reconcile and verify: a walkthrough.")
 
     @Argument(help: "A new or empty directory for the demo ledger (default: a fresh temporary directory).")
     var dir: String?
 
-    @Option(help: "Appends the child gets acknowledged before it crashes.")
-    var acks: Int = 5
-
-    @Flag(help: "Kill the child between appends instead of in the middle of a write.")
-    var cleanKill = false
-
-    func validate() throws {
-        guard (1...1000).contains(acks) else { throw ValidationError("--acks must be in 1...1000") }
-    }
+    static let crashKey = "webhook:order-43-shipped"
 
     func run() async throws {
         let directory = try prepareDirectory()
-        print("OnceLedger demo (log layer) in \(directory)")
+        print("OnceLedger demo in \(directory)")
 
-        // 1. A clean session.
-        print("\n1. Open a new ledger and record two effects (an intent before each, a completion after):")
-        let engine = try await BlockingThread.run { try LogEngine.open(directory: directory) }
-        print("   open: \(engine.recovery.row.label) (\(engine.recovery.row.summary))")
-        let effects = [("email:welcome-alice", "msg-1001"), ("charge:order-42", "ch_42")]
-        for (key, receipt) in effects {
-            let intent = try await engine.append(.intent(.init(key: key, attempt: 1, timeMilliseconds: now())))
-            // ... the effect would run here ...
-            let completion = try await engine.append(.completion(.init(
-                key: key, attempt: 1, timeMilliseconds: now(), receipt: Array(receipt.utf8))))
-            print("   #\(intent) intent, #\(completion) completion  \(key)  (durable before append returned)")
+        // 1. Two effects.
+        section(1, "Perform two effects. `once` makes the intent durable, runs the effect, then makes the completion durable.")
+        let ledger = try await open(directory)
+        for (key, receipt) in [("email:welcome-alice", "msg-1001"), ("charge:order-42", "ch_42")] {
+            let outcome = try await ledger.once(IdempotencyKey(key), as: String.self) { effect in
+                // A real effect passes `effect.token` downstream as its idempotency key.
+                receipt
+            }
+            say("\(outcome.wasPerformed ? "performed" : "skipped  ")  \(pad(key))  receipt \(pad("\"\(outcome.receipt)\"", 10))  token \(outcome.entry.token)")
         }
-        try await BlockingThread.run { try engine.close() }
-        print("   closed cleanly (close appends a checkpoint record)")
 
-        // 2. What is on disk.
-        print("\n2. The records on disk:")
-        let before = try RecoveryScanner.scan(storage: PosixStorage(), directory: directory)
-        print(indent(recordTable(try scanRecords(directory)).render()))
-        let recordsBeforeCrash = before.recordCount
+        // 2. A duplicate.
+        section(2, "Call `once` again with a key that is done: the effect does not run.")
+        let ran = Atomic<Bool>(false)
+        let again = try await ledger.once("email:welcome-alice", as: String.self) { _ in
+            ran.store(true, ordering: .relaxed)
+            return "msg-9999"
+        }
+        if again.wasPerformed || ran.load(ordering: .relaxed) { throw DemoFailure("the duplicate ran its effect") }
+        say("skipped    \(pad("email:welcome-alice"))  already done at \(time(again.entry.timeMilliseconds)); stored receipt \"\(again.receipt)\"")
+        try await close(ledger)
 
         // 3. The crash.
-        print("\n3. A child process appends more, then dies by SIGKILL\(cleanKill ? " between appends" : " in the middle of a write"):")
+        section(3, "A child process calls `once(\"\(DemoCommand.crashKey)\")` and dies by SIGKILL inside the effect.")
         let child = try await runChild(directory: directory)
-        for ack in child.acks {
-            print("   child: #\(ack.sequence) \(ack.kind) \(ack.key) acknowledged (durable)")
-        }
-        if let torn = child.torn {
-            print("   child: writing #\((child.acks.last?.sequence ?? 0) + 1) \(torn.kind) \(torn.key): only \(torn.bytesWritten) of its \(torn.frameBytes) bytes reached the file")
-        }
-        print("   child: \(child.exit)")
+        for line in child.lines { say("child: \(line)") }
+        say("child: \(child.exit)")
 
-        // 4. Recovery.
-        print("\n4. Reopen: recovery scans the directory and classifies the tail:")
-        let (reopened, recovered) = try await BlockingThread.run { () -> (LogEngine, [ScannedRecord]) in
-            var records: [ScannedRecord] = []
-            let engine = try LogEngine.open(directory: directory, createIfMissing: false,
-                                            onRecord: { records.append($0) })
-            return (engine, records)
+        // 4. Reopen: pending-unknown.
+        section(4, "Reopen. The key has a durable intent and no completion: pending-unknown (it may or may not have happened).")
+        let reopened = try await open(directory)
+        say(entryTable(reopened.entries()))
+        say("")
+        say("`once` with the default policy (fail closed) refuses to guess:")
+        do {
+            _ = try await reopened.once(IdempotencyKey(DemoCommand.crashKey), as: String.self) { _ in
+                throw DemoFailure("the effect ran again under fail-closed")
+            }
+            throw DemoFailure("once did not report the pending-unknown entry")
+        } catch let error as LedgerError where error.code == .pendingUnknown {
+            say("  throws LedgerError(.pendingUnknown) for \"\(error.key ?? "")\" carrying the intent: attempt \(error.entry?.attempt ?? 0), token \(error.entry?.token ?? "")")
         }
-        let report = reopened.recovery
-        try await BlockingThread.run { try reopened.close() }
-        let sideFiles = try PosixStorage().listDirectory(directory).filter(LedgerFileNames.isTorn).sorted()
-        print("   recovery row: \(report.row.label): \(report.row.summary)")
-        if let torn = report.tornTail {
-            print("   tail:         torn at segment \(torn.segment) offset \(torn.offset), \(torn.byteCount) bytes (\(torn.reason))")
-            print("   action:       bytes copied to a side file, segment cut and zeroed there before any new append")
-        } else {
-            print("   tail:         clean")
-        }
-        for name in sideFiles {
-            let bytes = (try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)[.size] as? Int) ?? 0
-            print("   side file:    \(name) (\(bytes) bytes)")
-        }
-        let lastSequence = recovered.last?.header.sequence ?? 0
-        let ackedMax = child.acks.map(\.sequence).max() ?? 0
-        let lost = child.acks.filter { ack in !recovered.contains { $0.header.sequence == ack.sequence } }
-        print("   records:      \(recovered.count) valid (#1-#\(lastSequence)); \(lost.isEmpty ? "all \(child.acks.count)" : "only \(child.acks.count - lost.count) of \(child.acks.count)") acknowledged appends of the child present")
-        print("\n   Entries, from the recovered records:")
-        print(indent(entryTable(recovered).render()))
 
-        // 5. Summary.
-        let states = entryStates(recovered)
-        let pending = states.filter { $0.state == "pending-unknown" }.count
-        print("\n5. Summary")
-        print("   before the crash: \(recordsBeforeCrash) records, closed cleanly")
-        print("   the child:        \(child.acks.count) appends acknowledged (#\(child.acks.first?.sequence ?? 0)-#\(ackedMax)), then SIGKILL\(child.torn.map { " with \($0.bytesWritten) bytes of #\(ackedMax + 1) half-written" } ?? "")")
-        print("   after recovery:   \(report.row.label), \(recovered.count) records, \(lost.count) acknowledged records lost\(sideFiles.isEmpty ? "" : ", torn bytes kept in \(sideFiles.joined(separator: ", "))")")
-        print("   entries:          \(states.count - pending) done, \(pending) pending-unknown (intent durable, completion not: the effect may or may not have happened, and the ledger never guesses)")
-        print("   the directory is left in place: \(directory)")
-        if !lost.isEmpty {
-            print("   LOST: acknowledged sequence numbers \(lost.map { "#\($0.sequence)" }.joined(separator: ", ")) are missing")
-            throw ExitCode(1)
+        // 5. Reconcile.
+        section(5, "Resolve it by reconciliation: ask the receiver whether it saw the entry's token.")
+        let deliveries = child.deliveries
+        let rerun = Atomic<Bool>(false)
+        let resolved = try await reopened.once(
+            IdempotencyKey(DemoCommand.crashKey), as: String.self,
+            whenPending: .reconcile { entry in
+                guard let delivery = deliveries[entry.token] else {
+                    say("reconcile: the receiver has no delivery with Idempotency-Key \(entry.token)")
+                    return .didNotHappen
+                }
+                say("reconcile: the receiver has delivery \(delivery) with Idempotency-Key \(entry.token)")
+                return .happened(delivery)
+            }
+        ) { _ in
+            rerun.store(true, ordering: .relaxed)
+            return "sent-again"
         }
+        say(rerun.load(ordering: .relaxed)
+            ? "the receiver had not seen it, so the effect ran now: receipt \"\(resolved.receipt)\""
+            : "recorded as done with receipt \"\(resolved.receipt)\": the webhook was not sent twice")
+        say(entryTable(reopened.entries()))
+        try await close(reopened)
+
+        // 6. Verify.
+        section(6, "onceledger verify \(directory)")
+        let verify = try await runSelf(["verify", directory])
+        for line in verify.output.split(separator: "\n", omittingEmptySubsequences: false).dropLast(verify.output.hasSuffix("\n") ? 1 : 0) {
+            say(String(line))
+        }
+        say("(verify exited with status \(verify.status))")
+        print("\nThe ledger is left in \(directory); try `onceledger entries \(directory)` or `onceledger dump \(directory)`.")
+        if verify.status > 1 { throw ExitCode(verify.status) }
     }
 
     // MARK: Steps
+
+    struct DemoFailure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    private func open(_ directory: String) async throws -> Ledger {
+        try await BlockingThread.run(name: "demo-open") { try Ledger.open(directory: directory) }
+    }
+
+    private func close(_ ledger: Ledger) async throws {
+        try await BlockingThread.run(name: "demo-close") { try ledger.close() }
+    }
 
     private func prepareDirectory() throws -> String {
         guard let dir else {
@@ -127,113 +140,91 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     struct ChildResult: Sendable {
-        struct Ack: Sendable { var sequence: UInt64; var kind: String; var key: String }
-        struct Torn: Sendable { var bytesWritten: Int; var frameBytes: Int; var kind: String; var key: String }
-        var acks: [Ack] = []
-        var torn: Torn?
+        var lines: [String] = []
+        /// The simulated receiver's log: delivery id by Idempotency-Key.
+        var deliveries: [String: String] = [:]
         var exit = ""
     }
 
-    /// Runs `onceledger demo-child` and parses its acknowledgement lines.
+    /// Runs `onceledger demo-child DIR` and turns its protocol lines into prose.
     private func runChild(directory: String) async throws -> ChildResult {
+        let run = try await runSelf(["demo-child", directory, "--key", DemoCommand.crashKey])
+        var result = ChildResult()
+        for line in run.output.split(separator: "\n") {
+            let fields = line.split(separator: " ").map(String.init)
+            if fields.count == 4, fields[0] == "intent" {
+                result.lines.append("intent for \(fields[1]) is durable (attempt \(fields[3])); the effect starts")
+            } else if fields.count == 3, fields[0] == "delivered" {
+                result.deliveries[fields[1]] = fields[2]
+                result.lines.append("POST /hooks/order-shipped  Idempotency-Key: \(fields[1])  -> the receiver logs delivery \(fields[2])")
+            } else {
+                result.lines.append(String(line))
+            }
+        }
+        if run.signal == SIGKILL {
+            result.exit = "killed by SIGKILL before `once` could record the completion"
+        } else {
+            throw DemoFailure("the child was not killed as planned: \(run.signal.map { "signal \($0)" } ?? "exit status \(run.status)")\n\(run.output)")
+        }
+        return result
+    }
+
+    struct SelfRun: Sendable {
+        var status: Int32
+        var signal: Int32?
+        /// Standard output and standard error, interleaved as written.
+        var output: String
+    }
+
+    /// Runs this executable with `arguments`, capturing its output.
+    private func runSelf(_ arguments: [String]) async throws -> SelfRun {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
-        var arguments = ["demo-child", directory, "--acks", "\(acks)"]
-        if cleanKill { arguments.append("--clean-kill") }
-        let childArguments = arguments
         return try await BlockingThread.run(name: "demo-child") {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = childArguments
+            process.arguments = arguments
             let output = Pipe()
             process.standardOutput = output
+            process.standardError = output
             try process.run()
             let data = output.fileHandleForReading.readDataToEndOfFile()
             process.waitUntilExit()
-            var result = ChildResult()
-            for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-                let fields = line.split(separator: " ").map(String.init)
-                if fields.count == 4, fields[0] == "ack", let sequence = UInt64(fields[1]) {
-                    result.acks.append(.init(sequence: sequence, kind: fields[2], key: fields[3]))
-                } else if fields.count == 7, fields[0] == "torn", let written = Int(fields[3]),
-                          let frame = Int(fields[4]) {
-                    result.torn = .init(bytesWritten: written, frameBytes: frame, kind: fields[5], key: fields[6])
-                }
-            }
-            if process.terminationReason == .uncaughtSignal {
-                result.exit = process.terminationStatus == SIGKILL
-                    ? "killed by signal 9 (SIGKILL): no close, no checkpoint"
-                    : "killed by signal \(process.terminationStatus)"
-            } else {
-                result.exit = "exited with status \(process.terminationStatus) (expected SIGKILL)"
-            }
-            return result
+            let killed = process.terminationReason == .uncaughtSignal
+            return SelfRun(status: killed ? 128 + process.terminationStatus : process.terminationStatus,
+                           signal: killed ? process.terminationStatus : nil, output: String(decoding: data, as: UTF8.self))
         }
     }
 
     // MARK: Presentation
 
-    private func scanRecords(_ directory: String) throws -> [ScannedRecord] {
-        var records: [ScannedRecord] = []
-        _ = try RecoveryScanner.scan(storage: PosixStorage(), directory: directory, onRecord: { records.append($0) })
-        return records
+    private func section(_ number: Int, _ title: String) {
+        print("\n\(number). \(title)")
     }
 
-    private func recordTable(_ records: [ScannedRecord]) -> TextTable {
-        var table = TextTable(["#", "kind", "key", "detail", "segment:offset"], leftAligned: [1, 2, 3])
-        for record in records {
-            var key = ""
-            var detail = ""
-            if case .body(let body) = RecordBody.decode(kind: record.header.kind, record.body) {
-                key = body.key ?? ""
-                switch body {
-                case .completion(let completion): detail = "receipt \"\(String(decoding: completion.receipt, as: UTF8.self))\""
-                case .checkpoint: detail = "clean close"
-                default: break
-                }
-            }
-            table.add(["\(record.header.sequence)", "\(record.header.kind)", key, detail,
-                       "\(record.segment):\(record.offset)"])
+    private func pad(_ text: String, _ width: Int = 24) -> String {
+        text.padding(toLength: max(text.count, width), withPad: " ", startingAt: 0)
+    }
+
+    private func entryTable(_ entries: [EntryInfo]) -> String {
+        var table = TextTable(["key", "state", "attempt", "receipt"], leftAligned: [1, 3])
+        for entry in entries {
+            table.add([entry.key, entry.status.rawValue, "\(entry.attempt)",
+                       entry.status == .done ? String(decoding: entry.receipt, as: UTF8.self) : ""])
         }
-        return table
+        return table.render()
     }
 
-    private struct EntryState {
-        var key: String
-        var state: String
-        var receipt: String
+    private func time(_ milliseconds: UInt64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: Date(timeIntervalSince1970: Double(milliseconds) / 1000))
     }
+}
 
-    /// A minimal fold of the records into per-key states (the ledger layer does
-    /// this for real later): intent without completion after a crash is
-    /// pending-unknown.
-    private func entryStates(_ records: [ScannedRecord]) -> [EntryState] {
-        var order: [String] = []
-        var states: [String: EntryState] = [:]
-        for record in records {
-            guard case .body(let body) = RecordBody.decode(kind: record.header.kind, record.body),
-                  let key = body.key else { continue }
-            if states[key] == nil { order.append(key) }
-            switch body {
-            case .intent: states[key] = EntryState(key: key, state: "pending-unknown", receipt: "")
-            case .completion(let completion):
-                states[key] = EntryState(key: key, state: "done",
-                                         receipt: String(decoding: completion.receipt, as: UTF8.self))
-            default: break
-            }
-        }
-        return order.compactMap { states[$0] }
+/// One line of demo output, indented under its step.
+private func say(_ text: String) {
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        print(line.isEmpty ? "" : "   " + line)
     }
-
-    private func entryTable(_ records: [ScannedRecord]) -> TextTable {
-        var table = TextTable(["key", "state", "receipt"], leftAligned: [1, 2])
-        for entry in entryStates(records) { table.add([entry.key, entry.state, entry.receipt]) }
-        return table
-    }
-
-    private func indent(_ text: String) -> String {
-        text.split(separator: "\n", omittingEmptySubsequences: false).map { "   " + $0 }.joined(separator: "\n")
-    }
-
-    private func now() -> UInt64 { LogEngine.systemMilliseconds() }
 }

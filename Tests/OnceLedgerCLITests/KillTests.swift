@@ -1,0 +1,301 @@
+// Proves, with real processes and real files, that an acknowledged effect is never lost:
+// `onceledger stress` (a workload of `once` calls that prints `ack KEY` once a call has
+// returned, i.e. once its completion is durable) is killed with SIGKILL at seeded random
+// moments — mid-batch, mid-rollover, mid-compaction, mid-open — then the ledger is reopened
+// and every acknowledged key must be done, checked through the library (`Ledger.open` +
+// `entry`) and through `onceledger entries --state done --json`; `onceledger verify` must
+// exit 0 or 1. Rounds reuse one directory, so each run also starts on the pending-unknown
+// keys the previous kill left (the retry policy runs them again).
+// A second group injects syscall faults into a real `stress` run with strace
+// (`-P segment -e inject=fdatasync:error=EIO`, `pwrite64:error=ENOSPC`, and EINTR): the
+// process must fail with a clear error (or, for EINTR, not fail) and lose nothing acknowledged.
+// Rounds: ONCELEDGER_KILL_ROUNDS (default 4); seed: ONCELEDGER_KILL_SEED (default random,
+// printed with every failure).
+import Foundation
+import OnceLedger
+import OnceLedgerFormat
+import OnceLedgerLog
+import Testing
+
+@Suite(.serialized) struct KillTests {
+    /// Tuning that makes a short run cross many segment rollovers and compactions.
+    static let segmentBytes: UInt64 = 16 * 1024
+    static let stressOptions = ["--segment-bytes", "\(segmentBytes)", "--compact-every", "400", "--fail-percent", "2"]
+
+    @Test func sigkillAtRandomMomentsLosesNoAcknowledgedKey() throws {
+        let rounds = Int(ProcessInfo.processInfo.environment["ONCELEDGER_KILL_ROUNDS"] ?? "") ?? 4
+        let seed = UInt64(ProcessInfo.processInfo.environment["ONCELEDGER_KILL_SEED"] ?? "")
+            ?? UInt64.random(in: 0...UInt64.max)
+        var random = KillTestRandom(seed: seed)
+        let directory = try KillTestDirectory("kill")
+        defer { directory.remove() }
+        var acknowledged: Set<String> = []
+        var entriesCommandChecked = false
+
+        for round in 1...max(1, rounds) {
+            let context = "round \(round) of \(rounds), ONCELEDGER_KILL_SEED=\(seed)"
+            // Kill after this many acknowledgements (0: during open or the first batch),
+            // plus up to 5 ms more so the moment falls anywhere in the I/O cycle.
+            let ackTarget = random.next() % 4 == 0 ? 0 : Int(random.next() % 1500)
+            let extraMicroseconds = UInt32(random.next() % 5000)
+            let arguments = ["stress", directory.path, "--effects", "1000000", "--concurrency", "8", "--keys", "4000",
+                             "--seed", "\(random.next())"] + KillTests.stressOptions
+            let run = try KillTestProcess.start(arguments)
+            run.waitForAcknowledgements(ackTarget)
+            usleep(extraMicroseconds)
+            run.kill()
+            let result = run.finish()
+            #expect(result.signal == SIGKILL || result.status == 0,
+                    "\(context): stress did not run until killed: status \(result.status)\n\(result.standardError)")
+            acknowledged.formUnion(result.acknowledgedKeys)
+
+            // Every key ever acknowledged is done, through the library…
+            let ledger = try Ledger.open(directory: directory.path,
+                                         configuration: LogConfiguration(segmentBytes: KillTests.segmentBytes))
+            var missing: [String] = []
+            for key in acknowledged.sorted() where ledger.entry(key)?.status != .done {
+                missing.append("\(key): \(ledger.entry(key).map { $0.status.rawValue } ?? "no entry")")
+            }
+            try ledger.close()
+            #expect(missing.isEmpty,
+                    "\(context): \(missing.count) acknowledged keys are not done after kill at ack \(ackTarget) + \(extraMicroseconds) µs: \(missing.prefix(10))")
+
+            // …and through the CLI.
+            let verify = try CLI.run(["verify", directory.path])
+            #expect(verify.exitCode == 0 || verify.exitCode == 1,
+                    "\(context): verify exited \(verify.exitCode)\n\(verify.stdout)\(verify.stderr)")
+            let entries = try CLI.run(["entries", directory.path, "--state", "done", "--json"])
+            #expect(entries.exitCode == 0, "\(context): entries exited \(entries.exitCode)\n\(entries.stderr)")
+            if entries.exitCode == 0 {
+                let done = try KillTests.keys(fromEntriesJSON: entries.stdout)
+                let notListed = acknowledged.subtracting(done)
+                #expect(notListed.isEmpty, "\(context): entries --state done does not list \(notListed.sorted().prefix(10))")
+                entriesCommandChecked = true
+            }
+        }
+        #expect(entriesCommandChecked)
+        #expect(!acknowledged.isEmpty, "ONCELEDGER_KILL_SEED=\(seed): no round acknowledged anything")
+
+        // After all the kills, a run to completion on the same directory succeeds.
+        let final = try KillTestProcess.start(["stress", directory.path, "--effects", "300", "--concurrency", "4",
+                                             "--keys", "4000", "--seed", "\(seed)"] + KillTests.stressOptions).finish()
+        #expect(final.status == 0 && final.signal == nil,
+                "ONCELEDGER_KILL_SEED=\(seed): a run after the kills failed: \(final.status)\n\(final.standardError)")
+        #expect(final.acknowledgements == 300)
+    }
+
+    // MARK: Syscall faults (strace)
+
+    @Test(.enabled(if: KillTestStrace.usable, KillTestStrace.skipMessage),
+          arguments: [(1, "fdatasync"), (30, "fdatasync"), (7, "pwrite64"), (45, "pwrite64")])
+    func injectedSyscallFailureFailsClearlyAndLosesNothing(when: Int, call: String) throws {
+        let directory = try KillTestDirectory("strace-\(call)-\(when)")
+        defer { directory.remove() }
+        // The ledger's first segment (created by the stress run itself: -P also matches a
+        // path that appears later). fdatasync takes a descriptor; strace resolves it.
+        let segment = directory.path + "/" + LedgerFileNames.segment(1)
+        let (errorName, errorText) = call == "fdatasync" ? ("EIO", "Input/output error") : ("ENOSPC", "No space left on device")
+        let strace = ["-f", "-qq", "-o", "/dev/null", "-P", segment, "-e", "trace=\(call)",
+                      "-e", "inject=\(call):error=\(errorName):when=\(when)"]
+        let result = try KillTestProcess.start(
+            ["stress", directory.path, "--effects", "2000", "--concurrency", "4", "--seed", "\(when)"],
+            tracedBy: strace).finish()
+        let context = "strace inject=\(call):error=\(errorName):when=\(when)"
+        #expect(result.status == 8 && result.signal == nil,
+                "\(context): expected exit 8, got \(result.status)\n\(result.standardError)")
+        let call = call == "pwrite64" ? "write" : call
+        #expect(result.standardError.contains("\(call) failed") && result.standardError.contains(errorText),
+                "\(context): the error does not say what failed:\n\(result.standardError)")
+        #expect(result.standardError.contains(segment), "\(context): the error does not name the file:\n\(result.standardError)")
+        try KillTests.expectDone(result.acknowledgedKeys, in: directory.path, context)
+        let verify = try CLI.run(["verify", directory.path])
+        #expect(verify.exitCode == 0 || verify.exitCode == 1, "\(context): verify exited \(verify.exitCode)\n\(verify.stdout)")
+    }
+
+    @Test(.enabled(if: KillTestStrace.usable, KillTestStrace.skipMessage), arguments: ["fdatasync", "pwrite64"])
+    func interruptedSyscallsAreRetried(call: String) throws {
+        let directory = try KillTestDirectory("strace-eintr-\(call)")
+        defer { directory.remove() }
+        let segment = directory.path + "/" + LedgerFileNames.segment(1)
+        let strace = ["-f", "-qq", "-o", "/dev/null", "-P", segment, "-e", "trace=\(call)",
+                      "-e", "inject=\(call):error=EINTR:when=2+3"]
+        let result = try KillTestProcess.start(
+            ["stress", directory.path, "--effects", "300", "--concurrency", "4", "--seed", "5"],
+            tracedBy: strace).finish()
+        let context = "strace inject=\(call):error=EINTR:when=2+3"
+        #expect(result.status == 0 && result.signal == nil, "\(context): exit \(result.status)\n\(result.standardError)")
+        #expect(result.acknowledgements == 300, "\(context)")
+        try KillTests.expectDone(result.acknowledgedKeys, in: directory.path, context)
+    }
+
+    // MARK: Helpers
+
+    static func expectDone(_ keys: Set<String>, in directory: String, _ context: String) throws {
+        let ledger = try Ledger.open(directory: directory, createIfMissing: false)
+        defer { try? ledger.close() }
+        let missing = keys.sorted().filter { ledger.entry($0)?.status != .done }
+        #expect(missing.isEmpty, "\(context): acknowledged keys not done on reopen: \(missing.prefix(10))")
+    }
+
+    /// Keys of `entries --json` output (one JSON object per line).
+    static func keys(fromEntriesJSON text: String) throws -> Set<String> {
+        var keys: Set<String> = []
+        for line in text.split(separator: "\n") where !line.isEmpty {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            if let key = object?["key"] as? String, (object?["state"] as? String) ?? "done" == "done" { keys.insert(key) }
+        }
+        return keys
+    }
+}
+
+/// A running `onceledger stress` (optionally under strace) whose `ack` lines are read as
+/// they arrive, so the test can kill it after a given number of acknowledgements.
+final class KillTestProcess: @unchecked Sendable {
+    struct Result {
+        var status: Int32
+        var signal: Int32?
+        var acknowledgedKeys: Set<String>
+        /// `ack` lines (a key chosen twice is acknowledged twice).
+        var acknowledgements: Int
+        var standardError: String
+    }
+
+    private let process = Process()
+    private let lock = NSCondition()
+    private var pending = Data()
+    private var keys: Set<String> = []
+    private var ackCount = 0
+    private var outputClosed = false
+    private var errorData = Data()
+    private var errorClosed = false
+
+    static func start(_ arguments: [String], tracedBy strace: [String]? = nil) throws -> KillTestProcess {
+        let run = KillTestProcess()
+        if let strace {
+            run.process.executableURL = URL(fileURLWithPath: KillTestStrace.path!)
+            run.process.arguments = strace + [CLI.executableURL.path] + arguments
+        } else {
+            run.process.executableURL = CLI.executableURL
+            run.process.arguments = arguments
+        }
+        let output = Pipe()
+        let errors = Pipe()
+        run.process.standardOutput = output
+        run.process.standardError = errors
+        try run.process.run()
+        Thread { run.readOutput(output.fileHandleForReading) }.start()
+        Thread { run.readErrors(errors.fileHandleForReading) }.start()
+        return run
+    }
+
+    private func readOutput(_ handle: FileHandle) {
+        while true {
+            let data = handle.availableData
+            lock.lock()
+            if data.isEmpty {
+                outputClosed = true
+                lock.broadcast()
+                lock.unlock()
+                return
+            }
+            pending.append(data)
+            // Only whole lines count: a line cut by the kill was never fully written.
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                pending.removeSubrange(pending.startIndex...newline)
+                if line.hasPrefix("ack ") {
+                    keys.insert(String(line.dropFirst(4)))
+                    ackCount += 1
+                }
+            }
+            lock.broadcast()
+            lock.unlock()
+        }
+    }
+
+    private func readErrors(_ handle: FileHandle) {
+        let data = handle.readDataToEndOfFile()
+        lock.lock()
+        errorData = data
+        errorClosed = true
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Waits until `count` acknowledgements arrived or the process closed its output
+    /// (a guard of two minutes keeps a hung child from hanging the test).
+    func waitForAcknowledgements(_ count: Int) {
+        let deadline = Date().addingTimeInterval(120)
+        lock.lock()
+        while ackCount < count && !outputClosed {
+            if !lock.wait(until: deadline) { break }
+        }
+        lock.unlock()
+    }
+
+    func kill() {
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// Waits for the process to end and both pipes to close.
+    func finish() -> Result {
+        process.waitUntilExit()
+        lock.lock()
+        while !outputClosed || !errorClosed { lock.wait() }
+        let result = Result(
+            status: process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus,
+            signal: process.terminationReason == .uncaughtSignal ? process.terminationStatus : nil,
+            acknowledgedKeys: keys, acknowledgements: ackCount, standardError: String(decoding: errorData, as: UTF8.self))
+        lock.unlock()
+        return result
+    }
+}
+
+/// strace, if installed and allowed to trace (ptrace may be forbidden in a container).
+enum KillTestStrace {
+    static let path: String? = ["/usr/bin/strace", "/bin/strace", "/usr/local/bin/strace"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    static let usable: Bool = {
+        guard let path else { return false }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["-f", "-qq", "-o", "/dev/null", "/bin/true"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        process.waitUntilExit()
+        return process.terminationStatus == 0
+    }()
+
+    static var skipMessage: Comment {
+        path == nil ? "strace is not installed (apt-get install strace); syscall fault injection skipped"
+            : "strace cannot trace here (ptrace not permitted); syscall fault injection skipped"
+    }
+}
+
+/// A fresh directory under the temporary directory, removed by `remove()`.
+struct KillTestDirectory {
+    let path: String
+
+    init(_ label: String) throws {
+        var template = Array((NSTemporaryDirectory() + "/onceledger-\(label)-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw CocoaError(.fileWriteUnknown) }
+        path = URL(fileURLWithPath: String(cString: made)).standardizedFileURL.path
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// SplitMix64, for the seeded kill schedule.
+struct KillTestRandom {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
