@@ -225,7 +225,12 @@ struct SalvageScan {
 
         // Records, segment by segment.
         var found: [Record] = []
+        // Progress on standard error, only when it is a terminal.
+        let progress = ScanProgress(label: "salvage", firstSegment: segmentNames.first?.0 ?? 1,
+                                    segmentCount: segmentNames.count)
+        defer { progress.finish() }
         for (number, name) in segmentNames {
+            progress.update(segment: number, records: found.count & ~0x3ff)
             let header = headers[number]
             var summary = SegmentFile(
                 number: number, file: name, fileBytes: UInt64(segmentBytesByNumber[number]?.count ?? 0),
