@@ -102,27 +102,18 @@ extension Ledger {
                 }
                 switch answer {
                 case .happened(let receipt):
-                    do {
-                        try checkReceipt(receipt, key: key.rawValue)
-                        try await commit([.resolve(.init(
-                            key: key.rawValue, outcome: .done, attempt: entry.attempt, timeMilliseconds: now(),
-                            receipt: receipt, actor: "reconcile", reason: "reconcile: the effect happened"))])
-                    } catch {
-                        finish(key, call, .failure(LedgerErrorOrOther(error: error)))
-                        throw error
-                    }
+                    try await commit([.resolve(.init(
+                        key: key.rawValue, outcome: .done, attempt: entry.attempt, timeMilliseconds: now(),
+                        receipt: receipt, actor: "reconcile", reason: "reconcile: the effect happened"))],
+                                     checkingReceipt: receipt, orFinish: key, call)
                     let done = state.withLock { $0.info(key.rawValue) } ?? entry
                     finish(key, call, .success(done))
                     return .alreadyDone(receipt, done)
                 case .didNotHappen:
-                    do {
-                        try await commit([.resolve(.init(
-                            key: key.rawValue, outcome: .absent, attempt: entry.attempt, timeMilliseconds: now(),
-                            receipt: [], actor: "reconcile", reason: "reconcile: the effect did not happen"))])
-                    } catch {
-                        finish(key, call, .failure(LedgerErrorOrOther(error: error)))
-                        throw error
-                    }
+                    try await commit([.resolve(.init(
+                        key: key.rawValue, outcome: .absent, attempt: entry.attempt, timeMilliseconds: now(),
+                        receipt: [], actor: "reconcile", reason: "reconcile: the effect did not happen"))],
+                                     orFinish: key, call)
                     return try await run(key, call: call, attempt: entry.attempt + 1, generation: entry.generation,
                                          scope: scope, effect: effect)
                 }
@@ -222,6 +213,19 @@ extension Ledger {
         return String(kept)
     }
 
+    /// `commit`, and if it (or the receipt check) fails, ends the key's running call with
+    /// that error before rethrowing it, so waiters get the same error.
+    func commit(_ bodies: [RecordBody], checkingReceipt receipt: [UInt8]? = nil, orFinish key: IdempotencyKey,
+                _ call: InFlightCall) async throws {
+        do {
+            if let receipt { try checkReceipt(receipt, key: key.rawValue) }
+            try await commit(bodies)
+        } catch {
+            finish(key, call, .failure(LedgerErrorOrOther(error: error)))
+            throw error
+        }
+    }
+
     func checkReceipt(_ receipt: [UInt8], key: String) throws {
         if receipt.count > FormatLimits.receiptBytesMax {
             throw LedgerError(.limitExceeded,
@@ -242,14 +246,10 @@ extension Ledger {
         case .whileInFlight: (recordScope, windowMilliseconds) = (.whileInFlight, 0)
         case .window(let milliseconds): (recordScope, windowMilliseconds) = (.window, milliseconds)
         }
-        do {
-            try await commit([.intent(.init(
-                key: key.rawValue, fingerprint: key.fingerprint, attempt: attempt, generation: generation,
-                scope: recordScope, windowMilliseconds: windowMilliseconds, timeMilliseconds: now()))])
-        } catch {
-            finish(key, call, .failure(LedgerErrorOrOther(error: error)))
-            throw error
-        }
+        try await commit([.intent(.init(
+            key: key.rawValue, fingerprint: key.fingerprint, attempt: attempt, generation: generation,
+            scope: recordScope, windowMilliseconds: windowMilliseconds, timeMilliseconds: now()))],
+                         orFinish: key, call)
         let context = EffectContext(key: key.rawValue, attempt: attempt, generation: generation)
         let receipt: [UInt8]
         do {
@@ -257,13 +257,9 @@ extension Ledger {
                 try await effect(context)
             }
         } catch let didNotHappen as EffectDidNotHappen {
-            do {
-                try await commit([.release(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: now(),
-                                                  reason: truncated(didNotHappen.reason, utf8BytesMax: FormatLimits.reasonBytesMax)))])
-            } catch {
-                finish(key, call, .failure(LedgerErrorOrOther(error: error)))
-                throw error
-            }
+            try await commit([.release(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: now(),
+                                              reason: truncated(didNotHappen.reason, utf8BytesMax: FormatLimits.reasonBytesMax)))],
+                             orFinish: key, call)
             finish(key, call, .failure(LedgerErrorOrOther(error: didNotHappen)))
             throw didNotHappen
         } catch {
@@ -296,12 +292,6 @@ extension Ledger {
 /// The keys whose effects are running in the current task (to refuse re-entry).
 enum OnceTaskContext {
     @TaskLocal static var runningKeys: Set<String> = []
-}
-
-/// A non-Sendable error's description, when an effect throws one.
-struct UncheckedError: Error, Sendable, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
 
 enum ReceiptCoding {

@@ -5,53 +5,58 @@ extension Ledger {
     /// recording who and why in the log. Throws `.wrongState` for any other state.
     public func resolvePending(_ key: String, as resolution: PendingResolution, reason: String,
                                actor: String = "operator") async throws {
-        guard !reason.isEmpty else {
-            throw LedgerError(.invalidArgument, "resolving an entry needs a reason; it is recorded in the log", key: key)
-        }
-        let call = InFlightCall(fingerprint: [])
-        let entry: EntryInfo = try inFlight.withLock { running in
-            guard running[key] == nil else {
-                throw LedgerError(.wrongState, "key \"\(key)\" is running in this process now", key: key)
+        try await operatorCommit(key, reason: reason, verb: "resolving", requiredStatus: .pendingUnknown,
+                                 notInState: "is not pending-unknown") { entry in
+            let receipt: [UInt8]
+            let outcome: RecordBody.Outcome
+            switch resolution {
+            case .done(let stored):
+                try self.checkReceipt(stored, key: key)
+                (receipt, outcome) = (stored, .done)
+            case .absent:
+                (receipt, outcome) = ([], .absent)
             }
-            guard let entry = self.entry(key), entry.status == .pendingUnknown else {
-                throw LedgerError(.wrongState, "key \"\(key)\" is not pending-unknown", key: key, entry: self.entry(key))
-            }
-            running[key] = call
-            return entry
-        }
-        defer { finish(IdempotencyKey(key), call, .failure(LedgerErrorOrOther(error: LedgerError(.wrongState, "resolved")))) }
-        let body: RecordBody
-        switch resolution {
-        case .done(let receipt):
-            try checkReceipt(receipt, key: key)
-            body = .resolve(.init(key: key, outcome: .done, attempt: entry.attempt, timeMilliseconds: now(),
+            return .resolve(.init(key: key, outcome: outcome, attempt: entry.attempt, timeMilliseconds: self.now(),
                                   receipt: receipt, actor: actor, reason: reason))
-        case .absent:
-            body = .resolve(.init(key: key, outcome: .absent, attempt: entry.attempt, timeMilliseconds: now(),
-                                  receipt: [], actor: actor, reason: reason))
         }
-        try await commit([body])
     }
 
     /// Removes a done entry so the effect may run again — an audited act: the forget
     /// record (who, why, when) stays in the log. The next run gets a new token.
     /// Throws `.wrongState` unless the key is done, `.invalidArgument` without a reason.
     public func forgetDoneEntryAllowingRerun(_ key: String, reason: String, actor: String = "operator") async throws {
+        try await operatorCommit(key, reason: reason, verb: "forgetting", requiredStatus: .done,
+                                 notInState: "is not done; only done entries can be forgotten") { _ in
+            .forget(.init(key: key, timeMilliseconds: self.now(), actor: actor, reason: reason))
+        }
+    }
+
+    /// The shared part of an operator action: needs a reason, claims the key (so `once`
+    /// callers wait and decide again on the new state), checks its state, writes the
+    /// record `makeBody(entry)` (which may still refuse, e.g. an oversized receipt) and
+    /// releases the claim.
+    private func operatorCommit(
+        _ key: String, reason: String, verb: String, requiredStatus: EntryInfo.Status, notInState: String,
+        _ makeBody: (EntryInfo) throws -> RecordBody
+    ) async throws {
         guard !reason.isEmpty else {
-            throw LedgerError(.invalidArgument, "forgetting an entry needs a reason; it is recorded in the log", key: key)
+            throw LedgerError(.invalidArgument, "\(verb) an entry needs a reason; it is recorded in the log", key: key)
         }
         let call = InFlightCall(fingerprint: [])
-        try inFlight.withLock { running in
+        let entry: EntryInfo = try inFlight.withLock { running in
             guard running[key] == nil else {
                 throw LedgerError(.wrongState, "key \"\(key)\" is running in this process now", key: key)
             }
-            guard let entry = self.entry(key), entry.status == .done else {
-                throw LedgerError(.wrongState, "key \"\(key)\" is not done; only done entries can be forgotten",
-                                  key: key, entry: self.entry(key))
+            guard let entry = self.entry(key), entry.status == requiredStatus else {
+                throw LedgerError(.wrongState, "key \"\(key)\" \(notInState)", key: key, entry: self.entry(key))
             }
             running[key] = call
+            return entry
         }
-        defer { finish(IdempotencyKey(key), call, .failure(LedgerErrorOrOther(error: LedgerError(.wrongState, "forgotten")))) }
-        try await commit([.forget(.init(key: key, timeMilliseconds: now(), actor: actor, reason: reason))])
+        defer {
+            finish(IdempotencyKey(key), call,
+                   .failure(LedgerErrorOrOther(error: LedgerError(.wrongState, "operator action on \"\(key)\" ended"))))
+        }
+        try await commit([try makeBody(entry)])
     }
 }

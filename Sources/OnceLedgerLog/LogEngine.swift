@@ -226,7 +226,7 @@ public final class LogEngine: @unchecked Sendable {
                 completion(.success(result))
             } catch {
                 let typed = (error as? LedgerError) ?? LedgerError(.invalidArgument, "snapshot items failed: \(error)")
-                if writer.poisoned != nil { poisonAll(writer.poisoned!) }
+                if let poisoned = writer.poisoned { poisonAll(poisoned) }
                 completion(.failure(typed))
             }
             return

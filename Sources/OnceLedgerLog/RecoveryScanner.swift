@@ -322,6 +322,9 @@ public enum RecoveryScanner {
                     let result = RecordFrame.decode(raw, at: offset, end: end, baseOffset: 0,
                                                     ledgerID: header.ledgerID, segment: number)
                     var badReason: String
+                    // The last nonzero byte from `offset` on, once computed (`scannedToEnd`).
+                    var lastNonZero: Int?
+                    var scannedToEnd = false
                     var expectedCRC: UInt32?
                     var actualCRC: UInt32?
                     switch result {
@@ -365,26 +368,19 @@ public enum RecoveryScanner {
                         offset += recordHeader.frameBytes
                         summary.endOffset = UInt64(offset)
                         continue
-                    case .zero:
-                        let lastNonZero = Scan.lastNonZero(raw, from: offset, end: end)
+                    case .zero, .incomplete:
+                        // Zeros, or fewer bytes than a header or the declared frame: a clean
+                        // end when everything from here to the segment end is zero.
+                        lastNonZero = offset >= end ? nil : Scan.lastNonZero(raw, from: offset, end: end)
+                        scannedToEnd = true
                         if lastNonZero == nil {
-                            // Clean end of this segment.
                             if isLast && expected <= covered {
                                 badReason = "the log ends at sequence \(expected - 1) but the snapshot covers \(covered)"
                             } else {
                                 return false
                             }
-                        } else {
+                        } else if result == .zero {
                             badReason = "a hole of zeros followed by nonzero bytes"
-                        }
-                    case .incomplete:
-                        // Fewer than a header's bytes left: a clean end if they are zeros.
-                        if offset >= end || Scan.lastNonZero(raw, from: offset, end: end) == nil {
-                            if isLast && expected <= covered {
-                                badReason = "the log ends at sequence \(expected - 1) but the snapshot covers \(covered)"
-                            } else {
-                                return false
-                            }
                         } else {
                             badReason = "a record runs past the end of the segment"
                         }
@@ -419,7 +415,8 @@ public enum RecoveryScanner {
                                      path: path, segment: number, offset: UInt64(offset), sequence: expected,
                                      expectedChecksum: expectedCRC, actualChecksum: actualCRC))
                     if isLast {
-                        let last = Scan.lastNonZero(raw, from: offset, end: end) ?? offset
+                        if !scannedToEnd { lastNonZero = Scan.lastNonZero(raw, from: offset, end: end) }
+                        let last = lastNonZero ?? offset
                         let tornEnd = min(end, Alignment.roundUp(max(last + 1, offset + 1), to: FormatLimits.recordAlignment))
                         report.tornTail = TornTail(
                             segment: number, path: path, offset: UInt64(offset), endOffset: UInt64(tornEnd),

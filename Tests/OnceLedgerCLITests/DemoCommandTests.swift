@@ -68,7 +68,7 @@ import Testing
     @Test func demoRefusesNonEmptyDirectory() throws {
         let directory = try KillTestDirectory("demo-busy")
         defer { directory.remove() }
-        FileManager.default.createFile(atPath: directory.path + "/keep", contents: Data())
+        #expect(FileManager.default.createFile(atPath: directory.path + "/keep", contents: Data()))
         let result = try CLI.run(["demo", directory.path])
         #expect(result.exitCode == 16)
         #expect(result.stderr.hasPrefix("Error: \(directory.path) must be a new or empty directory"))

@@ -187,7 +187,7 @@ import Testing
     @Test func refusesNonEmptyTargetAndTargetInsideSource() throws {
         let target = try KillTestDirectory("salvage-busy")
         defer { target.remove() }
-        FileManager.default.createFile(atPath: target.path + "/keep", contents: Data("x".utf8))
+        #expect(FileManager.default.createFile(atPath: target.path + "/keep", contents: Data("x".utf8)))
         let busy = try CLI.run(["salvage", Self.vectors + "/ledger-clean", "--to", target.path])
         #expect(busy.exitCode == 8)
         #expect(busy.stderr == "onceledger salvage: error: \(target.path) is not empty; salvage writes only into a new or empty directory\n")
