@@ -44,7 +44,7 @@ public final class Ledger: Sendable {
         self.clock = clock
         var loaded = LedgerState()
         try backend.load(
-            item: { item in try loaded.apply(kind: item.kind, body: item.body) },
+            item: { kind, body in try loaded.apply(kind: kind, body: body) },
             record: { kind, body in try loaded.apply(kind: kind, body: body) })
         self.state = Mutex(loaded)
     }
@@ -67,28 +67,32 @@ public final class Ledger: Sendable {
         entries(status: .pendingUnknown)
     }
 
-    /// Every key's current entry, sorted by key; optionally only one status.
+    /// Every key's current entry, sorted by the key's UTF-8 bytes; optionally only one status.
     public func entries(status: EntryInfo.Status? = nil) -> [EntryInfo] {
-        state.withLock { state in
-            state.entries.keys.sorted().compactMap { key in
-                let info = state.info(key: key, entry: state.entries[key]!)
-                return status == nil || info.status == status ? info : nil
-            }
-        }
+        state.withLock { $0.infos(status: status) }
     }
 
-    public var entryCount: Int { state.withLock { $0.entries.count } }
+    public var entryCount: Int { state.withLock { $0.count } }
 
     // MARK: Writing
 
-    /// Appends records durably and applies them to the state once durable.
+    /// Appends records durably and, once durable, applies the very bytes written to the
+    /// state (the path a replay takes, so the state is always "the log replayed").
     func commit(_ bodies: [RecordBody]) async throws {
         for body in bodies { try body.validate() }
         if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
         let records = bodies.map(LogRecord.init)
         _ = try await backend.append(records, onDurable: { [self] _ in
             self.state.withLock { state in
-                for body in bodies { state.apply(body) }
+                for record in records {
+                    do {
+                        try state.apply(kind: record.kind, body: record.body)
+                    } catch {
+                        // Validated bodies encoded by RecordBody always decode; anything else
+                        // is a bug in this module, not bad input.
+                        preconditionFailure("a validated \(record.kind) body did not apply: \(error)")
+                    }
+                }
             }
         })
     }

@@ -7,8 +7,10 @@ import Synchronization
 /// same four calls: replay, append-durably, compact, close.
 public protocol LedgerBackend: AnyObject, Sendable {
     /// Replays the durable state, once, when the ledger opens: the newest snapshot's
-    /// items, then every record after it, in order.
-    func load(item: (SnapshotFile.Item) throws -> Void, record: (RecordKind, [UInt8]) throws -> Void) throws
+    /// items, then every record after it, in order, each as its kind and encoded body.
+    /// The body buffer is valid only during the call (no copy is made per record).
+    func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+              record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws
     /// Appends `records` as one atomic group. When they are durable, calls
     /// `onDurable(firstSequence)` — before returning, and before any later append's
     /// `onDurable` or any compaction's `makeItems` — then returns the first sequence.
@@ -40,12 +42,13 @@ public final class FileBackend: LedgerBackend, @unchecked Sendable {
     /// The open engine (after `load`).
     public var engine: LogEngine? { engineSlot.withLock { $0 } }
 
-    public func load(item: (SnapshotFile.Item) throws -> Void, record: (RecordKind, [UInt8]) throws -> Void) throws {
+    public func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+                     record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         let engine = try LogEngine.open(
             directory: directory, storage: storage, configuration: configuration, createIfMissing: createIfMissing,
             clock: clock,
-            onSnapshot: { snapshot in for entry in snapshot.items { try item(entry) } },
-            onRecord: { scanned in try record(scanned.header.kind, scanned.body) })
+            onSnapshot: { snapshot in try snapshot.forEachItem(item) },
+            onRecord: { scanned in try scanned.bodyBytes.withUnsafeBytes { try record(scanned.header.kind, $0) } })
         engineSlot.withLock { $0 = engine }
     }
 
@@ -90,14 +93,15 @@ public final class InMemoryBackend: LedgerBackend, @unchecked Sendable {
         self.configuration = configuration
     }
 
-    public func load(item: (SnapshotFile.Item) throws -> Void, record: (RecordKind, [UInt8]) throws -> Void) throws {
+    public func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+                     record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         let (items, records) = try state.withLock { state -> ([SnapshotFile.Item], [(RecordKind, [UInt8])]) in
             if state.open { throw LedgerError(.locked, "this in-memory backend is already open") }
             state.open = true
             return (state.items, state.records)
         }
-        for entry in items { try item(entry) }
-        for (kind, body) in records { try record(kind, body) }
+        for entry in items { try entry.body.withUnsafeBytes { try item(entry.kind, $0) } }
+        for (kind, body) in records { try body.withUnsafeBytes { try record(kind, $0) } }
     }
 
     public func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {

@@ -1,44 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import OnceLedgerFormat
 
-/// The in-memory state of a ledger: one compact `Entry` per key, receipts and
-/// fingerprints in one byte arena. Changed only by `apply`, which is called for
-/// recovered records at open and, live, on the backend's commit thread once a
-/// record is durable — so it always equals "the log replayed".
+/// The in-memory state of a ledger (`Spec/FORMAT.md` §9.1): one compact `Entry` per
+/// key. Changed only by `apply`, which is called for recovered records and snapshot
+/// items at open and, live, on the backend's commit thread with the very bytes that
+/// were made durable — so it always equals "the log replayed", by construction.
+///
+/// Layout, chosen for memory per entry and for replay speed (DESIGN §6: < 128 bytes
+/// per entry plus the key, open 1 M entries in < 1 s):
+/// - `entries`: one 40-byte `Entry` per key, densely, in first-seen order;
+/// - `keys`: every key's UTF-8 bytes, back to back (keys are never removed: a
+///   forgotten key stays as an absent entry that remembers its generation);
+/// - `blobs`: each entry's [fingerprint (32 bytes, only if nonzero)][receipt];
+/// - `slots`: an open-addressing (linear probing) hash table of
+///   `(hash << 32) | (entry index + 1)`, 0 = empty, at most 3/4 full. The hash is
+///   Swift's per-process-seeded `Hasher`, so keys chosen by an attacker cannot make
+///   the probes long.
+/// The arrays grow by half, not double, to bound the slack a 1 M-entry ledger carries.
+///
+/// Keys are compared byte for byte (their UTF-8), like the log and the effect token:
+/// two strings that Unicode calls canonically equivalent but that are encoded
+/// differently are different keys.
 struct LedgerState {
-    /// 32 bytes per key (plus the dictionary slot and the key's own storage).
     struct Entry {
-        /// Arena offset of [fingerprint (32, if any)][receipt].
-        var blob: UInt64
+        /// Offset of the key's bytes in `keys`.
+        var keyOffset: UInt64
+        /// Offset of [fingerprint (32, if any)][receipt] in `blobs`.
+        var blobOffset: UInt64
         /// Intent time (pending), completion time (done), or last change (absent).
         var time: UInt64
-        var receiptLength: UInt32
         var attempt: UInt32
         var generation: UInt32
+        var receiptLength: UInt32
+        var keyLength: UInt16
         var status: UInt8
         var hasFingerprint: Bool
+
+        var blobLength: Int { (hasFingerprint ? 32 : 0) + Int(receiptLength) }
 
         static let done: UInt8 = 1
         static let pending: UInt8 = 2
         static let absent: UInt8 = 3
     }
 
-    var entries: [String: Entry] = [:]
-    var arena: [UInt8] = []
-    var arenaGarbage = 0
+    private(set) var entries: [Entry] = []
+    private var slots = SlotTable(capacity: 0)
+    private var keys: [UInt8] = []
+    private var blobs: [UInt8] = []
+    /// Bytes of `blobs` no entry points at any more (reclaimed by `compactBlobs`).
+    private var blobGarbage = 0
     /// Memo, journal and run-terminal records, kept verbatim so snapshots preserve them.
-    var retained: [SnapshotFile.Item] = []
+    private(set) var retained: [SnapshotFile.Item] = []
+
+    var count: Int { entries.count }
 
     // MARK: Reading
 
+    func key(of entry: Entry) -> String {
+        let start = Int(entry.keyOffset)
+        // Every stored key was checked to be UTF-8 before it was stored.
+        return String(decoding: keys[start..<(start + Int(entry.keyLength))], as: UTF8.self)
+    }
+
     func fingerprint(of entry: Entry) -> [UInt8] {
         guard entry.hasFingerprint else { return IdempotencyKey.noFingerprint }
-        let start = Int(entry.blob)
-        return Array(arena[start..<(start + 32)])
+        let start = Int(entry.blobOffset)
+        return Array(blobs[start..<(start + 32)])
     }
 
     func receipt(of entry: Entry) -> [UInt8] {
-        let start = Int(entry.blob) + (entry.hasFingerprint ? 32 : 0)
-        return Array(arena[start..<(start + Int(entry.receiptLength))])
+        let start = Int(entry.blobOffset) + (entry.hasFingerprint ? 32 : 0)
+        return Array(blobs[start..<(start + Int(entry.receiptLength))])
     }
 
     func info(key: String, entry: Entry) -> EntryInfo {
@@ -53,51 +91,212 @@ struct LedgerState {
     }
 
     func info(_ key: String) -> EntryInfo? {
-        entries[key].map { info(key: key, entry: $0) }
+        var key = key
+        let index = key.withUTF8 { utf8 in find(UnsafeRawBufferPointer(utf8), hash: LedgerState.hash(utf8)).index }
+        return index.map { info(key: key, entry: entries[$0]) }
+    }
+
+    /// Entry indices ordered by key bytes (for listings and snapshots).
+    func sortedIndices() -> [Int] {
+        var order = Array(entries.indices)
+        keys.withUnsafeBytes { keyBytes in
+            entries.withUnsafeBufferPointer { entries in
+                order.sort { a, b in
+                    let x = entries[a], y = entries[b]
+                    let common = Int(min(x.keyLength, y.keyLength))
+                    let order = memcmp(keyBytes.baseAddress! + Int(x.keyOffset), keyBytes.baseAddress! + Int(y.keyOffset),
+                                       common)
+                    return order != 0 ? order < 0 : x.keyLength < y.keyLength
+                }
+            }
+        }
+        return order
+    }
+
+    /// Every entry, sorted by key bytes; optionally only those of one status.
+    func infos(status: EntryInfo.Status?) -> [EntryInfo] {
+        sortedIndices().compactMap { index in
+            let entry = entries[index]
+            let info = info(key: key(of: entry), entry: entry)
+            return status == nil || info.status == status ? info : nil
+        }
+    }
+
+    // MARK: The table
+
+    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+        hash(UnsafeRawBufferPointer(bytes))
+    }
+
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var hasher = Hasher()
+        hasher.combine(bytes: bytes)
+        let value = UInt64(UInt(bitPattern: hasher.finalize()))
+        return UInt32(truncatingIfNeeded: value ^ (value >> 32))
+    }
+
+    /// The entry holding `key`, or the empty slot where it would go.
+    private func find(_ key: UnsafeRawBufferPointer, hash: UInt32) -> (index: Int?, slot: Int) {
+        guard slots.capacity > 0 else { return (nil, -1) }
+        let mask = slots.capacity - 1
+        var slot = Int(hash) & mask
+        let values = slots.values
+        while true {
+            let value = values[slot]
+            if value == 0 { return (nil, slot) }
+            if UInt32(truncatingIfNeeded: value >> 32) == hash {
+                let index = Int(UInt32(truncatingIfNeeded: value)) - 1
+                if keyEquals(entries[index], key) { return (index, slot) }
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    private func keyEquals(_ entry: Entry, _ key: UnsafeRawBufferPointer) -> Bool {
+        guard Int(entry.keyLength) == key.count else { return false }
+        guard let base = key.baseAddress else { return true }
+        return keys.withUnsafeBytes { memcmp($0.baseAddress! + Int(entry.keyOffset), base, key.count) == 0 }
+    }
+
+    /// The index of `key`'s entry, inserting an absent one (attempt 0, generation 0)
+    /// the first time the key is seen. `key` is nonempty, at most
+    /// `FormatLimits.keyBytesMax` bytes and valid UTF-8 (the record decoders check).
+    private mutating func entryIndex(_ key: UnsafeRawBufferPointer) -> Int {
+        let hash = LedgerState.hash(key)
+        var (found, slot) = find(key, hash: hash)
+        if let found { return found }
+        if (entries.count + 1) * 4 > slots.capacity * 3 {
+            growSlots()
+            slot = find(key, hash: hash).slot
+        }
+        let index = entries.count
+        // 4 G keys would need far more memory than any machine this runs on has.
+        precondition(index < Int(UInt32.max) - 1, "more than 4 G keys")
+        LedgerState.reserve(&entries, adding: 1)
+        LedgerState.reserve(&keys, adding: key.count)
+        entries.append(Entry(keyOffset: UInt64(keys.count), blobOffset: 0, time: 0, attempt: 0, generation: 0,
+                             receiptLength: 0, keyLength: UInt16(key.count), status: Entry.absent,
+                             hasFingerprint: false))
+        keys.append(contentsOf: key)
+        slots.values[slot] = UInt64(hash) << 32 | UInt64(index + 1)
+        return index
+    }
+
+    private mutating func entryIndex(_ key: String) -> Int {
+        var key = key
+        return key.withUTF8 { entryIndex(UnsafeRawBufferPointer($0)) }
+    }
+
+    private mutating func growSlots() {
+        let fresh = SlotTable(capacity: max(1024, slots.capacity * 2))
+        let mask = fresh.capacity - 1
+        for old in 0..<slots.capacity {
+            let value = slots.values[old]
+            guard value != 0 else { continue }
+            var slot = Int(UInt32(truncatingIfNeeded: value >> 32)) & mask
+            while fresh.values[slot] != 0 { slot = (slot + 1) & mask }
+            fresh.values[slot] = value
+        }
+        slots = fresh
+    }
+
+    /// Grows `array` by half (not Swift's default doubling) when `adding` does not fit.
+    private static func reserve<Element>(_ array: inout [Element], adding: Int) {
+        let needed = array.count + adding
+        if needed > array.capacity { array.reserveCapacity(max(needed, array.capacity + array.capacity / 2, 64)) }
     }
 
     // MARK: Applying records
 
-    private mutating func store(fingerprint: [UInt8], receipt: [UInt8]) -> (UInt64, Bool) {
-        let offset = UInt64(arena.count)
-        let has = fingerprint.count == 32 && fingerprint.contains { $0 != 0 }
-        if has { arena.append(contentsOf: fingerprint) }
-        arena.append(contentsOf: receipt)
-        return (offset, has)
+    private enum Fingerprint {
+        case none
+        case keep
+        case bytes(UnsafeRawBufferPointer)
     }
 
-    private mutating func release(_ entry: Entry) {
-        arenaGarbage += (entry.hasFingerprint ? 32 : 0) + Int(entry.receiptLength)
-    }
-
-    private mutating func set(_ key: String, status: UInt8, attempt: UInt32, generation: UInt32, fingerprint: [UInt8],
-                              receipt: [UInt8], time: UInt64) {
-        if let old = entries[key] { release(old) }
-        let (blob, has) = store(fingerprint: fingerprint, receipt: receipt)
-        entries[key] = Entry(blob: blob, time: time, receiptLength: UInt32(receipt.count), attempt: attempt,
-                             generation: generation, status: status, hasFingerprint: has)
-        if arenaGarbage > (1 << 20) && arenaGarbage > arena.count / 2 { rebuildArena() }
-    }
-
-    private mutating func rebuildArena() {
-        var fresh: [UInt8] = []
-        fresh.reserveCapacity(arena.count - arenaGarbage)
-        for (key, var entry) in entries {
-            let length = (entry.hasFingerprint ? 32 : 0) + Int(entry.receiptLength)
-            let start = Int(entry.blob)
-            entry.blob = UInt64(fresh.count)
-            fresh.append(contentsOf: arena[start..<(start + length)])
-            entries[key] = entry
+    /// Sets entry `index` to the given state and blob ([fingerprint][receipt]).
+    private mutating func store(
+        _ index: Int, status: UInt8, attempt: UInt32, generation: UInt32, fingerprint: Fingerprint,
+        receipt: UnsafeRawBufferPointer, time: UInt64
+    ) {
+        var entry = entries[index]
+        let oldOffset = Int(entry.blobOffset)
+        let oldLength = entry.blobLength
+        let hasFingerprint: Bool = switch fingerprint {
+        case .none: false
+        case .keep: entry.hasFingerprint
+        case .bytes(let bytes): bytes.count == 32 && bytes.contains { $0 != 0 }
         }
-        arena = fresh
-        arenaGarbage = 0
+        let newLength = (hasFingerprint ? 32 : 0) + receipt.count
+        let target: Int
+        if newLength <= oldLength {
+            target = oldOffset
+            blobGarbage += oldLength - newLength
+        } else {
+            target = blobs.count
+            blobGarbage += oldLength
+            LedgerState.reserve(&blobs, adding: newLength)
+            blobs.append(contentsOf: repeatElement(0, count: newLength))
+        }
+        if newLength > 0 {
+            blobs.withUnsafeMutableBytes { blob in
+                var at = target
+                if hasFingerprint {
+                    switch fingerprint {
+                    case .bytes(let bytes):
+                        UnsafeMutableRawBufferPointer(rebasing: blob[at..<(at + 32)]).copyMemory(from: bytes)
+                    case .keep where target != oldOffset:
+                        // The old blob and the new one do not overlap (the new one is past the end).
+                        (blob.baseAddress! + at).copyMemory(from: blob.baseAddress! + oldOffset, byteCount: 32)
+                    default:
+                        break
+                    }
+                    at += 32
+                }
+                if receipt.count > 0 {
+                    UnsafeMutableRawBufferPointer(rebasing: blob[at..<(at + receipt.count)]).copyMemory(from: receipt)
+                }
+            }
+        }
+        entry.blobOffset = UInt64(newLength > 0 ? target : 0)
+        entry.receiptLength = UInt32(receipt.count)
+        entry.hasFingerprint = hasFingerprint
+        entry.status = status
+        entry.attempt = attempt
+        entry.generation = generation
+        entry.time = time
+        entries[index] = entry
+        if blobGarbage > (1 << 20) && blobGarbage > blobs.count / 2 { compactBlobs() }
     }
 
-    /// Applies one durable record (or snapshot item). Throws `.malformedBody` for a
-    /// body that does not decode — on open that refuses the ledger, naming the kind.
-    mutating func apply(kind: RecordKind, body: [UInt8]) throws {
+    private mutating func compactBlobs() {
+        var fresh: [UInt8] = []
+        fresh.reserveCapacity(blobs.count - blobGarbage)
+        for index in entries.indices {
+            let length = entries[index].blobLength
+            guard length > 0 else { continue }
+            let start = Int(entries[index].blobOffset)
+            entries[index].blobOffset = UInt64(fresh.count)
+            fresh.append(contentsOf: blobs[start..<(start + length)])
+        }
+        blobs = fresh
+        blobGarbage = 0
+    }
+
+    private static var empty: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
+
+    /// Applies one durable record (or snapshot item) given as its encoded body — the
+    /// only way the state changes. Throws `.malformedBody` for a body that does not
+    /// decode and `.unsupportedVersion` for an unknown kind: on open that refuses the
+    /// ledger, naming the kind (`Spec/FORMAT.md` §9.1).
+    ///
+    /// Intents, completions and entry states with ASCII keys (what a replay is made
+    /// of) are read in place; every other body goes through `RecordBody.decode`, which
+    /// also produces the error for any body the fast reader does not accept.
+    mutating func apply(kind: RecordKind, body: UnsafeRawBufferPointer) throws {
+        if applyInPlace(kind: kind, body) { return }
         let decoded: RecordBody
-        switch RecordBody.decode(kind: kind, body) {
+        switch RecordBody.decode(kind: kind, Array(body)) {
         case .body(let value): decoded = value
         case .corrupt(let reason): throw LedgerError(.malformedBody, reason)
         case .unknownKind(let unknown):
@@ -106,41 +305,50 @@ struct LedgerState {
         apply(decoded)
     }
 
-    mutating func apply(_ body: RecordBody) {
+    mutating func apply(kind: RecordKind, body: [UInt8]) throws {
+        try body.withUnsafeBytes { try apply(kind: kind, body: $0) }
+    }
+
+    /// The state rules of `Spec/FORMAT.md` §9.1 for a decoded body.
+    private mutating func apply(_ body: RecordBody) {
         switch body {
         case .intent(let b):
-            set(b.key, status: Entry.pending, attempt: b.attempt, generation: b.generation, fingerprint: b.fingerprint,
-                receipt: [], time: b.timeMilliseconds)
-        case .completion(let b):
-            let old = entries[b.key]
-            set(b.key, status: Entry.done, attempt: max(b.attempt, old?.attempt ?? 0), generation: old?.generation ?? 0,
-                fingerprint: old.map(fingerprint(of:)) ?? IdempotencyKey.noFingerprint, receipt: b.receipt,
-                time: b.timeMilliseconds)
-        case .release(let b):
-            let old = entries[b.key]
-            set(b.key, status: Entry.absent, attempt: max(b.attempt, old?.attempt ?? 0),
-                generation: old?.generation ?? 0, fingerprint: IdempotencyKey.noFingerprint, receipt: [],
-                time: b.timeMilliseconds)
-        case .resolve(let b):
-            let old = entries[b.key]
-            let done = b.outcome == .done
-            set(b.key, status: done ? Entry.done : Entry.absent, attempt: max(b.attempt, old?.attempt ?? 0),
-                generation: old?.generation ?? 0,
-                fingerprint: done ? (old.map(fingerprint(of:)) ?? IdempotencyKey.noFingerprint) : IdempotencyKey.noFingerprint,
-                receipt: done ? b.receipt : [], time: b.timeMilliseconds)
-        case .forget(let b):
-            let old = entries[b.key]
-            set(b.key, status: Entry.absent, attempt: old?.attempt ?? 0, generation: (old?.generation ?? 0) &+ 1,
-                fingerprint: IdempotencyKey.noFingerprint, receipt: [], time: b.timeMilliseconds)
-        case .entryState(let b):
-            let status: UInt8 = switch b.status {
-            case .done: Entry.done
-            case .pending: Entry.pending
-            case .absent: Entry.absent
+            let index = entryIndex(b.key)
+            b.fingerprint.withUnsafeBytes { fingerprint in
+                store(index, status: Entry.pending, attempt: b.attempt, generation: b.generation,
+                      fingerprint: .bytes(fingerprint), receipt: LedgerState.empty, time: b.timeMilliseconds)
             }
-            set(b.key, status: status, attempt: b.attempt, generation: b.generation, fingerprint: b.fingerprint,
-                receipt: b.receipt,
-                time: b.status == .done ? b.completedTimeMilliseconds : b.intentTimeMilliseconds)
+        case .completion(let b):
+            let index = entryIndex(b.key)
+            b.receipt.withUnsafeBytes { complete(index, attempt: b.attempt, receipt: $0, time: b.timeMilliseconds) }
+        case .release(let b):
+            let index = entryIndex(b.key)
+            let old = entries[index]
+            store(index, status: Entry.absent, attempt: max(b.attempt, old.attempt), generation: old.generation,
+                  fingerprint: .none, receipt: LedgerState.empty, time: b.timeMilliseconds)
+        case .resolve(let b):
+            let index = entryIndex(b.key)
+            let old = entries[index]
+            let done = b.outcome == .done
+            b.receipt.withUnsafeBytes { receipt in
+                store(index, status: done ? Entry.done : Entry.absent, attempt: max(b.attempt, old.attempt),
+                      generation: old.generation, fingerprint: done ? .keep : .none,
+                      receipt: done ? receipt : LedgerState.empty, time: b.timeMilliseconds)
+            }
+        case .forget(let b):
+            let index = entryIndex(b.key)
+            let old = entries[index]
+            store(index, status: Entry.absent, attempt: old.attempt, generation: old.generation &+ 1,
+                  fingerprint: .none, receipt: LedgerState.empty, time: b.timeMilliseconds)
+        case .entryState(let b):
+            let index = entryIndex(b.key)
+            b.fingerprint.withUnsafeBytes { fingerprint in
+                b.receipt.withUnsafeBytes { receipt in
+                    restore(index, status: b.status.rawValue, attempt: b.attempt, generation: b.generation,
+                            fingerprint: fingerprint, intentTime: b.intentTimeMilliseconds,
+                            completedTime: b.completedTimeMilliseconds, receipt: receipt)
+                }
+            }
         case .memoPut, .journalEntry, .runTerminal:
             retained.append(SnapshotFile.Item(kind: body.kind, body: body.encode()))
         case .snapshotMarker, .checkpoint, .opaque:
@@ -148,19 +356,80 @@ struct LedgerState {
         }
     }
 
-    /// The live state as snapshot items (`Spec/FORMAT.md` §6.2, §9.1).
+    /// Completion (kind 2): done; attempt max(old, record's); generation and fingerprint kept.
+    private mutating func complete(_ index: Int, attempt: UInt32, receipt: UnsafeRawBufferPointer, time: UInt64) {
+        let old = entries[index]
+        store(index, status: Entry.done, attempt: max(attempt, old.attempt), generation: old.generation,
+              fingerprint: .keep, receipt: receipt, time: time)
+    }
+
+    /// Entry state (kind 11): as stored. `status` is 1 done, 2 pending or 3 absent.
+    private mutating func restore(
+        _ index: Int, status: UInt8, attempt: UInt32, generation: UInt32, fingerprint: UnsafeRawBufferPointer,
+        intentTime: UInt64, completedTime: UInt64, receipt: UnsafeRawBufferPointer
+    ) {
+        let done = status == RecordBody.EntryStatus.done.rawValue
+        let stateStatus: UInt8 = switch status {
+        case RecordBody.EntryStatus.done.rawValue: Entry.done
+        case RecordBody.EntryStatus.pending.rawValue: Entry.pending
+        default: Entry.absent
+        }
+        store(index, status: stateStatus, attempt: attempt, generation: generation, fingerprint: .bytes(fingerprint),
+              receipt: receipt, time: done ? completedTime : intentTime)
+    }
+
+    /// The fast reader: intent, completion and entry-state bodies whose key is ASCII,
+    /// read without copying (`Spec/FORMAT.md` §5). Returns false — having changed
+    /// nothing — for any other kind and for any body it does not fully accept; the
+    /// caller then decodes it the general way, which accepts exactly the valid bodies.
+    private mutating func applyInPlace(kind: RecordKind, _ body: UnsafeRawBufferPointer) -> Bool {
+        var reader = BodyReader(body)
+        switch kind {
+        case .intent:
+            // key str16, fingerprint [32], attempt u32, generation u32, scope u8, reserved [3], window u64, time u64
+            guard let key = reader.key(), let fingerprint = reader.bytes(32), let attempt = reader.u32(),
+                  let generation = reader.u32(), let scope = reader.u8(), RecordBody.Scope(rawValue: scope) != nil,
+                  reader.u8() == 0, reader.u8() == 0, reader.u8() == 0, reader.u64() != nil, let time = reader.u64(),
+                  reader.atEnd
+            else { return false }
+            store(entryIndex(key), status: Entry.pending, attempt: attempt, generation: generation,
+                  fingerprint: .bytes(fingerprint), receipt: LedgerState.empty, time: time)
+        case .completion:
+            // key str16, attempt u32, time u64, receipt bytes32
+            guard let key = reader.key(), let attempt = reader.u32(), let time = reader.u64(),
+                  let receipt = reader.bytes32(max: FormatLimits.receiptBytesMax), reader.atEnd
+            else { return false }
+            complete(entryIndex(key), attempt: attempt, receipt: receipt, time: time)
+        case .entryState:
+            // key str16, state u8, attempt u32, generation u32, fingerprint [32], intent time, completed time, receipt bytes32
+            guard let key = reader.key(), let status = reader.u8(), RecordBody.EntryStatus(rawValue: status) != nil,
+                  let attempt = reader.u32(), let generation = reader.u32(), let fingerprint = reader.bytes(32),
+                  let intentTime = reader.u64(), let completedTime = reader.u64(),
+                  let receipt = reader.bytes32(max: FormatLimits.receiptBytesMax), reader.atEnd
+            else { return false }
+            restore(entryIndex(key), status: status, attempt: attempt, generation: generation, fingerprint: fingerprint,
+                    intentTime: intentTime, completedTime: completedTime, receipt: receipt)
+        default:
+            return false
+        }
+        return true
+    }
+
+    // MARK: Snapshots
+
+    /// The live state as snapshot items (`Spec/FORMAT.md` §6.2, §9.1), sorted by key bytes.
     func snapshotItems() -> [SnapshotFile.Item] {
         var items: [SnapshotFile.Item] = []
         items.reserveCapacity(entries.count + retained.count)
-        for key in entries.keys.sorted() {
-            let entry = entries[key]!
+        for index in sortedIndices() {
+            let entry = entries[index]
             let status: RecordBody.EntryStatus = switch entry.status {
             case Entry.done: .done
             case Entry.pending: .pending
             default: .absent
             }
             let body = RecordBody.entryState(.init(
-                key: key, status: status, attempt: entry.attempt, generation: entry.generation,
+                key: key(of: entry), status: status, attempt: entry.attempt, generation: entry.generation,
                 fingerprint: fingerprint(of: entry),
                 intentTimeMilliseconds: status == .done ? 0 : entry.time,
                 completedTimeMilliseconds: status == .done ? entry.time : 0,
@@ -169,5 +438,82 @@ struct LedgerState {
         }
         items.append(contentsOf: retained)
         return items
+    }
+}
+
+/// The hash table's slots: zeroed memory of a power-of-two count of UInt64, aligned
+/// to 2 MiB and marked for transparent huge pages, because a replay touches one
+/// random slot per new key and TLB misses were a third of that cost. Only
+/// `LedgerState` holds one, and replaces (never shares) it when it grows.
+final class SlotTable: @unchecked Sendable {
+    let capacity: Int
+    let values: UnsafeMutablePointer<UInt64>
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        let bytes = max(1, capacity) * MemoryLayout<UInt64>.stride
+        let hugePage = 2 << 20
+        var allocated: UnsafeMutableRawPointer?
+        guard posix_memalign(&allocated, bytes >= hugePage ? hugePage : 64, bytes) == 0, let raw = allocated else {
+            // Out of memory: nothing sensible to continue with (Swift's own allocations trap too).
+            fatalError("cannot allocate \(bytes) bytes for the key table")
+        }
+        #if os(Linux)
+        if bytes >= hugePage { _ = madvise(raw, bytes, Int32(MADV_HUGEPAGE)) }
+        #endif
+        memset(raw, 0, bytes)
+        values = raw.bindMemory(to: UInt64.self, capacity: max(1, capacity))
+    }
+
+    deinit { free(values) }
+}
+
+/// Reads the fields of an untrusted record body in place, for `applyInPlace`. Every
+/// read is bounds-checked and returns nil past the end; never traps.
+private struct BodyReader {
+    let bytes: UnsafeRawBufferPointer
+    var index = 0
+
+    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    var atEnd: Bool { index == bytes.count }
+
+    mutating func bytes(_ count: Int) -> UnsafeRawBufferPointer? {
+        guard count >= 0, bytes.count - index >= count else { return nil }
+        defer { index += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[index..<(index + count)])
+    }
+
+    mutating func integer<T: FixedWidthInteger>(_: T.Type) -> T? {
+        guard bytes.count - index >= MemoryLayout<T>.size else { return nil }
+        defer { index += MemoryLayout<T>.size }
+        return T(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: T.self))
+    }
+
+    mutating func u8() -> UInt8? { integer(UInt8.self) }
+    mutating func u32() -> UInt32? { integer(UInt32.self) }
+    mutating func u64() -> UInt64? { integer(UInt64.self) }
+
+    mutating func bytes32(max: Int) -> UnsafeRawBufferPointer? {
+        guard let length = u32(), UInt64(length) <= UInt64(max) else { return nil }
+        return bytes(Int(length))
+    }
+
+    /// A key: str16, nonempty, at most `FormatLimits.keyBytesMax` bytes, all ASCII
+    /// (so valid UTF-8; other keys take the general decoder, which validates UTF-8).
+    mutating func key() -> UnsafeRawBufferPointer? {
+        guard let length = integer(UInt16.self), length > 0, Int(length) <= FormatLimits.keyBytesMax,
+              let key = bytes(Int(length))
+        else { return nil }
+        var index = 0
+        while index + 8 <= key.count {
+            if key.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return nil }
+            index += 8
+        }
+        while index < key.count {
+            if key[index] >= 0x80 { return nil }
+            index += 1
+        }
+        return key
     }
 }

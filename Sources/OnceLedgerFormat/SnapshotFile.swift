@@ -40,13 +40,74 @@ public struct SnapshotFile: Hashable, Sendable {
     public var ledgerID: LedgerID
     public var coveredSequence: UInt64
     public var chain: UInt32
-    public var items: [Item]
+    /// The items: either given (to encode) or still inside the decoded file's bytes,
+    /// so opening a large snapshot costs no allocation per item (`forEachItem`).
+    private var storage: Storage
+
+    private enum Storage: Sendable {
+        case items([Item])
+        /// A validated file: `count` items from `bytes[start...]`.
+        case encoded(bytes: [UInt8], start: Int, count: Int)
+    }
 
     public init(ledgerID: LedgerID, coveredSequence: UInt64, chain: UInt32, items: [Item]) {
         self.ledgerID = ledgerID
         self.coveredSequence = coveredSequence
         self.chain = chain
-        self.items = items
+        self.storage = .items(items)
+    }
+
+    public var items: [Item] {
+        get {
+            switch storage {
+            case .items(let items): return items
+            case .encoded:
+                var items: [Item] = []
+                items.reserveCapacity(itemCount)
+                forEachItem { kind, body in items.append(Item(kind: kind, body: Array(body))) }
+                return items
+            }
+        }
+        set { storage = .items(newValue) }
+    }
+
+    public var itemCount: Int {
+        switch storage {
+        case .items(let items): items.count
+        case .encoded(_, _, let count): count
+        }
+    }
+
+    /// Calls `body` with each item's kind and body bytes, in order, without copying
+    /// them. The buffer is valid only during the call.
+    public func forEachItem(_ body: (RecordKind, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        switch storage {
+        case .items(let items):
+            for item in items { try item.body.withUnsafeBytes { try body(item.kind, $0) } }
+        case .encoded(let bytes, let start, let count):
+            try bytes.withUnsafeBytes { raw in
+                var offset = start
+                for _ in 0..<count {
+                    // Validated by `decode`: lengths, flags and padding are all in bounds.
+                    let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+                    let kind = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt16.self))
+                    let bodyStart = offset + SnapshotFile.itemHeaderBytes
+                    try body(RecordKind(rawValue: kind), UnsafeRawBufferPointer(rebasing: raw[bodyStart..<(bodyStart + length)]))
+                    offset = bodyStart + Alignment.roundUp(length, to: FormatLimits.recordAlignment)
+                }
+            }
+        }
+    }
+
+    public static func == (a: SnapshotFile, b: SnapshotFile) -> Bool {
+        a.ledgerID == b.ledgerID && a.coveredSequence == b.coveredSequence && a.chain == b.chain && a.items == b.items
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(ledgerID)
+        hasher.combine(coveredSequence)
+        hasher.combine(chain)
+        hasher.combine(items)
     }
 
     /// Encodes the whole file. Items must respect `FormatLimits.recordBodyBytesMax`.
@@ -121,21 +182,28 @@ public struct SnapshotFile: Hashable, Sendable {
         guard storedFile == computedFile else {
             return .corrupt("file checksum mismatch: stored \(hex32(storedFile)), computed \(hex32(computedFile))")
         }
-        var items: [Item] = []
-        var reader = ByteReader(bytes, startIndex: headerBytes, endIndex: trailerStart)
-        for index in 0..<Int(itemCount) {
-            guard let length = reader.readInteger(as: UInt32.self), length <= FormatLimits.recordBodyBytesMax,
-                  let kindRaw = reader.readInteger(as: UInt16.self),
-                  let flags = reader.readInteger(as: UInt16.self), flags == 0,
-                  let body = reader.readBytes(Int(length))
-            else { return .corrupt("item \(index) malformed") }
-            let pad = Alignment.roundUp(Int(length), to: FormatLimits.recordAlignment) - Int(length)
-            guard let padding = reader.readBytes(pad), padding.allSatisfy({ $0 == 0 }) else {
-                return .corrupt("item \(index) padding malformed")
+        // Walk every item once to check it; `forEachItem` then trusts these bounds.
+        let walked: String? = bytes.withUnsafeBytes { raw in
+            var offset = headerBytes
+            for index in 0..<Int(itemCount) {
+                guard trailerStart - offset >= itemHeaderBytes else { return "item \(index) malformed" }
+                let length = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+                let flags = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 6, as: UInt16.self))
+                let bodyStart = offset + itemHeaderBytes
+                guard length <= FormatLimits.recordBodyBytesMax, flags == 0, trailerStart - bodyStart >= Int(length) else {
+                    return "item \(index) malformed"
+                }
+                let padded = Alignment.roundUp(Int(length), to: FormatLimits.recordAlignment)
+                guard trailerStart - bodyStart >= padded,
+                      raw[(bodyStart + Int(length))..<(bodyStart + padded)].allSatisfy({ $0 == 0 })
+                else { return "item \(index) padding malformed" }
+                offset = bodyStart + padded
             }
-            items.append(Item(kind: RecordKind(rawValue: kindRaw), body: body))
+            return offset == trailerStart ? nil : "bytes after the last item"
         }
-        guard reader.readableBytes == 0 else { return .corrupt("bytes after the last item") }
-        return .snapshot(SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: chain, items: items))
+        if let walked { return .corrupt(walked) }
+        var file = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: chain, items: [])
+        file.storage = .encoded(bytes: bytes, start: headerBytes, count: Int(itemCount))
+        return .snapshot(file)
     }
 }

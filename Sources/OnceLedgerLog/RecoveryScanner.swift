@@ -3,9 +3,21 @@ import OnceLedgerFormat
 /// One valid record found by the recovery scan.
 public struct ScannedRecord: Sendable {
     public var header: RecordHeader
-    public var body: [UInt8]
+    /// The body, sharing the scanned segment's buffer: handing a record over costs no
+    /// copy. (Keeping it keeps that buffer alive; copy with `body` to keep it long.)
+    public var bodyBytes: ArraySlice<UInt8>
     public var segment: UInt64
     public var offset: UInt64
+
+    /// The body as its own array.
+    public var body: [UInt8] { Array(bodyBytes) }
+
+    public init(header: RecordHeader, bodyBytes: ArraySlice<UInt8>, segment: UInt64, offset: UInt64) {
+        self.header = header
+        self.bodyBytes = bodyBytes
+        self.segment = segment
+        self.offset = offset
+    }
 }
 
 public struct SegmentSummary: Sendable, Hashable {
@@ -165,7 +177,7 @@ public enum RecoveryScanner {
                     report.ledgerID = file.ledgerID
                     report.snapshot = SnapshotSummary(
                         path: path, coveredSequence: file.coveredSequence, chain: file.chain,
-                        itemCount: file.items.count, fileBytes: UInt64(bytes.count))
+                        itemCount: file.itemCount, fileBytes: UInt64(bytes.count))
                     report.lastSequence = file.coveredSequence
                     report.lastChain = file.chain
                 }
@@ -355,9 +367,9 @@ public enum RecoveryScanner {
                             return true
                         }
                         if recordHeader.sequence > covered {
-                            let body = Array(raw[bodyStart..<(bodyStart + Int(recordHeader.bodyBytes))])
-                            try onRecord(ScannedRecord(header: recordHeader, body: body, segment: number,
-                                                       offset: UInt64(offset)))
+                            try onRecord(ScannedRecord(
+                                header: recordHeader, bodyBytes: bytes[bodyStart..<(bodyStart + Int(recordHeader.bodyBytes))],
+                                segment: number, offset: UInt64(offset)))
                         }
                         report.recordCount += 1
                         summary.recordCount += 1

@@ -94,7 +94,8 @@ final class RecordingBackend: LedgerBackend {
         self.log = log
     }
 
-    func load(item: (SnapshotFile.Item) throws -> Void, record: (RecordKind, [UInt8]) throws -> Void) throws {
+    func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+              record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         try inner.load(item: item, record: record)
     }
 
@@ -223,7 +224,7 @@ final class Harness: Sendable {
             for body in bodies { _ = try await engine.append(body) }
             try engine.close()
         case .memory:
-            try memory.load(item: { _ in }, record: { _, _ in })
+            try memory.load(item: { _, _ in }, record: { _, _ in })
             let records = bodies.map(LogRecord.init)
             _ = try await memory.append(records, onDurable: { _ in })
             recordLog.records.withLock { $0.append(contentsOf: records) }

@@ -173,7 +173,7 @@ struct SalvagePlan: Sendable {
         let configuration = self.configuration
         try configuration.validate()
         let backend = FileBackend(directory: target, configuration: configuration, createIfMissing: true)
-        try await BlockingThread.run(name: "salvage-open") { try backend.load(item: { _ in }, record: { _, _ in }) }
+        try await BlockingThread.run(name: "salvage-open") { try backend.load(item: { _, _ in }, record: { _, _ in }) }
         do {
             guard let engine = backend.engine else {
                 throw SalvageCommand.Failure(description: "the new ledger did not open")
@@ -200,7 +200,7 @@ struct SalvagePlan: Sendable {
             return reopened.entries()
         }
         let memory = InMemoryBackend(configuration: configuration)
-        try memory.load(item: { _ in }, record: { _, _ in })
+        try memory.load(item: { _, _ in }, record: { _, _ in })
         if !items.isEmpty { try await memory.compact { _ in items } }
         var index = 0
         while index < records.count {

@@ -74,7 +74,8 @@ final class ReplayedDoneEntries: LedgerBackend, @unchecked Sendable {
     /// Each record is a template body with the key's digits patched in place (keys
     /// have a fixed length, so every body has the same layout), checked against
     /// `RecordBody.encode` for a few keys; that keeps generating off the profile.
-    func load(item: (SnapshotFile.Item) throws -> Void, record: (RecordKind, [UInt8]) throws -> Void) throws {
+    func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+              record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         let time = LogEngine.systemMilliseconds()
         func encoded(_ index: Int) -> [(RecordKind, [UInt8])] {
             DoneEntryRecords.records(key: BenchKeys.key(index, bytes: keyBytes), receipt: receipt,
@@ -101,7 +102,7 @@ final class ReplayedDoneEntries: LedgerBackend, @unchecked Sendable {
                         throw BenchError("the patched record body of key \(index) differs from RecordBody.encode")
                     }
                 }
-                try record(templates[slot].0, templates[slot].1)
+                try templates[slot].1.withUnsafeBytes { try record(templates[slot].0, $0) }
             }
         }
     }

@@ -145,7 +145,7 @@ struct LedgerInspection {
                             visit(.item(index: index, item: item, snapshotName: name))
                             guard collected.stateProblem == nil else { continue }
                             do {
-                                try applyItem(item)
+                                try item.body.withUnsafeBytes { try applyItem(item.kind, $0) }
                             } catch {
                                 collected.stateProblem = locate(
                                     error, "snapshot item \(index) (\(item.kind))", path: join(directory, name))
@@ -183,7 +183,7 @@ struct LedgerInspection {
                                                    offset: record.offset), coveredBySnapshot: false))
                         guard collected.stateProblem == nil else { return }
                         do {
-                            try applyRecord(record.header.kind, record.body)
+                            try record.body.withUnsafeBytes { try applyRecord(record.header.kind, $0) }
                         } catch {
                             collected.stateProblem = locate(
                                 error, "record \(record.header.sequence) (\(record.header.kind))",

@@ -9,7 +9,8 @@ import OnceLedgerLog
 /// compactions throw.
 final class ReadOnlyBackend: LedgerBackend, @unchecked Sendable {
     typealias Loader = (
-        _ item: (SnapshotFile.Item) throws -> Void, _ record: (RecordKind, [UInt8]) throws -> Void
+        _ item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+        _ record: (RecordKind, UnsafeRawBufferPointer) throws -> Void
     ) throws -> Void
 
     let directory: String
@@ -22,7 +23,8 @@ final class ReadOnlyBackend: LedgerBackend, @unchecked Sendable {
         self.loader = loader
     }
 
-    func load(item: (SnapshotFile.Item) throws -> Void, record: (RecordKind, [UInt8]) throws -> Void) throws {
+    func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+              record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         guard let loader else {
             throw LedgerError(.invalidArgument, "this read-only ledger was loaded already", path: directory)
         }
