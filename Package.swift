@@ -2,6 +2,7 @@
 import PackageDescription
 
 // Layers depend one way (see README "Architecture"):
+//   CCRC32            CRC-32 in C (PCLMULQDQ folding on x86_64, slicing-by-8 elsewhere), zlib's result.
 //   OnceLedgerFormat  pure codec: bytes <-> segment headers, records, snapshots. No I/O, no Foundation.
 //   OnceLedgerLog     the storage engine: storage protocol, POSIX files, recovery scanner, group commit.
 //   OnceLedger        the exactly-once API users import: Ledger.once, idempotency keys, pending handling.
@@ -20,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
+        // The record checksum; bit-identical to zlib's crc32, which the tests compare it with.
+        .target(name: "CCRC32"),
+        // zlib's crc32: the reference the CRC tests compare CCRC32 with.
         .systemLibrary(
             name: "CZlib",
             path: "Sources/CZlib",
@@ -34,7 +38,7 @@ let package = Package(
         ),
         .target(
             name: "OnceLedgerFormat",
-            dependencies: ["CZlib"]
+            dependencies: ["CCRC32"]
         ),
         .target(
             name: "OnceLedgerLog",
@@ -59,7 +63,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OnceLedgerFormatTests",
-            dependencies: ["OnceLedgerFormat"]
+            dependencies: ["OnceLedgerFormat", "CCRC32", "CZlib"]
         ),
         .testTarget(
             name: "OnceLedgerTests",

@@ -1,3 +1,5 @@
+import CCRC32
+
 /// The 32-byte record header (`Spec/FORMAT.md` §4).
 ///
 /// ```
@@ -87,19 +89,17 @@ public enum RecordFrame {
         withUnsafeBytes(of: value.littleEndian) { buffer.append(contentsOf: $0) }
     }
 
-    /// The record checksum (`Spec/FORMAT.md` §4.2).
+    /// The record checksum (`Spec/FORMAT.md` §4.2): crc32 seeded with `previousChain` over
+    /// the 32-byte position block (ledger id, segment u64 LE, offset u64 LE), then over the
+    /// frame after the checksum field. One C call (`ol_crc32_record`) does both parts; the
+    /// block is passed as four little-endian words, so it is never built in memory.
     public static func computeChecksum(
         previousChain: UInt32, position: RecordPosition, frameAfterChecksum: UnsafeRawBufferPointer
     ) -> UInt32 {
-        withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { block in
-            position.ledgerID.bytes.withUnsafeBytes { id in
-                UnsafeMutableRawBufferPointer(rebasing: block[0..<16]).copyMemory(from: id)
-            }
-            block.storeBytes(of: position.segment.littleEndian, toByteOffset: 16, as: UInt64.self)
-            block.storeBytes(of: position.offset.littleEndian, toByteOffset: 24, as: UInt64.self)
-            let seeded = CRC32.update(previousChain, UnsafeRawBufferPointer(block))
-            return CRC32.update(seeded, frameAfterChecksum)
-        }
+        let id = position.ledgerID.idWords
+        return ol_crc32_record(
+            previousChain, id.low, id.high, position.segment, position.offset,
+            frameAfterChecksum.baseAddress, frameAfterChecksum.count)
     }
 
     public enum CorruptReason: Hashable, Sendable, CustomStringConvertible {

@@ -16,6 +16,25 @@ public struct LedgerID: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { Hex.string(bytes) }
+
+    /// The 16 id bytes as two little-endian words (bytes 0..<8, 8..<16), as the record
+    /// checksum's position block holds them. `bytes` is public and mutable, so a count
+    /// other than 16 is possible in principle: missing bytes count as zero, extra ones are
+    /// ignored (no trap).
+    var idWords: (low: UInt64, high: UInt64) {
+        bytes.withUnsafeBytes { raw in
+            if raw.count >= 16 {
+                return (UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                        UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+            }
+            var padded = [UInt8](repeating: 0, count: 16)
+            for index in 0..<raw.count { padded[index] = raw[index] }
+            return padded.withUnsafeBytes {
+                (UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                 UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+            }
+        }
+    }
 }
 
 /// The 64-byte header at offset 0 of every segment file (`Spec/FORMAT.md` §3).

@@ -9,8 +9,9 @@
 #   FuzzSnapshot       SnapshotFile.decode and RecordBody.decode of its items
 #
 # Each target is compiled with `swiftc -sanitize=fuzzer,address` together with the
-# OnceLedgerFormat sources (one module, so the target calls the decoders directly; zlib
-# through the CZlib module map). The seed corpus comes from Spec/vectors/. Everything is
+# OnceLedgerFormat sources (one module, so the target calls the decoders directly; the
+# CRC-32 C target through its module map in Sources/CCRC32/include, compiled with the
+# toolchain's clang under the same sanitizers). The seed corpus comes from Spec/vectors/. Everything is
 # written under fuzz-out/ (git-ignored): binaries, corpora, crash inputs, logs.
 #
 # Environment:
@@ -66,10 +67,12 @@ for target in "${targets[@]}"; do
     dir="$out/$target"
     mkdir -p "$dir/corpus"
     echo "fuzz: building $target"
-    if ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name "$target" \
-        -I Sources/CZlib -lz \
+    if ! clang -c -O2 -g -fsanitize=fuzzer-no-link,address -I Sources/CCRC32/include \
+        Sources/CCRC32/ccrc32.c -o "$dir/ccrc32.o" 2>"$dir/build.log" ||
+        ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name "$target" \
+        -I Sources/CCRC32/include "$dir/ccrc32.o" \
         "${format_sources[@]}" Tools/fuzz/FuzzSupport.swift "$src" \
-        -o "$dir/$target" 2>"$dir/build.log"; then
+        -o "$dir/$target" 2>>"$dir/build.log"; then
         cat "$dir/build.log" >&2
         echo "fuzz: $target does not build" >&2
         exit 2
