@@ -22,13 +22,14 @@ import OnceLedgerFormat
 ///   `(hash << 32) | (entry index + 1)`, 0 = empty, at most 3/4 full. The hash is
 ///   Swift's per-process-seeded `Hasher`, so keys chosen by an attacker cannot make
 ///   the probes long.
-/// The arrays grow by half, not double, to bound the slack a 1 M-entry ledger carries.
+/// The tables are `PlainBuffer`s: they grow by half, not double, to bound the slack a
+/// 1 M-entry ledger carries, without copying, on huge pages.
 ///
 /// Keys are compared byte for byte (their UTF-8), like the log and the effect token:
 /// two strings that Unicode calls canonically equivalent but that are encoded
 /// differently are different keys.
-struct LedgerState {
-    struct Entry {
+struct LedgerState: ~Copyable {
+    struct Entry: BitwiseCopyable {
         /// Offset of the key's bytes in `keys`.
         var keyOffset: UInt64
         /// Offset of [fingerprint (32, if any)][receipt] in `blobs`.
@@ -49,10 +50,11 @@ struct LedgerState {
         static let absent: UInt8 = 3
     }
 
-    private(set) var entries: [Entry] = []
-    private var slots = SlotTable(capacity: 0)
-    private var keys: [UInt8] = []
-    private var blobs: [UInt8] = []
+    private var entries = PlainBuffer<Entry>()
+    /// Power-of-two count, zeroed; empty until the first key.
+    private var slots = PlainBuffer<UInt64>()
+    private var keys = PlainBuffer<UInt8>()
+    private var blobs = PlainBuffer<UInt8>()
     /// Bytes of `blobs` no entry points at any more (reclaimed by `compactBlobs`).
     private var blobGarbage = 0
     /// Memo, journal and run-terminal records, kept verbatim so snapshots preserve them.
@@ -65,18 +67,18 @@ struct LedgerState {
     func key(of entry: Entry) -> String {
         let start = Int(entry.keyOffset)
         // Every stored key was checked to be UTF-8 before it was stored.
-        return String(decoding: keys[start..<(start + Int(entry.keyLength))], as: UTF8.self)
+        return String(decoding: keys.rawBytes(from: start, count: Int(entry.keyLength)), as: UTF8.self)
     }
 
     func fingerprint(of entry: Entry) -> [UInt8] {
         guard entry.hasFingerprint else { return IdempotencyKey.noFingerprint }
         let start = Int(entry.blobOffset)
-        return Array(blobs[start..<(start + 32)])
+        return Array(blobs.rawBytes(from: start, count: 32))
     }
 
     func receipt(of entry: Entry) -> [UInt8] {
         let start = Int(entry.blobOffset) + (entry.hasFingerprint ? 32 : 0)
-        return Array(blobs[start..<(start + Int(entry.receiptLength))])
+        return Array(blobs.rawBytes(from: start, count: Int(entry.receiptLength)))
     }
 
     func info(key: String, entry: Entry) -> EntryInfo {
@@ -98,17 +100,13 @@ struct LedgerState {
 
     /// Entry indices ordered by key bytes (for listings and snapshots).
     func sortedIndices() -> [Int] {
-        var order = Array(entries.indices)
-        keys.withUnsafeBytes { keyBytes in
-            entries.withUnsafeBufferPointer { entries in
-                order.sort { a, b in
-                    let x = entries[a], y = entries[b]
-                    let common = Int(min(x.keyLength, y.keyLength))
-                    let order = memcmp(keyBytes.baseAddress! + Int(x.keyOffset), keyBytes.baseAddress! + Int(y.keyOffset),
-                                       common)
-                    return order != 0 ? order < 0 : x.keyLength < y.keyLength
-                }
-            }
+        var order = Array(0..<entries.count)
+        guard let keyBytes = keys.base, let entries = entries.base else { return order }
+        order.sort { a, b in
+            let x = entries[a], y = entries[b]
+            let common = Int(min(x.keyLength, y.keyLength))
+            let order = memcmp(keyBytes + Int(x.keyOffset), keyBytes + Int(y.keyOffset), common)
+            return order != 0 ? order < 0 : x.keyLength < y.keyLength
         }
         return order
     }
@@ -137,10 +135,9 @@ struct LedgerState {
 
     /// The entry holding `key`, or the empty slot where it would go.
     private func find(_ key: UnsafeRawBufferPointer, hash: UInt32) -> (index: Int?, slot: Int) {
-        guard slots.capacity > 0 else { return (nil, -1) }
-        let mask = slots.capacity - 1
+        guard let values = slots.base else { return (nil, -1) }
+        let mask = slots.count - 1
         var slot = Int(hash) & mask
-        let values = slots.values
         while true {
             let value = values[slot]
             if value == 0 { return (nil, slot) }
@@ -155,7 +152,7 @@ struct LedgerState {
     private func keyEquals(_ entry: Entry, _ key: UnsafeRawBufferPointer) -> Bool {
         guard Int(entry.keyLength) == key.count else { return false }
         guard let base = key.baseAddress else { return true }
-        return keys.withUnsafeBytes { memcmp($0.baseAddress! + Int(entry.keyOffset), base, key.count) == 0 }
+        return memcmp(keys.base.unsafelyUnwrapped + Int(entry.keyOffset), base, key.count) == 0
     }
 
     /// The index of `key`'s entry, inserting an absent one (attempt 0, generation 0)
@@ -165,20 +162,18 @@ struct LedgerState {
         let hash = LedgerState.hash(key)
         var (found, slot) = find(key, hash: hash)
         if let found { return found }
-        if (entries.count + 1) * 4 > slots.capacity * 3 {
+        if (entries.count + 1) * 4 > slots.count * 3 {
             growSlots()
             slot = find(key, hash: hash).slot
         }
         let index = entries.count
         // 4 G keys would need far more memory than any machine this runs on has.
         precondition(index < Int(UInt32.max) - 1, "more than 4 G keys")
-        LedgerState.reserve(&entries, adding: 1)
-        LedgerState.reserve(&keys, adding: key.count)
         entries.append(Entry(keyOffset: UInt64(keys.count), blobOffset: 0, time: 0, attempt: 0, generation: 0,
                              receiptLength: 0, keyLength: UInt16(key.count), status: Entry.absent,
                              hasFingerprint: false))
         keys.append(contentsOf: key)
-        slots.values[slot] = UInt64(hash) << 32 | UInt64(index + 1)
+        slots[slot] = UInt64(hash) << 32 | UInt64(index + 1)
         return index
     }
 
@@ -188,22 +183,16 @@ struct LedgerState {
     }
 
     private mutating func growSlots() {
-        let fresh = SlotTable(capacity: max(1024, slots.capacity * 2))
-        let mask = fresh.capacity - 1
-        for old in 0..<slots.capacity {
-            let value = slots.values[old]
+        var fresh = PlainBuffer<UInt64>(zeroed: max(1024, slots.count * 2))
+        let mask = fresh.count - 1
+        for old in 0..<slots.count {
+            let value = slots[old]
             guard value != 0 else { continue }
             var slot = Int(UInt32(truncatingIfNeeded: value >> 32)) & mask
-            while fresh.values[slot] != 0 { slot = (slot + 1) & mask }
-            fresh.values[slot] = value
+            while fresh[slot] != 0 { slot = (slot + 1) & mask }
+            fresh[slot] = value
         }
         slots = fresh
-    }
-
-    /// Grows `array` by half (not Swift's default doubling) when `adding` does not fit.
-    private static func reserve<Element>(_ array: inout [Element], adding: Int) {
-        let needed = array.count + adding
-        if needed > array.capacity { array.reserveCapacity(max(needed, array.capacity + array.capacity / 2, 64)) }
     }
 
     // MARK: Applying records
@@ -233,29 +222,27 @@ struct LedgerState {
             target = oldOffset
             blobGarbage += oldLength - newLength
         } else {
-            target = blobs.count
             blobGarbage += oldLength
-            LedgerState.reserve(&blobs, adding: newLength)
-            blobs.append(contentsOf: repeatElement(0, count: newLength))
+            target = blobs.appendZeros(newLength)
         }
         if newLength > 0 {
-            blobs.withUnsafeMutableBytes { blob in
-                var at = target
-                if hasFingerprint {
-                    switch fingerprint {
-                    case .bytes(let bytes):
-                        UnsafeMutableRawBufferPointer(rebasing: blob[at..<(at + 32)]).copyMemory(from: bytes)
-                    case .keep where target != oldOffset:
-                        // The old blob and the new one do not overlap (the new one is past the end).
-                        (blob.baseAddress! + at).copyMemory(from: blob.baseAddress! + oldOffset, byteCount: 32)
-                    default:
-                        break
-                    }
-                    at += 32
+            let blob = blobs.mutableRawBytes(from: target, count: newLength)
+            var at = 0
+            if hasFingerprint {
+                switch fingerprint {
+                case .bytes(let bytes):
+                    UnsafeMutableRawBufferPointer(rebasing: blob[0..<32]).copyMemory(from: bytes)
+                case .keep where target != oldOffset:
+                    // The old blob and the new one do not overlap (the new one is past the end).
+                    blob.baseAddress.unsafelyUnwrapped.copyMemory(
+                        from: blobs.rawBytes(from: oldOffset, count: 32).baseAddress.unsafelyUnwrapped, byteCount: 32)
+                default:
+                    break
                 }
-                if receipt.count > 0 {
-                    UnsafeMutableRawBufferPointer(rebasing: blob[at..<(at + receipt.count)]).copyMemory(from: receipt)
-                }
+                at = 32
+            }
+            if receipt.count > 0 {
+                UnsafeMutableRawBufferPointer(rebasing: blob[at..<(at + receipt.count)]).copyMemory(from: receipt)
             }
         }
         entry.blobOffset = UInt64(newLength > 0 ? target : 0)
@@ -270,14 +257,14 @@ struct LedgerState {
     }
 
     private mutating func compactBlobs() {
-        var fresh: [UInt8] = []
-        fresh.reserveCapacity(blobs.count - blobGarbage)
-        for index in entries.indices {
+        var fresh = PlainBuffer<UInt8>()
+        fresh.reserve(adding: blobs.count - blobGarbage)
+        for index in 0..<entries.count {
             let length = entries[index].blobLength
             guard length > 0 else { continue }
             let start = Int(entries[index].blobOffset)
             entries[index].blobOffset = UInt64(fresh.count)
-            fresh.append(contentsOf: blobs[start..<(start + length)])
+            fresh.append(contentsOf: blobs.rawBytes(from: start, count: length))
         }
         blobs = fresh
         blobGarbage = 0
@@ -439,33 +426,6 @@ struct LedgerState {
         items.append(contentsOf: retained)
         return items
     }
-}
-
-/// The hash table's slots: zeroed memory of a power-of-two count of UInt64, aligned
-/// to 2 MiB and marked for transparent huge pages, because a replay touches one
-/// random slot per new key and TLB misses were a third of that cost. Only
-/// `LedgerState` holds one, and replaces (never shares) it when it grows.
-final class SlotTable: @unchecked Sendable {
-    let capacity: Int
-    let values: UnsafeMutablePointer<UInt64>
-
-    init(capacity: Int) {
-        self.capacity = capacity
-        let bytes = max(1, capacity) * MemoryLayout<UInt64>.stride
-        let hugePage = 2 << 20
-        var allocated: UnsafeMutableRawPointer?
-        guard posix_memalign(&allocated, bytes >= hugePage ? hugePage : 64, bytes) == 0, let raw = allocated else {
-            // Out of memory: nothing sensible to continue with (Swift's own allocations trap too).
-            fatalError("cannot allocate \(bytes) bytes for the key table")
-        }
-        #if os(Linux)
-        if bytes >= hugePage { _ = madvise(raw, bytes, Int32(MADV_HUGEPAGE)) }
-        #endif
-        memset(raw, 0, bytes)
-        values = raw.bindMemory(to: UInt64.self, capacity: max(1, capacity))
-    }
-
-    deinit { free(values) }
 }
 
 /// Reads the fields of an untrusted record body in place, for `applyInPlace`. Every

@@ -40,6 +40,13 @@ public struct PosixStorage: Storage {
         return PosixFile(fd: fd, path: path)
     }
 
+    /// Starts the kernel reading the whole file into the page cache, so a recovery scan
+    /// reads the next segment from memory while it checks the current one. The
+    /// corresponding C function is `posix_fadvise(POSIX_FADV_WILLNEED)`.
+    public func prefetch(_ path: String) {
+        Syscalls.adviseWillNeed(path)
+    }
+
     public func rename(_ from: String, to: String) throws {
         try Syscalls.rename(from, to)
     }

@@ -145,6 +145,8 @@ public enum RecoveryScanner {
             var snapshot: SnapshotFile?
             if let (namedCovered, name) = snapshotNames.last {
                 let path = Paths.join(directory, name)
+                // The segments after it are read next; start reading them now.
+                for (_, segment) in segmentNames { storage.prefetch(Paths.join(directory, segment)) }
                 let snapshotBytesMax = UInt64(FormatLimits.snapshotHeaderBytes + FormatLimits.snapshotTrailerBytes)
                     + FormatLimits.snapshotBodyBytesMax
                 guard let bytes = try storage.readWholeFile(path, maxBytes: snapshotBytesMax) else {
@@ -200,7 +202,9 @@ public enum RecoveryScanner {
             }
             report.observation.segments = .contiguous
 
-            // Stages 3-5: headers, links and records, segment by segment.
+            // Stages 3-5: headers, links and records, segment by segment. The kernel reads
+            // the later segments ahead while the first ones are checked.
+            for (_, name) in segmentNames.dropFirst() { storage.prefetch(Paths.join(directory, name)) }
             if let snapshot { try onSnapshot(snapshot) }
             let covered = snapshot?.coveredSequence ?? 0
             for (index, (number, name)) in segmentNames.enumerated() {

@@ -26,6 +26,8 @@ public protocol Storage: Sendable {
     /// Takes the exclusive lock of a ledger directory. A second locker, in this or
     /// another process, gets `LedgerError.locked` naming the holder's pid.
     func lockDirectory(_ path: String) throws -> any StorageLock
+    /// See the default implementation in the extension below.
+    func prefetch(_ path: String)
 }
 
 public enum FileOpenMode: Sendable {
@@ -59,6 +61,11 @@ public protocol StorageLock: AnyObject, Sendable {
 }
 
 extension Storage {
+    /// A hint that `path` will be read soon, whole: the storage may start reading it in
+    /// the background. Advice only — it changes no data and reports no error. The
+    /// default does nothing.
+    public func prefetch(_ path: String) {}
+
     /// Reads a whole file, or returns nil without reading it when it is larger than
     /// `maxBytes` (files on disk are untrusted: a huge one must not exhaust memory).
     public func readWholeFile(_ path: String, maxBytes: UInt64) throws -> [UInt8]? {

@@ -63,7 +63,7 @@ import Testing
         }
     }
 
-    static func check(_ state: LedgerState, against model: Model) {
+    static func check(_ state: borrowing LedgerState, against model: Model) {
         #expect(state.count == model.entries.count)
         for (keyBytes, expected) in model.entries {
             let key = String(decoding: keyBytes, as: UTF8.self)
@@ -185,11 +185,13 @@ import Testing
         }
         #expect(state.count == count)
         for index in stride(from: 0, to: count, by: 7) {
-            let info = try #require(state.info("k\(index)"))
+            let found = state.info("k\(index)")
+            let info = try #require(found)
             #expect(info.status == .done)
             #expect(info.receipt == Array(String(repeating: "x", count: 41).utf8) + Array("\(index)".utf8))
         }
-        #expect(state.info("k\(count)") == nil)
+        let missing = state.info("k\(count)")
+        #expect(missing == nil)
     }
 
     @Test func malformedBodiesAreRefusedAndChangeNothing() throws {

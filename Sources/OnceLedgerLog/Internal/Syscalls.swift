@@ -133,6 +133,15 @@ enum Syscalls {
         }
     }
 
+    /// Advice, not an operation: failures are ignored and no fault is injected.
+    /// The corresponding C function is `posix_fadvise(POSIX_FADV_WILLNEED)`.
+    static func adviseWillNeed(_ path: String) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED)
+        close(fd)
+    }
+
     static func close(_ fd: Int32) {
         // close(2) must not be retried on EINTR on Linux: the descriptor is gone.
         _ = Glibc.close(fd)
