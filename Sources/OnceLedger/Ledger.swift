@@ -44,8 +44,9 @@ public final class Ledger: Sendable {
         self.clock = clock
         var loaded = LedgerState()
         try backend.load(
-            item: { kind, body in try loaded.apply(kind: kind, body: body) },
-            record: { kind, body in try loaded.apply(kind: kind, body: body) })
+            item: { kind, body in try loaded.replay(kind: kind, body: body) },
+            record: { kind, body in try loaded.replay(kind: kind, body: body) })
+        loaded.finishReplay()
         self.state = Mutex(loaded)
     }
 

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import COnceSupport
 import OnceLedgerFormat
 
 /// The in-memory state of a ledger (`Spec/FORMAT.md` §9.1): one compact `Entry` per
@@ -59,8 +60,15 @@ struct LedgerState: ~Copyable {
     private var blobGarbage = 0
     /// Memo, journal and run-terminal records, kept verbatim so snapshots preserve them.
     private(set) var retained: [SnapshotFile.Item] = []
+    /// The record `replay` holds back (see there), and a copy of its body.
+    private var deferred: Parsed?
+    private var deferredHash: UInt32 = 0
+    private var deferredBody = PlainBuffer<UInt8>()
 
-    var count: Int { entries.count }
+    var count: Int {
+        checkReplayFinished()
+        return entries.count
+    }
 
     // MARK: Reading
 
@@ -93,6 +101,7 @@ struct LedgerState: ~Copyable {
     }
 
     func info(_ key: String) -> EntryInfo? {
+        checkReplayFinished()
         var key = key
         let index = key.withUTF8 { utf8 in find(UnsafeRawBufferPointer(utf8), hash: LedgerState.hash(utf8)).index }
         return index.map { info(key: key, entry: entries[$0]) }
@@ -100,6 +109,7 @@ struct LedgerState: ~Copyable {
 
     /// Entry indices ordered by key bytes (for listings and snapshots).
     func sortedIndices() -> [Int] {
+        checkReplayFinished()
         var order = Array(0..<entries.count)
         guard let keyBytes = keys.base, let entries = entries.base else { return order }
         order.sort { a, b in
@@ -159,7 +169,10 @@ struct LedgerState: ~Copyable {
     /// the first time the key is seen. `key` is nonempty, at most
     /// `FormatLimits.keyBytesMax` bytes and valid UTF-8 (the record decoders check).
     private mutating func entryIndex(_ key: UnsafeRawBufferPointer) -> Int {
-        let hash = LedgerState.hash(key)
+        entryIndex(key, hash: LedgerState.hash(key))
+    }
+
+    private mutating func entryIndex(_ key: UnsafeRawBufferPointer, hash: UInt32) -> Int {
         var (found, slot) = find(key, hash: hash)
         if let found { return found }
         if (entries.count + 1) * 4 > slots.count * 3 {
@@ -281,7 +294,47 @@ struct LedgerState: ~Copyable {
     /// of) are read in place; every other body goes through `RecordBody.decode`, which
     /// also produces the error for any body the fast reader does not accept.
     mutating func apply(kind: RecordKind, body: UnsafeRawBufferPointer) throws {
-        if applyInPlace(kind: kind, body) { return }
+        finishReplay()
+        if let parsed = LedgerState.parse(kind: kind, body) {
+            applyParsed(parsed, body, hash: LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[parsed.key])))
+        } else {
+            try applyDecoding(kind: kind, body: body)
+        }
+    }
+
+    /// `apply`, for a replay (many records in a row): the record is checked and its
+    /// key hashed now, and the cache line of its hash-table slot is requested, but it
+    /// is applied on the next call — by then that line has arrived, instead of the
+    /// replay stalling on one memory access per key. Call `finishReplay()` after the
+    /// last record; every reader checks that it was called.
+    mutating func replay(kind: RecordKind, body: UnsafeRawBufferPointer) throws {
+        guard let parsed = LedgerState.parse(kind: kind, body) else {
+            finishReplay()
+            try applyDecoding(kind: kind, body: body)
+            return
+        }
+        let hash = LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[parsed.key]))
+        if let values = slots.base { ol_prefetch(values + (Int(hash) & (slots.count - 1))) }
+        finishReplay()
+        deferredBody.removeAll()
+        deferredBody.append(contentsOf: body)
+        deferred = parsed
+        deferredHash = hash
+    }
+
+    /// Applies the record `replay` held back, if any.
+    mutating func finishReplay() {
+        guard let parsed = deferred else { return }
+        deferred = nil
+        applyParsed(parsed, deferredBody.rawBytes(from: 0, count: deferredBody.count), hash: deferredHash)
+    }
+
+    /// Readers call this: reading with a record held back would miss that record.
+    private func checkReplayFinished() {
+        precondition(deferred == nil, "LedgerState read before finishReplay()")
+    }
+
+    private mutating func applyDecoding(kind: RecordKind, body: UnsafeRawBufferPointer) throws {
         let decoded: RecordBody
         switch RecordBody.decode(kind: kind, Array(body)) {
         case .body(let value): decoded = value
@@ -365,41 +418,71 @@ struct LedgerState: ~Copyable {
               receipt: receipt, time: done ? completedTime : intentTime)
     }
 
+    /// A record the fast reader accepted: its fields, and where its key, fingerprint
+    /// and receipt are in its body.
+    private struct Parsed: Equatable {
+        var kind: RecordKind
+        var key: Range<Int>
+        var fingerprint: Range<Int> = 0..<0
+        var receipt: Range<Int> = 0..<0
+        var attempt: UInt32 = 0
+        var generation: UInt32 = 0
+        var status: UInt8 = 0
+        var time: UInt64 = 0
+        var completedTime: UInt64 = 0
+    }
+
     /// The fast reader: intent, completion and entry-state bodies whose key is ASCII,
-    /// read without copying (`Spec/FORMAT.md` §5). Returns false — having changed
-    /// nothing — for any other kind and for any body it does not fully accept; the
-    /// caller then decodes it the general way, which accepts exactly the valid bodies.
-    private mutating func applyInPlace(kind: RecordKind, _ body: UnsafeRawBufferPointer) -> Bool {
+    /// read without copying (`Spec/FORMAT.md` §5). Returns nil for any other kind and
+    /// for any body it does not fully accept; the caller then decodes it the general
+    /// way, which accepts exactly the valid bodies.
+    private static func parse(kind: RecordKind, _ body: UnsafeRawBufferPointer) -> Parsed? {
         var reader = BodyReader(body)
         switch kind {
         case .intent:
             // key str16, fingerprint [32], attempt u32, generation u32, scope u8, reserved [3], window u64, time u64
-            guard let key = reader.key(), let fingerprint = reader.bytes(32), let attempt = reader.u32(),
+            guard let key = reader.key(), let fingerprint = reader.range(32), let attempt = reader.u32(),
                   let generation = reader.u32(), let scope = reader.u8(), RecordBody.Scope(rawValue: scope) != nil,
                   reader.u8() == 0, reader.u8() == 0, reader.u8() == 0, reader.u64() != nil, let time = reader.u64(),
                   reader.atEnd
-            else { return false }
-            store(entryIndex(key), status: Entry.pending, attempt: attempt, generation: generation,
-                  fingerprint: .bytes(fingerprint), receipt: LedgerState.empty, time: time)
+            else { return nil }
+            return Parsed(kind: kind, key: key, fingerprint: fingerprint, attempt: attempt, generation: generation,
+                          time: time)
         case .completion:
             // key str16, attempt u32, time u64, receipt bytes32
             guard let key = reader.key(), let attempt = reader.u32(), let time = reader.u64(),
-                  let receipt = reader.bytes32(max: FormatLimits.receiptBytesMax), reader.atEnd
-            else { return false }
-            complete(entryIndex(key), attempt: attempt, receipt: receipt, time: time)
+                  let receipt = reader.range32(max: FormatLimits.receiptBytesMax), reader.atEnd
+            else { return nil }
+            return Parsed(kind: kind, key: key, receipt: receipt, attempt: attempt, time: time)
         case .entryState:
             // key str16, state u8, attempt u32, generation u32, fingerprint [32], intent time, completed time, receipt bytes32
             guard let key = reader.key(), let status = reader.u8(), RecordBody.EntryStatus(rawValue: status) != nil,
-                  let attempt = reader.u32(), let generation = reader.u32(), let fingerprint = reader.bytes(32),
+                  let attempt = reader.u32(), let generation = reader.u32(), let fingerprint = reader.range(32),
                   let intentTime = reader.u64(), let completedTime = reader.u64(),
-                  let receipt = reader.bytes32(max: FormatLimits.receiptBytesMax), reader.atEnd
-            else { return false }
-            restore(entryIndex(key), status: status, attempt: attempt, generation: generation, fingerprint: fingerprint,
-                    intentTime: intentTime, completedTime: completedTime, receipt: receipt)
+                  let receipt = reader.range32(max: FormatLimits.receiptBytesMax), reader.atEnd
+            else { return nil }
+            return Parsed(kind: kind, key: key, fingerprint: fingerprint, receipt: receipt, attempt: attempt,
+                          generation: generation, status: status, time: intentTime, completedTime: completedTime)
         default:
-            return false
+            return nil
         }
-        return true
+    }
+
+    private mutating func applyParsed(_ parsed: Parsed, _ body: UnsafeRawBufferPointer, hash: UInt32) {
+        let index = entryIndex(UnsafeRawBufferPointer(rebasing: body[parsed.key]), hash: hash)
+        let fingerprint = UnsafeRawBufferPointer(rebasing: body[parsed.fingerprint])
+        let receipt = UnsafeRawBufferPointer(rebasing: body[parsed.receipt])
+        switch parsed.kind {
+        case .intent:
+            store(index, status: Entry.pending, attempt: parsed.attempt, generation: parsed.generation,
+                  fingerprint: .bytes(fingerprint), receipt: LedgerState.empty, time: parsed.time)
+        case .completion:
+            complete(index, attempt: parsed.attempt, receipt: receipt, time: parsed.time)
+        default:
+            restore(index, status: parsed.status, attempt: parsed.attempt, generation: parsed.generation,
+                    fingerprint: fingerprint, intentTime: parsed.time, completedTime: parsed.completedTime,
+                    receipt: receipt)
+        }
     }
 
     // MARK: Snapshots
@@ -428,8 +511,8 @@ struct LedgerState: ~Copyable {
     }
 }
 
-/// Reads the fields of an untrusted record body in place, for `applyInPlace`. Every
-/// read is bounds-checked and returns nil past the end; never traps.
+/// Reads the fields of an untrusted record body in place, for `LedgerState.parse`.
+/// Every read is bounds-checked and returns nil past the end; never traps.
 private struct BodyReader {
     let bytes: UnsafeRawBufferPointer
     var index = 0
@@ -438,10 +521,11 @@ private struct BodyReader {
 
     var atEnd: Bool { index == bytes.count }
 
-    mutating func bytes(_ count: Int) -> UnsafeRawBufferPointer? {
+    /// The next `count` bytes, as a range of `bytes`.
+    mutating func range(_ count: Int) -> Range<Int>? {
         guard count >= 0, bytes.count - index >= count else { return nil }
         defer { index += count }
-        return UnsafeRawBufferPointer(rebasing: bytes[index..<(index + count)])
+        return index..<(index + count)
     }
 
     mutating func integer<T: FixedWidthInteger>(_: T.Type) -> T? {
@@ -454,25 +538,25 @@ private struct BodyReader {
     mutating func u32() -> UInt32? { integer(UInt32.self) }
     mutating func u64() -> UInt64? { integer(UInt64.self) }
 
-    mutating func bytes32(max: Int) -> UnsafeRawBufferPointer? {
+    mutating func range32(max: Int) -> Range<Int>? {
         guard let length = u32(), UInt64(length) <= UInt64(max) else { return nil }
-        return bytes(Int(length))
+        return range(Int(length))
     }
 
     /// A key: str16, nonempty, at most `FormatLimits.keyBytesMax` bytes, all ASCII
     /// (so valid UTF-8; other keys take the general decoder, which validates UTF-8).
-    mutating func key() -> UnsafeRawBufferPointer? {
+    mutating func key() -> Range<Int>? {
         guard let length = integer(UInt16.self), length > 0, Int(length) <= FormatLimits.keyBytesMax,
-              let key = bytes(Int(length))
+              let key = range(Int(length))
         else { return nil }
-        var index = 0
-        while index + 8 <= key.count {
-            if key.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return nil }
-            index += 8
+        var at = key.lowerBound
+        while at + 8 <= key.upperBound {
+            if bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return nil }
+            at += 8
         }
-        while index < key.count {
-            if key[index] >= 0x80 { return nil }
-            index += 1
+        while at < key.upperBound {
+            if bytes[at] >= 0x80 { return nil }
+            at += 1
         }
         return key
     }

@@ -54,6 +54,9 @@ struct PlainBuffer<Element: BitwiseCopyable>: ~Copyable {
         PlainBuffer.adviseHugePages(base, bytes: bytes)
     }
 
+    /// Empties the buffer, keeping its memory.
+    mutating func removeAll() { count = 0 }
+
     mutating func append(_ element: Element) {
         reserve(adding: 1)
         base.unsafelyUnwrapped[count] = element

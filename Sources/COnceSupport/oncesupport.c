@@ -1,0 +1,2 @@
+// See include/oncesupport.h: everything is static inline there.
+#include "oncesupport.h"
