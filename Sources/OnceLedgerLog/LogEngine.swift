@@ -1,5 +1,6 @@
 import Foundation
 import OnceLedgerFormat
+import Synchronization
 
 /// The storage engine: a segmented write-ahead log with group commit.
 ///
@@ -8,6 +9,24 @@ import OnceLedgerFormat
 /// never occupies a pool thread) drains everything queued since its last sync into
 /// one `pwrite` and one `fdatasync`, then resumes every caller of that batch
 /// (`Spec/FORMAT.md` §7, DESIGN §6).
+///
+/// Between batches the I/O thread does not go straight to sleep, because a
+/// thread wake-up costs tens of µs on a virtual machine:
+/// - After a batch of more than one caller it first waits up to
+///   `LogConfiguration.batchGatherMicroseconds` (default 50 µs) for the callers it
+///   just resumed to append again, so many appenders share one sync instead of
+///   splitting into two alternating half-size batches. It stops as soon as that many
+///   jobs have arrived, or when the queue has not grown for a quarter of the bound.
+///   A batch of one caller never waits.
+/// - When the queue is then empty it polls for up to
+///   `LogConfiguration.idleSpinMicroseconds` (default 50 µs) before sleeping on its
+///   condition, so a lone appender that appends again right away is picked up
+///   without a wake-up.
+/// Both polls read an atomic mirror of the queue length without taking the lock,
+/// call `sched_yield` between reads (on a small machine the appenders need that
+/// CPU), and are bounded, so an idle log costs at most that much CPU after its last
+/// batch. Neither changes what is durable when: a caller still resumes only after
+/// its batch's `fdatasync` and every `onDurable` of that batch.
 public final class LogEngine: @unchecked Sendable {
     public let directory: String
     public let configuration: LogConfiguration
@@ -27,6 +46,14 @@ public final class LogEngine: @unchecked Sendable {
     private var poisoned: LedgerError?
     private var published = Published()
     private var thread: Thread?
+    /// `queue.count`, readable without the lock: the I/O thread polls it while it
+    /// spins between batches. Written only with `condition` held.
+    private let queuedJobs = Atomic<Int>(0)
+    // I/O thread only:
+    private var batch: [Job] = []
+    private var batchRecords: [LogRecord] = []
+    private let idleSpinNanoseconds: UInt64
+    private let gatherNanoseconds: UInt64
 
     private struct Published {
         var lastSequence: UInt64 = 0
@@ -36,8 +63,26 @@ public final class LogEngine: @unchecked Sendable {
         var segmentNumber: UInt64 = 0
     }
 
+    /// Who is waiting for an append: a suspended task or a blocked thread.
+    fileprivate enum Waiter {
+        #if DEBUG
+        case task(CheckedContinuation<UInt64, any Error>)
+        #else
+        case task(UnsafeContinuation<UInt64, any Error>)
+        #endif
+        case thread(ResultBox<UInt64>)
+
+        func resume(_ result: Result<UInt64, LedgerError>) {
+            switch self {
+            case .task(let continuation): continuation.resume(with: result)
+            case .thread(let box): box.set(result)
+            }
+        }
+    }
+
     fileprivate enum Job {
-        case append([LogRecord], (@Sendable (UInt64) -> Void)?, @Sendable (Result<UInt64, LedgerError>) -> Void)
+        /// records, their frame bytes, onDurable, waiter
+        case append([LogRecord], Int, (@Sendable (UInt64) -> Void)?, Waiter)
         case compact(@Sendable (UInt64) throws -> [SnapshotFile.Item],
                      @Sendable (Result<LogWriter.CompactionResult, LedgerError>) -> Void)
     }
@@ -76,6 +121,8 @@ public final class LogEngine: @unchecked Sendable {
         published.lastSequence = writer.lastSequence
         published.durableSequence = writer.durableSequence
         published.segmentNumber = writer.segmentNumber
+        idleSpinNanoseconds = UInt64(max(0, writer.configuration.idleSpinMicroseconds)) * 1000
+        gatherNanoseconds = UInt64(max(0, writer.configuration.batchGatherMicroseconds)) * 1000
         let thread = Thread { [self] in self.ioLoop() }
         thread.name = "onceledger-io"
         self.thread = thread
@@ -104,9 +151,19 @@ public final class LogEngine: @unchecked Sendable {
     /// whenever a compaction's `makeItems` runs.
     public func append(_ records: [LogRecord], onDurable: (@Sendable (UInt64) -> Void)?) async throws -> UInt64 {
         try writer.validate(records)
+        let bytes = LogEngine.frameBytes(records)
+        #if DEBUG
         return try await withCheckedThrowingContinuation { continuation in
-            submit(.append(records, onDurable, { continuation.resume(with: $0) }))
+            submit(.append(records, bytes, onDurable, .task(continuation)))
         }
+        #else
+        // Every queued job is resumed exactly once (by its batch, by poisoning, or by
+        // the refusal in `submit`), so the checked continuation's bookkeeping (an
+        // allocation per append) is left to debug builds.
+        return try await withUnsafeThrowingContinuation { continuation in
+            submit(.append(records, bytes, onDurable, .task(continuation)))
+        }
+        #endif
     }
 
     public func append(kind: RecordKind, body: [UInt8]) async throws -> UInt64 {
@@ -123,7 +180,7 @@ public final class LogEngine: @unchecked Sendable {
     public func appendAndWait(_ records: [LogRecord]) throws -> UInt64 {
         try writer.validate(records)
         let box = ResultBox<UInt64>()
-        submit(.append(records, nil, { box.set($0) }))
+        submit(.append(records, LogEngine.frameBytes(records), nil, .thread(box)))
         return try box.wait().get()
     }
 
@@ -165,6 +222,12 @@ public final class LogEngine: @unchecked Sendable {
 
     // MARK: I/O thread
 
+    private static func frameBytes(_ records: [LogRecord]) -> Int {
+        var bytes = 0
+        for record in records { bytes += RecordFrame.frameBytes(bodyBytes: record.body.count) }
+        return bytes
+    }
+
     private func submit(_ job: Job) {
         condition.lock()
         let refusal: LedgerError?
@@ -172,21 +235,69 @@ public final class LogEngine: @unchecked Sendable {
             refusal = poisoned
         } else if stopping || stopped {
             refusal = LedgerError(.closed, "the ledger is closed", path: directory)
-        } else if case .append(let records, _, _) = job, queuedRecords + records.count > configuration.queuedRecordsMax {
+        } else if case .append(let records, _, _, _) = job, queuedRecords + records.count > configuration.queuedRecordsMax {
             refusal = LedgerError(.limitExceeded, "more than \(configuration.queuedRecordsMax) records are waiting for the disk",
                                   path: directory, limit: "queuedRecordsMax")
         } else {
             refusal = nil
-            if case .append(let records, _, _) = job { queuedRecords += records.count }
+            if case .append(let records, _, _, _) = job { queuedRecords += records.count }
             queue.append(job)
+            queuedJobs.store(queue.count, ordering: .releasing)
             condition.signal()
         }
         condition.unlock()
         if let refusal { job.fail(refusal) }
     }
 
-    private func ioLoop() {
+    private static func monotonicNanoseconds() -> UInt64 {
+        DispatchTime.now().uptimeNanoseconds
+    }
+
+    /// Spin-then-park: polls (without the lock, yielding the CPU between polls) until
+    /// a job is queued or `nanoseconds` have passed.
+    private func pollForWork(nanoseconds: UInt64) {
+        guard nanoseconds > 0, queuedJobs.load(ordering: .acquiring) == 0 else { return }
+        let deadline = LogEngine.monotonicNanoseconds() + nanoseconds
+        repeat {
+            sched_yield()
+            if queuedJobs.load(ordering: .acquiring) != 0 { return }
+        } while LogEngine.monotonicNanoseconds() < deadline
+    }
+
+    /// Batch formation after a batch of `resumed` callers: waits (polling, bounded by
+    /// `gatherNanoseconds`) while the callers just resumed re-append, so they join the
+    /// next batch instead of forming a separate one. Stops early once `resumed` more
+    /// jobs than were queued at the start are queued, or the queue stopped growing.
+    private func gather(resumed: Int) {
+        guard gatherNanoseconds > 0, resumed > 1 else { return }
+        let start = LogEngine.monotonicNanoseconds()
+        let deadline = start + gatherNanoseconds
+        let stall = max(gatherNanoseconds / 4, 1)
+        let initial = queuedJobs.load(ordering: .acquiring)
+        let target = initial + resumed
+        var seen = initial
+        var lastGrowth = start
         while true {
+            sched_yield()
+            let now = LogEngine.monotonicNanoseconds()
+            let queued = queuedJobs.load(ordering: .acquiring)
+            if queued >= target || now >= deadline { return }
+            if queued != seen {
+                seen = queued
+                lastGrowth = now
+            } else if now - lastGrowth >= stall {
+                return
+            }
+        }
+    }
+
+    private func ioLoop() {
+        var resumed = 0
+        while true {
+            if resumed > 0 {
+                gather(resumed: resumed)
+                pollForWork(nanoseconds: idleSpinNanoseconds)
+            }
             condition.lock()
             while queue.isEmpty && !stopping { condition.wait() }
             if queue.isEmpty {
@@ -196,28 +307,37 @@ public final class LogEngine: @unchecked Sendable {
                 return
             }
             // Take one compaction alone, or as many appends as fit one batch.
-            var batch: [Job] = []
             if case .compact = queue[0] {
                 batch.append(queue.removeFirst())
             } else {
                 var records = 0
                 var bytes = 0
-                while let next = queue.first, case .append(let group, _, _) = next {
-                    let groupBytes = group.reduce(0) { $0 + RecordFrame.frameBytes(bodyBytes: $1.body.count) }
-                    if !batch.isEmpty && (records + group.count > configuration.batchRecordsMax
+                var taken = 0
+                for job in queue {
+                    guard case .append(let group, let groupBytes, _, _) = job else { break }
+                    if taken > 0 && (records + group.count > configuration.batchRecordsMax
                         || bytes + groupBytes > configuration.batchBytesMax) { break }
                     records += group.count
                     bytes += groupBytes
-                    batch.append(queue.removeFirst())
+                    taken += 1
+                }
+                if taken == queue.count {
+                    swap(&queue, &batch)
+                } else {
+                    batch.append(contentsOf: queue[..<taken])
+                    queue.removeFirst(taken)
                 }
                 queuedRecords -= records
             }
+            queuedJobs.store(queue.count, ordering: .releasing)
             condition.unlock()
-            execute(batch)
+            resumed = execute()
+            batch.removeAll(keepingCapacity: true)
         }
     }
 
-    private func execute(_ batch: [Job]) {
+    /// Runs `batch`; returns how many appenders it resumed.
+    private func execute() -> Int {
         if case .compact(let makeItems, let completion) = batch.first {
             do {
                 let items = try makeItems(writer.lastSequence)
@@ -229,37 +349,47 @@ public final class LogEngine: @unchecked Sendable {
                 if let poisoned = writer.poisoned { poisonAll(poisoned) }
                 completion(.failure(typed))
             }
-            return
+            return 0
         }
-        var records: [LogRecord] = []
-        var groups: [(count: Int, onDurable: (@Sendable (UInt64) -> Void)?,
-                      completion: @Sendable (Result<UInt64, LedgerError>) -> Void)] = []
-        for job in batch {
-            if case .append(let group, let onDurable, let completion) = job {
-                records.append(contentsOf: group)
-                groups.append((group.count, onDurable, completion))
+        // One appender: commit its array as is; more: gather their records into a
+        // buffer kept (with its capacity) across batches.
+        var single: [LogRecord]? = nil
+        if batch.count == 1, case .append(let group, _, _, _) = batch[0] {
+            single = group
+        } else {
+            for job in batch {
+                if case .append(let group, _, _, _) = job { batchRecords.append(contentsOf: group) }
             }
         }
+        defer { batchRecords.removeAll(keepingCapacity: true) }
         do {
-            let first = try writer.commit(records)
-            publish(records: records.count)
+            let count = single?.count ?? batchRecords.count
+            let first = try writer.commit(single ?? batchRecords)
+            publish(records: count)
             var sequence = first
-            for group in groups {
-                group.onDurable?(sequence)
-                sequence += UInt64(group.count)
+            for job in batch {
+                if case .append(let group, _, let onDurable, _) = job {
+                    onDurable?(sequence)
+                    sequence += UInt64(group.count)
+                }
             }
             sequence = first
-            for group in groups {
-                group.completion(.success(sequence))
-                sequence += UInt64(group.count)
+            for job in batch {
+                if case .append(let group, _, _, let waiter) = job {
+                    waiter.resume(.success(sequence))
+                    sequence += UInt64(group.count)
+                }
             }
         } catch {
             let typed = (error as? LedgerError) ?? LedgerError(.io, "\(error)", path: directory)
             // Poison before resuming anyone, so a caller that saw the failure never sees
             // the engine still accepting work.
             poisonAll(writer.poisoned ?? typed)
-            for group in groups { group.completion(.failure(typed)) }
+            for job in batch {
+                if case .append(_, _, _, let waiter) = job { waiter.resume(.failure(typed)) }
+            }
         }
+        return batch.count
     }
 
     private func publish(records: Int) {
@@ -279,6 +409,7 @@ public final class LogEngine: @unchecked Sendable {
         let failed = queue
         queue.removeAll()
         queuedRecords = 0
+        queuedJobs.store(0, ordering: .releasing)
         let stored = poisoned!
         condition.unlock()
         for job in failed { job.fail(stored) }
@@ -288,7 +419,7 @@ public final class LogEngine: @unchecked Sendable {
 extension LogEngine.Job {
     fileprivate func fail(_ error: LedgerError) {
         switch self {
-        case .append(_, _, let completion): completion(.failure(error))
+        case .append(_, _, _, let waiter): waiter.resume(.failure(error))
         case .compact(_, let completion): completion(.failure(error))
         }
     }
