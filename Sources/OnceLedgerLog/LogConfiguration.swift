@@ -24,9 +24,12 @@ public struct LogConfiguration: Sendable, Hashable {
     /// After resuming a batch's callers, the I/O thread keeps polling for new work
     /// (lock-free, yielding the CPU between polls) for up to this long before it
     /// sleeps on its condition. A caller that appends again within the window is
-    /// picked up without a thread wake-up (tens of µs on a virtual machine). Bounded,
-    /// so an idle log costs at most this much CPU after its last batch. 0 disables it.
-    public var idleSpinMicroseconds: Int = 50
+    /// picked up without a thread wake-up (tens of µs on a virtual machine). The
+    /// default covers a caller's task being resumed on a pool thread, a short effect
+    /// and the next append (`once` writes its completion right after its effect).
+    /// Bounded, so an idle log costs at most this much CPU after its last batch.
+    /// 0 disables it.
+    public var idleSpinMicroseconds: Int = 200
     /// After a batch of more than one caller, the I/O thread waits up to this long
     /// for the callers it just resumed to append again, so they join the next batch
     /// rather than forming a separate one. It stops early once they all have, or the

@@ -19,7 +19,7 @@ import Synchronization
 ///   jobs have arrived, or when the queue has not grown for a quarter of the bound.
 ///   A batch of one caller never waits.
 /// - When the queue is then empty it polls for up to
-///   `LogConfiguration.idleSpinMicroseconds` (default 50 µs) before sleeping on its
+///   `LogConfiguration.idleSpinMicroseconds` (default 200 µs) before sleeping on its
 ///   condition, so a lone appender that appends again right away is picked up
 ///   without a wake-up.
 /// Both polls read an atomic mirror of the queue length without taking the lock,
