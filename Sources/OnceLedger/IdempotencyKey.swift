@@ -12,6 +12,11 @@ import OnceLedgerFormat
 ///   does not depend on dictionary order or encoder settings.
 /// - `IdempotencyKey(explicit: maybeKey, name:, params:)`: an explicit key takes
 ///   precedence over the derived one.
+///
+/// The ledger compares keys byte for byte (their UTF-8), like the log and the effect
+/// token: `"caf\u{e9}"` and `"cafe\u{301}"` are two keys, though Swift's `==` calls the
+/// strings equal. Normalize keys (e.g. to NFC) before use if your inputs may differ
+/// only that way.
 public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
     public let rawValue: String
     /// SHA-256 of the canonical (name, params) encoding; 32 zero bytes when none.
@@ -75,4 +80,7 @@ public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, Expre
     }
 
     public var description: String { rawValue }
+
+    /// The key's UTF-8 bytes: its identity in the ledger.
+    var bytes: [UInt8] { Array(rawValue.utf8) }
 }

@@ -66,7 +66,7 @@ extension Ledger {
         _ effect: @Sendable (EffectContext) async throws -> [UInt8]
     ) async throws -> OnceOutcome<[UInt8]> {
         try key.validate()
-        if OnceTaskContext.runningKeys.contains(key.rawValue) {
+        if OnceTaskContext.runningKeys.contains(key.bytes) {
             throw LedgerError(.invalidArgument,
                               "once(\"\(key.rawValue)\") was called from inside its own effect; that would wait on itself forever",
                               key: key.rawValue)
@@ -133,7 +133,7 @@ extension Ledger {
     /// Decides, atomically with registering as the key's running call.
     func decide(_ key: IdempotencyKey, scope: DeduplicationScope, policy: PendingPolicy<[UInt8]>) -> Decision {
         inFlight.withLock { running -> Decision in
-            if let call = running[key.rawValue] {
+            if let call = running[key.bytes] {
                 if call.isOperator { return .waitThenDecide(call) }
                 if call.fingerprint != key.fingerprint {
                     let stored = entry(key.rawValue)
@@ -148,7 +148,7 @@ extension Ledger {
             guard let entry = stored, entry.status != .absent else {
                 let previous = stored
                 let call = InFlightCall(fingerprint: key.fingerprint)
-                running[key.rawValue] = call
+                running[key.bytes] = call
                 return .run(call, attempt: (previous?.attempt ?? 0) + 1, generation: previous?.generation ?? 0)
             }
             if entry.fingerprint != key.fingerprint {
@@ -169,7 +169,7 @@ extension Ledger {
                 }
                 if !expired { return .alreadyDone(entry) }
                 let call = InFlightCall(fingerprint: key.fingerprint)
-                running[key.rawValue] = call
+                running[key.bytes] = call
                 return .run(call, attempt: entry.attempt + 1, generation: entry.generation &+ 1)
             case .pendingUnknown:
                 switch policy {
@@ -180,11 +180,11 @@ extension Ledger {
                         key: key.rawValue, entry: entry))
                 case .retry:
                     let call = InFlightCall(fingerprint: key.fingerprint)
-                    running[key.rawValue] = call
+                    running[key.bytes] = call
                     return .run(call, attempt: entry.attempt + 1, generation: entry.generation)
                 case .reconcile(let ask):
                     let call = InFlightCall(fingerprint: key.fingerprint)
-                    running[key.rawValue] = call
+                    running[key.bytes] = call
                     return .reconcile(call, entry, ask)
                 }
             case .absent:
@@ -195,7 +195,7 @@ extension Ledger {
 
     func finish(_ key: IdempotencyKey, _ call: InFlightCall, _ result: Result<EntryInfo, LedgerErrorOrOther>) {
         inFlight.withLock { running in
-            if running[key.rawValue] === call { running[key.rawValue] = nil }
+            if running[key.bytes] === call { running[key.bytes] = nil }
         }
         call.finish(result)
     }
@@ -253,7 +253,7 @@ extension Ledger {
         let context = EffectContext(key: key.rawValue, attempt: attempt, generation: generation)
         let receipt: [UInt8]
         do {
-            receipt = try await OnceTaskContext.$runningKeys.withValue(OnceTaskContext.runningKeys.union([key.rawValue])) {
+            receipt = try await OnceTaskContext.$runningKeys.withValue(OnceTaskContext.runningKeys.union([key.bytes])) {
                 try await effect(context)
             }
         } catch let didNotHappen as EffectDidNotHappen {
@@ -291,7 +291,8 @@ extension Ledger {
 
 /// The keys whose effects are running in the current task (to refuse re-entry).
 enum OnceTaskContext {
-    @TaskLocal static var runningKeys: Set<String> = []
+    /// By UTF-8 bytes, as the ledger compares keys.
+    @TaskLocal static var runningKeys: Set<[UInt8]> = []
 }
 
 enum ReceiptCoding {

@@ -16,7 +16,10 @@ public final class Ledger: Sendable {
     let backend: any LedgerBackend
     let clock: @Sendable () -> UInt64
     let state: Mutex<LedgerState>
-    let inFlight = Mutex<[String: InFlightCall]>([:])
+    /// The calls running in this process, by key bytes (keys compare byte for byte,
+    /// as in the state and the log; `String` equality would merge canonically
+    /// equivalent keys).
+    let inFlight = Mutex<[[UInt8]: InFlightCall]>([:])
     /// Set by `close()`: a closed ledger writes nothing more, even if its backend is
     /// opened again by another `Ledger` (an in-memory backend is shared that way).
     let closed = Mutex(false)

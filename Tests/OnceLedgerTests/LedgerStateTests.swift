@@ -171,6 +171,24 @@ import Testing
         #expect(receipt == [2])
     }
 
+    /// While one key's effect runs, a canonically equivalent key with other bytes is a
+    /// different key: it runs its own effect rather than waiting for (or being refused
+    /// as a re-entry of) the running one.
+    @Test(.timeLimit(.minutes(1))) func equivalentKeysInFlightAreDifferentKeys() async throws {
+        let ledger = Ledger.inMemory()
+        let outer = try await ledger.onceBytes(IdempotencyKey("caf\u{e9}")) { _ in
+            let inner = try await ledger.onceBytes(IdempotencyKey("cafe\u{301}")) { _ in [2] }
+            guard case .performed(let receipt, _) = inner else { return [0] }
+            return receipt
+        }
+        guard case .performed(let receipt, _) = outer else {
+            Issue.record("the outer effect did not run")
+            return
+        }
+        #expect(receipt == [2])
+        #expect(ledger.entryCount == 2)
+    }
+
     @Test func manyKeysAndReplacedReceiptsStayFindable() throws {
         var state = LedgerState()
         let count = 50_000
