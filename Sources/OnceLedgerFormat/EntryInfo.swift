@@ -14,8 +14,9 @@ public struct EntryInfo: Hashable, Sendable, CustomStringConvertible {
     /// Intents ever written for the key.
     public var attempt: UInt32
     public var generation: UInt32
-    /// The token the effect received (derived from key and generation).
-    public var token: String
+    /// The token the effect received, derived from key and generation when asked for
+    /// (SHA-256 and hex: too costly to compute for every entry the ledger hands out).
+    public var token: String { EffectToken.derive(key: key, generation: generation) }
     /// SHA-256 of the canonical params (32 zero bytes when the call had no params).
     public var fingerprint: [UInt8]
     /// Milliseconds since the Unix epoch: when the intent was written (pending) or the
@@ -30,7 +31,6 @@ public struct EntryInfo: Hashable, Sendable, CustomStringConvertible {
         self.status = status
         self.attempt = attempt
         self.generation = generation
-        self.token = EffectToken.derive(key: key, generation: generation)
         self.fingerprint = fingerprint
         self.timeMilliseconds = timeMilliseconds
         self.receipt = receipt
