@@ -10,34 +10,6 @@ import CZlib
 import OnceLedgerFormat
 import Testing
 
-/// SplitMix64: the same seed gives the same bytes on every platform.
-private struct CRCRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ count: Int) -> Int { Int(next() % UInt64(max(1, count))) }
-    /// Eight bytes per step, so the multi-MiB buffers stay quick in debug builds.
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        var result = [UInt8](repeating: 0, count: count)
-        result.withUnsafeMutableBytes { raw in
-            var index = 0
-            while index < count {
-                var word = next()
-                for _ in 0..<min(8, count - index) {
-                    raw[index] = UInt8(truncatingIfNeeded: word)
-                    word >>= 8
-                    index += 1
-                }
-            }
-        }
-        return result
-    }
-}
 
 /// zlib's `crc32`, the reference (lengths here stay far below its 32-bit `uInt`).
 private func zlibCRC(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
@@ -71,7 +43,7 @@ private func ourCRCs(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> (dispatc
     }
 
     @Test func everyLengthAtEveryAlignmentMatchesZlib() {
-        var random = CRCRandom(state: 0x0c0f_fee0)
+        var random = TestRandom(state: 0x0c0f_fee0)
         let buffer = random.bytes(2100 + 16)
         var mismatches: [String] = []
         buffer.withUnsafeBytes { all in
@@ -92,7 +64,7 @@ private func ourCRCs(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> (dispatc
     }
 
     @Test func largeRandomBuffersMatchZlib() {
-        var random = CRCRandom(state: 0xb16_b0f)
+        var random = TestRandom(state: 0xb16_b0f)
         for round in 0..<8 {
             let length = round == 0 ? 4 << 20 : random.below(4 << 20)
             let buffer = random.bytes(length + 16)
@@ -109,7 +81,7 @@ private func ourCRCs(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> (dispatc
     }
 
     @Test func chainingAtEverySplitPointMatchesOneCall() {
-        var random = CRCRandom(state: 0xc4a1_2)
+        var random = TestRandom(state: 0xc4a1_2)
         for length in [300, 4100] {
             let buffer = random.bytes(length)
             buffer.withUnsafeBytes { all in
@@ -143,7 +115,7 @@ private func ourCRCs(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> (dispatc
     }
 
     @Test func recordChecksumMatchesTwoZlibCalls() {
-        var random = CRCRandom(state: 0x5ec0_4d)
+        var random = TestRandom(state: 0x5ec0_4d)
         let buffer = random.bytes(4096 + 16)
         var mismatches: [String] = []
         buffer.withUnsafeBytes { all in

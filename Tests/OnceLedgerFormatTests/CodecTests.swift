@@ -8,20 +8,6 @@ import Foundation
 import OnceLedgerFormat
 import Testing
 
-/// SplitMix64: the same seed gives the same bytes on every platform.
-private struct CodecRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ count: Int) -> Int { Int(next() % UInt64(max(1, count))) }
-    mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) } }
-}
-
 private enum Samples {
     static let fingerprint = [UInt8](0..<32)
     static let time: UInt64 = 1_700_000_000_000
@@ -356,7 +342,7 @@ private enum Samples {
     }
 
     /// Decodes `bytes` with every decoder; whatever decodes must re-encode to the same bytes.
-    private static func decodeEverything(_ bytes: [UInt8], random: inout CodecRandom, context: String) {
+    private static func decodeEverything(_ bytes: [UInt8], random: inout TestRandom, context: String) {
         let kinds = RecordKind.known + [RecordKind(rawValue: 0), RecordKind(rawValue: UInt16(truncatingIfNeeded: random.next()))]
         for kind in kinds {
             if case .body(let body) = RecordBody.decode(kind: kind, bytes) {
@@ -384,7 +370,7 @@ private enum Samples {
     @Test func randomGarbageNeverTraps() {
         let seed = Self.fuzzSeed
         print("CodecTests.randomGarbageNeverTraps seed=\(seed) iterations=\(Self.fuzzIterations)")
-        var random = CodecRandom(state: seed)
+        var random = TestRandom(state: seed)
         for iteration in 0..<Self.fuzzIterations {
             let count = random.below(4) == 0 ? random.below(8) : random.below(400)
             let bytes = random.bytes(count)
@@ -395,7 +381,7 @@ private enum Samples {
     @Test func mutatedEncodingsNeverTrap() {
         let seed = Self.fuzzSeed &+ 1
         print("CodecTests.mutatedEncodingsNeverTrap seed=\(seed) iterations=\(Self.fuzzIterations)")
-        var random = CodecRandom(state: seed)
+        var random = TestRandom(state: seed)
         let id = LedgerID(bytes: Array(0..<16))!
         var seeds: [[UInt8]] = Samples.small.map { $0.encode() }
         seeds.append(SegmentHeader(ledgerID: id, segmentNumber: 1, firstSequence: 1, segmentBytes: 4096, previousChain: 0).encode())

@@ -23,23 +23,24 @@ import Testing
         mutating func apply(_ body: RecordBody) {
             guard let key = body.key.map({ Array($0.utf8) }) else { return }
             var entry = entries[key] ?? Entry()
+            // Completion and resolve-done: done, attempt max(old, record's), fingerprint kept.
+            func done(attempt: UInt32, receipt: [UInt8], time: UInt64) {
+                entry.status = .done
+                entry.attempt = max(entry.attempt, attempt)
+                entry.receipt = receipt
+                entry.time = time
+            }
             switch body {
             case .intent(let b):
                 entry = Entry(status: .pendingUnknown, attempt: b.attempt, generation: b.generation,
                               fingerprint: b.fingerprint, time: b.timeMilliseconds)
             case .completion(let b):
-                entry.status = .done
-                entry.attempt = max(entry.attempt, b.attempt)
-                entry.receipt = b.receipt
-                entry.time = b.timeMilliseconds
+                done(attempt: b.attempt, receipt: b.receipt, time: b.timeMilliseconds)
             case .release(let b):
                 entry = Entry(status: .absent, attempt: max(entry.attempt, b.attempt), generation: entry.generation,
                               time: b.timeMilliseconds)
             case .resolve(let b) where b.outcome == .done:
-                entry.status = .done
-                entry.attempt = max(entry.attempt, b.attempt)
-                entry.receipt = b.receipt
-                entry.time = b.timeMilliseconds
+                done(attempt: b.attempt, receipt: b.receipt, time: b.timeMilliseconds)
             case .resolve(let b):
                 entry = Entry(status: .absent, attempt: max(entry.attempt, b.attempt), generation: entry.generation,
                               time: b.timeMilliseconds)
