@@ -22,13 +22,14 @@ public struct LogConfiguration: Sendable, Hashable {
     /// acked-through value (a later flip in it is then detected as corruption).
     public var checkpointOnClose: Bool = true
     /// After resuming a batch's callers, the I/O thread keeps polling for new work
-    /// (lock-free, yielding the CPU between polls) for up to this long before it
-    /// sleeps on its condition. A caller that appends again within the window is
-    /// picked up without a thread wake-up (tens of µs on a virtual machine). The
-    /// default covers a caller's task being resumed on a pool thread, a short effect
-    /// and the next append (`once` writes its completion right after its effect).
-    /// Bounded, so an idle log costs at most this much CPU after its last batch.
-    /// 0 disables it.
+    /// (lock-free, yielding the CPU between polls) before it sleeps on its condition,
+    /// so a caller that appends again soon is picked up without a thread wake-up
+    /// (tens of µs on a virtual machine). It polls for about twice the recent gap
+    /// between a batch and the next append, at most this long, and not at all when
+    /// appends come further apart than this (so moderate, spread-out traffic costs no
+    /// polling CPU). The default covers a caller's task being resumed on a pool thread,
+    /// a short effect and the next append (`once` writes its completion right after
+    /// its effect). 0 disables polling.
     public var idleSpinMicroseconds: Int = 200
     /// After a batch of more than one caller, the I/O thread waits up to this long
     /// for the callers it just resumed to append again, so they join the next batch

@@ -18,10 +18,13 @@ import Synchronization
 ///   splitting into two alternating half-size batches. It stops as soon as that many
 ///   jobs have arrived, or when the queue has not grown for a quarter of the bound.
 ///   A batch of one caller never waits.
-/// - When the queue is then empty it polls for up to
-///   `LogConfiguration.idleSpinMicroseconds` (default 200 µs) before sleeping on its
-///   condition, so a lone appender that appends again right away is picked up
-///   without a wake-up.
+/// - When the queue is then empty it polls before sleeping on its condition, so a
+///   lone appender that appends again right away is picked up without a wake-up.
+///   How long adapts to the traffic: about twice the recent gap between a batch's
+///   end and the next append (a moving average), at most
+///   `LogConfiguration.idleSpinMicroseconds` (default 200 µs), and not at all when
+///   appends come further apart than that — there a wake-up is cheap next to the
+///   wait, and polling would only burn CPU.
 /// Both polls read an atomic mirror of the queue length without taking the lock,
 /// call `sched_yield` between reads (on a small machine the appenders need that
 /// CPU), and are bounded, so an idle log costs at most that much CPU after its last
@@ -54,6 +57,10 @@ public final class LogEngine: @unchecked Sendable {
     private var batchRecords: [LogRecord] = []
     private let idleSpinNanoseconds: UInt64
     private let gatherNanoseconds: UInt64
+    /// Moving average (weight 1/4) of the time from the end of a batch to the start of
+    /// the next one, and when the last batch ended.
+    private var arrivalGapNanoseconds: UInt64 = 0
+    private var lastBatchEnd: UInt64 = 0
 
     private struct Published {
         var lastSequence: UInt64 = 0
@@ -253,6 +260,19 @@ public final class LogEngine: @unchecked Sendable {
         DispatchTime.now().uptimeNanoseconds
     }
 
+    /// How long to poll after a batch: twice the recent gap to the next append (plus
+    /// 10 µs), up to `idleSpinNanoseconds`; none when appends come further apart.
+    private func spinBudget() -> UInt64 {
+        guard arrivalGapNanoseconds <= idleSpinNanoseconds else { return 0 }
+        return min(idleSpinNanoseconds, 2 * arrivalGapNanoseconds + 10_000)
+    }
+
+    /// Folds the gap since the last batch ended into the moving average.
+    private func noteArrival() {
+        let gap = LogEngine.monotonicNanoseconds() &- lastBatchEnd
+        arrivalGapNanoseconds = (3 * arrivalGapNanoseconds + min(gap, 1_000_000_000)) / 4
+    }
+
     /// Spin-then-park: polls (without the lock, yielding the CPU between polls) until
     /// a job is queued or `nanoseconds` have passed.
     private func pollForWork(nanoseconds: UInt64) {
@@ -296,7 +316,7 @@ public final class LogEngine: @unchecked Sendable {
         while true {
             if resumed > 0 {
                 gather(resumed: resumed)
-                pollForWork(nanoseconds: idleSpinNanoseconds)
+                pollForWork(nanoseconds: spinBudget())
             }
             condition.lock()
             while queue.isEmpty && !stopping { condition.wait() }
@@ -306,6 +326,7 @@ public final class LogEngine: @unchecked Sendable {
                 condition.unlock()
                 return
             }
+            if resumed > 0 { noteArrival() }
             // Take one compaction alone, or as many appends as fit one batch.
             if case .compact = queue[0] {
                 batch.append(queue.removeFirst())
@@ -333,6 +354,7 @@ public final class LogEngine: @unchecked Sendable {
             condition.unlock()
             resumed = execute()
             batch.removeAll(keepingCapacity: true)
+            lastBatchEnd = LogEngine.monotonicNanoseconds()
         }
     }
 
