@@ -103,7 +103,10 @@ struct LedgerState: ~Copyable {
     func info(_ key: String) -> EntryInfo? {
         checkReplayFinished()
         var key = key
-        let index = key.withUTF8 { utf8 in find(UnsafeRawBufferPointer(utf8), hash: LedgerState.hash(utf8)).index }
+        let index = key.withUTF8 { utf8 in
+            let raw = UnsafeRawBufferPointer(utf8)
+            return find(raw, hash: LedgerState.hash(raw)).index
+        }
         return index.map { info(key: key, entry: entries[$0]) }
     }
 
@@ -131,10 +134,6 @@ struct LedgerState: ~Copyable {
     }
 
     // MARK: The table
-
-    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
-        hash(UnsafeRawBufferPointer(bytes))
-    }
 
     static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         var hasher = Hasher()

@@ -102,6 +102,24 @@ public struct ByteReader: Sendable {
     }
 }
 
+public enum ZeroScan {
+    /// Index of the last nonzero byte of `raw[from..<end]`, or nil if all of it is
+    /// zero — how a scanner tells preallocated space from a torn or garbled tail.
+    /// Reads a word at a time from the back.
+    public static func lastNonZero(_ raw: UnsafeRawBufferPointer, from: Int, end: Int) -> Int? {
+        var index = end
+        while index - 8 >= from {
+            if raw.loadUnaligned(fromByteOffset: index - 8, as: UInt64.self) != 0 { break }
+            index -= 8
+        }
+        while index > from {
+            if raw[index - 1] != 0 { return index - 1 }
+            index -= 1
+        }
+        return nil
+    }
+}
+
 public enum Alignment {
     @inlinable
     public static func roundUp(_ value: Int, to alignment: Int) -> Int {

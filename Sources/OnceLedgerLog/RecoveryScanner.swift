@@ -141,12 +141,14 @@ public enum RecoveryScanner {
             report.tornFiles.sort()
             report.otherFiles.sort()
 
+            // Every segment is read whole below, after the snapshot and one after another:
+            // the kernel reads them ahead while the earlier files are checked.
+            for (_, name) in segmentNames { storage.prefetch(Paths.join(directory, name)) }
+
             // Stage 1: the newest snapshot.
             var snapshot: SnapshotFile?
             if let (namedCovered, name) = snapshotNames.last {
                 let path = Paths.join(directory, name)
-                // The segments after it are read next; start reading them now.
-                for (_, segment) in segmentNames { storage.prefetch(Paths.join(directory, segment)) }
                 let snapshotBytesMax = UInt64(FormatLimits.snapshotHeaderBytes + FormatLimits.snapshotTrailerBytes)
                     + FormatLimits.snapshotBodyBytesMax
                 guard let bytes = try storage.readWholeFile(path, maxBytes: snapshotBytesMax) else {
@@ -202,9 +204,7 @@ public enum RecoveryScanner {
             }
             report.observation.segments = .contiguous
 
-            // Stages 3-5: headers, links and records, segment by segment. The kernel reads
-            // the later segments ahead while the first ones are checked.
-            for (_, name) in segmentNames.dropFirst() { storage.prefetch(Paths.join(directory, name)) }
+            // Stages 3-5: headers, links and records, segment by segment.
             if let snapshot { try onSnapshot(snapshot) }
             let covered = snapshot?.coveredSequence ?? 0
             for (index, (number, name)) in segmentNames.enumerated() {
@@ -387,7 +387,7 @@ public enum RecoveryScanner {
                     case .zero, .incomplete:
                         // Zeros, or fewer bytes than a header or the declared frame: a clean
                         // end when everything from here to the segment end is zero.
-                        lastNonZero = offset >= end ? nil : Scan.lastNonZero(raw, from: offset, end: end)
+                        lastNonZero = offset >= end ? nil : ZeroScan.lastNonZero(raw, from: offset, end: end)
                         scannedToEnd = true
                         if lastNonZero == nil {
                             if isLast && expected <= covered {
@@ -431,7 +431,7 @@ public enum RecoveryScanner {
                                      path: path, segment: number, offset: UInt64(offset), sequence: expected,
                                      expectedChecksum: expectedCRC, actualChecksum: actualCRC))
                     if isLast {
-                        if !scannedToEnd { lastNonZero = Scan.lastNonZero(raw, from: offset, end: end) }
+                        if !scannedToEnd { lastNonZero = ZeroScan.lastNonZero(raw, from: offset, end: end) }
                         let last = lastNonZero ?? offset
                         let tornEnd = min(end, Alignment.roundUp(max(last + 1, offset + 1), to: FormatLimits.recordAlignment))
                         report.tornTail = TornTail(
@@ -441,21 +441,6 @@ public enum RecoveryScanner {
                     return true
                 }
             }
-        }
-
-        /// Index of the last nonzero byte in `from..<end`, or nil if all zero.
-        static func lastNonZero(_ raw: UnsafeRawBufferPointer, from: Int, end: Int) -> Int? {
-            var index = end
-            // Word-at-a-time from the back.
-            while index - 8 >= from {
-                if raw.loadUnaligned(fromByteOffset: index - 8, as: UInt64.self) != 0 { break }
-                index -= 8
-            }
-            while index > from {
-                if raw[index - 1] != 0 { return index - 1 }
-                index -= 1
-            }
-            return nil
         }
 
         /// The highest acked-through of any valid record after `offset` in this segment.

@@ -31,23 +31,36 @@ final class EngineThroughput: Sendable {
     func run(appenders: Int, seconds: Double) async throws -> BenchResults.EngineRate {
         let engine = self.engine
         let body = self.body
-        // Warm-up: every appender once, not counted.
+        return try await EngineThroughput.measure(engine: engine, callers: appenders, seconds: seconds) { _, _ in
+            _ = try await engine.append(kind: .opaque, body: body)
+        }
+    }
+
+    /// The concurrent rate rows (engine appends, `Ledger.once`): a warm-up call per
+    /// caller (`serial` nil, not counted), then `callers` tasks each calling
+    /// `operation(caller, serial)` with serial 0, 1, … until `seconds` have passed.
+    /// Only calls acknowledged inside the window count; batches are `engine`'s.
+    static func measure(
+        engine: LogEngine, callers: Int, seconds: Double,
+        _ operation: @escaping @Sendable (_ caller: Int, _ serial: Int?) async throws -> Void
+    ) async throws -> BenchResults.EngineRate {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<appenders {
-                group.addTask { _ = try await engine.append(kind: .opaque, body: body) }
+            for caller in 0..<callers {
+                group.addTask { try await operation(caller, nil) }
             }
             try await group.waitForAll()
         }
         let before = engine.commitStatistics
-        // Only appends acknowledged inside the window count.
         let start = MonotonicClock.nanoseconds()
         let deadline = MonotonicClock.deadline(afterSeconds: seconds)
         let operations = try await withThrowingTaskGroup(of: Int.self) { group in
-            for _ in 0..<appenders {
+            for caller in 0..<callers {
                 group.addTask {
                     var count = 0
+                    var serial = 0
                     repeat {
-                        _ = try await engine.append(kind: .opaque, body: body)
+                        try await operation(caller, serial)
+                        serial += 1
                         if MonotonicClock.nanoseconds() <= deadline { count += 1 }
                     } while MonotonicClock.nanoseconds() < deadline
                     return count
@@ -56,7 +69,7 @@ final class EngineThroughput: Sendable {
             return try await group.reduce(0, +)
         }
         let elapsed = Double(deadline - start) / 1e9
-        return EngineThroughput.rate(operations: operations, seconds: elapsed, appenders: appenders,
+        return EngineThroughput.rate(operations: operations, seconds: elapsed, appenders: callers,
                                      before: before, after: engine.commitStatistics)
     }
 
@@ -82,7 +95,7 @@ final class EngineThroughput: Sendable {
         }
     }
 
-    private static func rate(
+    static func rate(
         operations: Int, seconds: Double, appenders: Int, before: (batches: UInt64, records: UInt64),
         after: (batches: UInt64, records: UInt64)
     ) -> BenchResults.EngineRate {

@@ -46,39 +46,8 @@ final class OnceThroughput: Sendable {
             let outcome = try await ledger.once(IdempotencyKey(key), as: [UInt8].self) { _ in receipt }
             guard outcome.wasPerformed else { throw BenchError("once(\"\(key)\") was not performed: the key was not fresh") }
         }
-        // Warm-up: every caller once, not counted.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for caller in 0..<callers {
-                group.addTask { try await once("\(keyPrefix)c\(caller)w") }
-            }
-            try await group.waitForAll()
+        return try await EngineThroughput.measure(engine: engine, callers: callers, seconds: seconds) { caller, serial in
+            try await once(serial.map { "\(keyPrefix)c\(caller)-\($0)" } ?? "\(keyPrefix)c\(caller)w")
         }
-        let before = engine.commitStatistics
-        // Only calls that returned inside the window count.
-        let start = MonotonicClock.nanoseconds()
-        let deadline = MonotonicClock.deadline(afterSeconds: seconds)
-        let operations = try await withThrowingTaskGroup(of: Int.self) { group in
-            for caller in 0..<callers {
-                group.addTask {
-                    let prefix = "\(keyPrefix)c\(caller)-"
-                    var count = 0
-                    var serial = 0
-                    repeat {
-                        try await once(prefix + String(serial))
-                        serial += 1
-                        if MonotonicClock.nanoseconds() <= deadline { count += 1 }
-                    } while MonotonicClock.nanoseconds() < deadline
-                    return count
-                }
-            }
-            return try await group.reduce(0, +)
-        }
-        let after = engine.commitStatistics
-        let batches = after.batches - before.batches
-        let records = after.records - before.records
-        return BenchResults.EngineRate(
-            rate: .init(operations: operations, seconds: Double(deadline - start) / 1e9), appenders: callers,
-            batches: batches, records: records,
-            meanRecordsPerBatch: batches > 0 ? Double(records) / Double(batches) : 0)
     }
 }

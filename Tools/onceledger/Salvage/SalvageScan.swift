@@ -304,7 +304,7 @@ struct SalvageScan {
                     offset += header.frameBytes
                     continue
                 case .zero, .incomplete:
-                    guard let last = SalvageScan.lastNonZero(raw, from: offset, end: end) else { return }  // free space
+                    guard let last = ZeroScan.lastNonZero(raw, from: offset, end: end) else { return }  // free space
                     reason = result == .zero ? "zeros followed by nonzero bytes" : "a record runs past the end of the segment"
                     _ = last
                 case .corrupt(let why):
@@ -317,7 +317,7 @@ struct SalvageScan {
                                          reason: reason, unverifiedContents: hint))
                     offset = next
                 } else {
-                    let last = SalvageScan.lastNonZero(raw, from: offset, end: end) ?? offset
+                    let last = ZeroScan.lastNonZero(raw, from: offset, end: end) ?? offset
                     let stop = min(end, (last + FormatLimits.recordAlignment) / FormatLimits.recordAlignment
                         * FormatLimits.recordAlignment)
                     damage.append(Damage(segment: segment, file: file, startOffset: UInt64(offset),
@@ -455,20 +455,6 @@ struct SalvageScan {
     }
 
     // MARK: Byte helpers
-
-    /// Index of the last nonzero byte in `from..<end`, or nil if all zero.
-    static func lastNonZero(_ raw: UnsafeRawBufferPointer, from: Int, end: Int) -> Int? {
-        var index = end
-        while index - 8 >= from {
-            if raw.loadUnaligned(fromByteOffset: index - 8, as: UInt64.self) != 0 { break }
-            index -= 8
-        }
-        while index > from {
-            if raw[index - 1] != 0 { return index - 1 }
-            index -= 1
-        }
-        return nil
-    }
 
     /// The first 8-byte-aligned offset at or after `from` holding a valid record. Header
     /// fields are checked before the checksum so a long run of garbage stays cheap.
