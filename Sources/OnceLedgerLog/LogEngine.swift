@@ -61,6 +61,8 @@ public final class LogEngine: @unchecked Sendable {
     /// the next one, and when the last batch ended.
     private var arrivalGapNanoseconds: UInt64 = 0
     private var lastBatchEnd: UInt64 = 0
+    /// Summed on the I/O thread; copied to `published` each time it looks for work.
+    private var timings = BatchTimings()
 
     private struct Published {
         var lastSequence: UInt64 = 0
@@ -68,6 +70,45 @@ public final class LogEngine: @unchecked Sendable {
         var batches: UInt64 = 0
         var syncedRecords: UInt64 = 0
         var segmentNumber: UInt64 = 0
+        var timings = BatchTimings()
+    }
+
+    /// Where the I/O thread's time goes, summed over the batches of appends since
+    /// open: what a single caller waits for besides the disk. A diagnostic
+    /// (`onceledger bench` prints the means). Published when the I/O thread looks for
+    /// its next batch, so it can trail the newest batch briefly; after `close` it is
+    /// complete. Timing costs four `clock_gettime` calls (vDSO, no system call) per
+    /// batch.
+    public struct BatchTimings: Sendable, Equatable, Codable {
+        /// Batches of appends that completed (failed ones are not timed).
+        public var batches: UInt64 = 0
+        /// `LogWriter.commit`: framing, `pwrite` and `fdatasync` (and a rollover when
+        /// one falls in the batch).
+        public var commitNanoseconds: UInt64 = 0
+        /// The batch's `onDurable` callbacks (the ledger applies its records there).
+        public var onDurableNanoseconds: UInt64 = 0
+        /// Resuming the batch's callers. For a suspended task this hands it to its
+        /// executor, which may have to wake a parked pool thread.
+        public var resumeNanoseconds: UInt64 = 0
+        /// Idle gaps timed: from the end of a batch that resumed callers to the I/O
+        /// thread taking the next batch (polling, or asleep if the poll ran out).
+        /// Gaps of a second or more (the log sat idle) are left out.
+        public var gaps: UInt64 = 0
+        public var gapNanoseconds: UInt64 = 0
+
+        public init() {}
+
+        /// The change from `earlier` to `self`.
+        public func since(_ earlier: BatchTimings) -> BatchTimings {
+            var delta = BatchTimings()
+            delta.batches = batches &- earlier.batches
+            delta.commitNanoseconds = commitNanoseconds &- earlier.commitNanoseconds
+            delta.onDurableNanoseconds = onDurableNanoseconds &- earlier.onDurableNanoseconds
+            delta.resumeNanoseconds = resumeNanoseconds &- earlier.resumeNanoseconds
+            delta.gaps = gaps &- earlier.gaps
+            delta.gapNanoseconds = gapNanoseconds &- earlier.gapNanoseconds
+            return delta
+        }
     }
 
     /// Who is waiting for an append: a suspended task or a blocked thread.
@@ -210,6 +251,8 @@ public final class LogEngine: @unchecked Sendable {
         condition.withLock { (published.batches, published.syncedRecords) }
     }
     public var poisonError: LedgerError? { condition.withLock { poisoned } }
+    /// See `BatchTimings`.
+    public var batchTimings: BatchTimings { condition.withLock { published.timings } }
 
     /// Drains queued work, writes a checkpoint, stops the I/O thread, closes the
     /// segment and releases the lock. Idempotent.
@@ -271,6 +314,10 @@ public final class LogEngine: @unchecked Sendable {
     private func noteArrival() {
         let gap = LogEngine.monotonicNanoseconds() &- lastBatchEnd
         arrivalGapNanoseconds = (3 * arrivalGapNanoseconds + min(gap, 1_000_000_000)) / 4
+        if gap < 1_000_000_000 {
+            timings.gaps += 1
+            timings.gapNanoseconds += gap
+        }
     }
 
     /// Spin-then-park: polls (without the lock, yielding the CPU between polls) until
@@ -319,6 +366,7 @@ public final class LogEngine: @unchecked Sendable {
                 pollForWork(nanoseconds: spinBudget())
             }
             condition.lock()
+            published.timings = timings
             while queue.isEmpty && !stopping { condition.wait() }
             if queue.isEmpty {
                 stopped = true
@@ -386,7 +434,9 @@ public final class LogEngine: @unchecked Sendable {
         defer { batchRecords.removeAll(keepingCapacity: true) }
         do {
             let count = single?.count ?? batchRecords.count
+            let started = LogEngine.monotonicNanoseconds()
             let first = try writer.commit(single ?? batchRecords)
+            let committed = LogEngine.monotonicNanoseconds()
             publish(records: count)
             var sequence = first
             for job in batch {
@@ -395,6 +445,7 @@ public final class LogEngine: @unchecked Sendable {
                     sequence += UInt64(group.count)
                 }
             }
+            let applied = LogEngine.monotonicNanoseconds()
             sequence = first
             for job in batch {
                 if case .append(let group, _, _, let waiter) = job {
@@ -402,6 +453,10 @@ public final class LogEngine: @unchecked Sendable {
                     sequence += UInt64(group.count)
                 }
             }
+            timings.batches += 1
+            timings.commitNanoseconds += committed &- started
+            timings.onDurableNanoseconds += applied &- committed
+            timings.resumeNanoseconds += LogEngine.monotonicNanoseconds() &- applied
         } catch {
             let typed = (error as? LedgerError) ?? LedgerError(.io, "\(error)", path: directory)
             // Poison before resuming anyone, so a caller that saw the failure never sees

@@ -1,10 +1,11 @@
 // Proves the engine works on real files: append, close, reopen, read back in order
 // with the same bytes; rollover across segments; a second opener of one directory
 // gets a typed `.locked` error naming the holder's pid; concurrent appends share
-// commit batches.
+// commit batches, and the batch timings account for every batch.
 import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
+import Synchronization
 import Testing
 
 func temporaryDirectory(_ name: String = #function) -> String {
@@ -81,5 +82,32 @@ func readAll(_ directory: String, storage: any Storage = PosixStorage(),
         let (reopened, records) = try readAll(directory)
         defer { try? reopened.close() }
         #expect(records.filter { $0.header.kind == .opaque }.count == 512)
+    }
+
+    /// `batchTimings` accounts for every batch of appends: after `close` (which
+    /// stops the I/O thread) it holds one commit, onDurable and resume per batch and
+    /// one idle gap per batch that followed another. Only counts and non-emptiness
+    /// are checked, never durations.
+    @Test func batchTimingsCountEveryBatch() async throws {
+        let directory = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try LogEngine.open(directory: directory)
+        let start = engine.batchTimings
+        #expect(start == LogEngine.BatchTimings())
+        let appends = 20
+        let applied = Mutex(0)
+        for index in 0..<appends {
+            _ = try await engine.append([LogRecord(kind: .opaque, body: Array("t\(index)".utf8))],
+                                        onDurable: { _ in applied.withLock { $0 += 1 } })
+        }
+        try engine.close()
+        let timings = engine.batchTimings.since(start)
+        #expect(applied.withLock { $0 } == appends)
+        #expect(timings.batches == engine.commitStatistics.batches)
+        #expect(timings.batches == UInt64(appends), "sequential appends commit one batch each")
+        #expect(timings.commitNanoseconds > 0, "a commit includes an fdatasync; it cannot take no time")
+        #expect(timings.gaps <= timings.batches - 1)
+        #expect(timings.gaps >= 1)
+        #expect(timings.since(timings) == LogEngine.BatchTimings())
     }
 }

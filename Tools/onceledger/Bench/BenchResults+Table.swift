@@ -72,6 +72,8 @@ extension BenchResults {
         out.append("× raw and engine ÷ SQLite are medians of per-round ratios; rate/s is the total over all rounds")
         out.append("engine ÷ SQLite: 1 writer \(Format.ratio(ratios.engine1VersusSQLite1)), \(engine64.appenders) writers \(Format.ratio(ratios.engine64VersusSQLite64))")
         out.append("")
+        out += renderSingleCallerTimings()
+        out.append("")
 
         var recoveryTable = TextTable(["recovery", "time", "record MB/s", "file MB/s", "records/s"])
         for (ledger, label) in [(recovery, "ledger A"), (openSmall, "ledger B")] {
@@ -117,5 +119,35 @@ extension BenchResults {
         out.append("")
         out.append("total \(Format.seconds(totalSeconds))")
         return out.joined(separator: "\n")
+    }
+
+    /// Where a lone caller's time goes, commit by commit: the I/O thread's
+    /// `LogEngine.BatchTimings` means next to the raw loop's time per sync.
+    func renderSingleCallerTimings() -> [String] {
+        func micros(_ nanoseconds: UInt64, per count: UInt64) -> String {
+            count > 0 ? Format.fixed(Double(nanoseconds) / Double(count) / 1000, 1) : "-"
+        }
+        let rawMicros = rawLoop.perSecond > 0 ? 1e6 / rawLoop.perSecond : 0
+        var table = TextTable(["one caller, per commit (µs)", "total", "− raw", "write+sync", "onDurable",
+                               "resume", "to next append"])
+        table.add(["raw pwrite+fdatasync loop", Format.fixed(rawMicros, 1), "", Format.fixed(rawMicros, 1),
+                   "", "", ""])
+        var rows = [("engine, async append", engine1), ("engine, appendAndWait", engine1Blocking)]
+        if let exactlyOnce { rows.append(("Ledger.once (2 commits per once)", exactlyOnce.once1)) }
+        for (label, rate) in rows {
+            let timings = rate.timings
+            let total = timings.batches > 0 ? rate.rate.seconds * 1e6 / Double(timings.batches) : 0
+            table.add([label, Format.fixed(total, 1), Format.fixed(total - rawMicros, 1),
+                       micros(timings.commitNanoseconds, per: timings.batches),
+                       micros(timings.onDurableNanoseconds, per: timings.batches),
+                       micros(timings.resumeNanoseconds, per: timings.batches),
+                       micros(timings.gapNanoseconds, per: timings.gaps)])
+        }
+        return [
+            table.render(),
+            "means over all rounds, from the I/O thread's clock (LogEngine.batchTimings): write+sync = framing, pwrite and fdatasync;",
+            "onDurable = the ledger applying the batch; resume = handing the caller back (a task: to Swift's pool, which may have to",
+            "wake a parked thread); to next append = from there until the caller's next append reached the I/O thread",
+        ]
     }
 }

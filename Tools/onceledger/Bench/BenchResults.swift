@@ -1,3 +1,5 @@
+import OnceLedgerLog
+
 /// Everything one `onceledger bench` run measured; printed as a table or, with
 /// `--json`, encoded as one JSON object (field names are the JSON keys).
 struct BenchResults: Codable, Sendable {
@@ -39,13 +41,25 @@ struct BenchResults: Codable, Sendable {
         var batches: UInt64
         var records: UInt64
         var meanRecordsPerBatch: Double
+        /// The I/O thread's time over the measured window (`LogEngine.BatchTimings`).
+        var timings: LogEngine.BatchTimings
 
         static func total(_ rates: [EngineRate]) -> EngineRate {
             let batches = rates.reduce(0) { $0 + $1.batches }
             let records = rates.reduce(0) { $0 + $1.records }
+            var timings = LogEngine.BatchTimings()
+            for rate in rates {
+                timings.batches += rate.timings.batches
+                timings.commitNanoseconds += rate.timings.commitNanoseconds
+                timings.onDurableNanoseconds += rate.timings.onDurableNanoseconds
+                timings.resumeNanoseconds += rate.timings.resumeNanoseconds
+                timings.gaps += rate.timings.gaps
+                timings.gapNanoseconds += rate.timings.gapNanoseconds
+            }
             return EngineRate(rate: .total(rates.map(\.rate)), appenders: rates.first?.appenders ?? 0,
                               batches: batches, records: records,
-                              meanRecordsPerBatch: batches > 0 ? Double(records) / Double(batches) : 0)
+                              meanRecordsPerBatch: batches > 0 ? Double(records) / Double(batches) : 0,
+                              timings: timings)
         }
     }
 

@@ -51,6 +51,7 @@ final class EngineThroughput: Sendable {
             try await group.waitForAll()
         }
         let before = engine.commitStatistics
+        let timingsBefore = engine.batchTimings
         let start = MonotonicClock.nanoseconds()
         let deadline = MonotonicClock.deadline(afterSeconds: seconds)
         let operations = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -70,7 +71,8 @@ final class EngineThroughput: Sendable {
         }
         let elapsed = Double(deadline - start) / 1e9
         return EngineThroughput.rate(operations: operations, seconds: elapsed, appenders: callers,
-                                     before: before, after: engine.commitStatistics)
+                                     before: before, after: engine.commitStatistics,
+                                     timings: engine.batchTimings.since(timingsBefore))
     }
 
     /// One appender using the blocking `appendAndWait` from a plain thread: the
@@ -82,6 +84,7 @@ final class EngineThroughput: Sendable {
         return try await BlockingThread.run {
             for _ in 0..<10 { _ = try engine.appendAndWait(record) }
             let before = engine.commitStatistics
+            let timingsBefore = engine.batchTimings
             let deadline = MonotonicClock.deadline(afterSeconds: seconds)
             let clock = MonotonicClock()
             var operations = 0
@@ -91,18 +94,20 @@ final class EngineThroughput: Sendable {
             } while MonotonicClock.nanoseconds() < deadline
             let elapsed = clock.elapsedSeconds
             return EngineThroughput.rate(operations: operations, seconds: elapsed, appenders: 1, before: before,
-                                         after: engine.commitStatistics)
+                                         after: engine.commitStatistics,
+                                         timings: engine.batchTimings.since(timingsBefore))
         }
     }
 
     static func rate(
         operations: Int, seconds: Double, appenders: Int, before: (batches: UInt64, records: UInt64),
-        after: (batches: UInt64, records: UInt64)
+        after: (batches: UInt64, records: UInt64), timings: LogEngine.BatchTimings
     ) -> BenchResults.EngineRate {
         let batches = after.batches - before.batches
         let records = after.records - before.records
         return BenchResults.EngineRate(
             rate: .init(operations: operations, seconds: seconds), appenders: appenders, batches: batches,
-            records: records, meanRecordsPerBatch: batches > 0 ? Double(records) / Double(batches) : 0)
+            records: records, meanRecordsPerBatch: batches > 0 ? Double(records) / Double(batches) : 0,
+            timings: timings)
     }
 }
