@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers depend one way (see README "Architecture"):
 //   CCRC32            CRC-32 in C (PCLMULQDQ folding on x86_64, slicing-by-8 elsewhere), zlib's result.
-//   COnceSupport      C helpers Swift cannot spell (a prefetch hint).
+//   COnceSupport      C helpers Swift cannot spell (a prefetch hint, a huge-page hint).
 //   OnceLedgerFormat  pure codec: bytes <-> segment headers, records, snapshots. No I/O, no Foundation.
 //   OnceLedgerLog     the storage engine: storage protocol, POSIX files, recovery scanner, group commit.
 //   OnceLedger        the exactly-once API users import: Ledger.once, idempotency keys, pending handling.
@@ -24,7 +24,8 @@ let package = Package(
     targets: [
         // The record checksum; bit-identical to zlib's crc32, which the tests compare it with.
         .target(name: "CCRC32"),
-        // C helpers with no Swift spelling (a cache prefetch hint for the ledger's replay).
+        // C helpers with no Swift spelling: a cache prefetch hint for the ledger's replay,
+        // and a transparent-huge-page hint for large buffers (segment reads, the ledger's tables).
         .target(name: "COnceSupport"),
         // zlib's crc32: the reference the CRC tests compare CCRC32 with.
         .systemLibrary(
@@ -45,7 +46,7 @@ let package = Package(
         ),
         .target(
             name: "OnceLedgerLog",
-            dependencies: ["OnceLedgerFormat"]
+            dependencies: ["OnceLedgerFormat", "COnceSupport"]
         ),
         .target(
             name: "OnceLedger",

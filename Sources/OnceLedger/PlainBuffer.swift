@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import COnceSupport
 
 /// A growable array of plain values in one `malloc`'d block, for `LedgerState`'s
 /// million-entry tables. Unlike `Array` it grows with `realloc` — for a large block
@@ -27,7 +28,7 @@ struct PlainBuffer<Element: BitwiseCopyable>: ~Copyable {
         base = PlainBuffer.checked(calloc(count, MemoryLayout<Element>.stride), count: count)
         self.count = count
         capacity = count
-        PlainBuffer.adviseHugePages(base, bytes: count * MemoryLayout<Element>.stride)
+        ol_advise_huge_pages(base, count * MemoryLayout<Element>.stride)
     }
 
     deinit { free(base) }
@@ -51,7 +52,7 @@ struct PlainBuffer<Element: BitwiseCopyable>: ~Copyable {
         let bytes = grown * MemoryLayout<Element>.stride
         base = PlainBuffer.checked(realloc(base, bytes), count: grown)
         capacity = grown
-        PlainBuffer.adviseHugePages(base, bytes: bytes)
+        ol_advise_huge_pages(base, bytes)
     }
 
     /// Empties the buffer, keeping its memory.
@@ -98,19 +99,5 @@ struct PlainBuffer<Element: BitwiseCopyable>: ~Copyable {
         // Out of memory: Swift's own allocations trap too; nothing sensible can go on.
         guard let pointer else { fatalError("cannot allocate \(count) × \(MemoryLayout<Element>.stride) bytes") }
         return pointer.bindMemory(to: Element.self, capacity: count)
-    }
-
-    private static func adviseHugePages(_ base: UnsafeMutablePointer<Element>?, bytes: Int) {
-        #if os(Linux)
-        let hugePage = 2 << 20
-        guard let base, bytes >= 2 * hugePage else { return }
-        // madvise wants a page-aligned start; the huge pages themselves only cover the
-        // 2 MiB-aligned part of the range, which is nearly all of a large block.
-        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (Int(bitPattern: base) + pageSize - 1) / pageSize * pageSize
-        let end = Int(bitPattern: base) + bytes
-        guard let aligned = UnsafeMutableRawPointer(bitPattern: start), end > start else { return }
-        _ = madvise(aligned, end - start, Int32(MADV_HUGEPAGE))
-        #endif
     }
 }

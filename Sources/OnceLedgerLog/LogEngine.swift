@@ -92,7 +92,8 @@ public final class LogEngine: @unchecked Sendable {
         public var resumeNanoseconds: UInt64 = 0
         /// Idle gaps timed: from the end of a batch that resumed callers to the I/O
         /// thread taking the next batch (polling, or asleep if the poll ran out).
-        /// Gaps of a second or more (the log sat idle) are left out.
+        /// Only gaps under 1 ms count: they measure how fast a caller comes back; a
+        /// longer one is the log sitting idle (or an effect taking its time).
         public var gaps: UInt64 = 0
         public var gapNanoseconds: UInt64 = 0
 
@@ -314,7 +315,7 @@ public final class LogEngine: @unchecked Sendable {
     private func noteArrival() {
         let gap = LogEngine.monotonicNanoseconds() &- lastBatchEnd
         arrivalGapNanoseconds = (3 * arrivalGapNanoseconds + min(gap, 1_000_000_000)) / 4
-        if gap < 1_000_000_000 {
+        if gap < 1_000_000 {
             timings.gaps += 1
             timings.gapNanoseconds += gap
         }

@@ -85,9 +85,9 @@ func readAll(_ directory: String, storage: any Storage = PosixStorage(),
     }
 
     /// `batchTimings` accounts for every batch of appends: after `close` (which
-    /// stops the I/O thread) it holds one commit, onDurable and resume per batch and
-    /// one idle gap per batch that followed another. Only counts and non-emptiness
-    /// are checked, never durations.
+    /// stops the I/O thread) it holds one commit, onDurable and resume per batch, and
+    /// at most one idle gap per batch that followed another. Only counts are checked,
+    /// never durations.
     @Test func batchTimingsCountEveryBatch() async throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -106,8 +106,8 @@ func readAll(_ directory: String, storage: any Storage = PosixStorage(),
         #expect(timings.batches == engine.commitStatistics.batches)
         #expect(timings.batches == UInt64(appends), "sequential appends commit one batch each")
         #expect(timings.commitNanoseconds > 0, "a commit includes an fdatasync; it cannot take no time")
+        // Which gaps count depends on timing (only those under 1 ms), so only the bound is checked.
         #expect(timings.gaps <= timings.batches - 1)
-        #expect(timings.gaps >= 1)
         #expect(timings.since(timings) == LogEngine.BatchTimings())
     }
 }

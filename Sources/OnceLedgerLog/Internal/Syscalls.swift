@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import COnceSupport
 import OnceLedgerFormat
 import Synchronization
 
@@ -34,6 +35,9 @@ enum Syscalls {
         var failure: LedgerError?
         let result = [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
             let buffer = UnsafeMutableRawBufferPointer(storage)
+            // A whole segment (64 MiB by default): with 4 KiB pages, faulting in and
+            // zeroing the fresh buffer took longer than decoding its records.
+            ol_advise_huge_pages(buffer.baseAddress, count)
             while done < count {
                 if let fault = FaultInjection.check(.read, path: path) {
                     if fault == EINTR { continue }
