@@ -47,6 +47,7 @@ public final class Ledger: Sendable {
         self.clock = clock
         var loaded = LedgerState()
         try backend.load(
+            itemCount: { count in loaded.reserve(entries: count) },
             item: { kind, body in try loaded.replay(kind: kind, body: body) },
             record: { kind, body in try loaded.replay(kind: kind, body: body) })
         loaded.finishReplay()

@@ -11,6 +11,13 @@ public protocol LedgerBackend: AnyObject, Sendable {
     /// The body buffer is valid only during the call (no copy is made per record).
     func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
               record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws
+    /// `load`, first telling `itemCount` how many snapshot items follow (called at most
+    /// once, before the first item), so the ledger can size its tables once instead
+    /// of growing them a million entries at a time. A backend that cannot tell uses the
+    /// default, which never calls it.
+    func load(itemCount: (Int) -> Void,
+              item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+              record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws
     /// Appends `records` as one atomic group. When they are durable, calls
     /// `onDurable(firstSequence)` — before returning, and before any later append's
     /// `onDurable` or any compaction's `makeItems` — then returns the first sequence.
@@ -18,6 +25,14 @@ public protocol LedgerBackend: AnyObject, Sendable {
     /// Replaces everything durable so far by `makeItems(coveredSequence)`'s items.
     func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws
     func close() throws
+}
+
+extension LedgerBackend {
+    public func load(itemCount: (Int) -> Void,
+                     item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+                     record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
+        try load(item: item, record: record)
+    }
 }
 
 /// The default backend: the segmented write-ahead log in a directory.
@@ -44,10 +59,19 @@ public final class FileBackend: LedgerBackend, @unchecked Sendable {
 
     public func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
                      record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
+        try load(itemCount: { _ in }, item: item, record: record)
+    }
+
+    public func load(itemCount: (Int) -> Void,
+                     item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+                     record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         let engine = try LogEngine.open(
             directory: directory, storage: storage, configuration: configuration, createIfMissing: createIfMissing,
             clock: clock,
-            onSnapshot: { snapshot in try snapshot.forEachItem(item) },
+            onSnapshot: { snapshot in
+                itemCount(snapshot.itemCount)
+                try snapshot.forEachItem(item)
+            },
             onRecord: { scanned in try scanned.bodyBytes.withUnsafeBytes { try record(scanned.header.kind, $0) } })
         engineSlot.withLock { $0 = engine }
     }
@@ -95,11 +119,18 @@ public final class InMemoryBackend: LedgerBackend, @unchecked Sendable {
 
     public func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
                      record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
+        try load(itemCount: { _ in }, item: item, record: record)
+    }
+
+    public func load(itemCount: (Int) -> Void,
+                     item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+                     record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         let (items, records) = try state.withLock { state -> ([SnapshotFile.Item], [(RecordKind, [UInt8])]) in
             if state.open { throw LedgerError(.locked, "this in-memory backend is already open") }
             state.open = true
             return (state.items, state.records)
         }
+        if !items.isEmpty { itemCount(items.count) }
         for entry in items { try entry.body.withUnsafeBytes { try item(entry.kind, $0) } }
         for (kind, body) in records { try body.withUnsafeBytes { try record(kind, $0) } }
     }

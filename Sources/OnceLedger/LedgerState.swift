@@ -194,8 +194,21 @@ struct LedgerState: ~Copyable {
         return key.withUTF8 { entryIndex(UnsafeRawBufferPointer($0)) }
     }
 
-    private mutating func growSlots() {
-        var fresh = PlainBuffer<UInt64>(zeroed: max(1024, slots.count * 2))
+    /// Sizes the tables for `count` keys in all (a snapshot says how many items it
+    /// holds), so a large replay does not grow and rehash them step by step. Key and
+    /// blob bytes still grow as they come. A hint: more keys than this still fit.
+    mutating func reserve(entries count: Int) {
+        guard count > entries.count, count < Int(UInt32.max) else { return }
+        entries.reserve(adding: count - entries.count)
+        if count * 4 > slots.count * 3 { growSlots(minimum: count * 4 / 3 + 1) }
+    }
+
+    /// Replaces the slot table by one of at least `minimum` (and twice as many, at
+    /// least 1024) slots, a power of two, and reinserts every entry.
+    private mutating func growSlots(minimum: Int = 0) {
+        var size = max(1024, slots.count * 2)
+        while size < minimum { size *= 2 }
+        var fresh = PlainBuffer<UInt64>(zeroed: size)
         let mask = fresh.count - 1
         for old in 0..<slots.count {
             let value = slots[old]

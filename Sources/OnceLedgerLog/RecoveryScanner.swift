@@ -141,8 +141,11 @@ public enum RecoveryScanner {
             report.tornFiles.sort()
             report.otherFiles.sort()
 
-            // Every segment is read whole below, after the snapshot and one after another:
-            // the kernel reads them ahead while the earlier files are checked.
+            // Every file is read whole below, the newest snapshot first, then the segments
+            // one after another: the kernel reads them ahead, in that order, while the
+            // earlier files are checked. (Asking for the segments first would queue the
+            // snapshot's reads behind them.)
+            if let (_, name) = snapshotNames.last { storage.prefetch(Paths.join(directory, name)) }
             for (_, name) in segmentNames { storage.prefetch(Paths.join(directory, name)) }
 
             // Stage 1: the newest snapshot.

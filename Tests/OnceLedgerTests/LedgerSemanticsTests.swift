@@ -967,4 +967,40 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         ledger = try harness.reopen(ledger)
         #expect(ledger.entries() == after)
     }
+
+    /// After a compaction both backends announce the snapshot's item count before its
+    /// first item (the ledger sizes its tables from it), and exactly that many follow.
+    @Test(arguments: BackendKind.allCases)
+    func loadAnnouncesTheSnapshotItemCount(_ kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        func backend() -> any LedgerBackend {
+            kind == .file ? FileBackend(directory: harness.directory, configuration: harness.configuration)
+                : harness.memory
+        }
+        var ledger = try Ledger(backend: backend())
+        for index in 0..<5 { _ = try await ledger.once(IdempotencyKey("k\(index)"), as: String.self) { _ in "r" } }
+        try await ledger.compact()
+        _ = try await ledger.once("after", as: String.self) { _ in "r" }
+        try ledger.close()
+
+        var announced: [Int] = []
+        var itemsBeforeAnnouncement = 0
+        var items = 0
+        var records = 0
+        let loading = backend()
+        try loading.load(
+            itemCount: { announced.append($0); itemsBeforeAnnouncement = items },
+            item: { _, _ in items += 1 },
+            record: { _, _ in records += 1 })
+        try loading.close()
+        #expect(announced == [items])
+        #expect(items >= 5)
+        #expect(itemsBeforeAnnouncement == 0)
+        #expect(records >= 2, "the intent and completion after the snapshot are records")
+
+        // And the ledger sized from it has every key.
+        ledger = try Ledger(backend: backend())
+        defer { try? ledger.close() }
+        #expect(ledger.entryCount == 6)
+    }
 }

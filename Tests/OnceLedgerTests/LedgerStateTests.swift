@@ -141,6 +141,18 @@ import Testing
         for item in state.snapshotItems() { try replayed.apply(kind: item.kind, body: item.body) }
         Self.check(replayed, against: model)
         #expect(replayed.snapshotItems() == state.snapshotItems())
+        // Sized up front from the item count (as an open from a snapshot is), with too
+        // small a hint, and with a hint arriving after some keys exist: the same state.
+        let items = state.snapshotItems()
+        for (before, hint) in [(0, items.count), (0, items.count / 3), (items.count / 2, items.count + 5_000)] {
+            var sized = LedgerState()
+            for item in items[..<before] { try sized.apply(kind: item.kind, body: item.body) }
+            sized.reserve(entries: hint)
+            for item in items[before...] { try item.body.withUnsafeBytes { try sized.replay(kind: item.kind, body: $0) } }
+            sized.finishReplay()
+            Self.check(sized, against: model)
+            #expect(sized.snapshotItems() == items)
+        }
     }
 
     @Test func canonicallyEquivalentKeysWithDifferentBytesAreDifferentKeys() async throws {
