@@ -196,19 +196,26 @@ struct LedgerState: ~Copyable {
 
     /// Sizes the tables for `count` keys in all (a snapshot says how many items it
     /// holds), so a large replay does not grow and rehash them step by step. Key and
-    /// blob bytes still grow as they come. A hint: more keys than this still fit.
+    /// blob bytes still grow as they come. Only a hint: more keys than this still fit,
+    /// and when the memory for it is not there (a snapshot's items need not all be
+    /// keys) nothing is reserved and the tables grow as usual.
     mutating func reserve(entries count: Int) {
         guard count > entries.count, count < Int(UInt32.max) else { return }
-        entries.reserve(adding: count - entries.count)
-        if count * 4 > slots.count * 3 { growSlots(minimum: count * 4 / 3 + 1) }
+        guard entries.reserveIfAvailable(adding: count - entries.count) else { return }
+        if count * 4 > slots.count * 3 {
+            var size = max(1024, slots.count * 2)
+            while size * 3 < count * 4 { size *= 2 }
+            if let fresh = PlainBuffer<UInt64>(zeroedIfAvailable: size) { rehash(into: fresh) }
+        }
     }
 
-    /// Replaces the slot table by one of at least `minimum` (and twice as many, at
-    /// least 1024) slots, a power of two, and reinserts every entry.
-    private mutating func growSlots(minimum: Int = 0) {
-        var size = max(1024, slots.count * 2)
-        while size < minimum { size *= 2 }
-        var fresh = PlainBuffer<UInt64>(zeroed: size)
+    /// Doubles the slot table (at least 1024 slots).
+    private mutating func growSlots() {
+        rehash(into: PlainBuffer<UInt64>(zeroed: max(1024, slots.count * 2)))
+    }
+
+    /// Reinserts every slot into `fresh` (zeroed, a power of two, larger) and keeps it.
+    private mutating func rehash(into fresh: consuming PlainBuffer<UInt64>) {
         let mask = fresh.count - 1
         for old in 0..<slots.count {
             let value = slots[old]

@@ -31,6 +31,17 @@ struct PlainBuffer<Element: BitwiseCopyable>: ~Copyable {
         ol_advise_huge_pages(base, count * MemoryLayout<Element>.stride)
     }
 
+    /// `init(zeroed:)`, or nil when the memory is not there (for sizes that come from
+    /// a hint, such as a snapshot's item count, rather than from data already held).
+    init?(zeroedIfAvailable count: Int) {
+        guard count > 0 else { return nil }
+        guard let pointer = calloc(count, MemoryLayout<Element>.stride) else { return nil }
+        base = pointer.bindMemory(to: Element.self, capacity: count)
+        self.count = count
+        capacity = count
+        ol_advise_huge_pages(base, count * MemoryLayout<Element>.stride)
+    }
+
     deinit { free(base) }
 
     subscript(index: Int) -> Element {
@@ -53,6 +64,19 @@ struct PlainBuffer<Element: BitwiseCopyable>: ~Copyable {
         base = PlainBuffer.checked(realloc(base, bytes), count: grown)
         capacity = grown
         ol_advise_huge_pages(base, bytes)
+    }
+
+    /// Makes room for exactly `adding` more elements if the memory is there; returns
+    /// false (the buffer unchanged) when it is not. For capacity hints.
+    mutating func reserveIfAvailable(adding: Int) -> Bool {
+        let needed = count + adding
+        guard needed > capacity else { return true }
+        let (bytes, overflow) = needed.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+        guard !overflow, let grown = realloc(base, bytes) else { return false }
+        base = grown.bindMemory(to: Element.self, capacity: needed)
+        capacity = needed
+        ol_advise_huge_pages(base, bytes)
+        return true
     }
 
     /// Empties the buffer, keeping its memory.

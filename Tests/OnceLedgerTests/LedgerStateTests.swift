@@ -202,6 +202,23 @@ import Testing
         #expect(ledger.entryCount == 2)
     }
 
+    /// The size hint comes from a file: a count too large to reserve (or to be real)
+    /// must leave the state working, never trap. Whether the memory for the largest
+    /// one is granted (virtually) depends on the machine; either way nothing changes.
+    @Test func absurdSizeHintsAreHarmless() throws {
+        for hint in [Int(UInt32.max) - 2, Int(UInt32.max), Int.max, -1, 0] {
+            var state = LedgerState()
+            try state.apply(kind: .intent, body: RecordBody.intent(.init(key: "before", attempt: 1, timeMilliseconds: 1)).encode())
+            state.reserve(entries: hint)
+            for index in 0..<2_000 {
+                try state.apply(kind: .intent, body: RecordBody.intent(.init(key: "k\(index)", attempt: 1, timeMilliseconds: 1)).encode())
+            }
+            #expect(state.count == 2_001)
+            #expect(state.info("before")?.status == .pendingUnknown)
+            #expect(state.info("k1999")?.status == .pendingUnknown)
+        }
+    }
+
     @Test func manyKeysAndReplacedReceiptsStayFindable() throws {
         var state = LedgerState()
         let count = 50_000
