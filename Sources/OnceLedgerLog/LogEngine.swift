@@ -101,14 +101,23 @@ public final class LogEngine: @unchecked Sendable {
 
         /// The change from `earlier` to `self`.
         public func since(_ earlier: BatchTimings) -> BatchTimings {
-            var delta = BatchTimings()
-            delta.batches = batches &- earlier.batches
-            delta.commitNanoseconds = commitNanoseconds &- earlier.commitNanoseconds
-            delta.onDurableNanoseconds = onDurableNanoseconds &- earlier.onDurableNanoseconds
-            delta.resumeNanoseconds = resumeNanoseconds &- earlier.resumeNanoseconds
-            delta.gaps = gaps &- earlier.gaps
-            delta.gapNanoseconds = gapNanoseconds &- earlier.gapNanoseconds
-            return delta
+            combined(with: earlier, by: &-)
+        }
+
+        /// Both together (e.g. several measurement windows).
+        public static func + (left: BatchTimings, right: BatchTimings) -> BatchTimings {
+            left.combined(with: right, by: &+)
+        }
+
+        private func combined(with other: BatchTimings, by operation: (UInt64, UInt64) -> UInt64) -> BatchTimings {
+            var result = BatchTimings()
+            result.batches = operation(batches, other.batches)
+            result.commitNanoseconds = operation(commitNanoseconds, other.commitNanoseconds)
+            result.onDurableNanoseconds = operation(onDurableNanoseconds, other.onDurableNanoseconds)
+            result.resumeNanoseconds = operation(resumeNanoseconds, other.resumeNanoseconds)
+            result.gaps = operation(gaps, other.gaps)
+            result.gapNanoseconds = operation(gapNanoseconds, other.gapNanoseconds)
+            return result
         }
     }
 

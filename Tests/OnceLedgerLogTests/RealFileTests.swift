@@ -109,5 +109,6 @@ func readAll(_ directory: String, storage: any Storage = PosixStorage(),
         // Which gaps count depends on timing (only those under 1 ms), so only the bound is checked.
         #expect(timings.gaps <= timings.batches - 1)
         #expect(timings.since(timings) == LogEngine.BatchTimings())
+        #expect((timings + start).since(start) == timings)
     }
 }

@@ -47,15 +47,7 @@ struct BenchResults: Codable, Sendable {
         static func total(_ rates: [EngineRate]) -> EngineRate {
             let batches = rates.reduce(0) { $0 + $1.batches }
             let records = rates.reduce(0) { $0 + $1.records }
-            var timings = LogEngine.BatchTimings()
-            for rate in rates {
-                timings.batches += rate.timings.batches
-                timings.commitNanoseconds += rate.timings.commitNanoseconds
-                timings.onDurableNanoseconds += rate.timings.onDurableNanoseconds
-                timings.resumeNanoseconds += rate.timings.resumeNanoseconds
-                timings.gaps += rate.timings.gaps
-                timings.gapNanoseconds += rate.timings.gapNanoseconds
-            }
+            let timings = rates.reduce(LogEngine.BatchTimings()) { $0 + $1.timings }
             return EngineRate(rate: .total(rates.map(\.rate)), appenders: rates.first?.appenders ?? 0,
                               batches: batches, records: records,
                               meanRecordsPerBatch: batches > 0 ? Double(records) / Double(batches) : 0,
