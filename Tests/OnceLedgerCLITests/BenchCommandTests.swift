@@ -1,0 +1,53 @@
+// Proves `onceledger bench` runs end to end on a tiny workload and reports every part:
+// the rate rows with their per-commit breakdown, the exactly-once rows, recovery and open
+// times, and the target table (text), and the same numbers as JSON. Nothing here looks at
+// how fast anything was (CI machines are shared); only that each part was measured.
+import Foundation
+import Testing
+
+@Suite struct BenchCommandTests {
+    static let tiny = ["--seconds", "0.5", "--rounds", "1", "--records", "2000", "--open-records", "2000",
+                       "--ledger-entries", "2000", "--appenders", "4"]
+
+    static func scratch(_ name: String = #function) throws -> String {
+        let path = FileManager.default.temporaryDirectory.path + "/onceledger-bench-test-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test func tableHasEverySection() throws {
+        let directory = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try CLI.run(["bench", "--dir", directory] + Self.tiny)
+        #expect(result.exitCode == 0, "stderr: \(result.stderr)")
+        for heading in ["durable writes", "one caller, per commit (µs)", "exactly once (no-op effect, fresh key)",
+                        "memory per done entry", "open 2.0 k done entries", "recovery", "target", "total "] {
+            #expect(result.stdout.contains(heading), "missing \"\(heading)\"")
+        }
+        for row in ["raw pwrite+fdatasync loop", "engine, async append", "Ledger.once (2 commits per once)",
+                    "once, 1 caller ÷ (raw loop ÷ 2)", "open from snapshot ÷ from segments, cold"] {
+            #expect(result.stdout.contains(row), "missing row \"\(row)\"")
+        }
+        // The scratch directory is removed unless --keep.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+    }
+
+    @Test func jsonCarriesTheBatchTimings() throws {
+        let directory = try Self.scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try CLI.run(["bench", "--dir", directory, "--json", "--skip-ledger"] + Self.tiny)
+        #expect(result.exitCode == 0, "stderr: \(result.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let root = try #require(object)
+        let engine1 = try #require(root["engine1"] as? [String: Any])
+        let timings = try #require(engine1["timings"] as? [String: Any])
+        let batches = try #require(timings["batches"] as? Int)
+        #expect(batches > 0, "one appender commits one batch per append")
+        #expect((timings["commitNanoseconds"] as? Int ?? 0) > 0)
+        #expect(engine1["batches"] as? Int == batches, "the timings cover the same batches as the statistics")
+        let targets = try #require(root["targets"] as? [[String: Any]])
+        #expect(!targets.isEmpty)
+        #expect(targets.allSatisfy { $0["met"] is Bool })
+        #expect(root["exactlyOnce"] == nil || root["exactlyOnce"] is NSNull, "--skip-ledger leaves out the ledger part")
+    }
+}
