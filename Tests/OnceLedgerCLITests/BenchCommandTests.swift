@@ -44,7 +44,10 @@ import Testing
         let batches = try #require(timings["batches"] as? Int)
         #expect(batches > 0, "one appender commits one batch per append")
         #expect((timings["commitNanoseconds"] as? Int ?? 0) > 0)
-        #expect(engine1["batches"] as? Int == batches, "the timings cover the same batches as the statistics")
+        // Timings are published when the I/O thread looks for its next batch, so at either
+        // end of the window they may trail the statistics by one batch.
+        let counted = try #require(engine1["batches"] as? Int)
+        #expect(abs(counted - batches) <= 1, "the timings cover the same batches as the statistics")
         let targets = try #require(root["targets"] as? [[String: Any]])
         #expect(!targets.isEmpty)
         #expect(targets.allSatisfy { $0["met"] is Bool })
