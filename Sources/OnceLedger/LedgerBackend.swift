@@ -9,12 +9,10 @@ public protocol LedgerBackend: AnyObject, Sendable {
     /// Replays the durable state, once, when the ledger opens: the newest snapshot's
     /// items, then every record after it, in order, each as its kind and encoded body.
     /// The body buffer is valid only during the call (no copy is made per record).
-    func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
-              record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws
-    /// `load`, first telling `itemCount` how many snapshot items follow (called at most
-    /// once, before the first item), so the ledger can size its tables once instead
-    /// of growing them a million entries at a time. A backend that cannot tell uses the
-    /// default, which never calls it.
+    ///
+    /// Before the first item, tell `itemCount` how many snapshot items follow (at most
+    /// once), so the ledger can size its tables once instead of growing them a million
+    /// entries at a time. A backend that cannot tell never calls it.
     func load(itemCount: (Int) -> Void,
               item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
               record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws
@@ -28,10 +26,11 @@ public protocol LedgerBackend: AnyObject, Sendable {
 }
 
 extension LedgerBackend {
-    public func load(itemCount: (Int) -> Void,
-                     item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+    /// `load` for a caller that has no use for the item count (tools replaying a
+    /// ledger to check or copy it).
+    public func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
                      record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
-        try load(item: item, record: record)
+        try load(itemCount: { _ in }, item: item, record: record)
     }
 }
 
@@ -56,11 +55,6 @@ public final class FileBackend: LedgerBackend, @unchecked Sendable {
 
     /// The open engine (after `load`).
     public var engine: LogEngine? { engineSlot.withLock { $0 } }
-
-    public func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
-                     record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
-        try load(itemCount: { _ in }, item: item, record: record)
-    }
 
     public func load(itemCount: (Int) -> Void,
                      item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
@@ -115,11 +109,6 @@ public final class InMemoryBackend: LedgerBackend, @unchecked Sendable {
 
     public init(configuration: LogConfiguration = LogConfiguration()) {
         self.configuration = configuration
-    }
-
-    public func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
-                     record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
-        try load(itemCount: { _ in }, item: item, record: record)
     }
 
     public func load(itemCount: (Int) -> Void,

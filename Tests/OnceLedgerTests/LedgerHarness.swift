@@ -94,9 +94,10 @@ final class RecordingBackend: LedgerBackend {
         self.log = log
     }
 
-    func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+    func load(itemCount: (Int) -> Void,
+              item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
               record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
-        try inner.load(item: item, record: record)
+        try inner.load(itemCount: itemCount, item: item, record: record)
     }
 
     func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {

@@ -74,7 +74,9 @@ final class ReplayedDoneEntries: LedgerBackend, @unchecked Sendable {
     /// Each record is a template body with the key's digits patched in place (keys
     /// have a fixed length, so every body has the same layout), checked against
     /// `RecordBody.encode` for a few keys; that keeps generating off the profile.
-    func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+    /// No snapshot, so no item count to announce.
+    func load(itemCount: (Int) -> Void,
+              item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
               record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         let time = LogEngine.systemMilliseconds()
         func encoded(_ index: Int) -> [(RecordKind, [UInt8])] {

@@ -136,11 +136,12 @@ struct LedgerInspection {
 
         // `Ledger.init` calls the loader synchronously, so `visit` never outlives this call.
         let ledger: Ledger = try withoutActuallyEscaping(visit) { visit in
-            let backend = ReadOnlyBackend(directory: directory) { applyItem, applyRecord in
+            let backend = ReadOnlyBackend(directory: directory) { announceItems, applyItem, applyRecord in
                 let report = try RecoveryScanner.scan(
                     storage: storage, directory: directory,
                     onSnapshot: { snapshot in
                         let name = LedgerFileNames.snapshot(snapshot.coveredSequence)
+                        announceItems(snapshot.itemCount)
                         for (index, item) in snapshot.items.enumerated() {
                             visit(.item(index: index, item: item, snapshotName: name))
                             guard collected.stateProblem == nil else { continue }

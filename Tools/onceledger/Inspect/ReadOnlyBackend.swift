@@ -9,6 +9,7 @@ import OnceLedgerLog
 /// compactions throw.
 final class ReadOnlyBackend: LedgerBackend, @unchecked Sendable {
     typealias Loader = (
+        _ itemCount: (Int) -> Void,
         _ item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
         _ record: (RecordKind, UnsafeRawBufferPointer) throws -> Void
     ) throws -> Void
@@ -23,13 +24,14 @@ final class ReadOnlyBackend: LedgerBackend, @unchecked Sendable {
         self.loader = loader
     }
 
-    func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+    func load(itemCount: (Int) -> Void,
+              item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
               record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         guard let loader else {
             throw LedgerError(.invalidArgument, "this read-only ledger was loaded already", path: directory)
         }
         self.loader = nil
-        try loader(item, record)
+        try loader(itemCount, item, record)
     }
 
     func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
