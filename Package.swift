@@ -59,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "onceledger",
             dependencies: [
-                "OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "CSQLite",
+                "OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "CSQLite", "COnceSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/onceledger",

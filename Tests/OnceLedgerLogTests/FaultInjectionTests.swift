@@ -104,10 +104,13 @@ import Testing
         try Self.expectReopenRecovers(directory, acknowledged: acknowledged, unacknowledged: failing)
     }
 
+    /// Buffered writes, which can stop at any byte. Direct writes stop on a block
+    /// boundary: `DirectWriteTests.partialDirectWriteThenEIOLeavesARecoverableTail`.
     @Test func partialWriteThenEIOLeavesARecoverableTail() async throws {
         let directory = temporaryDirectory()
         defer { removeDirectory(directory) }
-        let engine = try LogEngine.open(directory: directory, configuration: Self.configuration)
+        let engine = try LogEngine.open(directory: directory, storage: PosixStorage(directWrites: false),
+                                        configuration: Self.configuration)
         let acknowledged = try await Self.appendAcknowledged(engine, 0..<4)
         // The batch's pwrite writes half its bytes, then the continuation fails (both
         // rules count every write; the older one fires first).
@@ -444,6 +447,8 @@ import Testing
 
     // MARK: Transparent conditions
 
+    /// Buffered writes (a one-block direct write cannot be cut short; multi-block
+    /// ones: `DirectWriteTests.shortDirectWritesAreContinuedOnBlockBoundaries`).
     @Test func shortWritesAreContinuedTransparently() async throws {
         let directory = temporaryDirectory()
         defer { removeDirectory(directory) }
@@ -451,7 +456,8 @@ import Testing
         let token = FaultInjection.install(.init(
             pathPrefix: directory, call: .write, errno: FaultInjection.shortWrite, count: 100_000))
         defer { FaultInjection.remove(token) }
-        let engine = try LogEngine.open(directory: directory, configuration: Self.configuration)
+        let engine = try LogEngine.open(directory: directory, storage: PosixStorage(directWrites: false),
+                                        configuration: Self.configuration)
         let group = (200..<203).map(Self.body)
         var written = try await Self.appendAcknowledged(engine, 0..<(Self.perSegment * 2))
         _ = try await engine.append(group.map { LogRecord(kind: .opaque, body: $0) })

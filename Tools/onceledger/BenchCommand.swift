@@ -69,7 +69,8 @@ struct BenchCommand: AsyncParsableCommand {
 
     /// The interleaved rate measurements, in their order in round 1.
     enum Measurement: CaseIterable {
-        case raw, engine1, engine1Blocking, engine64, sqlite1, sqlite64, once1, once64, sqliteOnce1, sqliteOnce64
+        case raw, rawDirect, engine1, engine1Buffered, engine1Blocking, engine64, sqlite1, sqlite64, once1, once64,
+             sqliteOnce1, sqliteOnce64
     }
 
     func run() async throws {
@@ -122,8 +123,14 @@ struct BenchCommand: AsyncParsableCommand {
         let raw = try await BlockingThread.run { [rawDirectory = try scratch("raw")] in
             try RawSyncLoop(directory: rawDirectory, recordBytes: frameBytes)
         }
+        let rawDirect = try await BlockingThread.run { [rawDirectory = try scratch("raw-direct")] in
+            try RawSyncLoop(directory: rawDirectory, recordBytes: frameBytes, direct: true)
+        }
         let engineSingle = try await EngineThroughput.open(
             directory: try scratch("engine-1"), configuration: configuration, body: body)
+        let engineBuffered = try await EngineThroughput.open(
+            directory: try scratch("engine-1-buffered"), storage: PosixStorage(directWrites: false),
+            configuration: configuration, body: body)
         let engineBlocking = try await EngineThroughput.open(
             directory: try scratch("engine-1-blocking"), configuration: configuration, body: body)
         let engineMany = try await EngineThroughput.open(
@@ -143,6 +150,8 @@ struct BenchCommand: AsyncParsableCommand {
             sqliteOnceMany = try await SQLiteOnceBaseline.prepare(directory: try scratch("sqlite-once-\(appenders)"))
         }
         var rawRates: [BenchResults.Rate] = []
+        var rawDirectRates: [BenchResults.Rate] = []
+        var engine1BufferedRates: [BenchResults.EngineRate] = []
         var engine1Rates: [BenchResults.EngineRate] = []
         var engine1BlockingRates: [BenchResults.EngineRate] = []
         var engine64Rates: [BenchResults.EngineRate] = []
@@ -159,7 +168,9 @@ struct BenchCommand: AsyncParsableCommand {
             // throttled disk punishes whoever comes next).
             let order = (0..<measurements.count).map { measurements[($0 + round - 1) % measurements.count] }
             var rawRate = BenchResults.Rate(operations: 0, seconds: 0)
+            var rawDirectRate = rawRate
             var engine1 = BenchResults.EngineRate.total([])
+            var engine1Buffered = engine1
             var engine1Blocking = engine1
             var engine64 = engine1
             var once1 = engine1
@@ -176,9 +187,15 @@ struct BenchCommand: AsyncParsableCommand {
                 case .raw:
                     progress.say("\(prefix) raw pwrite(\(frameBytes) B)+fdatasync loop, \(Format.fixed(slot, 2)) s")
                     rawRate = try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }
+                case .rawDirect:
+                    progress.say("\(prefix) raw O_DIRECT pwrite(4 KiB)+fdatasync loop (diagnostic)")
+                    rawDirectRate = try await BlockingThread.run(name: "raw-sync") { try rawDirect.run(seconds: slot) }
                 case .engine1:
                     progress.say("\(prefix) engine, 1 appender")
                     engine1 = try await engineSingle.run(appenders: 1, seconds: slot)
+                case .engine1Buffered:
+                    progress.say("\(prefix) engine, 1 appender, writes through the page cache (diagnostic)")
+                    engine1Buffered = try await engineBuffered.run(appenders: 1, seconds: slot)
                 case .engine1Blocking:
                     progress.say("\(prefix) engine, 1 appender via blocking appendAndWait (diagnostic)")
                     engine1Blocking = try await engineBlocking.runBlocking(seconds: slot)
@@ -211,6 +228,8 @@ struct BenchCommand: AsyncParsableCommand {
                 }
             }
             rawRates.append(rawRate)
+            rawDirectRates.append(rawDirectRate)
+            engine1BufferedRates.append(engine1Buffered)
             engine1Rates.append(engine1)
             engine1BlockingRates.append(engine1Blocking)
             engine64Rates.append(engine64)
@@ -221,14 +240,15 @@ struct BenchCommand: AsyncParsableCommand {
             sqliteOnce1Rates.append(sqliteOnce1)
             sqliteOnce64Rates.append(sqliteOnce64)
             roundRates.append(.init(
-                rawLoop: rawRate.perSecond, engine1: engine1.rate.perSecond,
+                rawLoop: rawRate.perSecond, rawDirectLoop: rawDirectRate.perSecond, engine1: engine1.rate.perSecond,
+                engine1Buffered: engine1Buffered.rate.perSecond,
                 engine1Blocking: engine1Blocking.rate.perSecond, engine64: engine64.rate.perSecond,
                 sqlite1: sqlite1.rate.perSecond, sqlite64: sqlite64.rate.perSecond,
                 once1: skipLedger ? nil : once1.rate.perSecond, once64: skipLedger ? nil : once64.rate.perSecond,
                 sqliteOnce1: skipLedger ? nil : sqliteOnce1.rate.perSecond,
                 sqliteOnce64: skipLedger ? nil : sqliteOnce64.rate.perSecond))
         }
-        for engine in [engineSingle, engineBlocking, engineMany] { try await engine.close() }
+        for engine in [engineSingle, engineBuffered, engineBlocking, engineMany] { try await engine.close() }
         for once in [onceSingle, onceMany].compactMap({ $0 }) { try await once.close() }
 
         progress.say("recovery: building \(Format.grouped(records)) records of \(bodyBytes) bytes, then scanning")
@@ -268,7 +288,8 @@ struct BenchCommand: AsyncParsableCommand {
                 disk: disk, secondsPerMeasurement: seconds, rounds: rounds, recordBodyBytes: bodyBytes, recordFrameBytes: frameBytes,
                 appenders: appenders, segmentBytes: configuration.segmentBytes,
                 sqliteWriters: SQLiteBaseline.writersDescription),
-            rawLoop: .total(rawRates), engine1: .total(engine1Rates), engine1Blocking: .total(engine1BlockingRates),
+            rawLoop: .total(rawRates), rawDirectLoop: .total(rawDirectRates), engine1: .total(engine1Rates),
+            engine1Buffered: .total(engine1BufferedRates), engine1Blocking: .total(engine1BlockingRates),
             engine64: .total(engine64Rates), sqlite1: .total(sqlite1Rates), sqlite64: .total(sqlite64Rates),
             rounds: roundRates, ratios: BenchResults.Ratios(roundRates),
             recovery: recovery, openSmall: openSmall, exactlyOnce: exactlyOnce, targets: [], totalSeconds: 0)

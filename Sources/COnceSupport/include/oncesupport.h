@@ -1,5 +1,5 @@
-// Small C helpers Swift has no spelling for. Header-only (static inline); the .c file
-// exists because a SwiftPM C target needs one source.
+// Small C helpers Swift has no spelling for. Mostly header-only (static inline);
+// oncesupport.c holds what needs `_GNU_SOURCE`.
 #ifndef ONCESUPPORT_H
 #define ONCESUPPORT_H
 
@@ -43,5 +43,10 @@ static inline void ol_advise_huge_pages(void *base, size_t bytes) {
     (void)bytes;
 #endif
 }
+
+/// The `open` flag `O_DIRECT` (Linux: write through to the device, bypassing the
+/// page cache), or 0 where there is none. Swift's Glibc module does not export it
+/// (glibc defines it only under `_GNU_SOURCE`); oncesupport.c is compiled with it.
+int ol_open_direct_flag(void);
 
 #endif

@@ -31,53 +31,69 @@ enum Syscalls {
     static func pread(_ fd: Int32, path: String, count: Int, offset: UInt64) throws -> [UInt8] {
         // Uninitialized: zero-filling a whole segment before reading it costs as much as
         // the read. Only the `done` bytes actually read are kept.
-        var done = 0
-        var failure: LedgerError?
+        var failure: Error?
         let result = [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
             let buffer = UnsafeMutableRawBufferPointer(storage)
             // A whole segment (64 MiB by default): with 4 KiB pages, faulting in and
             // zeroing the fresh buffer took longer than decoding its records.
             ol_advise_huge_pages(buffer.baseAddress, count)
-            while done < count {
-                if let fault = FaultInjection.check(.read, path: path) {
-                    if fault == EINTR { continue }
-                    failure = LedgerError(.io, "read failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
-                    break
-                }
-                let n = Glibc.pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n > 0 { done += n; continue }
-                if n == 0 { break }
-                let error = Glibc.errno
-                if error == EINTR { continue }
-                failure = LedgerError(.io, "read failed: \(errnoText(error))", path: path, offset: offset, errno: error)
-                break
+            do {
+                initialized = try pread(fd, path: path, into: buffer, offset: offset)
+            } catch {
+                failure = error
+                initialized = 0
             }
-            initialized = done
         }
         if let failure { throw failure }
         return result
     }
 
+    /// Reads into `buffer` until it is full or at EOF; returns the bytes read.
+    static func pread(_ fd: Int32, path: String, into buffer: UnsafeMutableRawBufferPointer, offset: UInt64) throws -> Int {
+        guard let base = buffer.baseAddress else { return 0 }
+        var done = 0
+        while done < buffer.count {
+            if let fault = FaultInjection.check(.read, path: path) {
+                if fault == EINTR { continue }
+                throw LedgerError(.io, "read failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
+            }
+            let n = Glibc.pread(fd, base + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n > 0 { done += n; continue }
+            if n == 0 { break }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            throw LedgerError(.io, "read failed: \(errnoText(error))", path: path, offset: offset, errno: error)
+        }
+        return done
+    }
+
     /// The corresponding C function is `pwrite`; continues short writes, retries EINTR.
     static func pwrite(_ fd: Int32, path: String, bytes: [UInt8], offset: UInt64) throws {
+        try bytes.withUnsafeBytes { try pwrite(fd, path: path, from: $0, offset: offset) }
+    }
+
+    /// Writes all of `buffer` at `offset`. With `alignment` > 1 (an `O_DIRECT`
+    /// descriptor, whose writes must start and end on a block boundary) an injected
+    /// short write stops on a multiple of it, as a real one would.
+    static func pwrite(_ fd: Int32, path: String, from buffer: UnsafeRawBufferPointer, offset: UInt64,
+                       alignment: Int = 1) throws {
+        guard let base = buffer.baseAddress else { return }
         var done = 0
-        try bytes.withUnsafeBytes { buffer in
-            while done < buffer.count {
-                var length = buffer.count - done
-                if let fault = FaultInjection.check(.write, path: path) {
-                    if fault == EINTR { continue }
-                    if fault == FaultInjection.shortWrite {
-                        length = max(1, length / 2)
-                    } else {
-                        throw LedgerError(.io, "write failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
-                    }
+        while done < buffer.count {
+            var length = buffer.count - done
+            if let fault = FaultInjection.check(.write, path: path) {
+                if fault == EINTR { continue }
+                if fault == FaultInjection.shortWrite {
+                    length = max(alignment, length / 2 / alignment * alignment)
+                } else {
+                    throw LedgerError(.io, "write failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
                 }
-                let n = Glibc.pwrite(fd, buffer.baseAddress! + done, length, off_t(offset) + off_t(done))
-                if n > 0 { done += n; continue }
-                let error = n == 0 ? EIO : Glibc.errno
-                if error == EINTR { continue }
-                throw LedgerError(.io, "write failed: \(errnoText(error))", path: path, offset: offset, errno: error)
             }
+            let n = Glibc.pwrite(fd, base + done, length, off_t(offset) + off_t(done))
+            if n > 0 { done += n; continue }
+            let error = n == 0 ? EIO : Glibc.errno
+            if error == EINTR { continue }
+            throw LedgerError(.io, "write failed: \(errnoText(error))", path: path, offset: offset, errno: error)
         }
     }
 

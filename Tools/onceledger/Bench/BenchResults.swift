@@ -72,7 +72,11 @@ struct BenchResults: Codable, Sendable {
     /// every row alike; ratios are the median of the per-round ratios.
     struct Round: Codable, Sendable {
         var rawLoop: Double
+        /// Diagnostics: the raw loop with O_DIRECT block writes, and the engine writing
+        /// through the page cache (`PosixStorage(directWrites: false)`).
+        var rawDirectLoop: Double
         var engine1: Double
+        var engine1Buffered: Double
         var engine1Blocking: Double
         var engine64: Double
         var sqlite1: Double
@@ -126,6 +130,9 @@ struct BenchResults: Codable, Sendable {
     /// Medians over rounds of the per-round ratios.
     struct Ratios: Codable, Sendable {
         var engine1VersusRaw: Double
+        /// Diagnostics: against the O_DIRECT raw loop, and the page-cache engine against the raw loop.
+        var engine1VersusRawDirect: Double
+        var engine1BufferedVersusRaw: Double
         var engine64VersusRaw: Double
         var engine64VersusSQLite64: Double
         var engine1VersusSQLite1: Double
@@ -139,6 +146,8 @@ struct BenchResults: Codable, Sendable {
             }
             func ratio(_ a: Double, _ b: Double) -> Double { b > 0 ? a / b : 0 }
             engine1VersusRaw = median { ratio($0.engine1, $0.rawLoop) }
+            engine1VersusRawDirect = median { ratio($0.engine1, $0.rawDirectLoop) }
+            engine1BufferedVersusRaw = median { ratio($0.engine1Buffered, $0.rawLoop) }
             engine64VersusRaw = median { ratio($0.engine64, $0.rawLoop) }
             engine64VersusSQLite64 = median { ratio($0.engine64, $0.sqlite64) }
             engine1VersusSQLite1 = median { ratio($0.engine1, $0.sqlite1) }
@@ -158,7 +167,11 @@ struct BenchResults: Codable, Sendable {
 
     var setup: Setup
     var rawLoop: Rate
+    /// Diagnostic: `RawSyncLoop(direct: true)`.
+    var rawDirectLoop: Rate
     var engine1: EngineRate
+    /// Diagnostic: one appender on `PosixStorage(directWrites: false)`.
+    var engine1Buffered: EngineRate
     /// Diagnostic: one appender through the blocking `appendAndWait` on a plain thread.
     var engine1Blocking: EngineRate
     var engine64: EngineRate

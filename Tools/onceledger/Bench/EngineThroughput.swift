@@ -14,11 +14,11 @@ final class EngineThroughput: Sendable {
         self.body = body
     }
 
-    static func open(directory: String, configuration: LogConfiguration, body: [UInt8]) async throws
-        -> EngineThroughput
+    static func open(directory: String, storage: PosixStorage = PosixStorage(), configuration: LogConfiguration,
+                     body: [UInt8]) async throws -> EngineThroughput
     {
         let engine = try await BlockingThread.run {
-            try LogEngine.open(directory: directory, configuration: configuration)
+            try LogEngine.open(directory: directory, storage: storage, configuration: configuration)
         }
         return EngineThroughput(engine: engine, body: body)
     }

@@ -3,24 +3,33 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import COnceSupport
 import OnceLedgerFormat
 
 /// The physical limit the engine is measured against: one `pwrite` of a
 /// record-sized buffer plus one `fdatasync`, in a loop, on a preallocated
 /// zero-filled file (the same write pattern as one appender on a segment).
 /// Blocking: use it from a dedicated thread.
+///
+/// With `direct`, a diagnostic: the same records, each written as the 4 KiB
+/// block(s) holding it through an `O_DIRECT` descriptor, as `PosixStorage` writes
+/// commits, then `fdatasync`. It shows how much of the engine's speed comes from
+/// that choice of system call rather than from the engine.
 final class RawSyncLoop: @unchecked Sendable {
     static let fileBytes = 16 << 20
+    static let blockBytes = 4096
 
     let path: String
     let recordBytes: Int
+    let direct: Bool
     private let fd: Int32
     private var offset = 0
 
     /// Creates the file and fills it with real zeros (not a sparse hole), durably, like a segment.
-    init(directory: String, recordBytes: Int) throws {
-        path = directory + "/raw-sync.bin"
+    init(directory: String, recordBytes: Int, direct: Bool = false) throws {
+        path = directory + (direct ? "/raw-sync-direct.bin" : "/raw-sync.bin")
         self.recordBytes = recordBytes
+        self.direct = direct
         fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw BenchError("cannot create \(path): \(String(cString: strerror(errno)))") }
         let zeros = [UInt8](repeating: 0, count: 1 << 20)
@@ -41,11 +50,30 @@ final class RawSyncLoop: @unchecked Sendable {
     /// Loops pwrite+fdatasync until `seconds` have passed (after a short warm-up).
     func run(seconds: Double, warmupOperations: Int = 10) throws -> BenchResults.Rate {
         let record = [UInt8](repeating: 0xA5, count: recordBytes)
+        let block = RawSyncLoop.blockBytes
+        let writer: Int32
+        if direct {
+            writer = open(path, O_RDWR | O_CLOEXEC | ol_open_direct_flag())
+            guard writer >= 0 else { throw BenchError("cannot open \(path) with O_DIRECT: \(String(cString: strerror(errno)))") }
+        } else {
+            writer = fd
+        }
+        defer { if direct { close(writer) } }
+        let blocks = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * block, alignment: block)
+        defer { blocks.deallocate() }
+        blocks.initializeMemory(as: UInt8.self, repeating: 0xA5)
         func step() throws {
-            try RawSyncLoop.writeAll(fd, record, at: offset, path: path)
-            guard fdatasync(fd) == 0 else { throw BenchError("fdatasync \(path): \(String(cString: strerror(errno)))") }
+            if direct {
+                let start = offset / block * block
+                let end = (offset + recordBytes + block - 1) / block * block
+                let n = pwrite(writer, blocks.baseAddress, end - start, off_t(start))
+                guard n == end - start else { throw BenchError("O_DIRECT pwrite \(path): \(String(cString: strerror(errno)))") }
+            } else {
+                try RawSyncLoop.writeAll(fd, record, at: offset, path: path)
+            }
+            guard fdatasync(writer) == 0 else { throw BenchError("fdatasync \(path): \(String(cString: strerror(errno)))") }
             offset += recordBytes
-            if offset + recordBytes > RawSyncLoop.fileBytes { offset = 0 }
+            if offset + recordBytes + block > RawSyncLoop.fileBytes { offset = 0 }
         }
         for _ in 0..<warmupOperations { try step() }
         let deadline = MonotonicClock.deadline(afterSeconds: seconds)

@@ -1,0 +1,208 @@
+// Proves `PosixStorage`'s direct writes (`DirectWrites`: small writes sent with
+// O_DIRECT in whole 4 KiB blocks, the bytes around them taken from a cached window)
+// change exactly the bytes asked for and nothing else: at any offset and length,
+// across blocks and window refills, next to writes through the page cache; that
+// they never round a file's size up; that short and failing direct writes behave
+// like buffered ones (continued on block boundaries; a typed error naming the
+// caller's offset; a torn tail recovery accepts). Where the file system refuses
+// O_DIRECT, every write must be declined and done through the page cache instead.
+import Foundation
+import OnceLedgerFormat
+@testable import OnceLedgerLog
+import Testing
+
+@Suite struct DirectWriteTests {
+    /// Whether the temporary directory's file system takes O_DIRECT at all (tmpfs
+    /// before Linux 6.6 does not): the expectations differ, the bytes may not.
+    static let directSupported: Bool = {
+        let directory = temporaryDirectory("probe")
+        defer { removeDirectory(directory) }
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/probe"
+        guard (try? writeFile(path, [UInt8](repeating: 0, count: 8192))) != nil,
+              let file = try? PosixStorage().openFile(path, mode: .readWrite) as? PosixFile
+        else { return false }
+        defer { file.close() }
+        guard (try? file.write([1], at: 5)) != nil else { return false }
+        return file.directWriteCounts.direct == 1
+    }()
+
+    /// A file of `bytes` recognisable bytes in a fresh directory, opened for writing.
+    static func makeFile(_ name: String = #function, bytes: Int) throws -> (String, PosixFile, [UInt8]) {
+        let directory = temporaryDirectory(name)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/data"
+        var generator = SeededGenerator(seed: 7)
+        let content = generator.bytes(bytes)
+        try writeFile(path, content)
+        let file = try #require(try PosixStorage().openFile(path, mode: .readWrite) as? PosixFile)
+        return (directory, file, content)
+    }
+
+    @Test func directWritesChangeExactlyTheBytesWritten() throws {
+        let (directory, file, initial) = try Self.makeFile(bytes: 300 << 10)
+        defer {
+            file.close()
+            removeDirectory(directory)
+        }
+        var model = initial
+        var generator = SeededGenerator(seed: 42)
+        var writes = 0
+        for round in 0..<400 {
+            // Mostly appends a few hundred bytes apart, like a segment's commits; also
+            // jumps (window refills), block-straddling writes and the largest allowed.
+            let length: Int
+            let offset: Int
+            switch round % 8 {
+            case 0: length = Int.random(in: 1...DirectWrites.largestWrite, using: &generator)
+            case 1: length = Int.random(in: 1...16, using: &generator)
+            default: length = Int.random(in: 40...700, using: &generator)
+            }
+            if round % 5 == 0 {
+                offset = Int.random(in: 0...(model.count - length), using: &generator)
+            } else {
+                offset = (writes * 997) % (model.count - length)
+            }
+            let bytes = generator.bytes(length)
+            try file.write(bytes, at: UInt64(offset))
+            model.replaceSubrange(offset..<(offset + length), with: bytes)
+            writes += 1
+            if round % 50 == 49 {
+                #expect(try file.read(at: 0, count: model.count) == model, "after write \(writes)")
+            }
+        }
+        try file.synchronizeData()
+        #expect(try file.size() == UInt64(initial.count), "a direct write never changes the size")
+        #expect(try readFile(directory + "/data") == model)
+        let counts = file.directWriteCounts
+        if Self.directSupported {
+            #expect(counts.direct == writes && counts.declined == 0, "\(counts)")
+        } else {
+            #expect(counts.direct == 0 && counts.declined == writes, "\(counts)")
+        }
+    }
+
+    @Test func writesPastTheLastWholeBlockGoThroughThePageCache() throws {
+        let (directory, file, initial) = try Self.makeFile(bytes: 10_000)
+        defer {
+            file.close()
+            removeDirectory(directory)
+        }
+        var model = initial
+        // In the partial last block: a whole-block write would round the size up.
+        try file.write([UInt8](repeating: 0xAB, count: 100), at: 9_000)
+        model.replaceSubrange(9_000..<9_100, with: [UInt8](repeating: 0xAB, count: 100))
+        #expect(try file.size() == 10_000)
+        // Past the end: the file grows to exactly offset + count.
+        try file.write([UInt8](repeating: 0xCD, count: 50), at: 9_990)
+        model.replaceSubrange(9_990..<10_000, with: [UInt8](repeating: 0xCD, count: 10))
+        model += [UInt8](repeating: 0xCD, count: 40)
+        #expect(try file.size() == 10_040)
+        // Back inside the whole blocks, after the buffered writes: the window was
+        // dropped, so the bytes they wrote are not overwritten with stale ones.
+        try file.write([UInt8](repeating: 0xEF, count: 10), at: 8_100)
+        model.replaceSubrange(8_100..<8_110, with: [UInt8](repeating: 0xEF, count: 10))
+        try file.write([UInt8](repeating: 0x11, count: 3), at: 4_095)
+        model.replaceSubrange(4_095..<4_098, with: [UInt8](repeating: 0x11, count: 3))
+        #expect(try readFile(directory + "/data") == model)
+        let counts = file.directWriteCounts
+        #expect(counts.declined >= 2, "\(counts)")
+        #expect(counts.direct == (Self.directSupported ? 2 : 0), "\(counts)")
+    }
+
+    @Test func aTruncateDropsTheWindow() throws {
+        let (directory, file, _) = try Self.makeFile(bytes: 64 << 10)
+        defer {
+            file.close()
+            removeDirectory(directory)
+        }
+        try file.write([1, 2, 3], at: 100)
+        try file.truncate(to: 0)
+        try file.truncate(to: 64 << 10)
+        // The window held the old bytes of block 0; the file's are now zeros.
+        try file.write([9], at: 200)
+        var expected = [UInt8](repeating: 0, count: 64 << 10)
+        expected[200] = 9
+        #expect(try readFile(directory + "/data") == expected)
+    }
+
+    @Test func shortDirectWritesAreContinuedOnBlockBoundaries() throws {
+        let (directory, file, initial) = try Self.makeFile(bytes: 64 << 10)
+        defer {
+            file.close()
+            removeDirectory(directory)
+        }
+        let token = FaultInjection.install(.init(
+            pathPrefix: directory, call: .write, errno: FaultInjection.shortWrite, count: 1_000))
+        defer { FaultInjection.remove(token) }
+        // Six blocks, [0, 24 KiB): cut to 12 KiB, then 4 KiB, ...; an unaligned
+        // continuation would fail with EINVAL and be declined instead.
+        let bytes = [UInt8](repeating: 0x5A, count: 20_000)
+        try file.write(bytes, at: 1_000)
+        var model = initial
+        model.replaceSubrange(1_000..<21_000, with: bytes)
+        #expect(try readFile(directory + "/data") == model)
+        #expect(FaultInjection.fired(token) >= 2)
+        if Self.directSupported {
+            #expect(file.directWriteCounts == (1, 0))
+        }
+    }
+
+    @Test(arguments: [EIO, ENOSPC])
+    func aFailedDirectWriteNamesTheCallersOffset(errno: Int32) throws {
+        let (directory, file, initial) = try Self.makeFile(bytes: 64 << 10)
+        defer {
+            file.close()
+            removeDirectory(directory)
+        }
+        try file.write([7, 7], at: 5_000)
+        let token = FaultInjection.install(.init(pathPrefix: directory, call: .write, errno: errno))
+        let error = #expect(throws: LedgerError.self) { try file.write([8, 8, 8], at: 5_002) }
+        FaultInjection.remove(token)
+        #expect(error?.code == .io)
+        #expect(error?.errno == errno)
+        #expect(error?.offset == 5_002)
+        #expect(error?.path == directory + "/data")
+        // The window is refilled from the file, not trusted after a failure.
+        try file.write([9], at: 5_010)
+        var model = initial
+        model[5_000] = 7
+        model[5_001] = 7
+        model[5_010] = 9
+        #expect(try readFile(directory + "/data") == model)
+    }
+
+    /// The engine on a real segment: half of a multi-block direct write reaches the
+    /// disk, then EIO. Recovery sees a torn tail and keeps every acknowledged record.
+    @Test func partialDirectWriteThenEIOLeavesARecoverableTail() async throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        let configuration = LogConfiguration(segmentBytes: 1 << 20)
+        let engine = try LogEngine.open(directory: directory, configuration: configuration)
+        let acknowledged = try await FaultInjectionTests.appendAcknowledged(engine, 0..<4)
+        let short = FaultInjection.install(.init(pathPrefix: directory, call: .write, errno: FaultInjection.shortWrite))
+        let eio = FaultInjection.install(.init(pathPrefix: directory, call: .write, errno: EIO, after: 1))
+        defer {
+            FaultInjection.remove(short)
+            FaultInjection.remove(eio)
+        }
+        // 4 × 4 KiB bodies: the batch spans five blocks, the short write keeps two.
+        let failing = (100..<104).map { payload($0, bytes: 4_000) }
+        let error = await #expect(throws: LedgerError.self) {
+            try await engine.append(failing.map { LogRecord(kind: .opaque, body: $0) })
+        }
+        #expect(error?.code == .io)
+        #expect(error?.errno == EIO)
+        #expect(error?.offset == UInt64(FormatLimits.segmentHeaderBytes + 4 * frameBytes(FaultInjectionTests.bodyBytes)))
+        #expect(FaultInjection.fired(short) == 1)
+        #expect(FaultInjection.fired(eio) == 1)
+        try await FaultInjectionTests.expectPoisonedThenClose(engine, directory: directory)
+        FaultInjection.remove(short)
+        FaultInjection.remove(eio)
+        let report = try RecoveryScanner.scan(storage: PosixStorage(), directory: directory)
+        #expect(report.row.label == "R15 torn-tail")
+        let (reopened, bodies) = try reopenOpaque(directory, configuration: configuration)
+        expectRecovered(bodies, acknowledged: acknowledged, unacknowledged: failing)
+        try reopened.close()
+    }
+}
