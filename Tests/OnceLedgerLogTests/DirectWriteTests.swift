@@ -4,7 +4,8 @@
 // across blocks and window refills, next to writes through the page cache; that
 // they never round a file's size up; that short and failing direct writes behave
 // like buffered ones (continued on block boundaries; a typed error naming the
-// caller's offset; a torn tail recovery accepts). Where the file system refuses
+// caller's offset; through the engine, a torn tail recovery accepts:
+// `FaultInjectionTests.partialWriteThenEIOLeavesARecoverableTail`). Where the file system refuses
 // O_DIRECT, every write must be declined and done through the page cache instead.
 import Foundation
 import OnceLedgerFormat
@@ -170,39 +171,5 @@ import Testing
         model[5_001] = 7
         model[5_010] = 9
         #expect(try readFile(directory + "/data") == model)
-    }
-
-    /// The engine on a real segment: half of a multi-block direct write reaches the
-    /// disk, then EIO. Recovery sees a torn tail and keeps every acknowledged record.
-    @Test func partialDirectWriteThenEIOLeavesARecoverableTail() async throws {
-        let directory = temporaryDirectory()
-        defer { removeDirectory(directory) }
-        let configuration = LogConfiguration(segmentBytes: 1 << 20)
-        let engine = try LogEngine.open(directory: directory, configuration: configuration)
-        let acknowledged = try await FaultInjectionTests.appendAcknowledged(engine, 0..<4)
-        let short = FaultInjection.install(.init(pathPrefix: directory, call: .write, errno: FaultInjection.shortWrite))
-        let eio = FaultInjection.install(.init(pathPrefix: directory, call: .write, errno: EIO, after: 1))
-        defer {
-            FaultInjection.remove(short)
-            FaultInjection.remove(eio)
-        }
-        // 4 × 4 KiB bodies: the batch spans five blocks, the short write keeps two.
-        let failing = (100..<104).map { payload($0, bytes: 4_000) }
-        let error = await #expect(throws: LedgerError.self) {
-            try await engine.append(failing.map { LogRecord(kind: .opaque, body: $0) })
-        }
-        #expect(error?.code == .io)
-        #expect(error?.errno == EIO)
-        #expect(error?.offset == UInt64(FormatLimits.segmentHeaderBytes + 4 * frameBytes(FaultInjectionTests.bodyBytes)))
-        #expect(FaultInjection.fired(short) == 1)
-        #expect(FaultInjection.fired(eio) == 1)
-        try await FaultInjectionTests.expectPoisonedThenClose(engine, directory: directory)
-        FaultInjection.remove(short)
-        FaultInjection.remove(eio)
-        let report = try RecoveryScanner.scan(storage: PosixStorage(), directory: directory)
-        #expect(report.row.label == "R15 torn-tail")
-        let (reopened, bodies) = try reopenOpaque(directory, configuration: configuration)
-        expectRecovered(bodies, acknowledged: acknowledged, unacknowledged: failing)
-        try reopened.close()
     }
 }

@@ -104,13 +104,17 @@ import Testing
         try Self.expectReopenRecovers(directory, acknowledged: acknowledged, unacknowledged: failing)
     }
 
-    /// Buffered writes, which can stop at any byte. Direct writes stop on a block
-    /// boundary: `DirectWriteTests.partialDirectWriteThenEIOLeavesARecoverableTail`.
-    @Test func partialWriteThenEIOLeavesARecoverableTail() async throws {
-        let directory = temporaryDirectory()
+    /// Through the page cache a write can stop at any byte; a direct write stops on a
+    /// block boundary, so the batch spans four blocks (3 × 4 KiB bodies after four
+    /// small records) and the short write keeps two. Either way the kept part ends
+    /// inside the batch's second record.
+    @Test(arguments: [false, true])
+    func partialWriteThenEIOLeavesARecoverableTail(directWrites: Bool) async throws {
+        let directory = temporaryDirectory("partial\(directWrites)")
         defer { removeDirectory(directory) }
-        let engine = try LogEngine.open(directory: directory, storage: PosixStorage(directWrites: false),
-                                        configuration: Self.configuration)
+        let configuration = LogConfiguration(segmentBytes: 1 << 20)
+        let engine = try LogEngine.open(directory: directory, storage: PosixStorage(directWrites: directWrites),
+                                        configuration: configuration)
         let acknowledged = try await Self.appendAcknowledged(engine, 0..<4)
         // The batch's pwrite writes half its bytes, then the continuation fails (both
         // rules count every write; the older one fires first).
@@ -120,12 +124,14 @@ import Testing
             FaultInjection.remove(short)
             FaultInjection.remove(eio)
         }
-        let failing = (100..<103).map(Self.body)
+        let failing = (100..<103).map { payload($0, bytes: 4_000) }
         let error = await #expect(throws: LedgerError.self) {
             try await engine.append(failing.map { LogRecord(kind: .opaque, body: $0) })
         }
         #expect(error?.code == .io)
         #expect(error?.errno == EIO)
+        #expect(error?.offset == UInt64(FormatLimits.segmentHeaderBytes + 4 * frameBytes(Self.bodyBytes)),
+                "the error names the batch's offset, not the block's")
         #expect(FaultInjection.fired(short) == 1)
         #expect(FaultInjection.fired(eio) == 1)
         try await Self.expectPoisonedThenClose(engine, directory: directory)
