@@ -197,10 +197,11 @@ final class PosixFile: StorageFile, @unchecked Sendable {
 ///
 /// It declines a write it cannot do directly, and the caller then writes through
 /// the page cache: when the file system refuses `O_DIRECT` (tmpfs, some FUSE
-/// mounts: `EINVAL` at open or at the first write), when the range reaches past the
-/// file's last whole block (a direct write must never round the file size up), and
-/// for writes over 32 KiB (segment preallocation). A failed read of the window or
-/// a failed open is an I/O error like any other and is thrown.
+/// mounts: `EINVAL` at open or at the first write), when the second descriptor
+/// cannot be had (EMFILE, ENFILE, ENOMEM), when the range reaches past the file's
+/// last whole block (a direct write must never round the file size up), and for
+/// writes over 32 KiB (segment preallocation). A failed read of the window, or an
+/// open failing otherwise, is an I/O error like any other and is thrown.
 final class DirectWrites {
     static let blockBytes = 4096
     static let windowBytes = 64 << 10
@@ -295,7 +296,9 @@ final class DirectWrites {
     }
 
     /// Opens the `O_DIRECT` descriptor; false (and buffered writes from now on) when
-    /// the file system does not support it.
+    /// the file system does not support it, or when the process is out of descriptors
+    /// or memory: a second descriptor is an optimization, not a reason to fail a
+    /// commit. Any other error (EIO) is the file's, and is thrown.
     private func openDirect() throws -> Bool {
         if fd >= 0 { return true }
         let (descriptor, error) = Syscalls.open(path, flags: O_RDWR | ol_open_direct_flag())
@@ -303,7 +306,7 @@ final class DirectWrites {
             fd = descriptor
             return true
         }
-        guard error == EINVAL else {
+        guard [EINVAL, EMFILE, ENFILE, ENOMEM].contains(error) else {
             throw LedgerError(.io, "cannot open for direct writes: \(Syscalls.errnoText(error))", path: path, errno: error)
         }
         usable = false

@@ -172,4 +172,32 @@ import Testing
         model[5_010] = 9
         #expect(try readFile(directory + "/data") == model)
     }
+
+    /// The second descriptor is an optimization: running out of descriptors declines
+    /// (the write goes through the page cache); an I/O error opening it is the file's.
+    @Test(arguments: [(EMFILE, true), (ENFILE, true), (EIO, false)])
+    func aFailedDirectOpen(errno: Int32, declines: Bool) throws {
+        let (directory, file, initial) = try Self.makeFile("open\(errno)", bytes: 64 << 10)
+        defer {
+            file.close()
+            removeDirectory(directory)
+        }
+        let token = FaultInjection.install(.init(pathPrefix: directory, call: .open, errno: errno))
+        defer { FaultInjection.remove(token) }
+        var model = initial
+        if declines {
+            try file.write([4, 4], at: 300)
+            model[300] = 4
+            model[301] = 4
+            #expect(file.directWriteCounts == (0, 1))
+            #expect(try readFile(directory + "/data") == model)
+        } else {
+            let error = #expect(throws: LedgerError.self) { try file.write([4, 4], at: 300) }
+            #expect(error?.code == .io)
+            #expect(error?.errno == errno)
+            #expect(error?.path == directory + "/data")
+            #expect(try readFile(directory + "/data") == model, "nothing was written")
+        }
+        #expect(FaultInjection.fired(token) == 1)
+    }
 }
