@@ -200,4 +200,28 @@ import Testing
         }
         #expect(FaultInjection.fired(token) == 1)
     }
+
+    /// The direct descriptor is opened by name; once the name leads elsewhere (the
+    /// file was renamed, another took its place) writes go through the file's own
+    /// descriptor instead, never into the other file.
+    @Test func aRenamedFileIsNeverWrittenThroughItsOldName() throws {
+        let (directory, file, initial) = try Self.makeFile(bytes: 64 << 10)
+        defer {
+            file.close()
+            removeDirectory(directory)
+        }
+        try FileManager.default.moveItem(atPath: directory + "/data", toPath: directory + "/moved")
+        let impostor = [UInt8](repeating: 0xEE, count: 64 << 10)
+        try writeFile(directory + "/data", impostor)
+        try file.write([1, 2, 3], at: 5_000)
+        var model = initial
+        model.replaceSubrange(5_000..<5_003, with: [1, 2, 3])
+        #expect(try readFile(directory + "/moved") == model)
+        #expect(try readFile(directory + "/data") == impostor)
+        #expect(file.directWriteCounts == (0, 1))
+        try FileManager.default.removeItem(atPath: directory + "/data")
+        try file.write([4], at: 6_000)
+        model[6_000] = 4
+        #expect(try readFile(directory + "/moved") == model)
+    }
 }

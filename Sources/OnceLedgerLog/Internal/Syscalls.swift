@@ -131,6 +131,14 @@ enum Syscalls {
         return UInt64(info.st_size)
     }
 
+    /// The file's device and inode numbers (`fstat`): for checking that two
+    /// descriptors reach the same file.
+    static func fileIdentity(_ fd: Int32, path: String) throws -> (device: UInt64, inode: UInt64) {
+        var info = stat()
+        try simple(.stat, path: path) { fstat(fd, &info) }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
+
     static func rename(_ from: String, _ to: String) throws {
         try simple(.rename, path: from) { Glibc.rename(from, to) }
     }
