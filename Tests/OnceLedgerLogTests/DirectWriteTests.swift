@@ -173,9 +173,10 @@ import Testing
         #expect(try readFile(directory + "/data") == model)
     }
 
-    /// The second descriptor is an optimization: running out of descriptors declines
-    /// (the write goes through the page cache); an I/O error opening it is the file's.
-    @Test(arguments: [(EMFILE, true), (ENFILE, true), (EIO, false)])
+    /// The second descriptor is an optimization: a file system without O_DIRECT
+    /// (EINVAL) or running out of descriptors declines (the write goes through the
+    /// page cache); an I/O error opening it is the file's.
+    @Test(arguments: [(EINVAL, true), (EMFILE, true), (ENFILE, true), (EIO, false)])
     func aFailedDirectOpen(errno: Int32, declines: Bool) throws {
         let (directory, file, initial) = try Self.makeFile("open\(errno)", bytes: 64 << 10)
         defer {
@@ -223,5 +224,27 @@ import Testing
         try file.write([4], at: 6_000)
         model[6_000] = 4
         #expect(try readFile(directory + "/moved") == model)
+    }
+
+    /// A file system that opens with O_DIRECT but refuses the writes (EINVAL): the
+    /// write is done through the page cache, and so is every later one.
+    @Test func aFileSystemRefusingDirectWritesGetsBufferedOnes() throws {
+        let (directory, file, initial) = try Self.makeFile(bytes: 64 << 10)
+        defer {
+            file.close()
+            removeDirectory(directory)
+        }
+        // Where O_DIRECT is not there at all, the open already declined: nothing to refuse.
+        let token = Self.directSupported
+            ? FaultInjection.install(.init(pathPrefix: directory, call: .write, errno: EINVAL)) : nil
+        defer { token.map(FaultInjection.remove) }
+        try file.write([5, 5, 5], at: 700)
+        try file.write([6], at: 9_000)
+        var model = initial
+        model.replaceSubrange(700..<703, with: [5, 5, 5])
+        model[9_000] = 6
+        #expect(try readFile(directory + "/data") == model)
+        if let token { #expect(FaultInjection.fired(token) == 1, "only the first direct write was tried") }
+        #expect(file.directWriteCounts == (0, 2))
     }
 }
