@@ -1,5 +1,6 @@
 // Proves `onceledger bench` runs end to end on a tiny workload and reports every part:
-// the rate rows with their per-commit breakdown, the exactly-once rows, recovery and open
+// the rate rows with their per-commit breakdown (and the diagnostic rows: a raw O_DIRECT
+// loop, the engine through the page cache), the exactly-once rows, recovery and open
 // times, and the target table (text), and the same numbers as JSON. Nothing here looks at
 // how fast anything was (CI machines are shared); only that each part was measured.
 import Foundation
@@ -24,8 +25,10 @@ import Testing
                         "memory per done entry", "open 2.0 k done entries", "recovery", "target", "total "] {
             #expect(result.stdout.contains(heading), "missing \"\(heading)\"")
         }
-        for row in ["raw pwrite+fdatasync loop", "engine, async append", "Ledger.once (2 commits per once)",
-                    "once, 1 caller ÷ (raw loop ÷ 2)", "open from snapshot ÷ from segments, cold"] {
+        for row in ["raw pwrite+fdatasync loop", "raw O_DIRECT pwrite(4 KiB)+fdatasync (diagnostic)",
+                    "engine, async append", "engine, page-cache writes", "Ledger.once (2 commits per once)",
+                    "engine, 1 appender ÷ raw O_DIRECT loop", "once, 1 caller ÷ (raw loop ÷ 2)",
+                    "open from snapshot ÷ from segments, cold"] {
             #expect(result.stdout.contains(row), "missing row \"\(row)\"")
         }
         // The scratch directory is removed unless --keep.
@@ -48,6 +51,14 @@ import Testing
         // end of the window they may trail the statistics by one batch.
         let counted = try #require(engine1["batches"] as? Int)
         #expect(abs(counted - batches) <= 1, "the timings cover the same batches as the statistics")
+        // The diagnostic rows: the raw loop with O_DIRECT and the engine through the page cache.
+        let rawDirect = try #require(root["rawDirectLoop"] as? [String: Any])
+        #expect((rawDirect["operations"] as? Int ?? 0) > 0)
+        let buffered = try #require(root["engine1Buffered"] as? [String: Any])
+        #expect((buffered["batches"] as? Int ?? 0) > 0)
+        let ratios = try #require(root["ratios"] as? [String: Any])
+        #expect((ratios["engine1VersusRawDirect"] as? Double ?? 0) > 0)
+        #expect((ratios["engine1BufferedVersusRaw"] as? Double ?? 0) > 0)
         let targets = try #require(root["targets"] as? [[String: Any]])
         #expect(!targets.isEmpty)
         #expect(targets.allSatisfy { $0["met"] is Bool })
