@@ -25,11 +25,15 @@ extension Ledger {
     ///
     /// The receipt is stored as JSON (sorted keys), at most `FormatLimits.receiptBytesMax`
     /// bytes; use `onceBytes` to store raw bytes.
+    @inlinable
     public func once<Receipt: Codable & Sendable>(
         _ key: IdempotencyKey, as type: Receipt.Type = Receipt.self, scope: DeduplicationScope = .forever,
         whenPending policy: PendingPolicy<Receipt> = .failClosed,
         _ effect: @Sendable (EffectContext) async throws -> Receipt
     ) async throws -> OnceOutcome<Receipt> {
+        // Inlinable, so a caller's `Receipt` is specialized where `once` is called:
+        // unspecialized, every call looked up the generic metadata of `Mutex<Receipt?>`
+        // and `OnceOutcome<Receipt>` at run time and cast `Receipt` dynamically.
         let corePolicy: PendingPolicy<[UInt8]>
         switch policy {
         case .failClosed: corePolicy = .failClosed
@@ -295,7 +299,9 @@ enum OnceTaskContext {
     @TaskLocal static var runningKeys: Set<[UInt8]> = []
 }
 
+@usableFromInline
 enum ReceiptCoding {
+    @inlinable
     static func encode<Receipt: Encodable>(_ receipt: Receipt) throws -> [UInt8] {
         if let bytes = receipt as? [UInt8] { return bytes }
         let encoder = JSONEncoder()
@@ -303,6 +309,7 @@ enum ReceiptCoding {
         return Array(try encoder.encode(receipt))
     }
 
+    @inlinable
     static func decode<Receipt: Decodable>(_ type: Receipt.Type, _ bytes: [UInt8], entry: EntryInfo) throws -> Receipt {
         if Receipt.self == [UInt8].self { return bytes as! Receipt }
         do {
