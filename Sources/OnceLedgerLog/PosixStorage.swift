@@ -240,16 +240,16 @@ final class DirectWrites {
 
     /// Writes `bytes` at `offset` directly and returns true, or returns false
     /// having written nothing the caller's own write would not write again.
-    /// Errors name `offset`, the caller's, not the block's.
+    /// A failed write names `offset`, the caller's, not the block's; a failed read of
+    /// the window names the offset it read at.
     func write(_ bytes: [UInt8], at offset: UInt64, cachedFD: Int32) throws -> Bool {
         do {
             let done = try attempt(bytes, at: offset, cachedFD: cachedFD)
             if done { directCount += 1 } else { declinedCount += 1 }
             return done
-        } catch var error as LedgerError {
+        } catch {
             // What reached the device is unknown: the window no longer mirrors it.
             windowValid = 0
-            if error.offset != nil { error.offset = offset }
             throw error
         }
     }
@@ -279,6 +279,9 @@ final class DirectWrites {
             usable = false
             close()
             return false
+        } catch var error as LedgerError {
+            error.offset = offset
+            throw error
         }
     }
 
