@@ -5,6 +5,7 @@
 // how fast anything was (CI machines are shared); only that each part was measured.
 import Foundation
 import Testing
+@testable import onceledger
 
 @Suite struct BenchCommandTests {
     static let tiny = ["--seconds", "0.5", "--rounds", "1", "--records", "2000", "--open-records", "2000",
@@ -63,5 +64,26 @@ import Testing
         #expect(!targets.isEmpty)
         #expect(targets.allSatisfy { $0["met"] is Bool })
         #expect(root["exactlyOnce"] == nil || root["exactlyOnce"] is NSNull, "--skip-ledger leaves out the ledger part")
+    }
+
+    /// The rate rows' order per round is balanced: within one period of rounds every row
+    /// runs once in every position and right after every other row equally often
+    /// (a rotation would keep who follows whom).
+    @Test(arguments: [1, 2, 3, 5, 8, 12])
+    func roundOrderIsBalanced(count: Int) {
+        let period = count % 2 == 0 ? count : 2 * count
+        var follows: [[Int]: Int] = [:]
+        var positions = Set<[Int]>()
+        for round in 1...period {
+            let order = BenchCommand.roundOrder(round: round, count: count)
+            #expect(order.sorted() == Array(0..<count), "round \(round) is not a permutation: \(order)")
+            for (position, measurement) in order.enumerated() { positions.insert([position, measurement]) }
+            for (before, after) in zip(order, order.dropFirst()) { follows[[before, after], default: 0] += 1 }
+        }
+        #expect(positions.count == count * count, "every row in every position")
+        #expect(follows.count == count * (count - 1), "every ordered pair adjacent")
+        #expect(Set(follows.values) == (count == 1 ? [] : [period / count]))
+        // The period repeats.
+        #expect(BenchCommand.roundOrder(round: period + 1, count: count) == BenchCommand.roundOrder(round: 1, count: count))
     }
 }

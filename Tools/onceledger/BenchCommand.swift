@@ -67,10 +67,37 @@ struct BenchCommand: AsyncParsableCommand {
     static let shortKeyBytes = 14
     static let longKeyBytes = 40
 
-    /// The interleaved rate measurements, in their order in round 1.
-    enum Measurement: CaseIterable {
+    /// The interleaved rate measurements (`roundOrder` sets their order in each round).
+    enum Measurement: String, CaseIterable {
         case raw, rawDirect, engine1, engine1Buffered, engine1Blocking, engine64, sqlite1, sqlite64, once1, once64,
              sqliteOnce1, sqliteOnce64
+    }
+
+    /// The order of `count` measurements in round `round` (from 1): a Williams
+    /// balanced Latin square. Its first row is 0, 1, n−1, 2, n−2, …; row k adds k to
+    /// each entry (mod n); for an odd n the rows are followed by their reverses.
+    /// Within one period of rounds (n rounds for an even n, 2n for an odd one) each
+    /// measurement runs once in every position, and right after each other
+    /// measurement equally often (once, or twice for an odd n). A plain rotation of
+    /// one order would not do that: it moves every row but keeps who follows whom,
+    /// so a row that always came after a disk-heavy one would still always pay for it.
+    static func roundOrder(round: Int, count: Int) -> [Int] {
+        guard count > 0 else { return [] }
+        var first = [0]
+        var (low, high) = (1, count - 1)
+        while first.count < count {
+            if first.count % 2 == 1 {
+                first.append(low)
+                low += 1
+            } else {
+                first.append(high)
+                high -= 1
+            }
+        }
+        let period = count % 2 == 0 ? count : 2 * count
+        let row = (round - 1) % period
+        if row < count { return first.map { ($0 + row) % count } }
+        return first.map { ($0 + row - count) % count }.reversed()
     }
 
     func run() async throws {
@@ -163,10 +190,10 @@ struct BenchCommand: AsyncParsableCommand {
         var sqliteOnce64Rates: [BenchResults.SQLiteRate] = []
         var roundRates: [BenchResults.Round] = []
         for round in 1...rounds {
-            // Each round starts one measurement later than the previous one, so no row
-            // always runs right after the disk-heavy SQLite rows (a token-bucket
-            // throttled disk punishes whoever comes next).
-            let order = (0..<measurements.count).map { measurements[($0 + round - 1) % measurements.count] }
+            // A balanced order (see `roundOrder`): over the rounds every row runs right
+            // after every other row equally often, so no row always follows the
+            // disk-heavy SQLite rows (a busy or throttled disk punishes whoever comes next).
+            let order = BenchCommand.roundOrder(round: round, count: measurements.count).map { measurements[$0] }
             var rawRate = BenchResults.Rate(operations: 0, seconds: 0)
             var rawDirectRate = rawRate
             var engine1 = BenchResults.EngineRate.total([])
@@ -246,7 +273,8 @@ struct BenchCommand: AsyncParsableCommand {
                 sqlite1: sqlite1.rate.perSecond, sqlite64: sqlite64.rate.perSecond,
                 once1: skipLedger ? nil : once1.rate.perSecond, once64: skipLedger ? nil : once64.rate.perSecond,
                 sqliteOnce1: skipLedger ? nil : sqliteOnce1.rate.perSecond,
-                sqliteOnce64: skipLedger ? nil : sqliteOnce64.rate.perSecond))
+                sqliteOnce64: skipLedger ? nil : sqliteOnce64.rate.perSecond,
+                order: order.map(\.rawValue)))
         }
         for engine in [engineSingle, engineBuffered, engineBlocking, engineMany] { try await engine.close() }
         for once in [onceSingle, onceMany].compactMap({ $0 }) { try await once.close() }

@@ -86,6 +86,8 @@ struct BenchResults: Codable, Sendable {
         var once64: Double? = nil
         var sqliteOnce1: Double? = nil
         var sqliteOnce64: Double? = nil
+        /// The measurements in the order they ran in this round (`BenchCommand.roundOrder`).
+        var order: [String] = []
     }
 
     /// One timed pass over a whole ledger directory.
