@@ -21,12 +21,16 @@ public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, Expre
     public let rawValue: String
     /// SHA-256 of the canonical (name, params) encoding; 32 zero bytes when none.
     public let fingerprint: [UInt8]
+    /// `rawValue`'s UTF-8 bytes, computed once: the in-flight table and the re-entry
+    /// check look keys up by them several times per `once`.
+    let keyBytes: KeyBytes
 
     public static let noFingerprint = [UInt8](repeating: 0, count: 32)
 
     public init(_ explicit: String) {
         rawValue = explicit
         fingerprint = IdempotencyKey.noFingerprint
+        keyBytes = KeyBytes(explicit)
     }
 
     public init(stringLiteral value: String) { self.init(value) }
@@ -34,12 +38,14 @@ public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, Expre
     public init<Params: Encodable>(_ explicit: String, params: Params, name: String = "") throws {
         rawValue = explicit
         fingerprint = try IdempotencyKey.fingerprint(name: name, params: params)
+        keyBytes = KeyBytes(explicit)
     }
 
     public init<Params: Encodable>(name: String, params: Params) throws {
         let fingerprint = try IdempotencyKey.fingerprint(name: name, params: params)
         self.rawValue = name + "#" + Hex.string(fingerprint)
         self.fingerprint = fingerprint
+        self.keyBytes = KeyBytes(rawValue)
     }
 
     public init<Params: Encodable>(explicit: String?, name: String, params: Params) throws {
@@ -82,5 +88,20 @@ public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, Expre
     public var description: String { rawValue }
 
     /// The key's UTF-8 bytes: its identity in the ledger.
-    var bytes: [UInt8] { Array(rawValue.utf8) }
+}
+
+/// A key's UTF-8 bytes as a dictionary or set member. Compared byte for byte, as the
+/// state and the log compare keys (`String` equality would merge canonically
+/// equivalent keys), and hashed in one call, where `[UInt8]` feeds the hasher a byte
+/// at a time.
+struct KeyBytes: Hashable, Sendable {
+    let bytes: [UInt8]
+
+    init(_ key: String) { bytes = Array(key.utf8) }
+
+    static func == (left: KeyBytes, right: KeyBytes) -> Bool { left.bytes == right.bytes }
+
+    func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
 }

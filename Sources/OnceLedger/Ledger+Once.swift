@@ -70,7 +70,7 @@ extension Ledger {
         _ effect: @Sendable (EffectContext) async throws -> [UInt8]
     ) async throws -> OnceOutcome<[UInt8]> {
         try key.validate()
-        if OnceTaskContext.runningKeys.contains(key.bytes) {
+        if OnceTaskContext.runningKeys?.contains(key.keyBytes) == true {
             throw LedgerError(.invalidArgument,
                               "once(\"\(key.rawValue)\") was called from inside its own effect; that would wait on itself forever",
                               key: key.rawValue)
@@ -137,7 +137,7 @@ extension Ledger {
     /// Decides, atomically with registering as the key's running call.
     func decide(_ key: IdempotencyKey, scope: DeduplicationScope, policy: PendingPolicy<[UInt8]>) -> Decision {
         inFlight.withLock { running -> Decision in
-            if let call = running[key.bytes] {
+            if let call = running[key.keyBytes] {
                 if call.isOperator { return .waitThenDecide(call) }
                 if call.fingerprint != key.fingerprint {
                     let stored = entry(key.rawValue)
@@ -152,7 +152,7 @@ extension Ledger {
             guard let entry = stored, entry.status != .absent else {
                 let previous = stored
                 let call = InFlightCall(fingerprint: key.fingerprint)
-                running[key.bytes] = call
+                running[key.keyBytes] = call
                 return .run(call, attempt: (previous?.attempt ?? 0) + 1, generation: previous?.generation ?? 0)
             }
             if entry.fingerprint != key.fingerprint {
@@ -173,7 +173,7 @@ extension Ledger {
                 }
                 if !expired { return .alreadyDone(entry) }
                 let call = InFlightCall(fingerprint: key.fingerprint)
-                running[key.bytes] = call
+                running[key.keyBytes] = call
                 return .run(call, attempt: entry.attempt + 1, generation: entry.generation &+ 1)
             case .pendingUnknown:
                 switch policy {
@@ -184,11 +184,11 @@ extension Ledger {
                         key: key.rawValue, entry: entry))
                 case .retry:
                     let call = InFlightCall(fingerprint: key.fingerprint)
-                    running[key.bytes] = call
+                    running[key.keyBytes] = call
                     return .run(call, attempt: entry.attempt + 1, generation: entry.generation)
                 case .reconcile(let ask):
                     let call = InFlightCall(fingerprint: key.fingerprint)
-                    running[key.bytes] = call
+                    running[key.keyBytes] = call
                     return .reconcile(call, entry, ask)
                 }
             case .absent:
@@ -199,7 +199,7 @@ extension Ledger {
 
     func finish(_ key: IdempotencyKey, _ call: InFlightCall, _ result: Result<EntryInfo, LedgerErrorOrOther>) {
         inFlight.withLock { running in
-            if running[key.bytes] === call { running[key.bytes] = nil }
+            if running[key.keyBytes] === call { running[key.keyBytes] = nil }
         }
         call.finish(result)
     }
@@ -257,7 +257,9 @@ extension Ledger {
         let context = EffectContext(key: key.rawValue, attempt: attempt, generation: generation)
         let receipt: [UInt8]
         do {
-            receipt = try await OnceTaskContext.$runningKeys.withValue(OnceTaskContext.runningKeys.union([key.bytes])) {
+            receipt = try await OnceTaskContext.$runningKeys.withValue(
+                RunningKey(key.keyBytes, outer: OnceTaskContext.runningKeys)
+            ) {
                 try await effect(context)
             }
         } catch let didNotHappen as EffectDidNotHappen {
@@ -295,8 +297,29 @@ extension Ledger {
 
 /// The keys whose effects are running in the current task (to refuse re-entry).
 enum OnceTaskContext {
-    /// By UTF-8 bytes, as the ledger compares keys.
-    @TaskLocal static var runningKeys: Set<[UInt8]> = []
+    /// The innermost running key, linked to the ones it runs inside.
+    @TaskLocal static var runningKeys: RunningKey? = nil
+}
+
+/// One key whose effect is running in this task, and the key whose effect it runs in
+/// (effects nest rarely and shallowly, so a list beats building a set per call).
+final class RunningKey: Sendable {
+    let key: KeyBytes
+    let outer: RunningKey?
+
+    init(_ key: KeyBytes, outer: RunningKey?) {
+        self.key = key
+        self.outer = outer
+    }
+
+    func contains(_ candidate: KeyBytes) -> Bool {
+        var node: RunningKey? = self
+        while let current = node {
+            if current.key == candidate { return true }
+            node = current.outer
+        }
+        return false
+    }
 }
 
 @usableFromInline

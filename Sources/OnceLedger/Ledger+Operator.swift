@@ -44,13 +44,13 @@ extension Ledger {
         }
         let call = InFlightCall(fingerprint: [])
         let entry: EntryInfo = try inFlight.withLock { running in
-            guard running[Array(key.utf8)] == nil else {
+            guard running[KeyBytes(key)] == nil else {
                 throw LedgerError(.wrongState, "key \"\(key)\" is running in this process now", key: key)
             }
             guard let entry = self.entry(key), entry.status == requiredStatus else {
                 throw LedgerError(.wrongState, "key \"\(key)\" \(notInState)", key: key, entry: self.entry(key))
             }
-            running[Array(key.utf8)] = call
+            running[KeyBytes(key)] = call
             return entry
         }
         defer {

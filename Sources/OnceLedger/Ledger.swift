@@ -19,7 +19,7 @@ public final class Ledger: Sendable {
     /// The calls running in this process, by key bytes (keys compare byte for byte,
     /// as in the state and the log; `String` equality would merge canonically
     /// equivalent keys).
-    let inFlight = Mutex<[[UInt8]: InFlightCall]>([:])
+    let inFlight = Mutex<[KeyBytes: InFlightCall]>([:])
     /// Set by `close()`: a closed ledger writes nothing more, even if its backend is
     /// opened again by another `Ledger` (an in-memory backend is shared that way).
     let closed = Mutex(false)

@@ -257,7 +257,9 @@ public enum RecordBody: Hashable, Sendable {
 
     /// Encodes the body. Call `validate()` first; encoding assumes bounds hold.
     public func encode() -> [UInt8] {
-        var w = ByteWriter()
+        // Sized for an intent or a completion with a short key and receipt, so the
+        // common bodies are built without regrowing the buffer.
+        var w = ByteWriter(capacity: 128)
         func str(_ text: String) { w.writeBytes16(Array(text.utf8)) }
         switch self {
         case .intent(let b):

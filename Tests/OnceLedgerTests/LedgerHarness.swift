@@ -74,11 +74,11 @@ func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
 extension Ledger {
     /// Callers currently waiting on the running call of `key` (0 when none runs).
     func waiterCount(_ key: String) -> Int {
-        inFlight.withLock { $0[Array(key.utf8)]?.waiterCount ?? 0 }
+        inFlight.withLock { $0[KeyBytes(key)]?.waiterCount ?? 0 }
     }
 
     func isRunning(_ key: String) -> Bool {
-        inFlight.withLock { $0[Array(key.utf8)] != nil }
+        inFlight.withLock { $0[KeyBytes(key)] != nil }
     }
 }
 

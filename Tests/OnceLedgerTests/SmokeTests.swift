@@ -3,6 +3,7 @@
 import Foundation
 import OnceLedger
 import OnceLedgerFormat
+import Synchronization
 import Testing
 
 @Suite struct SmokeTests {
@@ -47,6 +48,31 @@ import Testing
             return inner.code == .invalidArgument
         }
         #expect(ledger.entry("outer")?.status == .pendingUnknown)
+    }
+
+    /// Two levels down: A's effect calls B, whose effect calls A again. Refused like the
+    /// direct case (the running keys form a list through the nested effects), and B
+    /// still runs once: only A is left pending.
+    @Test func onceOnAnOuterKeyFromANestedEffectIsRefused() async throws {
+        let ledger = Ledger.inMemory()
+        let innerError = Mutex<LedgerError?>(nil)
+        _ = try await ledger.onceBytes("A") { _ in
+            _ = try await ledger.onceBytes("B") { _ in
+                do {
+                    _ = try await ledger.onceBytes("A") { _ in [3] }
+                } catch let error as LedgerError {
+                    innerError.withLock { $0 = error }
+                }
+                return [2]
+            }
+            return [1]
+        }
+        #expect(innerError.withLock { $0?.code } == .invalidArgument)
+        #expect(ledger.entry("B")?.status == .done)
+        #expect(ledger.entry("A")?.status == .done)
+        // And the list unwinds: A can be asked again from the top.
+        let again = try await ledger.onceBytes("A") { _ in [9] }
+        #expect(again.receipt == [1])
     }
 
     /// Encodes fine, never decodes: `.performed` must still hand back the value the effect returned.
