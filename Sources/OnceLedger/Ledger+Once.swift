@@ -276,9 +276,10 @@ extension Ledger {
             finish(key, call, .failure(LedgerErrorOrOther(error: failure)))
             throw failure
         }
+        let completedAt = now()
         do {
             try checkReceipt(receipt, key: key.rawValue)
-            try await commit([.completion(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: now(),
+            try await commit([.completion(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: completedAt,
                                                 receipt: receipt))])
         } catch {
             var typed = (error as? LedgerError) ?? LedgerError(.io, "\(error)")
@@ -287,9 +288,13 @@ extension Ledger {
             finish(key, call, .failure(LedgerErrorOrOther(error: typed)))
             throw typed
         }
-        let done = entry(key.rawValue) ?? EntryInfo(
+        // What the state now holds for the key, built here rather than looked up: while
+        // this call is running nothing else writes the key (duplicates wait on `call`;
+        // operator resolves and forgets refuse a running key), so the completion just
+        // applied the intent's fingerprint and generation, this attempt, receipt and time.
+        let done = EntryInfo(
             key: key.rawValue, status: .done, attempt: attempt, generation: generation, fingerprint: key.fingerprint,
-            timeMilliseconds: now(), receipt: receipt)
+            timeMilliseconds: completedAt, receipt: receipt)
         finish(key, call, .success(done))
         return .performed(receipt, done)
     }

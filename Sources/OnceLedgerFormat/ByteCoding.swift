@@ -44,6 +44,15 @@ public struct ByteWriter: Sendable {
         writeBytes(source)
     }
 
+    /// A length-prefixed (u16) UTF-8 string, without building an array of it first;
+    /// the caller checks the bound first.
+    public mutating func writeString16(_ text: String) {
+        let utf8 = text.utf8
+        precondition(utf8.count <= Int(UInt16.max), "writeString16 bound checked by caller")
+        writeInteger(UInt16(utf8.count))
+        bytes.append(contentsOf: utf8)
+    }
+
     /// A length-prefixed (u32) byte string; the caller checks the bound first.
     public mutating func writeBytes32(_ source: [UInt8]) {
         precondition(source.count <= Int(UInt32.max), "writeBytes32 bound checked by caller")

@@ -504,6 +504,46 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(try await ledger.once("k-window", as: String.self, scope: window) { _ in "r6" }.wasPerformed)
     }
 
+    /// `.performed` hands back the entry the ledger now stores (`once` builds it rather
+    /// than looking it up): a fresh key with params, a re-run after its window (attempt 2,
+    /// generation 1), and a retry of a pending key (attempt 2), with the clock moving
+    /// during each effect so the completion's time is the one that counts.
+    @Test(arguments: BackendKind.allCases)
+    func performedCarriesTheStoredEntry(_ kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        defer { try? ledger.close() }
+        struct Params: Encodable { var amount: Int }
+        harness.clock.set(20_000)
+        let key = try IdempotencyKey("k-entry", params: Params(amount: 7))
+        let window = DeduplicationScope.window(milliseconds: 100)
+        let first = try await ledger.once(key, as: String.self, scope: window) { _ in
+            harness.clock.advance(3)
+            return "r1"
+        }
+        #expect(first.wasPerformed)
+        #expect(first.entry == ledger.entry("k-entry"))
+        #expect(first.entry.timeMilliseconds == 20_003)
+        #expect(first.entry.fingerprint == key.fingerprint)
+        harness.clock.set(30_000)
+        let again = try await ledger.once(key, as: String.self, scope: window) { _ in
+            harness.clock.advance(5)
+            return "r2"
+        }
+        #expect(again.wasPerformed)
+        #expect(again.entry == ledger.entry("k-entry"))
+        #expect(again.entry.attempt == 2 && again.entry.generation == 1 && again.entry.timeMilliseconds == 30_005)
+
+        _ = await ledgerError { try await ledger.once("k-pending", as: String.self) { _ in throw TestFailure() } }
+        let retried = try await ledger.once("k-pending", as: String.self, whenPending: .retry) { _ in
+            harness.clock.advance(2)
+            return "r3"
+        }
+        #expect(retried.wasPerformed)
+        #expect(retried.entry == ledger.entry("k-pending"))
+        #expect(retried.entry.attempt == 2)
+    }
+
     // MARK: Fingerprints
 
     @Test(arguments: BackendKind.allCases)
