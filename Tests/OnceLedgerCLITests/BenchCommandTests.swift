@@ -28,6 +28,8 @@ import Testing
         }
         for row in ["raw pwrite+fdatasync loop", "raw O_DIRECT pwrite(4 KiB)+fdatasync (diagnostic)",
                     "engine, async append", "engine, page-cache writes", "Ledger.once (2 commits per once)",
+                    "engine, 1 appender (on a SpinningExecutor, diagnostic)", "engine, on a SpinningExecutor",
+                    "Ledger.once, 1 caller on ledger.executor (diagnostic)", "Ledger.once on ledger.executor",
                     "engine, 1 appender ÷ raw O_DIRECT loop", "once, 1 caller ÷ (raw loop ÷ 2)",
                     "open from snapshot ÷ from segments, cold"] {
             #expect(result.stdout.contains(row), "missing row \"\(row)\"")
@@ -60,6 +62,9 @@ import Testing
         let ratios = try #require(root["ratios"] as? [String: Any])
         #expect((ratios["engine1VersusRawDirect"] as? Double ?? 0) > 0)
         #expect((ratios["engine1BufferedVersusRaw"] as? Double ?? 0) > 0)
+        let onExecutor = try #require(root["engine1Executor"] as? [String: Any])
+        #expect((onExecutor["batches"] as? Int ?? 0) > 0)
+        #expect((ratios["engine1ExecutorVersusRaw"] as? Double ?? 0) > 0)
         let targets = try #require(root["targets"] as? [[String: Any]])
         #expect(!targets.isEmpty)
         #expect(targets.allSatisfy { $0["met"] is Bool })
@@ -69,7 +74,7 @@ import Testing
     /// The rate rows' order per round is balanced: within one period of rounds every row
     /// runs once in every position and right after every other row equally often
     /// (a rotation would keep who follows whom).
-    @Test(arguments: [1, 2, 3, 5, 8, 12])
+    @Test(arguments: [1, 2, 3, 5, 8, 9, 12, 14])
     func roundOrderIsBalanced(count: Int) {
         let period = count % 2 == 0 ? count : 2 * count
         var follows: [[Int]: Int] = [:]

@@ -7,7 +7,7 @@
 import Foundation
 @testable import OnceLedger
 import OnceLedgerFormat
-import OnceLedgerLog
+@testable import OnceLedgerLog
 import Synchronization
 import Testing
 
@@ -221,5 +221,66 @@ private let callers = 64
         }
         #expect(outcome.wasPerformed)
         #expect(outcome.receipt == "second")
+    }
+}
+
+/// `ledger.executor`: `once` from tasks that prefer it behaves as on the default executor
+/// (performed once, duplicates get the stored receipt, concurrent same-key callers run the
+/// effect once), the effect runs on its thread, and after `close()` such a task still runs.
+@Suite struct LedgerExecutorTests {
+    @Test(.timeLimit(.minutes(1)), arguments: BackendKind.allCases)
+    func onceOnTheLedgerExecutor(_ kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        var ledger = try harness.open()
+        defer { try? ledger.close() }
+        let executor = ledger.executor
+        #expect(ledger.executor === executor, "one executor per ledger")
+        let effectThreads = Mutex(Set<UInt>())
+        let outcomes = try await withTaskExecutorPreference(executor) { [ledger] in
+            var outcomes: [OnceOutcome<String>] = []
+            for index in 0..<40 {
+                outcomes.append(try await ledger.once(IdempotencyKey("x-\(index % 20)"), as: String.self) { _ in
+                    effectThreads.withLock { _ = $0.insert(UInt(pthread_self())) }
+                    return "r\(index)"
+                })
+            }
+            return outcomes
+        }
+        #expect(outcomes.prefix(20).allSatisfy { $0.wasPerformed })
+        #expect(outcomes.suffix(20).allSatisfy { !$0.wasPerformed })
+        #expect(outcomes.suffix(20).map(\.receipt) == (0..<20).map { "r\($0)" })
+        #expect(effectThreads.withLock { $0 } == [executor.threadID.load(ordering: .relaxed)])
+
+        // Concurrent callers of one key, all on the executor: one effect run.
+        final class Runs: Sendable { let count = Mutex(0) }
+        let runs = Runs()
+        let gate = Gate()
+        let results = try await withTaskExecutorPreference(executor) { [ledger] in
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        try await ledger.once("shared", as: String.self) { _ in
+                            runs.count.withLock { $0 += 1 }
+                            await gate.wait()
+                            return "once"
+                        }.wasPerformed
+                    }
+                }
+                while ledger.waiterCount("shared") < 7 { await Task.yield() }
+                gate.open()
+                return try await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+        }
+        #expect(runs.count.withLock { $0 } == 1)
+        #expect(results.filter { $0 }.count == 1)
+
+        // After close the executor's thread stops; a task that still prefers it runs elsewhere.
+        ledger = try harness.reopen(ledger)
+        while !executor.hasStopped { try await Task.sleep(for: .milliseconds(1)) }
+        let late = try await withTaskExecutorPreference(executor) { [ledger] in
+            try await ledger.once("after-close", as: String.self) { _ in "late" }
+        }
+        #expect(late.wasPerformed)
+        #expect(ledger.executor !== executor, "the reopened ledger has its own")
     }
 }

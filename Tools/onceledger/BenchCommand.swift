@@ -25,8 +25,8 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Seconds per rate measurement (ten of them; six with --skip-ledger), split over the rounds.")
     var seconds: Double = 4.0
 
-    @Option(help: "Rounds the rate measurements are interleaved in (ratios are per-round medians).")
-    var rounds: Int = 12
+    @Option(help: "Rounds the rate measurements are interleaved in (ratios are per-round medians; 14 completes the balanced order of the 14 rows).")
+    var rounds: Int = 14
 
     @Option(help: "Records in the recovery-scan ledger (default fills ~200 MB of 64 MiB segments).")
     var records: Int = 1_200_000
@@ -69,8 +69,8 @@ struct BenchCommand: AsyncParsableCommand {
 
     /// The interleaved rate measurements (`roundOrder` sets their order in each round).
     enum Measurement: String, CaseIterable {
-        case raw, rawDirect, engine1, engine1Buffered, engine1Blocking, engine64, sqlite1, sqlite64, once1, once64,
-             sqliteOnce1, sqliteOnce64
+        case raw, rawDirect, engine1, engine1Buffered, engine1Blocking, engine1Executor, engine64, sqlite1, sqlite64,
+             once1, once1Executor, once64, sqliteOnce1, sqliteOnce64
     }
 
     /// The order of `count` measurements in round `round` (from 1): a Williams
@@ -142,7 +142,7 @@ struct BenchCommand: AsyncParsableCommand {
         // Rate measurements, interleaved in rounds (see `BenchResults.Round`).
         let measurements = BenchCommand.Measurement.allCases.filter { measurement in
             switch measurement {
-            case .once1, .once64, .sqliteOnce1, .sqliteOnce64: !skipLedger
+            case .once1, .once1Executor, .once64, .sqliteOnce1, .sqliteOnce64: !skipLedger
             default: true
             }
         }
@@ -160,17 +160,24 @@ struct BenchCommand: AsyncParsableCommand {
             configuration: configuration, body: body)
         let engineBlocking = try await EngineThroughput.open(
             directory: try scratch("engine-1-blocking"), configuration: configuration, body: body)
+        let engineExecutor = try await EngineThroughput.open(
+            directory: try scratch("engine-1-executor"), configuration: configuration, body: body)
+        let spinningExecutor = SpinningExecutor(name: "bench-executor")
+        defer { spinningExecutor.shutdown() }
         let engineMany = try await EngineThroughput.open(
             directory: try scratch("engine-\(appenders)"), configuration: configuration, body: body)
         let sqliteSingle = try await SQLiteBaseline.prepare(directory: try scratch("sqlite-1"))
         let sqliteMany = try await SQLiteBaseline.prepare(directory: try scratch("sqlite-\(appenders)"))
         var onceSingle: OnceThroughput?
+        var onceSingleExecutor: OnceThroughput?
         var onceMany: OnceThroughput?
         var sqliteOnceSingle = ""
         var sqliteOnceMany = ""
         if !skipLedger {
             onceSingle = try await OnceThroughput.open(
                 directory: try scratch("once-1"), configuration: configuration, receipt: BenchCommand.receipt)
+            onceSingleExecutor = try await OnceThroughput.open(
+                directory: try scratch("once-1-executor"), configuration: configuration, receipt: BenchCommand.receipt)
             onceMany = try await OnceThroughput.open(
                 directory: try scratch("once-\(appenders)"), configuration: configuration, receipt: BenchCommand.receipt)
             sqliteOnceSingle = try await SQLiteOnceBaseline.prepare(directory: try scratch("sqlite-once-1"))
@@ -181,10 +188,12 @@ struct BenchCommand: AsyncParsableCommand {
         var engine1BufferedRates: [BenchResults.EngineRate] = []
         var engine1Rates: [BenchResults.EngineRate] = []
         var engine1BlockingRates: [BenchResults.EngineRate] = []
+        var engine1ExecutorRates: [BenchResults.EngineRate] = []
         var engine64Rates: [BenchResults.EngineRate] = []
         var sqlite1Rates: [BenchResults.SQLiteRate] = []
         var sqlite64Rates: [BenchResults.SQLiteRate] = []
         var once1Rates: [BenchResults.EngineRate] = []
+        var once1ExecutorRates: [BenchResults.EngineRate] = []
         var once64Rates: [BenchResults.EngineRate] = []
         var sqliteOnce1Rates: [BenchResults.SQLiteRate] = []
         var sqliteOnce64Rates: [BenchResults.SQLiteRate] = []
@@ -199,8 +208,10 @@ struct BenchCommand: AsyncParsableCommand {
             var engine1 = BenchResults.EngineRate.total([])
             var engine1Buffered = engine1
             var engine1Blocking = engine1
+            var engine1Executor = engine1
             var engine64 = engine1
             var once1 = engine1
+            var once1Executor = engine1
             var once64 = engine1
             var sqlite1 = BenchResults.SQLiteRate.total([])
             var sqlite64 = sqlite1
@@ -226,6 +237,9 @@ struct BenchCommand: AsyncParsableCommand {
                 case .engine1Blocking:
                     progress.say("\(prefix) engine, 1 appender via blocking appendAndWait (diagnostic)")
                     engine1Blocking = try await engineBlocking.runBlocking(seconds: slot)
+                case .engine1Executor:
+                    progress.say("\(prefix) engine, 1 appender on a SpinningExecutor (diagnostic)")
+                    engine1Executor = try await engineExecutor.run(appenders: 1, seconds: slot, on: spinningExecutor)
                 case .engine64:
                     progress.say("\(prefix) engine, \(appenders) appenders")
                     engine64 = try await engineMany.run(appenders: appenders, seconds: slot)
@@ -239,6 +253,10 @@ struct BenchCommand: AsyncParsableCommand {
                 case .once1:
                     progress.say("\(prefix) Ledger.once, 1 caller")
                     once1 = try await onceSingle!.run(callers: 1, seconds: slot, keyPrefix: keyPrefix)
+                case .once1Executor:
+                    progress.say("\(prefix) Ledger.once, 1 caller on ledger.executor (diagnostic)")
+                    once1Executor = try await onceSingleExecutor!.run(callers: 1, seconds: slot, keyPrefix: keyPrefix,
+                                                                      onLedgerExecutor: true)
                 case .once64:
                     progress.say("\(prefix) Ledger.once, \(appenders) callers")
                     once64 = try await onceMany!.run(callers: appenders, seconds: slot, keyPrefix: keyPrefix)
@@ -259,25 +277,29 @@ struct BenchCommand: AsyncParsableCommand {
             engine1BufferedRates.append(engine1Buffered)
             engine1Rates.append(engine1)
             engine1BlockingRates.append(engine1Blocking)
+            engine1ExecutorRates.append(engine1Executor)
             engine64Rates.append(engine64)
             sqlite1Rates.append(sqlite1)
             sqlite64Rates.append(sqlite64)
             once1Rates.append(once1)
+            once1ExecutorRates.append(once1Executor)
             once64Rates.append(once64)
             sqliteOnce1Rates.append(sqliteOnce1)
             sqliteOnce64Rates.append(sqliteOnce64)
             roundRates.append(.init(
                 rawLoop: rawRate.perSecond, rawDirectLoop: rawDirectRate.perSecond, engine1: engine1.rate.perSecond,
                 engine1Buffered: engine1Buffered.rate.perSecond,
-                engine1Blocking: engine1Blocking.rate.perSecond, engine64: engine64.rate.perSecond,
+                engine1Blocking: engine1Blocking.rate.perSecond, engine1Executor: engine1Executor.rate.perSecond,
+                engine64: engine64.rate.perSecond,
                 sqlite1: sqlite1.rate.perSecond, sqlite64: sqlite64.rate.perSecond,
-                once1: skipLedger ? nil : once1.rate.perSecond, once64: skipLedger ? nil : once64.rate.perSecond,
+                once1: skipLedger ? nil : once1.rate.perSecond,
+                once1Executor: skipLedger ? nil : once1Executor.rate.perSecond, once64: skipLedger ? nil : once64.rate.perSecond,
                 sqliteOnce1: skipLedger ? nil : sqliteOnce1.rate.perSecond,
                 sqliteOnce64: skipLedger ? nil : sqliteOnce64.rate.perSecond,
                 order: order.map(\.rawValue)))
         }
-        for engine in [engineSingle, engineBuffered, engineBlocking, engineMany] { try await engine.close() }
-        for once in [onceSingle, onceMany].compactMap({ $0 }) { try await once.close() }
+        for engine in [engineSingle, engineBuffered, engineBlocking, engineExecutor, engineMany] { try await engine.close() }
+        for once in [onceSingle, onceSingleExecutor, onceMany].compactMap({ $0 }) { try await once.close() }
 
         progress.say("recovery: building \(Format.grouped(records)) records of \(bodyBytes) bytes, then scanning")
         let scanDirectory = try scratch("scan")
@@ -304,7 +326,7 @@ struct BenchCommand: AsyncParsableCommand {
                 directory: try scratch("ledger-open"), configuration: configuration, entries: ledgerEntries,
                 keyBytes: BenchCommand.shortKeyBytes, receipt: BenchCommand.receipt)
             exactlyOnce = BenchResults.ExactlyOnce(
-                once1: .total(once1Rates), once64: .total(once64Rates), sqliteOnce1: .total(sqliteOnce1Rates),
+                once1: .total(once1Rates), once1Executor: .total(once1ExecutorRates), once64: .total(once64Rates), sqliteOnce1: .total(sqliteOnce1Rates),
                 sqliteOnce64: .total(sqliteOnce64Rates), receiptBytes: BenchCommand.receipt.count,
                 sqliteDescription: SQLiteOnceBaseline.description, ratios: BenchResults.OnceRatios(roundRates),
                 memory: memory, open: open)
@@ -318,6 +340,7 @@ struct BenchCommand: AsyncParsableCommand {
                 sqliteWriters: SQLiteBaseline.writersDescription),
             rawLoop: .total(rawRates), rawDirectLoop: .total(rawDirectRates), engine1: .total(engine1Rates),
             engine1Buffered: .total(engine1BufferedRates), engine1Blocking: .total(engine1BlockingRates),
+            engine1Executor: .total(engine1ExecutorRates),
             engine64: .total(engine64Rates), sqlite1: .total(sqlite1Rates), sqlite64: .total(sqlite64Rates),
             rounds: roundRates, ratios: BenchResults.Ratios(roundRates),
             recovery: recovery, openSmall: openSmall, exactlyOnce: exactlyOnce, targets: [], totalSeconds: 0)

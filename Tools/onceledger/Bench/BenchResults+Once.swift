@@ -5,6 +5,8 @@ extension BenchResults {
     struct ExactlyOnce: Codable, Sendable {
         /// `Ledger.once`, no-op effect, unique key per call, on the file backend.
         var once1: EngineRate
+        /// Diagnostic: the same, the caller's task on `ledger.executor`.
+        var once1Executor: EngineRate
         var once64: EngineRate
         /// SQLite: INSERT intent, COMMIT; UPDATE to done with the receipt, COMMIT.
         var sqliteOnce1: SQLiteRate
@@ -20,6 +22,7 @@ extension BenchResults {
     struct OnceRatios: Codable, Sendable {
         /// once (1 caller) ÷ (raw loop ÷ 2): each `once` needs two syncs.
         var once1VersusHalfRaw: Double
+        var once1ExecutorVersusHalfRaw: Double
         var once64VersusRaw: Double
         var once1VersusSQLiteOnce1: Double
         var once64VersusSQLiteOnce64: Double
@@ -36,6 +39,7 @@ extension BenchResults {
                 return a / b
             }
             once1VersusHalfRaw = median { ratio($0.once1, $0.rawLoop / 2) }
+            once1ExecutorVersusHalfRaw = median { ratio($0.once1Executor, $0.rawLoop / 2) }
             once64VersusRaw = median { ratio($0.once64, $0.rawLoop) }
             once1VersusSQLiteOnce1 = median { ratio($0.once1, $0.sqliteOnce1) }
             once64VersusSQLiteOnce64 = median { ratio($0.once64, $0.sqliteOnce64) }
@@ -143,6 +147,8 @@ extension BenchResults.ExactlyOnce {
                    perRound { $0.rawLoop / 2 }, ""])
         rates.add(["Ledger.once, 1 caller", Format.rate(once1.rate.perSecond), medianRatio(\.once1),
                    perRound(\.once1), "\(Format.fixed(once1.meanRecordsPerBatch, 2)) records/batch"])
+        rates.add(["Ledger.once, 1 caller on ledger.executor (diagnostic)", Format.rate(once1Executor.rate.perSecond),
+                   medianRatio(\.once1Executor), perRound(\.once1Executor), "no thread wake-up per commit"])
         rates.add(["Ledger.once, \(once64.appenders) callers", Format.rate(once64.rate.perSecond),
                    medianRatio(\.once64), perRound(\.once64),
                    "\(Format.fixed(once64.meanRecordsPerBatch, 1)) records/batch"])
@@ -153,7 +159,7 @@ extension BenchResults.ExactlyOnce {
                    "\(sqliteOnce64.busyRetries) SQLITE_BUSY retries"])
         out.append(rates.render())
         out.append("Ledger.once: file backend, keys like r3c17-1234, \(receiptBytes)-byte receipt; SQLite once: \(sqliteDescription)")
-        out.append("once ÷ (raw ÷ 2): 1 caller \(Format.ratio(ratios.once1VersusHalfRaw)); once ÷ SQLite once: 1 caller \(Format.ratio(ratios.once1VersusSQLiteOnce1)), \(once64.appenders) callers \(Format.ratio(ratios.once64VersusSQLiteOnce64))")
+        out.append("once ÷ (raw ÷ 2): 1 caller \(Format.ratio(ratios.once1VersusHalfRaw)), on ledger.executor \(Format.ratio(ratios.once1ExecutorVersusHalfRaw)); once ÷ SQLite once: 1 caller \(Format.ratio(ratios.once1VersusSQLiteOnce1)), \(once64.appenders) callers \(Format.ratio(ratios.once64VersusSQLiteOnce64))")
         out.append("")
 
         var memoryTable = TextTable(["memory per done entry", "entries", "heap Δ", "heap B/entry", "− key",

@@ -65,6 +65,8 @@ extension BenchResults {
                    medianRatio(\.engine1Buffered), perRound(\.engine1Buffered), "directWrites: false"])
         rates.add(["engine, 1 appender (appendAndWait, diagnostic)", Format.rate(engine1Blocking.rate.perSecond),
                    medianRatio(\.engine1Blocking), perRound(\.engine1Blocking), "no task/continuation hop"])
+        rates.add(["engine, 1 appender (on a SpinningExecutor, diagnostic)", Format.rate(engine1Executor.rate.perSecond),
+                   medianRatio(\.engine1Executor), perRound(\.engine1Executor), "no thread wake-up per commit"])
         rates.add(["engine, \(engine64.appenders) appenders", Format.rate(engine64.rate.perSecond),
                    medianRatio(\.engine64), perRound(\.engine64),
                    "\(Format.fixed(engine64.meanRecordsPerBatch, 1)) records/batch"])
@@ -74,7 +76,7 @@ extension BenchResults {
                    medianRatio(\.sqlite64), perRound(\.sqlite64), "\(sqlite64.busyRetries) SQLITE_BUSY retries"])
         out.append(rates.render())
         out.append("× raw and engine ÷ SQLite are medians of per-round ratios; rate/s is the total over all rounds")
-        out.append("engine, 1 appender ÷ raw O_DIRECT loop: \(Format.ratio(ratios.engine1VersusRawDirect)); with page-cache writes ÷ raw loop: \(Format.ratio(ratios.engine1BufferedVersusRaw))")
+        out.append("engine, 1 appender ÷ raw O_DIRECT loop: \(Format.ratio(ratios.engine1VersusRawDirect)); with page-cache writes ÷ raw loop: \(Format.ratio(ratios.engine1BufferedVersusRaw)); on a SpinningExecutor ÷ raw loop: \(Format.ratio(ratios.engine1ExecutorVersusRaw))")
         out.append("engine ÷ SQLite: 1 writer \(Format.ratio(ratios.engine1VersusSQLite1)), \(engine64.appenders) writers \(Format.ratio(ratios.engine64VersusSQLite64))")
         out.append("")
         out += renderSingleCallerTimings()
@@ -141,8 +143,11 @@ extension BenchResults {
         table.add(["raw O_DIRECT loop", Format.fixed(rawDirectMicros, 1), Format.fixed(rawDirectMicros - rawMicros, 1),
                    Format.fixed(rawDirectMicros, 1), "", "", ""])
         var rows = [("engine, async append", engine1), ("engine, page-cache writes", engine1Buffered),
-                    ("engine, appendAndWait", engine1Blocking)]
-        if let exactlyOnce { rows.append(("Ledger.once (2 commits per once)", exactlyOnce.once1)) }
+                    ("engine, appendAndWait", engine1Blocking), ("engine, on a SpinningExecutor", engine1Executor)]
+        if let exactlyOnce {
+            rows.append(("Ledger.once (2 commits per once)", exactlyOnce.once1))
+            rows.append(("Ledger.once on ledger.executor", exactlyOnce.once1Executor))
+        }
         for (label, rate) in rows {
             let timings = rate.timings
             let total = timings.batches > 0 ? rate.rate.seconds * 1e6 / Double(timings.batches) : 0

@@ -78,11 +78,15 @@ struct BenchResults: Codable, Sendable {
         var engine1: Double
         var engine1Buffered: Double
         var engine1Blocking: Double
+        /// Diagnostic: one appender whose task runs on a `SpinningExecutor`.
+        var engine1Executor: Double
         var engine64: Double
         var sqlite1: Double
         var sqlite64: Double
         /// The exactly-once rows (nil with `--skip-ledger`); see `ExactlyOnce`.
         var once1: Double? = nil
+        /// Diagnostic: one `once` caller whose task runs on `ledger.executor`.
+        var once1Executor: Double? = nil
         var once64: Double? = nil
         var sqliteOnce1: Double? = nil
         var sqliteOnce64: Double? = nil
@@ -135,6 +139,7 @@ struct BenchResults: Codable, Sendable {
         /// Diagnostics: against the O_DIRECT raw loop, and the page-cache engine against the raw loop.
         var engine1VersusRawDirect: Double
         var engine1BufferedVersusRaw: Double
+        var engine1ExecutorVersusRaw: Double
         var engine64VersusRaw: Double
         var engine64VersusSQLite64: Double
         var engine1VersusSQLite1: Double
@@ -150,6 +155,7 @@ struct BenchResults: Codable, Sendable {
             engine1VersusRaw = median { ratio($0.engine1, $0.rawLoop) }
             engine1VersusRawDirect = median { ratio($0.engine1, $0.rawDirectLoop) }
             engine1BufferedVersusRaw = median { ratio($0.engine1Buffered, $0.rawLoop) }
+            engine1ExecutorVersusRaw = median { ratio($0.engine1Executor, $0.rawLoop) }
             engine64VersusRaw = median { ratio($0.engine64, $0.rawLoop) }
             engine64VersusSQLite64 = median { ratio($0.engine64, $0.sqlite64) }
             engine1VersusSQLite1 = median { ratio($0.engine1, $0.sqlite1) }
@@ -176,6 +182,8 @@ struct BenchResults: Codable, Sendable {
     var engine1Buffered: EngineRate
     /// Diagnostic: one appender through the blocking `appendAndWait` on a plain thread.
     var engine1Blocking: EngineRate
+    /// Diagnostic: one appender whose task runs on a `SpinningExecutor`.
+    var engine1Executor: EngineRate
     var engine64: EngineRate
     var sqlite1: SQLiteRate
     var sqlite64: SQLiteRate

@@ -28,12 +28,20 @@ final class EngineThroughput: Sendable {
         try await BlockingThread.run { try engine.close() }
     }
 
-    func run(appenders: Int, seconds: Double) async throws -> BenchResults.EngineRate {
+    /// With `executor`, the appending tasks run on it (a diagnostic: no thread wake-up
+    /// per commit).
+    func run(appenders: Int, seconds: Double, on executor: SpinningExecutor? = nil) async throws
+        -> BenchResults.EngineRate
+    {
         let engine = self.engine
         let body = self.body
-        return try await EngineThroughput.measure(engine: engine, callers: appenders, seconds: seconds) { _, _ in
-            _ = try await engine.append(kind: .opaque, body: body)
+        @Sendable func measure() async throws -> BenchResults.EngineRate {
+            try await EngineThroughput.measure(engine: engine, callers: appenders, seconds: seconds) { _, _ in
+                _ = try await engine.append(kind: .opaque, body: body)
+            }
         }
+        guard let executor else { return try await measure() }
+        return try await withTaskExecutorPreference(executor) { try await measure() }
     }
 
     /// The concurrent rate rows (engine appends, `Ledger.once`): a warm-up call per

@@ -38,7 +38,11 @@ final class OnceThroughput: Sendable {
 
     /// Keys are `<keyPrefix>c<caller>-<n>` (warm-up: `<keyPrefix>c<caller>w`), so a
     /// distinct `keyPrefix` per round keeps every key fresh.
-    func run(callers: Int, seconds: Double, keyPrefix: String) async throws -> BenchResults.EngineRate {
+    /// With `onLedgerExecutor`, the callers' tasks run on `ledger.executor` (a
+    /// diagnostic: no thread wake-up per commit).
+    func run(callers: Int, seconds: Double, keyPrefix: String, onLedgerExecutor: Bool = false) async throws
+        -> BenchResults.EngineRate
+    {
         let ledger = self.ledger
         let receipt = self.receipt
         guard let engine = backend.engine else { throw BenchError("the bench ledger is not open") }
@@ -46,8 +50,12 @@ final class OnceThroughput: Sendable {
             let outcome = try await ledger.once(IdempotencyKey(key), as: [UInt8].self) { _ in receipt }
             guard outcome.wasPerformed else { throw BenchError("once(\"\(key)\") was not performed: the key was not fresh") }
         }
-        return try await EngineThroughput.measure(engine: engine, callers: callers, seconds: seconds) { caller, serial in
-            try await once(serial.map { "\(keyPrefix)c\(caller)-\($0)" } ?? "\(keyPrefix)c\(caller)w")
+        @Sendable func measure() async throws -> BenchResults.EngineRate {
+            try await EngineThroughput.measure(engine: engine, callers: callers, seconds: seconds) { caller, serial in
+                try await once(serial.map { "\(keyPrefix)c\(caller)-\($0)" } ?? "\(keyPrefix)c\(caller)w")
+            }
         }
+        guard onLedgerExecutor else { return try await measure() }
+        return try await withTaskExecutorPreference(ledger.executor) { try await measure() }
     }
 }
