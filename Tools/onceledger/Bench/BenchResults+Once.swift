@@ -67,9 +67,12 @@ extension BenchResults {
 
     struct Timing: Codable, Sendable {
         var cache: String
+        /// The median of `samples` (see `LedgerOpenTime.opensPerKind`).
         var seconds: Double
-        /// CPU time of the opening thread (open is single-threaded).
+        /// CPU time of the opening thread (open is single-threaded), in the median open.
         var cpuSeconds: Double
+        /// Every open's time, fastest first.
+        var samples: [Double] = []
     }
 
     /// `Ledger.open` of a directory of `entries` done entries (intent + completion
@@ -190,6 +193,7 @@ extension BenchResults.ExactlyOnce {
         }
         out.append(openTable.render())
         out.append("\(Format.grouped(open.records)) records (intent + completion per key, 1 checkpoint): \(Format.megabytes(open.recordBytes)) of frames in \(open.segments) segment file(s); built in \(Format.seconds(open.buildSeconds))")
+        out.append("time and cpu: the median of \(open.fromSegments.first?.samples.count ?? 1) opens each (all: segments cold \(open.fromSegments.first.map { $0.samples.map(Format.seconds).joined(separator: ", ") } ?? ""); snapshot cold \(open.fromSnapshot.first.map { $0.samples.map(Format.seconds).joined(separator: ", ") } ?? ""))")
         out.append("after compaction: snapshot of \(Format.megabytes(open.snapshotBytes)) + \(open.segmentsAfterCompaction) segment file(s) (the active one is kept; its covered records are scanned and skipped)")
         return out
     }
