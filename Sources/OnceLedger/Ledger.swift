@@ -81,6 +81,12 @@ public final class Ledger: Sendable {
         self.state = Mutex(loaded)
     }
 
+    /// A ledger dropped without `close()` still stops its executor's thread (tasks that
+    /// still prefer the executor then run on the global one).
+    deinit {
+        spinningExecutor.withLock { $0 }?.shutdown()
+    }
+
     /// Closes the backend (the file log writes a checkpoint and releases its lock).
     public func close() throws {
         closed.withLock { $0 = true }

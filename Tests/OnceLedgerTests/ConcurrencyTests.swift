@@ -283,4 +283,16 @@ private let callers = 64
         #expect(late.wasPerformed)
         #expect(ledger.executor !== executor, "the reopened ledger has its own")
     }
+
+    /// A ledger released without `close()` stops its executor's thread too.
+    @Test(.timeLimit(.minutes(1))) func droppingTheLedgerStopsTheExecutor() async throws {
+        var ledger: Ledger? = Ledger.inMemory()
+        let executor = try #require(ledger?.executor)
+        _ = try await withTaskExecutorPreference(executor) { [ledger] in
+            try await ledger?.once("k", as: String.self) { _ in "r" }
+        }
+        ledger = nil
+        while !executor.hasStopped { try await Task.sleep(for: .milliseconds(1)) }
+        #expect(executor.hasStopped)
+    }
 }
