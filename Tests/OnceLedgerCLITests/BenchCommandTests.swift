@@ -91,4 +91,12 @@ import Testing
         // The period repeats.
         #expect(BenchCommand.roundOrder(round: period + 1, count: count) == BenchCommand.roundOrder(round: 1, count: count))
     }
+
+    /// The one median the bench's ratios use.
+    @Test func medianOfOddEvenAndNone() {
+        #expect(BenchResults.median([]) == nil)
+        #expect(BenchResults.median([0.9]) == 0.9)
+        #expect(BenchResults.median([3, 1, 2]) == 2)
+        #expect(BenchResults.median([4, 1, 3, 2]) == 2.5)
+    }
 }

@@ -28,12 +28,7 @@ extension BenchResults {
         var once64VersusSQLiteOnce64: Double
 
         init(_ rounds: [Round]) {
-            func median(_ ratio: (Round) -> Double?) -> Double {
-                let values = rounds.compactMap(ratio).sorted()
-                guard !values.isEmpty else { return 0 }
-                let middle = values.count / 2
-                return values.count % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2
-            }
+            func median(_ ratio: (Round) -> Double?) -> Double { BenchResults.median(rounds.compactMap(ratio)) ?? 0 }
             func ratio(_ a: Double?, _ b: Double?) -> Double? {
                 guard let a, let b, b > 0 else { return nil }
                 return a / b
@@ -139,10 +134,8 @@ extension BenchResults.ExactlyOnce {
         func medianRatio(_ value: (BenchResults.Round) -> Double?) -> String {
             let values = rounds.compactMap { round in
                 value(round).flatMap { round.rawLoop > 0 ? $0 / round.rawLoop : nil }
-            }.sorted()
-            guard !values.isEmpty else { return "-" }
-            let middle = values.count / 2
-            return Format.ratio(values.count % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2)
+            }
+            return BenchResults.median(values).map(Format.ratio) ?? "-"
         }
         var rates = TextTable(["exactly once (no-op effect, fresh key)", "once/s", "× raw", "rounds min-max", "notes"],
                               leftAligned: [4])

@@ -49,10 +49,7 @@ extension BenchResults {
             return "\(Format.rate(values.min() ?? 0))-\(Format.rate(values.max() ?? 0))"
         }
         func medianRatio(_ value: (Round) -> Double) -> String {
-            let values = rounds.map { $0.rawLoop > 0 ? value($0) / $0.rawLoop : 0 }.sorted()
-            guard !values.isEmpty else { return "-" }
-            let middle = values.count / 2
-            return Format.ratio(values.count % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2)
+            BenchResults.median(rounds.map { $0.rawLoop > 0 ? value($0) / $0.rawLoop : 0 }).map(Format.ratio) ?? "-"
         }
         rates.add(["raw pwrite+fdatasync loop (physical limit)", Format.rate(rawLoop.perSecond), "1.00×",
                    perRound(\.rawLoop), "\(Format.grouped(rawLoop.operations)) syncs"])

@@ -145,12 +145,7 @@ struct BenchResults: Codable, Sendable {
         var engine1VersusSQLite1: Double
 
         init(_ rounds: [Round]) {
-            func median(_ ratio: (Round) -> Double) -> Double {
-                let values = rounds.map(ratio).sorted()
-                guard !values.isEmpty else { return 0 }
-                let middle = values.count / 2
-                return values.count % 2 == 1 ? values[middle] : (values[middle - 1] + values[middle]) / 2
-            }
+            func median(_ ratio: (Round) -> Double) -> Double { BenchResults.median(rounds.map(ratio)) ?? 0 }
             func ratio(_ a: Double, _ b: Double) -> Double { b > 0 ? a / b : 0 }
             engine1VersusRaw = median { ratio($0.engine1, $0.rawLoop) }
             engine1VersusRawDirect = median { ratio($0.engine1, $0.rawDirectLoop) }
@@ -160,6 +155,14 @@ struct BenchResults: Codable, Sendable {
             engine64VersusSQLite64 = median { ratio($0.engine64, $0.sqlite64) }
             engine1VersusSQLite1 = median { ratio($0.engine1, $0.sqlite1) }
         }
+    }
+
+    /// The middle value (the mean of the two middle ones for an even count); nil for none.
+    static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
     struct Target: Codable, Sendable {
