@@ -87,7 +87,16 @@ public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, Expre
 
     public var description: String { rawValue }
 
-    /// The key's UTF-8 bytes: its identity in the ledger.
+    // Equality and hashing as before `keyBytes` was stored: over the text and the
+    // fingerprint only (the cached bytes are derived from the text).
+    public static func == (left: IdempotencyKey, right: IdempotencyKey) -> Bool {
+        left.rawValue == right.rawValue && left.fingerprint == right.fingerprint
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(rawValue)
+        hasher.combine(fingerprint)
+    }
 }
 
 /// A key's UTF-8 bytes as a dictionary or set member. Compared byte for byte, as the

@@ -230,6 +230,18 @@ private let pinnedOrderKey = "send-receipt#e0fc867195b75b9cf1803a285689efff3a281
         #expect(IdempotencyKey.noFingerprint == [UInt8](repeating: 0, count: 32))
     }
 
+    /// `IdempotencyKey` values compare and hash by their text (Swift `String`
+    /// equality) and fingerprint; the byte-for-byte identity the ledger uses for its
+    /// tables (a separate, cached copy of the bytes) does not leak into them.
+    @Test func keyValuesCompareByTextAndFingerprint() throws {
+        let composed = IdempotencyKey("caf\u{e9}")
+        let decomposed = IdempotencyKey("cafe\u{301}")
+        #expect(composed == decomposed)
+        #expect(Set([composed, decomposed]).count == 1)
+        #expect(composed != IdempotencyKey("cafe"))
+        #expect(try IdempotencyKey("caf\u{e9}", params: ["a": 1]) != composed, "a fingerprint makes another key")
+    }
+
     @Test func derivedKeyFormatIsNameHashSixtyFourHex() throws {
         let key = try IdempotencyKey(name: "send-receipt", params: ["to": "a@example.com"])
         let parts = key.rawValue.split(separator: "#", omittingEmptySubsequences: false)
