@@ -37,20 +37,12 @@ public struct ByteWriter: Sendable {
         }
     }
 
-    /// A length-prefixed (u16) byte string; the caller checks the bound first.
-    public mutating func writeBytes16(_ source: [UInt8]) {
+    /// A length-prefixed (u16) byte string — an array, or a string's `utf8` without
+    /// building an array of it first; the caller checks the bound first.
+    public mutating func writeBytes16<C: Collection>(_ source: C) where C.Element == UInt8 {
         precondition(source.count <= Int(UInt16.max), "writeBytes16 bound checked by caller")
         writeInteger(UInt16(source.count))
         writeBytes(source)
-    }
-
-    /// A length-prefixed (u16) UTF-8 string, without building an array of it first;
-    /// the caller checks the bound first.
-    public mutating func writeString16(_ text: String) {
-        let utf8 = text.utf8
-        precondition(utf8.count <= Int(UInt16.max), "writeString16 bound checked by caller")
-        writeInteger(UInt16(utf8.count))
-        bytes.append(contentsOf: utf8)
     }
 
     /// A length-prefixed (u32) byte string; the caller checks the bound first.

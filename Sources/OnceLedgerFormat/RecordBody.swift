@@ -260,7 +260,7 @@ public enum RecordBody: Hashable, Sendable {
         // Sized for an intent or a completion with a short key and receipt, so the
         // common bodies are built without regrowing the buffer.
         var w = ByteWriter(capacity: 128)
-        func str(_ text: String) { w.writeString16(text) }
+        func str(_ text: String) { w.writeBytes16(text.utf8) }
         switch self {
         case .intent(let b):
             str(b.key)
