@@ -55,11 +55,10 @@ public final class LogEngine: @unchecked Sendable {
     // I/O thread only:
     private var batch: [Job] = []
     private var batchRecords: [LogRecord] = []
-    private let idleSpinNanoseconds: UInt64
     private let gatherNanoseconds: UInt64
-    /// Moving average (weight 1/4) of the time from the end of a batch to the start of
-    /// the next one, and when the last batch ended.
-    private var arrivalGapNanoseconds: UInt64 = 0
+    /// Polling between batches, from the gaps between the end of a batch and the start
+    /// of the next one; and when the last batch ended.
+    private var idlePolling: AdaptivePolling
     private var lastBatchEnd: UInt64 = 0
     /// Summed on the I/O thread; copied to `published` each time it looks for work.
     private var timings = BatchTimings()
@@ -179,7 +178,9 @@ public final class LogEngine: @unchecked Sendable {
         published.lastSequence = writer.lastSequence
         published.durableSequence = writer.durableSequence
         published.segmentNumber = writer.segmentNumber
-        idleSpinNanoseconds = UInt64(max(0, writer.configuration.idleSpinMicroseconds)) * 1000
+        idlePolling = AdaptivePolling(
+            maxNanoseconds: UInt64(max(0, writer.configuration.idleSpinMicroseconds)) * 1000,
+            gapCapNanoseconds: 1_000_000_000)
         gatherNanoseconds = UInt64(max(0, writer.configuration.batchGatherMicroseconds)) * 1000
         let thread = Thread { [self] in self.ioLoop() }
         thread.name = "onceledger-io"
@@ -309,36 +310,23 @@ public final class LogEngine: @unchecked Sendable {
         if let refusal { job.fail(refusal) }
     }
 
-    private static func monotonicNanoseconds() -> UInt64 {
-        DispatchTime.now().uptimeNanoseconds
-    }
+    private static func monotonicNanoseconds() -> UInt64 { AdaptivePolling.nanoseconds() }
 
-    /// How long to poll after a batch: twice the recent gap to the next append (plus
-    /// 10 µs), up to `idleSpinNanoseconds`; none when appends come further apart.
-    private func spinBudget() -> UInt64 {
-        guard arrivalGapNanoseconds <= idleSpinNanoseconds else { return 0 }
-        return min(idleSpinNanoseconds, 2 * arrivalGapNanoseconds + 10_000)
-    }
-
-    /// Folds the gap since the last batch ended into the moving average.
+    /// Folds the gap since the last batch ended into the polling average.
     private func noteArrival() {
         let gap = LogEngine.monotonicNanoseconds() &- lastBatchEnd
-        arrivalGapNanoseconds = (3 * arrivalGapNanoseconds + min(gap, 1_000_000_000)) / 4
+        idlePolling.note(gapNanoseconds: gap)
         if gap < 1_000_000 {
             timings.gaps += 1
             timings.gapNanoseconds += gap
         }
     }
 
-    /// Spin-then-park: polls (without the lock, yielding the CPU between polls) until
-    /// a job is queued or `nanoseconds` have passed.
-    private func pollForWork(nanoseconds: UInt64) {
-        guard nanoseconds > 0, queuedJobs.load(ordering: .acquiring) == 0 else { return }
-        let deadline = LogEngine.monotonicNanoseconds() + nanoseconds
-        repeat {
-            sched_yield()
-            if queuedJobs.load(ordering: .acquiring) != 0 { return }
-        } while LogEngine.monotonicNanoseconds() < deadline
+    /// Spin-then-park: polls the queue length (without the lock) for the polling
+    /// budget after a batch, before the I/O thread sleeps on its condition.
+    private func pollForWork() {
+        let deadline = LogEngine.monotonicNanoseconds() + idlePolling.budgetNanoseconds
+        AdaptivePolling.poll(until: deadline) { queuedJobs.load(ordering: .acquiring) != 0 }
     }
 
     /// Batch formation after a batch of `resumed` callers: waits (polling, bounded by
@@ -373,7 +361,7 @@ public final class LogEngine: @unchecked Sendable {
         while true {
             if resumed > 0 {
                 gather(resumed: resumed)
-                pollForWork(nanoseconds: spinBudget())
+                pollForWork()
             }
             condition.lock()
             published.timings = timings

@@ -49,13 +49,17 @@ public final class SpinningExecutor: TaskExecutor, @unchecked Sendable {
     let threadID = Atomic<UInt>(0)
     // Executor thread only:
     private var batch: [UnownedJob] = []
-    private var gapAverageNanoseconds: UInt64 = 0
+    /// From the gaps between jobs; a gap counts up to four times the bound, so a few
+    /// quick jobs after a long idle stretch bring the polling back.
+    private var polling: AdaptivePolling
 
     /// Starts the executor's thread. `spinMicroseconds` bounds the polling between
     /// jobs (0: sleep as soon as the queue is empty).
     public init(name: String = "onceledger-executor", spinMicroseconds: Int = 300) {
         self.name = name
         self.spinMicroseconds = max(0, spinMicroseconds)
+        let spinMax = UInt64(self.spinMicroseconds) * 1000
+        polling = AdaptivePolling(maxNanoseconds: spinMax, gapCapNanoseconds: 4 * max(spinMax, 1))
         threadRunning = true
         let thread = Thread { [self] in self.run() }
         thread.name = name
@@ -87,21 +91,14 @@ public final class SpinningExecutor: TaskExecutor, @unchecked Sendable {
     /// Whether the thread has ended (after `shutdown()` and an empty queue).
     var hasStopped: Bool { condition.withLock { !threadRunning } }
 
-    private static func nanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
-
     private func run() {
         threadID.store(UInt(pthread_self()), ordering: .relaxed)
-        let spinMax = UInt64(spinMicroseconds) * 1000
-        var idleSince = SpinningExecutor.nanoseconds()
+        var idleSince = AdaptivePolling.nanoseconds()
         while true {
             // Poll first: about twice the recent gap between jobs, none when jobs come
             // further apart than `spinMicroseconds`.
-            if gapAverageNanoseconds <= spinMax, queued.load(ordering: .acquiring) == 0 {
-                let budget = min(spinMax, 2 * gapAverageNanoseconds + 10_000)
-                let deadline = idleSince + budget
-                while queued.load(ordering: .acquiring) == 0 && SpinningExecutor.nanoseconds() < deadline {
-                    sched_yield()
-                }
+            AdaptivePolling.poll(until: idleSince + polling.budgetNanoseconds) {
+                queued.load(ordering: .acquiring) != 0
             }
             condition.lock()
             while queue.isEmpty && !stopping { condition.wait() }
@@ -114,12 +111,10 @@ public final class SpinningExecutor: TaskExecutor, @unchecked Sendable {
             swap(&queue, &batch)
             queued.store(0, ordering: .releasing)
             condition.unlock()
-            let gap = SpinningExecutor.nanoseconds() &- idleSince
-            // Capped, so a few quick jobs after a long idle stretch bring the polling back.
-            gapAverageNanoseconds = (3 * gapAverageNanoseconds + min(gap, 4 * max(spinMax, 1))) / 4
+            polling.note(gapNanoseconds: AdaptivePolling.nanoseconds() &- idleSince)
             for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
             batch.removeAll(keepingCapacity: true)
-            idleSince = SpinningExecutor.nanoseconds()
+            idleSince = AdaptivePolling.nanoseconds()
         }
     }
 }
