@@ -22,7 +22,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Directory to create the benchmark's scratch directory in (default: current directory).")
     var dir: String?
 
-    @Option(help: "Seconds per rate measurement (ten of them; six with --skip-ledger), split over the rounds.")
+    @Option(help: "Seconds per rate row (fourteen rows; nine with --skip-ledger), split over the rounds.")
     var seconds: Double = 4.0
 
     @Option(help: "Rounds the rate measurements are interleaved in (ratios are per-round medians; 14 completes the balanced order of the 14 rows).")

@@ -35,26 +35,23 @@ final class EngineThroughput: Sendable {
     {
         let engine = self.engine
         let body = self.body
-        @Sendable func measure() async throws -> BenchResults.EngineRate {
-            try await EngineThroughput.measure(engine: engine, callers: appenders, seconds: seconds) { _, _ in
-                _ = try await engine.append(kind: .opaque, body: body)
-            }
+        return try await EngineThroughput.measure(engine: engine, callers: appenders, seconds: seconds, on: executor) { _, _ in
+            _ = try await engine.append(kind: .opaque, body: body)
         }
-        guard let executor else { return try await measure() }
-        return try await withTaskExecutorPreference(executor) { try await measure() }
     }
 
     /// The concurrent rate rows (engine appends, `Ledger.once`): a warm-up call per
     /// caller (`serial` nil, not counted), then `callers` tasks each calling
     /// `operation(caller, serial)` with serial 0, 1, … until `seconds` have passed.
-    /// Only calls acknowledged inside the window count; batches are `engine`'s.
+    /// Only calls acknowledged inside the window count; batches are `engine`'s. With
+    /// `executor`, the callers' tasks run on it (nil: the default executor).
     static func measure(
-        engine: LogEngine, callers: Int, seconds: Double,
+        engine: LogEngine, callers: Int, seconds: Double, on executor: (any TaskExecutor)? = nil,
         _ operation: @escaping @Sendable (_ caller: Int, _ serial: Int?) async throws -> Void
     ) async throws -> BenchResults.EngineRate {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for caller in 0..<callers {
-                group.addTask { try await operation(caller, nil) }
+                group.addTask(executorPreference: executor) { try await operation(caller, nil) }
             }
             try await group.waitForAll()
         }
@@ -64,7 +61,7 @@ final class EngineThroughput: Sendable {
         let deadline = MonotonicClock.deadline(afterSeconds: seconds)
         let operations = try await withThrowingTaskGroup(of: Int.self) { group in
             for caller in 0..<callers {
-                group.addTask {
+                group.addTask(executorPreference: executor) {
                     var count = 0
                     var serial = 0
                     repeat {

@@ -50,12 +50,10 @@ final class OnceThroughput: Sendable {
             let outcome = try await ledger.once(IdempotencyKey(key), as: [UInt8].self) { _ in receipt }
             guard outcome.wasPerformed else { throw BenchError("once(\"\(key)\") was not performed: the key was not fresh") }
         }
-        @Sendable func measure() async throws -> BenchResults.EngineRate {
-            try await EngineThroughput.measure(engine: engine, callers: callers, seconds: seconds) { caller, serial in
-                try await once(serial.map { "\(keyPrefix)c\(caller)-\($0)" } ?? "\(keyPrefix)c\(caller)w")
-            }
+        return try await EngineThroughput.measure(
+            engine: engine, callers: callers, seconds: seconds, on: onLedgerExecutor ? ledger.executor : nil
+        ) { caller, serial in
+            try await once(serial.map { "\(keyPrefix)c\(caller)-\($0)" } ?? "\(keyPrefix)c\(caller)w")
         }
-        guard onLedgerExecutor else { return try await measure() }
-        return try await withTaskExecutorPreference(ledger.executor) { try await measure() }
     }
 }
