@@ -43,6 +43,8 @@ public final class SpinningExecutor: TaskExecutor, @unchecked Sendable {
     private var queue: [UnownedJob] = []
     private var stopping = false
     private var threadRunning = false
+    /// Waiting in `stopped()` for the thread to end.
+    private var stopWaiters: [CheckedContinuation<Void, Never>] = []
     /// `queue.count`, readable without the lock while the thread polls.
     private let queued = Atomic<Int>(0)
     /// The executor thread's `pthread_self`, for tests (0 until it starts).
@@ -91,6 +93,20 @@ public final class SpinningExecutor: TaskExecutor, @unchecked Sendable {
     /// Whether the thread has ended (after `shutdown()` and an empty queue).
     var hasStopped: Bool { condition.withLock { !threadRunning } }
 
+    /// Returns once the thread has ended (for tests; without `shutdown()` it never does).
+    func stopped() async {
+        await withCheckedContinuation { continuation in
+            condition.lock()
+            if threadRunning {
+                stopWaiters.append(continuation)
+                condition.unlock()
+            } else {
+                condition.unlock()
+                continuation.resume()
+            }
+        }
+    }
+
     private func run() {
         threadID.store(UInt(pthread_self()), ordering: .relaxed)
         var idleSince = AdaptivePolling.nanoseconds()
@@ -105,7 +121,10 @@ public final class SpinningExecutor: TaskExecutor, @unchecked Sendable {
             if queue.isEmpty {
                 // Stopping, and nothing left: from now on `enqueue` forwards.
                 threadRunning = false
+                let waiters = stopWaiters
+                stopWaiters = []
                 condition.unlock()
+                for waiter in waiters { waiter.resume() }
                 return
             }
             swap(&queue, &batch)

@@ -76,7 +76,7 @@ import Testing
         }
         executor.shutdown()
         executor.shutdown()
-        while !executor.hasStopped { try await Task.sleep(for: .milliseconds(1)) }
+        await executor.stopped()
         let (second, threads) = try await withTaskExecutorPreference(executor) {
             var threads = [Self.currentThread()]
             await Task.yield()

@@ -276,7 +276,7 @@ private let callers = 64
 
         // After close the executor's thread stops; a task that still prefers it runs elsewhere.
         ledger = try harness.reopen(ledger)
-        while !executor.hasStopped { try await Task.sleep(for: .milliseconds(1)) }
+        await executor.stopped()
         let late = try await withTaskExecutorPreference(executor) { [ledger] in
             try await ledger.once("after-close", as: String.self) { _ in "late" }
         }
@@ -292,7 +292,7 @@ private let callers = 64
             try await ledger?.once("k", as: String.self) { _ in "r" }
         }
         ledger = nil
-        while !executor.hasStopped { try await Task.sleep(for: .milliseconds(1)) }
+        await executor.stopped()
         #expect(executor.hasStopped)
     }
 }
