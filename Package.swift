@@ -75,7 +75,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OnceLedgerCLITests",
-            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "onceledger"]
+            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "onceledger", "COnceSupport"]
         ),
         .testTarget(
             name: "OnceLedgerLogTests",

@@ -1,6 +1,8 @@
 // See include/oncesupport.h. Compiled with _GNU_SOURCE, for O_DIRECT.
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <sys/uio.h>
 #include "oncesupport.h"
 
 int ol_open_direct_flag(void) {
@@ -8,5 +10,16 @@ int ol_open_direct_flag(void) {
     return O_DIRECT;
 #else
     return 0;
+#endif
+}
+
+long ol_pwrite_dsync(int fd, const void *buffer, size_t count, int64_t offset) {
+#if defined(__linux__) && defined(RWF_DSYNC)
+    struct iovec vector = { (void *)buffer, count };
+    return (long)pwritev2(fd, &vector, 1, (off_t)offset, RWF_DSYNC);
+#else
+    (void)fd; (void)buffer; (void)count; (void)offset;
+    errno = ENOSYS;
+    return -1;
 #endif
 }

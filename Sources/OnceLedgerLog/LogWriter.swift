@@ -4,7 +4,8 @@ import OnceLedgerFormat
 /// batches durably. Not thread-safe: `LogEngine` drives it from its one I/O
 /// thread; deterministic tests drive it directly.
 ///
-/// Durability (`Spec/FORMAT.md` §7): a batch is one `pwrite` and one `fdatasync`;
+/// Durability (`Spec/FORMAT.md` §7): a batch is one `pwrite` and one `fdatasync`
+/// (one `writeAndSynchronizeData`, a single `pwritev2(RWF_DSYNC)` on `PosixStorage`);
 /// a new segment is written, zero-filled, `fsync`ed under a temporary name,
 /// renamed and the directory `fsync`ed before any record goes into it. A failure of
 /// any write or sync poisons the writer: it never retries an fsync.
@@ -289,8 +290,7 @@ public final class LogWriter {
 
     private func flush(_ buffer: inout [UInt8], at offset: UInt64) throws {
         guard !buffer.isEmpty, let file = segmentFile else { return }
-        try file.write(buffer, at: offset)
-        try file.synchronizeData()
+        try file.writeAndSynchronizeData(buffer, at: offset)
         durableSequence = lastSequence
         buffer.removeAll(keepingCapacity: true)
     }

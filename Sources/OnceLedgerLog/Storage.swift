@@ -47,6 +47,9 @@ public protocol StorageFile: AnyObject, Sendable {
     func write(_ bytes: [UInt8], at offset: UInt64) throws
     /// The corresponding C function is `fdatasync`.
     func synchronizeData() throws
+    /// `write` then `synchronizeData`, which a storage may do in one step (see the
+    /// default implementation below). A commit's write.
+    func writeAndSynchronizeData(_ bytes: [UInt8], at offset: UInt64) throws
     /// The corresponding C function is `fsync`.
     func synchronize() throws
     /// The corresponding C function is `fstat` (`st_size`).
@@ -58,6 +61,15 @@ public protocol StorageFile: AnyObject, Sendable {
 
 public protocol StorageLock: AnyObject, Sendable {
     func unlock()
+}
+
+extension StorageFile {
+    /// `write`, then `synchronizeData`. `PosixStorage` overrides it with one
+    /// `pwritev2(RWF_DSYNC)` where the kernel has it; the durability is the same.
+    public func writeAndSynchronizeData(_ bytes: [UInt8], at offset: UInt64) throws {
+        try write(bytes, at: offset)
+        try synchronizeData()
+    }
 }
 
 extension Storage {

@@ -26,7 +26,7 @@ import Testing
                         "memory per done entry", "open 2.0 k done entries", "recovery", "target", "total "] {
             #expect(result.stdout.contains(heading), "missing \"\(heading)\"")
         }
-        for row in ["raw pwrite+fdatasync loop", "raw O_DIRECT pwrite(4 KiB)+fdatasync (diagnostic)",
+        for row in ["raw pwrite+fdatasync loop", "raw O_DIRECT pwritev2(4 KiB, RWF_DSYNC) (diagnostic)",
                     "engine, async append", "engine, page-cache writes", "Ledger.once (2 commits per once)",
                     "engine, 1 appender (on a SpinningExecutor, diagnostic)", "engine, on a SpinningExecutor",
                     "Ledger.once, 1 caller on ledger.executor (diagnostic)", "Ledger.once on ledger.executor",

@@ -6,11 +6,13 @@
 // `entry`) and through `onceledger entries --state done --json`; `onceledger verify` must
 // exit 0 or 1. Rounds reuse one directory, so each run also starts on the pending-unknown
 // keys the previous kill left (the retry policy runs them again).
-// A second group injects syscall faults into a real `stress` run with strace
-// (`-P segment -e inject=fdatasync:error=EIO`, `pwrite64:error=ENOSPC`, and EINTR): the
-// process must fail with a clear error (or, for EINTR, not fail) and lose nothing acknowledged.
+// A second group injects syscall faults into a real `stress` run with strace into the call
+// that writes and syncs a commit (`-P segment -e inject=pwritev2:error=EIO`, `:error=ENOSPC`,
+// and EINTR; `pwrite64` and `fdatasync` where the kernel has no `RWF_DSYNC`): the process must
+// fail with a clear error (or, for EINTR, not fail) and lose nothing acknowledged.
 // Rounds: ONCELEDGER_KILL_ROUNDS (default 4); seed: ONCELEDGER_KILL_SEED (default random,
 // printed with every failure).
+import COnceSupport
 import Foundation
 import OnceLedger
 import OnceLedgerFormat
@@ -86,15 +88,19 @@ import Testing
 
     // MARK: Syscall faults (strace)
 
+    /// A failing sync (EIO) and a full disk (ENOSPC), each early and later in the run.
+    /// Where commits are one `pwritev2(RWF_DSYNC)` both fail that call; elsewhere the
+    /// EIO goes to `fdatasync` and the ENOSPC to `pwrite64`.
     @Test(.enabled(if: KillTestStrace.usable, KillTestStrace.skipMessage),
-          arguments: [(1, "fdatasync"), (30, "fdatasync"), (7, "pwrite64"), (45, "pwrite64")])
-    func injectedSyscallFailureFailsClearlyAndLosesNothing(when: Int, call: String) throws {
+          arguments: [(1, "EIO"), (30, "EIO"), (7, "ENOSPC"), (45, "ENOSPC")])
+    func injectedSyscallFailureFailsClearlyAndLosesNothing(when: Int, errorName: String) throws {
+        let call = KillTestStrace.commitCall(failing: errorName)
         let directory = try KillTestDirectory("strace-\(call)-\(when)")
         defer { directory.remove() }
         // The ledger's first segment (created by the stress run itself: -P also matches a
         // path that appears later). fdatasync takes a descriptor; strace resolves it.
         let segment = directory.path + "/" + LedgerFileNames.segment(1)
-        let (errorName, errorText) = call == "fdatasync" ? ("EIO", "Input/output error") : ("ENOSPC", "No space left on device")
+        let errorText = errorName == "EIO" ? "Input/output error" : "No space left on device"
         let strace = ["-f", "-qq", "-o", "/dev/null", "-P", segment, "-e", "trace=\(call)",
                       "-e", "inject=\(call):error=\(errorName):when=\(when)"]
         let result = try KillTestProcess.start(
@@ -103,8 +109,12 @@ import Testing
         let context = "strace inject=\(call):error=\(errorName):when=\(when)"
         #expect(result.status == 8 && result.signal == nil,
                 "\(context): expected exit 8, got \(result.status)\n\(result.standardError)")
-        let call = call == "pwrite64" ? "write" : call
-        #expect(result.standardError.contains("\(call) failed") && result.standardError.contains(errorText),
+        let failed = switch call {
+        case "pwrite64": "write failed"
+        case "pwritev2": "write with RWF_DSYNC (the write and its fdatasync) failed"
+        default: "\(call) failed"
+        }
+        #expect(result.standardError.contains(failed) && result.standardError.contains(errorText),
                 "\(context): the error does not say what failed:\n\(result.standardError)")
         #expect(result.standardError.contains(segment), "\(context): the error does not name the file:\n\(result.standardError)")
         try KillTests.expectDone(result.acknowledgedKeys, in: directory.path, context)
@@ -112,7 +122,8 @@ import Testing
         #expect(verify.exitCode == 0 || verify.exitCode == 1, "\(context): verify exited \(verify.exitCode)\n\(verify.stdout)")
     }
 
-    @Test(.enabled(if: KillTestStrace.usable, KillTestStrace.skipMessage), arguments: ["fdatasync", "pwrite64"])
+    @Test(.enabled(if: KillTestStrace.usable, KillTestStrace.skipMessage),
+          arguments: KillTestStrace.dataSyncWrites ? ["pwritev2"] : ["fdatasync", "pwrite64"])
     func interruptedSyscallsAreRetried(call: String) throws {
         let directory = try KillTestDirectory("strace-eintr-\(call)")
         defer { directory.remove() }
@@ -267,6 +278,24 @@ enum KillTestStrace {
         process.waitUntilExit()
         return process.terminationStatus == 0
     }()
+
+    /// Whether this kernel takes `pwritev2(RWF_DSYNC)`, so a commit is that one call (probed
+    /// the way `PosixStorage` finds out: by making one).
+    static let dataSyncWrites: Bool = {
+        let path = NSTemporaryDirectory() + "/onceledger-dsync-probe-\(getpid())"
+        let fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0o600)
+        guard fd >= 0 else { return false }
+        defer {
+            close(fd)
+            unlink(path)
+        }
+        return [UInt8](repeating: 0, count: 16).withUnsafeBytes { ol_pwrite_dsync(fd, $0.baseAddress, 16, 0) } == 16
+    }()
+
+    /// The system call that fails a commit with `errorName`.
+    static func commitCall(failing errorName: String) -> String {
+        dataSyncWrites ? "pwritev2" : (errorName == "EIO" ? "fdatasync" : "pwrite64")
+    }
 
     static var skipMessage: Comment {
         path == nil ? "strace is not installed (apt-get install strace); syscall fault injection skipped"

@@ -83,6 +83,40 @@ import Testing
         }
     }
 
+    /// A commit's write and its `fdatasync` are one `pwritev2(RWF_DSYNC)` where the kernel
+    /// has it, direct or through the page cache, and change exactly the bytes written;
+    /// where it has not, they are the two calls.
+    @Test(arguments: [true, false]) func writeAndSynchronizeDataIsOneCallThatWritesExactlyTheBytes(direct: Bool) throws {
+        let directory = temporaryDirectory("dsync-\(direct)")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { removeDirectory(directory) }
+        var generator = SeededGenerator(seed: 11)
+        var model = generator.bytes(100 << 10)
+        try writeFile(directory + "/data", model)
+        let file = try #require(try PosixStorage(directWrites: direct).openFile(directory + "/data", mode: .readWrite)
+            as? PosixFile)
+        defer { file.close() }
+        var offset = 0
+        for round in 0..<120 {
+            // Appends like a segment's commits, and a jump now and then.
+            let length = Int.random(in: 1...900, using: &generator)
+            if round % 10 == 9 { offset = Int.random(in: 0...(model.count - length), using: &generator) }
+            if offset + length > model.count { offset = 0 }
+            let bytes = generator.bytes(length)
+            try file.writeAndSynchronizeData(bytes, at: UInt64(offset))
+            model.replaceSubrange(offset..<(offset + length), with: bytes)
+            offset += length
+        }
+        #expect(try readFile(directory + "/data") == model)
+        #expect(try file.size() == UInt64(model.count))
+        #expect(file.dataSyncedWrites == (Syscalls.dataSyncWritesEnabled ? 120 : 0))
+        #if os(Linux)
+        // Linux 4.7 and later; CI and every supported distribution are far past it.
+        #expect(Syscalls.dataSyncWritesEnabled, "pwritev2(RWF_DSYNC) was refused")
+        #endif
+        if direct && Self.directSupported { #expect(file.directWriteCounts == (120, 0)) }
+    }
+
     @Test func writesPastTheLastWholeBlockGoThroughThePageCache() throws {
         let (directory, file, initial) = try Self.makeFile(bytes: 10_000)
         defer {

@@ -226,7 +226,7 @@ struct BenchCommand: AsyncParsableCommand {
                     progress.say("\(prefix) raw pwrite(\(frameBytes) B)+fdatasync loop, \(Format.fixed(slot, 2)) s")
                     rawRate = try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }
                 case .rawDirect:
-                    progress.say("\(prefix) raw O_DIRECT pwrite(4 KiB)+fdatasync loop (diagnostic)")
+                    progress.say("\(prefix) raw O_DIRECT pwritev2(4 KiB, RWF_DSYNC) loop (diagnostic)")
                     rawDirectRate = try await BlockingThread.run(name: "raw-sync") { try rawDirect.run(seconds: slot) }
                 case .engine1:
                     progress.say("\(prefix) engine, 1 appender")

@@ -49,4 +49,13 @@ static inline void ol_advise_huge_pages(void *base, size_t bytes) {
 /// (glibc defines it only under `_GNU_SOURCE`); oncesupport.c is compiled with it.
 int ol_open_direct_flag(void);
 
+/// `pwritev2(fd, {buffer, count}, 1, offset, RWF_DSYNC)`: a write that returns only
+/// once its data (and the metadata needed to read it back) is durable, as if
+/// followed by `fdatasync` — one system call instead of two. Returns what
+/// `pwritev2` returns, with `errno` set on -1; -1 with `errno` ENOSYS where the
+/// C library or the kernel headers have no `pwritev2`/`RWF_DSYNC` (the caller then
+/// writes and syncs in two calls). A kernel older than 4.7 says EOPNOTSUPP or ENOSYS
+/// without writing anything.
+long ol_pwrite_dsync(int fd, const void *buffer, size_t count, int64_t offset);
+
 #endif

@@ -68,19 +68,33 @@ enum Syscalls {
     }
 
     /// The corresponding C function is `pwrite`; continues short writes, retries EINTR.
-    static func pwrite(_ fd: Int32, path: String, bytes: [UInt8], offset: UInt64) throws {
-        try bytes.withUnsafeBytes { try pwrite(fd, path: path, from: $0, offset: offset) }
+    @discardableResult
+    static func pwrite(_ fd: Int32, path: String, bytes: [UInt8], offset: UInt64, syncData: Bool = false) throws -> Bool {
+        try bytes.withUnsafeBytes { try pwrite(fd, path: path, from: $0, offset: offset, syncData: syncData) }
     }
 
     /// Writes all of `buffer` at `offset`. With `alignment` > 1 (an `O_DIRECT`
     /// descriptor, whose writes must start and end on a block boundary) an injected
     /// short write stops on a multiple of it, as a real one would.
+    ///
+    /// With `syncData`, each write is `pwritev2` with `RWF_DSYNC`: it returns only once
+    /// its data is durable, as `pwrite` then `fdatasync` would, in one call. Returns
+    /// whether that was done; false (always, without `syncData`) means the caller must
+    /// still call `fdatasync`. That is the case where the kernel has no such call
+    /// (ENOSYS, EOPNOTSUPP: remembered for the process) or the file system refuses the
+    /// flag (EINVAL where a plain write of the same range is taken). A failure is never
+    /// retried, as for `fdatasync`. Fault injection sees such a write as a `.write`
+    /// followed by a `.fdatasync`: an injected sync fault writes the range without the
+    /// flag, then throws "fdatasync failed".
+    @discardableResult
     static func pwrite(_ fd: Int32, path: String, from buffer: UnsafeRawBufferPointer, offset: UInt64,
-                       alignment: Int = 1) throws {
-        guard let base = buffer.baseAddress else { return }
+                       alignment: Int = 1, syncData: Bool = false) throws -> Bool {
+        var synced = syncData && dataSyncWrites.load(ordering: .relaxed)
+        guard let base = buffer.baseAddress else { return false }
         var done = 0
         while done < buffer.count {
             var length = buffer.count - done
+            let at = off_t(offset) + off_t(done)
             if let fault = FaultInjection.check(.write, path: path) {
                 if fault == EINTR { continue }
                 if fault == FaultInjection.shortWrite {
@@ -89,13 +103,33 @@ enum Syscalls {
                     throw LedgerError(.io, "write failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
                 }
             }
-            let n = Glibc.pwrite(fd, base + done, length, off_t(offset) + off_t(done))
+            if synced, let fault = FaultInjection.check(.fdatasync, path: path) {
+                if fault == EINTR { continue }
+                _ = Glibc.pwrite(fd, base + done, length, at)
+                throw LedgerError(.io, "fdatasync failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
+            }
+            let n = synced ? ol_pwrite_dsync(fd, base + done, length, Int64(at)) : Glibc.pwrite(fd, base + done, length, at)
             if n > 0 { done += n; continue }
             let error = n == 0 ? EIO : Glibc.errno
             if error == EINTR { continue }
-            throw LedgerError(.io, "write failed: \(errnoText(error))", path: path, offset: offset, errno: error)
+            if synced, error == ENOSYS || error == EOPNOTSUPP || error == EINVAL {
+                // Nothing was written. Without the flag the write either works (the
+                // flag was what was refused) or fails again and is reported as a write.
+                synced = false
+                if error != EINVAL { dataSyncWrites.store(false, ordering: .relaxed) }
+                continue
+            }
+            let call = synced ? "write with RWF_DSYNC (the write and its fdatasync)" : "write"
+            throw LedgerError(.io, "\(call) failed: \(errnoText(error))", path: path, offset: offset, errno: error)
         }
+        return synced
     }
+
+    /// False once `pwritev2(RWF_DSYNC)` said ENOSYS or EOPNOTSUPP: a kernel older than 4.7.
+    private static let dataSyncWrites = Atomic<Bool>(true)
+
+    /// Whether `pwrite(syncData: true)` still tries `pwritev2(RWF_DSYNC)`. For tests.
+    static var dataSyncWritesEnabled: Bool { dataSyncWrites.load(ordering: .relaxed) }
 
     /// The corresponding C function is `fdatasync`. Never retried after a failure
     /// other than EINTR: the caller poisons itself instead.

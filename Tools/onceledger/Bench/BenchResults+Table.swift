@@ -53,7 +53,7 @@ extension BenchResults {
         }
         rates.add(["raw pwrite+fdatasync loop (physical limit)", Format.rate(rawLoop.perSecond), "1.00×",
                    perRound(\.rawLoop), "\(Format.grouped(rawLoop.operations)) syncs"])
-        rates.add(["raw O_DIRECT pwrite(4 KiB)+fdatasync (diagnostic)", Format.rate(rawDirectLoop.perSecond),
+        rates.add(["raw O_DIRECT pwritev2(4 KiB, RWF_DSYNC) (diagnostic)", Format.rate(rawDirectLoop.perSecond),
                    medianRatio(\.rawDirectLoop), perRound(\.rawDirectLoop), "how PosixStorage writes a commit"])
         rates.add(["engine, 1 appender (async append)", Format.rate(engine1.rate.perSecond),
                    medianRatio(\.engine1), perRound(\.engine1),
