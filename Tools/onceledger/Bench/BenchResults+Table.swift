@@ -156,7 +156,7 @@ extension BenchResults {
         }
         return [
             table.render(),
-            "means over all rounds, from the I/O thread's clock (LogEngine.batchTimings): write+sync = framing, pwrite and fdatasync;",
+            "means over all rounds, from the I/O thread's clock (LogEngine.batchTimings): write+sync = framing and the durable write (pwritev2 RWF_DSYNC, or pwrite + fdatasync);",
             "onDurable = the ledger applying the batch; resume = handing the caller back (a task: to Swift's pool, which may have to",
             "wake a parked thread); to next append = from there until the caller's next append reached the I/O thread",
         ]
