@@ -49,6 +49,33 @@ public struct PosixStorage: Storage {
         return PosixFile(fd: fd, path: path, directWrites: directWrites && mode != .readOnly)
     }
 
+    /// Reads into `buffer`'s storage when it already holds at least the file's size;
+    /// otherwise into a fresh allocation. A recovery scan reads every segment into
+    /// one buffer this way. Fresh memory is what costs: on a virtual machine whose
+    /// balloon reports free memory to the host (virtio free page reporting), the
+    /// first touch of memory freed seconds before faults it back in through the
+    /// host, and a probe measured 400 ms for 192 MiB in huge pages against 18 ms for
+    /// memory just used (`BENCH_RESULTS.md`, the cold-scan item).
+    public func readWholeFile(_ path: String, maxBytes: UInt64, into buffer: inout [UInt8]) throws -> Bool {
+        let (fd, error) = Syscalls.open(path, flags: O_RDONLY)
+        guard fd >= 0 else {
+            throw LedgerError(.io, "cannot open: \(Syscalls.errnoText(error))", path: path, errno: error)
+        }
+        defer { Syscalls.close(fd) }
+        let size = try Syscalls.fileSize(fd, path: path)
+        guard size <= maxBytes, size <= UInt64(Int.max) else { return false }
+        let count = Int(size)
+        guard buffer.count >= count else {
+            buffer = []  // free the old storage before taking the new
+            buffer = try Syscalls.pread(fd, path: path, count: count, offset: 0)
+            return true
+        }
+        buffer.removeLast(buffer.count - count)
+        let read = try buffer.withUnsafeMutableBytes { try Syscalls.pread(fd, path: path, into: $0, offset: 0) }
+        buffer.removeLast(count - read)
+        return true
+    }
+
     /// Starts the kernel reading the whole file into the page cache, so a recovery scan
     /// reads the next segment from memory while it checks the current one. The
     /// corresponding C function is `posix_fadvise(POSIX_FADV_WILLNEED)`.

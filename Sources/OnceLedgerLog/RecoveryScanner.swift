@@ -107,6 +107,11 @@ public enum RecoveryScanner {
         let storage: any Storage
         let directory: String
         var report: RecoveryReport
+        /// Every segment is read into this one buffer (fresh memory is slow to fault
+        /// in on some virtual machines; see `PosixStorage.readWholeFile(_:maxBytes:into:)`).
+        /// Records handed to `onRecord` slice it: a caller that keeps one only costs
+        /// the next segment a copy (copy-on-write), never the kept bytes.
+        var segmentBuffer: [UInt8] = []
 
         init(storage: any Storage, directory: String) {
             self.storage = storage
@@ -225,7 +230,7 @@ public enum RecoveryScanner {
             number: UInt64, path: String, isFirst: Bool, isLast: Bool, snapshot: SnapshotFile?, covered: UInt64,
             onRecord: (ScannedRecord) throws -> Void
         ) throws -> Bool {
-            guard let bytes = try storage.readWholeFile(path, maxBytes: FormatLimits.segmentBytesMax) else {
+            guard try storage.readWholeFile(path, maxBytes: FormatLimits.segmentBytesMax, into: &segmentBuffer) else {
                 report.segments.append(SegmentSummary(
                     number: number, path: path, header: nil, fileBytes: 0,
                     endOffset: UInt64(FormatLimits.segmentHeaderBytes), recordCount: 0))
@@ -235,6 +240,7 @@ public enum RecoveryScanner {
                                  path: path, segment: number))
                 return true
             }
+            let bytes = segmentBuffer
             report.bytesScanned += UInt64(bytes.count)
             var summary = SegmentSummary(
                 number: number, path: path, header: nil, fileBytes: UInt64(bytes.count),

@@ -28,6 +28,10 @@ public protocol Storage: Sendable {
     func lockDirectory(_ path: String) throws -> any StorageLock
     /// See the default implementation in the extension below.
     func prefetch(_ path: String)
+    /// `readWholeFile(_:maxBytes:)` into `buffer`, replacing its contents, so that a
+    /// reader of many large files (a recovery scan of its segments) can reuse one
+    /// allocation. See the default implementation in the extension below.
+    func readWholeFile(_ path: String, maxBytes: UInt64, into buffer: inout [UInt8]) throws -> Bool
 }
 
 public enum FileOpenMode: Sendable {
@@ -86,6 +90,16 @@ extension Storage {
         let size = try file.size()
         guard size <= maxBytes, size <= UInt64(Int.max) else { return nil }
         return try file.read(at: 0, count: Int(size))
+    }
+
+    /// Reads a whole file into `buffer` and returns true, or returns false leaving
+    /// `buffer` as it was when the file is larger than `maxBytes`. The default
+    /// allocates anew (`readWholeFile(_:maxBytes:)`); `PosixStorage` reads into
+    /// `buffer`'s storage when it is uniquely held and large enough.
+    public func readWholeFile(_ path: String, maxBytes: UInt64, into buffer: inout [UInt8]) throws -> Bool {
+        guard let bytes = try readWholeFile(path, maxBytes: maxBytes) else { return false }
+        buffer = bytes
+        return true
     }
 }
 

@@ -111,4 +111,40 @@ func readAll(_ directory: String, storage: any Storage = PosixStorage(),
         #expect(timings.since(timings) == LogEngine.BatchTimings())
         #expect((timings + start).since(start) == timings)
     }
+
+    /// A recovery scan reads every segment into one buffer: `PosixStorage` reads into
+    /// the storage the buffer already has when it is large enough, and the bytes are
+    /// exactly each file's, whatever was in the buffer before.
+    @Test func readWholeFileReusesTheBuffersStorage() throws {
+        let directory = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let large = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let other = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 1) }
+        let small = [UInt8](repeating: 0x42, count: 1_000)
+        for (name, bytes) in [("large", large), ("other", other), ("small", small), ("empty", [])] {
+            try Data(bytes).write(to: URL(fileURLWithPath: directory + "/" + name))
+        }
+        let storage = PosixStorage()
+        var buffer: [UInt8] = []
+        #expect(try storage.readWholeFile(directory + "/large", maxBytes: 1 << 20, into: &buffer))
+        #expect(buffer == large)
+        let address = buffer.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+        #expect(try storage.readWholeFile(directory + "/other", maxBytes: 1 << 20, into: &buffer))
+        #expect(buffer == other)
+        #expect(buffer.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) } == address, "read into the same storage")
+        #expect(try storage.readWholeFile(directory + "/small", maxBytes: 1 << 20, into: &buffer))
+        #expect(buffer == small)
+        #expect(try storage.readWholeFile(directory + "/empty", maxBytes: 1 << 20, into: &buffer))
+        #expect(buffer.isEmpty)
+        // Too large: false, and the buffer is left as it was.
+        #expect(try storage.readWholeFile(directory + "/other", maxBytes: 1 << 20, into: &buffer))
+        #expect(try storage.readWholeFile(directory + "/large", maxBytes: 1_000, into: &buffer) == false)
+        #expect(buffer == other)
+        // A copy the caller kept is not written through.
+        let kept = buffer
+        #expect(try storage.readWholeFile(directory + "/large", maxBytes: 1 << 20, into: &buffer))
+        #expect(buffer == large && kept == other)
+        #expect(throws: LedgerError.self) { try storage.readWholeFile(directory + "/missing", maxBytes: 1 << 20, into: &buffer) }
+    }
 }
