@@ -36,6 +36,10 @@ public struct PosixStorage: Storage {
     }
 
     public func openFile(_ path: String, mode: FileOpenMode) throws -> any StorageFile {
+        try open(path, mode: mode)
+    }
+
+    private func open(_ path: String, mode: FileOpenMode) throws -> PosixFile {
         let flags: Int32
         switch mode {
         case .readOnly: flags = O_RDONLY
@@ -57,21 +61,16 @@ public struct PosixStorage: Storage {
     /// host, and a probe measured 400 ms for 192 MiB in huge pages against 18 ms for
     /// memory just used (`BENCH_RESULTS.md`, the cold-scan item).
     public func readWholeFile(_ path: String, maxBytes: UInt64, into buffer: inout [UInt8]) throws -> Bool {
-        let (fd, error) = Syscalls.open(path, flags: O_RDONLY)
-        guard fd >= 0 else {
-            throw LedgerError(.io, "cannot open: \(Syscalls.errnoText(error))", path: path, errno: error)
-        }
-        defer { Syscalls.close(fd) }
-        let size = try Syscalls.fileSize(fd, path: path)
-        guard size <= maxBytes, size <= UInt64(Int.max) else { return false }
-        let count = Int(size)
+        let file = try open(path, mode: .readOnly)
+        defer { file.close() }
+        guard let count = try wholeFileCount(file, maxBytes: maxBytes) else { return false }
         guard buffer.count >= count else {
             buffer = []  // free the old storage before taking the new
-            buffer = try Syscalls.pread(fd, path: path, count: count, offset: 0)
+            buffer = try file.read(at: 0, count: count)
             return true
         }
         buffer.removeLast(buffer.count - count)
-        let read = try buffer.withUnsafeMutableBytes { try Syscalls.pread(fd, path: path, into: $0, offset: 0) }
+        let read = try buffer.withUnsafeMutableBytes { try file.read(at: 0, into: $0) }
         buffer.removeLast(count - read)
         return true
     }
@@ -175,6 +174,11 @@ final class PosixFile: StorageFile, @unchecked Sendable {
 
     func read(at offset: UInt64, count: Int) throws -> [UInt8] {
         try Syscalls.pread(live(), path: path, count: count, offset: offset)
+    }
+
+    /// Reads into `buffer` until it is full or at end of file; returns the bytes read.
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try Syscalls.pread(live(), path: path, into: buffer, offset: offset)
     }
 
     func write(_ bytes: [UInt8], at offset: UInt64) throws {

@@ -87,15 +87,22 @@ extension Storage {
     public func readWholeFile(_ path: String, maxBytes: UInt64) throws -> [UInt8]? {
         let file = try openFile(path, mode: .readOnly)
         defer { file.close() }
+        guard let count = try wholeFileCount(file, maxBytes: maxBytes) else { return nil }
+        return try file.read(at: 0, count: count)
+    }
+
+    /// The size of `file`, or nil when it is over `maxBytes` (or over `Int.max`).
+    func wholeFileCount(_ file: any StorageFile, maxBytes: UInt64) throws -> Int? {
         let size = try file.size()
         guard size <= maxBytes, size <= UInt64(Int.max) else { return nil }
-        return try file.read(at: 0, count: Int(size))
+        return Int(size)
     }
 
     /// Reads a whole file into `buffer` and returns true, or returns false leaving
     /// `buffer` as it was when the file is larger than `maxBytes`. The default
     /// allocates anew (`readWholeFile(_:maxBytes:)`); `PosixStorage` reads into
-    /// `buffer`'s storage when it is uniquely held and large enough.
+    /// `buffer`'s storage when it is large enough (copy-on-write leaves any copy of
+    /// `buffer` held elsewhere as it was).
     public func readWholeFile(_ path: String, maxBytes: UInt64, into buffer: inout [UInt8]) throws -> Bool {
         guard let bytes = try readWholeFile(path, maxBytes: maxBytes) else { return false }
         buffer = bytes

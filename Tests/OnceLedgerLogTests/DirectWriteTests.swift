@@ -29,14 +29,15 @@ import Testing
     }()
 
     /// A file of `bytes` recognisable bytes in a fresh directory, opened for writing.
-    static func makeFile(_ name: String = #function, bytes: Int) throws -> (String, PosixFile, [UInt8]) {
+    static func makeFile(_ name: String = #function, bytes: Int, directWrites: Bool = true) throws
+        -> (String, PosixFile, [UInt8]) {
         let directory = temporaryDirectory(name)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/data"
         var generator = SeededGenerator(seed: 7)
         let content = generator.bytes(bytes)
         try writeFile(path, content)
-        let file = try #require(try PosixStorage().openFile(path, mode: .readWrite) as? PosixFile)
+        let file = try #require(try PosixStorage(directWrites: directWrites).openFile(path, mode: .readWrite) as? PosixFile)
         return (directory, file, content)
     }
 
@@ -87,15 +88,13 @@ import Testing
     /// has it, direct or through the page cache, and change exactly the bytes written;
     /// where it has not, they are the two calls.
     @Test(arguments: [true, false]) func writeAndSynchronizeDataIsOneCallThatWritesExactlyTheBytes(direct: Bool) throws {
-        let directory = temporaryDirectory("dsync-\(direct)")
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { removeDirectory(directory) }
+        let (directory, file, initial) = try Self.makeFile("dsync-\(direct)", bytes: 100 << 10, directWrites: direct)
+        defer {
+            file.close()
+            removeDirectory(directory)
+        }
+        var model = initial
         var generator = SeededGenerator(seed: 11)
-        var model = generator.bytes(100 << 10)
-        try writeFile(directory + "/data", model)
-        let file = try #require(try PosixStorage(directWrites: direct).openFile(directory + "/data", mode: .readWrite)
-            as? PosixFile)
-        defer { file.close() }
         var offset = 0
         for round in 0..<120 {
             // Appends like a segment's commits, and a jump now and then.
