@@ -7,7 +7,8 @@ import PackageDescription
 //   OnceLedgerFormat  pure codec: bytes <-> segment headers, records, snapshots. No I/O, no Foundation.
 //   OnceLedgerLog     the storage engine: storage protocol, POSIX files, recovery scanner, group commit.
 //   OnceLedger        the exactly-once API users import: Ledger.once, idempotency keys, pending handling.
-//   OnceLedgerTestSupport  simulated crashing storage for tests (users may fuzz their own code with it).
+//   OnceLedgerTestSupport  simulated crashing storage for tests (users may fuzz their own code with it),
+//                     and SeededRandom, the one seeded generator (tests, `onceledger stress`).
 //   onceledger        the command-line tool (Tools/), the only target that uses a Swift package.
 let package = Package(
     name: "OnceLedger",
@@ -59,7 +60,7 @@ let package = Package(
         .executableTarget(
             name: "onceledger",
             dependencies: [
-                "OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "CSQLite", "COnceSupport",
+                "OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport", "CSQLite", "COnceSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/onceledger",
@@ -67,7 +68,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OnceLedgerFormatTests",
-            dependencies: ["OnceLedgerFormat", "CCRC32", "CZlib"]
+            dependencies: ["OnceLedgerFormat", "OnceLedgerTestSupport", "CCRC32", "CZlib"]
         ),
         .testTarget(
             name: "OnceLedgerTests",
@@ -75,7 +76,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OnceLedgerCLITests",
-            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "onceledger", "COnceSupport"]
+            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport", "onceledger", "COnceSupport"]
         ),
         .testTarget(
             name: "OnceLedgerLogTests",

@@ -45,19 +45,22 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         elements[int(below: elements.count)]
     }
 
-    /// `count` pseudo-random bytes.
+    /// `count` pseudo-random bytes: each `next()` gives eight, low byte first. Filled
+    /// a word at a time, so multi-MiB buffers stay quick in debug builds.
     public mutating func bytes(_ count: Int) -> [UInt8] {
-        var result: [UInt8] = []
-        result.reserveCapacity(count + 8)
-        while result.count < count {
-            var word = next()
-            for _ in 0..<8 {
-                result.append(UInt8(truncatingIfNeeded: word))
-                word >>= 8
+        let count = max(0, count)
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            var index = 0
+            while index < count {
+                var word = next()
+                for _ in 0..<min(8, count - index) {
+                    buffer[index] = UInt8(truncatingIfNeeded: word)
+                    word >>= 8
+                    index += 1
+                }
             }
+            initialized = count
         }
-        result.removeLast(result.count - count)
-        return result
     }
 
     /// A seed derived from `seed` and `salt` (one SplitMix64 step over their mix),

@@ -17,6 +17,7 @@ import Foundation
 import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
+import OnceLedgerTestSupport
 import Testing
 
 @Suite(.serialized) struct KillTests {
@@ -28,7 +29,7 @@ import Testing
         let rounds = Int(ProcessInfo.processInfo.environment["ONCELEDGER_KILL_ROUNDS"] ?? "") ?? 4
         let seed = UInt64(ProcessInfo.processInfo.environment["ONCELEDGER_KILL_SEED"] ?? "")
             ?? UInt64.random(in: 0...UInt64.max)
-        var random = KillTestRandom(seed: seed)
+        var random = SeededRandom(seed: seed)
         let directory = try KillTestDirectory("kill")
         defer { directory.remove() }
         var acknowledged: Set<String> = []
@@ -316,15 +317,3 @@ struct KillTestDirectory {
     func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// SplitMix64, for the seeded kill schedule.
-struct KillTestRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -8,6 +8,7 @@
 import CCRC32
 import CZlib
 import OnceLedgerFormat
+import OnceLedgerTestSupport
 import Testing
 
 
@@ -43,7 +44,7 @@ private func ourCRCs(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> (dispatc
     }
 
     @Test func everyLengthAtEveryAlignmentMatchesZlib() {
-        var random = TestRandom(state: 0x0c0f_fee0)
+        var random = SeededRandom(seed: 0x0c0f_fee0)
         let buffer = random.bytes(2100 + 16)
         var mismatches: [String] = []
         buffer.withUnsafeBytes { all in
@@ -64,11 +65,11 @@ private func ourCRCs(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> (dispatc
     }
 
     @Test func largeRandomBuffersMatchZlib() {
-        var random = TestRandom(state: 0xb16_b0f)
+        var random = SeededRandom(seed: 0xb16_b0f)
         for round in 0..<8 {
-            let length = round == 0 ? 4 << 20 : random.below(4 << 20)
+            let length = round == 0 ? 4 << 20 : random.int(below: 4 << 20)
             let buffer = random.bytes(length + 16)
-            let start = random.below(16)
+            let start = random.int(below: 16)
             let seed = UInt32(truncatingIfNeeded: random.next())
             buffer.withUnsafeBytes { all in
                 let bytes = UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
@@ -81,7 +82,7 @@ private func ourCRCs(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> (dispatc
     }
 
     @Test func chainingAtEverySplitPointMatchesOneCall() {
-        var random = TestRandom(state: 0xc4a1_2)
+        var random = SeededRandom(seed: 0xc4a1_2)
         for length in [300, 4100] {
             let buffer = random.bytes(length)
             buffer.withUnsafeBytes { all in
@@ -115,14 +116,14 @@ private func ourCRCs(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> (dispatc
     }
 
     @Test func recordChecksumMatchesTwoZlibCalls() {
-        var random = TestRandom(state: 0x5ec0_4d)
+        var random = SeededRandom(seed: 0x5ec0_4d)
         let buffer = random.bytes(4096 + 16)
         var mismatches: [String] = []
         buffer.withUnsafeBytes { all in
             for round in 0..<20_000 {
                 // Mostly record-sized frames (28 ... 200 bytes), sometimes anything up to 4 KiB.
-                let length = round % 4 == 0 ? random.below(4097) : 28 + random.below(173)
-                let start = random.below(16)
+                let length = round % 4 == 0 ? random.int(below: 4097) : 28 + random.int(below: 173)
+                let start = random.int(below: 16)
                 let frame = UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
                 guard let id = LedgerID(bytes: random.bytes(16)) else { continue }
                 let position = RecordPosition(ledgerID: id, segment: random.next(), offset: random.next())

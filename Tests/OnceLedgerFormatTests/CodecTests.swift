@@ -6,6 +6,7 @@
 // printed; ONCELEDGER_FUZZ_SEED and ONCELEDGER_FUZZ_ITERATIONS override it and the count.
 import Foundation
 import OnceLedgerFormat
+import OnceLedgerTestSupport
 import Testing
 
 private enum Samples {
@@ -342,7 +343,7 @@ private enum Samples {
     }
 
     /// Decodes `bytes` with every decoder; whatever decodes must re-encode to the same bytes.
-    private static func decodeEverything(_ bytes: [UInt8], random: inout TestRandom, context: String) {
+    private static func decodeEverything(_ bytes: [UInt8], random: inout SeededRandom, context: String) {
         let kinds = RecordKind.known + [RecordKind(rawValue: 0), RecordKind(rawValue: UInt16(truncatingIfNeeded: random.next()))]
         for kind in kinds {
             if case .body(let body) = RecordBody.decode(kind: kind, bytes) {
@@ -357,8 +358,8 @@ private enum Samples {
             #expect(snapshot.encode() == bytes, "non-canonical snapshot, \(context)")
         }
         let id = LedgerID(bytes: Array(bytes.prefix(16)) + [UInt8](repeating: 0, count: max(0, 16 - bytes.count)))!
-        let index = bytes.isEmpty ? 0 : random.below(bytes.count + 8) - 4
-        let end = random.below(bytes.count + 64)
+        let index = bytes.isEmpty ? 0 : random.int(below: bytes.count + 8) - 4
+        let end = random.int(below: bytes.count + 64)
         let result = bytes.withUnsafeBytes { raw in
             RecordFrame.decode(raw, at: index, end: end, baseOffset: random.next() >> 8, ledgerID: id, segment: random.next())
         }
@@ -370,9 +371,9 @@ private enum Samples {
     @Test func randomGarbageNeverTraps() {
         let seed = Self.fuzzSeed
         print("CodecTests.randomGarbageNeverTraps seed=\(seed) iterations=\(Self.fuzzIterations)")
-        var random = TestRandom(state: seed)
+        var random = SeededRandom(seed: seed)
         for iteration in 0..<Self.fuzzIterations {
-            let count = random.below(4) == 0 ? random.below(8) : random.below(400)
+            let count = random.int(below: 4) == 0 ? random.int(below: 8) : random.int(below: 400)
             let bytes = random.bytes(count)
             Self.decodeEverything(bytes, random: &random, context: "seed \(seed) iteration \(iteration)")
         }
@@ -381,7 +382,7 @@ private enum Samples {
     @Test func mutatedEncodingsNeverTrap() {
         let seed = Self.fuzzSeed &+ 1
         print("CodecTests.mutatedEncodingsNeverTrap seed=\(seed) iterations=\(Self.fuzzIterations)")
-        var random = TestRandom(state: seed)
+        var random = SeededRandom(seed: seed)
         let id = LedgerID(bytes: Array(0..<16))!
         var seeds: [[UInt8]] = Samples.small.map { $0.encode() }
         seeds.append(SegmentHeader(ledgerID: id, segmentNumber: 1, firstSequence: 1, segmentBytes: 4096, previousChain: 0).encode())
@@ -389,17 +390,17 @@ private enum Samples {
             SnapshotFile.Item(kind: $0.kind, body: $0.encode())
         }).encode())
         for iteration in 0..<Self.fuzzIterations {
-            var bytes = seeds[random.below(seeds.count)]
-            for _ in 0...random.below(3) {
-                switch random.below(4) {
+            var bytes = seeds[random.int(below: seeds.count)]
+            for _ in 0...random.int(below: 3) {
+                switch random.int(below: 4) {
                 case 0 where !bytes.isEmpty:
-                    bytes[random.below(bytes.count)] ^= UInt8(1) << UInt8(random.below(8))
+                    bytes[random.int(below: bytes.count)] ^= UInt8(1) << UInt8(random.int(below: 8))
                 case 1 where !bytes.isEmpty:
-                    bytes[random.below(bytes.count)] = UInt8(truncatingIfNeeded: random.next())
+                    bytes[random.int(below: bytes.count)] = UInt8(truncatingIfNeeded: random.next())
                 case 2:
-                    bytes = Array(bytes.prefix(random.below(bytes.count + 1)))
+                    bytes = Array(bytes.prefix(random.int(below: bytes.count + 1)))
                 default:
-                    bytes += random.bytes(random.below(9))
+                    bytes += random.bytes(random.int(below: 9))
                 }
             }
             Self.decodeEverything(bytes, random: &random, context: "seed \(seed) iteration \(iteration)")

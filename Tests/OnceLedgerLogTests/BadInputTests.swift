@@ -9,6 +9,7 @@
 import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
+import OnceLedgerTestSupport
 import Testing
 
 @Suite struct BadInputTests {
@@ -38,7 +39,7 @@ import Testing
         let lengths = [0, 1, 10, 63, 64, 65, 4095, 4096, 5000]
         for iteration in 0..<Self.iterations {
             let seed = UInt64(iteration)
-            var generator = SeededGenerator(seed: seed)
+            var generator = SeededRandom(seed: seed)
             let directory = temporaryDirectory("garbage\(iteration)")
             defer { removeDirectory(directory) }
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -61,7 +62,7 @@ import Testing
         let directory = temporaryDirectory()
         defer { removeDirectory(directory) }
         try buildLedger(directory, configuration: Self.configuration, batches: Self.bodies(3).map { [$0] })
-        var generator = SeededGenerator(seed: 2)
+        var generator = SeededRandom(seed: 2)
         try writeFile(segmentPath(directory, 2), generator.bytes(4096))
         let error = Self.openError(directory)
         #expect(error?.code == .corruptSegmentHeader)
@@ -74,7 +75,7 @@ import Testing
         defer { removeDirectory(directory) }
         let written = Self.bodies(3)
         try buildLedger(directory, configuration: Self.configuration, batches: written.map { [$0] })
-        var generator = SeededGenerator(seed: 3)
+        var generator = SeededRandom(seed: 3)
         let strangers = [
             "notes.txt", "wal-1.seg", "wal-00000000000000002.seg", "WAL-0000000000000002.SEG",
             "wal-000000000000000A.seg", "wal-0000000000000002.seg.bak", "snap-xyz.snap", "torn-notes",
@@ -150,7 +151,7 @@ import Testing
     @Test func snapshotOfRandomBytes() throws {
         for iteration in 0..<Self.iterations {
             let seed = UInt64(1000 + iteration)
-            var generator = SeededGenerator(seed: seed)
+            var generator = SeededRandom(seed: seed)
             let directory = temporaryDirectory("snapshot\(iteration)")
             defer { removeDirectory(directory) }
             try buildLedger(directory, configuration: Self.configuration, batches: Self.bodies(3).map { [$0] })
@@ -172,7 +173,7 @@ import Testing
         let batches = written.map { [$0] }
         for iteration in 0..<Self.iterations {
             let seed = UInt64(2000 + iteration)
-            var generator = SeededGenerator(seed: seed)
+            var generator = SeededRandom(seed: seed)
             let directory = temporaryDirectory("damage\(iteration)")
             defer { removeDirectory(directory) }
             try buildLedger(directory, configuration: configuration, batches: batches)

@@ -10,6 +10,7 @@
 import Foundation
 import OnceLedgerFormat
 @testable import OnceLedgerLog
+import OnceLedgerTestSupport
 import Testing
 
 @Suite struct DirectWriteTests {
@@ -34,7 +35,7 @@ import Testing
         let directory = temporaryDirectory(name)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/data"
-        var generator = SeededGenerator(seed: 7)
+        var generator = SeededRandom(seed: 7)
         let content = generator.bytes(bytes)
         try writeFile(path, content)
         let file = try #require(try PosixStorage(directWrites: directWrites).openFile(path, mode: .readWrite) as? PosixFile)
@@ -48,7 +49,7 @@ import Testing
             removeDirectory(directory)
         }
         var model = initial
-        var generator = SeededGenerator(seed: 42)
+        var generator = SeededRandom(seed: 42)
         var writes = 0
         for round in 0..<400 {
             // Mostly appends a few hundred bytes apart, like a segment's commits; also
@@ -94,7 +95,7 @@ import Testing
             removeDirectory(directory)
         }
         var model = initial
-        var generator = SeededGenerator(seed: 11)
+        var generator = SeededRandom(seed: 11)
         var offset = 0
         for round in 0..<120 {
             // Appends like a segment's commits, and a jump now and then.

@@ -10,6 +10,7 @@
 import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
+import OnceLedgerTestSupport
 import Testing
 
 @Suite struct FaultInjectionTests {
@@ -412,7 +413,7 @@ import Testing
             try buildLedger(directory, configuration: configuration, batches: written.map { [$0] })
             let path = segmentPath(directory, 1)
             let last = try #require(try walkSegment(path).records.last)
-            var generator = SeededGenerator(seed: 7)
+            var generator = SeededRandom(seed: 7)
             let garbage = generator.bytes(64)
             let cut = last.offset + last.frameBytes
             try overwrite(path, at: cut, with: garbage)

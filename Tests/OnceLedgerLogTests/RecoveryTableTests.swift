@@ -9,6 +9,7 @@
 import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
+import OnceLedgerTestSupport
 import Testing
 
 @Suite struct RecoveryTableTests {
@@ -465,7 +466,7 @@ import Testing
         let written = try Self.threeSegments(directory, configuration: Self.noCheckpoint)
         let path = segmentPath(directory, 3)
         let last = try #require(try walkSegment(path).records.last)
-        var generator = SeededGenerator(seed: 15)
+        var generator = SeededRandom(seed: 15)
         try overwrite(path, at: last.offset + last.frameBytes + 64, with: generator.bytes(100))
         try expectTornTail(directory, survivors: written, configuration: Self.noCheckpoint)
     }

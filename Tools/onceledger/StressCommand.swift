@@ -3,6 +3,7 @@ import Foundation
 import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
+import OnceLedgerTestSupport
 import Synchronization
 
 /// `onceledger stress DIR --effects N --concurrency C`: a torture workload for crash
@@ -189,7 +190,7 @@ final class StressWorkload: Sendable {
         while failure == nil {
             let index = nextIndex.wrappingAdd(1, ordering: .relaxed).oldValue
             guard index < effects else { return }
-            var random = SplitMix64(seed: seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15))
+            var random = SeededRandom(seed: seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15))
             let key = "stress-\(random.next() % UInt64(keyCount))"
             let receiptBytes = receiptBytesMax == 0 ? 0 : Int(random.next() % UInt64(receiptBytesMax + 1))
             var attempt = 0
@@ -259,18 +260,5 @@ final class StressWorkload: Sendable {
                 "\r  \(Format.grouped(counts.acknowledged))/\(Format.grouped(effects)) acknowledged, \(Format.rate(rate))/s, \(counts.compactions) compactions  ")
         }
         UnbufferedOutput.progress("\n")
-    }
-}
-
-/// SplitMix64: a small, fast, seedable generator (Steele, Lea, Flood 2014).
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
