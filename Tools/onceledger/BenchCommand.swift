@@ -183,40 +183,14 @@ struct BenchCommand: AsyncParsableCommand {
             sqliteOnceSingle = try await SQLiteOnceBaseline.prepare(directory: try scratch("sqlite-once-1"))
             sqliteOnceMany = try await SQLiteOnceBaseline.prepare(directory: try scratch("sqlite-once-\(appenders)"))
         }
-        var rawRates: [BenchResults.Rate] = []
-        var rawDirectRates: [BenchResults.Rate] = []
-        var engine1BufferedRates: [BenchResults.EngineRate] = []
-        var engine1Rates: [BenchResults.EngineRate] = []
-        var engine1BlockingRates: [BenchResults.EngineRate] = []
-        var engine1ExecutorRates: [BenchResults.EngineRate] = []
-        var engine64Rates: [BenchResults.EngineRate] = []
-        var sqlite1Rates: [BenchResults.SQLiteRate] = []
-        var sqlite64Rates: [BenchResults.SQLiteRate] = []
-        var once1Rates: [BenchResults.EngineRate] = []
-        var once1ExecutorRates: [BenchResults.EngineRate] = []
-        var once64Rates: [BenchResults.EngineRate] = []
-        var sqliteOnce1Rates: [BenchResults.SQLiteRate] = []
-        var sqliteOnce64Rates: [BenchResults.SQLiteRate] = []
+        var measured: [RoundMeasurements] = []
         var roundRates: [BenchResults.Round] = []
         for round in 1...rounds {
             // A balanced order (see `roundOrder`): over the rounds every row runs right
             // after every other row equally often, so no row always follows the
             // disk-heavy SQLite rows (a busy or throttled disk punishes whoever comes next).
             let order = BenchCommand.roundOrder(round: round, count: measurements.count).map { measurements[$0] }
-            var rawRate = BenchResults.Rate(operations: 0, seconds: 0)
-            var rawDirectRate = rawRate
-            var engine1 = BenchResults.EngineRate.total([])
-            var engine1Buffered = engine1
-            var engine1Blocking = engine1
-            var engine1Executor = engine1
-            var engine64 = engine1
-            var once1 = engine1
-            var once1Executor = engine1
-            var once64 = engine1
-            var sqlite1 = BenchResults.SQLiteRate.total([])
-            var sqlite64 = sqlite1
-            var sqliteOnce1 = sqlite1
-            var sqliteOnce64 = sqlite1
+            var rates = RoundMeasurements()
             // Fresh keys every round: the once ledgers and databases live across rounds.
             let keyPrefix = "r\(round)"
             for measurement in order {
@@ -224,79 +198,56 @@ struct BenchCommand: AsyncParsableCommand {
                 switch measurement {
                 case .raw:
                     progress.say("\(prefix) raw pwrite(\(frameBytes) B)+fdatasync loop, \(Format.fixed(slot, 2)) s")
-                    rawRate = try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }
+                    rates.raw = try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }
                 case .rawDirect:
                     progress.say("\(prefix) raw O_DIRECT pwritev2(4 KiB, RWF_DSYNC) loop (diagnostic)")
-                    rawDirectRate = try await BlockingThread.run(name: "raw-sync") { try rawDirect.run(seconds: slot) }
+                    rates.rawDirect = try await BlockingThread.run(name: "raw-sync") { try rawDirect.run(seconds: slot) }
                 case .engine1:
                     progress.say("\(prefix) engine, 1 appender")
-                    engine1 = try await engineSingle.run(appenders: 1, seconds: slot)
+                    rates.engine1 = try await engineSingle.run(appenders: 1, seconds: slot)
                 case .engine1Buffered:
                     progress.say("\(prefix) engine, 1 appender, writes through the page cache (diagnostic)")
-                    engine1Buffered = try await engineBuffered.run(appenders: 1, seconds: slot)
+                    rates.engine1Buffered = try await engineBuffered.run(appenders: 1, seconds: slot)
                 case .engine1Blocking:
                     progress.say("\(prefix) engine, 1 appender via blocking appendAndWait (diagnostic)")
-                    engine1Blocking = try await engineBlocking.runBlocking(seconds: slot)
+                    rates.engine1Blocking = try await engineBlocking.runBlocking(seconds: slot)
                 case .engine1Executor:
                     progress.say("\(prefix) engine, 1 appender on a SpinningExecutor (diagnostic)")
-                    engine1Executor = try await engineExecutor.run(appenders: 1, seconds: slot, on: spinningExecutor)
+                    rates.engine1Executor = try await engineExecutor.run(appenders: 1, seconds: slot, on: spinningExecutor)
                 case .engine64:
                     progress.say("\(prefix) engine, \(appenders) appenders")
-                    engine64 = try await engineMany.run(appenders: appenders, seconds: slot)
+                    rates.engine64 = try await engineMany.run(appenders: appenders, seconds: slot)
                 case .sqlite1:
                     progress.say("\(prefix) SQLite, 1 connection")
-                    sqlite1 = try await SQLiteBaseline.run(path: sqliteSingle, writers: 1, body: body, seconds: slot)
+                    rates.sqlite1 = try await SQLiteBaseline.run(path: sqliteSingle, writers: 1, body: body, seconds: slot)
                 case .sqlite64:
                     progress.say("\(prefix) SQLite, \(appenders) connections")
-                    sqlite64 = try await SQLiteBaseline.run(path: sqliteMany, writers: appenders, body: body,
+                    rates.sqlite64 = try await SQLiteBaseline.run(path: sqliteMany, writers: appenders, body: body,
                                                             seconds: slot)
                 case .once1:
                     progress.say("\(prefix) Ledger.once, 1 caller")
-                    once1 = try await onceSingle!.run(callers: 1, seconds: slot, keyPrefix: keyPrefix)
+                    rates.once1 = try await onceSingle!.run(callers: 1, seconds: slot, keyPrefix: keyPrefix)
                 case .once1Executor:
                     progress.say("\(prefix) Ledger.once, 1 caller on ledger.executor (diagnostic)")
-                    once1Executor = try await onceSingleExecutor!.run(callers: 1, seconds: slot, keyPrefix: keyPrefix,
+                    rates.once1Executor = try await onceSingleExecutor!.run(callers: 1, seconds: slot, keyPrefix: keyPrefix,
                                                                       onLedgerExecutor: true)
                 case .once64:
                     progress.say("\(prefix) Ledger.once, \(appenders) callers")
-                    once64 = try await onceMany!.run(callers: appenders, seconds: slot, keyPrefix: keyPrefix)
+                    rates.once64 = try await onceMany!.run(callers: appenders, seconds: slot, keyPrefix: keyPrefix)
                 case .sqliteOnce1:
                     progress.say("\(prefix) SQLite once (2 transactions), 1 connection")
-                    sqliteOnce1 = try await SQLiteOnceBaseline.run(
+                    rates.sqliteOnce1 = try await SQLiteOnceBaseline.run(
                         path: sqliteOnceSingle, writers: 1, receipt: BenchCommand.receipt, keyPrefix: keyPrefix,
                         seconds: slot)
                 case .sqliteOnce64:
                     progress.say("\(prefix) SQLite once (2 transactions), \(appenders) connections")
-                    sqliteOnce64 = try await SQLiteOnceBaseline.run(
+                    rates.sqliteOnce64 = try await SQLiteOnceBaseline.run(
                         path: sqliteOnceMany, writers: appenders, receipt: BenchCommand.receipt, keyPrefix: keyPrefix,
                         seconds: slot)
                 }
             }
-            rawRates.append(rawRate)
-            rawDirectRates.append(rawDirectRate)
-            engine1BufferedRates.append(engine1Buffered)
-            engine1Rates.append(engine1)
-            engine1BlockingRates.append(engine1Blocking)
-            engine1ExecutorRates.append(engine1Executor)
-            engine64Rates.append(engine64)
-            sqlite1Rates.append(sqlite1)
-            sqlite64Rates.append(sqlite64)
-            once1Rates.append(once1)
-            once1ExecutorRates.append(once1Executor)
-            once64Rates.append(once64)
-            sqliteOnce1Rates.append(sqliteOnce1)
-            sqliteOnce64Rates.append(sqliteOnce64)
-            roundRates.append(.init(
-                rawLoop: rawRate.perSecond, rawDirectLoop: rawDirectRate.perSecond, engine1: engine1.rate.perSecond,
-                engine1Buffered: engine1Buffered.rate.perSecond,
-                engine1Blocking: engine1Blocking.rate.perSecond, engine1Executor: engine1Executor.rate.perSecond,
-                engine64: engine64.rate.perSecond,
-                sqlite1: sqlite1.rate.perSecond, sqlite64: sqlite64.rate.perSecond,
-                once1: skipLedger ? nil : once1.rate.perSecond,
-                once1Executor: skipLedger ? nil : once1Executor.rate.perSecond, once64: skipLedger ? nil : once64.rate.perSecond,
-                sqliteOnce1: skipLedger ? nil : sqliteOnce1.rate.perSecond,
-                sqliteOnce64: skipLedger ? nil : sqliteOnce64.rate.perSecond,
-                order: order.map(\.rawValue)))
+            measured.append(rates)
+            roundRates.append(rates.round(order: order, skipLedger: skipLedger))
         }
         for engine in [engineSingle, engineBuffered, engineBlocking, engineExecutor, engineMany] { try await engine.close() }
         for once in [onceSingle, onceSingleExecutor, onceMany].compactMap({ $0 }) { try await once.close() }
@@ -326,8 +277,9 @@ struct BenchCommand: AsyncParsableCommand {
                 directory: try scratch("ledger-open"), configuration: configuration, entries: ledgerEntries,
                 keyBytes: BenchCommand.shortKeyBytes, receipt: BenchCommand.receipt)
             exactlyOnce = BenchResults.ExactlyOnce(
-                once1: .total(once1Rates), once1Executor: .total(once1ExecutorRates), once64: .total(once64Rates), sqliteOnce1: .total(sqliteOnce1Rates),
-                sqliteOnce64: .total(sqliteOnce64Rates), receiptBytes: BenchCommand.receipt.count,
+                once1: .total(measured.map(\.once1)), once1Executor: .total(measured.map(\.once1Executor)),
+                once64: .total(measured.map(\.once64)), sqliteOnce1: .total(measured.map(\.sqliteOnce1)),
+                sqliteOnce64: .total(measured.map(\.sqliteOnce64)), receiptBytes: BenchCommand.receipt.count,
                 sqliteDescription: SQLiteOnceBaseline.description, ratios: BenchResults.OnceRatios(roundRates),
                 memory: memory, open: open)
         }
@@ -338,10 +290,11 @@ struct BenchCommand: AsyncParsableCommand {
                 disk: disk, secondsPerMeasurement: seconds, rounds: rounds, recordBodyBytes: bodyBytes, recordFrameBytes: frameBytes,
                 appenders: appenders, segmentBytes: configuration.segmentBytes,
                 sqliteWriters: SQLiteBaseline.writersDescription),
-            rawLoop: .total(rawRates), rawDirectLoop: .total(rawDirectRates), engine1: .total(engine1Rates),
-            engine1Buffered: .total(engine1BufferedRates), engine1Blocking: .total(engine1BlockingRates),
-            engine1Executor: .total(engine1ExecutorRates),
-            engine64: .total(engine64Rates), sqlite1: .total(sqlite1Rates), sqlite64: .total(sqlite64Rates),
+            rawLoop: .total(measured.map(\.raw)), rawDirectLoop: .total(measured.map(\.rawDirect)),
+            engine1: .total(measured.map(\.engine1)), engine1Buffered: .total(measured.map(\.engine1Buffered)),
+            engine1Blocking: .total(measured.map(\.engine1Blocking)), engine1Executor: .total(measured.map(\.engine1Executor)),
+            engine64: .total(measured.map(\.engine64)), sqlite1: .total(measured.map(\.sqlite1)),
+            sqlite64: .total(measured.map(\.sqlite64)),
             rounds: roundRates, ratios: BenchResults.Ratios(roundRates),
             recovery: recovery, openSmall: openSmall, exactlyOnce: exactlyOnce, targets: [], totalSeconds: 0)
         results.targets = results.evaluateTargets()
@@ -354,5 +307,38 @@ struct BenchCommand: AsyncParsableCommand {
         } else {
             print(results.renderTable())
         }
+    }
+}
+
+/// What one round measured, a field per row (a row the run skips stays empty).
+private struct RoundMeasurements {
+    var raw = BenchResults.Rate(operations: 0, seconds: 0)
+    var rawDirect = BenchResults.Rate(operations: 0, seconds: 0)
+    var engine1 = BenchResults.EngineRate.total([])
+    var engine1Buffered = BenchResults.EngineRate.total([])
+    var engine1Blocking = BenchResults.EngineRate.total([])
+    var engine1Executor = BenchResults.EngineRate.total([])
+    var engine64 = BenchResults.EngineRate.total([])
+    var sqlite1 = BenchResults.SQLiteRate.total([])
+    var sqlite64 = BenchResults.SQLiteRate.total([])
+    var once1 = BenchResults.EngineRate.total([])
+    var once1Executor = BenchResults.EngineRate.total([])
+    var once64 = BenchResults.EngineRate.total([])
+    var sqliteOnce1 = BenchResults.SQLiteRate.total([])
+    var sqliteOnce64 = BenchResults.SQLiteRate.total([])
+
+    /// The round's rates, as `--json` lists them and the ratios are taken from.
+    func round(order: [BenchCommand.Measurement], skipLedger: Bool) -> BenchResults.Round {
+        BenchResults.Round(
+            rawLoop: raw.perSecond, rawDirectLoop: rawDirect.perSecond, engine1: engine1.rate.perSecond,
+            engine1Buffered: engine1Buffered.rate.perSecond,
+            engine1Blocking: engine1Blocking.rate.perSecond, engine1Executor: engine1Executor.rate.perSecond,
+            engine64: engine64.rate.perSecond,
+            sqlite1: sqlite1.rate.perSecond, sqlite64: sqlite64.rate.perSecond,
+            once1: skipLedger ? nil : once1.rate.perSecond,
+            once1Executor: skipLedger ? nil : once1Executor.rate.perSecond, once64: skipLedger ? nil : once64.rate.perSecond,
+            sqliteOnce1: skipLedger ? nil : sqliteOnce1.rate.perSecond,
+            sqliteOnce64: skipLedger ? nil : sqliteOnce64.rate.perSecond,
+            order: order.map(\.rawValue))
     }
 }
