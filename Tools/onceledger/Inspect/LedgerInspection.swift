@@ -122,6 +122,8 @@ struct LedgerInspection {
             var byKind: [RecordKind: Int] = [:]
             var count = 0
             var covered = 0
+            /// One buffer for every segment read outside the scan (which has its own).
+            var segmentBuffer: [UInt8] = []
         }
         let collected = Collector()
         func locate(_ error: Error, _ what: String, path: String, segment: UInt64? = nil, offset: UInt64? = nil,
@@ -155,8 +157,10 @@ struct LedgerInspection {
                         // Records the snapshot covers that are still on disk: read, not replayed.
                         for number in segmentNumbers {
                             let path = join(directory, LedgerFileNames.segment(number))
-                            guard let bytes = try storage.readWholeFile(path, maxBytes: FormatLimits.segmentBytesMax)
+                            guard try storage.readWholeFile(
+                                path, maxBytes: FormatLimits.segmentBytesMax, into: &collected.segmentBuffer)
                             else { break }
+                            let bytes = collected.segmentBuffer
                             var reachedBeyond = false
                             _ = SegmentLook.walk(bytes, number: number, name: LedgerFileNames.segment(number)) {
                                 header, offset, body in
@@ -223,12 +227,14 @@ struct LedgerInspection {
             let name = LedgerFileNames.segment(number)
             let path = join(directory, name)
             do {
-                guard let bytes = try storage.readWholeFile(path, maxBytes: FormatLimits.segmentBytesMax) else {
+                guard try storage.readWholeFile(path, maxBytes: FormatLimits.segmentBytesMax,
+                                                into: &collected.segmentBuffer) else {
                     inspection.unreachedSegments.append(SegmentLook(
                         number: number, name: name, fileBytes: 0, status: "larger than any valid segment; not read"))
                     continue
                 }
-                inspection.unreachedSegments.append(SegmentLook.walk(bytes, number: number, name: name) { _, _, _ in true })
+                inspection.unreachedSegments.append(
+                    SegmentLook.walk(collected.segmentBuffer, number: number, name: name) { _, _, _ in true })
             } catch {
                 inspection.unreachedSegments.append(SegmentLook(
                     number: number, name: name, fileBytes: 0, status: "cannot be read: \(error)"))
