@@ -21,21 +21,8 @@ import Testing
 // MARK: - Environment
 
 private enum CrashTestEnvironment {
-    /// Seeds per test (`ONCELEDGER_CRASH_ITERATIONS`, default 20).
-    static let iterations: Int = {
-        let text = ProcessInfo.processInfo.environment["ONCELEDGER_CRASH_ITERATIONS"] ?? ""
-        return max(1, Int(text) ?? 20)
-    }()
-
-    /// `ONCELEDGER_SEED=<n>` pins every seeded test to one seed.
-    static let pinnedSeed: UInt64? = ProcessInfo.processInfo.environment["ONCELEDGER_SEED"].flatMap { UInt64($0) }
-
-    /// `count` fresh random seeds, or the pinned one.
-    static func seeds(_ count: Int) -> [UInt64] {
-        if let pinnedSeed { return [pinnedSeed] }
-        var system = SystemRandomNumberGenerator()
-        return (0..<max(1, count)).map { _ in system.next() }
-    }
+    /// Seeds per test (`ONCELEDGER_CRASH_ITERATIONS`, default 20; `ONCELEDGER_SEED` pins one).
+    static let iterations = CrashSeeds.iterations(default: 20)
 
     static let directory = "/ledger"
 }
@@ -333,7 +320,7 @@ private final class LockedBox<Value: Sendable>: Sendable {
     @Test func crashAtEveryOperationLosesNothing() async throws {
         // Seeds are independent; run them on all cores.
         let totals = await withTaskGroup(of: (points: Int, torn: Int).self) { group in
-            for seed in CrashTestEnvironment.seeds(CrashTestEnvironment.iterations) {
+            for seed in CrashSeeds.seeds(CrashTestEnvironment.iterations) {
                 group.addTask { CrashTests().runSeed(seed) }
             }
             var totals = (points: 0, torn: 0)
@@ -455,7 +442,7 @@ private final class LockedBox<Value: Sendable>: Sendable {
     /// after recovery, at the sequence number it returned, with its bytes.
     @Test func concurrentAppendersSurviveACrash() async throws {
         var crashes = 0
-        for seed in CrashTestEnvironment.seeds(CrashTestEnvironment.iterations) {
+        for seed in CrashSeeds.seeds(CrashTestEnvironment.iterations) {
             do {
                 if try await runConcurrentSeed(seed) { crashes += 1 }
             } catch {
@@ -608,7 +595,7 @@ private final class LockedBox<Value: Sendable>: Sendable {
     /// carrying the errno, poisons the engine (every later call throws `.poisoned`),
     /// and a reopen recovers every record acknowledged before the fault.
     @Test(arguments: faultCases) func faultPoisonsAndReopenRecovers(_ fault: FaultCase) async throws {
-        for seed in CrashTestEnvironment.seeds(max(2, CrashTestEnvironment.iterations / 4)) {
+        for seed in CrashSeeds.seeds(max(2, CrashTestEnvironment.iterations / 4)) {
             do {
                 guard try await runFault(fault, seed: seed) else { return }
             } catch {
@@ -736,7 +723,7 @@ private final class LockedBox<Value: Sendable>: Sendable {
     /// that snapshot. Crashed at every step, with directory operations that may persist
     /// in order (ext4, XFS), recovery must still find a snapshot and every record.
     @Test func recompactionAfterALostMarkerSurvivesCrashes() throws {
-        for seed in CrashTestEnvironment.seeds(max(2, CrashTestEnvironment.iterations / 4)) {
+        for seed in CrashSeeds.seeds(max(2, CrashTestEnvironment.iterations / 4)) {
             var options = SimulatedStorage.Options()
             options.directoryOperationsMayPersist = true
             let configuration = LogConfiguration(segmentBytes: 4096)
@@ -805,7 +792,7 @@ private final class LockedBox<Value: Sendable>: Sendable {
     /// them, no later fsync writes them (`Options.failedSyncLosesWrites`). A reopen in
     /// the same boot must not build on those records as if they were durable.
     @Test func reopenAfterAFailedSyncWithLostPages() async throws {
-        for seed in CrashTestEnvironment.seeds(max(2, CrashTestEnvironment.iterations / 4)) {
+        for seed in CrashSeeds.seeds(max(2, CrashTestEnvironment.iterations / 4)) {
             var options = SimulatedStorage.Options()
             options.failedSyncLosesWrites = true
             let storage = SimulatedStorage(seed: seed, options: options)

@@ -35,20 +35,8 @@ import Testing
 // MARK: - Environment
 
 private enum LedgerCrashEnvironment {
-    /// Seeds per run (`ONCELEDGER_CRASH_ITERATIONS`, default 16).
-    static let iterations: Int = {
-        let text = ProcessInfo.processInfo.environment["ONCELEDGER_CRASH_ITERATIONS"] ?? ""
-        return max(1, Int(text) ?? 16)
-    }()
-
-    /// `ONCELEDGER_SEED=<n>` pins the test to one seed.
-    static let pinnedSeed: UInt64? = ProcessInfo.processInfo.environment["ONCELEDGER_SEED"].flatMap { UInt64($0) }
-
-    static func seeds(_ count: Int) -> [UInt64] {
-        if let pinnedSeed { return [pinnedSeed] }
-        var system = SystemRandomNumberGenerator()
-        return (0..<max(1, count)).map { _ in system.next() }
-    }
+    /// Seeds per run (`ONCELEDGER_CRASH_ITERATIONS`, default 16; `ONCELEDGER_SEED` pins one).
+    static let iterations = CrashSeeds.iterations(default: 16)
 
     static let directory = "/ledger"
 }
@@ -1000,7 +988,7 @@ private func summary(_ result: CallResult) -> String {
 
 @Suite struct LedgerCrashTests {
     @Test func onceSurvivesACrashAtEveryOperation() async {
-        let seeds = LedgerCrashEnvironment.seeds(LedgerCrashEnvironment.iterations)
+        let seeds = CrashSeeds.seeds(LedgerCrashEnvironment.iterations)
         let totals = await withTaskGroup(of: Totals.self) { group in
             for seed in seeds {
                 group.addTask { await LedgerCrashTests.runSeed(seed) }

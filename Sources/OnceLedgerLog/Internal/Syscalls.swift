@@ -134,25 +134,12 @@ enum Syscalls {
     /// The corresponding C function is `fdatasync`. Never retried after a failure
     /// other than EINTR: the caller poisons itself instead.
     static func fdatasync(_ fd: Int32, path: String) throws {
-        try syncCall(.fdatasync, path: path) { Glibc.fdatasync(fd) }
+        try simple(.fdatasync, path: path) { Glibc.fdatasync(fd) }
     }
 
     /// The corresponding C function is `fsync`.
     static func fsync(_ fd: Int32, path: String) throws {
-        try syncCall(.fsync, path: path) { Glibc.fsync(fd) }
-    }
-
-    private static func syncCall(_ call: FaultInjection.Call, path: String, _ body: () -> Int32) throws {
-        while true {
-            if let fault = FaultInjection.check(call, path: path) {
-                if fault == EINTR { continue }
-                throw LedgerError(.io, "\(call) failed: \(errnoText(fault))", path: path, errno: fault)
-            }
-            if body() == 0 { return }
-            let error = Glibc.errno
-            if error == EINTR { continue }
-            throw LedgerError(.io, "\(call) failed: \(errnoText(error))", path: path, errno: error)
-        }
+        try simple(.fsync, path: path) { Glibc.fsync(fd) }
     }
 
     static func ftruncate(_ fd: Int32, path: String, size: UInt64) throws {
@@ -242,6 +229,8 @@ enum Syscalls {
         return names
     }
 
+    /// A call that returns 0 or -1 with `errno`: through fault injection, retried on
+    /// EINTR, any other failure thrown as an I/O error naming `call` and `path`.
     private static func simple(_ call: FaultInjection.Call, path: String, _ body: () -> Int32) throws {
         while true {
             if let fault = FaultInjection.check(call, path: path) {
