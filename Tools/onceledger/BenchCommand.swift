@@ -184,13 +184,12 @@ struct BenchCommand: AsyncParsableCommand {
             sqliteOnceMany = try await SQLiteOnceBaseline.prepare(directory: try scratch("sqlite-once-\(appenders)"))
         }
         var measured: [RoundMeasurements] = []
-        var roundRates: [BenchResults.Round] = []
         for round in 1...rounds {
             // A balanced order (see `roundOrder`): over the rounds every row runs right
             // after every other row equally often, so no row always follows the
             // disk-heavy SQLite rows (a busy or throttled disk punishes whoever comes next).
             let order = BenchCommand.roundOrder(round: round, count: measurements.count).map { measurements[$0] }
-            var rates = RoundMeasurements()
+            var rates = RoundMeasurements(order: order)
             // Fresh keys every round: the once ledgers and databases live across rounds.
             let keyPrefix = "r\(round)"
             for measurement in order {
@@ -223,14 +222,14 @@ struct BenchCommand: AsyncParsableCommand {
                 case .sqlite64:
                     progress.say("\(prefix) SQLite, \(appenders) connections")
                     rates.sqlite64 = try await SQLiteBaseline.run(path: sqliteMany, writers: appenders, body: body,
-                                                            seconds: slot)
+                                                                  seconds: slot)
                 case .once1:
                     progress.say("\(prefix) Ledger.once, 1 caller")
                     rates.once1 = try await onceSingle!.run(callers: 1, seconds: slot, keyPrefix: keyPrefix)
                 case .once1Executor:
                     progress.say("\(prefix) Ledger.once, 1 caller on ledger.executor (diagnostic)")
-                    rates.once1Executor = try await onceSingleExecutor!.run(callers: 1, seconds: slot, keyPrefix: keyPrefix,
-                                                                      onLedgerExecutor: true)
+                    rates.once1Executor = try await onceSingleExecutor!.run(
+                        callers: 1, seconds: slot, keyPrefix: keyPrefix, onLedgerExecutor: true)
                 case .once64:
                     progress.say("\(prefix) Ledger.once, \(appenders) callers")
                     rates.once64 = try await onceMany!.run(callers: appenders, seconds: slot, keyPrefix: keyPrefix)
@@ -247,8 +246,8 @@ struct BenchCommand: AsyncParsableCommand {
                 }
             }
             measured.append(rates)
-            roundRates.append(rates.round(order: order, skipLedger: skipLedger))
         }
+        let roundRates = measured.map { $0.round(skipLedger: skipLedger) }
         for engine in [engineSingle, engineBuffered, engineBlocking, engineExecutor, engineMany] { try await engine.close() }
         for once in [onceSingle, onceSingleExecutor, onceMany].compactMap({ $0 }) { try await once.close() }
 
@@ -310,8 +309,10 @@ struct BenchCommand: AsyncParsableCommand {
     }
 }
 
-/// What one round measured, a field per row (a row the run skips stays empty).
+/// What one round measured, a field per row (a row the run skips stays empty), and
+/// the order the rows ran in.
 private struct RoundMeasurements {
+    let order: [BenchCommand.Measurement]
     var raw = BenchResults.Rate(operations: 0, seconds: 0)
     var rawDirect = BenchResults.Rate(operations: 0, seconds: 0)
     var engine1 = BenchResults.EngineRate.total([])
@@ -328,7 +329,7 @@ private struct RoundMeasurements {
     var sqliteOnce64 = BenchResults.SQLiteRate.total([])
 
     /// The round's rates, as `--json` lists them and the ratios are taken from.
-    func round(order: [BenchCommand.Measurement], skipLedger: Bool) -> BenchResults.Round {
+    func round(skipLedger: Bool) -> BenchResults.Round {
         BenchResults.Round(
             rawLoop: raw.perSecond, rawDirectLoop: rawDirect.perSecond, engine1: engine1.rate.perSecond,
             engine1Buffered: engine1Buffered.rate.perSecond,
