@@ -46,35 +46,35 @@ struct StressCommand: AsyncParsableCommand {
     @Argument(help: "The ledger directory (created if missing; an existing ledger is reused).")
     var dir: String
 
-    @Option(help: "Number of `once` calls.")
+    @Option(parsing: .unconditional, help: "Number of `once` calls.")
     var effects: Int = 1000
 
-    @Option(help: "Concurrent callers.")
+    @Option(parsing: .unconditional, help: "Concurrent callers.")
     var concurrency: Int = 8
 
-    @Option(help: "Distinct keys the calls are spread over (default: as many as --effects). Fewer keys means more duplicates.")
+    @Option(parsing: .unconditional, help: "Distinct keys the calls are spread over (default: as many as --effects). Fewer keys means more duplicates.")
     var keys: Int?
 
-    @Option(help: "Seed of the key and failure choices (default: random; printed on standard error).")
+    @Option(parsing: .unconditional, help: "Seed of the key and failure choices (default: random; printed on standard error).", transform: NumberArgument.unsigned)
     var seed: UInt64?
 
-    @Option(help: "Segment file size in bytes (a multiple of 8, at least 4096). Small values make a short run cross many rollovers.")
+    @Option(parsing: .unconditional, help: "Segment file size in bytes (a multiple of 8, at least 4096). Small values make a short run cross many rollovers. (default: \(LogConfiguration().segmentBytes))", transform: NumberArgument.unsigned)
     var segmentBytes: UInt64 = LogConfiguration().segmentBytes
 
-    @Option(help: "Compact (write a snapshot, delete covered segments) after every N acknowledged calls; 0 never.")
+    @Option(parsing: .unconditional, help: "Compact (write a snapshot, delete covered segments) after every N acknowledged calls; 0 never.")
     var compactEvery: Int = 0
 
-    @Option(help: "Percent of effect runs that throw (half release the intent, half leave the key pending-unknown).")
+    @Option(parsing: .unconditional, help: "Percent of effect runs that throw (half release the intent, half leave the key pending-unknown).")
     var failPercent: Int = 2
 
-    @Option(help: "Largest receipt in bytes (each receipt has a seeded size up to this).")
+    @Option(parsing: .unconditional, help: "Largest receipt in bytes (each receipt has a seeded size up to this).")
     var receiptBytesMax: Int = 64
 
     func validate() throws {
-        guard effects >= 0 else { throw ValidationError("--effects must be at least 0") }
+        guard effects >= 0 else { throw ValidationError("--effects must be a non-negative integer (0, 1, 2, …); it is \(effects)") }
         guard (1...10_000).contains(concurrency) else { throw ValidationError("--concurrency must be in 1...10000") }
         if let keys, keys < 1 { throw ValidationError("--keys must be at least 1") }
-        guard compactEvery >= 0 else { throw ValidationError("--compact-every must be at least 0") }
+        guard compactEvery >= 0 else { throw ValidationError("--compact-every must be a non-negative integer (0 never, N every N acknowledged calls); it is \(compactEvery)") }
         guard (0...50).contains(failPercent) else { throw ValidationError("--fail-percent must be in 0...50") }
         guard (0...FormatLimits.receiptBytesMax).contains(receiptBytesMax) else {
             throw ValidationError("--receipt-bytes-max must be in 0...\(FormatLimits.receiptBytesMax)")
