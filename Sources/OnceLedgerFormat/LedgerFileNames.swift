@@ -4,7 +4,8 @@
 /// - `wal-<16 lowercase hex digits: segment number>.seg`: a segment.
 /// - `snap-<16 hex: covered sequence number>.snap`: a snapshot.
 /// - `<one of the names above>.tmp`: a file being created; never read; deleted on open.
-/// - `torn-<16 hex segment>-<16 hex offset>.bin`: bytes quarantined from a torn tail.
+/// - `torn-<16 hex segment>-<16 hex offset>.bin`, or with `-<n>` before `.bin` (n = 1, 2, …
+///   in decimal, no leading zero): bytes quarantined from a torn tail.
 /// Any other name is not part of the ledger and is ignored.
 public enum LedgerFileNames {
     public static let lock = "LOCK"
@@ -25,7 +26,24 @@ public enum LedgerFileNames {
         let base = String(name.dropLast(temporarySuffix.count))
         return parseSegment(base) != nil || parseSnapshot(base) != nil || isTorn(base)
     }
-    public static func isTorn(_ name: String) -> Bool { name.hasPrefix("torn-") && name.hasSuffix(".bin") }
+    /// A torn side file's name, exactly (`Spec/FORMAT.md` §2.1): `torn-<16 hex>-<16 hex>.bin`
+    /// or `torn-<16 hex>-<16 hex>-<n>.bin`. Any other `torn-*.bin` is not the ledger's.
+    public static func isTorn(_ name: String) -> Bool {
+        guard name.hasPrefix("torn-"), name.hasSuffix(".bin") else { return false }
+        let middle = Array(name.utf8.dropFirst(5).dropLast(4))
+        // <16 hex> "-" <16 hex>, then nothing or "-" <n>.
+        guard middle.count >= 33, middle[16] == UInt8(ascii: "-"),
+              isLowerHex(middle[0..<16]), isLowerHex(middle[17..<33]) else { return false }
+        let rest = middle[33...]
+        guard let dash = rest.first else { return true }
+        let digits = rest.dropFirst()
+        return dash == UInt8(ascii: "-") && !digits.isEmpty && digits.count <= 19 && digits.first != UInt8(ascii: "0")
+            && digits.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    }
+
+    private static func isLowerHex(_ bytes: ArraySlice<UInt8>) -> Bool {
+        bytes.allSatisfy { ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "f")) }
+    }
 
     public static func hex16(_ value: UInt64) -> String {
         let digits = String(value, radix: 16)

@@ -231,13 +231,17 @@ public enum RecoveryScanner {
             onRecord: (ScannedRecord) throws -> Void
         ) throws -> Bool {
             guard try storage.readWholeFile(path, maxBytes: FormatLimits.segmentBytesMax, into: &segmentBuffer) else {
+                // Rejected from its size alone (FORMAT §6.6); like every R7, offset = the file size.
+                let file = try storage.openFile(path, mode: .readOnly)
+                defer { file.close() }
+                let size = try file.size()
                 report.segments.append(SegmentSummary(
-                    number: number, path: path, header: nil, fileBytes: 0,
+                    number: number, path: path, header: nil, fileBytes: size,
                     endOffset: UInt64(FormatLimits.segmentHeaderBytes), recordCount: 0))
                 report.observation.header = .truncated
                 fail(LedgerError(.corruptSegmentHeader,
-                                 "segment file is larger than the largest valid segment (\(FormatLimits.segmentBytesMax) bytes)",
-                                 path: path, segment: number))
+                                 "segment file is \(size) bytes, larger than the largest valid segment (\(FormatLimits.segmentBytesMax) bytes); run `onceledger salvage`",
+                                 path: path, segment: number, offset: size))
                 return true
             }
             let bytes = segmentBuffer

@@ -123,7 +123,7 @@ public enum RecoveryTable {
                     }),
         RecoveryRow(label: "R6 corrupt-segment-header", summary: "a segment header fails its checksum or fields",
                     action: .refuse(.corruptSegmentHeader), matches: { setUsable($0) && $0.header == .corrupt }),
-        RecoveryRow(label: "R7 truncated-segment", summary: "a segment file is shorter than its header's size",
+        RecoveryRow(label: "R7 truncated-segment", summary: "a segment file's size differs from its header's segment bytes",
                     action: .refuse(.corruptSegmentHeader), matches: { setUsable($0) && $0.header == .truncated }),
         RecoveryRow(label: "R8 segment-unsupported-version", summary: "a segment has a newer format version",
                     action: .refuse(.unsupportedVersion), matches: { setUsable($0) && $0.header == .unsupportedVersion }),

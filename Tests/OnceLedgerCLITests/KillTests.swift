@@ -249,6 +249,11 @@ final class KillTestProcess: @unchecked Sendable {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
     }
 
+    /// Sends `signal` (e.g. SIGTERM) to the process, if it still runs.
+    func send(_ signal: Int32) {
+        if process.isRunning { Foundation.kill(process.processIdentifier, signal) }
+    }
+
     /// Waits for the process to end and both pipes to close.
     func finish() -> Result {
         process.waitUntilExit()

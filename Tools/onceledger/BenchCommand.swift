@@ -22,25 +22,25 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Directory to create the benchmark's scratch directory in (default: current directory).")
     var dir: String?
 
-    @Option(help: "Seconds per rate row (fourteen rows; nine with --skip-ledger), split over the rounds.")
+    @Option(parsing: .unconditional, help: "Seconds per rate row (fourteen rows; nine with --skip-ledger), split over the rounds.")
     var seconds: Double = 4.0
 
-    @Option(help: "Rounds the rate measurements are interleaved in (ratios are per-round medians; 14 completes the balanced order of the 14 rows).")
+    @Option(parsing: .unconditional, help: "Rounds the rate measurements are interleaved in (ratios are per-round medians; 14 completes the balanced order of the 14 rows).")
     var rounds: Int = 14
 
-    @Option(help: "Records in the recovery-scan ledger (default fills ~200 MB of 64 MiB segments).")
+    @Option(parsing: .unconditional, help: "Records in the recovery-scan ledger (default fills ~200 MB of 64 MiB segments).")
     var records: Int = 1_200_000
 
-    @Option(help: "Small records in the open-time ledger.")
+    @Option(parsing: .unconditional, help: "Small records in the open-time ledger.")
     var openRecords: Int = 1_000_000
 
-    @Option(help: "Concurrent appenders (engine tasks, SQLite threads) for the concurrent rows.")
+    @Option(parsing: .unconditional, help: "Concurrent appenders (engine tasks, SQLite threads) for the concurrent rows.")
     var appenders: Int = 64
 
-    @Option(help: "Record body bytes for the rate measurements.")
+    @Option(parsing: .unconditional, help: "Record body bytes for the rate measurements.")
     var bodyBytes: Int = 100
 
-    @Option(help: "Done entries in the memory-per-entry ledgers and in the open-time ledger.")
+    @Option(parsing: .unconditional, help: "Done entries in the memory-per-entry ledgers and in the open-time ledger.")
     var ledgerEntries: Int = 1_000_000
 
     @Flag(help: "Skip the exactly-once part: Ledger.once rates, memory per entry, ledger open time.")

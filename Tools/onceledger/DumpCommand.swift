@@ -41,9 +41,9 @@ struct DumpCommand: AsyncParsableCommand {
         valueName: "kind"))
     var kind: [String] = []
 
-    @Option(help: ArgumentHelp(
+    @Option(parsing: .unconditional, help: ArgumentHelp(
         "Only records with a sequence number of at least SEQ (snapshot items, which have none, are left out).",
-        valueName: "seq"))
+        valueName: "seq"), transform: NumberArgument.unsigned)
     var since: UInt64?
 
     @Flag(help: "Read the ledger even though a live process has it open (the newest records may be a batch being written).")
@@ -54,7 +54,7 @@ struct DumpCommand: AsyncParsableCommand {
             throw ValidationError(
                 "unknown record kind \"\(name)\"; use one of \(RecordKind.known.map(\.name).joined(separator: ", ")) or a number such as 7")
         }
-        if let key, key.isEmpty { throw ValidationError("--key must not be empty") }
+        if let key { try AuditArguments.validateKey(key, option: "--key") }
     }
 
     static func parseKind(_ text: String) -> RecordKind? {
@@ -67,7 +67,7 @@ struct DumpCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await CommandFailure.reporting { try dump() }
+        try await CommandFailure.reporting(json: options.json) { try dump() }
     }
 
     private func dump() throws -> Int32 {
@@ -119,18 +119,21 @@ struct DumpCommand: AsyncParsableCommand {
                 ExitCodes.code(for: problem),
                 "the ledger is damaged; records are shown up to the first problem: "
                     + CommandFailure.describe(problem, relativeTo: directory)
-                    + "\nRun `onceledger verify \(directory)` for the full report; `onceledger salvage` copies what is recoverable to a new directory.")
+                    + "\nRun `onceledger verify \(directory)` for the full report; `onceledger salvage` copies what is recoverable to a new directory.",
+                code: problem.code.rawValue)
         }
         if let problem = inspection.stateProblem {
             throw CommandFailure(
                 ExitCodes.code(for: problem),
                 "the ledger is damaged: " + CommandFailure.describe(problem, relativeTo: directory)
-                    + "\nRun `onceledger verify \(directory)` for the full report.")
+                    + "\nRun `onceledger verify \(directory)` for the full report.",
+                code: problem.code.rawValue)
         }
         if malformed > 0 {
             throw CommandFailure(
                 ExitCodes.problemsLeft,
-                "\(TextFormat.plural(malformed, "shown record or item has", "shown records or items have")) a body that does not decode (marked malformed=…); run `onceledger verify \(directory)`.")
+                "\(TextFormat.plural(malformed, "shown record or item has", "shown records or items have")) a body that does not decode (marked malformed=…); run `onceledger verify \(directory)`.",
+                code: LedgerError.Code.malformedBody.rawValue)
         }
         return ExitCodes.success
     }

@@ -37,7 +37,7 @@ struct EntriesCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await CommandFailure.reporting { try entries() }
+        try await CommandFailure.reporting(json: options.json) { try entries() }
     }
 
     private func entries() throws -> Int32 {
@@ -71,7 +71,8 @@ struct EntriesCommand: AsyncParsableCommand {
                 ExitCodes.code(for: problem),
                 "the ledger is damaged, so its entries cannot be listed: "
                     + CommandFailure.describe(problem, relativeTo: directory)
-                    + "\nRun `onceledger verify \(directory)` for the full report; `onceledger salvage` copies what is recoverable to a new directory.")
+                    + "\nRun `onceledger verify \(directory)` for the full report; `onceledger salvage` copies what is recoverable to a new directory.",
+                code: problem.code.rawValue)
         }
         guard let ledger = inspection.ledger else {
             throw CommandFailure(ExitCodes.operational, "\(directory): the ledger's state could not be read")

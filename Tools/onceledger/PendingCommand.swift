@@ -29,7 +29,7 @@ struct PendingCommand: AsyncParsableCommand {
     var live = false
 
     func run() async throws {
-        try await CommandFailure.reporting { try pending() }
+        try await CommandFailure.reporting(json: options.json) { try pending() }
     }
 
     private func pending() throws -> Int32 {

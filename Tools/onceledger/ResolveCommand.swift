@@ -56,8 +56,15 @@ struct ResolveCommand: AsyncParsableCommand {
         if receipt != nil && receiptHex != nil {
             throw ValidationError("give the receipt once: --receipt (text) or --receipt-hex (bytes)")
         }
-        if let receiptHex, Hex.bytes(receiptHex) == nil {
-            throw ValidationError("--receipt-hex must be an even number of hex digits, e.g. 6d73672d31")
+        if let receiptHex {
+            // Checked here, not left to Hex.bytes: it reads "+7" as a byte (UInt8(_:radix:) takes a sign).
+            let digits = receiptHex.filter { !$0.isWhitespace }
+            if let bad = digits.first(where: { !($0.isASCII && $0.isHexDigit) }) {
+                throw ValidationError("--receipt-hex \"\(receiptHex)\" is not hexadecimal (\"\(bad)\" is not a hex digit); give the bytes as hex digits 0-9 and a-f, two per byte, e.g. 6d73672d31")
+            }
+            if digits.count % 2 != 0 {
+                throw ValidationError("--receipt-hex must have two hex digits per byte; \"\(receiptHex)\" has \(digits.count), an odd number")
+            }
         }
         let receiptBytes = receiptValue.count
         guard receiptBytes <= FormatLimits.receiptBytesMax else {

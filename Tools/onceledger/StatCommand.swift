@@ -25,7 +25,7 @@ struct StatCommand: AsyncParsableCommand {
     var live = false
 
     func run() async throws {
-        try await CommandFailure.reporting { try stat() }
+        try await CommandFailure.reporting(json: options.json) { try stat() }
     }
 
     private func stat() throws -> Int32 {
@@ -33,13 +33,27 @@ struct StatCommand: AsyncParsableCommand {
         _ = try LedgerInspection.requireLedger(directory)
         try LiveLedgerPolicy.check(directory, command: "stat", allowLive: live)
         let inspection = try LedgerInspection.inspect(directory, progressLabel: "stat")
-        print(options.json ? Self.json(inspection).rendered(pretty: true) : Self.text(inspection))
+        var failure: CommandFailure?
         if let problem = inspection.problem {
-            throw CommandFailure(
+            failure = CommandFailure(
                 ExitCodes.code(for: problem),
                 "the ledger is damaged, so its entries are not shown: " + CommandFailure.describe(problem, relativeTo: directory)
-                    + "\nRun `onceledger verify \(directory)` for the full report.")
+                    + "\nRun `onceledger verify \(directory)` for the full report.",
+                code: problem.code.rawValue)
         }
+        if options.json {
+            // One JSON document: a failure is the report's last member, `error`.
+            var report = Self.json(inspection)
+            if var shown = failure, case .object(let members) = report {
+                report = .object(members + [("error", shown.json)])
+                shown.shownInJSON = true
+                failure = shown
+            }
+            print(report.rendered(pretty: true))
+        } else {
+            print(Self.text(inspection))
+        }
+        if let failure { throw failure }
         return ExitCodes.success
     }
 

@@ -27,8 +27,15 @@ import Synchronization
 /// Standard output carries only `ack` lines, each written with one `write(2)` (atomic
 /// on a pipe, and no stdio buffer for SIGKILL to lose). Progress goes to standard error
 /// only when it is a terminal; a start and an end line always go to standard error.
+///
+/// SIGINT and SIGTERM stop the run cleanly: no new call starts, the calls in flight finish
+/// (with their retries, so a failed effect does not stay pending-unknown), the ledger is
+/// closed, and the process exits 128 + the signal number (130, 143), as a shell reports a
+/// process killed by that signal. SIGKILL is the crash test.
+///
 /// Exit status: 0 done, 4 the ledger refused to open as corrupt, 8 an operational error
-/// (a failed write or sync: the message says which), 16 usage.
+/// (a failed write or sync: the message says which), 16 usage, 130/143 stopped by
+/// SIGINT/SIGTERM after a clean close.
 struct StressCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stress",
@@ -39,42 +46,46 @@ struct StressCommand: AsyncParsableCommand {
             acknowledged key is then done. Keys left pending-unknown (by a killed run or a failed \
             effect) are run again with the retry policy: safe here, because the stress effect has \
             no external side. Progress goes to standard error when it is a terminal.
+            SIGINT (Ctrl-C) or SIGTERM stops the run cleanly: no new call starts, the calls in \
+            flight finish, the ledger is closed, and every key acknowledged so far is done.
             Exit codes: 0 done, 4 the ledger refused to open as damaged, 8 operational error (a \
-            failed write or sync: the message names the call, the file and the errno), 16 usage error.
+            failed write or sync: the message names the call, the file and the errno), 16 usage error, \
+            130 stopped by SIGINT, 143 stopped by SIGTERM (128 + the signal number; the ledger \
+            was closed cleanly).
             """)
 
     @Argument(help: "The ledger directory (created if missing; an existing ledger is reused).")
     var dir: String
 
-    @Option(help: "Number of `once` calls.")
+    @Option(parsing: .unconditional, help: "Number of `once` calls.")
     var effects: Int = 1000
 
-    @Option(help: "Concurrent callers.")
+    @Option(parsing: .unconditional, help: "Concurrent callers.")
     var concurrency: Int = 8
 
-    @Option(help: "Distinct keys the calls are spread over (default: as many as --effects). Fewer keys means more duplicates.")
+    @Option(parsing: .unconditional, help: "Distinct keys the calls are spread over (default: as many as --effects). Fewer keys means more duplicates.")
     var keys: Int?
 
-    @Option(help: "Seed of the key and failure choices (default: random; printed on standard error).")
+    @Option(parsing: .unconditional, help: "Seed of the key and failure choices (default: random; printed on standard error).", transform: NumberArgument.unsigned)
     var seed: UInt64?
 
-    @Option(help: "Segment file size in bytes (a multiple of 8, at least 4096). Small values make a short run cross many rollovers.")
+    @Option(parsing: .unconditional, help: "Segment file size in bytes (a multiple of 8, at least 4096). Small values make a short run cross many rollovers. (default: \(LogConfiguration().segmentBytes))", transform: NumberArgument.unsigned)
     var segmentBytes: UInt64 = LogConfiguration().segmentBytes
 
-    @Option(help: "Compact (write a snapshot, delete covered segments) after every N acknowledged calls; 0 never.")
+    @Option(parsing: .unconditional, help: "Compact (write a snapshot, delete covered segments) after every N acknowledged calls; 0 never.")
     var compactEvery: Int = 0
 
-    @Option(help: "Percent of effect runs that throw (half release the intent, half leave the key pending-unknown).")
+    @Option(parsing: .unconditional, help: "Percent of effect runs that throw (half release the intent, half leave the key pending-unknown).")
     var failPercent: Int = 2
 
-    @Option(help: "Largest receipt in bytes (each receipt has a seeded size up to this).")
+    @Option(parsing: .unconditional, help: "Largest receipt in bytes (each receipt has a seeded size up to this).")
     var receiptBytesMax: Int = 64
 
     func validate() throws {
-        guard effects >= 0 else { throw ValidationError("--effects must be at least 0") }
+        guard effects >= 0 else { throw ValidationError("--effects must be a non-negative integer (0, 1, 2, …); it is \(effects)") }
         guard (1...10_000).contains(concurrency) else { throw ValidationError("--concurrency must be in 1...10000") }
         if let keys, keys < 1 { throw ValidationError("--keys must be at least 1") }
-        guard compactEvery >= 0 else { throw ValidationError("--compact-every must be at least 0") }
+        guard compactEvery >= 0 else { throw ValidationError("--compact-every must be a non-negative integer (0 never, N every N acknowledged calls); it is \(compactEvery)") }
         guard (0...50).contains(failPercent) else { throw ValidationError("--fail-percent must be in 0...50") }
         guard (0...FormatLimits.receiptBytesMax).contains(receiptBytesMax) else {
             throw ValidationError("--receipt-bytes-max must be in 0...\(FormatLimits.receiptBytesMax)")
@@ -87,6 +98,9 @@ struct StressCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Before the open, so that a signal from now on is a request to stop, not death.
+        let stop = StressStop()
+        defer { stop.uninstall() }
         let seed = self.seed ?? UInt64.random(in: 0...UInt64.max)
         let keyCount = keys ?? max(1, effects)
         let configuration = LogConfiguration(segmentBytes: segmentBytes)
@@ -110,7 +124,7 @@ struct StressCommand: AsyncParsableCommand {
 
         let workload = StressWorkload(
             ledger: ledger, effects: effects, keyCount: keyCount, seed: seed, compactEvery: compactEvery,
-            failPercent: failPercent, receiptBytesMax: receiptBytesMax)
+            failPercent: failPercent, receiptBytesMax: receiptBytesMax, stop: stop)
         let progress = isatty(STDERR_FILENO) == 1 ? Task { await workload.reportProgress() } : nil
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<min(concurrency, max(1, effects)) {
@@ -136,6 +150,54 @@ struct StressCommand: AsyncParsableCommand {
             UnbufferedOutput.error("onceledger stress: error: \(failure)")
             throw ExitCode(ExitCodes.operational)
         }
+        if let signal = stop.received {
+            UnbufferedOutput.error("stress: stopped by \(StressStop.name(signal)); the ledger was closed cleanly")
+            throw ExitCode(128 + signal)
+        }
+    }
+}
+
+/// SIGINT and SIGTERM as requests to stop (`StressCommand`): the signals are ignored (so
+/// they no longer kill the process) and watched by dispatch sources instead.
+/// `@unchecked Sendable`: `sources` is set once in `init` and afterwards only cancelled.
+final class StressStop: @unchecked Sendable {
+    static let signals: [Int32] = [SIGINT, SIGTERM]
+
+    /// The first stop signal, shared with the sources' handlers.
+    private final class First: Sendable {
+        let value = Atomic<Int32>(0)
+    }
+
+    private let first = First()
+    private let sources: [any DispatchSourceSignal]
+
+    init() {
+        let first = self.first
+        sources = StressStop.signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                if first.value.compareExchange(expected: 0, desired: number, ordering: .relaxed).exchanged {
+                    UnbufferedOutput.error("stress: \(StressStop.name(number)) received: starting no new calls; finishing the calls in flight, then closing the ledger")
+                }
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    /// The first stop signal received, if any.
+    var received: Int32? {
+        let value = first.value.load(ordering: .relaxed)
+        return value == 0 ? nil : value
+    }
+
+    func uninstall() {
+        for source in sources { source.cancel() }
+    }
+
+    static func name(_ signal: Int32) -> String {
+        signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "signal \(signal)"
     }
 }
 
@@ -157,6 +219,7 @@ final class StressWorkload: Sendable {
     let compactEvery: Int
     let failPercent: Int
     let receiptBytesMax: Int
+    let stop: StressStop
     let nextIndex = Atomic<Int>(0)
     let counts = Mutex(Counts())
     private let firstFailure = Mutex<String?>(nil)
@@ -164,7 +227,7 @@ final class StressWorkload: Sendable {
     static let attemptsMax = 1000
 
     init(ledger: Ledger, effects: Int, keyCount: Int, seed: UInt64, compactEvery: Int, failPercent: Int,
-         receiptBytesMax: Int) {
+         receiptBytesMax: Int, stop: StressStop) {
         self.ledger = ledger
         self.effects = effects
         self.keyCount = keyCount
@@ -172,6 +235,7 @@ final class StressWorkload: Sendable {
         self.compactEvery = compactEvery
         self.failPercent = failPercent
         self.receiptBytesMax = receiptBytesMax
+        self.stop = stop
     }
 
     var failure: String? { firstFailure.withLock { $0 } }
@@ -185,9 +249,10 @@ final class StressWorkload: Sendable {
         var description: String { "injected effect failure (stress --fail-percent)" }
     }
 
-    /// Takes call indices until none are left or a call failed for real.
+    /// Takes call indices until none are left, a call failed for real, or a stop signal
+    /// came (a call already taken is finished, retries included).
     func worker() async {
-        while failure == nil {
+        while failure == nil && stop.received == nil {
             let index = nextIndex.wrappingAdd(1, ordering: .relaxed).oldValue
             guard index < effects else { return }
             var random = SeededRandom(seed: seed ^ (UInt64(index) &* 0x9E37_79B9_7F4A_7C15))

@@ -47,7 +47,7 @@ struct VerifyCommand: AsyncParsableCommand {
     var repair = false
 
     func run() async throws {
-        try await CommandFailure.reporting { try verify() }
+        try await CommandFailure.reporting(json: options.json) { try verify() }
     }
 
     private func verify() throws -> Int32 {
@@ -66,7 +66,8 @@ struct VerifyCommand: AsyncParsableCommand {
         } else if let holder = LockProbe.holder(of: directory) {
             throw CommandFailure(
                 ExitCodes.operational,
-                "\(holder.who) opened the ledger in \(directory) while verify was reading it, so the result is unreliable. Run verify again once that process has closed it.")
+                "\(holder.who) opened the ledger in \(directory) while verify was reading it, so the result is unreliable. Run verify again once that process has closed it.",
+                code: LedgerError.Code.locked.rawValue)
         }
         let verdict = Verdict(inspection: inspection, repairs: repairs, repairRequested: repair)
         if options.json {

@@ -19,4 +19,13 @@ enum AuditArguments {
             throw ValidationError("--actor must be 1 to \(FormatLimits.reasonBytesMax) bytes")
         }
     }
+
+    /// An idempotency key given on the command line (`--key` of `dump`): 1 to 1024 bytes of UTF-8,
+    /// as the ledger accepts (`Spec/FORMAT.md` §1.3).
+    static func validateKey(_ key: String, option: String) throws {
+        let keyBytes = key.utf8.count
+        guard keyBytes >= 1, keyBytes <= FormatLimits.keyBytesMax else {
+            throw ValidationError("\(option) must be 1 to \(FormatLimits.keyBytesMax) bytes of UTF-8 (it is \(keyBytes)), as every idempotency key is")
+        }
+    }
 }

@@ -6,17 +6,37 @@ import OnceLedgerFormat
 struct CommandFailure: Error, CustomStringConvertible {
     var exitCode: Int32
     var message: String
-    init(_ exitCode: Int32, _ message: String) {
+    /// A stable name for scripts (the `code` of `--json` errors, Spec/JSON.md): a
+    /// `LedgerError` code, or `usage` / `operational` / `damaged` by exit code.
+    var code: String
+    /// The command already printed this failure inside its own `--json` result.
+    var shownInJSON = false
+
+    init(_ exitCode: Int32, _ message: String, code: String? = nil) {
         self.exitCode = exitCode
         self.message = message
+        self.code = code ?? CommandFailure.code(forExitCode: exitCode)
     }
     var description: String { message }
+
+    static func code(forExitCode exitCode: Int32) -> String {
+        switch exitCode {
+        case ExitCodes.usage: "usage"
+        case ExitCodes.problemsLeft: "damaged"
+        default: "operational"
+        }
+    }
+
+    /// `{"code":…,"message":…,"exitCode":…}`: how `--json` reports a failure.
+    var json: JSONValue {
+        .object([("code", .string(code)), ("message", .string(message)), ("exitCode", .unsigned(UInt64(exitCode)))])
+    }
 
     /// A library error, with its operator context (path, segment, offset, …) and a hint.
     init(_ error: LedgerError, hint: String? = nil, relativeTo directory: String? = nil) {
         var text = CommandFailure.describe(error, relativeTo: directory)
         if let hint { text += "\n" + hint }
-        self.init(ExitCodes.code(for: error), text)
+        self.init(ExitCodes.code(for: error), text, code: error.code.rawValue)
     }
 
     /// `[code] message (path …, segment …, offset …, sequence …, checksums, errno, holder pid)`.
@@ -47,24 +67,26 @@ struct CommandFailure: Error, CustomStringConvertible {
 extension CommandFailure {
     /// Runs a subcommand body: a `CommandFailure` or `LedgerError` is printed on standard
     /// error as `Error: …` and becomes its exit code; anything else is an operational error.
-    static func reporting(_ body: () async throws -> Int32) async throws {
-        let code: Int32
+    /// With `json`, the failure is also one JSON object on standard output (`json`), unless
+    /// the command already put it in its own JSON result.
+    static func reporting(json: Bool = false, _ body: () async throws -> Int32) async throws {
+        let failure: CommandFailure
         do {
-            code = try await body()
-        } catch let failure as CommandFailure {
-            printError(failure.message)
-            code = failure.exitCode
+            let code = try await body()
+            if code != 0 { throw ExitCode(code) }
+            return
+        } catch let error as CommandFailure {
+            failure = error
         } catch let error as LedgerError {
-            let failure = CommandFailure(error)
-            printError(failure.message)
-            code = failure.exitCode
+            failure = CommandFailure(error)
         } catch let error as ExitCode {
             throw error
         } catch {
-            printError("\(error)")
-            code = ExitCodes.operational
+            failure = CommandFailure(ExitCodes.operational, "\(error)")
         }
-        if code != 0 { throw ExitCode(code) }
+        if json && !failure.shownInJSON { print(failure.json.rendered()) }
+        printError(failure.message)
+        throw ExitCode(failure.exitCode)
     }
 
     static func printError(_ message: String) {

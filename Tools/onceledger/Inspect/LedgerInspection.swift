@@ -81,11 +81,13 @@ struct LedgerInspection {
         guard stat(directory, &info) == 0 else {
             let reason = errno == ENOENT ? "no such directory" : String(cString: strerror(errno))
             throw CommandFailure(ExitCodes.operational,
-                                 "\(directory): \(reason). Pass the ledger's directory (the one holding wal-*.seg files).")
+                                 "\(directory): \(reason). Pass the ledger's directory (the one holding wal-*.seg files).",
+                                 code: LedgerError.Code.notALedger.rawValue)
         }
         guard info.st_mode & S_IFMT == S_IFDIR else {
             throw CommandFailure(ExitCodes.operational,
-                                 "\(directory) is not a directory. A ledger is a directory of wal-*.seg segment files; pass that directory.")
+                                 "\(directory) is not a directory. A ledger is a directory of wal-*.seg segment files; pass that directory.",
+                                 code: LedgerError.Code.notALedger.rawValue)
         }
         let names: [String]
         do {
@@ -96,7 +98,8 @@ struct LedgerInspection {
         guard names.contains(where: { LedgerFileNames.parseSegment($0) != nil || LedgerFileNames.parseSnapshot($0) != nil })
         else {
             throw CommandFailure(ExitCodes.operational,
-                                 "\(directory) is not a ledger: it holds no segment (wal-<16 hex>.seg) and no snapshot (snap-<16 hex>.snap). Check the path; a ledger is created by the application's first Ledger.open.")
+                                 "\(directory) is not a ledger: it holds no segment (wal-<16 hex>.seg) and no snapshot (snap-<16 hex>.snap). Check the path; a ledger is created by the application's first Ledger.open.",
+                                 code: LedgerError.Code.notALedger.rawValue)
         }
         return names
     }

@@ -1,3 +1,5 @@
+import OnceLedgerFormat
+
 /// Read-only commands take no lock (`Spec/FORMAT.md` §2.2) and so never make a
 /// writer's open fail; instead they refuse to read a ledger that a live process holds
 /// open, because a writer appending meanwhile makes the result unreliable (a batch being
@@ -14,6 +16,7 @@ enum LiveLedgerPolicy {
         throw CommandFailure(
             ExitCodes.operational,
             "the ledger in \(directory) is locked by \(holder.who) (it holds \(holder.lockPath)). `onceledger \(command)` reads without taking the lock, and a writer appending meanwhile would make the result unreliable. Close the ledger in that process (or stop it) and run the command again"
-                + (command == "verify" ? "." : ", or pass --live to read it anyway."))
+                + (command == "verify" ? "." : ", or pass --live to read it anyway."),
+            code: LedgerError.Code.locked.rawValue)
     }
 }
