@@ -307,9 +307,11 @@ struct SalvageReport {
                 line += "no valid records"
             }
             if let problem = segment.headerProblem { line += "; \(problem)" }
-            if let openEnd = segment.openEnd, !segment.lossOfUnknownSize, segment.unreadable == nil || segment.recordCount > 0,
-               openEnd != segment.headerProblem {
-                line += "; \(openEnd)"
+            if let openEnd = segment.openEnd, !segment.lossOfUnknownSize, segment.unreadable == nil || segment.recordCount > 0 {
+                // Not twice what the header problem already said ("file is N bytes but …").
+                let lead = openEnd.split(separator: ":", maxSplits: 1).first.map(String.init) ?? openEnd
+                let rest = segment.headerProblem?.contains(lead) == true ? String(openEnd.dropFirst(lead.count + 2)) : openEnd
+                if !rest.isEmpty { line += "; \(rest)" }
             }
             lines.append(line)
         }

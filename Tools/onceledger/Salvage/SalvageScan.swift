@@ -327,11 +327,11 @@ struct SalvageScan {
                 problems.append(problem)
             }
             summary.headerProblem = problems.isEmpty ? nil : problems.joined(separator: "; ")
-            guard let ledgerID else { continue }
             if segment.fileBytes < UInt64(FormatLimits.segmentHeaderBytes) {
                 summary.openEnd = "file is \(segment.fileBytes) bytes, shorter than a segment header"
                 continue
             }
+            guard let ledgerID else { continue }
             let scanned: SegmentScan
             do {
                 scanned = try scanRecords(
