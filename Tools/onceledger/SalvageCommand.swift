@@ -21,7 +21,7 @@ import OnceLedgerLog
 /// segment that could not be read or whose end is lost — a loss of unknown size —, a
 /// record that could not be copied, or inconsistent records: the report says which);
 /// 8 operational error (DIR missing or in use, NEWDIR not empty, a write failed: NEWDIR is
-/// then not created); 16 usage.
+/// then left as it was); 16 usage.
 struct SalvageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "salvage",
@@ -43,7 +43,7 @@ struct SalvageCommand: AsyncParsableCommand {
             was lost (…)".
 
             Exit codes (as fsck(8)): 0 nothing lost, 4 something lost (see the report), \
-            8 operational error (NEWDIR is not created), 16 usage error.
+            8 operational error (NEWDIR is left as it was), 16 usage error.
             """)
 
     @Argument(help: "The damaged ledger directory (read only).")
@@ -87,7 +87,8 @@ struct SalvageCommand: AsyncParsableCommand {
             } catch {
                 let removed = destination.discard()
                 let text = (error as? Failure)?.description ?? "\(error)"
-                throw Failure(description: "\(text)\n\(target) was not created"
+                let left = FileManager.default.fileExists(atPath: target) ? "is left as it was (empty)" : "was not created"
+                throw Failure(description: "\(text)\n\(target) \(left)"
                     + (removed ? "" : "; remove the partial copy in \(destination.staging)"))
             }
             let report = SalvageReport(source: source, target: target, scan: scan, plan: plan, written: written)
