@@ -2,8 +2,8 @@
 // read: a last segment cut below or inside its records (0, 32, 63, 64, 4096 bytes, and inside
 // its last record) is a loss of unknown size (exit 4), with every record before the cut copied;
 // a last segment sparse-extended past 4 GiB is read by its data extents, whole; swapped segment
-// files are read by their headers' numbers; an unreadable segment (a directory, an injected I/O
-// error, chmod 000 when not root) is skipped and reported; an interrupted salvage (an injected
+// files are read by their headers' numbers; an unreadable segment (a directory, a FIFO, an
+// injected I/O error, chmod 000 when not root) is skipped and reported; an interrupted salvage (an injected
 // ENOSPC or SIGKILL, with strace) leaves no NEWDIR; a missing DIR is "no such directory".
 // How: a ledger is written by `onceledger stress`, its records listed by `onceledger dump --json`,
 // then a copy is damaged and salvaged. The expected entries of the new ledger are computed from
@@ -181,6 +181,36 @@ import Testing
             try FileManager.default.removeItem(atPath: path)
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
         }
+    }
+
+    @Test func segmentThatIsAFIFOIsSkippedWithoutHanging() throws {
+        try Self.checkUnreadableSegment("fifo", damage: { path in
+            try FileManager.default.removeItem(atPath: path)
+            #expect(mkfifo(path, 0o644) == 0)
+        }, run: { arguments in
+            // Opening a FIFO for reading blocks until a writer comes: a salvage that did so
+            // would never end. A guard of two minutes keeps such a regression from hanging
+            // the test run (as KillTestProcess does); it is not a timing assertion.
+            let process = Process()
+            process.executableURL = CLI.executableURL
+            process.arguments = arguments
+            let out = Pipe()
+            let err = Pipe()
+            process.standardOutput = out
+            process.standardError = err
+            let ended = DispatchSemaphore(value: 0)
+            process.terminationHandler = { _ in ended.signal() }
+            try process.run()
+            if ended.wait(timeout: .now() + 120) == .timedOut {
+                process.terminate()
+                Issue.record("salvage did not end: it is blocked on the FIFO")
+            }
+            let outData = out.fileHandleForReading.readDataToEndOfFile()
+            let errData = err.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return CLI.Result(exitCode: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                              stderr: String(decoding: errData, as: UTF8.self))
+        })
     }
 
     @Test(.enabled(if: KillTestStrace.usable, KillTestStrace.skipMessage))
