@@ -198,7 +198,7 @@ import Testing
         #expect(FileManager.default.createFile(atPath: target.path + "/keep", contents: Data("x".utf8)))
         let busy = try CLI.run(["salvage", Self.vectors + "/ledger-clean", "--to", target.path])
         #expect(busy.exitCode == 8)
-        #expect(busy.stderr == "onceledger salvage: error: \(target.path) is not empty; salvage writes only into a new or empty directory\n")
+        #expect(busy.stderr == "Error: \(target.path) is not empty; salvage writes only into a new or empty directory\n")
         #expect(Self.files(target.path).keys.sorted() == ["keep"])
 
         let inside = try CLI.run(["salvage", Self.vectors + "/ledger-clean", "--to", Self.vectors + "/ledger-clean/new"])

@@ -3,8 +3,9 @@
 // its last record) is a loss of unknown size (exit 4), with every record before the cut copied;
 // a last segment sparse-extended past 4 GiB is read by its data extents, whole; swapped segment
 // files are read by their headers' numbers; an unreadable segment (a directory, a FIFO, an
-// injected I/O error, chmod 000 when not root) is skipped and reported; an interrupted salvage (an injected
-// ENOSPC or SIGKILL, with strace) leaves no NEWDIR; a missing DIR is "no such directory".
+// injected I/O error, chmod 000 when not root) is skipped and reported; an interrupted salvage
+// (an injected ENOSPC or SIGKILL, with strace) leaves no NEWDIR; a missing DIR is "no such
+// directory" (and, with --json, a failure object on standard output).
 // How: a ledger is written by `onceledger stress`, its records listed by `onceledger dump --json`,
 // then a copy is damaged and salvaged. The expected entries of the new ledger are computed from
 // the dump (the records that survive the damage, replayed: intent → pending-unknown, completion →
@@ -274,7 +275,7 @@ import Testing
             #expect(FileManager.default.fileExists(atPath: staging + "/SALVAGE-INCOMPLETE"))
             let again = try CLI.run(["salvage", source.path, "--to", target])
             #expect(again.exitCode == 8)
-            #expect(again.stderr == "onceledger salvage: error: \(staging) exists: an earlier salvage into \(target) was interrupted there; remove it (rm -r) and run salvage again\n")
+            #expect(again.stderr == "Error: \(staging) exists: an earlier salvage into \(target) was interrupted there; remove it (rm -r) and run salvage again\n")
             try FileManager.default.removeItem(atPath: staging)
         }
         let complete = try CLI.run(["salvage", source.path, "--to", target])
@@ -312,7 +313,13 @@ import Testing
         let missing = parent.path + "/nodir"
         let result = try CLI.run(["salvage", missing, "--to", parent.path + "/NEW"])
         #expect(result.exitCode == 8)
-        #expect(result.stderr == "onceledger salvage: error: \(missing): no such directory. Pass the ledger's directory (the one holding wal-*.seg files).\n")
+        #expect(result.stderr == "Error: \(missing): no such directory. Pass the ledger's directory (the one holding wal-*.seg files).\n")
         #expect(!FileManager.default.fileExists(atPath: parent.path + "/NEW"))
+
+        // With --json the failure is also one object on standard output, as for the other commands.
+        let json = try CLI.run(["salvage", missing, "--to", parent.path + "/NEW", "--json"])
+        #expect(json.exitCode == 8)
+        #expect(json.stdout == "{\"code\":\"not-a-ledger\",\"message\":\"\(missing): no such directory. Pass the ledger's directory (the one holding wal-*.seg files).\",\"exitCode\":8}\n")
+        #expect(json.stderr == result.stderr)
     }
 }

@@ -58,8 +58,22 @@ struct SalvageCommand: AsyncParsableCommand {
     @Flag(help: "Print the report as one JSON object.")
     var json = false
 
+    /// An operational failure (exit 8): printed as `Error: …` on standard error and, with
+    /// `--json`, also as `{"code":…,"message":…,"exitCode":8}` on standard output, as the
+    /// other commands do.
     struct Failure: Error, CustomStringConvertible {
         var description: String
+        /// A `LedgerError` code (`not-a-ledger`, `locked`, `io`, …), or `operational`.
+        var code = "operational"
+
+        init(description: String, code: String = "operational") {
+            self.description = description
+            self.code = code
+        }
+
+        init(_ error: LedgerError) {
+            self.init(description: CommandFailure.describe(error), code: error.code.rawValue)
+        }
     }
 
     func run() async throws {
@@ -78,7 +92,8 @@ struct SalvageCommand: AsyncParsableCommand {
                 try SalvageScan.scan(directory: source, trustDamagedSnapshot: trust)
             }
             if scan.segments.isEmpty && scan.snapshot == nil && scan.ignoredSnapshots.isEmpty {
-                throw Failure(description: "\(source) holds no ledger files (no segment, no snapshot)")
+                throw Failure(description: "\(dir) holds no ledger files (no segment, no snapshot)",
+                              code: LedgerError.Code.notALedger.rawValue)
             }
             let plan = SalvagePlan(scan)
             let written: SalvagePlan.Written
@@ -86,25 +101,31 @@ struct SalvageCommand: AsyncParsableCommand {
                 written = try await plan.write(to: destination)
             } catch {
                 let removed = destination.discard()
-                let text = (error as? Failure)?.description ?? "\(error)"
+                var failure = (error as? Failure) ?? (error as? LedgerError).map(Failure.init)
+                    ?? Failure(description: "\(error)")
                 let left = FileManager.default.fileExists(atPath: target) ? "is left as it was (empty)" : "was not created"
-                throw Failure(description: "\(text)\n\(target) \(left)"
-                    + (removed ? "" : "; remove the partial copy in \(destination.staging)"))
+                failure.description += "\n\(target) \(left)"
+                    + (removed ? "" : "; remove the partial copy in \(destination.staging)")
+                throw failure
             }
             let report = SalvageReport(source: source, target: target, scan: scan, plan: plan, written: written)
             print(json ? report.json() : report.text())
             if report.somethingLost { throw ExitCode(ExitCodes.problemsLeft) }
         } catch let failure as Failure {
-            printFailure(failure.description)
+            printFailure(failure)
             throw ExitCode(ExitCodes.operational)
         } catch let error as LedgerError {
-            printFailure("\(error)")
+            printFailure(Failure(error))
             throw ExitCode(ExitCodes.operational)
         }
     }
 
-    private func printFailure(_ text: String) {
-        FileHandle.standardError.write(Data("onceledger salvage: error: \(text)\n".utf8))
+    private func printFailure(_ failure: Failure) {
+        if json {
+            print(JSONValue.object([("code", .string(failure.code)), ("message", .string(failure.description)),
+                                    ("exitCode", .unsigned(UInt64(ExitCodes.operational)))]).rendered())
+        }
+        FileHandle.standardError.write(Data("Error: \(failure.description)\n".utf8))
     }
 
     /// DIR must be a directory no writer holds; NEWDIR must be missing or empty.
@@ -112,10 +133,12 @@ struct SalvageCommand: AsyncParsableCommand {
         var info = stat()
         guard stat(source, &info) == 0 else {
             let reason = errno == ENOENT ? "no such directory" : String(cString: strerror(errno))
-            throw Failure(description: "\(dir): \(reason). Pass the ledger's directory (the one holding wal-*.seg files).")
+            throw Failure(description: "\(dir): \(reason). Pass the ledger's directory (the one holding wal-*.seg files).",
+                          code: LedgerError.Code.notALedger.rawValue)
         }
         guard info.st_mode & S_IFMT == S_IFDIR else {
-            throw Failure(description: "\(dir) is not a directory. A ledger is a directory of wal-*.seg segment files; pass that directory.")
+            throw Failure(description: "\(dir) is not a directory. A ledger is a directory of wal-*.seg segment files; pass that directory.",
+                          code: LedgerError.Code.notALedger.rawValue)
         }
         try destination.check()
         // A live writer would change the files while they are read. Probe its lock with a
@@ -127,7 +150,8 @@ struct SalvageCommand: AsyncParsableCommand {
             if flock(fd, LOCK_SH | LOCK_NB) != 0 {
                 let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-                throw Failure(description: "\(source) is in use by \(holder.isEmpty ? "another process" : "process \(holder)"); close it there first")
+                throw Failure(description: "\(dir) is in use by \(holder.isEmpty ? "another process" : "process \(holder)"); close it there first",
+                              code: LedgerError.Code.locked.rawValue)
             }
             flock(fd, LOCK_UN)
         }
