@@ -36,10 +36,18 @@ import Testing
         return (report, result.exitCode, entries, target)
     }
 
+    /// Each file's bytes; for a file over 64 MiB (a sparse one), its size and modification
+    /// time instead, so that the check does not read gigabytes of holes.
     static func files(_ directory: String) -> [String: Data] {
         var contents: [String: Data] = [:]
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
-            contents[name] = FileManager.default.contents(atPath: directory + "/" + name)
+            let path = directory + "/" + name
+            var info = stat()
+            if stat(path, &info) == 0, info.st_size > 64 << 20 {
+                contents[name] = Data("size \(info.st_size) modified \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)".utf8)
+            } else {
+                contents[name] = FileManager.default.contents(atPath: path)
+            }
         }
         return contents
     }
@@ -62,7 +70,7 @@ import Testing
             source: ledger 000102030405060708090a0b0c0d0e0f, 1 segment file
               wal-0000000000000001.seg: 5 valid records in sequence 1-5
             written: NEW
-              0 snapshot items and 4 records copied; 1 checkpoint/snapshot-marker record left out (they only describe the old files)
+              0 snapshot items and 4 records copied; 1 housekeeping record (checkpoint, snapshot marker, seal) left out: they only describe the old files
               the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
               entries: 1 done, 1 pending-unknown, 0 absent
             result: nothing lost
@@ -108,7 +116,7 @@ import Testing
             LOST: records proven durable that could not be read:
               sequence 2 (segment 1, between offsets 176 and 256): a later record says sequence 5 was durable; a later segment exists (this one was sealed)
             written: NEW
-              0 snapshot items and 4 records copied; 1 checkpoint/snapshot-marker record left out (they only describe the old files)
+              0 snapshot items and 4 records copied; 1 housekeeping record (checkpoint, snapshot marker, seal) left out: they only describe the old files
               the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
               entries: 1 done, 1 pending-unknown, 0 absent
             result: something was lost (1 durable record lost); check the entries above against the systems the effects touched
@@ -136,7 +144,7 @@ import Testing
               wal-0000000000000002.seg: 4 valid records in sequence 6-9
               1 valid record at or below the snapshot's sequence number: already reflected in the snapshot
             written: NEW
-              3 snapshot items and 1 record copied; 2 checkpoint/snapshot-marker records left out (they only describe the old files)
+              3 snapshot items and 1 record copied; 2 housekeeping records (checkpoint, snapshot marker, seal) left out: they only describe the old files
               the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
               entries: 2 done, 1 pending-unknown, 0 absent
             result: nothing lost
@@ -190,7 +198,7 @@ import Testing
         #expect(FileManager.default.createFile(atPath: target.path + "/keep", contents: Data("x".utf8)))
         let busy = try CLI.run(["salvage", Self.vectors + "/ledger-clean", "--to", target.path])
         #expect(busy.exitCode == 8)
-        #expect(busy.stderr == "onceledger salvage: error: \(target.path) is not empty; salvage writes only into a new or empty directory\n")
+        #expect(busy.stderr == "Error: \(target.path) is not empty; salvage writes only into a new or empty directory\n")
         #expect(Self.files(target.path).keys.sorted() == ["keep"])
 
         let inside = try CLI.run(["salvage", Self.vectors + "/ledger-clean", "--to", Self.vectors + "/ledger-clean/new"])

@@ -12,24 +12,38 @@ import OnceLedgerLog
 /// new ledger is written through the library (`FileBackend`: the snapshot's items as a
 /// snapshot, then the records in sequence order as appends), so it is a valid ledger
 /// whose entries — done, pending-unknown, absent — are what the recovered records say.
-/// Records get new sequence numbers there. Checkpoints and snapshot markers describe
-/// the old files and are not copied.
+/// Records get new sequence numbers there. Checkpoints, snapshot markers and seals
+/// describe the old files and are not copied. It is built beside NEWDIR and renamed into
+/// place only when complete (`SalvageDestination`), so an interrupted salvage leaves no
+/// partial ledger at NEWDIR.
 ///
 /// Exit status: 0 nothing lost; 4 something was lost (proven-durable records missing, a
+/// segment that could not be read or whose end is lost — a loss of unknown size —, a
 /// record that could not be copied, or inconsistent records: the report says which);
-/// 8 operational error (DIR unreadable or in use, NEWDIR not empty, a write failed);
-/// 16 usage.
+/// 8 operational error (DIR missing or in use, NEWDIR not empty, a write failed: NEWDIR is
+/// then left as it was); 16 usage.
 struct SalvageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "salvage",
         abstract: "Copy every recoverable record of a damaged ledger into a new ledger; report what was lost.",
         discussion: """
-            Reads DIR without changing it, going past damaged records, and writes what it \
-            recovered into NEWDIR (which must not exist or be empty) as a new, valid ledger. \
-            The new ledger numbers its records afresh. A gap that nothing proves durable (a \
-            torn, never-acknowledged tail) is reported but does not count as lost.
-            Exit codes (as fsck(8)): 0 nothing lost, 4 records lost (see the report), \
-            8 operational error, 16 usage error.
+            Reads DIR without changing it, going past damaged records and unreadable files, \
+            and writes what it recovered into NEWDIR (which must not exist or be an empty \
+            directory) as a new, valid ledger. The new ledger numbers its records afresh. It \
+            is built in NEWDIR.salvage-tmp and renamed to NEWDIR only when complete and \
+            durable: if salvage is interrupted, NEWDIR is not created (remove the leftover \
+            NEWDIR.salvage-tmp, which holds a SALVAGE-INCOMPLETE file, and run it again).
+
+            The report lists every file, the damaged bytes, and what was lost: records proven \
+            durable that could not be read (counted), and segments that could not be read or \
+            whose end was cut off with nothing after them to count what they held (a loss of \
+            unknown size). A gap that nothing proves durable (a torn, never-acknowledged \
+            tail) is reported but does not count as lost. The last line starts with \
+            "result:": "nothing lost", "nothing acknowledged was lost (…)" or "something \
+            was lost (…)".
+
+            Exit codes (as fsck(8)): 0 nothing lost, 4 something lost (see the report), \
+            8 operational error (NEWDIR is left as it was), 16 usage error.
             """)
 
     @Argument(help: "The damaged ledger directory (read only).")
@@ -44,8 +58,22 @@ struct SalvageCommand: AsyncParsableCommand {
     @Flag(help: "Print the report as one JSON object.")
     var json = false
 
+    /// An operational failure (exit 8): printed as `Error: …` on standard error and, with
+    /// `--json`, also as `{"code":…,"message":…,"exitCode":8}` on standard output, as the
+    /// other commands do.
     struct Failure: Error, CustomStringConvertible {
         var description: String
+        /// A `LedgerError` code (`not-a-ledger`, `locked`, `io`, …), or `operational`.
+        var code = "operational"
+
+        init(description: String, code: String = "operational") {
+            self.description = description
+            self.code = code
+        }
+
+        init(_ error: LedgerError) {
+            self.init(description: CommandFailure.describe(error), code: error.code.rawValue)
+        }
     }
 
     func run() async throws {
@@ -53,46 +81,66 @@ struct SalvageCommand: AsyncParsableCommand {
         let target = URL(fileURLWithPath: to).standardizedFileURL.path
         guard source != target else { throw ValidationError("--to must name another directory than DIR") }
         if target.hasPrefix(source + "/") { throw ValidationError("--to must not be inside DIR (salvage never changes DIR)") }
+        let destination = SalvageDestination(target: target)
+        if destination.staging == source {
+            throw ValidationError("--to must name another directory than DIR")
+        }
         do {
-            try checkDirectories(source: source, target: target)
+            try checkDirectories(source: source, destination: destination)
             let trust = trustDamagedSnapshot
             let scan = try await BlockingThread.run(name: "salvage-read") {
                 try SalvageScan.scan(directory: source, trustDamagedSnapshot: trust)
             }
             if scan.segments.isEmpty && scan.snapshot == nil && scan.ignoredSnapshots.isEmpty {
-                throw Failure(description: "\(source) holds no ledger files (no segment, no snapshot)")
+                throw Failure(description: "\(dir) holds no ledger files (no segment, no snapshot)",
+                              code: LedgerError.Code.notALedger.rawValue)
             }
             let plan = SalvagePlan(scan)
-            let written = try await plan.write(to: target)
+            let written: SalvagePlan.Written
+            do {
+                written = try await plan.write(to: destination)
+            } catch {
+                let removed = destination.discard()
+                var failure = (error as? Failure) ?? (error as? LedgerError).map(Failure.init)
+                    ?? Failure(description: "\(error)")
+                let left = FileManager.default.fileExists(atPath: target) ? "is left as it was (empty)" : "was not created"
+                failure.description += "\n\(target) \(left)"
+                    + (removed ? "" : "; remove the partial copy in \(destination.staging)")
+                throw failure
+            }
             let report = SalvageReport(source: source, target: target, scan: scan, plan: plan, written: written)
             print(json ? report.json() : report.text())
             if report.somethingLost { throw ExitCode(ExitCodes.problemsLeft) }
         } catch let failure as Failure {
-            printFailure(failure.description)
+            printFailure(failure)
             throw ExitCode(ExitCodes.operational)
         } catch let error as LedgerError {
-            printFailure("\(error)")
+            printFailure(Failure(error))
             throw ExitCode(ExitCodes.operational)
         }
     }
 
-    private func printFailure(_ text: String) {
-        FileHandle.standardError.write(Data("onceledger salvage: error: \(text)\n".utf8))
+    private func printFailure(_ failure: Failure) {
+        if json {
+            print(JSONValue.object([("code", .string(failure.code)), ("message", .string(failure.description)),
+                                    ("exitCode", .unsigned(UInt64(ExitCodes.operational)))]).rendered())
+        }
+        FileHandle.standardError.write(Data("Error: \(failure.description)\n".utf8))
     }
 
     /// DIR must be a directory no writer holds; NEWDIR must be missing or empty.
-    private func checkDirectories(source: String, target: String) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: source, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw Failure(description: "\(source) is not a directory")
+    private func checkDirectories(source: String, destination: SalvageDestination) throws {
+        var info = stat()
+        guard stat(source, &info) == 0 else {
+            let reason = errno == ENOENT ? "no such directory" : String(cString: strerror(errno))
+            throw Failure(description: "\(dir): \(reason). Pass the ledger's directory (the one holding wal-*.seg files).",
+                          code: LedgerError.Code.notALedger.rawValue)
         }
-        if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else { throw Failure(description: "\(target) exists and is not a directory") }
-            let contents = try FileManager.default.contentsOfDirectory(atPath: target)
-            guard contents.isEmpty else {
-                throw Failure(description: "\(target) is not empty; salvage writes only into a new or empty directory")
-            }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw Failure(description: "\(dir) is not a directory. A ledger is a directory of wal-*.seg segment files; pass that directory.",
+                          code: LedgerError.Code.notALedger.rawValue)
         }
+        try destination.check()
         // A live writer would change the files while they are read. Probe its lock with a
         // shared, non-blocking flock on a read-only descriptor (released at once).
         let lockPath = source + "/" + LedgerFileNames.lock
@@ -102,7 +150,8 @@ struct SalvageCommand: AsyncParsableCommand {
             if flock(fd, LOCK_SH | LOCK_NB) != 0 {
                 let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-                throw Failure(description: "\(source) is in use by \(holder.isEmpty ? "another process" : "process \(holder)"); close it there first")
+                throw Failure(description: "\(dir) is in use by \(holder.isEmpty ? "another process" : "process \(holder)"); close it there first",
+                              code: LedgerError.Code.locked.rawValue)
             }
             flock(fd, LOCK_UN)
         }
@@ -114,7 +163,7 @@ struct SalvageCommand: AsyncParsableCommand {
 struct SalvagePlan: Sendable {
     var items: [SnapshotFile.Item] = []
     var records: [LogRecord] = []
-    /// Checkpoint and snapshot-marker records left out (they describe the old files).
+    /// Checkpoint, snapshot-marker and seal records left out (they describe the old files).
     var housekeepingSkipped = 0
     /// Items and records that could not be copied, and why (they count as lost).
     var notCopied: [String] = []
@@ -141,6 +190,10 @@ struct SalvagePlan: Sendable {
         }
         for record in scan.records {
             let place = "record \(record.header.sequence) (segment \(record.segment) offset \(record.offset))"
+            if SalvagePlan.housekeeping.contains(record.header.kind) {
+                housekeepingSkipped += 1
+                continue
+            }
             switch RecordBody.decode(kind: record.header.kind, record.body) {
             case .body(.checkpoint), .body(.snapshotMarker):
                 housekeepingSkipped += 1
@@ -157,6 +210,11 @@ struct SalvagePlan: Sendable {
         }
     }
 
+    /// Record kinds that describe the old files, not state: checkpoint (10), snapshot
+    /// marker (9), and seal (12: names the segment file that follows; format version 2).
+    /// Copied into the new ledger they would describe files it does not have.
+    static let housekeeping: Set<RecordKind> = [.checkpoint, .snapshotMarker, RecordKind(rawValue: 12)]
+
     var configuration: LogConfiguration {
         var configuration = LogConfiguration(segmentBytes: segmentBytes)
         configuration.recordBodyBytesMax = recordBodyBytesMax
@@ -167,11 +225,14 @@ struct SalvagePlan: Sendable {
         var entries: [EntryInfo]
     }
 
-    /// Writes the new ledger, then reopens it and checks it reads back as the same
-    /// state an in-memory ledger fed the same items and records has.
-    func write(to target: String) async throws -> Written {
+    /// Writes the new ledger into the destination's staging directory, reopens it and
+    /// checks it reads back as the same state an in-memory ledger fed the same items and
+    /// records has, and only then renames it into place.
+    func write(to destination: SalvageDestination) async throws -> Written {
         let configuration = self.configuration
         try configuration.validate()
+        try await BlockingThread.run(name: "salvage-create") { try destination.create() }
+        let target = destination.staging
         let backend = FileBackend(directory: target, configuration: configuration, createIfMissing: true)
         try await BlockingThread.run(name: "salvage-open") { try backend.load(item: { _, _ in }, record: { _, _ in }) }
         do {
@@ -212,8 +273,9 @@ struct SalvagePlan: Sendable {
         let expected = try Ledger(backend: memory).entries()
         guard expected == entries else {
             throw SalvageCommand.Failure(
-                description: "the new ledger in \(target) does not read back as written (\(entries.count) entries, expected \(expected.count)); do not use it")
+                description: "the new ledger in \(target) does not read back as written (\(entries.count) entries, expected \(expected.count))")
         }
+        try await BlockingThread.run(name: "salvage-install") { try destination.install() }
         return Written(entries: entries)
     }
 }
@@ -235,7 +297,7 @@ struct SalvageReport {
 
     var somethingLost: Bool {
         !provenGaps.isEmpty || !plan.notCopied.isEmpty || !scan.inconsistencies.isEmpty || unreadable
-            || unverifiedSnapshot
+            || unverifiedSnapshot || !scan.unknownLosses.isEmpty || !scan.unreadableSegments.isEmpty
     }
 
     private func plural(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
@@ -262,12 +324,20 @@ struct SalvageReport {
         }
         for segment in scan.segments {
             var line = "  \(segment.file): "
-            if let first = segment.firstSequence, let last = segment.lastSequence {
+            if let unreadable = segment.unreadable, segment.recordCount == 0 {
+                line += "cannot be read: \(unreadable)"
+            } else if let first = segment.firstSequence, let last = segment.lastSequence {
                 line += "\(plural(segment.recordCount, "valid record")) in sequence \(first)-\(last)"
             } else {
                 line += "no valid records"
             }
             if let problem = segment.headerProblem { line += "; \(problem)" }
+            if let openEnd = segment.openEnd, !segment.lossOfUnknownSize, segment.unreadable == nil || segment.recordCount > 0 {
+                // Not twice what the header problem already said ("file is N bytes but …").
+                let lead = openEnd.split(separator: ":", maxSplits: 1).first.map(String.init) ?? openEnd
+                let rest = segment.headerProblem?.contains(lead) == true ? String(openEnd.dropFirst(lead.count + 2)) : openEnd
+                if !rest.isEmpty { line += "; \(rest)" }
+            }
             lines.append(line)
         }
         for ignored in scan.ignoredSnapshots { lines.append("  \(ignored.file): not used: \(ignored.reason)") }
@@ -284,6 +354,12 @@ struct SalvageReport {
             for damage in scan.damage {
                 lines.append("  segment \(damage.segment) (\(damage.file)) offsets \(damage.startOffset)..<\(damage.endOffset): \(damage.reason)"
                     + (damage.unverifiedContents.map { "; looks like \($0), unverified" } ?? ""))
+            }
+        }
+        if !scan.unknownLosses.isEmpty {
+            lines.append("LOST, how many records unknown: segments whose end could not be read, with no later segment or record to count what they held:")
+            for segment in scan.unknownLosses {
+                lines.append("  segment \(segment.number) (\(segment.file)): \(segment.openEnd ?? "")")
             }
         }
         if !provenGaps.isEmpty {
@@ -309,7 +385,7 @@ struct SalvageReport {
         lines.append("written: \(target)")
         var copied = "  \(plural(plan.items.count, "snapshot item")) and \(plural(plan.records.count, "record")) copied"
         if plan.housekeepingSkipped > 0 {
-            copied += "; \(plural(plan.housekeepingSkipped, "checkpoint/snapshot-marker record")) left out (they only describe the old files)"
+            copied += "; \(plural(plan.housekeepingSkipped, "housekeeping record")) (checkpoint, snapshot marker, seal) left out: they only describe the old files"
         }
         lines.append(copied)
         lines.append("  the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)")
@@ -317,6 +393,14 @@ struct SalvageReport {
         if somethingLost {
             var what: [String] = []
             if lostRecordCount > 0 { what.append("\(lostRecordCount) durable record\(lostRecordCount == 1 ? "" : "s") lost") }
+            let unknown = scan.unknownLosses.map { String($0.number) }
+            if !unknown.isEmpty {
+                what.append("an unknown number of records lost in segment\(unknown.count == 1 ? "" : "s") \(unknown.joined(separator: ", "))")
+            }
+            let unreadableNumbers = scan.unreadableSegments.filter { !$0.lossOfUnknownSize }.map { String($0.number) }
+            if !unreadableNumbers.isEmpty {
+                what.append("segment\(unreadableNumbers.count == 1 ? "" : "s") \(unreadableNumbers.joined(separator: ", ")) unreadable")
+            }
             if !plan.notCopied.isEmpty { what.append("\(plan.notCopied.count) not copied") }
             if !scan.inconsistencies.isEmpty { what.append("\(scan.inconsistencies.count) inconsistencies") }
             if unreadable { what.append("ledger id unknown") }
@@ -362,6 +446,8 @@ struct SalvageReport {
         var copied: Copied
         var entries: Entries
         var lostRecords: UInt64
+        /// Segment numbers whose records after some point are lost in a number nothing tells.
+        var unknownLossSegments: [UInt64]
         var somethingLost: Bool
         var exitCode: Int32
     }
@@ -375,7 +461,8 @@ struct SalvageReport {
             copied: .init(snapshotItems: plan.items.count, records: plan.records.count,
                           housekeepingSkipped: plan.housekeepingSkipped),
             entries: .init(done: count(.done), pendingUnknown: count(.pendingUnknown), absent: count(.absent)),
-            lostRecords: lostRecordCount, somethingLost: somethingLost,
+            lostRecords: lostRecordCount, unknownLossSegments: scan.unknownLosses.map(\.number),
+            somethingLost: somethingLost,
             exitCode: somethingLost ? ExitCodes.problemsLeft : ExitCodes.success)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -6,9 +6,15 @@ import OnceLedgerLog
 /// format decoders directly (the recovery scanner stops at the first problem; salvage
 /// goes past it). Reads only: never changes the directory.
 ///
-/// - Every segment file is read whole; its header is checked but a damaged header does
-///   not stop the records behind it from being read (the ledger id comes from the
-///   other files, the segment number from the file name).
+/// - Every file is read through `SalvageFile`: never whole, never blocking, by its data
+///   extents. A file that cannot be opened or read (permissions, an I/O error, not a
+///   regular file) is reported and skipped; the other files are still read.
+/// - A segment's header is checked but a damaged or missing header does not stop the
+///   records behind it from being read: records are self-describing (a record's checksum
+///   binds it to its ledger id, segment number and offset), so the ledger id comes from
+///   the other files and the segment number from the file name. When the header is valid
+///   and names another number than the file name, the header's number is used (a renamed
+///   or swapped file), and the mismatch is reported.
 /// - In each segment, records are decoded from offset 64 on. After a bad record the scan
 ///   resynchronizes: it tries every 8-byte-aligned offset for the next valid record (a
 ///   record's checksum binds it to its position, so a valid one found there is genuine).
@@ -16,6 +22,10 @@ import OnceLedgerLog
 /// - The records are then put in sequence order; every missing sequence number is a gap,
 ///   reported with where it would have been and whether something proves it was durable
 ///   (a later record's acked-through, a later segment, or a snapshot covering it).
+/// - A segment whose end cannot be read (unreadable, shorter than a header, cut short
+///   while its records run to the cut, a read error) may have held records that no gap
+///   can count when nothing after it bounds the sequence numbers: that is a loss of
+///   unknown size, reported as such.
 struct SalvageScan {
     struct Record {
         var header: RecordHeader
@@ -49,12 +59,24 @@ struct SalvageScan {
     }
 
     struct SegmentFile: Codable {
+        /// The segment number its records were read as: the header's when the header is
+        /// valid, else the file name's.
         var number: UInt64
         var file: String
         var fileBytes: UInt64
-        /// nil when the header is valid.
+        /// nil when the header is valid and agrees with the file.
         var headerProblem: String?
         var foreign: Bool
+        /// Why the file, or the rest of it from some offset, could not be read (nil when it was).
+        var unreadable: String?
+        /// Why records may be missing at the end of this file (it cannot be read, is shorter
+        /// than a header, was cut short while its records run to the cut, …); nil when its
+        /// records end in zero-filled free space or the file is as long as its header says.
+        var openEnd: String?
+        /// True when `openEnd` is set and nothing after this segment (a later segment with a
+        /// valid header or a valid record) bounds the sequence numbers it may have held:
+        /// those records are lost and how many is unknown.
+        var lossOfUnknownSize: Bool
         var recordCount: Int
         var firstSequence: UInt64?
         var lastSequence: UInt64?
@@ -85,7 +107,7 @@ struct SalvageScan {
     var segments: [SegmentFile] = []
     var snapshot: SnapshotUsed?
     var damagedSnapshot: DamagedSnapshot?
-    /// Segment numbers missing between the first and the last segment file.
+    /// Segment numbers missing between the first and the last segment.
     var missingSegments: [UInt64] = []
     /// Snapshot files that were not used, and why.
     var ignoredSnapshots: [(file: String, reason: String)] = []
@@ -102,14 +124,17 @@ struct SalvageScan {
     /// The largest segment size seen in a valid header (the new ledger uses it).
     var segmentBytes: UInt64?
 
-    /// Scans `directory`. Throws only for operational errors (cannot list or read).
+    /// Segments that could not be read at all.
+    var unreadableSegments: [SegmentFile] { segments.filter { $0.unreadable != nil } }
+    /// Segments whose records after some point are lost in a number nothing tells.
+    var unknownLosses: [SegmentFile] { segments.filter(\.lossOfUnknownSize) }
+
+    /// Scans `directory`. Throws only for operational errors (cannot list the directory).
     /// With `trustDamagedSnapshot`, the items of a damaged newest snapshot that still
     /// parse are used as its state (reported as unverified).
-    static func scan(directory: String, storage: any Storage = PosixStorage(), trustDamagedSnapshot: Bool = false) throws
-        -> SalvageScan
-    {
+    static func scan(directory: String, trustDamagedSnapshot: Bool = false) throws -> SalvageScan {
         var scan = SalvageScan(directory: directory)
-        try scan.run(storage: storage, trustDamagedSnapshot: trustDamagedSnapshot)
+        try scan.run(trustDamagedSnapshot: trustDamagedSnapshot)
         return scan
     }
 
@@ -117,46 +142,52 @@ struct SalvageScan {
         directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }
 
-    private mutating func run(storage: any Storage, trustDamagedSnapshot: Bool) throws {
-        var segmentNames: [(UInt64, String)] = []
+    /// A segment file as first seen: its name, and its header if it could be read.
+    private struct Found {
+        var name: String
+        var nameNumber: UInt64
+        var fileBytes: UInt64 = 0
+        var unreadable: String?
+        var headerBytes: [UInt8] = []
+        var header: SegmentHeader?
+        var headerProblem: String?
+    }
+
+    private mutating func run(trustDamagedSnapshot: Bool) throws {
+        var found: [Found] = []
         var snapshotNames: [(UInt64, String)] = []
-        for name in try storage.listDirectory(directory) {
+        for name in try PosixStorage().listDirectory(directory) {
             if LedgerFileNames.isTemporary(name) || LedgerFileNames.isTorn(name) || name == LedgerFileNames.lock {
                 continue
             } else if let number = LedgerFileNames.parseSegment(name) {
-                segmentNames.append((number, name))
+                found.append(Found(name: name, nameNumber: number))
             } else if let covered = LedgerFileNames.parseSnapshot(name) {
                 snapshotNames.append((covered, name))
             } else {
                 otherFiles.append(name)
             }
         }
-        segmentNames.sort { $0.0 < $1.0 }
         snapshotNames.sort { $0.0 > $1.0 }  // newest first
         otherFiles.sort()
-        for (index, entry) in segmentNames.enumerated().dropFirst() where entry.0 > segmentNames[index - 1].0 + 1 {
-            var number = segmentNames[index - 1].0 + 1
-            while number < entry.0 && missingSegments.count < 1000 {
-                missingSegments.append(number)
-                number += 1
-            }
-        }
 
-        // Segment bytes and headers first: the ledger id decides which files are ours.
-        var segmentBytesByNumber: [UInt64: [UInt8]] = [:]
-        var headers: [UInt64: SegmentHeader] = [:]
-        var headerProblems: [UInt64: String] = [:]
-        for (number, name) in segmentNames {
-            guard let bytes = try storage.readWholeFile(path(name), maxBytes: FormatLimits.segmentBytesMax) else {
-                headerProblems[number] = "file is larger than the largest valid segment; not read"
+        // Segment headers first (64 bytes each; files are not kept open): the ledger id
+        // decides which files are ours.
+        for index in found.indices {
+            do {
+                let file = try SalvageFile(path: path(found[index].name))
+                found[index].fileBytes = file.size
+                found[index].headerBytes = try file.read(at: 0, count: FormatLimits.segmentHeaderBytes)
+            } catch {
+                found[index].unreadable = error.description
                 continue
             }
-            segmentBytesByNumber[number] = bytes
-            switch SegmentHeader.decode(bytes) {
-            case .header(let header): headers[number] = header
-            case .incomplete: headerProblems[number] = "file is \(bytes.count) bytes, shorter than a segment header"
-            case .corrupt(let reason): headerProblems[number] = "header is invalid (\(reason))"
-            case .unsupportedVersion(let version): headerProblems[number] = "header has unsupported format version \(version)"
+            switch SegmentHeader.decode(found[index].headerBytes) {
+            case .header(let header): found[index].header = header
+            case .incomplete:
+                found[index].headerProblem = "file is \(found[index].fileBytes) bytes, shorter than a segment header"
+            case .corrupt(let reason): found[index].headerProblem = "header is invalid (\(reason))"
+            case .unsupportedVersion(let version):
+                found[index].headerProblem = "header has unsupported format version \(version)"
             }
         }
         var snapshots: [(covered: UInt64, name: String, file: SnapshotFile)] = []
@@ -166,8 +197,16 @@ struct SalvageScan {
         var rawIDCandidates: [[UInt8]] = []
         for (covered, name) in snapshotNames {
             snapshotClaims.append(covered)
-            guard let bytes = try storage.readWholeFile(path(name), maxBytes: snapshotBytesMax) else {
-                ignoredSnapshots.append((name, "file is larger than any valid snapshot"))
+            let bytes: [UInt8]
+            do {
+                let file = try SalvageFile(path: path(name))
+                guard file.size <= snapshotBytesMax, file.size <= UInt64(Int.max) else {
+                    ignoredSnapshots.append((name, "file is larger than any valid snapshot"))
+                    continue
+                }
+                bytes = try file.read(at: 0, count: Int(file.size))
+            } catch {
+                ignoredSnapshots.append((name, "cannot be read (\(error.description))"))
                 continue
             }
             switch SnapshotFile.decode(bytes) {
@@ -189,17 +228,25 @@ struct SalvageScan {
         // The ledger id: the one most valid headers and snapshots carry; failing that,
         // the id bytes of a damaged header that make some record's checksum valid.
         var votes: [LedgerID: Int] = [:]
-        for header in headers.values { votes[header.ledgerID, default: 0] += 1 }
+        for header in found.compactMap(\.header) { votes[header.ledgerID, default: 0] += 1 }
         for snapshot in snapshots { votes[snapshot.file.ledgerID, default: 0] += 1 }
         ledgerID = votes.max { $0.value < $1.value || ($0.value == $1.value && $0.key.description > $1.key.description) }?.key
         if ledgerID == nil {
-            for (_, bytes) in segmentBytesByNumber where bytes.count >= 32 { rawIDCandidates.append(Array(bytes[16..<32])) }
+            for segment in found where segment.headerBytes.count >= 32 {
+                rawIDCandidates.append(Array(segment.headerBytes[16..<32]))
+            }
             search: for candidate in rawIDCandidates {
                 guard let id = LedgerID(bytes: candidate) else { continue }
-                for (number, bytes) in segmentBytesByNumber where SalvageScan.firstRecordOffset(
-                    bytes, from: FormatLimits.segmentHeaderBytes, ledgerID: id, segment: number) != nil {
-                    ledgerID = id
-                    break search
+                for segment in found where segment.unreadable == nil {
+                    guard let file = try? SalvageFile(path: path(segment.name)) else { continue }
+                    var window = SalvageWindow(file)
+                    let number = segment.nameNumber
+                    if let (next, _) = try? SalvageScan.resynchronize(
+                        &window, from: UInt64(FormatLimits.segmentHeaderBytes), ledgerID: id, segment: number),
+                       next != nil {
+                        ledgerID = id
+                        break search
+                    }
                 }
             }
         }
@@ -223,45 +270,111 @@ struct SalvageScan {
         }
         let covered = snapshot?.snapshot.coveredSequence ?? 0
 
+        // The number each segment's records are read as: its header's, when the header is
+        // valid and ours (a renamed or swapped file keeps its records), else its name's.
+        func number(_ segment: Found) -> UInt64 {
+            if let header = segment.header, header.ledgerID == ledgerID { return header.segmentNumber }
+            return segment.nameNumber
+        }
+        found.sort { (number($0), $0.name) < (number($1), $1.name) }
+        let ours = found.filter { $0.header.map { $0.ledgerID == ledgerID } ?? true }
+        let numbers = Array(Set(ours.map(number))).sorted()
+        for (index, value) in numbers.enumerated().dropFirst() where value > numbers[index - 1] + 1 {
+            var missing = numbers[index - 1] + 1
+            while missing < value && missingSegments.count < 1000 {
+                missingSegments.append(missing)
+                missing += 1
+            }
+        }
+
         // Records, segment by segment.
-        var found: [Record] = []
+        var all: [Record] = []
+        /// Per segment: whether it bounds the sequence numbers before it (a valid header
+        /// says where it starts, or it holds a valid record).
+        var providesBound: [Bool] = []
         // Progress on standard error, only when it is a terminal.
-        let progress = ScanProgress(label: "salvage", firstSegment: segmentNames.first?.0 ?? 1,
-                                    segmentCount: segmentNames.count)
+        let progress = ScanProgress(label: "salvage", firstSegment: 1, segmentCount: found.count)
         defer { progress.finish() }
-        for (number, name) in segmentNames {
-            progress.update(segment: number, records: found.count & ~0x3ff)
-            let header = headers[number]
+        for (index, segment) in found.enumerated() {
+            progress.update(segment: UInt64(index + 1), records: all.count & ~0x3ff)
+            let readAs = number(segment)
             var summary = SegmentFile(
-                number: number, file: name, fileBytes: UInt64(segmentBytesByNumber[number]?.count ?? 0),
-                headerProblem: headerProblems[number], foreign: false, recordCount: 0)
-            defer { segments.append(summary) }
-            if let header {
+                number: readAs, file: segment.name, fileBytes: segment.fileBytes, headerProblem: segment.headerProblem,
+                foreign: false, unreadable: segment.unreadable, openEnd: nil, lossOfUnknownSize: false, recordCount: 0)
+            defer {
+                segments.append(summary)
+                providesBound.append(summary.recordCount > 0 || (segment.header != nil && segment.unreadable == nil))
+            }
+            if let unreadable = segment.unreadable {
+                summary.openEnd = "cannot be read: \(unreadable)"
+                continue
+            }
+            var problems: [String] = []
+            if let header = segment.header {
                 if let ledgerID, header.ledgerID != ledgerID {
                     summary.foreign = true
                     summary.headerProblem = "belongs to another ledger (\(header.ledgerID)); skipped"
                     continue
                 }
-                if header.segmentNumber != number {
-                    summary.headerProblem = "file name says segment \(number) but the header says \(header.segmentNumber)"
+                if header.segmentNumber != segment.nameNumber {
+                    problems.append("file name says segment \(segment.nameNumber) but the header says \(header.segmentNumber): read as segment \(header.segmentNumber)")
                 }
-                if UInt64(segmentBytesByNumber[number]?.count ?? 0) != header.segmentBytes {
-                    summary.headerProblem = "file is \(summary.fileBytes) bytes but its header says \(header.segmentBytes)"
+                if segment.fileBytes != header.segmentBytes {
+                    problems.append("file is \(segment.fileBytes) bytes but its header says \(header.segmentBytes)")
                 }
                 segmentBytes = max(segmentBytes ?? 0, header.segmentBytes)
+            } else if let problem = segment.headerProblem {
+                problems.append(problem)
             }
-            guard let bytes = segmentBytesByNumber[number], let ledgerID else { continue }
-            let records = scanRecords(bytes, segment: number, file: name, ledgerID: ledgerID)
-            summary.recordCount = records.count
-            summary.firstSequence = records.first?.header.sequence
-            summary.lastSequence = records.last?.header.sequence
-            found += records
+            summary.headerProblem = problems.isEmpty ? nil : problems.joined(separator: "; ")
+            if segment.fileBytes < UInt64(FormatLimits.segmentHeaderBytes) {
+                summary.openEnd = "file is \(segment.fileBytes) bytes, shorter than a segment header"
+                continue
+            }
+            guard let ledgerID else { continue }
+            let scanned: SegmentScan
+            do {
+                scanned = try scanRecords(
+                    SalvageFile(path: path(segment.name)), segment: readAs, file: segment.name, ledgerID: ledgerID,
+                    intendedBytes: segment.header?.segmentBytes)
+            } catch {
+                summary.unreadable = error.description
+                summary.openEnd = "cannot be read: \(error.description)"
+                continue
+            }
+            summary.recordCount = scanned.records.count
+            summary.firstSequence = scanned.records.first?.header.sequence
+            summary.lastSequence = scanned.records.last?.header.sequence
+            all += scanned.records
+            let lastRead = scanned.records.last.map { "the last valid record ends at offset \($0.offset + UInt64($0.header.frameBytes))" }
+                ?? "no valid record in it"
+            switch scanned.end {
+            case .freeSpace:
+                break
+            case .readFailed(let reason):
+                summary.unreadable = reason
+                summary.openEnd = "\(reason); the rest of the file was not read"
+            case .endOfFile, .damaged:
+                let cut = scanned.end == .damaged ? "inside a record or damaged bytes" : "with no free space after its records"
+                if let header = segment.header, segment.fileBytes < header.segmentBytes {
+                    summary.openEnd = "file is \(segment.fileBytes) bytes but its header says \(header.segmentBytes): cut short \(cut) (\(lastRead)), so records may have followed"
+                } else if segment.header == nil {
+                    summary.openEnd = "its header is invalid and the file (\(segment.fileBytes) bytes) ends \(cut) (\(lastRead)), so records may have followed"
+                }
+            }
+        }
+        // An open end is counted by the gaps when a later segment bounds the sequence
+        // numbers (a valid header says where it starts, or a valid record is there).
+        var bounded = false
+        for index in segments.indices.reversed() where !segments[index].foreign {
+            if segments[index].openEnd != nil && !bounded { segments[index].lossOfUnknownSize = true }
+            if providesBound[index] { bounded = true }
         }
 
         // One record per sequence number, in order.
-        found.sort { ($0.header.sequence, $0.segment, $0.offset) < ($1.header.sequence, $1.segment, $1.offset) }
+        all.sort { ($0.header.sequence, $0.segment, $0.offset) < ($1.header.sequence, $1.segment, $1.offset) }
         var kept: [Record] = []
-        for record in found {
+        for record in all {
             if let last = kept.last, last.header.sequence == record.header.sequence {
                 if last.header.checksum != record.header.checksum {
                     inconsistencies.append(
@@ -285,54 +398,140 @@ struct SalvageScan {
         }
         coveredRecordCount = kept.filter { $0.header.sequence <= covered }.count
         records = kept.filter { $0.header.sequence > covered }
-        findGaps(covered: covered, headers: headers, snapshotClaims: snapshotClaims)
+        let ourHeaders = found.compactMap(\.header).filter { $0.ledgerID == ledgerID }
+        let lastBounding = segments.indices.filter { providesBound[$0] && !segments[$0].foreign }.map { segments[$0].number }.max()
+        findGaps(covered: covered, headers: ourHeaders, lastBoundingSegment: lastBounding, snapshotClaims: snapshotClaims)
     }
 
-    /// Valid records of one segment, in file order, recording damaged byte ranges.
-    private mutating func scanRecords(_ bytes: [UInt8], segment: UInt64, file: String, ledgerID: LedgerID) -> [Record] {
+    /// How the scan of one segment's records ended.
+    enum SegmentEnd: Equatable {
+        /// Zero-filled free space follows the last valid record (or the header).
+        case freeSpace
+        /// The last valid record ends at the end of the file (or too close to it for a
+        /// record header to follow).
+        case endOfFile
+        /// Damaged bytes run to the end of the file, or are followed only by zeros.
+        case damaged
+        /// A read failed; the rest of the file is unknown.
+        case readFailed(String)
+    }
+
+    struct SegmentScan {
         var records: [Record] = []
-        let end = bytes.count
-        bytes.withUnsafeBytes { raw in
-            var offset = FormatLimits.segmentHeaderBytes
-            while offset < end {
-                let result = RecordFrame.decode(raw, at: offset, end: end, baseOffset: 0, ledgerID: ledgerID, segment: segment)
+        var end: SegmentEnd = .endOfFile
+    }
+
+    /// Valid records of one segment, in file order, recording damaged byte ranges. Reads
+    /// the file in windows and skips its holes. `intendedBytes` is the size its header
+    /// gives (a record that runs past the end of a shorter file is cut, not corrupt).
+    private mutating func scanRecords(
+        _ file: SalvageFile, segment: UInt64, file name: String, ledgerID: LedgerID, intendedBytes: UInt64?
+    ) throws(SalvageFile.Problem) -> SegmentScan {
+        var result = SegmentScan()
+        var window = SalvageWindow(file)
+        let size = file.size
+        let end = max(size, intendedBytes ?? 0)
+        var offset = UInt64(FormatLimits.segmentHeaderBytes)
+        do {
+            while offset < size {
+                let decoded: RecordFrame.DecodeResult
+                if try window.ensure(offset, FormatLimits.recordHeaderBytes) < FormatLimits.recordHeaderBytes {
+                    decoded = .incomplete
+                } else {
+                    let bodyBytes = UInt32(truncatingIfNeeded: window.word(at: offset) >> 32)
+                    if bodyBytes <= FormatLimits.recordBodyBytesMax {
+                        try window.ensure(offset, RecordFrame.frameBytes(bodyBytes: Int(bodyBytes)))
+                    }
+                    decoded = window.decode(at: offset, end: end, ledgerID: ledgerID, segment: segment)
+                }
                 let reason: String
-                switch result {
+                switch decoded {
                 case .record(let header, let bodyStart):
-                    records.append(Record(header: header, body: Array(raw[bodyStart..<(bodyStart + Int(header.bodyBytes))]),
-                                          segment: segment, offset: UInt64(offset)))
-                    offset += header.frameBytes
+                    result.records.append(Record(
+                        header: header, body: Array(window.bytes[bodyStart..<(bodyStart + Int(header.bodyBytes))]),
+                        segment: segment, offset: offset))
+                    offset += UInt64(header.frameBytes)
                     continue
-                case .zero, .incomplete:
-                    guard let last = ZeroScan.lastNonZero(raw, from: offset, end: end) else { return }  // free space
-                    reason = result == .zero ? "zeros followed by nonzero bytes" : "a record runs past the end of the segment"
-                    _ = last
+                case .zero:
+                    reason = "zeros followed by nonzero bytes"
+                case .incomplete:
+                    reason = size < end ? "a record runs past the end of the file (it was cut short)"
+                        : "a record runs past the end of the segment"
                 case .corrupt(let why):
                     reason = why.description
                 }
-                let hint = SalvageScan.guessContents(raw, at: offset)
-                if let next = SalvageScan.firstRecordOffset(bytes, from: offset + FormatLimits.recordAlignment,
-                                                            ledgerID: ledgerID, segment: segment) {
-                    damage.append(Damage(segment: segment, file: file, startOffset: UInt64(offset), endOffset: UInt64(next),
+                try window.ensure(offset, FormatLimits.recordHeaderBytes + FormatLimits.keyBytesMax * 4 + FormatLimits.receiptBytesMax)
+                let hint = window.bytes.withUnsafeBytes { SalvageScan.guessContents($0, at: Int(offset - window.base)) }
+                let (next, lastNonZero) = try SalvageScan.resynchronize(&window, from: offset, ledgerID: ledgerID, segment: segment)
+                if let next {
+                    damage.append(Damage(segment: segment, file: name, startOffset: offset, endOffset: next,
                                          reason: reason, unverifiedContents: hint))
                     offset = next
+                } else if let lastNonZero {
+                    let stop = min(size, lastNonZero + UInt64(FormatLimits.recordAlignment))
+                    damage.append(Damage(segment: segment, file: name, startOffset: offset, endOffset: max(stop, offset + 1),
+                                         reason: reason, unverifiedContents: hint))
+                    result.end = .damaged
+                    return result
                 } else {
-                    let last = ZeroScan.lastNonZero(raw, from: offset, end: end) ?? offset
-                    let stop = min(end, (last + FormatLimits.recordAlignment) / FormatLimits.recordAlignment
-                        * FormatLimits.recordAlignment)
-                    damage.append(Damage(segment: segment, file: file, startOffset: UInt64(offset),
-                                         endOffset: UInt64(max(stop, offset + 1)), reason: reason,
-                                         unverifiedContents: hint))
-                    return
+                    // Zeros to the end of the file: free space, unless too few of them remain
+                    // for a record header (then nothing shows that the records ended here).
+                    result.end = decoded == .zero ? .freeSpace : .endOfFile
+                    return result
                 }
             }
+        } catch {
+            result.end = .readFailed(error.description)
+            return result
         }
-        return records
+        result.end = .endOfFile
+        return result
+    }
+
+    /// The first 8-byte-aligned offset at or after `from` holding a valid record, and the
+    /// offset of the last 8-byte word before it (or before the end of the file) that is
+    /// not zero. Only the file's data extents are read: a hole is zeros, where no record
+    /// starts. Header fields are checked before the checksum so a long run of garbage
+    /// stays cheap.
+    static func resynchronize(_ window: inout SalvageWindow, from: UInt64, ledgerID: LedgerID, segment: UInt64)
+        throws(SalvageFile.Problem) -> (next: UInt64?, lastNonZero: UInt64?)
+    {
+        let file = window.file
+        let alignment = UInt64(FormatLimits.recordAlignment)
+        var lastNonZero: UInt64?
+        var position = Alignment.roundUp(from, to: alignment)
+        while let dataStart = file.dataStart(atOrAfter: position) {
+            var candidate = max(position, dataStart) / alignment * alignment
+            let extentEnd = max(file.dataEnd(from: candidate), candidate + alignment)
+            while candidate < extentEnd && candidate < file.size {
+                let available = try window.ensure(candidate, FormatLimits.recordHeaderBytes)
+                if available < 8 {  // the last few bytes of the file
+                    let index = Int(candidate - window.base)
+                    if window.bytes[index..<(index + available)].contains(where: { $0 != 0 }) { lastNonZero = candidate }
+                    return (nil, lastNonZero)
+                }
+                if window.word(at: candidate) != 0 {
+                    lastNonZero = candidate
+                    if available == FormatLimits.recordHeaderBytes, let frameBytes = window.plausibleFrameBytes(at: candidate),
+                       candidate + UInt64(frameBytes) <= file.size {
+                        try window.ensure(candidate, frameBytes)
+                        if case .record = window.decode(at: candidate, end: file.size, ledgerID: ledgerID, segment: segment) {
+                            return (candidate, lastNonZero)
+                        }
+                    }
+                }
+                candidate += alignment
+            }
+            position = candidate
+        }
+        return (nil, lastNonZero)
     }
 
     /// Every missing sequence number between the snapshot (or 1) and the highest one known.
-    private mutating func findGaps(covered: UInt64, headers: [UInt64: SegmentHeader], snapshotClaims: [UInt64]) {
-        let ourHeaders = headers.values.filter { $0.ledgerID == ledgerID }.sorted { $0.segmentNumber < $1.segmentNumber }
+    private mutating func findGaps(
+        covered: UInt64, headers: [SegmentHeader], lastBoundingSegment: UInt64?, snapshotClaims: [UInt64]
+    ) {
+        let ourHeaders = headers.sorted { $0.segmentNumber < $1.segmentNumber }
         // Highest sequence number known to have existed.
         var highest = max(covered, records.last?.header.sequence ?? 0)
         for header in ourHeaders { highest = max(highest, header.firstSequence - 1) }
@@ -342,14 +541,15 @@ struct SalvageScan {
         for record in records { ackedThrough = max(ackedThrough, record.header.ackedThrough) }
         var sealedThrough: UInt64 = 0
         if let lastHeader = ourHeaders.last { sealedThrough = lastHeader.firstSequence - 1 }
-        if let lastNumber = segments.filter({ !$0.foreign }).map(\.number).max() {
-            // Records in earlier segments than the last were sealed even when the last
-            // segment's header is damaged.
-            for record in records where record.segment < lastNumber {
+        if let lastBoundingSegment {
+            // Records in earlier segments than the last one that holds a valid header or
+            // record were sealed, even when the last segment's header is damaged.
+            for record in records where record.segment < lastBoundingSegment {
                 sealedThrough = max(sealedThrough, record.header.sequence)
             }
         }
         let claimedThrough = snapshotClaims.max() ?? 0
+        let unreadable = Set(unreadableSegments.map(\.number))
 
         var expected = covered + 1
         var index = 0
@@ -380,6 +580,11 @@ struct SalvageScan {
             if let before, let after,
                case let missing = missingSegments.filter({ $0 > before.segment && $0 < after.segment }), !missing.isEmpty {
                 location += "; segment file\(missing.count == 1 ? "" : "s") \(missing.map(String.init).joined(separator: ", ")) missing"
+            }
+            if case let between = unreadable.filter({ number in
+                (before.map { number > $0.segment } ?? true) && (after.map { number < $0.segment } ?? true) }).sorted(),
+               !between.isEmpty {
+                location += "; segment file\(between.count == 1 ? "" : "s") \(between.map(String.init).joined(separator: ", ")) unreadable"
             }
             var proofs: [String] = []
             if expected <= ackedThrough { proofs.append("a later record says sequence \(ackedThrough) was durable") }
@@ -456,28 +661,34 @@ struct SalvageScan {
 
     // MARK: Byte helpers
 
-    /// The first 8-byte-aligned offset at or after `from` holding a valid record. Header
-    /// fields are checked before the checksum so a long run of garbage stays cheap.
-    static func firstRecordOffset(_ bytes: [UInt8], from: Int, ledgerID: LedgerID, segment: UInt64) -> Int? {
+}
+
+extension SalvageWindow {
+    /// `RecordFrame.decode` of the record at file offset `offset` (made available by
+    /// `ensure`); `end` is the segment's end as a file offset.
+    func decode(at offset: UInt64, end: UInt64, ledgerID: LedgerID, segment: UInt64) -> RecordFrame.DecodeResult {
+        bytes.withUnsafeBytes { raw in
+            RecordFrame.decode(raw, at: Int(offset - base), end: Int(end - base), baseOffset: base, ledgerID: ledgerID,
+                               segment: segment)
+        }
+    }
+
+    /// The frame size of the record header at `offset` when its fields are plausible
+    /// (sequence >= 1, acked-through below it, a kind, known flags, a body within the
+    /// format's limit), else nil. Cheap: no checksum.
+    func plausibleFrameBytes(at offset: UInt64) -> Int? {
         bytes.withUnsafeBytes { raw -> Int? in
-            let end = raw.count
-            var candidate = from
-            while candidate + FormatLimits.recordHeaderBytes <= end {
-                let bodyBytes = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 4, as: UInt32.self))
-                let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 8, as: UInt64.self))
-                let acked = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 16, as: UInt64.self))
-                let kind = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 28, as: UInt16.self))
-                let flags = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 30, as: UInt16.self))
-                let plausible = sequence >= 1 && acked < sequence && kind != 0 && flags & ~RecordHeader.flagsKnown == 0
-                    && bodyBytes <= FormatLimits.recordBodyBytesMax
-                    && candidate + RecordFrame.frameBytes(bodyBytes: Int(bodyBytes)) <= end
-                if plausible, case .record = RecordFrame.decode(
-                    raw, at: candidate, end: end, baseOffset: 0, ledgerID: ledgerID, segment: segment) {
-                    return candidate
-                }
-                candidate += FormatLimits.recordAlignment
-            }
-            return nil
+            let index = Int(offset - base)
+            guard index + FormatLimits.recordHeaderBytes <= raw.count else { return nil }
+            let bodyBytes = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: index + 4, as: UInt32.self))
+            let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self))
+            let acked = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index + 16, as: UInt64.self))
+            let kind = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: index + 28, as: UInt16.self))
+            let flags = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: index + 30, as: UInt16.self))
+            guard sequence >= 1, acked < sequence, kind != 0, flags & ~RecordHeader.flagsKnown == 0,
+                  bodyBytes <= FormatLimits.recordBodyBytesMax
+            else { return nil }
+            return RecordFrame.frameBytes(bodyBytes: Int(bodyBytes))
         }
     }
 }
