@@ -1,7 +1,8 @@
 // Proves with the built `onceledger` as a real second process that the writer's exclusion
 // survives an operator deleting `LOCK`: while this test process holds a ledger open, a
 // `stress` run on the same directory fails with "locked", and `verify` and `stat` still see
-// the live writer (by the directory's own lock in /proc/locks) and name its pid. And that a
+// the live writer (by the directory's own lock in /proc/locks, made long by 300 other
+// locks this test holds) and name its pid. And that a
 // FIFO named like a segment makes `verify` and `stat` report a typed error instead of
 // blocking forever in open(2).
 import Foundation
@@ -22,6 +23,10 @@ import Testing
         let engine = try LogEngine.open(directory: path, configuration: LogConfiguration(segmentBytes: 16384))
         _ = try await engine.append(kind: .opaque, body: Array("held".utf8))
         try FileManager.default.removeItem(atPath: path + "/" + LedgerFileNames.lock)
+
+        // Other locks on the host make /proc/locks long (it was read only in part).
+        let others = try OtherLocks(count: 300)
+        defer { others.release() }
 
         let stress = try CLI.run(["stress", path, "--effects", "10", "--segment-bytes", "16384"])
         #expect(stress.exitCode == 8, "\(stress.stderr)")
@@ -53,5 +58,27 @@ import Testing
             #expect((result.stdout + result.stderr).contains("is a FIFO, not a regular file"),
                     "\(command): \(result.stdout)\(result.stderr)")
         }
+    }
+}
+
+/// `count` files in a temporary directory, each held with `flock(LOCK_EX)`.
+private struct OtherLocks {
+    let directory: String
+    var descriptors: [Int32] = []
+
+    init(count: Int) throws {
+        directory = FileManager.default.temporaryDirectory.path + "/onceledger-cli-locks-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for index in 0..<count {
+            let fd = open(directory + "/\(index)", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { continue }
+            _ = flock(fd, LOCK_EX)
+            descriptors.append(fd)
+        }
+    }
+
+    func release() {
+        for fd in descriptors { close(fd) }
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }

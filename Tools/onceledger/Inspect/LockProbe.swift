@@ -41,7 +41,7 @@ enum LockProbe {
         let textPID = lockIsFile ? pidText(lockPath) : nil
         var candidates = [(info: directoryInfo, path: directory)]
         if lockIsFile { candidates.append((lockInfo, lockPath)) }
-        if let table = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) {
+        if let table = procLocks() {
             for line in table.split(separator: "\n") {
                 // "1: FLOCK  ADVISORY  WRITE 4242 fe:00:16220561 0 EOF"
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -79,6 +79,28 @@ enum LockProbe {
             return Holder(pid: textPID, lockPath: candidate.path)
         }
         return nil
+    }
+
+    /// The whole of `/proc/locks`, read to end of file with `read(2)`. (Foundation's
+    /// `String(contentsOfFile:)` returned only part of this zero-sized file once it was
+    /// large — 17 KB, with 300 other locks held — so a live writer's line could be
+    /// missed and the writer went unseen.)
+    private static func procLocks() -> String? {
+        let fd = open("/proc/locks", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let count = read(fd, &chunk, chunk.count)
+            if count > 0 {
+                bytes.append(contentsOf: chunk[..<count])
+            } else if count == 0 {
+                return String(decoding: bytes, as: UTF8.self)
+            } else if errno != EINTR {
+                return nil
+            }
+        }
     }
 
     /// The pid the holder wrote into LOCK (advisory text, up to 32 bytes). Opened
