@@ -4,7 +4,9 @@
 // the live writer (by the directory's own lock in /proc/locks, made long by 300 other
 // locks this test holds) and name its pid. And that a
 // FIFO named like a segment makes `verify` and `stat` report a typed error instead of
-// blocking forever in open(2).
+// blocking forever in open(2). And that `stress` refuses to create a ledger in a directory
+// of unrelated files (as the read-only commands call it "not a ledger") unless given
+// `--adopt-directory`.
 import Foundation
 import Glibc
 import OnceLedgerFormat
@@ -58,6 +60,21 @@ import Testing
             #expect((result.stdout + result.stderr).contains("is a FIFO, not a regular file"),
                     "\(command): \(result.stdout)\(result.stderr)")
         }
+    }
+
+    @Test func stressRefusesADirectoryOfOtherFilesUnlessAdopting() throws {
+        let path = directory()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: path + "/report.pdf", contents: Data("x".utf8)))
+        let refused = try CLI.run(["stress", path, "--effects", "5", "--segment-bytes", "16384"])
+        #expect(refused.exitCode == 8, "\(refused.stderr)")
+        #expect(refused.stderr.contains("not-a-ledger") && refused.stderr.contains("--adopt-directory"), "\(refused.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: path) == ["report.pdf"])
+        let adopted = try CLI.run(["stress", path, "--effects", "5", "--segment-bytes", "16384", "--adopt-directory"])
+        #expect(adopted.exitCode == 0, "\(adopted.stderr)")
+        #expect(FileManager.default.fileExists(atPath: path + "/" + LedgerFileNames.segment(1)))
+        #expect(FileManager.default.fileExists(atPath: path + "/report.pdf"))
     }
 }
 
