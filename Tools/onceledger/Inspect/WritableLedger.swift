@@ -7,7 +7,10 @@ import OnceLedgerLog
 /// Opening a ledger for `resolve`, `forget` and `compact`: the ordinary open
 /// (`Ledger` on a `FileBackend`, never creating a ledger), which takes the lock and does
 /// what every open does — delete leftover temporary files and cut a torn tail — and
-/// reports having done so. New segments keep the size of the ledger's last segment.
+/// reports having done so. New segments are at most the size of the ledger's last
+/// segment when that differs from the default largest size (the largest size a ledger's
+/// own writer was configured with is not on disk; its segments double up to it,
+/// `Spec/FORMAT.md` §3.4).
 struct WritableLedger {
     let directory: String
     let ledger: Ledger
