@@ -70,10 +70,12 @@ enum Syscalls {
         }
     }
 
+    /// The error names the file in its message and the whole path in `path`.
     static func notRegular(_ path: String, kind: String, errno: Int32? = nil) -> LedgerError {
-        LedgerError(
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        return LedgerError(
             .notARegularFile,
-            "\(path) is \(kind), not a regular file; a ledger's files are regular files and links are never followed: move it out of the ledger directory (or replace it with the real file)",
+            "\(name) is \(kind), not a regular file; a ledger's files are regular files and links are never followed: move it out of the ledger directory (or replace it with the real file)",
             path: path, errno: errno)
     }
 
