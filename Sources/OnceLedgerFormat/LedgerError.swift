@@ -17,6 +17,9 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let locked = Code("locked")
         /// The directory holds no ledger and creation was not requested.
         public static let notALedger = Code("not-a-ledger")
+        /// A file the ledger reads or writes is a symbolic link, FIFO, device, socket or
+        /// directory: never followed or opened as one (`Spec/FORMAT.md` §2.1).
+        public static let notARegularFile = Code("not-a-regular-file")
         /// The instance was closed.
         public static let closed = Code("closed")
         /// A named limit was exceeded by a caller's input (see `limit`).

@@ -3,9 +3,16 @@ import OnceLedgerFormat
 /// Tuning and limits of one open log. Every bound is named; `validate()` checks the
 /// relations between them (TigerBeetle's "put a limit on everything").
 public struct LogConfiguration: Sendable, Hashable {
-    /// Size of each preallocated segment file. A new segment is started when the
-    /// next record does not fit.
+    /// Largest size of a preallocated segment file. A new segment is started when the
+    /// next record does not fit. Segments start at `initialSegmentBytes` and double
+    /// up to this size (`Spec/FORMAT.md` §3.4).
     public var segmentBytes: UInt64 = 64 << 20
+    /// Size of a ledger's first segment, and of the segment a compaction starts
+    /// (at most `segmentBytes`). Each later segment is twice the previous one, up to
+    /// `segmentBytes`, and always large enough for the record that starts it. Small, so
+    /// that a new ledger costs little disk and little time to create (a test suite may
+    /// open hundreds); doubling reaches the full size after a few segments.
+    public var initialSegmentBytes: UInt64 = 256 << 10
     /// Largest record body accepted by `append`: room for a memo or journal value of
     /// `FormatLimits.valueBytesMax` plus its names (see `FormatLimits.assertRelations`).
     public var recordBodyBytesMax: UInt32 = LogConfiguration.recordBodyBytesDefault
@@ -18,6 +25,12 @@ public struct LogConfiguration: Sendable, Hashable {
     public var queuedRecordsMax: Int = 1 << 20
     /// Most records in one `append` call (one atomic group).
     public var appendRecordsMax: Int = 1024
+    /// Let an open that may create a ledger create it in a directory that already holds
+    /// other files (and no ledger). Off by default: such an open throws `.notALedger`,
+    /// as the read-only tools call that directory, rather than create a ledger among
+    /// unrelated files. `LOCK`, the ledger's temporary and torn files and `lost+found`
+    /// do not count.
+    public var adoptNonEmptyDirectory: Bool = false
     /// Write a checkpoint record on `close()` so the last batch is covered by an
     /// acked-through value (a later flip in it is then detected as corruption).
     public var checkpointOnClose: Bool = true
@@ -58,6 +71,11 @@ public struct LogConfiguration: Sendable, Hashable {
               segmentBytes % UInt64(FormatLimits.recordAlignment) == 0
         else {
             throw bad("segmentBytes \(segmentBytes) must be a multiple of 8 in \(FormatLimits.segmentBytesMin)...\(FormatLimits.segmentBytesMax)")
+        }
+        guard initialSegmentBytes >= FormatLimits.segmentBytesMin, initialSegmentBytes <= FormatLimits.segmentBytesMax,
+              initialSegmentBytes % UInt64(FormatLimits.recordAlignment) == 0
+        else {
+            throw bad("initialSegmentBytes \(initialSegmentBytes) must be a multiple of 8 in \(FormatLimits.segmentBytesMin)...\(FormatLimits.segmentBytesMax)")
         }
         guard recordBodyBytesMax <= FormatLimits.recordBodyBytesMax else {
             throw bad("recordBodyBytesMax \(recordBodyBytesMax) exceeds the format's \(FormatLimits.recordBodyBytesMax)")

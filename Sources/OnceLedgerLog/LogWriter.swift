@@ -50,10 +50,10 @@ public final class LogWriter {
             self.durableSequence = 0
             self.segmentNumber = 0
             self.writeOffset = 0
-            self.segmentBytes = configuration.segmentBytes
+            self.segmentBytes = 0
             self.segments = []
             self.snapshotCovered = nil
-            try rollover()
+            try rollover(size: LogWriter.firstSegmentBytes(configuration))
         case .open, .quarantineTornTail:
             guard let ledgerID = report.ledgerID, let last = report.segments.last, let header = last.header else {
                 throw LedgerError(.corruptSegmentHeader, "scan report has no usable segment", path: directory)
@@ -96,6 +96,7 @@ public final class LogWriter {
         try configuration.validate()
         if createIfMissing {
             try storage.createDirectory(directory)
+            try refuseForeignDirectory(directory, storage: storage, configuration: configuration)
         } else if !storage.exists(directory) {
             throw LedgerError(.notALedger, "no ledger directory here; create one first", path: directory)
         } else if !(try storage.listDirectory(directory)).contains(where: {
@@ -124,6 +125,27 @@ public final class LogWriter {
             lock.unlock()
             throw error
         }
+    }
+
+    /// A writer creates a ledger only in an empty directory (or one holding nothing but
+    /// the ledger's own leftovers: `LOCK`, temporary and torn files, `lost+found`), unless
+    /// `adoptNonEmptyDirectory` is set: the read-only tools call any other directory "not
+    /// a ledger", and a ledger must not be created among unrelated files by a mistyped
+    /// path. Checked before locking, so a refusal leaves no `LOCK` behind.
+    static func refuseForeignDirectory(_ directory: String, storage: any Storage, configuration: LogConfiguration) throws {
+        guard !configuration.adoptNonEmptyDirectory else { return }
+        let names = try storage.listDirectory(directory)
+        guard !names.contains(where: { LedgerFileNames.parseSegment($0) != nil || LedgerFileNames.parseSnapshot($0) != nil })
+        else { return }
+        let foreign = names.filter {
+            $0 != LedgerFileNames.lock && $0 != "lost+found" && !LedgerFileNames.isTemporary($0) && !LedgerFileNames.isTorn($0)
+        }.sorted()
+        guard let first = foreign.first else { return }
+        let more = foreign.count > 1 ? " and \(foreign.count - 1) more" : ""
+        throw LedgerError(
+            .notALedger,
+            "the directory is not empty (\(first)\(more)) and holds no ledger; pass an empty or new directory, or set LogConfiguration.adoptNonEmptyDirectory (`onceledger stress --adopt-directory`) to create a ledger among these files",
+            path: directory)
     }
 
     /// Path of the side file the torn tail of `torn` goes to.
@@ -162,10 +184,25 @@ public final class LogWriter {
         if storage.exists(temporary) { try storage.removeFile(temporary) }
         let file = try storage.openFile(temporary, mode: .createExclusive)
         defer { file.close() }
-        try file.write(bytes, at: 0)
-        try file.synchronize()
-        try storage.rename(temporary, to: path)
+        do {
+            try file.write(bytes, at: 0)
+            try file.synchronize()
+            try storage.rename(temporary, to: path)
+        } catch {
+            removeTemporary(temporary, file: file)
+            throw error
+        }
         try storage.synchronizeDirectory(directory)
+    }
+
+    /// After a failed creation (ENOSPC, EACCES, EIO before the rename): closes the file
+    /// and unlinks its temporary name at once, best effort, with a directory fsync, so a
+    /// full disk is not left fuller until the next open (`Spec/FORMAT.md` §2.3). The
+    /// failure itself is still thrown, and still poisons the writer.
+    private func removeTemporary(_ temporary: String, file: any StorageFile) {
+        file.close()
+        guard (try? storage.removeFile(temporary)) != nil else { return }
+        try? storage.synchronizeDirectory(directory)
     }
 
     private func poison(_ error: Error) -> LedgerError {
@@ -184,9 +221,28 @@ public final class LogWriter {
         guard segmentFile != nil else { throw LedgerError(.closed, "the log is closed", path: directory) }
     }
 
-    /// Starts segment `segmentNumber + 1` (written and synced under a temporary
-    /// name, renamed, directory synced) and makes it the active segment.
-    private func rollover() throws {
+    /// Size of the first segment of a ledger, and of the segment a compaction rolls to
+    /// (`Spec/FORMAT.md` §3.4): the configured first size, at most `segmentBytes`.
+    static func firstSegmentBytes(_ configuration: LogConfiguration) -> UInt64 {
+        min(configuration.initialSegmentBytes, configuration.segmentBytes)
+    }
+
+    /// Size of the segment after one of `current` bytes (`Spec/FORMAT.md` §3.4):
+    /// double, up to the configured `segmentBytes`, and at least room for the header
+    /// and a frame of `frameBytes` (rounded up to 4 KiB), so the record that caused
+    /// the rollover fits whatever its size.
+    static func nextSegmentBytes(after current: UInt64, frameBytes: UInt64, _ configuration: LogConfiguration) -> UInt64 {
+        let maximum = configuration.segmentBytes
+        let doubled = current > maximum / 2 ? maximum : max(current * 2, firstSegmentBytes(configuration))
+        let page = UInt64(4096)
+        let needed = UInt64(FormatLimits.segmentHeaderBytes) + frameBytes
+        let room = needed > maximum - page ? maximum : (needed + page - 1) / page * page
+        return min(maximum, max(doubled, room))
+    }
+
+    /// Starts segment `segmentNumber + 1` of `size` bytes (written and synced under a
+    /// temporary name, renamed, directory synced) and makes it the active segment.
+    private func rollover(size: UInt64) throws {
         // A crafted segment header may carry any number; never overflow on it.
         guard segmentNumber < UInt64.max else {
             throw LedgerError(.limitExceeded, "segment numbers are exhausted (segment \(segmentNumber))",
@@ -195,39 +251,41 @@ public final class LogWriter {
         let number = segmentNumber + 1
         let header = SegmentHeader(
             ledgerID: ledgerID, segmentNumber: number, firstSequence: lastSequence + 1,
-            segmentBytes: configuration.segmentBytes, previousChain: lastChain)
+            segmentBytes: size, previousChain: lastChain)
         let path = Paths.join(directory, LedgerFileNames.segment(number))
         let temporary = path + LedgerFileNames.temporarySuffix
         if storage.exists(temporary) { try storage.removeFile(temporary) }
         let file = try storage.openFile(temporary, mode: .createExclusive)
         let active: any StorageFile
+        var renamed = false
         do {
-            let firstChunk = Int(min(UInt64(LogWriter.zeroChunkBytes), configuration.segmentBytes))
+            let firstChunk = Int(min(UInt64(LogWriter.zeroChunkBytes), size))
             var first = [UInt8](repeating: 0, count: firstChunk)
             first.replaceSubrange(0..<FormatLimits.segmentHeaderBytes, with: header.encode())
             try file.write(first, at: 0)
             var written = UInt64(firstChunk)
             let zeros = [UInt8](repeating: 0, count: LogWriter.zeroChunkBytes)
-            while written < configuration.segmentBytes {
-                let chunk = Int(min(UInt64(zeros.count), configuration.segmentBytes - written))
+            while written < size {
+                let chunk = Int(min(UInt64(zeros.count), size - written))
                 try file.write(chunk == zeros.count ? zeros : Array(zeros[0..<chunk]), at: written)
                 written += UInt64(chunk)
             }
             try file.synchronize()
             try storage.rename(temporary, to: path)
+            renamed = true
             try storage.synchronizeDirectory(directory)
             // `file` was opened under the temporary name, which no longer exists;
             // reopen under the segment's own name so later errors name a real file.
             active = try storage.openFile(path, mode: .readWrite)
         } catch {
-            file.close()
+            if renamed { file.close() } else { removeTemporary(temporary, file: file) }
             throw error
         }
         file.close()
         segmentFile?.close()
         segmentFile = active
         segmentNumber = number
-        segmentBytes = configuration.segmentBytes
+        segmentBytes = size
         writeOffset = UInt64(FormatLimits.segmentHeaderBytes)
         segments.append((number, header.firstSequence))
     }
@@ -268,7 +326,7 @@ public final class LogWriter {
                 let frame = UInt64(RecordFrame.frameBytes(bodyBytes: record.body.count))
                 if writeOffset + frame > segmentBytes {
                     try flush(&buffer, at: bufferStart)
-                    try rollover()
+                    try rollover(size: LogWriter.nextSegmentBytes(after: segmentBytes, frameBytes: frame, configuration))
                     bufferStart = writeOffset
                 }
                 let position = RecordPosition(ledgerID: ledgerID, segment: segmentNumber, offset: writeOffset)
@@ -311,12 +369,26 @@ public final class LogWriter {
         for item in items where item.body.count > Int(FormatLimits.recordBodyBytesMax) {
             throw LedgerError(.limitExceeded, "snapshot item of \(item.body.count) bytes", limit: "recordBodyBytesMax")
         }
-        let covered = lastSequence
-        let snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: lastChain, items: items)
-        let bytes = snapshot.encode()
-        let path = Paths.join(directory, LedgerFileNames.snapshot(covered))
+        var snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: lastSequence, chain: lastChain, items: items)
+        var bytes = snapshot.encode()
         var deletedSegments: [UInt64] = []
         var deletedSnapshots: [String] = []
+        do {
+            // The disk-use rule (§8): start a new, small active segment first when that
+            // leaves less on disk than keeping the current one, so every old segment
+            // is covered and deleted below.
+            if let size = try compactionRolloverBytes(snapshotBytes: UInt64(bytes.count)) {
+                try rollover(size: size)
+                if lastSequence != snapshot.coveredSequence {
+                    snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: lastSequence, chain: lastChain, items: items)
+                    bytes = snapshot.encode()
+                }
+            }
+        } catch {
+            throw poison(error)
+        }
+        let covered = lastSequence
+        let path = Paths.join(directory, LedgerFileNames.snapshot(covered))
         do {
             // An existing snapshot of the same covered sequence (its marker was lost in a
             // crash) is replaced by the atomic rename; removing it first could leave no
@@ -352,6 +424,35 @@ public final class LogWriter {
         return CompactionResult(
             coveredSequence: covered, snapshotPath: path, snapshotBytes: UInt64(bytes.count),
             deletedSegments: deletedSegments, deletedSnapshots: deletedSnapshots)
+    }
+
+    /// The size of the segment a compaction should roll to before writing a snapshot of
+    /// `snapshotBytes`, or nil to keep the active segment (`Spec/FORMAT.md` §8). Rolling
+    /// lets the active segment be deleted with the others; the new one gets the first
+    /// segment size, or less, down to 4 KiB (room for the header and the marker), if the
+    /// directory would otherwise hold more than before the compaction (live segments and
+    /// snapshots). It rolls only when the new segment is smaller than the active one.
+    private func compactionRolloverBytes(snapshotBytes: UInt64) throws -> UInt64? {
+        var before = segmentBytes
+        for segment in segments.dropLast() {
+            before += fileBytes(Paths.join(directory, LedgerFileNames.segment(segment.number)))
+        }
+        for name in try storage.listDirectory(directory) where LedgerFileNames.parseSnapshot(name) != nil {
+            before += fileBytes(Paths.join(directory, name))
+        }
+        let page = UInt64(4096)
+        let budget = before > snapshotBytes ? (before - snapshotBytes) / page * page : 0
+        // The format's smallest segment (4 KiB) has room for the header and the marker.
+        let size = max(FormatLimits.segmentBytesMin, min(LogWriter.firstSegmentBytes(configuration), budget))
+        return size < segmentBytes ? size : nil
+    }
+
+    /// A file's size, or 0 when it cannot be read (which only makes the estimate of
+    /// what a compaction frees smaller).
+    private func fileBytes(_ path: String) -> UInt64 {
+        guard let file = try? storage.openFile(path, mode: .readOnly) else { return 0 }
+        defer { file.close() }
+        return (try? file.size()) ?? 0
     }
 
     /// Closes the active segment (after a checkpoint record, if configured and usable).

@@ -30,9 +30,11 @@ public struct PosixStorage: Storage {
         }
     }
 
+    /// Whether an entry of any type exists at `path` (`lstat`: a symbolic link, even a
+    /// dangling one, exists; it is not followed).
     public func exists(_ path: String) -> Bool {
         var info = stat()
-        return stat(path, &info) == 0
+        return lstat(path, &info) == 0
     }
 
     public func openFile(_ path: String, mode: FileOpenMode) throws -> any StorageFile {
@@ -46,10 +48,8 @@ public struct PosixStorage: Storage {
         case .readWrite: flags = O_RDWR
         case .createExclusive: flags = O_RDWR | O_CREAT | O_EXCL
         }
-        let (fd, error) = Syscalls.open(path, flags: flags)
-        guard fd >= 0 else {
-            throw LedgerError(.io, "cannot open: \(Syscalls.errnoText(error))", path: path, errno: error)
-        }
+        // Never through a link, never blocking on a FIFO; only a regular file is opened.
+        let fd = try Syscalls.openRegularFile(path, flags: flags)
         return PosixFile(fd: fd, path: path, directWrites: directWrites && mode != .readOnly)
     }
 
@@ -99,27 +99,36 @@ public struct PosixStorage: Storage {
         try Syscalls.fsync(fd, path: path)
     }
 
+    /// The writer's exclusion (`Spec/FORMAT.md` §2.2): `flock(LOCK_EX|LOCK_NB)` on a
+    /// descriptor of the directory itself, which no `rm` or `mv` inside it can swap for
+    /// another file. Then `LOCK` (never through a link, regular files only) is locked
+    /// too, so a process of an earlier version, which locks only `LOCK`, is excluded
+    /// as well, and gets the holder's pid written into it for the next opener's message.
     public func lockDirectory(_ path: String) throws -> any StorageLock {
+        let (directoryFD, openError) = Syscalls.open(path, flags: O_RDONLY | O_DIRECTORY)
+        guard directoryFD >= 0 else {
+            throw LedgerError(.io, "cannot open directory: \(Syscalls.errnoText(openError))", path: path, errno: openError)
+        }
         let lockPath = Paths.join(path, LedgerFileNames.lock)
-        let (fd, error) = Syscalls.open(lockPath, flags: O_RDWR | O_CREAT)
-        guard fd >= 0 else {
-            throw LedgerError(.io, "cannot open lock file: \(Syscalls.errnoText(error))", path: lockPath, errno: error)
+        let directoryError = Syscalls.flockExclusive(directoryFD)
+        if directoryError != 0 {
+            Syscalls.close(directoryFD)
+            throw PosixStorage.lockFailure(directoryError, directory: path, lockPath: lockPath)
+        }
+        let fd: Int32
+        do {
+            fd = try Syscalls.openRegularFile(lockPath, flags: O_RDWR | O_CREAT)
+        } catch {
+            Syscalls.unlock(directoryFD)
+            Syscalls.close(directoryFD)
+            throw error
         }
         let lockError = Syscalls.flockExclusive(fd)
         if lockError != 0 {
-            var holder: Int32?
-            if let bytes = try? Syscalls.pread(fd, path: lockPath, count: 32, offset: 0) {
-                let text = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()
-                holder = Int32(text)
-            }
             Syscalls.close(fd)
-            if lockError == EWOULDBLOCK {
-                let who = holder.map { "process \($0)" } ?? "another process"
-                throw LedgerError(
-                    .locked, "the ledger is locked by \(who); close it there first (one writer per directory)",
-                    path: path, holderPID: holder)
-            }
-            throw LedgerError(.io, "cannot lock: \(Syscalls.errnoText(lockError))", path: lockPath, errno: lockError)
+            Syscalls.unlock(directoryFD)
+            Syscalls.close(directoryFD)
+            throw PosixStorage.lockFailure(lockError, directory: path, lockPath: lockPath)
         }
         // Record the holder for the next opener's error message. Not fsync'd: the
         // lock itself is the kernel's; the pid is advisory text.
@@ -130,20 +139,50 @@ public struct PosixStorage: Storage {
         } catch {
             Syscalls.unlock(fd)
             Syscalls.close(fd)
+            Syscalls.unlock(directoryFD)
+            Syscalls.close(directoryFD)
             throw error
         }
-        return PosixLock(fd: fd)
+        return PosixLock(directoryFD: directoryFD, fd: fd)
+    }
+
+    /// A failed `flock`: `.locked` naming the holder's pid from `LOCK`'s text (read
+    /// without following a link or blocking), or `.io`.
+    private static func lockFailure(_ error: Int32, directory: String, lockPath: String) -> LedgerError {
+        guard error == EWOULDBLOCK else {
+            return LedgerError(.io, "cannot lock: \(Syscalls.errnoText(error))", path: lockPath, errno: error)
+        }
+        let holder = PosixStorage.lockHolderText(lockPath)
+        let who = holder.map { "process \($0)" } ?? "another process"
+        return LedgerError(
+            .locked, "the ledger is locked by \(who); close it there first (one writer per directory)",
+            path: directory, holderPID: holder)
+    }
+
+    /// The pid a lock holder wrote into `LOCK` (advisory text, up to 32 bytes), or nil.
+    static func lockHolderText(_ lockPath: String) -> Int32? {
+        guard let fd = try? Syscalls.openRegularFile(lockPath, flags: O_RDONLY) else { return nil }
+        defer { Syscalls.close(fd) }
+        guard let bytes = try? Syscalls.pread(fd, path: lockPath, count: 32, offset: 0) else { return nil }
+        return Int32(String(decoding: bytes, as: UTF8.self).trimmingWhitespace())
     }
 }
 
 final class PosixLock: StorageLock, @unchecked Sendable {
+    private var directoryFD: Int32
     private var fd: Int32
-    init(fd: Int32) { self.fd = fd }
+    init(directoryFD: Int32, fd: Int32) {
+        self.directoryFD = directoryFD
+        self.fd = fd
+    }
     func unlock() {
         guard fd >= 0 else { return }
         Syscalls.unlock(fd)
         Syscalls.close(fd)
         fd = -1
+        Syscalls.unlock(directoryFD)
+        Syscalls.close(directoryFD)
+        directoryFD = -1
     }
     deinit { unlock() }
 }
@@ -359,9 +398,9 @@ final class DirectWrites {
     /// file's, and is thrown.
     private func openDirect(sameFileAs cachedFD: Int32) throws -> Bool {
         if fd >= 0 { return true }
-        let (descriptor, error) = Syscalls.open(path, flags: O_RDWR | ol_open_direct_flag())
+        let (descriptor, error) = Syscalls.open(path, flags: O_RDWR | O_NOFOLLOW | ol_open_direct_flag())
         guard descriptor >= 0 else {
-            guard [EINVAL, EMFILE, ENFILE, ENOMEM, ENOENT].contains(error) else {
+            guard [EINVAL, EMFILE, ENFILE, ENOMEM, ENOENT, ELOOP].contains(error) else {
                 throw LedgerError(.io, "cannot open for direct writes: \(Syscalls.errnoText(error))", path: path, errno: error)
             }
             usable = false

@@ -92,11 +92,16 @@ private struct CrashWorkload: CustomStringConvertible {
         // Small segments so rollovers are frequent; 12288 with a 1 KiB record limit
         // puts many records in a segment. (Rollover zero-fills in unoptimized builds
         // byte by byte, so larger segments cost test time without adding cases.)
+        // The larger two start at 4096 and double (rollovers of growing sizes, and
+        // compactions that roll to a new, smaller segment: `Spec/FORMAT.md` §3.4, §8).
+        var configuration: LogConfiguration
         switch random.int(below: 4) {
         case 0, 1: configuration = LogConfiguration(segmentBytes: 4096)
         case 2: configuration = LogConfiguration(segmentBytes: 8192)
         default: configuration = LogConfiguration(segmentBytes: 12288, recordBodyBytesMax: 1024)
         }
+        configuration.initialSegmentBytes = 4096
+        self.configuration = configuration
         batchRecordsMax = random.element(of: [1, 2, 4, 8])
         stepsPerEpoch = 6...12
         epochs = 3
@@ -107,7 +112,7 @@ private struct CrashWorkload: CustomStringConvertible {
     }
 
     var description: String {
-        "segmentBytes=\(configuration.segmentBytes) recordBodyBytesMax=\(configuration.recordBodyBytesMax) "
+        "segmentBytes=\(configuration.initialSegmentBytes)...\(configuration.segmentBytes) recordBodyBytesMax=\(configuration.recordBodyBytesMax) "
             + "batchRecordsMax=\(batchRecordsMax) directoryOperationsMayPersist=\(options.directoryOperationsMayPersist)"
     }
 

@@ -81,6 +81,9 @@ struct StressCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Largest receipt in bytes (each receipt has a seeded size up to this).")
     var receiptBytesMax: Int = 64
 
+    @Flag(help: "Create the ledger even if DIR already holds other files (and no ledger). Without it such a directory is refused as not a ledger.")
+    var adoptDirectory = false
+
     func validate() throws {
         guard effects >= 0 else { throw ValidationError("--effects must be a non-negative integer (0, 1, 2, …); it is \(effects)") }
         guard (1...10_000).contains(concurrency) else { throw ValidationError("--concurrency must be in 1...10000") }
@@ -103,7 +106,9 @@ struct StressCommand: AsyncParsableCommand {
         defer { stop.uninstall() }
         let seed = self.seed ?? UInt64.random(in: 0...UInt64.max)
         let keyCount = keys ?? max(1, effects)
-        let configuration = LogConfiguration(segmentBytes: segmentBytes)
+        var tuning = LogConfiguration(segmentBytes: segmentBytes)
+        tuning.adoptNonEmptyDirectory = adoptDirectory
+        let configuration = tuning
         let directory = dir
         let ledger: Ledger
         do {

@@ -27,6 +27,58 @@ enum Syscalls {
         }
     }
 
+    /// Opens a file of the ledger: never through a symbolic link (`O_NOFOLLOW`), and
+    /// never blocking on a FIFO or device (`O_NONBLOCK` for the open, cleared after it).
+    /// Then `fstat` checks that it is a regular file. A symbolic link (ELOOP), a
+    /// directory (EISDIR), a FIFO, socket or device throws `.notARegularFile` naming the
+    /// path and what it is; any other failure throws `.io` with its errno.
+    static func openRegularFile(_ path: String, flags: Int32, mode: mode_t = 0o644) throws -> Int32 {
+        let (fd, error) = open(path, flags: flags | O_NOFOLLOW | O_NONBLOCK, mode: mode)
+        guard fd >= 0 else {
+            if error == ELOOP { throw notRegular(path, kind: "a symbolic link", errno: error) }
+            if error == EISDIR { throw notRegular(path, kind: "a directory", errno: error) }
+            throw LedgerError(.io, "cannot open: \(errnoText(error))", path: path, errno: error)
+        }
+        var info = stat()
+        if fstat(fd, &info) != 0 {
+            let error = Glibc.errno
+            close(fd)
+            throw LedgerError(.io, "cannot stat: \(errnoText(error))", path: path, errno: error)
+        }
+        let type = info.st_mode & S_IFMT
+        guard type == S_IFREG else {
+            close(fd)
+            throw notRegular(path, kind: fileTypeName(type))
+        }
+        // Regular files ignore O_NONBLOCK; cleared anyway so the descriptor is an ordinary one.
+        let status = fcntl(fd, F_GETFL)
+        if status >= 0 { _ = fcntl(fd, F_SETFL, status & ~O_NONBLOCK) }
+        return fd
+    }
+
+    /// What a file type of `st_mode & S_IFMT` is called in messages.
+    static func fileTypeName(_ type: mode_t) -> String {
+        switch type {
+        case S_IFREG: return "a regular file"
+        case S_IFDIR: return "a directory"
+        case S_IFLNK: return "a symbolic link"
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        default: return "not a regular file"
+        }
+    }
+
+    /// The error names the file in its message and the whole path in `path`.
+    static func notRegular(_ path: String, kind: String, errno: Int32? = nil) -> LedgerError {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        return LedgerError(
+            .notARegularFile,
+            "\(name) is \(kind), not a regular file; a ledger's files are regular files and links are never followed: move it out of the ledger directory (or replace it with the real file)",
+            path: path, errno: errno)
+    }
+
     /// The corresponding C function is `pread`; loops until `count` bytes or EOF.
     static func pread(_ fd: Int32, path: String, count: Int, offset: UInt64) throws -> [UInt8] {
         // Uninitialized: zero-filling a whole segment before reading it costs as much as
@@ -185,7 +237,9 @@ enum Syscalls {
     /// Advice, not an operation: failures are ignored and no fault is injected.
     /// The corresponding C function is `posix_fadvise(POSIX_FADV_WILLNEED)`.
     static func adviseWillNeed(_ path: String) {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        // Never through a link, never blocking on a FIFO (a FIFO named like a segment is
+        // reported by the read that follows, not here).
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { return }
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED)
         close(fd)

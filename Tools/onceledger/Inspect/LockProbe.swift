@@ -7,18 +7,25 @@ import Foundation
 import OnceLedgerFormat
 
 /// Finds out, without taking it, whether a live process holds a ledger's lock
-/// (`Spec/FORMAT.md` §2.2: `flock(LOCK_EX)` on `DIR/LOCK`).
+/// (`Spec/FORMAT.md` §2.2: `flock(LOCK_EX)` on the directory itself, and on `DIR/LOCK`).
+///
+/// The directory's lock is the one that counts: deleting or replacing `LOCK` cannot
+/// hide it. `LOCK` is checked too, for a writer of an earlier version, which locked
+/// only that file.
 ///
 /// Read-only commands take no lock, so that they can never make a writer's open fail.
 /// On Linux the kernel lists every `flock` with its owner's pid and the locked file's
-/// device and inode in `/proc/locks`; matching the `LOCK` file there changes nothing.
-/// Where `/proc/locks` cannot be read, the probe tries `flock(LOCK_SH|LOCK_NB)` on a
-/// read-only descriptor and releases it at once (a writer opening in exactly that
-/// instant would see the ledger as locked; the window is a few microseconds).
+/// device and inode in `/proc/locks`; matching the directory or the `LOCK` file there
+/// changes nothing. Where `/proc/locks` cannot be read, the probe tries
+/// `flock(LOCK_SH|LOCK_NB)` on read-only descriptors and releases it at once (a writer
+/// opening in exactly that instant would see the ledger as locked; the window is a few
+/// microseconds). `LOCK` is never opened through a link or in a way that could block
+/// (it might be a FIFO).
 enum LockProbe {
     struct Holder: Sendable, Equatable {
         /// The holder's pid, from the kernel (or else from the `LOCK` file's text).
         var pid: Int32?
+        /// What is locked: the directory, or its `LOCK` file.
         var lockPath: String
 
         var who: String { pid.map { "process \($0)" } ?? "another process" }
@@ -27,48 +34,86 @@ enum LockProbe {
     /// The live holder of `directory`'s lock, or nil if nobody holds it.
     static func holder(of directory: String) -> Holder? {
         let lockPath = directory.hasSuffix("/") ? directory + LedgerFileNames.lock : directory + "/" + LedgerFileNames.lock
-        var info = stat()
-        guard stat(lockPath, &info) == 0 else { return nil }  // no LOCK file: never opened by a writer
-        let textPID = pidText(lockPath)
-        if let table = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) {
-            // glibc's `major`/`minor` of a `dev_t`; /proc/locks prints them in hex.
-            let device = UInt64(info.st_dev)
-            let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
-            let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
-            let inode = UInt64(info.st_ino)
+        var directoryInfo = stat()
+        guard stat(directory, &directoryInfo) == 0 else { return nil }
+        var lockInfo = stat()
+        let lockIsFile = lstat(lockPath, &lockInfo) == 0 && (lockInfo.st_mode & S_IFMT) == S_IFREG
+        let textPID = lockIsFile ? pidText(lockPath) : nil
+        var candidates = [(info: directoryInfo, path: directory)]
+        if lockIsFile { candidates.append((lockInfo, lockPath)) }
+        if let table = procLocks() {
             for line in table.split(separator: "\n") {
                 // "1: FLOCK  ADVISORY  WRITE 4242 fe:00:16220561 0 EOF"
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard fields.count >= 6, fields[1] == "FLOCK", fields[3] == "WRITE" else { continue }
                 let place = fields[5].split(separator: ":")
-                guard place.count == 3, let lineInode = UInt64(place[2]), lineInode == inode,
+                guard place.count == 3, let lineInode = UInt64(place[2]),
                       let lineMajor = UInt64(place[0], radix: 16), let lineMinor = UInt64(place[1], radix: 16)
                 else { continue }
                 let pid = Int32(fields[4])
-                // On a stacked file system (overlayfs) the device may be the lower one's;
-                // then the inode must agree with the pid the holder wrote into LOCK.
-                if (lineMajor == major && lineMinor == minor) || (pid != nil && pid == textPID) {
-                    return Holder(pid: pid ?? textPID, lockPath: lockPath)
+                for candidate in candidates where UInt64(candidate.info.st_ino) == lineInode {
+                    // glibc's `major`/`minor` of a `dev_t`; /proc/locks prints them in hex.
+                    let device = UInt64(candidate.info.st_dev)
+                    let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
+                    let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
+                    // On a stacked file system (overlayfs) the device may be the lower one's;
+                    // then the inode must agree with the pid the holder wrote into LOCK.
+                    if (lineMajor == major && lineMinor == minor) || (pid != nil && pid == textPID) {
+                        return Holder(pid: pid ?? textPID, lockPath: candidate.path)
+                    }
                 }
             }
             return nil
         }
         // No /proc/locks: probe with a shared lock, released at once.
-        let fd = open(lockPath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
-            return nil
+        for candidate in candidates {
+            let flags = candidate.path == directory
+                ? O_RDONLY | O_DIRECTORY | O_CLOEXEC : O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK
+            let fd = open(candidate.path, flags)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+                flock(fd, LOCK_UN)
+                continue
+            }
+            return Holder(pid: textPID, lockPath: candidate.path)
         }
-        return Holder(pid: textPID, lockPath: lockPath)
+        return nil
     }
 
-    /// The pid the holder wrote into LOCK (advisory text, up to 32 bytes).
+    /// The whole of `/proc/locks`, read to end of file with `read(2)`. (Foundation's
+    /// `String(contentsOfFile:)` returned only part of this zero-sized file once it was
+    /// large — 17 KB, with 300 other locks held — so a live writer's line could be
+    /// missed and the writer went unseen.)
+    private static func procLocks() -> String? {
+        let fd = open("/proc/locks", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let count = read(fd, &chunk, chunk.count)
+            if count > 0 {
+                bytes.append(contentsOf: chunk[..<count])
+            } else if count == 0 {
+                return String(decoding: bytes, as: UTF8.self)
+            } else if errno != EINTR {
+                return nil
+            }
+        }
+    }
+
+    /// The pid the holder wrote into LOCK (advisory text, up to 32 bytes). Opened
+    /// without following a link and without blocking; nil unless a regular file.
     private static func pidText(_ lockPath: String) -> Int32? {
-        guard let handle = FileHandle(forReadingAtPath: lockPath) else { return nil }
-        defer { try? handle.close() }
-        guard let data = try? handle.read(upToCount: 32) else { return nil }
-        return Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        let fd = open(lockPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        var bytes = [UInt8](repeating: 0, count: 32)
+        let count = read(fd, &bytes, bytes.count)
+        guard count > 0 else { return nil }
+        return Int32(String(decoding: bytes[..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }

@@ -7,7 +7,11 @@ import OnceLedgerLog
 /// Opening a ledger for `resolve`, `forget` and `compact`: the ordinary open
 /// (`Ledger` on a `FileBackend`, never creating a ledger), which takes the lock and does
 /// what every open does — delete leftover temporary files and cut a torn tail — and
-/// reports having done so. New segments keep the size of the ledger's last segment.
+/// reports having done so. New segments double up to the default largest size, or up
+/// to the size of the ledger's last segment if that is larger. (The largest size the
+/// ledger's own writer was configured with is not on disk, and the last segment may be
+/// a small one — segments start small, `Spec/FORMAT.md` §3.4 — so taking its size as
+/// the limit would also cap the records `resolve` may write.)
 struct WritableLedger {
     let directory: String
     let ledger: Ledger
@@ -22,7 +26,7 @@ struct WritableLedger {
            let bytes = try? PosixStorage().readWholeFile(
                LedgerInspection.join(directory, LedgerFileNames.segment(last)), maxBytes: FormatLimits.segmentBytesMax),
            case .header(let header) = SegmentHeader.decode(Array(bytes.prefix(FormatLimits.segmentHeaderBytes))),
-           header.segmentBytes != configuration.segmentBytes
+           header.segmentBytes > configuration.segmentBytes
         {
             configuration = LogConfiguration(segmentBytes: header.segmentBytes)
         }
