@@ -79,7 +79,7 @@ private let resolveUsage = """
     """
 
 private let stressUsage = """
-    Usage: onceledger stress <dir> [--effects <effects>] [--concurrency <concurrency>] [--keys <keys>] [--seed <seed>] [--segment-bytes <segment-bytes>] [--compact-every <compact-every>] [--fail-percent <fail-percent>] [--receipt-bytes-max <receipt-bytes-max>]
+    Usage: onceledger stress <dir> [--effects <effects>] [--concurrency <concurrency>] [--keys <keys>] [--seed <seed>] [--segment-bytes <segment-bytes>] [--compact-every <compact-every>] [--fail-percent <fail-percent>] [--receipt-bytes-max <receipt-bytes-max>] [--adopt-directory]
       See 'onceledger stress --help' for more information.
 
     """

@@ -205,4 +205,25 @@ import Testing
         #expect(inside.exitCode == 16)
         #expect(inside.stderr.hasPrefix("Error: --to must not be inside DIR (salvage never changes DIR)"))
     }
+
+    /// A live writer is seen by its lock on the directory, also after `LOCK` was deleted
+    /// (an operator removing a "stale lock file"): salvage refuses, naming the holder,
+    /// and creates nothing.
+    @Test func refusesALedgerInUseEvenWithoutItsLockFile() throws {
+        let source = try KillTestDirectory("salvage-live")
+        defer { source.remove() }
+        let ledger = try Ledger.open(directory: source.path)
+        defer { try? ledger.close() }
+        let target = try KillTestDirectory("salvage-live-new")
+        defer { target.remove() }
+        try FileManager.default.removeItem(atPath: target.path)
+        for round in 0..<2 {
+            if round == 1 { try FileManager.default.removeItem(atPath: source.path + "/" + LedgerFileNames.lock) }
+            let run = try CLI.run(["salvage", source.path, "--to", target.path])
+            #expect(run.exitCode == 8, "round \(round): \(run.stderr)")
+            #expect(run.stderr == "Error: \(source.path) is in use by process \(getpid()); close it there first\n",
+                    "round \(round)")
+            #expect(!FileManager.default.fileExists(atPath: target.path), "round \(round)")
+        }
+    }
 }

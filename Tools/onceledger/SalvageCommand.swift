@@ -141,19 +141,12 @@ struct SalvageCommand: AsyncParsableCommand {
                           code: LedgerError.Code.notALedger.rawValue)
         }
         try destination.check()
-        // A live writer would change the files while they are read. Probe its lock with a
-        // shared, non-blocking flock on a read-only descriptor (released at once).
-        let lockPath = source + "/" + LedgerFileNames.lock
-        let fd = open(lockPath, O_RDONLY | O_CLOEXEC)
-        if fd >= 0 {
-            defer { close(fd) }
-            if flock(fd, LOCK_SH | LOCK_NB) != 0 {
-                let holder = (try? String(contentsOfFile: lockPath, encoding: .utf8))?
-                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-                throw Failure(description: "\(dir) is in use by \(holder.isEmpty ? "another process" : "process \(holder)"); close it there first",
-                              code: LedgerError.Code.locked.rawValue)
-            }
-            flock(fd, LOCK_UN)
+        // A live writer would change the files while they are read. The probe sees the
+        // directory's lock (which deleting or replacing LOCK cannot hide) and never opens
+        // LOCK through a link or in a way that could block (FORMAT §2.2).
+        if let holder = LockProbe.holder(of: source) {
+            throw Failure(description: "\(dir) is in use by \(holder.who); close it there first",
+                          code: LedgerError.Code.locked.rawValue)
         }
     }
 }
@@ -218,6 +211,9 @@ struct SalvagePlan: Sendable {
     var configuration: LogConfiguration {
         var configuration = LogConfiguration(segmentBytes: segmentBytes)
         configuration.recordBodyBytesMax = recordBodyBytesMax
+        // The staging directory is salvage's own and holds its SALVAGE-INCOMPLETE marker
+        // (SalvageDestination); the ledger is created beside it.
+        configuration.adoptNonEmptyDirectory = true
         return configuration
     }
 
