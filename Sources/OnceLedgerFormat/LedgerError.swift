@@ -56,8 +56,12 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         /// An operator action needs a state the key is not in (e.g. resolving a key that is
         /// not pending-unknown, forgetting one that is not done). `entry` shows the state.
         public static let wrongState = Code("wrong-state")
-        /// The effect threw `EffectDidNotHappen`: its intent was released, the key is absent.
+        /// The effect threw `EffectDidNotHappen` (the `underlyingError`): its intent was
+        /// released, the key is absent again and the next call runs the effect.
         public static let released = Code("released")
+        /// A `.reconcile` closure threw (`underlyingError`): nothing was written, the key is
+        /// still pending-unknown.
+        public static let reconcileFailed = Code("reconcile-failed")
     }
 
     public var code: Code
@@ -75,7 +79,8 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
     public var key: String?
     /// The stored record of the key involved (pending intent, done entry, …).
     public var entry: EntryInfo?
-    /// What the effect threw, for `.effectFailed` and `.released`.
+    /// What the effect threw, for `.effectFailed` and `.released`; what the reconcile
+    /// closure threw, for `.reconcileFailed`.
     public var underlyingError: (any Error & Sendable)? {
         get { underlyingBox?.error }
         set { underlyingBox = newValue.map(ErrorBox.init) }
