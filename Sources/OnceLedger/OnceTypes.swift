@@ -85,8 +85,22 @@ public struct EffectDidNotHappen: Error, Sendable, CustomStringConvertible {
 
 /// How an operator resolves a pending-unknown entry.
 public enum PendingResolution: Sendable, Hashable {
-    /// It happened; store this receipt.
+    /// It happened; store these receipt bytes as they are (what `onceBytes` returns).
     case done(receipt: [UInt8])
     /// It did not happen; the key becomes absent and may run again.
     case absent
+
+    /// It happened; store `receipt` encoded as `once` stores receipts (JSON, sorted keys),
+    /// so later `once(key, as: Receipt.self)` calls return it.
+    public static func done<Receipt: Encodable>(_ receipt: Receipt) throws -> PendingResolution {
+        .done(receipt: try ReceiptCoding.encode(receipt))
+    }
+}
+
+extension EntryInfo {
+    /// The stored receipt decoded as `once(key, as: type)` decodes it. Throws
+    /// `.receiptDecodingFailed` (with this entry) if it does not decode.
+    public func receipt<Receipt: Decodable>(as type: Receipt.Type) throws -> Receipt {
+        try ReceiptCoding.decode(type, receipt, entry: self)
+    }
 }
