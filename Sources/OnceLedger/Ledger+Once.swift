@@ -113,9 +113,9 @@ extension Ledger {
                 return try await run(key, call: call, attempt: attempt, generation: generation, scope: scope,
                                      effect: effect)
             case .reconcile(let call, let entry, let ask):
+                try checkCancellation(key, call)
                 let answer: ReconcileAnswer<[UInt8]>
                 do {
-                    try checkCancellation(key, call)
                     answer = try await ask(entry)
                 } catch let cancelled as CancellationError where Task.isCancelled {
                     finish(key, call, .failure(LedgerErrorOrOther(error: cancelled)))
@@ -306,6 +306,9 @@ extension Ledger {
         }
         // The task the effect runs in: the caller's executor preference when it is this
         // ledger's executor (so the opt-in fast path keeps its thread), else the default.
+        // (A separate task is the only way Swift 6.3 has to keep a caller's cancellation
+        // from an effect; a cancellation shield, once the toolchain has one, would save
+        // the hop.)
         let preferred = spinningExecutorIfPreferred()
         let task = Task(executorPreference: preferred) { [self] in
             try await self.perform(key, call: call, attempt: attempt, generation: generation, effect: effect)

@@ -72,7 +72,8 @@ public enum OnceOutcome<Receipt: Sendable>: Sendable {
 
 /// Throw this from an effect that failed *before doing anything external*: the
 /// intent is released (a release record is written), the key becomes absent again
-/// and the next call runs the effect. Any other error leaves the key pending-unknown.
+/// and the next call runs the effect; `once` throws `LedgerError(.released)` with this
+/// as its `underlyingError`. Any other error leaves the key pending-unknown.
 public struct EffectDidNotHappen: Error, Sendable, CustomStringConvertible {
     public var reason: String
     public var underlyingError: (any Error & Sendable)?

@@ -1,5 +1,6 @@
 // Proves the cancellation rules of `once` and that no caller inherits another caller's failure:
-// a caller cancelled before it claims a key writes nothing and throws `CancellationError`; one
+// a caller cancelled before it claims a key writes nothing and throws `CancellationError` (and
+// does not ask its reconcile closure about a pending key); one
 // cancelled while its intent is being written releases it without starting the effect; one
 // cancelled while its effect runs does not cancel the effect (it runs outside the caller's task)
 // and its completion is recorded, so the key is done, never stranded pending-unknown; a waiter
@@ -37,6 +38,35 @@ import Testing
         #expect(!ledger.isRunning("order-1"))
         // The key is simply absent: the next caller runs it.
         #expect(try await ledger.once("order-1", as: String.self) { _ in "charged" }.wasPerformed)
+    }
+
+    /// A cancelled caller of a pending key with `.reconcile` does not ask: nothing is written
+    /// and the key stays pending-unknown for the next caller.
+    @Test(arguments: BackendKind.allCases)
+    func aCancelledCallerDoesNotReconcile(_ kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        defer { try? ledger.close() }
+        let failed = await ledgerError { try await ledger.once("order-6", as: String.self) { _ in throw TestFailure() } }
+        #expect(failed?.code == .effectFailed)
+        let written = try harness.keyedRecordCount()
+        let asked = Counter()
+        let cancelled = Gate()
+        let caller = Task {
+            await cancelled.wait()
+            return try await ledger.once("order-6", as: String.self, whenPending: .reconcile { _ in
+                asked.increment()
+                return .didNotHappen
+            }) { _ in "sent" }
+        }
+        caller.cancel()
+        cancelled.open()
+        let result = await caller.result
+        #expect(throws: CancellationError.self) { try result.get() }
+        #expect(asked.count == 0)
+        #expect(ledger.entry("order-6")?.status == .pendingUnknown)
+        #expect(try harness.keyedRecordCount() == written)
+        #expect(!ledger.isRunning("order-6"))
     }
 
     /// Cancelled while its intent is on its way to the disk: the intent is released, the
