@@ -19,7 +19,9 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let notALedger = Code("not-a-ledger")
         /// The instance was closed.
         public static let closed = Code("closed")
-        /// A named limit was exceeded by a caller's input (see `limit`).
+        /// A named limit was exceeded by a caller's input (see `limit`). Nothing was written,
+        /// except for an effect's oversized receipt: the effect happened, so `once` recorded
+        /// it as done without its receipt (`entry`).
         public static let limitExceeded = Code("limit-exceeded")
         /// A caller passed an invalid argument or configuration.
         public static let invalidArgument = Code("invalid-argument")
