@@ -74,6 +74,12 @@ let package = Package(
             name: "OnceLedgerTests",
             dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport"]
         ),
+        // Imports `OnceLedger` only (and the test support), so the README's and DocC's
+        // examples are proven to compile with the one import an app writes.
+        .testTarget(
+            name: "OnceLedgerReadmeTests",
+            dependencies: ["OnceLedger", "OnceLedgerTestSupport"]
+        ),
         .testTarget(
             name: "OnceLedgerCLITests",
             dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport", "onceledger", "COnceSupport"]

@@ -3,8 +3,11 @@ import OnceLedgerFormat
 /// The identity of one effect: an explicit string, or one derived from a name and
 /// params, plus the params fingerprint stored with the intent.
 ///
-/// - Explicit: `IdempotencyKey("order-42-receipt")` — no params, fingerprint all zero.
-/// - Explicit with params: `IdempotencyKey("order-42-receipt", params: order)` — the
+/// - Explicit: `IdempotencyKey("order-42-receipt")`, or a string literal where a key is
+///   expected, interpolations included (`ledger.once("charge-\(order.id)") { … }`) — no
+///   params, fingerprint all zero.
+/// - Explicit with params: `IdempotencyKey("order-42-receipt", name: "send-receipt", params: order)`
+///   (`name` may be left out) — the
 ///   key is the string; the fingerprint lets the ledger reject the same key reused
 ///   with different params (`.fingerprintMismatch`, Stripe's rule).
 /// - Derived: `IdempotencyKey(name: "send-receipt", params: order)` — the key is
@@ -17,7 +20,7 @@ import OnceLedgerFormat
 /// token: `"caf\u{e9}"` and `"cafe\u{301}"` are two keys, though Swift's `==` calls the
 /// strings equal. Normalize keys (e.g. to NFC) before use if your inputs may differ
 /// only that way.
-public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringInterpolation {
     public let rawValue: String
     /// SHA-256 of the canonical (name, params) encoding; 32 zero bytes when none.
     public let fingerprint: [UInt8]
@@ -35,10 +38,21 @@ public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, Expre
 
     public init(stringLiteral value: String) { self.init(value) }
 
-    public init<Params: Encodable>(_ explicit: String, params: Params, name: String = "") throws {
+    /// `"charge-\(order.id)"` where a key is expected: the interpolated text is the key.
+    public init(stringInterpolation: DefaultStringInterpolation) { self.init(String(stringInterpolation: stringInterpolation)) }
+
+    /// An explicit key with a params fingerprint; the arguments in the order of
+    /// `init(explicit:name:params:)` and `init(name:params:)`.
+    public init<Params: Encodable>(_ explicit: String, name: String = "", params: Params) throws {
         rawValue = explicit
         fingerprint = try IdempotencyKey.fingerprint(name: name, params: params)
         keyBytes = KeyBytes(explicit)
+    }
+
+    /// The earlier spelling, with `name` after `params`.
+    @available(*, deprecated, renamed: "init(_:name:params:)")
+    public init<Params: Encodable>(_ explicit: String, params: Params, name: String) throws {
+        try self.init(explicit, name: name, params: params)
     }
 
     public init<Params: Encodable>(name: String, params: Params) throws {
@@ -50,7 +64,7 @@ public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, Expre
 
     public init<Params: Encodable>(explicit: String?, name: String, params: Params) throws {
         if let explicit {
-            try self.init(explicit, params: params, name: name)
+            try self.init(explicit, name: name, params: params)
         } else {
             try self.init(name: name, params: params)
         }

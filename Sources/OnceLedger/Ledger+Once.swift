@@ -15,21 +15,33 @@ extension Ledger {
     /// What the caller sees:
     /// - `.performed(receipt, entry)`: the effect ran now and its completion is durable.
     /// - `.alreadyDone(receipt, entry)`: it ran before (`entry.timeMilliseconds` is when).
-    /// - throws `LedgerError(.pendingUnknown)` (fail-closed), `.fingerprintMismatch`
-    ///   (same key, different params; carries the stored entry), `.limitExceeded`
-    ///   (key or receipt too large), `.effectFailed` (the effect threw: the key is now
-    ///   pending-unknown), or the effect's own `EffectDidNotHappen` (the intent was
-    ///   released; the key is absent again).
+    /// - throws a `LedgerError`: `.pendingUnknown` (fail-closed), `.fingerprintMismatch`
+    ///   (same key, different params; carries the stored entry), `.limitExceeded` (key too
+    ///   large: nothing written; or receipt too large: the effect happened and is recorded
+    ///   as done without its receipt), `.effectFailed` (the effect threw: the key is now
+    ///   pending-unknown), `.released` (the effect threw `EffectDidNotHappen`, its
+    ///   `underlyingError`: the intent was released, the key is absent again),
+    ///   `.reconcileFailed` (the reconcile closure threw: nothing written), or
+    ///   `.receiptDecodingFailed`, `.io`, `.poisoned`, `.closed`, `.invalidArgument`.
+    /// - throws `CancellationError` if the calling task was cancelled before the effect
+    ///   started: nothing was written, or the intent was released.
+    ///
+    /// Cancellation never interrupts a running effect: once it started, it runs (in an
+    /// unstructured task that does not inherit the caller's cancellation) and its
+    /// completion is recorded; the cancelled caller gets that outcome.
+    ///
     /// Concurrent callers with the same key: one runs the effect, the others wait and
-    /// get `.alreadyDone` with its receipt, or the error it threw.
+    /// get `.alreadyDone` with its receipt. If it fails, each waiter decides again under
+    /// its own policy (the key is then absent or pending-unknown): no caller receives
+    /// another caller's error.
     ///
     /// The receipt is stored as JSON (sorted keys), at most `FormatLimits.receiptBytesMax`
     /// bytes; use `onceBytes` to store raw bytes.
-    @inlinable
+    @inlinable @discardableResult
     public func once<Receipt: Codable & Sendable>(
         _ key: IdempotencyKey, as type: Receipt.Type = Receipt.self, scope: DeduplicationScope = .forever,
         whenPending policy: PendingPolicy<Receipt> = .failClosed,
-        _ effect: @Sendable (EffectContext) async throws -> Receipt
+        _ effect: @escaping @Sendable (EffectContext) async throws -> Receipt
     ) async throws -> OnceOutcome<Receipt> {
         // Inlinable, so a caller's `Receipt` is specialized where `once` is called:
         // unspecialized, every call looked up the generic metadata of `Mutex<Receipt?>`
@@ -64,10 +76,11 @@ extension Ledger {
     }
 
     /// `once` with a raw-bytes receipt.
+    @discardableResult
     public func onceBytes(
         _ key: IdempotencyKey, scope: DeduplicationScope = .forever,
         whenPending policy: PendingPolicy<[UInt8]> = .failClosed,
-        _ effect: @Sendable (EffectContext) async throws -> [UInt8]
+        _ effect: @escaping @Sendable (EffectContext) async throws -> [UInt8]
     ) async throws -> OnceOutcome<[UInt8]> {
         try key.validate()
         if OnceTaskContext.runningKeys?.contains(key.keyBytes) == true {
@@ -85,8 +98,11 @@ extension Ledger {
                 switch await call.wait() {
                 case .success(let entry):
                     return .alreadyDone(entry.receipt, entry)
-                case .failure(let boxed):
-                    throw boxed.error
+                case .failure:
+                    // The runner's failure is its own (its effect threw, its task was
+                    // cancelled, …): decide again, under this caller's policy, on the
+                    // state it left (absent after a release, pending-unknown otherwise).
+                    continue
                 }
             case .waitThenDecide(let call):
                 // An operator resolve or forget of this key is being written: its outcome
@@ -97,12 +113,20 @@ extension Ledger {
                 return try await run(key, call: call, attempt: attempt, generation: generation, scope: scope,
                                      effect: effect)
             case .reconcile(let call, let entry, let ask):
+                try checkCancellation(key, call)
                 let answer: ReconcileAnswer<[UInt8]>
                 do {
                     answer = try await ask(entry)
+                } catch let cancelled as CancellationError where Task.isCancelled {
+                    finish(key, call, .failure(LedgerErrorOrOther(error: cancelled)))
+                    throw cancelled
                 } catch {
-                    finish(key, call, .failure(LedgerErrorOrOther(error: error)))
-                    throw error
+                    let failure = LedgerError(
+                        .reconcileFailed,
+                        "the reconcile closure for key \"\(key.rawValue)\" threw \(error); nothing was written and the key is still pending-unknown. Call again, or resolve it (`onceledger resolve`)",
+                        key: key.rawValue, entry: entry, underlyingError: error)
+                    finish(key, call, .failure(LedgerErrorOrOther(error: failure)))
+                    throw failure
                 }
                 switch answer {
                 case .happened(let receipt):
@@ -204,6 +228,16 @@ extension Ledger {
         call.finish(result)
     }
 
+    /// Throws `CancellationError` (and ends the key's running call, so waiters decide
+    /// again) if the calling task was cancelled: used only where nothing has been
+    /// written for this call, or its intent is about to be released.
+    func checkCancellation(_ key: IdempotencyKey, _ call: InFlightCall) throws {
+        guard Task.isCancelled else { return }
+        let cancelled = CancellationError()
+        finish(key, call, .failure(LedgerErrorOrOther(error: cancelled)))
+        throw cancelled
+    }
+
     /// `text` cut to at most `utf8BytesMax` UTF-8 bytes, at a Unicode scalar boundary.
     func truncated(_ text: String, utf8BytesMax: Int) -> String {
         guard text.utf8.count > utf8BytesMax else { return text }
@@ -239,10 +273,17 @@ extension Ledger {
     }
 
     /// Intent (durable) → effect → completion (durable).
+    ///
+    /// A caller cancelled before the intent is written writes nothing; one cancelled while
+    /// the intent was being written releases it without starting the effect. Once the
+    /// effect starts, it and the recording of its outcome run in an unstructured task that
+    /// does not inherit the caller's cancellation, and the caller awaits it: cancelling a
+    /// caller never turns a key pending-unknown.
     private func run(
         _ key: IdempotencyKey, call: InFlightCall, attempt: UInt32, generation: UInt32, scope: DeduplicationScope,
-        effect: @Sendable (EffectContext) async throws -> [UInt8]
+        effect: @escaping @Sendable (EffectContext) async throws -> [UInt8]
     ) async throws -> OnceOutcome<[UInt8]> {
+        try checkCancellation(key, call)
         let windowMilliseconds: UInt64
         let recordScope: RecordBody.Scope
         switch scope {
@@ -254,10 +295,43 @@ extension Ledger {
             key: key.rawValue, fingerprint: key.fingerprint, attempt: attempt, generation: generation,
             scope: recordScope, windowMilliseconds: windowMilliseconds, timeMilliseconds: now()))],
                          orFinish: key, call)
+        if Task.isCancelled {
+            // Durable intent, effect not started: nothing external was done.
+            try await commit([.release(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: now(),
+                                              reason: "the caller was cancelled before the effect started"))],
+                             orFinish: key, call)
+            let cancelled = CancellationError()
+            finish(key, call, .failure(LedgerErrorOrOther(error: cancelled)))
+            throw cancelled
+        }
+        // The task the effect runs in: the caller's executor preference when it is this
+        // ledger's executor (so the opt-in fast path keeps its thread), else the default.
+        // (A separate task is the only way Swift 6.3 has to keep a caller's cancellation
+        // from an effect; a cancellation shield, once the toolchain has one, would save
+        // the hop.)
+        let preferred = spinningExecutorIfPreferred()
+        let task = Task(executorPreference: preferred) { [self] in
+            try await self.perform(key, call: call, attempt: attempt, generation: generation, effect: effect)
+        }
+        return try await task.value
+    }
+
+    /// This ledger's `executor` if the current task prefers it, else nil.
+    private func spinningExecutorIfPreferred() -> SpinningExecutor? {
+        guard let current = withUnsafeCurrentTask(body: { $0?.unownedTaskExecutor }),
+              let executor = createdExecutor else { return nil }
+        return current == executor.asUnownedTaskExecutor() ? executor : nil
+    }
+
+    /// The effect, then its completion (or release) record; runs in the task `run` made.
+    private func perform(
+        _ key: IdempotencyKey, call: InFlightCall, attempt: UInt32, generation: UInt32,
+        effect: @Sendable (EffectContext) async throws -> [UInt8]
+    ) async throws -> OnceOutcome<[UInt8]> {
         let context = EffectContext(key: key.rawValue, attempt: attempt, generation: generation)
-        let receipt: [UInt8]
+        let returned: [UInt8]
         do {
-            receipt = try await OnceTaskContext.$runningKeys.withValue(
+            returned = try await OnceTaskContext.$runningKeys.withValue(
                 RunningKey(key.keyBytes, outer: OnceTaskContext.runningKeys)
             ) {
                 try await effect(context)
@@ -266,8 +340,12 @@ extension Ledger {
             try await commit([.release(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: now(),
                                               reason: truncated(didNotHappen.reason, utf8BytesMax: FormatLimits.reasonBytesMax)))],
                              orFinish: key, call)
-            finish(key, call, .failure(LedgerErrorOrOther(error: didNotHappen)))
-            throw didNotHappen
+            let released = LedgerError(
+                .released,
+                "the effect for key \"\(key.rawValue)\" did not happen (\(didNotHappen.reason)): its intent was released and the key is absent again; calling again runs the effect",
+                key: key.rawValue, entry: entry(key.rawValue), underlyingError: didNotHappen)
+            finish(key, call, .failure(LedgerErrorOrOther(error: released)))
+            throw released
         } catch {
             let failure = LedgerError(
                 .effectFailed,
@@ -276,9 +354,13 @@ extension Ledger {
             finish(key, call, .failure(LedgerErrorOrOther(error: failure)))
             throw failure
         }
+        // The effect happened. A receipt over the limit cannot be stored, but the effect
+        // must not become one that `.retry` runs (and pays for) again: it is recorded as
+        // done with an empty receipt, and the caller gets `.limitExceeded` saying so.
+        let oversized = returned.count > FormatLimits.receiptBytesMax
+        let receipt = oversized ? [] : returned
         let completedAt = now()
         do {
-            try checkReceipt(receipt, key: key.rawValue)
             try await commit([.completion(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: completedAt,
                                                 receipt: receipt))])
         } catch {
@@ -296,6 +378,12 @@ extension Ledger {
             key: key.rawValue, status: .done, attempt: attempt, generation: generation, fingerprint: key.fingerprint,
             timeMilliseconds: completedAt, receipt: receipt)
         finish(key, call, .success(done))
+        if oversized {
+            throw LedgerError(
+                .limitExceeded,
+                "the effect for key \"\(key.rawValue)\" ran and returned a receipt of \(returned.count) bytes; the limit is \(FormatLimits.receiptBytesMax). The effect happened, so the key is recorded as done without its receipt: later calls return it as already done (with an empty receipt) and never run it again. Store a reference (an id, a URL) instead of the payload",
+                limit: "receiptBytesMax", key: key.rawValue, entry: done)
+        }
         return .performed(receipt, done)
     }
 }
@@ -340,11 +428,16 @@ enum ReceiptCoding {
     @inlinable
     static func decode<Receipt: Decodable>(_ type: Receipt.Type, _ bytes: [UInt8], entry: EntryInfo) throws -> Receipt {
         if Receipt.self == [UInt8].self { return bytes as! Receipt }
+        if bytes.isEmpty {
+            throw LedgerError(.receiptDecodingFailed,
+                              "\"\(entry.key)\" is done but has no stored receipt (its effect returned one over the limit, or an operator resolved it without one); the effect will not run again. Store one with `correctReceipt` or `onceledger resolve --correct`",
+                              key: entry.key, entry: entry)
+        }
         do {
             return try JSONDecoder().decode(Receipt.self, from: Data(bytes))
         } catch {
             throw LedgerError(.receiptDecodingFailed,
-                              "the stored receipt of \"\(entry.key)\" does not decode as \(Receipt.self): \(error)",
+                              "the stored receipt of \"\(entry.key)\" does not decode as \(Receipt.self): \(error). Decode it as the type it was stored as, or correct it (`correctReceipt`, `onceledger resolve --correct`; the token stays the same)",
                               key: entry.key, entry: entry)
         }
     }

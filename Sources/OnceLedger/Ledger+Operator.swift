@@ -21,6 +21,45 @@ extension Ledger {
         }
     }
 
+    /// Resolves a pending-unknown entry by its `IdempotencyKey`: `as: try .done(receipt)`
+    /// stores a `Codable` receipt the way `once` stores it (so later `once(key, as:)` calls
+    /// decode it), `as: .absent` lets the next call run the effect (with the same token).
+    ///
+    /// This is how to resolve keys while the app runs (the CLI needs the ledger's lock, which
+    /// the running app holds): expose it on an authenticated admin endpoint.
+    public func resolvePending(_ key: IdempotencyKey, as resolution: PendingResolution, reason: String,
+                               actor: String = "operator") async throws {
+        try await resolvePending(key.rawValue, as: resolution, reason: reason, actor: actor)
+    }
+
+    /// Replaces the receipt of a done entry — an audited correction (e.g. of a receipt an
+    /// operator resolved with the wrong text, which no `once(key, as:)` call could decode).
+    /// Written as a resolve record (outcome done, the entry's attempt, who and why): the
+    /// generation and so the effect token stay the same, so the effect is never run again
+    /// and the downstream keeps de-duplicating it. The entry's time becomes the correction's.
+    /// Throws `.wrongState` unless the key is done, `.invalidArgument` without a reason,
+    /// `.limitExceeded` for a receipt over `FormatLimits.receiptBytesMax`.
+    public func correctReceipt(_ key: String, to receipt: [UInt8], reason: String,
+                               actor: String = "operator") async throws {
+        try await operatorCommit(key, reason: reason, verb: "correcting", requiredStatus: .done,
+                                 notInState: "is not done; only a done entry's receipt can be corrected (resolve a pending-unknown one)") { entry in
+            try self.checkReceipt(receipt, key: key)
+            return .resolve(.init(key: key, outcome: .done, attempt: entry.attempt, timeMilliseconds: self.now(),
+                                  receipt: receipt, actor: actor, reason: reason))
+        }
+    }
+
+    /// `correctReceipt` with a `Codable` receipt, stored the way `once` stores receipts.
+    public func correctReceipt<Receipt: Encodable>(_ key: IdempotencyKey, to receipt: Receipt, reason: String,
+                                                   actor: String = "operator") async throws {
+        try await correctReceipt(key.rawValue, to: try ReceiptCoding.encode(receipt), reason: reason, actor: actor)
+    }
+
+    /// `forgetDoneEntryAllowingRerun` by `IdempotencyKey`.
+    public func forgetDoneEntryAllowingRerun(_ key: IdempotencyKey, reason: String, actor: String = "operator") async throws {
+        try await forgetDoneEntryAllowingRerun(key.rawValue, reason: reason, actor: actor)
+    }
+
     /// Removes a done entry so the effect may run again — an audited act: the forget
     /// record (who, why, when) stays in the log. The next run gets a new token.
     /// Throws `.wrongState` unless the key is done, `.invalidArgument` without a reason.

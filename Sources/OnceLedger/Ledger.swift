@@ -51,6 +51,9 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// `executor` if it was created, without creating it.
+    var createdExecutor: SpinningExecutor? { spinningExecutor.withLock { $0 } }
+
     /// Opens (or creates) a ledger in `directory`, on the segmented file log.
     public static func open(
         directory: String, configuration: LogConfiguration = LogConfiguration(), createIfMissing: Bool = true,
@@ -99,6 +102,11 @@ public final class Ledger: Sendable {
     /// The stored record of `key`, or nil if the ledger never saw it.
     public func entry(_ key: String) -> EntryInfo? {
         state.withLock { $0.info(key) }
+    }
+
+    /// The stored record of `key` (looked up by its text), or nil if the ledger never saw it.
+    public func entry(_ key: IdempotencyKey) -> EntryInfo? {
+        entry(key.rawValue)
     }
 
     /// Every pending-unknown entry: an intent without a completion.

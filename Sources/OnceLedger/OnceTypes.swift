@@ -72,7 +72,8 @@ public enum OnceOutcome<Receipt: Sendable>: Sendable {
 
 /// Throw this from an effect that failed *before doing anything external*: the
 /// intent is released (a release record is written), the key becomes absent again
-/// and the next call runs the effect. Any other error leaves the key pending-unknown.
+/// and the next call runs the effect; `once` throws `LedgerError(.released)` with this
+/// as its `underlyingError`. Any other error leaves the key pending-unknown.
 public struct EffectDidNotHappen: Error, Sendable, CustomStringConvertible {
     public var reason: String
     public var underlyingError: (any Error & Sendable)?
@@ -85,8 +86,22 @@ public struct EffectDidNotHappen: Error, Sendable, CustomStringConvertible {
 
 /// How an operator resolves a pending-unknown entry.
 public enum PendingResolution: Sendable, Hashable {
-    /// It happened; store this receipt.
+    /// It happened; store these receipt bytes as they are (what `onceBytes` returns).
     case done(receipt: [UInt8])
     /// It did not happen; the key becomes absent and may run again.
     case absent
+
+    /// It happened; store `receipt` encoded as `once` stores receipts (JSON, sorted keys),
+    /// so later `once(key, as: Receipt.self)` calls return it.
+    public static func done<Receipt: Encodable>(_ receipt: Receipt) throws -> PendingResolution {
+        .done(receipt: try ReceiptCoding.encode(receipt))
+    }
+}
+
+extension EntryInfo {
+    /// The stored receipt decoded as `once(key, as: type)` decodes it. Throws
+    /// `.receiptDecodingFailed` (with this entry) if it does not decode.
+    public func receipt<Receipt: Decodable>(as type: Receipt.Type) throws -> Receipt {
+        try ReceiptCoding.decode(type, receipt, entry: self)
+    }
 }

@@ -22,7 +22,9 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let notARegularFile = Code("not-a-regular-file")
         /// The instance was closed.
         public static let closed = Code("closed")
-        /// A named limit was exceeded by a caller's input (see `limit`).
+        /// A named limit was exceeded by a caller's input (see `limit`). Nothing was written,
+        /// except for an effect's oversized receipt: the effect happened, so `once` recorded
+        /// it as done without its receipt (`entry`).
         public static let limitExceeded = Code("limit-exceeded")
         /// A caller passed an invalid argument or configuration.
         public static let invalidArgument = Code("invalid-argument")
@@ -59,8 +61,12 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         /// An operator action needs a state the key is not in (e.g. resolving a key that is
         /// not pending-unknown, forgetting one that is not done). `entry` shows the state.
         public static let wrongState = Code("wrong-state")
-        /// The effect threw `EffectDidNotHappen`: its intent was released, the key is absent.
+        /// The effect threw `EffectDidNotHappen` (the `underlyingError`): its intent was
+        /// released, the key is absent again and the next call runs the effect.
         public static let released = Code("released")
+        /// A `.reconcile` closure threw (`underlyingError`): nothing was written, the key is
+        /// still pending-unknown.
+        public static let reconcileFailed = Code("reconcile-failed")
     }
 
     public var code: Code
@@ -78,7 +84,8 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
     public var key: String?
     /// The stored record of the key involved (pending intent, done entry, …).
     public var entry: EntryInfo?
-    /// What the effect threw, for `.effectFailed` and `.released`.
+    /// What the effect threw, for `.effectFailed` and `.released`; what the reconcile
+    /// closure threw, for `.reconcileFailed`.
     public var underlyingError: (any Error & Sendable)? {
         get { underlyingBox?.error }
         set { underlyingBox = newValue.map(ErrorBox.init) }

@@ -442,8 +442,8 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
 
                 """),
             (["resolve", "$DIR", "order-43", "--reason", "checked"], """
-                Error: say what happened: exactly one of --done (the effect happened) or --absent (it did not)
-                Usage: onceledger resolve <dir> <key> [--done] [--absent] [--receipt <receipt>] [--receipt-hex <receipt-hex>] --reason <reason> [--actor <actor>]
+                Error: say what happened: exactly one of --done (the effect happened), --absent (it did not) or --correct (replace a done entry's receipt)
+                Usage: onceledger resolve <dir> <key> [--done] [--absent] [--correct] [--receipt <receipt>] [--receipt-raw <receipt-raw>] [--receipt-hex <receipt-hex>] --reason <reason> [--actor <actor>]
                   See 'onceledger resolve --help' for more information.
 
                 """),
@@ -606,7 +606,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
             charge:order-7        1  2023-11-14T22:16:42.000Z  olt_f74beb14401efe0dcd2f91e7ac28e439
 
             2 pending-unknown entries: the effect may or may not have happened. Ask the downstream system about the token, then record the answer:
-              onceledger resolve $DIR KEY --done [--receipt TEXT] --reason TEXT   (it happened)
+              onceledger resolve $DIR KEY --done [--receipt JSON] --reason TEXT   (it happened)
               onceledger resolve $DIR KEY --absent --reason TEXT                  (it did not; the next call runs it)
 
             """, "pending")
@@ -649,7 +649,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
     @Test func resolveRecordsTheAnswerAndPendingNoLongerListsIt() async throws {
         let dir = try await Fixture.withPendingEffect()
         defer { Fixture.cleanUp(dir) }
-        let resolved = try run(["resolve", "$DIR", "charge:order-7", "--done", "--receipt", "ch_7", "--reason",
+        let resolved = try run(["resolve", "$DIR", "charge:order-7", "--done", "--receipt-raw", "ch_7", "--reason",
                                 "charged once, seen in the processor dashboard", "--actor", "alice"], in: dir)
         #expect(resolved.exitCode == 0)
         expectOutput(resolved.stdout, """
@@ -693,7 +693,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         let again = try run(["resolve", "$DIR", "charge:order-7", "--absent", "--reason", "oops"], in: dir)
         #expect(again.exitCode == 8)
         #expect(again.stdout == "")
-        #expect(again.stderr == "Error: cannot resolve charge:order-7: it is done; only pending-unknown entries can be resolved. Nothing was written. List them with `onceledger pending $DIR`.\n")
+        #expect(again.stderr == "Error: cannot resolve charge:order-7: it is done; only pending-unknown entries can be resolved. Nothing was written. To replace a done entry's receipt, use --correct. List them with `onceledger pending $DIR`.\n")
         let unknown = try run(["resolve", "$DIR", "no-such-key", "--absent", "--reason", "oops"], in: dir)
         #expect(unknown.exitCode == 8)
         #expect(unknown.stderr.contains("the ledger has no entry for this key"))

@@ -1,6 +1,7 @@
 // Proves the concurrency rules on both backends: 64 tasks calling `once` on one key at the same
 // moment run the effect exactly once and the other 63 receive its outcome (already done with the
-// same receipt) or its error; different keys run concurrently and, on the file log, share group
+// same receipt); if it fails, no waiter receives its error: each decides again under its own
+// policy (pending-unknown → its fail-closed error; released → one of them runs it); different keys run concurrently and, on the file log, share group
 // commits (fewer fdatasync batches than records); a caller that arrives while an operator is
 // resolving or forgetting the key waits and then sees the new state. Races are made
 // deterministic by holding the effect until the expected callers are waiting, not by sleeping.
@@ -45,8 +46,10 @@ private let callers = 64
         #expect(!ledger.isRunning("hot"))
     }
 
+    /// The runner's failure is its own: the 63 waiters do not receive its `.effectFailed`,
+    /// they decide again under their own policy (fail-closed: the key is now pending-unknown).
     @Test(arguments: BackendKind.allCases)
-    func everyWaiterGetsTheEffectsError(_ kind: BackendKind) async throws {
+    func waitersDoNotInheritTheRunnersErrorAndDecideUnderTheirOwnPolicy(_ kind: BackendKind) async throws {
         let harness = Harness(kind)
         let ledger = try harness.open()
         defer { try? ledger.close() }
@@ -71,49 +74,67 @@ private let callers = 64
         }
         #expect(runs.count == 1)
         #expect(results.count == callers)
+        var codes: [LedgerError.Code: Int] = [:]
         for result in results {
             guard case .failure(let error) = result, let error = error as? LedgerError else {
                 Issue.record("expected a LedgerError, got \(result)")
                 continue
             }
-            #expect(error.code == .effectFailed)
-            #expect((error.underlyingError as? TestFailure)?.description == "downstream timed out")
+            codes[error.code, default: 0] += 1
+            if error.code == .effectFailed {
+                #expect((error.underlyingError as? TestFailure)?.description == "downstream timed out")
+            } else {
+                #expect(error.code == .pendingUnknown)
+                #expect(error.entry?.status == .pendingUnknown && error.entry?.attempt == 1)
+            }
         }
+        #expect(codes == [.effectFailed: 1, .pendingUnknown: callers - 1])
         #expect(ledger.entry("hot-fail")?.status == .pendingUnknown)
         #expect(try harness.keyRecords("hot-fail").map(\.kind) == [.intent])
     }
 
+    /// A runner that releases (`EffectDidNotHappen`) gets `.released`; its waiters find the
+    /// key absent, and one of them claims it and runs the effect for all the others.
     @Test(arguments: BackendKind.allCases)
-    func everyWaiterGetsEffectDidNotHappenAndTheKeyIsAbsent(_ kind: BackendKind) async throws {
+    func waitersOfAReleasedRunRunTheEffectThemselves(_ kind: BackendKind) async throws {
         let harness = Harness(kind)
         let ledger = try harness.open()
         defer { try? ledger.close() }
         let runs = Counter()
-        let failures = await withTaskGroup(of: (any Error)?.self) { group in
+        let results = await withTaskGroup(of: Result<OnceOutcome<String>, any Error>.self) { group in
             for _ in 0..<callers {
                 group.addTask {
                     do {
-                        _ = try await ledger.once("hot-release", as: String.self) { _ in
-                            runs.increment()
-                            try await waitUntil("\(callers - 1) callers wait") { ledger.waiterCount("hot-release") == callers - 1 }
-                            throw EffectDidNotHappen("rate limited before sending")
-                        }
-                        return nil
+                        return .success(try await ledger.once("hot-release", as: String.self) { context in
+                            if runs.increment() == 1 {
+                                try await waitUntil("\(callers - 1) callers wait") { ledger.waiterCount("hot-release") == callers - 1 }
+                                throw EffectDidNotHappen("rate limited before sending")
+                            }
+                            return "sent on attempt \(context.attempt)"
+                        })
                     } catch {
-                        return error
+                        return .failure(error)
                     }
                 }
             }
-            var all: [(any Error)?] = []
-            for await failure in group { all.append(failure) }
+            var all: [Result<OnceOutcome<String>, any Error>] = []
+            for await result in group { all.append(result) }
             return all
         }
-        #expect(runs.count == 1)
-        #expect(failures.count == callers)
-        #expect(failures.allSatisfy { ($0 as? EffectDidNotHappen)?.reason == "rate limited before sending" })
-        #expect(ledger.entry("hot-release")?.status == .absent)
-        #expect(ledger.entry("hot-release")?.attempt == 1)
-        #expect(try harness.keyRecords("hot-release").map(\.kind) == [.intent, .release])
+        #expect(runs.count == 2)
+        let failures = results.compactMap { result -> LedgerError? in
+            if case .failure(let error) = result { return error as? LedgerError }
+            return nil
+        }
+        let outcomes = results.compactMap { try? $0.get() }
+        #expect(failures.count == 1)
+        #expect(failures.first?.code == .released)
+        #expect((failures.first?.underlyingError as? EffectDidNotHappen)?.reason == "rate limited before sending")
+        #expect(outcomes.count == callers - 1)
+        #expect(outcomes.filter(\.wasPerformed).count == 1)
+        #expect(outcomes.allSatisfy { $0.receipt == "sent on attempt 2" })
+        #expect(ledger.entry("hot-release")?.status == .done)
+        #expect(try harness.keyRecords("hot-release").map(\.kind) == [.intent, .release, .intent, .completion])
     }
 
     /// Different keys: every effect waits until all are running at once (impossible if they

@@ -2,7 +2,8 @@
 // forever (computed by an independent Python implementation of the encoding table in
 // CanonicalEncoder.swift), the encoding ignores dictionary/set order, Unicode normalization form
 // and the sign of zero, it distinguishes values that differ, an explicit key takes precedence,
-// and empty, oversized and non-UTF-8 keys are rejected with typed errors.
+// string literals (interpolated too) are explicit keys, and empty, oversized and non-UTF-8 keys
+// are rejected with typed errors.
 import Foundation
 import OnceLedger
 import OnceLedgerFormat
@@ -224,9 +225,17 @@ private let pinnedOrderKey = "send-receipt#e0fc867195b75b9cf1803a285689efff3a281
         #expect(unnamed.rawValue == "order-42-receipt")
         #expect(Hex.string(unnamed.fingerprint) == "15aedf721dec815d3e22d2521af5e348e6cb66a2fe88428015769acfbb645305")
 
+        // The explicit key with a name: the arguments in the order of init(explicit:name:params:).
+        let named = try IdempotencyKey("order-42-receipt", name: "send-receipt", params: pinnedOrder)
+        #expect(named == explicit)
+
         let literal: IdempotencyKey = "order-42-receipt"
         #expect(literal.rawValue == "order-42-receipt")
         #expect(literal.fingerprint == IdempotencyKey.noFingerprint)
+        // An interpolated string is a key too (`ledger.once("charge-\(order.id)") { … }`).
+        let id = 42
+        let interpolated: IdempotencyKey = "order-\(id)-receipt"
+        #expect(interpolated == literal)
         #expect(IdempotencyKey.noFingerprint == [UInt8](repeating: 0, count: 32))
     }
 

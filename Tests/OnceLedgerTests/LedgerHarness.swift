@@ -251,6 +251,16 @@ func ledgerError<T>(
     }
 }
 
+/// Runs `body` and expects it to throw `LedgerError(.released)` carrying the effect's
+/// `EffectDidNotHappen`.
+func expectReleased<T>(
+    sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> T
+) async {
+    let error = await ledgerError(body, sourceLocation: sourceLocation)
+    #expect(error?.code == .released, sourceLocation: sourceLocation)
+    #expect(error?.underlyingError is EffectDidNotHappen, sourceLocation: sourceLocation)
+}
+
 struct TestFailure: Error, Equatable, CustomStringConvertible {
     let description: String
     init(_ description: String = "boom") { self.description = description }

@@ -323,9 +323,12 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         defer { try? ledger.close() }
         ledger = try await makePending(harness, ledger, "k", .effectThrew)
         let written = try harness.keyedRecordCount()
-        await #expect(throws: TestFailure.self) {
+        let error = await ledgerError {
             try await ledger.once("k", as: String.self, whenPending: .reconcile { _ in throw TestFailure() }) { _ in "x" }
         }
+        #expect(error?.code == .reconcileFailed)
+        #expect(error?.underlyingError as? TestFailure == TestFailure())
+        #expect(error?.entry?.status == .pendingUnknown)
         #expect(ledger.entry("k")?.status == .pendingUnknown)
         #expect(try harness.keyedRecordCount() == written)
         #expect(!ledger.isRunning("k"))
@@ -339,14 +342,14 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         var ledger = try harness.open()
         defer { try? ledger.close() }
         harness.clock.set(1_000)
-        do {
-            _ = try await ledger.once("k-release", as: String.self) { _ in
+        let released = await ledgerError {
+            try await ledger.once("k-release", as: String.self) { _ in
                 throw EffectDidNotHappen("smtp refused the connection; nothing sent")
             }
-            Issue.record("expected EffectDidNotHappen")
-        } catch let released as EffectDidNotHappen {
-            #expect(released.reason == "smtp refused the connection; nothing sent")
         }
+        #expect(released?.code == .released)
+        #expect((released?.underlyingError as? EffectDidNotHappen)?.reason == "smtp refused the connection; nothing sent")
+        #expect(released?.entry?.status == .absent)
         var entry = try #require(ledger.entry("k-release"))
         #expect(entry.status == .absent)
         #expect(entry.attempt == 1)
@@ -364,7 +367,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(entry.status == .absent)
         #expect(entry.attempt == 1)
         // Release again, then run: attempts keep counting.
-        await #expect(throws: EffectDidNotHappen.self) {
+        await expectReleased {
             try await ledger.once("k-release", as: String.self) { context in
                 #expect(context.attempt == 2)
                 throw EffectDidNotHappen("still down")
@@ -389,7 +392,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         defer { try? ledger.close() }
         // "x" then two-byte characters: the byte limit falls inside a character.
         let reason = "x" + String(repeating: "\u{E9}", count: FormatLimits.reasonBytesMax)
-        await #expect(throws: EffectDidNotHappen.self) {
+        await expectReleased {
             try await ledger.once("k", as: String.self) { _ in throw EffectDidNotHappen(reason) }
         }
         #expect(ledger.entry("k")?.status == .absent)
@@ -751,7 +754,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         defer { try? ledger.close() }
         _ = try await ledger.once("done", as: String.self) { _ in "r" }
         _ = await ledgerError { try await ledger.once("pending", as: String.self) { _ in throw TestFailure() } }
-        await #expect(throws: EffectDidNotHappen.self) {
+        await expectReleased {
             try await ledger.once("released", as: String.self) { _ in throw EffectDidNotHappen("no") }
         }
         let written = try harness.keyedRecordCount()
@@ -790,7 +793,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         var ledger = try harness.open()
         defer { try? ledger.close() }
         harness.clock.set(100)
-        await #expect(throws: EffectDidNotHappen.self) {
+        await expectReleased {
             try await ledger.once("audit", as: String.self) { _ in throw EffectDidNotHappen("validation failed locally") }
         }
         harness.clock.set(200)
@@ -865,22 +868,24 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         let harness = Harness(kind)
         var ledger = try harness.open()
         defer { try? ledger.close() }
-        // From the effect: the effect ran, so its intent stays; no completion is written and
-        // the key is pending-unknown (it happened, but the receipt could not be recorded).
+        // From the effect: the effect ran, so it is recorded as done, without its receipt
+        // (an empty one), and the caller is told so.
         let raw = await ledgerError {
             try await ledger.onceBytes("big-bytes") { _ in [UInt8](repeating: 7, count: FormatLimits.receiptBytesMax + 1) }
         }
         #expect(raw?.code == .limitExceeded)
         #expect(raw?.limit == "receiptBytesMax")
         #expect(raw?.key == "big-bytes")
-        #expect(ledger.entry("big-bytes")?.status == .pendingUnknown)
-        #expect(try harness.keyRecords("big-bytes").map(\.kind) == [.intent])
+        #expect(raw?.entry?.status == .done)
+        #expect(ledger.entry("big-bytes")?.status == .done)
+        #expect(ledger.entry("big-bytes")?.receipt == [])
+        #expect(try harness.keyRecords("big-bytes").map(\.kind) == [.intent, .completion])
         // A typed receipt whose JSON is one byte too many (the two quotes count).
         let typed = await ledgerError {
             try await ledger.once("big-string", as: String.self) { _ in String(repeating: "x", count: FormatLimits.receiptBytesMax - 1) }
         }
         #expect(typed?.code == .limitExceeded)
-        #expect(try harness.keyRecords("big-string").map(\.kind) == [.intent])
+        #expect(try harness.keyRecords("big-string").map(\.kind) == [.intent, .completion])
         // Exactly at the limit is stored and read back intact, also after a restart.
         let maximal = (0..<FormatLimits.receiptBytesMax).map { UInt8($0 % 251) }
         #expect(try await ledger.onceBytes("max-bytes") { _ in maximal }.wasPerformed)
@@ -888,21 +893,22 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(try await ledger.onceBytes("max-bytes") { _ in [] }.receipt == maximal)
 
         // From an operator or a reconcile closure: refused before anything is written.
+        ledger = try await makePending(harness, ledger, "big-pending", .effectThrew)
         let written = try harness.keyedRecordCount()
         let resolveError = await ledgerError {
-            try await ledger.resolvePending("big-bytes", as: .done(receipt: [UInt8](repeating: 1, count: FormatLimits.receiptBytesMax + 1)),
+            try await ledger.resolvePending("big-pending", as: .done(receipt: [UInt8](repeating: 1, count: FormatLimits.receiptBytesMax + 1)),
                                            reason: "found it")
         }
         #expect(resolveError?.code == .limitExceeded)
         let reconcileError = await ledgerError {
-            try await ledger.onceBytes("big-bytes", whenPending: .reconcile { _ in
+            try await ledger.onceBytes("big-pending", whenPending: .reconcile { _ in
                 .happened([UInt8](repeating: 1, count: FormatLimits.receiptBytesMax + 1))
             }) { _ in [] }
         }
         #expect(reconcileError?.code == .limitExceeded)
-        #expect(ledger.entry("big-bytes")?.status == .pendingUnknown)
+        #expect(ledger.entry("big-pending")?.status == .pendingUnknown)
         #expect(try harness.keyedRecordCount() == written)
-        #expect(!ledger.isRunning("big-bytes"))
+        #expect(!ledger.isRunning("big-pending"))
     }
 
     @Test(arguments: BackendKind.allCases)
@@ -962,7 +968,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         _ = try await ledger.once("c-done", as: String.self) { _ in "done" }
         _ = try await ledger.once(params, as: String.self) { _ in "with-params" }
         _ = await ledgerError { try await ledger.once("c-pending", as: String.self) { _ in throw TestFailure() } }
-        await #expect(throws: EffectDidNotHappen.self) {
+        await expectReleased {
             try await ledger.once("c-released", as: String.self) { _ in throw EffectDidNotHappen("no") }
         }
         _ = try await ledger.once("c-forgotten", as: String.self) { _ in "old" }

@@ -53,7 +53,7 @@ struct PendingCommand: AsyncParsableCommand {
 
             \(TextFormat.plural(entries.count, "pending-unknown entry", "pending-unknown entries")): the effect may or may not have happened. \
             Ask the downstream system about the token, then record the answer:
-              onceledger resolve \(directory) KEY --done [--receipt TEXT] --reason TEXT   (it happened)
+              onceledger resolve \(directory) KEY --done [--receipt JSON] --reason TEXT   (it happened)
               onceledger resolve \(directory) KEY --absent --reason TEXT                  (it did not; the next call runs it)
             """)
         return ExitCodes.success

@@ -1,23 +1,34 @@
 import ArgumentParser
+import Foundation
 import OnceLedger
 import OnceLedgerFormat
 
-/// `onceledger resolve DIR KEY (--done [--receipt TEXT | --receipt-hex HEX] | --absent)
-/// --reason TEXT [--actor NAME]`: an operator's answer to "did this pending-unknown
-/// effect happen?", recorded in the log as a resolve record (who, why, when).
+/// `onceledger resolve DIR KEY (--done | --absent | --correct) [--receipt JSON |
+/// --receipt-raw TEXT | --receipt-hex HEX] --reason TEXT [--actor NAME]`: an operator's
+/// answer to "did this pending-unknown effect happen?", or the correction of a done entry's
+/// receipt, recorded in the log as a resolve record (who, why, when).
 struct ResolveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resolve",
-        abstract: "Resolve a pending-unknown entry as done or absent; recorded in the log.",
+        abstract: "Resolve a pending-unknown entry as done or absent, or correct a done entry's receipt; recorded in the log.",
         discussion: """
             Use it after finding out from the downstream system (by the entry's token, see \
             `onceledger pending`) whether the effect happened. --done: it happened; the key becomes \
             done with the given receipt and is never run again. --absent: it did not happen; the \
-            key becomes absent and the next call runs the effect (with the same token). The \
-            resolve record keeps the actor, the reason and the time.
+            key becomes absent and the next call runs the effect (with the same token). \
+            --correct: the key is done and its stored receipt is wrong (e.g. it does not decode \
+            as the app's receipt type); replace it. The token stays the same and the effect is \
+            not run again (unlike `forget`). The resolve record keeps the actor, the reason and \
+            the time.
+
+            The receipt: `once(key, as:)` stores receipts as JSON, so --receipt must be JSON \
+            (a string receipt is quoted: --receipt '"ch_7"'). For an app that stores raw bytes \
+            (`onceBytes`), give --receipt-raw TEXT (stored as is) or --receipt-hex HEX.
 
             Opens the ledger for writing: it takes the lock (a ledger open in another process is \
-            refused, exit 8, naming it) and, like every open, cuts a torn tail first.
+            refused, exit 8, naming it) and, like every open, cuts a torn tail first. To resolve \
+            keys while the app runs, call `Ledger.resolvePending` / `correctReceipt` from the app \
+            (an admin endpoint; see the README).
 
             \(ExitCodes.helpText)
             """)
@@ -25,7 +36,7 @@ struct ResolveCommand: AsyncParsableCommand {
     @Argument(help: "The ledger directory.")
     var dir: String
 
-    @Argument(help: "The idempotency key of the pending-unknown entry.")
+    @Argument(help: "The idempotency key of the pending-unknown (or, with --correct, done) entry.")
     var key: String
 
     @Flag(help: "The effect happened.")
@@ -34,10 +45,16 @@ struct ResolveCommand: AsyncParsableCommand {
     @Flag(help: "The effect did not happen; the next call runs it.")
     var absent = false
 
-    @Option(help: "With --done: the receipt to store, as UTF-8 text (default: empty).")
+    @Flag(help: "The entry is done; replace its receipt (same token; nothing runs again).")
+    var correct = false
+
+    @Option(help: "With --done or --correct: the receipt to store, as JSON (what once(key, as:) decodes; default: empty).")
     var receipt: String?
 
-    @Option(name: .customLong("receipt-hex"), help: "With --done: the receipt to store, as hex bytes.")
+    @Option(name: .customLong("receipt-raw"), help: "With --done or --correct: the receipt to store, as UTF-8 text, unchecked.")
+    var receiptRaw: String?
+
+    @Option(name: .customLong("receipt-hex"), help: "With --done or --correct: the receipt to store, as hex bytes.")
     var receiptHex: String?
 
     @Option(help: "Why; recorded in the log (required).")
@@ -47,14 +64,21 @@ struct ResolveCommand: AsyncParsableCommand {
     var actor: String?
 
     func validate() throws {
-        guard done != absent else {
-            throw ValidationError("say what happened: exactly one of --done (the effect happened) or --absent (it did not)")
+        guard [done, absent, correct].filter({ $0 }).count == 1 else {
+            throw ValidationError("say what happened: exactly one of --done (the effect happened), --absent (it did not) or --correct (replace a done entry's receipt)")
         }
-        if absent && (receipt != nil || receiptHex != nil) {
-            throw ValidationError("--receipt and --receipt-hex go with --done; an absent entry has no receipt")
+        let receipts = [receipt, receiptRaw, receiptHex].compactMap { $0 }.count
+        if absent && receipts > 0 {
+            throw ValidationError("--receipt, --receipt-raw and --receipt-hex go with --done or --correct; an absent entry has no receipt")
         }
-        if receipt != nil && receiptHex != nil {
-            throw ValidationError("give the receipt once: --receipt (text) or --receipt-hex (bytes)")
+        if receipts > 1 {
+            throw ValidationError("give the receipt once: --receipt (JSON), --receipt-raw (text) or --receipt-hex (bytes)")
+        }
+        if correct && receipts == 0 {
+            throw ValidationError("--correct needs the new receipt: --receipt (JSON), --receipt-raw (text) or --receipt-hex (bytes)")
+        }
+        if let receipt, (try? JSONSerialization.jsonObject(with: Data(receipt.utf8), options: .fragmentsAllowed)) == nil {
+            throw ValidationError("--receipt must be JSON, as once(key, as:) stores receipts (quote a string receipt: --receipt '\"\(receipt)\"'); to store other text as is, use --receipt-raw")
         }
         if let receiptHex {
             // Checked here, not left to Hex.bytes: it reads "+7" as a byte (UInt8(_:radix:) takes a sign).
@@ -75,7 +99,7 @@ struct ResolveCommand: AsyncParsableCommand {
 
     var receiptValue: [UInt8] {
         if let receiptHex { return Hex.bytes(receiptHex) ?? [] }
-        return Array((receipt ?? "").utf8)
+        return Array((receipt ?? receiptRaw ?? "").utf8)
     }
 
     func run() async throws {
@@ -86,24 +110,36 @@ struct ResolveCommand: AsyncParsableCommand {
         let actor = self.actor ?? WritableLedger.defaultActor
         let opened = try WritableLedger.open(dir)
         for note in opened.openNotes { print("note: " + note) }
-        guard let entry = opened.ledger.entry(key), entry.status == .pendingUnknown else {
+        let required: EntryInfo.Status = correct ? .done : .pendingUnknown
+        guard let entry = opened.ledger.entry(key), entry.status == required else {
             let state = opened.ledger.entry(key)
             try opened.close()
             let what = state.map { "it is \($0.status.rawValue)" } ?? "the ledger has no entry for this key"
+            if correct {
+                throw CommandFailure(
+                    ExitCodes.operational,
+                    "cannot correct \(TextFormat.plain(key)): \(what); only a done entry's receipt can be corrected. Nothing was written.\(state?.status == .pendingUnknown ? " Resolve a pending-unknown entry with --done or --absent." : "")")
+            }
             throw CommandFailure(
                 ExitCodes.operational,
-                "cannot resolve \(TextFormat.plain(key)): \(what); only pending-unknown entries can be resolved. Nothing was written. List them with `onceledger pending \(dir)`.")
+                "cannot resolve \(TextFormat.plain(key)): \(what); only pending-unknown entries can be resolved. Nothing was written. \(state?.status == .done ? "To replace a done entry's receipt, use --correct. " : "")List them with `onceledger pending \(dir)`.")
         }
         do {
-            try await opened.ledger.resolvePending(
-                key, as: done ? .done(receipt: receiptValue) : .absent, reason: reason, actor: actor)
+            if correct {
+                try await opened.ledger.correctReceipt(key, to: receiptValue, reason: reason, actor: actor)
+            } else {
+                try await opened.ledger.resolvePending(
+                    key, as: done ? .done(receipt: receiptValue) : .absent, reason: reason, actor: actor)
+            }
         } catch let error as LedgerError {
             try? opened.close()
             throw CommandFailure(error, hint: "Nothing was written.")
         }
         let sequence = opened.lastSequence
         try opened.close()
-        if done {
+        if correct {
+            print("corrected \(TextFormat.plain(key)): done → done (attempt \(entry.attempt), receipt \(TextFormat.bytes(entry.receipt)) → \(TextFormat.bytes(receiptValue))); the token stays \(entry.token), and the effect does not run again")
+        } else if done {
             print("resolved \(TextFormat.plain(key)): pending-unknown → done (attempt \(entry.attempt), receipt \(TextFormat.bytes(receiptValue))); later calls with this key return this receipt")
         } else {
             print("resolved \(TextFormat.plain(key)): pending-unknown → absent (attempt \(entry.attempt)); the next call with this key runs the effect, with the same token \(entry.token)")

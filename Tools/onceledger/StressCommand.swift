@@ -301,9 +301,9 @@ final class StressWorkload: Sendable {
                         }
                     }
                     break
-                } catch is EffectDidNotHappen {
-                    // An injected release (ours, or a concurrent caller's of the same key,
-                    // handed to us as its result): the key is absent; call again.
+                } catch let error as LedgerError where error.code == .released {
+                    // An injected release (our effect threw EffectDidNotHappen; a concurrent
+                    // caller's failure is never handed to us): the key is absent; call again.
                 } catch let error as LedgerError where error.code == .effectFailed && error.underlyingError is InjectedFailure {
                     // An injected failure: the key is pending-unknown; call again (retry policy).
                 } catch {
