@@ -73,7 +73,7 @@ private func jsonObject(_ text: Substring, sourceLocation: SourceLocation = #_so
 }
 
 private let resolveUsage = """
-    Usage: onceledger resolve <dir> <key> [--done] [--absent] [--receipt <receipt>] [--receipt-hex <receipt-hex>] --reason <reason> [--actor <actor>]
+    Usage: onceledger resolve <dir> <key> [--done] [--absent] [--correct] [--receipt <receipt>] [--receipt-raw <receipt-raw>] [--receipt-hex <receipt-hex>] --reason <reason> [--actor <actor>]
       See 'onceledger resolve --help' for more information.
 
     """
