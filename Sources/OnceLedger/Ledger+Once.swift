@@ -254,7 +254,7 @@ extension Ledger {
             key: key.rawValue, fingerprint: key.fingerprint, attempt: attempt, generation: generation,
             scope: recordScope, windowMilliseconds: windowMilliseconds, timeMilliseconds: now()))],
                          orFinish: key, call)
-        let context = EffectContext(key: key.rawValue, attempt: attempt, generation: generation)
+        let context = EffectContext(key: key.rawValue, tokenScope: tokenScope, attempt: attempt, generation: generation)
         let receipt: [UInt8]
         do {
             receipt = try await OnceTaskContext.$runningKeys.withValue(
@@ -294,7 +294,7 @@ extension Ledger {
         // applied the intent's fingerprint and generation, this attempt, receipt and time.
         let done = EntryInfo(
             key: key.rawValue, status: .done, attempt: attempt, generation: generation, fingerprint: key.fingerprint,
-            timeMilliseconds: completedAt, receipt: receipt)
+            timeMilliseconds: completedAt, receipt: receipt, tokenScope: tokenScope)
         finish(key, call, .success(done))
         return .performed(receipt, done)
     }

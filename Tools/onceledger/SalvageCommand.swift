@@ -142,7 +142,7 @@ struct SalvagePlan: Sendable {
         for record in scan.records {
             let place = "record \(record.header.sequence) (segment \(record.segment) offset \(record.offset))"
             switch RecordBody.decode(kind: record.header.kind, record.body) {
-            case .body(.checkpoint), .body(.snapshotMarker):
+            case .body(.checkpoint), .body(.snapshotMarker), .body(.seal):
                 housekeepingSkipped += 1
             case .body(.entryState):
                 notCopied.append("\(place): kind \(record.header.kind) is a snapshot item, not a log record")
@@ -199,7 +199,7 @@ struct SalvagePlan: Sendable {
             defer { try? reopened.close() }
             return reopened.entries()
         }
-        let memory = InMemoryBackend(configuration: configuration)
+        let memory = InMemoryBackend(configuration: configuration, tokenScope: entries.first?.tokenScope ?? .unscoped)
         try memory.load(item: { _, _ in }, record: { _, _ in })
         if !items.isEmpty { try await memory.compact { _ in items } }
         var index = 0

@@ -93,7 +93,10 @@ struct VerifyCommand: AsyncParsableCommand {
             repairs.append(
                 "cut the torn tail of segment \(torn.segment) at offset \(torn.offset) (\(TextFormat.plural(Int(torn.byteCount), "byte")), from sequence \(torn.expectedSequence) on) and kept its bytes in \(sideFiles.sorted().joined(separator: ", "))")
         }
-        for name in report.temporaryFiles {
+        if let pending = report.row.action == .completeRollover ? report.pendingRollover : nil {
+            repairs.append("completed the interrupted rollover: renamed \(pending.temporaryName) to \(LedgerFileNames.segment(pending.successor)) (segment \(pending.segment) is sealed and names it)")
+        }
+        for name in report.temporaryFiles where name != report.pendingRollover?.temporaryName {
             repairs.append("deleted the leftover temporary file \(name) (a creation that never finished)")
         }
         return repairs
@@ -268,6 +271,7 @@ struct VerifyCommand: AsyncParsableCommand {
         let action: String = switch report.row.action {
         case .open: "open"
         case .quarantineTornTail: "quarantine-torn-tail"
+        case .completeRollover: "complete-rollover"
         case .createNew: "create-new"
         case .refuse: "refuse"
         }
