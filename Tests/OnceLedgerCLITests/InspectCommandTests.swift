@@ -474,6 +474,32 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         #expect(try run(["verify", "--help"], in: dir).exitCode == 0)
     }
 
+    // MARK: verify: the newest segment (seal records)
+
+    @Test func verifyRefusesADeletedNewestSegmentAndCompletesAnInterruptedRollover() throws {
+        let deleted = try Fixture.copy("ledger-newest-deleted")
+        defer { Fixture.cleanUp(deleted) }
+        let refused = try run(["verify", "$DIR"], in: deleted)
+        #expect(refused.exitCode == 4)
+        #expect(refused.stdout.contains("recovery    R16 missing-newest-segment: the last segment ends with a seal naming a successor segment that does not exist\n"))
+        #expect(refused.stdout.contains("[missing-segment] segment 2 is missing: segment 1 ends with a seal naming it"))
+
+        let interrupted = try Fixture.copy("ledger-interrupted-rollover")
+        defer { Fixture.cleanUp(interrupted) }
+        let before = Fixture.files(interrupted)
+        let looked = try run(["verify", "$DIR"], in: interrupted)
+        #expect(looked.exitCode == 0, "an interrupted rollover is a crash state, not damage")
+        #expect(looked.stdout.contains("recovery    R17 interrupted-rollover:"))
+        #expect(looked.stdout.contains("repairable  an interrupted rollover (an ordinary crash state): segment 1 is sealed and names segment 2"))
+        #expect(Fixture.files(interrupted) == before, "verify without --repair changes nothing")
+        let repaired = try run(["verify", "--repair", "$DIR"], in: interrupted)
+        #expect(repaired.exitCode == 1)
+        #expect(repaired.stdout.contains("repaired    completed the interrupted rollover: renamed wal-0000000000000002.seg.tmp to wal-0000000000000002.seg"))
+        #expect(repaired.stdout.contains("recovery    R11 clean"))
+        let dump = try run(["dump", "--kind", "seal", "$DIR"], in: interrupted)
+        #expect(dump.stdout.hasPrefix("seq=4 segment=1 offset=4008 kind=seal successor=2 time=2023-11-14T22:13:22.500Z acked=3 batch-end crc=0x890428c2\n"))
+    }
+
     // MARK: dump
 
     @Test func dumpShowsSnapshotItemsThenEveryRecord() throws {
