@@ -203,8 +203,9 @@ public final class LogEngine: @unchecked Sendable {
 
     // MARK: Public API
 
-    /// Appends `records` as one atomic group (consecutive sequence numbers, one
-    /// commit batch) and returns the first sequence number once they are durable.
+    /// Appends `records` as one atomic group (one commit batch; consecutive sequence
+    /// numbers, except that a rollover's seal record may take one between two of them)
+    /// and returns the first sequence number once they are durable.
     public func append(_ records: [LogRecord]) async throws -> UInt64 {
         try await append(records, onDurable: nil)
     }
