@@ -328,7 +328,7 @@ extension Ledger {
         _ key: IdempotencyKey, call: InFlightCall, attempt: UInt32, generation: UInt32,
         effect: @Sendable (EffectContext) async throws -> [UInt8]
     ) async throws -> OnceOutcome<[UInt8]> {
-        let context = EffectContext(key: key.rawValue, attempt: attempt, generation: generation)
+        let context = EffectContext(key: key.rawValue, tokenScope: tokenScope, attempt: attempt, generation: generation)
         let returned: [UInt8]
         do {
             returned = try await OnceTaskContext.$runningKeys.withValue(
@@ -376,7 +376,7 @@ extension Ledger {
         // applied the intent's fingerprint and generation, this attempt, receipt and time.
         let done = EntryInfo(
             key: key.rawValue, status: .done, attempt: attempt, generation: generation, fingerprint: key.fingerprint,
-            timeMilliseconds: completedAt, receipt: receipt)
+            timeMilliseconds: completedAt, receipt: receipt, tokenScope: tokenScope)
         finish(key, call, .success(done))
         if oversized {
             throw LedgerError(

@@ -14,6 +14,8 @@ import Synchronization
 /// ```
 public final class Ledger: Sendable {
     let backend: any LedgerBackend
+    /// How this ledger derives effect tokens (`Spec/FORMAT.md` §9.3), from its backend.
+    public let tokenScope: TokenScope
     let clock: @Sendable () -> UInt64
     let state: Mutex<LedgerState>
     /// The calls running in this process, by key bytes (keys compare byte for byte,
@@ -81,6 +83,9 @@ public final class Ledger: Sendable {
             item: { kind, body in try loaded.replay(kind: kind, body: body) },
             record: { kind, body in try loaded.replay(kind: kind, body: body) })
         loaded.finishReplay()
+        let tokenScope = backend.tokenScope
+        loaded.tokenScope = tokenScope
+        self.tokenScope = tokenScope
         self.state = Mutex(loaded)
     }
 

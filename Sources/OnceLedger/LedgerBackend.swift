@@ -23,6 +23,9 @@ public protocol LedgerBackend: AnyObject, Sendable {
     /// Replaces everything durable so far by `makeItems(coveredSequence)`'s items.
     func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws
     func close() throws
+    /// How the ledger derives effect tokens (`Spec/FORMAT.md` §9.3); read after `load`.
+    /// A durable property of the ledger: the same on every open.
+    var tokenScope: TokenScope { get }
 }
 
 extension LedgerBackend {
@@ -55,6 +58,9 @@ public final class FileBackend: LedgerBackend, @unchecked Sendable {
 
     /// The open engine (after `load`).
     public var engine: LogEngine? { engineSlot.withLock { $0 } }
+
+    /// The open engine's (`LogEngine.tokenScope`); unscoped before `load`.
+    public var tokenScope: TokenScope { engine?.tokenScope ?? .unscoped }
 
     public func load(itemCount: (Int) -> Void,
                      item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
@@ -106,9 +112,13 @@ public final class InMemoryBackend: LedgerBackend, @unchecked Sendable {
     }
     private let state = Mutex(State())
     public let configuration: LogConfiguration
+    /// Ledger-scoped with a random id, like a new file ledger; the same on every open
+    /// of this instance.
+    public let tokenScope: TokenScope
 
-    public init(configuration: LogConfiguration = LogConfiguration()) {
+    public init(configuration: LogConfiguration = LogConfiguration(), tokenScope: TokenScope = .ledger(.random())) {
         self.configuration = configuration
+        self.tokenScope = tokenScope
     }
 
     public func load(itemCount: (Int) -> Void,

@@ -51,6 +51,8 @@ struct LedgerState: ~Copyable {
         static let absent: UInt8 = 3
     }
 
+    /// How the ledger derives effect tokens, for the `EntryInfo` values handed out.
+    var tokenScope: TokenScope = .unscoped
     private var entries = PlainBuffer<Entry>()
     /// Power-of-two count, zeroed; empty until the first key.
     private var slots = PlainBuffer<UInt64>()
@@ -97,7 +99,7 @@ struct LedgerState: ~Copyable {
         }
         return EntryInfo(key: key, status: status, attempt: entry.attempt, generation: entry.generation,
                          fingerprint: fingerprint(of: entry), timeMilliseconds: entry.time,
-                         receipt: entry.status == Entry.done ? receipt(of: entry) : [])
+                         receipt: entry.status == Entry.done ? receipt(of: entry) : [], tokenScope: tokenScope)
     }
 
     func info(_ key: String) -> EntryInfo? {
@@ -410,7 +412,7 @@ struct LedgerState: ~Copyable {
             }
         case .memoPut, .journalEntry, .runTerminal:
             retained.append(SnapshotFile.Item(kind: body.kind, body: body.encode()))
-        case .snapshotMarker, .checkpoint, .opaque:
+        case .snapshotMarker, .checkpoint, .seal, .opaque:
             break
         }
     }

@@ -7,9 +7,11 @@ public struct EffectContext: Sendable, Hashable {
     /// `Idempotency-Key` header): it is the same on every retry of one pending entry,
     /// so the downstream system can de-duplicate the unknown window.
     ///
-    /// Derived from `key` and `generation` (`EffectToken.derive`) when read, so an
+    /// Derived from `key`, `generation` and the ledger (`EffectToken.derive`) when read, so an
     /// effect that never reads it does not pay for the SHA-256 and hex encoding.
-    public var token: String { EffectToken.derive(key: key, generation: generation) }
+    public var token: String { EffectToken.derive(key: key, generation: generation, scope: tokenScope) }
+    /// The ledger's token derivation (`Ledger.tokenScope`).
+    public let tokenScope: TokenScope
     /// 1 for the first intent ever written for the key; +1 for every later one.
     public let attempt: UInt32
     public let generation: UInt32

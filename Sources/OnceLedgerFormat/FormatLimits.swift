@@ -3,8 +3,17 @@
 /// Writers enforce the configured limits (`LogConfiguration`), which must lie
 /// within these format maxima; readers enforce the format maxima on untrusted bytes.
 public enum FormatLimits {
-    /// Current (and only) format version written by this implementation.
-    public static let formatVersion: UInt16 = 1
+    /// The format version this implementation writes (segment and snapshot headers).
+    /// Version 2 added the seal record (kind 12) and the ledger-scoped-tokens header flag.
+    public static let formatVersion: UInt16 = 2
+    /// The versions this implementation reads: version 1 ledgers still open (their
+    /// segments have no seal, so their successors are not provable).
+    public static let formatVersionsReadable: ClosedRange<UInt16> = 1...2
+    /// Header flags bit 0 (segment and snapshot, version 2): the ledger's effect tokens
+    /// include its id (`Spec/FORMAT.md` §9.3).
+    public static let flagLedgerScopedTokens: UInt32 = 1
+    /// Frame bytes of a seal record (kind 12, 16-byte body): every segment keeps room for one.
+    public static let sealFrameBytes = 48
     /// Every record starts at a multiple of this many bytes from the segment start.
     public static let recordAlignment = 8
     /// Bytes in a segment header; records start right after it.
@@ -46,6 +55,7 @@ public enum FormatLimits {
         assert(segmentHeaderBytes % recordAlignment == 0)
         assert(recordHeaderBytes % recordAlignment == 0)
         assert(UInt64(segmentHeaderBytes + recordHeaderBytes) < segmentBytesMin)
+        assert(sealFrameBytes == recordHeaderBytes + 16)
         assert(UInt64(recordBodyBytesMax) + UInt64(recordHeaderBytes) < segmentBytesMax)
     }
 }

@@ -28,6 +28,9 @@ public enum RecordBody: Hashable, Sendable {
     /// kind 11 (snapshot item only): key str16, state u8 (1 done, 2 pending, 3 absent),
     /// attempt u32, generation u32, fingerprint [32], intent time, completed time, receipt bytes32.
     case entryState(EntryState)
+    /// kind 12: successor segment number u64, time. The last record of a segment
+    /// (format version 2), written at rollover before the successor is renamed into place.
+    case seal(Seal)
     /// kind 0x7fff: uninterpreted bytes.
     case opaque([UInt8])
 
@@ -145,6 +148,15 @@ public enum RecordBody: Hashable, Sendable {
         }
     }
 
+    public struct Seal: Hashable, Sendable {
+        /// The number of the segment that follows (the sealed segment's number + 1).
+        public var successor: UInt64
+        public var timeMilliseconds: UInt64
+        public init(successor: UInt64, timeMilliseconds: UInt64) {
+            self.successor = successor; self.timeMilliseconds = timeMilliseconds
+        }
+    }
+
     public enum EntryStatus: UInt8, Hashable, Sendable { case done = 1, pending = 2, absent = 3 }
 
     public struct EntryState: Hashable, Sendable {
@@ -177,6 +189,7 @@ public enum RecordBody: Hashable, Sendable {
         case .snapshotMarker: .snapshotMarker
         case .checkpoint: .checkpoint
         case .entryState: .entryState
+        case .seal: .seal
         case .opaque: .opaque
         }
     }
@@ -242,7 +255,7 @@ public enum RecordBody: Hashable, Sendable {
             try checkBytes(b.value, FormatLimits.valueBytesMax, "value")
         case .runTerminal(let b):
             try check(b.run, FormatLimits.nameBytesMax, "run", nonEmpty: true)
-        case .snapshotMarker, .checkpoint:
+        case .snapshotMarker, .checkpoint, .seal:
             break
         case .entryState(let b):
             try check(b.key, FormatLimits.keyBytesMax, "key", nonEmpty: true)
@@ -316,6 +329,9 @@ public enum RecordBody: Hashable, Sendable {
             w.writeInteger(b.snapshotBytes)
         case .checkpoint(let time):
             w.writeInteger(time)
+        case .seal(let b):
+            w.writeInteger(b.successor)
+            w.writeInteger(b.timeMilliseconds)
         case .entryState(let b):
             str(b.key)
             w.writeInteger(b.status.rawValue)
@@ -422,6 +438,10 @@ public enum RecordBody: Hashable, Sendable {
             return finish(.entryState(EntryState(key: key, status: status, attempt: attempt, generation: generation,
                                                  fingerprint: fingerprint, intentTimeMilliseconds: intentTime,
                                                  completedTimeMilliseconds: completedTime, receipt: receipt)))
+        case .seal:
+            guard let successor = r.readInteger(as: UInt64.self), let time = r.readInteger(as: UInt64.self)
+            else { return finish(nil) }
+            return finish(.seal(Seal(successor: successor, timeMilliseconds: time)))
         case .opaque:
             return .body(.opaque(bytes))
         default:

@@ -26,12 +26,15 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let checkpoint = RecordKind(rawValue: 10)
     /// Entry state: a snapshot item (never a log record) holding one key's whole state.
     public static let entryState = RecordKind(rawValue: 11)
+    /// Seal (format version 2): the last record of a segment, naming its successor, so
+    /// the newest segment's existence is provable from the segment before it.
+    public static let seal = RecordKind(rawValue: 12)
     /// Opaque: a record whose body the log engine does not interpret (tests, benchmarks).
     public static let opaque = RecordKind(rawValue: 0x7fff)
 
     public static let known: [RecordKind] = [
         .intent, .completion, .release, .resolve, .forget, .memoPut, .journalEntry, .runTerminal,
-        .snapshotMarker, .checkpoint, .entryState, .opaque,
+        .snapshotMarker, .checkpoint, .entryState, .seal, .opaque,
     ]
 
     public var isKnown: Bool { RecordKind.known.contains(self) }
@@ -49,6 +52,7 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
         case .snapshotMarker: "snapshot-marker"
         case .checkpoint: "checkpoint"
         case .entryState: "entry-state"
+        case .seal: "seal"
         case .opaque: "opaque"
         default: "unknown-\(rawValue)"
         }

@@ -42,9 +42,9 @@ public struct LedgerID: Hashable, Sendable, CustomStringConvertible {
 /// ```
 /// off size field
 ///   0    8 magic "OLWALSEG"
-///   8    2 format version (u16) = 1
+///   8    2 format version (u16) = 2 (1 is read too)
 ///  10    2 header bytes (u16) = 64
-///  12    4 flags (u32) = 0
+///  12    4 flags (u32): bit 0 = ledger-scoped tokens (version 2 only); others 0
 ///  16   16 ledger id
 ///  32    8 segment number (u64, >= 1)
 ///  40    8 first sequence number (u64, >= 1)
@@ -56,6 +56,8 @@ public struct SegmentHeader: Hashable, Sendable {
     public static let magic: [UInt8] = Array("OLWALSEG".utf8)
 
     public var formatVersion: UInt16
+    /// Flags bit 0: the ledger derives effect tokens with its id (`Spec/FORMAT.md` §9.3).
+    public var ledgerScopedTokens: Bool
     public var ledgerID: LedgerID
     public var segmentNumber: UInt64
     public var firstSequence: UInt64
@@ -63,10 +65,11 @@ public struct SegmentHeader: Hashable, Sendable {
     public var previousChain: UInt32
 
     public init(
-        formatVersion: UInt16 = FormatLimits.formatVersion, ledgerID: LedgerID, segmentNumber: UInt64,
-        firstSequence: UInt64, segmentBytes: UInt64, previousChain: UInt32
+        formatVersion: UInt16 = FormatLimits.formatVersion, ledgerScopedTokens: Bool = false, ledgerID: LedgerID,
+        segmentNumber: UInt64, firstSequence: UInt64, segmentBytes: UInt64, previousChain: UInt32
     ) {
         self.formatVersion = formatVersion
+        self.ledgerScopedTokens = ledgerScopedTokens
         self.ledgerID = ledgerID
         self.segmentNumber = segmentNumber
         self.firstSequence = firstSequence
@@ -79,7 +82,7 @@ public struct SegmentHeader: Hashable, Sendable {
         writer.writeBytes(SegmentHeader.magic)
         writer.writeInteger(formatVersion)
         writer.writeInteger(UInt16(FormatLimits.segmentHeaderBytes))
-        writer.writeInteger(UInt32(0))
+        writer.writeInteger(ledgerScopedTokens ? FormatLimits.flagLedgerScopedTokens : 0)
         writer.writeBytes(ledgerID.bytes)
         writer.writeInteger(segmentNumber)
         writer.writeInteger(firstSequence)
@@ -108,13 +111,15 @@ public struct SegmentHeader: Hashable, Sendable {
             return .corrupt("header checksum mismatch: stored \(hex32(stored)), computed \(hex32(actual))")
         }
         let version = ByteReader.getInteger(bytes, at: 8, as: UInt16.self)
-        guard version == FormatLimits.formatVersion else { return .unsupportedVersion(version) }
+        guard FormatLimits.formatVersionsReadable.contains(version) else { return .unsupportedVersion(version) }
         let headerBytes = ByteReader.getInteger(bytes, at: 10, as: UInt16.self)
         guard Int(headerBytes) == FormatLimits.segmentHeaderBytes else {
             return .corrupt("header bytes \(headerBytes) != \(FormatLimits.segmentHeaderBytes)")
         }
         let flags = ByteReader.getInteger(bytes, at: 12, as: UInt32.self)
-        guard flags == 0 else { return .corrupt("unknown header flags \(flags)") }
+        // Version 1 defines no flag; version 2 defines bit 0.
+        let known: UInt32 = version >= 2 ? FormatLimits.flagLedgerScopedTokens : 0
+        guard flags & ~known == 0 else { return .corrupt("unknown header flags \(flags) for version \(version)") }
         let ledgerID = LedgerID(bytes: Array(bytes[16..<32]))!
         let number = ByteReader.getInteger(bytes, at: 32, as: UInt64.self)
         let first = ByteReader.getInteger(bytes, at: 40, as: UInt64.self)
@@ -126,7 +131,8 @@ public struct SegmentHeader: Hashable, Sendable {
               size % UInt64(FormatLimits.recordAlignment) == 0
         else { return .corrupt("segment bytes \(size) out of bounds") }
         return .header(SegmentHeader(
-            formatVersion: version, ledgerID: ledgerID, segmentNumber: number, firstSequence: first,
+            formatVersion: version, ledgerScopedTokens: flags & FormatLimits.flagLedgerScopedTokens != 0,
+            ledgerID: ledgerID, segmentNumber: number, firstSequence: first,
             segmentBytes: size, previousChain: previous))
     }
 }

@@ -3,9 +3,9 @@
 /// ```
 /// header (64 bytes)
 ///   0  8 magic "OLSNAPSH"
-///   8  2 format version (u16) = 1
+///   8  2 format version (u16) = 2 (1 is read too)
 ///  10  2 header bytes (u16) = 64
-///  12  4 flags (u32) = 0
+///  12  4 flags (u32): bit 0 = ledger-scoped tokens (version 2 only); others 0
 ///  16 16 ledger id
 ///  32  8 covered sequence number (u64): every record with seq <= this is reflected
 ///  40  4 chain value (u32): checksum of record `covered sequence` (0 if covered = 0)
@@ -40,6 +40,10 @@ public struct SnapshotFile: Hashable, Sendable {
     public var ledgerID: LedgerID
     public var coveredSequence: UInt64
     public var chain: UInt32
+    /// Header format version: written as `FormatLimits.formatVersion`; 1 or 2 when decoded.
+    public var formatVersion: UInt16 = FormatLimits.formatVersion
+    /// Flags bit 0: the ledger derives effect tokens with its id (`Spec/FORMAT.md` §9.3).
+    public var ledgerScopedTokens: Bool
     /// The items: either given (to encode) or still inside the decoded file's bytes,
     /// so opening a large snapshot costs no allocation per item (`forEachItem`).
     private var storage: Storage
@@ -50,8 +54,10 @@ public struct SnapshotFile: Hashable, Sendable {
         case encoded(bytes: [UInt8], start: Int, count: Int)
     }
 
-    public init(ledgerID: LedgerID, coveredSequence: UInt64, chain: UInt32, items: [Item]) {
+    public init(ledgerID: LedgerID, coveredSequence: UInt64, chain: UInt32, ledgerScopedTokens: Bool = false,
+                items: [Item]) {
         self.ledgerID = ledgerID
+        self.ledgerScopedTokens = ledgerScopedTokens
         self.coveredSequence = coveredSequence
         self.chain = chain
         self.storage = .items(items)
@@ -100,13 +106,16 @@ public struct SnapshotFile: Hashable, Sendable {
     }
 
     public static func == (a: SnapshotFile, b: SnapshotFile) -> Bool {
-        a.ledgerID == b.ledgerID && a.coveredSequence == b.coveredSequence && a.chain == b.chain && a.items == b.items
+        a.ledgerID == b.ledgerID && a.coveredSequence == b.coveredSequence && a.chain == b.chain
+            && a.formatVersion == b.formatVersion && a.ledgerScopedTokens == b.ledgerScopedTokens && a.items == b.items
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(ledgerID)
         hasher.combine(coveredSequence)
         hasher.combine(chain)
+        hasher.combine(formatVersion)
+        hasher.combine(ledgerScopedTokens)
         hasher.combine(items)
     }
 
@@ -123,9 +132,9 @@ public struct SnapshotFile: Hashable, Sendable {
         }
         var writer = ByteWriter(capacity: FormatLimits.snapshotHeaderBytes + body.count + FormatLimits.snapshotTrailerBytes)
         writer.writeBytes(SnapshotFile.magic)
-        writer.writeInteger(FormatLimits.formatVersion)
+        writer.writeInteger(formatVersion)
         writer.writeInteger(UInt16(FormatLimits.snapshotHeaderBytes))
-        writer.writeInteger(UInt32(0))
+        writer.writeInteger(ledgerScopedTokens ? FormatLimits.flagLedgerScopedTokens : 0)
         writer.writeBytes(ledgerID.bytes)
         writer.writeInteger(coveredSequence)
         writer.writeInteger(chain)
@@ -158,9 +167,12 @@ public struct SnapshotFile: Hashable, Sendable {
             return .corrupt("header checksum mismatch: stored \(hex32(storedHeader)), computed \(hex32(computedHeader))")
         }
         let version = ByteReader.getInteger(bytes, at: 8, as: UInt16.self)
-        guard version == FormatLimits.formatVersion else { return .unsupportedVersion(version) }
+        guard FormatLimits.formatVersionsReadable.contains(version) else { return .unsupportedVersion(version) }
+        // Version 1 defines no flag; version 2 defines bit 0.
+        let flags = ByteReader.getInteger(bytes, at: 12, as: UInt32.self)
+        let knownFlags: UInt32 = version >= 2 ? FormatLimits.flagLedgerScopedTokens : 0
         guard ByteReader.getInteger(bytes, at: 10, as: UInt16.self) == UInt16(headerBytes),
-              ByteReader.getInteger(bytes, at: 12, as: UInt32.self) == 0,
+              flags & ~knownFlags == 0,
               ByteReader.getInteger(bytes, at: 44, as: UInt32.self) == 0
         else { return .corrupt("bad header fields") }
         let ledgerID = LedgerID(bytes: Array(bytes[16..<32]))!
@@ -202,7 +214,9 @@ public struct SnapshotFile: Hashable, Sendable {
             return offset == trailerStart ? nil : "bytes after the last item"
         }
         if let walked { return .corrupt(walked) }
-        var file = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: chain, items: [])
+        var file = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: chain,
+                                ledgerScopedTokens: flags & FormatLimits.flagLedgerScopedTokens != 0, items: [])
+        file.formatVersion = version
         file.storage = .encoded(bytes: bytes, start: headerBytes, count: Int(itemCount))
         return .snapshot(file)
     }

@@ -56,8 +56,9 @@ public struct LogConfiguration: Sendable, Hashable {
 
     public init(segmentBytes: UInt64, recordBodyBytesMax: UInt32? = nil) {
         self.segmentBytes = segmentBytes
-        let room = segmentBytes > UInt64(FormatLimits.segmentHeaderBytes + FormatLimits.recordHeaderBytes)
-            ? segmentBytes - UInt64(FormatLimits.segmentHeaderBytes + FormatLimits.recordHeaderBytes) : 0
+        // Room for the header, one record header and the seal every segment keeps room for.
+        let overhead = UInt64(FormatLimits.segmentHeaderBytes + FormatLimits.recordHeaderBytes + FormatLimits.sealFrameBytes)
+        let room = segmentBytes > overhead ? segmentBytes - overhead : 0
         self.recordBodyBytesMax = recordBodyBytesMax
             ?? UInt32(min(UInt64(LogConfiguration.recordBodyBytesDefault), room & ~7))
     }
@@ -80,7 +81,7 @@ public struct LogConfiguration: Sendable, Hashable {
         guard recordBodyBytesMax <= FormatLimits.recordBodyBytesMax else {
             throw bad("recordBodyBytesMax \(recordBodyBytesMax) exceeds the format's \(FormatLimits.recordBodyBytesMax)")
         }
-        guard UInt64(FormatLimits.segmentHeaderBytes + recordFrameBytesMax) <= segmentBytes else {
+        guard UInt64(FormatLimits.segmentHeaderBytes + recordFrameBytesMax + FormatLimits.sealFrameBytes) <= segmentBytes else {
             throw bad("a record of recordBodyBytesMax \(recordBodyBytesMax) does not fit a segment of \(segmentBytes) bytes")
         }
         guard batchRecordsMax >= 1, batchBytesMax >= recordFrameBytesMax else {

@@ -34,6 +34,10 @@ public final class LogEngine: @unchecked Sendable {
     public let directory: String
     public let configuration: LogConfiguration
     public let ledgerID: LedgerID
+    /// How this ledger derives effect tokens (`Spec/FORMAT.md` §9.3): ledger-scoped
+    /// (token v2) for a ledger created by format version 2, unscoped (token v1) for an
+    /// older ledger, for ever; a durable property of the ledger (header flag bit 0).
+    public let tokenScope: TokenScope
     /// What recovery found when this instance was opened.
     public let recovery: RecoveryReport
 
@@ -175,6 +179,8 @@ public final class LogEngine: @unchecked Sendable {
         self.directory = writer.directory
         self.configuration = writer.configuration
         self.ledgerID = writer.ledgerID
+        self.tokenScope = writer.tokenScope
+        writer.clock = clock
         published.lastSequence = writer.lastSequence
         published.durableSequence = writer.durableSequence
         published.segmentNumber = writer.segmentNumber
@@ -197,8 +203,9 @@ public final class LogEngine: @unchecked Sendable {
 
     // MARK: Public API
 
-    /// Appends `records` as one atomic group (consecutive sequence numbers, one
-    /// commit batch) and returns the first sequence number once they are durable.
+    /// Appends `records` as one atomic group (one commit batch; consecutive sequence
+    /// numbers, except that a rollover's seal record may take one between two of them)
+    /// and returns the first sequence number once they are durable.
     public func append(_ records: [LogRecord]) async throws -> UInt64 {
         try await append(records, onDurable: nil)
     }
@@ -433,22 +440,23 @@ public final class LogEngine: @unchecked Sendable {
         do {
             let count = single?.count ?? batchRecords.count
             let started = LogEngine.monotonicNanoseconds()
-            let first = try writer.commit(single ?? batchRecords)
+            try writer.commit(single ?? batchRecords)
             let committed = LogEngine.monotonicNanoseconds()
             publish(records: count)
-            var sequence = first
+            // Each group's first sequence number (a rollover's seal may sit inside the batch).
+            var index = 0
             for job in batch {
                 if case .append(let group, _, let onDurable, _) = job {
-                    onDurable?(sequence)
-                    sequence += UInt64(group.count)
+                    onDurable?(writer.committedSequence(ofRecord: index))
+                    index += group.count
                 }
             }
             let applied = LogEngine.monotonicNanoseconds()
-            sequence = first
+            index = 0
             for job in batch {
                 if case .append(let group, _, _, let waiter) = job {
-                    waiter.resume(.success(sequence))
-                    sequence += UInt64(group.count)
+                    waiter.resume(.success(writer.committedSequence(ofRecord: index)))
+                    index += group.count
                 }
             }
             timings.batches += 1

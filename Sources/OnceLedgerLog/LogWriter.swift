@@ -7,13 +7,20 @@ import OnceLedgerFormat
 /// Durability (`Spec/FORMAT.md` §7): a batch is one `pwrite` and one `fdatasync`
 /// (one `writeAndSynchronizeData`, a single `pwritev2(RWF_DSYNC)` on `PosixStorage`);
 /// a new segment is written, zero-filled, `fsync`ed under a temporary name,
-/// renamed and the directory `fsync`ed before any record goes into it. A failure of
-/// any write or sync poisons the writer: it never retries an fsync.
+/// renamed and the directory `fsync`ed before any record goes into it; the segment
+/// before it ends with a seal record naming it, made durable after the new segment's
+/// temporary file and before the rename (§7.4). A failure of any write or sync poisons
+/// the writer: it never retries an fsync.
 public final class LogWriter {
     public let storage: any Storage
     public let directory: String
     public let configuration: LogConfiguration
     public let ledgerID: LedgerID
+    /// How this ledger derives effect tokens (header flag bit 0): ledger-scoped for a
+    /// ledger created by this version, copied from the existing headers otherwise.
+    public let tokenScope: TokenScope
+    /// Milliseconds since the Unix epoch, for the time field of seal records.
+    public var clock: () -> UInt64 = { LogEngine.systemMilliseconds() }
 
     public private(set) var lastSequence: UInt64
     public private(set) var lastChain: UInt32
@@ -26,6 +33,11 @@ public final class LogWriter {
     public private(set) var segments: [(number: UInt64, firstSequence: UInt64)]
     public private(set) var snapshotCovered: UInt64?
 
+    /// Indices (into the last `commit`'s records) of the records that a rollover's seal
+    /// record directly precedes; usually empty. See `committedSequence(ofRecord:)`.
+    public private(set) var sealsInLastCommit: [Int] = []
+    private var lastCommitBase: UInt64 = 0
+
     private var segmentFile: (any StorageFile)?
     /// Whether a non-checkpoint record was committed since open (close writes a checkpoint then).
     private var committedSinceOpen = false
@@ -33,8 +45,9 @@ public final class LogWriter {
 
     static let zeroChunkBytes = 1 << 20
 
-    /// Opens a writer after a successful scan (rows R4, R11, R15). Performs the
-    /// torn-tail quarantine of row R15 before anything can be appended.
+    /// Opens a writer after a successful scan (rows R4, R11, R15, R17). Performs the
+    /// torn-tail quarantine of row R15, or completes the rollover of row R17, before
+    /// anything can be appended.
     public init(storage: any Storage, directory: String, configuration: LogConfiguration, report: RecoveryReport) throws {
         try configuration.validate()
         self.storage = storage
@@ -44,7 +57,9 @@ public final class LogWriter {
         case .refuse:
             throw report.error ?? LedgerError(.corruptRecord, report.row.summary, path: directory)
         case .createNew:
-            self.ledgerID = LedgerID.random()
+            let ledgerID = LedgerID.random()
+            self.ledgerID = ledgerID
+            self.tokenScope = .ledger(ledgerID)
             self.lastSequence = 0
             self.lastChain = 0
             self.durableSequence = 0
@@ -54,11 +69,12 @@ public final class LogWriter {
             self.segments = []
             self.snapshotCovered = nil
             try rollover(size: LogWriter.firstSegmentBytes(configuration))
-        case .open, .quarantineTornTail:
+        case .open, .quarantineTornTail, .completeRollover:
             guard let ledgerID = report.ledgerID, let last = report.segments.last, let header = last.header else {
                 throw LedgerError(.corruptSegmentHeader, "scan report has no usable segment", path: directory)
             }
             self.ledgerID = ledgerID
+            self.tokenScope = report.tokenScope ?? TokenScope(ledgerID: ledgerID, ledgerScopedTokens: header.ledgerScopedTokens)
             self.lastSequence = report.lastSequence
             self.lastChain = report.lastChain
             self.durableSequence = report.lastSequence
@@ -77,6 +93,9 @@ public final class LogWriter {
             try file.synchronizeData()
             if report.row.action == .quarantineTornTail, let torn = report.tornTail {
                 try quarantine(torn, file: file)
+            }
+            if report.row.action == .completeRollover, let pending = report.pendingRollover {
+                try completeRollover(pending)
             }
         }
     }
@@ -113,8 +132,12 @@ public final class LogWriter {
                 throw LedgerError(.notALedger, "the directory holds no ledger (no segment, no snapshot)", path: directory)
             }
             if let error = report.error { throw error }
-            // Leftover temporary files are creations that never completed.
-            for name in report.temporaryFiles { try storage.removeFile(Paths.join(directory, name)) }
+            // Leftover temporary files are creations that never completed; except the
+            // successor of an interrupted rollover (row R17), which the writer completes:
+            // a crash after deleting it could leave neither file.
+            for name in report.temporaryFiles where name != report.pendingRollover?.temporaryName {
+                try storage.removeFile(Paths.join(directory, name))
+            }
             // Always sync the directory: a previous process may have been killed after a
             // rename or unlink but before its directory fsync (the page cache outlives the
             // process). Nothing may be appended on top of entries a power loss could revert.
@@ -125,27 +148,6 @@ public final class LogWriter {
             lock.unlock()
             throw error
         }
-    }
-
-    /// A writer creates a ledger only in an empty directory (or one holding nothing but
-    /// the ledger's own leftovers: `LOCK`, temporary and torn files, `lost+found`), unless
-    /// `adoptNonEmptyDirectory` is set: the read-only tools call any other directory "not
-    /// a ledger", and a ledger must not be created among unrelated files by a mistyped
-    /// path. Checked before locking, so a refusal leaves no `LOCK` behind.
-    static func refuseForeignDirectory(_ directory: String, storage: any Storage, configuration: LogConfiguration) throws {
-        guard !configuration.adoptNonEmptyDirectory else { return }
-        let names = try storage.listDirectory(directory)
-        guard !names.contains(where: { LedgerFileNames.parseSegment($0) != nil || LedgerFileNames.parseSnapshot($0) != nil })
-        else { return }
-        let foreign = names.filter {
-            $0 != LedgerFileNames.lock && $0 != "lost+found" && !LedgerFileNames.isTemporary($0) && !LedgerFileNames.isTorn($0)
-        }.sorted()
-        guard let first = foreign.first else { return }
-        let more = foreign.count > 1 ? " and \(foreign.count - 1) more" : ""
-        throw LedgerError(
-            .notALedger,
-            "the directory is not empty (\(first)\(more)) and holds no ledger; pass an empty or new directory, or set LogConfiguration.adoptNonEmptyDirectory (`onceledger stress --adopt-directory`) to create a ledger among these files",
-            path: directory)
     }
 
     /// Path of the side file the torn tail of `torn` goes to.
@@ -175,6 +177,27 @@ public final class LogWriter {
             zeroed += UInt64(chunk)
         }
         try file.synchronizeData()
+    }
+
+    /// A writer creates a ledger only in an empty directory (or one holding nothing but
+    /// the ledger's own leftovers: `LOCK`, temporary and torn files, `lost+found`), unless
+    /// `adoptNonEmptyDirectory` is set: the read-only tools call any other directory "not
+    /// a ledger", and a ledger must not be created among unrelated files by a mistyped
+    /// path. Checked before locking, so a refusal leaves no `LOCK` behind.
+    static func refuseForeignDirectory(_ directory: String, storage: any Storage, configuration: LogConfiguration) throws {
+        guard !configuration.adoptNonEmptyDirectory else { return }
+        let names = try storage.listDirectory(directory)
+        guard !names.contains(where: { LedgerFileNames.parseSegment($0) != nil || LedgerFileNames.parseSnapshot($0) != nil })
+        else { return }
+        let foreign = names.filter {
+            $0 != LedgerFileNames.lock && $0 != "lost+found" && !LedgerFileNames.isTemporary($0) && !LedgerFileNames.isTorn($0)
+        }.sorted()
+        guard let first = foreign.first else { return }
+        let more = foreign.count > 1 ? " and \(foreign.count - 1) more" : ""
+        throw LedgerError(
+            .notALedger,
+            "the directory is not empty (\(first)\(more)) and holds no ledger; pass an empty or new directory, or set LogConfiguration.adoptNonEmptyDirectory (`onceledger stress --adopt-directory`) to create a ledger among these files",
+            path: directory)
     }
 
     /// Creates `path` with `bytes` via a temporary name: write, fsync, rename,
@@ -229,65 +252,156 @@ public final class LogWriter {
 
     /// Size of the segment after one of `current` bytes (`Spec/FORMAT.md` §3.4):
     /// double, up to the configured `segmentBytes`, and at least room for the header
-    /// and a frame of `frameBytes` (rounded up to 4 KiB), so the record that caused
-    /// the rollover fits whatever its size.
+    /// and a frame of `frameBytes` and the seal every segment keeps room for (rounded
+    /// up to 4 KiB), so the record that caused the rollover fits whatever its size.
     static func nextSegmentBytes(after current: UInt64, frameBytes: UInt64, _ configuration: LogConfiguration) -> UInt64 {
         let maximum = configuration.segmentBytes
         let doubled = current > maximum / 2 ? maximum : max(current * 2, firstSegmentBytes(configuration))
         let page = UInt64(4096)
-        let needed = UInt64(FormatLimits.segmentHeaderBytes) + frameBytes
+        let needed = UInt64(FormatLimits.segmentHeaderBytes) + frameBytes + UInt64(FormatLimits.sealFrameBytes)
         let room = needed > maximum - page ? maximum : (needed + page - 1) / page * page
         return min(maximum, max(doubled, room))
     }
 
-    /// Starts segment `segmentNumber + 1` of `size` bytes (written and synced under a
-    /// temporary name, renamed, directory synced) and makes it the active segment.
-    private func rollover(size: UInt64) throws {
+    /// Starts segment `segmentNumber + 1` of `size` bytes and makes it the active segment
+    /// (`Spec/FORMAT.md` §3.4, §7.2, §7.4): its file is written whole and `fsync`ed under a
+    /// temporary name, and that name made durable; then the active segment is sealed (a
+    /// seal record naming the new segment, written and `fdatasync`ed); then the file is
+    /// renamed into place and the directory `fsync`ed. A crash leaves either an unsealed
+    /// last segment (the `.tmp` is deleted on open), or a sealed one whose successor
+    /// exists as `.tmp` (the open completes the rollover) or under its own name.
+    /// Returns whether it wrote a seal record (taking a sequence number).
+    @discardableResult
+    private func rollover(size: UInt64) throws -> Bool {
         // A crafted segment header may carry any number; never overflow on it.
         guard segmentNumber < UInt64.max else {
             throw LedgerError(.limitExceeded, "segment numbers are exhausted (segment \(segmentNumber))",
                               path: directory, segment: segmentNumber, limit: "segmentNumber")
         }
         let number = segmentNumber + 1
+        // The seal of the active segment: none when creating the ledger, or when a segment
+        // written by format version 1 has no room left for one (version 2 writers keep it).
+        var seal: (frame: [UInt8], checksum: UInt32)?
+        if segmentFile != nil, writeOffset + UInt64(FormatLimits.sealFrameBytes) <= segmentBytes {
+            guard lastSequence < UInt64.max - 2 else {
+                throw LedgerError(.limitExceeded, "sequence numbers are exhausted (last \(lastSequence))",
+                                  path: directory, sequence: lastSequence, limit: "sequence")
+            }
+            var frame: [UInt8] = []
+            let body = RecordBody.seal(.init(successor: number, timeMilliseconds: clock())).encode()
+            let checksum = RecordFrame.encode(
+                into: &frame, sequence: lastSequence + 1, ackedThrough: durableSequence, previousChain: lastChain,
+                kind: .seal, flags: RecordHeader.flagBatchEnd, body: body,
+                position: RecordPosition(ledgerID: ledgerID, segment: segmentNumber, offset: writeOffset))
+            seal = (frame, checksum)
+        }
         let header = SegmentHeader(
-            ledgerID: ledgerID, segmentNumber: number, firstSequence: lastSequence + 1,
-            segmentBytes: size, previousChain: lastChain)
+            ledgerScopedTokens: tokenScope.isLedgerScoped, ledgerID: ledgerID, segmentNumber: number,
+            firstSequence: lastSequence + (seal == nil ? 1 : 2), segmentBytes: size,
+            previousChain: seal?.checksum ?? lastChain)
         let path = Paths.join(directory, LedgerFileNames.segment(number))
         let temporary = path + LedgerFileNames.temporarySuffix
         if storage.exists(temporary) { try storage.removeFile(temporary) }
         let file = try storage.openFile(temporary, mode: .createExclusive)
         let active: any StorageFile
-        var renamed = false
+        // Until the seal is durable the `.tmp` is nobody's: a failure removes it at once
+        // (§2.3). After the seal, the seal names it, and the next open completes the
+        // rollover from it (row R17), so it stays.
+        var keepTemporary = false
         do {
-            let firstChunk = Int(min(UInt64(LogWriter.zeroChunkBytes), size))
-            var first = [UInt8](repeating: 0, count: firstChunk)
-            first.replaceSubrange(0..<FormatLimits.segmentHeaderBytes, with: header.encode())
-            try file.write(first, at: 0)
-            var written = UInt64(firstChunk)
-            let zeros = [UInt8](repeating: 0, count: LogWriter.zeroChunkBytes)
-            while written < size {
-                let chunk = Int(min(UInt64(zeros.count), size - written))
-                try file.write(chunk == zeros.count ? zeros : Array(zeros[0..<chunk]), at: written)
-                written += UInt64(chunk)
-            }
+            try writeSegmentContents(file, header: header)
             try file.synchronize()
+            if let seal, let sealed = segmentFile {
+                // The `.tmp` name is durable before the seal can be: a durable seal whose
+                // successor has neither name would read as a deleted segment (row R16).
+                try storage.synchronizeDirectory(directory)
+                // From here on a failure may have made the seal durable: keep the `.tmp`.
+                keepTemporary = true
+                try sealed.writeAndSynchronizeData(seal.frame, at: writeOffset)
+                lastSequence += 1
+                lastChain = seal.checksum
+                durableSequence = lastSequence
+                writeOffset += UInt64(seal.frame.count)
+            }
+            // With a seal written, the `.tmp` is its successor now, even if the rename fails.
+            keepTemporary = seal != nil
             try storage.rename(temporary, to: path)
-            renamed = true
             try storage.synchronizeDirectory(directory)
             // `file` was opened under the temporary name, which no longer exists;
             // reopen under the segment's own name so later errors name a real file.
             active = try storage.openFile(path, mode: .readWrite)
         } catch {
-            if renamed { file.close() } else { removeTemporary(temporary, file: file) }
+            if keepTemporary { file.close() } else { removeTemporary(temporary, file: file) }
             throw error
         }
         file.close()
+        activate(active, number: number, header: header)
+        return seal != nil
+    }
+
+    private func activate(_ active: any StorageFile, number: UInt64, header: SegmentHeader) {
         segmentFile?.close()
         segmentFile = active
         segmentNumber = number
-        segmentBytes = size
+        segmentBytes = header.segmentBytes
         writeOffset = UInt64(FormatLimits.segmentHeaderBytes)
         segments.append((number, header.firstSequence))
+    }
+
+    /// Writes a new segment's bytes: the header, then zeros up to its size (in chunks).
+    private func writeSegmentContents(_ file: any StorageFile, header: SegmentHeader) throws {
+        let size = header.segmentBytes
+        let firstChunk = Int(min(UInt64(LogWriter.zeroChunkBytes), size))
+        var first = [UInt8](repeating: 0, count: firstChunk)
+        first.replaceSubrange(0..<FormatLimits.segmentHeaderBytes, with: header.encode())
+        try file.write(first, at: 0)
+        var written = UInt64(firstChunk)
+        let zeros = [UInt8](repeating: 0, count: LogWriter.zeroChunkBytes)
+        while written < size {
+            let chunk = Int(min(UInt64(zeros.count), size - written))
+            try file.write(chunk == zeros.count ? zeros : Array(zeros[0..<chunk]), at: written)
+            written += UInt64(chunk)
+        }
+    }
+
+    /// Row R17: the last segment is sealed and its successor exists only as its `.tmp`
+    /// file, which was written whole and `fsync`ed before the seal (so it is normally
+    /// intact). Check it, rewrite it in place if it is not what the seal promised
+    /// (never unlink it: a crash then could leave neither name), rename it into place and
+    /// `fsync` the directory (`Spec/RECOVERY.md` §5).
+    private func completeRollover(_ pending: PendingRollover) throws {
+        guard pending.segment == segmentNumber, pending.successor == segmentNumber &+ 1 else {
+            throw LedgerError(.chainBreak, "the interrupted rollover does not follow the last segment",
+                              path: directory, segment: pending.successor)
+        }
+        let number = pending.successor
+        let path = Paths.join(directory, LedgerFileNames.segment(number))
+        let temporary = Paths.join(directory, pending.temporaryName)
+        func expected(_ size: UInt64) -> SegmentHeader {
+            SegmentHeader(ledgerScopedTokens: tokenScope.isLedgerScoped, ledgerID: ledgerID, segmentNumber: number,
+                          firstSequence: lastSequence + 1, segmentBytes: size, previousChain: lastChain)
+        }
+        var header = expected(LogWriter.nextSegmentBytes(after: segmentBytes, frameBytes: 0, configuration))
+        var intact = false
+        if let bytes = try storage.readWholeFile(temporary, maxBytes: FormatLimits.segmentBytesMax),
+           case .header(let found) = SegmentHeader.decode(bytes), found == expected(found.segmentBytes),
+           UInt64(bytes.count) == found.segmentBytes
+        {
+            intact = bytes.withUnsafeBytes {
+                ZeroScan.lastNonZero($0, from: FormatLimits.segmentHeaderBytes, end: $0.count) == nil
+            }
+            if intact { header = found }
+        }
+        if !intact {
+            let file = try storage.openFile(temporary, mode: .readWrite)
+            defer { file.close() }
+            try file.truncate(to: header.segmentBytes)
+            try writeSegmentContents(file, header: header)
+            try file.synchronize()
+        }
+        try storage.rename(temporary, to: path)
+        try storage.synchronizeDirectory(directory)
+        activate(try storage.openFile(path, mode: .readWrite), number: number, header: header)
     }
 
     /// Checks one append group against the configured limits without writing.
@@ -305,10 +419,24 @@ public final class LogWriter {
         for record in records where record.kind.rawValue == 0 {
             throw LedgerError(.invalidArgument, "record kind 0 is reserved")
         }
+        for record in records where record.kind == .seal {
+            // A seal must be the last record of its segment and name the next one (FORMAT §5.15).
+            throw LedgerError(.invalidArgument, "seal records (kind 12) are written by the log itself at rollover")
+        }
     }
 
-    /// Appends one commit batch and makes it durable. Returns the first sequence
-    /// number; the records get consecutive numbers. Callers validate first.
+    /// The sequence number the last `commit` gave its record at `index`: the records of
+    /// one commit have consecutive numbers, except that where the commit rolled over, the
+    /// seal record closing the old segment takes the number between two of them.
+    public func committedSequence(ofRecord index: Int) -> UInt64 {
+        var sequence = lastCommitBase + UInt64(index)
+        for sealed in sealsInLastCommit where sealed <= index { sequence += 1 }
+        return sequence
+    }
+
+    /// Appends one commit batch and makes it durable. Returns the sequence number of
+    /// the first record; the records get consecutive numbers, except across a rollover
+    /// (`committedSequence(ofRecord:)`). Callers validate first.
     @discardableResult
     public func commit(_ records: [LogRecord]) throws -> UInt64 {
         try checkUsable()
@@ -318,16 +446,25 @@ public final class LogWriter {
             throw LedgerError(.limitExceeded, "sequence numbers are exhausted (last \(lastSequence))",
                               path: directory, sequence: lastSequence, limit: "sequence")
         }
-        let first = lastSequence + 1
+        sealsInLastCommit.removeAll(keepingCapacity: true)
+        lastCommitBase = lastSequence + 1
         do {
             var buffer: [UInt8] = []
             var bufferStart = writeOffset
             for (index, record) in records.enumerated() {
                 let frame = UInt64(RecordFrame.frameBytes(bodyBytes: record.body.count))
-                if writeOffset + frame > segmentBytes {
+                // Every segment keeps room for its seal (FORMAT §7.4).
+                if writeOffset + frame + UInt64(FormatLimits.sealFrameBytes) > segmentBytes {
                     try flush(&buffer, at: bufferStart)
-                    try rollover(size: LogWriter.nextSegmentBytes(after: segmentBytes, frameBytes: frame, configuration))
+                    if try rollover(size: LogWriter.nextSegmentBytes(after: segmentBytes, frameBytes: frame, configuration)) {
+                        sealsInLastCommit.append(index)
+                    }
                     bufferStart = writeOffset
+                }
+                // A rollover's seal takes a sequence number the guard above did not count.
+                guard lastSequence < UInt64.max - 1 else {
+                    throw LedgerError(.limitExceeded, "sequence numbers are exhausted (last \(lastSequence))",
+                                      path: directory, sequence: lastSequence, limit: "sequence")
                 }
                 let position = RecordPosition(ledgerID: ledgerID, segment: segmentNumber, offset: writeOffset)
                 let checksum = RecordFrame.encode(
@@ -343,7 +480,7 @@ public final class LogWriter {
             throw poison(error)
         }
         committedSinceOpen = records.contains { $0.kind != .checkpoint }
-        return first
+        return committedSequence(ofRecord: 0)
     }
 
     private func flush(_ buffer: inout [UInt8], at offset: UInt64) throws {
@@ -369,18 +506,23 @@ public final class LogWriter {
         for item in items where item.body.count > Int(FormatLimits.recordBodyBytesMax) {
             throw LedgerError(.limitExceeded, "snapshot item of \(item.body.count) bytes", limit: "recordBodyBytesMax")
         }
-        var snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: lastSequence, chain: lastChain, items: items)
+        func snapshotFile() -> SnapshotFile {
+            SnapshotFile(ledgerID: ledgerID, coveredSequence: lastSequence, chain: lastChain,
+                         ledgerScopedTokens: tokenScope.isLedgerScoped, items: items)
+        }
+        var snapshot = snapshotFile()
         var bytes = snapshot.encode()
         var deletedSegments: [UInt64] = []
         var deletedSnapshots: [String] = []
         do {
             // The disk-use rule (§8): start a new, small active segment first when that
             // leaves less on disk than keeping the current one, so every old segment
-            // is covered and deleted below.
+            // is covered and deleted below. Its seal takes a sequence number, which the
+            // snapshot then covers too (a seal carries no state).
             if let size = try compactionRolloverBytes(snapshotBytes: UInt64(bytes.count)) {
                 try rollover(size: size)
                 if lastSequence != snapshot.coveredSequence {
-                    snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: lastSequence, chain: lastChain, items: items)
+                    snapshot = snapshotFile()
                     bytes = snapshot.encode()
                 }
             }

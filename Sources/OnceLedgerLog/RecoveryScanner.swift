@@ -31,6 +31,8 @@ public struct SegmentSummary: Sendable, Hashable {
     /// Sequence numbers of the first and last valid record in this segment, if any.
     public var firstSequence: UInt64?
     public var lastSequence: UInt64?
+    /// The successor named by the seal record this segment ends with (format version 2).
+    public var sealSuccessor: UInt64? = nil
 }
 
 public struct SnapshotSummary: Sendable, Hashable {
@@ -55,10 +57,30 @@ public struct TornTail: Sendable, Hashable {
     public var byteCount: UInt64 { endOffset - offset }
 }
 
+/// A rollover cut between its seal and its rename (row R17): the last segment ends with a
+/// seal naming `successor`, which exists only as `temporaryName`. The writer's open
+/// completes it (`Spec/RECOVERY.md` §5).
+public struct PendingRollover: Sendable, Hashable {
+    /// The sealed (last) segment.
+    public var segment: UInt64
+    public var successor: UInt64
+    /// `wal-<successor>.seg.tmp`.
+    public var temporaryName: String
+
+    public init(segment: UInt64, successor: UInt64, temporaryName: String) {
+        self.segment = segment
+        self.successor = successor
+        self.temporaryName = temporaryName
+    }
+}
+
 /// What the recovery scan found and decided (`Spec/RECOVERY.md`).
 public struct RecoveryReport: Sendable {
     public var directory: String
     public var ledgerID: LedgerID?
+    /// How the ledger derives effect tokens: from its headers' flag bit 0 (the newest
+    /// snapshot's, else the first segment's; every header must agree).
+    public var tokenScope: TokenScope?
     public var snapshot: SnapshotSummary?
     public var segments: [SegmentSummary] = []
     /// Highest valid sequence number (0 if none), and its checksum (the chain value).
@@ -67,6 +89,8 @@ public struct RecoveryReport: Sendable {
     public var observation = RecoveryObservation()
     public var row: RecoveryRow
     public var tornTail: TornTail?
+    /// For row R17: the rollover to complete.
+    public var pendingRollover: PendingRollover?
     /// The typed error for `.refuse` rows.
     public var error: LedgerError?
     public var temporaryFiles: [String] = []
@@ -100,6 +124,7 @@ public enum RecoveryScanner {
         }
         if case .refuse = report.row.action {} else { report.error = nil }
         if report.row.action != .quarantineTornTail { report.tornTail = nil }
+        if report.row.action != .completeRollover { report.pendingRollover = nil }
         return report
     }
 
@@ -174,7 +199,7 @@ public enum RecoveryScanner {
                 case .unsupportedVersion(let version):
                     report.observation.snapshot = .unsupportedVersion
                     fail(LedgerError(.unsupportedVersion,
-                                     "snapshot has format version \(version); this build reads version \(FormatLimits.formatVersion)",
+                                     "snapshot has format version \(version); this build reads versions \(FormatLimits.formatVersionsReadable.lowerBound) to \(FormatLimits.formatVersionsReadable.upperBound)",
                                      path: path))
                     return
                 case .snapshot(let file) where file.coveredSequence != namedCovered:
@@ -187,6 +212,7 @@ public enum RecoveryScanner {
                     snapshot = file
                     report.observation.snapshot = .valid
                     report.ledgerID = file.ledgerID
+                    report.tokenScope = TokenScope(ledgerID: file.ledgerID, ledgerScopedTokens: file.ledgerScopedTokens)
                     report.snapshot = SnapshotSummary(
                         path: path, coveredSequence: file.coveredSequence, chain: file.chain,
                         itemCount: file.itemCount, fileBytes: UInt64(bytes.count))
@@ -222,6 +248,23 @@ public enum RecoveryScanner {
                     number: number, path: path, isFirst: index == 0, isLast: isLast, snapshot: snapshot,
                     covered: covered, onRecord: onRecord)
                 if stop { return }
+            }
+
+            // The last segment ends cleanly. If it ends with a seal, its successor existed
+            // or was about to (FORMAT §7.4): the seal is durable only after the successor's
+            // `.tmp` file is, and the rename follows the seal.
+            if let last = report.segments.last, let successor = last.sealSuccessor {
+                let temporaryName = LedgerFileNames.segment(successor) + LedgerFileNames.temporarySuffix
+                if report.temporaryFiles.contains(temporaryName) {
+                    report.observation.successor = .interrupted
+                    report.pendingRollover = PendingRollover(
+                        segment: last.number, successor: successor, temporaryName: temporaryName)
+                } else {
+                    report.observation.successor = .missing
+                    fail(LedgerError(.missingSegment,
+                                     "segment \(successor) is missing: segment \(last.number) ends with a seal naming it, so it was created (and may have held acknowledged records) and has since been deleted or lost; run `onceledger salvage`",
+                                     path: Paths.join(directory, LedgerFileNames.segment(successor)), segment: successor))
+                }
             }
         }
 
@@ -267,7 +310,7 @@ public enum RecoveryScanner {
             case .unsupportedVersion(let version):
                 report.observation.header = .unsupportedVersion
                 fail(LedgerError(.unsupportedVersion,
-                                 "segment has format version \(version); this build reads version \(FormatLimits.formatVersion)",
+                                 "segment has format version \(version); this build reads versions \(FormatLimits.formatVersionsReadable.lowerBound) to \(FormatLimits.formatVersionsReadable.upperBound)",
                                  path: path, segment: number))
                 return true
             case .header(let decoded):
@@ -290,6 +333,16 @@ public enum RecoveryScanner {
                 return true
             }
             report.ledgerID = header.ledgerID
+            let scope = TokenScope(ledgerID: header.ledgerID, ledgerScopedTokens: header.ledgerScopedTokens)
+            if let tokenScope = report.tokenScope, tokenScope != scope {
+                // Every header of a ledger carries the flag it was created with (FORMAT §3.1).
+                report.observation.header = .corrupt
+                fail(LedgerError(.corruptSegmentHeader,
+                                 "segment header says the ledger's tokens are \(scope.isLedgerScoped ? "" : "not ")ledger-scoped, unlike the ledger's other headers; run `onceledger salvage`",
+                                 path: path, segment: number, offset: 0))
+                return true
+            }
+            report.tokenScope = scope
             if UInt64(bytes.count) != header.segmentBytes {
                 report.observation.header = .truncated
                 fail(LedgerError(.corruptSegmentHeader,
@@ -333,6 +386,16 @@ public enum RecoveryScanner {
                 }
                 report.lastSequence = header.firstSequence - 1
                 report.lastChain = header.previousChain
+            } else if let previous = report.segments.last, let previousHeader = previous.header,
+                      previousHeader.formatVersion >= 2, previous.sealSuccessor != number {
+                // A version-2 segment is sealed before its successor is renamed into place
+                // (FORMAT §7.4): this segment's existence proves the seal was durable.
+                report.observation.link = .broken
+                fail(LedgerError(.chainBreak,
+                                 "segment \(previous.number) is followed by segment \(number) but does not end with a seal naming it; run `onceledger salvage`",
+                                 path: previous.path, segment: previous.number, offset: previous.endOffset,
+                                 sequence: report.lastSequence + 1))
+                return true
             } else if header.firstSequence - 1 != report.lastSequence || header.previousChain != report.lastChain {
                 report.observation.link = .broken
                 fail(LedgerError(.chainBreak,
@@ -345,6 +408,8 @@ public enum RecoveryScanner {
             // Records.
             let end = bytes.count
             var offset = FormatLimits.segmentHeaderBytes
+            // The successor named by a seal record read in this segment (always its last record).
+            var sealed: UInt64?
             return try bytes.withUnsafeBytes { raw -> Bool in
                 while true {
                     let expected = report.lastSequence + 1
@@ -373,6 +438,26 @@ public enum RecoveryScanner {
                                              path: path, segment: number, offset: UInt64(offset), sequence: expected,
                                              expectedChecksum: report.lastChain, actualChecksum: recordHeader.previousChain))
                             return true
+                        }
+                        if sealed != nil {
+                            // A writer never writes after a seal (FORMAT §7.4).
+                            report.observation.link = .broken
+                            fail(LedgerError(.chainBreak, "a record follows the seal of segment \(number), which must be its last record; run `onceledger salvage`",
+                                             path: path, segment: number, offset: UInt64(offset), sequence: expected))
+                            return true
+                        }
+                        if recordHeader.kind == .seal {
+                            let body = Array(bytes[bodyStart..<(bodyStart + Int(recordHeader.bodyBytes))])
+                            guard case .body(.seal(let seal)) = RecordBody.decode(kind: .seal, body),
+                                  number < UInt64.max, seal.successor == number + 1
+                            else {
+                                report.observation.link = .broken
+                                fail(LedgerError(.chainBreak,
+                                                 "the seal record of segment \(number) does not name segment \(number &+ 1) as its successor; run `onceledger salvage`",
+                                                 path: path, segment: number, offset: UInt64(offset), sequence: expected))
+                                return true
+                            }
+                            sealed = seal.successor
                         }
                         if let snapshot, recordHeader.sequence == snapshot.coveredSequence,
                            recordHeader.checksum != snapshot.chain {
@@ -406,6 +491,7 @@ public enum RecoveryScanner {
                             if isLast && expected <= covered {
                                 badReason = "the log ends at sequence \(expected - 1) but the snapshot covers \(covered)"
                             } else {
+                                summary.sealSuccessor = sealed
                                 return false
                             }
                         } else if result == .zero {
@@ -419,6 +505,14 @@ public enum RecoveryScanner {
                             expectedCRC = computed
                             actualCRC = stored
                         }
+                    }
+                    if sealed != nil {
+                        // Nothing is ever written after a seal, so these bytes are no torn write.
+                        report.observation.link = .broken
+                        fail(LedgerError(.chainBreak,
+                                         "bytes follow the seal of segment \(number), which must be its last record; run `onceledger salvage`",
+                                         path: path, segment: number, offset: UInt64(offset), sequence: expected))
+                        return true
                     }
                     // A bad record at `offset`.
                     report.observation.tail = .bad

@@ -15,6 +15,7 @@ public struct RecoveryObservation: Hashable, Sendable, CustomStringConvertible {
     public enum LinkState: Hashable, Sendable, CaseIterable { case continuous, broken }
     public enum TailState: Hashable, Sendable, CaseIterable { case clean, bad }
     public enum LaterState: Hashable, Sendable, CaseIterable { case none, notCovering, covering }
+    public enum SuccessorState: Hashable, Sendable, CaseIterable { case none, interrupted, missing }
 
     /// The newest snapshot file.
     public var snapshot: SnapshotState = .none
@@ -32,12 +33,16 @@ public struct RecoveryObservation: Hashable, Sendable, CustomStringConvertible {
     public var badCoveredBySnapshot: Bool = false
     /// Valid records after the bad one, and whether one's acked-through covers it.
     public var laterValid: LaterState = .none
+    /// Whether the last segment ends with a seal naming a successor that does not exist:
+    /// `none` (no such seal), `interrupted` (only the successor's `.tmp` file exists: a
+    /// rollover cut between the seal and the rename), `missing` (not even that).
+    public var successor: SuccessorState = .none
 
     public init() {}
 
     public var description: String {
         "snapshot=\(snapshot) segments=\(segments) header=\(header) link=\(link) tail=\(tail) "
-            + "sealed=\(badInSealedSegment) covered=\(badCoveredBySnapshot) later=\(laterValid)"
+            + "sealed=\(badInSealedSegment) covered=\(badCoveredBySnapshot) later=\(laterValid) successor=\(successor)"
     }
 
     /// Every combination of facts, for the exhaustiveness test.
@@ -51,6 +56,7 @@ public struct RecoveryObservation: Hashable, Sendable, CustomStringConvertible {
                             for sealed in [false, true] {
                                 for covered in [false, true] {
                                     for later in LaterState.allCases {
+                                      for successor in SuccessorState.allCases {
                                         var o = RecoveryObservation()
                                         o.snapshot = snapshot
                                         o.segments = segments
@@ -60,7 +66,9 @@ public struct RecoveryObservation: Hashable, Sendable, CustomStringConvertible {
                                         o.badInSealedSegment = sealed
                                         o.badCoveredBySnapshot = covered
                                         o.laterValid = later
+                                        o.successor = successor
                                         result.append(o)
+                                      }
                                     }
                                 }
                             }
@@ -82,6 +90,9 @@ public struct RecoveryRow: Sendable, Hashable, CustomStringConvertible {
         /// Copy the tail from the first bad record to a side file, truncate there
         /// (zero to the end of the segment), make that durable, then open.
         case quarantineTornTail
+        /// Finish an interrupted rollover: check (or rewrite) the successor's `.tmp`
+        /// file, rename it into place, make that durable, then open.
+        case completeRollover
         /// Refuse to open with a typed error of this code.
         case refuse(LedgerError.Code)
     }
@@ -104,6 +115,7 @@ public enum RecoveryTable {
     private static func headersUsable(_ o: RecoveryObservation) -> Bool { setUsable(o) && o.header == .valid }
     private static func linksUsable(_ o: RecoveryObservation) -> Bool { headersUsable(o) && o.link == .continuous }
     private static func badRecord(_ o: RecoveryObservation) -> Bool { linksUsable(o) && o.tail == .bad }
+    private static func cleanTail(_ o: RecoveryObservation) -> Bool { linksUsable(o) && o.tail == .clean }
 
     /// The rows, in the order `Spec/RECOVERY.md` lists them.
     public static let rows: [RecoveryRow] = [
@@ -133,7 +145,7 @@ public enum RecoveryTable {
                     summary: "a valid record or header does not continue the sequence number or chain value",
                     action: .refuse(.chainBreak), matches: { headersUsable($0) && $0.link == .broken }),
         RecoveryRow(label: "R11 clean", summary: "every record valid; the rest of the last segment is zeros",
-                    action: .open, matches: { linksUsable($0) && $0.tail == .clean }),
+                    action: .open, matches: { cleanTail($0) && $0.successor == .none }),
         RecoveryRow(label: "R12 corrupt-sealed", summary: "a bad record in a segment that is not the last",
                     action: .refuse(.corruptRecord), matches: { badRecord($0) && $0.badInSealedSegment }),
         RecoveryRow(label: "R13 corrupt-covered-by-snapshot",
@@ -152,6 +164,12 @@ public enum RecoveryTable {
                     matches: { o in
                         badRecord(o) && !o.badInSealedSegment && !o.badCoveredBySnapshot && o.laterValid != .covering
                     }),
+        RecoveryRow(label: "R16 missing-newest-segment",
+                    summary: "the last segment ends with a seal naming a successor segment that does not exist",
+                    action: .refuse(.missingSegment), matches: { cleanTail($0) && $0.successor == .missing }),
+        RecoveryRow(label: "R17 interrupted-rollover",
+                    summary: "the last segment ends with a seal and its successor exists only as its temporary file",
+                    action: .completeRollover, matches: { cleanTail($0) && $0.successor == .interrupted }),
     ]
 
     /// All rows matching `observation` (the exhaustiveness test wants exactly one).

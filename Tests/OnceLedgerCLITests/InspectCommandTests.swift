@@ -248,7 +248,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
             snapshot    none
             segments    2 segments, 8,192 bytes
               wal-0000000000000001.seg  1 record (seq 1), 176 of 4,096 bytes used, problem at offset 176
-              wal-0000000000000002.seg  not reached by the scan (it stops at the first problem); on its own: 3 records (seq 4…6), clean end at offset 272
+              wal-0000000000000002.seg  not reached by the scan (it stops at the first problem); on its own: 3 records (seq 5…7), clean end at offset 272
             records     1 (seq 1) before the first problem: intent 1
             entries     not computed: the ledger refuses to open
             tail        corrupt
@@ -286,9 +286,9 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
             ledger id   000102030405060708090a0b0c0d0e0f
             snapshot    none
             segments    3 segments, 12,288 bytes
-              wal-0000000000000001.seg  not reached by the scan (it stops at the first problem); on its own: 8 records (seq 1…8), clean end at offset 3584
-              wal-0000000000000003.seg  not reached by the scan (it stops at the first problem); on its own: 3 records (seq 12…14), clean end at offset 3160
-              wal-0000000000000004.seg  not reached by the scan (it stops at the first problem); on its own: 2 records (seq 15…16), clean end at offset 1136
+              wal-0000000000000001.seg  not reached by the scan (it stops at the first problem); on its own: 9 records (seq 1…9), clean end at offset 3632
+              wal-0000000000000003.seg  not reached by the scan (it stops at the first problem); on its own: 4 records (seq 14…17), clean end at offset 3208
+              wal-0000000000000004.seg  not reached by the scan (it stops at the first problem); on its own: 2 records (seq 18…19), clean end at offset 1136
             records     0 before the first problem
             entries     not computed: the ledger refuses to open
             tail        not reached
@@ -353,7 +353,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
                 let entries = try #require(json["entries"] as? [String: Any])
                 #expect(entries["done"] as? Int == 2)
                 #expect(entries["pending-unknown"] as? Int == 1)
-                #expect((json["snapshot"] as? [String: Any])?["coveredSequence"] as? Int == 6)
+                #expect((json["snapshot"] as? [String: Any])?["coveredSequence"] as? Int == 7)
             }
         }
     }
@@ -430,7 +430,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
 
                 """),
             (["dump", "$DIR", "--kind", "bogus"], """
-                Error: unknown record kind "bogus"; use one of intent, completion, release, resolve, forget, memo-put, journal-entry, run-terminal, snapshot-marker, checkpoint, entry-state, opaque or a number such as 7
+                Error: unknown record kind "bogus"; use one of intent, completion, release, resolve, forget, memo-put, journal-entry, run-terminal, snapshot-marker, checkpoint, entry-state, seal, opaque or a number such as 7
                 Usage: onceledger dump <dir> [--json] [--key <key>] [--kind <kind> ...] [--since <seq>] [--live]
                   See 'onceledger dump --help' for more information.
 
@@ -474,6 +474,32 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         #expect(try run(["verify", "--help"], in: dir).exitCode == 0)
     }
 
+    // MARK: verify: the newest segment (seal records)
+
+    @Test func verifyRefusesADeletedNewestSegmentAndCompletesAnInterruptedRollover() throws {
+        let deleted = try Fixture.copy("ledger-newest-deleted")
+        defer { Fixture.cleanUp(deleted) }
+        let refused = try run(["verify", "$DIR"], in: deleted)
+        #expect(refused.exitCode == 4)
+        #expect(refused.stdout.contains("recovery    R16 missing-newest-segment: the last segment ends with a seal naming a successor segment that does not exist\n"))
+        #expect(refused.stdout.contains("[missing-segment] segment 2 is missing: segment 1 ends with a seal naming it"))
+
+        let interrupted = try Fixture.copy("ledger-interrupted-rollover")
+        defer { Fixture.cleanUp(interrupted) }
+        let before = Fixture.files(interrupted)
+        let looked = try run(["verify", "$DIR"], in: interrupted)
+        #expect(looked.exitCode == 0, "an interrupted rollover is a crash state, not damage")
+        #expect(looked.stdout.contains("recovery    R17 interrupted-rollover:"))
+        #expect(looked.stdout.contains("repairable  an interrupted rollover (an ordinary crash state): segment 1 is sealed and names segment 2"))
+        #expect(Fixture.files(interrupted) == before, "verify without --repair changes nothing")
+        let repaired = try run(["verify", "--repair", "$DIR"], in: interrupted)
+        #expect(repaired.exitCode == 1)
+        #expect(repaired.stdout.contains("repaired    completed the interrupted rollover: renamed wal-0000000000000002.seg.tmp to wal-0000000000000002.seg"))
+        #expect(repaired.stdout.contains("recovery    R11 clean"))
+        let dump = try run(["dump", "--kind", "seal", "$DIR"], in: interrupted)
+        #expect(dump.stdout.hasPrefix("seq=4 segment=1 offset=4008 kind=seal successor=2 time=2023-11-14T22:13:22.500Z acked=3 batch-end crc=0x890428c2\n"))
+    }
+
     // MARK: dump
 
     @Test func dumpShowsSnapshotItemsThenEveryRecord() throws {
@@ -482,13 +508,13 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         let result = try run(["dump", "$DIR"], in: dir)
         #expect(result.exitCode == 0)
         expectOutput(result.stdout, """
-            snapshot=snap-0000000000000006.snap item=0 kind=entry-state key="order-42-receipt" state=done attempt=1 generation=0 intentTime=2023-11-14T22:13:20.000Z completedTime=2023-11-14T22:13:21.500Z fingerprint=a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf receipt="msg-7f3a" token=olt_54ea241157c7fb04547992d31f0ff26c
-            snapshot=snap-0000000000000006.snap item=1 kind=entry-state key="order-43" state=done attempt=1 generation=0 intentTime=2023-11-14T22:13:22.000Z completedTime=2023-11-14T22:13:23.000Z fingerprint=none receipt="ok" token=olt_ca64bdb61739b847e214ebfabd186b0b
-            snapshot=snap-0000000000000006.snap item=2 kind=memo-put run="run-9" step="summarize" name="llm" time=2023-11-14T22:13:22.100Z value="A short summary."
-            seq=6 segment=2 offset=64 kind=completion key="order-43" attempt=1 time=2023-11-14T22:13:23.000Z receipt="ok" acked=5 batch-end crc=0x92be7d13 covered-by-snapshot
-            seq=7 segment=2 offset=128 kind=snapshot-marker coveredSequence=6 time=2023-11-14T22:13:24.000Z snapshotBytes=328 acked=6 batch-end crc=0xaee4f4b9
-            seq=8 segment=2 offset=184 kind=intent key="order-44" attempt=1 generation=0 scope=while-in-flight time=2023-11-14T22:13:25.000Z fingerprint=a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf token=olt_6de84799544dd66a837566e5b8c7a9aa acked=7 batch-end crc=0xcae023b5
-            seq=9 segment=2 offset=288 kind=checkpoint time=2023-11-14T22:13:26.000Z acked=8 batch-end crc=0x63fed833
+            snapshot=snap-0000000000000007.snap item=0 kind=entry-state key="order-42-receipt" state=done attempt=1 generation=0 intentTime=2023-11-14T22:13:20.000Z completedTime=2023-11-14T22:13:21.500Z fingerprint=a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf receipt="msg-7f3a" token=olt_7d030b7d8a5cbb80ea36a984b50c0634
+            snapshot=snap-0000000000000007.snap item=1 kind=entry-state key="order-43" state=done attempt=1 generation=0 intentTime=2023-11-14T22:13:22.000Z completedTime=2023-11-14T22:13:23.000Z fingerprint=none receipt="ok" token=olt_b325ef8480632853d5bf76cf86996745
+            snapshot=snap-0000000000000007.snap item=2 kind=memo-put run="run-9" step="summarize" name="llm" time=2023-11-14T22:13:22.100Z value="A short summary."
+            seq=7 segment=2 offset=64 kind=completion key="order-43" attempt=1 time=2023-11-14T22:13:23.000Z receipt="ok" acked=6 batch-end crc=0xb9dbb35a covered-by-snapshot
+            seq=8 segment=2 offset=128 kind=snapshot-marker coveredSequence=7 time=2023-11-14T22:13:24.000Z snapshotBytes=328 acked=7 batch-end crc=0x09720dce
+            seq=9 segment=2 offset=184 kind=intent key="order-44" attempt=1 generation=0 scope=while-in-flight time=2023-11-14T22:13:25.000Z fingerprint=a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf token=olt_1d4414cb234e5c3304fe80410f964aa5 acked=8 batch-end crc=0x3276302b
+            seq=10 segment=2 offset=288 kind=checkpoint time=2023-11-14T22:13:26.000Z acked=9 batch-end crc=0x18915c70
             -- shown: 4 of 4 records, 3 of 3 snapshot items; tail: clean
 
             """, "dump-compacted")
@@ -506,7 +532,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         #expect(lines.map { $0["kind"] as? String } == [
             "entry-state", "entry-state", "memo-put", "completion", "snapshot-marker", "intent", "checkpoint",
         ])
-        #expect(lines.map { $0["seq"] as? Int } == [nil, nil, nil, 6, 7, 8, 9])
+        #expect(lines.map { $0["seq"] as? Int } == [nil, nil, nil, 7, 8, 9, 10])
         #expect(lines[0]["source"] as? String == "snapshot")
         #expect(lines[0]["key"] as? String == "order-42-receipt")
         #expect(lines[0]["receipt"] as? String == "msg-7f3a")
@@ -526,14 +552,14 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         #expect(byKey.allSatisfy { $0["key"] as? String == "order-43" })
 
         let byKind = try jsonLines(try run(["dump", "--json", "--kind", "intent", "--kind", "10", "$DIR"], in: dir).stdout)
-        #expect(byKind.map { $0["seq"] as? Int } == [8, 9])
+        #expect(byKind.map { $0["seq"] as? Int } == [9, 10])
 
-        let since = try jsonLines(try run(["dump", "--json", "--since", "8", "$DIR"], in: dir).stdout)
-        #expect(since.map { $0["seq"] as? Int } == [8, 9], "--since leaves out snapshot items, which have no sequence number")
+        let since = try jsonLines(try run(["dump", "--json", "--since", "9", "$DIR"], in: dir).stdout)
+        #expect(since.map { $0["seq"] as? Int } == [9, 10], "--since leaves out snapshot items, which have no sequence number")
 
         let text = try run(["dump", "--key", "order-44", "$DIR"], in: dir)
         expectOutput(text.stdout, """
-            seq=8 segment=2 offset=184 kind=intent key="order-44" attempt=1 generation=0 scope=while-in-flight time=2023-11-14T22:13:25.000Z fingerprint=a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf token=olt_6de84799544dd66a837566e5b8c7a9aa acked=7 batch-end crc=0xcae023b5
+            seq=9 segment=2 offset=184 kind=intent key="order-44" attempt=1 generation=0 scope=while-in-flight time=2023-11-14T22:13:25.000Z fingerprint=a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf token=olt_1d4414cb234e5c3304fe80410f964aa5 acked=8 batch-end crc=0x3276302b
             -- shown: 1 of 4 records, 0 of 3 snapshot items; tail: clean
 
             """, "dump-key")
@@ -545,7 +571,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         let tornResult = try run(["dump", "$DIR"], in: torn)
         #expect(tornResult.exitCode == 0)
         expectOutput(tornResult.stdout, """
-            seq=1 segment=1 offset=64 kind=intent key="order-42-receipt" attempt=1 generation=0 scope=forever time=2023-11-14T22:13:20.000Z fingerprint=a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf token=olt_54ea241157c7fb04547992d31f0ff26c acked=0 batch-end crc=0x432c85ca
+            seq=1 segment=1 offset=64 kind=intent key="order-42-receipt" attempt=1 generation=0 scope=forever time=2023-11-14T22:13:20.000Z fingerprint=a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf token=olt_7d030b7d8a5cbb80ea36a984b50c0634 acked=0 batch-end crc=0x432c85ca
             seq=2 segment=1 offset=176 kind=completion key="order-42-receipt" attempt=1 time=2023-11-14T22:13:21.500Z receipt="msg-7f3a" acked=1 batch-end crc=0xd113b4ce
             -- shown: 2 of 2 records, 0 of 0 snapshot items; tail: torn at segment 1 offset 256 (280 bytes from sequence 3 on, never acknowledged; the next open cuts them)
 
@@ -582,7 +608,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
             records         9 (seq 1…9)
               by kind       intent 4, completion 2, memo-put 1, checkpoint 2
             entries         4 keys: 2 done, 2 pending-unknown, 0 absent
-            oldest pending  order-43 since 2023-11-14T22:13:22.000Z (attempt 1, token olt_ca64bdb61739b847e214ebfabd186b0b)
+            oldest pending  order-43 since 2023-11-14T22:13:22.000Z (attempt 1, token olt_b325ef8480632853d5bf76cf86996745)
             tail            clean
 
             """, "stat")
@@ -602,8 +628,8 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         expectOutput(pending.stdout, """
             KEY             ATTEMPT  INTENT TIME               TOKEN
             ---------------------------------------------------------------------------------------
-            order-43              1  2023-11-14T22:13:22.000Z  olt_ca64bdb61739b847e214ebfabd186b0b
-            charge:order-7        1  2023-11-14T22:16:42.000Z  olt_f74beb14401efe0dcd2f91e7ac28e439
+            order-43              1  2023-11-14T22:13:22.000Z  olt_b325ef8480632853d5bf76cf86996745
+            charge:order-7        1  2023-11-14T22:16:42.000Z  olt_d06dd055ac971b2d38ef244f8285cf02
 
             2 pending-unknown entries: the effect may or may not have happened. Ask the downstream system about the token, then record the answer:
               onceledger resolve $DIR KEY --done [--receipt JSON] --reason TEXT   (it happened)
@@ -663,7 +689,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
                              in: dir, environment: ["USER": "bob"])
         #expect(absent.exitCode == 0)
         expectOutput(absent.stdout, """
-            resolved order-43: pending-unknown → absent (attempt 1); the next call with this key runs the effect, with the same token olt_ca64bdb61739b847e214ebfabd186b0b
+            resolved order-43: pending-unknown → absent (attempt 1); the next call with this key runs the effect, with the same token olt_b325ef8480632853d5bf76cf86996745
             recorded in the log as sequence 12 by "bob": "never sent"
 
             """, "resolve-absent")
@@ -712,7 +738,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
                               "--actor", "ops@example.com", "--i-understand-this-allows-a-rerun"], in: dir)
         #expect(forgot.exitCode == 0)
         expectOutput(forgot.stdout, """
-            forgot order-42-receipt: done → absent (its receipt was "msg-7f3a"); the next call with this key runs the effect again, with a new token olt_6f4db556221b093da88325712b1a63e0
+            forgot order-42-receipt: done → absent (its receipt was "msg-7f3a"); the next call with this key runs the effect again, with a new token olt_a355052044f24dc190a2677bce11bdc2
             recorded in the log as sequence 6 by "ops@example.com": "customer asked for a resend"
 
             """, "forget")
@@ -737,7 +763,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         let result = try run(["compact", "$DIR"], in: dir)
         #expect(result.exitCode == 0)
         expectOutput(result.stdout, """
-            compacted $DIR: snap-0000000000000010.snap covers sequence 16 (3 items, 320 bytes)
+            compacted $DIR: snap-0000000000000013.snap covers sequence 19 (3 items, 320 bytes)
             before  4 segments, no snapshot: 16,384 bytes
             after   1 segment, 1 snapshot: 4,416 bytes
             deleted 3 segments: wal-0000000000000001.seg, wal-0000000000000002.seg, wal-0000000000000003.seg
@@ -747,6 +773,6 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         #expect(try run(["entries", "--json", "$DIR"], in: dir).stdout == entriesBefore, "compaction keeps every entry")
         let verify = try run(["verify", "$DIR"], in: dir)
         #expect(verify.exitCode == 0)
-        #expect(verify.stdout.contains("snapshot    snap-0000000000000010.snap: covers sequence 16, 3 items, 320 bytes\n"))
+        #expect(verify.stdout.contains("snapshot    snap-0000000000000013.snap: covers sequence 19, 3 items, 320 bytes\n"))
     }
 }

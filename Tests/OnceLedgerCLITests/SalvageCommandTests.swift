@@ -109,14 +109,14 @@ import Testing
         #expect(run.report == """
             salvage DIR -> NEW
             source: ledger 000102030405060708090a0b0c0d0e0f, 2 segment files
-              wal-0000000000000001.seg: 2 valid records in sequence 1-3
-              wal-0000000000000002.seg: 3 valid records in sequence 4-6
+              wal-0000000000000001.seg: 3 valid records in sequence 1-4
+              wal-0000000000000002.seg: 3 valid records in sequence 5-7
             damaged bytes (not valid records):
               segment 1 (wal-0000000000000001.seg) offsets 176..<256: checksum mismatch: stored 0xd113b4ce, computed 0xf544dcc3; looks like completion of "krder-42-receipt" (sequence 2), unverified
             LOST: records proven durable that could not be read:
-              sequence 2 (segment 1, between offsets 176 and 256): a later record says sequence 5 was durable; a later segment exists (this one was sealed)
+              sequence 2 (segment 1, between offsets 176 and 256): a later record says sequence 6 was durable; a later segment exists (this one was sealed)
             written: NEW
-              0 snapshot items and 4 records copied; 1 housekeeping record (checkpoint, snapshot marker, seal) left out: they only describe the old files
+              0 snapshot items and 4 records copied; 2 housekeeping records (checkpoint, snapshot marker, seal) left out: they only describe the old files
               the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
               entries: 1 done, 1 pending-unknown, 0 absent
             result: something was lost (1 durable record lost); check the entries above against the systems the effects touched
@@ -140,8 +140,8 @@ import Testing
         #expect(run.exitCode == 0)
         #expect(run.report == """
             salvage DIR -> NEW
-            source: ledger 000102030405060708090a0b0c0d0e0f, 1 segment file, snapshot snap-0000000000000006.snap (covers 1-6, 3 items)
-              wal-0000000000000002.seg: 4 valid records in sequence 6-9
+            source: ledger 000102030405060708090a0b0c0d0e0f, 1 segment file, snapshot snap-0000000000000007.snap (covers 1-7, 3 items)
+              wal-0000000000000002.seg: 4 valid records in sequence 7-10
               1 valid record at or below the snapshot's sequence number: already reflected in the snapshot
             written: NEW
               3 snapshot items and 1 record copied; 2 housekeeping records (checkpoint, snapshot marker, seal) left out: they only describe the old files
@@ -157,7 +157,7 @@ import Testing
         let source = try Self.copy("ledger-compacted")
         defer { source.remove() }
         // Flip a byte inside the first item's key: the file checksum fails.
-        let snapshot = source.path + "/snap-0000000000000006.snap"
+        let snapshot = source.path + "/snap-0000000000000007.snap"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: snapshot))
         bytes[74] ^= 0x01
         try bytes.write(to: URL(fileURLWithPath: snapshot))
@@ -165,14 +165,14 @@ import Testing
         let plain = try Self.salvage(source.path)
         defer { plain.target.remove() }
         #expect(plain.exitCode == 4)
-        #expect(plain.report.contains("snap-0000000000000006.snap is damaged; 3 of its 3 items still parse: rerun with --trust-damaged-snapshot to copy them, unverified"))
-        #expect(plain.report.contains("LOST: records proven durable that could not be read:\n  sequences 1-5 (before segment 2 offset 64; compacted into a snapshot that is missing or invalid)"))
+        #expect(plain.report.contains("snap-0000000000000007.snap is damaged; 3 of its 3 items still parse: rerun with --trust-damaged-snapshot to copy them, unverified"))
+        #expect(plain.report.contains("LOST: records proven durable that could not be read:\n  sequences 1-6 (before segment 2 offset 64; compacted into a snapshot that is missing or invalid)"))
         #expect(plain.entries == ["order-43": .done, "order-44": .pendingUnknown])
 
         let trusted = try Self.salvage(source.path, ["--trust-damaged-snapshot"])
         defer { trusted.target.remove() }
         #expect(trusted.exitCode == 4)
-        #expect(trusted.report.contains("UNVERIFIED: snap-0000000000000006.snap is damaged; 3 of its 3 items still parse; they are used as the state through sequence 6, without checksum verification"))
+        #expect(trusted.report.contains("UNVERIFIED: snap-0000000000000007.snap is damaged; 3 of its 3 items still parse; they are used as the state through sequence 7, without checksum verification"))
         #expect(trusted.report.contains("result: something was lost (snapshot items unverified)"))
         #expect(trusted.entries.count == 3)
         #expect(trusted.entries["order-43"] == .done && trusted.entries["order-44"] == .pendingUnknown)

@@ -45,6 +45,8 @@ private enum Samples {
                           intentTimeMilliseconds: time, completedTimeMilliseconds: 0, receipt: [])),
         .entryState(.init(key: "k", status: .absent, attempt: 2, generation: 1, fingerprint: fingerprint,
                           intentTimeMilliseconds: 0, completedTimeMilliseconds: 0, receipt: [])),
+        .seal(.init(successor: 2, timeMilliseconds: time)),
+        .seal(.init(successor: .max, timeMilliseconds: .max)),
         .opaque([]),
         .opaque(Array("opaque".utf8)),
     ]
@@ -81,7 +83,7 @@ private enum Samples {
 
     @Test func everyKindHasASample() {
         #expect(Set(Samples.small.map(\.kind)) == Set(RecordKind.known))
-        #expect(Set(Samples.atLimits.map(\.kind)).isSuperset(of: RecordKind.known.filter { ![.snapshotMarker, .checkpoint, .opaque].contains($0) }))
+        #expect(Set(Samples.atLimits.map(\.kind)).isSuperset(of: RecordKind.known.filter { ![.snapshotMarker, .checkpoint, .seal, .opaque].contains($0) }))
     }
 
     @Test(arguments: Samples.small)
@@ -147,7 +149,7 @@ private enum Samples {
     }
 
     @Test func unknownKindsAreReportedNotGuessed() {
-        for raw: UInt16 in [0, 12, 100, 0x7ffe, 0x8000, 0xffff] {
+        for raw: UInt16 in [0, 13, 100, 0x7ffe, 0x8000, 0xffff] {
             #expect(RecordBody.decode(kind: RecordKind(rawValue: raw), [1, 2, 3]) == .unknownKind(RecordKind(rawValue: raw)))
         }
     }

@@ -69,6 +69,7 @@ enum GoldenVectors {
         ("record-09-snapshot-marker.bin", .snapshotMarker(.init(coveredSequence: 6, timeMilliseconds: time + 10_000,
                                                                 snapshotBytes: 320))),
         ("record-10-checkpoint.bin", .checkpoint(timeMilliseconds: time + 11_000)),
+        ("record-12-seal.bin", .seal(.init(successor: 3, timeMilliseconds: time + 12_000))),
         ("record-7fff-opaque.bin", .opaque(Array("hello, ledger".utf8))),
     ]
 
@@ -86,7 +87,8 @@ enum GoldenVectors {
     }
 
     static var segmentHeader: SegmentHeader {
-        SegmentHeader(ledgerID: ledgerID, segmentNumber: 1, firstSequence: 1, segmentBytes: segmentBytes, previousChain: 0)
+        SegmentHeader(ledgerScopedTokens: true, ledgerID: ledgerID, segmentNumber: 1, firstSequence: 1,
+                      segmentBytes: segmentBytes, previousChain: 0)
     }
 
     // MARK: Ledgers
@@ -136,17 +138,32 @@ enum GoldenVectors {
         return (ledger, bytes)
     }
 
-    /// Segment 1 filled until seq 4 does not fit, so seq 4 starts segment 2; clean close.
-    /// Then one bit of seq 2's body (in the sealed segment 1) flipped.
-    static func sealedCorruptLedger() -> (ledger: VectorLedger, damaged: [UInt8]) {
-        var ledger = VectorLedger(ledgerID: ledgerID, segmentBytes: segmentBytes)
+    /// Segment 1 filled until the intent that would be seq 4 does not fit with the seal, so
+    /// segment 1 ends with the seal (seq 4) naming segment 2, which holds seq 5 … 7; clean
+    /// close. (`ledger-sealed/`; `ledger-newest-deleted/` is its segment 1 alone;
+    /// `ledger-interrupted-rollover/` its segment 1 and segment 2 as created, still `.tmp`.)
+    static func sealedLedger() -> VectorLedger {
+        var ledger = VectorLedger(ledgerID: ledgerID, segmentBytes: segmentBytes, sealTime: time + 2_500)
         ledger.commit([intent42])
         ledger.commit([completion42])
-        ledger.commit([filler(ledger, leaving: 40)])
+        ledger.commit([filler(ledger, leaving: 88)])
         ledger.commit([intent43])
         ledger.commit([completion43])
         ledger.close(timeMilliseconds: time + 4_000)
         precondition(ledger.segments.count == 2)
+        return ledger
+    }
+
+    /// Segment 2 of `sealedLedger` as the rollover created it: header and zeros.
+    static func sealedLedgerFreshSegment2() -> [UInt8] {
+        let bytes = sealedLedger().segments[1].bytes
+        return Array(bytes[0..<FormatLimits.segmentHeaderBytes])
+            + [UInt8](repeating: 0, count: bytes.count - FormatLimits.segmentHeaderBytes)
+    }
+
+    /// `sealedLedger`, then one bit of seq 2's body (in the sealed segment 1) flipped.
+    static func sealedCorruptLedger() -> (ledger: VectorLedger, damaged: [UInt8]) {
+        let ledger = sealedLedger()
         var bytes = ledger.segments[0].bytes
         bytes[Int(ledger.written[1].offset) + FormatLimits.recordHeaderBytes + 2] ^= 0x04
         return (ledger, bytes)
@@ -163,14 +180,15 @@ enum GoldenVectors {
         SnapshotFile.Item(body: memo),
     ]
 
-    /// Segment 1 (seq 1 … 5) full; seq 6 starts segment 2; compaction covers seq 6, deletes
-    /// segment 1 and appends the snapshot marker (seq 7); one more batch; clean close.
+    /// Segment 1 (seq 1 … 5, then its seal, seq 6) full; seq 7 starts segment 2; compaction
+    /// covers seq 7, deletes segment 1 and appends the snapshot marker (seq 8); one more
+    /// batch; clean close.
     static func compactedLedger() -> VectorLedger {
-        var ledger = VectorLedger(ledgerID: ledgerID, segmentBytes: segmentBytes)
+        var ledger = VectorLedger(ledgerID: ledgerID, segmentBytes: segmentBytes, sealTime: time + 2_900)
         ledger.commit([intent42])
         ledger.commit([completion42])
         ledger.commit([intent43, memo])
-        ledger.commit([filler(ledger, leaving: 24)])
+        ledger.commit([filler(ledger, leaving: 72)])
         ledger.commit([completion43])
         ledger.compact(items: snapshotItems, timeMilliseconds: time + 4_000)
         ledger.commit([intent44])
@@ -189,6 +207,12 @@ enum GoldenVectors {
         let sealed = sealedCorruptLedger()
         files.append(("ledger-sealed-corrupt/" + LedgerFileNames.segment(1), sealed.damaged))
         files.append(("ledger-sealed-corrupt/" + LedgerFileNames.segment(2), sealed.ledger.segments[1].bytes))
+        files.append(("ledger-sealed/" + LedgerFileNames.segment(1), sealed.ledger.segments[0].bytes))
+        files.append(("ledger-sealed/" + LedgerFileNames.segment(2), sealed.ledger.segments[1].bytes))
+        files.append(("ledger-newest-deleted/" + LedgerFileNames.segment(1), sealed.ledger.segments[0].bytes))
+        files.append(("ledger-interrupted-rollover/" + LedgerFileNames.segment(1), sealed.ledger.segments[0].bytes))
+        files.append(("ledger-interrupted-rollover/" + LedgerFileNames.segment(2) + LedgerFileNames.temporarySuffix,
+                      sealedLedgerFreshSegment2()))
         let compacted = compactedLedger()
         let snapshot = compacted.snapshots.last!
         files.append(("ledger-compacted/" + LedgerFileNames.snapshot(snapshot.coveredSequence), snapshot.encode()))
@@ -208,8 +232,9 @@ enum GoldenVectors {
     }
 }
 
-/// Builds segment files the way `LogWriter` does (same rollover rule, acked-through values,
-/// batch-end flags, checkpoint on close, compaction order) with a fixed ledger id and no I/O.
+/// Builds segment files the way `LogWriter` does (same rollover rule and seal, acked-through
+/// values, batch-end flags, checkpoint on close, compaction order, ledger-scoped-tokens
+/// header flag) with a fixed ledger id and no I/O.
 struct VectorLedger {
     struct Written: Hashable {
         var sequence: UInt64
@@ -225,6 +250,8 @@ struct VectorLedger {
 
     let ledgerID: LedgerID
     let segmentBytes: UInt64
+    /// The time field of every seal record.
+    let sealTime: UInt64
     var segments: [(number: UInt64, firstSequence: UInt64, bytes: [UInt8])] = []
     var snapshots: [SnapshotFile] = []
     var written: [Written] = []
@@ -235,15 +262,21 @@ struct VectorLedger {
     private var committedSinceOpen = false
     private var nextSegment: UInt64 = 1
 
-    init(ledgerID: LedgerID, segmentBytes: UInt64) {
+    init(ledgerID: LedgerID, segmentBytes: UInt64, sealTime: UInt64 = GoldenVectors.time) {
         self.ledgerID = ledgerID
         self.segmentBytes = segmentBytes
+        self.sealTime = sealTime
         rollover()
     }
 
+    /// Seals the active segment (if any) with a record naming the next, then starts it.
     private mutating func rollover() {
+        if !segments.isEmpty {
+            append(.seal(.init(successor: nextSegment, timeMilliseconds: sealTime)), flags: RecordHeader.flagBatchEnd)
+            durableSequence = lastSequence  // written and fdatasync'd before the rename
+        }
         let header = SegmentHeader(
-            ledgerID: ledgerID, segmentNumber: nextSegment, firstSequence: lastSequence + 1, segmentBytes: segmentBytes,
+            ledgerScopedTokens: true, ledgerID: ledgerID, segmentNumber: nextSegment, firstSequence: lastSequence + 1, segmentBytes: segmentBytes,
             previousChain: lastChain)
         var bytes = header.encode()
         bytes += [UInt8](repeating: 0, count: Int(segmentBytes) - bytes.count)
@@ -256,35 +289,42 @@ struct VectorLedger {
     /// highest durable sequence number; only the last carries the batch-end flag.
     mutating func commit(_ bodies: [RecordBody]) {
         for (index, body) in bodies.enumerated() {
-            let encoded = body.encode()
-            let frame = RecordFrame.frameBytes(bodyBytes: encoded.count)
-            if UInt64(writeOffset + frame) > segmentBytes {
+            let frame = RecordFrame.frameBytes(bodyBytes: body.encode().count)
+            // Every segment keeps room for its seal.
+            if UInt64(writeOffset + frame + FormatLimits.sealFrameBytes) > segmentBytes {
                 durableSequence = lastSequence  // LogWriter flushes (write + fdatasync) before rolling over
                 rollover()
             }
-            let segment = segments[segments.count - 1].number
-            let flags = index == bodies.count - 1 ? RecordHeader.flagBatchEnd : 0
-            var buffer: [UInt8] = []
-            let checksum = RecordFrame.encode(
-                into: &buffer, sequence: lastSequence + 1, ackedThrough: durableSequence, previousChain: lastChain,
-                kind: body.kind, flags: flags, body: encoded,
-                position: RecordPosition(ledgerID: ledgerID, segment: segment, offset: UInt64(writeOffset)))
-            segments[segments.count - 1].bytes.replaceSubrange(writeOffset..<(writeOffset + frame), with: buffer)
-            written.append(Written(
-                sequence: lastSequence + 1, segment: segment, offset: UInt64(writeOffset), ackedThrough: durableSequence,
-                previousChain: lastChain, checksum: checksum, flags: flags, body: body))
-            lastSequence += 1
-            lastChain = checksum
-            writeOffset += frame
+            append(body, flags: index == bodies.count - 1 ? RecordHeader.flagBatchEnd : 0)
         }
         durableSequence = lastSequence
         committedSinceOpen = bodies.contains { $0.kind != .checkpoint }
     }
 
+    /// Writes one record at the write offset of the active segment.
+    private mutating func append(_ body: RecordBody, flags: UInt16) {
+        let encoded = body.encode()
+        let frame = RecordFrame.frameBytes(bodyBytes: encoded.count)
+        let segment = segments[segments.count - 1].number
+        var buffer: [UInt8] = []
+        let checksum = RecordFrame.encode(
+            into: &buffer, sequence: lastSequence + 1, ackedThrough: durableSequence, previousChain: lastChain,
+            kind: body.kind, flags: flags, body: encoded,
+            position: RecordPosition(ledgerID: ledgerID, segment: segment, offset: UInt64(writeOffset)))
+        segments[segments.count - 1].bytes.replaceSubrange(writeOffset..<(writeOffset + frame), with: buffer)
+        written.append(Written(
+            sequence: lastSequence + 1, segment: segment, offset: UInt64(writeOffset), ackedThrough: durableSequence,
+            previousChain: lastChain, checksum: checksum, flags: flags, body: body))
+        lastSequence += 1
+        lastChain = checksum
+        writeOffset += frame
+    }
+
     /// `LogWriter.compact`: snapshot through `lastSequence`, delete covered segments, marker.
     mutating func compact(items: [SnapshotFile.Item], timeMilliseconds: UInt64) {
         let covered = lastSequence
-        let snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: lastChain, items: items)
+        let snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: lastChain,
+                                    ledgerScopedTokens: true, items: items)
         snapshots = [snapshot]
         while segments.count >= 2, segments[1].firstSequence - 1 <= covered { segments.removeFirst() }
         commit([.snapshotMarker(.init(
@@ -332,13 +372,15 @@ extension SnapshotFile.Item {
             return
         }
         #expect(Array(bytes[0..<8]) == Array("OLWALSEG".utf8))
-        #expect(header.formatVersion == 1)
+        #expect(header.formatVersion == 2)
+        #expect(header.ledgerScopedTokens)
+        #expect(ByteReader.getInteger(bytes, at: 12, as: UInt32.self) == 1, "flags: bit 0, ledger-scoped tokens")
         #expect(header.ledgerID == GoldenVectors.ledgerID)
         #expect(header.segmentNumber == 1)
         #expect(header.firstSequence == 1)
         #expect(header.segmentBytes == 4096)
         #expect(header.previousChain == 0)
-        #expect(ByteReader.getInteger(bytes, at: 60, as: UInt32.self) == 0x8a71_f6ef)
+        #expect(ByteReader.getInteger(bytes, at: 60, as: UInt32.self) == 0x0d95_1e24)
         #expect(header.encode() == bytes)
     }
 
@@ -354,6 +396,7 @@ extension SnapshotFile.Item {
         "record-08-run-terminal.bin": 0x9263_20ab,
         "record-09-snapshot-marker.bin": 0x1526_7f10,
         "record-10-checkpoint.bin": 0x66ed_3334,
+        "record-12-seal.bin": 0x8379_7b92,
         "record-7fff-opaque.bin": 0x0c6b_94a6,
     ]
 
@@ -477,17 +520,44 @@ extension SnapshotFile.Item {
         #expect(sealedWalk.records.map(\.sequence) == [1])
         #expect(sealedWalk.stop == "bad")
         #expect(sealedWalk.end == 176)
-        // Segment 2 is intact and links to seq 3 (the filler) of segment 1.
+        // Segment 2 is intact and links to seq 4 (the seal) of segment 1.
         let ledger = GoldenVectors.sealedCorruptLedger().ledger
         let sealed2 = try GoldenVectors.read("ledger-sealed-corrupt/wal-0000000000000002.seg")
-        let segment2Walk = GoldenVectorTests.walk(sealed2, segment: 2, expectFirst: 4, expectChain: ledger.written[2].checksum)
+        let segment2Walk = GoldenVectorTests.walk(sealed2, segment: 2, expectFirst: 5, expectChain: ledger.written[3].checksum)
         #expect(segment2Walk.stop == "clean")
-        #expect(segment2Walk.records.map(\.sequence) == [4, 5, 6])
+        #expect(segment2Walk.records.map(\.sequence) == [5, 6, 7])
+    }
+
+    /// `ledger-sealed/`: segment 1 ends with the seal (seq 4) naming segment 2; the same
+    /// segment 1 alone is `ledger-newest-deleted/`, and with segment 2 as created (header and
+    /// zeros) under its temporary name, `ledger-interrupted-rollover/`.
+    @Test func sealedLedgerVectors() throws {
+        let ledger = GoldenVectors.sealedLedger()
+        let segment1 = try GoldenVectors.read("ledger-sealed/wal-0000000000000001.seg")
+        let walk1 = GoldenVectorTests.walk(segment1, segment: 1, expectFirst: 1, expectChain: 0)
+        #expect(walk1.stop == "clean")
+        #expect(walk1.records.map(\.sequence) == [1, 2, 3, 4])
+        #expect(walk1.records.map(\.offset) == [64, 176, 256, 4008])
+        #expect(walk1.end == 4056, "the seal is the last record; 40 zero bytes follow")
+        #expect(walk1.records.last?.body == .seal(.init(successor: 2, timeMilliseconds: GoldenVectors.time + 2_500)))
+        #expect(walk1.records.last?.ackedThrough == 3)
+        #expect(walk1.records.last?.flags == RecordHeader.flagBatchEnd)
+        #expect(walk1.records.last?.checksum == 0x8904_28c2)
+        let segment2 = try GoldenVectors.read("ledger-sealed/wal-0000000000000002.seg")
+        let walk2 = GoldenVectorTests.walk(segment2, segment: 2, expectFirst: 5, expectChain: 0x8904_28c2)
+        #expect(walk2.stop == "clean")
+        #expect(walk2.records.map(\.sequence) == [5, 6, 7])
+        #expect(walk1.records + walk2.records == ledger.written)
+        #expect(try GoldenVectors.read("ledger-newest-deleted/wal-0000000000000001.seg") == segment1)
+        #expect(try GoldenVectors.read("ledger-interrupted-rollover/wal-0000000000000001.seg") == segment1)
+        let temporary = try GoldenVectors.read("ledger-interrupted-rollover/wal-0000000000000002.seg.tmp")
+        #expect(Array(temporary[0..<64]) == Array(segment2[0..<64]))
+        #expect(temporary.count == 4096 && temporary[64...].allSatisfy { $0 == 0 })
     }
 
     @Test func compactedLedgerVector() throws {
         let ledger = GoldenVectors.compactedLedger()
-        let snapshotBytes = try GoldenVectors.read("ledger-compacted/snap-0000000000000006.snap")
+        let snapshotBytes = try GoldenVectors.read("ledger-compacted/snap-0000000000000007.snap")
         guard case .snapshot(let snapshot) = SnapshotFile.decode(snapshotBytes) else {
             Issue.record("snapshot vector does not decode")
             return
@@ -495,22 +565,25 @@ extension SnapshotFile.Item {
         #expect(Array(snapshotBytes[0..<8]) == Array("OLSNAPSH".utf8))
         #expect(Array(snapshotBytes[(snapshotBytes.count - 16)..<(snapshotBytes.count - 8)]) == Array("OLSNAPEN".utf8))
         #expect(snapshot.ledgerID == GoldenVectors.ledgerID)
-        #expect(snapshot.coveredSequence == 6)
-        #expect(snapshot.chain == ledger.written[5].checksum)
+        #expect(snapshot.coveredSequence == 7)
+        #expect(snapshot.chain == ledger.written[6].checksum)
+        #expect(snapshot.formatVersion == 2)
+        #expect(snapshot.ledgerScopedTokens)
         #expect(snapshot.items == GoldenVectors.snapshotItems)
         #expect(snapshot.items.map { RecordBody.decode(kind: $0.kind, $0.body) }
             == GoldenVectors.snapshotItems.map { RecordBody.decode(kind: $0.kind, $0.body) })
         #expect(snapshot.encode() == snapshotBytes)
-        #expect(ByteReader.getInteger(snapshotBytes, at: 60, as: UInt32.self) == 0xcbcd_bc6b)
+        #expect(ByteReader.getInteger(snapshotBytes, at: 60, as: UInt32.self) == 0x5ba4_49e6)
         #expect(ByteReader.getInteger(snapshotBytes, at: snapshotBytes.count - 4, as: UInt32.self) == 0x3323_ba9b)
 
         let segment = try GoldenVectors.read("ledger-compacted/wal-0000000000000002.seg")
-        let walked = GoldenVectorTests.walk(segment, segment: 2, expectFirst: 6, expectChain: ledger.written[4].checksum)
+        let walked = GoldenVectorTests.walk(segment, segment: 2, expectFirst: 7, expectChain: ledger.written[5].checksum)
+        #expect(ledger.written[5].body.kind == .seal, "segment 2 continues the seal that closed segment 1")
         #expect(walked.stop == "clean")
-        #expect(walked.records.map(\.sequence) == [6, 7, 8, 9])
+        #expect(walked.records.map(\.sequence) == [7, 8, 9, 10])
         #expect(walked.records[0].checksum == snapshot.chain)
         #expect(walked.records[1].body == .snapshotMarker(.init(
-            coveredSequence: 6, timeMilliseconds: GoldenVectors.time + 4_000, snapshotBytes: UInt64(snapshotBytes.count))))
+            coveredSequence: 7, timeMilliseconds: GoldenVectors.time + 4_000, snapshotBytes: UInt64(snapshotBytes.count))))
         #expect(!FileManager.default.fileExists(
             atPath: GoldenVectors.directory.appendingPathComponent("ledger-compacted/wal-0000000000000001.seg").path))
     }

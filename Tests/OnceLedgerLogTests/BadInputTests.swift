@@ -1,5 +1,6 @@
 // Proves bad input gets a typed `LedgerError`, never a trap: garbage, truncated,
-// empty, foreign and newer-version segment files; random snapshot files; unrelated
+// empty, foreign and newer-version segment files; crafted seal records (malformed,
+// naming another segment, followed by a record; appending one); random snapshot files; unrelated
 // files (ignored); paths that are not usable directories; a missing ledger without
 // creation; oversized, over-many, empty or reserved-kind appends (rejected before
 // anything is written); and invalid configurations. Each case asserts the error
@@ -135,7 +136,7 @@ import Testing
         #expect(error?.message.contains(theirs.description) == true, "names the other ledger")
     }
 
-    @Test(arguments: [UInt16(2), 7, UInt16.max, 0])
+    @Test(arguments: [UInt16(3), 7, UInt16.max, 0])
     func segmentWithUnsupportedVersion(version: UInt16) throws {
         let directory = temporaryDirectory("version\(version)")
         defer { removeDirectory(directory) }
@@ -201,7 +202,7 @@ import Testing
         ledgerID: LedgerID, number: UInt64, firstSequence: UInt64, previousChain: UInt32,
         records: [(sequence: UInt64, body: [UInt8])] = []
     ) -> [UInt8] {
-        var bytes = SegmentHeader(ledgerID: ledgerID, segmentNumber: number, firstSequence: firstSequence,
+        var bytes = SegmentHeader(ledgerScopedTokens: true, ledgerID: ledgerID, segmentNumber: number, firstSequence: firstSequence,
                                   segmentBytes: 4096, previousChain: previousChain).encode()
         var chain = previousChain
         for record in records {
@@ -213,8 +214,62 @@ import Testing
         return bytes + [UInt8](repeating: 0, count: 4096 - bytes.count)
     }
 
+    /// Segment 1 of a fresh ledger: records given as (kind, body), each its own batch.
+    static func craftSegment1(ledgerID: LedgerID, _ records: [(RecordKind, [UInt8])]) -> [UInt8] {
+        var bytes = SegmentHeader(ledgerScopedTokens: true, ledgerID: ledgerID, segmentNumber: 1, firstSequence: 1,
+                                  segmentBytes: 4096, previousChain: 0).encode()
+        var chain: UInt32 = 0
+        for (index, record) in records.enumerated() {
+            chain = RecordFrame.encode(
+                into: &bytes, sequence: UInt64(index + 1), ackedThrough: UInt64(index), previousChain: chain,
+                kind: record.0, flags: RecordHeader.flagBatchEnd, body: record.1,
+                position: RecordPosition(ledgerID: ledgerID, segment: 1, offset: UInt64(bytes.count)))
+        }
+        return bytes + [UInt8](repeating: 0, count: 4096 - bytes.count)
+    }
+
+    /// Seal records no writer produces, with valid checksums: each is a chain break naming
+    /// segment 1, never a trap, never an open that appends after a seal.
+    @Test func craftedSealRecordsAreChainBreaks() throws {
+        let ledgerID = LedgerID.random()
+        let opaque = (RecordKind.opaque, payload(0))
+        let seal = { (successor: UInt64) in (RecordKind.seal, RecordBody.seal(.init(successor: successor, timeMilliseconds: 1)).encode()) }
+        let cases: [(String, [(RecordKind, [UInt8])])] = [
+            ("a seal body of 8 bytes", [opaque, (.seal, [2, 0, 0, 0, 0, 0, 0, 0])]),
+            ("a seal body with trailing bytes", [opaque, (.seal, seal(2).1 + [0])]),
+            ("a seal naming segment 5", [opaque, seal(5)]),
+            ("a seal naming segment 1 itself", [opaque, seal(1)]),
+            ("a record after the seal", [opaque, seal(2), opaque]),
+        ]
+        for (what, records) in cases {
+            let directory = temporaryDirectory()
+            defer { removeDirectory(directory) }
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try writeFile(segmentPath(directory, 1), Self.craftSegment1(ledgerID: ledgerID, records))
+            let before = try readFile(segmentPath(directory, 1))
+            let error = Self.openError(directory)
+            #expect(error?.code == .chainBreak, "\(what): \(String(describing: error))")
+            #expect(error?.segment == 1, "\(what)")
+            #expect(try readFile(segmentPath(directory, 1)) == before, "\(what): a refused open changes nothing")
+        }
+    }
+
+    @Test func appendingASealRecordIsRefused() async throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        let engine = try LogEngine.open(directory: directory, configuration: Self.configuration)
+        defer { try? engine.close() }
+        let error = await #expect(throws: LedgerError.self) {
+            try await engine.append(.seal(.init(successor: 2, timeMilliseconds: 1)))
+        }
+        #expect(error?.code == .invalidArgument)
+        #expect(engine.lastSequence == 0, "nothing was appended")
+    }
+
     static func writeSnapshot(_ directory: String, ledgerID: LedgerID, covered: UInt64, chain: UInt32) throws {
-        let snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: chain, items: [])
+        // Ledgers built by this version derive ledger-scoped tokens; the snapshot says so too.
+        let snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: chain, ledgerScopedTokens: true,
+                                    items: [])
         try writeFile(directory + "/" + LedgerFileNames.snapshot(covered), snapshot.encode())
     }
 
@@ -427,8 +482,9 @@ import Testing
         #expect(engine.lastSequence == 1, "nothing was appended")
         #expect(engine.poisonError == nil, "bad input does not poison the ledger")
         #expect(try readFile(segmentPath(directory, 1)) == segmentBefore, "nothing was written")
-        // A body of exactly the limit still goes in.
-        #expect(try await engine.append(kind: .opaque, body: [UInt8](repeating: 9, count: limit)) == 2)
+        // A body of exactly the limit still goes in (it needs an empty segment: the seal
+        // closing segment 1 takes sequence 2).
+        #expect(try await engine.append(kind: .opaque, body: [UInt8](repeating: 9, count: limit)) == 3)
         try engine.close()
         let (reopened, bodies) = try reopenOpaque(directory, configuration: Self.configuration)
         #expect(bodies == [payload(0), [UInt8](repeating: 9, count: limit)])

@@ -222,7 +222,7 @@ private enum DetectionLedger {
                    lastReturned.offset + UInt64(lastReturned.header.frameBytes) != tail.offset {
                     Issue.record("flip of byte \(byte): torn tail does not start after the last valid record")
                 }
-            case .open, .createNew:
+            case .open, .createNew, .completeRollover:
                 Issue.record("flip of byte \(byte) not detected (row \(outcome.report.row))")
             }
         }
@@ -278,9 +278,31 @@ private enum DetectionLedger {
 
         let compacted = try Self.scanVector("ledger-compacted")
         #expect(compacted.report.row.label == "R11 clean")
-        #expect(compacted.report.snapshot?.coveredSequence == 6)
-        #expect(compacted.records.map(\.header.sequence) == [7, 8, 9])
+        #expect(compacted.report.snapshot?.coveredSequence == 7)
+        #expect(compacted.records.map(\.header.sequence) == [8, 9, 10])
         #expect(compacted.records.first?.header.kind == .snapshotMarker)
+
+        let sealedClean = try Self.scanVector("ledger-sealed")
+        #expect(sealedClean.report.row.label == "R11 clean")
+        #expect(sealedClean.records.map(\.header.sequence) == [1, 2, 3, 4, 5, 6, 7])
+        #expect(sealedClean.records[3].header.kind == .seal)
+        #expect(sealedClean.report.segments.map(\.sealSuccessor) == [2, nil])
+
+        let deleted = try Self.scanVector("ledger-newest-deleted")
+        #expect(deleted.report.row.label == "R16 missing-newest-segment")
+        #expect(deleted.report.observation.successor == .missing)
+        #expect(deleted.report.error?.code == .missingSegment)
+        #expect(deleted.report.error?.segment == 2)
+        #expect(deleted.report.error?.message.contains("onceledger salvage") == true)
+        #expect(deleted.records.map(\.header.sequence) == [1, 2, 3, 4])
+
+        let interrupted = try Self.scanVector("ledger-interrupted-rollover")
+        #expect(interrupted.report.row.label == "R17 interrupted-rollover")
+        #expect(interrupted.report.row.action == .completeRollover)
+        #expect(interrupted.report.error == nil)
+        #expect(interrupted.report.pendingRollover == PendingRollover(
+            segment: 1, successor: 2, temporaryName: "wal-0000000000000002.seg.tmp"))
+        #expect(interrupted.records.map(\.header.sequence) == [1, 2, 3, 4])
     }
 
     /// Spec/RECOVERY.md lists every row of `RecoveryTable.rows`, in order, with its summary and action.
@@ -297,6 +319,7 @@ private enum DetectionLedger {
             case .createNew: action = "create new"
             case .open: action = "open"
             case .quarantineTornTail: action = "quarantine torn tail, then open"
+            case .completeRollover: action = "complete the rollover, then open"
             case .refuse(let code): action = "refuse `\(code)`"
             }
             #expect(columns.last == action, "\(row.label) action")

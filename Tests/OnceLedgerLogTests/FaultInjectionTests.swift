@@ -66,7 +66,8 @@ import Testing
     ) throws {
         let (engine, bodies) = try reopenOpaque(directory, configuration: configuration)
         let label = engine.recovery.row.label
-        #expect(label == "R11 clean" || label == "R15 torn-tail", "got \(label)", sourceLocation: sourceLocation)
+        #expect(label == "R11 clean" || label == "R15 torn-tail" || label == "R17 interrupted-rollover", "got \(label)",
+                sourceLocation: sourceLocation)
         expectRecovered(bodies, acknowledged: acknowledged, unacknowledged: unacknowledged,
                         sourceLocation: sourceLocation)
         #expect(!fileNames(directory).contains(where: LedgerFileNames.isTemporary),
@@ -179,7 +180,8 @@ import Testing
         case segmentFsync
         /// `rename` of the temporary name to the segment name.
         case rename
-        /// `fsync` of the directory after the rename.
+        /// `fsync` of the directory after the rename (the rollover's third fsync: the
+        /// temporary file's, the directory's before the seal, then this one).
         case directoryFsync
         var testDescription: String { rawValue }
 
@@ -191,8 +193,10 @@ import Testing
             case .preallocate: return .init(pathPrefix: newSegment, call: .write, errno: ENOSPC, count: 100)
             case .segmentFsync: return .init(pathPrefix: newSegment, call: .fsync, errno: EIO, count: 100)
             case .rename: return .init(pathPrefix: newSegment, call: .rename, errno: EIO, count: 100)
-            // Appends only fdatasync, so the rollover's second fsync is the directory's.
-            case .directoryFsync: return .init(pathPrefix: directory, call: .fsync, errno: EIO, after: 1, count: 100)
+            // Appends only fdatasync, so the rollover's third fsync is the directory's after the
+            // rename (the second one, before the seal, is `sealStepFailure…`'s; creating a ledger
+            // writes no seal, and its test counts fsyncs itself).
+            case .directoryFsync: return .init(pathPrefix: directory, call: .fsync, errno: EIO, after: 2, count: 100)
             }
         }
 
@@ -229,6 +233,57 @@ import Testing
         try await Self.expectPoisonedThenClose(engine, directory: directory)
         #expect(FaultInjection.fired(token) == 1, "the failed step was not retried")
         FaultInjection.remove(token)
+        // Segment 1 was sealed (naming segment 2) before the rename: a failed rename leaves
+        // the interrupted rollover the next open completes; no step leaves a refusal.
+        let report = try RecoveryScanner.scan(storage: PosixStorage(), directory: directory)
+        #expect(report.row.label == (step == .rename ? "R17 interrupted-rollover" : step == .directoryFsync ? "R11 clean" : "R11 clean"),
+                "\(report.observation)")
+        try Self.expectReopenRecovers(directory, acknowledged: acknowledged, unacknowledged: failing)
+    }
+
+    enum SealStep: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        /// The directory `fsync` that makes the new segment's temporary name durable before the seal.
+        case temporaryNameFsync
+        /// Writing (and syncing) the seal record into the old segment.
+        case sealWrite
+        var testDescription: String { rawValue }
+    }
+
+    /// The rollover steps between creating the new segment's temporary file and renaming
+    /// it (FORMAT §7.4): a failure poisons the writer before the seal is durable, so the
+    /// next open sees an unsealed last segment (R11), deletes the `.tmp` and loses nothing.
+    @Test(arguments: SealStep.allCases)
+    func sealStepFailurePoisonsAndReopenRecovers(step: SealStep) async throws {
+        let directory = temporaryDirectory("seal\(step.rawValue)")
+        defer { removeDirectory(directory) }
+        let engine = try LogEngine.open(directory: directory, configuration: Self.configuration)
+        let acknowledged = try await Self.appendAcknowledged(engine, 0..<Self.perSegment)
+        #expect(engine.activeSegment == 1)
+        let rule: FaultInjection.Rule = switch step {
+        // The rollover's first fsync is the temporary file's; the second, the directory's.
+        case .temporaryNameFsync: .init(pathPrefix: directory, call: .fsync, errno: EIO, after: 1, count: 100)
+        // After the appends, the only write to segment 1 is the seal.
+        case .sealWrite: .init(pathPrefix: segmentPath(directory, 1), call: .write, errno: EIO, count: 100)
+        }
+        let token = FaultInjection.install(rule)
+        defer { FaultInjection.remove(token) }
+        let failing = [Self.body(100)]
+        let error = await #expect(throws: LedgerError.self) {
+            try await engine.append(failing.map { LogRecord(kind: .opaque, body: $0) })
+        }
+        // Before the seal, a failure removes the `.tmp` at once (FORMAT §2.3), and that
+        // cleanup's directory fsync fails too under this rule; from the seal on, the
+        // `.tmp` is kept, because a durable seal may name it.
+        let fired = step == .temporaryNameFsync ? 2 : 1
+        #expect(FaultInjection.fired(token) == fired)
+        #expect(error?.code == .io)
+        #expect(!fileExists(segmentPath(directory, 2)), "the new segment is renamed only after the seal")
+        #expect(fileExists(segmentPath(directory, 2) + LedgerFileNames.temporarySuffix) == (step == .sealWrite))
+        try await Self.expectPoisonedThenClose(engine, directory: directory)
+        #expect(FaultInjection.fired(token) == fired, "the failed step was not retried")
+        FaultInjection.remove(token)
+        let report = try RecoveryScanner.scan(storage: PosixStorage(), directory: directory)
+        #expect(report.row.label == "R11 clean", "\(report.observation)")
         try Self.expectReopenRecovers(directory, acknowledged: acknowledged, unacknowledged: failing)
     }
 
@@ -287,7 +342,8 @@ import Testing
     /// one batch may take several fdatasyncs); the fourth fdatasync fails. Every
     /// appender gets an answer: success (then its record is durable), `.io` (its batch
     /// failed) or `.poisoned` (queued behind it). Successes are exactly sequence
-    /// numbers 1...k, and all of them come back after reopening.
+    /// numbers 1...k (but those of the seal records closing the segments), and all of
+    /// them come back after reopening.
     @Test func concurrentAppendersAllGetATypedAnswer() async throws {
         let directory = temporaryDirectory()
         defer { removeDirectory(directory) }
@@ -320,15 +376,22 @@ import Testing
         #expect(codes.contains(.io), "the appenders of the failing batch see the I/O error")
         #expect(codes.allSatisfy { $0 == .io || $0 == .poisoned }, "\(codes)")
         #expect(acknowledged.count - warmUp.count + codes.count == 64)
-        #expect(acknowledged.keys.sorted() == (0..<acknowledged.count).map { UInt64($0 + 1) },
-                "successes are exactly the batches before the failure")
         try engine.close()
         #expect(FaultInjection.fired(token) == 1)
         FaultInjection.remove(token)
         var recovered: [UInt64: [UInt8]] = [:]
+        var seals = Set<UInt64>()
         let reopened = try LogEngine.open(directory: directory, configuration: Self.configuration,
-                                          onRecord: { recovered[$0.header.sequence] = $0.body })
+                                          onRecord: {
+                                              recovered[$0.header.sequence] = $0.body
+                                              if $0.header.kind == .seal { seals.insert($0.header.sequence) }
+                                          })
         try reopened.close()
+        let highest = acknowledged.keys.max() ?? 0
+        let numbered = Set(acknowledged.keys).union(seals.filter { $0 < highest })
+        #expect(numbered.count == acknowledged.count + seals.filter { $0 < highest }.count, "no seal took an acknowledged number")
+        #expect(numbered.sorted() == (0..<numbered.count).map { UInt64($0 + 1) },
+                "successes are exactly the batches before the failure")
         for (sequence, body) in acknowledged {
             #expect(recovered[sequence] == body, "acknowledged record \(sequence) is back with its bytes")
         }

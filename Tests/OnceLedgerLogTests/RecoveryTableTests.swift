@@ -1,11 +1,12 @@
 // Proves the recovery decision table (Spec/RECOVERY.md) is a partition and that the
 // real scanner and engine follow it: (a) every combination of observed facts matches
-// exactly one row; (b) for each row R1…R15 a real on-disk ledger (built with
+// exactly one row; (b) for each row R1…R17 a real on-disk ledger (built with
 // LogWriter on PosixStorage with 4 KiB segments, then damaged by flipping, zeroing,
 // truncating, deleting, renaming or copying files) scans to that row, and
 // LogEngine.open then does what the row says: refuses with the row's code and
-// context (leaving every file unchanged), creates (R4), opens (R11), or quarantines
-// a torn tail to a side file and keeps everything before it and after it (R15).
+// context (leaving every file unchanged), creates (R4), opens (R11), quarantines
+// a torn tail to a side file and keeps everything before it and after it (R15), or
+// completes an interrupted rollover (R17; its state made by a failing rename).
 import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
@@ -48,8 +49,8 @@ import Testing
         #expect(reached == Set(RecoveryTable.rows.map(\.label)), "every row is reachable from some combination")
     }
 
-    @Test func rowsAreLabelledR1ThroughR15InOrder() {
-        #expect(RecoveryTable.rows.map { String($0.label.prefix { $0 != " " }) } == (1...15).map { "R\($0)" })
+    @Test func rowsAreLabelledR1ThroughR17InOrder() {
+        #expect(RecoveryTable.rows.map { String($0.label.prefix { $0 != " " }) } == (1...17).map { "R\($0)" })
     }
 
     // MARK: (b) each row from a real directory
@@ -469,5 +470,121 @@ import Testing
         var generator = SeededRandom(seed: 15)
         try overwrite(path, at: last.offset + last.frameBytes + 64, with: generator.bytes(100))
         try expectTornTail(directory, survivors: written, configuration: Self.noCheckpoint)
+    }
+
+    // MARK: The newest segment (seal records, FORMAT §7.4)
+
+    @Test("R16 missing-newest-segment: the last segment deleted") func r16NewestSegmentDeleted() throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        try Self.threeSegments(directory)
+        try FileManager.default.removeItem(atPath: segmentPath(directory, 3))
+        let error = try expectRefusal(directory, row: "R16 missing-newest-segment", code: .missingSegment)
+        #expect(error?.segment == 3, "names the deleted segment")
+        #expect(error?.message.contains("onceledger salvage") == true)
+    }
+
+    @Test("R16 missing-newest-segment: the two newest segments deleted") func r16TwoNewestSegmentsDeleted() throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        try Self.threeSegments(directory)
+        try FileManager.default.removeItem(atPath: segmentPath(directory, 3))
+        try FileManager.default.removeItem(atPath: segmentPath(directory, 2))
+        let error = try expectRefusal(directory, row: "R16 missing-newest-segment", code: .missingSegment)
+        #expect(error?.segment == 2, "the last remaining segment names its missing successor")
+    }
+
+    @Test("R16 missing-newest-segment: the newest segment deleted after a compaction") func r16NewestDeletedAfterCompaction() throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        try buildLedger(directory, configuration: Self.configuration, batches: Self.bodies(40).map { [$0] }, compactAfter: 24)
+        let numbers = segmentNumbers(directory)
+        #expect(numbers.count >= 2)
+        try FileManager.default.removeItem(atPath: segmentPath(directory, numbers.last!))
+        let error = try expectRefusal(directory, row: "R16 missing-newest-segment", code: .missingSegment)
+        #expect(error?.segment == numbers.last)
+    }
+
+    /// A ledger of 22 records (two full segments), then an append whose rollover fails at
+    /// the rename: segment 2 is sealed and segment 3 exists only as its `.tmp` file.
+    static func interruptedRollover(_ directory: String) async throws -> [[UInt8]] {
+        let written = bodies(2 * recordsPerSegment(segmentBytes: 4096, bodyBytes: bodyBytes))
+        try buildLedger(directory, configuration: configuration, batches: written.map { [$0] })
+        #expect(segmentNumbers(directory) == [1, 2])
+        let engine = try LogEngine.open(directory: directory, configuration: configuration)
+        let token = FaultInjection.install(.init(pathPrefix: segmentPath(directory, 3), call: .rename, errno: EIO, count: 100))
+        defer { FaultInjection.remove(token) }
+        await #expect(throws: LedgerError.self) { try await engine.append(kind: .opaque, body: payload(99, bytes: bodyBytes)) }
+        try engine.close()
+        #expect(segmentNumbers(directory) == [1, 2])
+        #expect(fileExists(segmentPath(directory, 3) + LedgerFileNames.temporarySuffix))
+        return written
+    }
+
+    /// Row R17 end to end: the scan, the open completing the rollover (the `.tmp` renamed
+    /// into place, nothing lost), an append into the new segment, and a clean reopen.
+    func expectCompletedRollover(_ directory: String, written: [[UInt8]],
+                                 sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let report = try RecoveryScanner.scan(storage: PosixStorage(), directory: directory)
+        #expect(report.row.label == "R17 interrupted-rollover", "\(report.observation)", sourceLocation: sourceLocation)
+        #expect(report.pendingRollover?.successor == 3, sourceLocation: sourceLocation)
+        let (engine, bodies) = try reopenOpaque(directory, configuration: Self.configuration)
+        #expect(engine.recovery.row.label == "R17 interrupted-rollover", sourceLocation: sourceLocation)
+        #expect(bodies == written, sourceLocation: sourceLocation)
+        #expect(engine.activeSegment == 3, sourceLocation: sourceLocation)
+        #expect(segmentNumbers(directory) == [1, 2, 3], sourceLocation: sourceLocation)
+        #expect(!fileNames(directory).contains(where: LedgerFileNames.isTemporary), sourceLocation: sourceLocation)
+        let extra = payload(123, bytes: Self.bodyBytes)
+        _ = try engine.appendAndWait([LogRecord(kind: .opaque, body: extra)])
+        try engine.close()
+        let (again, bodiesAgain) = try reopenOpaque(directory, configuration: Self.configuration)
+        #expect(again.recovery.row.label == "R11 clean", sourceLocation: sourceLocation)
+        #expect(bodiesAgain == written + [extra], sourceLocation: sourceLocation)
+        try again.close()
+    }
+
+    @Test("R17 interrupted-rollover: the open completes it") func r17InterruptedRollover() async throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        let written = try await Self.interruptedRollover(directory)
+        try expectCompletedRollover(directory, written: written)
+    }
+
+    @Test("R17 interrupted-rollover: a damaged .tmp is rewritten in place, not deleted") func r17DamagedTemporary() async throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        let written = try await Self.interruptedRollover(directory)
+        let temporary = segmentPath(directory, 3) + LedgerFileNames.temporarySuffix
+        try flipByte(temporary, at: 45)  // the first sequence number: header checksum fails
+        try flipByte(temporary, at: 1000)  // and a nonzero byte where records go
+        try expectCompletedRollover(directory, written: written)
+    }
+
+    @Test("R10 chain-break: a sealed segment's seal zeroed") func r10SealMissing() throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        try Self.threeSegments(directory)
+        let walked = try walkSegment(segmentPath(directory, 1))
+        let seal = try #require(walked.records.last)
+        #expect(seal.kind == .seal)
+        let path = segmentPath(directory, 1)
+        var bytes = try readFile(path)
+        for index in seal.offset..<(seal.offset + seal.frameBytes) { bytes[index] = 0 }
+        try writeFile(path, bytes)
+        let error = try expectRefusal(directory, row: "R10 chain-break", code: .chainBreak)
+        #expect(error?.segment == 1)
+        #expect(error?.offset == UInt64(seal.offset))
+    }
+
+    @Test("R10 chain-break: bytes after a seal") func r10BytesAfterSeal() throws {
+        let directory = temporaryDirectory()
+        defer { removeDirectory(directory) }
+        try Self.threeSegments(directory)
+        let walked = try walkSegment(segmentPath(directory, 2))
+        let seal = try #require(walked.records.last)
+        #expect(seal.kind == .seal)
+        try flipByte(segmentPath(directory, 2), at: seal.offset + seal.frameBytes + 8)
+        let error = try expectRefusal(directory, row: "R10 chain-break", code: .chainBreak)
+        #expect(error?.segment == 2)
     }
 }

@@ -18,7 +18,8 @@ func frameBytes(_ bodyBytes: Int) -> Int { RecordFrame.frameBytes(bodyBytes: bod
 
 /// How many records with `bodyBytes`-byte bodies fit one segment of `segmentBytes`.
 func recordsPerSegment(segmentBytes: UInt64, bodyBytes: Int) -> Int {
-    (Int(segmentBytes) - FormatLimits.segmentHeaderBytes) / frameBytes(bodyBytes)
+    // Every segment keeps room for the seal that closes it at rollover.
+    (Int(segmentBytes) - FormatLimits.segmentHeaderBytes - FormatLimits.sealFrameBytes) / frameBytes(bodyBytes)
 }
 
 func removeDirectory(_ path: String) {

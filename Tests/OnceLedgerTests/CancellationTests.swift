@@ -120,7 +120,7 @@ import Testing
         let outcome = try await caller.value
         #expect(sawCancellation.count == 0)
         #expect(outcome.wasPerformed)
-        #expect(outcome.receipt == "ch_3 " + EffectToken.derive(key: "charge-3", generation: 0))
+        #expect(outcome.receipt == "ch_3 " + EffectToken.derive(key: "charge-3", generation: 0, scope: ledger.tokenScope))
         #expect(ledger.entry("charge-3")?.status == .done)
         #expect(try harness.keyRecords("charge-3").map(\.kind) == [.intent, .completion])
         ledger = try harness.reopen(ledger)
@@ -190,7 +190,7 @@ import Testing
         let outcome = try await waiter.value
         #expect(runs.count == 2)
         #expect(outcome.wasPerformed)
-        #expect(outcome.receipt == "attempt 2 " + EffectToken.derive(key: "charge-5", generation: 0))
+        #expect(outcome.receipt == "attempt 2 " + EffectToken.derive(key: "charge-5", generation: 0, scope: ledger.tokenScope))
         #expect(try harness.keyRecords("charge-5").map(\.kind) == [.intent, .intent, .completion])
     }
 }

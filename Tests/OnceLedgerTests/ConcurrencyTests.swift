@@ -39,7 +39,7 @@ private let callers = 64
         #expect(runs.count == 1, "exactly one caller runs the effect")
         #expect(outcomes.count == callers)
         #expect(outcomes.filter(\.wasPerformed).count == 1)
-        let receipt = "receipt:" + EffectToken.derive(key: "hot", generation: 0)
+        let receipt = "receipt:" + EffectToken.derive(key: "hot", generation: 0, scope: ledger.tokenScope)
         #expect(outcomes.allSatisfy { $0.receipt == receipt })
         #expect(outcomes.allSatisfy { $0.entry.status == .done && $0.entry.attempt == 1 })
         #expect(try harness.keyRecords("hot").map(\.kind) == [.intent, .completion])

@@ -267,14 +267,24 @@ private let pinnedOrderKey = "send-receipt#e0fc867195b75b9cf1803a285689efff3a281
     // MARK: Tokens
 
     @Test func tokenIsStableAndPinned() {
-        #expect(EffectToken.derive(key: "order-42", generation: 0) == "olt_f38e6c9aaf40bf5a324f88397515abae")
-        #expect(EffectToken.derive(key: "order-42", generation: 1) == "olt_3ec4023abb51903de65b398ca79f166c")
-        #expect(EffectToken.derive(key: "\u{43A}\u{43B}\u{44E}\u{447}-1", generation: 7) == "olt_febe92ab5425fb261b16d49ebc43e5ed")
-        #expect(EffectToken.derive(key: "order-42", generation: 0) == EffectToken.derive(key: "order-42", generation: 0))
-        #expect(EffectToken.derive(key: "order-43", generation: 0) != EffectToken.derive(key: "order-42", generation: 0))
+        // v1 (ledgers created before format version 2): key and generation only.
+        let v1 = TokenScope.unscoped
+        #expect(EffectToken.derive(key: "order-42", generation: 0, scope: v1) == "olt_f38e6c9aaf40bf5a324f88397515abae")
+        #expect(EffectToken.derive(key: "order-42", generation: 1, scope: v1) == "olt_3ec4023abb51903de65b398ca79f166c")
+        #expect(EffectToken.derive(key: "\u{43A}\u{43B}\u{44E}\u{447}-1", generation: 7, scope: v1) == "olt_febe92ab5425fb261b16d49ebc43e5ed")
+        #expect(EffectToken.derive(key: "order-43", generation: 0, scope: v1) != EffectToken.derive(key: "order-42", generation: 0, scope: v1))
         let entry = EntryInfo(key: "order-42", status: .pendingUnknown, attempt: 3, generation: 1,
-                              fingerprint: IdempotencyKey.noFingerprint, timeMilliseconds: 5, receipt: [])
+                              fingerprint: IdempotencyKey.noFingerprint, timeMilliseconds: 5, receipt: [], tokenScope: v1)
         #expect(entry.token == "olt_3ec4023abb51903de65b398ca79f166c", "the token depends on key and generation, not attempt")
+        // v2: the ledger id (here 00 01 … 0f) goes in too (values computed independently
+        // with Python's hashlib).
+        let v2 = TokenScope.ledger(LedgerID(bytes: Array(0..<16))!)
+        #expect(EffectToken.derive(key: "order-42", generation: 0, scope: v2) == "olt_3805667c9505d8a759ad6881448175fc")
+        #expect(EffectToken.derive(key: "order-42", generation: 1, scope: v2) == "olt_9bf86413907f815880e1202459a3a229")
+        #expect(EffectToken.derive(key: "\u{43A}\u{43B}\u{44E}\u{447}-1", generation: 7, scope: v2) == "olt_51a8f745db2f3fc758e026de0e131119")
+        let other = TokenScope.ledger(LedgerID(bytes: Array(1...16))!)
+        #expect(EffectToken.derive(key: "order-42", generation: 0, scope: other) != EffectToken.derive(key: "order-42", generation: 0, scope: v2),
+                "two ledgers give one key different tokens")
     }
 
     // MARK: Validation

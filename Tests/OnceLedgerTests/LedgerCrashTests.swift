@@ -199,6 +199,8 @@ private struct StartInfo: Sendable {
     var attempt: UInt32
     var generation: UInt32
     var token: String
+    /// The ledger's token scope the effect saw (the same on every open of one ledger).
+    var scope: TokenScope
 }
 
 private enum BodyOutcome: Sendable, Equatable {
@@ -274,7 +276,7 @@ private func performCall(_ call: PlannedCall, index: Int, ledger: Ledger, log: R
         let outcome = try await ledger.once(call.idempotencyKey, as: String.self, whenPending: whenPending) { context in
             log.update(index) {
                 $0.start = StartInfo(key: context.key, attempt: context.attempt, generation: context.generation,
-                                     token: context.token)
+                                     token: context.token, scope: context.tokenScope)
             }
             for _ in 0..<call.yields { await Task.yield() }
             switch call.behavior {
@@ -428,7 +430,8 @@ private func walk(key: String, from current: Expect, calls: [(PlannedCall, CallS
     func checkStart(_ index: Int, from: Expect) {
         let start = calls[index].1.start!
         let policy = calls[index].0.policy
-        let expectedToken = EffectToken.derive(key: key, generation: from.generation)
+        let expectedToken = EffectToken.derive(key: key, generation: from.generation, scope: start.scope)
+        if !start.scope.isLedgerScoped { problems.append("a new ledger's tokens are not ledger-scoped") }
         if start.key != key { problems.append("the effect got key \"\(start.key)\"") }
         if start.generation != from.generation || start.token != expectedToken {
             problems.append("attempt \(start.attempt) ran with generation \(start.generation) token \(start.token), "

@@ -100,6 +100,8 @@ final class RecordingBackend: LedgerBackend {
         try inner.load(itemCount: itemCount, item: item, record: record)
     }
 
+    var tokenScope: TokenScope { inner.tokenScope }
+
     func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
         if let hold = log.takeHold() {
             hold.entered.open()

@@ -68,7 +68,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
     #expect(entry.attempt == 1)
     #expect(entry.generation == 0)
     #expect(entry.timeMilliseconds == intentTime)
-    #expect(entry.token == EffectToken.derive(key: key, generation: 0))
+    #expect(entry.token == EffectToken.derive(key: key, generation: 0, scope: ledger.tokenScope))
     #expect(current.pendingEntries().map(\.key).contains(key))
     let keyRecords = try harness.keyRecords(key)
     #expect(keyRecords.map(\.kind) == [.intent], "only the intent is in the log")
@@ -91,7 +91,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             #expect(context.key == "k-absent")
             #expect(context.attempt == 1)
             #expect(context.generation == 0)
-            #expect(context.token == EffectToken.derive(key: "k-absent", generation: 0))
+            #expect(context.token == EffectToken.derive(key: "k-absent", generation: 0, scope: ledger.tokenScope))
             // The intent is in the log, durable, before the effect starts; no completion yet.
             let records = try harness.keyRecords("k-absent")
             #expect(records.map(\.kind) == [.intent])
@@ -111,7 +111,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             Issue.record("expected performed, got \(outcome)")
             return
         }
-        #expect(receipt == "sent:" + EffectToken.derive(key: "k-absent", generation: 0))
+        #expect(receipt == "sent:" + EffectToken.derive(key: "k-absent", generation: 0, scope: ledger.tokenScope))
         #expect(entry.status == .done)
         #expect(entry.attempt == 1)
         #expect(entry.timeMilliseconds == 1_250, "completed at the completion's time")
@@ -184,7 +184,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             #expect(entry.status == .pendingUnknown)
             #expect(entry.attempt == 1)
             #expect(entry.timeMilliseconds == intentTime, "when the intent was written")
-            #expect(entry.token == EffectToken.derive(key: "k-pending", generation: 0))
+            #expect(entry.token == EffectToken.derive(key: "k-pending", generation: 0, scope: ledger.tokenScope))
         }
         // The default policy is fail-closed.
         let byDefault = await ledgerError { try await ledger.once("k-pending", as: String.self) { _ in runs.increment(); return "x" } }
@@ -203,7 +203,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         var ledger = try harness.open()
         defer { try? ledger.close() }
         ledger = try await makePending(harness, ledger, "k-retry", origin)
-        let token = EffectToken.derive(key: "k-retry", generation: 0)
+        let token = EffectToken.derive(key: "k-retry", generation: 0, scope: ledger.tokenScope)
         let runs = Counter()
         let outcome = try await ledger.once("k-retry", as: String.self, whenPending: .retry) { context in
             runs.increment()
@@ -243,7 +243,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
                 #expect(entry.key == "k-reconciled")
                 #expect(entry.status == .pendingUnknown)
                 #expect(entry.attempt == 1)
-                #expect(entry.token == EffectToken.derive(key: "k-reconciled", generation: 0))
+                #expect(entry.token == EffectToken.derive(key: "k-reconciled", generation: 0, scope: entry.tokenScope))
                 return .happened("found-downstream")
             }
         ) { _ in
@@ -283,7 +283,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         var ledger = try harness.open()
         defer { try? ledger.close() }
         ledger = try await makePending(harness, ledger, "k-not-happened", origin)
-        let token = EffectToken.derive(key: "k-not-happened", generation: 0)
+        let token = EffectToken.derive(key: "k-not-happened", generation: 0, scope: ledger.tokenScope)
         let asked = Counter()
         let runs = Counter()
         let outcome = try await ledger.once(
@@ -375,7 +375,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         }
         let outcome = try await ledger.once("k-release", as: String.self) { context in
             #expect(context.attempt == 3)
-            #expect(context.token == EffectToken.derive(key: "k-release", generation: 0))
+            #expect(context.token == EffectToken.derive(key: "k-release", generation: 0, scope: context.tokenScope))
             return "sent"
         }
         #expect(outcome.wasPerformed)
@@ -456,12 +456,12 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(duplicateRuns.count == 0)
 
         // Finished: whileInFlight no longer blocks. The re-run is a new generation: new token.
-        let firstToken = EffectToken.derive(key: "k-live", generation: 0)
+        let firstToken = EffectToken.derive(key: "k-live", generation: 0, scope: ledger.tokenScope)
         let again = try await ledger.once("k-live", as: String.self, scope: .whileInFlight) { context in
             #expect(context.attempt == 2)
             #expect(context.generation == 1)
             #expect(context.token != firstToken)
-            #expect(context.token == EffectToken.derive(key: "k-live", generation: 1))
+            #expect(context.token == EffectToken.derive(key: "k-live", generation: 1, scope: ledger.tokenScope))
             return "second"
         }
         #expect(again.wasPerformed)
@@ -489,7 +489,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         let after = try await ledger.once("k-window", as: String.self, scope: window) { context in
             #expect(context.attempt == 2)
             #expect(context.generation == 1)
-            #expect(context.token != EffectToken.derive(key: "k-window", generation: 0))
+            #expect(context.token != EffectToken.derive(key: "k-window", generation: 0, scope: context.tokenScope))
             return "r2"
         }
         #expect(after.wasPerformed, "a done entry as old as the window no longer blocks")
@@ -640,7 +640,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             #expect(entry.status == .pendingUnknown)
             #expect(entry.attempt == 1)
             #expect(entry.timeMilliseconds == 2_000)
-            #expect(entry.token == EffectToken.derive(key: entry.key, generation: 0))
+            #expect(entry.token == EffectToken.derive(key: entry.key, generation: 0, scope: ledger.tokenScope))
         }
         #expect(ledger.entries(status: .pendingUnknown) == pending)
         #expect(ledger.entries(status: .done).map(\.key) == ["k-done"])
@@ -679,7 +679,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(done.receipt == "from-dashboard")
         let rerun = try await ledger.once("p-not-happened", as: String.self) { context in
             #expect(context.attempt == 2)
-            #expect(context.token == EffectToken.derive(key: "p-not-happened", generation: 0))
+            #expect(context.token == EffectToken.derive(key: "p-not-happened", generation: 0, scope: context.tokenScope))
             return "ran"
         }
         #expect(rerun.wasPerformed)
@@ -740,7 +740,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         let rerun = try await ledger.once("k-forget", as: String.self) { context in
             #expect(context.attempt == 2)
             #expect(context.generation == 1)
-            #expect(context.token == EffectToken.derive(key: "k-forget", generation: 1))
+            #expect(context.token == EffectToken.derive(key: "k-forget", generation: 1, scope: context.tokenScope))
             return "second:\(context.token)"
         }
         #expect(rerun.wasPerformed)
@@ -995,7 +995,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         }
         #expect(released.wasPerformed)
         let forgotten = try await ledger.once("c-forgotten", as: String.self) { context in
-            #expect(context.token == EffectToken.derive(key: "c-forgotten", generation: 1))
+            #expect(context.token == EffectToken.derive(key: "c-forgotten", generation: 1, scope: context.tokenScope))
             return "new"
         }
         #expect(forgotten.wasPerformed)

@@ -37,7 +37,7 @@ struct DumpCommand: AsyncParsableCommand {
     var key: String?
 
     @Option(help: ArgumentHelp(
-        "Only records and items of this kind; repeat for several. A name (intent, completion, release, resolve, forget, memo-put, journal-entry, run-terminal, snapshot-marker, checkpoint, entry-state, opaque) or a number.",
+        "Only records and items of this kind; repeat for several. A name (intent, completion, release, resolve, forget, memo-put, journal-entry, run-terminal, snapshot-marker, checkpoint, entry-state, seal, opaque) or a number.",
         valueName: "kind"))
     var kind: [String] = []
 
@@ -78,11 +78,12 @@ struct DumpCommand: AsyncParsableCommand {
         var shownRecords = 0
         var shownItems = 0
         var malformed = 0
+        let tokenScope = LedgerInspection.tokenScope(directory)
         let inspection = try LedgerInspection.inspect(directory) { visit in
             switch visit {
             case .item(let index, let item, let snapshotName):
                 guard since == nil, kinds.isEmpty || kinds.contains(item.kind) else { return }
-                let decoded = RecordDescription.decode(kind: item.kind, body: item.body)
+                let decoded = RecordDescription.decode(kind: item.kind, body: item.body, tokenScope: tokenScope)
                 if let key, DumpCommand.key(of: decoded) != key { return }
                 if case .fields = decoded {} else { malformed += 1 }
                 shownItems += 1
@@ -92,7 +93,7 @@ struct DumpCommand: AsyncParsableCommand {
             case .record(let record, let covered):
                 guard since.map({ record.header.sequence >= $0 }) ?? true,
                       kinds.isEmpty || kinds.contains(record.header.kind) else { return }
-                let decoded = RecordDescription.decode(kind: record.header.kind, body: record.body)
+                let decoded = RecordDescription.decode(kind: record.header.kind, body: record.body, tokenScope: tokenScope)
                 if let key, DumpCommand.key(of: decoded) != key { return }
                 if case .fields = decoded {} else { malformed += 1 }
                 shownRecords += 1

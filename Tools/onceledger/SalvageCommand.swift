@@ -188,7 +188,7 @@ struct SalvagePlan: Sendable {
                 continue
             }
             switch RecordBody.decode(kind: record.header.kind, record.body) {
-            case .body(.checkpoint), .body(.snapshotMarker):
+            case .body(.checkpoint), .body(.snapshotMarker), .body(.seal):
                 housekeepingSkipped += 1
             case .body(.entryState):
                 notCopied.append("\(place): kind \(record.header.kind) is a snapshot item, not a log record")
@@ -256,7 +256,7 @@ struct SalvagePlan: Sendable {
             defer { try? reopened.close() }
             return reopened.entries()
         }
-        let memory = InMemoryBackend(configuration: configuration)
+        let memory = InMemoryBackend(configuration: configuration, tokenScope: entries.first?.tokenScope ?? .unscoped)
         try memory.load(item: { _, _ in }, record: { _, _ in })
         if !items.isEmpty { try await memory.compact { _ in items } }
         var index = 0

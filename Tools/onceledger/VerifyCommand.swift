@@ -94,7 +94,10 @@ struct VerifyCommand: AsyncParsableCommand {
             repairs.append(
                 "cut the torn tail of segment \(torn.segment) at offset \(torn.offset) (\(TextFormat.plural(Int(torn.byteCount), "byte")), from sequence \(torn.expectedSequence) on) and kept its bytes in \(sideFiles.sorted().joined(separator: ", "))")
         }
-        for name in report.temporaryFiles {
+        if let pending = report.row.action == .completeRollover ? report.pendingRollover : nil {
+            repairs.append("completed the interrupted rollover: renamed \(pending.temporaryName) to \(LedgerFileNames.segment(pending.successor)) (segment \(pending.segment) is sealed and names it)")
+        }
+        for name in report.temporaryFiles where name != report.pendingRollover?.temporaryName {
             repairs.append("deleted the leftover temporary file \(name) (a creation that never finished)")
         }
         return repairs
@@ -180,8 +183,13 @@ struct VerifyCommand: AsyncParsableCommand {
             let side = name(LogWriter.tornSidePath(directory: directory, torn: torn, storage: PosixStorage()))
             out.add("repairable", "the torn tail: the next open (or `onceledger verify --repair`) copies its bytes to \(side) and cuts segment \(torn.segment) at offset \(torn.offset)")
         }
-        if !report.temporaryFiles.isEmpty {
-            out.add(inspection.tornTail == nil ? "repairable" : "", "leftover temporary files (creations that never finished; the next open deletes them): \(report.temporaryFiles.joined(separator: ", "))")
+        let pending = report.row.action == .completeRollover ? report.pendingRollover : nil
+        if let pending {
+            out.add("repairable", "an interrupted rollover (an ordinary crash state): segment \(pending.segment) is sealed and names segment \(pending.successor), which exists only as \(pending.temporaryName); the next open (or `onceledger verify --repair`) renames it into place")
+        }
+        let leftovers = report.temporaryFiles.filter { $0 != pending?.temporaryName }
+        if !leftovers.isEmpty {
+            out.add(inspection.tornTail == nil && pending == nil ? "repairable" : "", "leftover temporary files (creations that never finished; the next open deletes them): \(leftovers.joined(separator: ", "))")
         }
         for repair in verdict.repairs { out.add("repaired", repair) }
         for line in notes(inspection) { out.add("note", line) }
@@ -241,6 +249,9 @@ struct VerifyCommand: AsyncParsableCommand {
             if inspection.tornTail != nil {
                 return "no corruption; the torn tail is left for the next open to cut (exit 0). `onceledger verify --repair \(inspection.directory)` cuts it now."
             }
+            if inspection.report.row.action == .completeRollover {
+                return "no corruption; the interrupted rollover is left for the next open to complete (exit 0). `onceledger verify --repair \(inspection.directory)` completes it now."
+            }
             return "no corruption; leftover temporary files are left for the next open to delete (exit 0)."
         case .repaired:
             return "repaired (exit 1): the ledger now opens without changes."
@@ -269,6 +280,7 @@ struct VerifyCommand: AsyncParsableCommand {
         let action: String = switch report.row.action {
         case .open: "open"
         case .quarantineTornTail: "quarantine-torn-tail"
+        case .completeRollover: "complete-rollover"
         case .createNew: "create-new"
         case .refuse: "refuse"
         }

@@ -115,6 +115,7 @@ final class ReplayedDoneEntries: LedgerBackend, @unchecked Sendable {
     }
 
     func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws {}
+    let tokenScope = TokenScope.ledger(.random())
 
     func close() throws {}
 }

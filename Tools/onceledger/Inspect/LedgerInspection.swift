@@ -200,6 +200,7 @@ struct LedgerInspection {
                         }
                     })
                 collected.report = report
+                return report.tokenScope
             }
             do {
                 return try Ledger(backend: backend)
@@ -263,6 +264,22 @@ struct LedgerInspection {
         return files
     }
 
+    /// How the ledger in `directory` derives effect tokens, from its lowest segment's
+    /// header (every header carries the same flag; the open refuses otherwise), or nil
+    /// when that header cannot be read.
+    static func tokenScope(_ directory: String) -> TokenScope? {
+        let storage = PosixStorage()
+        guard let names = try? storage.listDirectory(directory),
+              let first = names.compactMap(LedgerFileNames.parseSegment).min(),
+              let file = try? storage.openFile(join(directory, LedgerFileNames.segment(first)), mode: .readOnly)
+        else { return nil }
+        defer { file.close() }
+        guard let bytes = try? file.read(at: 0, count: FormatLimits.segmentHeaderBytes),
+              case .header(let header) = SegmentHeader.decode(bytes)
+        else { return nil }
+        return TokenScope(ledgerID: header.ledgerID, ledgerScopedTokens: header.ledgerScopedTokens)
+    }
+
     static func join(_ directory: String, _ name: String) -> String {
         directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }
@@ -306,6 +323,7 @@ struct LedgerInspection {
         switch report.row.action {
         case .open: return "clean"
         case .quarantineTornTail: return "torn"
+        case .completeRollover: return "clean (rollover interrupted)"
         case .createNew: return "empty"
         case .refuse:
             return report.observation.tail == .bad ? "corrupt" : "not reached"

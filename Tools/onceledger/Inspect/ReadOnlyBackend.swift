@@ -12,10 +12,11 @@ final class ReadOnlyBackend: LedgerBackend, @unchecked Sendable {
         _ itemCount: (Int) -> Void,
         _ item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
         _ record: (RecordKind, UnsafeRawBufferPointer) throws -> Void
-    ) throws -> Void
+    ) throws -> TokenScope?
 
     let directory: String
-    /// Called once by `load`: feeds the snapshot's items and the records after it.
+    /// Called once by `load`: feeds the snapshot's items and the records after it, and
+    /// returns the ledger's token scope.
     /// Released once it has run, so whatever it captured does not outlive the load.
     private var loader: Loader?
 
@@ -31,7 +32,7 @@ final class ReadOnlyBackend: LedgerBackend, @unchecked Sendable {
             throw LedgerError(.invalidArgument, "this read-only ledger was loaded already", path: directory)
         }
         self.loader = nil
-        try loader(itemCount, item, record)
+        tokenScope = try loader(itemCount, item, record) ?? .unscoped
     }
 
     func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
@@ -43,4 +44,7 @@ final class ReadOnlyBackend: LedgerBackend, @unchecked Sendable {
     }
 
     func close() throws {}
+
+    /// The scanned ledger's (`RecoveryReport.tokenScope`), as the loader returns it.
+    private(set) var tokenScope: TokenScope = .unscoped
 }

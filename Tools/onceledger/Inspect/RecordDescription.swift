@@ -23,15 +23,21 @@ enum RecordDescription {
         case unknownKind
     }
 
-    static func decode(kind: RecordKind, body: [UInt8]) -> Decoded {
+    /// `tokenScope`: how the ledger derives tokens (`LedgerInspection.tokenScope`); when
+    /// unknown, no token is shown.
+    static func decode(kind: RecordKind, body: [UInt8], tokenScope: TokenScope?) -> Decoded {
         switch RecordBody.decode(kind: kind, body) {
-        case .body(let decoded): return .fields(fields(of: decoded))
+        case .body(let decoded): return .fields(fields(of: decoded, tokenScope: tokenScope))
         case .corrupt(let reason): return .malformed(reason)
         case .unknownKind: return .unknownKind
         }
     }
 
-    static func fields(of body: RecordBody) -> [(String, Field)] {
+    static func fields(of body: RecordBody, tokenScope: TokenScope?) -> [(String, Field)] {
+        func token(_ key: String, _ generation: UInt32) -> [(String, Field)] {
+            guard let tokenScope else { return [] }
+            return [("token", .word(EffectToken.derive(key: key, generation: generation, scope: tokenScope)))]
+        }
         switch body {
         case .intent(let b):
             let scope: String = switch b.scope {
@@ -44,8 +50,8 @@ enum RecordDescription {
                 ("generation", .number(UInt64(b.generation))), ("scope", .word(scope)),
             ]
             if b.scope == .window || b.windowMilliseconds != 0 { fields.append(("windowMs", .number(b.windowMilliseconds))) }
-            fields += [("time", .time(b.timeMilliseconds)), ("fingerprint", .fingerprint(b.fingerprint)),
-                       ("token", .word(EffectToken.derive(key: b.key, generation: b.generation)))]
+            fields += [("time", .time(b.timeMilliseconds)), ("fingerprint", .fingerprint(b.fingerprint))]
+            fields += token(b.key, b.generation)
             return fields
         case .completion(let b):
             return [("key", .text(b.key)), ("attempt", .number(UInt64(b.attempt))), ("time", .time(b.timeMilliseconds)),
@@ -82,6 +88,8 @@ enum RecordDescription {
                     ("snapshotBytes", .number(b.snapshotBytes))]
         case .checkpoint(let time):
             return [("time", .time(time))]
+        case .seal(let b):
+            return [("successor", .number(b.successor)), ("time", .time(b.timeMilliseconds))]
         case .entryState(let b):
             let state: String = switch b.status {
             case .done: "done"
@@ -96,7 +104,7 @@ enum RecordDescription {
             if b.completedTimeMilliseconds != 0 { fields.append(("completedTime", .time(b.completedTimeMilliseconds))) }
             fields.append(("fingerprint", .fingerprint(b.fingerprint)))
             if b.status == .done || !b.receipt.isEmpty { fields.append(("receipt", .bytes(b.receipt))) }
-            fields.append(("token", .word(EffectToken.derive(key: b.key, generation: b.generation))))
+            fields += token(b.key, b.generation)
             return fields
         case .opaque(let bytes):
             return [("body", .bytes(bytes))]

@@ -53,7 +53,10 @@ struct WritableLedger {
                 let side = after.filter { LedgerFileNames.isTorn($0) && !tornBefore.contains($0) }.sorted()
                 notes.append("opening cut a torn tail (an ordinary crash state) at segment \(torn.segment) offset \(torn.offset), \(TextFormat.plural(Int(torn.byteCount), "byte")), kept in \(side.joined(separator: ", "))")
             }
-            for name in recovery.temporaryFiles {
+            if recovery.row.action == .completeRollover, let pending = recovery.pendingRollover {
+                notes.append("opening completed an interrupted rollover (an ordinary crash state): renamed \(pending.temporaryName) to \(LedgerFileNames.segment(pending.successor))")
+            }
+            for name in recovery.temporaryFiles where name != recovery.pendingRollover?.temporaryName {
                 notes.append("opening deleted the leftover temporary file \(name)")
             }
         }
