@@ -45,25 +45,13 @@ private struct VectorCopy {
     /// Runs `onceledger` through `/bin/sh`, so that `script` can build arguments from raw bytes
     /// with printf (`Process` takes only valid Swift strings). `$ONCELEDGER` and `$DIR` are set.
     func runShell(_ script: String) throws -> CLI.Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", script]
         var environment = ProcessInfo.processInfo.environment
         environment["ONCELEDGER"] = CLI.executableURL.path
         environment["DIR"] = path
-        process.environment = environment
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLI.Result(
-            exitCode: process.terminationStatus,
-            stdout: String(decoding: outData, as: UTF8.self).replacingOccurrences(of: path, with: "$DIR"),
-            stderr: String(decoding: errData, as: UTF8.self).replacingOccurrences(of: path, with: "$DIR"))
+        var result = try CLI.runProcess(URL(fileURLWithPath: "/bin/sh"), ["-c", script], environment: environment)
+        result.stdout = result.stdout.replacingOccurrences(of: path, with: "$DIR")
+        result.stderr = result.stderr.replacingOccurrences(of: path, with: "$DIR")
+        return result
     }
 }
 
