@@ -71,7 +71,7 @@ import Testing
               wal-0000000000000001.seg: 5 valid records in sequence 1-5
             written: NEW
               0 snapshot items and 4 records copied; 1 housekeeping record (checkpoint, snapshot marker, seal) left out: they only describe the old files
-              the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
+              the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and numbers its records afresh (sequence numbers differ from the source's)
               entries: 1 done, 1 pending-unknown, 0 absent
             result: nothing lost
 
@@ -93,7 +93,7 @@ import Testing
               sequence 3 (segment 1, between offsets 256 and 360): nothing proves this was durable: an unsynced tail a crash may leave torn (normal recovery discards it too)
             written: NEW
               0 snapshot items and 4 records copied
-              the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
+              the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and numbers its records afresh (sequence numbers differ from the source's)
               entries: 1 done, 0 pending-unknown, 1 absent
             result: nothing acknowledged was lost (damage only in bytes nothing proves durable)
 
@@ -117,7 +117,7 @@ import Testing
               sequence 2 (segment 1, between offsets 176 and 256): a later record says sequence 6 was durable; a later segment exists (this one was sealed)
             written: NEW
               0 snapshot items and 4 records copied; 2 housekeeping records (checkpoint, snapshot marker, seal) left out: they only describe the old files
-              the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
+              the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and numbers its records afresh (sequence numbers differ from the source's)
               entries: 1 done, 1 pending-unknown, 0 absent
             result: something was lost (1 durable record lost); check the entries above against the systems the effects touched
 
@@ -145,7 +145,7 @@ import Testing
               1 valid record at or below the snapshot's sequence number: already reflected in the snapshot
             written: NEW
               3 snapshot items and 1 record copied; 2 housekeeping records (checkpoint, snapshot marker, seal) left out: they only describe the old files
-              the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
+              the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and numbers its records afresh (sequence numbers differ from the source's)
               entries: 2 done, 1 pending-unknown, 0 absent
             result: nothing lost
 

@@ -12,7 +12,9 @@ import OnceLedgerLog
 /// new ledger is written through the library (`FileBackend`: the snapshot's items as a
 /// snapshot, then the records in sequence order as appends), so it is a valid ledger
 /// whose entries — done, pending-unknown, absent — are what the recovered records say.
-/// Records get new sequence numbers there. Checkpoints, snapshot markers and seals
+/// Records get new sequence numbers there; the new ledger keeps the source's ledger id and
+/// token scheme (`LogConfiguration.newLedgerIdentity`), so every entry keeps its effect
+/// token (a retried or re-run key presents the downstream the token it saw). Checkpoints, snapshot markers and seals
 /// describe the old files and are not copied. It is built beside NEWDIR and renamed into
 /// place only when complete (`SalvageDestination`), so an interrupted salvage leaves no
 /// partial ledger at NEWDIR.
@@ -29,7 +31,9 @@ struct SalvageCommand: AsyncParsableCommand {
         discussion: """
             Reads DIR without changing it, going past damaged records and unreadable files, \
             and writes what it recovered into NEWDIR (which must not exist or be an empty \
-            directory) as a new, valid ledger. The new ledger numbers its records afresh. It \
+            directory) as a new, valid ledger. The new ledger numbers its records afresh and \
+            keeps the source's ledger id and token scheme, so every entry keeps its effect \
+            token (unless the source's id cannot be established). It \
             is built in NEWDIR.salvage-tmp and renamed to NEWDIR only when complete and \
             durable: if salvage is interrupted, NEWDIR is not created (remove the leftover \
             NEWDIR.salvage-tmp, which holds a SALVAGE-INCOMPLETE file, and run it again).
@@ -162,9 +166,14 @@ struct SalvagePlan: Sendable {
     var notCopied: [String] = []
     var segmentBytes: UInt64
     var recordBodyBytesMax: UInt32
+    /// The source's identity, which the new ledger keeps so every entry keeps its effect
+    /// token (`Spec/FORMAT.md` §9.3); nil when the source's id is unknown (a new random
+    /// id). When no valid header or snapshot tells the token scheme, ledger-scoped.
+    var identity: LedgerIdentity?
 
     init(_ scan: SalvageScan) {
         segmentBytes = scan.segmentBytes ?? LogConfiguration().segmentBytes
+        identity = scan.ledgerID.map { LedgerIdentity(ledgerID: $0, ledgerScopedTokens: scan.ledgerScopedTokens ?? true) }
         recordBodyBytesMax = LogConfiguration(segmentBytes: segmentBytes).recordBodyBytesMax
         let applicableItems: Set<RecordKind> = [.entryState, .memoPut, .journalEntry, .runTerminal]
         if let snapshot = scan.snapshot {
@@ -214,6 +223,7 @@ struct SalvagePlan: Sendable {
         // The staging directory is salvage's own and holds its SALVAGE-INCOMPLETE marker
         // (SalvageDestination); the ledger is created beside it.
         configuration.adoptNonEmptyDirectory = true
+        configuration.newLedgerIdentity = identity
         return configuration
     }
 
@@ -251,12 +261,16 @@ struct SalvagePlan: Sendable {
         try await BlockingThread.run(name: "salvage-close") { try backend.close() }
 
         // Read back through the public API and compare with the same state built in memory.
-        let entries = try await BlockingThread.run(name: "salvage-check") { () -> [EntryInfo] in
+        let (entries, scope) = try await BlockingThread.run(name: "salvage-check") { () -> ([EntryInfo], TokenScope) in
             let reopened = try Ledger.open(directory: target, configuration: configuration, createIfMissing: false)
             defer { try? reopened.close() }
-            return reopened.entries()
+            return (reopened.entries(), reopened.tokenScope)
         }
-        let memory = InMemoryBackend(configuration: configuration, tokenScope: entries.first?.tokenScope ?? .unscoped)
+        if let identity, identity.tokenScope != scope {
+            throw SalvageCommand.Failure(
+                description: "the new ledger in \(target) does not derive effect tokens as the source does (\(scope), expected \(identity.tokenScope))")
+        }
+        let memory = InMemoryBackend(configuration: configuration, tokenScope: scope)
         try memory.load(item: { _, _ in }, record: { _, _ in })
         if !items.isEmpty { try await memory.compact { _ in items } }
         var index = 0
@@ -384,7 +398,7 @@ struct SalvageReport {
             copied += "; \(plural(plan.housekeepingSkipped, "housekeeping record")) (checkpoint, snapshot marker, seal) left out: they only describe the old files"
         }
         lines.append(copied)
-        lines.append("  the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)")
+        lines.append("  \(identityLine)")
         lines.append("  entries: \(count(.done)) done, \(count(.pendingUnknown)) pending-unknown, \(count(.absent)) absent")
         if somethingLost {
             var what: [String] = []
@@ -408,6 +422,18 @@ struct SalvageReport {
             lines.append("result: nothing lost")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// What the new ledger keeps of the source's identity (`SalvagePlan.identity`).
+    var identityLine: String {
+        let numbering = "numbers its records afresh (sequence numbers differ from the source's)"
+        guard scan.ledgerID != nil else {
+            return "the new ledger has its own id (the source's is unknown), so effect tokens differ from the source's; it \(numbering)"
+        }
+        guard scan.ledgerScopedTokens != nil else {
+            return "the new ledger keeps the source's ledger id; no valid header or snapshot tells its token scheme, so it uses ledger-scoped tokens (if the source was created by format version 1, effect tokens differ from the source's); it \(numbering)"
+        }
+        return "the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and \(numbering)"
     }
 
     private func describe(_ gap: SalvageScan.Gap) -> String {

@@ -104,6 +104,9 @@ struct SalvageScan {
 
     var directory: String
     var ledgerID: LedgerID?
+    /// Header flag bit 0 (`Spec/FORMAT.md` §9.3) of the ledger's valid headers and
+    /// snapshots (the value most of them carry); nil when none is valid.
+    var ledgerScopedTokens: Bool?
     var segments: [SegmentFile] = []
     var snapshot: SnapshotUsed?
     var damagedSnapshot: DamagedSnapshot?
@@ -250,6 +253,16 @@ struct SalvageScan {
                 }
             }
         }
+
+        // The token scheme: the flag most of this ledger's valid headers and snapshots carry.
+        var flagVotes: [Bool: Int] = [:]
+        for header in found.compactMap(\.header) where header.ledgerID == ledgerID {
+            flagVotes[header.ledgerScopedTokens, default: 0] += 1
+        }
+        for snapshot in snapshots where snapshot.file.ledgerID == ledgerID {
+            flagVotes[snapshot.file.ledgerScopedTokens, default: 0] += 1
+        }
+        ledgerScopedTokens = flagVotes.max { $0.value < $1.value || ($0.value == $1.value && !$0.key) }?.key
 
         // The snapshot: the newest valid one of this ledger.
         if let damaged = damagedSnapshot, let ledgerID, trustDamagedSnapshot {
