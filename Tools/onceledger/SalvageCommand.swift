@@ -41,7 +41,9 @@ struct SalvageCommand: AsyncParsableCommand {
             The report lists every file, the damaged bytes, and what was lost: records proven \
             durable that could not be read (counted), and segments that could not be read or \
             whose end was cut off with nothing after them to count what they held (a loss of \
-            unknown size). A gap that nothing proves durable (a torn, never-acknowledged \
+            unknown size), including a segment that a sealed last segment names but that is \
+            missing (an interrupted rollover, where only its .tmp file exists, loses \
+            nothing). A gap that nothing proves durable (a torn, never-acknowledged \
             tail) is reported but does not count as lost. The last line starts with \
             "result:": "nothing lost", "nothing acknowledged was lost (…)" or "something \
             was lost (…)".
@@ -308,7 +310,12 @@ struct SalvageReport {
     var somethingLost: Bool {
         !provenGaps.isEmpty || !plan.notCopied.isEmpty || !scan.inconsistencies.isEmpty || unreadable
             || unverifiedSnapshot || !scan.unknownLosses.isEmpty || !scan.unreadableSegments.isEmpty
+            || scan.lostSuccessor != nil
     }
+
+    /// Segment numbers whose records are lost in a number nothing tells: segments whose end
+    /// could not be read, and the lost successor of a sealed last segment.
+    var unknownLossNumbers: [UInt64] { scan.unknownLosses.map(\.number) + (scan.lostSuccessor.map { [$0.number] } ?? []) }
 
     private func plural(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
 
@@ -350,6 +357,9 @@ struct SalvageReport {
             }
             lines.append(line)
         }
+        if let successor = scan.sealedSuccessor, successor.temporaryExists {
+            lines.append("  \(successor.file)\(LedgerFileNames.temporarySuffix): an interrupted rollover: segment \(successor.sealedSegment) is sealed and names segment \(successor.number), whose file was being created; no record was written to it (nothing lost)")
+        }
         for ignored in scan.ignoredSnapshots { lines.append("  \(ignored.file): not used: \(ignored.reason)") }
         if !scan.otherFiles.isEmpty { lines.append("  other files (ignored): \(scan.otherFiles.joined(separator: ", "))") }
         if scan.coveredRecordCount > 0 {
@@ -366,10 +376,15 @@ struct SalvageReport {
                     + (damage.unverifiedContents.map { "; looks like \($0), unverified" } ?? ""))
             }
         }
-        if !scan.unknownLosses.isEmpty {
-            lines.append("LOST, how many records unknown: segments whose end could not be read, with no later segment or record to count what they held:")
+        if !scan.unknownLosses.isEmpty || scan.lostSuccessor != nil {
+            lines.append(scan.unknownLosses.isEmpty
+                ? "LOST, how many records unknown: a segment that is missing, with no later segment or record to count what it held:"
+                : "LOST, how many records unknown: segments whose end could not be read, with no later segment or record to count what they held:")
             for segment in scan.unknownLosses {
                 lines.append("  segment \(segment.number) (\(segment.file)): \(segment.openEnd ?? "")")
+            }
+            if let successor = scan.lostSuccessor {
+                lines.append("  segment \(successor.number) (\(successor.file)): missing: segment \(successor.sealedSegment) ends with a seal naming it, so it was created and may have held acknowledged records (deleted, or lost with the file system); any segment after it is gone too")
             }
         }
         if !provenGaps.isEmpty {
@@ -403,7 +418,7 @@ struct SalvageReport {
         if somethingLost {
             var what: [String] = []
             if lostRecordCount > 0 { what.append("\(lostRecordCount) durable record\(lostRecordCount == 1 ? "" : "s") lost") }
-            let unknown = scan.unknownLosses.map { String($0.number) }
+            let unknown = unknownLossNumbers.map(String.init)
             if !unknown.isEmpty {
                 what.append("an unknown number of records lost in segment\(unknown.count == 1 ? "" : "s") \(unknown.joined(separator: ", "))")
             }
@@ -468,8 +483,13 @@ struct SalvageReport {
         var copied: Copied
         var entries: Entries
         var lostRecords: UInt64
-        /// Segment numbers whose records after some point are lost in a number nothing tells.
+        /// Segment numbers whose records after some point are lost in a number nothing tells
+        /// (including a sealed last segment's missing successor).
         var unknownLossSegments: [UInt64]
+        /// The segment a sealed last segment names when its file is missing (lost, or,
+        /// with `interruptedRollover`, only its temporary file exists: nothing lost).
+        var missingSuccessor: UInt64?
+        var interruptedRollover: Bool?
         var somethingLost: Bool
         var exitCode: Int32
     }
@@ -483,7 +503,8 @@ struct SalvageReport {
             copied: .init(snapshotItems: plan.items.count, records: plan.records.count,
                           housekeepingSkipped: plan.housekeepingSkipped),
             entries: .init(done: count(.done), pendingUnknown: count(.pendingUnknown), absent: count(.absent)),
-            lostRecords: lostRecordCount, unknownLossSegments: scan.unknownLosses.map(\.number),
+            lostRecords: lostRecordCount, unknownLossSegments: unknownLossNumbers,
+            missingSuccessor: scan.sealedSuccessor?.number, interruptedRollover: scan.sealedSuccessor?.temporaryExists,
             somethingLost: somethingLost,
             exitCode: somethingLost ? ExitCodes.problemsLeft : ExitCodes.success)
         let encoder = JSONEncoder()
