@@ -51,6 +51,16 @@ public struct LogConfiguration: Sendable, Hashable {
     public var batchGatherMicroseconds: Int = 50
     /// Upper bound of `idleSpinMicroseconds` and `batchGatherMicroseconds`.
     public static let pollMicrosecondsMax = 10_000
+    /// The identity a ledger is *created* with: its id and token scheme (`Spec/FORMAT.md`
+    /// §3.3, §9.3). nil (the default): a random id and ledger-scoped tokens. Used only when
+    /// an open creates the ledger; an existing ledger keeps the identity its files carry.
+    /// Set it only to carry one ledger's identity into a new directory that replaces it:
+    /// `onceledger salvage` does, so every salvaged entry keeps its effect token (a
+    /// pending-unknown entry retried there presents the downstream the token it saw
+    /// before). Two ledgers with one id are not told apart by the foreign-file checks (only
+    /// by the sequence and chain checks), so never give a second, live ledger the id of
+    /// one that is still in use.
+    public var newLedgerIdentity: LedgerIdentity?
 
     public init() {}
 
@@ -90,10 +100,43 @@ public struct LogConfiguration: Sendable, Hashable {
         guard appendRecordsMax >= 1, appendRecordsMax <= batchRecordsMax, queuedRecordsMax >= appendRecordsMax else {
             throw bad("appendRecordsMax must be in 1...batchRecordsMax and at most queuedRecordsMax")
         }
+        if let identity = newLedgerIdentity { try identity.validate() }
         guard (0...LogConfiguration.pollMicrosecondsMax).contains(idleSpinMicroseconds),
               (0...LogConfiguration.pollMicrosecondsMax).contains(batchGatherMicroseconds)
         else {
             throw bad("idleSpinMicroseconds and batchGatherMicroseconds must be in 0...\(LogConfiguration.pollMicrosecondsMax)")
+        }
+    }
+}
+
+/// A ledger's identity: its id (`Spec/FORMAT.md` §3.3) and how it derives effect tokens
+/// (§9.3), which together decide every entry's token. See `LogConfiguration.newLedgerIdentity`.
+public struct LedgerIdentity: Sendable, Hashable {
+    public var ledgerID: LedgerID
+    /// `.ledger(ledgerID)` (token v2, header flag set) or `.unscoped` (token v1, a ledger
+    /// created by format version 1; flag clear).
+    public var tokenScope: TokenScope
+
+    public init(ledgerID: LedgerID, tokenScope: TokenScope) {
+        self.ledgerID = ledgerID
+        self.tokenScope = tokenScope
+    }
+
+    /// The identity of a ledger with this id and header flag.
+    public init(ledgerID: LedgerID, ledgerScopedTokens: Bool) {
+        self.init(ledgerID: ledgerID, tokenScope: TokenScope(ledgerID: ledgerID, ledgerScopedTokens: ledgerScopedTokens))
+    }
+
+    /// The id has 16 bytes, and a ledger-scoped scheme names this ledger's own id (the
+    /// headers record only the flag: the id a v2 token hashes is always the ledger's).
+    public func validate() throws {
+        guard ledgerID.bytes.count == FormatLimits.ledgerIDBytes else {
+            throw LedgerError(.invalidArgument,
+                              "invalid configuration: newLedgerIdentity's ledger id has \(ledgerID.bytes.count) bytes, not \(FormatLimits.ledgerIDBytes)")
+        }
+        if case .ledger(let scoped) = tokenScope, scoped != ledgerID {
+            throw LedgerError(.invalidArgument,
+                              "invalid configuration: newLedgerIdentity's token scope names ledger \(scoped), not its own id \(ledgerID); use .ledger(ledgerID) or .unscoped")
         }
     }
 }

@@ -57,9 +57,11 @@ public final class LogWriter {
         case .refuse:
             throw report.error ?? LedgerError(.corruptRecord, report.row.summary, path: directory)
         case .createNew:
-            let ledgerID = LedgerID.random()
+            // A random id and ledger-scoped tokens, unless the configuration carries an
+            // existing ledger's identity over (salvage; validated above).
+            let ledgerID = configuration.newLedgerIdentity?.ledgerID ?? LedgerID.random()
             self.ledgerID = ledgerID
-            self.tokenScope = .ledger(ledgerID)
+            self.tokenScope = configuration.newLedgerIdentity?.tokenScope ?? .ledger(ledgerID)
             self.lastSequence = 0
             self.lastChain = 0
             self.durableSequence = 0

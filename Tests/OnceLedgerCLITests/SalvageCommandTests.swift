@@ -1,7 +1,8 @@
 // Proves `onceledger salvage` copies what is recoverable and reports what is lost: it runs on
 // the golden ledgers of Spec/vectors (clean, torn, corrupt in a sealed segment, corrupt and
-// acknowledged, compacted) and on damaged copies (a missing segment, a damaged snapshot), and
-// compares the whole report and exit code (paths replaced by DIR and NEW); then opens the new
+// acknowledged, compacted, newest segment deleted, interrupted rollover) and on damaged copies
+// (a missing segment, a damaged snapshot), and compares the whole report and exit code (paths
+// replaced by DIR and NEW); then opens the new
 // ledger with the library and checks each key's state, checks `verify` calls it clean, and
 // checks DIR's bytes did not change. Also the refusals: NEWDIR not empty, NEWDIR inside DIR.
 import Foundation
@@ -71,7 +72,7 @@ import Testing
               wal-0000000000000001.seg: 5 valid records in sequence 1-5
             written: NEW
               0 snapshot items and 4 records copied; 1 housekeeping record (checkpoint, snapshot marker, seal) left out: they only describe the old files
-              the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
+              the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and numbers its records afresh (sequence numbers differ from the source's)
               entries: 1 done, 1 pending-unknown, 0 absent
             result: nothing lost
 
@@ -93,7 +94,7 @@ import Testing
               sequence 3 (segment 1, between offsets 256 and 360): nothing proves this was durable: an unsynced tail a crash may leave torn (normal recovery discards it too)
             written: NEW
               0 snapshot items and 4 records copied
-              the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
+              the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and numbers its records afresh (sequence numbers differ from the source's)
               entries: 1 done, 0 pending-unknown, 1 absent
             result: nothing acknowledged was lost (damage only in bytes nothing proves durable)
 
@@ -117,7 +118,7 @@ import Testing
               sequence 2 (segment 1, between offsets 176 and 256): a later record says sequence 6 was durable; a later segment exists (this one was sealed)
             written: NEW
               0 snapshot items and 4 records copied; 2 housekeeping records (checkpoint, snapshot marker, seal) left out: they only describe the old files
-              the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
+              the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and numbers its records afresh (sequence numbers differ from the source's)
               entries: 1 done, 1 pending-unknown, 0 absent
             result: something was lost (1 durable record lost); check the entries above against the systems the effects touched
 
@@ -145,7 +146,7 @@ import Testing
               1 valid record at or below the snapshot's sequence number: already reflected in the snapshot
             written: NEW
               3 snapshot items and 1 record copied; 2 housekeeping records (checkpoint, snapshot marker, seal) left out: they only describe the old files
-              the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)
+              the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and numbers its records afresh (sequence numbers differ from the source's)
               entries: 2 done, 1 pending-unknown, 0 absent
             result: nothing lost
 
@@ -176,6 +177,55 @@ import Testing
         #expect(trusted.report.contains("result: something was lost (snapshot items unverified)"))
         #expect(trusted.entries.count == 3)
         #expect(trusted.entries["order-43"] == .done && trusted.entries["order-44"] == .pendingUnknown)
+    }
+
+    /// RECOVERY R16: the last segment's seal names a segment that is gone (a loss of unknown
+    /// size); R17: only its temporary file is there (an interrupted rollover: nothing lost).
+    @Test func deletedNewestSegmentIsLostButAnInterruptedRolloverIsNot() throws {
+        let deleted = try Self.salvage(Self.vectors + "/ledger-newest-deleted")
+        defer { deleted.target.remove() }
+        #expect(deleted.exitCode == 4)
+        #expect(deleted.report == """
+            salvage DIR -> NEW
+            source: ledger 000102030405060708090a0b0c0d0e0f, 1 segment file
+              wal-0000000000000001.seg: 4 valid records in sequence 1-4
+            LOST, how many records unknown: a segment that is missing, with no later segment or record to count what it held:
+              segment 2 (wal-0000000000000002.seg): missing: segment 1 ends with a seal naming it, so it was created and may have held acknowledged records (deleted, or lost with the file system); any segment after it is gone too
+            written: NEW
+              0 snapshot items and 3 records copied; 1 housekeeping record (checkpoint, snapshot marker, seal) left out: they only describe the old files
+              the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and numbers its records afresh (sequence numbers differ from the source's)
+              entries: 1 done, 0 pending-unknown, 0 absent
+            result: something was lost (an unknown number of records lost in segment 2); check the entries above against the systems the effects touched
+
+            """)
+        #expect(deleted.entries == ["order-42-receipt": .done])
+
+        let json = try KillTestDirectory("salvage-json")
+        defer { json.remove() }
+        let result = try CLI.run(["salvage", Self.vectors + "/ledger-newest-deleted", "--to", json.path, "--json"])
+        #expect(result.exitCode == 4)
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        #expect(object?["unknownLossSegments"] as? [Int] == [2])
+        #expect(object?["missingSuccessor"] as? Int == 2)
+        #expect(object?["interruptedRollover"] as? Bool == false)
+        #expect(object?["somethingLost"] as? Bool == true)
+
+        let interrupted = try Self.salvage(Self.vectors + "/ledger-interrupted-rollover")
+        defer { interrupted.target.remove() }
+        #expect(interrupted.exitCode == 0)
+        #expect(interrupted.report == """
+            salvage DIR -> NEW
+            source: ledger 000102030405060708090a0b0c0d0e0f, 1 segment file
+              wal-0000000000000001.seg: 4 valid records in sequence 1-4
+              wal-0000000000000002.seg.tmp: an interrupted rollover: segment 1 is sealed and names segment 2, whose file was being created; no record was written to it (nothing lost)
+            written: NEW
+              0 snapshot items and 3 records copied; 1 housekeeping record (checkpoint, snapshot marker, seal) left out: they only describe the old files
+              the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and numbers its records afresh (sequence numbers differ from the source's)
+              entries: 1 done, 0 pending-unknown, 0 absent
+            result: nothing lost
+
+            """)
+        #expect(interrupted.entries == ["order-42-receipt": .done])
     }
 
     @Test func missingSegmentIsNamed() throws {

@@ -1,6 +1,7 @@
 // Proves `onceledger salvage` is honest about damage it cannot measure and recovers what can be
-// read: a last segment cut below or inside its records (0, 32, 63, 64, 4096 bytes, and inside
-// its last record) is a loss of unknown size (exit 4), with every record before the cut copied;
+// read: a deleted newest segment (the last one left ends with a seal naming it), and a last
+// segment cut below or inside its records (0, 32, 63, 64, 4096 bytes, and inside its last
+// record), are each a loss of unknown size (exit 4), with every record before it copied;
 // a last segment sparse-extended past 4 GiB is read by its data extents, whole; swapped segment
 // files are read by their headers' numbers; an unreadable segment (a directory, a FIFO, an
 // injected I/O error, chmod 000 when not root) is skipped and reported; an interrupted salvage
@@ -75,6 +76,30 @@ import Testing
     static let nothingLost = "result: nothing lost"
     static func unknownLoss(_ segment: UInt64) -> String {
         "result: something was lost (an unknown number of records lost in segment \(segment)); check the entries above against the systems the effects touched"
+    }
+
+    // MARK: A deleted newest segment
+
+    /// The newest segment deleted (then the two newest): the last one left ends with a seal
+    /// naming the missing one (RECOVERY R16), a loss of unknown size; every record of the
+    /// segments left is copied.
+    @Test func deletedNewestSegmentIsALossOfUnknownSize() throws {
+        let source = try Self.makeSource("newest")
+        defer { source.directory.remove() }
+        let last = source.lastSegment
+        for deleted in [last, last - 1] {
+            try FileManager.default.removeItem(atPath: source.segmentPath(deleted))
+            let run = try SalvageCommandTests.salvage(source.path)
+            defer { run.target.remove() }
+            #expect(run.exitCode == 4, "\(run.report)")
+            #expect(Self.resultLine(run.report) == Self.unknownLoss(deleted))
+            #expect(run.report.contains("""
+                LOST, how many records unknown: a segment that is missing, with no later segment or record to count what it held:
+                  segment \(deleted) (\(LedgerFileNames.segment(deleted))): missing: segment \(deleted - 1) ends with a seal naming it, so it was created and may have held acknowledged records (deleted, or lost with the file system); any segment after it is gone too
+
+                """), "\(run.report)")
+            #expect(run.entries == source.entries { $0.segment! < deleted })
+        }
     }
 
     // MARK: A cut last segment

@@ -12,7 +12,9 @@ import OnceLedgerLog
 /// new ledger is written through the library (`FileBackend`: the snapshot's items as a
 /// snapshot, then the records in sequence order as appends), so it is a valid ledger
 /// whose entries — done, pending-unknown, absent — are what the recovered records say.
-/// Records get new sequence numbers there. Checkpoints, snapshot markers and seals
+/// Records get new sequence numbers there; the new ledger keeps the source's ledger id and
+/// token scheme (`LogConfiguration.newLedgerIdentity`), so every entry keeps its effect
+/// token (a retried or re-run key presents the downstream the token it saw). Checkpoints, snapshot markers and seals
 /// describe the old files and are not copied. It is built beside NEWDIR and renamed into
 /// place only when complete (`SalvageDestination`), so an interrupted salvage leaves no
 /// partial ledger at NEWDIR.
@@ -29,7 +31,9 @@ struct SalvageCommand: AsyncParsableCommand {
         discussion: """
             Reads DIR without changing it, going past damaged records and unreadable files, \
             and writes what it recovered into NEWDIR (which must not exist or be an empty \
-            directory) as a new, valid ledger. The new ledger numbers its records afresh. It \
+            directory) as a new, valid ledger. The new ledger numbers its records afresh and \
+            keeps the source's ledger id and token scheme, so every entry keeps its effect \
+            token (unless the source's id cannot be established). It \
             is built in NEWDIR.salvage-tmp and renamed to NEWDIR only when complete and \
             durable: if salvage is interrupted, NEWDIR is not created (remove the leftover \
             NEWDIR.salvage-tmp, which holds a SALVAGE-INCOMPLETE file, and run it again).
@@ -37,7 +41,9 @@ struct SalvageCommand: AsyncParsableCommand {
             The report lists every file, the damaged bytes, and what was lost: records proven \
             durable that could not be read (counted), and segments that could not be read or \
             whose end was cut off with nothing after them to count what they held (a loss of \
-            unknown size). A gap that nothing proves durable (a torn, never-acknowledged \
+            unknown size), including a segment that a sealed last segment names but that is \
+            missing (an interrupted rollover, where only its .tmp file exists, loses \
+            nothing). A gap that nothing proves durable (a torn, never-acknowledged \
             tail) is reported but does not count as lost. The last line starts with \
             "result:": "nothing lost", "nothing acknowledged was lost (…)" or "something \
             was lost (…)".
@@ -162,9 +168,14 @@ struct SalvagePlan: Sendable {
     var notCopied: [String] = []
     var segmentBytes: UInt64
     var recordBodyBytesMax: UInt32
+    /// The source's identity, which the new ledger keeps so every entry keeps its effect
+    /// token (`Spec/FORMAT.md` §9.3); nil when the source's id is unknown (a new random
+    /// id). When no valid header or snapshot tells the token scheme, ledger-scoped.
+    var identity: LedgerIdentity?
 
     init(_ scan: SalvageScan) {
         segmentBytes = scan.segmentBytes ?? LogConfiguration().segmentBytes
+        identity = scan.ledgerID.map { LedgerIdentity(ledgerID: $0, ledgerScopedTokens: scan.ledgerScopedTokens ?? true) }
         recordBodyBytesMax = LogConfiguration(segmentBytes: segmentBytes).recordBodyBytesMax
         let applicableItems: Set<RecordKind> = [.entryState, .memoPut, .journalEntry, .runTerminal]
         if let snapshot = scan.snapshot {
@@ -214,6 +225,7 @@ struct SalvagePlan: Sendable {
         // The staging directory is salvage's own and holds its SALVAGE-INCOMPLETE marker
         // (SalvageDestination); the ledger is created beside it.
         configuration.adoptNonEmptyDirectory = true
+        configuration.newLedgerIdentity = identity
         return configuration
     }
 
@@ -251,12 +263,16 @@ struct SalvagePlan: Sendable {
         try await BlockingThread.run(name: "salvage-close") { try backend.close() }
 
         // Read back through the public API and compare with the same state built in memory.
-        let entries = try await BlockingThread.run(name: "salvage-check") { () -> [EntryInfo] in
+        let (entries, scope) = try await BlockingThread.run(name: "salvage-check") { () -> ([EntryInfo], TokenScope) in
             let reopened = try Ledger.open(directory: target, configuration: configuration, createIfMissing: false)
             defer { try? reopened.close() }
-            return reopened.entries()
+            return (reopened.entries(), reopened.tokenScope)
         }
-        let memory = InMemoryBackend(configuration: configuration, tokenScope: entries.first?.tokenScope ?? .unscoped)
+        if let identity, identity.tokenScope != scope {
+            throw SalvageCommand.Failure(
+                description: "the new ledger in \(target) does not derive effect tokens as the source does (\(scope), expected \(identity.tokenScope))")
+        }
+        let memory = InMemoryBackend(configuration: configuration, tokenScope: scope)
         try memory.load(item: { _, _ in }, record: { _, _ in })
         if !items.isEmpty { try await memory.compact { _ in items } }
         var index = 0
@@ -294,7 +310,12 @@ struct SalvageReport {
     var somethingLost: Bool {
         !provenGaps.isEmpty || !plan.notCopied.isEmpty || !scan.inconsistencies.isEmpty || unreadable
             || unverifiedSnapshot || !scan.unknownLosses.isEmpty || !scan.unreadableSegments.isEmpty
+            || scan.lostSuccessor != nil
     }
+
+    /// Segment numbers whose records are lost in a number nothing tells: segments whose end
+    /// could not be read, and the lost successor of a sealed last segment.
+    var unknownLossNumbers: [UInt64] { scan.unknownLosses.map(\.number) + (scan.lostSuccessor.map { [$0.number] } ?? []) }
 
     private func plural(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
 
@@ -336,6 +357,9 @@ struct SalvageReport {
             }
             lines.append(line)
         }
+        if let successor = scan.sealedSuccessor, successor.temporaryExists {
+            lines.append("  \(successor.file)\(LedgerFileNames.temporarySuffix): an interrupted rollover: segment \(successor.sealedSegment) is sealed and names segment \(successor.number), whose file was being created; no record was written to it (nothing lost)")
+        }
         for ignored in scan.ignoredSnapshots { lines.append("  \(ignored.file): not used: \(ignored.reason)") }
         if !scan.otherFiles.isEmpty { lines.append("  other files (ignored): \(scan.otherFiles.joined(separator: ", "))") }
         if scan.coveredRecordCount > 0 {
@@ -352,10 +376,15 @@ struct SalvageReport {
                     + (damage.unverifiedContents.map { "; looks like \($0), unverified" } ?? ""))
             }
         }
-        if !scan.unknownLosses.isEmpty {
-            lines.append("LOST, how many records unknown: segments whose end could not be read, with no later segment or record to count what they held:")
+        if !scan.unknownLosses.isEmpty || scan.lostSuccessor != nil {
+            lines.append(scan.unknownLosses.isEmpty
+                ? "LOST, how many records unknown: a segment that is missing, with no later segment or record to count what it held:"
+                : "LOST, how many records unknown: segments whose end could not be read, with no later segment or record to count what they held:")
             for segment in scan.unknownLosses {
                 lines.append("  segment \(segment.number) (\(segment.file)): \(segment.openEnd ?? "")")
+            }
+            if let successor = scan.lostSuccessor {
+                lines.append("  segment \(successor.number) (\(successor.file)): missing: segment \(successor.sealedSegment) ends with a seal naming it, so it was created and may have held acknowledged records (deleted, or lost with the file system); any segment after it is gone too")
             }
         }
         if !provenGaps.isEmpty {
@@ -384,12 +413,12 @@ struct SalvageReport {
             copied += "; \(plural(plan.housekeepingSkipped, "housekeeping record")) (checkpoint, snapshot marker, seal) left out: they only describe the old files"
         }
         lines.append(copied)
-        lines.append("  the new ledger has its own id and numbers its records afresh (sequence numbers differ from the source's)")
+        lines.append("  \(identityLine)")
         lines.append("  entries: \(count(.done)) done, \(count(.pendingUnknown)) pending-unknown, \(count(.absent)) absent")
         if somethingLost {
             var what: [String] = []
             if lostRecordCount > 0 { what.append("\(lostRecordCount) durable record\(lostRecordCount == 1 ? "" : "s") lost") }
-            let unknown = scan.unknownLosses.map { String($0.number) }
+            let unknown = unknownLossNumbers.map(String.init)
             if !unknown.isEmpty {
                 what.append("an unknown number of records lost in segment\(unknown.count == 1 ? "" : "s") \(unknown.joined(separator: ", "))")
             }
@@ -408,6 +437,18 @@ struct SalvageReport {
             lines.append("result: nothing lost")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// What the new ledger keeps of the source's identity (`SalvagePlan.identity`).
+    var identityLine: String {
+        let numbering = "numbers its records afresh (sequence numbers differ from the source's)"
+        guard scan.ledgerID != nil else {
+            return "the new ledger has its own id (the source's is unknown), so effect tokens differ from the source's; it \(numbering)"
+        }
+        guard scan.ledgerScopedTokens != nil else {
+            return "the new ledger keeps the source's ledger id; no valid header or snapshot tells its token scheme, so it uses ledger-scoped tokens (if the source was created by format version 1, effect tokens differ from the source's); it \(numbering)"
+        }
+        return "the new ledger keeps the source's ledger id and token scheme (every entry keeps its effect token) and \(numbering)"
     }
 
     private func describe(_ gap: SalvageScan.Gap) -> String {
@@ -442,8 +483,13 @@ struct SalvageReport {
         var copied: Copied
         var entries: Entries
         var lostRecords: UInt64
-        /// Segment numbers whose records after some point are lost in a number nothing tells.
+        /// Segment numbers whose records after some point are lost in a number nothing tells
+        /// (including a sealed last segment's missing successor).
         var unknownLossSegments: [UInt64]
+        /// The segment a sealed last segment names when its file is missing (lost, or,
+        /// with `interruptedRollover`, only its temporary file exists: nothing lost).
+        var missingSuccessor: UInt64?
+        var interruptedRollover: Bool?
         var somethingLost: Bool
         var exitCode: Int32
     }
@@ -457,7 +503,8 @@ struct SalvageReport {
             copied: .init(snapshotItems: plan.items.count, records: plan.records.count,
                           housekeepingSkipped: plan.housekeepingSkipped),
             entries: .init(done: count(.done), pendingUnknown: count(.pendingUnknown), absent: count(.absent)),
-            lostRecords: lostRecordCount, unknownLossSegments: scan.unknownLosses.map(\.number),
+            lostRecords: lostRecordCount, unknownLossSegments: unknownLossNumbers,
+            missingSuccessor: scan.sealedSuccessor?.number, interruptedRollover: scan.sealedSuccessor?.temporaryExists,
             somethingLost: somethingLost,
             exitCode: somethingLost ? ExitCodes.problemsLeft : ExitCodes.success)
         let encoder = JSONEncoder()

@@ -26,6 +26,9 @@ import OnceLedgerLog
 ///   while its records run to the cut, a read error) may have held records that no gap
 ///   can count when nothing after it bounds the sequence numbers: that is a loss of
 ///   unknown size, reported as such.
+/// - So is a segment that the last segment's seal names (format version 2) when neither
+///   its file nor its `.tmp` exists (RECOVERY R16: the newest segment was deleted or lost);
+///   with only the `.tmp`, a rollover was interrupted (R17) and nothing is lost.
 struct SalvageScan {
     struct Record {
         var header: RecordHeader
@@ -102,8 +105,27 @@ struct SalvageScan {
         var stopReason: String?
     }
 
+    /// The successor a sealed last segment names (format version 2, `Spec/RECOVERY.md`
+    /// R16/R17), when no segment file of that number or above is there.
+    struct SealedSuccessor {
+        /// The last segment, whose last record is the seal.
+        var sealedSegment: UInt64
+        /// The segment the seal names.
+        var number: UInt64
+        /// `wal-<number>.seg`.
+        var file: String
+        /// Whether `wal-<number>.seg.tmp` exists: an interrupted rollover (R17), where
+        /// nothing was written to the successor; otherwise it was lost (R16).
+        var temporaryExists: Bool
+    }
+
     var directory: String
     var ledgerID: LedgerID?
+    /// Header flag bit 0 (`Spec/FORMAT.md` §9.3) of the ledger's valid headers and
+    /// snapshots (the value most of them carry); nil when none is valid.
+    var ledgerScopedTokens: Bool?
+    /// The successor the last segment's seal names, when its file is not there.
+    var sealedSuccessor: SealedSuccessor?
     var segments: [SegmentFile] = []
     var snapshot: SnapshotUsed?
     var damagedSnapshot: DamagedSnapshot?
@@ -128,6 +150,9 @@ struct SalvageScan {
     var unreadableSegments: [SegmentFile] { segments.filter { $0.unreadable != nil } }
     /// Segments whose records after some point are lost in a number nothing tells.
     var unknownLosses: [SegmentFile] { segments.filter(\.lossOfUnknownSize) }
+    /// The sealed last segment's successor when it was lost (R16: neither it nor its
+    /// temporary file exists): it may have held acknowledged records, how many is unknown.
+    var lostSuccessor: SealedSuccessor? { sealedSuccessor.flatMap { $0.temporaryExists ? nil : $0 } }
 
     /// Scans `directory`. Throws only for operational errors (cannot list the directory).
     /// With `trustDamagedSnapshot`, the items of a damaged newest snapshot that still
@@ -251,6 +276,16 @@ struct SalvageScan {
             }
         }
 
+        // The token scheme: the flag most of this ledger's valid headers and snapshots carry.
+        var flagVotes: [Bool: Int] = [:]
+        for header in found.compactMap(\.header) where header.ledgerID == ledgerID {
+            flagVotes[header.ledgerScopedTokens, default: 0] += 1
+        }
+        for snapshot in snapshots where snapshot.file.ledgerID == ledgerID {
+            flagVotes[snapshot.file.ledgerScopedTokens, default: 0] += 1
+        }
+        ledgerScopedTokens = flagVotes.max { $0.value < $1.value || ($0.value == $1.value && !$0.key) }?.key
+
         // The snapshot: the newest valid one of this ledger.
         if let damaged = damagedSnapshot, let ledgerID, trustDamagedSnapshot {
             self.snapshot = SnapshotUsed(
@@ -369,6 +404,22 @@ struct SalvageScan {
         for index in segments.indices.reversed() where !segments[index].foreign {
             if segments[index].openEnd != nil && !bounded { segments[index].lossOfUnknownSize = true }
             if providesBound[index] { bounded = true }
+        }
+
+        // A sealed last segment names its successor (FORMAT §5.15); when no file of that
+        // number is there, the successor was lost (R16) unless its temporary file shows an
+        // interrupted rollover (R17).
+        if let last = segments.last(where: { !$0.foreign && $0.recordCount > 0 }),
+           last.number == segments.filter({ !$0.foreign }).map(\.number).max(),
+           let final = all.filter({ $0.segment == last.number }).max(by: { $0.offset < $1.offset }),
+           final.header.kind == .seal,
+           case .body(.seal(let seal)) = RecordBody.decode(kind: final.header.kind, final.body),
+           seal.successor > last.number {
+            let name = LedgerFileNames.segment(seal.successor)
+            var info = stat()
+            sealedSuccessor = SealedSuccessor(
+                sealedSegment: last.number, number: seal.successor, file: name,
+                temporaryExists: lstat(path(name + LedgerFileNames.temporarySuffix), &info) == 0)
         }
 
         // One record per sequence number, in order.
