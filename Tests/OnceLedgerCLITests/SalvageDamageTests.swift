@@ -314,20 +314,8 @@ import Testing
     /// `onceledger arguments…` run under `strace -f -qq -o /dev/null options…`, to the end.
     /// A death by a signal is reported as exit code 128 + the signal.
     static func runTraced(_ options: [String], _ arguments: [String]) throws -> CLI.Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: KillTestStrace.path!)
-        process.arguments = ["-f", "-qq", "-o", "/dev/null"] + options + [CLI.executableURL.path] + arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-        return CLI.Result(exitCode: status, stdout: String(decoding: outData, as: UTF8.self),
-                          stderr: String(decoding: errData, as: UTF8.self))
+        try CLI.runProcess(URL(fileURLWithPath: KillTestStrace.path!),
+                           ["-f", "-qq", "-o", "/dev/null"] + options + [CLI.executableURL.path] + arguments)
     }
 
     // MARK: Arguments
