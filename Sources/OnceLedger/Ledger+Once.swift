@@ -308,10 +308,9 @@ extension Ledger {
         // ledger's executor (so the opt-in fast path keeps its thread), else the default.
         // (A separate task is the only way Swift 6.3 has to keep a caller's cancellation
         // from an effect; a cancellation shield, once the toolchain has one, would save
-        // it.) `Task.immediate` starts it on this thread, so the effect begins without a
-        // hop to another thread.
+        // the hop.)
         let preferred = spinningExecutorIfPreferred()
-        let task = Task.immediate(executorPreference: preferred) { [self] in
+        let task = Task(executorPreference: preferred) { [self] in
             try await self.perform(key, call: call, attempt: attempt, generation: generation, effect: effect)
         }
         return try await task.value
