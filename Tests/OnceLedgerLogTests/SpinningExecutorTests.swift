@@ -10,7 +10,7 @@ import Testing
 @Suite struct SpinningExecutorTests {
     static func currentThread() -> UInt { UInt(pthread_self()) }
 
-    @Test(.timeLimit(.minutes(1))) func tasksRunOnItsThreadAcrossCommits() async throws {
+    @Test(.timeLimit(.minutes(5))) func tasksRunOnItsThreadAcrossCommits() async throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let executor = SpinningExecutor(name: "test-executor")
@@ -38,7 +38,7 @@ import Testing
 
     /// Many tasks on one executor: every append completes, each gets its own sequence
     /// numbers, and they still share commit batches.
-    @Test(.timeLimit(.minutes(1))) func manyTasksShareIt() async throws {
+    @Test(.timeLimit(.minutes(5))) func manyTasksShareIt() async throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let executor = SpinningExecutor(name: "test-executor-many", spinMicroseconds: 50)
@@ -65,7 +65,7 @@ import Testing
 
     /// After `shutdown()` the thread ends once its queue is empty; a task that still
     /// prefers the executor runs on the global executor, and appends still work.
-    @Test(.timeLimit(.minutes(1))) func afterShutdownTasksStillRun() async throws {
+    @Test(.timeLimit(.minutes(5))) func afterShutdownTasksStillRun() async throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let executor = SpinningExecutor(name: "test-executor-stop")

@@ -249,7 +249,7 @@ private let callers = 64
 /// (performed once, duplicates get the stored receipt, concurrent same-key callers run the
 /// effect once), the effect runs on its thread, and after `close()` such a task still runs.
 @Suite struct LedgerExecutorTests {
-    @Test(.timeLimit(.minutes(1)), arguments: BackendKind.allCases)
+    @Test(.timeLimit(.minutes(5)), arguments: BackendKind.allCases)
     func onceOnTheLedgerExecutor(_ kind: BackendKind) async throws {
         let harness = Harness(kind)
         var ledger = try harness.open()
@@ -306,7 +306,7 @@ private let callers = 64
     }
 
     /// A ledger released without `close()` stops its executor's thread too.
-    @Test(.timeLimit(.minutes(1))) func droppingTheLedgerStopsTheExecutor() async throws {
+    @Test(.timeLimit(.minutes(5))) func droppingTheLedgerStopsTheExecutor() async throws {
         var ledger: Ledger? = Ledger.inMemory()
         let executor = try #require(ledger?.executor)
         _ = try await withTaskExecutorPreference(executor) { [ledger] in
