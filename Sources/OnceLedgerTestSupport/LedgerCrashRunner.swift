@@ -201,6 +201,7 @@ public struct LedgerCrashRunner: Sendable {
             return report
         }
         report.seeds = seeds
+        report.failures.sort { seeds.firstIndex(of: $0.seed) ?? 0 < seeds.firstIndex(of: $1.seed) ?? 0 }
         for failure in report.failures { print("LedgerCrashRunner: \(failure)") }
         return report
     }
@@ -400,6 +401,7 @@ struct CrashRun {
                     return outcome
                 }
             }
+            history.append(storage.processIsDead ? "e\(index): crashed" : "e\(index): ran")
             if index == 0 {
                 outcome.operations = storage.operationCount
                 if point == nil {
