@@ -61,7 +61,7 @@ public struct LedgerCrashRunner: Sendable {
     /// The simulated disk's crash model (see `SimulatedStorage.Options`).
     public var storageOptions: SimulatedStorage.Options
     /// Runs after the first one that are crashed at a seeded operation before the final,
-    /// uncrashed run.
+    /// uncrashed run (negative counts as 0).
     public var crashedReruns: Int
     /// The ledger's directory on the simulated disk.
     public var directory: String
@@ -356,7 +356,7 @@ struct CrashRun {
 
     mutating func run<World>(_ crashCase: CrashCase<World>) async -> Outcome {
         let world = crashCase.makeWorld()
-        let lastEpoch = point == nil ? 0 : runner.crashedReruns + 1
+        let lastEpoch = point == nil ? 0 : max(0, runner.crashedReruns) + 1
         for index in 0...lastEpoch {
             let isFinal = index == lastEpoch
             let epoch = LedgerCrashRunner.Epoch(seed: seed, crashPoint: point, index: index, isFinal: isFinal,
