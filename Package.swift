@@ -7,7 +7,7 @@ import PackageDescription
 //   OnceLedgerFormat  pure codec: bytes <-> segment headers, records, snapshots. No I/O, no Foundation.
 //   OnceLedgerLog     the storage engine: storage protocol, POSIX files, recovery scanner, group commit.
 //   OnceLedger        the exactly-once API users import: Ledger.once, idempotency keys, pending handling.
-//   OnceLedgerTestSupport  simulated crashing storage for tests (users may fuzz their own code with it),
+//   OnceLedgerTestSupport  simulated crashing storage and LedgerCrashRunner (users crash-test their code),
 //                     and SeededRandom, the one seeded generator (tests, `onceledger stress`).
 //   onceledger        the command-line tool (Tools/), the only target that uses a Swift package.
 let package = Package(

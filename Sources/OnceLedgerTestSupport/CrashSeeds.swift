@@ -35,6 +35,14 @@ public enum CrashSeeds {
         return (0..<max(1, count)).map { _ in system.next() }
     }
 
+    /// The seeds 1, 2, … `count` (at least one), the same on every run, or only the
+    /// pinned seed: a test that passes today passes tomorrow, and a failure's seed is
+    /// short to type. `LedgerCrashRunner` uses these by default.
+    public static func fixed(_ count: Int) -> [UInt64] {
+        if let pinned { return [pinned] }
+        return (1...UInt64(max(1, count))).map { $0 }
+    }
+
     private static func variable(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }
     }

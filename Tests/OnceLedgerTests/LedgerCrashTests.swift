@@ -15,6 +15,8 @@
 // under fail-closed no effect starts twice, across any number of crashes, and a pending key
 // throws `.pendingUnknown`; a re-run happens only under retry, only for a pending-unknown key,
 // with the token of the intent it retries; nothing is reported done that no completion made.
+// The loop (reference run, crash points, power loss or kill, reopen, clean close) is
+// `LedgerCrashRunner`'s, from the test support; the model here is its check and workload.
 //
 // Determinism, honestly: the plan, the crash indices and the storage's crash choices derive
 // from the seed; the interleaving of concurrent calls does not, so group-commit batching, and
@@ -641,142 +643,90 @@ private func checkResults(key: String, roundStart: Expect, calls: [(PlannedCall,
 
 // MARK: - One crash point
 
-private struct Totals {
-    var crashPoints = 0
-    var crashesInEpoch0 = 0
-    var crashesMissed = 0
-    var reopens = 0
+/// The workload's own counts (the runner counts crash points, opens and crashes).
+private struct Totals: Sendable {
     var effectStarts = 0
     var retries = 0
     var pendingAfterReopen = 0
-    /// Files the reference runs' epoch 0 created (segments, snapshots, side files).
-    var referenceFilesCreated = 0
     var serialSeeds = 0
     var reconcileAnswers = 0
-    var failed = false
 
     static func += (lhs: inout Totals, rhs: Totals) {
-        lhs.crashPoints += rhs.crashPoints
-        lhs.crashesInEpoch0 += rhs.crashesInEpoch0
-        lhs.crashesMissed += rhs.crashesMissed
-        lhs.reopens += rhs.reopens
         lhs.effectStarts += rhs.effectStarts
         lhs.retries += rhs.retries
         lhs.pendingAfterReopen += rhs.pendingAfterReopen
-        lhs.referenceFilesCreated += rhs.referenceFilesCreated
         lhs.serialSeeds += rhs.serialSeeds
         lhs.reconcileAnswers += rhs.reconcileAnswers
-        lhs.failed = lhs.failed || rhs.failed
     }
 }
 
-/// One run of a seed: epoch 0 crashed at `point` (nil: the reference run, which stops after
-/// epoch 0 and reports its operation count), then the later epochs and the final checks.
-private struct Scenario {
+/// Where every crash-point run of every seed adds its counts.
+private final class TotalsSink: Sendable {
+    let totals = Mutex(Totals())
+}
+
+/// The model of one run of a seed (the runner's world: one per crash point, kept across its
+/// epochs): what callers observed, checked after every round and every reopen. The runner
+/// opens, crashes and reopens the ledger; `check` and `runEpoch` are its check and workload.
+private final class LedgerModel {
     let workload: Workload
-    let point: Int?
-    let referenceOperations: Int
-    let storage: SimulatedStorage
-    var random: SeededRandom
+    /// Counts of crash-point runs go here (the reference run's are not counted).
+    let sink: TotalsSink
     var keys: [String: KeyModel] = [:]
     var returned: [ReturnedOnce] = []
-    var history: [String] = []
     var totals = Totals()
-    var epoch = 0
+    var current: LedgerCrashRunner.Epoch!
     var stepIndex = 0
+    var problems: [String] = []
 
-    init(workload: Workload, point: Int?, referenceOperations: Int) {
+    init(workload: Workload, sink: TotalsSink) {
         self.workload = workload
-        self.point = point
-        self.referenceOperations = referenceOperations
-        let salt = UInt64(point.map { $0 + 1 } ?? 0)
-        storage = SimulatedStorage(seed: SeededRandom.derive(workload.seed, salt), options: workload.options)
-        random = SeededRandom(seed: SeededRandom.derive(workload.seed, 0x5eed_0000 + salt))
+        self.sink = sink
         for key in workload.keys { keys[key] = KeyModel() }
     }
 
-    var context: String {
-        "seed=\(workload.seed) crashPoint=\(point.map(String.init) ?? "reference") epoch=\(epoch) step=\(stepIndex) "
-            + "(\(workload)) history: \(history.suffix(12).joined(separator: ", ")) — reproduce with ONCELEDGER_SEED=\(workload.seed)"
+    var storage: SimulatedStorage { current.storage }
+    var epoch: Int { current.index }
+
+    func fail(_ problems: [String]) {
+        self.problems = problems.map { "\($0) [step \(stepIndex)]" }
     }
 
-    mutating func fail(_ problems: [String]) {
-        for problem in problems.prefix(6) { Issue.record("\(problem) — \(context)") }
-        totals.failed = true
+    /// Starts a runner call (a check or an epoch's workload).
+    func enter(_ epoch: LedgerCrashRunner.Epoch) {
+        current = epoch
+        problems = []
     }
 
-    /// Runs the scenario; returns epoch 0's operation count (the reference run's is the crash-point range).
-    mutating func run() async -> Int {
-        var epoch0Operations = 0
-        for epochIndex in 0...workload.crashedEpochs {
-            epoch = epochIndex
-            stepIndex = 0
-            let final = epochIndex == workload.crashedEpochs
-            if epochIndex == 0, let point {
-                storage.crash(afterOperations: point)
-            } else if epochIndex > 0 && !final {
-                storage.crash(afterOperations: random.int(in: 0...max(8, referenceOperations * 2 / 3)))
-            }
-            let ledger: Ledger
-            do {
-                ledger = try Ledger.open(directory: LedgerCrashEnvironment.directory, configuration: workload.configuration,
-                                         storage: storage, clock: { 1_000 })
-            } catch {
-                if !final && storage.processIsDead {
-                    history.append("e\(epochIndex): died in open")
-                    if epochIndex == 0 { totals.crashesInEpoch0 += 1 }
-                    endEpoch()
-                    continue
-                }
-                fail(["the ledger refused to open after an ordinary crash: \(error)"])
-                return 0
-            }
-            totals.reopens += 1
-            guard checkRecovery(ledger) else {
-                try? ledger.close()
-                return 0
-            }
-            let plan = workload.plan(epoch: epochIndex)
-            history.append("e\(epochIndex) \(plan.mode)")
-            for (index, step) in plan.steps.enumerated() {
-                stepIndex = index
-                guard await run(step, ledger: ledger) else {
-                    try? ledger.close()
-                    return 0
-                }
-                if storage.processIsDead { break }
-            }
-            if epochIndex == 0 {
-                epoch0Operations = storage.operationCount
-                if point != nil && storage.processIsDead {
-                    totals.crashesInEpoch0 += 1
-                } else if let point, point < referenceOperations {
-                    totals.crashesMissed += 1
-                }
-            }
-            if point == nil {
-                totals.referenceFilesCreated = storage.operationCount(.create)
-                try? ledger.close()
-                return epoch0Operations
-            }
-            if final {
-                return await finish(ledger) ? epoch0Operations : 0
-            }
-            try? ledger.close()
-            endEpoch()
+    /// Ends a runner call: counts (crash-point runs only), and throws what a check found.
+    func leave() throws {
+        if current.crashPoint != nil {
+            let counted = totals
+            sink.totals.withLock { $0 += counted }
         }
-        return epoch0Operations
+        totals = Totals()
+        if !problems.isEmpty { throw CrashInvariantViolation(problems: problems) }
     }
 
-    /// The process dies: a power loss, or (one time in four) a kill that keeps the page cache.
-    mutating func endEpoch() {
-        if random.chance(1, in: 4) {
-            storage.restartProcess()
-            history.append("kill")
-        } else {
-            let summary = storage.crash()
-            history.append("power loss [kept \(summary.writesKept) dropped \(summary.writesDropped) torn \(summary.writesTorn) garbled \(summary.writesGarbled)]")
+    /// After every open (and at the end, after a clean close and a power loss).
+    func check(_ ledger: Ledger, _ epoch: LedgerCrashRunner.Epoch) throws {
+        enter(epoch)
+        if !epoch.isEnd { stepIndex = 0 }
+        _ = checkRecovery(ledger)
+        try leave()
+    }
+
+    /// One epoch's plan, step by step, until a step fails a check or the process dies.
+    func runEpoch(_ ledger: Ledger, _ epoch: LedgerCrashRunner.Epoch) async throws {
+        enter(epoch)
+        let plan = workload.plan(epoch: epoch.index)
+        epoch.note("e\(epoch.index) \(plan.mode)")
+        for (index, step) in plan.steps.enumerated() {
+            stepIndex = index
+            guard await run(step, ledger: ledger) else { break }
+            if storage.processIsDead { break }
         }
+        try leave()
     }
 
     /// A pending or done entry stores its key's params fingerprint.
@@ -788,7 +738,7 @@ private struct Scenario {
     }
 
     /// After open: every key is in a state the model allows; returned receipts are there.
-    mutating func checkRecovery(_ ledger: Ledger) -> Bool {
+    func checkRecovery(_ ledger: Ledger) -> Bool {
         var problems: [String] = []
         for key in workload.keys {
             let info = ledger.entry(key)
@@ -829,7 +779,7 @@ private struct Scenario {
     }
 
     /// Runs one step; false after a failed check.
-    mutating func run(_ step: Step, ledger: Ledger) async -> Bool {
+    func run(_ step: Step, ledger: Ledger) async -> Bool {
         switch step {
         case .compact:
             do {
@@ -866,7 +816,7 @@ private struct Scenario {
         }
     }
 
-    mutating func operatorAct(key: String, from: Expect, to next: Expect, ledger: Ledger,
+    func operatorAct(key: String, from: Expect, to next: Expect, ledger: Ledger,
                               _ act: () async throws -> Void) async -> Bool {
         do {
             try await act()
@@ -886,7 +836,7 @@ private struct Scenario {
         return true
     }
 
-    mutating func runRound(_ calls: [PlannedCall], compactDuring: Bool, ledger: Ledger) async -> Bool {
+    func runRound(_ calls: [PlannedCall], compactDuring: Bool, ledger: Ledger) async -> Bool {
         let log = RoundLog(count: calls.count)
         if workload.serial {
             for (index, call) in calls.enumerated() {
@@ -951,31 +901,8 @@ private struct Scenario {
             fail(problems)
             return false
         }
-        if dead { history.append("crashed in step \(stepIndex)") }
+        if dead { current.note("crashed in step \(stepIndex)") }
         return true
-    }
-
-    /// The final epoch ran without a crash: close cleanly, lose power, reopen; everything
-    /// the model knows must be there exactly.
-    mutating func finish(_ ledger: Ledger) async -> Bool {
-        do {
-            try ledger.close()
-        } catch {
-            fail(["a clean close failed: \(error)"])
-            return false
-        }
-        storage.crash()
-        history.append("clean close, power loss")
-        let reopened: Ledger
-        do {
-            reopened = try Ledger.open(directory: LedgerCrashEnvironment.directory, configuration: workload.configuration,
-                                       storage: storage, clock: { 1_000 })
-        } catch {
-            fail(["the ledger refused to open after a clean close and a power loss: \(error)"])
-            return false
-        }
-        defer { try? reopened.close() }
-        return checkRecovery(reopened)
     }
 }
 
@@ -993,39 +920,42 @@ private func summary(_ result: CallResult) -> String {
 @Suite struct LedgerCrashTests {
     @Test func onceSurvivesACrashAtEveryOperation() async {
         let seeds = CrashSeeds.seeds(LedgerCrashEnvironment.iterations)
-        let totals = await withTaskGroup(of: Totals.self) { group in
+        let sink = TotalsSink()
+        let report = await withTaskGroup(of: LedgerCrashRunner.Report.self) { group in
             for seed in seeds {
-                group.addTask { await LedgerCrashTests.runSeed(seed) }
+                group.addTask { await LedgerCrashTests.runSeed(seed, sink: sink) }
             }
-            var totals = Totals()
-            for await result in group { totals += result }
-            return totals
+            var report = LedgerCrashRunner.Report()
+            for await result in group { report += result }
+            return report
         }
-        print("LedgerCrashTests: \(seeds.count) seeds (\(totals.serialSeeds) serial), \(totals.crashPoints) crash points "
-            + "(\(totals.crashesInEpoch0) crashed epoch 0, \(totals.crashesMissed) finished it before their index, "
+        let totals = sink.totals.withLock { $0 }
+        print("LedgerCrashTests: \(seeds.count) seeds (\(totals.serialSeeds) serial), \(report.crashPoints) crash points "
+            + "(\(report.crashedAtPoint) crashed epoch 0, \(report.finishedBeforePoint) finished it before their index, "
             + "the rest reached its close), "
-            + "\(totals.reopens) reopens, \(totals.effectStarts) effect starts, \(totals.retries) retries, "
+            + "\(report.opens) reopens, \(totals.effectStarts) effect starts, \(totals.retries) retries, "
             + "\(totals.reconcileAnswers) reconcile answers, "
             + "\(totals.pendingAfterReopen) keys pending-unknown after a crash; "
-            + "the reference epochs 0 created \(totals.referenceFilesCreated) files")
+            + "the reference epochs 0 created \(report.referenceFilesCreated) files")
     }
 
-    /// The reference run, then every crash point of its epoch 0; stops at the first failure.
-    fileprivate static func runSeed(_ seed: UInt64) async -> Totals {
+    /// The reference run, then every crash point of its epoch 0 (`LedgerCrashRunner`, with this
+    /// seed's configuration and epoch count); stops at the first failure.
+    fileprivate static func runSeed(_ seed: UInt64, sink: TotalsSink) async -> LedgerCrashRunner.Report {
         let workload = Workload(seed: seed)
-        var reference = Scenario(workload: workload, point: nil, referenceOperations: 0)
-        let operations = await reference.run()
-        guard !reference.totals.failed else { return reference.totals }
-        var totals = Totals()
-        totals.referenceFilesCreated = reference.totals.referenceFilesCreated
-        totals.serialSeeds = workload.serial ? 1 : 0
-        for point in 0...operations {
-            var scenario = Scenario(workload: workload, point: point, referenceOperations: operations)
-            _ = await scenario.run()
-            totals += scenario.totals
-            totals.crashPoints += 1
-            if scenario.totals.failed { break }
+        if workload.serial { sink.totals.withLock { $0.serialSeeds += 1 } }
+        let runner = LedgerCrashRunner(
+            seeds: [seed], configuration: workload.configuration, storageOptions: workload.options,
+            crashedReruns: workload.crashedEpochs - 1, directory: LedgerCrashEnvironment.directory, clock: { 1_000 })
+        let report = await runner.run(
+            world: { LedgerModel(workload: workload, sink: sink) },
+            workload: { ledger, model, epoch in try await model.runEpoch(ledger, epoch) },
+            check: { ledger, model, epoch in try model.check(ledger, epoch) })
+        for failure in report.failures {
+            for problem in failure.problems.prefix(6) {
+                Issue.record("\(problem) — \(failure.context) (\(workload))")
+            }
         }
-        return totals
+        return report
     }
 }
