@@ -63,7 +63,7 @@ struct LedgerState: ~Copyable {
     /// Memo, journal and run-terminal records, kept verbatim so snapshots preserve them.
     private(set) var retained: [SnapshotFile.Item] = []
     /// The record `replay` holds back (see there), and a copy of its body.
-    private var deferred: Parsed?
+    private var deferred: (kind: RecordKind, fields: RecordBody.Fields)?
     private var deferredHash: UInt32 = 0
     private var deferredBody = PlainBuffer<UInt8>()
 
@@ -166,13 +166,9 @@ struct LedgerState: ~Copyable {
         return memcmp(keys.base.unsafelyUnwrapped + Int(entry.keyOffset), base, key.count) == 0
     }
 
-    /// The index of `key`'s entry, inserting an absent one (attempt 0, generation 0)
-    /// the first time the key is seen. `key` is nonempty, at most
-    /// `FormatLimits.keyBytesMax` bytes and valid UTF-8 (the record decoders check).
-    private mutating func entryIndex(_ key: UnsafeRawBufferPointer) -> Int {
-        entryIndex(key, hash: LedgerState.hash(key))
-    }
-
+    /// The index of `key`'s entry (`hash` is its hash), inserting an absent one
+    /// (attempt 0, generation 0) the first time the key is seen. `key` is nonempty, at
+    /// most `FormatLimits.keyBytesMax` bytes and valid UTF-8 (the body decoder checks).
     private mutating func entryIndex(_ key: UnsafeRawBufferPointer, hash: UInt32) -> Int {
         var (found, slot) = find(key, hash: hash)
         if let found { return found }
@@ -189,11 +185,6 @@ struct LedgerState: ~Copyable {
         keys.append(contentsOf: key)
         slots[slot] = UInt64(hash) << 32 | UInt64(index + 1)
         return index
-    }
-
-    private mutating func entryIndex(_ key: String) -> Int {
-        var key = key
-        return key.withUTF8 { entryIndex(UnsafeRawBufferPointer($0)) }
     }
 
     /// Sizes the tables for `count` keys in all (a snapshot says how many items it
@@ -311,43 +302,42 @@ struct LedgerState: ~Copyable {
     /// decode and `.unsupportedVersion` for an unknown kind: on open that refuses the
     /// ledger, naming the kind (`Spec/FORMAT.md` §9.1).
     ///
-    /// Intents, completions and entry states with ASCII keys (what a replay is made
-    /// of) are read in place; every other body goes through `RecordBody.decode`, which
-    /// also produces the error for any body the fast reader does not accept.
+    /// The body is read in place by `RecordBody.decodeFields`, the one body decoder
+    /// (the one the fuzzer runs): keys, fingerprints and receipts are copied straight
+    /// from the body into the tables.
     mutating func apply(kind: RecordKind, body: UnsafeRawBufferPointer) throws {
         finishReplay()
-        if let parsed = LedgerState.parse(kind: kind, body) {
-            applyParsed(parsed, body, hash: LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[parsed.key])))
-        } else {
-            try applyDecoding(kind: kind, body: body)
-        }
+        let fields = try LedgerState.fields(kind: kind, body)
+        let hash = fields.key.map { LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[$0])) } ?? 0
+        apply(fields, kind: kind, body, hash: hash)
     }
 
-    /// `apply`, for a replay (many records in a row): the record is checked and its
-    /// key hashed now, and the cache line of its hash-table slot is requested, but it
-    /// is applied on the next call — by then that line has arrived, instead of the
-    /// replay stalling on one memory access per key. Call `finishReplay()` after the
-    /// last record; every reader checks that it was called.
+    /// `apply`, for a replay (many records in a row): a record with a key is checked
+    /// and its key hashed now, and the cache line of its hash-table slot is requested,
+    /// but it is applied on the next call — by then that line has arrived, instead of
+    /// the replay stalling on one memory access per key. Call `finishReplay()` after
+    /// the last record; every reader checks that it was called.
     mutating func replay(kind: RecordKind, body: UnsafeRawBufferPointer) throws {
-        guard let parsed = LedgerState.parse(kind: kind, body) else {
+        let fields = try LedgerState.fields(kind: kind, body)
+        guard let key = fields.key else {
             finishReplay()
-            try applyDecoding(kind: kind, body: body)
+            apply(fields, kind: kind, body, hash: 0)
             return
         }
-        let hash = LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[parsed.key]))
+        let hash = LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[key]))
         if let values = slots.base { ol_prefetch(values + (Int(hash) & (slots.count - 1))) }
         finishReplay()
         deferredBody.removeAll()
         deferredBody.append(contentsOf: body)
-        deferred = parsed
+        deferred = (kind, fields)
         deferredHash = hash
     }
 
     /// Applies the record `replay` held back, if any.
     mutating func finishReplay() {
-        guard let parsed = deferred else { return }
+        guard let (kind, fields) = deferred else { return }
         deferred = nil
-        applyParsed(parsed, deferredBody.rawBytes(from: 0, count: deferredBody.count), hash: deferredHash)
+        apply(fields, kind: kind, deferredBody.rawBytes(from: 0, count: deferredBody.count), hash: deferredHash)
     }
 
     /// Readers call this: reading with a record held back would miss that record.
@@ -355,63 +345,56 @@ struct LedgerState: ~Copyable {
         precondition(deferred == nil, "LedgerState read before finishReplay()")
     }
 
-    private mutating func applyDecoding(kind: RecordKind, body: UnsafeRawBufferPointer) throws {
-        let decoded: RecordBody
-        switch RecordBody.decode(kind: kind, Array(body)) {
-        case .body(let value): decoded = value
+    private static func fields(kind: RecordKind, _ body: UnsafeRawBufferPointer) throws -> RecordBody.Fields {
+        switch RecordBody.decodeFields(kind: kind, body) {
+        case .fields(let fields): return fields
         case .corrupt(let reason): throw LedgerError(.malformedBody, reason)
         case .unknownKind(let unknown):
             throw LedgerError(.unsupportedVersion, "record kind \(unknown.rawValue) is not known to this build")
         }
-        apply(decoded)
     }
 
     mutating func apply(kind: RecordKind, body: [UInt8]) throws {
         try body.withUnsafeBytes { try apply(kind: kind, body: $0) }
     }
 
-    /// The state rules of `Spec/FORMAT.md` §9.1 for a decoded body.
-    private mutating func apply(_ body: RecordBody) {
-        switch body {
-        case .intent(let b):
-            let index = entryIndex(b.key)
-            b.fingerprint.withUnsafeBytes { fingerprint in
-                store(index, status: Entry.pending, attempt: b.attempt, generation: b.generation,
-                      fingerprint: .bytes(fingerprint), receipt: LedgerState.empty, time: b.timeMilliseconds)
-            }
-        case .completion(let b):
-            let index = entryIndex(b.key)
-            b.receipt.withUnsafeBytes { complete(index, attempt: b.attempt, receipt: $0, time: b.timeMilliseconds) }
-        case .release(let b):
-            let index = entryIndex(b.key)
+    /// The state rules of `Spec/FORMAT.md` §9.1 for a decoded body. `hash` is the hash
+    /// of the key, for kinds that have one; `kind` matters only for kinds without one.
+    private mutating func apply(
+        _ fields: RecordBody.Fields, kind: RecordKind, _ body: UnsafeRawBufferPointer, hash: UInt32
+    ) {
+        func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: body[range]) }
+        func index(_ key: Range<Int>) -> Int { entryIndex(bytes(key), hash: hash) }
+        switch fields {
+        case let .intent(key, fingerprint, attempt, generation, _, _, time):
+            store(index(key), status: Entry.pending, attempt: attempt, generation: generation,
+                  fingerprint: .bytes(bytes(fingerprint)), receipt: LedgerState.empty, time: time)
+        case let .completion(key, attempt, time, receipt):
+            complete(index(key), attempt: attempt, receipt: bytes(receipt), time: time)
+        case let .release(key, attempt, time, _):
+            let index = index(key)
             let old = entries[index]
-            store(index, status: Entry.absent, attempt: max(b.attempt, old.attempt), generation: old.generation,
-                  fingerprint: .none, receipt: LedgerState.empty, time: b.timeMilliseconds)
-        case .resolve(let b):
-            let index = entryIndex(b.key)
+            store(index, status: Entry.absent, attempt: max(attempt, old.attempt), generation: old.generation,
+                  fingerprint: .none, receipt: LedgerState.empty, time: time)
+        case let .resolve(key, outcome, attempt, time, receipt, _, _):
+            let index = index(key)
             let old = entries[index]
-            let done = b.outcome == .done
-            b.receipt.withUnsafeBytes { receipt in
-                store(index, status: done ? Entry.done : Entry.absent, attempt: max(b.attempt, old.attempt),
-                      generation: old.generation, fingerprint: done ? .keep : .none,
-                      receipt: done ? receipt : LedgerState.empty, time: b.timeMilliseconds)
-            }
-        case .forget(let b):
-            let index = entryIndex(b.key)
+            let done = outcome == .done
+            store(index, status: done ? Entry.done : Entry.absent, attempt: max(attempt, old.attempt),
+                  generation: old.generation, fingerprint: done ? .keep : .none,
+                  receipt: done ? bytes(receipt) : LedgerState.empty, time: time)
+        case let .forget(key, time, _, _):
+            let index = index(key)
             let old = entries[index]
             store(index, status: Entry.absent, attempt: old.attempt, generation: old.generation &+ 1,
-                  fingerprint: .none, receipt: LedgerState.empty, time: b.timeMilliseconds)
-        case .entryState(let b):
-            let index = entryIndex(b.key)
-            b.fingerprint.withUnsafeBytes { fingerprint in
-                b.receipt.withUnsafeBytes { receipt in
-                    restore(index, status: b.status.rawValue, attempt: b.attempt, generation: b.generation,
-                            fingerprint: fingerprint, intentTime: b.intentTimeMilliseconds,
-                            completedTime: b.completedTimeMilliseconds, receipt: receipt)
-                }
-            }
+                  fingerprint: .none, receipt: LedgerState.empty, time: time)
+        case let .entryState(key, status, attempt, generation, fingerprint, intentTime, completedTime, receipt):
+            restore(index(key), status: status.rawValue, attempt: attempt, generation: generation,
+                    fingerprint: bytes(fingerprint), intentTime: intentTime, completedTime: completedTime,
+                    receipt: bytes(receipt))
         case .memoPut, .journalEntry, .runTerminal:
-            retained.append(SnapshotFile.Item(kind: body.kind, body: body.encode()))
+            // Kept verbatim: a decoded body is its one encoding (`Spec/FORMAT.md` §5).
+            retained.append(SnapshotFile.Item(kind: kind, body: Array(body)))
         case .snapshotMarker, .checkpoint, .seal, .opaque:
             break
         }
@@ -439,73 +422,6 @@ struct LedgerState: ~Copyable {
               receipt: receipt, time: done ? completedTime : intentTime)
     }
 
-    /// A record the fast reader accepted: its fields, and where its key, fingerprint
-    /// and receipt are in its body.
-    private struct Parsed: Equatable {
-        var kind: RecordKind
-        var key: Range<Int>
-        var fingerprint: Range<Int> = 0..<0
-        var receipt: Range<Int> = 0..<0
-        var attempt: UInt32 = 0
-        var generation: UInt32 = 0
-        var status: UInt8 = 0
-        var time: UInt64 = 0
-        var completedTime: UInt64 = 0
-    }
-
-    /// The fast reader: intent, completion and entry-state bodies whose key is ASCII,
-    /// read without copying (`Spec/FORMAT.md` §5). Returns nil for any other kind and
-    /// for any body it does not fully accept; the caller then decodes it the general
-    /// way, which accepts exactly the valid bodies.
-    private static func parse(kind: RecordKind, _ body: UnsafeRawBufferPointer) -> Parsed? {
-        var reader = BodyReader(body)
-        switch kind {
-        case .intent:
-            // key str16, fingerprint [32], attempt u32, generation u32, scope u8, reserved [3], window u64, time u64
-            guard let key = reader.key(), let fingerprint = reader.range(32), let attempt = reader.u32(),
-                  let generation = reader.u32(), let scope = reader.u8(), RecordBody.Scope(rawValue: scope) != nil,
-                  reader.u8() == 0, reader.u8() == 0, reader.u8() == 0, reader.u64() != nil, let time = reader.u64(),
-                  reader.atEnd
-            else { return nil }
-            return Parsed(kind: kind, key: key, fingerprint: fingerprint, attempt: attempt, generation: generation,
-                          time: time)
-        case .completion:
-            // key str16, attempt u32, time u64, receipt bytes32
-            guard let key = reader.key(), let attempt = reader.u32(), let time = reader.u64(),
-                  let receipt = reader.range32(max: FormatLimits.receiptBytesMax), reader.atEnd
-            else { return nil }
-            return Parsed(kind: kind, key: key, receipt: receipt, attempt: attempt, time: time)
-        case .entryState:
-            // key str16, state u8, attempt u32, generation u32, fingerprint [32], intent time, completed time, receipt bytes32
-            guard let key = reader.key(), let status = reader.u8(), RecordBody.EntryStatus(rawValue: status) != nil,
-                  let attempt = reader.u32(), let generation = reader.u32(), let fingerprint = reader.range(32),
-                  let intentTime = reader.u64(), let completedTime = reader.u64(),
-                  let receipt = reader.range32(max: FormatLimits.receiptBytesMax), reader.atEnd
-            else { return nil }
-            return Parsed(kind: kind, key: key, fingerprint: fingerprint, receipt: receipt, attempt: attempt,
-                          generation: generation, status: status, time: intentTime, completedTime: completedTime)
-        default:
-            return nil
-        }
-    }
-
-    private mutating func applyParsed(_ parsed: Parsed, _ body: UnsafeRawBufferPointer, hash: UInt32) {
-        let index = entryIndex(UnsafeRawBufferPointer(rebasing: body[parsed.key]), hash: hash)
-        let fingerprint = UnsafeRawBufferPointer(rebasing: body[parsed.fingerprint])
-        let receipt = UnsafeRawBufferPointer(rebasing: body[parsed.receipt])
-        switch parsed.kind {
-        case .intent:
-            store(index, status: Entry.pending, attempt: parsed.attempt, generation: parsed.generation,
-                  fingerprint: .bytes(fingerprint), receipt: LedgerState.empty, time: parsed.time)
-        case .completion:
-            complete(index, attempt: parsed.attempt, receipt: receipt, time: parsed.time)
-        default:
-            restore(index, status: parsed.status, attempt: parsed.attempt, generation: parsed.generation,
-                    fingerprint: fingerprint, intentTime: parsed.time, completedTime: parsed.completedTime,
-                    receipt: receipt)
-        }
-    }
-
     // MARK: Snapshots
 
     /// The live state as snapshot items (`Spec/FORMAT.md` §6.2, §9.1), sorted by key bytes.
@@ -529,56 +445,5 @@ struct LedgerState: ~Copyable {
         }
         items.append(contentsOf: retained)
         return items
-    }
-}
-
-/// Reads the fields of an untrusted record body in place, for `LedgerState.parse`.
-/// Every read is bounds-checked and returns nil past the end; never traps.
-private struct BodyReader {
-    let bytes: UnsafeRawBufferPointer
-    var index = 0
-
-    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
-
-    var atEnd: Bool { index == bytes.count }
-
-    /// The next `count` bytes, as a range of `bytes`.
-    mutating func range(_ count: Int) -> Range<Int>? {
-        guard count >= 0, bytes.count - index >= count else { return nil }
-        defer { index += count }
-        return index..<(index + count)
-    }
-
-    mutating func integer<T: FixedWidthInteger>(_: T.Type) -> T? {
-        guard bytes.count - index >= MemoryLayout<T>.size else { return nil }
-        defer { index += MemoryLayout<T>.size }
-        return T(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: T.self))
-    }
-
-    mutating func u8() -> UInt8? { integer(UInt8.self) }
-    mutating func u32() -> UInt32? { integer(UInt32.self) }
-    mutating func u64() -> UInt64? { integer(UInt64.self) }
-
-    mutating func range32(max: Int) -> Range<Int>? {
-        guard let length = u32(), UInt64(length) <= UInt64(max) else { return nil }
-        return range(Int(length))
-    }
-
-    /// A key: str16, nonempty, at most `FormatLimits.keyBytesMax` bytes, all ASCII
-    /// (so valid UTF-8; other keys take the general decoder, which validates UTF-8).
-    mutating func key() -> Range<Int>? {
-        guard let length = integer(UInt16.self), length > 0, Int(length) <= FormatLimits.keyBytesMax,
-              let key = range(Int(length))
-        else { return nil }
-        var at = key.lowerBound
-        while at + 8 <= key.upperBound {
-            if bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return nil }
-            at += 8
-        }
-        while at < key.upperBound {
-            if bytes[at] >= 0x80 { return nil }
-            at += 1
-        }
-        return key
     }
 }

@@ -17,6 +17,31 @@ public enum LedgerFileNames {
         "torn-\(hex16(segment))-\(hex16(offset)).bin"
     }
 
+    /// What a directory entry's name makes it (the one classification every reader of
+    /// a ledger directory uses).
+    public enum Kind: Hashable, Sendable {
+        /// `wal-<n>.seg`: segment number n.
+        case segment(UInt64)
+        /// `snap-<n>.snap`: a snapshot covering sequence numbers up to n.
+        case snapshot(UInt64)
+        /// A segment, snapshot or torn side file name + `.tmp`.
+        case temporary
+        /// A torn side file.
+        case torn
+        /// `LOCK`.
+        case lock
+        /// Not part of the ledger (ignored).
+        case other
+    }
+
+    public static func kind(of name: String) -> Kind {
+        if let number = parseSegment(name) { return .segment(number) }
+        if let covered = parseSnapshot(name) { return .snapshot(covered) }
+        if isTemporary(name) { return .temporary }
+        if isTorn(name) { return .torn }
+        return name == lock ? .lock : .other
+    }
+
     public static func parseSegment(_ name: String) -> UInt64? { parse(name, prefix: "wal-", suffix: ".seg") }
     public static func parseSnapshot(_ name: String) -> UInt64? { parse(name, prefix: "snap-", suffix: ".snap") }
     /// A temporary file of ours: a segment, snapshot or torn side file name + `.tmp`.

@@ -356,96 +356,14 @@ public enum RecordBody: Hashable, Sendable {
     }
 
     /// Decodes an untrusted body of the given kind. Never traps. Every byte must be consumed.
+    /// Built on `decodeFields` (the one body decoder), copying the fields out.
     public static func decode(kind: RecordKind, _ bytes: [UInt8]) -> DecodeResult {
-        var r = ByteReader(bytes)
-        func str(_ max: Int) -> String? {
-            guard let raw = r.readBytes16(max: max) else { return nil }
-            return String(validating: raw, as: UTF8.self)
-        }
-        func finish(_ body: RecordBody?) -> DecodeResult {
-            guard let body else { return .corrupt("\(kind) body is malformed or exceeds a limit") }
-            guard r.readableBytes == 0 else { return .corrupt("\(kind) body has \(r.readableBytes) trailing bytes") }
-            return .body(body)
-        }
-        switch kind {
-        case .intent:
-            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let fingerprint = r.readBytes(32),
-                  let attempt = r.readInteger(as: UInt32.self), let generation = r.readInteger(as: UInt32.self),
-                  let scopeRaw = r.readInteger(as: UInt8.self),
-                  let scope = Scope(rawValue: scopeRaw), let reserved = r.readBytes(3), reserved == [0, 0, 0],
-                  let window = r.readInteger(as: UInt64.self), let time = r.readInteger(as: UInt64.self)
-            else { return finish(nil) }
-            return finish(.intent(Intent(key: key, fingerprint: fingerprint, attempt: attempt, generation: generation,
-                                         scope: scope,
-                                         windowMilliseconds: window, timeMilliseconds: time)))
-        case .completion:
-            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let attempt = r.readInteger(as: UInt32.self),
-                  let time = r.readInteger(as: UInt64.self), let receipt = r.readBytes32(max: FormatLimits.receiptBytesMax)
-            else { return finish(nil) }
-            return finish(.completion(Completion(key: key, attempt: attempt, timeMilliseconds: time, receipt: receipt)))
-        case .release:
-            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let attempt = r.readInteger(as: UInt32.self),
-                  let time = r.readInteger(as: UInt64.self), let reason = str(FormatLimits.reasonBytesMax)
-            else { return finish(nil) }
-            return finish(.release(Release(key: key, attempt: attempt, timeMilliseconds: time, reason: reason)))
-        case .resolve:
-            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let outcomeRaw = r.readInteger(as: UInt8.self),
-                  let outcome = Outcome(rawValue: outcomeRaw), let attempt = r.readInteger(as: UInt32.self),
-                  let time = r.readInteger(as: UInt64.self), let receipt = r.readBytes32(max: FormatLimits.receiptBytesMax),
-                  let actor = str(FormatLimits.reasonBytesMax), let reason = str(FormatLimits.reasonBytesMax)
-            else { return finish(nil) }
-            return finish(.resolve(Resolve(key: key, outcome: outcome, attempt: attempt, timeMilliseconds: time,
-                                           receipt: receipt, actor: actor, reason: reason)))
-        case .forget:
-            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let time = r.readInteger(as: UInt64.self),
-                  let actor = str(FormatLimits.reasonBytesMax), let reason = str(FormatLimits.reasonBytesMax)
-            else { return finish(nil) }
-            return finish(.forget(Forget(key: key, timeMilliseconds: time, actor: actor, reason: reason)))
-        case .memoPut:
-            guard let run = str(FormatLimits.nameBytesMax), !run.isEmpty, let step = str(FormatLimits.nameBytesMax),
-                  let name = str(FormatLimits.nameBytesMax), let time = r.readInteger(as: UInt64.self),
-                  let value = r.readBytes32(max: FormatLimits.valueBytesMax)
-            else { return finish(nil) }
-            return finish(.memoPut(MemoPut(run: run, step: step, name: name, timeMilliseconds: time, value: value)))
-        case .journalEntry:
-            guard let run = str(FormatLimits.nameBytesMax), !run.isEmpty, let position = r.readInteger(as: UInt64.self),
-                  let step = str(FormatLimits.nameBytesMax), let time = r.readInteger(as: UInt64.self),
-                  let value = r.readBytes32(max: FormatLimits.valueBytesMax)
-            else { return finish(nil) }
-            return finish(.journalEntry(JournalEntry(run: run, position: position, step: step, timeMilliseconds: time,
-                                                     value: value)))
-        case .runTerminal:
-            guard let run = str(FormatLimits.nameBytesMax), !run.isEmpty, let statusRaw = r.readInteger(as: UInt8.self),
-                  let status = RunStatus(rawValue: statusRaw), let time = r.readInteger(as: UInt64.self)
-            else { return finish(nil) }
-            return finish(.runTerminal(RunTerminal(run: run, status: status, timeMilliseconds: time)))
-        case .snapshotMarker:
-            guard let covered = r.readInteger(as: UInt64.self), let time = r.readInteger(as: UInt64.self),
-                  let size = r.readInteger(as: UInt64.self)
-            else { return finish(nil) }
-            return finish(.snapshotMarker(SnapshotMarker(coveredSequence: covered, timeMilliseconds: time,
-                                                         snapshotBytes: size)))
-        case .checkpoint:
-            guard let time = r.readInteger(as: UInt64.self) else { return finish(nil) }
-            return finish(.checkpoint(timeMilliseconds: time))
-        case .entryState:
-            guard let key = str(FormatLimits.keyBytesMax), !key.isEmpty, let statusRaw = r.readInteger(as: UInt8.self),
-                  let status = EntryStatus(rawValue: statusRaw), let attempt = r.readInteger(as: UInt32.self),
-                  let generation = r.readInteger(as: UInt32.self), let fingerprint = r.readBytes(32),
-                  let intentTime = r.readInteger(as: UInt64.self), let completedTime = r.readInteger(as: UInt64.self),
-                  let receipt = r.readBytes32(max: FormatLimits.receiptBytesMax)
-            else { return finish(nil) }
-            return finish(.entryState(EntryState(key: key, status: status, attempt: attempt, generation: generation,
-                                                 fingerprint: fingerprint, intentTimeMilliseconds: intentTime,
-                                                 completedTimeMilliseconds: completedTime, receipt: receipt)))
-        case .seal:
-            guard let successor = r.readInteger(as: UInt64.self), let time = r.readInteger(as: UInt64.self)
-            else { return finish(nil) }
-            return finish(.seal(Seal(successor: successor, timeMilliseconds: time)))
-        case .opaque:
-            return .body(.opaque(bytes))
-        default:
-            return .unknownKind(kind)
+        bytes.withUnsafeBytes { raw in
+            switch decodeFields(kind: kind, raw) {
+            case .fields(let fields): .body(RecordBody(fields, in: raw))
+            case .corrupt(let reason): .corrupt(reason)
+            case .unknownKind(let unknown): .unknownKind(unknown)
+            }
         }
     }
 }

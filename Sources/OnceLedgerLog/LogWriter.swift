@@ -191,9 +191,7 @@ public final class LogWriter {
         let names = try storage.listDirectory(directory)
         guard !names.contains(where: { LedgerFileNames.parseSegment($0) != nil || LedgerFileNames.parseSnapshot($0) != nil })
         else { return }
-        let foreign = names.filter {
-            $0 != LedgerFileNames.lock && $0 != "lost+found" && !LedgerFileNames.isTemporary($0) && !LedgerFileNames.isTorn($0)
-        }.sorted()
+        let foreign = names.filter { LedgerFileNames.kind(of: $0) == .other && $0 != "lost+found" }.sorted()
         guard let first = foreign.first else { return }
         let more = foreign.count > 1 ? " and \(foreign.count - 1) more" : ""
         throw LedgerError(

@@ -153,16 +153,13 @@ public enum RecoveryScanner {
             var segmentNames: [(UInt64, String)] = []
             var snapshotNames: [(UInt64, String)] = []
             for name in names {
-                if LedgerFileNames.isTemporary(name) {
-                    report.temporaryFiles.append(name)
-                } else if let number = LedgerFileNames.parseSegment(name) {
-                    segmentNames.append((number, name))
-                } else if let covered = LedgerFileNames.parseSnapshot(name) {
-                    snapshotNames.append((covered, name))
-                } else if LedgerFileNames.isTorn(name) {
-                    report.tornFiles.append(name)
-                } else if name != LedgerFileNames.lock {
-                    report.otherFiles.append(name)
+                switch LedgerFileNames.kind(of: name) {
+                case .temporary: report.temporaryFiles.append(name)
+                case .segment(let number): segmentNames.append((number, name))
+                case .snapshot(let covered): snapshotNames.append((covered, name))
+                case .torn: report.tornFiles.append(name)
+                case .lock: break
+                case .other: report.otherFiles.append(name)
                 }
             }
             segmentNames.sort { $0.0 < $1.0 }

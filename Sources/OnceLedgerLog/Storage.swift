@@ -110,8 +110,11 @@ extension Storage {
     }
 }
 
-enum Paths {
-    static func join(_ directory: String, _ name: String) -> String {
+/// The one way a file's path is made from its directory and name, everywhere (the
+/// engine, the simulated storage, the command-line tool's inspection and salvage).
+public enum Paths {
+    /// `directory/name`, with no doubled slash when `directory` ends in one (as `/` does).
+    public static func join(_ directory: String, _ name: String) -> String {
         directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }
 }

@@ -144,9 +144,6 @@ enum SimulatedPath {
         return String(normalized[normalized.index(after: slash)...])
     }
 
-    static func join(_ directory: String, _ name: String) -> String {
-        directory == "/" ? "/" + name : directory + "/" + name
-    }
 }
 
 /// Everything `SimulatedStorage` knows, behind its one lock.

@@ -213,7 +213,7 @@ public final class SimulatedStorage: Storage, Sendable {
         state.withLock { state in
             var paths: [String] = []
             for (directory, entries) in state.directories {
-                for name in entries.current.keys { paths.append(SimulatedPath.join(directory, name)) }
+                for name in entries.current.keys { paths.append(Paths.join(directory, name)) }
             }
             return paths.sorted()
         }

@@ -275,4 +275,48 @@ import Testing
         var state = LedgerState()
         #expect(throws: LedgerError.self) { try state.apply(kind: RecordKind(rawValue: 999), body: []) }
     }
+
+    /// The state reads bodies with the one decoder: a mutated body changes the state
+    /// exactly when `RecordBody.decode` accepts it, and then as the model says.
+    @Test func mutatedBodiesApplyExactlyWhenTheyDecode() throws {
+        var random = SeededRandom(seed: 0xB0D7_0001)
+        let keys = ["order-000000001", "k", "é", "ключ-1"]
+        let iterations = ProcessInfo.processInfo.environment["ONCELEDGER_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? 3000
+        var state = LedgerState()
+        var replayed = LedgerState()
+        var model = Model()
+        var accepted = 0
+        for iteration in 0..<iterations {
+            var body = Self.randomBody(&random, keys: keys)
+            let kind = body.kind
+            var bytes = body.encode()
+            if random.int(below: 2) == 0 {
+                switch random.int(below: 3) {
+                case 0: bytes[random.int(below: bytes.count)] ^= UInt8(1) << UInt8(random.int(below: 8))
+                case 1: bytes = Array(bytes.prefix(random.int(below: bytes.count)))
+                default: bytes.append(UInt8(truncatingIfNeeded: random.next()))
+                }
+            }
+            let decoded: RecordBody?
+            if case .body(let value) = RecordBody.decode(kind: kind, bytes) { decoded = value } else { decoded = nil }
+            do {
+                try state.apply(kind: kind, body: bytes)
+                try bytes.withUnsafeBytes { try replayed.replay(kind: kind, body: $0) }
+                #expect(decoded != nil, "iteration \(iteration): applied a body the decoder refuses: \(bytes)")
+            } catch {
+                #expect(decoded == nil, "iteration \(iteration): refused a body the decoder accepts: \(bytes)")
+                #expect((error as? LedgerError)?.code == .malformedBody, "iteration \(iteration)")
+            }
+            if let decoded {
+                body = decoded
+                model.apply(body)
+                accepted += 1
+            }
+        }
+        replayed.finishReplay()
+        Self.check(state, against: model)
+        Self.check(replayed, against: model)
+        #expect(state.retained == replayed.retained)
+        #expect(accepted > iterations / 3 && accepted < iterations, "both accepted and refused bodies occur")
+    }
 }

@@ -1,6 +1,7 @@
 // libFuzzer target: `RecordFrame.decode` over untrusted segment bytes, walking records as
-// the recovery scanner does, and `RecordBody.decode` on every body it finds (and on the
-// raw input as a body of each kind). Must never trap; a decoded record must re-encode to
+// the recovery scanner does, and the one body decoder (`RecordBody.decodeFields`, and
+// `RecordBody.decode` built on it) on every body it finds (and on the raw input as a body
+// of each kind). Must never trap; a decoded record must re-encode to
 // the same frame bytes. Build and run: Tools/fuzz/run.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")

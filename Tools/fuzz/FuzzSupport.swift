@@ -11,16 +11,23 @@ func fuzzCheck(_ condition: Bool, _ message: @autoclosure () -> String, file: St
     if !condition { fatalError("fuzz invariant failed: \(message())", file: file, line: line) }
 }
 
-/// Decodes a body as `kind`; a body that decodes must re-encode to the same bytes
-/// (every byte has one meaning: FORMAT §5) and pass `validate()` for the field bounds
-/// the decoder enforced.
+/// Decodes a body as `kind` with the one body decoder, both ways: in place
+/// (`RecordBody.decodeFields`, what the ledger's replay uses) and copied out
+/// (`RecordBody.decode`, built on it). Both must give the same verdict; a key range
+/// must lie inside the body; a body that decodes must re-encode to the same bytes
+/// (every byte has one meaning: FORMAT §5).
 func fuzzBody(kind: RecordKind, _ bytes: [UInt8]) {
+    let fields = bytes.withUnsafeBytes { RecordBody.decodeFields(kind: kind, $0) }
     switch RecordBody.decode(kind: kind, bytes) {
     case .body(let body):
+        guard case .fields(let decoded) = fields else { return fuzzCheck(false, "decode accepted what decodeFields refused") }
+        if let key = decoded.key { fuzzCheck(key.lowerBound >= 2 && key.upperBound <= bytes.count, "key range") }
         fuzzCheck(body.kind == kind, "decoded kind \(body.kind) for \(kind)")
         fuzzCheck(body.encode() == bytes, "\(kind) body does not re-encode to its bytes")
-    case .corrupt, .unknownKind:
-        break
+    case .corrupt(let reason):
+        fuzzCheck(fields == .corrupt(reason), "decode and decodeFields disagree on a corrupt \(kind) body")
+    case .unknownKind:
+        fuzzCheck(fields == .unknownKind(kind), "decode and decodeFields disagree on kind \(kind)")
     }
 }
 

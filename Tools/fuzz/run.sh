@@ -4,7 +4,9 @@
 #   Tools/fuzz/run.sh [TARGET...]      (default: all three targets)
 #
 # Targets (Tools/fuzz/<Target>.swift, each with its own LLVMFuzzerTestOneInput):
-#   FuzzRecord         RecordFrame.decode (walking records) and RecordBody.decode
+#   FuzzRecord         RecordFrame.decode (walking records) and the one body decoder,
+#                      RecordBody.decodeFields (in place, as the ledger's replay reads
+#                      bodies) and RecordBody.decode (built on it)
 #   FuzzSegmentHeader  SegmentHeader.decode
 #   FuzzSnapshot       SnapshotFile.decode and RecordBody.decode of its items
 #

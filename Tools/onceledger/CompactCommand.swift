@@ -43,7 +43,7 @@ struct CompactCommand: AsyncParsableCommand {
         let newest = after.snapshots.max { $0.name < $1.name }
         if let newest, let covered = LedgerFileNames.parseSnapshot(newest.name) {
             var items = "?"
-            if let bytes = try? PosixStorage().readWholeFile(LedgerInspection.join(dir, newest.name),
+            if let bytes = try? PosixStorage().readWholeFile(Paths.join(dir, newest.name),
                                                              maxBytes: newest.bytes),
                case .snapshot(let file) = SnapshotFile.decode(bytes) {
                 items = TextFormat.plural(file.items.count, "item")

@@ -317,8 +317,6 @@ struct SalvageReport {
     /// could not be read, and the lost successor of a sealed last segment.
     var unknownLossNumbers: [UInt64] { scan.unknownLosses.map(\.number) + (scan.lostSuccessor.map { [$0.number] } ?? []) }
 
-    private func plural(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
-
     func count(_ status: EntryInfo.Status) -> Int { written.entries.filter { $0.status == status }.count }
 
     func text() -> String {
@@ -327,7 +325,7 @@ struct SalvageReport {
         var sourceLine = "source: ledger \(scan.ledgerID?.description ?? "(id unknown: no valid header, snapshot or record)")"
         sourceLine += ", \(scan.segments.count) segment file\(scan.segments.count == 1 ? "" : "s")"
         if let snapshot = scan.snapshot, snapshot.verified {
-            sourceLine += ", snapshot \(snapshot.file) (covers 1-\(snapshot.snapshot.coveredSequence), \(plural(snapshot.snapshot.items.count, "item")))"
+            sourceLine += ", snapshot \(snapshot.file) (covers 1-\(snapshot.snapshot.coveredSequence), \(TextFormat.plural(snapshot.snapshot.items.count, "item")))"
         }
         lines.append(sourceLine)
         if let damaged = scan.damagedSnapshot {
@@ -344,7 +342,7 @@ struct SalvageReport {
             if let unreadable = segment.unreadable, segment.recordCount == 0 {
                 line += "cannot be read: \(unreadable)"
             } else if let first = segment.firstSequence, let last = segment.lastSequence {
-                line += "\(plural(segment.recordCount, "valid record")) in sequence \(first)-\(last)"
+                line += "\(TextFormat.plural(segment.recordCount, "valid record")) in sequence \(first)-\(last)"
             } else {
                 line += "no valid records"
             }
@@ -363,7 +361,7 @@ struct SalvageReport {
         for ignored in scan.ignoredSnapshots { lines.append("  \(ignored.file): not used: \(ignored.reason)") }
         if !scan.otherFiles.isEmpty { lines.append("  other files (ignored): \(scan.otherFiles.joined(separator: ", "))") }
         if scan.coveredRecordCount > 0 {
-            lines.append("  \(plural(scan.coveredRecordCount, "valid record")) at or below the snapshot's sequence number: already reflected in the snapshot")
+            lines.append("  \(TextFormat.plural(scan.coveredRecordCount, "valid record")) at or below the snapshot's sequence number: already reflected in the snapshot")
         }
         if !scan.missingSegments.isEmpty {
             lines.append("  missing segment files: \(scan.missingSegments.map(String.init).joined(separator: ", "))")
@@ -408,9 +406,9 @@ struct SalvageReport {
         }
 
         lines.append("written: \(target)")
-        var copied = "  \(plural(plan.items.count, "snapshot item")) and \(plural(plan.records.count, "record")) copied"
+        var copied = "  \(TextFormat.plural(plan.items.count, "snapshot item")) and \(TextFormat.plural(plan.records.count, "record")) copied"
         if plan.housekeepingSkipped > 0 {
-            copied += "; \(plural(plan.housekeepingSkipped, "housekeeping record")) (checkpoint, snapshot marker, seal) left out: they only describe the old files"
+            copied += "; \(TextFormat.plural(plan.housekeepingSkipped, "housekeeping record")) (checkpoint, snapshot marker, seal) left out: they only describe the old files"
         }
         lines.append(copied)
         lines.append("  \(identityLine)")

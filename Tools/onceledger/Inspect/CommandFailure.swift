@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import OnceLedgerFormat
+import OnceLedgerLog
 
 /// An error a subcommand reports: what was wrong and what to do, and its exit code.
 struct CommandFailure: Error, CustomStringConvertible {
@@ -46,7 +47,7 @@ struct CommandFailure: Error, CustomStringConvertible {
         var context: [String] = []
         if var path = error.path {
             if let directory, path != directory {
-                let prefix = directory.hasSuffix("/") ? directory : directory + "/"
+                let prefix = Paths.join(directory, "")
                 if path.hasPrefix(prefix) { path = String(path.dropFirst(prefix.count)) }
             }
             if path != directory { context.append("file \(path)") }

@@ -56,23 +56,8 @@ enum JSONValue: Sendable, Equatable {
         }
     }
 
-    /// RFC 8259 string escaping; non-ASCII characters are written as UTF-8.
+    /// RFC 8259 string escaping (`TextFormat`'s one escaper); non-ASCII characters are written as UTF-8.
     private static func writeString(_ text: String, into out: inout String) {
-        out += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7f:
-                let digits = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
-            default:
-                out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
+        TextFormat.writeQuoted(text, controls: .json, into: &out)
     }
 }

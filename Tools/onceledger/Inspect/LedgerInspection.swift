@@ -154,12 +154,12 @@ struct LedgerInspection {
                                 try item.body.withUnsafeBytes { try applyItem(item.kind, $0) }
                             } catch {
                                 collected.stateProblem = locate(
-                                    error, "snapshot item \(index) (\(item.kind))", path: join(directory, name))
+                                    error, "snapshot item \(index) (\(item.kind))", path: Paths.join(directory, name))
                             }
                         }
                         // Records the snapshot covers that are still on disk: read, not replayed.
                         for number in segmentNumbers {
-                            let path = join(directory, LedgerFileNames.segment(number))
+                            let path = Paths.join(directory, LedgerFileNames.segment(number))
                             guard try storage.readWholeFile(
                                 path, maxBytes: FormatLimits.segmentBytesMax, into: &collected.segmentBuffer)
                             else { break }
@@ -195,7 +195,7 @@ struct LedgerInspection {
                         } catch {
                             collected.stateProblem = locate(
                                 error, "record \(record.header.sequence) (\(record.header.kind))",
-                                path: join(directory, LedgerFileNames.segment(record.segment)), segment: record.segment,
+                                path: Paths.join(directory, LedgerFileNames.segment(record.segment)), segment: record.segment,
                                 offset: record.offset, sequence: record.header.sequence)
                         }
                     })
@@ -229,7 +229,7 @@ struct LedgerInspection {
         let reached = Set(report.segments.map(\.number))
         for number in segmentNumbers where !reached.contains(number) {
             let name = LedgerFileNames.segment(number)
-            let path = join(directory, name)
+            let path = Paths.join(directory, name)
             do {
                 guard try storage.readWholeFile(path, maxBytes: FormatLimits.segmentBytesMax,
                                                 into: &collected.segmentBuffer) else {
@@ -252,13 +252,15 @@ struct LedgerInspection {
         var files: [FileInfo] = []
         for name in names.sorted() {
             var info = stat()
-            guard lstat(join(directory, name), &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
-            let category: FileInfo.Category =
-                LedgerFileNames.isTemporary(name) ? .temporary
-                : LedgerFileNames.parseSegment(name) != nil ? .segment
-                : LedgerFileNames.parseSnapshot(name) != nil ? .snapshot
-                : LedgerFileNames.isTorn(name) ? .torn
-                : name == LedgerFileNames.lock ? .lock : .other
+            guard lstat(Paths.join(directory, name), &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+            let category: FileInfo.Category = switch LedgerFileNames.kind(of: name) {
+            case .temporary: .temporary
+            case .segment: .segment
+            case .snapshot: .snapshot
+            case .torn: .torn
+            case .lock: .lock
+            case .other: .other
+            }
             files.append(FileInfo(name: name, bytes: UInt64(info.st_size), category: category))
         }
         return files
@@ -271,17 +273,13 @@ struct LedgerInspection {
         let storage = PosixStorage()
         guard let names = try? storage.listDirectory(directory),
               let first = names.compactMap(LedgerFileNames.parseSegment).min(),
-              let file = try? storage.openFile(join(directory, LedgerFileNames.segment(first)), mode: .readOnly)
+              let file = try? storage.openFile(Paths.join(directory, LedgerFileNames.segment(first)), mode: .readOnly)
         else { return nil }
         defer { file.close() }
         guard let bytes = try? file.read(at: 0, count: FormatLimits.segmentHeaderBytes),
               case .header(let header) = SegmentHeader.decode(bytes)
         else { return nil }
         return TokenScope(ledgerID: header.ledgerID, ledgerScopedTokens: header.ledgerScopedTokens)
-    }
-
-    static func join(_ directory: String, _ name: String) -> String {
-        directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }
 
     // MARK: Derived facts

@@ -5,6 +5,7 @@ import Musl
 #endif
 import Foundation
 import OnceLedgerFormat
+import OnceLedgerLog
 
 /// Finds out, without taking it, whether a live process holds a ledger's lock
 /// (`Spec/FORMAT.md` §2.2: `flock(LOCK_EX)` on the directory itself, and on `DIR/LOCK`).
@@ -33,7 +34,7 @@ enum LockProbe {
 
     /// The live holder of `directory`'s lock, or nil if nobody holds it.
     static func holder(of directory: String) -> Holder? {
-        let lockPath = directory.hasSuffix("/") ? directory + LedgerFileNames.lock : directory + "/" + LedgerFileNames.lock
+        let lockPath = Paths.join(directory, LedgerFileNames.lock)
         var directoryInfo = stat()
         guard stat(directory, &directoryInfo) == 0 else { return nil }
         var lockInfo = stat()

@@ -24,9 +24,25 @@ enum TextFormat {
             + ".\(pad(Int32(milliseconds % 1000), 3))Z"
     }
 
-    /// A text in double quotes with `\`, `"` and control characters escaped.
-    static func quoted(_ text: String) -> String {
-        var out = "\""
+    /// How `quoted` writes a control character other than `\n`, `\r` and `\t`.
+    enum ControlEscape {
+        /// `\u{1b}`, as Swift writes it (the text output).
+        case swift
+        /// `\u001b`, as RFC 8259 requires (`--json`).
+        case json
+    }
+
+    /// A text in double quotes with `\`, `"` and control characters escaped; non-ASCII
+    /// characters are written as they are (UTF-8). The one string escaper of the tool:
+    /// the text output and `JSONValue` both use it.
+    static func quoted(_ text: String, controls: ControlEscape = .swift) -> String {
+        var out = ""
+        writeQuoted(text, controls: controls, into: &out)
+        return out
+    }
+
+    static func writeQuoted(_ text: String, controls: ControlEscape, into out: inout String) {
+        out += "\""
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
@@ -35,11 +51,15 @@ enum TextFormat {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             case _ where scalar.value < 0x20 || scalar.value == 0x7f:
-                out += "\\u{\(String(scalar.value, radix: 16))}"
+                let digits = String(scalar.value, radix: 16)
+                switch controls {
+                case .swift: out += "\\u{\(digits)}"
+                case .json: out += "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
+                }
             default: out.unicodeScalars.append(scalar)
             }
         }
-        return out + "\""
+        out += "\""
     }
 
     /// A key or name as is when it is plain (no spaces, quotes, backslashes or control

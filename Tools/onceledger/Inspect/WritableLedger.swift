@@ -24,7 +24,7 @@ struct WritableLedger {
         var configuration = LogConfiguration()
         if let last = names.compactMap(LedgerFileNames.parseSegment).max(),
            let bytes = try? PosixStorage().readWholeFile(
-               LedgerInspection.join(directory, LedgerFileNames.segment(last)), maxBytes: FormatLimits.segmentBytesMax),
+               Paths.join(directory, LedgerFileNames.segment(last)), maxBytes: FormatLimits.segmentBytesMax),
            case .header(let header) = SegmentHeader.decode(Array(bytes.prefix(FormatLimits.segmentHeaderBytes))),
            header.segmentBytes > configuration.segmentBytes
         {

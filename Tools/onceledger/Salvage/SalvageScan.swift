@@ -163,10 +163,6 @@ struct SalvageScan {
         return scan
     }
 
-    private func path(_ name: String) -> String {
-        directory.hasSuffix("/") ? directory + name : directory + "/" + name
-    }
-
     /// A segment file as first seen: its name, and its header if it could be read.
     private struct Found {
         var name: String
@@ -182,14 +178,11 @@ struct SalvageScan {
         var found: [Found] = []
         var snapshotNames: [(UInt64, String)] = []
         for name in try PosixStorage().listDirectory(directory) {
-            if LedgerFileNames.isTemporary(name) || LedgerFileNames.isTorn(name) || name == LedgerFileNames.lock {
-                continue
-            } else if let number = LedgerFileNames.parseSegment(name) {
-                found.append(Found(name: name, nameNumber: number))
-            } else if let covered = LedgerFileNames.parseSnapshot(name) {
-                snapshotNames.append((covered, name))
-            } else {
-                otherFiles.append(name)
+            switch LedgerFileNames.kind(of: name) {
+            case .temporary, .torn, .lock: continue
+            case .segment(let number): found.append(Found(name: name, nameNumber: number))
+            case .snapshot(let covered): snapshotNames.append((covered, name))
+            case .other: otherFiles.append(name)
             }
         }
         snapshotNames.sort { $0.0 > $1.0 }  // newest first
@@ -199,7 +192,7 @@ struct SalvageScan {
         // decides which files are ours.
         for index in found.indices {
             do {
-                let file = try SalvageFile(path: path(found[index].name))
+                let file = try SalvageFile(path: Paths.join(directory, found[index].name))
                 found[index].fileBytes = file.size
                 found[index].headerBytes = try file.read(at: 0, count: FormatLimits.segmentHeaderBytes)
             } catch {
@@ -224,7 +217,7 @@ struct SalvageScan {
             snapshotClaims.append(covered)
             let bytes: [UInt8]
             do {
-                let file = try SalvageFile(path: path(name))
+                let file = try SalvageFile(path: Paths.join(directory, name))
                 guard file.size <= snapshotBytesMax, file.size <= UInt64(Int.max) else {
                     ignoredSnapshots.append((name, "file is larger than any valid snapshot"))
                     continue
@@ -263,7 +256,7 @@ struct SalvageScan {
             search: for candidate in rawIDCandidates {
                 guard let id = LedgerID(bytes: candidate) else { continue }
                 for segment in found where segment.unreadable == nil {
-                    guard let file = try? SalvageFile(path: path(segment.name)) else { continue }
+                    guard let file = try? SalvageFile(path: Paths.join(directory, segment.name)) else { continue }
                     var window = SalvageWindow(file)
                     let number = segment.nameNumber
                     if let (next, _) = try? SalvageScan.resynchronize(
@@ -370,7 +363,7 @@ struct SalvageScan {
             let scanned: SegmentScan
             do {
                 scanned = try scanRecords(
-                    SalvageFile(path: path(segment.name)), segment: readAs, file: segment.name, ledgerID: ledgerID,
+                    SalvageFile(path: Paths.join(directory, segment.name)), segment: readAs, file: segment.name, ledgerID: ledgerID,
                     intendedBytes: segment.header?.segmentBytes)
             } catch {
                 summary.unreadable = error.description
@@ -419,7 +412,7 @@ struct SalvageScan {
             var info = stat()
             sealedSuccessor = SealedSuccessor(
                 sealedSegment: last.number, number: seal.successor, file: name,
-                temporaryExists: lstat(path(name + LedgerFileNames.temporarySuffix), &info) == 0)
+                temporaryExists: lstat(Paths.join(directory, name + LedgerFileNames.temporarySuffix), &info) == 0)
         }
 
         // One record per sequence number, in order.
