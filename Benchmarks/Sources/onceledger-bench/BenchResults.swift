@@ -1,4 +1,4 @@
-import OnceLedgerLog
+@_spi(Benchmarks) import OnceLedgerLog
 
 /// Everything one `onceledger bench` run measured; printed as a table or, with
 /// `--json`, encoded as one JSON object (field names are the JSON keys).

@@ -1,11 +1,11 @@
-// Proves `onceledger bench` runs end to end on a tiny workload and reports every part:
+// Proves `onceledger-bench` runs end to end on a tiny workload and reports every part:
 // the rate rows with their per-commit breakdown (and the diagnostic rows: a raw O_DIRECT
 // loop, the engine through the page cache), the exactly-once rows, recovery and open
 // times, and the target table (text), and the same numbers as JSON. Nothing here looks at
 // how fast anything was (CI machines are shared); only that each part was measured.
 import Foundation
 import Testing
-@testable import onceledger
+@testable import onceledger_bench
 
 @Suite struct BenchCommandTests {
     static let tiny = ["--seconds", "0.5", "--rounds", "1", "--records", "2000", "--open-records", "2000",
@@ -20,7 +20,7 @@ import Testing
     @Test func tableHasEverySection() throws {
         let directory = try Self.scratch()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let result = try CLI.run(["bench", "--dir", directory] + Self.tiny)
+        let result = try Bench.run(["--dir", directory] + Self.tiny)
         #expect(result.exitCode == 0, "stderr: \(result.stderr)")
         for heading in ["durable writes", "one caller, per commit (µs)", "exactly once (no-op effect, fresh key)",
                         "memory per done entry", "open 2.0 k done entries", "recovery", "target", "total "] {
@@ -41,7 +41,7 @@ import Testing
     @Test func jsonCarriesTheBatchTimings() throws {
         let directory = try Self.scratch()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let result = try CLI.run(["bench", "--dir", directory, "--json", "--skip-ledger"] + Self.tiny)
+        let result = try Bench.run(["--dir", directory, "--json", "--skip-ledger"] + Self.tiny)
         #expect(result.exitCode == 0, "stderr: \(result.stderr)")
         let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
         let root = try #require(object)

@@ -1,15 +1,16 @@
 import ArgumentParser
 import Foundation
 import OnceLedgerFormat
-import OnceLedgerLog
+@_spi(Benchmarks) import OnceLedgerLog
 
-/// `onceledger bench`: the engine against the physical limit (a raw
+/// `onceledger-bench`: the engine against the physical limit (a raw
 /// pwrite+fdatasync loop) and against SQLite, side by side in one run, reported
-/// as ratios next to the DESIGN §6 targets (DESIGN §4, §6). Not a test: nothing
+/// as ratios next to the targets in Benchmarks/README.md. Not a test: nothing
 /// here asserts on time; a missed target is reported, not failed.
+@main
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench",
+        commandName: "onceledger-bench",
         abstract: "Measure append, once and recovery speed against a raw fdatasync loop and SQLite.",
         discussion: """
             Creates a fresh directory inside --dir (default: the current directory, because /tmp is \

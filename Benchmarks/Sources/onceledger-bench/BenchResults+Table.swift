@@ -1,3 +1,4 @@
+@_spi(Benchmarks) import OnceLedgerLog
 /// The human-readable form of `BenchResults`, and the targets (DESIGN §6 and the
 /// bench brief) evaluated against the measurements.
 extension BenchResults {
