@@ -55,12 +55,10 @@ extension BenchResults {
         rates.add(["raw pwrite+fdatasync loop (physical limit)", Format.rate(rawLoop.perSecond), "1.00×",
                    perRound(\.rawLoop), "\(Format.grouped(rawLoop.operations)) syncs"])
         rates.add(["raw O_DIRECT pwritev2(4 KiB, RWF_DSYNC) (diagnostic)", Format.rate(rawDirectLoop.perSecond),
-                   medianRatio(\.rawDirectLoop), perRound(\.rawDirectLoop), "how PosixStorage writes a commit"])
+                   medianRatio(\.rawDirectLoop), perRound(\.rawDirectLoop), "direct I/O: the device's own speed"])
         rates.add(["engine, 1 appender (async append)", Format.rate(engine1.rate.perSecond),
                    medianRatio(\.engine1), perRound(\.engine1),
                    "\(Format.fixed(engine1.meanRecordsPerBatch, 2)) records/batch"])
-        rates.add(["engine, 1 appender (page-cache writes, diagnostic)", Format.rate(engine1Buffered.rate.perSecond),
-                   medianRatio(\.engine1Buffered), perRound(\.engine1Buffered), "directWrites: false"])
         rates.add(["engine, 1 appender (appendAndWait, diagnostic)", Format.rate(engine1Blocking.rate.perSecond),
                    medianRatio(\.engine1Blocking), perRound(\.engine1Blocking), "no task/continuation hop"])
         rates.add(["engine, 1 appender (on a SpinningExecutor, diagnostic)", Format.rate(engine1Executor.rate.perSecond),
@@ -74,7 +72,7 @@ extension BenchResults {
                    medianRatio(\.sqlite64), perRound(\.sqlite64), "\(sqlite64.busyRetries) SQLITE_BUSY retries"])
         out.append(rates.render())
         out.append("× raw and engine ÷ SQLite are medians of per-round ratios; rate/s is the total over all rounds")
-        out.append("engine, 1 appender ÷ raw O_DIRECT loop: \(Format.ratio(ratios.engine1VersusRawDirect)); with page-cache writes ÷ raw loop: \(Format.ratio(ratios.engine1BufferedVersusRaw)); on a SpinningExecutor ÷ raw loop: \(Format.ratio(ratios.engine1ExecutorVersusRaw))")
+        out.append("engine, 1 appender ÷ raw O_DIRECT loop: \(Format.ratio(ratios.engine1VersusRawDirect)); on a SpinningExecutor ÷ raw loop: \(Format.ratio(ratios.engine1ExecutorVersusRaw))")
         out.append("engine ÷ SQLite: 1 writer \(Format.ratio(ratios.engine1VersusSQLite1)), \(engine64.appenders) writers \(Format.ratio(ratios.engine64VersusSQLite64))")
         out.append("")
         out += renderSingleCallerTimings()
@@ -140,8 +138,8 @@ extension BenchResults {
         let rawDirectMicros = rawDirectLoop.perSecond > 0 ? 1e6 / rawDirectLoop.perSecond : 0
         table.add(["raw O_DIRECT loop", Format.fixed(rawDirectMicros, 1), Format.fixed(rawDirectMicros - rawMicros, 1),
                    Format.fixed(rawDirectMicros, 1), "", "", ""])
-        var rows = [("engine, async append", engine1), ("engine, page-cache writes", engine1Buffered),
-                    ("engine, appendAndWait", engine1Blocking), ("engine, on a SpinningExecutor", engine1Executor)]
+        var rows = [("engine, async append", engine1), ("engine, appendAndWait", engine1Blocking),
+                    ("engine, on a SpinningExecutor", engine1Executor)]
         if let exactlyOnce {
             rows.append(("Ledger.once (2 commits per once)", exactlyOnce.once1))
             rows.append(("Ledger.once on ledger.executor", exactlyOnce.once1Executor))
