@@ -1,6 +1,6 @@
 @_spi(Benchmarks) import OnceLedgerLog
 
-/// Everything one `onceledger bench` run measured; printed as a table or, with
+/// Everything one `onceledger-bench` run measured; printed as a table or, with
 /// `--json`, encoded as one JSON object (field names are the JSON keys).
 struct BenchResults: Codable, Sendable {
     struct Setup: Codable, Sendable {
