@@ -10,6 +10,7 @@ import PackageDescription
 //   OnceLedgerTestSupport  simulated crashing storage and LedgerCrashRunner (users crash-test their code),
 //                     and SeededRandom, the one seeded generator (tests, `onceledger stress`).
 //   onceledger        the command-line tool (Tools/), the only target that uses a Swift package.
+//   The benchmark is a package of its own (Benchmarks/Package.swift) with the SQLite baseline.
 let package = Package(
     name: "OnceLedger",
     products: [
@@ -35,12 +36,6 @@ let package = Package(
             pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
-        // Used by the benchmark baseline only (never by a library product).
-        .systemLibrary(
-            name: "CSQLite",
-            path: "Sources/CSQLite",
-            providers: [.apt(["libsqlite3-dev"])]
-        ),
         .target(
             name: "OnceLedgerFormat",
             dependencies: ["CCRC32"]
@@ -60,11 +55,10 @@ let package = Package(
         .executableTarget(
             name: "onceledger",
             dependencies: [
-                "OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport", "CSQLite", "COnceSupport",
+                "OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Tools/onceledger",
-            exclude: ["BENCH_RESULTS.md"]
+            path: "Tools/onceledger"
         ),
         .testTarget(
             name: "OnceLedgerFormatTests",

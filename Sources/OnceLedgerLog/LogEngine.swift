@@ -78,11 +78,12 @@ public final class LogEngine: @unchecked Sendable {
 
     /// Where the I/O thread's time goes, summed over the batches of appends since
     /// open: what a single caller waits for besides the disk. A diagnostic
-    /// (`onceledger bench` prints the means). Published when the I/O thread looks for
+    /// (`onceledger-bench` prints the means), not API: only a client that writes
+    /// `@_spi(Benchmarks) import OnceLedgerLog` sees it. Published when the I/O thread looks for
     /// its next batch, so it can trail the newest batch briefly; after `close` it is
     /// complete. Timing costs four `clock_gettime` calls (vDSO, no system call) per
     /// batch.
-    public struct BatchTimings: Sendable, Equatable, Codable {
+    @_spi(Benchmarks) public struct BatchTimings: Sendable, Equatable, Codable {
         /// Batches of appends that completed (failed ones are not timed).
         public var batches: UInt64 = 0
         /// `LogWriter.commit`: framing, `pwrite` and `fdatasync` (and a rollover when
@@ -270,7 +271,7 @@ public final class LogEngine: @unchecked Sendable {
     }
     public var poisonError: LedgerError? { condition.withLock { poisoned } }
     /// See `BatchTimings`.
-    public var batchTimings: BatchTimings { condition.withLock { published.timings } }
+    @_spi(Benchmarks) public var batchTimings: BatchTimings { condition.withLock { published.timings } }
 
     /// Drains queued work, writes a checkpoint, stops the I/O thread, closes the
     /// segment and releases the lock. Idempotent.

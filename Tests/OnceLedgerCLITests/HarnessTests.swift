@@ -5,7 +5,7 @@ import Testing
     @Test func helpListsSubcommands() throws {
         let result = try CLI.run(["--help"])
         #expect(result.exitCode == 0)
-        for name in ["verify", "dump", "stat", "pending", "entries", "resolve", "forget", "salvage", "stress", "bench", "demo"] {
+        for name in ["verify", "dump", "stat", "pending", "entries", "resolve", "forget", "salvage", "stress", "demo"] {
             #expect(result.stdout.contains(name), "missing \(name) in help")
         }
     }

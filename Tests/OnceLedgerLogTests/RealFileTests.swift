@@ -4,7 +4,7 @@
 // commit batches, and the batch timings account for every batch.
 import Foundation
 import OnceLedgerFormat
-import OnceLedgerLog
+@_spi(Benchmarks) import OnceLedgerLog
 import Synchronization
 import Testing
 

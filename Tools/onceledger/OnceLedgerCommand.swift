@@ -10,7 +10,7 @@ struct OnceLedgerCommand: AsyncParsableCommand {
         subcommands: [
             DemoCommand.self, VerifyCommand.self, DumpCommand.self, StatCommand.self, PendingCommand.self,
             EntriesCommand.self, ResolveCommand.self, ForgetCommand.self, CompactCommand.self, SalvageCommand.self,
-            StressCommand.self, BenchCommand.self, DemoChildCommand.self,
+            StressCommand.self, DemoChildCommand.self,
         ])
 
     /// ArgumentParser's `main`, except that:

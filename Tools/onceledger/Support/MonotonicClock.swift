@@ -4,7 +4,7 @@ import Glibc
 import Musl
 #endif
 
-/// Elapsed-time measurement for the benchmark. The corresponding C function is
+/// Elapsed-time measurement (progress, stress timing). The corresponding C function is
 /// `clock_gettime(CLOCK_MONOTONIC)`: unaffected by wall-clock adjustments.
 struct MonotonicClock {
     static func nanoseconds() -> UInt64 {

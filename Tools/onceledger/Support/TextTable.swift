@@ -1,7 +1,7 @@
 import Foundation
 
 /// A plain-text table: the first column left-aligned, the others right-aligned,
-/// columns separated by two spaces. Used by `bench` and `demo` output.
+/// columns separated by two spaces. Used by `demo`, `pending` and `entries` output.
 struct TextTable {
     var header: [String]
     var rows: [[String]] = []

@@ -1,4 +1,4 @@
-/// A benchmark or demo step that failed outside the engine (setup, SQLite, files).
+/// A benchmark step that failed outside the engine (setup, SQLite, files).
 struct BenchError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }

@@ -1,5 +1,6 @@
-/// The human-readable form of `BenchResults`, and the targets (DESIGN §6 and the
-/// bench brief) evaluated against the measurements.
+@_spi(Benchmarks) import OnceLedgerLog
+/// The human-readable form of `BenchResults`, and the targets (T1–T10, written out in
+/// Benchmarks/README.md) evaluated against the measurements.
 extension BenchResults {
     func evaluateTargets() -> [Target] {
         func atLeast(_ name: String, _ measured: Double, _ target: Double, _ unit: String, _ source: String) -> Target {
@@ -11,21 +12,20 @@ extension BenchResults {
                    met: measured < target)
         }
         var targets = [
-            atLeast("engine, 1 appender ÷ raw loop", ratios.engine1VersusRaw, 0.9, "×", "bench brief"),
-            atLeast("engine, \(engine64.appenders) appenders ÷ raw loop", ratios.engine64VersusRaw, 20, "×",
-                    "bench brief"),
+            atLeast("engine, 1 appender ÷ raw loop", ratios.engine1VersusRaw, 0.9, "×", "T6"),
+            atLeast("engine, \(engine64.appenders) appenders ÷ raw loop", ratios.engine64VersusRaw, 20, "×", "T7"),
             atLeast("engine, \(engine64.appenders) appenders ÷ SQLite, \(sqlite64.writers) writers",
-                    ratios.engine64VersusSQLite64, 20, "×", "DESIGN §6"),
+                    ratios.engine64VersusSQLite64, 20, "×", "T8"),
         ]
         // Counted in record-frame bytes, not segment-file bytes: the zeros after the
         // last record cost almost nothing to skip and would flatter a short ledger.
         for scan in recovery.scans {
             targets.append(atLeast("recovery scan (record bytes), \(scan.cache) cache", scan.recordMegabytesPerSecond,
-                                   500, "MB/s", "bench brief"))
+                                   500, "MB/s", "T9"))
         }
         for open in openSmall.opens {
             targets.append(below("open \(Format.millions(Double(openSmall.records))) small records, \(open.cache) cache",
-                                 open.seconds, 1, "s", "DESIGN §6 (there: 1 M done entries)"))
+                                 open.seconds, 1, "s", "T10"))
         }
         if let exactlyOnce { targets += exactlyOnce.targets() }
         return targets
@@ -33,7 +33,7 @@ extension BenchResults {
 
     func renderTable() -> String {
         var out: [String] = []
-        out.append("onceledger bench, \(setup.date), \(setup.processors) CPUs, \(Format.fixed(setup.secondsPerMeasurement, 1)) s per rate measurement in \(setup.rounds) interleaved rounds")
+        out.append("onceledger-bench, \(setup.date), \(setup.processors) CPUs, \(Format.fixed(setup.secondsPerMeasurement, 1)) s per rate measurement in \(setup.rounds) interleaved rounds")
         out.append("dir:    \(setup.disk.directory)")
         out.append("disk:   \(setup.disk.summary)")
         if setup.disk.isMemoryBacked {
@@ -54,12 +54,10 @@ extension BenchResults {
         rates.add(["raw pwrite+fdatasync loop (physical limit)", Format.rate(rawLoop.perSecond), "1.00×",
                    perRound(\.rawLoop), "\(Format.grouped(rawLoop.operations)) syncs"])
         rates.add(["raw O_DIRECT pwritev2(4 KiB, RWF_DSYNC) (diagnostic)", Format.rate(rawDirectLoop.perSecond),
-                   medianRatio(\.rawDirectLoop), perRound(\.rawDirectLoop), "how PosixStorage writes a commit"])
+                   medianRatio(\.rawDirectLoop), perRound(\.rawDirectLoop), "direct I/O: the device's own speed"])
         rates.add(["engine, 1 appender (async append)", Format.rate(engine1.rate.perSecond),
                    medianRatio(\.engine1), perRound(\.engine1),
                    "\(Format.fixed(engine1.meanRecordsPerBatch, 2)) records/batch"])
-        rates.add(["engine, 1 appender (page-cache writes, diagnostic)", Format.rate(engine1Buffered.rate.perSecond),
-                   medianRatio(\.engine1Buffered), perRound(\.engine1Buffered), "directWrites: false"])
         rates.add(["engine, 1 appender (appendAndWait, diagnostic)", Format.rate(engine1Blocking.rate.perSecond),
                    medianRatio(\.engine1Blocking), perRound(\.engine1Blocking), "no task/continuation hop"])
         rates.add(["engine, 1 appender (on a SpinningExecutor, diagnostic)", Format.rate(engine1Executor.rate.perSecond),
@@ -73,7 +71,7 @@ extension BenchResults {
                    medianRatio(\.sqlite64), perRound(\.sqlite64), "\(sqlite64.busyRetries) SQLITE_BUSY retries"])
         out.append(rates.render())
         out.append("× raw and engine ÷ SQLite are medians of per-round ratios; rate/s is the total over all rounds")
-        out.append("engine, 1 appender ÷ raw O_DIRECT loop: \(Format.ratio(ratios.engine1VersusRawDirect)); with page-cache writes ÷ raw loop: \(Format.ratio(ratios.engine1BufferedVersusRaw)); on a SpinningExecutor ÷ raw loop: \(Format.ratio(ratios.engine1ExecutorVersusRaw))")
+        out.append("engine, 1 appender ÷ raw O_DIRECT loop: \(Format.ratio(ratios.engine1VersusRawDirect)); on a SpinningExecutor ÷ raw loop: \(Format.ratio(ratios.engine1ExecutorVersusRaw))")
         out.append("engine ÷ SQLite: 1 writer \(Format.ratio(ratios.engine1VersusSQLite1)), \(engine64.appenders) writers \(Format.ratio(ratios.engine64VersusSQLite64))")
         out.append("")
         out += renderSingleCallerTimings()
@@ -120,6 +118,7 @@ extension BenchResults {
             targetTable.add([target.name, measured, goal, target.met ? "PASS" : "MISS", target.source])
         }
         out.append(targetTable.render())
+        out.append("targets T1–T10: Benchmarks/README.md")
         out.append("")
         out.append("total \(Format.seconds(totalSeconds))")
         return out.joined(separator: "\n")
@@ -139,8 +138,8 @@ extension BenchResults {
         let rawDirectMicros = rawDirectLoop.perSecond > 0 ? 1e6 / rawDirectLoop.perSecond : 0
         table.add(["raw O_DIRECT loop", Format.fixed(rawDirectMicros, 1), Format.fixed(rawDirectMicros - rawMicros, 1),
                    Format.fixed(rawDirectMicros, 1), "", "", ""])
-        var rows = [("engine, async append", engine1), ("engine, page-cache writes", engine1Buffered),
-                    ("engine, appendAndWait", engine1Blocking), ("engine, on a SpinningExecutor", engine1Executor)]
+        var rows = [("engine, async append", engine1), ("engine, appendAndWait", engine1Blocking),
+                    ("engine, on a SpinningExecutor", engine1Executor)]
         if let exactlyOnce {
             rows.append(("Ledger.once (2 commits per once)", exactlyOnce.once1))
             rows.append(("Ledger.once on ledger.executor", exactlyOnce.once1Executor))

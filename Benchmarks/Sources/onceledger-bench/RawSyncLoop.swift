@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+// The root package's C helpers (O_DIRECT, pwritev2 RWF_DSYNC). Not a product of it: the
+// module is visible here because OnceLedgerLog, which this package depends on, uses it.
 import COnceSupport
 import OnceLedgerFormat
 
@@ -14,8 +16,8 @@ import OnceLedgerFormat
 /// With `direct`, a diagnostic: the same records, each written as the 4 KiB
 /// block(s) holding it through an `O_DIRECT` descriptor with `pwritev2(RWF_DSYNC)`
 /// (the write and its `fdatasync` in one call; the two calls where the kernel lacks
-/// it), as `PosixStorage` writes commits. It shows how much of the engine's speed
-/// comes from that choice of system calls rather than from the engine.
+/// it). It shows what the device does with direct block writes, next to the
+/// plain loop's writes through the page cache.
 final class RawSyncLoop: @unchecked Sendable {
     static let fileBytes = 16 << 20
     static let blockBytes = 4096

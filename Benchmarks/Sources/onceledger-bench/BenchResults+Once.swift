@@ -53,7 +53,7 @@ extension BenchResults {
         var residentBytes: Int?
         var heapBytesPerEntry: Double?
         var residentBytesPerEntry: Double?
-        /// `heapBytesPerEntry − keyBytes`: what DESIGN §6 bounds ("< 128 bytes plus the key").
+        /// `heapBytesPerEntry − keyBytes`: what target T3 bounds ("< 128 bytes plus the key").
         var heapBytesPerEntryLessKey: Double?
         var seconds: Double
         /// CPU time of the replaying thread (the ledger's state is built on it).
@@ -95,32 +95,32 @@ extension BenchResults {
 extension BenchResults.ExactlyOnce {
     func targets() -> [BenchResults.Target] {
         func target(_ name: String, _ measured: Double, _ comparison: String, _ goal: Double, _ unit: String,
-                    _ source: String = "DESIGN §6") -> BenchResults.Target {
+                    _ source: String) -> BenchResults.Target {
             BenchResults.Target(name: name, measured: measured, target: goal, comparison: comparison, unit: unit,
                                 source: source, met: comparison == "below" ? measured < goal : measured >= goal)
         }
         var targets = [
-            target("once, 1 caller ÷ (raw loop ÷ 2)", ratios.once1VersusHalfRaw, "atLeast", 0.9, "×"),
+            target("once, 1 caller ÷ (raw loop ÷ 2)", ratios.once1VersusHalfRaw, "atLeast", 0.9, "×", "T1"),
             target("once, \(once64.appenders) callers ÷ SQLite once, \(sqliteOnce64.writers) connections",
-                   ratios.once64VersusSQLiteOnce64, "atLeast", 20, "×"),
+                   ratios.once64VersusSQLiteOnce64, "atLeast", 20, "×", "T2"),
         ]
         for row in memory {
             if let lessKey = row.heapBytesPerEntryLessKey {
-                targets.append(target("memory per done entry − key, \(row.label)", lessKey, "below", 128, "B"))
+                targets.append(target("memory per done entry − key, \(row.label)", lessKey, "below", 128, "B", "T3"))
             }
         }
         let count = Format.millions(Double(open.entries))
         for timing in open.fromSegments {
             targets.append(target("open \(count) done entries from segments, \(timing.cache)", timing.seconds,
-                                  "below", 1, "s"))
+                                  "below", 1, "s", "T4"))
         }
         for timing in open.fromSnapshot {
             targets.append(target("open \(count) done entries from snapshot, \(timing.cache)", timing.seconds,
-                                  "below", 1, "s"))
+                                  "below", 1, "s", "T5"))
         }
         for (snapshot, segments) in zip(open.fromSnapshot, open.fromSegments) where segments.seconds > 0 {
             targets.append(target("open from snapshot ÷ from segments, \(snapshot.cache)",
-                                  snapshot.seconds / segments.seconds, "below", 1, "×"))
+                                  snapshot.seconds / segments.seconds, "below", 1, "×", "T5"))
         }
         return targets
     }

@@ -7,8 +7,8 @@ import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 
-/// Open time of a ledger directory holding `entries` done entries (DESIGN §6:
-/// "open/recover 1 M done entries: < 1 s from segments, faster from a snapshot").
+/// Open time of a ledger directory holding `entries` done entries (targets T4
+/// and T5: "open/recover 1 M done entries: < 1 s from segments, faster from a snapshot").
 ///
 /// Builds the directory through `LogWriter` (the intent and completion record of
 /// each key, as `once` writes them, in full commit batches, so building is quick),

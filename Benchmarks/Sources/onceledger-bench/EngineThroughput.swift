@@ -1,5 +1,5 @@
 import OnceLedgerFormat
-import OnceLedgerLog
+@_spi(Benchmarks) import OnceLedgerLog
 
 /// Appends/s through one open `LogEngine`: `appenders` concurrent tasks, each
 /// appending one record at a time in a loop until the deadline. The engine's own

@@ -1,15 +1,16 @@
 import ArgumentParser
 import Foundation
 import OnceLedgerFormat
-import OnceLedgerLog
+@_spi(Benchmarks) import OnceLedgerLog
 
-/// `onceledger bench`: the engine against the physical limit (a raw
+/// `onceledger-bench`: the engine against the physical limit (a raw
 /// pwrite+fdatasync loop) and against SQLite, side by side in one run, reported
-/// as ratios next to the DESIGN §6 targets (DESIGN §4, §6). Not a test: nothing
+/// as ratios next to the targets in Benchmarks/README.md. Not a test: nothing
 /// here asserts on time; a missed target is reported, not failed.
+@main
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench",
+        commandName: "onceledger-bench",
         abstract: "Measure append, once and recovery speed against a raw fdatasync loop and SQLite.",
         discussion: """
             Creates a fresh directory inside --dir (default: the current directory, because /tmp is \
@@ -22,11 +23,11 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Directory to create the benchmark's scratch directory in (default: current directory).")
     var dir: String?
 
-    @Option(parsing: .unconditional, help: "Seconds per rate row (fourteen rows; nine with --skip-ledger), split over the rounds.")
+    @Option(parsing: .unconditional, help: "Seconds per rate row (thirteen rows; eight with --skip-ledger), split over the rounds.")
     var seconds: Double = 4.0
 
-    @Option(parsing: .unconditional, help: "Rounds the rate measurements are interleaved in (ratios are per-round medians; 14 completes the balanced order of the 14 rows).")
-    var rounds: Int = 14
+    @Option(parsing: .unconditional, help: "Rounds the rate measurements are interleaved in (ratios are per-round medians; 26 completes the balanced order of the 13 rows).")
+    var rounds: Int = 26
 
     @Option(parsing: .unconditional, help: "Records in the recovery-scan ledger (default fills ~200 MB of 64 MiB segments).")
     var records: Int = 1_200_000
@@ -69,7 +70,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     /// The interleaved rate measurements (`roundOrder` sets their order in each round).
     enum Measurement: String, CaseIterable {
-        case raw, rawDirect, engine1, engine1Buffered, engine1Blocking, engine1Executor, engine64, sqlite1, sqlite64,
+        case raw, rawDirect, engine1, engine1Blocking, engine1Executor, engine64, sqlite1, sqlite64,
              once1, once1Executor, once64, sqliteOnce1, sqliteOnce64
     }
 
@@ -155,9 +156,6 @@ struct BenchCommand: AsyncParsableCommand {
         }
         let engineSingle = try await EngineThroughput.open(
             directory: try scratch("engine-1"), configuration: configuration, body: body)
-        let engineBuffered = try await EngineThroughput.open(
-            directory: try scratch("engine-1-buffered"), storage: PosixStorage(directWrites: false),
-            configuration: configuration, body: body)
         let engineBlocking = try await EngineThroughput.open(
             directory: try scratch("engine-1-blocking"), configuration: configuration, body: body)
         let engineExecutor = try await EngineThroughput.open(
@@ -204,9 +202,6 @@ struct BenchCommand: AsyncParsableCommand {
                 case .engine1:
                     progress.say("\(prefix) engine, 1 appender")
                     rates.engine1 = try await engineSingle.run(appenders: 1, seconds: slot)
-                case .engine1Buffered:
-                    progress.say("\(prefix) engine, 1 appender, writes through the page cache (diagnostic)")
-                    rates.engine1Buffered = try await engineBuffered.run(appenders: 1, seconds: slot)
                 case .engine1Blocking:
                     progress.say("\(prefix) engine, 1 appender via blocking appendAndWait (diagnostic)")
                     rates.engine1Blocking = try await engineBlocking.runBlocking(seconds: slot)
@@ -248,7 +243,7 @@ struct BenchCommand: AsyncParsableCommand {
             measured.append(rates)
         }
         let roundRates = measured.map { $0.round(skipLedger: skipLedger) }
-        for engine in [engineSingle, engineBuffered, engineBlocking, engineExecutor, engineMany] { try await engine.close() }
+        for engine in [engineSingle, engineBlocking, engineExecutor, engineMany] { try await engine.close() }
         for once in [onceSingle, onceSingleExecutor, onceMany].compactMap({ $0 }) { try await once.close() }
 
         progress.say("recovery: building \(Format.grouped(records)) records of \(bodyBytes) bytes, then scanning")
@@ -290,7 +285,7 @@ struct BenchCommand: AsyncParsableCommand {
                 appenders: appenders, segmentBytes: configuration.segmentBytes,
                 sqliteWriters: SQLiteBaseline.writersDescription),
             rawLoop: .total(measured.map(\.raw)), rawDirectLoop: .total(measured.map(\.rawDirect)),
-            engine1: .total(measured.map(\.engine1)), engine1Buffered: .total(measured.map(\.engine1Buffered)),
+            engine1: .total(measured.map(\.engine1)),
             engine1Blocking: .total(measured.map(\.engine1Blocking)), engine1Executor: .total(measured.map(\.engine1Executor)),
             engine64: .total(measured.map(\.engine64)), sqlite1: .total(measured.map(\.sqlite1)),
             sqlite64: .total(measured.map(\.sqlite64)),
@@ -316,7 +311,6 @@ private struct RoundMeasurements {
     var raw = BenchResults.Rate(operations: 0, seconds: 0)
     var rawDirect = BenchResults.Rate(operations: 0, seconds: 0)
     var engine1 = BenchResults.EngineRate.total([])
-    var engine1Buffered = BenchResults.EngineRate.total([])
     var engine1Blocking = BenchResults.EngineRate.total([])
     var engine1Executor = BenchResults.EngineRate.total([])
     var engine64 = BenchResults.EngineRate.total([])
@@ -332,7 +326,6 @@ private struct RoundMeasurements {
     func round(skipLedger: Bool) -> BenchResults.Round {
         BenchResults.Round(
             rawLoop: raw.perSecond, rawDirectLoop: rawDirect.perSecond, engine1: engine1.rate.perSecond,
-            engine1Buffered: engine1Buffered.rate.perSecond,
             engine1Blocking: engine1Blocking.rate.perSecond, engine1Executor: engine1Executor.rate.perSecond,
             engine64: engine64.rate.perSecond,
             sqlite1: sqlite1.rate.perSecond, sqlite64: sqlite64.rate.perSecond,

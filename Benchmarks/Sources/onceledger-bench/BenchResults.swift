@@ -1,6 +1,6 @@
-import OnceLedgerLog
+@_spi(Benchmarks) import OnceLedgerLog
 
-/// Everything one `onceledger bench` run measured; printed as a table or, with
+/// Everything one `onceledger-bench` run measured; printed as a table or, with
 /// `--json`, encoded as one JSON object (field names are the JSON keys).
 struct BenchResults: Codable, Sendable {
     struct Setup: Codable, Sendable {
@@ -72,11 +72,9 @@ struct BenchResults: Codable, Sendable {
     /// every row alike; ratios are the median of the per-round ratios.
     struct Round: Codable, Sendable {
         var rawLoop: Double
-        /// Diagnostics: the raw loop with O_DIRECT block writes, and the engine writing
-        /// through the page cache (`PosixStorage(directWrites: false)`).
+        /// Diagnostic: the raw loop with O_DIRECT block writes.
         var rawDirectLoop: Double
         var engine1: Double
-        var engine1Buffered: Double
         var engine1Blocking: Double
         /// Diagnostic: one appender whose task runs on a `SpinningExecutor`.
         var engine1Executor: Double
@@ -136,9 +134,8 @@ struct BenchResults: Codable, Sendable {
     /// Medians over rounds of the per-round ratios.
     struct Ratios: Codable, Sendable {
         var engine1VersusRaw: Double
-        /// Diagnostics: against the O_DIRECT raw loop, and the page-cache engine against the raw loop.
+        /// Diagnostic: against the O_DIRECT raw loop.
         var engine1VersusRawDirect: Double
-        var engine1BufferedVersusRaw: Double
         var engine1ExecutorVersusRaw: Double
         var engine64VersusRaw: Double
         var engine64VersusSQLite64: Double
@@ -149,7 +146,6 @@ struct BenchResults: Codable, Sendable {
             func ratio(_ a: Double, _ b: Double) -> Double { b > 0 ? a / b : 0 }
             engine1VersusRaw = median { ratio($0.engine1, $0.rawLoop) }
             engine1VersusRawDirect = median { ratio($0.engine1, $0.rawDirectLoop) }
-            engine1BufferedVersusRaw = median { ratio($0.engine1Buffered, $0.rawLoop) }
             engine1ExecutorVersusRaw = median { ratio($0.engine1Executor, $0.rawLoop) }
             engine64VersusRaw = median { ratio($0.engine64, $0.rawLoop) }
             engine64VersusSQLite64 = median { ratio($0.engine64, $0.sqlite64) }
@@ -181,8 +177,6 @@ struct BenchResults: Codable, Sendable {
     /// Diagnostic: `RawSyncLoop(direct: true)`.
     var rawDirectLoop: Rate
     var engine1: EngineRate
-    /// Diagnostic: one appender on `PosixStorage(directWrites: false)`.
-    var engine1Buffered: EngineRate
     /// Diagnostic: one appender through the blocking `appendAndWait` on a plain thread.
     var engine1Blocking: EngineRate
     /// Diagnostic: one appender whose task runs on a `SpinningExecutor`.
