@@ -6,11 +6,7 @@
 // crashed under concurrent appenders; injected EIO/ENOSPC poisons the engine and a reopen
 // recovers everything acknowledged. Seeds are random per run and printed in every failure:
 // rerun one with `ONCELEDGER_SEED=<n>`; `ONCELEDGER_CRASH_ITERATIONS` sets the seed count.
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
