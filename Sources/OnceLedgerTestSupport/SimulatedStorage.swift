@@ -4,7 +4,7 @@ import OnceLedgerLog
 import Synchronization
 
 /// An in-memory `Storage` with POSIX durability semantics and a seeded crash model
-/// (DESIGN §5, after TigerBeetle's `src/testing/storage.zig`).
+/// (`ARCHITECTURE.md` §5, after TigerBeetle's `src/testing/storage.zig`).
 ///
 /// ## The model
 ///

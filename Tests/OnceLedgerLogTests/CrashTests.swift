@@ -1,5 +1,5 @@
 // Proves the log never loses an acknowledged record and never refuses to open after an
-// ordinary crash (DESIGN §3, §5): seeded random workloads on `SimulatedStorage` (unsynced
+// ordinary crash (`ARCHITECTURE.md` §3, §5): seeded random workloads on `SimulatedStorage` (unsynced
 // writes kept, dropped, torn or garbled; unsynced directory operations reverted) are
 // crashed at every mutating I/O step of a reference run, recovered, continued and crashed
 // again, and checked against a model after every recovery; the threaded `LogEngine` is
