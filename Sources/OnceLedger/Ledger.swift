@@ -4,7 +4,7 @@ import OnceLedgerLog
 import Synchronization
 
 /// A durable ledger of effects keyed by idempotency key: each effect runs exactly
-/// once across crashes, retries and duplicate callers (DESIGN §1–2).
+/// once across crashes, retries and duplicate callers (`ARCHITECTURE.md` §3).
 ///
 /// ```swift
 /// let ledger = try Ledger.open(directory: "/var/lib/myapp/ledger")

@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import COnceSupport
 import OnceLedgerFormat
 
@@ -13,8 +7,8 @@ import OnceLedgerFormat
 /// items at open and, live, on the backend's commit thread with the very bytes that
 /// were made durable — so it always equals "the log replayed", by construction.
 ///
-/// Layout, chosen for memory per entry and for replay speed (DESIGN §6: < 128 bytes
-/// per entry plus the key, open 1 M entries in < 1 s):
+/// Layout, chosen for memory per entry and for replay speed (the targets in README
+/// "Speed": < 128 bytes per entry plus the key, open 1 M entries in < 1 s):
 /// - `entries`: one 40-byte `Entry` per key, densely, in first-seen order;
 /// - `keys`: every key's UTF-8 bytes, back to back (keys are never removed: a
 ///   forgotten key stays as an absent entry that remembers its generation);

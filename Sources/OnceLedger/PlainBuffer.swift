@@ -1,10 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
+#if !os(Linux)
+#error("OnceLedger supports Linux (glibc) only: the ledger's tables rely on glibc's malloc (realloc moves large blocks with mremap).")
 #endif
+import Glibc
 import COnceSupport
 
 /// A growable array of plain values in one `malloc`'d block, for `LedgerState`'s

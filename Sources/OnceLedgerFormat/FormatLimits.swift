@@ -48,14 +48,6 @@ public enum FormatLimits {
 
     /// The largest body any typed record kind can have (a memo put or journal entry
     /// with every field at its limit); the default record limit must hold it.
+    /// `FormatLimitsTests` checks this and the other relations between the limits.
     public static let typedBodyBytesMax = 3 * (2 + nameBytesMax) + 8 + 4 + valueBytesMax
-
-    static func assertRelations() {
-        assert(typedBodyBytesMax <= (1 << 20) + (4 << 10))
-        assert(segmentHeaderBytes % recordAlignment == 0)
-        assert(recordHeaderBytes % recordAlignment == 0)
-        assert(UInt64(segmentHeaderBytes + recordHeaderBytes) < segmentBytesMin)
-        assert(sealFrameBytes == recordHeaderBytes + 16)
-        assert(UInt64(recordBodyBytesMax) + UInt64(recordHeaderBytes) < segmentBytesMax)
-    }
 }

@@ -14,7 +14,7 @@ public struct LogConfiguration: Sendable, Hashable {
     /// open hundreds); doubling reaches the full size after a few segments.
     public var initialSegmentBytes: UInt64 = 256 << 10
     /// Largest record body accepted by `append`: room for a memo or journal value of
-    /// `FormatLimits.valueBytesMax` plus its names (see `FormatLimits.assertRelations`).
+    /// `FormatLimits.valueBytesMax` plus its names (`FormatLimits.typedBodyBytesMax`).
     public var recordBodyBytesMax: UInt32 = LogConfiguration.recordBodyBytesDefault
     public static let recordBodyBytesDefault: UInt32 = (1 << 20) + (4 << 10)
     /// Most records written in one commit batch (one write, one fdatasync).

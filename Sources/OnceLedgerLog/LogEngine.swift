@@ -8,28 +8,16 @@ import Synchronization
 /// I/O thread (not Swift concurrency's cooperative pool, so a blocking `fdatasync`
 /// never occupies a pool thread) drains everything queued since its last sync into
 /// one `pwrite` and one `fdatasync`, then resumes every caller of that batch
-/// (`Spec/FORMAT.md` §7, DESIGN §6).
+/// (`Spec/FORMAT.md` §7, `ARCHITECTURE.md` §4).
 ///
-/// Between batches the I/O thread does not go straight to sleep, because a
-/// thread wake-up costs tens of µs on a virtual machine:
-/// - After a batch of more than one caller it first waits up to
-///   `LogConfiguration.batchGatherMicroseconds` (default 50 µs) for the callers it
-///   just resumed to append again, so many appenders share one sync instead of
-///   splitting into two alternating half-size batches. It stops as soon as that many
-///   jobs have arrived, or when the queue has not grown for a quarter of the bound.
-///   A batch of one caller never waits.
-/// - When the queue is then empty it polls before sleeping on its condition, so a
-///   lone appender that appends again right away is picked up without a wake-up.
-///   How long adapts to the traffic: about twice the recent gap between a batch's
-///   end and the next append (a moving average), at most
-///   `LogConfiguration.idleSpinMicroseconds` (default 200 µs), and not at all when
-///   appends come further apart than that — there a wake-up is cheap next to the
-///   wait, and polling would only burn CPU.
-/// Both polls read an atomic mirror of the queue length without taking the lock,
-/// call `sched_yield` between reads (on a small machine the appenders need that
-/// CPU), and are bounded, so an idle log costs at most that much CPU after its last
-/// batch. Neither changes what is durable when: a caller still resumes only after
-/// its batch's `fdatasync` and every `onDurable` of that batch.
+/// Between batches the I/O thread may poll before it sleeps on its condition, because
+/// a thread wake-up is slow on a virtual machine: after a batch of several callers it
+/// waits for them to append again so they share the next sync
+/// (`LogConfiguration.batchGatherMicroseconds`), and it may poll for a quick re-append
+/// (`LogConfiguration.idleSpinMicroseconds`). Both polls are bounded, read a lock-free
+/// mirror of the queue length and yield the CPU between reads. Neither changes what is
+/// durable when: a caller resumes only after its batch's `fdatasync` and every
+/// `onDurable` of that batch.
 public final class LogEngine: @unchecked Sendable {
     public let directory: String
     public let configuration: LogConfiguration

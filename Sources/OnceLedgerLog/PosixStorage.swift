@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import COnceSupport
 import OnceLedgerFormat
 
@@ -55,11 +51,9 @@ public struct PosixStorage: Storage {
 
     /// Reads into `buffer`'s storage when it already holds at least the file's size;
     /// otherwise into a fresh allocation. A recovery scan reads every segment into
-    /// one buffer this way. Fresh memory is what costs: on a virtual machine whose
-    /// balloon reports free memory to the host (virtio free page reporting), the
-    /// first touch of memory freed seconds before faults it back in through the
-    /// host, and a probe measured 400 ms for 192 MiB in huge pages against 18 ms for
-    /// memory just used (`BENCH_RESULTS.md`, the cold-scan item).
+    /// one buffer this way: faulting in fresh memory for each segment can cost more
+    /// than the read itself (on a virtual machine that hands freed memory back to
+    /// its host, every first touch goes through the host).
     public func readWholeFile(_ path: String, maxBytes: UInt64, into buffer: inout [UInt8]) throws -> Bool {
         let file = try open(path, mode: .readOnly)
         defer { file.close() }

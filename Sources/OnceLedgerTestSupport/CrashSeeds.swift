@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The seeds a seeded crash test runs, chosen from the environment: a quick run
 /// (CI) takes few, a soak many, and a failure, which prints its seed, can be run

@@ -1,10 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
+#if !os(Linux)
+#error("OnceLedgerTestSupport supports Linux (glibc) only, as the OnceLedger libraries it simulates do.")
 #endif
+import Glibc
 import OnceLedgerFormat
 
 /// One change to a file's bytes.

@@ -1,16 +1,10 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import OnceLedgerFormat
 import OnceLedgerLog
 import Synchronization
 
 /// An in-memory `Storage` with POSIX durability semantics and a seeded crash model
-/// (DESIGN §5, after TigerBeetle's `src/testing/storage.zig`).
+/// (`ARCHITECTURE.md` §5, after TigerBeetle's `src/testing/storage.zig`).
 ///
 /// ## The model
 ///

@@ -1,16 +1,12 @@
 // Proves the log never loses an acknowledged record and never refuses to open after an
-// ordinary crash (DESIGN §3, §5): seeded random workloads on `SimulatedStorage` (unsynced
+// ordinary crash (`ARCHITECTURE.md` §3, §5): seeded random workloads on `SimulatedStorage` (unsynced
 // writes kept, dropped, torn or garbled; unsynced directory operations reverted) are
 // crashed at every mutating I/O step of a reference run, recovered, continued and crashed
 // again, and checked against a model after every recovery; the threaded `LogEngine` is
 // crashed under concurrent appenders; injected EIO/ENOSPC poisons the engine and a reopen
 // recovers everything acknowledged. Seeds are random per run and printed in every failure:
 // rerun one with `ONCELEDGER_SEED=<n>`; `ONCELEDGER_CRASH_ITERATIONS` sets the seed count.
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog

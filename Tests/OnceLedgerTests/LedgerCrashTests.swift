@@ -1,4 +1,4 @@
-// Proves that `once` keeps its promises across crashes (DESIGN §2, §5). Seeded random workloads
+// Proves that `once` keeps its promises across crashes (`ARCHITECTURE.md` §3, §5). Seeded random workloads
 // of concurrent `once` calls over a few overlapping keys (effects that succeed, throw
 // `EffectDidNotHappen` or throw another error; compactions between and during rounds; operator
 // resolve and forget between rounds) run on `Ledger.open` over `SimulatedStorage` with 4–8 KiB

@@ -4,7 +4,7 @@ import OnceLedger
 import OnceLedgerFormat
 import Synchronization
 
-/// `onceledger demo [DIR]`: the README's first command (DESIGN §4). In a fresh
+/// `onceledger demo [DIR]`: the README's first command. In a fresh
 /// directory it performs two effects with `Ledger.once`, shows a duplicate call being
 /// skipped, lets a child process die by SIGKILL in the middle of an effect, reopens the
 /// ledger, shows the pending-unknown entry that left, resolves it by reconciliation

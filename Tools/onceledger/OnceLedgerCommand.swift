@@ -1,6 +1,6 @@
 import ArgumentParser
 
-/// The `onceledger` command: operator tools for a ledger directory (DESIGN §4).
+/// The `onceledger` command: operator tools for a ledger directory (README "Operating a ledger").
 /// One subcommand per file. Exit codes follow fsck(8) (see `ExitCodes`).
 @main
 struct OnceLedgerCommand: AsyncParsableCommand {

@@ -5,7 +5,7 @@ import OnceLedgerFormat
 import OnceLedgerLog
 
 /// `onceledger salvage DIR --to NEWDIR`: copies every record that can be recovered from
-/// a damaged ledger into a new ledger and reports what was lost (DESIGN §3–4: salvage
+/// a damaged ledger into a new ledger and reports what was lost (README "Salvaging a damaged ledger": salvage
 /// is the explicit offline tool for a ledger that refuses to open). Never changes DIR.
 ///
 /// DIR is read with the format decoders directly (`SalvageScan`), past any damage. The

@@ -7,7 +7,7 @@ import OnceLedgerTestSupport
 import Synchronization
 
 /// `onceledger stress DIR --effects N --concurrency C`: a torture workload for crash
-/// testing (DESIGN §4, §5). It makes N `once` calls over K keys from C concurrent
+/// testing (`ARCHITECTURE.md` §5, `KillTests`). It makes N `once` calls over K keys from C concurrent
 /// callers and prints `ack KEY` on standard output each time a call has returned —
 /// the moment its completion is durable. Kill it with SIGKILL at any point; then every
 /// acknowledged key must be done (`entries DIR --state done --json` lists it).

@@ -3,7 +3,7 @@ import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 
-/// `onceledger verify DIR [--repair] [--json]`: fsck for a ledger (DESIGN §4).
+/// `onceledger verify DIR [--repair] [--json]`: fsck for a ledger (exit codes: `ExitCodes`).
 ///
 /// Decisions (also in `--help`):
 /// - A torn tail (row R15) is an ordinary crash state, not corruption: it is reported

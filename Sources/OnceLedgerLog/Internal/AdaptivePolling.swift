@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Dispatch
 
 /// Spin-then-park for a thread that serves a queue (the log's I/O thread, a

@@ -1,10 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
+#if !os(Linux)
+#error("OnceLedger supports Linux (glibc) only: its storage engine makes Linux system calls (fdatasync, pwritev2 with RWF_DSYNC, flock on the ledger directory, O_DIRECTORY) through Glibc.")
 #endif
+import Glibc
 import COnceSupport
 import OnceLedgerFormat
 import Synchronization

@@ -1,6 +1,6 @@
 import OnceLedgerFormat
 
-/// Exit codes of every `onceledger` subcommand, as fsck(8)'s (DESIGN §4):
+/// Exit codes of every `onceledger` subcommand, as fsck(8)'s (README "Operating a ledger"):
 ///
 /// | code | meaning |
 /// |---|---|

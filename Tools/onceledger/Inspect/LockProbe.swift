@@ -1,8 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
+#if !os(Linux)
+#error("onceledger supports Linux (glibc) only: it reads /proc/locks and calls Glibc, as the OnceLedger libraries do.")
 #endif
+import Glibc
 import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// A one-line progress indicator on standard error for long scans: redrawn in place
 /// at most every half second, only when standard error is a terminal (never in

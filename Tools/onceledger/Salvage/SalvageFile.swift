@@ -1,10 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import OnceLedgerFormat
 
 /// One file of a damaged ledger, as salvage reads it: never whole, never blocking.
@@ -94,14 +88,9 @@ final class SalvageFile {
         return min(size, UInt64(found))
     }
 
-    // `lseek` whences; Glibc exports them only under _GNU_SOURCE, which Swift does not set.
-    #if canImport(Darwin)
-    static let seekHole: Int32 = 3
-    static let seekData: Int32 = 4
-    #else
+    // Linux's `lseek` whences; Glibc exports them only under _GNU_SOURCE, which Swift does not set.
     static let seekData: Int32 = 3
     static let seekHole: Int32 = 4
-    #endif
 
     static func errorText(_ code: Int32) -> String { "\(String(cString: strerror(code))) (errno \(code))" }
 

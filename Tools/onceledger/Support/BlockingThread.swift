@@ -2,7 +2,7 @@ import Foundation
 
 /// Runs blocking work (`fdatasync`, SQLite commits, whole-file reads) on a
 /// dedicated OS thread so it never occupies Swift concurrency's cooperative pool
-/// (DESIGN §6: on a 2-core machine that pool has two threads).
+/// (on a 2-core machine that pool has two threads; `ARCHITECTURE.md` §4).
 enum BlockingThread {
     /// Runs `body` on a new thread and suspends the calling task until it returns.
     static func run<Value: Sendable>(
