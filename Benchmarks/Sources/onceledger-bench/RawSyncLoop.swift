@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 // The root package's C helpers (O_DIRECT, pwritev2 RWF_DSYNC). Not a product of it: the
 // module is visible here because OnceLedgerLog, which this package depends on, uses it.
 import COnceSupport

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import CSQLite
 
 /// The embedded store a user would otherwise pick: SQLite in WAL mode with

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import CSQLite
 
 /// What a user would build on SQLite instead of `Ledger.once`: WAL mode,

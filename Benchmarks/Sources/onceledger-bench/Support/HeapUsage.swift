@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// How much memory the process holds, two ways, for the benchmark's
 /// memory-per-entry row:

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// Elapsed-time measurement for the benchmark. The corresponding C function is
 /// `clock_gettime(CLOCK_MONOTONIC)`: unaffected by wall-clock adjustments.

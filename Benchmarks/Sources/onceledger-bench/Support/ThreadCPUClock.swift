@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// CPU time of the calling thread (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`), next
 /// to wall time for single-threaded work: on a shared 2-CPU machine the wall time
