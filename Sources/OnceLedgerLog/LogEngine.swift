@@ -18,18 +18,16 @@ import Synchronization
 ///   splitting into two alternating half-size batches. It stops as soon as that many
 ///   jobs have arrived, or when the queue has not grown for a quarter of the bound.
 ///   A batch of one caller never waits.
-/// - When the queue is then empty it polls before sleeping on its condition, so a
-///   lone appender that appends again right away is picked up without a wake-up.
-///   How long adapts to the traffic: about twice the recent gap between a batch's
-///   end and the next append (a moving average), at most
-///   `LogConfiguration.idleSpinMicroseconds` (default 200 µs), and not at all when
-///   appends come further apart than that — there a wake-up is cheap next to the
-///   wait, and polling would only burn CPU.
+/// - When the queue is then empty it sleeps on its condition at once: an idle log
+///   uses no CPU. Only if `LogConfiguration.idleSpinMicroseconds` is set (opt-in;
+///   default 0) does it first poll, so that a lone appender that appends again right
+///   away is picked up without a wake-up; how long then adapts to the traffic: about
+///   twice the recent gap between a batch's end and the next append (a moving
+///   average), at most that setting, and not at all when appends come further apart.
 /// Both polls read an atomic mirror of the queue length without taking the lock,
 /// call `sched_yield` between reads (on a small machine the appenders need that
-/// CPU), and are bounded, so an idle log costs at most that much CPU after its last
-/// batch. Neither changes what is durable when: a caller still resumes only after
-/// its batch's `fdatasync` and every `onDurable` of that batch.
+/// CPU), and are bounded. Neither changes what is durable when: a caller still
+/// resumes only after its batch's `fdatasync` and every `onDurable` of that batch.
 public final class LogEngine: @unchecked Sendable {
     public let directory: String
     public let configuration: LogConfiguration
@@ -53,6 +51,12 @@ public final class LogEngine: @unchecked Sendable {
     private var poisoned: LedgerError?
     private var published = Published()
     private var thread: Thread?
+    /// Whether the I/O thread is asleep on `condition` with nothing queued; and how
+    /// many threads wait in `waitUntilParked` for that (when any do, parking and
+    /// submitting broadcast, so the I/O thread's wake-up is never taken by them).
+    private var parked = false
+    private var parkWaiters = 0
+    private var idle = IdleStatistics()
     /// `queue.count`, readable without the lock: the I/O thread polls it while it
     /// spins between batches. Written only with `condition` held.
     private let queuedJobs = Atomic<Int>(0)
@@ -66,6 +70,8 @@ public final class LogEngine: @unchecked Sendable {
     private var lastBatchEnd: UInt64 = 0
     /// Summed on the I/O thread; copied to `published` each time it looks for work.
     private var timings = BatchTimings()
+    /// Polls made by `pollForWork` since open; copied to `idle` each time it looks for work.
+    private var idlePolls: UInt64 = 0
 
     private struct Published {
         var lastSequence: UInt64 = 0
@@ -122,6 +128,16 @@ public final class LogEngine: @unchecked Sendable {
             result.gapNanoseconds = operation(gapNanoseconds, other.gapNanoseconds)
             return result
         }
+    }
+
+    /// What the I/O thread did while it had no work, since open: the cost of an idle
+    /// log, counted rather than timed (`waitUntilParked`).
+    struct IdleStatistics: Sendable, Equatable {
+        /// Times it went to sleep on its condition (once per idle stretch, plus once
+        /// per spurious wake-up).
+        var sleeps: UInt64 = 0
+        /// Polls of the queue before sleeping (`idleSpinMicroseconds`; 0 when off).
+        var polls: UInt64 = 0
     }
 
     /// Who is waiting for an append: a suspended task or a blocked thread.
@@ -272,6 +288,18 @@ public final class LogEngine: @unchecked Sendable {
     /// See `BatchTimings`.
     public var batchTimings: BatchTimings { condition.withLock { published.timings } }
 
+    /// Blocks until the I/O thread sleeps on its condition with nothing queued (or has
+    /// stopped), and returns its idle statistics at that moment. For tests: that an
+    /// idle log is parked, and stays parked, is then a fact to compare, not a timing.
+    func waitUntilParked() -> IdleStatistics {
+        condition.lock()
+        defer { condition.unlock() }
+        parkWaiters += 1
+        while !(parked && queue.isEmpty) && !stopped { condition.wait() }
+        parkWaiters -= 1
+        return idle
+    }
+
     /// Drains queued work, writes a checkpoint, stops the I/O thread, closes the
     /// segment and releases the lock. Idempotent.
     public func close() throws {
@@ -311,7 +339,7 @@ public final class LogEngine: @unchecked Sendable {
             if case .append(let records, _, _, _) = job { queuedRecords += records.count }
             queue.append(job)
             queuedJobs.store(queue.count, ordering: .releasing)
-            condition.signal()
+            if parkWaiters > 0 { condition.broadcast() } else { condition.signal() }
         }
         condition.unlock()
         if let refusal { job.fail(refusal) }
@@ -332,8 +360,13 @@ public final class LogEngine: @unchecked Sendable {
     /// Spin-then-park: polls the queue length (without the lock) for the polling
     /// budget after a batch, before the I/O thread sleeps on its condition.
     private func pollForWork() {
-        let deadline = LogEngine.monotonicNanoseconds() + idlePolling.budgetNanoseconds
-        AdaptivePolling.poll(until: deadline) { queuedJobs.load(ordering: .acquiring) != 0 }
+        let budget = idlePolling.budgetNanoseconds
+        guard budget > 0 else { return }
+        let deadline = LogEngine.monotonicNanoseconds() + budget
+        AdaptivePolling.poll(until: deadline) {
+            idlePolls += 1
+            return queuedJobs.load(ordering: .acquiring) != 0
+        }
     }
 
     /// Batch formation after a batch of `resumed` callers: waits (polling, bounded by
@@ -372,7 +405,14 @@ public final class LogEngine: @unchecked Sendable {
             }
             condition.lock()
             published.timings = timings
-            while queue.isEmpty && !stopping { condition.wait() }
+            idle.polls = idlePolls
+            while queue.isEmpty && !stopping {
+                parked = true
+                idle.sleeps += 1
+                if parkWaiters > 0 { condition.broadcast() }
+                condition.wait()
+                parked = false
+            }
             if queue.isEmpty {
                 stopped = true
                 condition.broadcast()
