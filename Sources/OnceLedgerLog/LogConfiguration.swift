@@ -34,16 +34,17 @@ public struct LogConfiguration: Sendable, Hashable {
     /// Write a checkpoint record on `close()` so the last batch is covered by an
     /// acked-through value (a later flip in it is then detected as corruption).
     public var checkpointOnClose: Bool = true
-    /// After resuming a batch's callers, the I/O thread keeps polling for new work
-    /// (lock-free, yielding the CPU between polls) before it sleeps on its condition,
-    /// so a caller that appends again soon is picked up without a thread wake-up
-    /// (tens of µs on a virtual machine). It polls for about twice the recent gap
-    /// between a batch and the next append, at most this long, and not at all when
-    /// appends come further apart than this (so moderate, spread-out traffic costs no
-    /// polling CPU). The default covers a caller's task being resumed on a pool thread,
-    /// a short effect and the next append (`once` writes its completion right after
-    /// its effect). 0 disables polling.
-    public var idleSpinMicroseconds: Int = 200
+    /// Opt-in: after resuming a batch's callers, the I/O thread may keep polling for
+    /// new work (lock-free, yielding the CPU between polls) before it sleeps on its
+    /// condition, so a caller that appends again soon is picked up without a thread
+    /// wake-up (tens of µs on a virtual machine). It then polls for about twice the
+    /// recent gap between a batch and the next append, at most this long, and not at
+    /// all when appends come further apart than this. 0 (the default): no polling; the
+    /// I/O thread sleeps as soon as the queue is empty, so a library embedded in an app
+    /// burns no CPU between commits. About 200 covers a caller's task being resumed on
+    /// a pool thread, a short effect and the next append, for a lone caller that wants
+    /// every µs and can spare the CPU.
+    public var idleSpinMicroseconds: Int = 0
     /// After a batch of more than one caller, the I/O thread waits up to this long
     /// for the callers it just resumed to append again, so they join the next batch
     /// rather than forming a separate one. It stops early once they all have, or the

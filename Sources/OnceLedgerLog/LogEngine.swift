@@ -14,7 +14,8 @@ import Synchronization
 /// a thread wake-up is slow on a virtual machine: after a batch of several callers it
 /// waits for them to append again so they share the next sync
 /// (`LogConfiguration.batchGatherMicroseconds`), and it may poll for a quick re-append
-/// (`LogConfiguration.idleSpinMicroseconds`). Both polls are bounded, read a lock-free
+/// (`LogConfiguration.idleSpinMicroseconds`, opt-in: by default it sleeps as soon as its
+/// queue is empty, so an idle log uses no CPU). Both polls are bounded, read a lock-free
 /// mirror of the queue length and yield the CPU between reads. Neither changes what is
 /// durable when: a caller resumes only after its batch's `fdatasync` and every
 /// `onDurable` of that batch.
@@ -41,6 +42,12 @@ public final class LogEngine: @unchecked Sendable {
     private var poisoned: LedgerError?
     private var published = Published()
     private var thread: Thread?
+    /// Whether the I/O thread is asleep on `condition` with nothing queued; and how
+    /// many threads wait in `waitUntilParked` for that (when any do, parking and
+    /// submitting broadcast, so the I/O thread's wake-up is never taken by them).
+    private var parked = false
+    private var parkWaiters = 0
+    private var idle = IdleStatistics()
     /// `queue.count`, readable without the lock: the I/O thread polls it while it
     /// spins between batches. Written only with `condition` held.
     private let queuedJobs = Atomic<Int>(0)
@@ -54,6 +61,8 @@ public final class LogEngine: @unchecked Sendable {
     private var lastBatchEnd: UInt64 = 0
     /// Summed on the I/O thread; copied to `published` each time it looks for work.
     private var timings = BatchTimings()
+    /// Polls made by `pollForWork` since open; copied to `idle` each time it looks for work.
+    private var idlePolls: UInt64 = 0
 
     private struct Published {
         var lastSequence: UInt64 = 0
@@ -111,6 +120,16 @@ public final class LogEngine: @unchecked Sendable {
             result.gapNanoseconds = operation(gapNanoseconds, other.gapNanoseconds)
             return result
         }
+    }
+
+    /// What the I/O thread did while it had no work, since open: the cost of an idle
+    /// log, counted rather than timed (`waitUntilParked`).
+    struct IdleStatistics: Sendable, Equatable {
+        /// Times it went to sleep on its condition (once per idle stretch, plus once
+        /// per spurious wake-up).
+        var sleeps: UInt64 = 0
+        /// Polls of the queue before sleeping (`idleSpinMicroseconds`; 0 when off).
+        var polls: UInt64 = 0
     }
 
     /// Who is waiting for an append: a suspended task or a blocked thread.
@@ -261,6 +280,18 @@ public final class LogEngine: @unchecked Sendable {
     /// See `BatchTimings`.
     @_spi(Benchmarks) public var batchTimings: BatchTimings { condition.withLock { published.timings } }
 
+    /// Blocks until the I/O thread sleeps on its condition with nothing queued (or has
+    /// stopped), and returns its idle statistics at that moment. For tests: that an
+    /// idle log is parked, and stays parked, is then a fact to compare, not a timing.
+    func waitUntilParked() -> IdleStatistics {
+        condition.lock()
+        defer { condition.unlock() }
+        parkWaiters += 1
+        while !(parked && queue.isEmpty) && !stopped { condition.wait() }
+        parkWaiters -= 1
+        return idle
+    }
+
     /// Drains queued work, writes a checkpoint, stops the I/O thread, closes the
     /// segment and releases the lock. Idempotent.
     public func close() throws {
@@ -300,7 +331,7 @@ public final class LogEngine: @unchecked Sendable {
             if case .append(let records, _, _, _) = job { queuedRecords += records.count }
             queue.append(job)
             queuedJobs.store(queue.count, ordering: .releasing)
-            condition.signal()
+            if parkWaiters > 0 { condition.broadcast() } else { condition.signal() }
         }
         condition.unlock()
         if let refusal { job.fail(refusal) }
@@ -321,8 +352,13 @@ public final class LogEngine: @unchecked Sendable {
     /// Spin-then-park: polls the queue length (without the lock) for the polling
     /// budget after a batch, before the I/O thread sleeps on its condition.
     private func pollForWork() {
-        let deadline = LogEngine.monotonicNanoseconds() + idlePolling.budgetNanoseconds
-        AdaptivePolling.poll(until: deadline) { queuedJobs.load(ordering: .acquiring) != 0 }
+        let budget = idlePolling.budgetNanoseconds
+        guard budget > 0 else { return }
+        let deadline = LogEngine.monotonicNanoseconds() + budget
+        AdaptivePolling.poll(until: deadline) {
+            idlePolls += 1
+            return queuedJobs.load(ordering: .acquiring) != 0
+        }
     }
 
     /// Batch formation after a batch of `resumed` callers: waits (polling, bounded by
@@ -361,7 +397,14 @@ public final class LogEngine: @unchecked Sendable {
             }
             condition.lock()
             published.timings = timings
-            while queue.isEmpty && !stopping { condition.wait() }
+            idle.polls = idlePolls
+            while queue.isEmpty && !stopping {
+                parked = true
+                idle.sleeps += 1
+                if parkWaiters > 0 { condition.broadcast() }
+                condition.wait()
+                parked = false
+            }
             if queue.isEmpty {
                 stopped = true
                 condition.broadcast()

@@ -9,7 +9,7 @@
 // Short writes and EINTR must be invisible: no error, identical bytes.
 import Foundation
 import OnceLedgerFormat
-import OnceLedgerLog
+@_spi(Testing) import OnceLedgerLog
 import OnceLedgerTestSupport
 import Testing
 
@@ -106,17 +106,13 @@ import Testing
         try Self.expectReopenRecovers(directory, acknowledged: acknowledged, unacknowledged: failing)
     }
 
-    /// Through the page cache a write can stop at any byte; a direct write stops on a
-    /// block boundary, so the batch spans four blocks (3 × 4 KiB bodies after four
-    /// small records) and the short write keeps two. Either way the kept part ends
-    /// inside the batch's second record.
-    @Test(arguments: [false, true])
-    func partialWriteThenEIOLeavesARecoverableTail(directWrites: Bool) async throws {
-        let directory = temporaryDirectory("partial\(directWrites)")
+    /// The batch (3 × 4 KiB bodies after four small records) is cut in half: the kept
+    /// part ends inside the batch's second record.
+    @Test func partialWriteThenEIOLeavesARecoverableTail() async throws {
+        let directory = temporaryDirectory("partial")
         defer { removeDirectory(directory) }
         let configuration = LogConfiguration(segmentBytes: 1 << 20)
-        let engine = try LogEngine.open(directory: directory, storage: PosixStorage(directWrites: directWrites),
-                                        configuration: configuration)
+        let engine = try LogEngine.open(directory: directory, configuration: configuration)
         let acknowledged = try await Self.appendAcknowledged(engine, 0..<4)
         // The batch's pwrite writes half its bytes, then the continuation fails (both
         // rules count every write; the older one fires first).
@@ -133,7 +129,7 @@ import Testing
         #expect(error?.code == .io)
         #expect(error?.errno == EIO)
         #expect(error?.offset == UInt64(FormatLimits.segmentHeaderBytes + 4 * frameBytes(Self.bodyBytes)),
-                "the error names the batch's offset, not the block's")
+                "the error names the batch's offset")
         #expect(FaultInjection.fired(short) == 1)
         #expect(FaultInjection.fired(eio) == 1)
         try await Self.expectPoisonedThenClose(engine, directory: directory)
@@ -520,8 +516,6 @@ import Testing
 
     // MARK: Transparent conditions
 
-    /// Buffered writes (a one-block direct write cannot be cut short; multi-block
-    /// ones: `DirectWriteTests.shortDirectWritesAreContinuedOnBlockBoundaries`).
     @Test func shortWritesAreContinuedTransparently() async throws {
         let directory = temporaryDirectory()
         defer { removeDirectory(directory) }
@@ -529,8 +523,7 @@ import Testing
         let token = FaultInjection.install(.init(
             pathPrefix: directory, call: .write, errno: FaultInjection.shortWrite, count: 100_000))
         defer { FaultInjection.remove(token) }
-        let engine = try LogEngine.open(directory: directory, storage: PosixStorage(directWrites: false),
-                                        configuration: Self.configuration)
+        let engine = try LogEngine.open(directory: directory, configuration: Self.configuration)
         let group = (200..<203).map(Self.body)
         var written = try await Self.appendAcknowledged(engine, 0..<(Self.perSegment * 2))
         _ = try await engine.append(group.map { LogRecord(kind: .opaque, body: $0) })

@@ -9,7 +9,7 @@
 // completes an interrupted rollover (R17; its state made by a failing rename).
 import Foundation
 import OnceLedgerFormat
-import OnceLedgerLog
+@_spi(Testing) import OnceLedgerLog
 import OnceLedgerTestSupport
 import Testing
 

@@ -47,6 +47,7 @@ static inline void ol_advise_huge_pages(void *base, size_t bytes) {
 /// The `open` flag `O_DIRECT` (Linux: write through to the device, bypassing the
 /// page cache), or 0 where there is none. Swift's Glibc module does not export it
 /// (glibc defines it only under `_GNU_SOURCE`); oncesupport.c is compiled with it.
+/// The library never opens a file with it; the benchmark's diagnostic raw loop does.
 int ol_open_direct_flag(void);
 
 /// `pwritev2(fd, {buffer, count}, 1, offset, RWF_DSYNC)`: a write that returns only

@@ -76,28 +76,8 @@ enum Syscalls {
             path: path, errno: errno)
     }
 
-    /// The corresponding C function is `pread`; loops until `count` bytes or EOF.
-    static func pread(_ fd: Int32, path: String, count: Int, offset: UInt64) throws -> [UInt8] {
-        // Uninitialized: zero-filling a whole segment before reading it costs as much as
-        // the read. Only the `done` bytes actually read are kept.
-        var failure: Error?
-        let result = [UInt8](unsafeUninitializedCapacity: count) { storage, initialized in
-            let buffer = UnsafeMutableRawBufferPointer(storage)
-            // A whole segment (64 MiB by default): with 4 KiB pages, faulting in and
-            // zeroing the fresh buffer took longer than decoding its records.
-            ol_advise_huge_pages(buffer.baseAddress, count)
-            do {
-                initialized = try pread(fd, path: path, into: buffer, offset: offset)
-            } catch {
-                failure = error
-                initialized = 0
-            }
-        }
-        if let failure { throw failure }
-        return result
-    }
-
-    /// Reads into `buffer` until it is full or at EOF; returns the bytes read.
+    /// The corresponding C function is `pread`. Reads into `buffer` until it is full
+    /// or at EOF; returns the bytes read.
     static func pread(_ fd: Int32, path: String, into buffer: UnsafeMutableRawBufferPointer, offset: UInt64) throws -> Int {
         guard let base = buffer.baseAddress else { return 0 }
         var done = 0
@@ -122,9 +102,7 @@ enum Syscalls {
         try bytes.withUnsafeBytes { try pwrite(fd, path: path, from: $0, offset: offset, syncData: syncData) }
     }
 
-    /// Writes all of `buffer` at `offset`. With `alignment` > 1 (an `O_DIRECT`
-    /// descriptor, whose writes must start and end on a block boundary) an injected
-    /// short write stops on a multiple of it, as a real one would.
+    /// Writes all of `buffer` at `offset`.
     ///
     /// With `syncData`, each write is `pwritev2` with `RWF_DSYNC`: it returns only once
     /// its data is durable, as `pwrite` then `fdatasync` would, in one call. Returns
@@ -137,7 +115,7 @@ enum Syscalls {
     /// flag, then throws "fdatasync failed".
     @discardableResult
     static func pwrite(_ fd: Int32, path: String, from buffer: UnsafeRawBufferPointer, offset: UInt64,
-                       alignment: Int = 1, syncData: Bool = false) throws -> Bool {
+                       syncData: Bool = false) throws -> Bool {
         var synced = syncData && dataSyncWrites.load(ordering: .relaxed)
         guard let base = buffer.baseAddress else { return false }
         var done = 0
@@ -147,7 +125,7 @@ enum Syscalls {
             if let fault = FaultInjection.check(.write, path: path) {
                 if fault == EINTR { continue }
                 if fault == FaultInjection.shortWrite {
-                    length = max(alignment, length / 2 / alignment * alignment)
+                    length = max(1, length / 2)
                 } else {
                     throw LedgerError(.io, "write failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
                 }
@@ -199,14 +177,6 @@ enum Syscalls {
         var info = stat()
         try simple(.stat, path: path) { fstat(fd, &info) }
         return UInt64(info.st_size)
-    }
-
-    /// The file's device and inode numbers (`fstat`): for checking that two
-    /// descriptors reach the same file.
-    static func fileIdentity(_ fd: Int32, path: String) throws -> (device: UInt64, inode: UInt64) {
-        var info = stat()
-        try simple(.stat, path: path) { fstat(fd, &info) }
-        return (UInt64(info.st_dev), UInt64(info.st_ino))
     }
 
     static func rename(_ from: String, _ to: String) throws {
@@ -305,7 +275,8 @@ enum Syscalls {
 /// paths under `pathPrefix`, so tests in parallel on different directories do not
 /// interfere. Rules are counted per (rule): `after` matching calls pass, then the
 /// next `count` fail with `errno` (EINTR is retried transparently by `Syscalls`).
-public enum FaultInjection {
+/// Not part of the API: visible only to `@_spi(Testing) import OnceLedgerLog`.
+@_spi(Testing) public enum FaultInjection {
     public enum Call: String, Sendable, CustomStringConvertible {
         case open, read, write, fdatasync, fsync, truncate, stat, rename, unlink, mkdir, readdir
         public var description: String { rawValue }
