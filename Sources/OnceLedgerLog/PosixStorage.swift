@@ -142,13 +142,14 @@ public struct PosixStorage: Storage {
         return PosixLock(directoryFD: directoryFD, fd: fd)
     }
 
-    /// A failed `flock`: `.locked` naming the holder's pid from `LOCK`'s text (read
-    /// without following a link or blocking), or `.io`.
+    /// A failed `flock`: `.locked` naming the holder's pid from the kernel's
+    /// `/proc/locks` (`lockHolder(of:)`, right even after `LOCK` was deleted), else from
+    /// `LOCK`'s text (read without following a link or blocking), or `.io`.
     private static func lockFailure(_ error: Int32, directory: String, lockPath: String) -> LedgerError {
         guard error == EWOULDBLOCK else {
             return LedgerError(.io, "cannot lock: \(Syscalls.errnoText(error))", path: lockPath, errno: error)
         }
-        let holder = PosixStorage.lockHolderText(lockPath)
+        let holder = (try? PosixStorage.lockHolder(of: directory))?.pid ?? PosixStorage.lockHolderText(lockPath)
         let who = holder.map { "process \($0)" } ?? "another process"
         return LedgerError(
             .locked, "the ledger is locked by \(who); close it there first (one writer per directory)",

@@ -42,9 +42,12 @@ import Testing
         try FileManager.default.removeItem(atPath: lockPath)
         let error = expectError(.locked) { _ = try LogEngine.open(directory: directory) }
         #expect(error?.path == directory)
-        // …or replace it with a fresh file.
+        // The holder is still named: the kernel's /proc/locks knows it without LOCK.
+        #expect(error?.holderPID == getpid())
+        // …or replace it with a fresh file: the kernel's pid wins over the false text.
         #expect(FileManager.default.createFile(atPath: lockPath, contents: Data("999999\n".utf8)))
-        _ = expectError(.locked) { _ = try LogEngine.open(directory: directory) }
+        let replaced = expectError(.locked) { _ = try LogEngine.open(directory: directory) }
+        #expect(replaced?.holderPID == getpid())
         _ = try await first.append(kind: .opaque, body: Array("still the writer".utf8))
         try first.close()
         // Once the writer has closed, the next open succeeds and writes its pid again.

@@ -231,6 +231,34 @@ enum Syscalls {
         _ = flock(fd, LOCK_UN)
     }
 
+    /// The corresponding C function is `read` until end of file (EINTR retried), for
+    /// files whose size `fstat` does not give (`/proc/locks` says 0). Nil on an error.
+    static func readToEnd(_ fd: Int32) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                bytes.append(contentsOf: chunk[..<count])
+            } else if count == 0 {
+                return bytes
+            } else if Glibc.errno != EINTR {
+                return nil
+            }
+        }
+    }
+
+    /// The corresponding C functions are `stat` and `lstat` (`followLink: false`),
+    /// EINTR retried; nil on any other failure.
+    static func status(_ path: String, followLink: Bool) -> stat? {
+        var info = stat()
+        while true {
+            let result = followLink ? stat(path, &info) : lstat(path, &info)
+            if result == 0 { return info }
+            if Glibc.errno != EINTR { return nil }
+        }
+    }
+
     static func listDirectory(_ path: String) throws -> [String] {
         if let fault = FaultInjection.check(.readdir, path: path), fault != EINTR {
             throw LedgerError(.io, "cannot list directory: \(errnoText(fault))", path: path, errno: fault)

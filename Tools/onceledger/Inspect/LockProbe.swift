@@ -41,29 +41,11 @@ enum LockProbe {
         let textPID = lockIsFile ? pidText(lockPath) : nil
         var candidates = [(info: directoryInfo, path: directory)]
         if lockIsFile { candidates.append((lockInfo, lockPath)) }
-        if let table = procLocks() {
-            for line in table.split(separator: "\n") {
-                // "1: FLOCK  ADVISORY  WRITE 4242 fe:00:16220561 0 EOF"
-                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard fields.count >= 6, fields[1] == "FLOCK", fields[3] == "WRITE" else { continue }
-                let place = fields[5].split(separator: ":")
-                guard place.count == 3, let lineInode = UInt64(place[2]),
-                      let lineMajor = UInt64(place[0], radix: 16), let lineMinor = UInt64(place[1], radix: 16)
-                else { continue }
-                let pid = Int32(fields[4])
-                for candidate in candidates where UInt64(candidate.info.st_ino) == lineInode {
-                    // glibc's `major`/`minor` of a `dev_t`; /proc/locks prints them in hex.
-                    let device = UInt64(candidate.info.st_dev)
-                    let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
-                    let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
-                    // On a stacked file system (overlayfs) the device may be the lower one's;
-                    // then the inode must agree with the pid the holder wrote into LOCK.
-                    if (lineMajor == major && lineMinor == minor) || (pid != nil && pid == textPID) {
-                        return Holder(pid: pid ?? textPID, lockPath: candidate.path)
-                    }
-                }
-            }
-            return nil
+        do {
+            // The library's one parser of /proc/locks: nil there means nobody holds it.
+            return try PosixStorage.lockHolder(of: directory).map { Holder(pid: $0.pid, lockPath: $0.lockPath) }
+        } catch {
+            // /proc/locks cannot be read: fall back to the probe below.
         }
         // No /proc/locks: probe with a shared lock, released at once.
         for candidate in candidates {
@@ -79,28 +61,6 @@ enum LockProbe {
             return Holder(pid: textPID, lockPath: candidate.path)
         }
         return nil
-    }
-
-    /// The whole of `/proc/locks`, read to end of file with `read(2)`. (Foundation's
-    /// `String(contentsOfFile:)` returned only part of this zero-sized file once it was
-    /// large — 17 KB, with 300 other locks held — so a live writer's line could be
-    /// missed and the writer went unseen.)
-    private static func procLocks() -> String? {
-        let fd = open("/proc/locks", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let count = read(fd, &chunk, chunk.count)
-            if count > 0 {
-                bytes.append(contentsOf: chunk[..<count])
-            } else if count == 0 {
-                return String(decoding: bytes, as: UTF8.self)
-            } else if errno != EINTR {
-                return nil
-            }
-        }
     }
 
     /// The pid the holder wrote into LOCK (advisory text, up to 32 bytes). Opened
