@@ -194,12 +194,10 @@ struct SalvagePlan: Sendable {
         }
         for record in scan.records {
             let place = "record \(record.header.sequence) (segment \(record.segment) offset \(record.offset))"
-            if SalvagePlan.housekeeping.contains(record.header.kind) {
-                housekeepingSkipped += 1
-                continue
-            }
             switch RecordBody.decode(kind: record.header.kind, record.body) {
             case .body(.checkpoint), .body(.snapshotMarker), .body(.seal):
+                // They describe the old files, not state: copied into the new ledger they
+                // would describe files it does not have (a seal names the old successor).
                 housekeepingSkipped += 1
             case .body(.entryState):
                 notCopied.append("\(place): kind \(record.header.kind) is a snapshot item, not a log record")
@@ -213,11 +211,6 @@ struct SalvagePlan: Sendable {
             }
         }
     }
-
-    /// Record kinds that describe the old files, not state: checkpoint (10), snapshot
-    /// marker (9), and seal (12: names the segment file that follows; format version 2).
-    /// Copied into the new ledger they would describe files it does not have.
-    static let housekeeping: Set<RecordKind> = [.checkpoint, .snapshotMarker, RecordKind(rawValue: 12)]
 
     var configuration: LogConfiguration {
         var configuration = LogConfiguration(segmentBytes: segmentBytes)
