@@ -157,7 +157,8 @@ public struct PosixStorage: Storage {
     }
 
     /// The pid a lock holder wrote into `LOCK` (advisory text, up to 32 bytes), or nil.
-    static func lockHolderText(_ lockPath: String) -> Int32? {
+    /// Opened without following a link and without blocking; nil unless a regular file.
+    public static func lockHolderText(_ lockPath: String) -> Int32? {
         guard let fd = try? Syscalls.openRegularFile(lockPath, flags: O_RDONLY) else { return nil }
         defer { Syscalls.close(fd) }
         var bytes = [UInt8](repeating: 0, count: 32)

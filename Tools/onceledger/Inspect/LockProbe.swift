@@ -38,7 +38,7 @@ enum LockProbe {
         guard stat(directory, &directoryInfo) == 0 else { return nil }
         var lockInfo = stat()
         let lockIsFile = lstat(lockPath, &lockInfo) == 0 && (lockInfo.st_mode & S_IFMT) == S_IFREG
-        let textPID = lockIsFile ? pidText(lockPath) : nil
+        let textPID = lockIsFile ? PosixStorage.lockHolderText(lockPath) : nil
         var candidates = [(info: directoryInfo, path: directory)]
         if lockIsFile { candidates.append((lockInfo, lockPath)) }
         do {
@@ -61,19 +61,5 @@ enum LockProbe {
             return Holder(pid: textPID, lockPath: candidate.path)
         }
         return nil
-    }
-
-    /// The pid the holder wrote into LOCK (advisory text, up to 32 bytes). Opened
-    /// without following a link and without blocking; nil unless a regular file.
-    private static func pidText(_ lockPath: String) -> Int32? {
-        let fd = open(lockPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
-        var bytes = [UInt8](repeating: 0, count: 32)
-        let count = read(fd, &bytes, bytes.count)
-        guard count > 0 else { return nil }
-        return Int32(String(decoding: bytes[..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
