@@ -1,7 +1,6 @@
-// Proves the exactly-once semantics of `Ledger` on both backends with one shared suite: every
-// test runs once on the segmented file log (a fresh temp directory, reopened with
-// `Ledger.open`) and once on the in-memory backend (reopened with `Ledger(backend:)` on the same
-// store). It covers each key state × pending policy (absent, done, pending-unknown made three
+// Proves the exactly-once semantics of `Ledger` on both stores with one shared suite: every
+// test runs once on the FileStore (a fresh temp directory, reopened with `Ledger.open`) and once
+// on an InMemoryStore (reopened as a new store on the same in-memory record list). It covers each key state × pending policy (absent, done, pending-unknown made three
 // ways × fail-closed / retry / reconcile happened / reconcile did-not-happen), release, scopes
 // under a manual clock, fingerprint mismatch, operator resolve/forget and their audit records
 // (read back from the log itself), typed errors for bad input with nothing written, and that

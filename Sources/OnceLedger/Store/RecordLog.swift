@@ -16,7 +16,7 @@ public protocol RecordLog: AnyObject, Sendable {
     ///
     /// Before the first item, tell `itemCount` how many snapshot items follow (at most
     /// once), so the ledger can size its tables once instead of growing them a million
-    /// entries at a time. A backend that cannot tell never calls it.
+    /// entries at a time. A log that cannot tell never calls it.
     func load(itemCount: (Int) -> Void,
               item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
               record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws
