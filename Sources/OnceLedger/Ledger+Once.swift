@@ -35,6 +35,8 @@ extension Ledger {
     /// get `.alreadyDone` with its receipt. If it fails, each waiter decides again under
     /// its own policy (the key is then absent or pending-unknown): no caller receives
     /// another caller's error.
+    /// A caller that finds the key claimed in the store by another owner (another
+    /// `Ledger` on the same store) waits until that claim ends, then decides again.
     ///
     /// The receipt is stored as JSON (sorted keys), at most `FormatLimits.receiptBytesMax`
     /// bytes; use `onceBytes` to store raw bytes.
