@@ -7,6 +7,7 @@ extension Ledger {
     /// Runs `effect` exactly once for `key` and returns its receipt, or returns the
     /// stored receipt if it already ran.
     ///
+    /// The ledger's store decides whether the effect runs (`LedgerStore.claim`).
     /// Order of durability: the intent record is durable (fdatasync'd) before
     /// `effect` starts; the completion record is durable before `once` returns. If the
     /// process dies in between, the key is pending-unknown on the next open — the
@@ -34,6 +35,8 @@ extension Ledger {
     /// get `.alreadyDone` with its receipt. If it fails, each waiter decides again under
     /// its own policy (the key is then absent or pending-unknown): no caller receives
     /// another caller's error.
+    /// A caller that finds the key claimed in the store by another owner (another
+    /// `Ledger` on the same store) waits until that claim ends, then decides again.
     ///
     /// The receipt is stored as JSON (sorted keys), at most `FormatLimits.receiptBytesMax`
     /// bytes; use `onceBytes` to store raw bytes.
@@ -89,11 +92,13 @@ extension Ledger {
                               key: key.rawValue)
         }
         while true {
-            switch decide(key, scope: scope, policy: policy) {
-            case .fail(let error):
-                throw error
-            case .alreadyDone(let entry):
-                return .alreadyDone(entry.receipt, entry)
+            switch enter(key) {
+            case .mismatch:
+                let stored = (try? await store.entry(key.rawValue)) ?? nil
+                throw LedgerError(
+                    .fingerprintMismatch,
+                    "key \"\(key.rawValue)\" is running with different params; use a new key for different params",
+                    key: key.rawValue, entry: stored)
             case .wait(let call):
                 switch await call.wait() {
                 case .success(let entry):
@@ -104,121 +109,122 @@ extension Ledger {
                     // state it left (absent after a release, pending-unknown otherwise).
                     continue
                 }
-            case .waitThenDecide(let call):
-                // An operator resolve or forget of this key is being written: its outcome
-                // is not ours to return; decide again on the state it leaves.
-                _ = await call.wait()
-                continue
-            case .run(let call, let attempt, let generation):
-                return try await run(key, call: call, attempt: attempt, generation: generation, scope: scope,
-                                     effect: effect)
-            case .reconcile(let call, let entry, let ask):
-                try checkCancellation(key, call)
-                let answer: ReconcileAnswer<[UInt8]>
+            case .lead(let call):
                 do {
-                    answer = try await ask(entry)
-                } catch let cancelled as CancellationError where Task.isCancelled {
-                    finish(key, call, .failure(LedgerErrorOrOther(error: cancelled)))
-                    throw cancelled
+                    return try await lead(key, call: call, scope: scope, policy: policy, effect: effect)
                 } catch {
-                    let failure = LedgerError(
-                        .reconcileFailed,
-                        "the reconcile closure for key \"\(key.rawValue)\" threw \(error); nothing was written and the key is still pending-unknown. Call again, or resolve it (`onceledger resolve`)",
-                        key: key.rawValue, entry: entry, underlyingError: error)
-                    finish(key, call, .failure(LedgerErrorOrOther(error: failure)))
-                    throw failure
-                }
-                switch answer {
-                case .happened(let receipt):
-                    try await commit([.resolve(.init(
-                        key: key.rawValue, outcome: .done, attempt: entry.attempt, timeMilliseconds: now(),
-                        receipt: receipt, actor: "reconcile", reason: "reconcile: the effect happened"))],
-                                     checkingReceipt: receipt, orFinish: key, call)
-                    let done = state.withLock { $0.info(key.rawValue) } ?? entry
-                    finish(key, call, .success(done))
-                    return .alreadyDone(receipt, done)
-                case .didNotHappen:
-                    try await commit([.resolve(.init(
-                        key: key.rawValue, outcome: .absent, attempt: entry.attempt, timeMilliseconds: now(),
-                        receipt: [], actor: "reconcile", reason: "reconcile: the effect did not happen"))],
-                                     orFinish: key, call)
-                    return try await run(key, call: call, attempt: entry.attempt + 1, generation: entry.generation,
-                                         scope: scope, effect: effect)
+                    // Ends the call for its waiters (a no-op if it already ended with an outcome).
+                    finish(key, call, .failure(LedgerErrorOrOther(error: error)))
+                    throw error
                 }
             }
         }
     }
 
-    enum Decision {
-        case fail(LedgerError)
-        case alreadyDone(EntryInfo)
+    enum Entrance {
+        /// Another call of this key runs in this process with other params.
+        case mismatch
+        /// Another call of this key runs in this process: wait for its outcome.
         case wait(InFlightCall)
-        case waitThenDecide(InFlightCall)
-        case run(InFlightCall, attempt: UInt32, generation: UInt32)
-        case reconcile(InFlightCall, EntryInfo, @Sendable (EntryInfo) async throws -> ReconcileAnswer<[UInt8]>)
+        /// This caller is the key's call in this process: ask the store.
+        case lead(InFlightCall)
     }
 
-    /// Decides, atomically with registering as the key's running call.
-    func decide(_ key: IdempotencyKey, scope: DeduplicationScope, policy: PendingPolicy<[UInt8]>) -> Decision {
-        inFlight.withLock { running -> Decision in
+    /// Joins the key's running call in this process, or becomes it.
+    func enter(_ key: IdempotencyKey) -> Entrance {
+        inFlight.withLock { running -> Entrance in
             if let call = running[key.keyBytes] {
-                if call.isOperator { return .waitThenDecide(call) }
-                if call.fingerprint != key.fingerprint {
-                    let stored = entry(key.rawValue)
-                    return .fail(LedgerError(
-                        .fingerprintMismatch,
-                        "key \"\(key.rawValue)\" is running with different params; use a new key for different params",
-                        key: key.rawValue, entry: stored))
-                }
-                return .wait(call)
+                return call.fingerprint == key.fingerprint ? .wait(call) : .mismatch
             }
-            let stored = entry(key.rawValue)
-            guard let entry = stored, entry.status != .absent else {
-                let previous = stored
-                let call = InFlightCall(fingerprint: key.fingerprint)
-                running[key.keyBytes] = call
-                return .run(call, attempt: (previous?.attempt ?? 0) + 1, generation: previous?.generation ?? 0)
-            }
-            if entry.fingerprint != key.fingerprint {
-                return .fail(LedgerError(
+            let call = InFlightCall(fingerprint: key.fingerprint)
+            running[key.keyBytes] = call
+            return .lead(call)
+        }
+    }
+
+    /// The key's call in this process: claims the key in the store until the store lets it
+    /// run the effect or answers for it. `.running` (another owner of the store holds a live
+    /// claim) waits for that claim to end and claims again; pending-unknown under
+    /// `.reconcile` asks the closure, resolves, and claims again if the effect did not happen.
+    /// Ends `call` with the outcome; errors are thrown and ended by the caller.
+    private func lead(
+        _ key: IdempotencyKey, call: InFlightCall, scope: DeduplicationScope, policy: PendingPolicy<[UInt8]>,
+        effect: @escaping @Sendable (EffectContext) async throws -> [UInt8]
+    ) async throws -> OnceOutcome<[UInt8]> {
+        let whenPending: PendingTakeover = if case .retry = policy { .retry } else { .report }
+        while true {
+            // Nothing has been written for this call yet (or its reconcile resolved the key
+            // absent): a cancelled caller stops here.
+            try Task.checkCancellation()
+            if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
+            let request = ClaimRequest(key: key, scope: scope, whenPending: whenPending, timeMilliseconds: now())
+            switch try await store.claim(request) {
+            case .claimed(let claim):
+                return try await run(key, call: call, claim: claim, effect: effect)
+            case .done(let entry):
+                finish(key, call, .success(entry))
+                return .alreadyDone(entry.receipt, entry)
+            case .fingerprintMismatch(let entry):
+                throw LedgerError(
                     .fingerprintMismatch,
                     "key \"\(key.rawValue)\" was used before with different params; use a new key for different params",
-                    key: key.rawValue, entry: entry))
-            }
-            switch entry.status {
-            case .done:
-                let expired: Bool = switch scope {
-                case .forever: false
-                case .whileInFlight: true
-                case .window(let milliseconds):
-                    // A window reaching past UInt64.max never expires (no wrap-around).
-                    entry.timeMilliseconds.addingReportingOverflow(milliseconds).overflow == false
-                        && now() >= entry.timeMilliseconds + milliseconds
-                }
-                if !expired { return .alreadyDone(entry) }
-                let call = InFlightCall(fingerprint: key.fingerprint)
-                running[key.keyBytes] = call
-                return .run(call, attempt: entry.attempt + 1, generation: entry.generation &+ 1)
-            case .pendingUnknown:
-                switch policy {
-                case .failClosed:
-                    return .fail(LedgerError(
+                    key: key.rawValue, entry: entry)
+            case .running(let entry):
+                try await store.waitForChange(of: entry)
+            case .pendingUnknown(let entry):
+                guard case .reconcile(let ask) = policy else {
+                    throw LedgerError(
                         .pendingUnknown,
                         "key \"\(key.rawValue)\" has an intent (attempt \(entry.attempt)) but no completion: the effect may or may not have happened. Resolve it (`onceledger resolve`), or call with a retry or reconcile policy",
-                        key: key.rawValue, entry: entry))
-                case .retry:
-                    let call = InFlightCall(fingerprint: key.fingerprint)
-                    running[key.keyBytes] = call
-                    return .run(call, attempt: entry.attempt + 1, generation: entry.generation)
-                case .reconcile(let ask):
-                    let call = InFlightCall(fingerprint: key.fingerprint)
-                    running[key.keyBytes] = call
-                    return .reconcile(call, entry, ask)
+                        key: key.rawValue, entry: entry)
                 }
-            case .absent:
-                preconditionFailure("absent handled above")
+                if let outcome = try await reconcile(key, entry, ask) {
+                    finish(key, call, .success(outcome.entry))
+                    return outcome
+                }
             }
         }
+    }
+
+    /// Asks `ask` whether the pending effect of `entry` happened and resolves the key
+    /// accordingly (checked against the attempt that was asked about). Returns the outcome
+    /// when it happened; nil when the caller should claim again (it did not happen, so the
+    /// key is absent now — or the key changed meanwhile).
+    private func reconcile(
+        _ key: IdempotencyKey, _ entry: EntryInfo, _ ask: @Sendable (EntryInfo) async throws -> ReconcileAnswer<[UInt8]>
+    ) async throws -> OnceOutcome<[UInt8]>? {
+        try Task.checkCancellation()
+        let answer: ReconcileAnswer<[UInt8]>
+        do {
+            answer = try await ask(entry)
+        } catch let cancelled as CancellationError where Task.isCancelled {
+            throw cancelled
+        } catch {
+            throw LedgerError(
+                .reconcileFailed,
+                "the reconcile closure for key \"\(key.rawValue)\" threw \(error); nothing was written and the key is still pending-unknown. Call again, or resolve it (`onceledger resolve`)",
+                key: key.rawValue, entry: entry, underlyingError: error)
+        }
+        let outcome: ResolveRequest.Outcome
+        let reason: String
+        switch answer {
+        case .happened(let receipt):
+            try checkReceipt(receipt, key: key.rawValue)
+            (outcome, reason) = (.done(receipt: receipt), "reconcile: the effect happened")
+        case .didNotHappen:
+            (outcome, reason) = (.absent, "reconcile: the effect did not happen")
+        }
+        let resolved: EntryInfo
+        do {
+            resolved = try await store.resolve(ResolveRequest(
+                key: key.rawValue, outcome: outcome, expected: .pendingUnknown, expectedAttempt: entry.attempt,
+                actor: "reconcile", reason: reason, timeMilliseconds: now()))
+        } catch let error as LedgerError where error.code == .wrongState {
+            // Another owner of the store acted on the key since it was read: decide again.
+            return nil
+        }
+        if case .done(let receipt) = outcome { return .alreadyDone(receipt, resolved) }
+        return nil
     }
 
     func finish(_ key: IdempotencyKey, _ call: InFlightCall, _ result: Result<EntryInfo, LedgerErrorOrOther>) {
@@ -226,16 +232,6 @@ extension Ledger {
             if running[key.keyBytes] === call { running[key.keyBytes] = nil }
         }
         call.finish(result)
-    }
-
-    /// Throws `CancellationError` (and ends the key's running call, so waiters decide
-    /// again) if the calling task was cancelled: used only where nothing has been
-    /// written for this call, or its intent is about to be released.
-    func checkCancellation(_ key: IdempotencyKey, _ call: InFlightCall) throws {
-        guard Task.isCancelled else { return }
-        let cancelled = CancellationError()
-        finish(key, call, .failure(LedgerErrorOrOther(error: cancelled)))
-        throw cancelled
     }
 
     /// `text` cut to at most `utf8BytesMax` UTF-8 bytes, at a Unicode scalar boundary.
@@ -251,19 +247,6 @@ extension Ledger {
         return String(kept)
     }
 
-    /// `commit`, and if it (or the receipt check) fails, ends the key's running call with
-    /// that error before rethrowing it, so waiters get the same error.
-    func commit(_ bodies: [RecordBody], checkingReceipt receipt: [UInt8]? = nil, orFinish key: IdempotencyKey,
-                _ call: InFlightCall) async throws {
-        do {
-            if let receipt { try checkReceipt(receipt, key: key.rawValue) }
-            try await commit(bodies)
-        } catch {
-            finish(key, call, .failure(LedgerErrorOrOther(error: error)))
-            throw error
-        }
-    }
-
     func checkReceipt(_ receipt: [UInt8], key: String) throws {
         if receipt.count > FormatLimits.receiptBytesMax {
             throw LedgerError(.limitExceeded,
@@ -272,37 +255,22 @@ extension Ledger {
         }
     }
 
-    /// Intent (durable) → effect → completion (durable).
+    /// Intent (durable, written by the store's claim) → effect → completion (durable).
     ///
-    /// A caller cancelled before the intent is written writes nothing; one cancelled while
-    /// the intent was being written releases it without starting the effect. Once the
-    /// effect starts, it and the recording of its outcome run in an unstructured task that
-    /// does not inherit the caller's cancellation, and the caller awaits it: cancelling a
-    /// caller never turns a key pending-unknown.
+    /// A caller cancelled before the claim writes nothing; one cancelled while the intent
+    /// was being written releases it without starting the effect. Once the effect starts,
+    /// it and the recording of its outcome run in an unstructured task that does not
+    /// inherit the caller's cancellation, and the caller awaits it: cancelling a caller
+    /// never turns a key pending-unknown.
     private func run(
-        _ key: IdempotencyKey, call: InFlightCall, attempt: UInt32, generation: UInt32, scope: DeduplicationScope,
+        _ key: IdempotencyKey, call: InFlightCall, claim: Claim,
         effect: @escaping @Sendable (EffectContext) async throws -> [UInt8]
     ) async throws -> OnceOutcome<[UInt8]> {
-        try checkCancellation(key, call)
-        let windowMilliseconds: UInt64
-        let recordScope: RecordBody.Scope
-        switch scope {
-        case .forever: (recordScope, windowMilliseconds) = (.forever, 0)
-        case .whileInFlight: (recordScope, windowMilliseconds) = (.whileInFlight, 0)
-        case .window(let milliseconds): (recordScope, windowMilliseconds) = (.window, milliseconds)
-        }
-        try await commit([.intent(.init(
-            key: key.rawValue, fingerprint: key.fingerprint, attempt: attempt, generation: generation,
-            scope: recordScope, windowMilliseconds: windowMilliseconds, timeMilliseconds: now()))],
-                         orFinish: key, call)
         if Task.isCancelled {
             // Durable intent, effect not started: nothing external was done.
-            try await commit([.release(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: now(),
-                                              reason: "the caller was cancelled before the effect started"))],
-                             orFinish: key, call)
-            let cancelled = CancellationError()
-            finish(key, call, .failure(LedgerErrorOrOther(error: cancelled)))
-            throw cancelled
+            try await store.release(claim, reason: "the caller was cancelled before the effect started",
+                                    timeMilliseconds: now())
+            throw CancellationError()
         }
         // The task the effect runs in: the caller's executor preference when it is this
         // ledger's executor (so the opt-in fast path keeps its thread), else the default.
@@ -311,7 +279,7 @@ extension Ledger {
         // the hop.)
         let preferred = spinningExecutorIfPreferred()
         let task = Task(executorPreference: preferred) { [self] in
-            try await self.perform(key, call: call, attempt: attempt, generation: generation, effect: effect)
+            try await self.perform(key, call: call, claim: claim, effect: effect)
         }
         return try await task.value
     }
@@ -323,12 +291,15 @@ extension Ledger {
         return current == executor.asUnownedTaskExecutor() ? executor : nil
     }
 
-    /// The effect, then its completion (or release) record; runs in the task `run` made.
+    /// The effect, then its completion (or release); runs in the task `run` made. Ends
+    /// `call` itself on success and on the errors it makes, so waiters are not held up
+    /// until the caller resumes.
     private func perform(
-        _ key: IdempotencyKey, call: InFlightCall, attempt: UInt32, generation: UInt32,
+        _ key: IdempotencyKey, call: InFlightCall, claim: Claim,
         effect: @Sendable (EffectContext) async throws -> [UInt8]
     ) async throws -> OnceOutcome<[UInt8]> {
-        let context = EffectContext(key: key.rawValue, tokenScope: tokenScope, attempt: attempt, generation: generation)
+        let context = EffectContext(key: key.rawValue, tokenScope: tokenScope, attempt: claim.attempt,
+                                    generation: claim.generation)
         let returned: [UInt8]
         do {
             returned = try await OnceTaskContext.$runningKeys.withValue(
@@ -337,20 +308,26 @@ extension Ledger {
                 try await effect(context)
             }
         } catch let didNotHappen as EffectDidNotHappen {
-            try await commit([.release(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: now(),
-                                              reason: truncated(didNotHappen.reason, utf8BytesMax: FormatLimits.reasonBytesMax)))],
-                             orFinish: key, call)
+            do {
+                try await store.release(claim, reason: truncated(didNotHappen.reason, utf8BytesMax: FormatLimits.reasonBytesMax),
+                                        timeMilliseconds: now())
+            } catch {
+                finish(key, call, .failure(LedgerErrorOrOther(error: error)))
+                throw error
+            }
             let released = LedgerError(
                 .released,
                 "the effect for key \"\(key.rawValue)\" did not happen (\(didNotHappen.reason)): its intent was released and the key is absent again; calling again runs the effect",
-                key: key.rawValue, entry: entry(key.rawValue), underlyingError: didNotHappen)
+                key: key.rawValue, entry: (try? await store.entry(key.rawValue)) ?? nil, underlyingError: didNotHappen)
             finish(key, call, .failure(LedgerErrorOrOther(error: released)))
             throw released
         } catch {
+            // Nothing to write: the intent stays, the key is pending-unknown.
+            try? await store.abandon(claim)
             let failure = LedgerError(
                 .effectFailed,
                 "the effect for key \"\(key.rawValue)\" threw \(error); it may or may not have happened, so the key is pending-unknown. Throw EffectDidNotHappen from the effect when nothing external was done",
-                key: key.rawValue, entry: entry(key.rawValue), underlyingError: error)
+                key: key.rawValue, entry: (try? await store.entry(key.rawValue)) ?? nil, underlyingError: error)
             finish(key, call, .failure(LedgerErrorOrOther(error: failure)))
             throw failure
         }
@@ -359,10 +336,9 @@ extension Ledger {
         // done with an empty receipt, and the caller gets `.limitExceeded` saying so.
         let oversized = returned.count > FormatLimits.receiptBytesMax
         let receipt = oversized ? [] : returned
-        let completedAt = now()
+        let done: EntryInfo
         do {
-            try await commit([.completion(.init(key: key.rawValue, attempt: attempt, timeMilliseconds: completedAt,
-                                                receipt: receipt))])
+            done = try await store.complete(claim, receipt: receipt, timeMilliseconds: now())
         } catch {
             var typed = (error as? LedgerError) ?? LedgerError(.io, "\(error)")
             typed.message += " — the effect ran but its completion was not recorded; the key is pending-unknown"
@@ -370,13 +346,6 @@ extension Ledger {
             finish(key, call, .failure(LedgerErrorOrOther(error: typed)))
             throw typed
         }
-        // What the state now holds for the key, built here rather than looked up: while
-        // this call is running nothing else writes the key (duplicates wait on `call`;
-        // operator resolves and forgets refuse a running key), so the completion just
-        // applied the intent's fingerprint and generation, this attempt, receipt and time.
-        let done = EntryInfo(
-            key: key.rawValue, status: .done, attempt: attempt, generation: generation, fingerprint: key.fingerprint,
-            timeMilliseconds: completedAt, receipt: receipt, tokenScope: tokenScope)
         finish(key, call, .success(done))
         if oversized {
             throw LedgerError(

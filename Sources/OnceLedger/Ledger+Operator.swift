@@ -5,19 +5,13 @@ extension Ledger {
     /// recording who and why in the log. Throws `.wrongState` for any other state.
     public func resolvePending(_ key: String, as resolution: PendingResolution, reason: String,
                                actor: String = "operator") async throws {
-        try await operatorCommit(key, reason: reason, verb: "resolving", requiredStatus: .pendingUnknown,
-                                 notInState: "is not pending-unknown") { entry in
-            let receipt: [UInt8]
-            let outcome: RecordBody.Outcome
-            switch resolution {
-            case .done(let stored):
-                try self.checkReceipt(stored, key: key)
-                (receipt, outcome) = (stored, .done)
-            case .absent:
-                (receipt, outcome) = ([], .absent)
-            }
-            return .resolve(.init(key: key, outcome: outcome, attempt: entry.attempt, timeMilliseconds: self.now(),
-                                  receipt: receipt, actor: actor, reason: reason))
+        let outcome: ResolveRequest.Outcome = switch resolution {
+        case .done(let receipt): .done(receipt: receipt)
+        case .absent: .absent
+        }
+        try await operatorAct(key, reason: reason, verb: "resolving") {
+            try await self.store.resolve(ResolveRequest(key: key, outcome: outcome, expected: .pendingUnknown,
+                                                        actor: actor, reason: reason, timeMilliseconds: self.now()))
         }
     }
 
@@ -41,11 +35,9 @@ extension Ledger {
     /// `.limitExceeded` for a receipt over `FormatLimits.receiptBytesMax`.
     public func correctReceipt(_ key: String, to receipt: [UInt8], reason: String,
                                actor: String = "operator") async throws {
-        try await operatorCommit(key, reason: reason, verb: "correcting", requiredStatus: .done,
-                                 notInState: "is not done; only a done entry's receipt can be corrected (resolve a pending-unknown one)") { entry in
-            try self.checkReceipt(receipt, key: key)
-            return .resolve(.init(key: key, outcome: .done, attempt: entry.attempt, timeMilliseconds: self.now(),
-                                  receipt: receipt, actor: actor, reason: reason))
+        try await operatorAct(key, reason: reason, verb: "correcting") {
+            try await self.store.resolve(ResolveRequest(key: key, outcome: .done(receipt: receipt), expected: .done,
+                                                        actor: actor, reason: reason, timeMilliseconds: self.now()))
         }
     }
 
@@ -64,38 +56,26 @@ extension Ledger {
     /// record (who, why, when) stays in the log. The next run gets a new token.
     /// Throws `.wrongState` unless the key is done, `.invalidArgument` without a reason.
     public func forgetDoneEntryAllowingRerun(_ key: String, reason: String, actor: String = "operator") async throws {
-        try await operatorCommit(key, reason: reason, verb: "forgetting", requiredStatus: .done,
-                                 notInState: "is not done; only done entries can be forgotten") { _ in
-            .forget(.init(key: key, timeMilliseconds: self.now(), actor: actor, reason: reason))
+        try await operatorAct(key, reason: reason, verb: "forgetting") {
+            try await self.store.forget(ForgetRequest(key: key, actor: actor, reason: reason,
+                                                      timeMilliseconds: self.now()))
         }
     }
 
-    /// The shared part of an operator action: needs a reason, claims the key (so `once`
-    /// callers wait and decide again on the new state), checks its state, writes the
-    /// record `makeBody(entry)` (which may still refuse, e.g. an oversized receipt) and
-    /// releases the claim.
-    private func operatorCommit(
-        _ key: String, reason: String, verb: String, requiredStatus: EntryInfo.Status, notInState: String,
-        _ makeBody: (EntryInfo) throws -> RecordBody
-    ) async throws {
+    /// The shared part of an operator act: needs a reason, refuses a key whose call runs in
+    /// this process, and lets the store do the rest — it checks the key's state atomically
+    /// with writing the record (`.wrongState` if the key is in another state or live
+    /// anywhere), and `once` callers of the key wait for the record and then decide again.
+    private func operatorAct(_ key: String, reason: String, verb: String,
+                             _ act: @Sendable () async throws -> Void) async throws {
         guard !reason.isEmpty else {
             throw LedgerError(.invalidArgument, "\(verb) an entry needs a reason; it is recorded in the log", key: key)
         }
-        let call = InFlightCall(fingerprint: [])
-        let entry: EntryInfo = try inFlight.withLock { running in
-            guard running[KeyBytes(key)] == nil else {
-                throw LedgerError(.wrongState, "key \"\(key)\" is running in this process now", key: key)
-            }
-            guard let entry = self.entry(key), entry.status == requiredStatus else {
-                throw LedgerError(.wrongState, "key \"\(key)\" \(notInState)", key: key, entry: self.entry(key))
-            }
-            running[KeyBytes(key)] = call
-            return entry
+        if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
+        if inFlight.withLock({ $0[KeyBytes(key)] != nil }) {
+            throw LedgerError(.wrongState, "key \"\(key)\" is running in this process now", key: key,
+                              entry: try await store.entry(key))
         }
-        defer {
-            finish(IdempotencyKey(key), call,
-                   .failure(LedgerErrorOrOther(error: LedgerError(.wrongState, "operator action on \"\(key)\" ended"))))
-        }
-        try await commit([try makeBody(entry)])
+        try await act()
     }
 }

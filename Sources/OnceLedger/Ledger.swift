@@ -13,17 +13,16 @@ import Synchronization
 /// }
 /// ```
 public final class Ledger: Sendable {
-    let backend: any LedgerBackend
-    /// How this ledger derives effect tokens (`Spec/FORMAT.md` §9.3), from its backend.
+    /// The store this ledger's entries live in, which decides every claim (`LedgerStore`).
+    public let store: any LedgerStore
+    /// How this ledger derives effect tokens (`Spec/FORMAT.md` §9.3), from its store.
     public let tokenScope: TokenScope
     let clock: @Sendable () -> UInt64
-    let state: Mutex<LedgerState>
     /// The calls running in this process, by key bytes (keys compare byte for byte,
-    /// as in the state and the log; `String` equality would merge canonically
-    /// equivalent keys).
+    /// as in the store; `String` equality would merge canonically equivalent keys).
+    /// Duplicate callers of a key wait on the first one here instead of asking the store.
     let inFlight = Mutex<[KeyBytes: InFlightCall]>([:])
-    /// Set by `close()`: a closed ledger writes nothing more, even if its backend is
-    /// opened again by another `Ledger` (an in-memory backend is shared that way).
+    /// Set by `close()`: a closed ledger starts no more calls.
     let closed = Mutex(false)
     /// Created by the first use of `executor`; shut down by `close()`.
     private let spinningExecutor = Mutex<SpinningExecutor?>(nil)
@@ -56,37 +55,27 @@ public final class Ledger: Sendable {
     /// `executor` if it was created, without creating it.
     var createdExecutor: SpinningExecutor? { spinningExecutor.withLock { $0 } }
 
-    /// Opens (or creates) a ledger in `directory`, on the segmented file log.
+    /// Opens (or creates) a ledger in `directory`, on the segmented file log (`FileStore`).
     public static func open(
         directory: String, configuration: LogConfiguration = LogConfiguration(), createIfMissing: Bool = true,
         storage: any Storage = PosixStorage(), clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds
     ) throws -> Ledger {
-        let backend = FileBackend(directory: directory, storage: storage, configuration: configuration,
+        let store = try FileStore(directory: directory, storage: storage, configuration: configuration,
                                   createIfMissing: createIfMissing, clock: clock)
-        return try Ledger(backend: backend, clock: clock)
+        return Ledger(store: store, clock: clock)
     }
 
-    /// A ledger whose records live in memory (tests; nothing survives the process).
+    /// A ledger whose entries live in memory (`InMemoryStore`; tests: nothing survives the process).
     public static func inMemory(clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds) -> Ledger {
-        // An in-memory backend's load cannot fail on a fresh instance.
-        try! Ledger(backend: InMemoryBackend(), clock: clock)
+        Ledger(store: InMemoryStore(), clock: clock)
     }
 
-    /// Opens a ledger on any backend: replays its durable state, classifying every key
-    /// as done, pending-unknown or absent.
-    public init(backend: any LedgerBackend, clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds) throws {
-        self.backend = backend
+    /// A ledger on any store. `clock` gives the times claims, completions and operator acts
+    /// are recorded with, and what `.window` scopes expire against.
+    public init(store: any LedgerStore, clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds) {
+        self.store = store
         self.clock = clock
-        var loaded = LedgerState()
-        try backend.load(
-            itemCount: { count in loaded.reserve(entries: count) },
-            item: { kind, body in try loaded.replay(kind: kind, body: body) },
-            record: { kind, body in try loaded.replay(kind: kind, body: body) })
-        loaded.finishReplay()
-        let tokenScope = backend.tokenScope
-        loaded.tokenScope = tokenScope
-        self.tokenScope = tokenScope
-        self.state = Mutex(loaded)
+        self.tokenScope = store.tokenScope
     }
 
     /// A ledger dropped without `close()` still stops its executor's thread (tasks that
@@ -95,65 +84,47 @@ public final class Ledger: Sendable {
         spinningExecutor.withLock { $0 }?.shutdown()
     }
 
-    /// Closes the backend (the file log writes a checkpoint and releases its lock).
+    /// Closes the store (the file store writes a checkpoint and releases its lock). Another
+    /// `Ledger` on the same store is closed with it.
     public func close() throws {
         closed.withLock { $0 = true }
         spinningExecutor.withLock { $0 }?.shutdown()
-        try backend.close()
+        try store.close()
     }
 
     // MARK: Inspection
+    //
+    // Asynchronous because a store may have to ask elsewhere (a database) to answer.
 
-    /// The stored record of `key`, or nil if the ledger never saw it.
-    public func entry(_ key: String) -> EntryInfo? {
-        state.withLock { $0.info(key) }
+    /// The stored entry of `key`, or nil if the ledger never saw it.
+    public func entry(_ key: String) async throws -> EntryInfo? {
+        try await store.entry(key)
     }
 
-    /// The stored record of `key` (looked up by its text), or nil if the ledger never saw it.
-    public func entry(_ key: IdempotencyKey) -> EntryInfo? {
-        entry(key.rawValue)
+    /// The stored entry of `key` (looked up by its text), or nil if the ledger never saw it.
+    public func entry(_ key: IdempotencyKey) async throws -> EntryInfo? {
+        try await entry(key.rawValue)
     }
 
     /// Every pending-unknown entry: an intent without a completion.
-    public func pendingEntries() -> [EntryInfo] {
-        entries(status: .pendingUnknown)
+    public func pendingEntries() async throws -> [EntryInfo] {
+        try await entries(status: .pendingUnknown)
     }
 
     /// Every key's current entry, sorted by the key's UTF-8 bytes; optionally only one status.
-    public func entries(status: EntryInfo.Status? = nil) -> [EntryInfo] {
-        state.withLock { $0.infos(status: status) }
+    public func entries(status: EntryInfo.Status? = nil) async throws -> [EntryInfo] {
+        try await store.entries(EntryQuery(status: status))
     }
 
-    public var entryCount: Int { state.withLock { $0.count } }
-
-    // MARK: Writing
-
-    /// Appends records durably and, once durable, applies the very bytes written to the
-    /// state (the path a replay takes, so the state is always "the log replayed").
-    func commit(_ bodies: [RecordBody]) async throws {
-        for body in bodies { try body.validate() }
-        if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
-        let records = bodies.map(LogRecord.init)
-        _ = try await backend.append(records, onDurable: { [self] _ in
-            self.state.withLock { state in
-                for record in records {
-                    do {
-                        try state.apply(kind: record.kind, body: record.body)
-                    } catch {
-                        // Validated bodies encoded by RecordBody always decode; anything else
-                        // is a bug in this module, not bad input.
-                        preconditionFailure("a validated \(record.kind) body did not apply: \(error)")
-                    }
-                }
-            }
-        })
+    /// How many keys the ledger holds (absent ones included).
+    public func entryCount() async throws -> Int {
+        try await store.entryCount()
     }
 
-    /// Writes a snapshot of the live state and lets the backend drop what it covers.
+    /// Drops what no entry needs any more (the file store writes a snapshot of the live
+    /// state and removes the segments it covers).
     public func compact() async throws {
-        try await backend.compact { [self] _ in
-            self.state.withLock { $0.snapshotItems() }
-        }
+        try await store.compact()
     }
 
     func now() -> UInt64 { clock() }
@@ -165,10 +136,6 @@ final class InFlightCall: Sendable {
     private let state = Mutex<(result: Result<EntryInfo, LedgerErrorOrOther>?, waiters: [CheckedContinuation<Result<EntryInfo, LedgerErrorOrOther>, Never>])>((nil, []))
 
     init(fingerprint: [UInt8]) { self.fingerprint = fingerprint }
-
-    /// A `resolvePending` or `forgetDoneEntryAllowingRerun` in progress (they register
-    /// with an empty fingerprint); callers wait for it and then decide afresh.
-    var isOperator: Bool { fingerprint.isEmpty }
 
     /// Callers suspended in `wait()` (tests use it to order races deterministically).
     var waiterCount: Int { state.withLock { $0.waiters.count } }
@@ -184,8 +151,10 @@ final class InFlightCall: Sendable {
         }
     }
 
+    /// Hands `result` to the waiters; the first result is the call's (later ones are ignored).
     func finish(_ result: Result<EntryInfo, LedgerErrorOrOther>) {
-        let waiters = state.withLock { state in
+        let waiters = state.withLock { state -> [CheckedContinuation<Result<EntryInfo, LedgerErrorOrOther>, Never>] in
+            guard state.result == nil else { return [] }
             state.result = result
             defer { state.waiters = [] }
             return state.waiters

@@ -25,7 +25,7 @@ import Testing
     static let segmentBytes: UInt64 = 16 * 1024
     static let stressOptions = ["--segment-bytes", "\(segmentBytes)", "--compact-every", "400", "--fail-percent", "2"]
 
-    @Test func sigkillAtRandomMomentsLosesNoAcknowledgedKey() throws {
+    @Test func sigkillAtRandomMomentsLosesNoAcknowledgedKey() async throws {
         let rounds = Int(ProcessInfo.processInfo.environment["ONCELEDGER_KILL_ROUNDS"] ?? "") ?? 4
         let seed = UInt64(ProcessInfo.processInfo.environment["ONCELEDGER_KILL_SEED"] ?? "")
             ?? UInt64.random(in: 0...UInt64.max)
@@ -56,8 +56,8 @@ import Testing
             let ledger = try Ledger.open(directory: directory.path,
                                          configuration: LogConfiguration(segmentBytes: KillTests.segmentBytes))
             var missing: [String] = []
-            for key in acknowledged.sorted() where ledger.entry(key)?.status != .done {
-                missing.append("\(key): \(ledger.entry(key).map { $0.status.rawValue } ?? "no entry")")
+            for key in acknowledged.sorted() where try await ledger.entry(key)?.status != .done {
+                missing.append("\(key): \(try await ledger.entry(key).map { $0.status.rawValue } ?? "no entry")")
             }
             try ledger.close()
             #expect(missing.isEmpty,
@@ -143,9 +143,9 @@ import Testing
     // MARK: Helpers
 
     static func expectDone(_ keys: Set<String>, in directory: String, _ context: String) throws {
-        let ledger = try Ledger.open(directory: directory, createIfMissing: false)
-        defer { try? ledger.close() }
-        let missing = keys.sorted().filter { ledger.entry($0)?.status != .done }
+        let store = try FileStore(directory: directory, createIfMissing: false)
+        defer { try? store.close() }
+        let missing = keys.sorted().filter { store.currentEntry($0)?.status != .done }
         #expect(missing.isEmpty, "\(context): acknowledged keys not done on reopen: \(missing.prefix(10))")
     }
 

@@ -28,9 +28,9 @@ import Testing
             .replacingOccurrences(of: source, with: "DIR")
         var entries: [String: EntryInfo.Status] = [:]
         if result.exitCode == 0 || result.exitCode == 4 {
-            let ledger = try Ledger.open(directory: target.path, createIfMissing: false)
-            for entry in ledger.entries() { entries[entry.key] = entry.status }
-            try ledger.close()
+            let store = try FileStore(directory: target.path, createIfMissing: false)
+            for entry in store.currentEntries() { entries[entry.key] = entry.status }
+            try store.close()
             let verify = try CLI.run(["verify", target.path])
             #expect(verify.exitCode == 0, "verify of the salvaged ledger: \(verify.stdout)")
         }

@@ -195,10 +195,10 @@ import Testing
             == "result: something was lost (\(lost) durable records lost, segment \(broken) unreadable); check the entries above against the systems the effects touched",
             "\(label): \(result.stdout)")
         #expect(result.stdout.contains("\n  \(LedgerFileNames.segment(broken)): cannot be read: "), "\(label): \(result.stdout)")
-        let ledger = try Ledger.open(directory: target.path, createIfMissing: false)
+        let store = try FileStore(directory: target.path, createIfMissing: false)
         var entries: [String: EntryInfo.Status] = [:]
-        for entry in ledger.entries() { entries[entry.key] = entry.status }
-        try ledger.close()
+        for entry in store.currentEntries() { entries[entry.key] = entry.status }
+        try store.close()
         #expect(entries == source.entries { $0.segment != broken }, "\(label)")
     }
 

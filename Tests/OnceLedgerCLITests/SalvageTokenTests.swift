@@ -44,11 +44,11 @@ import Testing
     }
 
     static func tokens(_ directory: String) throws -> (tokens: [String: String], scope: TokenScope) {
-        let ledger = try Ledger.open(directory: directory, configuration: configuration, createIfMissing: false)
-        defer { try? ledger.close() }
+        let store = try FileStore(directory: directory, configuration: configuration, createIfMissing: false)
+        defer { try? store.close() }
         var tokens: [String: String] = [:]
-        for entry in ledger.entries() { tokens[entry.key] = entry.token }
-        return (tokens, ledger.tokenScope)
+        for entry in store.currentEntries() { tokens[entry.key] = entry.token }
+        return (tokens, store.tokenScope)
     }
 
     /// Salvages `source` and checks every token, the scheme, and a retry of `pending`.
@@ -67,7 +67,7 @@ import Testing
 
         let ledger = try Ledger.open(directory: run.target.path, configuration: configuration, createIfMissing: false)
         defer { try? ledger.close() }
-        #expect(ledger.entry(pending)?.status == .pendingUnknown)
+        #expect(try await ledger.entry(pending)?.status == .pendingUnknown)
         let retried = try await ledger.once(IdempotencyKey(pending), as: String.self, whenPending: .retry) { context in
             context.token
         }

@@ -89,7 +89,7 @@ private let callers = 64
             }
         }
         #expect(codes == [.effectFailed: 1, .pendingUnknown: callers - 1])
-        #expect(ledger.entry("hot-fail")?.status == .pendingUnknown)
+        #expect(try await ledger.entry("hot-fail")?.status == .pendingUnknown)
         #expect(try harness.keyRecords("hot-fail").map(\.kind) == [.intent])
     }
 
@@ -133,7 +133,7 @@ private let callers = 64
         #expect(outcomes.count == callers - 1)
         #expect(outcomes.filter(\.wasPerformed).count == 1)
         #expect(outcomes.allSatisfy { $0.receipt == "sent on attempt 2" })
-        #expect(ledger.entry("hot-release")?.status == .done)
+        #expect(try await ledger.entry("hot-release")?.status == .done)
         #expect(try harness.keyRecords("hot-release").map(\.kind) == [.intent, .release, .intent, .completion])
     }
 
@@ -142,13 +142,10 @@ private let callers = 64
     @Test(arguments: BackendKind.allCases)
     func differentKeysRunConcurrentlyAndShareGroupCommits(_ kind: BackendKind) async throws {
         let harness = Harness(kind)
-        let fileBackend = FileBackend(directory: harness.directory, configuration: harness.configuration,
-                                      clock: harness.clock.function)
-        let ledger = kind == .file
-            ? try Ledger(backend: fileBackend, clock: harness.clock.function)
-            : try harness.open()
+        let ledger = try harness.open()
         defer { try? ledger.close() }
-        let before = fileBackend.engine?.commitStatistics
+        let fileStore = ledger.store as? FileStore
+        let before = fileStore?.engine?.commitStatistics
         let running = Counter()
         let outcomes = try await withThrowingTaskGroup(of: OnceOutcome<String>.self) { group in
             for index in 0..<callers {
@@ -167,9 +164,9 @@ private let callers = 64
         #expect(outcomes.count == callers)
         #expect(outcomes.allSatisfy { $0.wasPerformed })
         #expect(Set(outcomes.map(\.receipt)).count == callers)
-        #expect(ledger.entries(status: .done).count == callers)
+        #expect(try await ledger.entries(status: .done).count == callers)
         if kind == .file {
-            let engine = try #require(fileBackend.engine)
+            let engine = try #require(fileStore?.engine)
             let stats = engine.commitStatistics
             let records = stats.records - (before?.records ?? 0)
             let batches = stats.batches - (before?.batches ?? 0)
@@ -178,7 +175,7 @@ private let callers = 64
         }
         let reopened = try harness.reopen(ledger)
         defer { try? reopened.close() }
-        #expect(reopened.entries(status: .done).count == callers)
+        #expect(try await reopened.entries(status: .done).count == callers)
     }
 
     /// While an operator's resolve record is on its way to the disk, a caller of the same key

@@ -709,10 +709,10 @@ private final class LedgerModel {
     }
 
     /// After every open (and at the end, after a clean close and a power loss).
-    func check(_ ledger: Ledger, _ epoch: LedgerCrashRunner.Epoch) throws {
+    func check(_ ledger: Ledger, _ epoch: LedgerCrashRunner.Epoch) async throws {
         enter(epoch)
         if !epoch.isEnd { stepIndex = 0 }
-        _ = checkRecovery(ledger)
+        _ = await checkRecovery(ledger)
         try leave()
     }
 
@@ -738,10 +738,10 @@ private final class LedgerModel {
     }
 
     /// After open: every key is in a state the model allows; returned receipts are there.
-    func checkRecovery(_ ledger: Ledger) -> Bool {
+    func checkRecovery(_ ledger: Ledger) async -> Bool {
         var problems: [String] = []
         for key in workload.keys {
-            let info = ledger.entry(key)
+            let info = await ledger.checkedEntry(key)
             if let problem = fingerprintProblem(key, info) { problems.append("after reopen \(problem)") }
             let allowed = keys[key]!.candidates ?? [keys[key]!.current]
             guard let match = allowed.first(where: { $0.matches(info) }) else {
@@ -753,10 +753,10 @@ private final class LedgerModel {
             keys[key]!.current = match
             keys[key]!.candidates = nil
         }
-        let unknown = ledger.entries().map(\.key).filter { keys[$0] == nil }
+        let unknown = await ledger.checkedEntries().map(\.key).filter { keys[$0] == nil }
         if !unknown.isEmpty { problems.append("after reopen the ledger has keys nobody used: \(unknown)") }
-        problems += checkReturned(ledger)
-        let pending = Set(ledger.pendingEntries().map(\.key))
+        problems += await checkReturned(ledger)
+        let pending = Set(await ledger.checkedEntries(status: .pendingUnknown).map(\.key))
         let expected = Set(workload.keys.filter { keys[$0]!.current.status == .pending })
         if pending != expected { problems.append("pendingEntries() lists \(pending.sorted()), the model \(expected.sorted())") }
         if !problems.isEmpty {
@@ -767,10 +767,10 @@ private final class LedgerModel {
     }
 
     /// Every `once` that returned, in the key's current generation, is done with its receipt.
-    func checkReturned(_ ledger: Ledger) -> [String] {
+    func checkReturned(_ ledger: Ledger) async -> [String] {
         var problems: [String] = []
         for once in returned where keys[once.key]!.current.generation == once.generation {
-            let info = ledger.entry(once.key)
+            let info = await ledger.checkedEntry(once.key)
             if info?.status != .done || decodeReceipt(info!.receipt) != once.receipt {
                 problems.append("a once that returned \"\(once.receipt.prefix(60))\" (\(once.at)) reads back as \(describe(info))")
             }
@@ -829,8 +829,9 @@ private final class LedgerModel {
             return false
         }
         keys[key]!.current = next
-        if !next.matches(ledger.entry(key)) {
-            fail(["after the operator act \"\(key.prefix(20))\" is \(describe(ledger.entry(key))), expected \(next)"])
+        let after = await ledger.checkedEntry(key)
+        if !next.matches(after) {
+            fail(["after the operator act \"\(key.prefix(20))\" is \(describe(after)), expected \(next)"])
             return false
         }
         return true
@@ -884,7 +885,7 @@ private final class LedgerModel {
                 keys[key]!.candidates = Array(walked.chain[walked.proven...])
             } else {
                 keys[key]!.current = walked.chain.last!
-                let info = ledger.entry(key)
+                let info = await ledger.checkedEntry(key)
                 if let problem = fingerprintProblem(key, info) { keyProblems.append("after the round \(problem)") }
                 if !walked.chain.last!.matches(info) {
                     keyProblems.append("after the round the ledger shows \(describe(info)), the model \(walked.chain.last!)")
@@ -950,12 +951,31 @@ private func summary(_ result: CallResult) -> String {
         let report = await runner.run(
             world: { LedgerModel(workload: workload, sink: sink) },
             workload: { ledger, model, epoch in try await model.runEpoch(ledger, epoch) },
-            check: { ledger, model, epoch in try model.check(ledger, epoch) })
+            check: { ledger, model, epoch in try await model.check(ledger, epoch) })
         for failure in report.failures {
             for problem in failure.problems.prefix(6) {
                 Issue.record("\(problem) — \(failure.context) (\(workload))")
             }
         }
         return report
+    }
+}
+
+extension Ledger {
+    /// `entry(_:)` for the model checks, which report problems rather than throw: a read
+    /// that throws is recorded as an issue and reads as no entry.
+    func checkedEntry(_ key: String) async -> EntryInfo? {
+        do { return try await entry(key) } catch {
+            Issue.record("reading \(key) threw \(error)")
+            return nil
+        }
+    }
+
+    /// `entries(status:)` for the model checks (a read that throws is recorded as an issue).
+    func checkedEntries(status: EntryInfo.Status? = nil) async -> [EntryInfo] {
+        do { return try await entries(status: status) } catch {
+            Issue.record("listing entries threw \(error)")
+            return []
+        }
     }
 }

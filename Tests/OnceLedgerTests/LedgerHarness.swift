@@ -1,10 +1,10 @@
 // Test scaffolding shared by the ledger suites (no tests here): one factory that opens a Ledger
-// on either backend (file log in a fresh temp directory, or an in-memory backend behind a
-// recording wrapper), reopens it the way a restarted process would, lists what is in the log,
+// on either store (a FileStore in a fresh temp directory, or an InMemoryStore on a record list
+// behind a recording wrapper), reopens it the way a restarted process would, lists what is in the log,
 // writes raw records while the ledger is closed (a crash after the intent), plus a manual
 // clock, gates and polling that make races deterministic without wall-clock assertions.
 import Foundation
-@testable import OnceLedger
+@_spi(Benchmarks) @testable import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 import Synchronization
@@ -72,24 +72,30 @@ func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
 }
 
 extension Ledger {
-    /// Callers currently waiting on the running call of `key` (0 when none runs).
+    /// Callers currently waiting on the running call of `key` (0 when none runs): in this
+    /// ledger's table of running calls, or in its store's `waitForChange` (a caller that found
+    /// the key claimed by an operator act or by another `Ledger` on the store).
     func waiterCount(_ key: String) -> Int {
-        inFlight.withLock { $0[KeyBytes(key)]?.waiterCount ?? 0 }
+        let here = inFlight.withLock { $0[KeyBytes(key)]?.waiterCount ?? 0 }
+        return here + (logStore?.waiterCount(key) ?? 0)
     }
+
+    /// The claim rules under this ledger's store, when it is one of the package's.
+    var logStore: LogStore? { (store as? InMemoryStore)?.store ?? (store as? FileStore)?.store }
 
     func isRunning(_ key: String) -> Bool {
         inFlight.withLock { $0[KeyBytes(key)] != nil }
     }
 }
 
-/// Forwards to an `InMemoryBackend` and keeps every durable record (in commit order) so
+/// Forwards to an `InMemoryRecordLog` and keeps every durable record (in commit order) so
 /// tests can audit what was written. Optionally holds the next append at a gate, to open a
 /// deterministic window while a commit is "on its way to the disk".
-final class RecordingBackend: LedgerBackend {
-    let inner: InMemoryBackend
-    let log: RecordLog
+final class RecordingBackend: RecordLog {
+    let inner: InMemoryRecordLog
+    let log: AppendAudit
 
-    init(inner: InMemoryBackend, log: RecordLog) {
+    init(inner: InMemoryRecordLog, log: AppendAudit) {
         self.inner = inner
         self.log = log
     }
@@ -121,7 +127,7 @@ final class RecordingBackend: LedgerBackend {
     func close() throws { try inner.close() }
 }
 
-final class RecordLog: Sendable {
+final class AppendAudit: Sendable {
     struct Hold: Sendable {
         let entered = Gate()
         let release = Gate()
@@ -145,29 +151,30 @@ final class Harness: Sendable {
     let clock: ManualClock
     let directory: String
     let configuration = LogConfiguration(segmentBytes: 128 << 10)
-    let memory: InMemoryBackend
-    let recordLog = RecordLog()
+    let memory: InMemoryRecordLog
+    let recordLog = AppendAudit()
 
     init(_ kind: BackendKind, clock: ManualClock = ManualClock(), name: String = #function) {
         self.kind = kind
         self.clock = clock
         let clean = name.filter { $0.isLetter || $0.isNumber }.prefix(40)
         directory = FileManager.default.temporaryDirectory.path + "/ol-ledger-\(clean)-\(UUID().uuidString.prefix(8))"
-        memory = InMemoryBackend(configuration: configuration)
+        memory = InMemoryRecordLog(configuration: configuration)
     }
 
     deinit {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    /// Opens the ledger: `Ledger.open` on the directory, or `Ledger(backend:)` on the same
-    /// in-memory backend (replaying what it holds, like a restart).
+    /// Opens the ledger: `Ledger.open` on the directory, or an `InMemoryStore` on the same
+    /// in-memory record list (replaying what it holds, like a restart).
     func open() throws -> Ledger {
         switch kind {
         case .file:
             return try Ledger.open(directory: directory, configuration: configuration, clock: clock.function)
         case .memory:
-            return try Ledger(backend: RecordingBackend(inner: memory, log: recordLog), clock: clock.function)
+            return Ledger(store: try InMemoryStore(log: RecordingBackend(inner: memory, log: recordLog)),
+                          clock: clock.function)
         }
     }
 

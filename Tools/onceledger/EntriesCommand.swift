@@ -1,5 +1,5 @@
 import ArgumentParser
-import OnceLedger
+@_spi(Benchmarks) import OnceLedger
 import OnceLedgerFormat
 
 /// `onceledger entries DIR [--state done|pending-unknown|absent] [--json]`: the current
@@ -42,7 +42,7 @@ struct EntriesCommand: AsyncParsableCommand {
 
     private func entries() throws -> Int32 {
         let ledger = try Self.openForListing(options.dir, command: "entries", allowLive: live)
-        let entries = ledger.entries(status: state.flatMap(EntryInfo.Status.init(rawValue:)))
+        let entries = ledger.currentEntries(status: state.flatMap(EntryInfo.Status.init(rawValue:)))
         if options.json {
             for entry in entries { print(EntryDescription.json(entry).rendered()) }
             return ExitCodes.success
@@ -62,7 +62,7 @@ struct EntriesCommand: AsyncParsableCommand {
     }
 
     /// The ledger's state, read-only, for `entries` and `pending`; exit 4 if it is damaged.
-    static func openForListing(_ directory: String, command: String, allowLive: Bool) throws -> Ledger {
+    static func openForListing(_ directory: String, command: String, allowLive: Bool) throws -> LogStore {
         _ = try LedgerInspection.requireLedger(directory)
         try LiveLedgerPolicy.check(directory, command: command, allowLive: allowLive)
         let inspection = try LedgerInspection.inspect(directory)

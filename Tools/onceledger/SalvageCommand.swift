@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import OnceLedger
+@_spi(Benchmarks) import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 
@@ -9,7 +9,7 @@ import OnceLedgerLog
 /// is the explicit offline tool for a ledger that refuses to open). Never changes DIR.
 ///
 /// DIR is read with the format decoders directly (`SalvageScan`), past any damage. The
-/// new ledger is written through the library (`FileBackend`: the snapshot's items as a
+/// new ledger is written through the library (`FileRecordLog`: the snapshot's items as a
 /// snapshot, then the records in sequence order as appends), so it is a valid ledger
 /// whose entries — done, pending-unknown, absent — are what the recovered records say.
 /// Records get new sequence numbers there; the new ledger keeps the source's ledger id and
@@ -234,7 +234,7 @@ struct SalvagePlan: Sendable {
         try configuration.validate()
         try await BlockingThread.run(name: "salvage-create") { try destination.create() }
         let target = destination.staging
-        let backend = FileBackend(directory: target, configuration: configuration, createIfMissing: true)
+        let backend = FileRecordLog(directory: target, configuration: configuration, createIfMissing: true)
         try await BlockingThread.run(name: "salvage-open") { try backend.load(item: { _, _ in }, record: { _, _ in }) }
         do {
             guard let engine = backend.engine else {
@@ -256,16 +256,23 @@ struct SalvagePlan: Sendable {
         try await BlockingThread.run(name: "salvage-close") { try backend.close() }
 
         // Read back through the public API and compare with the same state built in memory.
-        let (entries, scope) = try await BlockingThread.run(name: "salvage-check") { () -> ([EntryInfo], TokenScope) in
-            let reopened = try Ledger.open(directory: target, configuration: configuration, createIfMissing: false)
-            defer { try? reopened.close() }
-            return (reopened.entries(), reopened.tokenScope)
+        let reopened = try await BlockingThread.run(name: "salvage-check") {
+            try Ledger.open(directory: target, configuration: configuration, createIfMissing: false)
         }
+        let entries: [EntryInfo]
+        do {
+            entries = try await reopened.entries()
+        } catch {
+            try? reopened.close()
+            throw error
+        }
+        let scope = reopened.tokenScope
+        try? reopened.close()
         if let identity, identity.tokenScope != scope {
             throw SalvageCommand.Failure(
                 description: "the new ledger in \(target) does not derive effect tokens as the source does (\(scope), expected \(identity.tokenScope))")
         }
-        let memory = InMemoryBackend(configuration: configuration, tokenScope: scope)
+        let memory = InMemoryRecordLog(configuration: configuration, tokenScope: scope)
         try memory.load(item: { _, _ in }, record: { _, _ in })
         if !items.isEmpty { try await memory.compact { _ in items } }
         var index = 0
@@ -275,7 +282,7 @@ struct SalvagePlan: Sendable {
             index += group.count
         }
         try memory.close()
-        let expected = try Ledger(backend: memory).entries()
+        let expected = try await Ledger(store: InMemoryStore(log: memory)).entries()
         guard expected == entries else {
             throw SalvageCommand.Failure(
                 description: "the new ledger in \(target) does not read back as written (\(entries.count) entries, expected \(expected.count))")

@@ -133,10 +133,8 @@ struct BenchCommand: AsyncParsableCommand {
                                       ("40-byte keys", BenchCommand.longKeyBytes)] {
                 progress.say("memory: \(Format.grouped(ledgerEntries)) done entries, \(keyBytes)-byte keys")
                 let entries = ledgerEntries
-                memory.append(try await BlockingThread.run(name: "ledger-memory") {
-                    try LedgerMemory.run(label: label, entries: entries, keyBytes: keyBytes,
-                                         receipt: BenchCommand.receipt)
-                })
+                memory.append(try await LedgerMemory.run(label: label, entries: entries, keyBytes: keyBytes,
+                                                         receipt: BenchCommand.receipt))
             }
         }
 

@@ -169,7 +169,7 @@ extension BenchResults.ExactlyOnce {
                              Format.seconds(row.cpuSeconds)])
         }
         out.append(memoryTable.render())
-        out.append("heap = malloc'd bytes in use, chunk headers included (glibc malloc_info totals = mallinfo2 uordblks+hblkhd), Δ around Ledger(backend:)")
+        out.append("heap = malloc'd bytes in use, chunk headers included (glibc malloc_info totals = mallinfo2 uordblks+hblkhd), Δ around LogStore(log:)")
         out.append("replaying each key's intent + completion record (\(receiptBytes)-byte receipt); RSS = /proc/self/statm resident pages, after malloc_trim(0)")
         out.append("")
 

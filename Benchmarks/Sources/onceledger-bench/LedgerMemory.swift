@@ -1,37 +1,43 @@
-import OnceLedger
+@_spi(Benchmarks) import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 
 /// Memory per done entry: the heap growth of a real `Ledger` whose state holds
-/// `entries` done entries, measured around `Ledger(backend:)`.
+/// `entries` done entries, measured around opening its store (`LogStore(log:)`).
 ///
-/// The state is filled the way opening a ledger fills it: the backend replays, per
+/// The state is filled the way opening a ledger fills it: the record log replays, per
 /// key, the intent record and the completion record `once` writes (explicit key,
 /// no params, attempt 1, a tiny receipt), and `Ledger` applies them to its
-/// `LedgerState`. The replaying backend generates each record on the fly and keeps
+/// `LedgerState`. The replaying record log generates each record on the fly and keeps
 /// nothing, so the growth is the ledger's state alone (live `once` calls end in
 /// the same `LedgerState.apply` of the same two records). Much faster than a
 /// million live calls, and not a model of the state.
 enum LedgerMemory {
-    static func run(label: String, entries: Int, keyBytes: Int, receipt: [UInt8]) throws
+    static func run(label: String, entries: Int, keyBytes: Int, receipt: [UInt8]) async throws
         -> BenchResults.MemoryPerEntry
     {
-        let backend = ReplayedDoneEntries(entries: entries, keyBytes: keyBytes, receipt: receipt)
-        HeapUsage.trim()
-        let heapBefore = HeapUsage.heapInUseBytes()
-        let residentBefore = HeapUsage.residentBytes()
-        let clock = MonotonicClock()
-        let cpu = ThreadCPUClock()
-        let ledger = try Ledger(backend: backend)
-        let seconds = clock.elapsedSeconds
-        let cpuSeconds = cpu.elapsedSeconds
-        let heapAfter = HeapUsage.heapInUseBytes()
-        let residentAfter = HeapUsage.residentBytes()
-        guard ledger.entryCount == entries,
-              ledger.entry(BenchKeys.key(0, bytes: keyBytes))?.status == .done,
-              ledger.entry(BenchKeys.key(entries - 1, bytes: keyBytes))?.receipt == receipt
+        // The open is measured on a thread of its own (the replay is one synchronous call).
+        let (ledger, seconds, cpuSeconds, heapBefore, heapAfter, residentBefore, residentAfter) =
+            try await BlockingThread.run(name: "ledger-memory") {
+                let backend = ReplayedDoneEntries(entries: entries, keyBytes: keyBytes, receipt: receipt)
+                HeapUsage.trim()
+                let heapBefore = HeapUsage.heapInUseBytes()
+                let residentBefore = HeapUsage.residentBytes()
+                let clock = MonotonicClock()
+                let cpu = ThreadCPUClock()
+                let ledger = Ledger(store: try LogStore(log: backend))
+                let seconds = clock.elapsedSeconds
+                let cpuSeconds = cpu.elapsedSeconds
+                let heapAfter = HeapUsage.heapInUseBytes()
+                let residentAfter = HeapUsage.residentBytes()
+                return (ledger, seconds, cpuSeconds, heapBefore, heapAfter, residentBefore, residentAfter)
+            }
+        let count = try await ledger.entryCount()
+        guard count == entries,
+              try await ledger.entry(BenchKeys.key(0, bytes: keyBytes))?.status == .done,
+              try await ledger.entry(BenchKeys.key(entries - 1, bytes: keyBytes))?.receipt == receipt
         else {
-            throw BenchError("the memory ledger holds \(ledger.entryCount) entries, expected \(entries) done")
+            throw BenchError("the memory ledger holds \(count) entries, expected \(entries) done")
         }
         try ledger.close()
         withExtendedLifetime(ledger) {}
@@ -58,9 +64,9 @@ enum BenchKeys {
     }
 }
 
-/// A backend whose durable state is `entries` done entries, generated during
+/// A record log whose durable state is `entries` done entries, generated during
 /// `load`; appends are acknowledged and dropped (nothing appends here).
-final class ReplayedDoneEntries: LedgerBackend, @unchecked Sendable {
+final class ReplayedDoneEntries: RecordLog, @unchecked Sendable {
     let entries: Int
     let keyBytes: Int
     let receipt: [UInt8]

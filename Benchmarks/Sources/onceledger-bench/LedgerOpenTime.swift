@@ -8,7 +8,7 @@ import OnceLedgerLog
 ///
 /// Builds the directory through `LogWriter` (the intent and completion record of
 /// each key, as `once` writes them, in full commit batches, so building is quick),
-/// times `Ledger(backend: FileBackend(...))` — lock, scan, replay into the ledger
+/// times `Ledger(store: FileStore(...))` — lock, scan, replay into the ledger
 /// state — with a cold and a warm page cache, then `ledger.compact()`, then the
 /// same opens again, now from the snapshot. Cold = the directory's file pages
 /// dropped with `posix_fadvise(DONTNEED)` (a virtual disk's host may still cache them).
@@ -37,17 +37,16 @@ enum LedgerOpenTime {
             for cache in ["cold", "warm"] {
                 var samples: [(seconds: Double, cpuSeconds: Double)] = []
                 for _ in 0..<opensPerKind {
-                    samples.append(try await BlockingThread.run(name: "ledger-open") {
+                    let (ledger, seconds, cpuSeconds) = try await BlockingThread.run(name: "ledger-open") {
                         if cache == "cold" { try dropPageCache(directory) }
                         let clock = MonotonicClock()
                         let cpu = ThreadCPUClock()
                         let ledger = try openLedger(directory: directory, configuration: configuration)
-                        let seconds = clock.elapsedSeconds
-                        let cpuSeconds = cpu.elapsedSeconds
-                        try check(ledger, entries: entries, keyBytes: keyBytes, receipt: receipt)
-                        try ledger.close()
-                        return (seconds, cpuSeconds)
-                    })
+                        return (ledger, clock.elapsedSeconds, cpu.elapsedSeconds)
+                    }
+                    try await check(ledger, entries: entries, keyBytes: keyBytes, receipt: receipt)
+                    try await BlockingThread.run(name: "ledger-close") { try ledger.close() }
+                    samples.append((seconds, cpuSeconds))
                 }
                 samples.sort { $0.seconds < $1.seconds }
                 let median = samples[samples.count / 2]
@@ -79,7 +78,7 @@ enum LedgerOpenTime {
 
     /// What `Ledger.open(directory:)` does, with the bench's configuration.
     static func openLedger(directory: String, configuration: LogConfiguration) throws -> Ledger {
-        try Ledger(backend: FileBackend(directory: directory, configuration: configuration, createIfMissing: false))
+        Ledger(store: try FileStore(directory: directory, configuration: configuration, createIfMissing: false))
     }
 
     /// Returns the number of records written (a clean close adds one checkpoint)
@@ -112,12 +111,13 @@ enum LedgerOpenTime {
         return (records + 1, recordBytes)
     }
 
-    private static func check(_ ledger: Ledger, entries: Int, keyBytes: Int, receipt: [UInt8]) throws {
-        guard ledger.entryCount == entries,
-              ledger.entry(BenchKeys.key(0, bytes: keyBytes))?.status == .done,
-              ledger.entry(BenchKeys.key(entries - 1, bytes: keyBytes))?.receipt == receipt
+    private static func check(_ ledger: Ledger, entries: Int, keyBytes: Int, receipt: [UInt8]) async throws {
+        let count = try await ledger.entryCount()
+        guard count == entries,
+              try await ledger.entry(BenchKeys.key(0, bytes: keyBytes))?.status == .done,
+              try await ledger.entry(BenchKeys.key(entries - 1, bytes: keyBytes))?.receipt == receipt
         else {
-            throw BenchError("the opened ledger holds \(ledger.entryCount) entries, expected \(entries) done")
+            throw BenchError("the opened ledger holds \(count) entries, expected \(entries) done")
         }
     }
 

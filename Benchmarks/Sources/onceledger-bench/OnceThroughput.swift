@@ -2,7 +2,7 @@ import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 
-/// Durable `Ledger.once` calls per second on the file backend: `callers`
+/// Durable `Ledger.once` calls per second on the file store: `callers`
 /// concurrent tasks, each calling `once` with a fresh key and a no-op effect that
 /// returns a tiny receipt, in a loop until the deadline. Every call writes an
 /// intent (durable before the effect) and a completion (durable before `once`
@@ -10,12 +10,12 @@ import OnceLedgerLog
 /// state grows by the keys of every round (a few hundred thousand at most).
 final class OnceThroughput: Sendable {
     let ledger: Ledger
-    let backend: FileBackend
+    let store: FileStore
     let receipt: [UInt8]
 
-    private init(ledger: Ledger, backend: FileBackend, receipt: [UInt8]) {
+    private init(ledger: Ledger, store: FileStore, receipt: [UInt8]) {
         self.ledger = ledger
-        self.backend = backend
+        self.store = store
         self.receipt = receipt
     }
 
@@ -25,9 +25,8 @@ final class OnceThroughput: Sendable {
         -> OnceThroughput
     {
         try await BlockingThread.run {
-            let backend = FileBackend(directory: directory, configuration: configuration)
-            let ledger = try Ledger(backend: backend)
-            return OnceThroughput(ledger: ledger, backend: backend, receipt: receipt)
+            let store = try FileStore(directory: directory, configuration: configuration)
+            return OnceThroughput(ledger: Ledger(store: store), store: store, receipt: receipt)
         }
     }
 
@@ -45,7 +44,7 @@ final class OnceThroughput: Sendable {
     {
         let ledger = self.ledger
         let receipt = self.receipt
-        guard let engine = backend.engine else { throw BenchError("the bench ledger is not open") }
+        guard let engine = store.engine else { throw BenchError("the bench ledger is not open") }
         @Sendable func once(_ key: String) async throws {
             let outcome = try await ledger.once(IdempotencyKey(key), as: [UInt8].self) { _ in receipt }
             guard outcome.wasPerformed else { throw BenchError("once(\"\(key)\") was not performed: the key was not fresh") }

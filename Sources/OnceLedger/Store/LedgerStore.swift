@@ -30,6 +30,12 @@ public protocol LedgerStore: AnyObject, Sendable {
     /// count kept. Durable before returning.
     func release(_ claim: Claim, reason: String, timeMilliseconds: UInt64) async throws
 
+    /// Ends `claim` without recording an outcome: its effect threw, so it may or may not
+    /// have happened and the key stays pending-unknown (its intent is durable). Writes
+    /// nothing; other owners waiting in `waitForChange` go on. A claim that is no longer
+    /// the key's current one is ignored.
+    func abandon(_ claim: Claim) async throws
+
     /// Resolves a pending-unknown entry (done with a receipt, or absent), or corrects a done
     /// entry's receipt — an audited act recorded with who and why. Checked atomically against
     /// `request.expected`: throws `.wrongState` if the key is not in that state (or its

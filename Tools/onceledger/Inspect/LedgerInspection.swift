@@ -1,5 +1,5 @@
 import Glibc
-import OnceLedger
+@_spi(Benchmarks) import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 
@@ -40,7 +40,7 @@ struct LedgerInspection {
     var report: RecoveryReport
     /// Every key's state; nil when the state is incomplete (the scan refused, or a
     /// record body did not decode).
-    var ledger: Ledger?
+    var ledger: LogStore?
     /// A record body or snapshot item that does not decode (the open would refuse).
     var stateProblem: LedgerError?
     /// Valid records in the segments (covered ones included), by kind.
@@ -135,8 +135,8 @@ struct LedgerInspection {
                                offset: offset, sequence: sequence)
         }
 
-        // `Ledger.init` calls the loader synchronously, so `visit` never outlives this call.
-        let ledger: Ledger = try withoutActuallyEscaping(visit) { visit in
+        // `LogStore.init` calls the loader synchronously, so `visit` never outlives this call.
+        let ledger: LogStore = try withoutActuallyEscaping(visit) { visit in
             let backend = ReadOnlyBackend(directory: directory) { announceItems, applyItem, applyRecord in
                 let report = try RecoveryScanner.scan(
                     storage: storage, directory: directory,
@@ -199,7 +199,7 @@ struct LedgerInspection {
                 return report.tokenScope
             }
             do {
-                return try Ledger(backend: backend)
+                return try LogStore(log: backend)
             } catch let error as LedgerError {
                 throw CommandFailure(error, hint: "Nothing was changed. Check that the files are readable.")
             }
@@ -289,7 +289,7 @@ struct LedgerInspection {
     var entryCounts: (done: Int, pending: Int, absent: Int)? {
         guard let ledger else { return nil }
         var counts = (done: 0, pending: 0, absent: 0)
-        for entry in ledger.entries() {
+        for entry in ledger.currentEntries() {
             switch entry.status {
             case .done: counts.done += 1
             case .pendingUnknown: counts.pending += 1
@@ -301,7 +301,7 @@ struct LedgerInspection {
 
     /// The pending-unknown entry with the oldest intent (ties: the smaller key).
     var oldestPending: EntryInfo? {
-        ledger?.pendingEntries().min { ($0.timeMilliseconds, $0.key) < ($1.timeMilliseconds, $1.key) }
+        ledger?.currentEntries(status: .pendingUnknown).min { ($0.timeMilliseconds, $0.key) < ($1.timeMilliseconds, $1.key) }
     }
 
     /// Sequence numbers of the first and last valid record in the segments.

@@ -1,13 +1,13 @@
-import OnceLedger
+@_spi(Benchmarks) import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 
-/// A `LedgerBackend` that replays a ledger directory without opening it for writing:
-/// no lock, no `.tmp` cleanup, no torn-tail cut. `Ledger(backend:)` on it rebuilds the
+/// A `RecordLog` that replays a ledger directory without opening it for writing:
+/// no lock, no `.tmp` cleanup, no torn-tail cut. `LogStore(log:)` on it rebuilds the
 /// exact state an open would (every key done, pending-unknown or absent), so the
 /// inspection commands report what the application would see. Appends and
 /// compactions throw.
-final class ReadOnlyBackend: LedgerBackend, @unchecked Sendable {
+final class ReadOnlyBackend: RecordLog, @unchecked Sendable {
     typealias Loader = (
         _ itemCount: (Int) -> Void,
         _ item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,

@@ -5,7 +5,7 @@ import OnceLedgerFormat
 import OnceLedgerLog
 
 /// Opening a ledger for `resolve`, `forget` and `compact`: the ordinary open
-/// (`Ledger` on a `FileBackend`, never creating a ledger), which takes the lock and does
+/// (`Ledger` on a `FileStore`, never creating a ledger), which takes the lock and does
 /// what every open does — delete leftover temporary files and cut a torn tail — and
 /// reports having done so. New segments double up to the default largest size, or up
 /// to the size of the ledger's last segment if that is larger. (The largest size the
@@ -15,7 +15,7 @@ import OnceLedgerLog
 struct WritableLedger {
     let directory: String
     let ledger: Ledger
-    let backend: FileBackend
+    let store: FileStore
     /// What the open changed (a torn tail cut, temporary files deleted), for the output.
     let openNotes: [String]
 
@@ -31,10 +31,9 @@ struct WritableLedger {
             configuration = LogConfiguration(segmentBytes: header.segmentBytes)
         }
         let tornBefore = Set(names.filter(LedgerFileNames.isTorn))
-        let backend = FileBackend(directory: directory, configuration: configuration, createIfMissing: false)
-        let ledger: Ledger
+        let store: FileStore
         do {
-            ledger = try Ledger(backend: backend)
+            store = try FileStore(directory: directory, configuration: configuration, createIfMissing: false)
         } catch let error as LedgerError {
             let hint: String
             if error.code == .locked {
@@ -47,7 +46,7 @@ struct WritableLedger {
             throw CommandFailure(error, hint: hint, relativeTo: directory)
         }
         var notes: [String] = []
-        if let recovery = backend.engine?.recovery {
+        if let recovery = store.engine?.recovery {
             if recovery.row.action == .quarantineTornTail, let torn = recovery.tornTail {
                 let after = (try? PosixStorage().listDirectory(directory)) ?? []
                 let side = after.filter { LedgerFileNames.isTorn($0) && !tornBefore.contains($0) }.sorted()
@@ -60,11 +59,11 @@ struct WritableLedger {
                 notes.append("opening deleted the leftover temporary file \(name)")
             }
         }
-        return WritableLedger(directory: directory, ledger: ledger, backend: backend, openNotes: notes)
+        return WritableLedger(directory: directory, ledger: Ledger(store: store), store: store, openNotes: notes)
     }
 
     /// The sequence number of the last record appended (after a resolve or forget).
-    var lastSequence: UInt64? { backend.engine?.lastSequence }
+    var lastSequence: UInt64? { store.engine?.lastSequence }
 
     func close() throws {
         do {

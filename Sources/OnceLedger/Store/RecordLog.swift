@@ -2,17 +2,21 @@ import OnceLedgerFormat
 import OnceLedgerLog
 import Synchronization
 
-/// The storage a `Ledger` talks to. The segmented file log (`FileBackend`) is the
-/// default; `InMemoryBackend` serves tests. A networked backend would implement the
-/// same four calls: replay, append-durably, compact, close.
-public protocol LedgerBackend: AnyObject, Sendable {
+/// The record-level plumbing under `FileStore` and `InMemoryStore`: where `LogStore` (the
+/// one implementation of the claim rules, `LogStore.swift`) replays its state from and
+/// appends its records to. Not an extension point for apps — a store of another kind
+/// implements `LedgerStore` — but the benchmarks package and the `onceledger` tool feed
+/// a `LogStore` from their own record sources, hence SPI rather than internal.
+/// The file log (`FileRecordLog`) and an in-memory list (`InMemoryRecordLog`) implement it.
+@_spi(Benchmarks)
+public protocol RecordLog: AnyObject, Sendable {
     /// Replays the durable state, once, when the ledger opens: the newest snapshot's
     /// items, then every record after it, in order, each as its kind and encoded body.
     /// The body buffer is valid only during the call (no copy is made per record).
     ///
     /// Before the first item, tell `itemCount` how many snapshot items follow (at most
     /// once), so the ledger can size its tables once instead of growing them a million
-    /// entries at a time. A backend that cannot tell never calls it.
+    /// entries at a time. A log that cannot tell never calls it.
     func load(itemCount: (Int) -> Void,
               item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
               record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws
@@ -28,7 +32,8 @@ public protocol LedgerBackend: AnyObject, Sendable {
     var tokenScope: TokenScope { get }
 }
 
-extension LedgerBackend {
+@_spi(Benchmarks)
+extension RecordLog {
     /// `load` for a caller that has no use for the item count (tools replaying a
     /// ledger to check or copy it).
     public func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
@@ -37,16 +42,16 @@ extension LedgerBackend {
     }
 }
 
-/// The default backend: the segmented write-ahead log in a directory.
-public final class FileBackend: LedgerBackend, @unchecked Sendable {
-    public let directory: String
-    public let storage: any Storage
-    public let configuration: LogConfiguration
-    public let createIfMissing: Bool
+/// The segmented write-ahead log in a directory (under `FileStore`).
+package final class FileRecordLog: RecordLog, @unchecked Sendable {
+    package let directory: String
+    package let storage: any Storage
+    package let configuration: LogConfiguration
+    package let createIfMissing: Bool
     private let clock: @Sendable () -> UInt64
     private let engineSlot = Mutex<LogEngine?>(nil)
 
-    public init(directory: String, storage: any Storage = PosixStorage(),
+    package init(directory: String, storage: any Storage = PosixStorage(),
                 configuration: LogConfiguration = LogConfiguration(), createIfMissing: Bool = true,
                 clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds) {
         self.directory = directory
@@ -57,12 +62,12 @@ public final class FileBackend: LedgerBackend, @unchecked Sendable {
     }
 
     /// The open engine (after `load`).
-    public var engine: LogEngine? { engineSlot.withLock { $0 } }
+    package var engine: LogEngine? { engineSlot.withLock { $0 } }
 
     /// The open engine's (`LogEngine.tokenScope`); unscoped before `load`.
-    public var tokenScope: TokenScope { engine?.tokenScope ?? .unscoped }
+    package var tokenScope: TokenScope { engine?.tokenScope ?? .unscoped }
 
-    public func load(itemCount: (Int) -> Void,
+    package func load(itemCount: (Int) -> Void,
                      item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
                      record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         let engine = try LogEngine.open(
@@ -83,15 +88,15 @@ public final class FileBackend: LedgerBackend, @unchecked Sendable {
         return engine
     }
 
-    public func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
+    package func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
         try await open().append(records, onDurable: onDurable)
     }
 
-    public func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws {
+    package func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws {
         _ = try await open().compact(makeItems)
     }
 
-    public func close() throws {
+    package func close() throws {
         let engine = engineSlot.withLock { slot -> LogEngine? in
             defer { slot = nil }
             return slot
@@ -100,10 +105,10 @@ public final class FileBackend: LedgerBackend, @unchecked Sendable {
     }
 }
 
-/// A backend that keeps records in memory: durable for the life of this object.
-/// Closing it and opening a new `Ledger` on the same instance replays its records,
+/// Records kept in memory (under `InMemoryStore`): durable for the life of this object.
+/// Closing it and opening a new store on the same instance replays its records,
 /// which models a clean restart (crash models live in `SimulatedStorage`).
-public final class InMemoryBackend: LedgerBackend, @unchecked Sendable {
+package final class InMemoryRecordLog: RecordLog, @unchecked Sendable {
     private struct State {
         var items: [SnapshotFile.Item] = []
         var records: [(RecordKind, [UInt8])] = []
@@ -111,21 +116,21 @@ public final class InMemoryBackend: LedgerBackend, @unchecked Sendable {
         var open = false
     }
     private let state = Mutex(State())
-    public let configuration: LogConfiguration
+    package let configuration: LogConfiguration
     /// Ledger-scoped with a random id, like a new file ledger; the same on every open
     /// of this instance.
-    public let tokenScope: TokenScope
+    package let tokenScope: TokenScope
 
-    public init(configuration: LogConfiguration = LogConfiguration(), tokenScope: TokenScope = .ledger(.random())) {
+    package init(configuration: LogConfiguration = LogConfiguration(), tokenScope: TokenScope = .ledger(.random())) {
         self.configuration = configuration
         self.tokenScope = tokenScope
     }
 
-    public func load(itemCount: (Int) -> Void,
+    package func load(itemCount: (Int) -> Void,
                      item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
                      record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
         let (items, records) = try state.withLock { state -> ([SnapshotFile.Item], [(RecordKind, [UInt8])]) in
-            if state.open { throw LedgerError(.locked, "this in-memory backend is already open") }
+            if state.open { throw LedgerError(.locked, "this in-memory ledger is already open") }
             state.open = true
             return (state.items, state.records)
         }
@@ -134,7 +139,7 @@ public final class InMemoryBackend: LedgerBackend, @unchecked Sendable {
         for (kind, body) in records { try body.withUnsafeBytes { try record(kind, $0) } }
     }
 
-    public func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
+    package func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
         guard !records.isEmpty, records.count <= configuration.appendRecordsMax else {
             throw LedgerError(.invalidArgument, "append needs 1...\(configuration.appendRecordsMax) records")
         }
@@ -151,7 +156,7 @@ public final class InMemoryBackend: LedgerBackend, @unchecked Sendable {
         }
     }
 
-    public func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws {
+    package func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws {
         try state.withLock { state in
             guard state.open else { throw LedgerError(.closed, "the ledger is closed") }
             state.items = try makeItems(state.lastSequence)
@@ -159,10 +164,10 @@ public final class InMemoryBackend: LedgerBackend, @unchecked Sendable {
         }
     }
 
-    public func close() throws {
+    package func close() throws {
         state.withLock { $0.open = false }
     }
 
     /// Records currently held (after the last compaction), for tests and tools.
-    public var recordCount: Int { state.withLock { $0.records.count } }
+    package var recordCount: Int { state.withLock { $0.records.count } }
 }

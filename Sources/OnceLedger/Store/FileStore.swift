@@ -1,0 +1,57 @@
+import OnceLedgerFormat
+import OnceLedgerLog
+
+/// The default store: the segmented write-ahead log in a directory, with the in-memory
+/// index it replays on open. One process owns the directory (the open takes its lock), so
+/// this store decides claims in process (`LogStore`); every record it writes is fsync'd
+/// before the call that wrote it returns.
+public final class FileStore: LedgerStore, Sendable {
+    public let directory: String
+    let recordLog: FileRecordLog
+    let store: LogStore
+
+    /// Opens (or creates) the ledger in `directory` and replays it: takes the lock, deletes
+    /// leftover temporary files, cuts a torn tail (`Spec/RECOVERY.md`).
+    public init(directory: String, storage: any Storage = PosixStorage(),
+                configuration: LogConfiguration = LogConfiguration(), createIfMissing: Bool = true,
+                clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds) throws {
+        self.directory = directory
+        recordLog = FileRecordLog(directory: directory, storage: storage, configuration: configuration,
+                                  createIfMissing: createIfMissing, clock: clock)
+        store = try LogStore(log: recordLog)
+    }
+
+    /// The open log engine (nil once closed): its recovery report, sequence numbers and
+    /// commit statistics, for tools and tests.
+    public var engine: LogEngine? { recordLog.engine }
+
+    /// The entries as they are now, sorted by key bytes, answered synchronously: for tools
+    /// and tests in this package that open a ledger directory and read it in code that is
+    /// not async.
+    package func currentEntries(status: EntryInfo.Status? = nil) -> [EntryInfo] {
+        store.currentEntries(status: status)
+    }
+
+    /// `currentEntries`'s one-key read.
+    package func currentEntry(_ key: String) -> EntryInfo? { store.currentEntry(key) }
+
+    public var tokenScope: TokenScope { store.tokenScope }
+    public func claim(_ request: ClaimRequest) async throws -> ClaimResult { try await store.claim(request) }
+    public func complete(_ claim: Claim, receipt: [UInt8], timeMilliseconds: UInt64) async throws -> EntryInfo {
+        try await store.complete(claim, receipt: receipt, timeMilliseconds: timeMilliseconds)
+    }
+    public func release(_ claim: Claim, reason: String, timeMilliseconds: UInt64) async throws {
+        try await store.release(claim, reason: reason, timeMilliseconds: timeMilliseconds)
+    }
+    public func abandon(_ claim: Claim) async throws { try await store.abandon(claim) }
+    @discardableResult
+    public func resolve(_ request: ResolveRequest) async throws -> EntryInfo { try await store.resolve(request) }
+    public func forget(_ request: ForgetRequest) async throws { try await store.forget(request) }
+    public func entry(_ key: String) async throws -> EntryInfo? { try await store.entry(key) }
+    public func entries(_ query: EntryQuery) async throws -> [EntryInfo] { try await store.entries(query) }
+    public func entryCount() async throws -> Int { try await store.entryCount() }
+    public func compact() async throws { try await store.compact() }
+    public func waitForChange(of entry: EntryInfo) async throws { try await store.waitForChange(of: entry) }
+    /// Closes the log (it writes a checkpoint and releases the lock).
+    public func close() throws { try store.close() }
+}

@@ -1,0 +1,406 @@
+import OnceLedgerFormat
+import OnceLedgerLog
+import Synchronization
+
+/// The claim rules, in one place: a `LedgerStore` over the in-memory index (`LedgerState`)
+/// and a record-level log (`RecordLog`). `FileStore` runs it on the segmented file log,
+/// `InMemoryStore` on an in-memory record list; both therefore decide exactly alike.
+///
+/// The state is always "the log replayed": a record is applied to it once it is durable,
+/// with the very bytes written. Besides the state, the store tracks its *live claims* —
+/// intents it granted since it opened whose effect has neither completed nor been
+/// released or abandoned, and operator resolves and forgets being written. A claim on a
+/// live key answers `.running`; resolve and forget of a live key throw `.wrongState`;
+/// `waitForChange` waits (on a continuation) until the key's live claim ends. Intents found
+/// when the store opens are pending-unknown, never live: whoever wrote them is gone.
+///
+/// A claim's fence is its attempt: attempts of a key only grow, and a claim granted in
+/// this open is the only live one of its key, so a completion or release from any other
+/// claim (an earlier attempt, a claim of an earlier open) is refused with `.wrongState`.
+@_spi(Benchmarks)
+public final class LogStore: LedgerStore, Sendable {
+    /// A live claim: a granted intent, or an operator's record being written.
+    struct Live {
+        /// Tells this registration from a later one of the same key.
+        var id: UInt64
+        var attempt: UInt32
+        var generation: UInt32
+        var fingerprint: [UInt8]
+        var timeMilliseconds: UInt64
+        /// An operator resolve or forget: claims wait for it, whatever their fingerprint.
+        var isOperator: Bool
+        /// A completion or release of it is being written: a second one is refused.
+        var settling = false
+        var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    }
+
+    struct Core: ~Copyable {
+        var state: LedgerState
+        var live: [KeyBytes: Live] = [:]
+        var nextID: UInt64 = 0
+        var closed = false
+
+        mutating func makeID() -> UInt64 {
+            nextID &+= 1
+            return nextID
+        }
+    }
+
+    let log: any RecordLog
+    public let tokenScope: TokenScope
+    private let core: Mutex<Core>
+
+    /// Replays `log` (once) into the index: every key done, pending-unknown or absent.
+    public init(log: any RecordLog) throws {
+        var loaded = LedgerState()
+        try log.load(
+            itemCount: { count in loaded.reserve(entries: count) },
+            item: { kind, body in try loaded.replay(kind: kind, body: body) },
+            record: { kind, body in try loaded.replay(kind: kind, body: body) })
+        loaded.finishReplay()
+        let tokenScope = log.tokenScope
+        loaded.tokenScope = tokenScope
+        self.log = log
+        self.tokenScope = tokenScope
+        self.core = Mutex(Core(state: loaded))
+    }
+
+    private static var closedError: LedgerError { LedgerError(.closed, "the ledger is closed") }
+
+    // MARK: Claims
+
+    private enum ClaimDecision {
+        case answer(ClaimResult)
+        case write(attempt: UInt32, generation: UInt32, id: UInt64)
+    }
+
+    public func claim(_ request: ClaimRequest) async throws -> ClaimResult {
+        let key = request.key
+        let time = request.timeMilliseconds
+        let decision: ClaimDecision = try core.withLock { core in
+            if core.closed { throw Self.closedError }
+            if let live = core.live[key.keyBytes] {
+                let running = liveEntry(key.rawValue, live, core.state)
+                if !live.isOperator && live.fingerprint != key.fingerprint {
+                    return .answer(.fingerprintMismatch(running))
+                }
+                return .answer(.running(running))
+            }
+            func grant(attempt: UInt32, generation: UInt32) -> ClaimDecision {
+                let id = core.makeID()
+                core.live[key.keyBytes] = Live(id: id, attempt: attempt, generation: generation,
+                                               fingerprint: key.fingerprint, timeMilliseconds: time, isOperator: false)
+                return .write(attempt: attempt, generation: generation, id: id)
+            }
+            let stored = core.state.info(key.rawValue)
+            guard let entry = stored, entry.status != .absent else {
+                return grant(attempt: (stored?.attempt ?? 0) + 1, generation: stored?.generation ?? 0)
+            }
+            if entry.fingerprint != key.fingerprint { return .answer(.fingerprintMismatch(entry)) }
+            switch entry.status {
+            case .done:
+                let expired: Bool = switch request.scope {
+                case .forever: false
+                case .whileInFlight: true
+                case .window(let milliseconds):
+                    // A window reaching past UInt64.max never expires (no wrap-around).
+                    entry.timeMilliseconds.addingReportingOverflow(milliseconds).overflow == false
+                        && time >= entry.timeMilliseconds + milliseconds
+                }
+                if !expired { return .answer(.done(entry)) }
+                return grant(attempt: entry.attempt + 1, generation: entry.generation &+ 1)
+            case .pendingUnknown:
+                switch request.whenPending {
+                case .report: return .answer(.pendingUnknown(entry))
+                case .retry: return grant(attempt: entry.attempt + 1, generation: entry.generation)
+                }
+            case .absent:
+                preconditionFailure("absent handled above")
+            }
+        }
+        switch decision {
+        case .answer(let result):
+            return result
+        case .write(let attempt, let generation, let id):
+            let windowMilliseconds: UInt64
+            let recordScope: RecordBody.Scope
+            switch request.scope {
+            case .forever: (recordScope, windowMilliseconds) = (.forever, 0)
+            case .whileInFlight: (recordScope, windowMilliseconds) = (.whileInFlight, 0)
+            case .window(let milliseconds): (recordScope, windowMilliseconds) = (.window, milliseconds)
+            }
+            do {
+                try await commit([.intent(.init(
+                    key: key.rawValue, fingerprint: key.fingerprint, attempt: attempt, generation: generation,
+                    scope: recordScope, windowMilliseconds: windowMilliseconds, timeMilliseconds: time))])
+            } catch {
+                endLive(key.keyBytes, id: id)
+                throw error
+            }
+            return .claimed(Claim(key: key, attempt: attempt, generation: generation, timeMilliseconds: time,
+                                  fence: UInt64(attempt)))
+        }
+    }
+
+    /// What `.running` reports for a live key: an operator's target as stored, or the
+    /// granted intent (pending-unknown until its outcome is recorded).
+    private func liveEntry(_ key: String, _ live: Live, _ state: borrowing LedgerState) -> EntryInfo {
+        if live.isOperator, let stored = state.info(key) { return stored }
+        return EntryInfo(key: key, status: .pendingUnknown, attempt: live.attempt, generation: live.generation,
+                         fingerprint: live.fingerprint, timeMilliseconds: live.timeMilliseconds, receipt: [],
+                         tokenScope: tokenScope)
+    }
+
+    /// Marks `claim` as being settled (completed or released), or throws `.wrongState` if it
+    /// is not its key's live claim; returns the registration to end afterwards.
+    private func settle(_ claim: Claim, verb: String) throws -> Live {
+        try core.withLock { core in
+            if core.closed { throw Self.closedError }
+            guard var live = core.live[claim.key.keyBytes], !live.isOperator, !live.settling,
+                  UInt64(live.attempt) == claim.fence, live.attempt == claim.attempt,
+                  live.generation == claim.generation
+            else {
+                throw LedgerError(
+                    .wrongState,
+                    "cannot \(verb) the claim on key \"\(claim.key.rawValue)\" (attempt \(claim.attempt)): it is not the key's live claim any more (it was completed, released or abandoned, or the ledger was reopened); nothing was written",
+                    key: claim.key.rawValue, entry: core.state.info(claim.key.rawValue))
+            }
+            live.settling = true
+            core.live[claim.key.keyBytes] = live
+            return live
+        }
+    }
+
+    public func complete(_ claim: Claim, receipt: [UInt8], timeMilliseconds: UInt64) async throws -> EntryInfo {
+        let live = try settle(claim, verb: "complete")
+        defer { endLive(claim.key.keyBytes, id: live.id) }
+        try await commit([.completion(.init(key: claim.key.rawValue, attempt: claim.attempt,
+                                            timeMilliseconds: timeMilliseconds, receipt: receipt))])
+        // What the state now holds for the key, built here rather than looked up: while the
+        // claim is live nothing else writes the key, so the completion just applied the
+        // intent's fingerprint and generation, this attempt, receipt and time.
+        return EntryInfo(key: claim.key.rawValue, status: .done, attempt: claim.attempt, generation: claim.generation,
+                         fingerprint: live.fingerprint, timeMilliseconds: timeMilliseconds, receipt: receipt,
+                         tokenScope: tokenScope)
+    }
+
+    public func release(_ claim: Claim, reason: String, timeMilliseconds: UInt64) async throws {
+        let live = try settle(claim, verb: "release")
+        defer { endLive(claim.key.keyBytes, id: live.id) }
+        try await commit([.release(.init(key: claim.key.rawValue, attempt: claim.attempt,
+                                          timeMilliseconds: timeMilliseconds, reason: reason))])
+    }
+
+    public func abandon(_ claim: Claim) async throws {
+        let id: UInt64? = core.withLock { core in
+            guard let live = core.live[claim.key.keyBytes], !live.isOperator, !live.settling,
+                  UInt64(live.attempt) == claim.fence, live.attempt == claim.attempt
+            else { return nil }
+            return live.id
+        }
+        if let id { endLive(claim.key.keyBytes, id: id) }
+    }
+
+    /// Ends the live registration `id` of `key` (if it still is) and wakes its waiters.
+    private func endLive(_ key: KeyBytes, id: UInt64) {
+        let waiters = core.withLock { core -> [CheckedContinuation<Void, any Error>] in
+            guard let live = core.live[key], live.id == id else { return [] }
+            core.live[key] = nil
+            return Array(live.waiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    public func waitForChange(of entry: EntryInfo) async throws {
+        let key = KeyBytes(entry.key)
+        let waiterID = core.withLock { $0.makeID() }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                enum Registration { case waiting, changed, cancelled }
+                let registration = core.withLock { core -> Registration in
+                    // Checked under the lock the cancellation handler takes: a cancellation
+                    // either is seen here or finds the waiter registered.
+                    if Task.isCancelled { return .cancelled }
+                    guard !core.closed, core.live[key] != nil else { return .changed }
+                    core.live[key]?.waiters[waiterID] = continuation
+                    return .waiting
+                }
+                switch registration {
+                case .waiting: break
+                case .changed: continuation.resume()
+                case .cancelled: continuation.resume(throwing: CancellationError())
+                }
+            }
+        } onCancel: {
+            let waiter = core.withLock { core in core.live[key]?.waiters.removeValue(forKey: waiterID) }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Callers suspended in `waitForChange` on `key` (tests use it to order races).
+    func waiterCount(_ key: String) -> Int {
+        core.withLock { $0.live[KeyBytes(key)]?.waiters.count ?? 0 }
+    }
+
+    // MARK: Operator acts
+
+    /// Checks `key` is in `expected` state (and attempt), not live, then registers an
+    /// operator's live claim on it so claims wait while its record is written.
+    private func beginOperator(_ key: String, expected: EntryInfo.Status, expectedAttempt: UInt32?,
+                               notInState: String) throws -> (EntryInfo, UInt64) {
+        try core.withLock { core in
+            if core.closed { throw Self.closedError }
+            let keyBytes = KeyBytes(key)
+            if core.live[keyBytes] != nil {
+                throw LedgerError(.wrongState,
+                                  "key \"\(key)\" is running now; nothing was written. Try again once its call has finished",
+                                  key: key, entry: core.state.info(key))
+            }
+            guard let entry = core.state.info(key), entry.status == expected else {
+                throw LedgerError(.wrongState, "key \"\(key)\" \(notInState)", key: key, entry: core.state.info(key))
+            }
+            if let expectedAttempt, expectedAttempt != entry.attempt {
+                throw LedgerError(.wrongState,
+                                  "key \"\(key)\" is at attempt \(entry.attempt), not \(expectedAttempt): it changed since it was read; nothing was written. Read it again",
+                                  key: key, entry: entry)
+            }
+            let id = core.makeID()
+            core.live[keyBytes] = Live(id: id, attempt: entry.attempt, generation: entry.generation,
+                                       fingerprint: entry.fingerprint, timeMilliseconds: entry.timeMilliseconds,
+                                       isOperator: true)
+            return (entry, id)
+        }
+    }
+
+    @discardableResult
+    public func resolve(_ request: ResolveRequest) async throws -> EntryInfo {
+        let notInState = switch request.expected {
+        case .pendingUnknown: "is not pending-unknown"
+        case .done: "is not done; only a done entry's receipt can be corrected (resolve a pending-unknown one)"
+        case .absent: "is not absent"
+        }
+        guard !request.reason.isEmpty else {
+            throw LedgerError(.invalidArgument, "resolving an entry needs a reason; it is recorded in the log",
+                              key: request.key)
+        }
+        let (entry, id) = try beginOperator(request.key, expected: request.expected,
+                                            expectedAttempt: request.expectedAttempt, notInState: notInState)
+        defer { endLive(KeyBytes(request.key), id: id) }
+        let receipt: [UInt8]
+        let outcome: RecordBody.Outcome
+        switch request.outcome {
+        case .done(let stored):
+            if stored.count > FormatLimits.receiptBytesMax {
+                throw LedgerError(.limitExceeded,
+                                  "the receipt is \(stored.count) bytes; the limit is \(FormatLimits.receiptBytesMax). Store a reference (an id, a URL) instead of the payload",
+                                  limit: "receiptBytesMax", key: request.key)
+            }
+            (receipt, outcome) = (stored, .done)
+        case .absent:
+            (receipt, outcome) = ([], .absent)
+        }
+        try await commit([.resolve(.init(key: request.key, outcome: outcome, attempt: entry.attempt,
+                                         timeMilliseconds: request.timeMilliseconds, receipt: receipt,
+                                         actor: request.actor, reason: request.reason))])
+        return core.withLock { $0.state.info(request.key) } ?? entry
+    }
+
+    public func forget(_ request: ForgetRequest) async throws {
+        guard !request.reason.isEmpty else {
+            throw LedgerError(.invalidArgument, "forgetting an entry needs a reason; it is recorded in the log",
+                              key: request.key)
+        }
+        let (_, id) = try beginOperator(request.key, expected: .done, expectedAttempt: nil,
+                                        notInState: "is not done; only done entries can be forgotten")
+        defer { endLive(KeyBytes(request.key), id: id) }
+        try await commit([.forget(.init(key: request.key, timeMilliseconds: request.timeMilliseconds,
+                                        actor: request.actor, reason: request.reason))])
+    }
+
+    // MARK: Reads
+
+    public func entry(_ key: String) async throws -> EntryInfo? {
+        core.withLock { $0.state.info(key) }
+    }
+
+    public func entries(_ query: EntryQuery) async throws -> [EntryInfo] {
+        guard query.limit > 0 else { return [] }
+        let all = core.withLock { $0.state.infos(status: query.status) }
+        var start = all.startIndex
+        if let afterKey = query.afterKey {
+            let after = Array(afterKey.utf8)
+            // `all` is sorted by key bytes: skip to the first key after `after`.
+            var low = all.startIndex, high = all.endIndex
+            while low < high {
+                let middle = (low + high) / 2
+                let bytes = Array(all[middle].key.utf8)
+                if bytes.lexicographicallyPrecedes(after) || bytes == after { low = middle + 1 } else { high = middle }
+            }
+            start = low
+        }
+        return Array(all[start..<min(all.endIndex, start + min(query.limit, all.endIndex - start))])
+    }
+
+    /// The entries as they are now, sorted by key bytes, answered synchronously: for tools
+    /// that replay a ledger in this process and list it (`onceledger entries`, `verify`).
+    package func currentEntries(status: EntryInfo.Status? = nil) -> [EntryInfo] {
+        core.withLock { $0.state.infos(status: status) }
+    }
+
+    /// `currentEntries`'s one-key read.
+    package func currentEntry(_ key: String) -> EntryInfo? {
+        core.withLock { $0.state.info(key) }
+    }
+
+    public func entryCount() async throws -> Int {
+        core.withLock { $0.state.count }
+    }
+
+    // MARK: Log
+
+    /// Appends records durably and, once durable, applies the very bytes written to the
+    /// state (the path a replay takes, so the state is always "the log replayed").
+    private func commit(_ bodies: [RecordBody]) async throws {
+        for body in bodies { try body.validate() }
+        if core.withLock({ $0.closed }) { throw Self.closedError }
+        let records = bodies.map(LogRecord.init)
+        _ = try await log.append(records, onDurable: { [self] _ in
+            self.core.withLock { core in
+                for record in records {
+                    do {
+                        try core.state.apply(kind: record.kind, body: record.body)
+                    } catch {
+                        // Validated bodies encoded by RecordBody always decode; anything else
+                        // is a bug in this module, not bad input.
+                        preconditionFailure("a validated \(record.kind) body did not apply: \(error)")
+                    }
+                }
+            }
+        })
+    }
+
+    /// Writes a snapshot of the live state and lets the log drop what it covers.
+    public func compact() async throws {
+        if core.withLock({ $0.closed }) { throw Self.closedError }
+        try await log.compact { [self] _ in
+            self.core.withLock { $0.state.snapshotItems() }
+        }
+    }
+
+    /// Closes the log; nothing more is written through this store (even if its log is
+    /// opened again by another store, as an in-memory one is to model a restart). Callers
+    /// waiting for a change wake (and their next claim throws `.closed`).
+    public func close() throws {
+        let waiters = core.withLock { core -> [CheckedContinuation<Void, any Error>] in
+            core.closed = true
+            var waiters: [CheckedContinuation<Void, any Error>] = []
+            for key in core.live.keys {
+                waiters += Array(core.live[key]?.waiters.values ?? [:].values)
+                core.live[key]?.waiters = [:]
+            }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+        try log.close()
+    }
+}
