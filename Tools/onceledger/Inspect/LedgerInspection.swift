@@ -21,13 +21,8 @@ struct LedgerInspection {
         case record(RecordOnDisk, coveredBySnapshot: Bool)
     }
 
-    /// A valid record and where it sits.
-    struct RecordOnDisk {
-        var header: RecordHeader
-        var body: [UInt8]
-        var segment: UInt64
-        var offset: UInt64
-    }
+    /// A valid record and where it sits (the one record-with-location type).
+    typealias RecordOnDisk = LocatedRecord
 
     struct FileInfo {
         enum Category: String { case segment, snapshot, torn, temporary, lock, other }
@@ -161,17 +156,15 @@ struct LedgerInspection {
                             else { break }
                             let bytes = collected.segmentBuffer
                             var reachedBeyond = false
-                            _ = SegmentLook.walk(bytes, number: number, name: LedgerFileNames.segment(number)) {
-                                header, offset, body in
-                                guard header.sequence <= snapshot.coveredSequence else {
+                            _ = SegmentLook.walk(bytes, number: number, name: LedgerFileNames.segment(number)) { record in
+                                guard record.header.sequence <= snapshot.coveredSequence else {
                                     reachedBeyond = true
                                     return false
                                 }
-                                collected.byKind[header.kind, default: 0] += 1
+                                collected.byKind[record.header.kind, default: 0] += 1
                                 collected.count += 1
                                 collected.covered += 1
-                                visit(.record(RecordOnDisk(header: header, body: body, segment: number, offset: offset),
-                                              coveredBySnapshot: true))
+                                visit(.record(record, coveredBySnapshot: true))
                                 return true
                             }
                             if reachedBeyond { break }
@@ -183,8 +176,7 @@ struct LedgerInspection {
                         collected.byKind[record.header.kind, default: 0] += 1
                         collected.count += 1
                         progress?.update(segment: record.segment, records: collected.count)
-                        visit(.record(RecordOnDisk(header: record.header, body: record.body, segment: record.segment,
-                                                   offset: record.offset), coveredBySnapshot: false))
+                        visit(.record(record, coveredBySnapshot: false))
                         guard collected.stateProblem == nil else { return }
                         do {
                             try record.body.withUnsafeBytes { try applyRecord(record.header.kind, $0) }
@@ -234,7 +226,7 @@ struct LedgerInspection {
                     continue
                 }
                 inspection.unreachedSegments.append(
-                    SegmentLook.walk(collected.segmentBuffer, number: number, name: name) { _, _, _ in true })
+                    SegmentLook.walk(collected.segmentBuffer, number: number, name: name) { _ in true })
             } catch {
                 inspection.unreachedSegments.append(SegmentLook(
                     number: number, name: name, fileBytes: 0, status: "cannot be read: \(error)"))

@@ -21,9 +21,10 @@ struct SegmentLook {
         self.status = status
     }
 
-    /// Walks `bytes` (a whole segment file). `visit` returns false to stop early.
+    /// Walks `bytes` (a whole segment file) with the one walker (`SegmentReader.walk`),
+    /// checking the chain from the header on. `visit` returns false to stop early.
     static func walk(
-        _ bytes: [UInt8], number: UInt64, name: String, visit: (RecordHeader, UInt64, [UInt8]) -> Bool
+        _ bytes: [UInt8], number: UInt64, name: String, visit: (LocatedRecord) -> Bool
     ) -> SegmentLook {
         var look = SegmentLook(number: number, name: name, fileBytes: UInt64(bytes.count), status: "")
         let header: SegmentHeader
@@ -49,32 +50,28 @@ struct SegmentLook {
             look.status = "the header says segment \(header.segmentNumber), the name \(number)"
             return look
         }
-        var offset = FormatLimits.segmentHeaderBytes
         var expected = header.firstSequence
         var chain = header.previousChain
-        look.status = bytes.withUnsafeBytes { raw -> String in
-            while true {
-                switch RecordFrame.decode(raw, at: offset, end: raw.count, baseOffset: 0, ledgerID: header.ledgerID,
-                                          segment: number) {
-                case .record(let record, let bodyStart):
-                    if record.sequence != expected || record.previousChain != chain {
-                        return "record at offset \(offset) has sequence \(record.sequence), expected \(expected) (chain break)"
-                    }
-                    let body = Array(raw[bodyStart..<(bodyStart + Int(record.bodyBytes))])
-                    guard visit(record, UInt64(offset), body) else { return "stopped at offset \(offset)" }
-                    look.recordCount += 1
-                    if look.firstSequence == nil { look.firstSequence = record.sequence }
-                    look.lastSequence = record.sequence
-                    chain = record.checksum
-                    expected = record.sequence &+ 1
-                    offset += record.frameBytes
-                case .zero, .incomplete:
-                    if raw[offset...].allSatisfy({ $0 == 0 }) { return "clean end at offset \(offset)" }
-                    return "bad bytes at offset \(offset) (expected sequence \(expected))"
-                case .corrupt(let reason):
-                    return "bad record at offset \(offset) (expected sequence \(expected)): \(reason)"
-                }
+        var chainBreak: String?
+        let end = SegmentReader.walk(bytes, ledgerID: header.ledgerID, segment: number) { record in
+            if record.header.sequence != expected || record.header.previousChain != chain {
+                chainBreak = "record at offset \(record.offset) has sequence \(record.header.sequence), expected \(expected) (chain break)"
+                return false
             }
+            guard visit(record) else { return false }
+            look.recordCount += 1
+            if look.firstSequence == nil { look.firstSequence = record.header.sequence }
+            look.lastSequence = record.header.sequence
+            chain = record.header.checksum
+            expected = record.header.sequence &+ 1
+            return true
+        }
+        switch end.stop {
+        case .stoppedByVisitor: look.status = chainBreak ?? "stopped at offset \(end.offset)"
+        case .cleanEnd: look.status = "clean end at offset \(end.offset)"
+        case .zerosThenData, .runsPastEnd: look.status = "bad bytes at offset \(end.offset) (expected sequence \(expected))"
+        case .corrupt(let reason):
+            look.status = "bad record at offset \(end.offset) (expected sequence \(expected)): \(reason)"
         }
         return look
     }

@@ -30,12 +30,8 @@ import OnceLedgerLog
 ///   its file nor its `.tmp` exists (RECOVERY R16: the newest segment was deleted or lost);
 ///   with only the `.tmp`, a rollover was interrupted (R17) and nothing is lost.
 struct SalvageScan {
-    struct Record {
-        var header: RecordHeader
-        var body: [UInt8]
-        var segment: UInt64
-        var offset: UInt64
-    }
+    /// A valid record and where it sits (the one record-with-location type).
+    typealias Record = LocatedRecord
 
     /// Bytes of a segment that are not valid records (and not the zero-filled free space).
     struct Damage: Codable {
@@ -482,7 +478,7 @@ struct SalvageScan {
                 if try window.ensure(offset, FormatLimits.recordHeaderBytes) < FormatLimits.recordHeaderBytes {
                     decoded = .incomplete
                 } else {
-                    let bodyBytes = UInt32(truncatingIfNeeded: window.word(at: offset) >> 32)
+                    let bodyBytes = window.peekHeader(at: offset)?.bodyBytes ?? 0
                     if bodyBytes <= FormatLimits.recordBodyBytesMax {
                         try window.ensure(offset, RecordFrame.frameBytes(bodyBytes: Int(bodyBytes)))
                     }
@@ -491,8 +487,9 @@ struct SalvageScan {
                 let reason: String
                 switch decoded {
                 case .record(let header, let bodyStart):
+                    // Copied out of the window, which moves on.
                     result.records.append(Record(
-                        header: header, body: Array(window.bytes[bodyStart..<(bodyStart + Int(header.bodyBytes))]),
+                        header: header, bodyBytes: Array(window.bytes[bodyStart..<(bodyStart + Int(header.bodyBytes))])[...],
                         segment: segment, offset: offset))
                     offset += UInt64(header.frameBytes)
                     continue
@@ -648,17 +645,15 @@ struct SalvageScan {
     /// The record a damaged frame at `offset` seems to be, read without its checksum:
     /// `intent of "order-42" (sequence 17)`, or nil when the bytes do not parse as one.
     static func guessContents(_ raw: UnsafeRawBufferPointer, at offset: Int) -> String? {
-        guard offset + FormatLimits.recordHeaderBytes <= raw.count else { return nil }
-        let bodyBytes = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)))
-        let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
-        let kind = RecordKind(rawValue: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 28, as: UInt16.self)))
+        guard let claimed = SegmentReader.peekHeader(raw, at: offset) else { return nil }
+        let bodyBytes = Int(claimed.bodyBytes)
         let bodyStart = offset + FormatLimits.recordHeaderBytes
         guard bodyBytes <= FormatLimits.keyBytesMax * 4 + FormatLimits.receiptBytesMax,
               bodyStart + bodyBytes <= raw.count,
-              case .body(let body) = RecordBody.decode(kind: kind, Array(raw[bodyStart..<(bodyStart + bodyBytes)]))
+              case .body(let body) = RecordBody.decode(kind: claimed.kind, Array(raw[bodyStart..<(bodyStart + bodyBytes)]))
         else { return nil }
-        let what = body.key.map { "\(kind) of \"\($0)\"" } ?? "\(kind)"
-        return "\(what) (sequence \(sequence))"
+        let what = body.key.map { "\(claimed.kind) of \"\($0)\"" } ?? "\(claimed.kind)"
+        return "\(what) (sequence \(claimed.sequence))"
     }
 
     /// Items of a snapshot whose file checksum fails, parsed as far as they go. Needs a
@@ -717,22 +712,15 @@ extension SalvageWindow {
         }
     }
 
-    /// The frame size of the record header at `offset` when its fields are plausible
-    /// (sequence >= 1, acked-through below it, a kind, known flags, a body within the
-    /// format's limit), else nil. Cheap: no checksum.
+    /// The header fields at `offset` (which `ensure` made available), unchecked.
+    func peekHeader(at offset: UInt64) -> RecordHeader? {
+        bytes.withUnsafeBytes { SegmentReader.peekHeader($0, at: Int(offset - base)) }
+    }
+
+    /// The frame size of the record header at `offset` when the one resynchronisation
+    /// rule (`SegmentReader.plausibleHeader`) says it may start a record, else nil.
+    /// Cheap: no checksum.
     func plausibleFrameBytes(at offset: UInt64) -> Int? {
-        bytes.withUnsafeBytes { raw -> Int? in
-            let index = Int(offset - base)
-            guard index + FormatLimits.recordHeaderBytes <= raw.count else { return nil }
-            let bodyBytes = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: index + 4, as: UInt32.self))
-            let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self))
-            let acked = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index + 16, as: UInt64.self))
-            let kind = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: index + 28, as: UInt16.self))
-            let flags = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: index + 30, as: UInt16.self))
-            guard sequence >= 1, acked < sequence, kind != 0, flags & ~RecordHeader.flagsKnown == 0,
-                  bodyBytes <= FormatLimits.recordBodyBytesMax
-            else { return nil }
-            return RecordFrame.frameBytes(bodyBytes: Int(bodyBytes))
-        }
+        bytes.withUnsafeBytes { SegmentReader.plausibleHeader($0, at: Int(offset - base))?.frameBytes }
     }
 }
