@@ -161,8 +161,8 @@ struct VerifyCommand: AsyncParsableCommand {
             out.detail("\(TextFormat.plural(inspection.coveredRecordCount, "record")) covered by the snapshot (checked, not replayed)")
         }
         if let counts = inspection.entryCounts {
-            let total = counts.done + counts.pending + counts.absent
-            out.add("entries", "\(TextFormat.plural(total, "key")): \(TextFormat.count(counts.done)) done, \(TextFormat.count(counts.pending)) pending-unknown, \(TextFormat.count(counts.absent)) absent")
+            let total = counts.done + counts.pendingUnknown + counts.absent
+            out.add("entries", "\(TextFormat.plural(total, "key")): \(TextFormat.count(counts.done)) done, \(TextFormat.count(counts.pendingUnknown)) pending-unknown, \(TextFormat.count(counts.absent)) absent")
         } else {
             out.add("entries", "not computed: the ledger refuses to open")
         }
@@ -229,7 +229,7 @@ struct VerifyCommand: AsyncParsableCommand {
     static func notes(_ inspection: LedgerInspection) -> [String] {
         let report = inspection.report
         var notes: [String] = []
-        if let pending = inspection.entryCounts?.pending, pending > 0 {
+        if let pending = inspection.entryCounts?.pendingUnknown, pending > 0 {
             notes.append("\(TextFormat.plural(pending, "pending-unknown entry", "pending-unknown entries")) \(pending == 1 ? "needs" : "need") an operator decision: `onceledger pending \(inspection.directory)`")
         }
         if !report.tornFiles.isEmpty {
@@ -320,8 +320,8 @@ struct VerifyCommand: AsyncParsableCommand {
         ])))
         members.append(("entries", inspection.entryCounts.map { counts in
             .object([
-                ("total", .int(counts.done + counts.pending + counts.absent)), ("done", .int(counts.done)),
-                ("pending-unknown", .int(counts.pending)), ("absent", .int(counts.absent)),
+                ("total", .int(counts.done + counts.pendingUnknown + counts.absent)), ("done", .int(counts.done)),
+                ("pending-unknown", .int(counts.pendingUnknown)), ("absent", .int(counts.absent)),
             ])
         } ?? .null))
         var tail: [(String, JSONValue)] = [("state", .string(inspection.tailState))]
