@@ -111,22 +111,25 @@ struct VerifyCommand: AsyncParsableCommand {
         var problems: [LedgerError]
         var repairs: [String]
 
+        /// The library's verdict (`VerificationReport`), and its exit code.
         init(inspection: LedgerInspection, repairs: [String], repairRequested: Bool) {
-            var problems: [LedgerError] = []
-            if inspection.refused, let problem = inspection.problem { problems.append(problem) }
-            if let stateProblem = inspection.stateProblem { problems.append(stateProblem) }
-            self.problems = problems
+            let report = VerificationReport(inspection: inspection)
+            self.problems = report.problems
             self.repairs = repairs
-            if let first = problems.first {
-                result = first.code == .unsupportedVersion ? .unsupported : .damaged
-                exitCode = first.code == .unsupportedVersion ? ExitCodes.operational : ExitCodes.problemsLeft
-            } else if !repairs.isEmpty {
+            switch report.result {
+            case .unsupported:
+                result = .unsupported
+                exitCode = ExitCodes.operational
+            case .damaged:
+                result = .damaged
+                exitCode = ExitCodes.problemsLeft
+            case _ where !repairs.isEmpty:
                 result = .repaired
                 exitCode = ExitCodes.repaired
-            } else if inspection.tornTail != nil || !inspection.report.temporaryFiles.isEmpty {
+            case .repairable:
                 result = .repairable
                 exitCode = ExitCodes.success
-            } else {
+            case .clean:
                 result = .clean
                 exitCode = ExitCodes.success
             }

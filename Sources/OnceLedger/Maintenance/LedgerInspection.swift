@@ -345,6 +345,12 @@ public struct LedgerInspection: Sendable {
         public var pendingUnknown = 0
         public var absent = 0
         public var total: Int { done + pendingUnknown + absent }
+
+        public init(done: Int = 0, pendingUnknown: Int = 0, absent: Int = 0) {
+            self.done = done
+            self.pendingUnknown = pendingUnknown
+            self.absent = absent
+        }
     }
 
     /// The pending-unknown entry with the oldest intent (ties: the smaller key).
