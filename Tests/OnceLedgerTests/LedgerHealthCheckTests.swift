@@ -3,7 +3,9 @@
 // header damaged with its code and location (changing no file), and a ledger this process
 // has open for writing as in use (naming this pid) while still reading its state; and
 // Ledger.openReadOnly gives the state an open would, takes no lock (a writer opens
-// meanwhile) and refuses every write with the code read-only. Real files in a temp dir.
+// meanwhile) and refuses every write with the code read-only; and Salvage.scan/plan/write
+// copy a damaged ledger's readable records into a new ledger from code, reporting the
+// damaged bytes and the proven-durable gap, changing no source file. Real files in a temp dir.
 import Foundation
 import OnceLedger
 import OnceLedgerFormat
@@ -122,5 +124,37 @@ import Testing
             try await readOnly.compact()
         } throws: { ($0 as? LedgerError)?.code == .readOnly }
         #expect(readOnly.entry("new-key") == nil, "a refused claim leaves no trace")
+    }
+
+    @Test func salvageFromCodeCopiesWhatIsReadable() async throws {
+        let directory = Self.directory("salvage")
+        let target = directory + "-copy"
+        defer {
+            try? FileManager.default.removeItem(atPath: directory)
+            try? FileManager.default.removeItem(atPath: target)
+        }
+        try await Self.makeLedger(directory)
+        // The first record's body: a damaged record that later records prove was durable.
+        let segment = directory + "/" + LedgerFileNames.segment(1)
+        var bytes = try #require(FileManager.default.contents(atPath: segment))
+        bytes[FormatLimits.segmentHeaderBytes + FormatLimits.recordHeaderBytes + 4] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: segment))
+        let before = try Self.files(directory)
+        #expect(try LedgerVerifier.verify(directory: directory).result == .damaged)
+
+        let scan = try Salvage.scan(directory: directory)
+        #expect(scan.damage.map(\.startOffset) == [UInt64(FormatLimits.segmentHeaderBytes)])
+        #expect(scan.gaps.count == 1 && scan.gaps.first?.firstSequence == 1 && scan.gaps.first?.provenDurable == true)
+        let plan = Salvage.plan(scan)
+        #expect(plan.notCopied.isEmpty)
+        let written = try await Salvage.write(plan, to: SalvageDestination(target: target))
+        #expect(try Self.files(directory) == before, "salvage never changes the source")
+
+        let copy = try Ledger.open(directory: target, createIfMissing: false)
+        defer { try? copy.close() }
+        #expect(copy.entries() == written.entries)
+        for index in 1..<5 { #expect(copy.entry("order-\(index)")?.status == .done) }
+        #expect(copy.entry("crashed")?.status == .pendingUnknown)
+        #expect(try LedgerVerifier.verify(directory: target).problems.isEmpty)
     }
 }
