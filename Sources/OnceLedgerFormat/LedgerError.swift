@@ -28,6 +28,8 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let limitExceeded = Code("limit-exceeded")
         /// A caller passed an invalid argument or configuration.
         public static let invalidArgument = Code("invalid-argument")
+        /// A write to a ledger opened with `Ledger.openReadOnly`.
+        public static let readOnly = Code("read-only")
 
         // Format / recovery (Spec/RECOVERY.md)
         /// A record proven durable is damaged (rows R12, R13, R14).

@@ -1,24 +1,8 @@
 import OnceLedgerFormat
 
-/// One valid record found by the recovery scan.
-public struct ScannedRecord: Sendable {
-    public var header: RecordHeader
-    /// The body, sharing the scanned segment's buffer: handing a record over costs no
-    /// copy. (Keeping it keeps that buffer alive; copy with `body` to keep it long.)
-    public var bodyBytes: ArraySlice<UInt8>
-    public var segment: UInt64
-    public var offset: UInt64
-
-    /// The body as its own array.
-    public var body: [UInt8] { Array(bodyBytes) }
-
-    public init(header: RecordHeader, bodyBytes: ArraySlice<UInt8>, segment: UInt64, offset: UInt64) {
-        self.header = header
-        self.bodyBytes = bodyBytes
-        self.segment = segment
-        self.offset = offset
-    }
-}
+/// One valid record found by the recovery scan: the one record-with-location type
+/// (`LocatedRecord`, `OnceLedgerFormat`), under the name the engine's callers know.
+public typealias ScannedRecord = LocatedRecord
 
 public struct SegmentSummary: Sendable, Hashable {
     public var number: UInt64
@@ -402,149 +386,142 @@ public enum RecoveryScanner {
                 return true
             }
 
-            // Records.
+            // Records, walked by the one segment walker; the chain rules are checked here.
             let end = bytes.count
-            var offset = FormatLimits.segmentHeaderBytes
             // The successor named by a seal record read in this segment (always its last record).
             var sealed: UInt64?
-            return try bytes.withUnsafeBytes { raw -> Bool in
-                while true {
-                    let expected = report.lastSequence + 1
-                    let result = RecordFrame.decode(raw, at: offset, end: end, baseOffset: 0,
-                                                    ledgerID: header.ledgerID, segment: number)
-                    var badReason: String
-                    // The last nonzero byte from `offset` on, once computed (`scannedToEnd`).
-                    var lastNonZero: Int?
-                    var scannedToEnd = false
-                    var expectedCRC: UInt32?
-                    var actualCRC: UInt32?
-                    switch result {
-                    case .record(let recordHeader, let bodyStart):
-                        // No writer reaches sequence UInt64.max (LogWriter refuses it), and
-                        // accepting it would overflow `expected` on the next record.
-                        if recordHeader.sequence == UInt64.max {
-                            report.observation.link = .broken
-                            fail(LedgerError(.chainBreak, "record has sequence number \(UInt64.max), beyond the last usable one",
-                                             path: path, segment: number, offset: UInt64(offset), sequence: expected))
-                            return true
-                        }
-                        if recordHeader.sequence != expected || recordHeader.previousChain != report.lastChain {
-                            report.observation.link = .broken
-                            fail(LedgerError(.chainBreak,
-                                             "record has sequence \(recordHeader.sequence) chain \(hex32(recordHeader.previousChain)); expected \(expected) chain \(hex32(report.lastChain))",
-                                             path: path, segment: number, offset: UInt64(offset), sequence: expected,
-                                             expectedChecksum: report.lastChain, actualChecksum: recordHeader.previousChain))
-                            return true
-                        }
-                        if sealed != nil {
-                            // A writer never writes after a seal (FORMAT §7.4).
-                            report.observation.link = .broken
-                            fail(LedgerError(.chainBreak, "a record follows the seal of segment \(number), which must be its last record; run `onceledger salvage`",
-                                             path: path, segment: number, offset: UInt64(offset), sequence: expected))
-                            return true
-                        }
-                        if recordHeader.kind == .seal {
-                            let body = Array(bytes[bodyStart..<(bodyStart + Int(recordHeader.bodyBytes))])
-                            guard case .body(.seal(let seal)) = RecordBody.decode(kind: .seal, body),
-                                  number < UInt64.max, seal.successor == number + 1
-                            else {
-                                report.observation.link = .broken
-                                fail(LedgerError(.chainBreak,
-                                                 "the seal record of segment \(number) does not name segment \(number &+ 1) as its successor; run `onceledger salvage`",
-                                                 path: path, segment: number, offset: UInt64(offset), sequence: expected))
-                                return true
-                            }
-                            sealed = seal.successor
-                        }
-                        if let snapshot, recordHeader.sequence == snapshot.coveredSequence,
-                           recordHeader.checksum != snapshot.chain {
-                            report.observation.link = .broken
-                            fail(LedgerError(.chainBreak, "the record at the snapshot's sequence number has another checksum",
-                                             path: path, segment: number, offset: UInt64(offset),
-                                             sequence: recordHeader.sequence, expectedChecksum: snapshot.chain,
-                                             actualChecksum: recordHeader.checksum))
-                            return true
-                        }
-                        if recordHeader.sequence > covered {
-                            try onRecord(ScannedRecord(
-                                header: recordHeader, bodyBytes: bytes[bodyStart..<(bodyStart + Int(recordHeader.bodyBytes))],
-                                segment: number, offset: UInt64(offset)))
-                        }
-                        report.recordCount += 1
-                        summary.recordCount += 1
-                        if summary.firstSequence == nil { summary.firstSequence = recordHeader.sequence }
-                        summary.lastSequence = recordHeader.sequence
-                        report.lastSequence = recordHeader.sequence
-                        report.lastChain = recordHeader.checksum
-                        offset += recordHeader.frameBytes
-                        summary.endOffset = UInt64(offset)
-                        continue
-                    case .zero, .incomplete:
-                        // Zeros, or fewer bytes than a header or the declared frame: a clean
-                        // end when everything from here to the segment end is zero.
-                        lastNonZero = offset >= end ? nil : ZeroScan.lastNonZero(raw, from: offset, end: end)
-                        scannedToEnd = true
-                        if lastNonZero == nil {
-                            if isLast && expected <= covered {
-                                badReason = "the log ends at sequence \(expected - 1) but the snapshot covers \(covered)"
-                            } else {
-                                summary.sealSuccessor = sealed
-                                return false
-                            }
-                        } else if result == .zero {
-                            badReason = "a hole of zeros followed by nonzero bytes"
-                        } else {
-                            badReason = "a record runs past the end of the segment"
-                        }
-                    case .corrupt(let reason):
-                        badReason = reason.description
-                        if case .checksumMismatch(let stored, let computed) = reason {
-                            expectedCRC = computed
-                            actualCRC = stored
-                        }
-                    }
-                    if sealed != nil {
-                        // Nothing is ever written after a seal, so these bytes are no torn write.
+            // Set when a record broke a rule below (the problem is already reported).
+            var refused = false
+            let walked = try SegmentReader.walk(bytes, ledgerID: header.ledgerID, segment: number) { record in
+                let recordHeader = record.header
+                let offset = record.offset
+                let expected = report.lastSequence + 1
+                // No writer reaches sequence UInt64.max (LogWriter refuses it), and
+                // accepting it would overflow `expected` on the next record.
+                if recordHeader.sequence == UInt64.max {
+                    report.observation.link = .broken
+                    fail(LedgerError(.chainBreak, "record has sequence number \(UInt64.max), beyond the last usable one",
+                                     path: path, segment: number, offset: offset, sequence: expected))
+                    refused = true
+                    return false
+                }
+                if recordHeader.sequence != expected || recordHeader.previousChain != report.lastChain {
+                    report.observation.link = .broken
+                    fail(LedgerError(.chainBreak,
+                                     "record has sequence \(recordHeader.sequence) chain \(hex32(recordHeader.previousChain)); expected \(expected) chain \(hex32(report.lastChain))",
+                                     path: path, segment: number, offset: offset, sequence: expected,
+                                     expectedChecksum: report.lastChain, actualChecksum: recordHeader.previousChain))
+                    refused = true
+                    return false
+                }
+                if sealed != nil {
+                    // A writer never writes after a seal (FORMAT §7.4).
+                    report.observation.link = .broken
+                    fail(LedgerError(.chainBreak, "a record follows the seal of segment \(number), which must be its last record; run `onceledger salvage`",
+                                     path: path, segment: number, offset: offset, sequence: expected))
+                    refused = true
+                    return false
+                }
+                if recordHeader.kind == .seal {
+                    guard case .body(.seal(let seal)) = RecordBody.decode(kind: .seal, record.body),
+                          number < UInt64.max, seal.successor == number + 1
+                    else {
                         report.observation.link = .broken
                         fail(LedgerError(.chainBreak,
-                                         "bytes follow the seal of segment \(number), which must be its last record; run `onceledger salvage`",
-                                         path: path, segment: number, offset: UInt64(offset), sequence: expected))
-                        return true
+                                         "the seal record of segment \(number) does not name segment \(number &+ 1) as its successor; run `onceledger salvage`",
+                                         path: path, segment: number, offset: offset, sequence: expected))
+                        refused = true
+                        return false
                     }
-                    // A bad record at `offset`.
-                    report.observation.tail = .bad
-                    report.observation.badInSealedSegment = !isLast
-                    report.observation.badCoveredBySnapshot = expected <= covered
-                    let maxAcked = Scan.laterValidMaxAcked(raw, after: offset, end: end, ledgerID: header.ledgerID,
-                                                           segment: number, expected: expected)
-                    if let maxAcked {
-                        report.observation.laterValid = maxAcked >= expected ? .covering : .notCovering
-                    }
-                    let why: String
-                    if !isLast {
-                        why = "its segment is sealed (a later segment exists)"
-                    } else if expected <= covered {
-                        why = "the snapshot covers sequence \(covered)"
-                    } else if let maxAcked, maxAcked >= expected {
-                        why = "a later valid record says sequence \(maxAcked) was durable"
-                    } else {
-                        why = ""
-                    }
-                    fail(LedgerError(.corruptRecord,
-                                     "record \(expected) is damaged (\(badReason)) and was durable: \(why); run `onceledger salvage`",
-                                     path: path, segment: number, offset: UInt64(offset), sequence: expected,
-                                     expectedChecksum: expectedCRC, actualChecksum: actualCRC))
-                    if isLast {
-                        if !scannedToEnd { lastNonZero = ZeroScan.lastNonZero(raw, from: offset, end: end) }
-                        let last = lastNonZero ?? offset
-                        let tornEnd = min(end, Alignment.roundUp(max(last + 1, offset + 1), to: FormatLimits.recordAlignment))
-                        report.tornTail = TornTail(
-                            segment: number, path: path, offset: UInt64(offset), endOffset: UInt64(tornEnd),
-                            expectedSequence: expected, reason: badReason)
-                    }
-                    return true
+                    sealed = seal.successor
+                }
+                if let snapshot, recordHeader.sequence == snapshot.coveredSequence,
+                   recordHeader.checksum != snapshot.chain {
+                    report.observation.link = .broken
+                    fail(LedgerError(.chainBreak, "the record at the snapshot's sequence number has another checksum",
+                                     path: path, segment: number, offset: offset,
+                                     sequence: recordHeader.sequence, expectedChecksum: snapshot.chain,
+                                     actualChecksum: recordHeader.checksum))
+                    refused = true
+                    return false
+                }
+                if recordHeader.sequence > covered { try onRecord(record) }
+                report.recordCount += 1
+                summary.recordCount += 1
+                if summary.firstSequence == nil { summary.firstSequence = recordHeader.sequence }
+                summary.lastSequence = recordHeader.sequence
+                report.lastSequence = recordHeader.sequence
+                report.lastChain = recordHeader.checksum
+                summary.endOffset = record.endOffset
+                return true
+            }
+            if refused { return true }
+
+            let offset = Int(walked.offset)
+            let expected = report.lastSequence + 1
+            var badReason: String
+            var expectedCRC: UInt32?
+            var actualCRC: UInt32?
+            switch walked.stop {
+            case .cleanEnd:
+                // Everything from here to the segment end is zero.
+                if isLast && expected <= covered {
+                    badReason = "the log ends at sequence \(expected - 1) but the snapshot covers \(covered)"
+                } else {
+                    summary.sealSuccessor = sealed
+                    return false
+                }
+            case .zerosThenData, .runsPastEnd, .stoppedByVisitor:
+                badReason = walked.stop.description
+            case .corrupt(let reason):
+                badReason = reason.description
+                if case .checksumMismatch(let stored, let computed) = reason {
+                    expectedCRC = computed
+                    actualCRC = stored
                 }
             }
+            if sealed != nil {
+                // Nothing is ever written after a seal, so these bytes are no torn write.
+                report.observation.link = .broken
+                fail(LedgerError(.chainBreak,
+                                 "bytes follow the seal of segment \(number), which must be its last record; run `onceledger salvage`",
+                                 path: path, segment: number, offset: UInt64(offset), sequence: expected))
+                return true
+            }
+            // A bad record at `offset`.
+            report.observation.tail = .bad
+            report.observation.badInSealedSegment = !isLast
+            report.observation.badCoveredBySnapshot = expected <= covered
+            let maxAcked = bytes.withUnsafeBytes { raw in
+                Scan.laterValidMaxAcked(raw, after: offset, end: end, ledgerID: header.ledgerID, segment: number,
+                                        expected: expected)
+            }
+            if let maxAcked {
+                report.observation.laterValid = maxAcked >= expected ? .covering : .notCovering
+            }
+            let why: String
+            if !isLast {
+                why = "its segment is sealed (a later segment exists)"
+            } else if expected <= covered {
+                why = "the snapshot covers sequence \(covered)"
+            } else if let maxAcked, maxAcked >= expected {
+                why = "a later valid record says sequence \(maxAcked) was durable"
+            } else {
+                why = ""
+            }
+            fail(LedgerError(.corruptRecord,
+                             "record \(expected) is damaged (\(badReason)) and was durable: \(why); run `onceledger salvage`",
+                             path: path, segment: number, offset: UInt64(offset), sequence: expected,
+                             expectedChecksum: expectedCRC, actualChecksum: actualCRC))
+            if isLast {
+                let lastNonZero = bytes.withUnsafeBytes { ZeroScan.lastNonZero($0, from: offset, end: end) }
+                let last = lastNonZero ?? offset
+                let tornEnd = min(end, Alignment.roundUp(max(last + 1, offset + 1), to: FormatLimits.recordAlignment))
+                report.tornTail = TornTail(
+                    segment: number, path: path, offset: UInt64(offset), endOffset: UInt64(tornEnd),
+                    expectedSequence: expected, reason: badReason)
+            }
+            return true
         }
 
         /// The highest acked-through of any valid record after `offset` in this segment.
@@ -553,27 +530,19 @@ public enum RecoveryScanner {
             expected: UInt64
         ) -> UInt64? {
             var maxAcked: UInt64?
-            var candidate = offset + FormatLimits.recordAlignment
-            // A record at `candidate` can only have a sequence number from `expected` up to
-            // `expected` + the number of 32-byte headers that fit before it; checking that
-            // (and the other header fields) first keeps a long garbage tail from costing a
-            // checksum per 8-byte offset.
-            while candidate + FormatLimits.recordHeaderBytes <= end {
-                let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 8, as: UInt64.self))
-                let acked = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 16, as: UInt64.self))
-                let kind = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 28, as: UInt16.self))
-                let flags = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: candidate + 30, as: UInt16.self))
-                let span = UInt64((candidate - offset) / FormatLimits.recordHeaderBytes + 1)
-                let plausible = sequence >= expected && sequence - expected <= span && acked < sequence && kind != 0
-                    && flags & ~RecordHeader.flagsKnown == 0
-                if plausible, case .record(let header, _) = RecordFrame.decode(
-                    raw, at: candidate, end: end, baseOffset: 0, ledgerID: ledgerID, segment: segment)
-                {
-                    maxAcked = max(maxAcked ?? 0, header.ackedThrough)
-                    candidate += header.frameBytes
-                } else {
-                    candidate += FormatLimits.recordAlignment
-                }
+            // A record at `index` can only have a sequence number from `expected` up to
+            // `expected` + the number of 32-byte headers that fit before it; accepting
+            // only those keeps a long garbage tail from costing a checksum per 8-byte offset.
+            var from = offset + FormatLimits.recordAlignment
+            while let (index, header) = SegmentReader.resynchronize(
+                raw, from: from, end: end, ledgerID: ledgerID, segment: segment,
+                accept: { claimed, index in
+                    let span = UInt64((index - offset) / FormatLimits.recordHeaderBytes + 1)
+                    return claimed.sequence >= expected && claimed.sequence - expected <= span
+                })
+            {
+                maxAcked = max(maxAcked ?? 0, header.ackedThrough)
+                from = index + header.frameBytes
             }
             return maxAcked
         }

@@ -1,6 +1,6 @@
 // Shared helpers for the fault-injection, bad-input and recovery-table tests: build
 // small real ledgers synchronously with `LogWriter` (one `commit` = one batch), find
-// where each record sits by walking segment files independently of the scanner, and
+// where each record sits by walking segment files with the one walker, and
 // damage files in place (flip, zero, truncate, patch a version and re-seal its crc).
 import Foundation
 import OnceLedgerFormat
@@ -72,37 +72,31 @@ func buildLedger(
     return writer.ledgerID
 }
 
-/// Where one valid record sits, found by walking segment files with the codec.
+/// One valid record found by the one segment walker (`SegmentReader`), seen through the
+/// fields these tests use (offsets as `Int`, to index file bytes).
 struct RecordLocation: Equatable {
-    var segment: UInt64
-    var offset: Int
-    var sequence: UInt64
-    var ackedThrough: UInt64
-    var frameBytes: Int
-    var kind: RecordKind
-    var body: [UInt8]
-    var checksum: UInt32
+    var record: LocatedRecord
+    var segment: UInt64 { record.segment }
+    var offset: Int { Int(record.offset) }
+    var sequence: UInt64 { record.header.sequence }
+    var ackedThrough: UInt64 { record.header.ackedThrough }
+    var frameBytes: Int { record.header.frameBytes }
+    var kind: RecordKind { record.header.kind }
+    var body: [UInt8] { record.body }
+    var checksum: UInt32 { record.header.checksum }
 }
 
 /// Every valid record of the segment file at `path`, in order, stopping at the first
-/// position that does not decode as a record.
+/// position that does not decode as a record (`SegmentReader.walk`, as the scanner reads).
 func walkSegment(_ path: String) throws -> (header: SegmentHeader, records: [RecordLocation]) {
     let bytes = try readFile(path)
     guard case .header(let header) = SegmentHeader.decode(bytes) else {
         throw LedgerError(.corruptSegmentHeader, "test helper: cannot decode header", path: path)
     }
     var records: [RecordLocation] = []
-    var offset = FormatLimits.segmentHeaderBytes
-    bytes.withUnsafeBytes { raw in
-        while case .record(let record, let bodyStart) = RecordFrame.decode(
-            raw, at: offset, end: raw.count, baseOffset: 0, ledgerID: header.ledgerID, segment: header.segmentNumber)
-        {
-            records.append(RecordLocation(
-                segment: header.segmentNumber, offset: offset, sequence: record.sequence,
-                ackedThrough: record.ackedThrough, frameBytes: record.frameBytes, kind: record.kind,
-                body: Array(raw[bodyStart..<(bodyStart + Int(record.bodyBytes))]), checksum: record.checksum))
-            offset += record.frameBytes
-        }
+    SegmentReader.walk(bytes, ledgerID: header.ledgerID, segment: header.segmentNumber) { record in
+        records.append(RecordLocation(record: record))
+        return true
     }
     return (header, records)
 }

@@ -1,5 +1,6 @@
-// libFuzzer target: `RecordFrame.decode` over untrusted segment bytes, walking records as
-// the recovery scanner does, and the one body decoder (`RecordBody.decodeFields`, and
+// libFuzzer target: the one segment walker (`SegmentReader.walk`, over `RecordFrame.decode`)
+// and the one resynchronisation rule (`SegmentReader.resynchronize`) over untrusted segment
+// bytes, and the one body decoder (`RecordBody.decodeFields`, and
 // `RecordBody.decode` built on it) on every body it finds (and on the raw input as a body
 // of each kind). Must never trap; a decoded record must re-encode to
 // the same frame bytes. Build and run: Tools/fuzz/run.sh.
@@ -36,31 +37,58 @@ func withFixedChecksum(_ input: [UInt8]) -> [UInt8] {
     return bytes
 }
 
-/// Decodes records one after another from the start, as the recovery scanner does,
-/// with the vectors' position: segment 2, the input starting at offset 128.
+/// Walks the records from the start with the one segment walker (`SegmentReader.walk`,
+/// what the recovery scan, inspection and salvage use), with the vectors' position:
+/// segment 2, the input starting at offset 128. Then checks the one resynchronisation rule
+/// against it: resynchronising at a record the walker accepted finds that record, and
+/// whatever resynchronising finds after the walker stopped decodes as a record.
 func walkRecords(_ bytes: [UInt8]) {
+    let base: UInt64 = 128
+    var accepted: [LocatedRecord] = []
+    let end = SegmentReader.walk(bytes, from: 0, baseOffset: base, ledgerID: fuzzLedgerID, segment: 2) { record in
+        let header = record.header
+        let index = Int(record.offset - base)
+        fuzzCheck(header.sequence >= 1 && header.ackedThrough < header.sequence, "accepted impossible header")
+        fuzzCheck(record.bodyBytes.startIndex == index + FormatLimits.recordHeaderBytes, "body start")
+        fuzzCheck(index + header.frameBytes <= bytes.count, "frame runs past the input")
+        let body = record.body
+        // Round trip: the encoder must produce exactly the frame the decoder accepted.
+        var frame: [UInt8] = []
+        let checksum = RecordFrame.encode(
+            into: &frame, sequence: header.sequence, ackedThrough: header.ackedThrough,
+            previousChain: header.previousChain, kind: header.kind, flags: header.flags, body: body,
+            position: RecordPosition(ledgerID: fuzzLedgerID, segment: 2, offset: record.offset))
+        fuzzCheck(checksum == header.checksum, "checksum differs on re-encode")
+        fuzzCheck(frame == Array(bytes[index..<(index + header.frameBytes)]), "frame differs on re-encode")
+        fuzzBody(kind: header.kind, body)
+        accepted.append(record)
+        return true
+    }
+    fuzzCheck(end.stop != .stoppedByVisitor, "stopped without being asked")
+    let stopIndex = Int(end.offset - base)
+    fuzzCheck(stopIndex == (accepted.last.map { Int($0.endOffset - base) } ?? 0), "stop offset is not past the last record")
     bytes.withUnsafeBytes { raw in
-        var index = 0
+        for record in accepted {
+            let index = Int(record.offset - base)
+            let found = SegmentReader.resynchronize(raw, from: index, end: raw.count, baseOffset: base,
+                                                    ledgerID: fuzzLedgerID, segment: 2)
+            fuzzCheck(found?.index == index && found?.header == record.header, "resynchronisation skips a walked record")
+        }
+        if end.stop == .cleanEnd {
+            fuzzCheck(ZeroScan.lastNonZero(raw, from: stopIndex, end: raw.count) == nil, "clean end before nonzero bytes")
+        }
+        var from = stopIndex + FormatLimits.recordAlignment
         var steps = 0
-        while steps < 64 {
+        while steps < 64, let (index, header) = SegmentReader.resynchronize(
+            raw, from: from, end: raw.count, baseOffset: base, ledgerID: fuzzLedgerID, segment: 2)
+        {
             steps += 1
-            let result = RecordFrame.decode(raw, at: index, end: raw.count, baseOffset: 128, ledgerID: fuzzLedgerID,
-                                            segment: 2)
-            guard case .record(let header, let bodyStart) = result else { break }
-            fuzzCheck(header.sequence >= 1 && header.ackedThrough < header.sequence, "accepted impossible header")
-            fuzzCheck(bodyStart == index + FormatLimits.recordHeaderBytes, "body start")
-            fuzzCheck(index + header.frameBytes <= raw.count, "frame runs past the input")
-            let body = Array(raw[bodyStart..<(bodyStart + Int(header.bodyBytes))])
-            // Round trip: the encoder must produce exactly the frame the decoder accepted.
-            var frame: [UInt8] = []
-            let checksum = RecordFrame.encode(
-                into: &frame, sequence: header.sequence, ackedThrough: header.ackedThrough,
-                previousChain: header.previousChain, kind: header.kind, flags: header.flags, body: body,
-                position: RecordPosition(ledgerID: fuzzLedgerID, segment: 2, offset: 128 + UInt64(index)))
-            fuzzCheck(checksum == header.checksum, "checksum differs on re-encode")
-            fuzzCheck(frame == Array(raw[index..<(index + header.frameBytes)]), "frame differs on re-encode")
-            fuzzBody(kind: header.kind, body)
-            index += header.frameBytes
+            fuzzCheck(index >= from && index % FormatLimits.recordAlignment == 0, "resynchronised off the grid")
+            guard case .record(let decoded, _) = RecordFrame.decode(
+                raw, at: index, end: raw.count, baseOffset: base, ledgerID: fuzzLedgerID, segment: 2)
+            else { return fuzzCheck(false, "resynchronised to bytes that are not a record") }
+            fuzzCheck(decoded == header, "resynchronised header differs from the decoded one")
+            from = index + header.frameBytes
         }
     }
 }

@@ -4,7 +4,8 @@
 #   Tools/fuzz/run.sh [TARGET...]      (default: all three targets)
 #
 # Targets (Tools/fuzz/<Target>.swift, each with its own LLVMFuzzerTestOneInput):
-#   FuzzRecord         RecordFrame.decode (walking records) and the one body decoder,
+#   FuzzRecord         the one segment walker and resynchronisation rule (SegmentReader,
+#                      over RecordFrame.decode) and the one body decoder,
 #                      RecordBody.decodeFields (in place, as the ledger's replay reads
 #                      bodies) and RecordBody.decode (built on it)
 #   FuzzSegmentHeader  SegmentHeader.decode

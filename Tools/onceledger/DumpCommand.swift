@@ -1,4 +1,5 @@
 import ArgumentParser
+import OnceLedger
 import OnceLedgerFormat
 
 /// `onceledger dump DIR [--json] [--key K] [--kind NAME…] [--since SEQ]`: every record
@@ -149,7 +150,7 @@ struct DumpCommand: AsyncParsableCommand {
 
     // MARK: Text
 
-    static func recordText(_ record: LedgerInspection.RecordOnDisk, covered: Bool,
+    static func recordText(_ record: LocatedRecord, covered: Bool,
                            decoded: RecordDescription.Decoded) -> String {
         let header = record.header
         var parts = ["seq=\(header.sequence)", "segment=\(record.segment)", "offset=\(record.offset)",
@@ -177,7 +178,7 @@ struct DumpCommand: AsyncParsableCommand {
 
     // MARK: JSON
 
-    static func recordJSON(_ record: LedgerInspection.RecordOnDisk, covered: Bool,
+    static func recordJSON(_ record: LocatedRecord, covered: Bool,
                            decoded: RecordDescription.Decoded) -> JSONValue {
         let header = record.header
         var members: [(String, JSONValue)] = [

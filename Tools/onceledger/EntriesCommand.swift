@@ -74,9 +74,9 @@ struct EntriesCommand: AsyncParsableCommand {
                     + "\nRun `onceledger verify \(directory)` for the full report; `onceledger salvage` copies what is recoverable to a new directory.",
                 code: problem.code.rawValue)
         }
-        guard let ledger = inspection.ledger else {
+        guard let store = inspection.store else {
             throw CommandFailure(ExitCodes.operational, "\(directory): the ledger's state could not be read")
         }
-        return ledger
+        return store
     }
 }

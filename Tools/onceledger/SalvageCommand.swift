@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-@_spi(Benchmarks) import OnceLedger
+import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 
@@ -9,7 +9,7 @@ import OnceLedgerLog
 /// is the explicit offline tool for a ledger that refuses to open). Never changes DIR.
 ///
 /// DIR is read with the format decoders directly (`SalvageScan`), past any damage. The
-/// new ledger is written through the library (`FileRecordLog`: the snapshot's items as a
+/// new ledger is written through the library (`FileBackend`: the snapshot's items as a
 /// snapshot, then the records in sequence order as appends), so it is a valid ledger
 /// whose entries — done, pending-unknown, absent — are what the recovered records say.
 /// Records get new sequence numbers there; the new ledger keeps the source's ledger id and
@@ -95,19 +95,26 @@ struct SalvageCommand: AsyncParsableCommand {
             try checkDirectories(source: source, destination: destination)
             let trust = trustDamagedSnapshot
             let scan = try await BlockingThread.run(name: "salvage-read") {
-                try SalvageScan.scan(directory: source, trustDamagedSnapshot: trust)
+                // Progress on standard error, only when it is a terminal.
+                var progress: ScanProgress?
+                defer { progress?.finish() }
+                return try Salvage.scan(directory: source, trustDamagedSnapshot: trust) { segment, count, records in
+                    if progress == nil { progress = ScanProgress(label: "salvage", firstSegment: 1, segmentCount: count) }
+                    progress?.update(segment: UInt64(segment), records: records)
+                }
             }
             if scan.segments.isEmpty && scan.snapshot == nil && scan.ignoredSnapshots.isEmpty {
                 throw Failure(description: "\(dir) holds no ledger files (no segment, no snapshot)",
                               code: LedgerError.Code.notALedger.rawValue)
             }
-            let plan = SalvagePlan(scan)
+            let plan = Salvage.plan(scan)
             let written: SalvagePlan.Written
             do {
-                written = try await plan.write(to: destination)
+                written = try await Salvage.write(plan, to: destination)
             } catch {
                 let removed = destination.discard()
-                var failure = (error as? Failure) ?? (error as? LedgerError).map(Failure.init)
+                var failure = (error as? Failure) ?? (error as? Salvage.Failure).map { Failure(description: $0.description) }
+                    ?? (error as? LedgerError).map(Failure.init)
                     ?? Failure(description: "\(error)")
                 let left = FileManager.default.fileExists(atPath: target) ? "is left as it was (empty)" : "was not created"
                 failure.description += "\n\(target) \(left)"
@@ -146,7 +153,11 @@ struct SalvageCommand: AsyncParsableCommand {
             throw Failure(description: "\(dir) is not a directory. A ledger is a directory of wal-*.seg segment files; pass that directory.",
                           code: LedgerError.Code.notALedger.rawValue)
         }
-        try destination.check()
+        do {
+            try destination.check()
+        } catch {
+            throw Failure(description: error.description)
+        }
         // A live writer would change the files while they are read. The probe sees the
         // directory's lock (which deleting or replacing LOCK cannot hide) and never opens
         // LOCK through a link or in a way that could block (FORMAT §2.2).
@@ -154,141 +165,6 @@ struct SalvageCommand: AsyncParsableCommand {
             throw Failure(description: "\(dir) is in use by \(holder.who); close it there first",
                           code: LedgerError.Code.locked.rawValue)
         }
-    }
-}
-
-/// What salvage copies, decided from the scan: snapshot items and records that this
-/// build can apply, minus the housekeeping records that describe the old files.
-struct SalvagePlan: Sendable {
-    var items: [SnapshotFile.Item] = []
-    var records: [LogRecord] = []
-    /// Checkpoint, snapshot-marker and seal records left out (they describe the old files).
-    var housekeepingSkipped = 0
-    /// Items and records that could not be copied, and why (they count as lost).
-    var notCopied: [String] = []
-    var segmentBytes: UInt64
-    var recordBodyBytesMax: UInt32
-    /// The source's identity, which the new ledger keeps so every entry keeps its effect
-    /// token (`Spec/FORMAT.md` §9.3); nil when the source's id is unknown (a new random
-    /// id). When no valid header or snapshot tells the token scheme, ledger-scoped.
-    var identity: LedgerIdentity?
-
-    init(_ scan: SalvageScan) {
-        segmentBytes = scan.segmentBytes ?? LogConfiguration().segmentBytes
-        identity = scan.ledgerID.map { LedgerIdentity(ledgerID: $0, ledgerScopedTokens: scan.ledgerScopedTokens ?? true) }
-        recordBodyBytesMax = LogConfiguration(segmentBytes: segmentBytes).recordBodyBytesMax
-        let applicableItems: Set<RecordKind> = [.entryState, .memoPut, .journalEntry, .runTerminal]
-        if let snapshot = scan.snapshot {
-            for (index, item) in snapshot.snapshot.items.enumerated() {
-                switch RecordBody.decode(kind: item.kind, item.body) {
-                case .body where applicableItems.contains(item.kind):
-                    items.append(item)
-                case .body:
-                    notCopied.append("snapshot item \(index): kind \(item.kind) does not belong in a snapshot")
-                case .corrupt(let reason):
-                    notCopied.append("snapshot item \(index): \(reason)")
-                case .unknownKind(let kind):
-                    notCopied.append("snapshot item \(index): kind \(kind.rawValue) is not known to this build")
-                }
-            }
-        }
-        for record in scan.records {
-            let place = "record \(record.header.sequence) (segment \(record.segment) offset \(record.offset))"
-            switch RecordBody.decode(kind: record.header.kind, record.body) {
-            case .body(.checkpoint), .body(.snapshotMarker), .body(.seal):
-                // They describe the old files, not state: copied into the new ledger they
-                // would describe files it does not have (a seal names the old successor).
-                housekeepingSkipped += 1
-            case .body(.entryState):
-                notCopied.append("\(place): kind \(record.header.kind) is a snapshot item, not a log record")
-            case .body:
-                records.append(LogRecord(kind: record.header.kind, body: record.body))
-                recordBodyBytesMax = max(recordBodyBytesMax, UInt32(record.body.count))
-            case .corrupt(let reason):
-                notCopied.append("\(place): \(reason)")
-            case .unknownKind(let kind):
-                notCopied.append("\(place): kind \(kind.rawValue) is not known to this build")
-            }
-        }
-    }
-
-    var configuration: LogConfiguration {
-        var configuration = LogConfiguration(segmentBytes: segmentBytes)
-        configuration.recordBodyBytesMax = recordBodyBytesMax
-        // The staging directory is salvage's own and holds its SALVAGE-INCOMPLETE marker
-        // (SalvageDestination); the ledger is created beside it.
-        configuration.adoptNonEmptyDirectory = true
-        configuration.newLedgerIdentity = identity
-        return configuration
-    }
-
-    struct Written: Sendable {
-        var entries: [EntryInfo]
-    }
-
-    /// Writes the new ledger into the destination's staging directory, reopens it and
-    /// checks it reads back as the same state an in-memory ledger fed the same items and
-    /// records has, and only then renames it into place.
-    func write(to destination: SalvageDestination) async throws -> Written {
-        let configuration = self.configuration
-        try configuration.validate()
-        try await BlockingThread.run(name: "salvage-create") { try destination.create() }
-        let target = destination.staging
-        let backend = FileRecordLog(directory: target, configuration: configuration, createIfMissing: true)
-        try await BlockingThread.run(name: "salvage-open") { try backend.load(item: { _, _ in }, record: { _, _ in }) }
-        do {
-            guard let engine = backend.engine else {
-                throw SalvageCommand.Failure(description: "the new ledger did not open")
-            }
-            let items = self.items
-            if !items.isEmpty { _ = try await engine.compact { _ in items } }
-            let groupRecordsMax = min(256, configuration.appendRecordsMax)
-            var index = 0
-            while index < records.count {
-                let group = Array(records[index..<min(index + groupRecordsMax, records.count)])
-                _ = try await engine.append(group)
-                index += group.count
-            }
-        } catch {
-            try? backend.close()
-            throw error
-        }
-        try await BlockingThread.run(name: "salvage-close") { try backend.close() }
-
-        // Read back through the public API and compare with the same state built in memory.
-        let reopened = try await BlockingThread.run(name: "salvage-check") {
-            try Ledger.open(directory: target, configuration: configuration, createIfMissing: false)
-        }
-        let entries: [EntryInfo]
-        do {
-            entries = try await reopened.entries()
-        } catch {
-            try? reopened.close()
-            throw error
-        }
-        let scope = reopened.tokenScope
-        try? reopened.close()
-        if let identity, identity.tokenScope != scope {
-            throw SalvageCommand.Failure(
-                description: "the new ledger in \(target) does not derive effect tokens as the source does (\(scope), expected \(identity.tokenScope))")
-        }
-        let memory = InMemoryRecordLog(configuration: configuration, tokenScope: scope)
-        try memory.load(item: { _, _ in }, record: { _, _ in })
-        if !items.isEmpty { try await memory.compact { _ in items } }
-        var index = 0
-        while index < records.count {
-            let group = Array(records[index..<min(index + configuration.appendRecordsMax, records.count)])
-            _ = try await memory.append(group, onDurable: { _ in })
-            index += group.count
-        }
-        try memory.close()
-        let expected = try await Ledger(store: InMemoryStore(log: memory)).entries()
-        guard expected == entries else {
-            throw SalvageCommand.Failure(
-                description: "the new ledger in \(target) does not read back as written (\(entries.count) entries, expected \(expected.count))")
-        }
-        try await BlockingThread.run(name: "salvage-install") { try destination.install() }
-        return Written(entries: entries)
     }
 }
 

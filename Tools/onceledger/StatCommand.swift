@@ -95,7 +95,7 @@ struct StatCommand: AsyncParsableCommand {
         let kinds = inspection.kindCountsInOrder.map { "\($0.0) \(TextFormat.count($0.1))" }
         if !kinds.isEmpty { out.add("  by kind", kinds.joined(separator: ", ")) }
         if let counts = inspection.entryCounts {
-            out.add("entries", "\(TextFormat.plural(counts.done + counts.pending + counts.absent, "key")): \(TextFormat.count(counts.done)) done, \(TextFormat.count(counts.pending)) pending-unknown, \(TextFormat.count(counts.absent)) absent")
+            out.add("entries", "\(TextFormat.plural(counts.done + counts.pendingUnknown + counts.absent, "key")): \(TextFormat.count(counts.done)) done, \(TextFormat.count(counts.pendingUnknown)) pending-unknown, \(TextFormat.count(counts.absent)) absent")
             if let oldest = inspection.oldestPending {
                 out.add("oldest pending", "\(TextFormat.plain(oldest.key)) since \(TextFormat.time(oldest.timeMilliseconds)) (attempt \(oldest.attempt), token \(oldest.token))")
             } else {
@@ -145,8 +145,8 @@ struct StatCommand: AsyncParsableCommand {
         ]
         if let counts = inspection.entryCounts {
             members.append(("entries", .object([
-                ("total", .int(counts.done + counts.pending + counts.absent)), ("done", .int(counts.done)),
-                ("pending-unknown", .int(counts.pending)), ("absent", .int(counts.absent)),
+                ("total", .int(counts.done + counts.pendingUnknown + counts.absent)), ("done", .int(counts.done)),
+                ("pending-unknown", .int(counts.pendingUnknown)), ("absent", .int(counts.absent)),
             ])))
             members.append(("oldestPendingUnknown", inspection.oldestPending.map(EntryDescription.json) ?? .null))
         } else {

@@ -111,22 +111,25 @@ struct VerifyCommand: AsyncParsableCommand {
         var problems: [LedgerError]
         var repairs: [String]
 
+        /// The library's verdict (`VerificationReport`), and its exit code.
         init(inspection: LedgerInspection, repairs: [String], repairRequested: Bool) {
-            var problems: [LedgerError] = []
-            if inspection.refused, let problem = inspection.problem { problems.append(problem) }
-            if let stateProblem = inspection.stateProblem { problems.append(stateProblem) }
-            self.problems = problems
+            let report = VerificationReport(inspection: inspection)
+            self.problems = report.problems
             self.repairs = repairs
-            if let first = problems.first {
-                result = first.code == .unsupportedVersion ? .unsupported : .damaged
-                exitCode = first.code == .unsupportedVersion ? ExitCodes.operational : ExitCodes.problemsLeft
-            } else if !repairs.isEmpty {
+            switch report.result {
+            case .unsupported:
+                result = .unsupported
+                exitCode = ExitCodes.operational
+            case .damaged:
+                result = .damaged
+                exitCode = ExitCodes.problemsLeft
+            case _ where !repairs.isEmpty:
                 result = .repaired
                 exitCode = ExitCodes.repaired
-            } else if inspection.tornTail != nil || !inspection.report.temporaryFiles.isEmpty {
+            case .repairable:
                 result = .repairable
                 exitCode = ExitCodes.success
-            } else {
+            case .clean:
                 result = .clean
                 exitCode = ExitCodes.success
             }
@@ -161,8 +164,8 @@ struct VerifyCommand: AsyncParsableCommand {
             out.detail("\(TextFormat.plural(inspection.coveredRecordCount, "record")) covered by the snapshot (checked, not replayed)")
         }
         if let counts = inspection.entryCounts {
-            let total = counts.done + counts.pending + counts.absent
-            out.add("entries", "\(TextFormat.plural(total, "key")): \(TextFormat.count(counts.done)) done, \(TextFormat.count(counts.pending)) pending-unknown, \(TextFormat.count(counts.absent)) absent")
+            let total = counts.done + counts.pendingUnknown + counts.absent
+            out.add("entries", "\(TextFormat.plural(total, "key")): \(TextFormat.count(counts.done)) done, \(TextFormat.count(counts.pendingUnknown)) pending-unknown, \(TextFormat.count(counts.absent)) absent")
         } else {
             out.add("entries", "not computed: the ledger refuses to open")
         }
@@ -229,7 +232,7 @@ struct VerifyCommand: AsyncParsableCommand {
     static func notes(_ inspection: LedgerInspection) -> [String] {
         let report = inspection.report
         var notes: [String] = []
-        if let pending = inspection.entryCounts?.pending, pending > 0 {
+        if let pending = inspection.entryCounts?.pendingUnknown, pending > 0 {
             notes.append("\(TextFormat.plural(pending, "pending-unknown entry", "pending-unknown entries")) \(pending == 1 ? "needs" : "need") an operator decision: `onceledger pending \(inspection.directory)`")
         }
         if !report.tornFiles.isEmpty {
@@ -320,8 +323,8 @@ struct VerifyCommand: AsyncParsableCommand {
         ])))
         members.append(("entries", inspection.entryCounts.map { counts in
             .object([
-                ("total", .int(counts.done + counts.pending + counts.absent)), ("done", .int(counts.done)),
-                ("pending-unknown", .int(counts.pending)), ("absent", .int(counts.absent)),
+                ("total", .int(counts.done + counts.pendingUnknown + counts.absent)), ("done", .int(counts.done)),
+                ("pending-unknown", .int(counts.pendingUnknown)), ("absent", .int(counts.absent)),
             ])
         } ?? .null))
         var tail: [(String, JSONValue)] = [("state", .string(inspection.tailState))]

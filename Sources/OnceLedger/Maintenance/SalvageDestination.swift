@@ -2,7 +2,7 @@ import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
 
-/// Where salvage builds the new ledger, so that an interrupted salvage (a full disk, a
+/// Where salvage (`Salvage.write`) builds the new ledger, so that an interrupted salvage (a full disk, a
 /// kill, a power cut) never leaves a partial ledger at NEWDIR that looks complete:
 ///
 /// 1. create `NEWDIR.salvage-tmp` beside NEWDIR, holding a marker file
@@ -15,40 +15,42 @@ import OnceLedgerLog
 /// So NEWDIR either does not exist (or is still the empty directory it was) or holds the
 /// whole new ledger. A `NEWDIR.salvage-tmp` left by an interrupted run carries the marker
 /// (until the last moment) and is never used: salvage refuses to start while it exists.
-struct SalvageDestination {
+public struct SalvageDestination: Sendable {
     /// NEWDIR (absolute, standardized).
-    let target: String
-    static let stagingSuffix = ".salvage-tmp"
-    static let markerName = "SALVAGE-INCOMPLETE"
+    public let target: String
+    public static let stagingSuffix = ".salvage-tmp"
+    public static let markerName = "SALVAGE-INCOMPLETE"
 
-    var staging: String { target + SalvageDestination.stagingSuffix }
-    var parent: String { (target as NSString).deletingLastPathComponent }
+    public var staging: String { target + SalvageDestination.stagingSuffix }
+    public var parent: String { (target as NSString).deletingLastPathComponent }
     private var storage: PosixStorage { PosixStorage() }
 
     /// NEWDIR must be missing or an empty directory on the same file system as its parent
     /// (the rename cannot cross file systems); no earlier staging directory may be left.
-    func check() throws(SalvageCommand.Failure) {
+    public init(target: String) { self.target = target }
+
+    public func check() throws(Salvage.Failure) {
         var info = stat()
         if lstat(target, &info) == 0 {
             guard info.st_mode & S_IFMT == S_IFDIR else {
-                throw .init(description: "\(target) exists and is not a directory")
+                throw .init("\(target) exists and is not a directory")
             }
             let contents = (try? FileManager.default.contentsOfDirectory(atPath: target)) ?? ["?"]
             guard contents.isEmpty else {
-                throw .init(description: "\(target) is not empty; salvage writes only into a new or empty directory")
+                throw .init("\(target) is not empty; salvage writes only into a new or empty directory")
             }
             var parentInfo = stat()
             if stat(parent, &parentInfo) == 0, parentInfo.st_dev != info.st_dev {
-                throw .init(description: "\(target) is a mount point; salvage builds the new ledger beside it and renames it into place, which cannot cross file systems: pass a new directory inside it (such as \(target)/ledger)")
+                throw .init("\(target) is a mount point; salvage builds the new ledger beside it and renames it into place, which cannot cross file systems: pass a new directory inside it (such as \(target)/ledger)")
             }
         }
         if lstat(staging, &info) == 0 {
-            throw .init(description: "\(staging) exists: an earlier salvage into \(target) was interrupted there; remove it (rm -r) and run salvage again")
+            throw .init("\(staging) exists: an earlier salvage into \(target) was interrupted there; remove it (rm -r) and run salvage again")
         }
     }
 
     /// Step 1: the staging directory with its marker, durable.
-    func create() throws {
+    public func create() throws {
         try createParents()
         try storage.createDirectory(staging)
         try storage.synchronizeDirectory(parent)
@@ -60,7 +62,7 @@ struct SalvageDestination {
     }
 
     /// Step 3: the marker goes, then the staging directory becomes NEWDIR.
-    func install() throws {
+    public func install() throws {
         var info = stat()
         if stat(target, &info) == 0 { _ = chmod(staging, info.st_mode & 0o7777) }  // keep an empty NEWDIR's mode
         try storage.removeFile(staging + "/" + SalvageDestination.markerName)
@@ -70,7 +72,7 @@ struct SalvageDestination {
     }
 
     /// After a failure: remove the staging directory (best effort). True when it is gone.
-    func discard() -> Bool {
+    public func discard() -> Bool {
         try? FileManager.default.removeItem(atPath: staging)
         return !FileManager.default.fileExists(atPath: staging)
     }

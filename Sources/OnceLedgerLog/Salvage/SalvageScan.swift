@@ -2,8 +2,8 @@ import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
 
-/// What `onceledger salvage` can read from a damaged ledger directory, found with the
-/// format decoders directly (the recovery scanner stops at the first problem; salvage
+/// What salvage (`Salvage.scan`, `onceledger salvage`) can read from a damaged ledger
+/// directory, found with the format decoders directly (the recovery scanner stops at the first problem; salvage
 /// goes past it). Reads only: never changes the directory.
 ///
 /// - Every file is read through `SalvageFile`: never whole, never blocking, by its data
@@ -29,137 +29,138 @@ import OnceLedgerLog
 /// - So is a segment that the last segment's seal names (format version 2) when neither
 ///   its file nor its `.tmp` exists (RECOVERY R16: the newest segment was deleted or lost);
 ///   with only the `.tmp`, a rollover was interrupted (R17) and nothing is lost.
-struct SalvageScan {
-    struct Record {
-        var header: RecordHeader
-        var body: [UInt8]
-        var segment: UInt64
-        var offset: UInt64
-    }
+public struct SalvageScan: Sendable {
+    /// A valid record and where it sits (the one record-with-location type).
+    public typealias Record = LocatedRecord
 
     /// Bytes of a segment that are not valid records (and not the zero-filled free space).
-    struct Damage: Codable {
-        var segment: UInt64
-        var file: String
-        var startOffset: UInt64
-        var endOffset: UInt64
-        var reason: String
+    public struct Damage: Codable, Sendable {
+        public var segment: UInt64
+        public var file: String
+        public var startOffset: UInt64
+        public var endOffset: UInt64
+        public var reason: String
         /// What the damaged bytes seem to hold, read without a valid checksum (a hint for
         /// the operator, never copied): e.g. `completion of "order-42"`.
-        var unverifiedContents: String?
+        public var unverifiedContents: String?
     }
 
     /// Missing sequence numbers.
-    struct Gap: Codable {
-        var firstSequence: UInt64
-        var lastSequence: UInt64
+    public struct Gap: Codable, Sendable {
+        public var firstSequence: UInt64
+        public var lastSequence: UInt64
         /// Where the records would have been, as far as it is known.
-        var location: String
+        public var location: String
         /// Whether something proves these records were durable (acknowledged data lost);
         /// false for an unsynced tail a crash may legally leave torn.
-        var provenDurable: Bool
-        var proof: String
+        public var provenDurable: Bool
+        public var proof: String
     }
 
-    struct SegmentFile: Codable {
+    public struct SegmentFile: Codable, Sendable {
         /// The segment number its records were read as: the header's when the header is
         /// valid, else the file name's.
-        var number: UInt64
-        var file: String
-        var fileBytes: UInt64
+        public var number: UInt64
+        public var file: String
+        public var fileBytes: UInt64
         /// nil when the header is valid and agrees with the file.
-        var headerProblem: String?
-        var foreign: Bool
+        public var headerProblem: String?
+        public var foreign: Bool
         /// Why the file, or the rest of it from some offset, could not be read (nil when it was).
-        var unreadable: String?
+        public var unreadable: String?
         /// Why records may be missing at the end of this file (it cannot be read, is shorter
         /// than a header, was cut short while its records run to the cut, …); nil when its
         /// records end in zero-filled free space or the file is as long as its header says.
-        var openEnd: String?
+        public var openEnd: String?
         /// True when `openEnd` is set and nothing after this segment (a later segment with a
         /// valid header or a valid record) bounds the sequence numbers it may have held:
         /// those records are lost and how many is unknown.
-        var lossOfUnknownSize: Bool
-        var recordCount: Int
-        var firstSequence: UInt64?
-        var lastSequence: UInt64?
+        public var lossOfUnknownSize: Bool
+        public var recordCount: Int
+        public var firstSequence: UInt64?
+        public var lastSequence: UInt64?
     }
 
-    struct SnapshotUsed {
-        var file: String
-        var snapshot: SnapshotFile
+    public struct SnapshotUsed: Sendable {
+        public var file: String
+        public var snapshot: SnapshotFile
         /// False for a damaged snapshot whose items were read without the file checksum
         /// (`--trust-damaged-snapshot`).
-        var verified = true
+        public var verified = true
     }
 
     /// The newest snapshot file when it is damaged (and newer than any valid one): the
     /// items that still parse, read without the file checksum.
-    struct DamagedSnapshot {
-        var file: String
-        var coveredSequence: UInt64
-        var chain: UInt32
-        var itemCountDeclared: Int
-        var items: [SnapshotFile.Item]
+    public struct DamagedSnapshot: Sendable {
+        public var file: String
+        public var coveredSequence: UInt64
+        public var chain: UInt32
+        public var itemCountDeclared: Int
+        public var items: [SnapshotFile.Item]
         /// Why parsing stopped before the declared item count, if it did.
-        var stopReason: String?
+        public var stopReason: String?
     }
 
     /// The successor a sealed last segment names (format version 2, `Spec/RECOVERY.md`
     /// R16/R17), when no segment file of that number or above is there.
-    struct SealedSuccessor {
+    public struct SealedSuccessor: Sendable {
         /// The last segment, whose last record is the seal.
-        var sealedSegment: UInt64
+        public var sealedSegment: UInt64
         /// The segment the seal names.
-        var number: UInt64
+        public var number: UInt64
         /// `wal-<number>.seg`.
-        var file: String
+        public var file: String
         /// Whether `wal-<number>.seg.tmp` exists: an interrupted rollover (R17), where
         /// nothing was written to the successor; otherwise it was lost (R16).
-        var temporaryExists: Bool
+        public var temporaryExists: Bool
     }
 
-    var directory: String
-    var ledgerID: LedgerID?
+    public var directory: String
+    public var ledgerID: LedgerID?
     /// Header flag bit 0 (`Spec/FORMAT.md` §9.3) of the ledger's valid headers and
     /// snapshots (the value most of them carry); nil when none is valid.
-    var ledgerScopedTokens: Bool?
+    public var ledgerScopedTokens: Bool?
     /// The successor the last segment's seal names, when its file is not there.
-    var sealedSuccessor: SealedSuccessor?
-    var segments: [SegmentFile] = []
-    var snapshot: SnapshotUsed?
-    var damagedSnapshot: DamagedSnapshot?
+    public var sealedSuccessor: SealedSuccessor?
+    public var segments: [SegmentFile] = []
+    public var snapshot: SnapshotUsed?
+    public var damagedSnapshot: DamagedSnapshot?
     /// Segment numbers missing between the first and the last segment.
-    var missingSegments: [UInt64] = []
+    public var missingSegments: [UInt64] = []
     /// Snapshot files that were not used, and why.
-    var ignoredSnapshots: [(file: String, reason: String)] = []
+    public var ignoredSnapshots: [(file: String, reason: String)] = []
     /// Files in the directory that are not segments, snapshots, temporaries, torn side files or the lock.
-    var otherFiles: [String] = []
+    public var otherFiles: [String] = []
     /// Valid records above the snapshot, in sequence order, one per sequence number.
-    var records: [Record] = []
+    public var records: [Record] = []
     /// Valid records the snapshot already covers (not copied; their state is in the snapshot).
-    var coveredRecordCount = 0
-    var damage: [Damage] = []
-    var gaps: [Gap] = []
+    public var coveredRecordCount = 0
+    public var damage: [Damage] = []
+    public var gaps: [Gap] = []
     /// Problems that are neither damage nor gaps: sequence conflicts, chain breaks.
-    var inconsistencies: [String] = []
+    public var inconsistencies: [String] = []
     /// The largest segment size seen in a valid header (the new ledger uses it).
-    var segmentBytes: UInt64?
+    public var segmentBytes: UInt64?
 
     /// Segments that could not be read at all.
-    var unreadableSegments: [SegmentFile] { segments.filter { $0.unreadable != nil } }
+    public var unreadableSegments: [SegmentFile] { segments.filter { $0.unreadable != nil } }
     /// Segments whose records after some point are lost in a number nothing tells.
-    var unknownLosses: [SegmentFile] { segments.filter(\.lossOfUnknownSize) }
+    public var unknownLosses: [SegmentFile] { segments.filter(\.lossOfUnknownSize) }
     /// The sealed last segment's successor when it was lost (R16: neither it nor its
     /// temporary file exists): it may have held acknowledged records, how many is unknown.
-    var lostSuccessor: SealedSuccessor? { sealedSuccessor.flatMap { $0.temporaryExists ? nil : $0 } }
+    public var lostSuccessor: SealedSuccessor? { sealedSuccessor.flatMap { $0.temporaryExists ? nil : $0 } }
 
     /// Scans `directory`. Throws only for operational errors (cannot list the directory).
     /// With `trustDamagedSnapshot`, the items of a damaged newest snapshot that still
     /// parse are used as its state (reported as unverified).
-    static func scan(directory: String, trustDamagedSnapshot: Bool = false) throws -> SalvageScan {
+    /// `progress` is told the segment being read (1-based), how many there are, and the
+    /// records read so far (in steps of 1024).
+    public static func scan(
+        directory: String, trustDamagedSnapshot: Bool = false,
+        progress: ((_ segmentIndex: Int, _ segmentCount: Int, _ records: Int) -> Void)? = nil
+    ) throws -> SalvageScan {
         var scan = SalvageScan(directory: directory)
-        try scan.run(trustDamagedSnapshot: trustDamagedSnapshot)
+        try scan.run(trustDamagedSnapshot: trustDamagedSnapshot, progress: progress)
         return scan
     }
 
@@ -174,7 +175,9 @@ struct SalvageScan {
         var headerProblem: String?
     }
 
-    private mutating func run(trustDamagedSnapshot: Bool) throws {
+    private mutating func run(
+        trustDamagedSnapshot: Bool, progress: ((_ segmentIndex: Int, _ segmentCount: Int, _ records: Int) -> Void)?
+    ) throws {
         var found: [Found] = []
         var snapshotNames: [(UInt64, String)] = []
         for name in try PosixStorage().listDirectory(directory) {
@@ -320,11 +323,8 @@ struct SalvageScan {
         /// Per segment: whether it bounds the sequence numbers before it (a valid header
         /// says where it starts, or it holds a valid record).
         var providesBound: [Bool] = []
-        // Progress on standard error, only when it is a terminal.
-        let progress = ScanProgress(label: "salvage", firstSegment: 1, segmentCount: found.count)
-        defer { progress.finish() }
         for (index, segment) in found.enumerated() {
-            progress.update(segment: UInt64(index + 1), records: all.count & ~0x3ff)
+            progress?(index + 1, found.count, all.count & ~0x3ff)
             let readAs = number(segment)
             var summary = SegmentFile(
                 number: readAs, file: segment.name, fileBytes: segment.fileBytes, headerProblem: segment.headerProblem,
@@ -448,7 +448,7 @@ struct SalvageScan {
     }
 
     /// How the scan of one segment's records ended.
-    enum SegmentEnd: Equatable {
+    enum SegmentEnd: Equatable, Sendable {
         /// Zero-filled free space follows the last valid record (or the header).
         case freeSpace
         /// The last valid record ends at the end of the file (or too close to it for a
@@ -482,7 +482,7 @@ struct SalvageScan {
                 if try window.ensure(offset, FormatLimits.recordHeaderBytes) < FormatLimits.recordHeaderBytes {
                     decoded = .incomplete
                 } else {
-                    let bodyBytes = UInt32(truncatingIfNeeded: window.word(at: offset) >> 32)
+                    let bodyBytes = window.peekHeader(at: offset)?.bodyBytes ?? 0
                     if bodyBytes <= FormatLimits.recordBodyBytesMax {
                         try window.ensure(offset, RecordFrame.frameBytes(bodyBytes: Int(bodyBytes)))
                     }
@@ -491,8 +491,9 @@ struct SalvageScan {
                 let reason: String
                 switch decoded {
                 case .record(let header, let bodyStart):
+                    // Copied out of the window, which moves on.
                     result.records.append(Record(
-                        header: header, body: Array(window.bytes[bodyStart..<(bodyStart + Int(header.bodyBytes))]),
+                        header: header, bodyBytes: Array(window.bytes[bodyStart..<(bodyStart + Int(header.bodyBytes))])[...],
                         segment: segment, offset: offset))
                     offset += UInt64(header.frameBytes)
                     continue
@@ -648,17 +649,15 @@ struct SalvageScan {
     /// The record a damaged frame at `offset` seems to be, read without its checksum:
     /// `intent of "order-42" (sequence 17)`, or nil when the bytes do not parse as one.
     static func guessContents(_ raw: UnsafeRawBufferPointer, at offset: Int) -> String? {
-        guard offset + FormatLimits.recordHeaderBytes <= raw.count else { return nil }
-        let bodyBytes = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)))
-        let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
-        let kind = RecordKind(rawValue: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 28, as: UInt16.self)))
+        guard let claimed = SegmentReader.peekHeader(raw, at: offset) else { return nil }
+        let bodyBytes = Int(claimed.bodyBytes)
         let bodyStart = offset + FormatLimits.recordHeaderBytes
         guard bodyBytes <= FormatLimits.keyBytesMax * 4 + FormatLimits.receiptBytesMax,
               bodyStart + bodyBytes <= raw.count,
-              case .body(let body) = RecordBody.decode(kind: kind, Array(raw[bodyStart..<(bodyStart + bodyBytes)]))
+              case .body(let body) = RecordBody.decode(kind: claimed.kind, Array(raw[bodyStart..<(bodyStart + bodyBytes)]))
         else { return nil }
-        let what = body.key.map { "\(kind) of \"\($0)\"" } ?? "\(kind)"
-        return "\(what) (sequence \(sequence))"
+        let what = body.key.map { "\(claimed.kind) of \"\($0)\"" } ?? "\(claimed.kind)"
+        return "\(what) (sequence \(claimed.sequence))"
     }
 
     /// Items of a snapshot whose file checksum fails, parsed as far as they go. Needs a
@@ -717,22 +716,15 @@ extension SalvageWindow {
         }
     }
 
-    /// The frame size of the record header at `offset` when its fields are plausible
-    /// (sequence >= 1, acked-through below it, a kind, known flags, a body within the
-    /// format's limit), else nil. Cheap: no checksum.
+    /// The header fields at `offset` (which `ensure` made available), unchecked.
+    func peekHeader(at offset: UInt64) -> RecordHeader? {
+        bytes.withUnsafeBytes { SegmentReader.peekHeader($0, at: Int(offset - base)) }
+    }
+
+    /// The frame size of the record header at `offset` when the one resynchronisation
+    /// rule (`SegmentReader.plausibleHeader`) says it may start a record, else nil.
+    /// Cheap: no checksum.
     func plausibleFrameBytes(at offset: UInt64) -> Int? {
-        bytes.withUnsafeBytes { raw -> Int? in
-            let index = Int(offset - base)
-            guard index + FormatLimits.recordHeaderBytes <= raw.count else { return nil }
-            let bodyBytes = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: index + 4, as: UInt32.self))
-            let sequence = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self))
-            let acked = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index + 16, as: UInt64.self))
-            let kind = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: index + 28, as: UInt16.self))
-            let flags = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: index + 30, as: UInt16.self))
-            guard sequence >= 1, acked < sequence, kind != 0, flags & ~RecordHeader.flagsKnown == 0,
-                  bodyBytes <= FormatLimits.recordBodyBytesMax
-            else { return nil }
-            return RecordFrame.frameBytes(bodyBytes: Int(bodyBytes))
-        }
+        bytes.withUnsafeBytes { SegmentReader.plausibleHeader($0, at: Int(offset - base))?.frameBytes }
     }
 }

@@ -3,9 +3,9 @@ import Foundation
 /// Runs blocking work (`fdatasync`, SQLite commits, whole-file reads) on a
 /// dedicated OS thread so it never occupies Swift concurrency's cooperative pool
 /// (on a 2-core machine that pool has two threads; `ARCHITECTURE.md` §4).
-enum BlockingThread {
+package enum BlockingThread {
     /// Runs `body` on a new thread and suspends the calling task until it returns.
-    static func run<Value: Sendable>(
+    package static func run<Value: Sendable>(
         name: String = "onceledger-bench", _ body: @escaping @Sendable () throws -> Value
     ) async throws -> Value {
         try await withCheckedThrowingContinuation { continuation in
@@ -20,7 +20,7 @@ enum BlockingThread {
 
     /// Runs `count` copies of `body` (given its index) on `count` threads at once
     /// and returns their results in index order.
-    static func runAll<Value: Sendable>(
+    package static func runAll<Value: Sendable>(
         count: Int, name: String = "onceledger-bench", _ body: @escaping @Sendable (Int) throws -> Value
     ) async throws -> [Value] {
         try await withThrowingTaskGroup(of: (Int, Value).self) { group in

@@ -1,0 +1,85 @@
+import OnceLedgerFormat
+import OnceLedgerLog
+
+// The read-only open: one small file, the only place that builds a `Ledger` over a
+// directory without taking its lock, so it can be re-pointed at another store seam.
+
+extension Ledger {
+    /// Opens the ledger in `directory` for reading only: no lock is taken, nothing is
+    /// repaired or deleted (a torn tail is left for the next writable open to cut, leftover
+    /// temporary files stay), and every write (`once`, the operator calls, `compact`)
+    /// throws `LedgerError` with code `.readOnly`. The state is exactly what `Ledger.open`
+    /// would rebuild: every key done, pending-unknown or absent.
+    ///
+    /// Safe while another process (or this one) has the ledger open for writing; the
+    /// result is then a moment's view, which the writer may already have moved past.
+    /// Throws what `Ledger.open` would for a ledger that refuses to open (corruption,
+    /// unsupported version: nothing is changed), `.notALedger` for a directory that holds
+    /// no ledger, `.io` when a file cannot be read.
+    public static func openReadOnly(directory: String) throws -> Ledger {
+        let inspection = try LedgerInspection.read(directory: directory, readingCoveredRecords: false)
+        if let problem = inspection.problem { throw problem }
+        guard let ledger = inspection.ledger else {
+            throw LedgerError(.notALedger, "\(directory) holds no ledger state", path: directory)
+        }
+        return ledger
+    }
+
+    /// A ledger over the records `loader` feeds, refusing every write (`.readOnly`), and
+    /// its store (read synchronously by the inspection).
+    static func readOnly(directory: String, loader: @escaping ReadOnlyBackend.Loader) throws -> (Ledger, LogStore) {
+        let store = try LogStore(log: ReadOnlyBackend(directory: directory, loader: loader))
+        return (Ledger(store: store), store)
+    }
+}
+
+/// A `RecordLog` that replays a ledger directory without opening it for writing:
+/// no lock, no `.tmp` cleanup, no torn-tail cut. `LogStore(log:)` on it rebuilds the
+/// exact state an open would. Appends and compactions throw `.readOnly`.
+final class ReadOnlyBackend: RecordLog, @unchecked Sendable {
+    typealias Loader = (
+        _ itemCount: (Int) -> Void,
+        _ item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+        _ record: (RecordKind, UnsafeRawBufferPointer) throws -> Void
+    ) throws -> TokenScope?
+
+    let directory: String
+    /// Called once by `load`: feeds the snapshot's items and the records after it, and
+    /// returns the ledger's token scope. Released once it has run, so whatever it
+    /// captured does not outlive the load.
+    private var loader: Loader?
+
+    init(directory: String, loader: @escaping Loader) {
+        self.directory = directory
+        self.loader = loader
+    }
+
+    func load(itemCount: (Int) -> Void,
+              item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+              record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
+        guard let loader else {
+            throw LedgerError(.invalidArgument, "this read-only ledger was loaded already", path: directory)
+        }
+        self.loader = nil
+        tokenScope = try loader(itemCount, item, record) ?? .unscoped
+    }
+
+    func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
+        throw Self.refusal(directory)
+    }
+
+    func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws {
+        throw Self.refusal(directory)
+    }
+
+    func close() throws {}
+
+    /// The scanned ledger's (`RecoveryReport.tokenScope`), as the loader returns it.
+    private(set) var tokenScope: TokenScope = .unscoped
+
+    static func refusal(_ directory: String) -> LedgerError {
+        LedgerError(.readOnly,
+                    "this ledger was opened read-only (Ledger.openReadOnly), so it refuses writes; open it with Ledger.open to write",
+                    path: directory)
+    }
+}

@@ -1,0 +1,174 @@
+import OnceLedgerFormat
+import OnceLedgerLog
+
+/// Salvage as a function (etcd's `wal.Repair`, but never in place): read a damaged ledger
+/// past its damage (`scan`), decide what can be copied (`plan`), and write it as a new,
+/// valid ledger in another directory (`write`), which `onceledger salvage` renders.
+///
+/// ```swift
+/// let scan = try Salvage.scan(directory: damaged)
+/// let plan = Salvage.plan(scan)
+/// let written = try await Salvage.write(plan, to: SalvageDestination(target: newDirectory))
+/// ```
+///
+/// The source is never changed. `scan.gaps`, `scan.damage`, `scan.unknownLosses` and
+/// `plan.notCopied` say what was lost. The new ledger keeps the source's ledger id and
+/// token scheme, so every entry keeps its effect token. Take care that no writer has the
+/// source open (`PosixStorage.lockHolder(of:)`).
+public enum Salvage {
+    /// An operational failure of salvage (the destination is unusable, the new ledger did
+    /// not read back as written): nothing was installed at the destination.
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// Reads `directory` without changing it (`SalvageScan`). With `trustDamagedSnapshot`,
+    /// the items of a damaged newest snapshot that still parse are used (reported as unverified).
+    public static func scan(
+        directory: String, trustDamagedSnapshot: Bool = false,
+        progress: ((_ segmentIndex: Int, _ segmentCount: Int, _ records: Int) -> Void)? = nil
+    ) throws -> SalvageScan {
+        try SalvageScan.scan(directory: directory, trustDamagedSnapshot: trustDamagedSnapshot, progress: progress)
+    }
+
+    /// What to copy: the snapshot's items and the records this build can apply, minus the
+    /// housekeeping records that describe the old files.
+    public static func plan(_ scan: SalvageScan) -> SalvagePlan { SalvagePlan(scan) }
+
+    /// Writes `plan` as a new ledger at `destination` (built beside it and renamed into
+    /// place only when complete and read back; `SalvageDestination`).
+    public static func write(_ plan: SalvagePlan, to destination: SalvageDestination) async throws -> SalvagePlan.Written {
+        try await plan.write(to: destination)
+    }
+}
+
+/// What salvage copies, decided from the scan: snapshot items and records that this
+/// build can apply, minus the housekeeping records that describe the old files.
+public struct SalvagePlan: Sendable {
+    public var items: [SnapshotFile.Item] = []
+    public var records: [LogRecord] = []
+    /// Checkpoint, snapshot-marker and seal records left out (they describe the old files).
+    public var housekeepingSkipped = 0
+    /// Items and records that could not be copied, and why (they count as lost).
+    public var notCopied: [String] = []
+    public var segmentBytes: UInt64
+    public var recordBodyBytesMax: UInt32
+    /// The source's identity, which the new ledger keeps so every entry keeps its effect
+    /// token (`Spec/FORMAT.md` §9.3); nil when the source's id is unknown (a new random
+    /// id). When no valid header or snapshot tells the token scheme, ledger-scoped.
+    public var identity: LedgerIdentity?
+
+    public init(_ scan: SalvageScan) {
+        segmentBytes = scan.segmentBytes ?? LogConfiguration().segmentBytes
+        identity = scan.ledgerID.map { LedgerIdentity(ledgerID: $0, ledgerScopedTokens: scan.ledgerScopedTokens ?? true) }
+        recordBodyBytesMax = LogConfiguration(segmentBytes: segmentBytes).recordBodyBytesMax
+        let applicableItems: Set<RecordKind> = [.entryState, .memoPut, .journalEntry, .runTerminal]
+        if let snapshot = scan.snapshot {
+            for (index, item) in snapshot.snapshot.items.enumerated() {
+                switch RecordBody.decode(kind: item.kind, item.body) {
+                case .body where applicableItems.contains(item.kind):
+                    items.append(item)
+                case .body:
+                    notCopied.append("snapshot item \(index): kind \(item.kind) does not belong in a snapshot")
+                case .corrupt(let reason):
+                    notCopied.append("snapshot item \(index): \(reason)")
+                case .unknownKind(let kind):
+                    notCopied.append("snapshot item \(index): kind \(kind.rawValue) is not known to this build")
+                }
+            }
+        }
+        for record in scan.records {
+            let place = "record \(record.header.sequence) (segment \(record.segment) offset \(record.offset))"
+            switch RecordBody.decode(kind: record.header.kind, record.body) {
+            case .body(.checkpoint), .body(.snapshotMarker), .body(.seal):
+                // They describe the old files, not state: copied into the new ledger they
+                // would describe files it does not have (a seal names the old successor).
+                housekeepingSkipped += 1
+            case .body(.entryState):
+                notCopied.append("\(place): kind \(record.header.kind) is a snapshot item, not a log record")
+            case .body:
+                records.append(LogRecord(kind: record.header.kind, body: record.body))
+                recordBodyBytesMax = max(recordBodyBytesMax, UInt32(record.body.count))
+            case .corrupt(let reason):
+                notCopied.append("\(place): \(reason)")
+            case .unknownKind(let kind):
+                notCopied.append("\(place): kind \(kind.rawValue) is not known to this build")
+            }
+        }
+    }
+
+    public var configuration: LogConfiguration {
+        var configuration = LogConfiguration(segmentBytes: segmentBytes)
+        configuration.recordBodyBytesMax = recordBodyBytesMax
+        // The staging directory is salvage's own and holds its SALVAGE-INCOMPLETE marker
+        // (SalvageDestination); the ledger is created beside it.
+        configuration.adoptNonEmptyDirectory = true
+        configuration.newLedgerIdentity = identity
+        return configuration
+    }
+
+    public struct Written: Sendable {
+        /// The new ledger's entries, as read back.
+        public var entries: [EntryInfo]
+    }
+
+    /// Writes the new ledger into the destination's staging directory, reopens it and
+    /// checks it reads back as the same state an in-memory ledger fed the same items and
+    /// records has, and only then renames it into place.
+    public func write(to destination: SalvageDestination) async throws -> Written {
+        let configuration = self.configuration
+        try configuration.validate()
+        try await BlockingThread.run(name: "salvage-create") { try destination.create() }
+        let target = destination.staging
+        let backend = FileRecordLog(directory: target, configuration: configuration, createIfMissing: true)
+        try await BlockingThread.run(name: "salvage-open") { try backend.load(item: { _, _ in }, record: { _, _ in }) }
+        do {
+            guard let engine = backend.engine else {
+                throw Salvage.Failure("the new ledger did not open")
+            }
+            let items = self.items
+            if !items.isEmpty { _ = try await engine.compact { _ in items } }
+            let groupRecordsMax = min(256, configuration.appendRecordsMax)
+            var index = 0
+            while index < records.count {
+                let group = Array(records[index..<min(index + groupRecordsMax, records.count)])
+                _ = try await engine.append(group)
+                index += group.count
+            }
+        } catch {
+            try? backend.close()
+            throw error
+        }
+        try await BlockingThread.run(name: "salvage-close") { try backend.close() }
+
+        // Read back through the public API and compare with the same state built in memory.
+        let (entries, scope) = try await BlockingThread.run(name: "salvage-check") { () -> ([EntryInfo], TokenScope) in
+            let reopened = try FileStore(directory: target, configuration: configuration, createIfMissing: false)
+            defer { try? reopened.close() }
+            return (reopened.currentEntries(), reopened.tokenScope)
+        }
+        if let identity, identity.tokenScope != scope {
+            throw Salvage.Failure(
+                "the new ledger in \(target) does not derive effect tokens as the source does (\(scope), expected \(identity.tokenScope))")
+        }
+        let memory = InMemoryRecordLog(configuration: configuration, tokenScope: scope)
+        try memory.load(item: { _, _ in }, record: { _, _ in })
+        if !items.isEmpty { try await memory.compact { _ in items } }
+        var index = 0
+        while index < records.count {
+            let group = Array(records[index..<min(index + configuration.appendRecordsMax, records.count)])
+            _ = try await memory.append(group, onDurable: { _ in })
+            index += group.count
+        }
+        try memory.close()
+        let expected = try LogStore(log: memory).currentEntries()
+        guard expected == entries else {
+            throw Salvage.Failure(
+                "the new ledger in \(target) does not read back as written (\(entries.count) entries, expected \(expected.count))")
+        }
+        try await BlockingThread.run(name: "salvage-install") { try destination.install() }
+        return Written(entries: entries)
+    }
+}
+
