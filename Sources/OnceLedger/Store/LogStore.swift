@@ -49,21 +49,38 @@ public final class LogStore: LedgerStore, Sendable {
     let log: any RecordLog
     public let tokenScope: TokenScope
     private let core: Mutex<Core>
+    /// The memo (`LogStore+Memo.swift`): a table of its own, beside the entries of `once`.
+    let memo: Mutex<MemoTable>
+    /// How many memo records (sweeps) one append carries: within the log's `appendRecordsMax`.
+    let memoAppendRecordsMax: Int
 
-    /// Replays `log` (once) into the index: every key done, pending-unknown or absent.
-    public init(log: any RecordLog) throws {
+    /// Replays `log` (once) into the index: every key done, pending-unknown or absent, and
+    /// the memo (kinds 13–15) into its own table.
+    public init(log: any RecordLog, memoAppendRecordsMax: Int = 64) throws {
         var loaded = LedgerState()
+        var memo = MemoTable()
         try log.load(
             itemCount: { count in loaded.reserve(entries: count) },
-            item: { kind, body in try loaded.replay(kind: kind, body: body) },
-            record: { kind, body in try loaded.replay(kind: kind, body: body) })
+            item: { kind, body in
+                if kind.isMemo { try memo.apply(kind: kind, body: body) }
+                else { try loaded.replay(kind: kind, body: body) }
+            },
+            record: { kind, body in
+                if kind.isMemo { try memo.apply(kind: kind, body: body) }
+                else { try loaded.replay(kind: kind, body: body) }
+            })
         loaded.finishReplay()
         let tokenScope = log.tokenScope
         loaded.tokenScope = tokenScope
         self.log = log
         self.tokenScope = tokenScope
         self.core = Mutex(Core(state: loaded))
+        self.memo = Mutex(memo)
+        self.memoAppendRecordsMax = max(1, memoAppendRecordsMax)
     }
+
+    /// Whether `close()` was called.
+    var isClosed: Bool { core.withLock { $0.closed } }
 
     private static var closedError: LedgerError { LedgerError(.closed, "the ledger is closed") }
 
@@ -383,7 +400,7 @@ public final class LogStore: LedgerStore, Sendable {
     public func compact() async throws {
         if core.withLock({ $0.closed }) { throw Self.closedError }
         try await log.compact { [self] _ in
-            self.core.withLock { $0.state.snapshotItems() }
+            self.core.withLock { $0.state.snapshotItems() } + self.memo.withLock { $0.snapshotItems() }
         }
     }
 
