@@ -70,6 +70,13 @@ enum GoldenVectors {
                                                                 snapshotBytes: 320))),
         ("record-10-checkpoint.bin", .checkpoint(timeMilliseconds: time + 11_000)),
         ("record-12-seal.bin", .seal(.init(successor: 3, timeMilliseconds: time + 12_000))),
+        ("record-13-memo-entry.bin", .memoEntry(.init(
+            namespace: "taquba", run: "run-9", generation: 4, step: "summarize", name: "llm", inputDigest: fingerprint,
+            timeMilliseconds: time + 2_100, value: Array("{\"text\":\"A short summary.\"}".utf8)))),
+        ("record-14-run-end.bin", .runEnd(.init(namespace: "taquba", run: "run-9", generation: 4, status: .succeeded,
+                                                timeMilliseconds: time + 9_000))),
+        ("record-15-memo-sweep.bin", .memoSweep(.init(namespace: "taquba", run: "run-9", generation: 4,
+                                                      timeMilliseconds: time + 9_000 + 86_400_000))),
         ("record-7fff-opaque.bin", .opaque(Array("hello, ledger".utf8))),
     ]
 
@@ -397,6 +404,9 @@ extension SnapshotFile.Item {
         "record-09-snapshot-marker.bin": 0x1526_7f10,
         "record-10-checkpoint.bin": 0x66ed_3334,
         "record-12-seal.bin": 0x8379_7b92,
+        "record-13-memo-entry.bin": 0xef54_fa10,
+        "record-14-run-end.bin": 0x8fc5_0da6,
+        "record-15-memo-sweep.bin": 0xe1bc_2ff0,
         "record-7fff-opaque.bin": 0x0c6b_94a6,
     ]
 

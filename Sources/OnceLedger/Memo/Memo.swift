@@ -249,4 +249,7 @@ final class MemoSweeper: Sendable {
         first.cancel()
         loop.cancel()
     }
+
+    /// Whether `stop()` was called.
+    var isStopped: Bool { loop.isCancelled }
 }
