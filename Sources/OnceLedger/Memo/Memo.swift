@@ -117,7 +117,7 @@ public struct Memo: Sendable {
 
     static func describe(_ digest: [UInt8]?) -> String {
         guard let digest else { return "no input" }
-        return "input " + digest.prefix(6).map { String($0, radix: 16).leftPadded(2) }.joined() + "…"
+        return "input " + Hex.string(digest.prefix(6)) + "…"
     }
 
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
@@ -159,12 +159,6 @@ public enum Remembered<Value> {
 
 extension Remembered: Sendable where Value: Sendable {}
 extension Remembered: Equatable where Value: Equatable {}
-
-extension String {
-    fileprivate func leftPadded(_ width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
-}
 
 // MARK: - The ledger's memo API
 
