@@ -134,7 +134,7 @@ extension Ledger {
                         key: key.rawValue, outcome: .done, attempt: entry.attempt, timeMilliseconds: now(),
                         receipt: receipt, actor: "reconcile", reason: "reconcile: the effect happened"))],
                                      checkingReceipt: receipt, orFinish: key, call)
-                    let done = state.withLock { $0.info(key.rawValue) } ?? entry
+                    let done = try self.entry(key.rawValue) ?? entry
                     finish(key, call, .success(done))
                     return .alreadyDone(receipt, done)
                 case .didNotHappen:
@@ -161,10 +161,15 @@ extension Ledger {
     /// Decides, atomically with registering as the key's running call.
     func decide(_ key: IdempotencyKey, scope: DeduplicationScope, policy: PendingPolicy<[UInt8]>) -> Decision {
         inFlight.withLock { running -> Decision in
+            let stored: EntryInfo?
+            do {
+                stored = try entry(key.rawValue)
+            } catch {
+                return .fail(error as? LedgerError ?? LedgerError(.io, "\(error)", key: key.rawValue))
+            }
             if let call = running[key.keyBytes] {
                 if call.isOperator { return .waitThenDecide(call) }
                 if call.fingerprint != key.fingerprint {
-                    let stored = entry(key.rawValue)
                     return .fail(LedgerError(
                         .fingerprintMismatch,
                         "key \"\(key.rawValue)\" is running with different params; use a new key for different params",
@@ -172,7 +177,6 @@ extension Ledger {
                 }
                 return .wait(call)
             }
-            let stored = entry(key.rawValue)
             guard let entry = stored, entry.status != .absent else {
                 let previous = stored
                 let call = InFlightCall(fingerprint: key.fingerprint)
@@ -343,14 +347,14 @@ extension Ledger {
             let released = LedgerError(
                 .released,
                 "the effect for key \"\(key.rawValue)\" did not happen (\(didNotHappen.reason)): its intent was released and the key is absent again; calling again runs the effect",
-                key: key.rawValue, entry: entry(key.rawValue), underlyingError: didNotHappen)
+                key: key.rawValue, entry: try? entry(key.rawValue), underlyingError: didNotHappen)
             finish(key, call, .failure(LedgerErrorOrOther(error: released)))
             throw released
         } catch {
             let failure = LedgerError(
                 .effectFailed,
                 "the effect for key \"\(key.rawValue)\" threw \(error); it may or may not have happened, so the key is pending-unknown. Throw EffectDidNotHappen from the effect when nothing external was done",
-                key: key.rawValue, entry: entry(key.rawValue), underlyingError: error)
+                key: key.rawValue, entry: try? entry(key.rawValue), underlyingError: error)
             finish(key, call, .failure(LedgerErrorOrOther(error: failure)))
             throw failure
         }

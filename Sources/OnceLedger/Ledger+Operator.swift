@@ -86,8 +86,8 @@ extension Ledger {
             guard running[KeyBytes(key)] == nil else {
                 throw LedgerError(.wrongState, "key \"\(key)\" is running in this process now", key: key)
             }
-            guard let entry = self.entry(key), entry.status == requiredStatus else {
-                throw LedgerError(.wrongState, "key \"\(key)\" \(notInState)", key: key, entry: self.entry(key))
+            guard let entry = try self.entry(key), entry.status == requiredStatus else {
+                throw LedgerError(.wrongState, "key \"\(key)\" \(notInState)", key: key, entry: try self.entry(key))
             }
             running[KeyBytes(key)] = call
             return entry

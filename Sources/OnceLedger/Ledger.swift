@@ -78,11 +78,12 @@ public final class Ledger: Sendable {
         self.backend = backend
         self.clock = clock
         var loaded = LedgerState()
-        try backend.load(
+        try backend.loadLocated(
             itemCount: { count in loaded.reserve(entries: count) },
-            item: { kind, body in try loaded.replay(kind: kind, body: body) },
-            record: { kind, body in try loaded.replay(kind: kind, body: body) })
+            item: { kind, body, location in try loaded.replay(kind: kind, body: body, location: location) },
+            record: { kind, body, location in try loaded.replay(kind: kind, body: body, location: location) })
         loaded.finishReplay()
+        loaded.reader = backend.recordReader
         let tokenScope = backend.tokenScope
         loaded.tokenScope = tokenScope
         self.tokenScope = tokenScope
@@ -104,24 +105,26 @@ public final class Ledger: Sendable {
 
     // MARK: Inspection
 
-    /// The stored record of `key`, or nil if the ledger never saw it.
-    public func entry(_ key: String) -> EntryInfo? {
-        state.withLock { $0.info(key) }
+    /// The stored record of `key`, or nil if the ledger never saw it. A receipt that
+    /// stays on disk is read here, outside the state's lock; throws `.corruptRecord` if
+    /// its bytes were damaged since the ledger opened.
+    public func entry(_ key: String) throws -> EntryInfo? {
+        try state.withLock { try $0.lookup(key) }?.finish()
     }
 
     /// The stored record of `key` (looked up by its text), or nil if the ledger never saw it.
-    public func entry(_ key: IdempotencyKey) -> EntryInfo? {
-        entry(key.rawValue)
+    public func entry(_ key: IdempotencyKey) throws -> EntryInfo? {
+        try entry(key.rawValue)
     }
 
     /// Every pending-unknown entry: an intent without a completion.
-    public func pendingEntries() -> [EntryInfo] {
-        entries(status: .pendingUnknown)
+    public func pendingEntries() throws -> [EntryInfo] {
+        try entries(status: .pendingUnknown)
     }
 
     /// Every key's current entry, sorted by the key's UTF-8 bytes; optionally only one status.
-    public func entries(status: EntryInfo.Status? = nil) -> [EntryInfo] {
-        state.withLock { $0.infos(status: status) }
+    public func entries(status: EntryInfo.Status? = nil) throws -> [EntryInfo] {
+        try state.withLock { try $0.infos(status: status) }
     }
 
     public var entryCount: Int { state.withLock { $0.count } }
@@ -134,11 +137,12 @@ public final class Ledger: Sendable {
         for body in bodies { try body.validate() }
         if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
         let records = bodies.map(LogRecord.init)
-        _ = try await backend.append(records, onDurable: { [self] _ in
+        _ = try await backend.appendLocated(records, onDurable: { [self] _, locations in
             self.state.withLock { state in
-                for record in records {
+                for (index, record) in records.enumerated() {
                     do {
-                        try state.apply(kind: record.kind, body: record.body)
+                        let location = locations.map { $0[$0.startIndex + index] }
+                        try state.apply(kind: record.kind, body: record.body, location: location)
                     } catch {
                         // Validated bodies encoded by RecordBody always decode; anything else
                         // is a bug in this module, not bad input.
@@ -150,10 +154,20 @@ public final class Ledger: Sendable {
     }
 
     /// Writes a snapshot of the live state and lets the backend drop what it covers.
+    /// Receipts that stay on disk are read into the snapshot, and the entries then point
+    /// at the snapshot's values.
     public func compact() async throws {
-        try await backend.compact { [self] _ in
-            self.state.withLock { $0.snapshotItems() }
-        }
+        let order = Mutex<[Int]>([])
+        try await backend.compactLocated({ [self] _ in
+            try self.state.withLock { state in
+                let (items, written) = try state.snapshotItemsInOrder()
+                order.withLock { $0 = written }
+                return items
+            }
+        }, onCompacted: { [self] locations in
+            let written = order.withLock { $0 }
+            self.state.withLock { $0.relocate(order: written, locations: locations) }
+        })
     }
 
     func now() -> UInt64 { clock() }

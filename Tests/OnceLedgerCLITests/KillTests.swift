@@ -56,8 +56,8 @@ import Testing
             let ledger = try Ledger.open(directory: directory.path,
                                          configuration: LogConfiguration(segmentBytes: KillTests.segmentBytes))
             var missing: [String] = []
-            for key in acknowledged.sorted() where ledger.entry(key)?.status != .done {
-                missing.append("\(key): \(ledger.entry(key).map { $0.status.rawValue } ?? "no entry")")
+            for key in acknowledged.sorted() where try ledger.entry(key)?.status != .done {
+                missing.append("\(key): \(try ledger.entry(key).map { $0.status.rawValue } ?? "no entry")")
             }
             try ledger.close()
             #expect(missing.isEmpty,
@@ -145,7 +145,7 @@ import Testing
     static func expectDone(_ keys: Set<String>, in directory: String, _ context: String) throws {
         let ledger = try Ledger.open(directory: directory, createIfMissing: false)
         defer { try? ledger.close() }
-        let missing = keys.sorted().filter { ledger.entry($0)?.status != .done }
+        let missing = try keys.sorted().filter { try ledger.entry($0)?.status != .done }
         #expect(missing.isEmpty, "\(context): acknowledged keys not done on reopen: \(missing.prefix(10))")
     }
 

@@ -59,7 +59,7 @@ private struct GatewayTimeout: Error {}
         let raw = try CLI.run(["resolve", path, "charge-7", "--done", "--receipt-raw", "ch_7", "--reason", "charged once"])
         #expect(raw.exitCode == 0, "\(raw.stderr)")
         var ledger = try Ledger.open(directory: path, createIfMissing: false)
-        let before = try #require(ledger.entry("charge-7"))
+        let before = try #require(try ledger.entry("charge-7"))
         await #expect(throws: LedgerError.self) {
             try await ledger.once("charge-7", as: ChargeReceipt.self) { _ in ChargeReceipt(chargeID: "twice") }
         }
@@ -82,8 +82,8 @@ private struct GatewayTimeout: Error {}
         }
         #expect(runs.value == 0)
         #expect(outcome.receipt == ChargeReceipt(chargeID: "ch_7"))
-        #expect(ledger.entry("charge-7")?.token == before.token)
-        #expect(ledger.entry("charge-7")?.generation == before.generation)
+        #expect(try ledger.entry("charge-7")?.token == before.token)
+        #expect(try ledger.entry("charge-7")?.generation == before.generation)
         try ledger.close()
 
         // --correct is for done entries only; resolve (not --correct) refuses a done one.

@@ -29,7 +29,7 @@ import Testing
         var entries: [String: EntryInfo.Status] = [:]
         if result.exitCode == 0 || result.exitCode == 4 {
             let ledger = try Ledger.open(directory: target.path, createIfMissing: false)
-            for entry in ledger.entries() { entries[entry.key] = entry.status }
+            for entry in try ledger.entries() { entries[entry.key] = entry.status }
             try ledger.close()
             let verify = try CLI.run(["verify", target.path])
             #expect(verify.exitCode == 0, "verify of the salvaged ledger: \(verify.stdout)")

@@ -197,7 +197,7 @@ import Testing
         #expect(result.stdout.contains("\n  \(LedgerFileNames.segment(broken)): cannot be read: "), "\(label): \(result.stdout)")
         let ledger = try Ledger.open(directory: target.path, createIfMissing: false)
         var entries: [String: EntryInfo.Status] = [:]
-        for entry in ledger.entries() { entries[entry.key] = entry.status }
+        for entry in try ledger.entries() { entries[entry.key] = entry.status }
         try ledger.close()
         #expect(entries == source.entries { $0.segment != broken }, "\(label)")
     }

@@ -47,7 +47,7 @@ import Testing
         let ledger = try Ledger.open(directory: directory, configuration: configuration, createIfMissing: false)
         defer { try? ledger.close() }
         var tokens: [String: String] = [:]
-        for entry in ledger.entries() { tokens[entry.key] = entry.token }
+        for entry in try ledger.entries() { tokens[entry.key] = entry.token }
         return (tokens, ledger.tokenScope)
     }
 
@@ -67,7 +67,7 @@ import Testing
 
         let ledger = try Ledger.open(directory: run.target.path, configuration: configuration, createIfMissing: false)
         defer { try? ledger.close() }
-        #expect(ledger.entry(pending)?.status == .pendingUnknown)
+        #expect(try ledger.entry(pending)?.status == .pendingUnknown)
         let retried = try await ledger.once(IdempotencyKey(pending), as: String.self, whenPending: .retry) { context in
             context.token
         }

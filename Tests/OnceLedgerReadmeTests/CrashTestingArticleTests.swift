@@ -64,7 +64,7 @@ let users = [User(id: 1, email: "ada@example.com"), User(id: 2, email: nil), Use
             throw CrashInvariantViolation("user \(user.id) was mailed under \(keys.count) tokens: \(keys.sorted())")
         }
         guard epoch.isEnd else { continue }
-        let entry = ledger.entry("welcome-\(user.id)")
+        let entry = try ledger.entry("welcome-\(user.id)")
         if user.email == nil {
             guard keys.isEmpty, entry?.status != .done else {
                 throw CrashInvariantViolation("user \(user.id) has no address but is \(String(describing: entry))")

@@ -84,7 +84,7 @@ struct ResolveRequest: Codable, Sendable {
             }
         }
         #expect(await payments.charges.count == 1)
-        #expect(ledger.entry("charge-7")?.status == .done)
+        #expect(try ledger.entry("charge-7")?.status == .done)
     }
 
     /// The README's catch block as printed, with bodies that record which clause caught.
@@ -142,7 +142,7 @@ struct ResolveRequest: Codable, Sendable {
             ChargeReceipt(chargeID: try await payments.charge(4_200, idempotencyKey: effect.token))
         }
         await #expect(throws: LedgerError.self) { try await ledger.once("charge-42", as: ChargeReceipt.self, charge) }
-        #expect(ledger.pendingEntries().map(\.key) == ["charge-42"])
+        #expect(try ledger.pendingEntries().map(\.key) == ["charge-42"])
 
         func resolveCharge(_ request: ResolveRequest, admin: String) async throws {
             let key = IdempotencyKey(request.key)
@@ -159,7 +159,7 @@ struct ResolveRequest: Codable, Sendable {
         #expect(!outcome.wasPerformed)
         #expect(outcome.receipt == ChargeReceipt(chargeID: "ch_1"))
         #expect(await payments.charges.count == 1)
-        let entry: EntryInfo? = ledger.entry(IdempotencyKey("charge-42"))
+        let entry: EntryInfo? = try ledger.entry(IdempotencyKey("charge-42"))
         #expect(try entry?.receipt(as: ChargeReceipt.self) == ChargeReceipt(chargeID: "ch_1"))
     }
 }

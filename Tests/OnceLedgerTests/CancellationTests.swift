@@ -33,7 +33,7 @@ import Testing
         let result = await caller.result
         #expect(throws: CancellationError.self) { try result.get() }
         #expect(runs.count == 0)
-        #expect(ledger.entry("order-1") == nil)
+        #expect(try ledger.entry("order-1") == nil)
         #expect(try harness.keyRecords("order-1").isEmpty)
         #expect(!ledger.isRunning("order-1"))
         // The key is simply absent: the next caller runs it.
@@ -64,7 +64,7 @@ import Testing
         let result = await caller.result
         #expect(throws: CancellationError.self) { try result.get() }
         #expect(asked.count == 0)
-        #expect(ledger.entry("order-6")?.status == .pendingUnknown)
+        #expect(try ledger.entry("order-6")?.status == .pendingUnknown)
         #expect(try harness.keyedRecordCount() == written)
         #expect(!ledger.isRunning("order-6"))
     }
@@ -89,7 +89,7 @@ import Testing
         let result = await caller.result
         #expect(throws: CancellationError.self) { try result.get() }
         #expect(runs.count == 0)
-        #expect(ledger.entry("order-2")?.status == .absent)
+        #expect(try ledger.entry("order-2")?.status == .absent)
         #expect(try harness.keyRecords("order-2").map(\.kind) == [.intent, .release])
         #expect(!ledger.isRunning("order-2"))
     }
@@ -121,10 +121,10 @@ import Testing
         #expect(sawCancellation.count == 0)
         #expect(outcome.wasPerformed)
         #expect(outcome.receipt == "ch_3 " + EffectToken.derive(key: "charge-3", generation: 0, scope: ledger.tokenScope))
-        #expect(ledger.entry("charge-3")?.status == .done)
+        #expect(try ledger.entry("charge-3")?.status == .done)
         #expect(try harness.keyRecords("charge-3").map(\.kind) == [.intent, .completion])
         ledger = try harness.reopen(ledger)
-        #expect(ledger.entry("charge-3")?.status == .done)
+        #expect(try ledger.entry("charge-3")?.status == .done)
     }
 
     /// A waiter on a key whose runner's caller is cancelled gets the runner's receipt, not
@@ -155,7 +155,7 @@ import Testing
         #expect(runs.count == 1)
         #expect(ran.wasPerformed && ran.receipt == "sent")
         #expect(!waited.wasPerformed && waited.receipt == "sent")
-        #expect(ledger.entry("mail-4")?.status == .done)
+        #expect(try ledger.entry("mail-4")?.status == .done)
     }
 
     /// The runner (fail-closed) sees its effect throw; the waiter, on `.retry`, is not handed

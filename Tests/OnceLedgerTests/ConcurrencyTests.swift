@@ -89,7 +89,7 @@ private let callers = 64
             }
         }
         #expect(codes == [.effectFailed: 1, .pendingUnknown: callers - 1])
-        #expect(ledger.entry("hot-fail")?.status == .pendingUnknown)
+        #expect(try ledger.entry("hot-fail")?.status == .pendingUnknown)
         #expect(try harness.keyRecords("hot-fail").map(\.kind) == [.intent])
     }
 
@@ -133,7 +133,7 @@ private let callers = 64
         #expect(outcomes.count == callers - 1)
         #expect(outcomes.filter(\.wasPerformed).count == 1)
         #expect(outcomes.allSatisfy { $0.receipt == "sent on attempt 2" })
-        #expect(ledger.entry("hot-release")?.status == .done)
+        #expect(try ledger.entry("hot-release")?.status == .done)
         #expect(try harness.keyRecords("hot-release").map(\.kind) == [.intent, .release, .intent, .completion])
     }
 
@@ -167,7 +167,7 @@ private let callers = 64
         #expect(outcomes.count == callers)
         #expect(outcomes.allSatisfy { $0.wasPerformed })
         #expect(Set(outcomes.map(\.receipt)).count == callers)
-        #expect(ledger.entries(status: .done).count == callers)
+        #expect(try ledger.entries(status: .done).count == callers)
         if kind == .file {
             let engine = try #require(fileBackend.engine)
             let stats = engine.commitStatistics
@@ -178,7 +178,7 @@ private let callers = 64
         }
         let reopened = try harness.reopen(ledger)
         defer { try? reopened.close() }
-        #expect(reopened.entries(status: .done).count == callers)
+        #expect(try reopened.entries(status: .done).count == callers)
     }
 
     /// While an operator's resolve record is on its way to the disk, a caller of the same key

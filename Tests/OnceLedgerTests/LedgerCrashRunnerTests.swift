@@ -47,7 +47,7 @@ private func checkOneKeyPerJob(_ jobs: Int, ledger: Ledger, provider: Provider,
     for job in 0..<jobs {
         let keys = Set(requests.filter { $0.job == job }.map(\.key))
         if keys.count > 1 { throw CrashInvariantViolation("job \(job) sent under \(keys.count) keys") }
-        if epoch.isEnd && ledger.entry("job-\(job)")?.status != .done {
+        if epoch.isEnd, try ledger.entry("job-\(job)")?.status != .done {
             throw CrashInvariantViolation("job \(job) is not done at the end")
         }
     }

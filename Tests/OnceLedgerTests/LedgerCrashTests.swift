@@ -712,7 +712,7 @@ private final class LedgerModel {
     func check(_ ledger: Ledger, _ epoch: LedgerCrashRunner.Epoch) throws {
         enter(epoch)
         if !epoch.isEnd { stepIndex = 0 }
-        _ = checkRecovery(ledger)
+        _ = try checkRecovery(ledger)
         try leave()
     }
 
@@ -738,10 +738,10 @@ private final class LedgerModel {
     }
 
     /// After open: every key is in a state the model allows; returned receipts are there.
-    func checkRecovery(_ ledger: Ledger) -> Bool {
+    func checkRecovery(_ ledger: Ledger) throws -> Bool {
         var problems: [String] = []
         for key in workload.keys {
-            let info = ledger.entry(key)
+            let info = try ledger.entry(key)
             if let problem = fingerprintProblem(key, info) { problems.append("after reopen \(problem)") }
             let allowed = keys[key]!.candidates ?? [keys[key]!.current]
             guard let match = allowed.first(where: { $0.matches(info) }) else {
@@ -753,10 +753,10 @@ private final class LedgerModel {
             keys[key]!.current = match
             keys[key]!.candidates = nil
         }
-        let unknown = ledger.entries().map(\.key).filter { keys[$0] == nil }
+        let unknown = try ledger.entries().map(\.key).filter { keys[$0] == nil }
         if !unknown.isEmpty { problems.append("after reopen the ledger has keys nobody used: \(unknown)") }
-        problems += checkReturned(ledger)
-        let pending = Set(ledger.pendingEntries().map(\.key))
+        problems += try checkReturned(ledger)
+        let pending = Set(try ledger.pendingEntries().map(\.key))
         let expected = Set(workload.keys.filter { keys[$0]!.current.status == .pending })
         if pending != expected { problems.append("pendingEntries() lists \(pending.sorted()), the model \(expected.sorted())") }
         if !problems.isEmpty {
@@ -767,10 +767,10 @@ private final class LedgerModel {
     }
 
     /// Every `once` that returned, in the key's current generation, is done with its receipt.
-    func checkReturned(_ ledger: Ledger) -> [String] {
+    func checkReturned(_ ledger: Ledger) throws -> [String] {
         var problems: [String] = []
         for once in returned where keys[once.key]!.current.generation == once.generation {
-            let info = ledger.entry(once.key)
+            let info = try ledger.entry(once.key)
             if info?.status != .done || decodeReceipt(info!.receipt) != once.receipt {
                 problems.append("a once that returned \"\(once.receipt.prefix(60))\" (\(once.at)) reads back as \(describe(info))")
             }
@@ -829,8 +829,15 @@ private final class LedgerModel {
             return false
         }
         keys[key]!.current = next
-        if !next.matches(ledger.entry(key)) {
-            fail(["after the operator act \"\(key.prefix(20))\" is \(describe(ledger.entry(key))), expected \(next)"])
+        let after: EntryInfo?
+        do {
+            after = try ledger.entry(key)
+        } catch {
+            fail(["reading \"\(key.prefix(20))\" after the operator act failed: \(error)"])
+            return false
+        }
+        if !next.matches(after) {
+            fail(["after the operator act \"\(key.prefix(20))\" is \(describe(after)), expected \(next)"])
             return false
         }
         return true
@@ -884,7 +891,13 @@ private final class LedgerModel {
                 keys[key]!.candidates = Array(walked.chain[walked.proven...])
             } else {
                 keys[key]!.current = walked.chain.last!
-                let info = ledger.entry(key)
+                let info: EntryInfo?
+                do {
+                    info = try ledger.entry(key)
+                } catch {
+                    info = nil
+                    keyProblems.append("after the round reading it failed: \(error)")
+                }
                 if let problem = fingerprintProblem(key, info) { keyProblems.append("after the round \(problem)") }
                 if !walked.chain.last!.matches(info) {
                     keyProblems.append("after the round the ledger shows \(describe(info)), the model \(walked.chain.last!)")

@@ -57,19 +57,19 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         proceed.open()
         let result = await doomed.result
         if case .success = result { Issue.record("a completion after close must not succeed") }
-        #expect(current.entry(key)?.status == .pendingUnknown, "the late completion must not reach the reopened ledger")
+        #expect(try current.entry(key)?.status == .pendingUnknown, "the late completion must not reach the reopened ledger")
     case .intentOnlyInLog:
         try ledger.close()
         try await harness.appendRaw([.intent(.init(key: key, attempt: 1, generation: 0, timeMilliseconds: intentTime))])
         current = try harness.open()
     }
-    let entry = try #require(current.entry(key))
+    let entry = try #require(try current.entry(key))
     #expect(entry.status == .pendingUnknown)
     #expect(entry.attempt == 1)
     #expect(entry.generation == 0)
     #expect(entry.timeMilliseconds == intentTime)
     #expect(entry.token == EffectToken.derive(key: key, generation: 0, scope: ledger.tokenScope))
-    #expect(current.pendingEntries().map(\.key).contains(key))
+    #expect(try current.pendingEntries().map(\.key).contains(key))
     let keyRecords = try harness.keyRecords(key)
     #expect(keyRecords.map(\.kind) == [.intent], "only the intent is in the log")
     harness.clock.set(laterTime)
@@ -193,8 +193,8 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(try harness.keyedRecordCount() == written, "failing closed writes nothing")
         // Never silently turned into anything: still pending after a reopen.
         ledger = try harness.reopen(ledger)
-        #expect(ledger.entry("k-pending")?.status == .pendingUnknown)
-        #expect(ledger.pendingEntries().map(\.key) == ["k-pending"])
+        #expect(try ledger.entry("k-pending")?.status == .pendingUnknown)
+        #expect(try ledger.pendingEntries().map(\.key) == ["k-pending"])
     }
 
     @Test(arguments: BackendKind.allCases, PendingOrigin.allCases)
@@ -311,8 +311,8 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             #expect(!resolve.reason.isEmpty)
         }
         ledger = try harness.reopen(ledger)
-        #expect(ledger.entry("k-not-happened")?.status == .done)
-        #expect(ledger.entry("k-not-happened")?.attempt == 2)
+        #expect(try ledger.entry("k-not-happened")?.status == .done)
+        #expect(try ledger.entry("k-not-happened")?.attempt == 2)
     }
 
     /// A reconcile closure that throws leaves the key pending and writes nothing.
@@ -329,7 +329,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(error?.code == .reconcileFailed)
         #expect(error?.underlyingError as? TestFailure == TestFailure())
         #expect(error?.entry?.status == .pendingUnknown)
-        #expect(ledger.entry("k")?.status == .pendingUnknown)
+        #expect(try ledger.entry("k")?.status == .pendingUnknown)
         #expect(try harness.keyedRecordCount() == written)
         #expect(!ledger.isRunning("k"))
     }
@@ -350,10 +350,10 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(released?.code == .released)
         #expect((released?.underlyingError as? EffectDidNotHappen)?.reason == "smtp refused the connection; nothing sent")
         #expect(released?.entry?.status == .absent)
-        var entry = try #require(ledger.entry("k-release"))
+        var entry = try #require(try ledger.entry("k-release"))
         #expect(entry.status == .absent)
         #expect(entry.attempt == 1)
-        #expect(ledger.pendingEntries().isEmpty)
+        #expect(try ledger.pendingEntries().isEmpty)
         let records = try harness.keyRecords("k-release")
         #expect(records.map(\.kind) == [.intent, .release])
         if case .release(let release) = records.last {
@@ -363,7 +363,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         }
         // Durable: the attempt count survives a restart.
         ledger = try harness.reopen(ledger)
-        entry = try #require(ledger.entry("k-release"))
+        entry = try #require(try ledger.entry("k-release"))
         #expect(entry.status == .absent)
         #expect(entry.attempt == 1)
         // Release again, then run: attempts keep counting.
@@ -395,7 +395,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         await expectReleased {
             try await ledger.once("k", as: String.self) { _ in throw EffectDidNotHappen(reason) }
         }
-        #expect(ledger.entry("k")?.status == .absent)
+        #expect(try ledger.entry("k")?.status == .absent)
         let records = try harness.keyRecords("k")
         #expect(records.map(\.kind) == [.intent, .release])
         if case .release(let release) = records.last {
@@ -419,7 +419,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(error?.entry?.status == .pendingUnknown)
         #expect(try harness.keyRecords("k-failed").map(\.kind) == [.intent])
         ledger = try harness.reopen(ledger)
-        #expect(ledger.entry("k-failed")?.status == .pendingUnknown)
+        #expect(try ledger.entry("k-failed")?.status == .pendingUnknown)
     }
 
     // MARK: Scopes
@@ -525,7 +525,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             return "r1"
         }
         #expect(first.wasPerformed)
-        #expect(first.entry == ledger.entry("k-entry"))
+        #expect(try first.entry == ledger.entry("k-entry"))
         #expect(first.entry.timeMilliseconds == 20_003)
         #expect(first.entry.fingerprint == key.fingerprint)
         harness.clock.set(30_000)
@@ -534,7 +534,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             return "r2"
         }
         #expect(again.wasPerformed)
-        #expect(again.entry == ledger.entry("k-entry"))
+        #expect(try again.entry == ledger.entry("k-entry"))
         #expect(again.entry.attempt == 2 && again.entry.generation == 1 && again.entry.timeMilliseconds == 30_005)
 
         _ = await ledgerError { try await ledger.once("k-pending", as: String.self) { _ in throw TestFailure() } }
@@ -543,7 +543,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             return "r3"
         }
         #expect(retried.wasPerformed)
-        #expect(retried.entry == ledger.entry("k-pending"))
+        #expect(try retried.entry == ledger.entry("k-pending"))
         #expect(retried.entry.attempt == 2)
     }
 
@@ -634,7 +634,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         for key in ["p-happened", "p-not-happened"] {
             _ = await ledgerError { try await ledger.once(IdempotencyKey(key), as: String.self) { _ in throw TestFailure() } }
         }
-        let pending = ledger.pendingEntries()
+        let pending = try ledger.pendingEntries()
         #expect(pending.map(\.key) == ["p-happened", "p-not-happened"])
         for entry in pending {
             #expect(entry.status == .pendingUnknown)
@@ -642,18 +642,18 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             #expect(entry.timeMilliseconds == 2_000)
             #expect(entry.token == EffectToken.derive(key: entry.key, generation: 0, scope: ledger.tokenScope))
         }
-        #expect(ledger.entries(status: .pendingUnknown) == pending)
-        #expect(ledger.entries(status: .done).map(\.key) == ["k-done"])
+        #expect(try ledger.entries(status: .pendingUnknown) == pending)
+        #expect(try ledger.entries(status: .done).map(\.key) == ["k-done"])
 
         harness.clock.set(3_000)
         try await ledger.resolvePending("p-happened", as: .done(receipt: json("from-dashboard")),
                                         reason: "confirmed in the provider dashboard", actor: "alice")
         try await ledger.resolvePending("p-not-happened", as: .absent, reason: "provider has no such charge", actor: "bob")
-        #expect(ledger.pendingEntries().isEmpty)
-        #expect(ledger.entry("p-happened")?.status == .done)
-        #expect(ledger.entry("p-happened")?.timeMilliseconds == 3_000)
-        #expect(ledger.entry("p-not-happened")?.status == .absent)
-        #expect(ledger.entry("p-not-happened")?.attempt == 1)
+        #expect(try ledger.pendingEntries().isEmpty)
+        #expect(try ledger.entry("p-happened")?.status == .done)
+        #expect(try ledger.entry("p-happened")?.timeMilliseconds == 3_000)
+        #expect(try ledger.entry("p-not-happened")?.status == .absent)
+        #expect(try ledger.entry("p-not-happened")?.attempt == 1)
 
         let happened = try harness.keyRecords("p-happened")
         #expect(happened.map(\.kind) == [.intent, .resolve])
@@ -698,7 +698,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             try await ledger.resolvePending("p", as: .absent, reason: String(repeating: "r", count: FormatLimits.reasonBytesMax + 1))
         }
         #expect(tooLong?.code == .limitExceeded)
-        #expect(ledger.entry("p")?.status == .pendingUnknown)
+        #expect(try ledger.entry("p")?.status == .pendingUnknown)
         #expect(try harness.keyedRecordCount() == written)
         #expect(!ledger.isRunning("p"))
     }
@@ -718,12 +718,12 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             try await ledger.forgetDoneEntryAllowingRerun("k-forget", reason: String(repeating: "r", count: FormatLimits.reasonBytesMax + 1))
         }
         #expect(tooLong?.code == .limitExceeded)
-        #expect(ledger.entry("k-forget")?.status == .done)
+        #expect(try ledger.entry("k-forget")?.status == .done)
         #expect(try harness.keyedRecordCount() == written, "a refused forget writes nothing")
 
         harness.clock.set(2_000)
         try await ledger.forgetDoneEntryAllowingRerun("k-forget", reason: "customer asked for a resend", actor: "carol")
-        let entry = try #require(ledger.entry("k-forget"))
+        let entry = try #require(try ledger.entry("k-forget"))
         #expect(entry.status == .absent)
         #expect(entry.attempt == 1)
         #expect(entry.generation == 1)
@@ -736,7 +736,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         }
 
         ledger = try harness.reopen(ledger)
-        #expect(ledger.entry("k-forget")?.status == .absent)
+        #expect(try ledger.entry("k-forget")?.status == .absent)
         let rerun = try await ledger.once("k-forget", as: String.self) { context in
             #expect(context.attempt == 2)
             #expect(context.generation == 1)
@@ -761,7 +761,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         for key in ["done", "released", "never-seen"] {
             let error = await ledgerError { try await ledger.resolvePending(key, as: .absent, reason: "why") }
             #expect(error?.code == .wrongState, "resolve \(key)")
-            #expect(error?.entry?.status == ledger.entry(key)?.status)
+            #expect(try error?.entry?.status == ledger.entry(key)?.status)
         }
         for key in ["pending", "released", "never-seen"] {
             let error = await ledgerError { try await ledger.forgetDoneEntryAllowingRerun(key, reason: "why") }
@@ -783,7 +783,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         finish.open()
         _ = try await running.value
         #expect(try harness.keyedRecordCount() == written + 2, "only the retry's intent and completion")
-        #expect(ledger.entry("pending")?.status == .done)
+        #expect(try ledger.entry("pending")?.status == .done)
     }
 
     /// Every release, resolution and forget is a record in the log, in order, with who/why/when.
@@ -833,7 +833,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             "completion a4 t600",
         ])
         ledger = try harness.reopen(ledger)
-        let entry = try #require(ledger.entry("audit"))
+        let entry = try #require(try ledger.entry("audit"))
         #expect(entry.status == .done)
         #expect(entry.attempt == 4)
         #expect(entry.generation == 1)
@@ -877,8 +877,8 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(raw?.limit == "receiptBytesMax")
         #expect(raw?.key == "big-bytes")
         #expect(raw?.entry?.status == .done)
-        #expect(ledger.entry("big-bytes")?.status == .done)
-        #expect(ledger.entry("big-bytes")?.receipt == [])
+        #expect(try ledger.entry("big-bytes")?.status == .done)
+        #expect(try ledger.entry("big-bytes")?.receipt == [])
         #expect(try harness.keyRecords("big-bytes").map(\.kind) == [.intent, .completion])
         // A typed receipt whose JSON is one byte too many (the two quotes count).
         let typed = await ledgerError {
@@ -906,7 +906,7 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
             }) { _ in [] }
         }
         #expect(reconcileError?.code == .limitExceeded)
-        #expect(ledger.entry("big-pending")?.status == .pendingUnknown)
+        #expect(try ledger.entry("big-pending")?.status == .pendingUnknown)
         #expect(try harness.keyedRecordCount() == written)
         #expect(!ledger.isRunning("big-pending"))
     }
@@ -954,8 +954,8 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         let forget = await ledgerError { try await old.forgetDoneEntryAllowingRerun("done", reason: "stale handle") }
         #expect(forget?.code == .closed)
         #expect(try harness.keyedRecordCount() == written)
-        #expect(current.entry("new") == nil)
-        #expect(current.entry("done")?.status == .done)
+        #expect(try current.entry("new") == nil)
+        #expect(try current.entry("done")?.status == .done)
     }
 
     @Test(arguments: BackendKind.allCases)
@@ -978,13 +978,13 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         try await ledger.resolvePending("c-resolved", as: .done(receipt: json("manual")), reason: "seen downstream")
         _ = try await ledger.once("c-window", as: String.self, scope: .window(milliseconds: 50)) { _ in "w" }
 
-        let before = ledger.entries()
+        let before = try ledger.entries()
         #expect(before.count == 7)
         try await ledger.compact()
-        #expect(ledger.entries() == before)
+        #expect(try ledger.entries() == before)
         if kind == .memory { #expect(harness.memory.recordCount == 0, "compaction replaced the records by a snapshot") }
         ledger = try harness.reopen(ledger)
-        #expect(ledger.entries() == before, "snapshot + replay gives back every key's state")
+        #expect(try ledger.entries() == before, "snapshot + replay gives back every key's state")
 
         // And they behave as before.
         #expect(try await ledger.once("c-done", as: String.self) { _ in "x" }.receipt == "done")
@@ -1006,12 +1006,12 @@ private func makePending(_ harness: Harness, _ ledger: Ledger, _ key: String, _ 
         #expect(mismatch?.code == .fingerprintMismatch, "the fingerprint survives the snapshot")
 
         // Records after a snapshot are replayed on top of it; a second compaction keeps all.
-        let after = ledger.entries()
+        let after = try ledger.entries()
         ledger = try harness.reopen(ledger)
-        #expect(ledger.entries() == after)
+        #expect(try ledger.entries() == after)
         try await ledger.compact()
         ledger = try harness.reopen(ledger)
-        #expect(ledger.entries() == after)
+        #expect(try ledger.entries() == after)
     }
 
     /// After a compaction both backends announce the snapshot's item count before its

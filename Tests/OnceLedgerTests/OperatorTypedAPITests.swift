@@ -39,7 +39,7 @@ private struct ChargeReceipt: Codable, Sendable, Equatable {
         #expect(runs.count == 0)
         #expect(!outcome.wasPerformed)
         #expect(outcome.receipt == ChargeReceipt(chargeID: "ch_9"))
-        let entry = try #require(ledger.entry(key))
+        let entry = try #require(try ledger.entry(key))
         #expect(entry.status == .done)
         #expect(try entry.receipt(as: ChargeReceipt.self) == ChargeReceipt(chargeID: "ch_9"))
         #expect(try harness.keyRecords("charge-9").map(\.kind) == [.intent, .resolve])
@@ -54,7 +54,7 @@ private struct ChargeReceipt: Codable, Sendable, Equatable {
         await makePending(ledger, key)
         // What `onceledger resolve --receipt ch_10` used to store: not the app's JSON.
         try await ledger.resolvePending("charge-10", as: .done(receipt: Array("ch_10".utf8)), reason: "charged")
-        let before = try #require(ledger.entry(key))
+        let before = try #require(try ledger.entry(key))
         let broken = await ledgerError { try await ledger.once(key, as: ChargeReceipt.self) { _ in ChargeReceipt(chargeID: "x") } }
         #expect(broken?.code == .receiptDecodingFailed)
 
@@ -70,7 +70,7 @@ private struct ChargeReceipt: Codable, Sendable, Equatable {
             }
             #expect(runs.count == 0)
             #expect(outcome.receipt == ChargeReceipt(chargeID: "ch_10"))
-            let after = try #require(ledger.entry(key))
+            let after = try #require(try ledger.entry(key))
             #expect(after.status == .done)
             #expect(after.generation == before.generation)
             #expect(after.attempt == before.attempt)

@@ -27,7 +27,7 @@ import Testing
         }
         let reopened = try Ledger.open(directory: directory)
         defer { try? reopened.close() }
-        #expect(reopened.entry("order-42")?.status == .done)
+        #expect(try reopened.entry("order-42")?.status == .done)
         let third = try await reopened.once("order-42", as: String.self) { _ in "x" }
         #expect(!third.wasPerformed)
     }
@@ -47,7 +47,7 @@ import Testing
                   let inner = error.underlyingError as? LedgerError else { return false }
             return inner.code == .invalidArgument
         }
-        #expect(ledger.entry("outer")?.status == .pendingUnknown)
+        #expect(try ledger.entry("outer")?.status == .pendingUnknown)
     }
 
     /// Two levels down: A's effect calls B, whose effect calls A again. Refused like the
@@ -68,8 +68,8 @@ import Testing
             return [1]
         }
         #expect(innerError.withLock { $0?.code } == .invalidArgument)
-        #expect(ledger.entry("B")?.status == .done)
-        #expect(ledger.entry("A")?.status == .done)
+        #expect(try ledger.entry("B")?.status == .done)
+        #expect(try ledger.entry("A")?.status == .done)
         // And the list unwinds: A can be asked again from the top.
         let again = try await ledger.onceBytes("A") { _ in [9] }
         #expect(again.receipt == [1])

@@ -59,7 +59,7 @@ struct DemoCommand: AsyncParsableCommand {
         // 4. Reopen: pending-unknown.
         section(4, "Reopen. The key has a durable intent and no completion: pending-unknown (it may or may not have happened).")
         let reopened = try await open(directory)
-        say(entryTable(reopened.entries()))
+        say(entryTable(try reopened.entries()))
         say("")
         say("`once` with the default policy (fail closed) refuses to guess:")
         do {
@@ -92,7 +92,7 @@ struct DemoCommand: AsyncParsableCommand {
         say(rerun.load(ordering: .relaxed)
             ? "the receiver had not seen it, so the effect ran now: receipt \"\(resolved.receipt)\""
             : "recorded as done with receipt \"\(resolved.receipt)\": the webhook was not sent twice")
-        say(entryTable(reopened.entries()))
+        say(entryTable(try reopened.entries()))
         try await close(reopened)
 
         // 6. Verify.

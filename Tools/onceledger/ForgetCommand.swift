@@ -53,8 +53,8 @@ struct ForgetCommand: AsyncParsableCommand {
         let actor = self.actor ?? WritableLedger.defaultActor
         let opened = try WritableLedger.open(dir)
         for note in opened.openNotes { print("note: " + note) }
-        guard let entry = opened.ledger.entry(key), entry.status == .done else {
-            let state = opened.ledger.entry(key)
+        guard let entry = try opened.ledger.entry(key), entry.status == .done else {
+            let state = try opened.ledger.entry(key)
             try opened.close()
             let what = state.map { "it is \($0.status.rawValue)" } ?? "the ledger has no entry for this key"
             let hint = state?.status == .pendingUnknown ? " A pending-unknown entry is resolved with `onceledger resolve`." : ""
@@ -69,7 +69,7 @@ struct ForgetCommand: AsyncParsableCommand {
             throw CommandFailure(error, hint: "Nothing was written.")
         }
         let sequence = opened.lastSequence
-        let after = opened.ledger.entry(key)
+        let after = try opened.ledger.entry(key)
         try opened.close()
         print("forgot \(TextFormat.plain(key)): done → absent (its receipt was \(TextFormat.bytes(entry.receipt))); the next call with this key runs the effect again, with a new token \(after?.token ?? "?")")
         print("recorded in the log as sequence \(sequence.map(String.init) ?? "?") by \(TextFormat.quoted(actor)): \(TextFormat.quoted(reason))")

@@ -111,8 +111,8 @@ struct ResolveCommand: AsyncParsableCommand {
         let opened = try WritableLedger.open(dir)
         for note in opened.openNotes { print("note: " + note) }
         let required: EntryInfo.Status = correct ? .done : .pendingUnknown
-        guard let entry = opened.ledger.entry(key), entry.status == required else {
-            let state = opened.ledger.entry(key)
+        guard let entry = try opened.ledger.entry(key), entry.status == required else {
+            let state = try opened.ledger.entry(key)
             try opened.close()
             let what = state.map { "it is \($0.status.rawValue)" } ?? "the ledger has no entry for this key"
             if correct {

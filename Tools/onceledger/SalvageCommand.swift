@@ -259,7 +259,7 @@ struct SalvagePlan: Sendable {
         let (entries, scope) = try await BlockingThread.run(name: "salvage-check") { () -> ([EntryInfo], TokenScope) in
             let reopened = try Ledger.open(directory: target, configuration: configuration, createIfMissing: false)
             defer { try? reopened.close() }
-            return (reopened.entries(), reopened.tokenScope)
+            return (try reopened.entries(), reopened.tokenScope)
         }
         if let identity, identity.tokenScope != scope {
             throw SalvageCommand.Failure(

@@ -122,7 +122,7 @@ struct StressCommand: AsyncParsableCommand {
             UnbufferedOutput.error("onceledger stress: error: cannot open \(directory): \(error)")
             throw ExitCode(ExitCodes.operational)
         }
-        let pendingAtOpen = ledger.pendingEntries().count
+        let pendingAtOpen = try ledger.pendingEntries().count
         UnbufferedOutput.error(
             "stress: \(effects) calls over \(keyCount) keys, \(concurrency) concurrent callers, seed \(seed), segment bytes \(segmentBytes), compact every \(compactEvery == 0 ? "never" : "\(compactEvery)"), fail \(failPercent)%; pending policy: retry"
                 + (pendingAtOpen > 0 ? "; \(pendingAtOpen) keys pending-unknown from an earlier run will be retried" : ""))

@@ -28,8 +28,8 @@ enum LedgerMemory {
         let heapAfter = HeapUsage.heapInUseBytes()
         let residentAfter = HeapUsage.residentBytes()
         guard ledger.entryCount == entries,
-              ledger.entry(BenchKeys.key(0, bytes: keyBytes))?.status == .done,
-              ledger.entry(BenchKeys.key(entries - 1, bytes: keyBytes))?.receipt == receipt
+              try ledger.entry(BenchKeys.key(0, bytes: keyBytes))?.status == .done,
+              try ledger.entry(BenchKeys.key(entries - 1, bytes: keyBytes))?.receipt == receipt
         else {
             throw BenchError("the memory ledger holds \(ledger.entryCount) entries, expected \(entries) done")
         }

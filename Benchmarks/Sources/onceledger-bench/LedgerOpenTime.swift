@@ -114,8 +114,8 @@ enum LedgerOpenTime {
 
     private static func check(_ ledger: Ledger, entries: Int, keyBytes: Int, receipt: [UInt8]) throws {
         guard ledger.entryCount == entries,
-              ledger.entry(BenchKeys.key(0, bytes: keyBytes))?.status == .done,
-              ledger.entry(BenchKeys.key(entries - 1, bytes: keyBytes))?.receipt == receipt
+              try ledger.entry(BenchKeys.key(0, bytes: keyBytes))?.status == .done,
+              try ledger.entry(BenchKeys.key(entries - 1, bytes: keyBytes))?.receipt == receipt
         else {
             throw BenchError("the opened ledger holds \(ledger.entryCount) entries, expected \(entries) done")
         }
