@@ -118,8 +118,8 @@ struct LedgerState: ~Copyable {
     /// (`RecordBody.decodeFields`) finds it; a record of another kind or key is damage.
     static func receipt(at location: ValueLocation, key: String, reader: RecordReader,
                         file: (any StorageFile)?) throws -> [UInt8] {
-        let (kind, body) = try file.map { try reader.read(location, from: $0) } ?? reader.read(location)
-        return try body.withUnsafeBytes { raw -> [UInt8] in
+        let handle = try file ?? reader.handle(for: location.file)
+        return try reader.withRecord(location, from: handle) { kind, raw -> [UInt8] in
             let receipt: Range<Int>?
             let keyRange: Range<Int>?
             switch RecordBody.decodeFields(kind: kind, raw) {

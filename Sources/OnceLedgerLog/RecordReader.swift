@@ -99,6 +99,13 @@ public final class RecordReader: Sendable {
 
     /// `read`, through a handle taken earlier (`handle(for:)`).
     public func read(_ location: ValueLocation, from file: any StorageFile) throws -> (kind: RecordKind, body: [UInt8]) {
+        try withRecord(location, from: file) { kind, body in (kind, Array(body)) }
+    }
+
+    /// Reads and checks the record at `location` like `read`, and calls `body` with its kind
+    /// and body bytes in place (valid only during the call), without copying the body.
+    public func withRecord<T>(_ location: ValueLocation, from file: any StorageFile,
+                              _ body: (RecordKind, UnsafeRawBufferPointer) throws -> T) throws -> T {
         let count = location.readBytes
         let bytes = try file.read(at: location.offset, count: count)
         func damaged(_ reason: String) -> LedgerError {
@@ -111,14 +118,15 @@ public final class RecordReader: Sendable {
                 let span = SnapshotFile.ValueSpan(offset: location.offset, bodyBytes: location.bodyBytes)
                 switch SnapshotFile.decodeValue(raw, span: span) {
                 case .corrupt(let reason): throw damaged(reason)
-                case .value(let kind, let body): return (kind, Array(raw[body]))
+                case .value(let kind, let range): return try body(kind, UnsafeRawBufferPointer(rebasing: raw[range]))
                 }
             }
             guard raw.count == count else { throw damaged("only \(raw.count) of \(count) bytes are there") }
             switch RecordFrame.decode(raw, at: 0, end: count, baseOffset: location.offset, ledgerID: ledgerID,
                                       segment: location.file) {
             case .record(let header, let bodyStart) where header.bodyBytes == location.bodyBytes:
-                return (header.kind, Array(raw[bodyStart..<(bodyStart + Int(header.bodyBytes))]))
+                return try body(header.kind,
+                                UnsafeRawBufferPointer(rebasing: raw[bodyStart..<(bodyStart + Int(header.bodyBytes))]))
             case .record(let header, _):
                 throw damaged("its body is \(header.bodyBytes) bytes, not \(location.bodyBytes)")
             case .corrupt(let reason): throw damaged("\(reason)")
