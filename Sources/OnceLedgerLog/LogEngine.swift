@@ -331,6 +331,7 @@ public final class LogEngine: @unchecked Sendable {
         while !stopped { condition.wait() }
         condition.unlock()
         writer.close(timeMilliseconds: clock())
+        reader.retireAll()
         lock.unlock()
     }
 

@@ -87,6 +87,12 @@ public final class RecordReader: Sendable {
         _ = files.withLock { $0.removeValue(forKey: file) }
     }
 
+    /// Forgets every handle (the log closed): each closes once no reader holds it; a later
+    /// read opens its file again.
+    public func retireAll() {
+        files.withLock { $0.removeAll() }
+    }
+
     /// The files with an open handle (for tests).
     public var openFiles: [UInt64] { files.withLock { $0.keys.sorted() } }
 

@@ -65,7 +65,9 @@ import Testing
             return
         }
         #expect(receipt == Self.receipt(7))
+        #expect(!engine.reader.openFiles.isEmpty)
         try ledger.close()
+        #expect(engine.reader.openFiles.isEmpty, "closing the log lets go of its read handles")
 
         ledger = try Ledger.open(directory: directory, configuration: Self.smallSegments)
         defer { try? ledger.close() }
