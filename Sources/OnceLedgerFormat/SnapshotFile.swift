@@ -252,48 +252,36 @@ public struct SnapshotFile: Hashable, Sendable {
         return receipt
     }
 
+    /// The bytes `encode()` makes, without encoding (a compaction sizes its segment by it).
+    public var encodedByteCount: Int {
+        let fixed = FormatLimits.snapshotHeaderBytes + FormatLimits.snapshotTrailerBytes
+        let align = FormatLimits.recordAlignment
+        var total = fixed
+        for item in items {
+            guard formatVersion >= 3 else {
+                total += SnapshotFile.itemHeaderBytes + Alignment.roundUp(item.body.count, to: align)
+                continue
+            }
+            if item.body.withUnsafeBytes({ SnapshotFile.doneReceipt(kind: item.kind, $0) }) != nil {
+                total += SnapshotFile.valueHeaderBytes + Alignment.roundUp(item.body.count, to: align)
+                let receipt = item.body.withUnsafeBytes { SnapshotFile.doneReceipt(kind: item.kind, $0)! }
+                total += SnapshotFile.hintHeaderBytes + Alignment.roundUp(receipt.lowerBound, to: align)
+            } else {
+                total += SnapshotFile.hintHeaderBytes + Alignment.roundUp(item.body.count, to: align)
+            }
+        }
+        return total
+    }
+
+    /// Version 3, written into one buffer of the exact size: the header (its sizes and
+    /// checksums patched in at the end), the values, the hints, the trailer.
     private func encodeVersion3() -> (bytes: [UInt8], values: [ValueSpan?]) {
         let items = self.items
-        var values = ByteWriter()
         var hints = ByteWriter()
         var spans: [ValueSpan?] = []
         spans.reserveCapacity(items.count)
         let headerBytes = FormatLimits.snapshotHeaderBytes
-        for item in items {
-            precondition(item.body.count <= Int(FormatLimits.recordBodyBytesMax), "item bound checked by caller")
-            let receipt = item.body.withUnsafeBytes { SnapshotFile.doneReceipt(kind: item.kind, $0) }
-            var hintBody = item.body
-            var span: ValueSpan? = nil
-            if let receipt {
-                let offset = UInt64(headerBytes + values.count)
-                var header = ByteWriter()
-                header.writeInteger(UInt32(item.body.count))
-                header.writeInteger(item.kind.rawValue)
-                header.writeInteger(UInt16(0))
-                let checksum = item.body.withUnsafeBytes { body in
-                    header.bytes.withUnsafeBytes { CRC32.update(CRC32.update(0, $0), body) }
-                }
-                values.writeBytes(header.bytes)
-                values.writeInteger(checksum)
-                values.writeInteger(UInt32(0))
-                values.writeBytes(item.body)
-                values.writePadding(alignment: FormatLimits.recordAlignment)
-                span = ValueSpan(offset: offset, bodyBytes: UInt32(item.body.count))
-                // The hint: the same body with an empty receipt (its u32 length zero).
-                hintBody = Array(item.body[0..<(receipt.lowerBound - 4)]) + [0, 0, 0, 0]
-            }
-            spans.append(span)
-            hints.writeInteger(UInt32(hintBody.count))
-            hints.writeInteger(item.kind.rawValue)
-            hints.writeInteger(span == nil ? UInt16(0) : SnapshotFile.hintFlagHasValue)
-            hints.writeInteger(span?.offset ?? 0)
-            hints.writeInteger(span?.bodyBytes ?? 0)
-            hints.writeInteger(UInt32(0))
-            hints.writeBytes(hintBody)
-            hints.writePadding(alignment: FormatLimits.recordAlignment)
-        }
-        var writer = ByteWriter(
-            capacity: headerBytes + values.count + hints.count + FormatLimits.snapshotTrailerBytes)
+        var writer = ByteWriter(capacity: encodedByteCount)
         writer.writeBytes(SnapshotFile.magic)
         writer.writeInteger(formatVersion)
         writer.writeInteger(UInt16(headerBytes))
@@ -301,11 +289,52 @@ public struct SnapshotFile: Hashable, Sendable {
         writer.writeBytes(ledgerID.bytes)
         writer.writeInteger(coveredSequence)
         writer.writeInteger(chain)
-        writer.writeInteger(CRC32.checksum(hints.bytes))
-        writer.writeInteger(UInt64(values.count))
+        writer.writeInteger(UInt32(0))  // hints checksum, below
+        writer.writeInteger(UInt64(0))  // values bytes, below
         writer.writeInteger(UInt32(items.count))
-        writer.writeInteger(CRC32.checksum(writer.bytes))
-        writer.writeBytes(values.bytes)
+        writer.writeInteger(UInt32(0))  // header checksum, below
+        for item in items {
+            precondition(item.body.count <= Int(FormatLimits.recordBodyBytesMax), "item bound checked by caller")
+            let receipt = item.body.withUnsafeBytes { SnapshotFile.doneReceipt(kind: item.kind, $0) }
+            var span: ValueSpan? = nil
+            if let receipt {
+                let offset = UInt64(writer.count)
+                var header = ByteWriter()
+                header.writeInteger(UInt32(item.body.count))
+                header.writeInteger(item.kind.rawValue)
+                header.writeInteger(UInt16(0))
+                let checksum = item.body.withUnsafeBytes { body in
+                    header.bytes.withUnsafeBytes { CRC32.update(CRC32.update(0, $0), body) }
+                }
+                writer.writeBytes(header.bytes)
+                writer.writeInteger(checksum)
+                writer.writeInteger(UInt32(0))
+                writer.writeBytes(item.body)
+                writer.writePadding(alignment: FormatLimits.recordAlignment)
+                span = ValueSpan(offset: offset, bodyBytes: UInt32(item.body.count))
+            }
+            spans.append(span)
+            // The hint: the item; for one with a value, its body with an empty receipt
+            // (the receipt's u32 length zero).
+            let hintBytes = receipt.map { $0.lowerBound } ?? item.body.count
+            hints.writeInteger(UInt32(hintBytes))
+            hints.writeInteger(item.kind.rawValue)
+            hints.writeInteger(span == nil ? UInt16(0) : SnapshotFile.hintFlagHasValue)
+            hints.writeInteger(span?.offset ?? 0)
+            hints.writeInteger(span?.bodyBytes ?? 0)
+            hints.writeInteger(UInt32(0))
+            if let receipt {
+                hints.writeBytes(item.body[0..<(receipt.lowerBound - 4)])
+                hints.writeInteger(UInt32(0))
+            } else {
+                hints.writeBytes(item.body)
+            }
+            hints.writePadding(alignment: FormatLimits.recordAlignment)
+        }
+        writer.setInteger(CRC32.checksum(hints.bytes), at: 44)
+        writer.setInteger(UInt64(writer.count - headerBytes), at: 48)
+        writer.setInteger(writer.bytes.withUnsafeBytes { CRC32.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<60])) },
+                          at: 60)
         writer.writeBytes(hints.bytes)
         writer.writeBytes(SnapshotFile.trailerMagic)
         writer.writeInteger(UInt32(0))

@@ -523,25 +523,22 @@ public final class LogWriter {
             SnapshotFile(ledgerID: ledgerID, coveredSequence: lastSequence, chain: lastChain,
                          ledgerScopedTokens: tokenScope.isLedgerScoped, items: items)
         }
-        var snapshot = snapshotFile()
-        var (bytes, spans) = snapshot.encodeLocated()
         var deletedSegments: [UInt64] = []
         var deletedSnapshots: [String] = []
         do {
             // The disk-use rule (§8): start a new, small active segment first when that
             // leaves less on disk than keeping the current one, so every old segment
             // is covered and deleted below. Its seal takes a sequence number, which the
-            // snapshot then covers too (a seal carries no state).
-            if let size = try compactionRolloverBytes(snapshotBytes: UInt64(bytes.count)) {
+            // snapshot then covers too (a seal carries no state). Sized without encoding,
+            // so a large snapshot is encoded once.
+            let snapshotBytes = UInt64(snapshotFile().encodedByteCount)
+            if let size = try compactionRolloverBytes(snapshotBytes: snapshotBytes) {
                 try rollover(size: size)
-                if lastSequence != snapshot.coveredSequence {
-                    snapshot = snapshotFile()
-                    (bytes, spans) = snapshot.encodeLocated()
-                }
             }
         } catch {
             throw poison(error)
         }
+        let (bytes, spans) = snapshotFile().encodeLocated()
         let covered = lastSequence
         let path = Paths.join(directory, LedgerFileNames.snapshot(covered))
         do {

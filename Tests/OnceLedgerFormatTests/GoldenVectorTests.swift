@@ -583,6 +583,7 @@ extension SnapshotFile.Item {
         #expect(snapshot.items.map { RecordBody.decode(kind: $0.kind, $0.body) }
             == GoldenVectors.snapshotItems.map { RecordBody.decode(kind: $0.kind, $0.body) })
         #expect(snapshot.encode() == snapshotBytes)
+        #expect(snapshot.encodedByteCount == snapshotBytes.count)
         #expect(ByteReader.getInteger(snapshotBytes, at: 60, as: UInt32.self) == 0x5ba4_49e6)
         #expect(ByteReader.getInteger(snapshotBytes, at: snapshotBytes.count - 4, as: UInt32.self) == 0x3323_ba9b)
 
@@ -611,6 +612,7 @@ extension SnapshotFile.Item {
         #expect(whole.coveredSequence == 7)
         #expect(whole.items == GoldenVectors.snapshotItems)
         #expect(whole.encode() == bytes)
+        #expect(whole.encodedByteCount == bytes.count, "a compaction sizes the snapshot without encoding it")
         let valuesBytes = Int(ByteReader.getInteger(bytes, at: 48, as: UInt64.self))
         let hintsStart = FormatLimits.snapshotHeaderBytes + valuesBytes
         guard case .snapshot(let hints) = SnapshotFile.decodeHints(
