@@ -1,6 +1,7 @@
 import Glibc
 import COnceSupport
 import OnceLedgerFormat
+import OnceLedgerLog
 
 /// The in-memory state of a ledger (`Spec/FORMAT.md` §9.1): one compact `Entry` per
 /// key. Changed only by `apply`, which is called for recovered records and snapshot
@@ -12,7 +13,15 @@ import OnceLedgerFormat
 /// - `entries`: one 40-byte `Entry` per key, densely, in first-seen order;
 /// - `keys`: every key's UTF-8 bytes, back to back (keys are never removed: a
 ///   forgotten key stays as an absent entry that remembers its generation);
-/// - `blobs`: each entry's [fingerprint (32 bytes, only if nonzero)][receipt];
+/// - `blobs`: each entry's [fingerprint (32 bytes, only if nonzero)][receipt, only
+///   when it is kept in memory];
+/// - a done entry's receipt stays on disk when the record that holds it has a location
+///   (`ValueLocation`: a segment record, or a version 3 snapshot's value; Bitcask's
+///   keydir): the entry keeps that location, and `receipt(of:)` reads the record back
+///   with one `pread` through `reader`, checks it and decodes it with the one body
+///   decoder. Records without a location (the in-memory backend, a version 1 or 2
+///   snapshot) keep their receipts in `blobs`, as before; the next compaction writes
+///   them into a version 3 snapshot and the entries then point there (`relocate`).
 /// - `slots`: an open-addressing (linear probing) hash table of
 ///   `(hash << 32) | (entry index + 1)`, 0 = empty, at most 3/4 full. The hash is
 ///   Swift's per-process-seeded `Hasher`, so keys chosen by an attacker cannot make
@@ -38,8 +47,17 @@ struct LedgerState: ~Copyable {
         var status: UInt8
         var hasFingerprint: Bool
 
-        var blobLength: Int { (hasFingerprint ? 32 : 0) + Int(receiptLength) }
+        /// Where the receipt is: `Entry.inMemory` (in `blobs`), or a `ValueLocation`'s
+        /// file, offset and body bytes.
+        var valueFile: UInt64
+        var valueOffset: UInt64
+        var valueBytes: UInt32
 
+        var blobLength: Int { (hasFingerprint ? 32 : 0) + (isLocated ? 0 : Int(receiptLength)) }
+        var isLocated: Bool { valueFile != Entry.inMemory }
+        var location: ValueLocation { ValueLocation(file: valueFile, offset: valueOffset, bodyBytes: valueBytes) }
+
+        static let inMemory = UInt64.max
         static let done: UInt8 = 1
         static let pending: UInt8 = 2
         static let absent: UInt8 = 3
@@ -47,6 +65,8 @@ struct LedgerState: ~Copyable {
 
     /// How the ledger derives effect tokens, for the `EntryInfo` values handed out.
     var tokenScope: TokenScope = .unscoped
+    /// Reads receipts that stay on disk; nil for a backend that gives no locations.
+    var reader: RecordReader?
     private var entries = PlainBuffer<Entry>()
     /// Power-of-two count, zeroed; empty until the first key.
     private var slots = PlainBuffer<UInt64>()
@@ -57,7 +77,7 @@ struct LedgerState: ~Copyable {
     /// Memo, journal and run-terminal records, kept verbatim so snapshots preserve them.
     private(set) var retained: [SnapshotFile.Item] = []
     /// The record `replay` holds back (see there), and a copy of its body.
-    private var deferred: (kind: RecordKind, fields: RecordBody.Fields)?
+    private var deferred: (kind: RecordKind, fields: RecordBody.Fields, location: ValueLocation?)?
     private var deferredHash: UInt32 = 0
     private var deferredBody = PlainBuffer<UInt8>()
 
@@ -80,12 +100,73 @@ struct LedgerState: ~Copyable {
         return Array(blobs.rawBytes(from: start, count: 32))
     }
 
-    func receipt(of entry: Entry) -> [UInt8] {
-        let start = Int(entry.blobOffset) + (entry.hasFingerprint ? 32 : 0)
-        return Array(blobs.rawBytes(from: start, count: Int(entry.receiptLength)))
+    /// The receipt of a done entry: from `blobs`, or read from disk (`Entry.location`).
+    /// Throws `.corruptRecord` when the bytes there no longer hold this key's receipt.
+    func receipt(of entry: Entry) throws -> [UInt8] {
+        guard entry.isLocated else {
+            let start = Int(entry.blobOffset) + (entry.hasFingerprint ? 32 : 0)
+            return Array(blobs.rawBytes(from: start, count: Int(entry.receiptLength)))
+        }
+        guard let reader else {
+            throw LedgerError(.closed, "this ledger has no reader for receipts on disk", key: key(of: entry))
+        }
+        return try LedgerState.receipt(at: entry.location, key: key(of: entry), reader: reader, file: nil)
     }
 
-    func info(key: String, entry: Entry) -> EntryInfo {
+    /// Reads the record at `location` (through `file`, a handle taken earlier, or the
+    /// reader's) and returns the receipt it holds for `key`: the one body decoder
+    /// (`RecordBody.decodeFields`) finds it; a record of another kind or key is damage.
+    static func receipt(at location: ValueLocation, key: String, reader: RecordReader,
+                        file: (any StorageFile)?) throws -> [UInt8] {
+        let handle = try file ?? reader.handle(for: location.file)
+        return try reader.withRecord(location, from: handle) { kind, raw -> [UInt8] in
+            let receipt: Range<Int>?
+            let keyRange: Range<Int>?
+            switch RecordBody.decodeFields(kind: kind, raw) {
+            case .fields(let fields):
+                keyRange = fields.key
+                switch fields {
+                case .completion(_, _, _, let range): receipt = range
+                case .resolve(_, .done, _, _, let range, _, _): receipt = range
+                case .entryState(_, .done, _, _, _, _, _, let range): receipt = range
+                default: receipt = nil
+                }
+            case .corrupt, .unknownKind:
+                keyRange = nil
+                receipt = nil
+            }
+            var expected = key
+            let sameKey = keyRange.map { range in
+                expected.withUTF8 { UnsafeRawBufferPointer($0).elementsEqual(UnsafeRawBufferPointer(rebasing: raw[range])) }
+            } ?? false
+            guard let receipt, sameKey else {
+                throw LedgerError(.corruptRecord,
+                                  "the record at offset \(location.offset) no longer holds the receipt of key \"\(key)\"; run `onceledger verify` and `onceledger salvage`",
+                                  path: reader.path(of: location.file), segment: location.isSnapshot ? nil : location.file,
+                                  offset: location.offset, key: key)
+            }
+            return Array(raw[receipt])
+        }
+    }
+
+    /// Receipt bytes held in memory by all entries (tests: a ledger whose records all
+    /// have locations holds none).
+    var receiptBytesInMemory: Int {
+        var total = 0
+        for index in 0..<entries.count where !entries[index].isLocated { total += Int(entries[index].receiptLength) }
+        return total
+    }
+
+    /// Entries whose receipt stays on disk (tests).
+    var locatedEntryCount: Int {
+        var total = 0
+        for index in 0..<entries.count where entries[index].isLocated { total += 1 }
+        return total
+    }
+
+    /// The entry's info with an empty receipt, and where its receipt is when it stays on
+    /// disk (`receipt == []` then until read).
+    func infoWithoutReceipt(key: String, entry: Entry) -> EntryInfo {
         let status: EntryInfo.Status = switch entry.status {
         case Entry.done: .done
         case Entry.pending: .pendingUnknown
@@ -93,17 +174,70 @@ struct LedgerState: ~Copyable {
         }
         return EntryInfo(key: key, status: status, attempt: entry.attempt, generation: entry.generation,
                          fingerprint: fingerprint(of: entry), timeMilliseconds: entry.time,
-                         receipt: entry.status == Entry.done ? receipt(of: entry) : [], tokenScope: tokenScope)
+                         receipt: [], tokenScope: tokenScope)
     }
 
-    func info(_ key: String) -> EntryInfo? {
+    func info(key: String, entry: Entry) throws -> EntryInfo {
+        var info = infoWithoutReceipt(key: key, entry: entry)
+        if entry.status == Entry.done { info.receipt = try receipt(of: entry) }
+        return info
+    }
+
+    func info(_ key: String) throws -> EntryInfo? {
+        try lookup(key).map { try $0.finish() }
+    }
+
+    /// A looked-up entry whose receipt may still have to be read: `finish()` reads it,
+    /// outside the lock that guards the state if the caller likes. It holds the file's
+    /// handle, so a compaction that removes the file meanwhile does not stop the read.
+    struct Lookup {
+        var info: EntryInfo
+        var onDisk: (location: ValueLocation, reader: RecordReader, file: any StorageFile)?
+
+        func finish() throws -> EntryInfo {
+            guard let onDisk else { return info }
+            var info = info
+            info.receipt = try LedgerState.receipt(at: onDisk.location, key: info.key, reader: onDisk.reader,
+                                                   file: onDisk.file)
+            return info
+        }
+    }
+
+    /// `key`'s entry without its receipt (`receipt == []`): what a claim decides on,
+    /// read from memory only.
+    func metadata(_ key: String) -> EntryInfo? {
         checkReplayFinished()
         var key = key
         let index = key.withUTF8 { utf8 in
             let raw = UnsafeRawBufferPointer(utf8)
             return find(raw, hash: LedgerState.hash(raw)).index
         }
-        return index.map { info(key: key, entry: entries[$0]) }
+        return index.map { infoWithoutReceipt(key: key, entry: entries[$0]) }
+    }
+
+    /// Every entry without its receipt, sorted by key bytes; optionally only one status.
+    func metadataList(status: EntryInfo.Status?) -> [EntryInfo] {
+        sortedIndices().compactMap { index in
+            let entry = entries[index]
+            let info = infoWithoutReceipt(key: key(of: entry), entry: entry)
+            return status == nil || info.status == status ? info : nil
+        }
+    }
+
+    /// `key`'s entry, with its receipt if it is in memory, else where to read it.
+    func lookup(_ key: String) throws -> Lookup? {
+        checkReplayFinished()
+        var key = key
+        let index = key.withUTF8 { utf8 in
+            let raw = UnsafeRawBufferPointer(utf8)
+            return find(raw, hash: LedgerState.hash(raw)).index
+        }
+        guard let index else { return nil }
+        let entry = entries[index]
+        guard entry.status == Entry.done else { return Lookup(info: infoWithoutReceipt(key: key, entry: entry)) }
+        guard entry.isLocated, let reader else { return Lookup(info: try info(key: key, entry: entry)) }
+        return Lookup(info: infoWithoutReceipt(key: key, entry: entry),
+                      onDisk: (entry.location, reader, try reader.handle(for: entry.valueFile)))
     }
 
     /// Entry indices ordered by key bytes (for listings and snapshots).
@@ -121,11 +255,12 @@ struct LedgerState: ~Copyable {
     }
 
     /// Every entry, sorted by key bytes; optionally only those of one status.
-    func infos(status: EntryInfo.Status?) -> [EntryInfo] {
-        sortedIndices().compactMap { index in
+    func infos(status: EntryInfo.Status?) throws -> [EntryInfo] {
+        try sortedIndices().compactMap { index in
             let entry = entries[index]
-            let info = info(key: key(of: entry), entry: entry)
-            return status == nil || info.status == status ? info : nil
+            let info = infoWithoutReceipt(key: key(of: entry), entry: entry)
+            guard status == nil || info.status == status else { return nil }
+            return try self.info(key: info.key, entry: entry)
         }
     }
 
@@ -175,7 +310,7 @@ struct LedgerState: ~Copyable {
         precondition(index < Int(UInt32.max) - 1, "more than 4 G keys")
         entries.append(Entry(keyOffset: UInt64(keys.count), blobOffset: 0, time: 0, attempt: 0, generation: 0,
                              receiptLength: 0, keyLength: UInt16(key.count), status: Entry.absent,
-                             hasFingerprint: false))
+                             hasFingerprint: false, valueFile: Entry.inMemory, valueOffset: 0, valueBytes: 0))
         keys.append(contentsOf: key)
         slots[slot] = UInt64(hash) << 32 | UInt64(index + 1)
         return index
@@ -222,12 +357,17 @@ struct LedgerState: ~Copyable {
         case bytes(UnsafeRawBufferPointer)
     }
 
-    /// Sets entry `index` to the given state and blob ([fingerprint][receipt]).
+    /// Sets entry `index` to the given state and blob ([fingerprint][receipt]); a
+    /// nonempty receipt whose record has a `location` stays on disk (only the location
+    /// is kept).
     private mutating func store(
         _ index: Int, status: UInt8, attempt: UInt32, generation: UInt32, fingerprint: Fingerprint,
-        receipt: UnsafeRawBufferPointer, time: UInt64
+        receipt fullReceipt: UnsafeRawBufferPointer, time: UInt64, location: ValueLocation? = nil
     ) {
         var entry = entries[index]
+        // A snapshot hint's body has an empty receipt: its value is always on disk.
+        let located = fullReceipt.count > 0 || location?.isSnapshot == true ? location : nil
+        let receipt = located == nil ? fullReceipt : LedgerState.empty
         let oldOffset = Int(entry.blobOffset)
         let oldLength = entry.blobLength
         let hasFingerprint: Bool = switch fingerprint {
@@ -265,7 +405,10 @@ struct LedgerState: ~Copyable {
             }
         }
         entry.blobOffset = UInt64(newLength > 0 ? target : 0)
-        entry.receiptLength = UInt32(receipt.count)
+        entry.receiptLength = UInt32(fullReceipt.count)
+        entry.valueFile = located?.file ?? Entry.inMemory
+        entry.valueOffset = located?.offset ?? 0
+        entry.valueBytes = located?.bodyBytes ?? 0
         entry.hasFingerprint = hasFingerprint
         entry.status = status
         entry.attempt = attempt
@@ -299,11 +442,14 @@ struct LedgerState: ~Copyable {
     /// The body is read in place by `RecordBody.decodeFields`, the one body decoder
     /// (the one the fuzzer runs): keys, fingerprints and receipts are copied straight
     /// from the body into the tables.
-    mutating func apply(kind: RecordKind, body: UnsafeRawBufferPointer) throws {
+    ///
+    /// `location` is where the record is on disk, if it is: a receipt it holds then stays
+    /// there.
+    mutating func apply(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation? = nil) throws {
         finishReplay()
         let fields = try LedgerState.fields(kind: kind, body)
         let hash = fields.key.map { LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[$0])) } ?? 0
-        apply(fields, kind: kind, body, hash: hash)
+        apply(fields, kind: kind, body, hash: hash, location: location)
     }
 
     /// `apply`, for a replay (many records in a row): a record with a key is checked
@@ -311,11 +457,11 @@ struct LedgerState: ~Copyable {
     /// but it is applied on the next call — by then that line has arrived, instead of
     /// the replay stalling on one memory access per key. Call `finishReplay()` after
     /// the last record; every reader checks that it was called.
-    mutating func replay(kind: RecordKind, body: UnsafeRawBufferPointer) throws {
+    mutating func replay(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation? = nil) throws {
         let fields = try LedgerState.fields(kind: kind, body)
         guard let key = fields.key else {
             finishReplay()
-            apply(fields, kind: kind, body, hash: 0)
+            apply(fields, kind: kind, body, hash: 0, location: nil)
             return
         }
         let hash = LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[key]))
@@ -323,15 +469,16 @@ struct LedgerState: ~Copyable {
         finishReplay()
         deferredBody.removeAll()
         deferredBody.append(contentsOf: body)
-        deferred = (kind, fields)
+        deferred = (kind, fields, location)
         deferredHash = hash
     }
 
     /// Applies the record `replay` held back, if any.
     mutating func finishReplay() {
-        guard let (kind, fields) = deferred else { return }
+        guard let (kind, fields, location) = deferred else { return }
         deferred = nil
-        apply(fields, kind: kind, deferredBody.rawBytes(from: 0, count: deferredBody.count), hash: deferredHash)
+        apply(fields, kind: kind, deferredBody.rawBytes(from: 0, count: deferredBody.count), hash: deferredHash,
+              location: location)
     }
 
     /// Readers call this: reading with a record held back would miss that record.
@@ -348,14 +495,15 @@ struct LedgerState: ~Copyable {
         }
     }
 
-    mutating func apply(kind: RecordKind, body: [UInt8]) throws {
-        try body.withUnsafeBytes { try apply(kind: kind, body: $0) }
+    mutating func apply(kind: RecordKind, body: [UInt8], location: ValueLocation? = nil) throws {
+        try body.withUnsafeBytes { try apply(kind: kind, body: $0, location: location) }
     }
 
     /// The state rules of `Spec/FORMAT.md` §9.1 for a decoded body. `hash` is the hash
     /// of the key, for kinds that have one; `kind` matters only for kinds without one.
     private mutating func apply(
-        _ fields: RecordBody.Fields, kind: RecordKind, _ body: UnsafeRawBufferPointer, hash: UInt32
+        _ fields: RecordBody.Fields, kind: RecordKind, _ body: UnsafeRawBufferPointer, hash: UInt32,
+        location: ValueLocation?
     ) {
         func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: body[range]) }
         func index(_ key: Range<Int>) -> Int { entryIndex(bytes(key), hash: hash) }
@@ -364,7 +512,7 @@ struct LedgerState: ~Copyable {
             store(index(key), status: Entry.pending, attempt: attempt, generation: generation,
                   fingerprint: .bytes(bytes(fingerprint)), receipt: LedgerState.empty, time: time)
         case let .completion(key, attempt, time, receipt):
-            complete(index(key), attempt: attempt, receipt: bytes(receipt), time: time)
+            complete(index(key), attempt: attempt, receipt: bytes(receipt), time: time, location: location)
         case let .release(key, attempt, time, _):
             let index = index(key)
             let old = entries[index]
@@ -376,7 +524,7 @@ struct LedgerState: ~Copyable {
             let done = outcome == .done
             store(index, status: done ? Entry.done : Entry.absent, attempt: max(attempt, old.attempt),
                   generation: old.generation, fingerprint: done ? .keep : .none,
-                  receipt: done ? bytes(receipt) : LedgerState.empty, time: time)
+                  receipt: done ? bytes(receipt) : LedgerState.empty, time: time, location: location)
         case let .forget(key, time, _, _):
             let index = index(key)
             let old = entries[index]
@@ -385,7 +533,7 @@ struct LedgerState: ~Copyable {
         case let .entryState(key, status, attempt, generation, fingerprint, intentTime, completedTime, receipt):
             restore(index(key), status: status.rawValue, attempt: attempt, generation: generation,
                     fingerprint: bytes(fingerprint), intentTime: intentTime, completedTime: completedTime,
-                    receipt: bytes(receipt))
+                    receipt: bytes(receipt), location: location)
         case .memoPut, .journalEntry, .runTerminal:
             // Kept verbatim: a decoded body is its one encoding (`Spec/FORMAT.md` §5).
             retained.append(SnapshotFile.Item(kind: kind, body: Array(body)))
@@ -396,16 +544,17 @@ struct LedgerState: ~Copyable {
     }
 
     /// Completion (kind 2): done; attempt max(old, record's); generation and fingerprint kept.
-    private mutating func complete(_ index: Int, attempt: UInt32, receipt: UnsafeRawBufferPointer, time: UInt64) {
+    private mutating func complete(_ index: Int, attempt: UInt32, receipt: UnsafeRawBufferPointer, time: UInt64,
+                                   location: ValueLocation?) {
         let old = entries[index]
         store(index, status: Entry.done, attempt: max(attempt, old.attempt), generation: old.generation,
-              fingerprint: .keep, receipt: receipt, time: time)
+              fingerprint: .keep, receipt: receipt, time: time, location: location)
     }
 
     /// Entry state (kind 11): as stored. `status` is 1 done, 2 pending or 3 absent.
     private mutating func restore(
         _ index: Int, status: UInt8, attempt: UInt32, generation: UInt32, fingerprint: UnsafeRawBufferPointer,
-        intentTime: UInt64, completedTime: UInt64, receipt: UnsafeRawBufferPointer
+        intentTime: UInt64, completedTime: UInt64, receipt: UnsafeRawBufferPointer, location: ValueLocation?
     ) {
         let done = status == RecordBody.EntryStatus.done.rawValue
         let stateStatus: UInt8 = switch status {
@@ -414,16 +563,25 @@ struct LedgerState: ~Copyable {
         default: Entry.absent
         }
         store(index, status: stateStatus, attempt: attempt, generation: generation, fingerprint: .bytes(fingerprint),
-              receipt: receipt, time: done ? completedTime : intentTime)
+              receipt: receipt, time: done ? completedTime : intentTime, location: done ? location : nil)
     }
 
     // MARK: Snapshots
 
     /// The live state as snapshot items (`Spec/FORMAT.md` §6.2, §9.1), sorted by key bytes.
-    func snapshotItems() -> [SnapshotFile.Item] {
+    /// Receipts that stay on disk are read (and checked) here: a damaged one fails the
+    /// compaction rather than being carried into the snapshot.
+    func snapshotItems() throws -> [SnapshotFile.Item] {
+        try snapshotItemsInOrder().items
+    }
+
+    /// `snapshotItems`, and the entry index of each of the first `order.count` items
+    /// (the rest are `retained`), for `relocate`.
+    func snapshotItemsInOrder() throws -> (items: [SnapshotFile.Item], order: [Int]) {
         var items: [SnapshotFile.Item] = []
         items.reserveCapacity(entries.count + retained.count)
-        for index in sortedIndices() {
+        let order = sortedIndices()
+        for index in order {
             let entry = entries[index]
             let status: RecordBody.EntryStatus = switch entry.status {
             case Entry.done: .done
@@ -435,10 +593,31 @@ struct LedgerState: ~Copyable {
                 fingerprint: fingerprint(of: entry),
                 intentTimeMilliseconds: status == .done ? 0 : entry.time,
                 completedTimeMilliseconds: status == .done ? entry.time : 0,
-                receipt: status == .done ? receipt(of: entry) : []))
+                receipt: status == .done ? try receipt(of: entry) : []))
             items.append(SnapshotFile.Item(kind: .entryState, body: body.encode()))
         }
         items.append(contentsOf: retained)
-        return items
+        return (items, order)
+    }
+
+    /// After a compaction wrote `snapshotItemsInOrder()`'s items: entry `order[i]`'s
+    /// receipt is now at `locations[i]` (nil: none there, the entry is kept as it is).
+    /// Called before any later record is applied, so the entries are the ones written.
+    /// Receipts that were in memory move to disk here, and `blobs` shrinks.
+    mutating func relocate(order: [Int], locations: [ValueLocation?]) {
+        guard reader != nil else { return }
+        for (position, index) in order.enumerated() where position < locations.count {
+            guard let location = locations[position], entries[index].status == Entry.done else { continue }
+            var entry = entries[index]
+            if !entry.isLocated {
+                blobGarbage += Int(entry.receiptLength)
+                // The fingerprint stays where it is; the receipt after it becomes garbage.
+            }
+            entry.valueFile = location.file
+            entry.valueOffset = location.offset
+            entry.valueBytes = location.bodyBytes
+            entries[index] = entry
+        }
+        if blobGarbage > (1 << 20) && blobGarbage > blobs.count / 2 { compactBlobs() }
     }
 }

@@ -9,6 +9,13 @@ public enum FormatLimits {
     /// The versions this implementation reads: version 1 ledgers still open (their
     /// segments have no seal, so their successors are not provable).
     public static let formatVersionsReadable: ClosedRange<UInt16> = 1...2
+    /// The snapshot format version this implementation writes. Version 3 keeps the
+    /// receipts of done entries in a values section and indexes every item in a hint
+    /// section, so a ledger opens from a snapshot without reading receipts
+    /// (`Spec/FORMAT.md` §6.3). Segments stay at `formatVersion`.
+    public static let snapshotFormatVersion: UInt16 = 3
+    /// The snapshot versions this implementation reads (1 and 2 as before, whole).
+    public static let snapshotFormatVersionsReadable: ClosedRange<UInt16> = 1...3
     /// Header flags bit 0 (segment and snapshot, version 2): the ledger's effect tokens
     /// include its id (`Spec/FORMAT.md` §9.3).
     public static let flagLedgerScopedTokens: UInt32 = 1

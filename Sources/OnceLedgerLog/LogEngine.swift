@@ -29,6 +29,9 @@ public final class LogEngine: @unchecked Sendable {
     public let tokenScope: TokenScope
     /// What recovery found when this instance was opened.
     public let recovery: RecoveryReport
+    /// Reads records back where `append` reported them (`onDurable`) and where the
+    /// recovery scan found them (`ScannedRecord.segment`/`offset`, snapshot hints).
+    public let reader: RecordReader
 
     private let writer: LogWriter
     private let lock: any StorageLock
@@ -149,10 +152,15 @@ public final class LogEngine: @unchecked Sendable {
         }
     }
 
+    /// Called once an append is durable, with its first sequence number and where each of
+    /// its records landed (in order).
+    public typealias OnDurable = @Sendable (_ firstSequence: UInt64, _ locations: ArraySlice<ValueLocation>) -> Void
+
     fileprivate enum Job {
         /// records, their frame bytes, onDurable, waiter
-        case append([LogRecord], Int, (@Sendable (UInt64) -> Void)?, Waiter)
+        case append([LogRecord], Int, OnDurable?, Waiter)
         case compact(@Sendable (UInt64) throws -> [SnapshotFile.Item],
+                     (@Sendable (LogWriter.CompactionResult) -> Void)?,
                      @Sendable (Result<LogWriter.CompactionResult, LedgerError>) -> Void)
     }
 
@@ -166,12 +174,13 @@ public final class LogEngine: @unchecked Sendable {
         directory: String, storage: any Storage = PosixStorage(), configuration: LogConfiguration = LogConfiguration(),
         createIfMissing: Bool = true,
         clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds,
+        readSnapshotValues: Bool = true,
         onSnapshot: (SnapshotFile) throws -> Void = { _ in },
         onRecord: (ScannedRecord) throws -> Void = { _ in }
     ) throws -> LogEngine {
         let (writer, lock, report) = try LogWriter.recover(
             directory: directory, storage: storage, configuration: configuration, createIfMissing: createIfMissing,
-            onSnapshot: onSnapshot, onRecord: onRecord)
+            readSnapshotValues: readSnapshotValues, onSnapshot: onSnapshot, onRecord: onRecord)
         return LogEngine(writer: writer, lock: lock, report: report, clock: clock)
     }
 
@@ -188,6 +197,9 @@ public final class LogEngine: @unchecked Sendable {
         self.configuration = writer.configuration
         self.ledgerID = writer.ledgerID
         self.tokenScope = writer.tokenScope
+        let reader = RecordReader(storage: writer.storage, directory: writer.directory, ledgerID: writer.ledgerID)
+        self.reader = reader
+        writer.willRemoveFile = { reader.pin($0) }
         writer.clock = clock
         published.lastSequence = writer.lastSequence
         published.durableSequence = writer.durableSequence
@@ -224,6 +236,13 @@ public final class LogEngine: @unchecked Sendable {
     /// `onDurable` is therefore exactly "every record through the last durable one"
     /// whenever a compaction's `makeItems` runs.
     public func append(_ records: [LogRecord], onDurable: (@Sendable (UInt64) -> Void)?) async throws -> UInt64 {
+        var located: OnDurable? = nil
+        if let onDurable { located = { first, _ in onDurable(first) } }
+        return try await append(records, onDurableAt: located)
+    }
+
+    /// `append(_:onDurable:)`, whose `onDurable` also learns where each record landed.
+    public func append(_ records: [LogRecord], onDurableAt onDurable: OnDurable?) async throws -> UInt64 {
         try writer.validate(records)
         let bytes = LogEngine.frameBytes(records)
         #if DEBUG
@@ -261,11 +280,18 @@ public final class LogEngine: @unchecked Sendable {
     /// Writes a snapshot between batches: `makeItems` runs on the I/O thread with
     /// the covered sequence number (every record through it is durable and has
     /// been returned to its appender) and returns the live state as items.
+    ///
+    /// `onCompacted`, if given, runs on the I/O thread once the snapshot is durable and
+    /// the files it covers are removed, before any later append: state that points into
+    /// the log moves to the snapshot there (`CompactionResult.valueLocations`, one per
+    /// item), and readers that still hold a location in a removed file keep reading it
+    /// until `reader.retire` is called for it.
     public func compact(
-        _ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]
+        _ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
+        onCompacted: (@Sendable (LogWriter.CompactionResult) -> Void)? = nil
     ) async throws -> LogWriter.CompactionResult {
         try await withCheckedThrowingContinuation { continuation in
-            submit(.compact(makeItems, { continuation.resume(with: $0) }))
+            submit(.compact(makeItems, onCompacted, { continuation.resume(with: $0) }))
         }
     }
 
@@ -305,6 +331,7 @@ public final class LogEngine: @unchecked Sendable {
         while !stopped { condition.wait() }
         condition.unlock()
         writer.close(timeMilliseconds: clock())
+        reader.retireAll()
         lock.unlock()
     }
 
@@ -445,11 +472,12 @@ public final class LogEngine: @unchecked Sendable {
 
     /// Runs `batch`; returns how many appenders it resumed.
     private func execute() -> Int {
-        if case .compact(let makeItems, let completion) = batch.first {
+        if case .compact(let makeItems, let onCompacted, let completion) = batch.first {
             do {
                 let items = try makeItems(writer.lastSequence)
                 let result = try writer.compact(items: items, timeMilliseconds: clock())
                 publish(records: 1)
+                onCompacted?(result)
                 completion(.success(result))
             } catch {
                 let typed = (error as? LedgerError) ?? LedgerError(.invalidArgument, "snapshot items failed: \(error)")
@@ -479,7 +507,8 @@ public final class LogEngine: @unchecked Sendable {
             var index = 0
             for job in batch {
                 if case .append(let group, _, let onDurable, _) = job {
-                    onDurable?(writer.committedSequence(ofRecord: index))
+                    onDurable?(writer.committedSequence(ofRecord: index),
+                               writer.locationsInLastCommit[index..<(index + group.count)])
                     index += group.count
                 }
             }
@@ -535,7 +564,7 @@ extension LogEngine.Job {
     fileprivate func fail(_ error: LedgerError) {
         switch self {
         case .append(_, _, _, let waiter): waiter.resume(.failure(error))
-        case .compact(_, let completion): completion(.failure(error))
+        case .compact(_, _, let completion): completion(.failure(error))
         }
     }
 }

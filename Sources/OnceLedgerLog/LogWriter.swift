@@ -36,6 +36,11 @@ public final class LogWriter {
     /// Indices (into the last `commit`'s records) of the records that a rollover's seal
     /// record directly precedes; usually empty. See `committedSequence(ofRecord:)`.
     public private(set) var sealsInLastCommit: [Int] = []
+    /// Where each record of the last `commit` landed, in order (`ValueLocation`).
+    public private(set) var locationsInLastCommit: [ValueLocation] = []
+    /// Called with a file's `ValueLocation.file` just before a compaction unlinks it, so
+    /// readers of values can keep the file open (`RecordReader.pin`).
+    public var willRemoveFile: ((UInt64) -> Void)?
     private var lastCommitBase: UInt64 = 0
 
     private var segmentFile: (any StorageFile)?
@@ -111,6 +116,7 @@ public final class LogWriter {
     /// On any error the lock is released. The caller owns the returned lock.
     public static func recover(
         directory: String, storage: any Storage, configuration: LogConfiguration, createIfMissing: Bool = true,
+        readSnapshotValues: Bool = true,
         onSnapshot: (SnapshotFile) throws -> Void = { _ in },
         onRecord: (ScannedRecord) throws -> Void = { _ in }
     ) throws -> (LogWriter, any StorageLock, RecoveryReport) {
@@ -129,7 +135,8 @@ public final class LogWriter {
         let lock = try storage.lockDirectory(directory)
         do {
             let report = try RecoveryScanner.scan(
-                storage: storage, directory: directory, onSnapshot: onSnapshot, onRecord: onRecord)
+                storage: storage, directory: directory, readSnapshotValues: readSnapshotValues,
+                onSnapshot: onSnapshot, onRecord: onRecord)
             if report.row.action == .createNew && !createIfMissing {
                 throw LedgerError(.notALedger, "the directory holds no ledger (no segment, no snapshot)", path: directory)
             }
@@ -447,6 +454,7 @@ public final class LogWriter {
                               path: directory, sequence: lastSequence, limit: "sequence")
         }
         sealsInLastCommit.removeAll(keepingCapacity: true)
+        locationsInLastCommit.removeAll(keepingCapacity: true)
         lastCommitBase = lastSequence + 1
         do {
             var buffer: [UInt8] = []
@@ -467,6 +475,8 @@ public final class LogWriter {
                                       path: directory, sequence: lastSequence, limit: "sequence")
                 }
                 let position = RecordPosition(ledgerID: ledgerID, segment: segmentNumber, offset: writeOffset)
+                locationsInLastCommit.append(
+                    .segment(segmentNumber, offset: writeOffset, bodyBytes: UInt32(record.body.count)))
                 let checksum = RecordFrame.encode(
                     into: &buffer, sequence: lastSequence + 1, ackedThrough: durableSequence, previousChain: lastChain,
                     kind: record.kind, flags: index == records.count - 1 ? RecordHeader.flagBatchEnd : 0,
@@ -496,6 +506,9 @@ public final class LogWriter {
         public var snapshotBytes: UInt64
         public var deletedSegments: [UInt64]
         public var deletedSnapshots: [String]
+        /// Per item given to `compact`, where its value now is in the new snapshot
+        /// (nil for an item without one, `SnapshotFile.encodeLocated`).
+        public var valueLocations: [ValueLocation?] = []
     }
 
     /// Writes a snapshot of `items` covering everything through `lastSequence`,
@@ -510,25 +523,22 @@ public final class LogWriter {
             SnapshotFile(ledgerID: ledgerID, coveredSequence: lastSequence, chain: lastChain,
                          ledgerScopedTokens: tokenScope.isLedgerScoped, items: items)
         }
-        var snapshot = snapshotFile()
-        var bytes = snapshot.encode()
         var deletedSegments: [UInt64] = []
         var deletedSnapshots: [String] = []
         do {
             // The disk-use rule (§8): start a new, small active segment first when that
             // leaves less on disk than keeping the current one, so every old segment
             // is covered and deleted below. Its seal takes a sequence number, which the
-            // snapshot then covers too (a seal carries no state).
-            if let size = try compactionRolloverBytes(snapshotBytes: UInt64(bytes.count)) {
+            // snapshot then covers too (a seal carries no state). Sized without encoding,
+            // so a large snapshot is encoded once.
+            let snapshotBytes = UInt64(snapshotFile().encodedByteCount)
+            if let size = try compactionRolloverBytes(snapshotBytes: snapshotBytes) {
                 try rollover(size: size)
-                if lastSequence != snapshot.coveredSequence {
-                    snapshot = snapshotFile()
-                    bytes = snapshot.encode()
-                }
             }
         } catch {
             throw poison(error)
         }
+        let (bytes, spans) = snapshotFile().encodeLocated()
         let covered = lastSequence
         let path = Paths.join(directory, LedgerFileNames.snapshot(covered))
         do {
@@ -543,6 +553,7 @@ public final class LogWriter {
             // newer one would be a gap (row R5) on the next open.
             while segments.count >= 2, segments[1].firstSequence - 1 <= covered {
                 let number = segments[0].number
+                willRemoveFile?(number)
                 try storage.removeFile(Paths.join(directory, LedgerFileNames.segment(number)))
                 try storage.synchronizeDirectory(directory)
                 deletedSegments.append(number)
@@ -550,6 +561,7 @@ public final class LogWriter {
             }
             for name in try storage.listDirectory(directory) {
                 if let other = LedgerFileNames.parseSnapshot(name), other < covered {
+                    if other < ValueLocation.snapshotBit { willRemoveFile?(ValueLocation.snapshotBit | other) }
                     try storage.removeFile(Paths.join(directory, name))
                     deletedSnapshots.append(name)
                 }
@@ -565,7 +577,8 @@ public final class LogWriter {
         try commit([LogRecord(marker)])
         return CompactionResult(
             coveredSequence: covered, snapshotPath: path, snapshotBytes: UInt64(bytes.count),
-            deletedSegments: deletedSegments, deletedSnapshots: deletedSnapshots)
+            deletedSegments: deletedSegments, deletedSnapshots: deletedSnapshots,
+            valueLocations: spans.map { $0.flatMap { ValueLocation.snapshot(covered: covered, $0) } })
     }
 
     /// The size of the segment a compaction should roll to before writing a snapshot of

@@ -94,12 +94,17 @@ public enum RecoveryScanner {
     /// valid record above the snapshot's covered sequence number, in order. Both are
     /// called before the final classification is known: discard what they built if
     /// the report's row refuses.
+    ///
+    /// With `readSnapshotValues` false, a version 3 snapshot is read without its values
+    /// (`SnapshotFile.decodeHints`): `onSnapshot` gets its hints, and the values are read
+    /// on demand (`RecordReader`). Older snapshots are read whole either way.
     public static func scan(
-        storage: any Storage, directory: String,
+        storage: any Storage, directory: String, readSnapshotValues: Bool = true,
         onSnapshot: (SnapshotFile) throws -> Void = { _ in },
         onRecord: (ScannedRecord) throws -> Void = { _ in }
     ) throws -> RecoveryReport {
         var scan = Scan(storage: storage, directory: directory)
+        scan.readSnapshotValues = readSnapshotValues
         try scan.run(onSnapshot: onSnapshot, onRecord: onRecord)
         var report = scan.report
         report.row = RecoveryTable.decide(report.observation)
@@ -121,6 +126,7 @@ public enum RecoveryScanner {
         /// Records handed to `onRecord` slice it: a caller that keeps one only costs
         /// the next segment a copy (copy-on-write), never the kept bytes.
         var segmentBuffer: [UInt8] = []
+        var readSnapshotValues = true
 
         init(storage: any Storage, directory: String) {
             self.storage = storage
@@ -165,13 +171,23 @@ public enum RecoveryScanner {
                 let path = Paths.join(directory, name)
                 let snapshotBytesMax = UInt64(FormatLimits.snapshotHeaderBytes + FormatLimits.snapshotTrailerBytes)
                     + FormatLimits.snapshotBodyBytesMax
-                guard let bytes = try storage.readWholeFile(path, maxBytes: snapshotBytesMax) else {
-                    report.observation.snapshot = .invalid
-                    fail(LedgerError(.invalidSnapshot, "snapshot file is larger than any valid snapshot", path: path))
-                    return
+                let hintsOnly = readSnapshotValues ? nil : try SnapshotHints.read(storage: storage, path: path)
+                var fileBytes = hintsOnly?.fileBytes ?? 0
+                let decoded: SnapshotFile.DecodeResult
+                if let hintsOnly {
+                    decoded = hintsOnly.result
+                    report.bytesScanned += hintsOnly.bytesRead
+                } else {
+                    guard let bytes = try storage.readWholeFile(path, maxBytes: snapshotBytesMax) else {
+                        report.observation.snapshot = .invalid
+                        fail(LedgerError(.invalidSnapshot, "snapshot file is larger than any valid snapshot", path: path))
+                        return
+                    }
+                    report.bytesScanned += UInt64(bytes.count)
+                    fileBytes = UInt64(bytes.count)
+                    decoded = SnapshotFile.decode(bytes)
                 }
-                report.bytesScanned += UInt64(bytes.count)
-                switch SnapshotFile.decode(bytes) {
+                switch decoded {
                 case .corrupt(let reason):
                     report.observation.snapshot = .invalid
                     fail(LedgerError(.invalidSnapshot, "snapshot is invalid (\(reason)); run `onceledger salvage`",
@@ -180,7 +196,7 @@ public enum RecoveryScanner {
                 case .unsupportedVersion(let version):
                     report.observation.snapshot = .unsupportedVersion
                     fail(LedgerError(.unsupportedVersion,
-                                     "snapshot has format version \(version); this build reads versions \(FormatLimits.formatVersionsReadable.lowerBound) to \(FormatLimits.formatVersionsReadable.upperBound)",
+                                     "snapshot has format version \(version); this build reads versions \(FormatLimits.snapshotFormatVersionsReadable.lowerBound) to \(FormatLimits.snapshotFormatVersionsReadable.upperBound)",
                                      path: path))
                     return
                 case .snapshot(let file) where file.coveredSequence != namedCovered:
@@ -196,7 +212,7 @@ public enum RecoveryScanner {
                     report.tokenScope = TokenScope(ledgerID: file.ledgerID, ledgerScopedTokens: file.ledgerScopedTokens)
                     report.snapshot = SnapshotSummary(
                         path: path, coveredSequence: file.coveredSequence, chain: file.chain,
-                        itemCount: file.itemCount, fileBytes: UInt64(bytes.count))
+                        itemCount: file.itemCount, fileBytes: fileBytes)
                     report.lastSequence = file.coveredSequence
                     report.lastChain = file.chain
                 }
@@ -546,5 +562,37 @@ public enum RecoveryScanner {
             }
             return maxAcked
         }
+    }
+}
+
+/// Reads a version 3 snapshot's header, hint section and trailer only; any other
+/// version is read whole (`SnapshotFile.decode`), as before.
+enum SnapshotHints {
+    struct Read {
+        var result: SnapshotFile.DecodeResult
+        var fileBytes: UInt64
+        var bytesRead: UInt64
+    }
+
+    static func read(storage: any Storage, path: String) throws -> Read? {
+        let file = try storage.openFile(path, mode: .readOnly)
+        defer { file.close() }
+        let size = try file.size()
+        let headerBytes = FormatLimits.snapshotHeaderBytes, trailerBytes = FormatLimits.snapshotTrailerBytes
+        guard size >= UInt64(headerBytes + trailerBytes) else { return nil }
+        let header = try file.read(at: 0, count: headerBytes)
+        guard header.count == headerBytes, ByteReader.getInteger(header, at: 8, as: UInt16.self) >= 3 else { return nil }
+        let valuesBytes = ByteReader.getInteger(header, at: 48, as: UInt64.self)
+        let fixed = UInt64(headerBytes + trailerBytes)
+        // The hint section must fit in memory the way a whole snapshot body would.
+        guard valuesBytes <= size - fixed, size - fixed - valuesBytes <= FormatLimits.snapshotBodyBytesMax else {
+            return Read(result: .corrupt("values length \(valuesBytes) does not match file size \(size)"),
+                        fileBytes: size, bytesRead: UInt64(headerBytes))
+        }
+        let hintsStart = UInt64(headerBytes) + valuesBytes
+        let hints = try file.read(at: hintsStart, count: Int(size - fixed - valuesBytes))
+        let trailer = try file.read(at: size - UInt64(trailerBytes), count: trailerBytes)
+        return Read(result: SnapshotFile.decodeHints(header: header, hints: hints, trailer: trailer, fileBytes: size),
+                    fileBytes: size, bytesRead: UInt64(headerBytes + hints.count + trailer.count))
     }
 }

@@ -763,9 +763,9 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         let result = try run(["compact", "$DIR"], in: dir)
         #expect(result.exitCode == 0)
         expectOutput(result.stdout, """
-            compacted $DIR: snap-0000000000000013.snap covers sequence 19 (3 items, 320 bytes)
+            compacted $DIR: snap-0000000000000013.snap covers sequence 19 (3 items, 464 bytes)
             before  4 segments, no snapshot: 16,384 bytes
-            after   1 segment, 1 snapshot: 4,416 bytes
+            after   1 segment, 1 snapshot: 4,560 bytes
             deleted 3 segments: wal-0000000000000001.seg, wal-0000000000000002.seg, wal-0000000000000003.seg
 
             """, "compact")
@@ -773,6 +773,6 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
         #expect(try run(["entries", "--json", "$DIR"], in: dir).stdout == entriesBefore, "compaction keeps every entry")
         let verify = try run(["verify", "$DIR"], in: dir)
         #expect(verify.exitCode == 0)
-        #expect(verify.stdout.contains("snapshot    snap-0000000000000013.snap: covers sequence 19, 3 items, 320 bytes\n"))
+        #expect(verify.stdout.contains("snapshot    snap-0000000000000013.snap: covers sequence 19, 3 items, 464 bytes\n"))
     }
 }

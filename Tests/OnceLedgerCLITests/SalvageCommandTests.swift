@@ -29,7 +29,7 @@ import Testing
         var entries: [String: EntryInfo.Status] = [:]
         if result.exitCode == 0 || result.exitCode == 4 {
             let store = try FileStore(directory: target.path, createIfMissing: false)
-            for entry in store.currentEntries() { entries[entry.key] = entry.status }
+            for entry in try store.currentEntries() { entries[entry.key] = entry.status }
             try store.close()
             let verify = try CLI.run(["verify", target.path])
             #expect(verify.exitCode == 0, "verify of the salvaged ledger: \(verify.stdout)")

@@ -197,7 +197,7 @@ import Testing
         #expect(result.stdout.contains("\n  \(LedgerFileNames.segment(broken)): cannot be read: "), "\(label): \(result.stdout)")
         let store = try FileStore(directory: target.path, createIfMissing: false)
         var entries: [String: EntryInfo.Status] = [:]
-        for entry in store.currentEntries() { entries[entry.key] = entry.status }
+        for entry in try store.currentEntries() { entries[entry.key] = entry.status }
         try store.close()
         #expect(entries == source.entries { $0.segment != broken }, "\(label)")
     }

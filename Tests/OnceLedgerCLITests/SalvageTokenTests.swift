@@ -47,7 +47,7 @@ import Testing
         let store = try FileStore(directory: directory, configuration: configuration, createIfMissing: false)
         defer { try? store.close() }
         var tokens: [String: String] = [:]
-        for entry in store.currentEntries() { tokens[entry.key] = entry.token }
+        for entry in try store.currentEntries() { tokens[entry.key] = entry.token }
         return (tokens, store.tokenScope)
     }
 

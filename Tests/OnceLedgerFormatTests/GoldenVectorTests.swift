@@ -226,7 +226,15 @@ enum GoldenVectors {
         for segment in compacted.segments {
             files.append(("ledger-compacted/" + LedgerFileNames.segment(segment.number), segment.bytes))
         }
+        files.append(("snapshot-v3.snap", snapshotVersion3(of: snapshot).encode()))
         return files
+    }
+
+    /// The compacted ledger's snapshot as a version 3 writer writes it (values and hints).
+    static func snapshotVersion3(of snapshot: SnapshotFile) -> SnapshotFile {
+        var version3 = snapshot
+        version3.formatVersion = 3
+        return version3
     }
 
     static var directory: URL {
@@ -330,8 +338,10 @@ struct VectorLedger {
     /// `LogWriter.compact`: snapshot through `lastSequence`, delete covered segments, marker.
     mutating func compact(items: [SnapshotFile.Item], timeMilliseconds: UInt64) {
         let covered = lastSequence
-        let snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: lastChain,
+        var snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: lastChain,
                                     ledgerScopedTokens: true, items: items)
+        // As a version-2 writer wrote it: the vector pins that such snapshots still open.
+        snapshot.formatVersion = 2
         snapshots = [snapshot]
         while segments.count >= 2, segments[1].firstSequence - 1 <= covered { segments.removeFirst() }
         commit([.snapshotMarker(.init(
@@ -583,6 +593,7 @@ extension SnapshotFile.Item {
         #expect(snapshot.items.map { RecordBody.decode(kind: $0.kind, $0.body) }
             == GoldenVectors.snapshotItems.map { RecordBody.decode(kind: $0.kind, $0.body) })
         #expect(snapshot.encode() == snapshotBytes)
+        #expect(snapshot.encodedByteCount == snapshotBytes.count)
         #expect(ByteReader.getInteger(snapshotBytes, at: 60, as: UInt32.self) == 0x5ba4_49e6)
         #expect(ByteReader.getInteger(snapshotBytes, at: snapshotBytes.count - 4, as: UInt32.self) == 0x3323_ba9b)
 
@@ -596,6 +607,63 @@ extension SnapshotFile.Item {
             coveredSequence: 7, timeMilliseconds: GoldenVectors.time + 4_000, snapshotBytes: UInt64(snapshotBytes.count))))
         #expect(!FileManager.default.fileExists(
             atPath: GoldenVectors.directory.appendingPathComponent("ledger-compacted/wal-0000000000000001.seg").path))
+    }
+
+    /// The version 3 snapshot: the same items as `ledger-compacted/`'s, the two done entries'
+    /// whole bodies in the values section, every item's hint after it; read whole, read as
+    /// hints only, and each value read on its own, as a ledger does on demand.
+    @Test func snapshotVersion3Vector() throws {
+        let bytes = try GoldenVectors.read("snapshot-v3.snap")
+        guard case .snapshot(let whole) = SnapshotFile.decode(bytes) else {
+            Issue.record("snapshot-v3.snap does not decode")
+            return
+        }
+        #expect(whole.formatVersion == 3)
+        #expect(whole.coveredSequence == 7)
+        #expect(whole.items == GoldenVectors.snapshotItems)
+        #expect(whole.encode() == bytes)
+        #expect(whole.encodedByteCount == bytes.count, "a compaction sizes the snapshot without encoding it")
+        let valuesBytes = Int(ByteReader.getInteger(bytes, at: 48, as: UInt64.self))
+        let hintsStart = FormatLimits.snapshotHeaderBytes + valuesBytes
+        guard case .snapshot(let hints) = SnapshotFile.decodeHints(
+            header: Array(bytes[0..<64]), hints: Array(bytes[hintsStart..<(bytes.count - 16)]),
+            trailer: Array(bytes[(bytes.count - 16)...]), fileBytes: UInt64(bytes.count))
+        else {
+            Issue.record("snapshot-v3.snap's hints do not decode")
+            return
+        }
+        #expect(hints.holdsHintsOnly && hints.itemCount == 3)
+        var spans: [SnapshotFile.ValueSpan?] = []
+        var hintBodies: [[UInt8]] = []
+        hints.forEachHint { _, body, span in
+            spans.append(span)
+            hintBodies.append(Array(body))
+        }
+        #expect(spans.map { $0 != nil } == [true, true, false], "the two done entries have values, the memo none")
+        #expect(hintBodies[2] == GoldenVectors.snapshotItems[2].body)
+        for (index, span) in spans.enumerated() {
+            guard let span else { continue }
+            // A hint is its item with an empty receipt.
+            guard case .body(.entryState(let state)) = RecordBody.decode(kind: .entryState, hintBodies[index]) else {
+                Issue.record("hint \(index) is not an entry state")
+                continue
+            }
+            #expect(state.receipt.isEmpty && state.status == .done)
+            let frame = Array(bytes[Int(span.offset)..<(Int(span.offset) + span.frameBytes)])
+            let decoded = frame.withUnsafeBytes { SnapshotFile.decodeValue($0, span: span) }
+            guard case .value(let kind, let body) = decoded else {
+                Issue.record("value \(index) does not decode: \(decoded)")
+                continue
+            }
+            #expect(kind == .entryState && Array(frame[body]) == GoldenVectors.snapshotItems[index].body)
+            // One flipped bit in the value: its checksum fails, a typed answer, no trap.
+            var damaged = frame
+            damaged[damaged.count / 2] ^= 1
+            guard case .corrupt = damaged.withUnsafeBytes({ SnapshotFile.decodeValue($0, span: span) }) else {
+                Issue.record("a damaged value \(index) was accepted")
+                continue
+            }
+        }
     }
 
     /// Every fenced block of Spec/FORMAT.md whose first line is `vectors/<file>` lists

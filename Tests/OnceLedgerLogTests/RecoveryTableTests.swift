@@ -103,7 +103,7 @@ import Testing
         try buildLedger(directory, configuration: Self.configuration, batches: Self.bodies(30).map { [$0] },
                         compactAfter: 19)
         let snapshot = try #require(snapshotPaths(directory).first)
-        try patchVersion(snapshot, to: FormatLimits.formatVersion + 1)
+        try patchVersion(snapshot, to: FormatLimits.snapshotFormatVersionsReadable.upperBound + 1)
         let error = try expectRefusal(directory, row: "R2 snapshot-unsupported-version", code: .unsupportedVersion)
         #expect(error?.path == snapshot)
     }

@@ -64,11 +64,11 @@ import Testing
         }
     }
 
-    static func check(_ state: borrowing LedgerState, against model: Model) {
+    static func check(_ state: borrowing LedgerState, against model: Model) throws {
         #expect(state.count == model.entries.count)
         for (keyBytes, expected) in model.entries {
             let key = String(decoding: keyBytes, as: UTF8.self)
-            guard let info = state.info(key) else {
+            guard let info = try state.info(key) else {
                 Issue.record("key \(key) is missing")
                 continue
             }
@@ -79,7 +79,7 @@ import Testing
             #expect(info.timeMilliseconds == expected.time, "\(key)")
             #expect(info.receipt == expected.receipt, "\(key)")
         }
-        let listed = state.infos(status: nil).map { Array($0.key.utf8) }
+        let listed = try state.infos(status: nil).map { Array($0.key.utf8) }
         #expect(listed == model.entries.keys.sorted { $0.lexicographicallyPrecedes($1) })
     }
 
@@ -128,30 +128,30 @@ import Testing
             records.append((body.kind, body.encode()))
             try state.apply(kind: body.kind, body: body.encode())
             model.apply(body)
-            if step % 5_000 == 0 { Self.check(state, against: model) }
+            if step % 5_000 == 0 { try Self.check(state, against: model) }
         }
-        Self.check(state, against: model)
+        try Self.check(state, against: model)
         // Replay mode (each record held back one call, as an open does) ends in the same state.
         var replaying = LedgerState()
         for (kind, body) in records { try body.withUnsafeBytes { try replaying.replay(kind: kind, body: $0) } }
         replaying.finishReplay()
-        Self.check(replaying, against: model)
+        try Self.check(replaying, against: model)
         // The snapshot of the state replays to the same state.
         var replayed = LedgerState()
-        for item in state.snapshotItems() { try replayed.apply(kind: item.kind, body: item.body) }
-        Self.check(replayed, against: model)
-        #expect(replayed.snapshotItems() == state.snapshotItems())
+        for item in try state.snapshotItems() { try replayed.apply(kind: item.kind, body: item.body) }
+        try Self.check(replayed, against: model)
+        #expect(try replayed.snapshotItems() == (try state.snapshotItems()))
         // Sized up front from the item count (as an open from a snapshot is), with too
         // small a hint, and with a hint arriving after some keys exist: the same state.
-        let items = state.snapshotItems()
+        let items = try state.snapshotItems()
         for (before, hint) in [(0, items.count), (0, items.count / 3), (items.count / 2, items.count + 5_000)] {
             var sized = LedgerState()
             for item in items[..<before] { try sized.apply(kind: item.kind, body: item.body) }
             sized.reserve(entries: hint)
             for item in items[before...] { try item.body.withUnsafeBytes { try sized.replay(kind: item.kind, body: $0) } }
             sized.finishReplay()
-            Self.check(sized, against: model)
-            #expect(sized.snapshotItems() == items)
+            try Self.check(sized, against: model)
+            #expect(try sized.snapshotItems() == items)
         }
     }
 
@@ -214,8 +214,8 @@ import Testing
                 try state.apply(kind: .intent, body: RecordBody.intent(.init(key: "k\(index)", attempt: 1, timeMilliseconds: 1)).encode())
             }
             #expect(state.count == 2_001)
-            #expect(state.info("before")?.status == .pendingUnknown)
-            #expect(state.info("k1999")?.status == .pendingUnknown)
+            #expect(try state.info("before")?.status == .pendingUnknown)
+            #expect(try state.info("k1999")?.status == .pendingUnknown)
         }
     }
 
@@ -240,12 +240,12 @@ import Testing
         }
         #expect(state.count == count)
         for index in stride(from: 0, to: count, by: 7) {
-            let found = state.info("k\(index)")
+            let found = try state.info("k\(index)")
             let info = try #require(found)
             #expect(info.status == .done)
             #expect(info.receipt == Array(String(repeating: "x", count: 41).utf8) + Array("\(index)".utf8))
         }
-        let missing = state.info("k\(count)")
+        let missing = try state.info("k\(count)")
         #expect(missing == nil)
     }
 
@@ -314,8 +314,8 @@ import Testing
             }
         }
         replayed.finishReplay()
-        Self.check(state, against: model)
-        Self.check(replayed, against: model)
+        try Self.check(state, against: model)
+        try Self.check(replayed, against: model)
         #expect(state.retained == replayed.retained)
         #expect(accepted > iterations / 3 && accepted < iterations, "both accepted and refused bodies occur")
     }

@@ -136,7 +136,7 @@ import Testing
             Issue.record("the snapshot does not decode")
             return
         }
-        #expect(snapshot.formatVersion == 2)
+        #expect(snapshot.formatVersion == FormatLimits.snapshotFormatVersion)
         #expect(!snapshot.ledgerScopedTokens)
 
         ledger = try Ledger.open(directory: directory, configuration: configuration)

@@ -1,17 +1,27 @@
 // libFuzzer target: `SnapshotFile.decode` on untrusted bytes, and `RecordBody.decode` on
-// every item of a snapshot that decodes. Must never trap; a decoded snapshot must
-// re-encode to exactly its bytes. Build and run: Tools/fuzz/run.sh.
+// every item of a snapshot that decodes; for version 3 (FORMAT §6.7) also the open path,
+// `SnapshotFile.decodeHints` on the file's header, hint section and trailer, and
+// `SnapshotFile.decodeValue` on every value a hint names. Must never trap; a decoded
+// snapshot must re-encode to exactly its bytes; the hints of a file that decodes whole must
+// decode too, and each of their values. Build and run: Tools/fuzz/run.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzSnapshot(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = Array(UnsafeBufferPointer(start: data, count: size))
     checkSnapshot(input)
-    // Both checksums recomputed (the file checksum where the header's body length places
-    // the trailer), so the item parsing behind them is reached.
+    // The checksums recomputed (header, hints for version 3, and the file checksum where
+    // the trailer is), so the item and hint parsing behind them is reached.
     if input.count >= FormatLimits.snapshotHeaderBytes + FormatLimits.snapshotTrailerBytes {
         var fixed = input
-        storeLE32(&fixed, at: 60, CRC32.checksum(Array(fixed[0..<60])))
         let trailerStart = fixed.count - FormatLimits.snapshotTrailerBytes
+        if ByteReader.getInteger(fixed, at: 8, as: UInt16.self) >= 3 {
+            let values = ByteReader.getInteger(fixed, at: 48, as: UInt64.self)
+            if values <= UInt64(trailerStart - FormatLimits.snapshotHeaderBytes) {
+                let hintsStart = FormatLimits.snapshotHeaderBytes + Int(values)
+                storeLE32(&fixed, at: 44, CRC32.checksum(Array(fixed[hintsStart..<trailerStart])))
+            }
+        }
+        storeLE32(&fixed, at: 60, CRC32.checksum(Array(fixed[0..<60])))
         storeLE32(&fixed, at: trailerStart + 12, CRC32.checksum(Array(fixed[0..<(trailerStart + 12)])))
         checkSnapshot(fixed)
     }
@@ -19,11 +29,44 @@ public func fuzzSnapshot(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 }
 
 func checkSnapshot(_ bytes: [UInt8]) {
-    switch SnapshotFile.decode(bytes) {
+    let whole = SnapshotFile.decode(bytes)
+    switch whole {
     case .snapshot(let snapshot):
         fuzzCheck(snapshot.encode() == bytes, "snapshot differs on re-encode")
         for item in snapshot.items { fuzzBody(kind: item.kind, item.body) }
     case .corrupt, .unsupportedVersion:
         break
+    }
+    checkHints(bytes, wholeDecodes: { if case .snapshot = whole { return true } else { return false } }())
+}
+
+/// The open path of a version 3 snapshot: header, hints and trailer only, then each value.
+func checkHints(_ bytes: [UInt8], wholeDecodes: Bool) {
+    let headerBytes = FormatLimits.snapshotHeaderBytes, trailerBytes = FormatLimits.snapshotTrailerBytes
+    guard bytes.count >= headerBytes + trailerBytes else { return }
+    let values = ByteReader.getInteger(bytes, at: 48, as: UInt64.self)
+    guard values <= UInt64(bytes.count - headerBytes - trailerBytes) else { return }
+    let hintsStart = headerBytes + Int(values)
+    let result = SnapshotFile.decodeHints(
+        header: Array(bytes[0..<headerBytes]), hints: Array(bytes[hintsStart..<(bytes.count - trailerBytes)]),
+        trailer: Array(bytes[(bytes.count - trailerBytes)...]), fileBytes: UInt64(bytes.count))
+    guard case .snapshot(let hints) = result else {
+        fuzzCheck(!wholeDecodes || ByteReader.getInteger(bytes, at: 8, as: UInt16.self) < 3,
+                  "a version 3 file decodes whole but not as hints")
+        return
+    }
+    fuzzCheck(hints.holdsHintsOnly, "decodeHints gave a whole snapshot")
+    hints.forEachHint { kind, body, span in
+        fuzzBody(kind: kind, Array(body))
+        guard let span else { return }
+        // `checkHints` placed every value inside the values section.
+        let start = Int(span.offset), end = start + span.frameBytes
+        fuzzCheck(start >= headerBytes && end <= hintsStart, "a hint's value lies outside the values section")
+        switch bytes.withUnsafeBytes({ SnapshotFile.decodeValue(UnsafeRawBufferPointer(rebasing: $0[start..<end]), span: span) }) {
+        case .value(let valueKind, let range):
+            fuzzBody(kind: valueKind, Array(bytes[(start + range.lowerBound)..<(start + range.upperBound)]))
+        case .corrupt:
+            fuzzCheck(!wholeDecodes, "a value of a snapshot that decodes whole is corrupt")
+        }
     }
 }

@@ -9,7 +9,9 @@
 #                      RecordBody.decodeFields (in place, as the ledger's replay reads
 #                      bodies) and RecordBody.decode (built on it)
 #   FuzzSegmentHeader  SegmentHeader.decode
-#   FuzzSnapshot       SnapshotFile.decode and RecordBody.decode of its items
+#   FuzzSnapshot       SnapshotFile.decode and RecordBody.decode of its items; for
+#                      version 3, SnapshotFile.decodeHints (the open path) and
+#                      SnapshotFile.decodeValue (a receipt read)
 #
 # Each target is compiled with `swiftc -sanitize=fuzzer,address` together with the
 # OnceLedgerFormat sources (one module, so the target calls the decoders directly; the
@@ -58,7 +60,7 @@ seed() {
         done
         ;;
     FuzzSnapshot)
-        cp Spec/vectors/ledger-*/snap-*.snap "$dir/"
+        cp Spec/vectors/ledger-*/snap-*.snap Spec/vectors/snapshot-v3.snap "$dir/"
         ;;
     esac
 }

@@ -42,7 +42,7 @@ struct EntriesCommand: AsyncParsableCommand {
 
     private func entries() throws -> Int32 {
         let ledger = try Self.openForListing(options.dir, command: "entries", allowLive: live)
-        let entries = ledger.currentEntries(status: state.flatMap(EntryInfo.Status.init(rawValue:)))
+        let entries = try ledger.currentEntries(status: state.flatMap(EntryInfo.Status.init(rawValue:)))
         if options.json {
             for entry in entries { print(EntryDescription.json(entry).rendered()) }
             return ExitCodes.success

@@ -35,7 +35,7 @@ struct PendingCommand: AsyncParsableCommand {
     private func pending() throws -> Int32 {
         let directory = options.dir
         let ledger = try EntriesCommand.openForListing(directory, command: "pending", allowLive: live)
-        let entries = ledger.currentEntries(status: .pendingUnknown).sorted { ($0.timeMilliseconds, $0.key) < ($1.timeMilliseconds, $1.key) }
+        let entries = try ledger.currentEntries(status: .pendingUnknown).sorted { ($0.timeMilliseconds, $0.key) < ($1.timeMilliseconds, $1.key) }
         if options.json {
             for entry in entries { print(EntryDescription.json(entry).rendered()) }
             return ExitCodes.success

@@ -9,7 +9,7 @@ import OnceLedgerLog
 /// is the explicit offline tool for a ledger that refuses to open). Never changes DIR.
 ///
 /// DIR is read with the format decoders directly (`SalvageScan`), past any damage. The
-/// new ledger is written through the library (`FileBackend`: the snapshot's items as a
+/// new ledger is written through the library (`Salvage.write`: the snapshot's items as a
 /// snapshot, then the records in sequence order as appends), so it is a valid ledger
 /// whose entries — done, pending-unknown, absent — are what the recovered records say.
 /// Records get new sequence numbers there; the new ledger keeps the source's ledger id and

@@ -47,6 +47,15 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Skip the exactly-once part: Ledger.once rates, memory per entry, ledger open time.")
     var skipLedger = false
 
+    @Flag(help: "Measure only values on disk (T11–T13): memory per entry and open time with large receipts, alreadyDone reading a receipt.")
+    var values = false
+
+    @Option(parsing: .unconditional, help: "Done entries in each values-on-disk ledger (T11–T13).")
+    var valuesEntries: Int = 100_000
+
+    @Option(parsing: .unconditional, help: "Receipt sizes of the values-on-disk ledgers, comma-separated bytes.")
+    var valuesReceiptBytes: String = "64,4096"
+
     @Flag(help: "Print one JSON object with every number instead of the table.")
     var json = false
 
@@ -123,6 +132,18 @@ struct BenchCommand: AsyncParsableCommand {
         progress.say("bench directory: \(root) (\(disk.summary))")
         if disk.isMemoryBacked {
             progress.say("warning: \(root) is on \(disk.fileSystem ?? "memory"): fdatasync costs nothing there; use --dir on a real disk")
+        }
+
+        if values {
+            let sizes = valuesReceiptBytes.split(separator: ",").compactMap { Int($0) }
+            guard !sizes.isEmpty, sizes.allSatisfy({ (0...(1 << 20)).contains($0) }), valuesEntries >= 1 else {
+                throw ValidationError("--values-receipt-bytes: comma-separated sizes in 0...1048576; --values-entries ≥ 1")
+            }
+            let result = try await ValuesOnDisk.run(root: root, entries: valuesEntries, receiptSizes: sizes,
+                                                    seconds: seconds, keep: keep, progress: progress)
+            print("disk: \(disk.summary)")
+            print(ValuesOnDisk.render(result))
+            return
         }
 
         // Memory per done entry first, while the heap is fresh (the heap figure does

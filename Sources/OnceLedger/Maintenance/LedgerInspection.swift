@@ -332,7 +332,7 @@ public struct LedgerInspection: Sendable {
     public var entryCounts: EntryCounts? {
         guard let store else { return nil }
         var counts = EntryCounts()
-        for entry in store.currentEntries() {
+        for entry in store.currentMetadata() {
             switch entry.status {
             case .done: counts.done += 1
             case .pendingUnknown: counts.pendingUnknown += 1
@@ -358,7 +358,7 @@ public struct LedgerInspection: Sendable {
 
     /// The pending-unknown entry with the oldest intent (ties: the smaller key).
     public var oldestPending: EntryInfo? {
-        store?.currentEntries(status: .pendingUnknown).min { ($0.timeMilliseconds, $0.key) < ($1.timeMilliseconds, $1.key) }
+        store?.currentMetadata(status: .pendingUnknown).min { ($0.timeMilliseconds, $0.key) < ($1.timeMilliseconds, $1.key) }
     }
 
     /// Sequence numbers of the first and last valid record in the segments.

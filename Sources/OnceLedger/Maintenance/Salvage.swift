@@ -146,7 +146,7 @@ public struct SalvagePlan: Sendable {
         let (entries, scope) = try await BlockingThread.run(name: "salvage-check") { () -> ([EntryInfo], TokenScope) in
             let reopened = try FileStore(directory: target, configuration: configuration, createIfMissing: false)
             defer { try? reopened.close() }
-            return (reopened.currentEntries(), reopened.tokenScope)
+            return (try reopened.currentEntries(), reopened.tokenScope)
         }
         if let identity, identity.tokenScope != scope {
             throw Salvage.Failure(

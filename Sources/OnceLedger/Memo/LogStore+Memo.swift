@@ -16,9 +16,11 @@ extension LogStore {
 
     public func memoGet(_ key: MemoKey) async throws -> MemoValue? {
         if isClosed { throw Self.closedError }
-        guard let slot = memo.withLock({ $0.slot(key) }) else { return nil }
+        // The value is read outside the lock (one pread when it is on disk).
+        guard let read = try memo.withLock({ try $0.read(key) }) else { return nil }
+        let slot = read.slot
         return MemoValue(key: key, inputDigest: slot.inputDigest == RecordBody.noInputDigest ? nil : slot.inputDigest,
-                         timeMilliseconds: slot.timeMilliseconds, bytes: slot.value.bytes)
+                         timeMilliseconds: slot.timeMilliseconds, bytes: try read.finish())
     }
 
     public func memoPut(_ request: MemoPutRequest) async throws {
@@ -118,14 +120,17 @@ extension LogStore {
     }
 
     /// Appends memo records durably and, once durable, applies the very bytes written to
-    /// the memo table.
+    /// the memo table, with where each landed (a value then stays on disk).
     private func appendMemo(_ records: [LogRecord]) async throws {
         if isClosed { throw Self.closedError }
-        _ = try await log.append(records, onDurable: { [self] _ in
+        _ = try await log.appendLocated(records, onDurable: { [self] _, locations in
             self.memo.withLock { table in
-                for record in records {
+                for (index, record) in records.enumerated() {
                     do {
-                        try record.body.withUnsafeBytes { try table.apply(kind: record.kind, body: $0) }
+                        let location = locations.map { $0[$0.startIndex + index] }
+                        try record.body.withUnsafeBytes {
+                            try table.apply(kind: record.kind, body: $0, location: location)
+                        }
                     } catch {
                         // Validated bodies encoded by RecordBody always decode: a bug, not bad input.
                         preconditionFailure("a validated \(record.kind) body did not apply: \(error)")

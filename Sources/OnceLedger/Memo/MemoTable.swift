@@ -1,10 +1,17 @@
 import OnceLedgerFormat
+import OnceLedgerLog
 
 /// The memo's state (`Spec/FORMAT.md` §9.4), kept apart from the entries of `once`
 /// (`LedgerState`): per (namespace, run) its latest generation; per run generation how it
 /// ended; per (run generation, step, name) the input digest and the value. Changed only by
 /// `apply`, with the very bytes the log made durable (at open, and live by `LogStore`), so
 /// it always equals "the memo records replayed". Keys compare byte for byte (their UTF-8).
+///
+/// Values stay on disk like receipts (`LedgerState`): a memo entry whose record has a
+/// location (the file log: a segment record, or a version 3 snapshot's value) keeps only
+/// that location and its length, and a read fetches the record with one `pread` through
+/// `reader`, checks it and decodes it with the one body decoder. Without a location (the
+/// in-memory log) the value is kept in memory.
 ///
 /// Beside that state it keeps the store's bookkeeping of writes in flight (`ending`,
 /// `putsInFlight`, `sweeping`), which no record carries.
@@ -34,12 +41,24 @@ struct MemoTable {
         }
     }
 
-    /// Where a memo value is. Today: its bytes, in memory. The one type to change when memo
-    /// values stay on disk and the table keeps their location instead, as `LedgerState`
-    /// does for receipts.
-    struct ValueRef {
-        var bytes: [UInt8]
-        var count: Int { bytes.count }
+    /// Where a memo value is: on disk (the memo entry record, or its snapshot value), or in
+    /// memory for a log that gives no locations.
+    enum ValueRef {
+        case bytes([UInt8])
+        case located(ValueLocation, count: Int)
+
+        var count: Int {
+            switch self {
+            case .bytes(let bytes): bytes.count
+            case .located(_, let count): count
+            }
+        }
+    }
+
+    /// A memo entry item of a snapshot, for `relocate`.
+    struct ItemKey {
+        var generation: GenerationKey
+        var name: NameKey
     }
 
     struct Slot {
@@ -62,6 +81,8 @@ struct MemoTable {
         var sweeping = false
     }
 
+    /// Reads values that stay on disk; nil for a log that gives no locations.
+    var reader: RecordReader?
     private(set) var generations: [GenerationKey: Generation] = [:]
     /// Each run's latest generation: written to, or handed out by `generation(for:)`.
     private(set) var latest: [RunKey: UInt64] = [:]
@@ -179,8 +200,10 @@ struct MemoTable {
     // MARK: Applying records
 
     /// Applies one durable memo record or snapshot item (kinds 13–15) given as its encoded
-    /// body. Throws `.malformedBody` for a body that does not decode.
-    mutating func apply(kind: RecordKind, body: UnsafeRawBufferPointer) throws {
+    /// body. Throws `.malformedBody` for a body that does not decode. `location` is where
+    /// the record (or, for a snapshot hint, the item's value) is on disk, if it is: a memo
+    /// entry's value then stays there.
+    mutating func apply(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation? = nil) throws {
         let fields: RecordBody.Fields
         switch RecordBody.decodeFields(kind: kind, body) {
         case .fields(let decoded): fields = decoded
@@ -196,7 +219,16 @@ struct MemoTable {
         case let .memoEntry(namespace, run, generation, step, name, digest, time, value):
             let key = generationKey(namespace, run, generation)
             see(key)
-            let slot = Slot(inputDigest: bytes(digest), timeMilliseconds: time, value: ValueRef(bytes: bytes(value)))
+            let ref: ValueRef
+            if let location {
+                // A segment record holds the whole body; a snapshot hint holds it with an
+                // empty value, which is in the snapshot's value (the whole body) instead.
+                let count = location.isSnapshot ? max(0, Int(location.bodyBytes) - body.count) : value.count
+                ref = .located(location, count: count)
+            } else {
+                ref = .bytes(bytes(value))
+            }
+            let slot = Slot(inputDigest: bytes(digest), timeMilliseconds: time, value: ref)
             let nameKey = NameKey(step: bytes(step), name: bytes(name))
             var state = generations[key] ?? Generation()
             state.valueBytes += slot.value.count - (state.entries[nameKey]?.value.count ?? 0)
@@ -231,32 +263,107 @@ struct MemoTable {
 
     // MARK: Snapshots
 
+    /// The bytes of the value `ref` names for `key`: in memory, or read from disk.
+    static func value(_ ref: ValueRef, key: ItemKey, reader: RecordReader?, file: (any StorageFile)?) throws -> [UInt8] {
+        switch ref {
+        case .bytes(let bytes):
+            return bytes
+        case .located(let location, _):
+            guard let reader else { throw LedgerError(.closed, "this ledger has no reader for memo values on disk") }
+            return try readValue(at: location, key: key, reader: reader, file: file)
+        }
+    }
+
+    /// Reads the memo entry at `location` (through `file`, a handle taken earlier, or the
+    /// reader's) and returns its value, checked to be the entry of `key`.
+    static func readValue(at location: ValueLocation, key: ItemKey, reader: RecordReader,
+                          file: (any StorageFile)?) throws -> [UInt8] {
+        let handle = try file ?? reader.handle(for: location.file)
+        return try reader.withRecord(location, from: handle) { kind, raw -> [UInt8] in
+            func equal(_ range: Range<Int>, _ bytes: [UInt8]) -> Bool { raw[range].elementsEqual(bytes) }
+            guard kind == .memoEntry,
+                  case .fields(.memoEntry(let namespace, let run, let generation, let step, let name, _, _, let value)) =
+                    RecordBody.decodeFields(kind: kind, raw),
+                  generation == key.generation.generation, equal(namespace, key.generation.run.namespace),
+                  equal(run, key.generation.run.run), equal(step, key.name.step), equal(name, key.name.name)
+            else {
+                throw LedgerError(
+                    .corruptRecord,
+                    "the record at offset \(location.offset) no longer holds the memo value it held when the ledger opened; run `onceledger verify` and `onceledger salvage`",
+                    path: reader.path(of: location.file), segment: location.isSnapshot ? nil : location.file,
+                    offset: location.offset)
+            }
+            return Array(raw[value])
+        }
+    }
+
+    /// A value's read, prepared under the lock and finished outside it (`LogStore.memoGet`):
+    /// the handle is taken now, so a compaction that removes the file meanwhile does not
+    /// take the bytes away.
+    struct Read {
+        var slot: Slot
+        var key: ItemKey
+        var onDisk: (reader: RecordReader, file: any StorageFile)?
+
+        func finish() throws -> [UInt8] {
+            try MemoTable.value(slot.value, key: key, reader: onDisk?.reader, file: onDisk?.file)
+        }
+    }
+
+    func read(_ key: MemoKey) throws -> Read? {
+        let (generation, name) = MemoTable.key(key)
+        guard let slot = generations[generation]?.entries[name] else { return nil }
+        let itemKey = ItemKey(generation: generation, name: name)
+        guard case .located(let location, _) = slot.value, let reader else { return Read(slot: slot, key: itemKey) }
+        return Read(slot: slot, key: itemKey, onDisk: (reader, try reader.handle(for: location.file)))
+    }
+
+    /// After a compaction wrote `snapshotItemsInOrder()`'s items: the value of memo entry
+    /// `keys[i]` (nil: not a memo entry) is now at `locations[i]`. Called before any later
+    /// record is applied, so the entries are the ones written.
+    mutating func relocate(_ keys: [ItemKey?], locations: ArraySlice<ValueLocation?>) {
+        guard reader != nil else { return }
+        for (position, key) in keys.enumerated() where position < locations.count {
+            guard let key, let location = locations[locations.startIndex + position],
+                  let slot = generations[key.generation]?.entries[key.name]
+            else { continue }
+            generations[key.generation]?.entries[key.name]?.value = .located(location, count: slot.value.count)
+        }
+    }
+
     /// The memo as snapshot items (`Spec/FORMAT.md` §6.2, §9.4), in key order: each live
     /// generation's values and its end; then the sweep of the highest generation swept.
-    /// Swept generations are gone, so compaction drops them.
-    func snapshotItems() -> [SnapshotFile.Item] {
+    /// Swept generations are gone, so compaction drops them. Values on disk are read into
+    /// the items; beside them, which memo entry each item is (for `relocate`).
+    func snapshotItemsInOrder() throws -> (items: [SnapshotFile.Item], keys: [ItemKey?]) {
         var items: [SnapshotFile.Item] = []
+        var keys: [ItemKey?] = []
         for key in generations.keys.sorted() {
             guard let generation = generations[key] else { continue }
             let namespace = String(decoding: key.run.namespace, as: UTF8.self)
             let run = String(decoding: key.run.run, as: UTF8.self)
             for name in generation.entries.keys.sorted() {
                 guard let slot = generation.entries[name] else { continue }
+                let itemKey = ItemKey(generation: key, name: name)
                 let body = RecordBody.memoEntry(.init(
                     namespace: namespace, run: run, generation: key.generation,
                     step: String(decoding: name.step, as: UTF8.self), name: String(decoding: name.name, as: UTF8.self),
-                    inputDigest: slot.inputDigest, timeMilliseconds: slot.timeMilliseconds, value: slot.value.bytes))
+                    inputDigest: slot.inputDigest, timeMilliseconds: slot.timeMilliseconds,
+                    value: try MemoTable.value(slot.value, key: itemKey, reader: reader, file: nil)))
                 items.append(SnapshotFile.Item(kind: .memoEntry, body: body.encode()))
+                keys.append(itemKey)
             }
             if let end = generation.end {
                 let body = RecordBody.runEnd(.init(namespace: namespace, run: run, generation: key.generation,
                                                    status: end.status, timeMilliseconds: end.timeMilliseconds))
                 items.append(SnapshotFile.Item(kind: .runEnd, body: body.encode()))
+                keys.append(nil)
             }
         }
         if let highestSweep {
             items.append(SnapshotFile.Item(kind: .memoSweep, body: RecordBody.memoSweep(highestSweep).encode()))
+            keys.append(nil)
         }
-        return items
+        return (items, keys)
     }
 }

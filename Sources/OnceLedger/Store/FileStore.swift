@@ -28,12 +28,12 @@ public final class FileStore: LedgerStore, Sendable {
     /// The entries as they are now, sorted by key bytes, answered synchronously: for tools
     /// and tests in this package that open a ledger directory and read it in code that is
     /// not async.
-    package func currentEntries(status: EntryInfo.Status? = nil) -> [EntryInfo] {
-        store.currentEntries(status: status)
+    package func currentEntries(status: EntryInfo.Status? = nil) throws -> [EntryInfo] {
+        try store.currentEntries(status: status)
     }
 
     /// `currentEntries`'s one-key read.
-    package func currentEntry(_ key: String) -> EntryInfo? { store.currentEntry(key) }
+    package func currentEntry(_ key: String) throws -> EntryInfo? { try store.currentEntry(key) }
 
     public var tokenScope: TokenScope { store.tokenScope }
     public func claim(_ request: ClaimRequest) async throws -> ClaimResult { try await store.claim(request) }

@@ -59,17 +59,22 @@ public final class LogStore: LedgerStore, Sendable {
     public init(log: any RecordLog, memoAppendRecordsMax: Int = 64) throws {
         var loaded = LedgerState()
         var memo = MemoTable()
-        try log.load(
+        // A log that says where each record is (the file log) lets the state keep receipts
+        // and memo values there and read them on demand (`LedgerState`, `MemoTable`);
+        // otherwise they stay in memory.
+        try log.loadLocated(
             itemCount: { count in loaded.reserve(entries: count) },
-            item: { kind, body in
-                if kind.isMemo { try memo.apply(kind: kind, body: body) }
-                else { try loaded.replay(kind: kind, body: body) }
+            item: { kind, body, location in
+                if kind.isMemo { try memo.apply(kind: kind, body: body, location: location) }
+                else { try loaded.replay(kind: kind, body: body, location: location) }
             },
-            record: { kind, body in
-                if kind.isMemo { try memo.apply(kind: kind, body: body) }
-                else { try loaded.replay(kind: kind, body: body) }
+            record: { kind, body, location in
+                if kind.isMemo { try memo.apply(kind: kind, body: body, location: location) }
+                else { try loaded.replay(kind: kind, body: body, location: location) }
             })
         loaded.finishReplay()
+        loaded.reader = log.recordReader
+        memo.reader = log.recordReader
         let tokenScope = log.tokenScope
         loaded.tokenScope = tokenScope
         self.log = log
@@ -88,6 +93,8 @@ public final class LogStore: LedgerStore, Sendable {
 
     private enum ClaimDecision {
         case answer(ClaimResult)
+        /// Done: the entry, whose receipt is read outside the lock.
+        case done(LedgerState.Lookup)
         case write(attempt: UInt32, generation: UInt32, id: UInt64)
     }
 
@@ -109,11 +116,13 @@ public final class LogStore: LedgerStore, Sendable {
                                                fingerprint: key.fingerprint, timeMilliseconds: time, isOperator: false)
                 return .write(attempt: attempt, generation: generation, id: id)
             }
-            let stored = core.state.info(key.rawValue)
+            let stored = core.state.metadata(key.rawValue)
             guard let entry = stored, entry.status != .absent else {
                 return grant(attempt: (stored?.attempt ?? 0) + 1, generation: stored?.generation ?? 0)
             }
-            if entry.fingerprint != key.fingerprint { return .answer(.fingerprintMismatch(entry)) }
+            if entry.fingerprint != key.fingerprint {
+                return .answer(.fingerprintMismatch(try core.state.info(key.rawValue) ?? entry))
+            }
             switch entry.status {
             case .done:
                 let expired: Bool = switch request.scope {
@@ -124,7 +133,7 @@ public final class LogStore: LedgerStore, Sendable {
                     entry.timeMilliseconds.addingReportingOverflow(milliseconds).overflow == false
                         && time >= entry.timeMilliseconds + milliseconds
                 }
-                if !expired { return .answer(.done(entry)) }
+                if !expired, let lookup = try core.state.lookup(key.rawValue) { return .done(lookup) }
                 return grant(attempt: entry.attempt + 1, generation: entry.generation &+ 1)
             case .pendingUnknown:
                 switch request.whenPending {
@@ -138,6 +147,8 @@ public final class LogStore: LedgerStore, Sendable {
         switch decision {
         case .answer(let result):
             return result
+        case .done(let lookup):
+            return .done(try lookup.finish())
         case .write(let attempt, let generation, let id):
             let windowMilliseconds: UInt64
             let recordScope: RecordBody.Scope
@@ -162,7 +173,7 @@ public final class LogStore: LedgerStore, Sendable {
     /// What `.running` reports for a live key: an operator's target as stored, or the
     /// granted intent (pending-unknown until its outcome is recorded).
     private func liveEntry(_ key: String, _ live: Live, _ state: borrowing LedgerState) -> EntryInfo {
-        if live.isOperator, let stored = state.info(key) { return stored }
+        if live.isOperator, let stored = state.metadata(key) { return stored }
         return EntryInfo(key: key, status: .pendingUnknown, attempt: live.attempt, generation: live.generation,
                          fingerprint: live.fingerprint, timeMilliseconds: live.timeMilliseconds, receipt: [],
                          tokenScope: tokenScope)
@@ -180,7 +191,7 @@ public final class LogStore: LedgerStore, Sendable {
                 throw LedgerError(
                     .wrongState,
                     "cannot \(verb) the claim on key \"\(claim.key.rawValue)\" (attempt \(claim.attempt)): it is not the key's live claim any more (it was completed, released or abandoned, or the ledger was reopened); nothing was written",
-                    key: claim.key.rawValue, entry: core.state.info(claim.key.rawValue))
+                    key: claim.key.rawValue, entry: core.state.metadata(claim.key.rawValue))
             }
             live.settling = true
             core.live[claim.key.keyBytes] = live
@@ -254,6 +265,11 @@ public final class LogStore: LedgerStore, Sendable {
         }
     }
 
+    /// Runs `body` on the state under its lock (tests inspect the index through it).
+    func withState<T: Sendable>(_ body: (borrowing LedgerState) throws -> T) throws -> T {
+        try core.withLock { core throws -> T in try body(core.state) }
+    }
+
     /// Callers suspended in `waitForChange` on `key` (tests use it to order races).
     func waiterCount(_ key: String) -> Int {
         core.withLock { $0.live[KeyBytes(key)]?.waiters.count ?? 0 }
@@ -271,10 +287,10 @@ public final class LogStore: LedgerStore, Sendable {
             if core.live[keyBytes] != nil {
                 throw LedgerError(.wrongState,
                                   "key \"\(key)\" is running now; nothing was written. Try again once its call has finished",
-                                  key: key, entry: core.state.info(key))
+                                  key: key, entry: core.state.metadata(key))
             }
-            guard let entry = core.state.info(key), entry.status == expected else {
-                throw LedgerError(.wrongState, "key \"\(key)\" \(notInState)", key: key, entry: core.state.info(key))
+            guard let entry = core.state.metadata(key), entry.status == expected else {
+                throw LedgerError(.wrongState, "key \"\(key)\" \(notInState)", key: key, entry: core.state.metadata(key))
             }
             if let expectedAttempt, expectedAttempt != entry.attempt {
                 throw LedgerError(.wrongState,
@@ -319,7 +335,7 @@ public final class LogStore: LedgerStore, Sendable {
         try await commit([.resolve(.init(key: request.key, outcome: outcome, attempt: entry.attempt,
                                          timeMilliseconds: request.timeMilliseconds, receipt: receipt,
                                          actor: request.actor, reason: request.reason))])
-        return core.withLock { $0.state.info(request.key) } ?? entry
+        return try core.withLock { try $0.state.lookup(request.key) }?.finish() ?? entry
     }
 
     public func forget(_ request: ForgetRequest) async throws {
@@ -336,13 +352,16 @@ public final class LogStore: LedgerStore, Sendable {
 
     // MARK: Reads
 
+    /// A receipt that stays on disk is read outside the state's lock; throws
+    /// `.corruptRecord` if its bytes were damaged since they were written.
     public func entry(_ key: String) async throws -> EntryInfo? {
-        core.withLock { $0.state.info(key) }
+        try currentEntry(key)
     }
 
     public func entries(_ query: EntryQuery) async throws -> [EntryInfo] {
         guard query.limit > 0 else { return [] }
-        let all = core.withLock { $0.state.infos(status: query.status) }
+        // Listed without receipts, so a page reads from disk only the receipts it returns.
+        let all = core.withLock { $0.state.metadataList(status: query.status) }
         var start = all.startIndex
         if let afterKey = query.afterKey {
             let after = Array(afterKey.utf8)
@@ -355,18 +374,26 @@ public final class LogStore: LedgerStore, Sendable {
             }
             start = low
         }
-        return Array(all[start..<min(all.endIndex, start + min(query.limit, all.endIndex - start))])
+        return try all[start..<min(all.endIndex, start + min(query.limit, all.endIndex - start))].map { listed in
+            guard listed.status == .done else { return listed }
+            return try currentEntry(listed.key) ?? listed
+        }
     }
 
     /// The entries as they are now, sorted by key bytes, answered synchronously: for tools
     /// that replay a ledger in this process and list it (`onceledger entries`, `verify`).
-    package func currentEntries(status: EntryInfo.Status? = nil) -> [EntryInfo] {
-        core.withLock { $0.state.infos(status: status) }
+    package func currentEntries(status: EntryInfo.Status? = nil) throws -> [EntryInfo] {
+        try core.withLock { try $0.state.infos(status: status) }
     }
 
-    /// `currentEntries`'s one-key read.
-    package func currentEntry(_ key: String) -> EntryInfo? {
-        core.withLock { $0.state.info(key) }
+    /// `currentEntries` without receipts: reads nothing from disk, cannot fail.
+    package func currentMetadata(status: EntryInfo.Status? = nil) -> [EntryInfo] {
+        core.withLock { $0.state.metadataList(status: status) }
+    }
+
+    /// `currentEntries`'s one-key read (the receipt read outside the lock).
+    package func currentEntry(_ key: String) throws -> EntryInfo? {
+        try core.withLock { try $0.state.lookup(key) }?.finish()
     }
 
     public func entryCount() async throws -> Int {
@@ -381,11 +408,12 @@ public final class LogStore: LedgerStore, Sendable {
         for body in bodies { try body.validate() }
         if core.withLock({ $0.closed }) { throw Self.closedError }
         let records = bodies.map(LogRecord.init)
-        _ = try await log.append(records, onDurable: { [self] _ in
+        _ = try await log.appendLocated(records, onDurable: { [self] _, locations in
             self.core.withLock { core in
-                for record in records {
+                for (index, record) in records.enumerated() {
                     do {
-                        try core.state.apply(kind: record.kind, body: record.body)
+                        let location = locations.map { $0[$0.startIndex + index] }
+                        try core.state.apply(kind: record.kind, body: record.body, location: location)
                     } catch {
                         // Validated bodies encoded by RecordBody always decode; anything else
                         // is a bug in this module, not bad input.
@@ -399,9 +427,24 @@ public final class LogStore: LedgerStore, Sendable {
     /// Writes a snapshot of the live state and lets the log drop what it covers.
     public func compact() async throws {
         if core.withLock({ $0.closed }) { throw Self.closedError }
-        try await log.compact { [self] _ in
-            self.core.withLock { $0.state.snapshotItems() } + self.memo.withLock { $0.snapshotItems() }
-        }
+        // Receipts that stay on disk are read into the snapshot; once it is durable the
+        // entries point at the snapshot's values (before any later append is applied).
+        // The memo's items follow the entries'; its values are relocated the same way.
+        let order = Mutex<[Int]>([])
+        let memoOrder = Mutex<[MemoTable.ItemKey?]>([])
+        try await log.compactLocated({ [self] _ in
+            let entries = try self.core.withLock { core in try core.state.snapshotItemsInOrder() }
+            let memoItems = try self.memo.withLock { table in try table.snapshotItemsInOrder() }
+            order.withLock { $0 = entries.order }
+            memoOrder.withLock { $0 = memoItems.keys }
+            return entries.items + memoItems.items
+        }, onCompacted: { [self] locations in
+            let written = order.withLock { $0 }
+            let memoWritten = memoOrder.withLock { $0 }
+            let entryItems = max(0, locations.count - memoWritten.count)
+            self.core.withLock { $0.state.relocate(order: written, locations: Array(locations[..<entryItems])) }
+            self.memo.withLock { $0.relocate(memoWritten, locations: locations[entryItems...]) }
+        })
     }
 
     /// Closes the log; nothing more is written through this store (even if its log is

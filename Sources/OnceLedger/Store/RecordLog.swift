@@ -30,10 +30,48 @@ public protocol RecordLog: AnyObject, Sendable {
     /// How the ledger derives effect tokens (`Spec/FORMAT.md` §9.3); read after `load`.
     /// A durable property of the ledger: the same on every open.
     var tokenScope: TokenScope { get }
+
+    // Values on disk (`LedgerState`): a backend that can say where each record is lets
+    // the ledger keep receipts there and read them on demand. The defaults below give no
+    // locations: the ledger then keeps receipts in memory (the in-memory backend, tools).
+
+    /// Reads records back at the locations this backend reported; nil when it reports none.
+    var recordReader: RecordReader? { get }
+    /// `load`, with where each item's or record's value is (nil: the body holds it whole).
+    /// An item with a location may be a snapshot hint: its receipt is only there.
+    func loadLocated(itemCount: (Int) -> Void,
+                     item: (RecordKind, UnsafeRawBufferPointer, ValueLocation?) throws -> Void,
+                     record: (RecordKind, UnsafeRawBufferPointer, ValueLocation?) throws -> Void) throws
+    /// `append`, whose `onDurable` also gets where each record landed (nil: nowhere to say).
+    func appendLocated(_ records: [LogRecord],
+                       onDurable: @escaping @Sendable (UInt64, ArraySlice<ValueLocation>?) -> Void) async throws -> UInt64
+    /// `compact`, and once the snapshot is durable, before any later append is applied:
+    /// `onCompacted` with where each item's value now is (one per item; nil: none).
+    func compactLocated(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
+                        onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws
 }
 
 @_spi(Benchmarks)
 extension RecordLog {
+    public var recordReader: RecordReader? { nil }
+
+    public func loadLocated(itemCount: (Int) -> Void,
+                            item: (RecordKind, UnsafeRawBufferPointer, ValueLocation?) throws -> Void,
+                            record: (RecordKind, UnsafeRawBufferPointer, ValueLocation?) throws -> Void) throws {
+        try load(itemCount: itemCount, item: { try item($0, $1, nil) }, record: { try record($0, $1, nil) })
+    }
+
+    public func appendLocated(
+        _ records: [LogRecord], onDurable: @escaping @Sendable (UInt64, ArraySlice<ValueLocation>?) -> Void
+    ) async throws -> UInt64 {
+        try await append(records, onDurable: { onDurable($0, nil) })
+    }
+
+    public func compactLocated(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
+                               onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws {
+        try await compact(makeItems)
+    }
+
     /// `load` for a caller that has no use for the item count (tools replaying a
     /// ledger to check or copy it).
     public func load(item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
@@ -94,6 +132,58 @@ package final class FileRecordLog: RecordLog, @unchecked Sendable {
 
     package func compact(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item]) async throws {
         _ = try await open().compact(makeItems)
+    }
+
+    package var recordReader: RecordReader? { engine?.reader }
+
+    /// Opens without reading a version 3 snapshot's values: each done entry's hint comes
+    /// with where its value is, each record with where it is in its segment.
+    package func loadLocated(itemCount: (Int) -> Void,
+                            item: (RecordKind, UnsafeRawBufferPointer, ValueLocation?) throws -> Void,
+                            record: (RecordKind, UnsafeRawBufferPointer, ValueLocation?) throws -> Void) throws {
+        let engine = try LogEngine.open(
+            directory: directory, storage: storage, configuration: configuration, createIfMissing: createIfMissing,
+            clock: clock, readSnapshotValues: false,
+            onSnapshot: { snapshot in
+                itemCount(snapshot.itemCount)
+                let covered = snapshot.coveredSequence
+                try snapshot.forEachHint { kind, body, span in
+                    guard let span else { return try item(kind, body, nil) }
+                    guard let location = ValueLocation.snapshot(covered: covered, span) else {
+                        throw LedgerError(.limitExceeded, "the snapshot's covered sequence \(covered) is too large to locate its values",
+                                          path: directory, sequence: covered, limit: "sequence")
+                    }
+                    try item(kind, body, location)
+                }
+            },
+            onRecord: { scanned in
+                let location = ValueLocation.segment(scanned.segment, offset: scanned.offset,
+                                                     bodyBytes: scanned.header.bodyBytes)
+                try scanned.bodyBytes.withUnsafeBytes { try record(scanned.header.kind, $0, location) }
+            })
+        engineSlot.withLock { $0 = engine }
+    }
+
+    package func appendLocated(
+        _ records: [LogRecord], onDurable: @escaping @Sendable (UInt64, ArraySlice<ValueLocation>?) -> Void
+    ) async throws -> UInt64 {
+        try await open().append(records, onDurableAt: { onDurable($0, $1) })
+    }
+
+    /// After the relocation, the files the compaction removed are retired: readers that
+    /// took a location there before it still read them, then their handles close.
+    package func compactLocated(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
+                               onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws {
+        let engine = try open()
+        _ = try await engine.compact(makeItems, onCompacted: { result in
+            onCompacted(result.valueLocations)
+            for number in result.deletedSegments { engine.reader.retire(number) }
+            for name in result.deletedSnapshots {
+                if let covered = LedgerFileNames.parseSnapshot(name), covered < ValueLocation.snapshotBit {
+                    engine.reader.retire(ValueLocation.snapshotBit | covered)
+                }
+            }
+        })
     }
 
     package func close() throws {

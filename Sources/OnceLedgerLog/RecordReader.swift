@@ -1,0 +1,144 @@
+import OnceLedgerFormat
+import Synchronization
+
+/// Where a record that holds a value is on disk (Bitcask's keydir entry): a segment
+/// record (its frame) or a version 3 snapshot's value (`Spec/FORMAT.md` §6.3).
+public struct ValueLocation: Hashable, Sendable {
+    /// Marks `file` as a snapshot, named by its covered sequence number in the low bits.
+    public static let snapshotBit: UInt64 = 1 << 63
+
+    /// The segment number, or `snapshotBit | covered sequence` for a snapshot.
+    public var file: UInt64
+    /// The segment offset of the record frame, or the file offset of the snapshot value.
+    public var offset: UInt64
+    /// The record's body bytes (segment) or the value's body bytes (snapshot).
+    public var bodyBytes: UInt32
+
+    public init(file: UInt64, offset: UInt64, bodyBytes: UInt32) {
+        self.file = file
+        self.offset = offset
+        self.bodyBytes = bodyBytes
+    }
+
+    public static func segment(_ number: UInt64, offset: UInt64, bodyBytes: UInt32) -> ValueLocation {
+        ValueLocation(file: number, offset: offset, bodyBytes: bodyBytes)
+    }
+
+    /// Nil when `covered` does not fit beside the snapshot bit (no real ledger gets there).
+    public static func snapshot(covered: UInt64, _ span: SnapshotFile.ValueSpan) -> ValueLocation? {
+        guard covered < snapshotBit - 1 else { return nil }
+        return ValueLocation(file: snapshotBit | covered, offset: span.offset, bodyBytes: span.bodyBytes)
+    }
+
+    public var isSnapshot: Bool { file & ValueLocation.snapshotBit != 0 }
+
+    /// The bytes one read fetches: the whole record frame, or the whole snapshot value.
+    public var readBytes: Int {
+        isSnapshot ? SnapshotFile.ValueSpan(offset: offset, bodyBytes: bodyBytes).frameBytes
+            : RecordFrame.frameBytes(bodyBytes: Int(bodyBytes))
+    }
+}
+
+/// Reads records back from where the log put them: one `pread` per record, its
+/// checksum checked, through file descriptors it keeps open.
+///
+/// A handle is a reference (`any StorageFile`, closed when the last reference goes): a
+/// reader that took a handle (`handle(for:)`) before a compaction removed the file keeps
+/// reading the old, unlinked file. The engine `pin`s every file before it unlinks it,
+/// and `retire`s it after the state that pointed there was moved on; a file never
+/// pinned is opened on first use.
+public final class RecordReader: Sendable {
+    public let storage: any Storage
+    public let directory: String
+    public let ledgerID: LedgerID
+    private let files = Mutex<[UInt64: any StorageFile]>([:])
+
+    public init(storage: any Storage, directory: String, ledgerID: LedgerID) {
+        self.storage = storage
+        self.directory = directory
+        self.ledgerID = ledgerID
+    }
+
+    /// The path of `file` (a `ValueLocation.file`).
+    public func path(of file: UInt64) -> String {
+        file & ValueLocation.snapshotBit != 0
+            ? Paths.join(directory, LedgerFileNames.snapshot(file & ~ValueLocation.snapshotBit))
+            : Paths.join(directory, LedgerFileNames.segment(file))
+    }
+
+    /// The open handle of `file`, opening it (read-only) on first use.
+    public func handle(for file: UInt64) throws -> any StorageFile {
+        if let open = files.withLock({ $0[file] }) { return open }
+        let opened = try storage.openFile(path(of: file), mode: .readOnly)
+        return files.withLock { files in
+            if let raced = files[file] { return raced }
+            files[file] = opened
+            return opened
+        }
+    }
+
+    /// Opens `file` now if it is not open, so readers keep reading it after it is unlinked.
+    public func pin(_ file: UInt64) {
+        _ = try? handle(for: file)
+    }
+
+    /// Forgets `file`'s handle: closed once no reader holds it.
+    public func retire(_ file: UInt64) {
+        _ = files.withLock { $0.removeValue(forKey: file) }
+    }
+
+    /// Forgets every handle (the log closed): each closes once no reader holds it; a later
+    /// read opens its file again.
+    public func retireAll() {
+        files.withLock { $0.removeAll() }
+    }
+
+    /// The files with an open handle (for tests).
+    public var openFiles: [UInt64] { files.withLock { $0.keys.sorted() } }
+
+    /// Reads the record at `location` and returns its kind and body, checked: the frame's
+    /// checksum (a segment record) or the value's (a snapshot). Throws a typed error,
+    /// never traps, when the bytes on disk no longer hold that record.
+    public func read(_ location: ValueLocation) throws -> (kind: RecordKind, body: [UInt8]) {
+        try read(location, from: handle(for: location.file))
+    }
+
+    /// `read`, through a handle taken earlier (`handle(for:)`).
+    public func read(_ location: ValueLocation, from file: any StorageFile) throws -> (kind: RecordKind, body: [UInt8]) {
+        try withRecord(location, from: file) { kind, body in (kind, Array(body)) }
+    }
+
+    /// Reads and checks the record at `location` like `read`, and calls `body` with its kind
+    /// and body bytes in place (valid only during the call), without copying the body.
+    public func withRecord<T>(_ location: ValueLocation, from file: any StorageFile,
+                              _ body: (RecordKind, UnsafeRawBufferPointer) throws -> T) throws -> T {
+        let count = location.readBytes
+        let bytes = try file.read(at: location.offset, count: count)
+        func damaged(_ reason: String) -> LedgerError {
+            LedgerError(.corruptRecord,
+                        "the record at offset \(location.offset) changed on disk since the ledger opened (\(reason)); run `onceledger verify` and `onceledger salvage`",
+                        path: file.path, segment: location.isSnapshot ? nil : location.file, offset: location.offset)
+        }
+        return try bytes.withUnsafeBytes { raw in
+            if location.isSnapshot {
+                let span = SnapshotFile.ValueSpan(offset: location.offset, bodyBytes: location.bodyBytes)
+                switch SnapshotFile.decodeValue(raw, span: span) {
+                case .corrupt(let reason): throw damaged(reason)
+                case .value(let kind, let range): return try body(kind, UnsafeRawBufferPointer(rebasing: raw[range]))
+                }
+            }
+            guard raw.count == count else { throw damaged("only \(raw.count) of \(count) bytes are there") }
+            switch RecordFrame.decode(raw, at: 0, end: count, baseOffset: location.offset, ledgerID: ledgerID,
+                                      segment: location.file) {
+            case .record(let header, let bodyStart) where header.bodyBytes == location.bodyBytes:
+                return try body(header.kind,
+                                UnsafeRawBufferPointer(rebasing: raw[bodyStart..<(bodyStart + Int(header.bodyBytes))]))
+            case .record(let header, _):
+                throw damaged("its body is \(header.bodyBytes) bytes, not \(location.bodyBytes)")
+            case .corrupt(let reason): throw damaged("\(reason)")
+            case .zero: throw damaged("the bytes are zero")
+            case .incomplete: throw damaged("the frame is incomplete")
+            }
+        }
+    }
+}
