@@ -134,7 +134,15 @@ extension Ledger {
                         key: key.rawValue, outcome: .done, attempt: entry.attempt, timeMilliseconds: now(),
                         receipt: receipt, actor: "reconcile", reason: "reconcile: the effect happened"))],
                                      checkingReceipt: receipt, orFinish: key, call)
-                    let done = try self.entry(key.rawValue) ?? entry
+                    // Reading the receipt back can fail (damage, a dead disk): the call
+                    // still ends, so the key's waiters decide again instead of waiting forever.
+                    let done: EntryInfo
+                    do {
+                        done = try self.entry(key.rawValue) ?? entry
+                    } catch {
+                        finish(key, call, .failure(LedgerErrorOrOther(error: error)))
+                        throw error
+                    }
                     finish(key, call, .success(done))
                     return .alreadyDone(receipt, done)
                 case .didNotHappen:
