@@ -335,7 +335,11 @@ public final class LogStore: LedgerStore, Sendable {
         try await commit([.resolve(.init(key: request.key, outcome: outcome, attempt: entry.attempt,
                                          timeMilliseconds: request.timeMilliseconds, receipt: receipt,
                                          actor: request.actor, reason: request.reason))])
-        return try core.withLock { try $0.state.lookup(request.key) }?.finish() ?? entry
+        // Built from the metadata and the receipt just written, not read back from disk: a
+        // failed read must not make a durable resolve look as if it had not happened.
+        guard var resolved = core.withLock({ $0.state.metadata(request.key) }) else { return entry }
+        if resolved.status == .done { resolved.receipt = receipt }
+        return resolved
     }
 
     public func forget(_ request: ForgetRequest) async throws {

@@ -1,6 +1,5 @@
 import Foundation
 import OnceLedgerFormat
-import OnceLedgerLog
 
 /// What salvage (`Salvage.scan`, `onceledger salvage`) can read from a damaged ledger
 /// directory, found with the format decoders directly (the recovery scanner stops at the first problem; salvage
