@@ -26,6 +26,10 @@ public final class Ledger: Sendable {
     let closed = Mutex(false)
     /// Created by the first use of `executor`; shut down by `close()`.
     private let spinningExecutor = Mutex<SpinningExecutor?>(nil)
+    /// How long the memo of an ended run is kept; nil: forever (`Ledger+Memo.swift`).
+    public let memoRetention: MemoRetention?
+    /// The background memo sweeper (with `memoRetention`), cancelled by `close()`.
+    let memoSweeper = Mutex<MemoSweeper?>(nil)
 
     /// An executor to run the task that calls `once` on, for the lowest latency per
     /// call with one caller (or a few):
@@ -58,30 +62,40 @@ public final class Ledger: Sendable {
     /// Opens (or creates) a ledger in `directory`, on the segmented file log (`FileStore`).
     public static func open(
         directory: String, configuration: LogConfiguration = LogConfiguration(), createIfMissing: Bool = true,
-        storage: any Storage = PosixStorage(), clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds
+        storage: any Storage = PosixStorage(), clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds,
+        memoRetention: MemoRetention? = nil
     ) throws -> Ledger {
         let store = try FileStore(directory: directory, storage: storage, configuration: configuration,
                                   createIfMissing: createIfMissing, clock: clock)
-        return Ledger(store: store, clock: clock)
+        return Ledger(store: store, clock: clock, memoRetention: memoRetention)
     }
 
     /// A ledger whose entries live in memory (`InMemoryStore`; tests: nothing survives the process).
-    public static func inMemory(clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds) -> Ledger {
-        Ledger(store: InMemoryStore(), clock: clock)
+    public static func inMemory(clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds,
+                                memoRetention: MemoRetention? = nil) -> Ledger {
+        Ledger(store: InMemoryStore(), clock: clock, memoRetention: memoRetention)
     }
 
     /// A ledger on any store. `clock` gives the times claims, completions and operator acts
-    /// are recorded with, and what `.window` scopes expire against.
-    public init(store: any LedgerStore, clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds) {
+    /// are recorded with, and what `.window` scopes expire against. With `memoRetention`, a
+    /// background sweeper removes the memo of ended runs once their window has passed: first
+    /// now, then every `memoRetention.sweepInterval`, until `close()`.
+    public init(store: any LedgerStore, clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds,
+                memoRetention: MemoRetention? = nil) {
         self.store = store
         self.clock = clock
         self.tokenScope = store.tokenScope
+        self.memoRetention = memoRetention
+        if let memoRetention {
+            memoSweeper.withLock { $0 = MemoSweeper(store: store, clock: clock, retention: memoRetention) }
+        }
     }
 
     /// A ledger dropped without `close()` still stops its executor's thread (tasks that
     /// still prefer the executor then run on the global one).
     deinit {
         spinningExecutor.withLock { $0 }?.shutdown()
+        memoSweeper.withLock { $0 }?.stop()
     }
 
     /// Closes the store (the file store writes a checkpoint and releases its lock). Another
@@ -89,6 +103,7 @@ public final class Ledger: Sendable {
     public func close() throws {
         closed.withLock { $0 = true }
         spinningExecutor.withLock { $0 }?.shutdown()
+        memoSweeper.withLock { $0 }?.stop()
         try store.close()
     }
 

@@ -537,7 +537,8 @@ struct LedgerState: ~Copyable {
         case .memoPut, .journalEntry, .runTerminal:
             // Kept verbatim: a decoded body is its one encoding (`Spec/FORMAT.md` §5).
             retained.append(SnapshotFile.Item(kind: kind, body: Array(body)))
-        case .snapshotMarker, .checkpoint, .seal, .opaque:
+        case .snapshotMarker, .checkpoint, .seal, .opaque, .memoEntry, .runEnd, .memoSweep:
+            // The memo kinds are the memo table's (`MemoTable`); LogStore never passes them here.
             break
         }
     }

@@ -50,11 +50,20 @@ public enum FormatLimits {
     public static let reasonBytesMax = 4096
     /// Largest memo or journal value.
     public static let valueBytesMax = 1 << 20
-    /// Largest run id / step name.
+    /// Largest run id / step name (and, for the memo, the name of a value).
     public static let nameBytesMax = 1024
+    /// Largest memo run id, in UTF-8 bytes (kinds 13–15; an empty run id is refused).
+    public static let runBytesMax = 1024
+    /// Largest memo namespace, in UTF-8 bytes (kinds 13–15; empty is the default namespace).
+    public static let namespaceBytesMax = 256
+    /// Largest memo step, in UTF-8 bytes.
+    public static let stepBytesMax = 1024
+    /// Largest name of a memo value within its step, in UTF-8 bytes.
+    public static let memoNameBytesMax = 1024
 
-    /// The largest body any typed record kind can have (a memo put or journal entry
-    /// with every field at its limit); the default record limit must hold it.
+    /// The largest body any typed record kind can have (a memo entry with every field at
+    /// its limit); the default record limit must hold it.
     /// `FormatLimitsTests` checks this and the other relations between the limits.
-    public static let typedBodyBytesMax = 3 * (2 + nameBytesMax) + 8 + 4 + valueBytesMax
+    public static let typedBodyBytesMax = (2 + namespaceBytesMax) + (2 + runBytesMax) + 8 + (2 + stepBytesMax)
+        + (2 + memoNameBytesMax) + 32 + 8 + 4 + valueBytesMax
 }

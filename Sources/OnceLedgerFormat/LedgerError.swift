@@ -69,6 +69,16 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         /// A `.reconcile` closure threw (`underlyingError`): nothing was written, the key is
         /// still pending-unknown.
         public static let reconcileFailed = Code("reconcile-failed")
+
+        // The memo (`Ledger.memo`)
+        /// A memo value was asked for (or computed) with an input other than the one it was
+        /// stored with (a changed prompt): not a stale hit. Nothing was written.
+        public static let memoInputMismatch = Code("memo-input-mismatch")
+        /// A stored memo value does not decode as the requested type.
+        public static let memoDecodingFailed = Code("memo-decoding-failed")
+        /// A put to a run generation that has ended (`Ledger.finishRun`) was refused; a run
+        /// id used again starts a new generation (ask the ledger for a new `Memo`).
+        public static let runEnded = Code("run-ended")
     }
 
     public var code: Code

@@ -31,6 +31,14 @@ public enum RecordBody: Hashable, Sendable {
     /// kind 12: successor segment number u64, time. The last record of a segment
     /// (format version 2), written at rollover before the successor is renamed into place.
     case seal(Seal)
+    /// kind 13: namespace str16, run str16 (non-empty), generation u64, step str16,
+    /// name str16, input digest [32], time, value bytes32.
+    case memoEntry(MemoEntry)
+    /// kind 14: namespace str16, run str16 (non-empty), generation u64, status u8
+    /// (1 succeeded, 2 failed, 3 cancelled), time.
+    case runEnd(RunEnd)
+    /// kind 15: namespace str16, run str16 (non-empty), generation u64, time.
+    case memoSweep(MemoSweep)
     /// kind 0x7fff: uninterpreted bytes.
     case opaque([UInt8])
 
@@ -157,6 +165,54 @@ public enum RecordBody: Hashable, Sendable {
         }
     }
 
+    /// The digest of "no input": 32 zero bytes.
+    public static let noInputDigest = [UInt8](repeating: 0, count: 32)
+
+    public struct MemoEntry: Hashable, Sendable {
+        /// Separates runtimes sharing one ledger; empty is the default namespace.
+        public var namespace: String
+        public var run: String
+        /// The run generation (`Spec/FORMAT.md` §9.4): unique in the ledger, never reused.
+        public var generation: UInt64
+        public var step: String
+        public var name: String
+        /// SHA-256 of the canonical encoding of the input the value was computed from, or
+        /// 32 zero bytes for none.
+        public var inputDigest: [UInt8]
+        public var timeMilliseconds: UInt64
+        public var value: [UInt8]
+        public init(namespace: String, run: String, generation: UInt64, step: String, name: String,
+                    inputDigest: [UInt8] = RecordBody.noInputDigest, timeMilliseconds: UInt64, value: [UInt8]) {
+            self.namespace = namespace; self.run = run; self.generation = generation; self.step = step
+            self.name = name; self.inputDigest = inputDigest; self.timeMilliseconds = timeMilliseconds
+            self.value = value
+        }
+    }
+
+    public struct RunEnd: Hashable, Sendable {
+        public var namespace: String
+        public var run: String
+        public var generation: UInt64
+        public var status: RunStatus
+        public var timeMilliseconds: UInt64
+        public init(namespace: String, run: String, generation: UInt64, status: RunStatus, timeMilliseconds: UInt64) {
+            self.namespace = namespace; self.run = run; self.generation = generation; self.status = status
+            self.timeMilliseconds = timeMilliseconds
+        }
+    }
+
+    public struct MemoSweep: Hashable, Sendable {
+        public var namespace: String
+        public var run: String
+        public var generation: UInt64
+        /// When the sweep ran (the ledger's clock).
+        public var timeMilliseconds: UInt64
+        public init(namespace: String, run: String, generation: UInt64, timeMilliseconds: UInt64) {
+            self.namespace = namespace; self.run = run; self.generation = generation
+            self.timeMilliseconds = timeMilliseconds
+        }
+    }
+
     public enum EntryStatus: UInt8, Hashable, Sendable { case done = 1, pending = 2, absent = 3 }
 
     public struct EntryState: Hashable, Sendable {
@@ -190,6 +246,9 @@ public enum RecordBody: Hashable, Sendable {
         case .checkpoint: .checkpoint
         case .entryState: .entryState
         case .seal: .seal
+        case .memoEntry: .memoEntry
+        case .runEnd: .runEnd
+        case .memoSweep: .memoSweep
         case .opaque: .opaque
         }
     }
@@ -255,6 +314,19 @@ public enum RecordBody: Hashable, Sendable {
             try checkBytes(b.value, FormatLimits.valueBytesMax, "value")
         case .runTerminal(let b):
             try check(b.run, FormatLimits.nameBytesMax, "run", nonEmpty: true)
+        case .memoEntry(let b):
+            try check(b.namespace, FormatLimits.namespaceBytesMax, "namespace")
+            try check(b.run, FormatLimits.runBytesMax, "run", nonEmpty: true)
+            try check(b.step, FormatLimits.stepBytesMax, "step")
+            try check(b.name, FormatLimits.memoNameBytesMax, "memoName")
+            if b.inputDigest.count != 32 { throw LedgerError(.invalidArgument, "input digest must be 32 bytes") }
+            try checkBytes(b.value, FormatLimits.valueBytesMax, "value")
+        case .runEnd(let b):
+            try check(b.namespace, FormatLimits.namespaceBytesMax, "namespace")
+            try check(b.run, FormatLimits.runBytesMax, "run", nonEmpty: true)
+        case .memoSweep(let b):
+            try check(b.namespace, FormatLimits.namespaceBytesMax, "namespace")
+            try check(b.run, FormatLimits.runBytesMax, "run", nonEmpty: true)
         case .snapshotMarker, .checkpoint, .seal:
             break
         case .entryState(let b):
@@ -341,6 +413,26 @@ public enum RecordBody: Hashable, Sendable {
             w.writeInteger(b.intentTimeMilliseconds)
             w.writeInteger(b.completedTimeMilliseconds)
             w.writeBytes32(b.receipt)
+        case .memoEntry(let b):
+            str(b.namespace)
+            str(b.run)
+            w.writeInteger(b.generation)
+            str(b.step)
+            str(b.name)
+            w.writeBytes(b.inputDigest)
+            w.writeInteger(b.timeMilliseconds)
+            w.writeBytes32(b.value)
+        case .runEnd(let b):
+            str(b.namespace)
+            str(b.run)
+            w.writeInteger(b.generation)
+            w.writeInteger(b.status.rawValue)
+            w.writeInteger(b.timeMilliseconds)
+        case .memoSweep(let b):
+            str(b.namespace)
+            str(b.run)
+            w.writeInteger(b.generation)
+            w.writeInteger(b.timeMilliseconds)
         case .opaque(let bytes):
             w.writeBytes(bytes)
         }

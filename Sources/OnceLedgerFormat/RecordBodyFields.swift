@@ -27,6 +27,11 @@ extension RecordBody {
                         fingerprint: Range<Int>, intentTimeMilliseconds: UInt64, completedTimeMilliseconds: UInt64,
                         receipt: Range<Int>)
         case seal(Seal)
+        case memoEntry(namespace: Range<Int>, run: Range<Int>, generation: UInt64, step: Range<Int>, name: Range<Int>,
+                       inputDigest: Range<Int>, timeMilliseconds: UInt64, value: Range<Int>)
+        case runEnd(namespace: Range<Int>, run: Range<Int>, generation: UInt64, status: RunStatus,
+                    timeMilliseconds: UInt64)
+        case memoSweep(namespace: Range<Int>, run: Range<Int>, generation: UInt64, timeMilliseconds: UInt64)
         /// The whole body, uninterpreted.
         case opaque
 
@@ -127,6 +132,29 @@ extension RecordBody {
         case .seal:
             guard let successor = r.integer(UInt64.self), let time = r.integer(UInt64.self) else { return finish(nil) }
             return finish(.seal(Seal(successor: successor, timeMilliseconds: time)))
+        case .memoEntry:
+            guard let namespace = r.text16(max: FormatLimits.namespaceBytesMax),
+                  let run = r.text16(max: FormatLimits.runBytesMax, nonEmpty: true),
+                  let generation = r.integer(UInt64.self), let step = r.text16(max: FormatLimits.stepBytesMax),
+                  let name = r.text16(max: FormatLimits.memoNameBytesMax), let digest = r.fixed(32),
+                  let time = r.integer(UInt64.self), let value = r.bytes32(max: FormatLimits.valueBytesMax)
+            else { return finish(nil) }
+            return finish(.memoEntry(namespace: namespace, run: run, generation: generation, step: step, name: name,
+                                     inputDigest: digest, timeMilliseconds: time, value: value))
+        case .runEnd:
+            guard let namespace = r.text16(max: FormatLimits.namespaceBytesMax),
+                  let run = r.text16(max: FormatLimits.runBytesMax, nonEmpty: true),
+                  let generation = r.integer(UInt64.self), let statusRaw = r.integer(UInt8.self),
+                  let status = RunStatus(rawValue: statusRaw), let time = r.integer(UInt64.self)
+            else { return finish(nil) }
+            return finish(.runEnd(namespace: namespace, run: run, generation: generation, status: status,
+                                  timeMilliseconds: time))
+        case .memoSweep:
+            guard let namespace = r.text16(max: FormatLimits.namespaceBytesMax),
+                  let run = r.text16(max: FormatLimits.runBytesMax, nonEmpty: true),
+                  let generation = r.integer(UInt64.self), let time = r.integer(UInt64.self)
+            else { return finish(nil) }
+            return finish(.memoSweep(namespace: namespace, run: run, generation: generation, timeMilliseconds: time))
         case .opaque:
             return .fields(.opaque)
         default:
@@ -175,6 +203,16 @@ extension RecordBody {
                                           completedTimeMilliseconds: completedTime, receipt: bytes(receipt)))
         case .seal(let seal):
             self = .seal(seal)
+        case let .memoEntry(namespace, run, generation, step, name, digest, time, value):
+            self = .memoEntry(MemoEntry(namespace: text(namespace), run: text(run), generation: generation,
+                                        step: text(step), name: text(name), inputDigest: bytes(digest),
+                                        timeMilliseconds: time, value: bytes(value)))
+        case let .runEnd(namespace, run, generation, status, time):
+            self = .runEnd(RunEnd(namespace: text(namespace), run: text(run), generation: generation, status: status,
+                                  timeMilliseconds: time))
+        case let .memoSweep(namespace, run, generation, time):
+            self = .memoSweep(MemoSweep(namespace: text(namespace), run: text(run), generation: generation,
+                                        timeMilliseconds: time))
         case .opaque:
             self = .opaque(Array(body))
         }

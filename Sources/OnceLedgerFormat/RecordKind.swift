@@ -29,13 +29,29 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
     /// Seal (format version 2): the last record of a segment, naming its successor, so
     /// the newest segment's existence is provable from the segment before it.
     public static let seal = RecordKind(rawValue: 12)
+    /// Memo entry: a cached value for one (namespace, run, generation, step, name), with the
+    /// digest of the input it was computed from. Supersedes the reserved kind 6, whose
+    /// layout version-2 readers know and would call malformed (`Spec/FORMAT.md` §5.16).
+    public static let memoEntry = RecordKind(rawValue: 13)
+    /// Run end: one generation of a run ended (succeeded, failed or cancelled); its memo
+    /// may be swept after the retention window. Supersedes the reserved kind 8 (§5.17).
+    public static let runEnd = RecordKind(rawValue: 14)
+    /// Memo sweep: one ended run generation's memo is dropped (§5.18).
+    public static let memoSweep = RecordKind(rawValue: 15)
     /// Opaque: a record whose body the log engine does not interpret (tests, benchmarks).
     public static let opaque = RecordKind(rawValue: 0x7fff)
 
     public static let known: [RecordKind] = [
         .intent, .completion, .release, .resolve, .forget, .memoPut, .journalEntry, .runTerminal,
-        .snapshotMarker, .checkpoint, .entryState, .seal, .opaque,
+        .snapshotMarker, .checkpoint, .entryState, .seal, .memoEntry, .runEnd, .memoSweep, .opaque,
     ]
+
+    /// The kinds of the memo (`Spec/FORMAT.md` §5.16–§5.18): the ledger's memo table applies
+    /// them, the entry table never sees them.
+    public static let memoKinds: [RecordKind] = [.memoEntry, .runEnd, .memoSweep]
+
+    /// Whether this is one of `memoKinds` (checked per replayed record, so a range test).
+    @inlinable public var isMemo: Bool { (13...15).contains(rawValue) }
 
     public var isKnown: Bool { RecordKind.known.contains(self) }
 
@@ -53,6 +69,9 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
         case .checkpoint: "checkpoint"
         case .entryState: "entry-state"
         case .seal: "seal"
+        case .memoEntry: "memo-entry"
+        case .runEnd: "run-end"
+        case .memoSweep: "memo-sweep"
         case .opaque: "opaque"
         default: "unknown-\(rawValue)"
         }

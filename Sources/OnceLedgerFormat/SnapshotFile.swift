@@ -32,13 +32,14 @@
 ///  44  4 hints checksum (u32): crc32(0, hint section)
 ///  48  8 values bytes (u64): V, the values section's length
 ///  56  4 item count (u32): the number of hints
-/// values section (V bytes, from offset 64): one value per done entry, in hint order
+/// values section (V bytes, from offset 64): one value per done entry and per memo
+/// entry, in hint order
 ///   0  4 value body bytes (u32)
-///   4  2 kind (u16) = 11 (entry state)
+///   4  2 kind (u16) = 11 (entry state) or 13 (memo entry)
 ///   6  2 flags (u16) = 0
 ///   8  4 value checksum: crc32(0, value bytes 0..<8 ‖ body)
 ///  12  4 reserved (u32) = 0
-///  16  n body: the entry's whole entry-state body, receipt included; zero padding to 8
+///  16  n body: the item's whole body, receipt (memo value) included; zero padding to 8
 /// hint section (from 64 + V to the trailer): item count hints, each
 ///   0  4 hint body bytes (u32)
 ///   4  2 kind (u16)
@@ -46,8 +47,8 @@
 ///   8  8 value offset (u64): file offset of the value (0 without one)
 ///  16  4 value body bytes (u32) (0 without one)
 ///  20  4 reserved (u32) = 0
-///  24  n hint body: the item's body; for an item with a value, its entry-state body
-///        with an empty receipt; zero padding to 8
+///  24  n hint body: the item's body; for an item with a value, that body with an empty
+///        receipt (memo value); zero padding to 8
 /// ```
 /// The file checksum still covers every byte; opening checks the header, the hints
 /// checksum and the trailer's magic, and each value's checksum when it is read.
@@ -211,8 +212,8 @@ public struct SnapshotFile: Hashable, Sendable {
     }
 
     /// Encodes the whole file, and says where each item's value went (version 3: the
-    /// done entry-state items; nil for every other item, and for every item of an
-    /// older version).
+    /// done entry-state and the memo entry items; nil for every other item, and for
+    /// every item of an older version).
     public func encodeLocated() -> (bytes: [UInt8], values: [ValueSpan?]) {
         if formatVersion >= 3 { return encodeVersion3() }
         var body = ByteWriter()
@@ -243,13 +244,22 @@ public struct SnapshotFile: Hashable, Sendable {
         return (writer.bytes, [ValueSpan?](repeating: nil, count: items.count))
     }
 
-    /// The range of a done entry-state body's receipt (its last field, after its u32
-    /// length), or nil for any other item.
+    /// The range of the value an item keeps in the values section — a done entry-state
+    /// body's receipt, or a memo entry's value (each its body's last field, after its u32
+    /// length) — or nil for any other item.
     static func doneReceipt(kind: RecordKind, _ body: UnsafeRawBufferPointer) -> Range<Int>? {
-        guard kind == .entryState,
-              case .fields(.entryState(_, .done, _, _, _, _, _, let receipt)) = RecordBody.decodeFields(kind: kind, body)
-        else { return nil }
-        return receipt
+        switch kind {
+        case .entryState:
+            guard case .fields(.entryState(_, .done, _, _, _, _, _, let receipt)) = RecordBody.decodeFields(kind: kind, body)
+            else { return nil }
+            return receipt
+        case .memoEntry:
+            guard case .fields(.memoEntry(_, _, _, _, _, _, _, let value)) = RecordBody.decodeFields(kind: kind, body)
+            else { return nil }
+            return value
+        default:
+            return nil
+        }
     }
 
     /// The bytes `encode()` makes, without encoding (a compaction sizes its segment by it).
@@ -446,7 +456,8 @@ public struct SnapshotFile: Hashable, Sendable {
     /// Checks a hint section of `count` hints that fills `raw`, for a values section of
     /// `valuesBytes` bytes: bounds, flags, padding, and values laid out back to back in
     /// hint order from the end of the header, exactly filling the values section. A
-    /// hint with a value must be a done entry state with an empty receipt. Nil if valid.
+    /// hint with a value must be a done entry state with an empty receipt or a memo entry
+    /// with an empty value. Nil if valid.
     static func checkHints(_ raw: UnsafeRawBufferPointer, count: Int, valuesBytes: Int) -> String? {
         var offset = 0
         var nextValue = UInt64(FormatLimits.snapshotHeaderBytes)
@@ -464,8 +475,8 @@ public struct SnapshotFile: Hashable, Sendable {
             else { return "hint \(index) padding malformed" }
             let body = UnsafeRawBufferPointer(rebasing: raw[bodyStart..<(bodyStart + hint.bodyBytes)])
             if let value = hint.value {
-                guard hint.kind == .entryState, let receipt = doneReceipt(kind: hint.kind, body), receipt.isEmpty
-                else { return "hint \(index) has a value but is not a done entry state with an empty receipt" }
+                guard let receipt = doneReceipt(kind: hint.kind, body), receipt.isEmpty
+                else { return "hint \(index) has a value but is not a done entry state with an empty receipt or a memo entry with an empty value" }
                 guard value.offset == nextValue, value.bodyBytes <= FormatLimits.recordBodyBytesMax,
                       UInt64(value.frameBytes) <= UInt64(FormatLimits.snapshotHeaderBytes + valuesBytes) - nextValue
                 else { return "hint \(index) names a value outside the values section or out of order" }

@@ -430,7 +430,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
 
                 """),
             (["dump", "$DIR", "--kind", "bogus"], """
-                Error: unknown record kind "bogus"; use one of intent, completion, release, resolve, forget, memo-put, journal-entry, run-terminal, snapshot-marker, checkpoint, entry-state, seal, opaque or a number such as 7
+                Error: unknown record kind "bogus"; use one of intent, completion, release, resolve, forget, memo-put, journal-entry, run-terminal, snapshot-marker, checkpoint, entry-state, seal, memo-entry, run-end, memo-sweep, opaque or a number such as 7
                 Usage: onceledger dump <dir> [--json] [--key <key>] [--kind <kind> ...] [--since <seq>] [--live]
                   See 'onceledger dump --help' for more information.
 

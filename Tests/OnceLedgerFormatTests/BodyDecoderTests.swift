@@ -84,6 +84,23 @@ import Testing
         case .seal:
             guard let n = u64(), let t = u64() else { return finish(nil) }
             return finish(.seal(.init(successor: n, timeMilliseconds: t)))
+        case .memoEntry:
+            guard let ns = str(FormatLimits.namespaceBytesMax), let run = str(FormatLimits.runBytesMax), !run.isEmpty,
+                  let g = u64(), let step = str(FormatLimits.stepBytesMax), let n = str(FormatLimits.memoNameBytesMax),
+                  let d = r.readBytes(32), let t = u64(), let v = r.readBytes32(max: valueMax)
+            else { return finish(nil) }
+            return finish(.memoEntry(.init(namespace: ns, run: run, generation: g, step: step, name: n, inputDigest: d,
+                                           timeMilliseconds: t, value: v)))
+        case .runEnd:
+            guard let ns = str(FormatLimits.namespaceBytesMax), let run = str(FormatLimits.runBytesMax), !run.isEmpty,
+                  let g = u64(), let s = u8().flatMap(RecordBody.RunStatus.init(rawValue:)), let t = u64()
+            else { return finish(nil) }
+            return finish(.runEnd(.init(namespace: ns, run: run, generation: g, status: s, timeMilliseconds: t)))
+        case .memoSweep:
+            guard let ns = str(FormatLimits.namespaceBytesMax), let run = str(FormatLimits.runBytesMax), !run.isEmpty,
+                  let g = u64(), let t = u64()
+            else { return finish(nil) }
+            return finish(.memoSweep(.init(namespace: ns, run: run, generation: g, timeMilliseconds: t)))
         case .opaque:
             return .body(.opaque(bytes))
         default:
@@ -134,6 +151,12 @@ import Testing
         .memoPut(.init(run: "run", step: "s", name: "n", timeMilliseconds: 1, value: [1])),
         .journalEntry(.init(run: "run", position: 3, step: "uuid", timeMilliseconds: 1, value: [])),
         .runTerminal(.init(run: "run", status: .cancelled, timeMilliseconds: 1)),
+        .memoEntry(.init(namespace: "", run: "run", generation: 7, step: "summarize", name: "llm",
+                         inputDigest: Array(0..<32), timeMilliseconds: 1, value: [1, 2])),
+        .memoEntry(.init(namespace: "espace-é", run: "exécution", generation: .max, step: "", name: "",
+                         timeMilliseconds: 1, value: [])),
+        .runEnd(.init(namespace: "ns", run: "run", generation: 3, status: .failed, timeMilliseconds: 9)),
+        .memoSweep(.init(namespace: "", run: "run", generation: 3, timeMilliseconds: 10)),
         .snapshotMarker(.init(coveredSequence: 4, timeMilliseconds: 1, snapshotBytes: 4096)),
         .checkpoint(timeMilliseconds: 7),
         .entryState(.init(key: "entry-with-a-longer-key", status: .done, attempt: 1, generation: 1,
@@ -147,7 +170,7 @@ import Testing
         let seed = Self.seed
         print("BodyDecoderTests seed=\(seed) iterations=\(Self.iterations)")
         var random = SeededRandom(seed: seed)
-        let kinds = RecordKind.known + [RecordKind(rawValue: 13)]
+        let kinds = RecordKind.known + [RecordKind(rawValue: 16)]
         for iteration in 0..<Self.iterations {
             var bytes: [UInt8]
             let kind: RecordKind

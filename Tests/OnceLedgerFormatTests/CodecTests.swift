@@ -37,6 +37,14 @@ private enum Samples {
         .runTerminal(.init(run: "r", status: .succeeded, timeMilliseconds: time)),
         .runTerminal(.init(run: "r", status: .failed, timeMilliseconds: time)),
         .runTerminal(.init(run: "r", status: .cancelled, timeMilliseconds: time)),
+        .memoEntry(.init(namespace: "", run: "r", generation: 1, step: "s", name: "n", timeMilliseconds: time,
+                         value: [1, 2, 3])),
+        .memoEntry(.init(namespace: "ns", run: "r", generation: .max, step: "", name: "", inputDigest: fingerprint,
+                         timeMilliseconds: time, value: [])),
+        .runEnd(.init(namespace: "", run: "r", generation: 1, status: .succeeded, timeMilliseconds: time)),
+        .runEnd(.init(namespace: "ns", run: "r", generation: 2, status: .failed, timeMilliseconds: time)),
+        .runEnd(.init(namespace: "ns", run: "r", generation: 3, status: .cancelled, timeMilliseconds: time)),
+        .memoSweep(.init(namespace: "", run: "r", generation: 1, timeMilliseconds: time)),
         .snapshotMarker(.init(coveredSequence: 42, timeMilliseconds: time, snapshotBytes: 4096)),
         .checkpoint(timeMilliseconds: time),
         .entryState(.init(key: "k", status: .done, attempt: 1, generation: 0, fingerprint: fingerprint,
@@ -70,6 +78,13 @@ private enum Samples {
         .journalEntry(.init(run: text(FormatLimits.nameBytesMax), position: 1, step: text(FormatLimits.nameBytesMax),
                             timeMilliseconds: time, value: data(FormatLimits.valueBytesMax))),
         .runTerminal(.init(run: text(FormatLimits.nameBytesMax), status: .failed, timeMilliseconds: time)),
+        .memoEntry(.init(namespace: text(FormatLimits.namespaceBytesMax), run: text(FormatLimits.runBytesMax),
+                         generation: .max, step: text(FormatLimits.stepBytesMax), name: text(FormatLimits.memoNameBytesMax),
+                         inputDigest: fingerprint, timeMilliseconds: time, value: data(FormatLimits.valueBytesMax))),
+        .runEnd(.init(namespace: text(FormatLimits.namespaceBytesMax), run: text(FormatLimits.runBytesMax),
+                      generation: .max, status: .cancelled, timeMilliseconds: time)),
+        .memoSweep(.init(namespace: text(FormatLimits.namespaceBytesMax), run: text(FormatLimits.runBytesMax),
+                         generation: .max, timeMilliseconds: time)),
         .entryState(.init(key: text(FormatLimits.keyBytesMax), status: .done, attempt: 1, generation: 1,
                           fingerprint: fingerprint, intentTimeMilliseconds: time, completedTimeMilliseconds: time,
                           receipt: data(FormatLimits.receiptBytesMax))),
@@ -149,7 +164,7 @@ private enum Samples {
     }
 
     @Test func unknownKindsAreReportedNotGuessed() {
-        for raw: UInt16 in [0, 13, 100, 0x7ffe, 0x8000, 0xffff] {
+        for raw: UInt16 in [0, 16, 100, 0x7ffe, 0x8000, 0xffff] {
             #expect(RecordBody.decode(kind: RecordKind(rawValue: raw), [1, 2, 3]) == .unknownKind(RecordKind(rawValue: raw)))
         }
     }
@@ -202,6 +217,25 @@ private enum Samples {
         var emptyRun = memo
         emptyRun.replaceSubrange(0..<3, with: [0, 0])
         corrupt(.memoPut, emptyRun, "empty run")
+        // Namespace "" (2 bytes), run "r" (3), generation (8): the run-end status is byte 13.
+        let runEnd = RecordBody.runEnd(.init(namespace: "", run: "r", generation: 1, status: .failed,
+                                             timeMilliseconds: 1)).encode()
+        for status: UInt8 in [0, 4] {
+            var bad = runEnd
+            bad[13] = status
+            corrupt(.runEnd, bad, "run-end status \(status)")
+        }
+        for kind in RecordKind.memoKinds {
+            let body: RecordBody = switch kind {
+            case .memoEntry: .memoEntry(.init(namespace: "", run: "r", generation: 1, step: "", name: "",
+                                              timeMilliseconds: 1, value: []))
+            case .runEnd: .runEnd(.init(namespace: "", run: "r", generation: 1, status: .failed, timeMilliseconds: 1))
+            default: .memoSweep(.init(namespace: "", run: "r", generation: 1, timeMilliseconds: 1))
+            }
+            var emptyRun = body.encode()
+            emptyRun.replaceSubrange(2..<5, with: [0, 0])
+            corrupt(kind, emptyRun, "\(kind) with an empty run")
+        }
     }
 
     // MARK: Limits
@@ -278,6 +312,29 @@ private enum Samples {
                          code: .limitExceeded, limit: "runBytesMax")
         Self.expectLimit(.runTerminal(.init(run: "", status: .failed, timeMilliseconds: t)),
                          code: .invalidArgument, limit: nil)
+        let namespace = Samples.text(FormatLimits.namespaceBytesMax + 1)
+        func memoEntry(namespace: String = "", run: String = "r", step: String = "", name: String = "",
+                       digest: [UInt8] = RecordBody.noInputDigest, value: [UInt8] = []) -> RecordBody {
+            .memoEntry(.init(namespace: namespace, run: run, generation: 1, step: step, name: name, inputDigest: digest,
+                             timeMilliseconds: t, value: value))
+        }
+        Self.expectLimit(memoEntry(run: ""), code: .invalidArgument, limit: nil)
+        Self.expectLimit(memoEntry(namespace: namespace), code: .limitExceeded, limit: "namespaceBytesMax")
+        Self.expectLimit(memoEntry(run: name), code: .limitExceeded, limit: "runBytesMax")
+        Self.expectLimit(memoEntry(step: name), code: .limitExceeded, limit: "stepBytesMax")
+        Self.expectLimit(memoEntry(name: name), code: .limitExceeded, limit: "memoNameBytesMax")
+        Self.expectLimit(memoEntry(value: value), code: .limitExceeded, limit: "valueBytesMax")
+        Self.expectLimit(memoEntry(digest: [1, 2]), code: .invalidArgument, limit: nil)
+        for run in ["", name] {
+            Self.expectLimit(.runEnd(.init(namespace: "", run: run, generation: 1, status: .failed, timeMilliseconds: t)),
+                             code: run.isEmpty ? .invalidArgument : .limitExceeded, limit: run.isEmpty ? nil : "runBytesMax")
+            Self.expectLimit(.memoSweep(.init(namespace: "", run: run, generation: 1, timeMilliseconds: t)),
+                             code: run.isEmpty ? .invalidArgument : .limitExceeded, limit: run.isEmpty ? nil : "runBytesMax")
+        }
+        Self.expectLimit(.runEnd(.init(namespace: namespace, run: "r", generation: 1, status: .failed, timeMilliseconds: t)),
+                         code: .limitExceeded, limit: "namespaceBytesMax")
+        Self.expectLimit(.memoSweep(.init(namespace: namespace, run: "r", generation: 1, timeMilliseconds: t)),
+                         code: .limitExceeded, limit: "namespaceBytesMax")
         Self.expectLimit(.entryState(.init(key: key, status: .done, attempt: 1, generation: 0, fingerprint: fp,
                                            intentTimeMilliseconds: t, completedTimeMilliseconds: t, receipt: [])),
                          code: .limitExceeded, limit: "keyBytesMax")

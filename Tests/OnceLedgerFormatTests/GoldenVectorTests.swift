@@ -70,6 +70,13 @@ enum GoldenVectors {
                                                                 snapshotBytes: 320))),
         ("record-10-checkpoint.bin", .checkpoint(timeMilliseconds: time + 11_000)),
         ("record-12-seal.bin", .seal(.init(successor: 3, timeMilliseconds: time + 12_000))),
+        ("record-13-memo-entry.bin", .memoEntry(.init(
+            namespace: "taquba", run: "run-9", generation: 4, step: "summarize", name: "llm", inputDigest: fingerprint,
+            timeMilliseconds: time + 2_100, value: Array("{\"text\":\"A short summary.\"}".utf8)))),
+        ("record-14-run-end.bin", .runEnd(.init(namespace: "taquba", run: "run-9", generation: 4, status: .succeeded,
+                                                timeMilliseconds: time + 9_000))),
+        ("record-15-memo-sweep.bin", .memoSweep(.init(namespace: "taquba", run: "run-9", generation: 4,
+                                                      timeMilliseconds: time + 9_000 + 86_400_000))),
         ("record-7fff-opaque.bin", .opaque(Array("hello, ledger".utf8))),
     ]
 
@@ -220,7 +227,31 @@ enum GoldenVectors {
             files.append(("ledger-compacted/" + LedgerFileNames.segment(segment.number), segment.bytes))
         }
         files.append(("snapshot-v3.snap", snapshotVersion3(of: snapshot).encode()))
+        files.append(("snapshot-v3-memo.snap", memoSnapshot.encode()))
         return files
+    }
+
+    /// The memo's snapshot items (FORMAT §9.4): a running generation's value, an ended
+    /// generation's value and its end, and the sweep of the highest generation swept.
+    static let memoSnapshotItems: [SnapshotFile.Item] = [
+        SnapshotFile.Item(body: .memoEntry(.init(
+            namespace: "taquba", run: "run-9", generation: 4, step: "summarize", name: "llm", inputDigest: fingerprint,
+            timeMilliseconds: time + 2_100, value: Array("{\"text\":\"A short summary.\"}".utf8)))),
+        SnapshotFile.Item(body: .runEnd(.init(namespace: "taquba", run: "run-9", generation: 4, status: .succeeded,
+                                              timeMilliseconds: time + 9_000))),
+        SnapshotFile.Item(body: .memoEntry(.init(
+            namespace: "taquba", run: "run-10", generation: 5, step: "fetch", name: "page", timeMilliseconds: time + 9_500,
+            value: Array(0x20...0x2f)))),
+        SnapshotFile.Item(body: .memoSweep(.init(namespace: "", run: "run-3", generation: 3,
+                                                 timeMilliseconds: time + 8_000))),
+    ]
+
+    /// A version 3 snapshot of the memo items: each memo entry's value in the values section.
+    static var memoSnapshot: SnapshotFile {
+        var snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: 12, chain: 0x1234_5678, ledgerScopedTokens: true,
+                                    items: memoSnapshotItems)
+        snapshot.formatVersion = 3
+        return snapshot
     }
 
     /// The compacted ledger's snapshot as a version 3 writer writes it (values and hints).
@@ -407,6 +438,9 @@ extension SnapshotFile.Item {
         "record-09-snapshot-marker.bin": 0x1526_7f10,
         "record-10-checkpoint.bin": 0x66ed_3334,
         "record-12-seal.bin": 0x8379_7b92,
+        "record-13-memo-entry.bin": 0xef54_fa10,
+        "record-14-run-end.bin": 0x8fc5_0da6,
+        "record-15-memo-sweep.bin": 0xe1bc_2ff0,
         "record-7fff-opaque.bin": 0x0c6b_94a6,
     ]
 
@@ -653,6 +687,60 @@ extension SnapshotFile.Item {
                 Issue.record("a damaged value \(index) was accepted")
                 continue
             }
+        }
+    }
+
+    /// The memo's version 3 snapshot: both memo entries have values (their whole bodies), their
+    /// hints carry an empty value; the run end and the sweep are whole hints without one.
+    @Test func memoSnapshotVector() throws {
+        let bytes = try GoldenVectors.read("snapshot-v3-memo.snap")
+        guard case .snapshot(let whole) = SnapshotFile.decode(bytes) else {
+            Issue.record("snapshot-v3-memo.snap does not decode")
+            return
+        }
+        #expect(whole.formatVersion == 3 && whole.coveredSequence == 12)
+        #expect(whole.items == GoldenVectors.memoSnapshotItems)
+        #expect(whole.encode() == bytes)
+        #expect(whole.encodedByteCount == bytes.count)
+        #expect(CRC32.checksum(Array(bytes[0..<(bytes.count - 4)])) == 0x0fd9_3f8c, "pinned file checksum")
+        let valuesBytes = Int(ByteReader.getInteger(bytes, at: 48, as: UInt64.self))
+        let hintsStart = FormatLimits.snapshotHeaderBytes + valuesBytes
+        guard case .snapshot(let hints) = SnapshotFile.decodeHints(
+            header: Array(bytes[0..<64]), hints: Array(bytes[hintsStart..<(bytes.count - 16)]),
+            trailer: Array(bytes[(bytes.count - 16)...]), fileBytes: UInt64(bytes.count))
+        else {
+            Issue.record("snapshot-v3-memo.snap's hints do not decode")
+            return
+        }
+        var spans: [SnapshotFile.ValueSpan?] = []
+        var hintBodies: [[UInt8]] = []
+        hints.forEachHint { _, body, span in
+            spans.append(span)
+            hintBodies.append(Array(body))
+        }
+        #expect(spans.map { $0 != nil } == [true, false, true, false], "memo entries have values, the others none")
+        for (index, span) in spans.enumerated() {
+            guard let span else {
+                #expect(hintBodies[index] == GoldenVectors.memoSnapshotItems[index].body)
+                continue
+            }
+            guard case .body(.memoEntry(let hint)) = RecordBody.decode(kind: .memoEntry, hintBodies[index]),
+                  case .body(.memoEntry(let item)) = RecordBody.decode(kind: .memoEntry,
+                                                                       GoldenVectors.memoSnapshotItems[index].body)
+            else {
+                Issue.record("hint \(index) is not a memo entry")
+                continue
+            }
+            var expected = item
+            expected.value = []
+            #expect(hint == expected, "a hint is its memo entry with an empty value")
+            let frame = Array(bytes[Int(span.offset)..<(Int(span.offset) + span.frameBytes)])
+            guard case .value(let kind, let body) = frame.withUnsafeBytes({ SnapshotFile.decodeValue($0, span: span) })
+            else {
+                Issue.record("value \(index) does not decode")
+                continue
+            }
+            #expect(kind == .memoEntry && Array(frame[body]) == GoldenVectors.memoSnapshotItems[index].body)
         }
     }
 

@@ -1,8 +1,8 @@
 // Proves the named limits of `Spec/FORMAT.md` §1.3 fit together, which nothing else checks (they
 // are constants): headers keep records 8-byte aligned, the smallest segment holds a header, a
 // record header and a seal, a seal frame is a record header plus its 16-byte body, the largest
-// record fits the largest segment, and the largest typed body — a memo put or journal entry
-// encoded with every field at its limit — is `FormatLimits.typedBodyBytesMax` bytes at most and
+// record fits the largest segment, and the largest typed body — a memo entry (kind 13) encoded
+// with every field at its limit; the reserved memo put and journal entry are smaller — is `FormatLimits.typedBodyBytesMax` bytes at most and
 // fits the default record limit, so a default `append` never refuses a record the codec accepts.
 import OnceLedgerFormat
 import OnceLedgerLog
@@ -35,9 +35,14 @@ import Testing
     @Test func theLargestTypedBodyFitsTheDefaultRecordLimit() throws {
         let name = String(repeating: "n", count: FormatLimits.nameBytesMax)
         let value = [UInt8](repeating: 7, count: FormatLimits.valueBytesMax)
-        let memo = RecordBody.memoPut(.init(run: name, step: name, name: name, timeMilliseconds: 1, value: value))
+        let memo = RecordBody.memoEntry(.init(
+            namespace: String(repeating: "s", count: FormatLimits.namespaceBytesMax),
+            run: String(repeating: "r", count: FormatLimits.runBytesMax), generation: .max,
+            step: String(repeating: "p", count: FormatLimits.stepBytesMax),
+            name: String(repeating: "n", count: FormatLimits.memoNameBytesMax), timeMilliseconds: 1, value: value))
+        let reservedMemo = RecordBody.memoPut(.init(run: name, step: name, name: name, timeMilliseconds: 1, value: value))
         let journal = RecordBody.journalEntry(.init(run: name, position: 1, step: name, timeMilliseconds: 1, value: value))
-        for body in [memo, journal] {
+        for body in [memo, reservedMemo, journal] {
             try body.validate()
             #expect(body.encode().count <= FormatLimits.typedBodyBytesMax, "\(body.kind)")
         }

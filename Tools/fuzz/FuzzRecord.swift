@@ -2,8 +2,8 @@
 // and the one resynchronisation rule (`SegmentReader.resynchronize`) over untrusted segment
 // bytes, and the one body decoder (`RecordBody.decodeFields`, and
 // `RecordBody.decode` built on it) on every body it finds (and on the raw input as a body
-// of each kind). Must never trap; a decoded record must re-encode to
-// the same frame bytes. Build and run: Tools/fuzz/run.sh.
+// of each kind, the memo's kinds 13–15 included: every `RecordKind.known`). Must never trap;
+// a decoded record must re-encode to the same frame bytes. Build and run: Tools/fuzz/run.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzRecord(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

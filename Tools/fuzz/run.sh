@@ -60,7 +60,7 @@ seed() {
         done
         ;;
     FuzzSnapshot)
-        cp Spec/vectors/ledger-*/snap-*.snap Spec/vectors/snapshot-v3.snap "$dir/"
+        cp Spec/vectors/ledger-*/snap-*.snap Spec/vectors/snapshot-v3*.snap "$dir/"
         ;;
     esac
 }

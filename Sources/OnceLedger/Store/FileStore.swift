@@ -18,7 +18,7 @@ public final class FileStore: LedgerStore, Sendable {
         self.directory = directory
         recordLog = FileRecordLog(directory: directory, storage: storage, configuration: configuration,
                                   createIfMissing: createIfMissing, clock: clock)
-        store = try LogStore(log: recordLog)
+        store = try LogStore(log: recordLog, memoAppendRecordsMax: min(64, configuration.appendRecordsMax))
     }
 
     /// The open log engine (nil once closed): its recovery report, sequence numbers and
@@ -52,6 +52,17 @@ public final class FileStore: LedgerStore, Sendable {
     public func entryCount() async throws -> Int { try await store.entryCount() }
     public func compact() async throws { try await store.compact() }
     public func waitForChange(of entry: EntryInfo) async throws { try await store.waitForChange(of: entry) }
+
+    public func memoGeneration(of run: MemoRun) async throws -> UInt64 { try await store.memoGeneration(of: run) }
+    public func memoGet(_ key: MemoKey) async throws -> MemoValue? { try await store.memoGet(key) }
+    public func memoPut(_ request: MemoPutRequest) async throws { try await store.memoPut(request) }
+    public func finishRun(_ run: MemoRun, status: RunStatus, timeMilliseconds: UInt64) async throws -> RunInfo {
+        try await store.finishRun(run, status: status, timeMilliseconds: timeMilliseconds)
+    }
+    public func sweepMemo(_ request: MemoSweepRequest) async throws -> MemoSweepResult {
+        try await store.sweepMemo(request)
+    }
+    public func runs(_ query: RunQuery) async throws -> [RunInfo] { try await store.runs(query) }
     /// Closes the log (it writes a checkpoint and releases the lock).
     public func close() throws { try store.close() }
 }

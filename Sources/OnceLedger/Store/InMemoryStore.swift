@@ -16,7 +16,7 @@ public final class InMemoryStore: LedgerStore, Sendable {
     /// A store replaying `log` — a record list kept across "restarts" (close this store and
     /// open another on the same log), or a wrapper around one that tests audit.
     package init(log: any RecordLog) throws {
-        store = try LogStore(log: log)
+        store = try LogStore(log: log, memoAppendRecordsMax: min(64, (log as? InMemoryRecordLog)?.configuration.appendRecordsMax ?? 64))
     }
 
     public var tokenScope: TokenScope { store.tokenScope }
@@ -36,5 +36,16 @@ public final class InMemoryStore: LedgerStore, Sendable {
     public func entryCount() async throws -> Int { try await store.entryCount() }
     public func compact() async throws { try await store.compact() }
     public func waitForChange(of entry: EntryInfo) async throws { try await store.waitForChange(of: entry) }
+
+    public func memoGeneration(of run: MemoRun) async throws -> UInt64 { try await store.memoGeneration(of: run) }
+    public func memoGet(_ key: MemoKey) async throws -> MemoValue? { try await store.memoGet(key) }
+    public func memoPut(_ request: MemoPutRequest) async throws { try await store.memoPut(request) }
+    public func finishRun(_ run: MemoRun, status: RunStatus, timeMilliseconds: UInt64) async throws -> RunInfo {
+        try await store.finishRun(run, status: status, timeMilliseconds: timeMilliseconds)
+    }
+    public func sweepMemo(_ request: MemoSweepRequest) async throws -> MemoSweepResult {
+        try await store.sweepMemo(request)
+    }
+    public func runs(_ query: RunQuery) async throws -> [RunInfo] { try await store.runs(query) }
     public func close() throws { try store.close() }
 }

@@ -68,6 +68,42 @@ public protocol LedgerStore: AnyObject, Sendable {
 
     /// Closes the store: nothing more is written through it.
     func close() throws
+
+    // MARK: The memo (`Ledger.memo`, `ARCHITECTURE.md` §2)
+    //
+    // A cache beside the entries of `once`: values per (namespace, run, generation, step,
+    // name) with the digest of their input; a run generation ends durably; the memo of an
+    // ended generation is swept after its retention window. Losing a value costs a
+    // recomputation, never correctness.
+
+    /// The generation a memo of `run` reads and writes now: the run's latest, unless it
+    /// ended, else a new one (a generation number is never used twice in a store). Throws
+    /// for an empty run id or one over its limit.
+    func memoGeneration(of run: MemoRun) async throws -> UInt64
+
+    /// The value stored at `key`, or nil. An ended generation's values are returned until
+    /// it is swept.
+    func memoGet(_ key: MemoKey) async throws -> MemoValue?
+
+    /// Stores a value (replacing one of the same key), durable before returning. Throws
+    /// `.runEnded` if the key's generation is not its run's latest or has ended, and
+    /// `.limitExceeded` (nothing written) for a field over its limit.
+    func memoPut(_ request: MemoPutRequest) async throws
+
+    /// Ends `run`'s latest generation with `status` and `timeMilliseconds`, durable before
+    /// returning; puts to it are refused from then on. If that generation already ended,
+    /// writes nothing and returns it as it ended.
+    func finishRun(_ run: MemoRun, status: RunStatus, timeMilliseconds: UInt64) async throws -> RunInfo
+
+    /// Sweeps the memo of every ended generation whose end lies at least its status's
+    /// window before `request.nowMilliseconds` (one idempotent sweep record each). Never a
+    /// generation that has not ended, never one that ended after `now`, never an entry of
+    /// `once`.
+    func sweepMemo(_ request: MemoSweepRequest) async throws -> MemoSweepResult
+
+    /// The run generations the memo holds (running, or ended and not swept), sorted by
+    /// namespace, run id (their bytes) and generation.
+    func runs(_ query: RunQuery) async throws -> [RunInfo]
 }
 
 /// What `claim` is asked.

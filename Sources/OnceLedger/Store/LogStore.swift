@@ -49,24 +49,43 @@ public final class LogStore: LedgerStore, Sendable {
     let log: any RecordLog
     public let tokenScope: TokenScope
     private let core: Mutex<Core>
+    /// The memo (`LogStore+Memo.swift`): a table of its own, beside the entries of `once`.
+    let memo: Mutex<MemoTable>
+    /// How many memo records (sweeps) one append carries: within the log's `appendRecordsMax`.
+    let memoAppendRecordsMax: Int
 
-    /// Replays `log` (once) into the index: every key done, pending-unknown or absent.
-    public init(log: any RecordLog) throws {
+    /// Replays `log` (once) into the index: every key done, pending-unknown or absent, and
+    /// the memo (kinds 13–15) into its own table.
+    public init(log: any RecordLog, memoAppendRecordsMax: Int = 64) throws {
         var loaded = LedgerState()
+        var memo = MemoTable()
         // A log that says where each record is (the file log) lets the state keep receipts
-        // there and read them on demand (`LedgerState`); otherwise they stay in memory.
+        // and memo values there and read them on demand (`LedgerState`, `MemoTable`);
+        // otherwise they stay in memory.
         try log.loadLocated(
             itemCount: { count in loaded.reserve(entries: count) },
-            item: { kind, body, location in try loaded.replay(kind: kind, body: body, location: location) },
-            record: { kind, body, location in try loaded.replay(kind: kind, body: body, location: location) })
+            item: { kind, body, location in
+                if kind.isMemo { try memo.apply(kind: kind, body: body, location: location) }
+                else { try loaded.replay(kind: kind, body: body, location: location) }
+            },
+            record: { kind, body, location in
+                if kind.isMemo { try memo.apply(kind: kind, body: body, location: location) }
+                else { try loaded.replay(kind: kind, body: body, location: location) }
+            })
         loaded.finishReplay()
         loaded.reader = log.recordReader
+        memo.reader = log.recordReader
         let tokenScope = log.tokenScope
         loaded.tokenScope = tokenScope
         self.log = log
         self.tokenScope = tokenScope
         self.core = Mutex(Core(state: loaded))
+        self.memo = Mutex(memo)
+        self.memoAppendRecordsMax = max(1, memoAppendRecordsMax)
     }
+
+    /// Whether `close()` was called.
+    var isClosed: Bool { core.withLock { $0.closed } }
 
     private static var closedError: LedgerError { LedgerError(.closed, "the ledger is closed") }
 
@@ -414,16 +433,21 @@ public final class LogStore: LedgerStore, Sendable {
         if core.withLock({ $0.closed }) { throw Self.closedError }
         // Receipts that stay on disk are read into the snapshot; once it is durable the
         // entries point at the snapshot's values (before any later append is applied).
+        // The memo's items follow the entries'; its values are relocated the same way.
         let order = Mutex<[Int]>([])
+        let memoOrder = Mutex<[MemoTable.ItemKey?]>([])
         try await log.compactLocated({ [self] _ in
-            try self.core.withLock { core in
-                let (items, written) = try core.state.snapshotItemsInOrder()
-                order.withLock { $0 = written }
-                return items
-            }
+            let entries = try self.core.withLock { core in try core.state.snapshotItemsInOrder() }
+            let memoItems = try self.memo.withLock { table in try table.snapshotItemsInOrder() }
+            order.withLock { $0 = entries.order }
+            memoOrder.withLock { $0 = memoItems.keys }
+            return entries.items + memoItems.items
         }, onCompacted: { [self] locations in
             let written = order.withLock { $0 }
-            self.core.withLock { $0.state.relocate(order: written, locations: locations) }
+            let memoWritten = memoOrder.withLock { $0 }
+            let entryItems = max(0, locations.count - memoWritten.count)
+            self.core.withLock { $0.state.relocate(order: written, locations: Array(locations[..<entryItems])) }
+            self.memo.withLock { $0.relocate(memoWritten, locations: locations[entryItems...]) }
         })
     }
 

@@ -83,6 +83,21 @@ enum RecordDescription {
             case .cancelled: "cancelled"
             }
             return [("run", .text(b.run)), ("status", .word(status)), ("time", .time(b.timeMilliseconds))]
+        case .memoEntry(let b):
+            return [("namespace", .text(b.namespace)), ("run", .text(b.run)), ("generation", .number(b.generation)),
+                    ("step", .text(b.step)), ("name", .text(b.name)), ("input", .bytes(b.inputDigest)),
+                    ("time", .time(b.timeMilliseconds)), ("value", .bytes(b.value))]
+        case .runEnd(let b):
+            let status: String = switch b.status {
+            case .succeeded: "succeeded"
+            case .failed: "failed"
+            case .cancelled: "cancelled"
+            }
+            return [("namespace", .text(b.namespace)), ("run", .text(b.run)), ("generation", .number(b.generation)),
+                    ("status", .word(status)), ("time", .time(b.timeMilliseconds))]
+        case .memoSweep(let b):
+            return [("namespace", .text(b.namespace)), ("run", .text(b.run)), ("generation", .number(b.generation)),
+                    ("time", .time(b.timeMilliseconds))]
         case .snapshotMarker(let b):
             return [("coveredSequence", .number(b.coveredSequence)), ("time", .time(b.timeMilliseconds)),
                     ("snapshotBytes", .number(b.snapshotBytes))]
