@@ -9,7 +9,8 @@ extension Ledger {
     /// repaired or deleted (a torn tail is left for the next writable open to cut, leftover
     /// temporary files stay), and every write (`once`, the operator calls, `compact`)
     /// throws `LedgerError` with code `.readOnly`. The state is exactly what `Ledger.open`
-    /// would rebuild: every key done, pending-unknown or absent.
+    /// would rebuild: every key done, pending-unknown or absent. Receipts stay on disk and
+    /// are read on demand, as in a writable open.
     ///
     /// Safe while another process (or this one) has the ledger open for writing; the
     /// result is then a moment's view, which the writer may already have moved past.

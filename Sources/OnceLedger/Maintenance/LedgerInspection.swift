@@ -12,7 +12,10 @@ import OnceLedgerLog
 /// each key's state exactly as an open would. Records the snapshot already covers but
 /// that are still in a segment are read as well (not replayed), so the record counts see
 /// every record on disk. Records are streamed to `visit`, never held: a segment at a
-/// time is in memory.
+/// time is in memory. Receipts stay on disk (`ReadOnlyBackend`): the state keeps where
+/// each one is, and a version 3 snapshot is checked whole by a streaming pass
+/// (`SnapshotCheck`) and then read by its hints, so memory follows the keys, not the
+/// receipts.
 public struct LedgerInspection: Sendable {
     /// Something read from the directory, in order: snapshot items first, then records.
     public enum Visit {
@@ -87,9 +90,10 @@ public struct LedgerInspection: Sendable {
     // MARK: Reading
 
     /// Reads `directory` without changing it or taking its lock. `visit` sees every
-    /// snapshot item and record in order (records the snapshot covers too, when
-    /// `readingCoveredRecords`); `progress` is told the segment being read and the
-    /// records so far. Throws `LedgerError` for operational problems only (`.notALedger`,
+    /// snapshot item (whole: a done entry's value is read from the snapshot for it, one
+    /// at a time) and record in order (records the snapshot covers too, when
+    /// `readingCoveredRecords`); without `visit` no snapshot value is read. `progress` is
+    /// told the segment being read and the records so far. Throws `LedgerError` for operational problems only (`.notALedger`,
     /// `.io`); damage is in the result (`problem`, `report`).
     public static func read(
         directory: String, readingCoveredRecords: Bool = true,
