@@ -42,9 +42,14 @@ struct EntriesCommand: AsyncParsableCommand {
 
     private func entries() throws -> Int32 {
         let ledger = try Self.openForListing(options.dir, command: "entries", allowLive: live)
-        let entries = try ledger.currentEntries(status: state.flatMap(EntryInfo.Status.init(rawValue:)))
+        // The keys without their receipts; each done entry's receipt is read when its line
+        // is made (receipts stay on disk: the listing never holds them all).
+        let entries = ledger.currentMetadata(status: state.flatMap(EntryInfo.Status.init(rawValue:)))
+        func whole(_ entry: EntryInfo) throws -> EntryInfo {
+            entry.status == .done ? try ledger.currentEntry(entry.key) ?? entry : entry
+        }
         if options.json {
-            for entry in entries { print(EntryDescription.json(entry).rendered()) }
+            for entry in entries { print(EntryDescription.json(try whole(entry)).rendered()) }
             return ExitCodes.success
         }
         guard !entries.isEmpty else {
@@ -53,6 +58,7 @@ struct EntriesCommand: AsyncParsableCommand {
         }
         var table = TextTable(["KEY", "STATE", "ATTEMPT", "TIME", "RECEIPT"], leftAligned: [0, 1, 3, 4])
         for entry in entries {
+            let entry = try whole(entry)
             table.add([TextFormat.plain(entry.key), entry.status.rawValue, "\(entry.attempt)",
                        TextFormat.time(entry.timeMilliseconds),
                        entry.status == .done ? TextFormat.bytes(entry.receipt, limit: 60) : ""])

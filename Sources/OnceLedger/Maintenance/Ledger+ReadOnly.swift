@@ -9,7 +9,8 @@ extension Ledger {
     /// repaired or deleted (a torn tail is left for the next writable open to cut, leftover
     /// temporary files stay), and every write (`once`, the operator calls, `compact`)
     /// throws `LedgerError` with code `.readOnly`. The state is exactly what `Ledger.open`
-    /// would rebuild: every key done, pending-unknown or absent.
+    /// would rebuild: every key done, pending-unknown or absent. Receipts stay on disk and
+    /// are read on demand, as in a writable open.
     ///
     /// Safe while another process (or this one) has the ledger open for writing; the
     /// result is then a moment's view, which the writer may already have moved past.
@@ -36,12 +37,31 @@ extension Ledger {
 /// A `RecordLog` that replays a ledger directory without opening it for writing:
 /// no lock, no `.tmp` cleanup, no torn-tail cut. `LogStore(log:)` on it rebuilds the
 /// exact state an open would. Appends and compactions throw `.readOnly`.
+///
+/// Values stay on disk as in the file log (`FileRecordLog.loadLocated`): each record
+/// comes with where it is in its segment, a version 3 snapshot's done entries with where
+/// their values are (its hints, the values not read), and receipts are read on demand
+/// through `recordReader`. So a read-only look at a large ledger holds its keys, not
+/// its receipts.
 final class ReadOnlyBackend: RecordLog, @unchecked Sendable {
+    /// What the scan found that the backend needs after it: the token scope, and the
+    /// ledger id and the files with located values when values stay on disk.
+    struct Loaded {
+        var tokenScope: TokenScope?
+        var ledgerID: LedgerID?
+        /// Files (`ValueLocation.file`) a location points into: kept open, so a writer's
+        /// compaction that removes them does not take the receipts of this view away.
+        var locatedFiles: Set<UInt64> = []
+    }
+
+    /// `locate`: pass where each value is (records and a version 3 snapshot's hints) and
+    /// keep the snapshot's values on disk; false: every item and record whole, no locations.
     typealias Loader = (
+        _ locate: Bool,
         _ itemCount: (Int) -> Void,
-        _ item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
-        _ record: (RecordKind, UnsafeRawBufferPointer) throws -> Void
-    ) throws -> TokenScope?
+        _ item: (RecordKind, UnsafeRawBufferPointer, ValueLocation?) throws -> Void,
+        _ record: (RecordKind, UnsafeRawBufferPointer, ValueLocation?) throws -> Void
+    ) throws -> Loaded
 
     let directory: String
     /// Called once by `load`: feeds the snapshot's items and the records after it, and
@@ -54,14 +74,35 @@ final class ReadOnlyBackend: RecordLog, @unchecked Sendable {
         self.loader = loader
     }
 
-    func load(itemCount: (Int) -> Void,
-              item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
-              record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
+    private func takeLoader() throws -> Loader {
         guard let loader else {
             throw LedgerError(.invalidArgument, "this read-only ledger was loaded already", path: directory)
         }
         self.loader = nil
-        tokenScope = try loader(itemCount, item, record) ?? .unscoped
+        return loader
+    }
+
+    func load(itemCount: (Int) -> Void,
+              item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
+              record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws {
+        let loaded = try takeLoader()(false, itemCount, { kind, body, _ in try item(kind, body) },
+                                       { kind, body, _ in try record(kind, body) })
+        tokenScope = loaded.tokenScope ?? .unscoped
+    }
+
+    /// Reads the receipts at the locations `loadLocated` reported (read-only handles).
+    private(set) var recordReader: RecordReader?
+
+    func loadLocated(itemCount: (Int) -> Void,
+                     item: (RecordKind, UnsafeRawBufferPointer, ValueLocation?) throws -> Void,
+                     record: (RecordKind, UnsafeRawBufferPointer, ValueLocation?) throws -> Void) throws {
+        let loaded = try takeLoader()(true, itemCount, item, record)
+        tokenScope = loaded.tokenScope ?? .unscoped
+        if let ledgerID = loaded.ledgerID {
+            let reader = RecordReader(storage: PosixStorage(), directory: directory, ledgerID: ledgerID)
+            for file in loaded.locatedFiles.sorted() { reader.pin(file) }
+            recordReader = reader
+        }
     }
 
     func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64 {
@@ -72,7 +113,9 @@ final class ReadOnlyBackend: RecordLog, @unchecked Sendable {
         throw Self.refusal(directory)
     }
 
-    func close() throws {}
+    func close() throws {
+        recordReader?.retireAll()
+    }
 
     /// The scanned ledger's (`RecoveryReport.tokenScope`), as the loader returns it.
     private(set) var tokenScope: TokenScope = .unscoped

@@ -12,7 +12,10 @@ import OnceLedgerLog
 /// each key's state exactly as an open would. Records the snapshot already covers but
 /// that are still in a segment are read as well (not replayed), so the record counts see
 /// every record on disk. Records are streamed to `visit`, never held: a segment at a
-/// time is in memory.
+/// time is in memory. Receipts stay on disk (`ReadOnlyBackend`): the state keeps where
+/// each one is, and a version 3 snapshot is checked whole by a streaming pass
+/// (`SnapshotCheck`) and then read by its hints, so memory follows the keys, not the
+/// receipts.
 public struct LedgerInspection: Sendable {
     /// Something read from the directory, in order: snapshot items first, then records.
     public enum Visit {
@@ -87,13 +90,14 @@ public struct LedgerInspection: Sendable {
     // MARK: Reading
 
     /// Reads `directory` without changing it or taking its lock. `visit` sees every
-    /// snapshot item and record in order (records the snapshot covers too, when
-    /// `readingCoveredRecords`); `progress` is told the segment being read and the
-    /// records so far. Throws `LedgerError` for operational problems only (`.notALedger`,
+    /// snapshot item (whole: a done entry's value is read from the snapshot for it, one
+    /// at a time) and record in order (records the snapshot covers too, when
+    /// `readingCoveredRecords`); without `visit` no snapshot value is read. `progress` is
+    /// told the segment being read and the records so far. Throws `LedgerError` for operational problems only (`.notALedger`,
     /// `.io`); damage is in the result (`problem`, `report`).
     public static func read(
         directory: String, readingCoveredRecords: Bool = true,
-        progress: ((_ segment: UInt64, _ records: Int) -> Void)? = nil, visit: (Visit) -> Void = { _ in }
+        progress: ((_ segment: UInt64, _ records: Int) -> Void)? = nil, visit: ((Visit) -> Void)? = nil
     ) throws -> LedgerInspection {
         let storage = PosixStorage()
         let names = try storage.listDirectory(directory)
@@ -128,68 +132,108 @@ public struct LedgerInspection: Sendable {
         }
 
         // `Ledger.init` calls the loader synchronously, so `visit` never outlives this call.
-        let (ledger, store) = try withoutActuallyEscaping(visit) { visit in
-            try withoutActuallyEscaping(progress ?? { _, _ in }) { progress in
-                try Ledger.readOnly(directory: directory) { announceItems, applyItem, applyRecord in
-                    let report = try RecoveryScanner.scan(
-                        storage: storage, directory: directory,
-                        onSnapshot: { snapshot in
-                            let name = LedgerFileNames.snapshot(snapshot.coveredSequence)
-                            announceItems(snapshot.itemCount)
-                            for (index, item) in snapshot.items.enumerated() {
-                                visit(.item(index: index, item: item, snapshotName: name))
-                                guard collected.stateProblem == nil else { continue }
-                                do {
-                                    try item.body.withUnsafeBytes { try applyItem(item.kind, $0) }
-                                } catch {
-                                    collected.stateProblem = locate(
-                                        error, "snapshot item \(index) (\(item.kind))", path: Paths.join(directory, name))
+        let (ledger, store) = try Ledger.readOnly(directory: directory) { locating, announceItems, applyItem, applyRecord in
+            // Values stay on disk: a version 3 snapshot is read by its hints, once a streaming
+            // pass has checked it whole (so damage is found exactly as a whole read finds it;
+            // a snapshot that fails the pass is read whole, which reports that damage).
+            let snapshotName = names.compactMap(LedgerFileNames.parseSnapshot).max().map(LedgerFileNames.snapshot)
+            let hintsOnly = locating && snapshotName.map {
+                SnapshotCheck.holdsValidValues(storage: storage, path: Paths.join(directory, $0))
+            } ?? false
+            var loaded = ReadOnlyBackend.Loaded()
+            let report = try RecoveryScanner.scan(
+                storage: storage, directory: directory, readSnapshotValues: !hintsOnly,
+                onSnapshot: { snapshot in
+                    let name = LedgerFileNames.snapshot(snapshot.coveredSequence)
+                    let path = Paths.join(directory, name)
+                    let covered = snapshot.coveredSequence
+                    announceItems(snapshot.itemCount)
+                    // `dump` shows each done entry whole: its value is read here, one at a time.
+                    var valueFile: (any StorageFile)?
+                    defer { valueFile?.close() }
+                    var index = 0
+                    snapshot.forEachHint { kind, body, span in
+                        defer { index += 1 }
+                        if let visit {
+                            do {
+                                if let span {
+                                    if valueFile == nil { valueFile = try storage.openFile(path, mode: .readOnly) }
+                                    visit(.item(index: index, item: try SnapshotCheck.value(span, in: valueFile!, path: path),
+                                                snapshotName: name))
+                                } else {
+                                    visit(.item(index: index, item: SnapshotFile.Item(kind: kind, body: Array(body)),
+                                                snapshotName: name))
+                                }
+                            } catch {
+                                if collected.stateProblem == nil {
+                                    collected.stateProblem = locate(error, "snapshot item \(index) (\(kind))", path: path)
                                 }
                             }
-                            guard readingCoveredRecords else { return }
-                            // Records the snapshot covers that are still on disk: read, not replayed.
-                            for number in segmentNumbers {
-                                let path = Paths.join(directory, LedgerFileNames.segment(number))
-                                guard try storage.readWholeFile(
-                                    path, maxBytes: FormatLimits.segmentBytesMax, into: &collected.segmentBuffer)
-                                else { break }
-                                let bytes = collected.segmentBuffer
-                                var reachedBeyond = false
-                                _ = unreached(bytes, number: number, name: LedgerFileNames.segment(number)) { record in
-                                    guard record.header.sequence <= snapshot.coveredSequence else {
-                                        reachedBeyond = true
-                                        return false
-                                    }
-                                    collected.byKind[record.header.kind, default: 0] += 1
-                                    collected.count += 1
-                                    collected.covered += 1
-                                    visit(.record(record, coveredBySnapshot: true))
-                                    return true
+                        }
+                        guard collected.stateProblem == nil else { return }
+                        do {
+                            var location: ValueLocation?
+                            if let span {
+                                guard let located = ValueLocation.snapshot(covered: covered, span) else {
+                                    throw LedgerError(.limitExceeded, "the snapshot's covered sequence \(covered) is too large to locate its values",
+                                                      path: path, sequence: covered, limit: "sequence")
                                 }
-                                if reachedBeyond { break }
-                                if case .header(let header) = SegmentHeader.decode(Array(bytes.prefix(64))),
-                                   header.firstSequence > snapshot.coveredSequence { break }
+                                location = located
+                                loaded.locatedFiles.insert(located.file)
                             }
-                        },
-                        onRecord: { record in
+                            try applyItem(kind, body, location)
+                        } catch {
+                            collected.stateProblem = locate(error, "snapshot item \(index) (\(kind))", path: path)
+                        }
+                    }
+                    guard readingCoveredRecords else { return }
+                    // Records the snapshot covers that are still on disk: read, not replayed.
+                    defer { collected.segmentBuffer = [] }
+                    for number in segmentNumbers {
+                        let path = Paths.join(directory, LedgerFileNames.segment(number))
+                        guard try storage.readWholeFile(
+                            path, maxBytes: FormatLimits.segmentBytesMax, into: &collected.segmentBuffer)
+                        else { break }
+                        let bytes = collected.segmentBuffer
+                        var reachedBeyond = false
+                        _ = unreached(bytes, number: number, name: LedgerFileNames.segment(number)) { record in
+                            guard record.header.sequence <= snapshot.coveredSequence else {
+                                reachedBeyond = true
+                                return false
+                            }
                             collected.byKind[record.header.kind, default: 0] += 1
                             collected.count += 1
-                            progress(record.segment, collected.count)
-                            visit(.record(record, coveredBySnapshot: false))
-                            guard collected.stateProblem == nil else { return }
-                            do {
-                                try record.bodyBytes.withUnsafeBytes { try applyRecord(record.header.kind, $0) }
-                            } catch {
-                                collected.stateProblem = locate(
-                                    error, "record \(record.header.sequence) (\(record.header.kind))",
-                                    path: Paths.join(directory, LedgerFileNames.segment(record.segment)),
-                                    segment: record.segment, offset: record.offset, sequence: record.header.sequence)
-                            }
-                        })
-                    collected.report = report
-                    return report.tokenScope
-                }
-            }
+                            collected.covered += 1
+                            visit?(.record(record, coveredBySnapshot: true))
+                            return true
+                        }
+                        if reachedBeyond { break }
+                        if case .header(let header) = SegmentHeader.decode(Array(bytes.prefix(64))),
+                           header.firstSequence > snapshot.coveredSequence { break }
+                    }
+                },
+                onRecord: { record in
+                    collected.byKind[record.header.kind, default: 0] += 1
+                    collected.count += 1
+                    progress?(record.segment, collected.count)
+                    visit?(.record(record, coveredBySnapshot: false))
+                    guard collected.stateProblem == nil else { return }
+                    let location = locating ? ValueLocation.segment(record.segment, offset: record.offset,
+                                                                  bodyBytes: record.header.bodyBytes) : nil
+                    if locating { loaded.locatedFiles.insert(record.segment) }
+                    do {
+                        try record.bodyBytes.withUnsafeBytes { try applyRecord(record.header.kind, $0, location) }
+                    } catch {
+                        collected.stateProblem = locate(
+                            error, "record \(record.header.sequence) (\(record.header.kind))",
+                            path: Paths.join(directory, LedgerFileNames.segment(record.segment)),
+                            segment: record.segment, offset: record.offset, sequence: record.header.sequence)
+                    }
+                })
+            collected.report = report
+            loaded.tokenScope = report.tokenScope
+            loaded.ledgerID = report.ledgerID
+            return loaded
         }
         guard let report = collected.report else {
             throw LedgerError(.io, "\(directory): the scan did not run", path: directory)

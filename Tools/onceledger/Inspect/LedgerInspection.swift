@@ -37,10 +37,10 @@ extension LedgerInspection {
     }
 
     /// Scans `directory` read-only (`LedgerInspection.read`). `visit` sees every snapshot
-    /// item and record in order. Throws `CommandFailure` for operational errors (not a
-    /// ledger, cannot read).
+    /// item (read whole) and record in order; without it no snapshot value is read.
+    /// Throws `CommandFailure` for operational errors (not a ledger, cannot read).
     static func inspect(
-        _ directory: String, progressLabel: String? = nil, visit: (Visit) -> Void = { _ in }
+        _ directory: String, progressLabel: String? = nil, visit: ((Visit) -> Void)? = nil
     ) throws -> LedgerInspection {
         let names = try requireLedger(directory)
         let segmentNumbers = names.compactMap(LedgerFileNames.parseSegment).sorted()
