@@ -94,27 +94,13 @@ let users = [User(id: 1, email: "ada@example.com"), User(id: 2, email: nil), Use
 
 @Suite struct CrashTestingArticleTests {
     @Test func everyCodeBlockOfTheArticleIsInThisFile() throws {
-        let here = URL(fileURLWithPath: #filePath)
-        let root = here.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let article = root.appendingPathComponent(
+        let source = try String(contentsOf: URL(fileURLWithPath: #filePath), encoding: .utf8)
+        let article = try DocumentBlocks.text(
             "Sources/OnceLedgerTestSupport/OnceLedgerTestSupport.docc/CrashTestingYourEffectCode.md")
-        let text = try String(contentsOf: article, encoding: .utf8)
-        let source = try String(contentsOf: here, encoding: .utf8)
-        var blocks: [String] = []
-        var current: [Substring]?
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if current == nil, line.hasPrefix("```swift") {
-                current = []
-            } else if current != nil, line.hasPrefix("```") {
-                blocks.append(current!.joined(separator: "\n"))
-                current = nil
-            } else if current != nil {
-                current!.append(line)
-            }
-        }
+        let blocks = try #require(DocumentBlocks.swiftBlocks(in: article))
         #expect(blocks.count >= 2, "the article shows the job and the test")
         for block in blocks {
-            #expect(source.contains(block), "this article block is not in \(here.lastPathComponent):\n\(block)")
+            #expect(source.contains(block), "this article block is not in this file:\n\(block)")
         }
     }
 }

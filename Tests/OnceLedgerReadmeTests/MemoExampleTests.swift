@@ -81,27 +81,12 @@ private actor FakeLLM: LLMClient {
     }
 
     @Test func theReadmeSectionIsInThisFile() throws {
-        let here = URL(fileURLWithPath: #filePath)
-        let root = here.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
-        let source = try String(contentsOf: here, encoding: .utf8)
-        let section = try #require(readme.components(separatedBy: "## Memo: a retried step never re-pays").dropFirst().first)
-        var blocks: [String] = []
-        var current: [Substring]?
-        for line in section.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.hasPrefix("## ") && current == nil { break }
-            if current == nil, line.hasPrefix("```swift") {
-                current = []
-            } else if current != nil, line.hasPrefix("```") {
-                blocks.append(current!.joined(separator: "\n"))
-                current = nil
-            } else if current != nil {
-                current!.append(line)
-            }
-        }
+        let source = try String(contentsOf: URL(fileURLWithPath: #filePath), encoding: .utf8)
+        let blocks = try #require(DocumentBlocks.swiftBlocks(in: try DocumentBlocks.text("README.md"),
+                                                            section: "## Memo: a retried step never re-pays"))
         #expect(blocks.count == 1)
         for block in blocks {
-            #expect(source.contains(block), "this README block is not in \(here.lastPathComponent):\n\(block)")
+            #expect(source.contains(block), "this README block is not in this file:\n\(block)")
         }
     }
 }
