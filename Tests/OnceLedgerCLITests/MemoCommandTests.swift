@@ -167,6 +167,15 @@ private func jsonLines(_ text: String) throws -> [[String: Any]] {
         // Nothing is left to sweep: the running run stays.
         let again = try run(["sweep", "$DIR", "--retention", "0s"], in: path)
         #expect(again.stdout == "swept 0 run generations (0 memo entries); `onceledger compact` reclaims their space\n")
+
+        // After compaction only the newest sweep record is kept (FORMAT §9.4): r1 is still
+        // listed as swept, with no run-end record left its status is "ended", never "running".
+        try? FileManager.default.removeItem(atPath: path + "/" + LedgerFileNames.lock)
+        #expect(try run(["compact", "$DIR"], in: path).exitCode == 0)
+        try? FileManager.default.removeItem(atPath: path + "/" + LedgerFileNames.lock)
+        let compacted = try jsonLines(try run(["runs", "$DIR", "--json"], in: path).stdout)
+        #expect(compacted.map { "\($0["run"] as? String ?? "") \($0["status"] as? String ?? "") \($0["swept"] as? Bool ?? false)" }
+                    == ["r1 ended true", "r2 running false"])
     }
 
     @Test func statCountsTheMemo() async throws {

@@ -43,6 +43,8 @@ struct MemoReplay {
         var valueBytes: Int { entries.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.valueBytes } } }
         var statusName: String {
             switch status {
+            // A swept generation whose run-end record compaction dropped: it had ended.
+            case nil where sweptTimeMilliseconds != nil: "ended"
             case nil: "running"
             case .succeeded?: "succeeded"
             case .failed?: "failed"
