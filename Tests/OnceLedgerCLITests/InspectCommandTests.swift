@@ -609,6 +609,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
               by kind       intent 4, completion 2, memo-put 1, checkpoint 2
             entries         4 keys: 2 done, 2 pending-unknown, 0 absent
             oldest pending  order-43 since 2023-11-14T22:13:22.000Z (attempt 1, token olt_b325ef8480632853d5bf76cf86996745)
+            memo            0 run generations (0 running, 0 ended), 0 memo entries, 0 value bytes
             tail            clean
 
             """, "stat")

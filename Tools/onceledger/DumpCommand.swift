@@ -38,7 +38,7 @@ struct DumpCommand: AsyncParsableCommand {
     var key: String?
 
     @Option(help: ArgumentHelp(
-        "Only records and items of this kind; repeat for several. A name (intent, completion, release, resolve, forget, memo-put, journal-entry, run-terminal, snapshot-marker, checkpoint, entry-state, seal, opaque) or a number.",
+        "Only records and items of this kind; repeat for several. A name (intent, completion, release, resolve, forget, memo-put, journal-entry, run-terminal, snapshot-marker, checkpoint, entry-state, seal, memo-entry, run-end, memo-sweep, opaque) or a number.",
         valueName: "kind"))
     var kind: [String] = []
 

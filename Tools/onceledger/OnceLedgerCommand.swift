@@ -9,7 +9,8 @@ struct OnceLedgerCommand: AsyncParsableCommand {
         abstract: "Tools for a OnceLedger directory: a crash-safe, exactly-once ledger.",
         subcommands: [
             DemoCommand.self, VerifyCommand.self, DumpCommand.self, StatCommand.self, PendingCommand.self,
-            EntriesCommand.self, ResolveCommand.self, ForgetCommand.self, CompactCommand.self, SalvageCommand.self,
+            EntriesCommand.self, RunsCommand.self, MemoCommand.self, ResolveCommand.self, ForgetCommand.self, CompactCommand.self,
+            SweepCommand.self, SalvageCommand.self,
             StressCommand.self, DemoChildCommand.self,
         ])
 

@@ -2,8 +2,8 @@ import ArgumentParser
 import OnceLedger
 import OnceLedgerFormat
 
-/// `onceledger stat DIR [--json]`: sizes, counts, entries by state and the oldest
-/// pending-unknown entry, read-only (no lock taken).
+/// `onceledger stat DIR [--json]`: sizes, counts, entries by state, the oldest
+/// pending-unknown entry and the memo's runs and entries, read-only (no lock taken).
 struct StatCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stat",
@@ -12,7 +12,9 @@ struct StatCommand: AsyncParsableCommand {
             Reads the ledger without changing it and without taking the lock. Disk use counts every \
             regular file in the directory by role (segments, snapshots, quarantined torn tails, \
             leftover temporary files, the LOCK file, other files). Entries by state are what an \
-            open would see; they are not shown for a damaged ledger (exit 4).
+            open would see; they are not shown for a damaged ledger (exit 4). The memo line counts \
+            the run generations the memo holds (running, and ended but not swept yet) and their \
+            memo entries and value bytes (`onceledger runs` lists them).
 
             A ledger that a live process has open is not read unless --live is given.
 
@@ -25,10 +27,10 @@ struct StatCommand: AsyncParsableCommand {
     var live = false
 
     func run() async throws {
-        try await CommandFailure.reporting(json: options.json) { try stat() }
+        try await CommandFailure.reporting(json: options.json) { try await stat() }
     }
 
-    private func stat() throws -> Int32 {
+    private func stat() async throws -> Int32 {
         let directory = options.dir
         _ = try LedgerInspection.requireLedger(directory)
         try LiveLedgerPolicy.check(directory, command: "stat", allowLive: live)
@@ -41,9 +43,11 @@ struct StatCommand: AsyncParsableCommand {
                     + "\nRun `onceledger verify \(directory)` for the full report.",
                 code: problem.code.rawValue)
         }
+        var memo: MemoCounts?
+        if let store = inspection.store { memo = MemoCounts(try await store.runs(RunQuery())) }
         if options.json {
             // One JSON document: a failure is the report's last member, `error`.
-            var report = Self.json(inspection)
+            var report = Self.json(inspection, memo: memo)
             if var shown = failure, case .object(let members) = report {
                 report = .object(members + [("error", shown.json)])
                 shown.shownInJSON = true
@@ -51,7 +55,7 @@ struct StatCommand: AsyncParsableCommand {
             }
             print(report.rendered(pretty: true))
         } else {
-            print(Self.text(inspection))
+            print(Self.text(inspection, memo: memo))
         }
         if let failure { throw failure }
         return ExitCodes.success
@@ -62,7 +66,7 @@ struct StatCommand: AsyncParsableCommand {
         (.lock, "lock"), (.other, "other"),
     ]
 
-    static func text(_ inspection: LedgerInspection) -> String {
+    static func text(_ inspection: LedgerInspection, memo: MemoCounts? = nil) -> String {
         let report = inspection.report
         var out = SummaryText(labelWidth: 16)
         out.add("ledger", inspection.directory)
@@ -104,6 +108,9 @@ struct StatCommand: AsyncParsableCommand {
         } else {
             out.add("entries", "not computed: the ledger is damaged")
         }
+        if let memo {
+            out.add("memo", "\(TextFormat.plural(memo.runs, "run generation")) (\(TextFormat.count(memo.running)) running, \(TextFormat.count(memo.runs - memo.running)) ended), \(TextFormat.plural(memo.entries, "memo entry", "memo entries")), \(TextFormat.plural(memo.valueBytes, "value byte"))")
+        }
         if let torn = inspection.tornTail {
             out.add("tail", "torn at segment \(torn.segment) offset \(torn.offset): \(TextFormat.plural(Int(torn.byteCount), "byte")) the next open cuts (an ordinary crash state)")
         } else {
@@ -112,7 +119,7 @@ struct StatCommand: AsyncParsableCommand {
         return out.text
     }
 
-    static func json(_ inspection: LedgerInspection) -> JSONValue {
+    static func json(_ inspection: LedgerInspection, memo: MemoCounts? = nil) -> JSONValue {
         let report = inspection.report
         var disk: [(String, JSONValue)] = [("total", .unsigned(inspection.files.reduce(UInt64(0)) { $0 + $1.bytes })),
                                            ("files", .int(inspection.files.count))]
@@ -153,6 +160,10 @@ struct StatCommand: AsyncParsableCommand {
             members.append(("entries", .null))
             members.append(("oldestPendingUnknown", .null))
         }
+        members.append(("memo", memo.map { memo in
+            .object([("runs", .int(memo.runs)), ("running", .int(memo.running)), ("ended", .int(memo.runs - memo.running)),
+                     ("entries", .int(memo.entries)), ("valueBytes", .int(memo.valueBytes))])
+        } ?? .null))
         var tail: [(String, JSONValue)] = [("state", .string(inspection.tailState))]
         if let torn = inspection.tornTail {
             tail += [("segment", .unsigned(torn.segment)), ("offset", .unsigned(torn.offset)),
@@ -161,5 +172,21 @@ struct StatCommand: AsyncParsableCommand {
         members.append(("tail", .object(tail)))
         members.append(("recoveryRow", .string(report.row.label)))
         return .object(members)
+    }
+}
+
+/// The memo's size for `stat`: run generations it holds (running, or ended and not swept
+/// yet), how many are still running, their memo entries and value bytes.
+struct MemoCounts {
+    var runs: Int
+    var running: Int
+    var entries: Int
+    var valueBytes: Int
+
+    init(_ runs: [RunInfo]) {
+        self.runs = runs.count
+        running = runs.filter { $0.status == nil }.count
+        entries = runs.reduce(0) { $0 + $1.entryCount }
+        valueBytes = runs.reduce(0) { $0 + $1.valueBytes }
     }
 }
