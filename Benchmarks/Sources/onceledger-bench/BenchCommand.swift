@@ -56,6 +56,18 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Receipt sizes of the values-on-disk ledgers, comma-separated bytes.")
     var valuesReceiptBytes: String = "64,4096"
 
+    @Flag(help: "Measure only the memo (T14–T18): put rates against the raw loop, cache hits, open of memo entries, sweep of ended runs.")
+    var memo = false
+
+    @Option(parsing: .unconditional, help: "Memo values in the memo open-time ledger (T17; the target is for 1000000).")
+    var memoEntries: Int = 100_000
+
+    @Option(parsing: .unconditional, help: "Ended runs the memo sweep removes (T18; the target is for 100000).")
+    var memoRuns: Int = 20_000
+
+    @Option(parsing: .unconditional, help: "Rounds the memo put rates are interleaved with the raw loop in.")
+    var memoRounds: Int = 6
+
     @Flag(help: "Print one JSON object with every number instead of the table.")
     var json = false
 
@@ -143,6 +155,18 @@ struct BenchCommand: AsyncParsableCommand {
                                                     seconds: seconds, keep: keep, progress: progress)
             print("disk: \(disk.summary)")
             print(ValuesOnDisk.render(result))
+            return
+        }
+
+        if memo {
+            guard memoEntries >= 1, memoRuns >= 1, (1...100).contains(memoRounds) else {
+                throw ValidationError("--memo-entries and --memo-runs ≥ 1; --memo-rounds in 1...100")
+            }
+            let result = try await MemoBench.run(root: root, rounds: memoRounds, seconds: seconds, callers: appenders,
+                                                 valueBytes: bodyBytes, openEntries: memoEntries,
+                                                 sweepRuns: memoRuns, progress: progress)
+            print("disk: \(disk.summary)")
+            print(MemoBench.render(result))
             return
         }
 

@@ -97,3 +97,20 @@ import Testing
         #expect(BenchResults.median([4, 1, 3, 2]) == 2.5)
     }
 }
+
+@Suite struct MemoBenchTests {
+    /// `--memo` on a tiny workload prints every memo row (T14–T18) and removes its scratch directory.
+    @Test func memoSectionHasEveryRow() throws {
+        let directory = try BenchCommandTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try Bench.run(["--dir", directory, "--memo", "--seconds", "0.3", "--memo-rounds", "1",
+                                    "--memo-entries", "1500", "--memo-runs", "100", "--appenders", "4"])
+        #expect(result.exitCode == 0, "stderr: \(result.stderr)")
+        for row in ["Memo (T14–T18)", "raw pwrite+fdatasync loop", "T14 put 100 B, 1 caller", "T15 put 100 B, 4 callers",
+                    "T16 get 4 KiB, 1 task, warm", "segments, warm", "snapshot, warm",
+                    "T18 sweep of 100 ended runs (100 values)"] {
+            #expect(result.stdout.contains(row), "missing \"\(row)\"")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+    }
+}
