@@ -230,10 +230,9 @@ struct MemoTable {
             }
             let slot = Slot(inputDigest: bytes(digest), timeMilliseconds: time, value: ref)
             let nameKey = NameKey(step: bytes(step), name: bytes(name))
-            var state = generations[key] ?? Generation()
-            state.valueBytes += slot.value.count - (state.entries[nameKey]?.value.count ?? 0)
-            state.entries[nameKey] = slot
-            generations[key] = state
+            let previous = generations[key]?.entries[nameKey]?.value.count ?? 0
+            generations[key, default: Generation()].valueBytes += slot.value.count - previous
+            generations[key, default: Generation()].entries[nameKey] = slot
         case let .runEnd(namespace, run, generation, status, time):
             let key = generationKey(namespace, run, generation)
             see(key)
