@@ -18,7 +18,7 @@ public final class FileStore: LedgerStore, Sendable {
         self.directory = directory
         recordLog = FileRecordLog(directory: directory, storage: storage, configuration: configuration,
                                   createIfMissing: createIfMissing, clock: clock)
-        store = try LogStore(log: recordLog, memoAppendRecordsMax: min(64, configuration.appendRecordsMax))
+        store = try LogStore(log: recordLog, memoAppendRecordsMax: configuration.appendRecordsMax)
     }
 
     /// The open log engine (nil once closed): its recovery report, sequence numbers and

@@ -16,7 +16,7 @@ public final class InMemoryStore: LedgerStore, Sendable {
     /// A store replaying `log` — a record list kept across "restarts" (close this store and
     /// open another on the same log), or a wrapper around one that tests audit.
     package init(log: any RecordLog) throws {
-        store = try LogStore(log: log, memoAppendRecordsMax: min(64, (log as? InMemoryRecordLog)?.configuration.appendRecordsMax ?? 64))
+        store = try LogStore(log: log, memoAppendRecordsMax: (log as? InMemoryRecordLog)?.configuration.appendRecordsMax ?? 64)
     }
 
     public var tokenScope: TokenScope { store.tokenScope }
