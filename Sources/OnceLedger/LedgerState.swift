@@ -630,7 +630,19 @@ struct LedgerState: ~Copyable {
             onDisk.append(located ? (entry.location, key(of: entry)) : nil)
             if located, let reader {
                 if handles[entry.valueFile] == nil { handles[entry.valueFile] = try reader.handle(for: entry.valueFile) }
-                items.append(.receiptLater(.entryState, hint: body.encode(), receiptBytes: entry.receiptLength))
+                let hint = body.encode()
+                // An entry opened from a snapshot's hint knows its value's length, not its
+                // receipt's: the value is the hint's body with the receipt (§6.7).
+                var receiptBytes = entry.receiptLength
+                if entry.location.isSnapshot {
+                    guard entry.location.bodyBytes >= UInt32(hint.count) else {
+                        throw LedgerError(.corruptRecord,
+                                          "the snapshot value of key \"\(key(of: entry))\" is shorter than its entry; run `onceledger verify`",
+                                          path: reader.path(of: entry.valueFile), key: key(of: entry))
+                    }
+                    receiptBytes = entry.location.bodyBytes - UInt32(hint.count)
+                }
+                items.append(.receiptLater(.entryState, hint: hint, receiptBytes: receiptBytes))
             } else {
                 items.append(.whole(.entryState, body.encode()))
             }
