@@ -600,6 +600,65 @@ struct LedgerState: ~Copyable {
         return (items, order)
     }
 
+    /// The live state as a compaction streams it (`LogWriter.CompactionSource`): the
+    /// same items as `snapshotItemsInOrder`, in the same order, but a receipt that stays on
+    /// disk is not read here — its item is the entry with an empty receipt and the
+    /// receipt's length (`.receiptLater`), and `receipt(index)` reads it later, outside
+    /// the caller's lock, through a handle pinned now (so the file may be removed
+    /// meanwhile), checked like `receipt(of:)`: a damaged one fails the compaction.
+    /// Memory: the metadata only (no receipt on disk is read into it).
+    func compactionSource() throws -> (source: LogWriter.CompactionSource, order: [Int]) {
+        var items: [SnapshotFile.StreamItem] = []
+        items.reserveCapacity(entries.count + retained.count)
+        var onDisk: [(location: ValueLocation, key: String)?] = []
+        onDisk.reserveCapacity(entries.count + retained.count)
+        var handles: [UInt64: any StorageFile] = [:]
+        let order = sortedIndices()
+        for index in order {
+            let entry = entries[index]
+            let status: RecordBody.EntryStatus = switch entry.status {
+            case Entry.done: .done
+            case Entry.pending: .pending
+            default: .absent
+            }
+            let located = status == .done && entry.isLocated && reader != nil
+            let body = RecordBody.entryState(.init(
+                key: key(of: entry), status: status, attempt: entry.attempt, generation: entry.generation,
+                fingerprint: fingerprint(of: entry),
+                intentTimeMilliseconds: status == .done ? 0 : entry.time,
+                completedTimeMilliseconds: status == .done ? entry.time : 0,
+                receipt: status == .done && !located ? try receipt(of: entry) : []))
+            onDisk.append(located ? (entry.location, key(of: entry)) : nil)
+            if located, let reader {
+                if handles[entry.valueFile] == nil { handles[entry.valueFile] = try reader.handle(for: entry.valueFile) }
+                let hint = body.encode()
+                // An entry opened from a snapshot's hint knows its value's length, not its
+                // receipt's: the value is the hint's body with the receipt (§6.7).
+                var receiptBytes = entry.receiptLength
+                if entry.location.isSnapshot {
+                    guard entry.location.bodyBytes >= UInt32(hint.count) else {
+                        throw LedgerError(.corruptRecord,
+                                          "the snapshot value of key \"\(key(of: entry))\" is shorter than its entry; run `onceledger verify`",
+                                          path: reader.path(of: entry.valueFile), key: key(of: entry))
+                    }
+                    receiptBytes = entry.location.bodyBytes - UInt32(hint.count)
+                }
+                items.append(.receiptLater(.entryState, hint: hint, receiptBytes: receiptBytes))
+            } else {
+                items.append(.whole(.entryState, body.encode()))
+            }
+        }
+        items.append(contentsOf: retained.map { .whole($0.kind, $0.body) })
+        let reader = self.reader
+        let source = LogWriter.CompactionSource(items: items, receipt: { [onDisk, handles] index in
+            guard index < onDisk.count, let (location, key) = onDisk[index], let reader else {
+                throw LedgerError(.invalidArgument, "snapshot item \(index) has no receipt on disk")
+            }
+            return try LedgerState.receipt(at: location, key: key, reader: reader, file: handles[location.file])
+        })
+        return (source, order)
+    }
+
     /// After a compaction wrote `snapshotItemsInOrder()`'s items: entry `order[i]`'s
     /// receipt is now at `locations[i]` (nil: none there, the entry is kept as it is).
     /// Called before any later record is applied, so the entries are the ones written.

@@ -159,7 +159,7 @@ public final class LogEngine: @unchecked Sendable {
     fileprivate enum Job {
         /// records, their frame bytes, onDurable, waiter
         case append([LogRecord], Int, OnDurable?, Waiter)
-        case compact(@Sendable (UInt64) throws -> [SnapshotFile.Item],
+        case compact(@Sendable (UInt64) throws -> LogWriter.CompactionSource,
                      (@Sendable (LogWriter.CompactionResult) -> Void)?,
                      @Sendable (Result<LogWriter.CompactionResult, LedgerError>) -> Void)
     }
@@ -290,8 +290,20 @@ public final class LogEngine: @unchecked Sendable {
         _ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
         onCompacted: (@Sendable (LogWriter.CompactionResult) -> Void)? = nil
     ) async throws -> LogWriter.CompactionResult {
+        try await compactStreaming({ LogWriter.CompactionSource(items: try makeItems($0)) }, onCompacted: onCompacted)
+    }
+
+    /// `compact`, for a state whose receipts stay on disk: `makeSource` (on the I/O
+    /// thread, with the covered sequence number) returns the items' metadata and how to
+    /// read each receipt; the receipts are read after it returns, while the snapshot is
+    /// streamed to disk (`LogWriter.compact(source:timeMilliseconds:)`), so a lock taken
+    /// in `makeSource` is not held while they are read.
+    public func compactStreaming(
+        _ makeSource: @escaping @Sendable (UInt64) throws -> LogWriter.CompactionSource,
+        onCompacted: (@Sendable (LogWriter.CompactionResult) -> Void)? = nil
+    ) async throws -> LogWriter.CompactionResult {
         try await withCheckedThrowingContinuation { continuation in
-            submit(.compact(makeItems, onCompacted, { continuation.resume(with: $0) }))
+            submit(.compact(makeSource, onCompacted, { continuation.resume(with: $0) }))
         }
     }
 
@@ -472,10 +484,10 @@ public final class LogEngine: @unchecked Sendable {
 
     /// Runs `batch`; returns how many appenders it resumed.
     private func execute() -> Int {
-        if case .compact(let makeItems, let onCompacted, let completion) = batch.first {
+        if case .compact(let makeSource, let onCompacted, let completion) = batch.first {
             do {
-                let items = try makeItems(writer.lastSequence)
-                let result = try writer.compact(items: items, timeMilliseconds: clock())
+                let source = try makeSource(writer.lastSequence)
+                let result = try writer.compact(source: source, timeMilliseconds: clock())
                 publish(records: 1)
                 onCompacted?(result)
                 completion(.success(result))

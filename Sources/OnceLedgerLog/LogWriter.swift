@@ -500,6 +500,26 @@ public final class LogWriter {
         buffer.removeAll(keepingCapacity: true)
     }
 
+    /// What a compaction writes: the items, in snapshot order, and how to read the
+    /// receipt of each `.receiptLater` item (by its index in `items`) while the snapshot
+    /// is written — outside whatever lock guarded the state the items were taken from.
+    /// The receipt is returned checked (its record's or value's checksum).
+    public struct CompactionSource: Sendable {
+        public var items: [SnapshotFile.StreamItem]
+        public var receipt: @Sendable (Int) throws -> [UInt8]
+        public init(items: [SnapshotFile.StreamItem], receipt: @escaping @Sendable (Int) throws -> [UInt8]) {
+            self.items = items
+            self.receipt = receipt
+        }
+        /// Items whose bodies are whole (nothing to read later).
+        public init(items: [SnapshotFile.Item]) {
+            self.items = items.map { .whole($0.kind, $0.body) }
+            self.receipt = { index in
+                throw LedgerError(.invalidArgument, "snapshot item \(index) has no receipt to read")
+            }
+        }
+    }
+
     public struct CompactionResult: Sendable, Hashable {
         public var coveredSequence: UInt64
         public var snapshotPath: String
@@ -515,13 +535,19 @@ public final class LogWriter {
     /// then deletes the segments and older snapshots it covers (`Spec/FORMAT.md` §8).
     /// Each step is durable before the next, so a crash at any point loses nothing.
     public func compact(items: [SnapshotFile.Item], timeMilliseconds: UInt64) throws -> CompactionResult {
+        try compact(source: CompactionSource(items: items), timeMilliseconds: timeMilliseconds)
+    }
+
+    /// `compact(items:)` for items whose receipts are read only while the snapshot is
+    /// written (`CompactionSource`): the snapshot is streamed to its temporary file
+    /// through a fixed-size buffer (`SnapshotFile.writeStream`), so memory does not grow
+    /// with the receipts it carries. A receipt that cannot be read (`source.receipt`
+    /// throws, e.g. `.corruptRecord`) refuses the compaction: the temporary file is
+    /// removed and the writer stays usable (nothing it wrote failed).
+    public func compact(source: CompactionSource, timeMilliseconds: UInt64) throws -> CompactionResult {
         try checkUsable()
-        for item in items where item.body.count > Int(FormatLimits.recordBodyBytesMax) {
-            throw LedgerError(.limitExceeded, "snapshot item of \(item.body.count) bytes", limit: "recordBodyBytesMax")
-        }
-        func snapshotFile() -> SnapshotFile {
-            SnapshotFile(ledgerID: ledgerID, coveredSequence: lastSequence, chain: lastChain,
-                         ledgerScopedTokens: tokenScope.isLedgerScoped, items: items)
+        for item in source.items where item.bodyBytes > Int(FormatLimits.recordBodyBytesMax) {
+            throw LedgerError(.limitExceeded, "snapshot item of \(item.bodyBytes) bytes", limit: "recordBodyBytesMax")
         }
         var deletedSegments: [UInt64] = []
         var deletedSnapshots: [String] = []
@@ -529,23 +555,50 @@ public final class LogWriter {
             // The disk-use rule (§8): start a new, small active segment first when that
             // leaves less on disk than keeping the current one, so every old segment
             // is covered and deleted below. Its seal takes a sequence number, which the
-            // snapshot then covers too (a seal carries no state). Sized without encoding,
-            // so a large snapshot is encoded once.
-            let snapshotBytes = UInt64(snapshotFile().encodedByteCount)
+            // snapshot then covers too (a seal carries no state). Sized from the items'
+            // metadata, without reading a receipt.
+            let snapshotBytes = UInt64(SnapshotFile.streamedByteCount(source.items))
             if let size = try compactionRolloverBytes(snapshotBytes: snapshotBytes) {
                 try rollover(size: size)
             }
         } catch {
             throw poison(error)
         }
-        let (bytes, spans) = snapshotFile().encodeLocated()
         let covered = lastSequence
         let path = Paths.join(directory, LedgerFileNames.snapshot(covered))
+        // An existing snapshot of the same covered sequence (its marker was lost in a
+        // crash) is replaced by the atomic rename; removing it first could leave no
+        // snapshot at all if the removal reached the disk and the rename did not.
+        let temporary = path + LedgerFileNames.temporarySuffix
+        var written: (bytes: UInt64, values: [SnapshotFile.ValueSpan?])
+        var unreadable: Error?
         do {
-            // An existing snapshot of the same covered sequence (its marker was lost in a
-            // crash) is replaced by the atomic rename; removing it first could leave no
-            // snapshot at all if the removal reached the disk and the rename did not.
-            try writeFileDurably(path: path, bytes: bytes)
+            if storage.exists(temporary) { try storage.removeFile(temporary) }
+            let file = try storage.openFile(temporary, mode: .createExclusive)
+            defer { file.close() }
+            do {
+                written = try SnapshotFile.writeStream(
+                    ledgerID: ledgerID, coveredSequence: covered, chain: lastChain,
+                    ledgerScopedTokens: tokenScope.isLedgerScoped, items: source.items,
+                    receipt: { index in
+                        do { return try source.receipt(index) } catch {
+                            unreadable = error
+                            throw error
+                        }
+                    },
+                    write: { bytes, offset in try file.write(bytes, at: offset) })
+                try file.synchronize()
+                try storage.rename(temporary, to: path)
+            } catch {
+                removeTemporary(temporary, file: file)
+                throw error
+            }
+            try storage.synchronizeDirectory(directory)
+        } catch {
+            if let unreadable { throw unreadable }
+            throw poison(error)
+        }
+        do {
             snapshotCovered = covered
             // Segments whose every record is covered, never the active one.
             // Oldest first, each removal made durable before the next: unsynced removals
@@ -573,12 +626,12 @@ public final class LogWriter {
             throw poison(error)
         }
         let marker = RecordBody.snapshotMarker(.init(
-            coveredSequence: covered, timeMilliseconds: timeMilliseconds, snapshotBytes: UInt64(bytes.count)))
+            coveredSequence: covered, timeMilliseconds: timeMilliseconds, snapshotBytes: written.bytes))
         try commit([LogRecord(marker)])
         return CompactionResult(
-            coveredSequence: covered, snapshotPath: path, snapshotBytes: UInt64(bytes.count),
+            coveredSequence: covered, snapshotPath: path, snapshotBytes: written.bytes,
             deletedSegments: deletedSegments, deletedSnapshots: deletedSnapshots,
-            valueLocations: spans.map { $0.flatMap { ValueLocation.snapshot(covered: covered, $0) } })
+            valueLocations: written.values.map { $0.flatMap { ValueLocation.snapshot(covered: covered, $0) } })
     }
 
     /// The size of the segment a compaction should roll to before writing a snapshot of

@@ -28,6 +28,8 @@ enum ValuesOnDisk {
         var rows: [Row] = []
         /// (receipt bytes, calls per second, calls)
         var alreadyDone: [(Int, Double, Int)] = []
+        /// (receipt bytes, compaction seconds, peak resident bytes during the compaction)
+        var compaction: [(Int, Double, Int?)] = []
     }
 
     static let keyBytes = 14
@@ -77,7 +79,14 @@ enum ValuesOnDisk {
             let compacting = try await BlockingThread.run {
                 try LedgerOpenTime.openLedger(directory: directory, configuration: configuration)
             }
+            // Peak resident during the compaction alone: the high-water mark is reset to
+            // the resident set of the open ledger first (`VmHWM`, /proc/self/clear_refs).
+            HeapUsage.trim()
+            let reset = HeapUsage.resetPeakResident()
+            let compactClock = MonotonicClock()
             try await compacting.compact()
+            let compactSeconds = compactClock.elapsedSeconds
+            result.compaction.append((size, compactSeconds, reset ? HeapUsage.peakResidentBytes() : nil))
             try await BlockingThread.run { try compacting.close() }
             result.rows.append(try await measuredOpen("snapshot, cold", cold: true))
             result.rows.append(try await measuredOpen("snapshot, warm", cold: false))
@@ -126,7 +135,12 @@ enum ValuesOnDisk {
         for (size, rate, count) in result.alreadyDone {
             calls.add(["\(size) B", Format.rate(rate), Format.grouped(count)])
         }
-        return "Values on disk (T11–T13)\n" + table.render() + "\n" + calls.render()
+        var compactions = TextTable(["receipt", "compaction time", "peak resident during compaction"])
+        for (size, seconds, peak) in result.compaction {
+            compactions.add(["\(size) B", Format.seconds(seconds), peak.map { Format.megabytes(UInt64($0)) } ?? "n/a"])
+        }
+        return "Values on disk (T11–T13)\n" + table.render() + "\n" + calls.render() + "\n" + compactions.render()
+            + "\npeak resident = VmHWM (/proc/self/status) after the compaction, reset to the open ledger's resident set just before it"
     }
 }
 

@@ -430,18 +430,33 @@ public final class LogStore: LedgerStore, Sendable {
 
     /// Writes a snapshot of the live state and lets the log drop what it covers.
     public func compact() async throws {
+        try await compact(beforeReadingReceipt: nil)
+    }
+
+    /// `compact`, calling `beforeReadingReceipt` (a test's gate) before each receipt
+    /// that stays on disk is read into the snapshot.
+    ///
+    /// Under the lock only the metadata is taken (`LedgerState.compactionSource`: each
+    /// entry's body without its receipt, and where the receipt is, with the file's handle
+    /// pinned); the receipts are read after the lock is released, one at a time, while
+    /// the snapshot is streamed to disk through a fixed-size buffer. Once it is durable
+    /// the entries point at the snapshot's values (before any later append is applied).
+    package func compact(beforeReadingReceipt: (@Sendable (Int) -> Void)?) async throws {
         if core.withLock({ $0.closed }) { throw Self.closedError }
-        // Receipts that stay on disk are read into the snapshot; once it is durable the
-        // entries point at the snapshot's values (before any later append is applied).
-        // The memo's items follow the entries'; its values are relocated the same way.
         let order = Mutex<[Int]>([])
         let memoOrder = Mutex<[MemoTable.ItemKey?]>([])
-        try await log.compactLocated({ [self] _ in
-            let entries = try self.core.withLock { core in try core.state.snapshotItemsInOrder() }
+        try await log.compactStreaming({ [self] _ in
+            let (source, written) = try self.core.withLock { core in try core.state.compactionSource() }
+            // The memo's items follow the entries', whole (their values are read here, under
+            // the memo's lock: not yet streamed like receipts); relocated the same way.
             let memoItems = try self.memo.withLock { table in try table.snapshotItemsInOrder() }
-            order.withLock { $0 = entries.order }
+            order.withLock { $0 = written }
             memoOrder.withLock { $0 = memoItems.keys }
-            return entries.items + memoItems.items
+            let items = source.items + memoItems.items.map { SnapshotFile.StreamItem.whole($0.kind, $0.body) }
+            return LogWriter.CompactionSource(items: items, receipt: { index in
+                beforeReadingReceipt?(index)
+                return try source.receipt(index)
+            })
         }, onCompacted: { [self] locations in
             let written = order.withLock { $0 }
             let memoWritten = memoOrder.withLock { $0 }
@@ -450,6 +465,10 @@ public final class LogStore: LedgerStore, Sendable {
             self.memo.withLock { $0.relocate(memoWritten, locations: locations[entryItems...]) }
         })
     }
+
+    /// Whether the state's lock is free right now (for tests: a compaction reads its
+    /// receipts without holding it).
+    package var stateLockIsFree: Bool { core.withLockIfAvailable { _ in true } ?? false }
 
     /// Closes the log; nothing more is written through this store (even if its log is
     /// opened again by another store, as an in-memory one is to model a restart). Callers

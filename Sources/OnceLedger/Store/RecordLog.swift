@@ -49,6 +49,10 @@ public protocol RecordLog: AnyObject, Sendable {
     /// `onCompacted` with where each item's value now is (one per item; nil: none).
     func compactLocated(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
                         onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws
+    /// `compactLocated`, for items whose receipts are read only while the snapshot is
+    /// written (`LogWriter.CompactionSource`), after `makeSource` returned.
+    func compactStreaming(_ makeSource: @escaping @Sendable (UInt64) throws -> LogWriter.CompactionSource,
+                          onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws
 }
 
 @_spi(Benchmarks)
@@ -70,6 +74,21 @@ extension RecordLog {
     public func compactLocated(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
                                onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws {
         try await compact(makeItems)
+    }
+
+    /// For a log that takes whole items: each receipt is read into its item first.
+    public func compactStreaming(_ makeSource: @escaping @Sendable (UInt64) throws -> LogWriter.CompactionSource,
+                                 onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws {
+        try await compactLocated({ covered in
+            let source = try makeSource(covered)
+            return try source.items.enumerated().map { index, item in
+                switch item {
+                case .whole(let kind, let body): return SnapshotFile.Item(kind: kind, body: body)
+                case .receiptLater(let kind, _, _):
+                    return SnapshotFile.Item(kind: kind, body: item.wholeBody(receipt: try source.receipt(index)))
+                }
+            }
+        }, onCompacted: onCompacted)
     }
 
     /// `load` for a caller that has no use for the item count (tools replaying a
@@ -174,8 +193,15 @@ package final class FileRecordLog: RecordLog, @unchecked Sendable {
     /// took a location there before it still read them, then their handles close.
     package func compactLocated(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
                                onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws {
+        try await compactStreaming({ LogWriter.CompactionSource(items: try makeItems($0)) }, onCompacted: onCompacted)
+    }
+
+    /// The receipts are read on the I/O thread while the snapshot is streamed, after
+    /// `makeSource` returned (`LogEngine.compactStreaming`).
+    package func compactStreaming(_ makeSource: @escaping @Sendable (UInt64) throws -> LogWriter.CompactionSource,
+                                  onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws {
         let engine = try open()
-        _ = try await engine.compact(makeItems, onCompacted: { result in
+        _ = try await engine.compactStreaming(makeSource, onCompacted: { result in
             onCompacted(result.valueLocations)
             for number in result.deletedSegments { engine.reader.retire(number) }
             for name in result.deletedSnapshots {

@@ -59,6 +59,33 @@ enum HeapUsage {
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 
+    /// Resets the process's peak resident set size (`VmHWM`) to its current one
+    /// (`echo 5 > /proc/self/clear_refs`, Linux ≥ 4.0). False if the kernel refused.
+    @discardableResult
+    static func resetPeakResident() -> Bool {
+        let fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return write(fd, "5", 1) == 1
+    }
+
+    /// The process's peak resident set size (`VmHWM` in `/proc/self/status`).
+    static func peakResidentBytes() -> Int? {
+        let fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 16384)
+        let count = read(fd, &bytes, bytes.count)
+        guard count > 0 else { return nil }
+        let status = String(decoding: bytes[0..<count], as: UTF8.self)
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 2, let kilobytes = Int(fields[1]) else { return nil }
+            return kilobytes * 1024
+        }
+        return nil
+    }
+
     /// Returns free heap memory to the kernel (`malloc_trim(0)`), so that a
     /// following resident-size sample starts from a tight baseline.
     static func trim() {

@@ -1,0 +1,206 @@
+/// Writing a version 3 snapshot as a stream (`Spec/FORMAT.md` §6.3, §8): the same bytes
+/// as `SnapshotFile.encodeLocated`, produced through a fixed-size buffer, so a compaction
+/// never holds the receipts it carries in memory at once.
+///
+/// Everything but the values is known from the items' metadata: a first pass over them
+/// computes the values section's length and the hints checksum (so the header is final
+/// before the first byte is written); the second writes each value as it is read; the
+/// third writes the hints again from the metadata, then the trailer, whose file checksum
+/// was computed incrementally over every byte written.
+extension SnapshotFile {
+    /// One snapshot item as a compaction produces it.
+    public enum StreamItem: Hashable, Sendable {
+        /// An item whose body is whole. A done entry state carrying its receipt gets a
+        /// value, as in `encodeLocated`.
+        case whole(RecordKind, [UInt8])
+        /// A done entry state whose receipt is read only while the file is written:
+        /// `hint` is its entry-state body with an empty receipt (the receipt's u32
+        /// length zero, last), `receiptBytes` the receipt's length.
+        case receiptLater(RecordKind, hint: [UInt8], receiptBytes: UInt32)
+
+        public var kind: RecordKind {
+            switch self {
+            case .whole(let kind, _), .receiptLater(let kind, _, _): kind
+            }
+        }
+
+        /// The body's length with its receipt.
+        public var bodyBytes: Int {
+            switch self {
+            case .whole(_, let body): body.count
+            case .receiptLater(_, let hint, let receiptBytes): hint.count + Int(receiptBytes)
+            }
+        }
+
+        /// The whole body, given the receipt of a `.receiptLater` item.
+        public func wholeBody(receipt: [UInt8]) -> [UInt8] {
+            switch self {
+            case .whole(_, let body): return body
+            case .receiptLater(_, let hint, _):
+                var writer = ByteWriter(capacity: hint.count + receipt.count)
+                writer.writeBytes(hint[0..<(hint.count - 4)])
+                writer.writeInteger(UInt32(receipt.count))
+                writer.writeBytes(receipt)
+                return writer.bytes
+            }
+        }
+
+        /// The hint body's length, and the value body's length if the item has a value.
+        fileprivate var layout: (hintBytes: Int, valueBytes: Int?) {
+            switch self {
+            case .whole(let kind, let body):
+                if let receipt = body.withUnsafeBytes({ SnapshotFile.doneReceipt(kind: kind, $0) }) {
+                    return (receipt.lowerBound, body.count)
+                }
+                return (body.count, nil)
+            case .receiptLater(_, let hint, let receiptBytes):
+                return (hint.count, hint.count + Int(receiptBytes))
+            }
+        }
+    }
+
+    /// Appends `item`'s hint (`layout` given) with its value's `span` to `writer`.
+    private static func writeHint(_ item: StreamItem, hintBytes: Int, span: ValueSpan?, into writer: inout ByteWriter) {
+        writer.writeInteger(UInt32(hintBytes))
+        writer.writeInteger(item.kind.rawValue)
+        writer.writeInteger(span == nil ? UInt16(0) : SnapshotFile.hintFlagHasValue)
+        writer.writeInteger(span?.offset ?? 0)
+        writer.writeInteger(span?.bodyBytes ?? 0)
+        writer.writeInteger(UInt32(0))
+        switch item {
+        case .whole(_, let body) where span != nil:
+            writer.writeBytes(body[0..<(hintBytes - 4)])
+            writer.writeInteger(UInt32(0))
+        case .whole(_, let body):
+            writer.writeBytes(body)
+        case .receiptLater(_, let hint, _):
+            writer.writeBytes(hint)
+        }
+        writer.writePadding(alignment: FormatLimits.recordAlignment)
+    }
+
+    /// The values section's length and the hints section's length and checksum of
+    /// `items`, from their metadata alone (no receipt is read).
+    public static func streamedSections(_ items: [StreamItem]) -> (valuesBytes: Int, hintsBytes: Int, hintsChecksum: UInt32) {
+        var valuesBytes = 0
+        var hintsBytes = 0
+        var checksum: UInt32 = 0
+        var scratch = ByteWriter(capacity: 256)
+        for item in items {
+            let layout = item.layout
+            let span = layout.valueBytes.map {
+                ValueSpan(offset: UInt64(FormatLimits.snapshotHeaderBytes + valuesBytes), bodyBytes: UInt32($0))
+            }
+            scratch = ByteWriter(capacity: scratch.count)
+            writeHint(item, hintBytes: layout.hintBytes, span: span, into: &scratch)
+            checksum = scratch.bytes.withUnsafeBytes { CRC32.update(checksum, $0) }
+            hintsBytes += scratch.count
+            if let span { valuesBytes += span.frameBytes }
+        }
+        return (valuesBytes, hintsBytes, checksum)
+    }
+
+    /// The bytes `writeStream` writes for `items`.
+    public static func streamedByteCount(_ items: [StreamItem]) -> Int {
+        let sections = streamedSections(items)
+        return FormatLimits.snapshotHeaderBytes + sections.valuesBytes + sections.hintsBytes
+            + FormatLimits.snapshotTrailerBytes
+    }
+
+    /// Writes a version 3 snapshot of `items` through `write(bytes, fileOffset)`, in file
+    /// order, in chunks of about `bufferBytes` (a value larger than that goes in one
+    /// chunk of its own). `receipt(index)` returns the receipt of `items[index]`, a
+    /// `.receiptLater` item, when its value is written; a receipt whose length is not the
+    /// one the item announced fails with `.corruptRecord` (its hint is already counted).
+    /// Returns the file's length and where each item's value went (nil: no value).
+    /// Items must respect `FormatLimits.recordBodyBytesMax` (checked by the caller).
+    public static func writeStream(
+        ledgerID: LedgerID, coveredSequence: UInt64, chain: UInt32, ledgerScopedTokens: Bool,
+        items: [StreamItem], bufferBytes: Int = 1 << 20,
+        receipt: (Int) throws -> [UInt8],
+        write: ([UInt8], UInt64) throws -> Void
+    ) throws -> (bytes: UInt64, values: [ValueSpan?]) {
+        let headerBytes = FormatLimits.snapshotHeaderBytes
+        let sections = streamedSections(items)
+        var header = ByteWriter(capacity: headerBytes)
+        header.writeBytes(SnapshotFile.magic)
+        header.writeInteger(FormatLimits.snapshotFormatVersion)
+        header.writeInteger(UInt16(headerBytes))
+        header.writeInteger(ledgerScopedTokens ? FormatLimits.flagLedgerScopedTokens : 0)
+        header.writeBytes(ledgerID.bytes)
+        header.writeInteger(coveredSequence)
+        header.writeInteger(chain)
+        header.writeInteger(sections.hintsChecksum)
+        header.writeInteger(UInt64(sections.valuesBytes))
+        header.writeInteger(UInt32(items.count))
+        header.writeInteger(CRC32.checksum(header.bytes))
+
+        var out = ByteWriter(capacity: bufferBytes)
+        var fileOffset: UInt64 = 0
+        var fileChecksum: UInt32 = 0
+        // Called between items only: every item starts 8-aligned, so the buffer's own
+        // padding (`writePadding` counts from the buffer's start) is the file's.
+        func flush(force: Bool) throws {
+            guard out.count > 0, force || out.count >= bufferBytes else { return }
+            fileChecksum = out.bytes.withUnsafeBytes { CRC32.update(fileChecksum, $0) }
+            try write(out.bytes, fileOffset)
+            fileOffset += UInt64(out.count)
+            out = ByteWriter(capacity: bufferBytes)
+        }
+        out.writeBytes(header.bytes)
+
+        var spans = [ValueSpan?](repeating: nil, count: items.count)
+        var valueOffset = UInt64(headerBytes)
+        for (index, item) in items.enumerated() {
+            guard let valueBytes = item.layout.valueBytes else { continue }
+            let span = ValueSpan(offset: valueOffset, bodyBytes: UInt32(valueBytes))
+            var prefix = ByteWriter(capacity: 8)
+            prefix.writeInteger(UInt32(valueBytes))
+            prefix.writeInteger(item.kind.rawValue)
+            prefix.writeInteger(UInt16(0))
+            switch item {
+            case .whole(_, let body):
+                let checksum = body.withUnsafeBytes { body in
+                    prefix.bytes.withUnsafeBytes { CRC32.update(CRC32.update(0, $0), body) }
+                }
+                out.writeBytes(prefix.bytes)
+                out.writeInteger(checksum)
+                out.writeInteger(UInt32(0))
+                out.writeBytes(body)
+            case .receiptLater(_, let hint, let receiptBytes):
+                let bytes = try receipt(index)
+                guard bytes.count == Int(receiptBytes) else {
+                    throw LedgerError(.corruptRecord,
+                                      "a receipt read for the snapshot is \(bytes.count) bytes, not the \(receiptBytes) its entry records; run `onceledger verify`")
+                }
+                var length = ByteWriter(capacity: 4)
+                length.writeInteger(receiptBytes)
+                var checksum = prefix.bytes.withUnsafeBytes { CRC32.update(0, $0) }
+                checksum = hint.withUnsafeBytes { CRC32.update(checksum, UnsafeRawBufferPointer(rebasing: $0[0..<(hint.count - 4)])) }
+                checksum = length.bytes.withUnsafeBytes { CRC32.update(checksum, $0) }
+                checksum = bytes.withUnsafeBytes { CRC32.update(checksum, $0) }
+                out.writeBytes(prefix.bytes)
+                out.writeInteger(checksum)
+                out.writeInteger(UInt32(0))
+                out.writeBytes(hint[0..<(hint.count - 4)])
+                out.writeBytes(length.bytes)
+                out.writeBytes(bytes)
+            }
+            out.writePadding(alignment: FormatLimits.recordAlignment)
+            spans[index] = span
+            valueOffset += UInt64(span.frameBytes)
+            try flush(force: false)
+        }
+        for (index, item) in items.enumerated() {
+            writeHint(item, hintBytes: item.layout.hintBytes, span: spans[index], into: &out)
+            try flush(force: false)
+        }
+        out.writeBytes(SnapshotFile.trailerMagic)
+        out.writeInteger(UInt32(0))
+        let trailerChecksum = out.bytes.withUnsafeBytes { CRC32.update(fileChecksum, $0) }
+        out.writeInteger(trailerChecksum)
+        try write(out.bytes, fileOffset)
+        fileOffset += UInt64(out.count)
+        return (fileOffset, spans)
+    }
+}

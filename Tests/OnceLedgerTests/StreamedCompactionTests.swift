@@ -1,0 +1,120 @@
+// Proves that a compaction of a ledger whose receipts stay on disk takes only metadata under
+// the store's lock and reads the receipts after releasing it (`LogStore.compact`,
+// `LedgerState.compactionSource`): held at a gate before the first receipt is read, the
+// state's lock is free and a claim on another, done key completes (alreadyDone, its receipt
+// read back); the snapshot it writes is byte for byte what the one-buffer encoder makes of the
+// same items; and a receipt damaged on disk refuses the compaction with `corrupt-record`,
+// leaving no temporary file and a usable ledger. Real files in a temporary directory; key
+// count from ONCELEDGER_VALUES_KEYS (small default).
+import Foundation
+import OnceLedgerFormat
+import OnceLedgerLog
+import Synchronization
+import Testing
+@_spi(Benchmarks) @testable import OnceLedger
+
+@Suite struct StreamedCompactionTests {
+    static let keyCount = ProcessInfo.processInfo.environment["ONCELEDGER_VALUES_KEYS"].flatMap(Int.init) ?? 40
+
+    /// A semaphore the I/O thread waits on (a gate, not a timer).
+    final class Gate: Sendable {
+        let semaphore = DispatchSemaphore(value: 0)
+        func open() { semaphore.signal() }
+        func wait() { semaphore.wait() }
+    }
+
+    static func snapshotNames(_ directory: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory).filter { LedgerFileNames.parseSnapshot($0) != nil }
+    }
+
+    @Test func receiptsAreReadOutsideTheLockAndTheSnapshotMatchesTheOneBufferEncoder() async throws {
+        let directory = ValuesOnDiskTests.temporaryDirectory("streamed")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments)
+        defer { try? ledger.close() }
+        try await ValuesOnDiskTests.fill(ledger, count: Self.keyCount)
+        let store = try #require(ledger.logStore)
+        #expect(try ValuesOnDiskTests.locatedCount(ledger) == Self.keyCount)
+        // The items the one-buffer path would have written (every receipt read in).
+        let expectedItems = try store.withState { try $0.snapshotItems() }
+
+        let (reached, reachedContinuation) = AsyncStream.makeStream(of: Bool.self)
+        let release = Gate()
+        let lockFreeAtEachRead = Mutex<[Bool]>([])
+        let compaction = Task {
+            try await store.compact(beforeReadingReceipt: { _ in
+                let free = store.stateLockIsFree
+                let first = lockFreeAtEachRead.withLock { reads in
+                    reads.append(free)
+                    return reads.count == 1
+                }
+                if first {
+                    reachedContinuation.yield(free)
+                    release.wait()
+                }
+            })
+        }
+        var iterator = reached.makeAsyncIterator()
+        let freeAtGate = await iterator.next()
+        do {
+            try #require(freeAtGate == true, "the state's lock is free while receipts are read")
+            // A claim on another key completes while the compaction waits mid-read.
+            let outcome = try await ledger.onceBytes(IdempotencyKey("key-3-r0")) { _ in
+                Issue.record("a done key ran its effect")
+                return []
+            }
+            guard case .alreadyDone(let receipt, _) = outcome else {
+                Issue.record("expected alreadyDone, got \(outcome)")
+                release.open()
+                _ = try? await compaction.value
+                return
+            }
+            #expect(receipt == ValuesOnDiskTests.receipt(3))
+        } catch {
+            release.open()
+            _ = try? await compaction.value
+            throw error
+        }
+        release.open()
+        try await compaction.value
+        #expect(lockFreeAtEachRead.withLock { $0 } == [Bool](repeating: true, count: Self.keyCount))
+
+        // Byte for byte what the one-buffer encoder writes for the same items.
+        let name = try #require(try Self.snapshotNames(directory).first)
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name)))
+        guard case .snapshot(let snapshot) = SnapshotFile.decode(bytes) else {
+            Issue.record("the streamed snapshot does not decode")
+            return
+        }
+        #expect(snapshot.formatVersion == 3)
+        #expect(snapshot.items == expectedItems)
+        let oneBuffer = SnapshotFile(ledgerID: snapshot.ledgerID, coveredSequence: snapshot.coveredSequence,
+                                     chain: snapshot.chain, ledgerScopedTokens: snapshot.ledgerScopedTokens,
+                                     items: expectedItems).encode()
+        #expect(bytes == oneBuffer)
+        // The entries now point into the snapshot, and read back.
+        #expect(try ValuesOnDiskTests.receiptBytesInMemory(ledger) == 0)
+        try await ValuesOnDiskTests.expectReceipts(ledger, count: Self.keyCount)
+    }
+
+    @Test func aDamagedReceiptRefusesTheCompactionAndLeavesNoTemporaryFile() async throws {
+        let directory = ValuesOnDiskTests.temporaryDirectory("streamed-damage")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments)
+        defer { try? ledger.close() }
+        try await ValuesOnDiskTests.fill(ledger, count: 12)
+        let location = try #require(try ledger.logStore!.withState { try? $0.lookup("key-7-r0") }?.onDisk?.location)
+        let reader = try #require(try ledger.logStore!.withState { $0.reader })
+        try ValuesOnDiskTests.flipByte(reader.path(of: location.file), at: location.offset + UInt64(location.readBytes / 2))
+        await #expect { try await ledger.compact() } throws: { ($0 as? LedgerError)?.code == .corruptRecord }
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(!names.contains { $0.hasSuffix(LedgerFileNames.temporarySuffix) }, "no temporary file left: \(names)")
+        #expect(try Self.snapshotNames(directory).isEmpty)
+        // The refusal did not poison the writer: the ledger still appends and compacts.
+        _ = try await ledger.onceBytes(IdempotencyKey("after")) { _ in [1, 2, 3] }
+        try ValuesOnDiskTests.flipByte(reader.path(of: location.file), at: location.offset + UInt64(location.readBytes / 2))
+        try await ledger.compact()
+        #expect(try await ledger.entry("after")?.receipt == [1, 2, 3])
+        try await ValuesOnDiskTests.expectReceipts(ledger, count: 12)
+    }
+}
