@@ -244,6 +244,16 @@ public struct SnapshotFile: Hashable, Sendable {
         return (writer.bytes, [ValueSpan?](repeating: nil, count: items.count))
     }
 
+    /// Whether `value` is its hint's item with its value: the same kind, the same bytes up
+    /// to the value (the hint's last field, an empty length), and the value where
+    /// `doneReceipt` finds it. The one rule for every reader that checks a value.
+    public static func valueMatchesHint(_ value: Item, hint: UnsafeRawBufferPointer, kind: RecordKind) -> Bool {
+        guard value.kind == kind, hint.count >= 4, value.body.count >= hint.count else { return false }
+        let prefix = hint.count - 4
+        guard value.body[0..<prefix].elementsEqual(hint[0..<prefix]) else { return false }
+        return value.body.withUnsafeBytes { doneReceipt(kind: kind, $0)?.lowerBound == prefix + 4 }
+    }
+
     /// The range of the value an item keeps in the values section — a done entry-state
     /// body's receipt, or a memo entry's value (each its body's last field, after its u32
     /// length) — or nil for any other item.
@@ -592,13 +602,7 @@ public struct SnapshotFile: Hashable, Sendable {
             switch value(span) {
             case .failure(let reason): failure = reason
             case .success(let item):
-                // The value is the hint's entry with its receipt: same kind, and the same
-                // bytes up to the receipt.
-                let prefix = body.count - 4
-                guard item.kind == kind, item.body.count >= body.count,
-                      item.body[0..<prefix].elementsEqual(body[0..<prefix]),
-                      item.body.withUnsafeBytes({ doneReceipt(kind: kind, $0)?.lowerBound == prefix + 4 })
-                else {
+                guard valueMatchesHint(item, hint: body, kind: kind) else {
                     failure = "the value at offset \(span.offset) is not its hint's entry"
                     return
                 }

@@ -54,22 +54,9 @@ enum SnapshotCheck {
         try snapshot.forEachHint { kind, hint, span in
             guard valid, let span else { return }
             let value = try Self.value(span, in: file, path: file.path)
-            valid = matches(value, hint: hint, kind: kind)
+            valid = SnapshotFile.valueMatchesHint(value, hint: hint, kind: kind)
         }
         return valid
-    }
-
-    /// Whether `value` is its hint's entry with its receipt: the same kind, the same bytes
-    /// up to the receipt, and a done entry state whose receipt follows them.
-    static func matches(_ value: SnapshotFile.Item, hint: UnsafeRawBufferPointer, kind: RecordKind) -> Bool {
-        guard value.kind == kind, hint.count >= 4, value.body.count >= hint.count else { return false }
-        let prefix = hint.count - 4
-        guard value.body[0..<prefix].elementsEqual(hint[0..<prefix]) else { return false }
-        return value.body.withUnsafeBytes { raw in
-            guard case .fields(.entryState(_, .done, _, _, _, _, _, let receipt)) = RecordBody.decodeFields(kind: kind, raw)
-            else { return false }
-            return receipt.lowerBound == prefix + 4
-        }
     }
 
     /// The done entry (with its receipt) stored at `span` of the snapshot `file`, checked.
