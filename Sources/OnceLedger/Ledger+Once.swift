@@ -91,6 +91,15 @@ extension Ledger {
                               "once(\"\(key.rawValue)\") was called from inside its own effect; that would wait on itself forever",
                               key: key.rawValue)
         }
+        // The common duplicate first: no call of this key runs in this process and the store
+        // holds it done, so it returns without joining the table of running calls (no
+        // allocation, no insert and removal). Anything else takes the path below.
+        if inFlight.withLock({ $0[key.keyBytes] == nil }) {
+            try Task.checkCancellation()
+            if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
+            let request = ClaimRequest(key: key, scope: scope, whenPending: .report, timeMilliseconds: now())
+            if let entry = try await store.doneEntry(request) { return .alreadyDone(entry.receipt, entry) }
+        }
         while true {
             switch enter(key) {
             case .mismatch:
