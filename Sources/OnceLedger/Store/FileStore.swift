@@ -37,6 +37,7 @@ public final class FileStore: LedgerStore, Sendable {
 
     public var tokenScope: TokenScope { store.tokenScope }
     public func claim(_ request: ClaimRequest) async throws -> ClaimResult { try await store.claim(request) }
+    public func doneEntry(_ request: ClaimRequest) async throws -> EntryInfo? { try await store.doneEntry(request) }
     public func complete(_ claim: Claim, receipt: [UInt8], timeMilliseconds: UInt64) async throws -> EntryInfo {
         try await store.complete(claim, receipt: receipt, timeMilliseconds: timeMilliseconds)
     }

@@ -22,6 +22,13 @@ public protocol LedgerStore: AnyObject, Sendable {
     /// the answer says why (done, pending-unknown, another fingerprint, running elsewhere).
     func claim(_ request: ClaimRequest) async throws -> ClaimResult
 
+    /// The entry `claim(request)` would answer `.done` with, if the store can tell that
+    /// cheaply, else nil (then `claim` decides). Claims nothing and writes nothing.
+    /// `Ledger` asks it first when no call of the key runs in its process, so the common
+    /// duplicate skips the bookkeeping of running calls. A store that cannot answer more
+    /// cheaply than `claim` keeps the default, which returns nil.
+    func doneEntry(_ request: ClaimRequest) async throws -> EntryInfo?
+
     /// Records that `claim`'s effect happened, with its receipt: durable before returning;
     /// returns the done entry.
     func complete(_ claim: Claim, receipt: [UInt8], timeMilliseconds: UInt64) async throws -> EntryInfo
@@ -104,6 +111,10 @@ public protocol LedgerStore: AnyObject, Sendable {
     /// The run generations the memo holds (running, or ended and not swept), sorted by
     /// namespace, run id (their bytes) and generation.
     func runs(_ query: RunQuery) async throws -> [RunInfo]
+}
+
+extension LedgerStore {
+    public func doneEntry(_ request: ClaimRequest) async throws -> EntryInfo? { nil }
 }
 
 /// What `claim` is asked.

@@ -98,6 +98,33 @@ public final class LogStore: LedgerStore, Sendable {
         case write(attempt: UInt32, generation: UInt32, id: UInt64)
     }
 
+    /// Whether a done `entry` may run again under `scope` at `time`.
+    static func expired(_ entry: EntryInfo, scope: DeduplicationScope, at time: UInt64) -> Bool {
+        switch scope {
+        case .forever: false
+        case .whileInFlight: true
+        case .window(let milliseconds):
+            // A window reaching past UInt64.max never expires (no wrap-around).
+            entry.timeMilliseconds.addingReportingOverflow(milliseconds).overflow == false
+                && time >= entry.timeMilliseconds + milliseconds
+        }
+    }
+
+    /// `claim`'s `.done` answer, decided by the same rules under the same lock, or nil
+    /// for every other answer (nothing is claimed).
+    public func doneEntry(_ request: ClaimRequest) async throws -> EntryInfo? {
+        let key = request.key
+        let found: LedgerState.Lookup? = try core.withLock { core in
+            if core.closed { throw Self.closedError }
+            guard core.live[key.keyBytes] == nil, let lookup = try core.state.lookup(key.rawValue),
+                  lookup.info.status == .done, lookup.info.fingerprint == key.fingerprint,
+                  !Self.expired(lookup.info, scope: request.scope, at: request.timeMilliseconds)
+            else { return nil }
+            return lookup
+        }
+        return try found?.finish()
+    }
+
     public func claim(_ request: ClaimRequest) async throws -> ClaimResult {
         let key = request.key
         let time = request.timeMilliseconds
@@ -116,24 +143,19 @@ public final class LogStore: LedgerStore, Sendable {
                                                fingerprint: key.fingerprint, timeMilliseconds: time, isOperator: false)
                 return .write(attempt: attempt, generation: generation, id: id)
             }
-            let stored = core.state.metadata(key.rawValue)
-            guard let entry = stored, entry.status != .absent else {
-                return grant(attempt: (stored?.attempt ?? 0) + 1, generation: stored?.generation ?? 0)
+            // One look in the table: the claim decides on the entry's metadata, and a done
+            // entry's lookup already says where its receipt is (read outside the lock).
+            let stored = try core.state.lookup(key.rawValue)
+            guard let lookup = stored, lookup.info.status != .absent else {
+                return grant(attempt: (stored?.info.attempt ?? 0) + 1, generation: stored?.info.generation ?? 0)
             }
+            let entry = lookup.info
             if entry.fingerprint != key.fingerprint {
-                return .answer(.fingerprintMismatch(try core.state.info(key.rawValue) ?? entry))
+                return .answer(.fingerprintMismatch(try lookup.finish()))
             }
             switch entry.status {
             case .done:
-                let expired: Bool = switch request.scope {
-                case .forever: false
-                case .whileInFlight: true
-                case .window(let milliseconds):
-                    // A window reaching past UInt64.max never expires (no wrap-around).
-                    entry.timeMilliseconds.addingReportingOverflow(milliseconds).overflow == false
-                        && time >= entry.timeMilliseconds + milliseconds
-                }
-                if !expired, let lookup = try core.state.lookup(key.rawValue) { return .done(lookup) }
+                if !Self.expired(entry, scope: request.scope, at: time) { return .done(lookup) }
                 return grant(attempt: entry.attempt + 1, generation: entry.generation &+ 1)
             case .pendingUnknown:
                 switch request.whenPending {
