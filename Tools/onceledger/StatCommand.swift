@@ -106,10 +106,8 @@ struct StatCommand: AsyncParsableCommand {
             } else {
                 out.add("oldest pending", "none")
             }
-            if let generationFloor {
-                out.add("generation floor", generationFloor == 0
-                    ? "0 (compaction has dropped no entry)"
-                    : "\(generationFloor) (a key without an entry starts there: compaction dropped entries below it)")
+            if let generationFloor, generationFloor > 0 {
+                out.add("gen. floor", "\(generationFloor) (a key without an entry starts at this generation: compaction dropped entries below it)")
             }
         } else {
             out.add("entries", "not computed: the ledger is damaged")
