@@ -7,7 +7,8 @@
 // gets a token that no earlier run of any key was given (every token handed to an effect is
 // collected and compared), because the durable generation floor survives reopening and later
 // compactions; a ledger compacted before retention existed (a version-3 snapshot without a
-// floor) still opens; a loop of runs, forgets and compactions keeps the directory bounded. And
+// floor) still opens; salvage carries the floor and the scopes into the new ledger; a loop of
+// runs, forgets and compactions keeps the directory bounded. And
 // with `LedgerCrashRunner` (a crash at every I/O step of runs, forgets and compactions, then
 // power loss or process kill, reopen, rerun): no effect is ever handed a token whose run had
 // already finished, so a crash never loses the floor.
@@ -294,6 +295,31 @@ private func keys(_ ledger: Ledger) async throws -> [String] {
         }
         try await expectFreshToken(ledger, "k", tokens)
         try ledger.close()
+    }
+
+    @Test func salvageKeepsTheFloorAndTheScopes() async throws {
+        let harness = Harness(.file, clock: .init(1_000_000))
+        let ledger = try harness.open()
+        let tokens = Tokens()
+        try await run(ledger, "gone", tokens)
+        try await run(ledger, "digest", tokens, scope: .window(milliseconds: 60_000))
+        try await ledger.forgetDoneEntryAllowingRerun("gone", reason: "rerun")
+        try await ledger.compact()
+        try ledger.close()
+        let target = harness.directory + "-salvaged"
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let plan = Salvage.plan(try Salvage.scan(directory: harness.directory))
+        #expect(plan.notCopied.isEmpty, "\(plan.notCopied)")
+        _ = try await Salvage.write(plan, to: SalvageDestination(target: target))
+
+        harness.clock.advance(60_000)
+        let copy = try Ledger.open(directory: target, createIfMissing: false, clock: harness.clock.function)
+        #expect(copy.logStore?.generationFloor == 2)
+        try await copy.compact()
+        #expect(try await copy.entries().isEmpty, "the window entry's scope came along and its window has passed")
+        try await expectFreshToken(copy, "gone", tokens)
+        try await expectFreshToken(copy, "digest", tokens)
+        try copy.close()
     }
 
     @Test(arguments: BackendKind.allCases)
