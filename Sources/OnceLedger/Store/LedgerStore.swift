@@ -66,7 +66,18 @@ public protocol LedgerStore: AnyObject, Sendable {
 
     /// Drops what no entry needs any more (for `FileStore`: writes a snapshot and removes
     /// the segments it covers). A store with nothing to drop does nothing.
-    func compact() async throws
+    ///
+    /// **Retention** (`ARCHITECTURE.md` §2, `Spec/FORMAT.md` §9.5): an entry that no longer
+    /// blocks anything at `nowMilliseconds` (the ledger's clock) may be dropped — absent
+    /// (released, resolved absent, forgotten), or done whose intent's scope was
+    /// while-in-flight, or window with `completion time + window ≤ now` — unless a claim or
+    /// an operator act on its key is in flight, or its generation is `UInt32.max`. Never a
+    /// pending-unknown entry, never a done entry of scope forever. A store that drops
+    /// entries keeps, durably and in the same atomic step, a **generation floor** ≥ every
+    /// dropped entry's generation + 1, which only grows; `claim` of a key without an entry
+    /// grants the floor as its generation. So a dropped key never runs again under a
+    /// generation — a token — it was given before. A store may drop less (or nothing).
+    func compact(nowMilliseconds: UInt64) async throws
 
     /// Waits until `entry`, which `claim` reported as `.running` in another owner, may have
     /// changed (its claim completed, was released, or expired), then returns; the caller

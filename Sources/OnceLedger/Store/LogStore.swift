@@ -147,7 +147,10 @@ public final class LogStore: LedgerStore, Sendable {
             // entry's lookup already says where its receipt is (read outside the lock).
             let stored = try core.state.lookup(key.rawValue)
             guard let lookup = stored, lookup.info.status != .absent else {
-                return grant(attempt: (stored?.info.attempt ?? 0) + 1, generation: stored?.info.generation ?? 0)
+                // A key without an entry starts at the generation floor: past every
+                // generation of an entry compaction dropped (`Spec/FORMAT.md` §9.5).
+                return grant(attempt: (stored?.info.attempt ?? 0) + 1,
+                             generation: stored?.info.generation ?? core.state.generationFloor)
             }
             let entry = lookup.info
             if entry.fingerprint != key.fingerprint {
@@ -426,6 +429,10 @@ public final class LogStore: LedgerStore, Sendable {
         core.withLock { $0.state.count }
     }
 
+    /// The generation a key without an entry starts at (`Spec/FORMAT.md` §9.5): 0 until a
+    /// compaction dropped an entry.
+    package var generationFloor: UInt32 { core.withLock { $0.state.generationFloor } }
+
     // MARK: Log
 
     /// Appends records durably and, once durable, applies the very bytes written to the
@@ -450,9 +457,11 @@ public final class LogStore: LedgerStore, Sendable {
         })
     }
 
-    /// Writes a snapshot of the live state and lets the log drop what it covers.
-    public func compact() async throws {
-        try await compact(beforeReadingReceipt: nil)
+    /// Writes a snapshot of the live state and lets the log drop what it covers; entries
+    /// that no longer block anything at `nowMilliseconds` are left out of it, the
+    /// generation floor raised past them (`Spec/FORMAT.md` §9.5).
+    public func compact(nowMilliseconds: UInt64) async throws {
+        try await compact(nowMilliseconds: nowMilliseconds, beforeReadingReceipt: nil)
     }
 
     /// `compact`, calling `beforeReadingReceipt` (a test's gate) before each receipt
@@ -463,12 +472,20 @@ public final class LogStore: LedgerStore, Sendable {
     /// pinned); the receipts are read after the lock is released, one at a time, while
     /// the snapshot is streamed to disk through a fixed-size buffer. Once it is durable
     /// the entries point at the snapshot's values (before any later append is applied).
-    package func compact(beforeReadingReceipt: (@Sendable (Int) -> Void)?) async throws {
+    /// `nowMilliseconds` nil: every entry is kept.
+    package func compact(nowMilliseconds: UInt64?, beforeReadingReceipt: (@Sendable (Int) -> Void)?) async throws {
         if core.withLock({ $0.closed }) { throw Self.closedError }
         let order = Mutex<[Int]>([])
+        let plan = Mutex<LedgerState.RetentionPlan?>(nil)
         let memoOrder = Mutex<[MemoTable.ItemKey?]>([])
         try await log.compactStreaming({ [self] _ in
-            let (source, written) = try self.core.withLock { core in try core.state.compactionSource() }
+            let (source, written, retired) = try self.core.withLock { core in
+                // Keys with a claim or an operator act in flight are never dropped.
+                try core.state.compactionSource(retention: nowMilliseconds.map {
+                    LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys))
+                })
+            }
+            plan.withLock { $0 = retired }
             // The memo's items follow the entries', whole (their values are read here, under
             // the memo's lock: not yet streamed like receipts); relocated the same way.
             let memoItems = try self.memo.withLock { table in try table.snapshotItemsInOrder() }
@@ -483,7 +500,11 @@ public final class LogStore: LedgerStore, Sendable {
             let written = order.withLock { $0 }
             let memoWritten = memoOrder.withLock { $0 }
             let entryItems = max(0, locations.count - memoWritten.count)
-            self.core.withLock { $0.state.relocate(order: written, locations: Array(locations[..<entryItems])) }
+            let retired = plan.withLock { $0 }
+            self.core.withLock { core in
+                core.state.relocate(order: written, locations: Array(locations[..<entryItems]))
+                if let retired { core.state.dropRetired(retired) }
+            }
             self.memo.withLock { $0.relocate(memoWritten, locations: locations[entryItems...]) }
         })
     }
