@@ -208,7 +208,7 @@ public final class Journal: Sendable {
     /// recorded in it, and its journal is swept with its memo once the ledger's
     /// `memoRetention` window for `status` has passed. With `.succeeded`, first checks that
     /// the code reached every recorded position: if not, throws `.journalDivergence`
-    /// (`unreached`) and writes nothing.
+    /// (`unreached`) and writes nothing. In a replay (`JournalReplayer`) it writes nothing.
     @discardableResult
     public func finish(_ status: RunStatus) async throws -> RunInfo {
         if status == .succeeded {
@@ -217,6 +217,10 @@ public final class Journal: Sendable {
                 throw divergence(.unreached, at: state.withLock { $0.cursor }, recorded: first.step, requested: nil,
                                  unreached: unreached.map(\.position))
             }
+        }
+        if replayOnly {
+            return RunInfo(run: run, generation: generation, status: status, endTimeMilliseconds: ledger.clock(),
+                           entryCount: 0, valueBytes: 0)
         }
         if try await ledger.store.memoGeneration(of: run) != generation,
            let info = try await ledger.store.runs(RunQuery(namespace: run.namespace, run: run.run))
