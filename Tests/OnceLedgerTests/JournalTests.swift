@@ -7,7 +7,8 @@
 // sides field by field, and writes nothing; `patched` sends old runs down the old path and new
 // runs down the new one; per-run limits throw before writing; the journal is the memo's (the
 // empty step is refused to memo users, a finished run's journal is swept with its memo, a reused
-// run id starts an empty journal); steps called concurrently are refused. Time is a manual
+// run id starts an empty journal); steps called concurrently are refused; an operator truncation
+// frees positions with an audited entry each and a new epoch, so changed code records anew. Time is a manual
 // clock; nothing sleeps.
 import Foundation
 @testable import OnceLedger
@@ -302,6 +303,39 @@ private func expectDivergence(_ reason: JournalDivergence.Reason, position: UInt
         release.open()
         #expect(try await first.value == 1)
         #expect(try await journal.step("other") { 2 } == 2)
+        try ledger.close()
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func anOperatorTruncationFreesPositionsAndIsRecorded(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        var ledger = try harness.open()
+        let old = try await ledger.journal(run: "r")
+        _ = try await old.step("a") { 1 }
+        _ = try await old.step("b.old") { 2 }
+        _ = try await old.effect("notify", input: 2) { _ in "old notice" }
+        ledger = try harness.reopen(ledger)
+        let changed = try await ledger.journal(run: "r")
+        _ = try await changed.step("a") { 1 }
+        _ = await expectDivergence(.mismatch, position: 1) { _ = try await changed.step("b.new") { 3 } }
+
+        let truncation = try await ledger.truncateJournal(run: "r", from: 1, actor: "ops@example", reason: "b changed on purpose")
+        #expect(truncation.positions == [1, 2])
+        #expect(truncation.dropped.map(\.entry.nameText) == ["b.old", "notify"])
+        let records = try await ledger.journalRecords(run: "r")
+        #expect(records.dropFirst().allSatisfy { $0.entry.kind == .truncated && $0.entry.nameText == "ops@example" })
+
+        ledger = try harness.reopen(ledger)
+        let notices = Counter()
+        let again = try await ledger.journal(run: "r")
+        _ = try await again.step("a") { 1 }
+        #expect(try await again.step("b.new") { 3 } == 3)
+        #expect(try await again.effect("notify", input: 3) { _ in notices.increment(); return "new notice" } == "new notice")
+        try await again.finish(.succeeded)
+        #expect(notices.count == 1)
+        #expect(try await ledger.journalRecords(run: "r").map(\.entry.epoch) == [0, 1, 1, 1])
+        let effects = try await ledger.entries().filter { $0.key.hasPrefix("onceledger.journal/") }.map(\.key)
+        #expect(effects.count == 2 && effects.contains { $0.contains("/p2/e1/") }, "\(effects)")
         try ledger.close()
     }
 }
