@@ -233,7 +233,7 @@ public struct JournalDivergence: Sendable, Hashable, CustomStringConvertible {
             if recorded.kind != requested.kind { differences.append("kind \(recorded.kind) → \(requested.kind)") }
             if recorded.name != requested.name { differences.append("name `\(recorded.name)` → `\(requested.name)`") }
             if recorded.inputDigest != requested.inputDigest {
-                differences.append("input \(JournalDivergence.describe(recorded.inputDigest)) → \(JournalDivergence.describe(requested.inputDigest))")
+                differences.append("input digest \(JournalDivergence.short(recorded.inputDigest)) → \(JournalDivergence.short(requested.inputDigest))")
             }
             return "\(at): recorded \(recorded.kind) \(position) was `\(recorded.name)` with \(JournalDivergence.describe(recorded.inputDigest)); the code now asks for \(requested.kind) `\(requested.name)` with \(JournalDivergence.describe(requested.inputDigest)) (differs in: \(differences.joined(separator: ", ")))"
         case .unreached:
@@ -248,7 +248,13 @@ public struct JournalDivergence: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// "input 9f1c2a3b4c5d…" or "no input".
+    /// "9f1c2a3b4c5d…" or "none".
+    static func short(_ digest: [UInt8]?) -> String {
+        guard let digest else { return "none" }
+        return Hex.string(digest.prefix(6)) + "…"
+    }
+
+    /// "input digest 9f1c2a3b4c5d…" or "no input".
     public static func describe(_ digest: [UInt8]?) -> String {
         guard let digest else { return "no input" }
         return "input digest " + Hex.string(digest.prefix(6)) + "…"

@@ -158,7 +158,7 @@ private func expectDivergence(_ reason: JournalDivergence.Reason, position: UInt
             _ = try await journal.step("llm.summarize", input: "another prompt") { "s" }
         }
         #expect(changed?.recorded?.inputDigest != changed?.requested?.inputDigest)
-        #expect(changed?.description.contains("input input digest") == true, "\(changed?.description ?? "")")
+        #expect(changed?.description.contains("(differs in: input digest ") == true, "\(changed?.description ?? "")")
 
         // Inserted step.
         journal = try await ledger.journal(run: "inserted")
