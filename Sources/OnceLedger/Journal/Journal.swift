@@ -54,6 +54,14 @@ public final class Journal: Sendable {
     /// throws `.wouldExecute` instead of running anything.
     let replayOnly: Bool
     private let state = Mutex(State())
+    /// One decoder for every replayed output and one encoder for every recorded one (making
+    /// one per step cost more than the coding).
+    private let decoder = JSONDecoder()
+    private let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
 
     /// What a recorded position holds.
     struct Recorded: Sendable {
@@ -105,7 +113,7 @@ public final class Journal: Sendable {
     ) async throws -> Output {
         let digest = try Memo.digest(input)
         let bytes = try await record(.init(kind: .step, name: name, inputDigest: digest)) { _, _ in
-            try Memo.encode(try await body())
+            try self.encode(try await body())
         }
         return try decode(bytes, as: Output.self, name: name)
     }
@@ -139,7 +147,7 @@ public final class Journal: Sendable {
                                     inputDigest: error.entry?.fingerprint),
                     requested: requested)
             }
-            return try Memo.encode(outcome.receipt)
+            return try self.encode(outcome.receipt)
         }
         return try decode(bytes, as: Output.self, name: name)
     }
@@ -154,7 +162,7 @@ public final class Journal: Sendable {
     public func nowMilliseconds(_ name: String = "now") async throws -> UInt64 {
         let clock = ledger.clock
         let bytes = try await record(.init(kind: .now, name: name, inputDigest: nil)) { _, _ in
-            try Memo.encode(clock())
+            try self.encode(clock())
         }
         return try decode(bytes, as: UInt64.self, name: name)
     }
@@ -162,7 +170,7 @@ public final class Journal: Sendable {
     /// A random UUID on first execution; the recorded one on replay.
     public func uuid(_ name: String = "uuid") async throws -> UUID {
         let bytes = try await record(.init(kind: .uuid, name: name, inputDigest: nil)) { _, _ in
-            try Memo.encode(UUID().uuidString)
+            try self.encode(UUID().uuidString)
         }
         let text = try decode(bytes, as: String.self, name: name)
         guard let uuid = UUID(uuidString: text) else {
@@ -174,7 +182,7 @@ public final class Journal: Sendable {
     /// A random number on first execution (the system's generator); the recorded one on replay.
     public func random(_ name: String = "random") async throws -> UInt64 {
         let bytes = try await record(.init(kind: .random, name: name, inputDigest: nil)) { _, _ in
-            try Memo.encode(UInt64.random(in: .min ... .max))
+            try self.encode(UInt64.random(in: .min ... .max))
         }
         return try decode(bytes, as: UInt64.self, name: name)
     }
@@ -197,7 +205,7 @@ public final class Journal: Sendable {
             return true
         }
         _ = try await write(.init(kind: .patched, name: id, inputDigest: nil), at: position, over: slot) { _, _ in
-            try Memo.encode(true)
+            try self.encode(true)
         }
         return true
     }
@@ -413,9 +421,14 @@ public final class Journal: Sendable {
         }
     }
 
+    /// JSON with sorted keys, as `Memo` stores values.
+    private func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        Array(try encoder.encode(value))
+    }
+
     private func decode<T: Decodable>(_ bytes: [UInt8], as type: T.Type, name: String) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(bytes))
+            return try decoder.decode(T.self, from: Data(bytes))
         } catch {
             throw LedgerError(
                 .memoDecodingFailed,
