@@ -8,7 +8,9 @@
 // runs down the new one; per-run limits throw before writing; the journal is the memo's (the
 // empty step is refused to memo users, a finished run's journal is swept with its memo, a reused
 // run id starts an empty journal); steps called concurrently are refused; an operator truncation
-// frees positions with an audited entry each and a new epoch, so changed code records anew. Time is a manual
+// frees positions with an audited entry each and a new epoch, so changed code records anew; an
+// effect done but not journaled (a crash between) is recorded from its done entry, or, asked for
+// differently, is a divergence. Time is a manual
 // clock; nothing sleeps.
 import Foundation
 @testable import OnceLedger
@@ -336,6 +338,40 @@ private func expectDivergence(_ reason: JournalDivergence.Reason, position: UInt
         #expect(try await ledger.journalRecords(run: "r").map(\.entry.epoch) == [0, 1, 1, 1])
         let effects = try await ledger.entries().filter { $0.key.hasPrefix("onceledger.journal/") }.map(\.key)
         #expect(effects.count == 2 && effects.contains { $0.contains("/p2/e1/") }, "\(effects)")
+        try ledger.close()
+    }
+
+    /// What a crash between an effect's completion and its journal entry leaves: the effect done
+    /// in the ledger, its position free.
+    private static func effectDoneButNotJournaled(_ ledger: Ledger, _ journal: Journal, position: UInt64,
+                                                  name: String, input: some Encodable) async throws {
+        let digest = SHA256.hash(try CanonicalEncoding.encode(input))
+        let key = try IdempotencyKey(journal.effectKey(position: position, epoch: 0), name: "onceledger.journal.effect",
+                                     params: Journal.EffectParams(name: name, input: Hex.string(digest)))
+        try await ledger.once(key, as: String.self) { _ in "sent before the crash" }
+    }
+
+    @Test(arguments: BackendKind.allCases)
+    func anEffectDoneButNotJournaledIsRecordedOrCaughtAsDivergence(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        let runs = Counter()
+        // The same effect asked again: the ledger's done entry answers, nothing runs again.
+        let same = try await ledger.journal(run: "same")
+        try await Self.effectDoneButNotJournaled(ledger, same, position: 0, name: "mail.send", input: 1)
+        #expect(try await same.effect("mail.send", input: 1) { _ -> String in runs.increment(); return "again" }
+                == "sent before the crash")
+        #expect(runs.count == 0)
+        #expect(try await ledger.journalRecords(run: "same").map(\.entry.nameText) == ["mail.send"])
+        // Another effect asked at that position (the code changed in between): a divergence.
+        let changed = try await ledger.journal(run: "changed")
+        try await Self.effectDoneButNotJournaled(ledger, changed, position: 0, name: "mail.send", input: 1)
+        let divergence = await expectDivergence(.mismatch, position: 0) {
+            _ = try await changed.effect("sms.send", input: 1) { _ -> String in runs.increment(); return "sms" }
+        }
+        #expect(divergence?.recorded?.name.contains("not yet journaled") == true, "\(String(describing: divergence))")
+        #expect(runs.count == 0)
+        #expect(try await ledger.journalRecords(run: "changed").isEmpty)
         try ledger.close()
     }
 }

@@ -454,7 +454,7 @@ public final class Journal: Sendable {
         return key
     }
 
-    private struct EffectParams: Encodable {
+    struct EffectParams: Encodable {
         var name: String
         var input: String
     }
