@@ -3,7 +3,8 @@
 // fresh temporary directory through `Ledger.journal` under a manual clock (so the output is
 // deterministic): the whole text table is compared, JSON lines and the export are parsed back
 // (the export with `JournalExport(jsonLines:)`, equal to the library's), the truncation is checked
-// in the journal afterwards and refused without its confirmation flag (a usage error, exit 16).
+// in the journal afterwards and refused without its confirmation flag (a usage error, exit 16);
+// `verify` accepts a ledger holding a journal and `salvage` copies it position for position.
 import Foundation
 import OnceLedger
 import OnceLedgerFormat
@@ -98,5 +99,17 @@ private func run(_ arguments: [String], in directory: String) throws -> CLI.Resu
             (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["kind"] as? String
         }
         #expect(kinds == ["step", "now", "truncated", "truncated", "truncated"])
+    }
+
+    @Test func salvageCopiesTheJournalAndVerifyAcceptsIt() async throws {
+        let path = try await JournalFixture.ledger()
+        defer { JournalFixture.cleanUp(path) }
+        #expect(try run(["verify", "$DIR"], in: path).exitCode == 0)
+        let target = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("salvaged").path
+        let salvage = try CLI.run(["salvage", path, "--to", target])
+        #expect(salvage.exitCode == 0, "\(salvage.stdout) \(salvage.stderr)")
+        let before = try run(["journal", "$DIR", "agent", "--json"], in: path).stdout
+        let after = try run(["journal", "$DIR", "agent", "--json"], in: target).stdout
+        #expect(!before.isEmpty && after == before, "the salvaged ledger holds the same journal")
     }
 }
