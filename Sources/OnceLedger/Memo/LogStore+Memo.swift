@@ -18,9 +18,8 @@ extension LogStore {
         if isClosed { throw Self.closedError }
         // The value is read outside the lock (one pread when it is on disk).
         guard let read = try memo.withLock({ try $0.read(key) }) else { return nil }
-        let slot = read.slot
-        return MemoValue(key: key, inputDigest: slot.inputDigest == RecordBody.noInputDigest ? nil : slot.inputDigest,
-                         timeMilliseconds: slot.timeMilliseconds, bytes: try read.finish())
+        return MemoValue(key: key, inputDigest: read.inputDigest, timeMilliseconds: read.timeMilliseconds,
+                         bytes: try read.finish(key))
     }
 
     public func memoPut(_ request: MemoPutRequest) async throws {
@@ -33,7 +32,7 @@ extension LogStore {
             inputDigest: request.inputDigest ?? RecordBody.noInputDigest, timeMilliseconds: request.timeMilliseconds,
             value: request.value))
         try body.validate()
-        let (generationKey, _) = MemoTable.key(key)
+        let generationKey = MemoTable.generationKey(key)
         try memo.withLock { table in
             if isClosed { throw Self.closedError }
             guard table.acceptsPut(generationKey) else {
@@ -88,7 +87,7 @@ extension LogStore {
             if isClosed { throw Self.closedError }
             let keys = table.due(now: request.nowMilliseconds, retention: request.retention)
             for key in keys { table.setSweeping(key, true) }
-            return keys.map { ($0, table.generation($0)?.entries.count ?? 0) }
+            return keys.map { ($0, table.generation($0)?.entryCount ?? 0) }
         }
         var result = MemoSweepResult()
         var start = 0

@@ -447,13 +447,15 @@ public final class LogStore: LedgerStore, Sendable {
         let memoOrder = Mutex<[MemoTable.ItemKey?]>([])
         try await log.compactStreaming({ [self] _ in
             let (source, written) = try self.core.withLock { core in try core.state.compactionSource() }
-            // The memo's items follow the entries', whole (their values are read here, under
-            // the memo's lock: not yet streamed like receipts); relocated the same way.
-            let memoItems = try self.memo.withLock { table in try table.snapshotItemsInOrder() }
+            // The memo's items follow the entries'; their values too are read outside the
+            // lock, as the snapshot is written (`MemoTable.snapshotSource`), and relocated.
+            let memoSource = try self.memo.withLock { table in try table.snapshotSource() }
             order.withLock { $0 = written }
-            memoOrder.withLock { $0 = memoItems.keys }
-            let items = source.items + memoItems.items.map { SnapshotFile.StreamItem.whole($0.kind, $0.body) }
-            return LogWriter.CompactionSource(items: items, receipt: { index in
+            memoOrder.withLock { $0 = memoSource.keys }
+            let entryItems = source.items.count
+            let memoValue = memoSource.value
+            return LogWriter.CompactionSource(items: source.items + memoSource.items, receipt: { index in
+                if index >= entryItems { return try memoValue(index - entryItems) }
                 beforeReadingReceipt?(index)
                 return try source.receipt(index)
             })
