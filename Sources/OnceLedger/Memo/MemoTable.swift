@@ -389,6 +389,10 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     /// How many memo values the table holds.
     var count: Int { liveEntries }
+    /// Entries in the flat buffer, live or free (for tests).
+    var entryCapacity: Int { entries.count }
+    /// Bytes in the name arena, garbage included (for tests).
+    var nameArenaBytes: Int { names.count }
 
     func slot(_ key: MemoKey) -> Slot? {
         guard let index = index(of: key) else { return nil }

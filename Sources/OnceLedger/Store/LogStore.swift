@@ -433,8 +433,8 @@ public final class LogStore: LedgerStore, Sendable {
         try await compact(beforeReadingReceipt: nil)
     }
 
-    /// `compact`, calling `beforeReadingReceipt` (a test's gate) before each receipt
-    /// that stays on disk is read into the snapshot.
+    /// `compact`, calling `beforeReadingReceipt` (a test's gate) before each receipt or
+    /// memo value that stays on disk is read into the snapshot.
     ///
     /// Under the lock only the metadata is taken (`LedgerState.compactionSource`: each
     /// entry's body without its receipt, and where the receipt is, with the file's handle
@@ -455,8 +455,8 @@ public final class LogStore: LedgerStore, Sendable {
             let entryItems = source.items.count
             let memoValue = memoSource.value
             return LogWriter.CompactionSource(items: source.items + memoSource.items, receipt: { index in
-                if index >= entryItems { return try memoValue(index - entryItems) }
                 beforeReadingReceipt?(index)
+                if index >= entryItems { return try memoValue(index - entryItems) }
                 return try source.receipt(index)
             })
         }, onCompacted: { [self] locations in
@@ -471,6 +471,10 @@ public final class LogStore: LedgerStore, Sendable {
     /// Whether the state's lock is free right now (for tests: a compaction reads its
     /// receipts without holding it).
     package var stateLockIsFree: Bool { core.withLockIfAvailable { _ in true } ?? false }
+
+    /// Whether the memo's lock is free right now (for tests: a compaction reads memo values
+    /// without holding it).
+    package var memoLockIsFree: Bool { memo.withLockIfAvailable { _ in true } ?? false }
 
     /// Closes the log; nothing more is written through this store (even if its log is
     /// opened again by another store, as an in-memory one is to model a restart). Callers
