@@ -634,14 +634,14 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     static func readValue(at location: ValueLocation, hint: [UInt8], reader: RecordReader,
                           file: (any StorageFile)?) throws -> [UInt8] {
         let handle = try file ?? reader.handle(for: location.file)
-        return try reader.withRecord(location, from: handle) { kind, raw -> [UInt8] in
+        return try reader.readPart(location, from: handle) { kind, raw -> Range<Int> in
             let prefix = hint.count - 4
             guard kind == .memoEntry, prefix >= 0, raw.count >= hint.count,
                   hint.withUnsafeBytes({ memcmp($0.baseAddress.unsafelyUnwrapped, raw.baseAddress.unsafelyUnwrapped, prefix) }) == 0,
                   case .fields(.memoEntry(_, _, _, _, _, _, _, let value)) = RecordBody.decodeFields(kind: kind, raw),
                   value.lowerBound == hint.count
             else { throw moved(location, reader: reader) }
-            return Array(raw[value])
+            return value
         }
     }
 
@@ -671,7 +671,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                 guard let (reader, file) = onDisk else {
                     throw LedgerError(.closed, "this ledger has no reader for memo values on disk")
                 }
-                return try reader.withRecord(location, from: file) { kind, raw -> [UInt8] in
+                return try reader.readPart(location, from: file) { kind, raw -> Range<Int> in
                     guard kind == .memoEntry,
                           case .fields(.memoEntry(let namespace, let run, let generation, let step, let name, _, _, let value)) =
                             RecordBody.decodeFields(kind: kind, raw),
@@ -686,7 +686,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                                   && same(namespace, keyNamespace)
                           })
                     else { throw MemoTable.moved(location, reader: reader) }
-                    return Array(raw[value])
+                    return value
                 }
             }
         }
