@@ -16,10 +16,14 @@ extension LogStore {
 
     public func memoGet(_ key: MemoKey) async throws -> MemoValue? {
         if isClosed { throw Self.closedError }
-        // The value is read outside the lock (one pread when it is on disk).
+        // The value is read outside the lock (one pread when it is on disk), unless the
+        // value cache holds it (`MemoTable.remember`).
         guard let read = try memo.withLock({ try $0.read(key) }) else { return nil }
-        return MemoValue(key: key, inputDigest: read.inputDigest, timeMilliseconds: read.timeMilliseconds,
-                         bytes: try read.finish(key))
+        let bytes = try read.finish(key)
+        if let (entry, location) = read.cacheable {
+            memo.withLock { $0.remember(entry, location: location, bytes: bytes) }
+        }
+        return MemoValue(key: key, inputDigest: read.inputDigest, timeMilliseconds: read.timeMilliseconds, bytes: bytes)
     }
 
     public func memoPut(_ request: MemoPutRequest) async throws {

@@ -12,7 +12,9 @@ import OnceLedgerLog
 /// location (the file log: a segment record, or a version 3 snapshot's value) keeps only
 /// that location and its length, and a read fetches the record with one `pread` through
 /// `reader`, checks it and decodes it with the one body decoder. Without a location (the
-/// in-memory log) the value is kept in memory (`inMemoryValues`).
+/// in-memory log) the value is kept in memory (`inMemoryValues`). Values read lately are
+/// kept in a bounded value cache (16 MiB, `remember`): a memo is asked again and again for
+/// the same values (a retried step), and a hit then costs no `pread`.
 ///
 /// Layout, for memory per entry and open time (README "Speed", T17: < 128 bytes per entry
 /// plus its key, 1 M entries open in < 1 s), like `LedgerState`'s:
@@ -159,6 +161,19 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     private var lastBucket: UInt32?
     /// Values of entries without a location, by entry index.
     private var inMemoryValues: [UInt32: [UInt8]] = [:]
+
+    // The value cache: values on disk read lately, by entry index, so that a hit (a retried
+    // step asking again) is answered without a `pread`. Bounded (`cacheBytesMax`, values up
+    // to `cacheValueBytesMax`), oldest out first; an entry's cached value is dropped when the
+    // entry is overwritten or swept, and a read fills it only if the entry still holds the
+    // record it read (`remember`). Losing it costs a `pread`, never a wrong value.
+    static let cacheBytesMax = 16 << 20
+    static let cacheValueBytesMax = 64 << 10
+    private var cache: [UInt32: (bytes: [UInt8], serial: UInt64)] = [:]
+    private var cacheOrder: [(entry: UInt32, serial: UInt64)] = []
+    private var cacheOrderStart = 0
+    private var cacheBytes = 0
+    private var cacheSerial: UInt64 = 0
 
     init() {}
 
@@ -548,6 +563,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         if let found {
             index = found
             entry = entries[index]
+            forget(UInt32(index))
             freeDigest(entry.digest)
             generations[generationKey]?.valueBytes -= Int(entry.valueCount)
         } else {
@@ -600,6 +616,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                 var entry = entries[index]
                 next = entry.next
                 removeSlot(ofEntry: index)
+                forget(UInt32(index))
                 freeDigest(entry.digest)
                 nameGarbage += Int(entry.nameLength)
                 if !entry.isLocated { inMemoryValues[UInt32(index)] = nil }
@@ -661,6 +678,8 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         var timeMilliseconds: UInt64
         var value: ValueRef
         var onDisk: (reader: RecordReader, file: any StorageFile)?
+        /// For a value read from disk that the cache may keep: its entry and location.
+        var cacheable: (entry: UInt32, location: ValueLocation)?
 
         /// The value's bytes, read from disk if they are there and checked to be `key`'s.
         func finish(_ key: MemoKey) throws -> [UInt8] {
@@ -696,11 +715,44 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         guard let index = index(of: key) else { return nil }
         let entry = entries[index]
         let digest: [UInt8]? = entry.digest == 0 ? nil : self.digest(of: entry)
+        if let cached = cache[UInt32(index)] {
+            return Read(inputDigest: digest, timeMilliseconds: entry.time, value: .bytes(cached.bytes))
+        }
         let value = valueRef(index, entry)
         guard entry.isLocated, let reader else { return Read(inputDigest: digest, timeMilliseconds: entry.time, value: value) }
         return Read(inputDigest: digest, timeMilliseconds: entry.time, value: value,
-                    onDisk: (reader, try reader.handle(for: entry.valueFile)))
+                    onDisk: (reader, try reader.handle(for: entry.valueFile)),
+                    cacheable: Int(entry.valueCount) <= MemoTable.cacheValueBytesMax ? (UInt32(index), entry.location) : nil)
     }
+
+    /// Keeps `bytes`, read from `location` for entry `index`, in the value cache if the entry
+    /// still holds that record (no put replaced it, no sweep removed it meanwhile).
+    mutating func remember(_ index: UInt32, location: ValueLocation, bytes: [UInt8]) {
+        guard Int(index) < entries.count, bytes.count <= MemoTable.cacheValueBytesMax, cache[index] == nil else { return }
+        let entry = entries[Int(index)]
+        guard entry.live, entry.isLocated, entry.location == location else { return }
+        cacheSerial += 1
+        cache[index] = (bytes, cacheSerial)
+        cacheOrder.append((index, cacheSerial))
+        cacheBytes += bytes.count
+        while cacheBytes > MemoTable.cacheBytesMax, cacheOrderStart < cacheOrder.count {
+            let (oldest, serial) = cacheOrder[cacheOrderStart]
+            cacheOrderStart += 1
+            if cache[oldest]?.serial == serial { forget(oldest) }
+        }
+        if cacheOrderStart > 1024, cacheOrderStart * 2 > cacheOrder.count {
+            cacheOrder.removeFirst(cacheOrderStart)
+            cacheOrderStart = 0
+        }
+    }
+
+    /// Drops entry `index`'s cached value, if any.
+    private mutating func forget(_ index: UInt32) {
+        if let dropped = cache.removeValue(forKey: index) { cacheBytes -= dropped.bytes.count }
+    }
+
+    /// Bytes in the value cache (for tests).
+    var cachedValueBytes: Int { cacheBytes }
 
     // MARK: Snapshots
 
@@ -720,6 +772,8 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             entry.valueBodyBytes = location.bodyBytes
             entries[Int(key.entry)] = entry
             inMemoryValues[key.entry] = nil
+            // The next read fetches it from its new place (compactions are rare).
+            forget(key.entry)
         }
     }
 
