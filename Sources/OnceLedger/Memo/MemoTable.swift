@@ -159,6 +159,9 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     private var bucketsByKey: [BucketKey: UInt32] = [:]
     /// The bucket the last memo entry went to.
     private var lastBucket: UInt32?
+    /// No sweep record was applied since `see` was called for `lastBucket`'s generation (so
+    /// another entry of that bucket would not change what `see` keeps).
+    private var lastBucketSeen = false
     /// Values of entries without a location, by entry index.
     private var inMemoryValues: [UInt32: [UInt8]] = [:]
 
@@ -331,10 +334,10 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     /// The bucket of (generation key, step), created if new.
     private mutating func bucket(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
-                                 step: UnsafeRawBufferPointer) -> UInt32 {
+                                 step: UnsafeRawBufferPointer) -> (index: UInt32, wasLast: Bool) {
         if let last = lastBucket,
            bucketEquals(last, namespace: namespace, run: run, generation: generation, step: step) {
-            return last
+            return (last, true)
         }
         let generationKey = GenerationKey(run: RunKey(namespace: Array(namespace), run: Array(run)), generation: generation)
         let key = BucketKey(generation: generationKey, step: Array(step))
@@ -354,7 +357,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             generations[generationKey, default: Generation()].buckets.append(index)
         }
         lastBucket = index
-        return index
+        return (index, false)
     }
 
     private mutating func storeDigest(_ digest: UnsafeRawBufferPointer) -> UInt32 {
@@ -396,6 +399,28 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         }
         names = fresh
         nameGarbage = 0
+    }
+
+    /// Sizes the tables for `count` values (a snapshot that holds only memo items says how
+    /// many it holds), so a large open does not grow and rehash them step by step. Only a
+    /// hint: when the memory is not there, nothing is reserved.
+    mutating func reserve(entries count: Int) {
+        guard count > entries.count, count < Int(UInt32.max) - 1 else { return }
+        guard entries.reserveIfAvailable(adding: count - entries.count) else { return }
+        if count * 4 > slots.count * 3 {
+            var size = max(1024, slots.count * 2)
+            while size * 3 < count * 4 { size *= 2 }
+            guard var fresh = PlainBuffer<UInt64>(zeroedIfAvailable: size) else { return }
+            let mask = fresh.count - 1
+            for old in 0..<slots.count {
+                let value = slots[old]
+                guard value != 0 else { continue }
+                var slot = Int(UInt32(truncatingIfNeeded: value >> 32)) & mask
+                while fresh[slot] != 0 { slot = (slot + 1) & mask }
+                fresh[slot] = value
+            }
+            slots = fresh
+        }
     }
 
     // MARK: Reading
@@ -533,6 +558,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             let key = generationKey(namespace, run, generation)
             see(key)
             remove(key)
+            lastBucketSeen = false
             if latest[key.run] == generation { latest[key.run] = nil }
             if generation >= highestSweep?.generation ?? 0 {
                 highestSweep = RecordBody.MemoSweep(
@@ -551,9 +577,12 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         let hash = MemoTable.hash(namespace: namespace, run: run, generation: generation, step: step, name: name)
         var (found, slot) = find(namespace: namespace, run: run, generation: generation, step: step, name: name,
                                  hash: hash)
-        let bucketIndex = bucket(namespace: namespace, run: run, generation: generation, step: step)
+        let (bucketIndex, wasLast) = bucket(namespace: namespace, run: run, generation: generation, step: step)
         let generationKey = buckets[Int(bucketIndex)].generation
-        see(generationKey)
+        if !(wasLast && lastBucketSeen) {
+            see(generationKey)
+            lastBucketSeen = true
+        }
         // A segment record holds the whole body; a snapshot hint holds it with an empty value,
         // which is in the snapshot's value (the whole body) instead.
         let valueCount = location.map { $0.isSnapshot ? max(0, Int($0.bodyBytes) - bodyBytes) : value.count }
@@ -597,7 +626,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             entry.valueFile = location.file
             entry.valueOffset = location.offset
             entry.valueBodyBytes = location.bodyBytes
-            inMemoryValues[UInt32(index)] = nil
+            if !inMemoryValues.isEmpty { inMemoryValues[UInt32(index)] = nil }
         } else {
             entry.valueFile = Entry.inMemory
             inMemoryValues[UInt32(index)] = Array(value)
@@ -748,6 +777,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     /// Drops entry `index`'s cached value, if any.
     private mutating func forget(_ index: UInt32) {
+        if cache.isEmpty { return }
         if let dropped = cache.removeValue(forKey: index) { cacheBytes -= dropped.bytes.count }
     }
 
@@ -771,7 +801,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             entry.valueOffset = location.offset
             entry.valueBodyBytes = location.bodyBytes
             entries[Int(key.entry)] = entry
-            inMemoryValues[key.entry] = nil
+            if !inMemoryValues.isEmpty { inMemoryValues[key.entry] = nil }
             // The next read fetches it from its new place (compactions are rare).
             forget(key.entry)
         }

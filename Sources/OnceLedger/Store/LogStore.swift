@@ -62,9 +62,17 @@ public final class LogStore: LedgerStore, Sendable {
         // A log that says where each record is (the file log) lets the state keep receipts
         // and memo values there and read them on demand (`LedgerState`, `MemoTable`);
         // otherwise they stay in memory.
+        // A snapshot announces how many items it holds; they come entries first, then the
+        // memo's, so the count sizes the table of the first item (`LedgerState`, or
+        // `MemoTable` when the snapshot holds only memo items).
+        var itemCount: Int?
         try log.loadLocated(
-            itemCount: { count in loaded.reserve(entries: count) },
+            itemCount: { count in itemCount = count },
             item: { kind, body, location in
+                if let count = itemCount {
+                    if kind.isMemo { memo.reserve(entries: count) } else { loaded.reserve(entries: count) }
+                    itemCount = nil
+                }
                 if kind.isMemo { try memo.apply(kind: kind, body: body, location: location) }
                 else { try loaded.replay(kind: kind, body: body, location: location) }
             },
