@@ -91,7 +91,7 @@ extension LogStore {
             if isClosed { throw Self.closedError }
             let keys = table.due(now: request.nowMilliseconds, retention: request.retention)
             for key in keys { table.setSweeping(key, true) }
-            return keys.map { ($0, table.generation($0)?.entryCount ?? 0) }
+            return keys.map { ($0, table.totals($0).entries) }
         }
         var result = MemoSweepResult()
         var start = 0

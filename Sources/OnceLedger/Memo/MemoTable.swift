@@ -111,6 +111,10 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         var step: [UInt8]
         /// The first entry (index + 1; 0: none).
         var first: UInt32 = 0
+        /// Its values and their bytes (kept here, not in `generations`, so an entry's apply
+        /// does not look its generation up).
+        var entryCount = 0
+        var valueBytes = 0
     }
 
     struct BucketKey: Hashable {
@@ -120,10 +124,9 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     struct Generation {
         var end: (status: RecordBody.RunStatus, timeMilliseconds: UInt64)?
-        /// Its buckets (indices in `buckets`), one per step that holds values.
+        /// Its buckets (indices in `buckets`), one per step that holds values; its value
+        /// count and bytes are theirs (`totals`).
         var buckets: [UInt32] = []
-        var entryCount = 0
-        var valueBytes = 0
         // Store bookkeeping (not log state).
         /// A run-end record for it is being written: puts are refused.
         var ending = false
@@ -427,6 +430,17 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     func generation(_ key: GenerationKey) -> Generation? { generations[key] }
 
+    /// How many values generation `key` holds, and their bytes.
+    func totals(_ key: GenerationKey) -> (entries: Int, bytes: Int) {
+        guard let generation = generations[key] else { return (0, 0) }
+        var totals = (entries: 0, bytes: 0)
+        for index in generation.buckets {
+            totals.entries += buckets[Int(index)].entryCount
+            totals.bytes += buckets[Int(index)].valueBytes
+        }
+        return totals
+    }
+
     /// How many memo values the table holds.
     var count: Int { liveEntries }
     /// Entries in the flat buffer, live or free (for tests).
@@ -442,9 +456,10 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     func info(_ key: GenerationKey) -> RunInfo? {
         guard let generation = generations[key] else { return nil }
+        let totals = totals(key)
         return RunInfo(run: MemoTable.memoRun(key.run), generation: key.generation,
                        status: generation.end.map { RunStatus($0.status) }, endTimeMilliseconds: generation.end?.timeMilliseconds,
-                       entryCount: generation.entryCount, valueBytes: generation.valueBytes)
+                       entryCount: totals.entries, valueBytes: totals.bytes)
     }
 
     func infos(_ query: RunQuery) -> [RunInfo] {
@@ -507,7 +522,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// A generation with no end, no values and nothing in flight carries no state (a put
     /// or an end that failed to be written leaves it so).
     private mutating func dropIfEmpty(_ key: GenerationKey) {
-        guard let generation = generations[key], generation.end == nil, generation.entryCount == 0,
+        guard let generation = generations[key], generation.end == nil,
               generation.buckets.isEmpty, generation.putsInFlight == 0, !generation.ending, !generation.sweeping
         else { return }
         generations[key] = nil
@@ -578,9 +593,8 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         var (found, slot) = find(namespace: namespace, run: run, generation: generation, step: step, name: name,
                                  hash: hash)
         let (bucketIndex, wasLast) = bucket(namespace: namespace, run: run, generation: generation, step: step)
-        let generationKey = buckets[Int(bucketIndex)].generation
         if !(wasLast && lastBucketSeen) {
-            see(generationKey)
+            see(buckets[Int(bucketIndex)].generation)
             lastBucketSeen = true
         }
         // A segment record holds the whole body; a snapshot hint holds it with an empty value,
@@ -594,7 +608,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             entry = entries[index]
             forget(UInt32(index))
             freeDigest(entry.digest)
-            generations[generationKey]?.valueBytes -= Int(entry.valueCount)
+            buckets[Int(bucketIndex)].valueBytes -= Int(entry.valueCount)
         } else {
             if (liveEntries + 1) * 4 > slots.count * 3 {
                 growSlots()
@@ -617,7 +631,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             buckets[Int(bucketIndex)].first = UInt32(index + 1)
             slots[slot] = UInt64(hash) << 32 | UInt64(index + 1)
             liveEntries += 1
-            generations[generationKey, default: Generation()].entryCount += 1
+            buckets[Int(bucketIndex)].entryCount += 1
         }
         entry.digest = storeDigest(digest)
         entry.time = time
@@ -632,7 +646,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             inMemoryValues[UInt32(index)] = Array(value)
         }
         entries[index] = entry
-        generations[generationKey, default: Generation()].valueBytes += valueCount
+        buckets[Int(bucketIndex)].valueBytes += valueCount
     }
 
     /// Removes a swept generation and every value it holds.
