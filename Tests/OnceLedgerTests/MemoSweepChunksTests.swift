@@ -1,6 +1,6 @@
 // Proves a sweep of more ended runs than one append carries (`LogStore.sweepMemo`: chunks of
-// `appendRecordsMax` sweep records, several in flight at once so the log can commit them in one
-// batch) sweeps every due run exactly once and nothing else: the result names each swept
+// `appendRecordsMax` sweep records, one commit each) sweeps every due run exactly once and
+// nothing else: the result names each swept
 // generation once, in order per run; the runs not due (still running, or ended inside their
 // window) stay; after a reopen of the same records the swept runs stay swept. How: an in-memory
 // store with `appendRecordsMax` 4 and ~60 runs; the run count comes from

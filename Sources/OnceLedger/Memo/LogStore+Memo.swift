@@ -8,10 +8,6 @@ import OnceLedgerLog
 extension LogStore {
     private static var closedError: LedgerError { LedgerError(.closed, "the ledger is closed") }
 
-    /// How many sweep appends (of up to `memoAppendRecordsMax` records each) a sweep keeps in
-    /// flight: the log can then commit several in one batch.
-    static var sweepChunksInFlight: Int { 4 }
-
     public func memoGeneration(of run: MemoRun) async throws -> UInt64 {
         try run.validate()
         if isClosed { throw Self.closedError }
@@ -98,42 +94,26 @@ extension LogStore {
             return keys.map { ($0, table.totals($0).entries) }
         }
         var result = MemoSweepResult()
+        var start = 0
         defer {
-            // Whatever was not swept stays for the next sweep (a swept generation is gone,
-            // and a generation number is never used again: nothing to reset for it).
-            memo.withLock { table in for (key, _) in due { table.setSweeping(key, false) } }
+            // Whatever was not swept stays for the next sweep.
+            memo.withLock { table in for (key, _) in due[start...] { table.setSweeping(key, false) } }
         }
-        let chunks = stride(from: 0, to: due.count, by: memoAppendRecordsMax).map {
-            due[$0..<min(due.count, $0 + memoAppendRecordsMax)]
-        }
-        let time = request.nowMilliseconds
-        // Several chunks in flight at once, so the log writes them in one commit batch (one
-        // fdatasync for up to `LogConfiguration.batchRecordsMax` records).
-        try await withThrowingTaskGroup(of: ArraySlice<(MemoTable.GenerationKey, Int)>.self) { group in
-            var next = 0
-            func addChunk() {
-                let chunk = chunks[next]
-                next += 1
-                group.addTask {
-                    try await self.appendMemo(chunk.map { key, _ in
-                        LogRecord(.memoSweep(.init(
-                            namespace: String(decoding: key.run.namespace, as: UTF8.self),
-                            run: String(decoding: key.run.run, as: UTF8.self), generation: key.generation,
-                            timeMilliseconds: time)))
-                    })
-                    return chunk
-                }
+        while start < due.count {
+            let chunk = due[start..<min(due.count, start + memoAppendRecordsMax)]
+            let records = chunk.map { key, _ in
+                LogRecord(.memoSweep(.init(
+                    namespace: String(decoding: key.run.namespace, as: UTF8.self),
+                    run: String(decoding: key.run.run, as: UTF8.self), generation: key.generation,
+                    timeMilliseconds: request.nowMilliseconds)))
             }
-            while next < min(Self.sweepChunksInFlight, chunks.count) { addChunk() }
-            while let swept = try await group.next() {
-                for (key, entries) in swept {
-                    result.runs[MemoTable.memoRun(key.run), default: []].append(key.generation)
-                    result.entries += entries
-                }
-                if next < chunks.count { addChunk() }
+            try await appendMemo(records)
+            for (key, entries) in chunk {
+                result.runs[MemoTable.memoRun(key.run), default: []].append(key.generation)
+                result.entries += entries
             }
+            start = chunk.endIndex
         }
-        for run in result.runs.keys { result.runs[run]?.sort() }
         return result
     }
 

@@ -24,9 +24,9 @@ import OnceLedgerLog
 ///   counted and the arena rewritten once it is half garbage);
 /// - `digests`: the 32-byte input digests, only for entries stored with an input;
 /// - `buckets`: one per (run generation, step), holding the run, namespace and step bytes
-///   once for all its entries and the head of a list of them (for `runs`, snapshots and
-///   sweeps); consecutive records of one bucket (a snapshot, a step's puts) find it
-///   without building a key (`lastBucket`);
+///   once for all its entries, their count and bytes, and the head of a list of them (for
+///   `runs`, snapshots and sweeps); consecutive records of one bucket (a snapshot, a step's
+///   puts) find it without building a key (`lastBucket`);
 /// - `slots`: an open-addressing (linear probing) hash table of
 ///   `(hash << 32) | (entry index + 1)` over the whole key, 0 = empty, at most 3/4 full,
 ///   with backward-shift deletion (no tombstones). A lookup hashes the key's bytes in
