@@ -76,6 +76,11 @@ struct BenchCommand: AsyncParsableCommand {
 
     @Option(parsing: .unconditional, help: "Runs of 100 steps in the journal open-time ledger (J4; the target is for 100000).")
     var journalRuns: Int = 2_000
+    @Option(parsing: .unconditional, help: "Memo rows to run, comma-separated: put (T14/T15), hit (T16), open (T17), sweep (T18).")
+    var memoRows: String = "put,hit,open,sweep"
+
+    @Option(parsing: .unconditional, help: "T16: this many gets per path instead of --seconds of them (for callgrind: a count, not a time).")
+    var memoHits: Int?
 
     @Flag(help: "Print one JSON object with every number instead of the table.")
     var json = false
@@ -180,11 +185,16 @@ struct BenchCommand: AsyncParsableCommand {
         }
 
         if memo {
-            guard memoEntries >= 1, memoRuns >= 1, (1...100).contains(memoRounds) else {
-                throw ValidationError("--memo-entries and --memo-runs ≥ 1; --memo-rounds in 1...100")
+            guard memoEntries >= 1, memoRuns >= 1, (1...100).contains(memoRounds), (memoHits ?? 1) >= 1 else {
+                throw ValidationError("--memo-entries, --memo-runs and --memo-hits ≥ 1; --memo-rounds in 1...100")
             }
-            let result = try await MemoBench.run(root: root, rounds: memoRounds, seconds: seconds, callers: appenders,
-                                                 valueBytes: bodyBytes, openEntries: memoEntries,
+            let rows = Set(memoRows.split(separator: ",").map { String($0) })
+            guard !rows.isEmpty, rows.isSubset(of: MemoBench.Row.allCases.map(\.rawValue)) else {
+                throw ValidationError("--memo-rows takes put, hit, open, sweep (comma-separated)")
+            }
+            let result = try await MemoBench.run(root: root, rows: Set(rows.compactMap(MemoBench.Row.init(rawValue:))),
+                                                 rounds: memoRounds, seconds: seconds, callers: appenders,
+                                                 valueBytes: bodyBytes, hits: memoHits, openEntries: memoEntries,
                                                  sweepRuns: memoRuns, progress: progress)
             print("disk: \(disk.summary)")
             print(MemoBench.render(result))

@@ -10,7 +10,9 @@ import OnceLedgerLog
 ///   call) by 1 and by `callers` tasks, interleaved in rounds with the raw
 ///   pwrite+fdatasync loop; the ratio of each row is the median over the rounds of
 ///   (row rate / raw rate in the same round).
-/// - T16: `Memo.bytes` of 4 KiB values already stored, one task, warm page cache.
+/// - T16: gets of 4 KiB values already stored, one task, warm page cache: `Memo.bytes`
+///   (raw bytes) and `Memo.get` of a `Codable` struct holding a 4 KiB JSON string, each for
+///   `seconds` (or a fixed count of `hits`: instruction counts under callgrind).
 /// - T17: open of a ledger holding `openEntries` memo values (on disk): heap growth per
 ///   entry less its key (run + step + name bytes), time; from the segments, then after
 ///   a compaction from the snapshot.
@@ -18,6 +20,17 @@ import OnceLedgerLog
 ///   ledger's clock is a fixed function (`fixedNow`), and the sweep passes a `now` one
 ///   hour later, so every run is past its one-minute window: no wall clock involved.
 enum MemoBench {
+    /// The rows `--memo-rows` picks.
+    enum Row: String, CaseIterable {
+        case put, hit, open, sweep
+    }
+
+    /// T16's `Codable` value: about 4 KiB of JSON.
+    struct Answer: Codable, Equatable {
+        var model: String
+        var text: String
+    }
+
     struct OpenRow {
         var open: String
         var entries: Int
@@ -33,8 +46,11 @@ enum MemoBench {
         var putMany: [Double] = []
         var callers = 0
         var valueBytes = 0
+        var rows: Set<Row> = []
         var hitRate = 0.0
         var hits = 0
+        var codableHitRate = 0.0
+        var codableHits = 0
         var openRows: [OpenRow] = []
         var keyBytes = 0
         var diskBytes: UInt64 = 0
@@ -83,10 +99,12 @@ enum MemoBench {
         }
     }
 
-    static func run(root: String, rounds: Int, seconds: Double, callers: Int, valueBytes: Int, openEntries: Int,
-                    sweepRuns: Int, progress: Progress) async throws -> Result
+    static func run(root: String, rows: Set<Row> = Set(Row.allCases), rounds: Int, seconds: Double, callers: Int,
+                    valueBytes: Int, hits: Int? = nil, openEntries: Int, sweepRuns: Int,
+                    progress: Progress) async throws -> Result
     {
         var result = Result()
+        result.rows = rows
         result.rounds = rounds
         result.callers = callers
         result.valueBytes = valueBytes
@@ -98,6 +116,7 @@ enum MemoBench {
         let value = (0..<valueBytes).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 17) }
 
         // T14/T15: puts interleaved with the raw loop.
+        if rows.contains(.put) {
         let frameBytes = RecordFrame.frameBytes(bodyBytes: valueBytes)
         let raw = try await BlockingThread.run { [directory = try scratch("memo-raw")] in
             try RawSyncLoop(directory: directory, recordBytes: frameBytes)
@@ -135,9 +154,10 @@ enum MemoBench {
         }
         try await single.close()
         try await many.close()
+        }
 
         // T16: cache hits of 4 KiB values, one task, warm.
-        do {
+        if rows.contains(.hit) {
             let directory = try scratch("memo-hit")
             let ledger = try await BlockingThread.run { try openLedger(directory, create: true) }
             let big = (0..<hitValueBytes).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
@@ -154,26 +174,39 @@ enum MemoBench {
                 }
                 try await group.waitForAll()
             }
-            for name in names { _ = try await memo.bytes(name) }
-            progress.say("memo hits: get for \(Format.fixed(seconds, 1)) s")
-            let clock = MonotonicClock()
-            var hits = 0
-            while clock.elapsedSeconds < seconds {
-                for name in names {
-                    guard let stored = try await memo.bytes(name), stored.count == hitValueBytes else {
-                        throw BenchError("memo value \(name) was lost")
+            let answer = Answer(model: "bench", text: String(repeating: "x", count: hitValueBytes - 32))
+            let codable = try await ledger.memo(run: "hit", step: "codable")
+            for name in names { try await codable.put(name, answer) }
+            for name in names {
+                _ = try await memo.bytes(name)
+                _ = try await codable.get(name, as: Answer.self)
+            }
+            /// Gets of every name in turn for `seconds` (or `hits` gets): how many, and the rate.
+            func measure(_ label: String, _ get: (String) async throws -> Bool) async throws -> (Int, Double) {
+                progress.say(hits.map { "memo hits: \(label), \(Format.grouped($0)) gets" }
+                    ?? "memo hits: \(label) for \(Format.fixed(seconds, 1)) s")
+                let clock = MonotonicClock()
+                var done = 0
+                while hits.map({ done < $0 }) ?? (clock.elapsedSeconds < seconds) {
+                    for name in names where hits.map({ done < $0 }) ?? true {
+                        guard try await get(name) else { throw BenchError("memo value \(name) was lost") }
+                        done += 1
                     }
                 }
-                hits += names.count
+                return (done, Double(done) / clock.elapsedSeconds)
             }
-            result.hitRate = Double(hits) / clock.elapsedSeconds
-            result.hits = hits
+            (result.hits, result.hitRate) = try await measure("bytes") { name in
+                try await memo.bytes(name)?.count == hitValueBytes
+            }
+            (result.codableHits, result.codableHitRate) = try await measure("Codable get") { name in
+                try await codable.get(name, as: Answer.self) == answer
+            }
             try await BlockingThread.run { try ledger.close() }
             try FileManager.default.removeItem(atPath: directory)
         }
 
         // T17: open of `openEntries` memo values.
-        do {
+        if rows.contains(.open) {
             let directory = try scratch("memo-open")
             let lastRun = "r\((openEntries - 1) / entriesPerRun)"
             result.keyBytes = lastRun.utf8.count + 1 + "n\(openEntries - 1)".utf8.count
@@ -214,7 +247,7 @@ enum MemoBench {
         }
 
         // T18: sweep of `sweepRuns` ended runs.
-        do {
+        if rows.contains(.sweep) {
             let directory = try scratch("memo-sweep")
             let ledger = try await BlockingThread.run { try openLedger(directory, create: true) }
             progress.say("memo sweep: \(Format.grouped(sweepRuns)) runs with one put and finishRun each")
@@ -251,13 +284,19 @@ enum MemoBench {
         let ratio1 = median(zip(result.put1, result.raw).map { $0 / $1 })
         let ratioMany = median(zip(result.putMany, result.raw).map { $0 / $1 })
         var rates = TextTable(["memo (T14–T16)", "median rate/s", "median ratio to raw", "target", "met"])
-        rates.add(["raw pwrite+fdatasync loop", Format.rate(median(result.raw)), "1.00", "", ""])
-        rates.add(["T14 put \(result.valueBytes) B, 1 caller", Format.rate(median(result.put1)),
-                   Format.fixed(ratio1, 2), "≥ 0.9 × raw", ratio1 >= 0.9 ? "yes" : "NO"])
-        rates.add(["T15 put \(result.valueBytes) B, \(result.callers) callers", Format.rate(median(result.putMany)),
-                   Format.fixed(ratioMany, 2), "≥ 20 × raw", ratioMany >= 20 ? "yes" : "NO"])
-        rates.add(["T16 get 4 KiB, 1 task, warm", Format.rate(result.hitRate), "", "≥ 500 k/s",
-                   result.hitRate >= 500_000 ? "yes" : "NO"])
+        if result.rows.contains(.put) {
+            rates.add(["raw pwrite+fdatasync loop", Format.rate(median(result.raw)), "1.00", "", ""])
+            rates.add(["T14 put \(result.valueBytes) B, 1 caller", Format.rate(median(result.put1)),
+                       Format.fixed(ratio1, 2), "≥ 0.9 × raw", ratio1 >= 0.9 ? "yes" : "NO"])
+            rates.add(["T15 put \(result.valueBytes) B, \(result.callers) callers", Format.rate(median(result.putMany)),
+                       Format.fixed(ratioMany, 2), "≥ 20 × raw", ratioMany >= 20 ? "yes" : "NO"])
+        }
+        if result.rows.contains(.hit) {
+            rates.add(["T16 get 4 KiB, 1 task, warm", Format.rate(result.hitRate), "", "≥ 500 k/s",
+                       result.hitRate >= 500_000 ? "yes" : "NO"])
+            rates.add(["T16 get 4 KiB Codable, 1 task, warm", Format.rate(result.codableHitRate), "", "(≥ 500 k/s)",
+                       result.codableHitRate >= 500_000 ? "yes" : "NO"])
+        }
         var perRound = TextTable(["round", "raw/s", "put 1/s", "put \(result.callers)/s"])
         for index in result.raw.indices {
             perRound.add(["\(index + 1)", Format.rate(result.raw[index]), Format.rate(result.put1[index]),
@@ -271,15 +310,23 @@ enum MemoBench {
                       "< 1 s per 1 M, < 128 B"])
         }
         let sweepMet = result.sweepSeconds * 100_000 / Double(max(result.sweepRuns, 1)) < 2 ? "yes" : "NO"
-        return """
-            Memo (T14–T18)
-            \(rates.render())
-            \(perRound.render())
-            \(open.render())
-            (key = \(result.keyBytes) B of run + step + name; ledger on disk after compaction \(Format.megabytes(result.diskBytes)))
-            T18 sweep of \(Format.grouped(result.sweepRuns)) ended runs (\(Format.grouped(result.sweepEntries)) values): \
-            \(Format.seconds(result.sweepSeconds)) (target < 2 s per 100 k; met, scaled to 100 k: \(sweepMet)); \
-            building them took \(Format.seconds(result.sweepBuildSeconds))
-            """
+        var lines = ["Memo (T14–T18)"]
+        if result.rows.contains(.put) || result.rows.contains(.hit) { lines.append(rates.render()) }
+        if result.rows.contains(.put) { lines.append(perRound.render()) }
+        if result.rows.contains(.hit) {
+            lines.append("(T16 gets: \(Format.grouped(result.hits)) bytes, \(Format.grouped(result.codableHits)) Codable)")
+        }
+        if result.rows.contains(.open) {
+            lines.append(open.render())
+            lines.append("(key = \(result.keyBytes) B of run + step + name; ledger on disk after compaction \(Format.megabytes(result.diskBytes)))")
+        }
+        if result.rows.contains(.sweep) {
+            lines.append("""
+                T18 sweep of \(Format.grouped(result.sweepRuns)) ended runs (\(Format.grouped(result.sweepEntries)) values): \
+                \(Format.seconds(result.sweepSeconds)) (target < 2 s per 100 k; met, scaled to 100 k: \(sweepMet)); \
+                building them took \(Format.seconds(result.sweepBuildSeconds))
+                """)
+        }
+        return lines.joined(separator: "\n")
     }
 }

@@ -114,6 +114,22 @@ import Testing
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
     }
+
+    /// `--memo-rows hit --memo-hits N` runs only T16, both paths, a fixed count of gets each.
+    @Test func memoRowsPickRowsAndMemoHitsFixesTheCount() throws {
+        let directory = try BenchCommandTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try Bench.run(["--dir", directory, "--memo", "--memo-rows", "hit", "--memo-hits", "300"])
+        #expect(result.exitCode == 0, "stderr: \(result.stderr)")
+        #expect(result.stdout.contains("T16 get 4 KiB, 1 task, warm"))
+        #expect(result.stdout.contains("T16 get 4 KiB Codable, 1 task, warm"))
+        #expect(result.stdout.contains("(T16 gets: 300 bytes, 300 Codable)"))
+        for row in ["raw pwrite+fdatasync loop", "T14 put", "segments, warm", "T18 sweep"] {
+            #expect(!result.stdout.contains(row), "\(row) was not asked for")
+        }
+        let bad = try Bench.run(["--dir", directory, "--memo", "--memo-rows", "hits"])
+        #expect(bad.exitCode != 0)
+    }
 }
 
 @Suite struct JournalBenchTests {

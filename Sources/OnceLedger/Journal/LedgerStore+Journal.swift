@@ -25,10 +25,9 @@ extension LogStore {
                 values.append(nil)
                 continue
             }
-            let slot = read.slot
-            values.append(MemoValue(
-                key: key, inputDigest: slot.inputDigest == RecordBody.noInputDigest ? nil : slot.inputDigest,
-                timeMilliseconds: slot.timeMilliseconds, bytes: try read.finish()))
+            // (Not offered to the value cache: a replay reads each position once.)
+            values.append(MemoValue(key: key, inputDigest: read.inputDigest, timeMilliseconds: read.timeMilliseconds,
+                                    bytes: try read.finish(key)))
         }
         return values
     }

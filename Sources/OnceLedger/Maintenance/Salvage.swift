@@ -144,10 +144,10 @@ public struct SalvagePlan: Sendable {
         try await BlockingThread.run(name: "salvage-close") { try backend.close() }
 
         // Read back through the public API and compare with the same state built in memory.
-        let (entries, scope) = try await BlockingThread.run(name: "salvage-check") { () -> ([EntryInfo], TokenScope) in
+        let (entries, runs, scope) = try await BlockingThread.run(name: "salvage-check") { () -> ([EntryInfo], [RunInfo], TokenScope) in
             let reopened = try FileStore(directory: target, configuration: configuration, createIfMissing: false)
             defer { try? reopened.close() }
-            return (try reopened.currentEntries(), reopened.tokenScope)
+            return (try reopened.currentEntries(), reopened.store.memoRuns(), reopened.tokenScope)
         }
         if let identity, identity.tokenScope != scope {
             throw Salvage.Failure(
@@ -163,10 +163,17 @@ public struct SalvagePlan: Sendable {
             index += group.count
         }
         try memory.close()
-        let expected = try LogStore(log: memory).currentEntries()
+        let replayed = try LogStore(log: memory)
+        let expected = try replayed.currentEntries()
         guard expected == entries else {
             throw Salvage.Failure(
                 "the new ledger in \(target) does not read back as written (\(entries.count) entries, expected \(expected.count))")
+        }
+        // The memo too: the same run generations, ends, value counts and bytes.
+        let expectedRuns = replayed.memoRuns()
+        guard expectedRuns == runs else {
+            throw Salvage.Failure(
+                "the new ledger in \(target) does not read back as written (its memo holds \(runs.count) run generations, expected \(expectedRuns.count))")
         }
         try await BlockingThread.run(name: "salvage-install") { try destination.install() }
         return Written(entries: entries)

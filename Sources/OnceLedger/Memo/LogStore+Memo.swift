@@ -16,11 +16,14 @@ extension LogStore {
 
     public func memoGet(_ key: MemoKey) async throws -> MemoValue? {
         if isClosed { throw Self.closedError }
-        // The value is read outside the lock (one pread when it is on disk).
+        // The value is read outside the lock (one pread when it is on disk), unless the
+        // value cache holds it (`MemoTable.remember`).
         guard let read = try memo.withLock({ try $0.read(key) }) else { return nil }
-        let slot = read.slot
-        return MemoValue(key: key, inputDigest: slot.inputDigest == RecordBody.noInputDigest ? nil : slot.inputDigest,
-                         timeMilliseconds: slot.timeMilliseconds, bytes: try read.finish())
+        let bytes = try read.finish(key)
+        if let (entry, location) = read.cacheable {
+            memo.withLock { $0.remember(entry, location: location, bytes: bytes) }
+        }
+        return MemoValue(key: key, inputDigest: read.inputDigest, timeMilliseconds: read.timeMilliseconds, bytes: bytes)
     }
 
     public func memoPut(_ request: MemoPutRequest) async throws {
@@ -33,7 +36,7 @@ extension LogStore {
             inputDigest: request.inputDigest ?? RecordBody.noInputDigest, timeMilliseconds: request.timeMilliseconds,
             value: request.value))
         try body.validate()
-        let (generationKey, _) = MemoTable.key(key)
+        let generationKey = MemoTable.generationKey(key)
         try memo.withLock { table in
             if isClosed { throw Self.closedError }
             guard table.acceptsPut(generationKey) else {
@@ -88,7 +91,7 @@ extension LogStore {
             if isClosed { throw Self.closedError }
             let keys = table.due(now: request.nowMilliseconds, retention: request.retention)
             for key in keys { table.setSweeping(key, true) }
-            return keys.map { ($0, table.generation($0)?.entries.count ?? 0) }
+            return keys.map { ($0, table.totals($0).entries) }
         }
         var result = MemoSweepResult()
         var start = 0
@@ -117,6 +120,11 @@ extension LogStore {
     public func runs(_ query: RunQuery) async throws -> [RunInfo] {
         if isClosed { throw Self.closedError }
         return memo.withLock { $0.infos(query) }
+    }
+
+    /// Every run generation the memo holds, synchronously (salvage's read-back check).
+    package func memoRuns() -> [RunInfo] {
+        memo.withLock { $0.infos(RunQuery()) }
     }
 
     /// Appends memo records durably and, once durable, applies the very bytes written to

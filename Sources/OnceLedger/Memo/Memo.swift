@@ -128,7 +128,12 @@ public struct Memo: Sendable {
 
     private func decode<T: Decodable>(_ bytes: [UInt8], as type: T.Type, name: String) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(bytes))
+            // Decoded in place: the bytes are not copied into a `Data` first.
+            return try bytes.withUnsafeBytes { raw in
+                guard let base = raw.baseAddress else { return try JSONDecoder().decode(T.self, from: Data()) }
+                return try JSONDecoder().decode(T.self, from: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base),
+                                                                   count: raw.count, deallocator: .none))
+            }
         } catch {
             throw LedgerError(
                 .memoDecodingFailed,

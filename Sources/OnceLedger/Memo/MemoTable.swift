@@ -1,3 +1,4 @@
+import Glibc
 import OnceLedgerFormat
 import OnceLedgerLog
 
@@ -11,11 +12,32 @@ import OnceLedgerLog
 /// location (the file log: a segment record, or a version 3 snapshot's value) keeps only
 /// that location and its length, and a read fetches the record with one `pread` through
 /// `reader`, checks it and decodes it with the one body decoder. Without a location (the
-/// in-memory log) the value is kept in memory.
+/// in-memory log) the value is kept in memory (`inMemoryValues`). Values read lately are
+/// kept in a bounded value cache (16 MiB, `remember`): a memo is asked again and again for
+/// the same values (a retried step), and a hit then costs no `pread`.
+///
+/// Layout, for memory per entry and open time (README "Speed", T17: < 128 bytes per entry
+/// plus its key, 1 M entries open in < 1 s), like `LedgerState`'s:
+/// - `entries`: one 56-byte `Entry` per value, densely; a swept entry's index is reused
+///   (a free list through `Entry.next`);
+/// - `names`: every entry's name bytes, back to back (garbage from swept entries is
+///   counted and the arena rewritten once it is half garbage);
+/// - `digests`: the 32-byte input digests, only for entries stored with an input;
+/// - `buckets`: one per (run generation, step), holding the run, namespace and step bytes
+///   once for all its entries, their count and bytes, and the head of a list of them (for
+///   `runs`, snapshots and sweeps); consecutive records of one bucket (a snapshot, a step's
+///   puts) find it without building a key (`lastBucket`);
+/// - `slots`: an open-addressing (linear probing) hash table of
+///   `(hash << 32) | (entry index + 1)` over the whole key, 0 = empty, at most 3/4 full,
+///   with backward-shift deletion (no tombstones). A lookup hashes the key's bytes in
+///   place: no allocation.
 ///
 /// Beside that state it keeps the store's bookkeeping of writes in flight (`ending`,
 /// `putsInFlight`, `sweeping`), which no record carries.
-struct MemoTable {
+///
+/// Sendable although its buffers are raw memory: it is noncopyable, so it owns them alone,
+/// and it is used only under `LogStore`'s lock (or by the one thread replaying a log).
+struct MemoTable: ~Copyable, @unchecked Sendable {
     struct RunKey: Hashable {
         var namespace: [UInt8]
         var run: [UInt8]
@@ -29,15 +51,6 @@ struct MemoTable {
             if a.run.namespace != b.run.namespace { return a.run.namespace.lexicographicallyPrecedes(b.run.namespace) }
             if a.run.run != b.run.run { return a.run.run.lexicographicallyPrecedes(b.run.run) }
             return a.generation < b.generation
-        }
-    }
-
-    struct NameKey: Hashable, Comparable {
-        var step: [UInt8]
-        var name: [UInt8]
-
-        static func < (a: NameKey, b: NameKey) -> Bool {
-            a.step != b.step ? a.step.lexicographicallyPrecedes(b.step) : a.name.lexicographicallyPrecedes(b.name)
         }
     }
 
@@ -55,12 +68,7 @@ struct MemoTable {
         }
     }
 
-    /// A memo entry item of a snapshot, for `relocate`.
-    struct ItemKey {
-        var generation: GenerationKey
-        var name: NameKey
-    }
-
+    /// A memo entry as `slot(_:)` shows it (tests) and a read starts from.
     struct Slot {
         /// 32 bytes; all zero for "no input".
         var inputDigest: [UInt8]
@@ -68,10 +76,57 @@ struct MemoTable {
         var value: ValueRef
     }
 
+    /// A memo entry item of a snapshot, for `relocate`: the entry's index.
+    struct ItemKey {
+        var entry: UInt32
+    }
+
+    struct Entry: BitwiseCopyable {
+        /// Offset of the name's bytes in `names`.
+        var nameOffset: UInt64
+        var time: UInt64
+        /// The value's location (`ValueLocation`), or `Entry.inMemory`: in `inMemoryValues`.
+        var valueFile: UInt64
+        var valueOffset: UInt64
+        var valueBodyBytes: UInt32
+        /// The value's length.
+        var valueCount: UInt32
+        /// Index in `buckets`.
+        var bucket: UInt32
+        /// The bucket's next entry (index + 1; 0: the last), or, free, the next free entry.
+        var next: UInt32
+        /// Index + 1 of the digest in `digests` (32-byte units); 0: no input.
+        var digest: UInt32
+        var nameLength: UInt16
+        var live: Bool
+
+        static let inMemory = UInt64.max
+        var isLocated: Bool { valueFile != Entry.inMemory }
+        var location: ValueLocation { ValueLocation(file: valueFile, offset: valueOffset, bodyBytes: valueBodyBytes) }
+    }
+
+    /// The entries of one step of one run generation.
+    struct Bucket {
+        var generation: GenerationKey
+        var step: [UInt8]
+        /// The first entry (index + 1; 0: none).
+        var first: UInt32 = 0
+        /// Its values and their bytes (kept here, not in `generations`, so an entry's apply
+        /// does not look its generation up).
+        var entryCount = 0
+        var valueBytes = 0
+    }
+
+    struct BucketKey: Hashable {
+        var generation: GenerationKey
+        var step: [UInt8]
+    }
+
     struct Generation {
         var end: (status: RecordBody.RunStatus, timeMilliseconds: UInt64)?
-        var entries: [NameKey: Slot] = [:]
-        var valueBytes = 0
+        /// Its buckets (indices in `buckets`), one per step that holds values; its value
+        /// count and bytes are theirs (`totals`).
+        var buckets: [UInt32] = []
         // Store bookkeeping (not log state).
         /// A run-end record for it is being written: puts are refused.
         var ending = false
@@ -93,6 +148,41 @@ struct MemoTable {
     /// generation count survives even when every run was swept (§9.4).
     private var highestSweep: RecordBody.MemoSweep?
 
+    private var entries = PlainBuffer<Entry>()
+    /// The first free entry (index + 1; 0: none).
+    private var freeEntry: UInt32 = 0
+    private var liveEntries = 0
+    private var slots = PlainBuffer<UInt64>()
+    private var names = PlainBuffer<UInt8>()
+    private var nameGarbage = 0
+    private var digests = PlainBuffer<UInt8>()
+    private var freeDigests: [UInt32] = []
+    private var buckets: [Bucket] = []
+    private var freeBuckets: [UInt32] = []
+    private var bucketsByKey: [BucketKey: UInt32] = [:]
+    /// The bucket the last memo entry went to.
+    private var lastBucket: UInt32?
+    /// No sweep record was applied since `see` was called for `lastBucket`'s generation (so
+    /// another entry of that bucket would not change what `see` keeps).
+    private var lastBucketSeen = false
+    /// Values of entries without a location, by entry index.
+    private var inMemoryValues: [UInt32: [UInt8]] = [:]
+
+    // The value cache: values on disk read lately, by entry index, so that a hit (a retried
+    // step asking again) is answered without a `pread`. Bounded (`cacheBytesMax`, values up
+    // to `cacheValueBytesMax`), oldest out first; an entry's cached value is dropped when the
+    // entry is overwritten or swept, and a read fills it only if the entry still holds the
+    // record it read (`remember`). Losing it costs a `pread`, never a wrong value.
+    static let cacheBytesMax = 16 << 20
+    static let cacheValueBytesMax = 64 << 10
+    private var cache: [UInt32: (bytes: [UInt8], serial: UInt64)] = [:]
+    private var cacheOrder: [(entry: UInt32, serial: UInt64)] = []
+    private var cacheOrderStart = 0
+    private var cacheBytes = 0
+    private var cacheSerial: UInt64 = 0
+
+    init() {}
+
     static func runKey(_ run: MemoRun) -> RunKey {
         RunKey(namespace: Array(run.namespace.utf8), run: Array(run.run.utf8))
     }
@@ -101,34 +191,288 @@ struct MemoTable {
         MemoRun(namespace: String(decoding: key.namespace, as: UTF8.self), run: String(decoding: key.run, as: UTF8.self))
     }
 
-    static func key(_ key: MemoKey) -> (GenerationKey, NameKey) {
-        (GenerationKey(run: runKey(key.run), generation: key.generation),
-         NameKey(step: Array(key.step.utf8), name: Array(key.name.utf8)))
+    static func generationKey(_ key: MemoKey) -> GenerationKey {
+        GenerationKey(run: runKey(key.run), generation: key.generation)
+    }
+
+    // MARK: The table
+
+    static func hash(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
+                     step: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer) -> UInt32 {
+        var hasher = Hasher()
+        hasher.combine(namespace.count)
+        hasher.combine(bytes: namespace)
+        hasher.combine(run.count)
+        hasher.combine(bytes: run)
+        hasher.combine(generation)
+        hasher.combine(step.count)
+        hasher.combine(bytes: step)
+        hasher.combine(bytes: name)
+        let value = UInt64(UInt(bitPattern: hasher.finalize()))
+        return UInt32(truncatingIfNeeded: value ^ (value >> 32))
+    }
+
+    /// Calls `body` with `key`'s five parts as bytes, in place (no copy for native strings).
+    static func withBytes<R>(_ key: MemoKey,
+                             _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, UnsafeRawBufferPointer,
+                                      UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var namespace = key.run.namespace, run = key.run.run, step = key.step, name = key.name
+        return try namespace.withUTF8 { namespace in
+            try run.withUTF8 { run in
+                try step.withUTF8 { step in
+                    try name.withUTF8 { name in
+                        try body(UnsafeRawBufferPointer(namespace), UnsafeRawBufferPointer(run),
+                                 UnsafeRawBufferPointer(step), UnsafeRawBufferPointer(name))
+                    }
+                }
+            }
+        }
+    }
+
+    static func equal(_ bytes: [UInt8], _ raw: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count == raw.count else { return false }
+        guard let base = raw.baseAddress, !bytes.isEmpty else { return true }
+        return bytes.withUnsafeBytes { memcmp($0.baseAddress.unsafelyUnwrapped, base, raw.count) == 0 }
+    }
+
+    private func nameEquals(_ entry: Entry, _ name: UnsafeRawBufferPointer) -> Bool {
+        guard Int(entry.nameLength) == name.count else { return false }
+        guard let base = name.baseAddress else { return true }
+        return memcmp(names.base.unsafelyUnwrapped + Int(entry.nameOffset), base, name.count) == 0
+    }
+
+    private func bucketEquals(_ index: UInt32, namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer,
+                              generation: UInt64, step: UnsafeRawBufferPointer) -> Bool {
+        buckets.withUnsafeBufferPointer { buckets in
+            let bucket = buckets[Int(index)]
+            return bucket.generation.generation == generation && MemoTable.equal(bucket.step, step)
+                && MemoTable.equal(bucket.generation.run.run, run) && MemoTable.equal(bucket.generation.run.namespace, namespace)
+        }
+    }
+
+    /// The entry holding the key, or the empty slot where it would go.
+    private func find(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
+                      step: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer,
+                      hash: UInt32) -> (index: Int?, slot: Int) {
+        guard let values = slots.base else { return (nil, -1) }
+        let mask = slots.count - 1
+        var slot = Int(hash) & mask
+        while true {
+            let value = values[slot]
+            if value == 0 { return (nil, slot) }
+            if UInt32(truncatingIfNeeded: value >> 32) == hash {
+                let index = Int(UInt32(truncatingIfNeeded: value)) - 1
+                let entry = entries[index]
+                if nameEquals(entry, name),
+                   bucketEquals(entry.bucket, namespace: namespace, run: run, generation: generation, step: step) {
+                    return (index, slot)
+                }
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    private func index(of key: MemoKey) -> Int? {
+        MemoTable.withBytes(key) { namespace, run, step, name in
+            let hash = MemoTable.hash(namespace: namespace, run: run, generation: key.generation, step: step, name: name)
+            return find(namespace: namespace, run: run, generation: key.generation, step: step, name: name, hash: hash).index
+        }
+    }
+
+    /// The hash entry `index` was filed under.
+    private func hash(ofEntry index: Int) -> UInt32 {
+        let entry = entries[index]
+        let bucket = buckets[Int(entry.bucket)]
+        return bucket.generation.run.namespace.withUnsafeBytes { namespace in
+            bucket.generation.run.run.withUnsafeBytes { run in
+                bucket.step.withUnsafeBytes { step in
+                    MemoTable.hash(namespace: namespace, run: run, generation: bucket.generation.generation, step: step,
+                                   name: names.rawBytes(from: Int(entry.nameOffset), count: Int(entry.nameLength)))
+                }
+            }
+        }
+    }
+
+    private mutating func growSlots() {
+        var fresh = PlainBuffer<UInt64>(zeroed: max(1024, slots.count * 2))
+        let mask = fresh.count - 1
+        for old in 0..<slots.count {
+            let value = slots[old]
+            guard value != 0 else { continue }
+            var slot = Int(UInt32(truncatingIfNeeded: value >> 32)) & mask
+            while fresh[slot] != 0 { slot = (slot + 1) & mask }
+            fresh[slot] = value
+        }
+        slots = fresh
+    }
+
+    /// Removes entry `index`'s slot, shifting later entries of its probe run back.
+    private mutating func removeSlot(ofEntry index: Int) {
+        guard slots.count > 0 else { return }
+        let mask = slots.count - 1
+        let wanted = UInt64(index + 1)
+        var hole = Int(hash(ofEntry: index)) & mask
+        var probes = 0
+        while slots[hole] & 0xffff_ffff != wanted {
+            // Every live entry has a slot; a full circle would be a bug in this table.
+            probes += 1
+            precondition(slots[hole] != 0 && probes <= slots.count, "memo entry without a slot")
+            hole = (hole + 1) & mask
+        }
+        var next = hole
+        while true {
+            next = (next + 1) & mask
+            let value = slots[next]
+            if value == 0 { break }
+            let home = Int(UInt32(truncatingIfNeeded: value >> 32)) & mask
+            // The entry at `next` may move back to `hole` unless its home lies in (hole, next].
+            let stays = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next)
+            if !stays {
+                slots[hole] = value
+                hole = next
+            }
+        }
+        slots[hole] = 0
+    }
+
+    /// The bucket of (generation key, step), created if new.
+    private mutating func bucket(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
+                                 step: UnsafeRawBufferPointer) -> (index: UInt32, wasLast: Bool) {
+        if let last = lastBucket,
+           bucketEquals(last, namespace: namespace, run: run, generation: generation, step: step) {
+            return (last, true)
+        }
+        let generationKey = GenerationKey(run: RunKey(namespace: Array(namespace), run: Array(run)), generation: generation)
+        let key = BucketKey(generation: generationKey, step: Array(step))
+        let index: UInt32
+        if let found = bucketsByKey[key] {
+            index = found
+        } else {
+            let bucket = Bucket(generation: generationKey, step: key.step)
+            if let free = freeBuckets.popLast() {
+                index = free
+                buckets[Int(free)] = bucket
+            } else {
+                index = UInt32(buckets.count)
+                buckets.append(bucket)
+            }
+            bucketsByKey[key] = index
+            generations[generationKey, default: Generation()].buckets.append(index)
+        }
+        lastBucket = index
+        return (index, false)
+    }
+
+    private mutating func storeDigest(_ digest: UnsafeRawBufferPointer) -> UInt32 {
+        guard digest.contains(where: { $0 != 0 }) else { return 0 }
+        if let free = freeDigests.popLast() {
+            digests.mutableRawBytes(from: Int(free - 1) * 32, count: 32).copyMemory(from: digest)
+            return free
+        }
+        digests.append(contentsOf: digest)
+        return UInt32(digests.count / 32)
+    }
+
+    private mutating func freeDigest(_ digest: UInt32) {
+        if digest != 0 { freeDigests.append(digest) }
+    }
+
+    private func digest(of entry: Entry) -> [UInt8] {
+        guard entry.digest != 0 else { return RecordBody.noInputDigest }
+        return Array(digests.rawBytes(from: Int(entry.digest - 1) * 32, count: 32))
+    }
+
+    private func valueRef(_ index: Int, _ entry: Entry) -> ValueRef {
+        entry.isLocated ? .located(entry.location, count: Int(entry.valueCount))
+            : .bytes(inMemoryValues[UInt32(index)] ?? [])
+    }
+
+    /// Rewrites `names` without the bytes of removed entries once they are half of it.
+    private mutating func compactNamesIfWasteful() {
+        guard nameGarbage > 4096, nameGarbage * 2 > names.count else { return }
+        var fresh = PlainBuffer<UInt8>()
+        fresh.reserve(adding: names.count - nameGarbage)
+        for index in 0..<entries.count {
+            var entry = entries[index]
+            guard entry.live else { continue }
+            let offset = UInt64(fresh.count)
+            fresh.append(contentsOf: names.rawBytes(from: Int(entry.nameOffset), count: Int(entry.nameLength)))
+            entry.nameOffset = offset
+            entries[index] = entry
+        }
+        names = fresh
+        nameGarbage = 0
+    }
+
+    /// Sizes the tables for `count` values (a snapshot that holds only memo items says how
+    /// many it holds), so a large open does not grow and rehash them step by step. Only a
+    /// hint: when the memory is not there, nothing is reserved.
+    mutating func reserve(entries count: Int) {
+        guard count > entries.count, count < Int(UInt32.max) - 1 else { return }
+        guard entries.reserveIfAvailable(adding: count - entries.count) else { return }
+        if count * 4 > slots.count * 3 {
+            var size = max(1024, slots.count * 2)
+            while size * 3 < count * 4 { size *= 2 }
+            guard var fresh = PlainBuffer<UInt64>(zeroedIfAvailable: size) else { return }
+            let mask = fresh.count - 1
+            for old in 0..<slots.count {
+                let value = slots[old]
+                guard value != 0 else { continue }
+                var slot = Int(UInt32(truncatingIfNeeded: value >> 32)) & mask
+                while fresh[slot] != 0 { slot = (slot + 1) & mask }
+                fresh[slot] = value
+            }
+            slots = fresh
+        }
     }
 
     // MARK: Reading
 
     func generation(_ key: GenerationKey) -> Generation? { generations[key] }
 
+    /// How many values generation `key` holds, and their bytes.
+    func totals(_ key: GenerationKey) -> (entries: Int, bytes: Int) {
+        guard let generation = generations[key] else { return (0, 0) }
+        var totals = (entries: 0, bytes: 0)
+        for index in generation.buckets {
+            totals.entries += buckets[Int(index)].entryCount
+            totals.bytes += buckets[Int(index)].valueBytes
+        }
+        return totals
+    }
+
+    /// How many memo values the table holds.
+    var count: Int { liveEntries }
+    /// Entries in the flat buffer, live or free (for tests).
+    var entryCapacity: Int { entries.count }
+    /// Bytes in the name arena, garbage included (for tests).
+    var nameArenaBytes: Int { names.count }
+
     func slot(_ key: MemoKey) -> Slot? {
-        let (generation, name) = MemoTable.key(key)
-        return generations[generation]?.entries[name]
+        guard let index = index(of: key) else { return nil }
+        let entry = entries[index]
+        return Slot(inputDigest: digest(of: entry), timeMilliseconds: entry.time, value: valueRef(index, entry))
     }
 
     func info(_ key: GenerationKey) -> RunInfo? {
         guard let generation = generations[key] else { return nil }
+        let totals = totals(key)
         return RunInfo(run: MemoTable.memoRun(key.run), generation: key.generation,
                        status: generation.end.map { RunStatus($0.status) }, endTimeMilliseconds: generation.end?.timeMilliseconds,
-                       entryCount: generation.entries.count, valueBytes: generation.valueBytes)
+                       entryCount: totals.entries, valueBytes: totals.bytes)
     }
 
     func infos(_ query: RunQuery) -> [RunInfo] {
         let namespace = query.namespace.map { Array($0.utf8) }
         let run = query.run.map { Array($0.utf8) }
-        return generations.keys
+        let keys = generations.keys
             .filter { (namespace == nil || $0.run.namespace == namespace) && (run == nil || $0.run.run == run) }
             .sorted()
-            .compactMap(info)
+        var infos: [RunInfo] = []
+        for key in keys {
+            if let info = info(key) { infos.append(info) }
+        }
+        return infos
     }
 
     // MARK: Store bookkeeping
@@ -178,8 +522,8 @@ struct MemoTable {
     /// A generation with no end, no values and nothing in flight carries no state (a put
     /// or an end that failed to be written leaves it so).
     private mutating func dropIfEmpty(_ key: GenerationKey) {
-        guard let generation = generations[key], generation.end == nil, generation.entries.isEmpty,
-              generation.putsInFlight == 0, !generation.ending, !generation.sweeping
+        guard let generation = generations[key], generation.end == nil,
+              generation.buckets.isEmpty, generation.putsInFlight == 0, !generation.ending, !generation.sweeping
         else { return }
         generations[key] = nil
     }
@@ -211,28 +555,15 @@ struct MemoTable {
         case .unknownKind(let unknown):
             throw LedgerError(.unsupportedVersion, "record kind \(unknown.rawValue) is not known to this build")
         }
-        func bytes(_ range: Range<Int>) -> [UInt8] { Array(body[range]) }
+        func part(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: body[range]) }
         func generationKey(_ namespace: Range<Int>, _ run: Range<Int>, _ generation: UInt64) -> GenerationKey {
-            GenerationKey(run: RunKey(namespace: bytes(namespace), run: bytes(run)), generation: generation)
+            GenerationKey(run: RunKey(namespace: Array(part(namespace)), run: Array(part(run))), generation: generation)
         }
         switch fields {
         case let .memoEntry(namespace, run, generation, step, name, digest, time, value):
-            let key = generationKey(namespace, run, generation)
-            see(key)
-            let ref: ValueRef
-            if let location {
-                // A segment record holds the whole body; a snapshot hint holds it with an
-                // empty value, which is in the snapshot's value (the whole body) instead.
-                let count = location.isSnapshot ? max(0, Int(location.bodyBytes) - body.count) : value.count
-                ref = .located(location, count: count)
-            } else {
-                ref = .bytes(bytes(value))
-            }
-            let slot = Slot(inputDigest: bytes(digest), timeMilliseconds: time, value: ref)
-            let nameKey = NameKey(step: bytes(step), name: bytes(name))
-            let previous = generations[key]?.entries[nameKey]?.value.count ?? 0
-            generations[key, default: Generation()].valueBytes += slot.value.count - previous
-            generations[key, default: Generation()].entries[nameKey] = slot
+            applyEntry(namespace: part(namespace), run: part(run), generation: generation, step: part(step),
+                       name: part(name), digest: part(digest), time: time, value: part(value), bodyBytes: body.count,
+                       location: location)
         case let .runEnd(namespace, run, generation, status, time):
             let key = generationKey(namespace, run, generation)
             see(key)
@@ -241,7 +572,8 @@ struct MemoTable {
         case let .memoSweep(namespace, run, generation, time):
             let key = generationKey(namespace, run, generation)
             see(key)
-            generations[key] = nil
+            remove(key)
+            lastBucketSeen = false
             if latest[key.run] == generation { latest[key.run] = nil }
             if generation >= highestSweep?.generation ?? 0 {
                 highestSweep = RecordBody.MemoSweep(
@@ -253,6 +585,100 @@ struct MemoTable {
         }
     }
 
+    private mutating func applyEntry(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
+                                     step: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer,
+                                     digest: UnsafeRawBufferPointer, time: UInt64, value: UnsafeRawBufferPointer,
+                                     bodyBytes: Int, location: ValueLocation?) {
+        let hash = MemoTable.hash(namespace: namespace, run: run, generation: generation, step: step, name: name)
+        var (found, slot) = find(namespace: namespace, run: run, generation: generation, step: step, name: name,
+                                 hash: hash)
+        let (bucketIndex, wasLast) = bucket(namespace: namespace, run: run, generation: generation, step: step)
+        if !(wasLast && lastBucketSeen) {
+            see(buckets[Int(bucketIndex)].generation)
+            lastBucketSeen = true
+        }
+        // A segment record holds the whole body; a snapshot hint holds it with an empty value,
+        // which is in the snapshot's value (the whole body) instead.
+        let valueCount = location.map { $0.isSnapshot ? max(0, Int($0.bodyBytes) - bodyBytes) : value.count }
+            ?? value.count
+        let index: Int
+        var entry: Entry
+        if let found {
+            index = found
+            entry = entries[index]
+            forget(UInt32(index))
+            freeDigest(entry.digest)
+            buckets[Int(bucketIndex)].valueBytes -= Int(entry.valueCount)
+        } else {
+            if (liveEntries + 1) * 4 > slots.count * 3 {
+                growSlots()
+                slot = find(namespace: namespace, run: run, generation: generation, step: step, name: name, hash: hash).slot
+            }
+            if freeEntry != 0 {
+                index = Int(freeEntry - 1)
+                freeEntry = entries[index].next
+            } else {
+                // 4 G memo values would need far more memory than any machine this runs on has.
+                precondition(entries.count < Int(UInt32.max) - 1, "more than 4 G memo values")
+                index = entries.count
+                entries.append(Entry(nameOffset: 0, time: 0, valueFile: 0, valueOffset: 0, valueBodyBytes: 0,
+                                     valueCount: 0, bucket: 0, next: 0, digest: 0, nameLength: 0, live: false))
+            }
+            entry = Entry(nameOffset: UInt64(names.count), time: 0, valueFile: Entry.inMemory, valueOffset: 0,
+                          valueBodyBytes: 0, valueCount: 0, bucket: bucketIndex, next: buckets[Int(bucketIndex)].first,
+                          digest: 0, nameLength: UInt16(name.count), live: true)
+            names.append(contentsOf: name)
+            buckets[Int(bucketIndex)].first = UInt32(index + 1)
+            slots[slot] = UInt64(hash) << 32 | UInt64(index + 1)
+            liveEntries += 1
+            buckets[Int(bucketIndex)].entryCount += 1
+        }
+        entry.digest = storeDigest(digest)
+        entry.time = time
+        entry.valueCount = UInt32(valueCount)
+        if let location {
+            entry.valueFile = location.file
+            entry.valueOffset = location.offset
+            entry.valueBodyBytes = location.bodyBytes
+            if !inMemoryValues.isEmpty { inMemoryValues[UInt32(index)] = nil }
+        } else {
+            entry.valueFile = Entry.inMemory
+            inMemoryValues[UInt32(index)] = Array(value)
+        }
+        entries[index] = entry
+        buckets[Int(bucketIndex)].valueBytes += valueCount
+    }
+
+    /// Removes a swept generation and every value it holds.
+    private mutating func remove(_ key: GenerationKey) {
+        guard let generation = generations.removeValue(forKey: key) else { return }
+        for bucketIndex in generation.buckets {
+            var next = buckets[Int(bucketIndex)].first
+            while next != 0 {
+                let index = Int(next - 1)
+                var entry = entries[index]
+                next = entry.next
+                removeSlot(ofEntry: index)
+                forget(UInt32(index))
+                freeDigest(entry.digest)
+                nameGarbage += Int(entry.nameLength)
+                if !entry.isLocated { inMemoryValues[UInt32(index)] = nil }
+                entry.live = false
+                entry.next = freeEntry
+                entries[index] = entry
+                freeEntry = UInt32(index + 1)
+                liveEntries -= 1
+            }
+            let bucket = buckets[Int(bucketIndex)]
+            bucketsByKey[BucketKey(generation: bucket.generation, step: bucket.step)] = nil
+            buckets[Int(bucketIndex)] = Bucket(generation: GenerationKey(run: RunKey(namespace: [], run: []), generation: 0),
+                                               step: [])
+            freeBuckets.append(bucketIndex)
+            if lastBucket == bucketIndex { lastBucket = nil }
+        }
+        compactNamesIfWasteful()
+    }
+
     /// A record of `key` was applied: its generation counts as seen and, if newer, as its
     /// run's latest.
     private mutating func see(_ key: GenerationKey) {
@@ -260,109 +686,213 @@ struct MemoTable {
         if key.generation > latest[key.run] ?? 0 { latest[key.run] = key.generation }
     }
 
-    // MARK: Snapshots
+    // MARK: Reads
 
-    /// The bytes of the value `ref` names for `key`: in memory, or read from disk.
-    static func value(_ ref: ValueRef, key: ItemKey, reader: RecordReader?, file: (any StorageFile)?) throws -> [UInt8] {
-        switch ref {
-        case .bytes(let bytes):
-            return bytes
-        case .located(let location, _):
-            guard let reader else { throw LedgerError(.closed, "this ledger has no reader for memo values on disk") }
-            return try readValue(at: location, key: key, reader: reader, file: file)
+    /// Reads the memo entry at `location` (through `file`, a handle taken earlier, or the
+    /// reader's) and returns its value, checked to be the entry whose body without its
+    /// value is `hint` (its key, digest and time: a memo entry's value is its last field).
+    static func readValue(at location: ValueLocation, hint: [UInt8], reader: RecordReader,
+                          file: (any StorageFile)?) throws -> [UInt8] {
+        let handle = try file ?? reader.handle(for: location.file)
+        return try reader.readPart(location, from: handle) { kind, raw -> Range<Int> in
+            let prefix = hint.count - 4
+            guard kind == .memoEntry, prefix >= 0, raw.count >= hint.count,
+                  hint.withUnsafeBytes({ memcmp($0.baseAddress.unsafelyUnwrapped, raw.baseAddress.unsafelyUnwrapped, prefix) }) == 0,
+                  case .fields(.memoEntry(_, _, _, _, _, _, _, let value)) = RecordBody.decodeFields(kind: kind, raw),
+                  value.lowerBound == hint.count
+            else { throw moved(location, reader: reader) }
+            return value
         }
     }
 
-    /// Reads the memo entry at `location` (through `file`, a handle taken earlier, or the
-    /// reader's) and returns its value, checked to be the entry of `key`.
-    static func readValue(at location: ValueLocation, key: ItemKey, reader: RecordReader,
-                          file: (any StorageFile)?) throws -> [UInt8] {
-        let handle = try file ?? reader.handle(for: location.file)
-        return try reader.withRecord(location, from: handle) { kind, raw -> [UInt8] in
-            func equal(_ range: Range<Int>, _ bytes: [UInt8]) -> Bool { raw[range].elementsEqual(bytes) }
-            guard kind == .memoEntry,
-                  case .fields(.memoEntry(let namespace, let run, let generation, let step, let name, _, _, let value)) =
-                    RecordBody.decodeFields(kind: kind, raw),
-                  generation == key.generation.generation, equal(namespace, key.generation.run.namespace),
-                  equal(run, key.generation.run.run), equal(step, key.name.step), equal(name, key.name.name)
-            else {
-                throw LedgerError(
-                    .corruptRecord,
-                    "the record at offset \(location.offset) no longer holds the memo value it held when the ledger opened; run `onceledger verify` and `onceledger salvage`",
-                    path: reader.path(of: location.file), segment: location.isSnapshot ? nil : location.file,
-                    offset: location.offset)
-            }
-            return Array(raw[value])
-        }
+    static func moved(_ location: ValueLocation, reader: RecordReader) -> LedgerError {
+        LedgerError(
+            .corruptRecord,
+            "the record at offset \(location.offset) no longer holds the memo value it held when the ledger opened; run `onceledger verify` and `onceledger salvage`",
+            path: reader.path(of: location.file), segment: location.isSnapshot ? nil : location.file,
+            offset: location.offset)
     }
 
     /// A value's read, prepared under the lock and finished outside it (`LogStore.memoGet`):
     /// the handle is taken now, so a compaction that removes the file meanwhile does not
     /// take the bytes away.
     struct Read {
-        var slot: Slot
-        var key: ItemKey
+        var inputDigest: [UInt8]?
+        var timeMilliseconds: UInt64
+        var value: ValueRef
         var onDisk: (reader: RecordReader, file: any StorageFile)?
+        /// For a value read from disk that the cache may keep: its entry and location.
+        var cacheable: (entry: UInt32, location: ValueLocation)?
 
-        func finish() throws -> [UInt8] {
-            try MemoTable.value(slot.value, key: key, reader: onDisk?.reader, file: onDisk?.file)
+        /// The value's bytes, read from disk if they are there and checked to be `key`'s.
+        func finish(_ key: MemoKey) throws -> [UInt8] {
+            switch value {
+            case .bytes(let bytes):
+                return bytes
+            case .located(let location, _):
+                guard let (reader, file) = onDisk else {
+                    throw LedgerError(.closed, "this ledger has no reader for memo values on disk")
+                }
+                return try reader.readPart(location, from: file) { kind, raw -> Range<Int> in
+                    guard kind == .memoEntry,
+                          case .fields(.memoEntry(let namespace, let run, let generation, let step, let name, _, _, let value)) =
+                            RecordBody.decodeFields(kind: kind, raw),
+                          generation == key.generation,
+                          MemoTable.withBytes(key, { keyNamespace, keyRun, keyStep, keyName in
+                              func same(_ range: Range<Int>, _ bytes: UnsafeRawBufferPointer) -> Bool {
+                                  range.count == bytes.count
+                                      && (bytes.isEmpty || memcmp(raw.baseAddress.unsafelyUnwrapped + range.lowerBound,
+                                                                  bytes.baseAddress.unsafelyUnwrapped, bytes.count) == 0)
+                              }
+                              return same(name, keyName) && same(step, keyStep) && same(run, keyRun)
+                                  && same(namespace, keyNamespace)
+                          })
+                    else { throw MemoTable.moved(location, reader: reader) }
+                    return value
+                }
+            }
         }
     }
 
     func read(_ key: MemoKey) throws -> Read? {
-        let (generation, name) = MemoTable.key(key)
-        guard let slot = generations[generation]?.entries[name] else { return nil }
-        let itemKey = ItemKey(generation: generation, name: name)
-        guard case .located(let location, _) = slot.value, let reader else { return Read(slot: slot, key: itemKey) }
-        return Read(slot: slot, key: itemKey, onDisk: (reader, try reader.handle(for: location.file)))
+        guard let index = index(of: key) else { return nil }
+        let entry = entries[index]
+        let digest: [UInt8]? = entry.digest == 0 ? nil : self.digest(of: entry)
+        if let cached = cache[UInt32(index)] {
+            return Read(inputDigest: digest, timeMilliseconds: entry.time, value: .bytes(cached.bytes))
+        }
+        let value = valueRef(index, entry)
+        guard entry.isLocated, let reader else { return Read(inputDigest: digest, timeMilliseconds: entry.time, value: value) }
+        return Read(inputDigest: digest, timeMilliseconds: entry.time, value: value,
+                    onDisk: (reader, try reader.handle(for: entry.valueFile)),
+                    cacheable: Int(entry.valueCount) <= MemoTable.cacheValueBytesMax ? (UInt32(index), entry.location) : nil)
     }
 
-    /// After a compaction wrote `snapshotItemsInOrder()`'s items: the value of memo entry
+    /// Keeps `bytes`, read from `location` for entry `index`, in the value cache if the entry
+    /// still holds that record (no put replaced it, no sweep removed it meanwhile).
+    mutating func remember(_ index: UInt32, location: ValueLocation, bytes: [UInt8]) {
+        guard Int(index) < entries.count, bytes.count <= MemoTable.cacheValueBytesMax, cache[index] == nil else { return }
+        let entry = entries[Int(index)]
+        guard entry.live, entry.isLocated, entry.location == location else { return }
+        cacheSerial += 1
+        cache[index] = (bytes, cacheSerial)
+        cacheOrder.append((index, cacheSerial))
+        cacheBytes += bytes.count
+        while cacheBytes > MemoTable.cacheBytesMax, cacheOrderStart < cacheOrder.count {
+            let (oldest, serial) = cacheOrder[cacheOrderStart]
+            cacheOrderStart += 1
+            if cache[oldest]?.serial == serial { forget(oldest) }
+        }
+        if cacheOrderStart > 1024, cacheOrderStart * 2 > cacheOrder.count {
+            cacheOrder.removeFirst(cacheOrderStart)
+            cacheOrderStart = 0
+        }
+    }
+
+    /// Drops entry `index`'s cached value, if any.
+    private mutating func forget(_ index: UInt32) {
+        if cache.isEmpty { return }
+        if let dropped = cache.removeValue(forKey: index) { cacheBytes -= dropped.bytes.count }
+    }
+
+    /// Bytes in the value cache (for tests).
+    var cachedValueBytes: Int { cacheBytes }
+
+    // MARK: Snapshots
+
+    /// After a compaction wrote `snapshotSource()`'s items: the value of memo entry
     /// `keys[i]` (nil: not a memo entry) is now at `locations[i]`. Called before any later
     /// record is applied, so the entries are the ones written.
     mutating func relocate(_ keys: [ItemKey?], locations: ArraySlice<ValueLocation?>) {
         guard reader != nil else { return }
         for (position, key) in keys.enumerated() where position < locations.count {
             guard let key, let location = locations[locations.startIndex + position],
-                  let slot = generations[key.generation]?.entries[key.name]
+                  Int(key.entry) < entries.count
             else { continue }
-            generations[key.generation]?.entries[key.name]?.value = .located(location, count: slot.value.count)
+            var entry = entries[Int(key.entry)]
+            guard entry.live else { continue }
+            entry.valueFile = location.file
+            entry.valueOffset = location.offset
+            entry.valueBodyBytes = location.bodyBytes
+            entries[Int(key.entry)] = entry
+            if !inMemoryValues.isEmpty { inMemoryValues[key.entry] = nil }
+            // The next read fetches it from its new place (compactions are rare).
+            forget(key.entry)
         }
     }
 
     /// The memo as snapshot items (`Spec/FORMAT.md` §6.2, §9.4), in key order: each live
     /// generation's values and its end; then the sweep of the highest generation swept.
-    /// Swept generations are gone, so compaction drops them. Values on disk are read into
-    /// the items; beside them, which memo entry each item is (for `relocate`).
-    func snapshotItemsInOrder() throws -> (items: [SnapshotFile.Item], keys: [ItemKey?]) {
-        var items: [SnapshotFile.Item] = []
+    /// Swept generations are gone, so compaction drops them. Values on disk are not read
+    /// here (this runs under the memo's lock): their items are hints with the value's
+    /// length (`.receiptLater`), and `value(index)` reads item `index`'s value later,
+    /// outside the lock, through a handle pinned now. Beside them, which memo entry each
+    /// item is (for `relocate`).
+    func snapshotSource() throws -> (items: [SnapshotFile.StreamItem], keys: [ItemKey?],
+                                     value: @Sendable (Int) throws -> [UInt8]) {
+        var items: [SnapshotFile.StreamItem] = []
         var keys: [ItemKey?] = []
+        var onDisk: [Int: (location: ValueLocation, hint: [UInt8])] = [:]
+        var handles: [UInt64: any StorageFile] = [:]
         for key in generations.keys.sorted() {
             guard let generation = generations[key] else { continue }
             let namespace = String(decoding: key.run.namespace, as: UTF8.self)
             let run = String(decoding: key.run.run, as: UTF8.self)
-            for name in generation.entries.keys.sorted() {
-                guard let slot = generation.entries[name] else { continue }
-                let itemKey = ItemKey(generation: key, name: name)
-                let body = RecordBody.memoEntry(.init(
-                    namespace: namespace, run: run, generation: key.generation,
-                    step: String(decoding: name.step, as: UTF8.self), name: String(decoding: name.name, as: UTF8.self),
-                    inputDigest: slot.inputDigest, timeMilliseconds: slot.timeMilliseconds,
-                    value: try MemoTable.value(slot.value, key: itemKey, reader: reader, file: nil)))
-                items.append(SnapshotFile.Item(kind: .memoEntry, body: body.encode()))
-                keys.append(itemKey)
+            let sortedBuckets = generation.buckets.sorted { a, b in
+                buckets[Int(a)].step.lexicographicallyPrecedes(buckets[Int(b)].step)
+            }
+            for bucketIndex in sortedBuckets {
+                let bucket = buckets[Int(bucketIndex)]
+                let step = String(decoding: bucket.step, as: UTF8.self)
+                var members: [Int] = []
+                var next = bucket.first
+                while next != 0 {
+                    members.append(Int(next - 1))
+                    next = entries[Int(next - 1)].next
+                }
+                members.sort { a, b in
+                    let x = entries[a], y = entries[b]
+                    return names.rawBytes(from: Int(x.nameOffset), count: Int(x.nameLength))
+                        .lexicographicallyPrecedes(names.rawBytes(from: Int(y.nameOffset), count: Int(y.nameLength)))
+                }
+                for index in members {
+                    let entry = entries[index]
+                    let name = String(decoding: names.rawBytes(from: Int(entry.nameOffset), count: Int(entry.nameLength)),
+                                      as: UTF8.self)
+                    let located = entry.isLocated && reader != nil
+                    let body = RecordBody.memoEntry(.init(
+                        namespace: namespace, run: run, generation: key.generation, step: step, name: name,
+                        inputDigest: digest(of: entry), timeMilliseconds: entry.time,
+                        value: located ? [] : inMemoryValues[UInt32(index)] ?? []))
+                    if located, let reader {
+                        let hint = body.encode()
+                        if handles[entry.valueFile] == nil { handles[entry.valueFile] = try reader.handle(for: entry.valueFile) }
+                        onDisk[items.count] = (entry.location, hint)
+                        items.append(.receiptLater(.memoEntry, hint: hint, receiptBytes: entry.valueCount))
+                    } else {
+                        items.append(.whole(.memoEntry, body.encode()))
+                    }
+                    keys.append(ItemKey(entry: UInt32(index)))
+                }
             }
             if let end = generation.end {
                 let body = RecordBody.runEnd(.init(namespace: namespace, run: run, generation: key.generation,
                                                    status: end.status, timeMilliseconds: end.timeMilliseconds))
-                items.append(SnapshotFile.Item(kind: .runEnd, body: body.encode()))
+                items.append(.whole(.runEnd, body.encode()))
                 keys.append(nil)
             }
         }
         if let highestSweep {
-            items.append(SnapshotFile.Item(kind: .memoSweep, body: RecordBody.memoSweep(highestSweep).encode()))
+            items.append(.whole(.memoSweep, RecordBody.memoSweep(highestSweep).encode()))
             keys.append(nil)
         }
-        return (items, keys)
+        let reader = self.reader
+        let value: @Sendable (Int) throws -> [UInt8] = { [onDisk, handles] index in
+            guard let (location, hint) = onDisk[index], let reader else {
+                throw LedgerError(.invalidArgument, "memo snapshot item \(index) has no value on disk")
+            }
+            return try MemoTable.readValue(at: location, hint: hint, reader: reader, file: handles[location.file])
+        }
+        return (items, keys, value)
     }
 }

@@ -62,9 +62,17 @@ public final class LogStore: LedgerStore, Sendable {
         // A log that says where each record is (the file log) lets the state keep receipts
         // and memo values there and read them on demand (`LedgerState`, `MemoTable`);
         // otherwise they stay in memory.
+        // A snapshot announces how many items it holds; they come entries first, then the
+        // memo's, so the count sizes the table of the first item (`LedgerState`, or
+        // `MemoTable` when the snapshot holds only memo items).
+        var itemCount: Int?
         try log.loadLocated(
-            itemCount: { count in loaded.reserve(entries: count) },
+            itemCount: { count in itemCount = count },
             item: { kind, body, location in
+                if let count = itemCount {
+                    if kind.isMemo { memo.reserve(entries: count) } else { loaded.reserve(entries: count) }
+                    itemCount = nil
+                }
                 if kind.isMemo { try memo.apply(kind: kind, body: body, location: location) }
                 else { try loaded.replay(kind: kind, body: body, location: location) }
             },
@@ -464,8 +472,8 @@ public final class LogStore: LedgerStore, Sendable {
         try await compact(nowMilliseconds: nowMilliseconds, beforeReadingReceipt: nil)
     }
 
-    /// `compact`, calling `beforeReadingReceipt` (a test's gate) before each receipt
-    /// that stays on disk is read into the snapshot.
+    /// `compact`, calling `beforeReadingReceipt` (a test's gate) before each receipt or
+    /// memo value that stays on disk is read into the snapshot.
     ///
     /// Under the lock only the metadata is taken (`LedgerState.compactionSource`: each
     /// entry's body without its receipt, and where the receipt is, with the file's handle
@@ -486,14 +494,16 @@ public final class LogStore: LedgerStore, Sendable {
                 })
             }
             plan.withLock { $0 = retired }
-            // The memo's items follow the entries', whole (their values are read here, under
-            // the memo's lock: not yet streamed like receipts); relocated the same way.
-            let memoItems = try self.memo.withLock { table in try table.snapshotItemsInOrder() }
+            // The memo's items follow the entries'; their values too are read outside the
+            // lock, as the snapshot is written (`MemoTable.snapshotSource`), and relocated.
+            let memoSource = try self.memo.withLock { table in try table.snapshotSource() }
             order.withLock { $0 = written }
-            memoOrder.withLock { $0 = memoItems.keys }
-            let items = source.items + memoItems.items.map { SnapshotFile.StreamItem.whole($0.kind, $0.body) }
-            return LogWriter.CompactionSource(items: items, receipt: { index in
+            memoOrder.withLock { $0 = memoSource.keys }
+            let entryItems = source.items.count
+            let memoValue = memoSource.value
+            return LogWriter.CompactionSource(items: source.items + memoSource.items, receipt: { index in
                 beforeReadingReceipt?(index)
+                if index >= entryItems { return try memoValue(index - entryItems) }
                 return try source.receipt(index)
             })
         }, onCompacted: { [self] locations in
@@ -512,6 +522,10 @@ public final class LogStore: LedgerStore, Sendable {
     /// Whether the state's lock is free right now (for tests: a compaction reads its
     /// receipts without holding it).
     package var stateLockIsFree: Bool { core.withLockIfAvailable { _ in true } ?? false }
+
+    /// Whether the memo's lock is free right now (for tests: a compaction reads memo values
+    /// without holding it).
+    package var memoLockIsFree: Bool { memo.withLockIfAvailable { _ in true } ?? false }
 
     /// Closes the log; nothing more is written through this store (even if its log is
     /// opened again by another store, as an in-memory one is to model a restart). Callers
