@@ -130,7 +130,8 @@ struct LedgerState: ~Copyable {
     static func receipt(at location: ValueLocation, key: String, reader: RecordReader,
                         file: (any StorageFile)?) throws -> [UInt8] {
         let handle = try file ?? reader.handle(for: location.file)
-        return try reader.withRecord(location, from: handle) { kind, raw -> [UInt8] in
+        // The receipt is moved to the front of the buffer the read filled (no second copy).
+        return try reader.readPart(location, from: handle) { kind, raw -> Range<Int> in
             let receipt: Range<Int>?
             let keyRange: Range<Int>?
             switch RecordBody.decodeFields(kind: kind, raw) {
@@ -148,7 +149,10 @@ struct LedgerState: ~Copyable {
             }
             var expected = key
             let sameKey = keyRange.map { range in
-                expected.withUTF8 { UnsafeRawBufferPointer($0).elementsEqual(UnsafeRawBufferPointer(rebasing: raw[range])) }
+                expected.withUTF8 { utf8 in
+                    utf8.count == range.count
+                        && (range.isEmpty || memcmp(utf8.baseAddress.unsafelyUnwrapped, raw.baseAddress.unsafelyUnwrapped + range.lowerBound, range.count) == 0)
+                }
             } ?? false
             guard let receipt, sameKey else {
                 throw LedgerError(.corruptRecord,
@@ -156,7 +160,7 @@ struct LedgerState: ~Copyable {
                                   path: reader.path(of: location.file), segment: location.isSnapshot ? nil : location.file,
                                   offset: location.offset, key: key)
             }
-            return Array(raw[receipt])
+            return receipt
         }
     }
 
