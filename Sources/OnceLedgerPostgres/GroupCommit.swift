@@ -39,6 +39,9 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
         }
     }
 
+    /// Requests waiting for a batch (tests order races with it).
+    var queuedCount: Int { state.withLock { $0.queue.count } }
+
     private func drain() async {
         while true {
             let batch = state.withLock { state -> [(Request, CheckedContinuation<Response, any Error>)]? in
