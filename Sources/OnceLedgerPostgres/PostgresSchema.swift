@@ -26,6 +26,7 @@ enum PostgresSchema {
                 singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
                 schema_version integer NOT NULL,
                 ledger_id bytea NOT NULL CHECK (octet_length(ledger_id) = 16),
+                generation_floor bigint NOT NULL DEFAULT 0,
                 created timestamptz NOT NULL DEFAULT clock_timestamp()
             )
             """,
@@ -76,7 +77,12 @@ enum PostgresSchema {
                 expired boolean;
                 grant_attempt bigint;
                 grant_generation bigint;
+                v_floor bigint;
             BEGIN
+                -- The generation floor a key without an entry starts at; held (FOR SHARE) until
+                -- the batch commits, so a compaction raising it waits for the batch, and the
+                -- batch waits for a compaction in progress and then reads the raised floor.
+                SELECT m.generation_floor INTO v_floor FROM \(s).meta m FOR SHARE;
                 FOR r IN SELECT u.k, u.f, u.s, u.w, u.rt, u.t, u.i
                          FROM unnest(p_keys, p_fingerprints, p_scopes, p_windows, p_retry, p_times)
                               WITH ORDINALITY AS u(k, f, s, w, rt, t, i)
@@ -85,12 +91,12 @@ enum PostgresSchema {
                     idx := r.i;
                     INSERT INTO \(s).entries AS x (key, status, attempt, generation, fingerprint, scope, window_ms,
                                                    time_ms, receipt, lease_id, lease_owner, lease_expires)
-                    VALUES (r.k, 1, 1, 0, r.f, r.s, r.w, r.t, '\\x', nextval('\(s).lease_ids'), p_owner,
+                    VALUES (r.k, 1, 1, v_floor, r.f, r.s, r.w, r.t, '\\x', nextval('\(s).lease_ids'), p_owner,
                             clock_timestamp() + p_lease_ms * interval '1 millisecond')
                     ON CONFLICT (key) DO NOTHING
                     RETURNING x.lease_id INTO lease_id;
                     IF FOUND THEN
-                        outcome := 0; status := 1; attempt := 1; generation := 0; fingerprint := r.f;
+                        outcome := 0; status := 1; attempt := 1; generation := v_floor; fingerprint := r.f;
                         time_ms := r.t; receipt := '\\x';
                         RETURN NEXT;
                         CONTINUE;
@@ -204,6 +210,36 @@ enum PostgresSchema {
                     IF FOUND THEN renewed := renewed + 1; END IF;
                 END LOOP;
                 RETURN renewed;
+            END
+            $$
+            """,
+            // compact: retention (`Spec/POSTGRES.md` §3.6, ARCHITECTURE §2): deletes the entries
+            // that block nothing at p_now and raises the generation floor past them, in one
+            // transaction holding the meta row, so no claim reads the floor in between.
+            """
+            CREATE FUNCTION \(s).compact(p_now bigint) RETURNS bigint
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                dropped_max bigint;
+                dropped bigint;
+            BEGIN
+                PERFORM 1 FROM \(s).meta m FOR UPDATE;
+                WITH gone AS (
+                    DELETE FROM \(s).entries x
+                     WHERE (x.lease_id IS NULL OR x.lease_expires <= clock_timestamp())
+                       AND x.generation < 4294967295
+                       AND (x.status = 0
+                            OR (x.status = 2 AND x.scope = 1)
+                            OR (x.status = 2 AND x.scope = 2
+                                AND x.time_ms::numeric + x.window_ms::numeric <= p_now::numeric))
+                    RETURNING x.generation
+                )
+                SELECT max(g.generation), count(*) INTO dropped_max, dropped FROM gone g;
+                IF dropped_max IS NOT NULL THEN
+                    UPDATE \(s).meta m SET generation_floor = greatest(m.generation_floor, dropped_max + 1);
+                END IF;
+                RETURN dropped;
             END
             $$
             """,

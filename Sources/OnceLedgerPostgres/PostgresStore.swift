@@ -489,11 +489,22 @@ public final class PostgresStore: LedgerStore, Sendable {
         }
     }
 
-    /// Drops nothing: rows leave the store through `forget` and the memo sweep, and no
-    /// segment files exist to reclaim (`Spec/POSTGRES.md` §2). Retention for `once`
-    /// entries is not implemented on this store yet.
-    public func compact() async throws {
+    /// Retention (`ARCHITECTURE.md` §2, `Spec/POSTGRES.md` §3.6): deletes the entries that
+    /// block nothing at `nowMilliseconds` — absent ones, done ones claimed while-in-flight,
+    /// done ones whose window has passed — never a pending or live one, and raises the
+    /// generation floor past them in the same transaction, so a dropped key runs again
+    /// under a new token. Returns when that transaction committed.
+    public func compact(nowMilliseconds: UInt64) async throws {
         try checkOpen()
+        let now = try Self.int64(nowMilliseconds, "the compaction's time")
+        _ = try await pool.withConnection(.writing("a compaction")) { connection in
+            var dropped: Int64 = 0
+            for try await (value) in try await connection.query(
+                "SELECT \(unescaped: quotedSchema).compact(\(now))", logger: logger).decode(Int64.self) {
+                dropped = value
+            }
+            return dropped
+        }
     }
 
     // MARK: Waiting for another owner

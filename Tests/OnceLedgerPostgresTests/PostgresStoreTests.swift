@@ -4,7 +4,9 @@
 // (fencing); two `Ledger`s, on one store and on two stores (two "processes"), running an
 // effect once; `waitForChange` waking on complete, on release and on cancellation; resolve
 // with a wrong `expectedAttempt` refused; forget and resolve of a live key refused; paging
-// in key-byte order; tokens ledger-scoped by the schema's id. Races are ordered with the
+// in key-byte order; tokens ledger-scoped by the schema's id; retention (compact drops what
+// blocks nothing at its time, keeps pending, forever, live and unexpired entries, and a
+// dropped key runs again at the raised generation floor, under a token never given before). Races are ordered with the
 // store's waiter count and gates, never with sleeps or clocks.
 import OnceLedger
 import OnceLedgerFormat
@@ -316,5 +318,56 @@ struct PostgresStoreTests {
         for entry in try await store.entries(EntryQuery()) {
             #expect(entry.status == .done && entry.receipt == Array(entry.key.utf8))
         }
+    }
+
+    @Test func compactDropsWhatBlocksNothingAndTheFloorKeepsTokensNew() async throws {
+        let harness = try PostgresHarness()
+        let store = try await harness.open()
+        defer { try? store.close() }
+        var tokens: Set<String> = []
+        func run(_ key: String, _ scope: DeduplicationScope, at time: UInt64, then settle: String) async throws -> Claim {
+            let claim = try granted(try await store.claim(claimRequest(IdempotencyKey(key), scope: scope, at: time)))
+            tokens.insert(EffectToken.derive(key: key, generation: claim.generation, scope: store.tokenScope))
+            switch settle {
+            case "complete": _ = try await store.complete(claim, receipt: [1], timeMilliseconds: time)
+            case "release": try await store.release(claim, reason: "no", timeMilliseconds: time)
+            case "abandon": try await store.abandon(claim)
+            default: break
+            }
+            return claim
+        }
+        _ = try await run("released", .forever, at: 1_000, then: "release")
+        _ = try await run("in-flight", .whileInFlight, at: 1_000, then: "complete")
+        _ = try await run("window", .window(milliseconds: 100), at: 1_000, then: "complete")
+        _ = try await run("forever", .forever, at: 1_000, then: "complete")
+        _ = try await run("pending", .forever, at: 1_000, then: "abandon")
+        let live = try await run("live", .whileInFlight, at: 1_000, then: "none")
+        _ = try await run("forgotten", .forever, at: 1_000, then: "complete")
+        try await store.forget(ForgetRequest(key: "forgotten", actor: "test", reason: "resend", timeMilliseconds: 1_000))
+
+        try await store.compact(nowMilliseconds: 1_099)
+        #expect(try await store.entries(EntryQuery()).map(\.key) == ["forever", "live", "pending", "window"],
+                "absent, forgotten and while-in-flight entries are dropped; the window has not passed")
+        try await store.compact(nowMilliseconds: 1_100)
+        #expect(try await store.entries(EntryQuery()).map(\.key) == ["forever", "live", "pending"])
+        try await store.compact(nowMilliseconds: 500)
+        #expect(try await store.entryCount() == 3, "a clock gone backwards drops nothing more")
+
+        // Dropped keys run again at the floor (past every dropped generation): new tokens.
+        for key in ["released", "in-flight", "window", "forgotten"] {
+            let again = try granted(try await store.claim(claimRequest(IdempotencyKey(key), at: 2_000)))
+            #expect(again.attempt == 1 && again.generation >= 2, "\(key) starts at the floor")
+            let token = EffectToken.derive(key: key, generation: again.generation, scope: store.tokenScope)
+            #expect(!tokens.contains(token), "\(key) never gets a token given before")
+            _ = try await store.complete(again, receipt: [], timeMilliseconds: 2_000)
+        }
+        _ = try await store.complete(live, receipt: [], timeMilliseconds: 2_000)
+
+        // The floor is durable: a new store on the schema grants it too.
+        let reopened = try await harness.open()
+        defer { try? reopened.close() }
+        let fresh = try granted(try await reopened.claim(claimRequest("never-seen", at: 3_000)))
+        #expect(fresh.generation >= 2)
+        _ = try await reopened.complete(fresh, receipt: [], timeMilliseconds: 3_000)
     }
 }
