@@ -2,7 +2,8 @@
 // the rate rows with their per-commit breakdown (and the diagnostic rows: a raw O_DIRECT
 // loop, the engine through appendAndWait and on a SpinningExecutor), the exactly-once rows, recovery and open
 // times, and the target table (text), and the same numbers as JSON. Nothing here looks at
-// how fast anything was (CI machines are shared); only that each part was measured.
+// how fast anything was (CI machines are shared); only that each part was measured (the memo and
+// journal sections too).
 import Foundation
 import Testing
 @testable import onceledger_bench
@@ -109,6 +110,22 @@ import Testing
         for row in ["Memo (T14–T18)", "raw pwrite+fdatasync loop", "T14 put 100 B, 1 caller", "T15 put 100 B, 4 callers",
                     "T16 get 4 KiB, 1 task, warm", "segments, warm", "snapshot, warm",
                     "T18 sweep of 100 ended runs (100 values)"] {
+            #expect(result.stdout.contains(row), "missing \"\(row)\"")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+    }
+}
+
+@Suite struct JournalBenchTests {
+    /// `--journal` on a tiny workload prints every journal row (J1–J4) and removes its scratch directory.
+    @Test func journalSectionHasEveryRow() throws {
+        let directory = try BenchCommandTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try Bench.run(["--dir", directory, "--journal", "--seconds", "0.3", "--memo-rounds", "1",
+                                    "--journal-replay-steps", "300", "--journal-runs", "3", "--appenders", "4"])
+        #expect(result.exitCode == 0, "stderr: \(result.stderr)")
+        for row in ["Journal (J1–J4)", "raw pwrite+fdatasync loop", "J1 record a step, 1 run",
+                    "J2 record a step, 4 runs at once", "J3 replay 300 steps, warm", "segments, warm", "snapshot, warm"] {
             #expect(result.stdout.contains(row), "missing \"\(row)\"")
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
