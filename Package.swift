@@ -9,7 +9,10 @@ import PackageDescription
 //   OnceLedger        the exactly-once API users import: Ledger.once, idempotency keys, pending handling.
 //   OnceLedgerTestSupport  simulated crashing storage and LedgerCrashRunner (users crash-test their code),
 //                     and SeededRandom, the one seeded generator (tests, `onceledger stress`).
-//   onceledger        the command-line tool (Tools/), the only target that uses a Swift package.
+//   onceledger        the command-line tool (Tools/); with OnceLedgerPostgres the only targets using a Swift package.
+//   OnceLedgerPostgres  a LedgerStore on PostgreSQL (postgres-nio), its own product: an app that
+//                     does not import it never compiles it (Spec/POSTGRES.md).
+//   OnceLedgerPostgresTestSupport  starts a throw-away PostgreSQL cluster for tests and benchmarks.
 //   The benchmark is a package of its own (Benchmarks/Package.swift) with the SQLite baseline.
 let package = Package(
     name: "OnceLedger",
@@ -18,10 +21,13 @@ let package = Package(
         .library(name: "OnceLedgerLog", targets: ["OnceLedgerLog"]),
         .library(name: "OnceLedger", targets: ["OnceLedger"]),
         .library(name: "OnceLedgerTestSupport", targets: ["OnceLedgerTestSupport"]),
+        .library(name: "OnceLedgerPostgres", targets: ["OnceLedgerPostgres"]),
+        .library(name: "OnceLedgerPostgresTestSupport", targets: ["OnceLedgerPostgresTestSupport"]),
         .executable(name: "onceledger", targets: ["onceledger"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The record checksum; bit-identical to zlib's crc32, which the tests compare it with.
@@ -52,6 +58,18 @@ let package = Package(
             name: "OnceLedgerTestSupport",
             dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger"]
         ),
+        // The PostgreSQL store: the only library target that links a Swift package.
+        .target(
+            name: "OnceLedgerPostgres",
+            dependencies: [
+                "OnceLedgerFormat", "OnceLedger",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+        // A throw-away PostgreSQL cluster (initdb into a temporary directory, a Unix socket,
+        // no network) for the PostgreSQL tests, the multi-process tests and the benchmark.
+        // Links no Swift package.
+        .target(name: "OnceLedgerPostgresTestSupport"),
         .executableTarget(
             name: "onceledger",
             dependencies: [
@@ -77,6 +95,12 @@ let package = Package(
         .testTarget(
             name: "OnceLedgerCLITests",
             dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport", "onceledger", "COnceSupport"]
+        ),
+        .testTarget(
+            name: "OnceLedgerPostgresTests",
+            dependencies: ["OnceLedgerFormat", "OnceLedger", "OnceLedgerPostgres", "OnceLedgerPostgresTestSupport",
+                           "OnceLedgerTestSupport",
+                           .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
         .testTarget(
             name: "OnceLedgerLogTests",
