@@ -91,7 +91,23 @@ extension Ledger {
                               "once(\"\(key.rawValue)\") was called from inside its own effect; that would wait on itself forever",
                               key: key.rawValue)
         }
+        // The common duplicate first: no call of this key runs in this process and the store
+        // holds it done, so it returns without joining the table of running calls (no
+        // allocation, no insert and removal). Anything else takes the path below.
+        // (Its time is the first claim's too: one call, one reading of the clock.)
+        var firstTime: UInt64?
+        if inFlight.withLock({ $0[key.keyBytes] == nil }) {
+            try Task.checkCancellation()
+            if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
+            let time = now()
+            let request = ClaimRequest(key: key, scope: scope, whenPending: .report, timeMilliseconds: time)
+            if let entry = try await store.doneEntry(request) { return .alreadyDone(entry.receipt, entry) }
+            firstTime = time
+        }
         while true {
+            // The fast path's reading of the clock serves only a claim made right after it.
+            let time = firstTime
+            firstTime = nil
             switch enter(key) {
             case .mismatch:
                 let stored = (try? await store.entry(key.rawValue)) ?? nil
@@ -111,7 +127,8 @@ extension Ledger {
                 }
             case .lead(let call):
                 do {
-                    return try await lead(key, call: call, scope: scope, policy: policy, effect: effect)
+                    return try await lead(key, call: call, scope: scope, policy: policy, firstTime: time,
+                                          effect: effect)
                 } catch {
                     // Ends the call for its waiters (a no-op if it already ended with an outcome).
                     finish(key, call, .failure(LedgerErrorOrOther(error: error)))
@@ -149,15 +166,18 @@ extension Ledger {
     /// Ends `call` with the outcome; errors are thrown and ended by the caller.
     private func lead(
         _ key: IdempotencyKey, call: InFlightCall, scope: DeduplicationScope, policy: PendingPolicy<[UInt8]>,
-        effect: @escaping @Sendable (EffectContext) async throws -> [UInt8]
+        firstTime: UInt64?, effect: @escaping @Sendable (EffectContext) async throws -> [UInt8]
     ) async throws -> OnceOutcome<[UInt8]> {
         let whenPending: PendingTakeover = if case .retry = policy { .retry } else { .report }
+        var firstTime = firstTime
         while true {
             // Nothing has been written for this call yet (or its reconcile resolved the key
             // absent): a cancelled caller stops here.
             try Task.checkCancellation()
             if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
-            let request = ClaimRequest(key: key, scope: scope, whenPending: whenPending, timeMilliseconds: now())
+            let time = firstTime ?? now()
+            firstTime = nil
+            let request = ClaimRequest(key: key, scope: scope, whenPending: whenPending, timeMilliseconds: time)
             switch try await store.claim(request) {
             case .claimed(let claim):
                 return try await run(key, call: call, claim: claim, effect: effect)

@@ -137,9 +137,12 @@ public final class Ledger: Sendable {
     }
 
     /// Drops what no entry needs any more (the file store writes a snapshot of the live
-    /// state and removes the segments it covers).
+    /// state and removes the segments it covers). Entries that block nothing any more at
+    /// the ledger's clock's now — released, resolved absent or forgotten keys, done keys
+    /// whose `.whileInFlight` or `.window` scope has let go of them — are dropped; a key
+    /// dropped and run again gets a token never issued before (`Spec/FORMAT.md` §9.5).
     public func compact() async throws {
-        try await store.compact()
+        try await store.compact(nowMilliseconds: clock())
     }
 
     func now() -> UInt64 { clock() }

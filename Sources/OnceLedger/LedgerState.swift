@@ -11,8 +11,9 @@ import OnceLedgerLog
 /// Layout, chosen for memory per entry and for replay speed (the targets in README
 /// "Speed": < 128 bytes per entry plus the key, open 1 M entries in < 1 s):
 /// - `entries`: one 40-byte `Entry` per key, densely, in first-seen order;
-/// - `keys`: every key's UTF-8 bytes, back to back (keys are never removed: a
-///   forgotten key stays as an absent entry that remembers its generation);
+/// - `keys`: every key's UTF-8 bytes, back to back (a forgotten key stays as an absent
+///   entry that remembers its generation, until a compaction drops it and raises the
+///   generation floor instead: `dropRetired`, `Spec/FORMAT.md` §9.5);
 /// - `blobs`: each entry's [fingerprint (32 bytes, only if nonzero)][receipt, only
 ///   when it is kept in memory];
 /// - a done entry's receipt stays on disk when the record that holds it has a location
@@ -52,6 +53,10 @@ struct LedgerState: ~Copyable {
         var valueFile: UInt64
         var valueOffset: UInt64
         var valueBytes: UInt32
+        /// The scope of the intent behind the entry (`RecordBody.Scope`: 0 forever, 1 while
+        /// in flight, 2 window, its window in `LedgerState.windows`): when compaction may
+        /// drop it (`Spec/FORMAT.md` §9.5). In the entry's padding: the size stays 64 bytes.
+        var scope: UInt8 = 0
 
         var blobLength: Int { (hasFingerprint ? 32 : 0) + (isLocated ? 0 : Int(receiptLength)) }
         var isLocated: Bool { valueFile != Entry.inMemory }
@@ -74,6 +79,12 @@ struct LedgerState: ~Copyable {
     private var blobs = PlainBuffer<UInt8>()
     /// Bytes of `blobs` no entry points at any more (reclaimed by `compactBlobs`).
     private var blobGarbage = 0
+    /// The window of each entry whose scope is `.window`, by entry index (few entries have
+    /// one, so it is not in `Entry`).
+    private var windows: [UInt32: UInt64] = [:]
+    /// The generation a key without an entry starts at (`Spec/FORMAT.md` §9.5): raised by
+    /// compaction past every dropped entry's generation, never lowered.
+    private(set) var generationFloor: UInt32 = 0
     /// Memo, journal and run-terminal records, kept verbatim so snapshots preserve them.
     private(set) var retained: [SnapshotFile.Item] = []
     /// The record `replay` holds back (see there), and a copy of its body.
@@ -296,7 +307,7 @@ struct LedgerState: ~Copyable {
     }
 
     /// The index of `key`'s entry (`hash` is its hash), inserting an absent one
-    /// (attempt 0, generation 0) the first time the key is seen. `key` is nonempty, at
+    /// (attempt 0, generation `generationFloor`) the first time the key is seen. `key` is nonempty, at
     /// most `FormatLimits.keyBytesMax` bytes and valid UTF-8 (the body decoder checks).
     private mutating func entryIndex(_ key: UnsafeRawBufferPointer, hash: UInt32) -> Int {
         var (found, slot) = find(key, hash: hash)
@@ -308,7 +319,7 @@ struct LedgerState: ~Copyable {
         let index = entries.count
         // 4 G keys would need far more memory than any machine this runs on has.
         precondition(index < Int(UInt32.max) - 1, "more than 4 G keys")
-        entries.append(Entry(keyOffset: UInt64(keys.count), blobOffset: 0, time: 0, attempt: 0, generation: 0,
+        entries.append(Entry(keyOffset: UInt64(keys.count), blobOffset: 0, time: 0, attempt: 0, generation: generationFloor,
                              receiptLength: 0, keyLength: UInt16(key.count), status: Entry.absent,
                              hasFingerprint: false, valueFile: Entry.inMemory, valueOffset: 0, valueBytes: 0))
         keys.append(contentsOf: key)
@@ -508,9 +519,11 @@ struct LedgerState: ~Copyable {
         func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: body[range]) }
         func index(_ key: Range<Int>) -> Int { entryIndex(bytes(key), hash: hash) }
         switch fields {
-        case let .intent(key, fingerprint, attempt, generation, _, _, time):
-            store(index(key), status: Entry.pending, attempt: attempt, generation: generation,
+        case let .intent(key, fingerprint, attempt, generation, scope, window, time):
+            let index = index(key)
+            store(index, status: Entry.pending, attempt: attempt, generation: generation,
                   fingerprint: .bytes(bytes(fingerprint)), receipt: LedgerState.empty, time: time)
+            setScope(index, scope, window: window)
         case let .completion(key, attempt, time, receipt):
             complete(index(key), attempt: attempt, receipt: bytes(receipt), time: time, location: location)
         case let .release(key, attempt, time, _):
@@ -531,9 +544,16 @@ struct LedgerState: ~Copyable {
             store(index, status: Entry.absent, attempt: old.attempt, generation: old.generation &+ 1,
                   fingerprint: .none, receipt: LedgerState.empty, time: time)
         case let .entryState(key, status, attempt, generation, fingerprint, intentTime, completedTime, receipt):
-            restore(index(key), status: status.rawValue, attempt: attempt, generation: generation,
+            let index = index(key)
+            restore(index, status: status.rawValue, attempt: attempt, generation: generation,
                     fingerprint: bytes(fingerprint), intentTime: intentTime, completedTime: completedTime,
                     receipt: bytes(receipt), location: location)
+            // Its scope, if not forever, follows as an entry-retention item (§5.20).
+            setScope(index, .forever, window: 0)
+        case let .entryRetention(key, scope, window):
+            setScope(index(key), scope, window: window)
+        case .generationFloor(let floor):
+            generationFloor = max(generationFloor, floor)
         case .memoPut, .journalEntry, .runTerminal:
             // Kept verbatim: a decoded body is its one encoding (`Spec/FORMAT.md` §5).
             retained.append(SnapshotFile.Item(kind: kind, body: Array(body)))
@@ -541,6 +561,12 @@ struct LedgerState: ~Copyable {
             // The memo kinds are the memo table's (`MemoTable`); LogStore never passes them here.
             break
         }
+    }
+
+    /// Records the scope of the intent behind entry `index` (`Entry.scope`).
+    private mutating func setScope(_ index: Int, _ scope: RecordBody.Scope, window: UInt64) {
+        entries[index].scope = scope.rawValue
+        if scope == .window { windows[UInt32(index)] = window } else if !windows.isEmpty { windows[UInt32(index)] = nil }
     }
 
     /// Completion (kind 2): done; attempt max(old, record's); generation and fingerprint kept.
@@ -576,11 +602,12 @@ struct LedgerState: ~Copyable {
     }
 
     /// `snapshotItems`, and the entry index of each of the first `order.count` items
-    /// (the rest are `retained`), for `relocate`.
-    func snapshotItemsInOrder() throws -> (items: [SnapshotFile.Item], order: [Int]) {
+    /// (the rest are the retention items and `retained`), for `relocate`. With
+    /// `retention`, the entries it retires are left out (`retentionPlan`).
+    func snapshotItemsInOrder(retention: Retention? = nil) throws -> (items: [SnapshotFile.Item], order: [Int]) {
         var items: [SnapshotFile.Item] = []
         items.reserveCapacity(entries.count + retained.count)
-        let order = sortedIndices()
+        let (order, plan) = retentionPlan(retention)
         for index in order {
             let entry = entries[index]
             let status: RecordBody.EntryStatus = switch entry.status {
@@ -596,8 +623,144 @@ struct LedgerState: ~Copyable {
                 receipt: status == .done ? try receipt(of: entry) : []))
             items.append(SnapshotFile.Item(kind: .entryState, body: body.encode()))
         }
+        items += retentionItems(order: order, floor: plan.floor).map { SnapshotFile.Item(kind: $0.kind, body: $0.encode()) }
         items.append(contentsOf: retained)
         return (items, order)
+    }
+
+    // MARK: Retention (`Spec/FORMAT.md` §9.5)
+
+    /// What a compaction asks to drop: entries that no longer block anything at `now` (the
+    /// ledger's clock), except the keys in `live` (a claim or an operator act in flight).
+    struct Retention {
+        var nowMilliseconds: UInt64
+        var live: Set<KeyBytes>
+    }
+
+    /// The entries a compaction drops, and the generation floor its snapshot records.
+    struct RetentionPlan: Sendable {
+        /// Entry indices, ascending.
+        var dropped: [Int] = []
+        /// max(the floor now, every dropped entry's generation + 1).
+        var floor: UInt32
+    }
+
+    /// Whether `entry` (at `index`) blocks nothing at `now` and may be dropped, once its
+    /// generation is below the floor (§9.5): absent (released, resolved absent,
+    /// forgotten); done with scope while-in-flight; done with scope window whose window
+    /// has passed at `now` (a clock behind the completion passes no window). Never a
+    /// pending entry, a done one of scope forever (or restored without a scope), or one
+    /// whose next generation would not fit in 32 bits.
+    private func isRetired(_ entry: Entry, index: Int, now: UInt64) -> Bool {
+        guard entry.generation < UInt32.max else { return false }
+        switch entry.status {
+        case Entry.absent:
+            return true
+        case Entry.done:
+            switch entry.scope {
+            case RecordBody.Scope.whileInFlight.rawValue:
+                return true
+            case RecordBody.Scope.window.rawValue:
+                guard let window = windows[UInt32(index)] else { return false }
+                let (end, overflow) = entry.time.addingReportingOverflow(window)
+                return !overflow && now >= end
+            default:
+                return false
+            }
+        default:
+            return false
+        }
+    }
+
+    /// The entries to write (sorted by key bytes) and the plan for the rest: without
+    /// `retention`, every entry is written and the floor stays.
+    func retentionPlan(_ retention: Retention?) -> (kept: [Int], plan: RetentionPlan) {
+        let order = sortedIndices()
+        var plan = RetentionPlan(floor: generationFloor)
+        guard let retention else { return (order, plan) }
+        var kept: [Int] = []
+        kept.reserveCapacity(order.count)
+        for index in order {
+            let entry = entries[index]
+            if isRetired(entry, index: index, now: retention.nowMilliseconds)
+                && (retention.live.isEmpty || !retention.live.contains(KeyBytes(key(of: entry)))) {
+                plan.dropped.append(index)
+                plan.floor = max(plan.floor, entry.generation + 1)
+            } else {
+                kept.append(index)
+            }
+        }
+        plan.dropped.sort()
+        return (kept, plan)
+    }
+
+    /// The items that follow the entry states: an entry-retention item (§5.20) for each
+    /// written entry that is pending or done with a scope other than forever, then the
+    /// generation floor (§5.19) if it is above 0.
+    private func retentionItems(order: [Int], floor: UInt32) -> [RecordBody] {
+        var items: [RecordBody] = []
+        for index in order {
+            let entry = entries[index]
+            guard entry.status != Entry.absent, entry.scope != RecordBody.Scope.forever.rawValue,
+                  let scope = RecordBody.Scope(rawValue: entry.scope) else { continue }
+            items.append(.entryRetention(.init(key: key(of: entry), scope: scope,
+                                               windowMilliseconds: scope == .window ? windows[UInt32(index)] ?? 0 : 0)))
+        }
+        if floor > 0 { items.append(.generationFloor(floor: floor)) }
+        return items
+    }
+
+    /// After a compaction wrote a snapshot by `plan` (and `relocate` ran): drops the
+    /// entries it left out and raises the floor to the one it recorded, so the state is
+    /// again "the log replayed" (the snapshot, and the records after it, none of which was
+    /// applied in between). The tables are rebuilt without the dropped keys.
+    mutating func dropRetired(_ plan: RetentionPlan) {
+        checkReplayFinished()
+        generationFloor = max(generationFloor, plan.floor)
+        guard !plan.dropped.isEmpty else { return }
+        var keep = [Bool](repeating: true, count: entries.count)
+        for index in plan.dropped where index < keep.count { keep[index] = false }
+        var freshEntries = PlainBuffer<Entry>()
+        freshEntries.reserve(adding: entries.count - plan.dropped.count)
+        var freshKeys = PlainBuffer<UInt8>()
+        var freshBlobs = PlainBuffer<UInt8>()
+        var freshWindows: [UInt32: UInt64] = [:]
+        for index in 0..<entries.count where keep[index] {
+            var entry = entries[index]
+            if let window = windows[UInt32(index)] { freshWindows[UInt32(freshEntries.count)] = window }
+            let keyStart = freshKeys.count
+            freshKeys.append(contentsOf: keys.rawBytes(from: Int(entry.keyOffset), count: Int(entry.keyLength)))
+            entry.keyOffset = UInt64(keyStart)
+            let length = entry.blobLength
+            if length > 0 {
+                let blobStart = freshBlobs.count
+                freshBlobs.append(contentsOf: blobs.rawBytes(from: Int(entry.blobOffset), count: length))
+                entry.blobOffset = UInt64(blobStart)
+            } else {
+                entry.blobOffset = 0
+            }
+            freshEntries.append(entry)
+        }
+        entries = freshEntries
+        keys = freshKeys
+        blobs = freshBlobs
+        blobGarbage = 0
+        windows = freshWindows
+        var size = 0
+        if entries.count > 0 {
+            size = 1024
+            while size * 3 < entries.count * 4 { size *= 2 }
+        }
+        var fresh = PlainBuffer<UInt64>(zeroed: size)
+        let mask = size - 1
+        for index in 0..<entries.count {
+            let entry = entries[index]
+            let hash = LedgerState.hash(keys.rawBytes(from: Int(entry.keyOffset), count: Int(entry.keyLength)))
+            var slot = Int(hash) & mask
+            while fresh[slot] != 0 { slot = (slot + 1) & mask }
+            fresh[slot] = UInt64(hash) << 32 | UInt64(index + 1)
+        }
+        slots = fresh
     }
 
     /// The live state as a compaction streams it (`LogWriter.CompactionSource`): the
@@ -607,13 +770,18 @@ struct LedgerState: ~Copyable {
     /// the caller's lock, through a handle pinned now (so the file may be removed
     /// meanwhile), checked like `receipt(of:)`: a damaged one fails the compaction.
     /// Memory: the metadata only (no receipt on disk is read into it).
-    func compactionSource() throws -> (source: LogWriter.CompactionSource, order: [Int]) {
+    ///
+    /// With `retention`, the entries it retires are left out and the floor raised past
+    /// them (`retentionPlan`); `dropRetired(plan)` drops them from the state once the
+    /// snapshot is durable.
+    func compactionSource(retention: Retention? = nil)
+        throws -> (source: LogWriter.CompactionSource, order: [Int], plan: RetentionPlan) {
         var items: [SnapshotFile.StreamItem] = []
         items.reserveCapacity(entries.count + retained.count)
         var onDisk: [(location: ValueLocation, key: String)?] = []
         onDisk.reserveCapacity(entries.count + retained.count)
         var handles: [UInt64: any StorageFile] = [:]
-        let order = sortedIndices()
+        let (order, plan) = retentionPlan(retention)
         for index in order {
             let entry = entries[index]
             let status: RecordBody.EntryStatus = switch entry.status {
@@ -648,6 +816,7 @@ struct LedgerState: ~Copyable {
                 items.append(.whole(.entryState, body.encode()))
             }
         }
+        items += retentionItems(order: order, floor: plan.floor).map { .whole($0.kind, $0.encode()) }
         items.append(contentsOf: retained.map { .whole($0.kind, $0.body) })
         let reader = self.reader
         let source = LogWriter.CompactionSource(items: items, receipt: { [onDisk, handles] index in
@@ -656,7 +825,7 @@ struct LedgerState: ~Copyable {
             }
             return try LedgerState.receipt(at: location, key: key, reader: reader, file: handles[location.file])
         })
-        return (source, order)
+        return (source, order, plan)
     }
 
     /// After a compaction wrote `snapshotItemsInOrder()`'s items: entry `order[i]`'s

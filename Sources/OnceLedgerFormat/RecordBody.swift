@@ -39,6 +39,11 @@ public enum RecordBody: Hashable, Sendable {
     case runEnd(RunEnd)
     /// kind 15: namespace str16, run str16 (non-empty), generation u64, time.
     case memoSweep(MemoSweep)
+    /// kind 16 (snapshot item): floor u32 — the generation a key without an entry starts at.
+    case generationFloor(floor: UInt32)
+    /// kind 17 (snapshot item): key str16, scope u8 (0 forever, 1 while in flight, 2 window),
+    /// reserved [3] = 0, window ms u64 — the scope of the intent behind the key's entry.
+    case entryRetention(EntryRetention)
     /// kind 0x7fff: uninterpreted bytes.
     case opaque([UInt8])
 
@@ -213,6 +218,16 @@ public enum RecordBody: Hashable, Sendable {
         }
     }
 
+    public struct EntryRetention: Hashable, Sendable {
+        public var key: String
+        public var scope: Scope
+        /// Meaningful for scope window; writers write 0 otherwise.
+        public var windowMilliseconds: UInt64
+        public init(key: String, scope: Scope, windowMilliseconds: UInt64) {
+            self.key = key; self.scope = scope; self.windowMilliseconds = windowMilliseconds
+        }
+    }
+
     public enum EntryStatus: UInt8, Hashable, Sendable { case done = 1, pending = 2, absent = 3 }
 
     public struct EntryState: Hashable, Sendable {
@@ -249,6 +264,8 @@ public enum RecordBody: Hashable, Sendable {
         case .memoEntry: .memoEntry
         case .runEnd: .runEnd
         case .memoSweep: .memoSweep
+        case .generationFloor: .generationFloor
+        case .entryRetention: .entryRetention
         case .opaque: .opaque
         }
     }
@@ -262,6 +279,7 @@ public enum RecordBody: Hashable, Sendable {
         case .resolve(let b): b.key
         case .forget(let b): b.key
         case .entryState(let b): b.key
+        case .entryRetention(let b): b.key
         default: nil
         }
     }
@@ -327,8 +345,10 @@ public enum RecordBody: Hashable, Sendable {
         case .memoSweep(let b):
             try check(b.namespace, FormatLimits.namespaceBytesMax, "namespace")
             try check(b.run, FormatLimits.runBytesMax, "run", nonEmpty: true)
-        case .snapshotMarker, .checkpoint, .seal:
+        case .snapshotMarker, .checkpoint, .seal, .generationFloor:
             break
+        case .entryRetention(let b):
+            try check(b.key, FormatLimits.keyBytesMax, "key", nonEmpty: true)
         case .entryState(let b):
             try check(b.key, FormatLimits.keyBytesMax, "key", nonEmpty: true)
             try checkBytes(b.receipt, FormatLimits.receiptBytesMax, "receipt")
@@ -433,6 +453,13 @@ public enum RecordBody: Hashable, Sendable {
             str(b.run)
             w.writeInteger(b.generation)
             w.writeInteger(b.timeMilliseconds)
+        case .generationFloor(let floor):
+            w.writeInteger(floor)
+        case .entryRetention(let b):
+            str(b.key)
+            w.writeInteger(b.scope.rawValue)
+            w.writeZeros(3)
+            w.writeInteger(b.windowMilliseconds)
         case .opaque(let bytes):
             w.writeBytes(bytes)
         }

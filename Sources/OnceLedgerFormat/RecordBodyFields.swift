@@ -32,6 +32,8 @@ extension RecordBody {
         case runEnd(namespace: Range<Int>, run: Range<Int>, generation: UInt64, status: RunStatus,
                     timeMilliseconds: UInt64)
         case memoSweep(namespace: Range<Int>, run: Range<Int>, generation: UInt64, timeMilliseconds: UInt64)
+        case generationFloor(floor: UInt32)
+        case entryRetention(key: Range<Int>, scope: Scope, windowMilliseconds: UInt64)
         /// The whole body, uninterpreted.
         case opaque
 
@@ -39,7 +41,8 @@ extension RecordBody {
         public var key: Range<Int>? {
             switch self {
             case .intent(let key, _, _, _, _, _, _), .completion(let key, _, _, _), .release(let key, _, _, _),
-                 .resolve(let key, _, _, _, _, _, _), .forget(let key, _, _, _), .entryState(let key, _, _, _, _, _, _, _):
+                 .resolve(let key, _, _, _, _, _, _), .forget(let key, _, _, _), .entryState(let key, _, _, _, _, _, _, _),
+                 .entryRetention(let key, _, _):
                 key
             default:
                 nil
@@ -155,6 +158,14 @@ extension RecordBody {
                   let generation = r.integer(UInt64.self), let time = r.integer(UInt64.self)
             else { return finish(nil) }
             return finish(.memoSweep(namespace: namespace, run: run, generation: generation, timeMilliseconds: time))
+        case .generationFloor:
+            guard let floor = r.integer(UInt32.self) else { return finish(nil) }
+            return finish(.generationFloor(floor: floor))
+        case .entryRetention:
+            guard let key = r.key(), let scopeRaw = r.integer(UInt8.self), let scope = Scope(rawValue: scopeRaw),
+                  r.zeros(3), let window = r.integer(UInt64.self)
+            else { return finish(nil) }
+            return finish(.entryRetention(key: key, scope: scope, windowMilliseconds: window))
         case .opaque:
             return .fields(.opaque)
         default:
@@ -213,6 +224,10 @@ extension RecordBody {
         case let .memoSweep(namespace, run, generation, time):
             self = .memoSweep(MemoSweep(namespace: text(namespace), run: text(run), generation: generation,
                                         timeMilliseconds: time))
+        case .generationFloor(let floor):
+            self = .generationFloor(floor: floor)
+        case let .entryRetention(key, scope, window):
+            self = .entryRetention(EntryRetention(key: text(key), scope: scope, windowMilliseconds: window))
         case .opaque:
             self = .opaque(Array(body))
         }

@@ -38,12 +38,20 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
     public static let runEnd = RecordKind(rawValue: 14)
     /// Memo sweep: one ended run generation's memo is dropped (§5.18).
     public static let memoSweep = RecordKind(rawValue: 15)
+    /// Generation floor (snapshot items): the generation a key the ledger holds no entry of
+    /// starts at, raised when compaction drops entries, so no token is issued twice
+    /// (`Spec/FORMAT.md` §5.19, §9.5).
+    public static let generationFloor = RecordKind(rawValue: 16)
+    /// Entry retention (snapshot items): the de-duplication scope of the intent behind one
+    /// key's entry, which decides when compaction may drop it (§5.20, §9.5).
+    public static let entryRetention = RecordKind(rawValue: 17)
     /// Opaque: a record whose body the log engine does not interpret (tests, benchmarks).
     public static let opaque = RecordKind(rawValue: 0x7fff)
 
     public static let known: [RecordKind] = [
         .intent, .completion, .release, .resolve, .forget, .memoPut, .journalEntry, .runTerminal,
-        .snapshotMarker, .checkpoint, .entryState, .seal, .memoEntry, .runEnd, .memoSweep, .opaque,
+        .snapshotMarker, .checkpoint, .entryState, .seal, .memoEntry, .runEnd, .memoSweep, .generationFloor,
+        .entryRetention, .opaque,
     ]
 
     /// The kinds of the memo (`Spec/FORMAT.md` §5.16–§5.18): the ledger's memo table applies
@@ -72,6 +80,8 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
         case .memoEntry: "memo-entry"
         case .runEnd: "run-end"
         case .memoSweep: "memo-sweep"
+        case .generationFloor: "generation-floor"
+        case .entryRetention: "entry-retention"
         case .opaque: "opaque"
         default: "unknown-\(rawValue)"
         }

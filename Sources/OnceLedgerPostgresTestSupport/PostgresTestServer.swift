@@ -66,6 +66,7 @@ public final class PostgresTestServer: Sendable {
                 if let url = ProcessInfo.processInfo.environment["ONCELEDGER_POSTGRES_URL"], !url.isEmpty {
                     made = .success(PostgresTestServer(url: url, directory: nil, binDirectory: nil))
                 } else {
+                    reapAbandonedClusters()
                     let server = try start()
                     made = .success(server)
                     atexit { PostgresTestServer.stopShared() }
@@ -102,6 +103,9 @@ public final class PostgresTestServer: Sendable {
             throw Unavailable(description: "could not create a temporary directory in /tmp (errno \(errno))")
         }
         let directory = String(cString: made)
+        // Who started it: a later process stops and removes it if this one dies without
+        // doing so (a crashed test run), `reapAbandonedClusters()`.
+        FileManager.default.createFile(atPath: "\(directory)/owner.pid", contents: Array("\(getpid())".utf8).withUnsafeBytes { Data($0) })
         let asRoot = geteuid() == 0
         if asRoot {
             guard let user = getpwnam("postgres") else {
@@ -127,6 +131,22 @@ public final class PostgresTestServer: Sendable {
             throw error
         }
         return server
+    }
+
+    /// Stops and removes the throw-away clusters in /tmp whose starting process is gone (it
+    /// crashed, or was killed, before its exit handler ran). Clusters of live processes are
+    /// left alone.
+    public static func reapAbandonedClusters() {
+        guard let bin = findBinDirectory() else { return }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+        for name in names where name.hasPrefix("onceledger-pg-") {
+            let directory = "/tmp/\(name)"
+            guard let text = try? String(contentsOfFile: "\(directory)/owner.pid", encoding: .utf8),
+                  let owner = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), owner > 0
+            else { continue }
+            if kill(owner, 0) == 0 || errno != ESRCH { continue }
+            PostgresTestServer(url: "", directory: directory, binDirectory: bin).stop()
+        }
     }
 
     /// Stops the server fast (open connections are dropped) and starts it again on the same

@@ -430,7 +430,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
 
                 """),
             (["dump", "$DIR", "--kind", "bogus"], """
-                Error: unknown record kind "bogus"; use one of intent, completion, release, resolve, forget, memo-put, journal-entry, run-terminal, snapshot-marker, checkpoint, entry-state, seal, memo-entry, run-end, memo-sweep, opaque or a number such as 7
+                Error: unknown record kind "bogus"; use one of intent, completion, release, resolve, forget, memo-put, journal-entry, run-terminal, snapshot-marker, checkpoint, entry-state, seal, memo-entry, run-end, memo-sweep, generation-floor, entry-retention, opaque or a number such as 7
                 Usage: onceledger dump <dir> [--json] [--key <key>] [--kind <kind> ...] [--since <seq>] [--live]
                   See 'onceledger dump --help' for more information.
 
@@ -739,7 +739,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
                               "--actor", "ops@example.com", "--i-understand-this-allows-a-rerun"], in: dir)
         #expect(forgot.exitCode == 0)
         expectOutput(forgot.stdout, """
-            forgot order-42-receipt: done → absent (its receipt was "msg-7f3a"); the next call with this key runs the effect again, with a new token olt_a355052044f24dc190a2677bce11bdc2
+            forgot order-42-receipt: done → absent (its receipt was "msg-7f3a"); the next call with this key runs the effect again, with a new token olt_a355052044f24dc190a2677bce11bdc2 (or, if a compaction drops the forgotten entry first, a later generation's: never an old one)
             recorded in the log as sequence 6 by "ops@example.com": "customer asked for a resend"
 
             """, "forget")

@@ -101,6 +101,14 @@ import Testing
                   let g = u64(), let t = u64()
             else { return finish(nil) }
             return finish(.memoSweep(.init(namespace: ns, run: run, generation: g, timeMilliseconds: t)))
+        case .generationFloor:
+            guard let floor = u32() else { return finish(nil) }
+            return finish(.generationFloor(floor: floor))
+        case .entryRetention:
+            guard let k = str(key), !k.isEmpty, let s = u8().flatMap(RecordBody.Scope.init(rawValue:)),
+                  r.readBytes(3) == [0, 0, 0], let w = u64()
+            else { return finish(nil) }
+            return finish(.entryRetention(.init(key: k, scope: s, windowMilliseconds: w)))
         case .opaque:
             return .body(.opaque(bytes))
         default:
@@ -163,6 +171,9 @@ import Testing
                           fingerprint: Array(repeating: 7, count: 32), intentTimeMilliseconds: 1,
                           completedTimeMilliseconds: 2, receipt: [4, 5])),
         .seal(.init(successor: 3, timeMilliseconds: 1)),
+        .generationFloor(floor: 7),
+        .entryRetention(.init(key: "daily-digest", scope: .window, windowMilliseconds: 86_400_000)),
+        .entryRetention(.init(key: "clé", scope: .whileInFlight, windowMilliseconds: 0)),
         .opaque([1, 2, 3]),
     ]
 
@@ -170,7 +181,7 @@ import Testing
         let seed = Self.seed
         print("BodyDecoderTests seed=\(seed) iterations=\(Self.iterations)")
         var random = SeededRandom(seed: seed)
-        let kinds = RecordKind.known + [RecordKind(rawValue: 16)]
+        let kinds = RecordKind.known + [RecordKind(rawValue: 18)]
         for iteration in 0..<Self.iterations {
             var bytes: [UInt8]
             let kind: RecordKind

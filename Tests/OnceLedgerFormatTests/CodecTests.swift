@@ -55,6 +55,10 @@ private enum Samples {
                           intentTimeMilliseconds: 0, completedTimeMilliseconds: 0, receipt: [])),
         .seal(.init(successor: 2, timeMilliseconds: time)),
         .seal(.init(successor: .max, timeMilliseconds: .max)),
+        .generationFloor(floor: 0),
+        .generationFloor(floor: .max),
+        .entryRetention(.init(key: "k", scope: .window, windowMilliseconds: .max)),
+        .entryRetention(.init(key: "clé-✓", scope: .whileInFlight, windowMilliseconds: 0)),
         .opaque([]),
         .opaque(Array("opaque".utf8)),
     ]
@@ -88,6 +92,8 @@ private enum Samples {
         .entryState(.init(key: text(FormatLimits.keyBytesMax), status: .done, attempt: 1, generation: 1,
                           fingerprint: fingerprint, intentTimeMilliseconds: time, completedTimeMilliseconds: time,
                           receipt: data(FormatLimits.receiptBytesMax))),
+        .entryRetention(.init(key: text(FormatLimits.keyBytesMax), scope: .forever, windowMilliseconds: 0)),
+        .generationFloor(floor: .max),
         // A key of 512 two-byte characters: the limit counts UTF-8 bytes.
         .intent(.init(key: String(repeating: "é", count: FormatLimits.keyBytesMax / 2), attempt: 1, timeMilliseconds: time)),
     ]
@@ -164,7 +170,7 @@ private enum Samples {
     }
 
     @Test func unknownKindsAreReportedNotGuessed() {
-        for raw: UInt16 in [0, 16, 100, 0x7ffe, 0x8000, 0xffff] {
+        for raw: UInt16 in [0, 18, 100, 0x7ffe, 0x8000, 0xffff] {
             #expect(RecordBody.decode(kind: RecordKind(rawValue: raw), [1, 2, 3]) == .unknownKind(RecordKind(rawValue: raw)))
         }
     }

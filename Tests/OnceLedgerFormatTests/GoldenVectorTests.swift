@@ -228,11 +228,34 @@ enum GoldenVectors {
         }
         files.append(("snapshot-v3.snap", snapshotVersion3(of: snapshot).encode()))
         files.append(("snapshot-v3-memo.snap", memoSnapshot.encode()))
+        files.append(("snapshot-v3-retention.snap", retentionSnapshot.encode()))
         return files
     }
 
     /// The memo's snapshot items (FORMAT §9.4): a running generation's value, an ended
     /// generation's value and its end, and the sweep of the highest generation swept.
+    /// Retention's snapshot items (FORMAT §9.5): a done entry and a pending one, each followed
+    /// by the scope of its intent, then the generation floor.
+    static let retentionSnapshotItems: [SnapshotFile.Item] = [
+        SnapshotFile.Item(body: .entryState(.init(
+            key: "daily-digest", status: .done, attempt: 3, generation: 2, fingerprint: [UInt8](repeating: 0, count: 32),
+            intentTimeMilliseconds: 0, completedTimeMilliseconds: time + 1_000, receipt: Array("sent".utf8)))),
+        SnapshotFile.Item(body: .entryState(.init(
+            key: "spawn-worker", status: .pending, attempt: 1, generation: 5, fingerprint: fingerprint,
+            intentTimeMilliseconds: time + 5_000, completedTimeMilliseconds: 0, receipt: []))),
+        SnapshotFile.Item(body: .entryRetention(.init(key: "daily-digest", scope: .window, windowMilliseconds: 86_400_000))),
+        SnapshotFile.Item(body: .entryRetention(.init(key: "spawn-worker", scope: .whileInFlight, windowMilliseconds: 0))),
+        SnapshotFile.Item(body: .generationFloor(floor: 7)),
+    ]
+
+    /// A version 3 snapshot of the retention items: the done entry's value in the values section.
+    static var retentionSnapshot: SnapshotFile {
+        var snapshot = SnapshotFile(ledgerID: ledgerID, coveredSequence: 20, chain: 0x0bad_cafe, ledgerScopedTokens: true,
+                                    items: retentionSnapshotItems)
+        snapshot.formatVersion = 3
+        return snapshot
+    }
+
     static let memoSnapshotItems: [SnapshotFile.Item] = [
         SnapshotFile.Item(body: .memoEntry(.init(
             namespace: "taquba", run: "run-9", generation: 4, step: "summarize", name: "llm", inputDigest: fingerprint,
@@ -741,6 +764,43 @@ extension SnapshotFile.Item {
                 continue
             }
             #expect(kind == .memoEntry && Array(frame[body]) == GoldenVectors.memoSnapshotItems[index].body)
+        }
+    }
+
+    /// Retention's version 3 snapshot: the entry states, the entry-retention items after them and
+    /// the generation floor decode to the listed values and re-encode unchanged; a nonzero
+    /// reserved byte or a scope out of range in an entry-retention body, or a floor body of the
+    /// wrong length, is malformed.
+    @Test func retentionSnapshotVector() throws {
+        let bytes = try GoldenVectors.read("snapshot-v3-retention.snap")
+        guard case .snapshot(let whole) = SnapshotFile.decode(bytes) else {
+            Issue.record("snapshot-v3-retention.snap does not decode")
+            return
+        }
+        #expect(whole.formatVersion == 3 && whole.coveredSequence == 20)
+        #expect(whole.items == GoldenVectors.retentionSnapshotItems)
+        #expect(whole.encode() == bytes)
+        let bodies = whole.items.map { RecordBody.decode(kind: $0.kind, $0.body) }
+        #expect(bodies[2] == .body(.entryRetention(.init(key: "daily-digest", scope: .window,
+                                                          windowMilliseconds: 86_400_000))))
+        #expect(bodies[4] == .body(.generationFloor(floor: 7)))
+        let retention = whole.items[3].body
+        #expect(retention.count == 14 + "spawn-worker".utf8.count)
+        var reserved = retention
+        reserved[2 + 12 + 1] = 1
+        var scope = retention
+        scope[2 + 12] = 3
+        for bad in [reserved, scope, Array(retention.dropLast())] {
+            guard case .corrupt = RecordBody.decode(kind: .entryRetention, bad) else {
+                Issue.record("a malformed entry-retention body decodes")
+                continue
+            }
+        }
+        for bad in [[UInt8](), [7, 0, 0], [7, 0, 0, 0, 0]] {
+            guard case .corrupt = RecordBody.decode(kind: .generationFloor, bad) else {
+                Issue.record("a generation-floor body of \(bad.count) bytes decodes")
+                continue
+            }
         }
     }
 

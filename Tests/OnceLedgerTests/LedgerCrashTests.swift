@@ -26,8 +26,11 @@
 // `ONCELEDGER_CRASH_ITERATIONS` sets the number of seeds (default 16), each crashed at every
 // operation of its epoch 0; seeds are random per run and every failure prints
 // `ONCELEDGER_SEED=<n>` to rerun one.
+// Its compactions keep every entry (`compactKeepingEveryEntry`): the model follows a key by its
+// attempts, which retention's dropping of absent entries would restart; retention's own crash
+// test is `OnceRetentionCrashTests`.
 import Foundation
-@testable import OnceLedger
+@_spi(Benchmarks) @testable import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 import OnceLedgerTestSupport
@@ -309,10 +312,18 @@ private func performCall(_ call: PlannedCall, index: Int, ledger: Ledger, log: R
 
 private func runCompaction(_ ledger: Ledger, log: RoundLog) async {
     do {
-        try await ledger.compact()
+        try await compactKeepingEveryEntry(ledger)
     } catch {
         log.compactionError.withLock { $0 = "\(error)" }
     }
+}
+
+/// A compaction that drops no entry: the model follows each key by its attempts, which a
+/// dropped entry would restart at 1 (retention and its crash safety are `OnceRetentionTests`').
+private func compactKeepingEveryEntry(_ ledger: Ledger) async throws {
+    let store = (ledger.store as? FileStore)?.store ?? (ledger.store as? InMemoryStore)?.store
+    guard let store else { throw LedgerError(.invalidArgument, "not a store of this package") }
+    try await store.compact(nowMilliseconds: nil, beforeReadingReceipt: nil)
 }
 
 // MARK: - Model
@@ -783,7 +794,7 @@ private final class LedgerModel {
         switch step {
         case .compact:
             do {
-                try await ledger.compact()
+                try await compactKeepingEveryEntry(ledger)
             } catch {
                 if !storage.processIsDead {
                     fail(["compaction failed without a crash: \(error)"])

@@ -124,6 +124,13 @@ final class RecordingBackend: RecordLog {
         try await inner.compact(makeItems)
     }
 
+    /// Forwarded, so the store hears when a compaction is done (it drops the entries the
+    /// compaction left out then, `LedgerState.dropRetired`).
+    func compactLocated(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
+                        onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws {
+        try await inner.compactLocated(makeItems, onCompacted: onCompacted)
+    }
+
     func close() throws { try inner.close() }
 }
 

@@ -1,6 +1,6 @@
 // Proves that both stores keep the `LedgerStore` contract, driven directly through the protocol
 // (`any LedgerStore`), each check run on a FileStore in a temp directory and on an InMemoryStore:
-// claim / complete / release and their entries; a stale claim's completion or release refused
+// claim / complete / release and their entries; `doneEntry` answering only what claim answers done; a stale claim's completion or release refused
 // (fencing); two `Ledger`s on one store running an effect once (the second gets `.running`, waits
 // and returns the first one's receipt); `waitForChange` waking on complete, on release and on
 // cancellation, and returning at once for a key nobody holds; resolve with a wrong
@@ -86,6 +86,39 @@ func granted(_ result: ClaimResult, sourceLocation: SourceLocation = #_sourceLoc
         try await store.abandon(again)
         #expect(try await store.entry("j")?.status == .pendingUnknown, "an abandoned claim leaves its intent")
         #expect(try await store.entryCount() == 2)
+    }
+
+    /// `doneEntry` is `claim`'s `.done` answer without a claim: the done entry with its
+    /// receipt, and nil wherever `claim` would answer anything else (nothing claimed then).
+    @Test(arguments: BackendKind.allCases)
+    func doneEntryAnswersOnlyWhatClaimWouldAnswerDone(_ kind: BackendKind) async throws {
+        let harness = StoreHarness(kind)
+        let store = try harness.open()
+        defer { try? store.close() }
+        let key = try IdempotencyKey("k", params: "a")
+
+        #expect(try await store.doneEntry(claimRequest(key)) == nil, "an unknown key")
+        let claim = try granted(try await store.claim(claimRequest(key, at: 1_000)))
+        #expect(try await store.doneEntry(claimRequest(key)) == nil, "a live claim")
+        let done = try await store.complete(claim, receipt: Array("r".utf8), timeMilliseconds: 2_000)
+        #expect(try await store.doneEntry(claimRequest(key, at: 3_000)) == done, "done, with its receipt")
+        #expect(try await store.doneEntry(claimRequest(try IdempotencyKey("k", params: "b"))) == nil,
+                "other params: claim answers a mismatch")
+        #expect(try await store.doneEntry(claimRequest(key, scope: .whileInFlight)) == nil, "may run again")
+        #expect(try await store.doneEntry(claimRequest(key, scope: .window(milliseconds: 500), at: 2_400)) == done,
+                "inside its window")
+        #expect(try await store.doneEntry(claimRequest(key, scope: .window(milliseconds: 500), at: 2_500)) == nil,
+                "past its window")
+
+        let pending = try granted(try await store.claim(claimRequest("p")))
+        try await store.abandon(pending)
+        #expect(try await store.doneEntry(claimRequest("p")) == nil, "pending-unknown")
+        #expect(try await store.entryCount() == 2, "doneEntry claimed nothing")
+        guard case .done(let claimed) = try await store.claim(claimRequest(key, at: 3_000)) else {
+            Issue.record("claim answers done where doneEntry did")
+            return
+        }
+        #expect(claimed == done)
     }
 
     @Test(arguments: BackendKind.allCases)

@@ -42,7 +42,7 @@ import Testing
         let release = Gate()
         let lockFreeAtEachRead = Mutex<[Bool]>([])
         let compaction = Task {
-            try await store.compact(beforeReadingReceipt: { _ in
+            try await store.compact(nowMilliseconds: nil, beforeReadingReceipt: { _ in
                 let free = store.stateLockIsFree
                 let first = lockFreeAtEachRead.withLock { reads in
                     reads.append(free)

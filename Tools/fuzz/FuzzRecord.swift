@@ -2,7 +2,7 @@
 // and the one resynchronisation rule (`SegmentReader.resynchronize`) over untrusted segment
 // bytes, and the one body decoder (`RecordBody.decodeFields`, and
 // `RecordBody.decode` built on it) on every body it finds (and on the raw input as a body
-// of each kind, the memo's kinds 13–15 included: every `RecordKind.known`). Must never trap;
+// of each kind, the memo's kinds 13–15 and retention's 16–17 included: every `RecordKind.known`). Must never trap;
 // a decoded record must re-encode to the same frame bytes. Build and run: Tools/fuzz/run.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")

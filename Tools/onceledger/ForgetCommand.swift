@@ -78,7 +78,7 @@ struct ForgetCommand: AsyncParsableCommand {
         let recorded = opened.recordedWhere
         let after = try await opened.ledger.entry(key)
         try opened.close()
-        print("forgot \(TextFormat.plain(key)): done → absent (its receipt was \(TextFormat.bytes(entry.receipt))); the next call with this key runs the effect again, with a new token \(after?.token ?? "?")")
+        print("forgot \(TextFormat.plain(key)): done → absent (its receipt was \(TextFormat.bytes(entry.receipt))); the next call with this key runs the effect again, with a new token \(after?.token ?? "?") (or, if a compaction drops the forgotten entry first, a later generation's: never an old one)")
         print("recorded \(recorded) by \(TextFormat.quoted(actor)): \(TextFormat.quoted(reason))")
         return ExitCodes.success
     }

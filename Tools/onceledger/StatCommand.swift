@@ -45,9 +45,10 @@ struct StatCommand: AsyncParsableCommand {
         }
         var memo: MemoCounts?
         if let store = inspection.store { memo = MemoCounts(try await store.runs(RunQuery())) }
+        let floor = inspection.generationFloor
         if options.json {
             // One JSON document: a failure is the report's last member, `error`.
-            var report = Self.json(inspection, memo: memo)
+            var report = Self.json(inspection, memo: memo, generationFloor: floor)
             if var shown = failure, case .object(let members) = report {
                 report = .object(members + [("error", shown.json)])
                 shown.shownInJSON = true
@@ -55,7 +56,7 @@ struct StatCommand: AsyncParsableCommand {
             }
             print(report.rendered(pretty: true))
         } else {
-            print(Self.text(inspection, memo: memo))
+            print(Self.text(inspection, memo: memo, generationFloor: floor))
         }
         if let failure { throw failure }
         return ExitCodes.success
@@ -66,7 +67,7 @@ struct StatCommand: AsyncParsableCommand {
         (.lock, "lock"), (.other, "other"),
     ]
 
-    static func text(_ inspection: LedgerInspection, memo: MemoCounts? = nil) -> String {
+    static func text(_ inspection: LedgerInspection, memo: MemoCounts? = nil, generationFloor: UInt32? = nil) -> String {
         let report = inspection.report
         var out = SummaryText(labelWidth: 16)
         out.add("ledger", inspection.directory)
@@ -105,6 +106,9 @@ struct StatCommand: AsyncParsableCommand {
             } else {
                 out.add("oldest pending", "none")
             }
+            if let generationFloor, generationFloor > 0 {
+                out.add("gen. floor", "\(generationFloor) (a key without an entry starts at this generation: compaction dropped entries below it)")
+            }
         } else {
             out.add("entries", "not computed: the ledger is damaged")
         }
@@ -119,7 +123,7 @@ struct StatCommand: AsyncParsableCommand {
         return out.text
     }
 
-    static func json(_ inspection: LedgerInspection, memo: MemoCounts? = nil) -> JSONValue {
+    static func json(_ inspection: LedgerInspection, memo: MemoCounts? = nil, generationFloor: UInt32? = nil) -> JSONValue {
         let report = inspection.report
         var disk: [(String, JSONValue)] = [("total", .unsigned(inspection.files.reduce(UInt64(0)) { $0 + $1.bytes })),
                                            ("files", .int(inspection.files.count))]
@@ -156,6 +160,7 @@ struct StatCommand: AsyncParsableCommand {
                 ("pending-unknown", .int(counts.pendingUnknown)), ("absent", .int(counts.absent)),
             ])))
             members.append(("oldestPendingUnknown", inspection.oldestPending.map(EntryDescription.json) ?? .null))
+            members.append(("generationFloor", generationFloor.map { .unsigned(UInt64($0)) } ?? .null))
         } else {
             members.append(("entries", .null))
             members.append(("oldestPendingUnknown", .null))

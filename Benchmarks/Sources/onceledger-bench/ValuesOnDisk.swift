@@ -27,7 +27,8 @@ enum ValuesOnDisk {
     struct Result {
         var rows: [Row] = []
         /// (receipt bytes, calls per second, calls)
-        var alreadyDone: [(Int, Double, Int)] = []
+        /// Receipt size, calls per second (wall), calls per second of the process's CPU time, calls.
+        var alreadyDone: [(Int, Double, Double, Int)] = []
         /// (receipt bytes, compaction seconds, peak resident bytes during the compaction)
         var compaction: [(Int, Double, Int?)] = []
     }
@@ -99,6 +100,7 @@ enum ValuesOnDisk {
             let keys = (0..<min(entries, 4096)).map { IdempotencyKey(BenchKeys.key(($0 * 7919) % entries, bytes: keyBytes)) }
             for key in keys { _ = try await ledger.entry(key) }
             let clock = MonotonicClock()
+            let cpuBefore = Self.processCPUSeconds()
             var calls = 0
             while clock.elapsedSeconds < seconds {
                 for key in keys {
@@ -108,7 +110,8 @@ enum ValuesOnDisk {
                 }
                 calls += keys.count
             }
-            result.alreadyDone.append((size, Double(calls) / clock.elapsedSeconds, calls))
+            let cpuSeconds = Self.processCPUSeconds() - cpuBefore
+            result.alreadyDone.append((size, Double(calls) / clock.elapsedSeconds, Double(calls) / cpuSeconds, calls))
             try await BlockingThread.run { try ledger.close() }
             if !keep { try FileManager.default.removeItem(atPath: directory) }
         }
@@ -122,6 +125,15 @@ enum ValuesOnDisk {
         }
     }
 
+    /// User + system CPU time of the whole process (every thread), in seconds: a rate per CPU
+    /// second moves less than a rate per wall second when other processes share the cores.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
+
     static func render(_ result: Result) -> String {
         var table = TextTable(["receipt", "entries", "on disk", "open from", "time", "heap/entry − key", "RSS after open"])
         for row in result.rows {
@@ -131,15 +143,16 @@ enum ValuesOnDisk {
                 row.residentBytes.map { Format.megabytes(UInt64($0)) } ?? "n/a",
             ])
         }
-        var calls = TextTable(["receipt", "alreadyDone calls/s (1 task, warm)", "calls"])
-        for (size, rate, count) in result.alreadyDone {
-            calls.add(["\(size) B", Format.rate(rate), Format.grouped(count)])
+        var calls = TextTable(["receipt", "alreadyDone calls/s (1 task, warm)", "per CPU second", "calls"])
+        for (size, rate, cpuRate, count) in result.alreadyDone {
+            calls.add(["\(size) B", Format.rate(rate), Format.rate(cpuRate), Format.grouped(count)])
         }
         var compactions = TextTable(["receipt", "compaction time", "peak resident during compaction"])
         for (size, seconds, peak) in result.compaction {
             compactions.add(["\(size) B", Format.seconds(seconds), peak.map { Format.megabytes(UInt64($0)) } ?? "n/a"])
         }
         return "Values on disk (T11–T13)\n" + table.render() + "\n" + calls.render() + "\n" + compactions.render()
+            + "\nper CPU second = calls / (user + system CPU time of the process during the loop)"
             + "\npeak resident = VmHWM (/proc/self/status) after the compaction, reset to the open ledger's resident set just before it"
     }
 }

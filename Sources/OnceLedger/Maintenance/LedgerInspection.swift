@@ -54,6 +54,9 @@ public struct LedgerInspection: Sendable {
     public var ledger: Ledger?
     /// `ledger`'s store, read synchronously (the counts below, the CLI's listings).
     package var store: LogStore?
+    /// The generation a key without an entry starts at (`Spec/FORMAT.md` §9.5); nil when
+    /// the state is incomplete.
+    public var generationFloor: UInt32? { store?.generationFloor }
     /// A record body or snapshot item that does not decode (the open would refuse).
     public var stateProblem: LedgerError?
     /// Valid records in the segments (covered ones included), by kind.

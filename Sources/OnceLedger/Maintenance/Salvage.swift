@@ -63,7 +63,8 @@ public struct SalvagePlan: Sendable {
         segmentBytes = scan.segmentBytes ?? LogConfiguration().segmentBytes
         identity = scan.ledgerID.map { LedgerIdentity(ledgerID: $0, ledgerScopedTokens: scan.ledgerScopedTokens ?? true) }
         recordBodyBytesMax = LogConfiguration(segmentBytes: segmentBytes).recordBodyBytesMax
-        let applicableItems: Set<RecordKind> = [.entryState, .memoPut, .journalEntry, .runTerminal, .memoEntry, .runEnd, .memoSweep]
+        let applicableItems: Set<RecordKind> = [.entryState, .memoPut, .journalEntry, .runTerminal, .memoEntry, .runEnd, .memoSweep,
+                                                .generationFloor, .entryRetention]
         if let snapshot = scan.snapshot {
             for (index, item) in snapshot.snapshot.items.enumerated() {
                 switch RecordBody.decode(kind: item.kind, item.body) {

@@ -37,6 +37,7 @@ public final class FileStore: LedgerStore, Sendable {
 
     public var tokenScope: TokenScope { store.tokenScope }
     public func claim(_ request: ClaimRequest) async throws -> ClaimResult { try await store.claim(request) }
+    public func doneEntry(_ request: ClaimRequest) async throws -> EntryInfo? { try await store.doneEntry(request) }
     public func complete(_ claim: Claim, receipt: [UInt8], timeMilliseconds: UInt64) async throws -> EntryInfo {
         try await store.complete(claim, receipt: receipt, timeMilliseconds: timeMilliseconds)
     }
@@ -50,7 +51,7 @@ public final class FileStore: LedgerStore, Sendable {
     public func entry(_ key: String) async throws -> EntryInfo? { try await store.entry(key) }
     public func entries(_ query: EntryQuery) async throws -> [EntryInfo] { try await store.entries(query) }
     public func entryCount() async throws -> Int { try await store.entryCount() }
-    public func compact() async throws { try await store.compact() }
+    public func compact(nowMilliseconds: UInt64) async throws { try await store.compact(nowMilliseconds: nowMilliseconds) }
     public func waitForChange(of entry: EntryInfo) async throws { try await store.waitForChange(of: entry) }
 
     public func memoGeneration(of run: MemoRun) async throws -> UInt64 { try await store.memoGeneration(of: run) }

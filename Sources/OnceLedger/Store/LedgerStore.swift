@@ -22,6 +22,13 @@ public protocol LedgerStore: AnyObject, Sendable {
     /// the answer says why (done, pending-unknown, another fingerprint, running elsewhere).
     func claim(_ request: ClaimRequest) async throws -> ClaimResult
 
+    /// The entry `claim(request)` would answer `.done` with, if the store can tell that
+    /// cheaply, else nil (then `claim` decides). Claims nothing and writes nothing.
+    /// `Ledger` asks it first when no call of the key runs in its process, so the common
+    /// duplicate skips the bookkeeping of running calls. A store that cannot answer more
+    /// cheaply than `claim` keeps the default, which returns nil.
+    func doneEntry(_ request: ClaimRequest) async throws -> EntryInfo?
+
     /// Records that `claim`'s effect happened, with its receipt: durable before returning;
     /// returns the done entry.
     func complete(_ claim: Claim, receipt: [UInt8], timeMilliseconds: UInt64) async throws -> EntryInfo
@@ -59,7 +66,18 @@ public protocol LedgerStore: AnyObject, Sendable {
 
     /// Drops what no entry needs any more (for `FileStore`: writes a snapshot and removes
     /// the segments it covers). A store with nothing to drop does nothing.
-    func compact() async throws
+    ///
+    /// **Retention** (`ARCHITECTURE.md` §2, `Spec/FORMAT.md` §9.5): an entry that no longer
+    /// blocks anything at `nowMilliseconds` (the ledger's clock) may be dropped — absent
+    /// (released, resolved absent, forgotten), or done whose intent's scope was
+    /// while-in-flight, or window with `completion time + window ≤ now` — unless a claim or
+    /// an operator act on its key is in flight, or its generation is `UInt32.max`. Never a
+    /// pending-unknown entry, never a done entry of scope forever. A store that drops
+    /// entries keeps, durably and in the same atomic step, a **generation floor** ≥ every
+    /// dropped entry's generation + 1, which only grows; `claim` of a key without an entry
+    /// grants the floor as its generation. So a dropped key never runs again under a
+    /// generation — a token — it was given before. A store may drop less (or nothing).
+    func compact(nowMilliseconds: UInt64) async throws
 
     /// Waits until `entry`, which `claim` reported as `.running` in another owner, may have
     /// changed (its claim completed, was released, or expired), then returns; the caller
@@ -104,6 +122,10 @@ public protocol LedgerStore: AnyObject, Sendable {
     /// The run generations the memo holds (running, or ended and not swept), sorted by
     /// namespace, run id (their bytes) and generation.
     func runs(_ query: RunQuery) async throws -> [RunInfo]
+}
+
+extension LedgerStore {
+    public func doneEntry(_ request: ClaimRequest) async throws -> EntryInfo? { nil }
 }
 
 /// What `claim` is asked.

@@ -98,6 +98,33 @@ public final class LogStore: LedgerStore, Sendable {
         case write(attempt: UInt32, generation: UInt32, id: UInt64)
     }
 
+    /// Whether a done `entry` may run again under `scope` at `time`.
+    static func expired(_ entry: EntryInfo, scope: DeduplicationScope, at time: UInt64) -> Bool {
+        switch scope {
+        case .forever: false
+        case .whileInFlight: true
+        case .window(let milliseconds):
+            // A window reaching past UInt64.max never expires (no wrap-around).
+            entry.timeMilliseconds.addingReportingOverflow(milliseconds).overflow == false
+                && time >= entry.timeMilliseconds + milliseconds
+        }
+    }
+
+    /// `claim`'s `.done` answer, decided by the same rules under the same lock, or nil
+    /// for every other answer (nothing is claimed).
+    public func doneEntry(_ request: ClaimRequest) async throws -> EntryInfo? {
+        let key = request.key
+        let found: LedgerState.Lookup? = try core.withLock { core in
+            if core.closed { throw Self.closedError }
+            guard core.live[key.keyBytes] == nil, let lookup = try core.state.lookup(key.rawValue),
+                  lookup.info.status == .done, lookup.info.fingerprint == key.fingerprint,
+                  !Self.expired(lookup.info, scope: request.scope, at: request.timeMilliseconds)
+            else { return nil }
+            return lookup
+        }
+        return try found?.finish()
+    }
+
     public func claim(_ request: ClaimRequest) async throws -> ClaimResult {
         let key = request.key
         let time = request.timeMilliseconds
@@ -116,24 +143,22 @@ public final class LogStore: LedgerStore, Sendable {
                                                fingerprint: key.fingerprint, timeMilliseconds: time, isOperator: false)
                 return .write(attempt: attempt, generation: generation, id: id)
             }
-            let stored = core.state.metadata(key.rawValue)
-            guard let entry = stored, entry.status != .absent else {
-                return grant(attempt: (stored?.attempt ?? 0) + 1, generation: stored?.generation ?? 0)
+            // One look in the table: the claim decides on the entry's metadata, and a done
+            // entry's lookup already says where its receipt is (read outside the lock).
+            let stored = try core.state.lookup(key.rawValue)
+            guard let lookup = stored, lookup.info.status != .absent else {
+                // A key without an entry starts at the generation floor: past every
+                // generation of an entry compaction dropped (`Spec/FORMAT.md` §9.5).
+                return grant(attempt: (stored?.info.attempt ?? 0) + 1,
+                             generation: stored?.info.generation ?? core.state.generationFloor)
             }
+            let entry = lookup.info
             if entry.fingerprint != key.fingerprint {
-                return .answer(.fingerprintMismatch(try core.state.info(key.rawValue) ?? entry))
+                return .answer(.fingerprintMismatch(try lookup.finish()))
             }
             switch entry.status {
             case .done:
-                let expired: Bool = switch request.scope {
-                case .forever: false
-                case .whileInFlight: true
-                case .window(let milliseconds):
-                    // A window reaching past UInt64.max never expires (no wrap-around).
-                    entry.timeMilliseconds.addingReportingOverflow(milliseconds).overflow == false
-                        && time >= entry.timeMilliseconds + milliseconds
-                }
-                if !expired, let lookup = try core.state.lookup(key.rawValue) { return .done(lookup) }
+                if !Self.expired(entry, scope: request.scope, at: time) { return .done(lookup) }
                 return grant(attempt: entry.attempt + 1, generation: entry.generation &+ 1)
             case .pendingUnknown:
                 switch request.whenPending {
@@ -404,6 +429,10 @@ public final class LogStore: LedgerStore, Sendable {
         core.withLock { $0.state.count }
     }
 
+    /// The generation a key without an entry starts at (`Spec/FORMAT.md` §9.5): 0 until a
+    /// compaction dropped an entry.
+    package var generationFloor: UInt32 { core.withLock { $0.state.generationFloor } }
+
     // MARK: Log
 
     /// Appends records durably and, once durable, applies the very bytes written to the
@@ -428,9 +457,11 @@ public final class LogStore: LedgerStore, Sendable {
         })
     }
 
-    /// Writes a snapshot of the live state and lets the log drop what it covers.
-    public func compact() async throws {
-        try await compact(beforeReadingReceipt: nil)
+    /// Writes a snapshot of the live state and lets the log drop what it covers; entries
+    /// that no longer block anything at `nowMilliseconds` are left out of it, the
+    /// generation floor raised past them (`Spec/FORMAT.md` §9.5).
+    public func compact(nowMilliseconds: UInt64) async throws {
+        try await compact(nowMilliseconds: nowMilliseconds, beforeReadingReceipt: nil)
     }
 
     /// `compact`, calling `beforeReadingReceipt` (a test's gate) before each receipt
@@ -441,12 +472,20 @@ public final class LogStore: LedgerStore, Sendable {
     /// pinned); the receipts are read after the lock is released, one at a time, while
     /// the snapshot is streamed to disk through a fixed-size buffer. Once it is durable
     /// the entries point at the snapshot's values (before any later append is applied).
-    package func compact(beforeReadingReceipt: (@Sendable (Int) -> Void)?) async throws {
+    /// `nowMilliseconds` nil: every entry is kept.
+    package func compact(nowMilliseconds: UInt64?, beforeReadingReceipt: (@Sendable (Int) -> Void)?) async throws {
         if core.withLock({ $0.closed }) { throw Self.closedError }
         let order = Mutex<[Int]>([])
+        let plan = Mutex<LedgerState.RetentionPlan?>(nil)
         let memoOrder = Mutex<[MemoTable.ItemKey?]>([])
         try await log.compactStreaming({ [self] _ in
-            let (source, written) = try self.core.withLock { core in try core.state.compactionSource() }
+            let (source, written, retired) = try self.core.withLock { core in
+                // Keys with a claim or an operator act in flight are never dropped.
+                try core.state.compactionSource(retention: nowMilliseconds.map {
+                    LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys))
+                })
+            }
+            plan.withLock { $0 = retired }
             // The memo's items follow the entries', whole (their values are read here, under
             // the memo's lock: not yet streamed like receipts); relocated the same way.
             let memoItems = try self.memo.withLock { table in try table.snapshotItemsInOrder() }
@@ -461,7 +500,11 @@ public final class LogStore: LedgerStore, Sendable {
             let written = order.withLock { $0 }
             let memoWritten = memoOrder.withLock { $0 }
             let entryItems = max(0, locations.count - memoWritten.count)
-            self.core.withLock { $0.state.relocate(order: written, locations: Array(locations[..<entryItems])) }
+            let retired = plan.withLock { $0 }
+            self.core.withLock { core in
+                core.state.relocate(order: written, locations: Array(locations[..<entryItems]))
+                if let retired { core.state.dropRetired(retired) }
+            }
             self.memo.withLock { $0.relocate(memoWritten, locations: locations[entryItems...]) }
         })
     }

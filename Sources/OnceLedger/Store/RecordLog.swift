@@ -280,6 +280,19 @@ package final class InMemoryRecordLog: RecordLog, @unchecked Sendable {
         }
     }
 
+    /// `compact`, then `onCompacted` (no locations: receipts stay in memory) under the same
+    /// lock as appends, so the state drops what the compaction left out (`LedgerState.dropRetired`)
+    /// before any later record is applied.
+    package func compactLocated(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
+                                onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws {
+        try state.withLock { state in
+            guard state.open else { throw LedgerError(.closed, "the ledger is closed") }
+            state.items = try makeItems(state.lastSequence)
+            state.records.removeAll()
+            onCompacted([ValueLocation?](repeating: nil, count: state.items.count))
+        }
+    }
+
     package func close() throws {
         state.withLock { $0.open = false }
     }

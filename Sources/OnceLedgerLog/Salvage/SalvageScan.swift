@@ -690,7 +690,8 @@ public struct SalvageScan: Sendable {
             }
             let body = Array(bytes[bodyStart..<(bodyStart + length)])
             guard case .body = RecordBody.decode(kind: kind, body),
-                  [RecordKind.entryState, .memoPut, .journalEntry, .runTerminal, .memoEntry, .runEnd, .memoSweep].contains(kind)
+                  [RecordKind.entryState, .memoPut, .journalEntry, .runTerminal, .memoEntry, .runEnd, .memoSweep,
+                   .generationFloor, .entryRetention].contains(kind)
             else {
                 damaged.stopReason = "item \(number) does not decode as \(kind)"
                 break

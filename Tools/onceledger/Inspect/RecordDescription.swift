@@ -121,6 +121,17 @@ enum RecordDescription {
             if b.status == .done || !b.receipt.isEmpty { fields.append(("receipt", .bytes(b.receipt))) }
             fields += token(b.key, b.generation)
             return fields
+        case .generationFloor(let floor):
+            return [("floor", .number(UInt64(floor)))]
+        case .entryRetention(let b):
+            let scope: String = switch b.scope {
+            case .forever: "forever"
+            case .whileInFlight: "while-in-flight"
+            case .window: "window"
+            }
+            var fields: [(String, Field)] = [("key", .text(b.key)), ("scope", .word(scope))]
+            if b.scope == .window || b.windowMilliseconds != 0 { fields.append(("windowMs", .number(b.windowMilliseconds))) }
+            return fields
         case .opaque(let bytes):
             return [("body", .bytes(bytes))]
         }

@@ -1,0 +1,448 @@
+/// The store's schema (`Spec/POSTGRES.md` §2–§4): tables and the plpgsql functions that
+/// decide claims, settle them, resolve and forget, and run the memo, each in one statement.
+///
+/// Every object lives in one schema (`PostgresStore.Configuration.schema`, a validated plain
+/// identifier, so it is spliced into the SQL quoted). The version of what is created is
+/// `PostgresSchema.version`, kept in `meta`; `PostgresStore` migrates older schemas and
+/// refuses newer ones.
+enum PostgresSchema {
+    /// The schema version this build writes and reads.
+    static let version = 1
+
+    /// The channel `pg_notify` signals settled keys on (payload: the key's bytes in hex).
+    static func channel(_ schema: String) -> String { "\(schema)_changes" }
+
+    /// The statements that create version 1 in an empty schema, in order (run in one
+    /// transaction by the migration).
+    static func createVersion1(_ schema: String) -> [String] {
+        let s = "\"\(schema)\""
+        let channel = channel(schema)
+        // Rows of `entries` by status: 0 absent, 1 pending-unknown (an intent without an
+        // outcome), 2 done. Scope of the latest intent: 0 forever, 1 while in flight, 2 window.
+        // Times are the ledger's clock in milliseconds; lease times the database's clock.
+        return [
+            """
+            CREATE TABLE \(s).meta (
+                singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                schema_version integer NOT NULL,
+                ledger_id bytea NOT NULL CHECK (octet_length(ledger_id) = 16),
+                generation_floor bigint NOT NULL DEFAULT 0,
+                created timestamptz NOT NULL DEFAULT clock_timestamp()
+            )
+            """,
+            "CREATE SEQUENCE \(s).lease_ids",
+            """
+            CREATE TABLE \(s).entries (
+                key bytea PRIMARY KEY,
+                status smallint NOT NULL CHECK (status IN (0, 1, 2)),
+                attempt bigint NOT NULL CHECK (attempt >= 0),
+                generation bigint NOT NULL CHECK (generation >= 0),
+                fingerprint bytea NOT NULL,
+                scope smallint NOT NULL,
+                window_ms bigint NOT NULL,
+                time_ms bigint NOT NULL,
+                receipt bytea NOT NULL,
+                lease_id bigint,
+                lease_owner text,
+                lease_expires timestamptz
+            )
+            """,
+            "CREATE INDEX entries_pending ON \(s).entries (key) WHERE status = 1",
+            """
+            CREATE TABLE \(s).audit (
+                id bigserial PRIMARY KEY,
+                key bytea NOT NULL,
+                act text NOT NULL,
+                attempt bigint NOT NULL,
+                outcome text,
+                actor text,
+                reason text NOT NULL,
+                time_ms bigint NOT NULL,
+                recorded timestamptz NOT NULL DEFAULT clock_timestamp()
+            )
+            """,
+            // claim: one row per request, processed in key order (so two batches never lock
+            // rows in opposite orders). outcome: 0 claimed (lease_id is the new fence), 1 done,
+            // 2 pending-unknown, 3 fingerprint mismatch, 4 running (a live lease).
+            """
+            CREATE FUNCTION \(s).claim(p_keys bytea[], p_fingerprints bytea[], p_scopes smallint[], p_windows bigint[],
+                                       p_retry boolean[], p_times bigint[], p_owner text, p_lease_ms bigint)
+            RETURNS TABLE(idx bigint, outcome smallint, status smallint, attempt bigint, generation bigint,
+                          fingerprint bytea, time_ms bigint, receipt bytea, lease_id bigint)
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                r record;
+                e \(s).entries%ROWTYPE;
+                expired boolean;
+                grant_attempt bigint;
+                grant_generation bigint;
+                v_floor bigint;
+            BEGIN
+                -- The generation floor a key without an entry starts at; held (FOR SHARE) until
+                -- the batch commits, so a compaction raising it waits for the batch, and the
+                -- batch waits for a compaction in progress and then reads the raised floor.
+                SELECT m.generation_floor INTO v_floor FROM \(s).meta m FOR SHARE;
+                FOR r IN SELECT u.k, u.f, u.s, u.w, u.rt, u.t, u.i
+                         FROM unnest(p_keys, p_fingerprints, p_scopes, p_windows, p_retry, p_times)
+                              WITH ORDINALITY AS u(k, f, s, w, rt, t, i)
+                         ORDER BY u.k, u.i
+                LOOP
+                    idx := r.i;
+                    INSERT INTO \(s).entries AS x (key, status, attempt, generation, fingerprint, scope, window_ms,
+                                                   time_ms, receipt, lease_id, lease_owner, lease_expires)
+                    VALUES (r.k, 1, 1, v_floor, r.f, r.s, r.w, r.t, '\\x', nextval('\(s).lease_ids'), p_owner,
+                            clock_timestamp() + p_lease_ms * interval '1 millisecond')
+                    ON CONFLICT (key) DO NOTHING
+                    RETURNING x.lease_id INTO lease_id;
+                    IF FOUND THEN
+                        outcome := 0; status := 1; attempt := 1; generation := v_floor; fingerprint := r.f;
+                        time_ms := r.t; receipt := '\\x';
+                        RETURN NEXT;
+                        CONTINUE;
+                    END IF;
+                    SELECT * INTO e FROM \(s).entries x WHERE x.key = r.k FOR UPDATE;
+                    grant_attempt := NULL;
+                    IF e.lease_id IS NOT NULL AND e.lease_expires > clock_timestamp() THEN
+                        outcome := CASE WHEN e.fingerprint <> r.f THEN 3 ELSE 4 END;
+                    ELSIF e.status = 0 THEN
+                        grant_attempt := e.attempt + 1; grant_generation := e.generation;
+                    ELSIF e.fingerprint <> r.f THEN
+                        outcome := 3;
+                    ELSIF e.status = 2 THEN
+                        expired := CASE r.s WHEN 0 THEN false WHEN 1 THEN true
+                                   ELSE r.t::numeric >= e.time_ms::numeric + r.w::numeric END;
+                        IF expired THEN
+                            grant_attempt := e.attempt + 1; grant_generation := e.generation + 1;
+                        ELSE
+                            outcome := 1;
+                        END IF;
+                    ELSIF r.rt THEN
+                        grant_attempt := e.attempt + 1; grant_generation := e.generation;
+                    ELSE
+                        outcome := 2;
+                    END IF;
+                    IF grant_attempt IS NOT NULL THEN
+                        UPDATE \(s).entries x
+                           SET status = 1, attempt = grant_attempt, generation = grant_generation, fingerprint = r.f,
+                               scope = r.s, window_ms = r.w, time_ms = r.t, receipt = '\\x',
+                               lease_id = nextval('\(s).lease_ids'), lease_owner = p_owner,
+                               lease_expires = clock_timestamp() + p_lease_ms * interval '1 millisecond'
+                         WHERE x.key = r.k
+                        RETURNING x.lease_id INTO lease_id;
+                        outcome := 0; status := 1; attempt := grant_attempt; generation := grant_generation;
+                        fingerprint := r.f; time_ms := r.t; receipt := '\\x';
+                    ELSE
+                        status := CASE WHEN outcome IN (3, 4) AND e.lease_id IS NOT NULL
+                                       AND e.lease_expires > clock_timestamp() THEN 1 ELSE e.status END;
+                        attempt := e.attempt; generation := e.generation; fingerprint := e.fingerprint;
+                        time_ms := e.time_ms; receipt := CASE WHEN outcome = 1 OR e.status = 2 THEN e.receipt ELSE '\\x' END;
+                        lease_id := NULL;
+                    END IF;
+                    RETURN NEXT;
+                END LOOP;
+            END
+            $$
+            """,
+            // settle: complete (1), release (2) or abandon (3) a claim, accepted only from the
+            // claim's lease (key, attempt and fence all current, the entry pending). ok false:
+            // nothing was written, the row returned is the entry as it is (absent: no row).
+            """
+            CREATE FUNCTION \(s).settle(p_acts smallint[], p_keys bytea[], p_attempts bigint[], p_fences bigint[],
+                                        p_receipts bytea[], p_times bigint[], p_reasons text[])
+            RETURNS TABLE(idx bigint, ok boolean, status smallint, attempt bigint, generation bigint,
+                          fingerprint bytea, time_ms bigint, receipt bytea)
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                r record;
+                e \(s).entries%ROWTYPE;
+            BEGIN
+                FOR r IN SELECT u.a, u.k, u.at, u.f, u.rc, u.t, u.rs, u.i
+                         FROM unnest(p_acts, p_keys, p_attempts, p_fences, p_receipts, p_times, p_reasons)
+                              WITH ORDINALITY AS u(a, k, at, f, rc, t, rs, i)
+                         ORDER BY u.k, u.i
+                LOOP
+                    idx := r.i;
+                    SELECT * INTO e FROM \(s).entries x WHERE x.key = r.k FOR UPDATE;
+                    IF NOT FOUND THEN
+                        ok := false; status := NULL; attempt := NULL; generation := NULL; fingerprint := NULL;
+                        time_ms := NULL; receipt := NULL;
+                        RETURN NEXT;
+                        CONTINUE;
+                    END IF;
+                    ok := e.status = 1 AND e.attempt = r.at AND e.lease_id = r.f;
+                    IF ok THEN
+                        IF r.a = 1 THEN
+                            UPDATE \(s).entries x SET status = 2, receipt = r.rc, time_ms = r.t,
+                                   lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                             WHERE x.key = r.k RETURNING x.* INTO e;
+                        ELSIF r.a = 2 THEN
+                            UPDATE \(s).entries x SET status = 0, fingerprint = decode(repeat('00', 32), 'hex'),
+                                   receipt = '\\x', time_ms = r.t, lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                             WHERE x.key = r.k RETURNING x.* INTO e;
+                            INSERT INTO \(s).audit (key, act, attempt, reason, time_ms) VALUES (r.k, 'release', r.at, r.rs, r.t);
+                        ELSE
+                            UPDATE \(s).entries x SET lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                             WHERE x.key = r.k RETURNING x.* INTO e;
+                        END IF;
+                        PERFORM pg_notify('\(channel)', encode(r.k, 'hex'));
+                    END IF;
+                    status := e.status; attempt := e.attempt; generation := e.generation; fingerprint := e.fingerprint;
+                    time_ms := e.time_ms; receipt := e.receipt;
+                    RETURN NEXT;
+                END LOOP;
+            END
+            $$
+            """,
+            // renew: extends the leases of live claims (key, fence), in key order.
+            """
+            CREATE FUNCTION \(s).renew(p_keys bytea[], p_fences bigint[], p_lease_ms bigint)
+            RETURNS bigint LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                r record;
+                renewed bigint := 0;
+            BEGIN
+                FOR r IN SELECT u.k, u.f FROM unnest(p_keys, p_fences) AS u(k, f) ORDER BY u.k LOOP
+                    UPDATE \(s).entries x SET lease_expires = clock_timestamp() + p_lease_ms * interval '1 millisecond'
+                     WHERE x.key = r.k AND x.lease_id = r.f AND x.status = 1;
+                    IF FOUND THEN renewed := renewed + 1; END IF;
+                END LOOP;
+                RETURN renewed;
+            END
+            $$
+            """,
+            // compact: retention (`Spec/POSTGRES.md` §3.6, ARCHITECTURE §2): deletes the entries
+            // that block nothing at p_now and raises the generation floor past them, in one
+            // transaction holding the meta row, so no claim reads the floor in between.
+            """
+            CREATE FUNCTION \(s).compact(p_now bigint) RETURNS bigint
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                dropped_max bigint;
+                dropped bigint;
+            BEGIN
+                PERFORM 1 FROM \(s).meta m FOR UPDATE;
+                WITH gone AS (
+                    DELETE FROM \(s).entries x
+                     WHERE (x.lease_id IS NULL OR x.lease_expires <= clock_timestamp())
+                       AND x.generation < 4294967295
+                       AND (x.status = 0
+                            OR (x.status = 2 AND x.scope = 1)
+                            OR (x.status = 2 AND x.scope = 2
+                                AND x.time_ms::numeric + x.window_ms::numeric <= p_now::numeric))
+                    RETURNING x.generation
+                )
+                SELECT max(g.generation), count(*) INTO dropped_max, dropped FROM gone g;
+                IF dropped_max IS NOT NULL THEN
+                    UPDATE \(s).meta m SET generation_floor = greatest(m.generation_floor, dropped_max + 1);
+                END IF;
+                RETURN dropped;
+            END
+            $$
+            """,
+            // resolve (p_done: to done with p_receipt, else to absent) or forget (p_forget), an
+            // audited act. code: 0 done, 1 not in the expected state (or no such key),
+            // 2 a live lease holds the key, 3 another attempt than expected.
+            """
+            CREATE FUNCTION \(s).operate(p_key bytea, p_forget boolean, p_expected smallint, p_expected_attempt bigint,
+                                         p_done boolean, p_receipt bytea, p_time bigint, p_actor text, p_reason text)
+            RETURNS TABLE(code smallint, status smallint, attempt bigint, generation bigint, fingerprint bytea,
+                          time_ms bigint, receipt bytea)
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                e \(s).entries%ROWTYPE;
+            BEGIN
+                SELECT * INTO e FROM \(s).entries x WHERE x.key = p_key FOR UPDATE;
+                IF NOT FOUND THEN
+                    code := 1;
+                    RETURN NEXT;
+                    RETURN;
+                END IF;
+                IF e.lease_id IS NOT NULL AND e.lease_expires > clock_timestamp() THEN
+                    code := 2;
+                ELSIF e.status <> p_expected THEN
+                    code := 1;
+                ELSIF p_expected_attempt IS NOT NULL AND e.attempt <> p_expected_attempt THEN
+                    code := 3;
+                ELSE
+                    code := 0;
+                    IF p_forget THEN
+                        UPDATE \(s).entries x SET status = 0, generation = x.generation + 1,
+                               fingerprint = decode(repeat('00', 32), 'hex'), receipt = '\\x', time_ms = p_time,
+                               lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = p_key RETURNING x.* INTO e;
+                    ELSIF p_done THEN
+                        UPDATE \(s).entries x SET status = 2, receipt = p_receipt, time_ms = p_time,
+                               lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = p_key RETURNING x.* INTO e;
+                    ELSE
+                        UPDATE \(s).entries x SET status = 0, fingerprint = decode(repeat('00', 32), 'hex'),
+                               receipt = '\\x', time_ms = p_time, lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = p_key RETURNING x.* INTO e;
+                    END IF;
+                    INSERT INTO \(s).audit (key, act, attempt, outcome, actor, reason, time_ms)
+                    VALUES (p_key, CASE WHEN p_forget THEN 'forget' ELSE 'resolve' END, e.attempt,
+                            CASE WHEN p_forget THEN NULL WHEN p_done THEN 'done' ELSE 'absent' END, p_actor, p_reason, p_time);
+                    PERFORM pg_notify('\(channel)', encode(p_key, 'hex'));
+                END IF;
+                status := e.status; attempt := e.attempt; generation := e.generation; fingerprint := e.fingerprint;
+                time_ms := e.time_ms; receipt := e.receipt;
+                RETURN NEXT;
+            END
+            $$
+            """,
+            // The memo (`Spec/POSTGRES.md` §4): each run's latest generation (handed out or
+            // written), each generation's end, the values. Generation numbers come from one
+            // sequence, so none is used twice in the store.
+            "CREATE SEQUENCE \(s).memo_generation_numbers",
+            """
+            CREATE TABLE \(s).memo_runs (
+                namespace bytea NOT NULL,
+                run bytea NOT NULL,
+                latest bigint NOT NULL,
+                PRIMARY KEY (namespace, run)
+            )
+            """,
+            """
+            CREATE TABLE \(s).memo_generations (
+                namespace bytea NOT NULL,
+                run bytea NOT NULL,
+                generation bigint NOT NULL,
+                status smallint,
+                end_ms bigint,
+                PRIMARY KEY (namespace, run, generation)
+            )
+            """,
+            """
+            CREATE TABLE \(s).memo_values (
+                namespace bytea NOT NULL,
+                run bytea NOT NULL,
+                generation bigint NOT NULL,
+                step bytea NOT NULL,
+                name bytea NOT NULL,
+                input_digest bytea,
+                time_ms bigint NOT NULL,
+                value bytea NOT NULL,
+                PRIMARY KEY (namespace, run, generation, step, name),
+                FOREIGN KEY (namespace, run, generation) REFERENCES \(s).memo_generations ON DELETE CASCADE
+            )
+            """,
+            // The generation a memo of a run reads and writes now: the latest unless it ended
+            // (or was swept), else a new one.
+            """
+            CREATE FUNCTION \(s).memo_generation(p_namespace bytea, p_run bytea) RETURNS bigint
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                current bigint;
+                ended boolean;
+            BEGIN
+                INSERT INTO \(s).memo_runs (namespace, run, latest)
+                VALUES (p_namespace, p_run, nextval('\(s).memo_generation_numbers'))
+                ON CONFLICT (namespace, run) DO NOTHING
+                RETURNING latest INTO current;
+                IF FOUND THEN RETURN current; END IF;
+                SELECT m.latest INTO current FROM \(s).memo_runs m
+                 WHERE m.namespace = p_namespace AND m.run = p_run FOR UPDATE;
+                SELECT g.status IS NOT NULL INTO ended FROM \(s).memo_generations g
+                 WHERE g.namespace = p_namespace AND g.run = p_run AND g.generation = current;
+                IF ended IS NOT TRUE THEN RETURN current; END IF;
+                current := nextval('\(s).memo_generation_numbers');
+                UPDATE \(s).memo_runs m SET latest = current WHERE m.namespace = p_namespace AND m.run = p_run;
+                RETURN current;
+            END
+            $$
+            """,
+            // A put: refused (false, nothing written) unless the generation is its run's
+            // latest and has not ended.
+            """
+            CREATE FUNCTION \(s).memo_put(p_namespace bytea, p_run bytea, p_generation bigint, p_step bytea, p_name bytea,
+                                          p_digest bytea, p_time bigint, p_value bytea) RETURNS boolean
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                current bigint;
+                ended boolean;
+            BEGIN
+                SELECT m.latest INTO current FROM \(s).memo_runs m
+                 WHERE m.namespace = p_namespace AND m.run = p_run FOR SHARE;
+                IF current IS DISTINCT FROM p_generation THEN RETURN false; END IF;
+                INSERT INTO \(s).memo_generations (namespace, run, generation) VALUES (p_namespace, p_run, p_generation)
+                ON CONFLICT DO NOTHING;
+                SELECT g.status IS NOT NULL INTO ended FROM \(s).memo_generations g
+                 WHERE g.namespace = p_namespace AND g.run = p_run AND g.generation = p_generation FOR SHARE;
+                IF ended THEN RETURN false; END IF;
+                INSERT INTO \(s).memo_values AS v (namespace, run, generation, step, name, input_digest, time_ms, value)
+                VALUES (p_namespace, p_run, p_generation, p_step, p_name, p_digest, p_time, p_value)
+                ON CONFLICT (namespace, run, generation, step, name)
+                DO UPDATE SET input_digest = excluded.input_digest, time_ms = excluded.time_ms, value = excluded.value;
+                RETURN true;
+            END
+            $$
+            """,
+            // Ends the run's latest generation (a new one if it has none); an ended one is
+            // returned as it ended. Returns the generation as `runs` lists it.
+            """
+            CREATE FUNCTION \(s).finish_run(p_namespace bytea, p_run bytea, p_status smallint, p_time bigint)
+            RETURNS TABLE(generation bigint, status smallint, end_ms bigint, entries bigint, value_bytes bigint)
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                current bigint;
+            BEGIN
+                INSERT INTO \(s).memo_runs (namespace, run, latest)
+                VALUES (p_namespace, p_run, nextval('\(s).memo_generation_numbers'))
+                ON CONFLICT (namespace, run) DO NOTHING;
+                SELECT m.latest INTO current FROM \(s).memo_runs m
+                 WHERE m.namespace = p_namespace AND m.run = p_run FOR UPDATE;
+                INSERT INTO \(s).memo_generations AS g (namespace, run, generation, status, end_ms)
+                VALUES (p_namespace, p_run, current, p_status, p_time)
+                ON CONFLICT ON CONSTRAINT memo_generations_pkey
+                DO UPDATE SET status = p_status, end_ms = p_time WHERE g.status IS NULL;
+                RETURN QUERY
+                SELECT g.generation, g.status, g.end_ms, count(v.name), coalesce(sum(octet_length(v.value)), 0)::bigint
+                  FROM \(s).memo_generations g
+                  LEFT JOIN \(s).memo_values v
+                    ON v.namespace = g.namespace AND v.run = g.run AND v.generation = g.generation
+                 WHERE g.namespace = p_namespace AND g.run = p_run AND g.generation = current
+                 GROUP BY g.generation, g.status, g.end_ms;
+            END
+            $$
+            """,
+            // The sweep: one sweeper at a time across processes (an advisory lock for the
+            // transaction); removes every ended generation whose window (per status, NULL:
+            // kept forever) has passed at p_now, never one that ended after p_now.
+            """
+            CREATE FUNCTION \(s).memo_sweep(p_now bigint, p_succeeded bigint, p_failed bigint, p_cancelled bigint)
+            RETURNS TABLE(namespace bytea, run bytea, generation bigint, entries bigint)
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            BEGIN
+                PERFORM pg_advisory_xact_lock(hashtext('\(schema).memo_sweep'));
+                RETURN QUERY
+                WITH due AS (
+                    DELETE FROM \(s).memo_generations g
+                     WHERE g.status IS NOT NULL AND g.end_ms <= p_now
+                       AND p_now::numeric - g.end_ms::numeric >=
+                           (CASE g.status WHEN 1 THEN p_succeeded WHEN 2 THEN p_failed ELSE p_cancelled END)::numeric
+                    RETURNING g.namespace, g.run, g.generation
+                ), counted AS (
+                    SELECT d.namespace, d.run, d.generation,
+                           (SELECT count(*) FROM \(s).memo_values v
+                             WHERE v.namespace = d.namespace AND v.run = d.run AND v.generation = d.generation) AS entries
+                      FROM due d
+                ), cleared AS (
+                    DELETE FROM \(s).memo_runs m USING due d
+                     WHERE m.namespace = d.namespace AND m.run = d.run AND m.latest = d.generation
+                )
+                SELECT c.namespace, c.run, c.generation, c.entries FROM counted c;
+            END
+            $$
+            """,
+        ]
+    }
+}

@@ -1,0 +1,201 @@
+import OnceLedger
+import OnceLedgerFormat
+import PostgresNIO
+
+/// The memo operations of `LedgerStore` on PostgreSQL, with the rules of the file store
+/// (`LogStore+Memo.swift`): each is one statement (a function of the schema,
+/// `Spec/POSTGRES.md` §4), so it is atomic across every process sharing the store.
+extension PostgresStore {
+    public func memoGeneration(of run: MemoRun) async throws -> UInt64 {
+        try Self.validate(run)
+        try checkOpen()
+        let (namespace, runID) = Self.runBuffers(run)
+        let generation = try await pool.withConnection(.writing("handing out a memo generation")) { connection in
+            var generation: Int64 = 0
+            for try await (value) in try await connection.query(
+                "SELECT \(unescaped: quotedSchema).memo_generation(\(namespace), \(runID))", logger: logger).decode(Int64.self) {
+                generation = value
+            }
+            return generation
+        }
+        return try Self.generation(generation)
+    }
+
+    public func memoGet(_ key: MemoKey) async throws -> MemoValue? {
+        try checkOpen()
+        let (namespace, runID) = Self.runBuffers(key.run)
+        let generation = try Self.int64(key.generation, "the memo generation")
+        let step = ByteBuffer(bytes: Array(key.step.utf8))
+        let name = ByteBuffer(bytes: Array(key.name.utf8))
+        return try await pool.withConnection(.reading("reading a memo value")) { connection in
+            let rows = try await connection.query("""
+                SELECT input_digest, time_ms, value FROM \(unescaped: quotedSchema).memo_values
+                 WHERE namespace = \(namespace) AND run = \(runID) AND generation = \(generation)
+                   AND step = \(step) AND name = \(name)
+                """, logger: logger)
+            var found: MemoValue?
+            for try await (digest, time, value) in rows.decode((ByteBuffer?, Int64, ByteBuffer).self) {
+                guard let time = UInt64(exactly: time) else {
+                    throw LedgerError(.corruptRecord, "memo value \(key) has time \(time), which OnceLedger never writes")
+                }
+                found = MemoValue(key: key, inputDigest: digest.map { Array(buffer: $0) }, timeMilliseconds: time,
+                                  bytes: Array(buffer: value))
+            }
+            return found
+        }
+    }
+
+    public func memoPut(_ request: MemoPutRequest) async throws {
+        let key = request.key
+        if let digest = request.inputDigest, digest.count != 32 {
+            throw LedgerError(.invalidArgument, "an input digest is 32 bytes (SHA-256), not \(digest.count)")
+        }
+        // The file store's limits, checked by the same record validation.
+        try RecordBody.memoEntry(.init(
+            namespace: key.run.namespace, run: key.run.run, generation: key.generation, step: key.step, name: key.name,
+            inputDigest: request.inputDigest ?? RecordBody.noInputDigest, timeMilliseconds: request.timeMilliseconds,
+            value: request.value)).validate()
+        try checkOpen()
+        let (namespace, runID) = Self.runBuffers(key.run)
+        let generation = try Self.int64(key.generation, "the memo generation")
+        let step = ByteBuffer(bytes: Array(key.step.utf8))
+        let name = ByteBuffer(bytes: Array(key.name.utf8))
+        let digest = request.inputDigest.map { ByteBuffer(bytes: $0) }
+        let time = try Self.int64(request.timeMilliseconds, "the memo value's time")
+        let value = ByteBuffer(bytes: request.value)
+        let accepted = try await pool.withConnection(.writing("a memo put")) { connection in
+            var accepted = false
+            for try await (ok) in try await connection.query("""
+                SELECT \(unescaped: quotedSchema).memo_put(\(namespace), \(runID), \(generation), \(step), \(name), \(digest)::bytea, \(time), \(value))
+                """, logger: logger).decode(Bool.self) {
+                accepted = ok
+            }
+            return accepted
+        }
+        if !accepted {
+            throw LedgerError(
+                .runEnded,
+                "cannot store memo value \"\(key.name)\" of step \"\(key.step)\": run \(key.run) generation \(key.generation) has ended; nothing was written. A run id used again after its run ended starts a new generation: ask the ledger for a new memo (`ledger.memo(run:step:)`)")
+        }
+    }
+
+    public func finishRun(_ run: MemoRun, status: RunStatus, timeMilliseconds: UInt64) async throws -> RunInfo {
+        try Self.validate(run)
+        try checkOpen()
+        let (namespace, runID) = Self.runBuffers(run)
+        let statusCode = Int16(status.rawValue)
+        let time = try Self.int64(timeMilliseconds, "the run's end time")
+        let row = try await pool.withConnection(.writing("finishing a run")) { connection in
+            var row: (Int64, Int16?, Int64?, Int64, Int64)?
+            for try await value in try await connection.query("""
+                SELECT generation, status, end_ms, entries, value_bytes
+                  FROM \(unescaped: quotedSchema).finish_run(\(namespace), \(runID), \(statusCode), \(time))
+                """, logger: logger).decode((Int64, Int16?, Int64?, Int64, Int64).self) {
+                row = value
+            }
+            return row
+        }
+        guard let row else {
+            throw LedgerError(.databaseError, "finishing run \(run) returned no generation; read it with `runs`")
+        }
+        return try runInfo(run, row)
+    }
+
+    public func sweepMemo(_ request: MemoSweepRequest) async throws -> MemoSweepResult {
+        try checkOpen()
+        let now = try Self.int64(request.nowMilliseconds, "the sweep's time")
+        func window(_ status: RunStatus) -> Int64? {
+            request.retention.windowMilliseconds(for: status).map { Int64(clamping: $0) }
+        }
+        let succeeded = window(.succeeded), failed = window(.failed), cancelled = window(.cancelled)
+        let swept = try await pool.withConnection(.writing("a memo sweep")) { connection in
+            var swept: [(ByteBuffer, ByteBuffer, Int64, Int64)] = []
+            for try await row in try await connection.query("""
+                SELECT namespace, run, generation, entries
+                  FROM \(unescaped: quotedSchema).memo_sweep(\(now), \(succeeded)::bigint, \(failed)::bigint, \(cancelled)::bigint)
+                """, logger: logger).decode((ByteBuffer, ByteBuffer, Int64, Int64).self) {
+                swept.append(row)
+            }
+            return swept
+        }
+        var result = MemoSweepResult()
+        for (namespace, run, generation, entries) in swept {
+            let memoRun = MemoRun(namespace: String(decoding: namespace.readableBytesView, as: UTF8.self),
+                                  run: String(decoding: run.readableBytesView, as: UTF8.self))
+            result.runs[memoRun, default: []].append(try Self.generation(generation))
+            result.entries += Int(entries)
+        }
+        return result
+    }
+
+    public func runs(_ query: RunQuery) async throws -> [RunInfo] {
+        try checkOpen()
+        let namespace = query.namespace.map { ByteBuffer(bytes: Array($0.utf8)) }
+        let run = query.run.map { ByteBuffer(bytes: Array($0.utf8)) }
+        let rows = try await pool.withConnection(.reading("listing runs")) { connection in
+            var rows: [(ByteBuffer, ByteBuffer, Int64, Int16?, Int64?, Int64, Int64)] = []
+            for try await row in try await connection.query("""
+                SELECT g.namespace, g.run, g.generation, g.status, g.end_ms, count(v.name),
+                       coalesce(sum(octet_length(v.value)), 0)::bigint
+                  FROM \(unescaped: quotedSchema).memo_generations g
+                  LEFT JOIN \(unescaped: quotedSchema).memo_values v
+                    ON v.namespace = g.namespace AND v.run = g.run AND v.generation = g.generation
+                 WHERE (\(namespace)::bytea IS NULL OR g.namespace = \(namespace)::bytea)
+                   AND (\(run)::bytea IS NULL OR g.run = \(run)::bytea)
+                 GROUP BY g.namespace, g.run, g.generation, g.status, g.end_ms
+                 ORDER BY g.namespace, g.run, g.generation
+                """, logger: logger).decode((ByteBuffer, ByteBuffer, Int64, Int16?, Int64?, Int64, Int64).self) {
+                rows.append(row)
+            }
+            return rows
+        }
+        return try rows.map { namespace, run, generation, status, end, entries, bytes in
+            let memoRun = MemoRun(namespace: String(decoding: namespace.readableBytesView, as: UTF8.self),
+                                  run: String(decoding: run.readableBytesView, as: UTF8.self))
+            return try runInfo(memoRun, (generation, status, end, entries, bytes))
+        }
+    }
+
+    // MARK: Conversions
+
+    private func runInfo(_ run: MemoRun, _ row: (Int64, Int16?, Int64?, Int64, Int64)) throws -> RunInfo {
+        let (generation, statusCode, end, entries, bytes) = row
+        var status: RunStatus?
+        if let statusCode {
+            guard let code = UInt8(exactly: statusCode), let known = RunStatus(rawValue: code) else {
+                throw LedgerError(.corruptRecord, "run \(run) generation \(generation) has status \(statusCode), which OnceLedger never writes")
+            }
+            status = known
+        }
+        return RunInfo(run: run, generation: try Self.generation(generation), status: status,
+                       endTimeMilliseconds: end.flatMap { UInt64(exactly: $0) }, entryCount: Int(entries),
+                       valueBytes: Int(bytes))
+    }
+
+    static func generation(_ value: Int64) throws -> UInt64 {
+        guard let generation = UInt64(exactly: value), generation > 0 else {
+            throw LedgerError(.corruptRecord, "a memo generation of \(value) was read; OnceLedger writes only positive ones")
+        }
+        return generation
+    }
+
+    static func runBuffers(_ run: MemoRun) -> (ByteBuffer, ByteBuffer) {
+        (ByteBuffer(bytes: Array(run.namespace.utf8)), ByteBuffer(bytes: Array(run.run.utf8)))
+    }
+
+    /// `MemoRun`'s checks (the file store's): a nonempty run id, the named limits.
+    static func validate(_ run: MemoRun) throws {
+        if run.run.isEmpty {
+            throw LedgerError(.invalidArgument,
+                              "the run id is empty; give every run a nonempty id (an empty one would name every run)",
+                              limit: "runBytesMax")
+        }
+        for (text, max, what, limit) in [(run.run, FormatLimits.runBytesMax, "run id", "runBytesMax"),
+                                         (run.namespace, FormatLimits.namespaceBytesMax, "namespace", "namespaceBytesMax")]
+        where text.utf8.count > max {
+            throw LedgerError(.limitExceeded,
+                              "the memo \(what) is \(text.utf8.count) bytes; the limit is \(max). Use a shorter \(what) (a hash of a long one); nothing was written",
+                              limit: limit)
+        }
+    }
+}

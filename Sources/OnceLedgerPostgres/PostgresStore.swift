@@ -1,0 +1,817 @@
+import Logging
+import OnceLedger
+import OnceLedgerFormat
+import PostgresNIO
+import Synchronization
+
+/// A `LedgerStore` on PostgreSQL, shared by any number of processes on any number of
+/// machines: claims are decided by the database in one statement, the owner of a claim
+/// holds a lease (on the database's clock) that this store renews while the effect runs,
+/// and a completion is accepted only from the claim's current lease (fencing).
+/// `Spec/POSTGRES.md` is the full contract: schema, statements, leases, group commit, errors.
+///
+/// ```swift
+/// let store = try await PostgresStore.connect(url: "postgres://app@db.internal/orders")
+/// let ledger = Ledger(store: store)
+/// ```
+///
+/// What differs from a file ledger: a pending entry whose lease is live answers `.running`
+/// to every other claimer (they wait in `waitForChange`), and becomes pending-unknown to
+/// all when its lease expires (its owner crashed or lost the database); `compact()` drops
+/// nothing (rows are deleted by `forget` and the memo sweep only).
+public final class PostgresStore: LedgerStore, Sendable {
+    /// How a store connects and behaves.
+    public struct Configuration: Sendable {
+        public var url: PostgresURL
+        /// The schema holding the store's tables and functions: a plain identifier
+        /// (lowercase letters, digits, `_`; at most 40 bytes). Stores on different schemas
+        /// of one database are different ledgers.
+        public var schema: String
+        /// How long a claim's lease lasts without renewal; the store renews its live
+        /// claims every third of it. A crashed owner's keys turn pending-unknown after it.
+        public var lease: Duration
+        /// Connections the store opens at most (each batch of group commit uses one).
+        public var connections: Int
+        /// Requests sent in one statement at most.
+        public var batchMax: Int
+        /// Who owns this store's leases, as `pending` listings show it.
+        public var owner: String
+
+        public init(url: PostgresURL, schema: String = "onceledger", lease: Duration = .seconds(30),
+                    connections: Int = 4, batchMax: Int = 256, owner: String? = nil) {
+            self.url = url
+            self.schema = schema
+            self.lease = lease
+            self.connections = connections
+            self.batchMax = batchMax
+            self.owner = owner ?? "pid \(getpid())"
+        }
+    }
+
+    public let tokenScope: TokenScope
+    public let configuration: Configuration
+    let pool: ConnectionPool
+    let logger: Logger
+    let schema: String
+    let leaseMilliseconds: Int64
+    private let claims: GroupCommit<ClaimCall, ClaimRow>
+    private let settles: GroupCommit<SettleCall, SettleRow>
+    private let live = Mutex(LiveClaims())
+    private let waiters: Waiters
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+    /// The listener's connection while it listens (`close()` closes it to end the listener).
+    private let listener = Mutex<PostgresConnection?>(nil)
+
+    struct LiveClaims {
+        /// Claims granted by this store and not yet settled: fence → key bytes.
+        var fences: [Int64: [UInt8]] = [:]
+        var renewalPaused = false
+        var closed = false
+    }
+
+    // MARK: Opening
+
+    /// Connects to the server `url` names, creates or migrates the schema, and returns the store.
+    /// Throws `.invalidArgument` for a bad URL or schema name, `.databaseUnreachable`,
+    /// `.databaseAuthentication`, `.databasePermission`, or `.unsupportedVersion` for a schema
+    /// written by a newer OnceLedger.
+    public static func connect(url: String, schema: String = "onceledger", lease: Duration = .seconds(30),
+                               connections: Int = 4) async throws -> PostgresStore {
+        try await connect(configuration: Configuration(url: try PostgresURL(url), schema: schema, lease: lease,
+                                                       connections: connections))
+    }
+
+    public static func connect(configuration: Configuration) async throws -> PostgresStore {
+        guard Self.isPlainIdentifier(configuration.schema) else {
+            throw LedgerError(.invalidArgument,
+                              "the schema name \"\(configuration.schema)\" is not a plain identifier: use lowercase letters, digits and _ (not first), at most 40 bytes")
+        }
+        let leaseMilliseconds = Int64(clamping: MemoRetention(configuration.lease).windowMilliseconds(for: .succeeded) ?? 0)
+        guard leaseMilliseconds >= 10 else {
+            throw LedgerError(.invalidArgument, "the lease is \(configuration.lease); it must be at least 10 ms")
+        }
+        var logger = Logger(label: "onceledger.postgres")
+        logger.logLevel = .critical
+        let pool = ConnectionPool(url: configuration.url, maximum: configuration.connections, logger: logger)
+        let ledgerID: LedgerID
+        do {
+            ledgerID = try await PostgresMigration.migrate(pool: pool, schema: configuration.schema)
+        } catch {
+            pool.close()
+            throw error
+        }
+        let store = PostgresStore(configuration: configuration, pool: pool, logger: logger, ledgerID: ledgerID,
+                                  leaseMilliseconds: leaseMilliseconds)
+        await store.start()
+        return store
+    }
+
+    private init(configuration: Configuration, pool: ConnectionPool, logger: Logger, ledgerID: LedgerID,
+                 leaseMilliseconds: Int64) {
+        self.configuration = configuration
+        self.pool = pool
+        self.logger = logger
+        self.schema = configuration.schema
+        self.tokenScope = .ledger(ledgerID)
+        self.leaseMilliseconds = leaseMilliseconds
+        self.waiters = Waiters()
+        let schema = configuration.schema
+        let owner = configuration.owner
+        let lanes = max(1, configuration.connections - 1)
+        claims = GroupCommit(lanes: lanes, batchMax: configuration.batchMax) { calls in
+            try await pool.withConnection(.writing("a claim")) { connection in
+                try await Self.runClaims(calls, connection: connection, schema: schema, owner: owner,
+                                         leaseMilliseconds: leaseMilliseconds, logger: logger)
+            }
+        }
+        settles = GroupCommit(lanes: lanes, batchMax: configuration.batchMax) { calls in
+            try await pool.withConnection(.writing("a completion")) { connection in
+                try await Self.runSettles(calls, connection: connection, schema: schema, logger: logger)
+            }
+        }
+    }
+
+    static func isPlainIdentifier(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard let first = bytes.first, bytes.count <= 40, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first) || first == UInt8(ascii: "_")
+        else { return false }
+        return bytes.allSatisfy {
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+                || $0 == UInt8(ascii: "_")
+        }
+    }
+
+    /// Starts the listener (and waits until it listens, or failed once) and the lease renewer.
+    private func start() async {
+        let listening = Gate()
+        let listener = Task { [self] in await self.listen(ready: listening) }
+        let renewer = Task { [self] in await self.renewLeases() }
+        tasks.withLock { $0 = [listener, renewer] }
+        await listening.wait()
+    }
+
+    // MARK: Claims
+
+    struct ClaimCall: Sendable {
+        var key: [UInt8]
+        var fingerprint: [UInt8]
+        var scope: Int16
+        var window: Int64
+        var retry: Bool
+        var time: Int64
+    }
+
+    struct ClaimRow: Sendable {
+        var outcome: Int16
+        var row: EntryRow
+        var fence: Int64?
+    }
+
+    /// An entry as a function returns it (key given by the caller).
+    struct EntryRow: Sendable {
+        var status: Int16
+        var attempt: Int64
+        var generation: Int64
+        var fingerprint: [UInt8]
+        var time: Int64
+        var receipt: [UInt8]
+    }
+
+    static func runClaims(_ calls: [ClaimCall], connection: PostgresConnection, schema: String, owner: String,
+                          leaseMilliseconds: Int64, logger: Logger) async throws -> [ClaimRow] {
+        let keys = calls.map { ByteBuffer(bytes: $0.key) }
+        let fingerprints = calls.map { ByteBuffer(bytes: $0.fingerprint) }
+        let scopes = calls.map(\.scope)
+        let windows = calls.map(\.window)
+        let retries = calls.map(\.retry)
+        let times = calls.map(\.time)
+        let rows = try await connection.query("""
+            SELECT idx, outcome, status, attempt, generation, fingerprint, time_ms, receipt, lease_id
+              FROM \(unescaped: "\"\(schema)\"").claim(\(keys), \(fingerprints), \(scopes), \(windows), \(retries), \(times), \(owner), \(leaseMilliseconds))
+            """, logger: logger)
+        var answers = [ClaimRow?](repeating: nil, count: calls.count)
+        for try await (index, outcome, status, attempt, generation, fingerprint, time, receipt, fence) in rows.decode(
+            (Int64, Int16, Int16, Int64, Int64, ByteBuffer, Int64, ByteBuffer, Int64?).self) {
+            let position = Int(index) - 1
+            guard answers.indices.contains(position) else { continue }
+            answers[position] = ClaimRow(
+                outcome: outcome,
+                row: EntryRow(status: status, attempt: attempt, generation: generation, fingerprint: Array(buffer: fingerprint),
+                              time: time, receipt: Array(buffer: receipt)),
+                fence: fence)
+        }
+        return try answers.map {
+            guard let answer = $0 else {
+                throw LedgerError(.databaseError, "the claim function returned no row for a request; its outcome is unknown")
+            }
+            return answer
+        }
+    }
+
+    public func claim(_ request: ClaimRequest) async throws -> ClaimResult {
+        try checkOpen()
+        let key = request.key
+        try key.validate()
+        let time = try Self.int64(request.timeMilliseconds, "the claim's time")
+        let (scope, window): (Int16, Int64) = switch request.scope {
+        case .forever: (0, 0)
+        case .whileInFlight: (1, 0)
+        case .window(let milliseconds): (2, Int64(clamping: milliseconds))
+        }
+        let answer = try await claims.submit(ClaimCall(
+            key: Array(key.rawValue.utf8), fingerprint: key.fingerprint, scope: scope, window: window,
+            retry: request.whenPending == .retry, time: time))
+        let entry = try entryInfo(key.rawValue, answer.row)
+        switch answer.outcome {
+        case 0:
+            guard let fence = answer.fence else {
+                throw LedgerError(.databaseError, "the claim function granted a claim without a lease; its outcome is unknown",
+                                  key: key.rawValue)
+            }
+            let registered = live.withLock { live -> Bool in
+                if live.closed { return false }
+                live.fences[fence] = Array(key.rawValue.utf8)
+                return true
+            }
+            if !registered { throw Self.closedError }
+            return .claimed(Claim(key: key, attempt: entry.attempt, generation: entry.generation,
+                                  timeMilliseconds: entry.timeMilliseconds, fence: UInt64(bitPattern: fence)))
+        case 1: return .done(entry)
+        case 2: return .pendingUnknown(entry)
+        case 3: return .fingerprintMismatch(entry)
+        case 4: return .running(entry)
+        default:
+            throw LedgerError(.databaseError, "the claim function answered outcome \(answer.outcome), which this build does not know",
+                              key: key.rawValue)
+        }
+    }
+
+    // MARK: Settling claims
+
+    struct SettleCall: Sendable {
+        /// 1 complete, 2 release, 3 abandon.
+        var act: Int16
+        var key: [UInt8]
+        var attempt: Int64
+        var fence: Int64
+        var receipt: [UInt8]
+        var time: Int64
+        var reason: String
+    }
+
+    struct SettleRow: Sendable {
+        var ok: Bool
+        var row: EntryRow?
+    }
+
+    static func runSettles(_ calls: [SettleCall], connection: PostgresConnection, schema: String,
+                           logger: Logger) async throws -> [SettleRow] {
+        let acts = calls.map(\.act)
+        let keys = calls.map { ByteBuffer(bytes: $0.key) }
+        let attempts = calls.map(\.attempt)
+        let fences = calls.map(\.fence)
+        let receipts = calls.map { ByteBuffer(bytes: $0.receipt) }
+        let times = calls.map(\.time)
+        let reasons = calls.map(\.reason)
+        let rows = try await connection.query("""
+            SELECT idx, ok, status, attempt, generation, fingerprint, time_ms, receipt
+              FROM \(unescaped: "\"\(schema)\"").settle(\(acts), \(keys), \(attempts), \(fences), \(receipts), \(times), \(reasons))
+            """, logger: logger)
+        var answers = [SettleRow?](repeating: nil, count: calls.count)
+        for try await (index, ok, status, attempt, generation, fingerprint, time, receipt) in rows.decode(
+            (Int64, Bool, Int16?, Int64?, Int64?, ByteBuffer?, Int64?, ByteBuffer?).self) {
+            let position = Int(index) - 1
+            guard answers.indices.contains(position) else { continue }
+            var row: EntryRow?
+            if let status, let attempt, let generation, let fingerprint, let time, let receipt {
+                row = EntryRow(status: status, attempt: attempt, generation: generation,
+                               fingerprint: Array(buffer: fingerprint), time: time, receipt: Array(buffer: receipt))
+            }
+            answers[position] = SettleRow(ok: ok, row: row)
+        }
+        return try answers.map {
+            guard let answer = $0 else {
+                throw LedgerError(.databaseError, "the settle function returned no row for a request; its outcome is unknown")
+            }
+            return answer
+        }
+    }
+
+    /// Settles `claim` (complete, release or abandon) through group commit. The claim is no
+    /// longer renewed from here on, whatever the outcome: a failure leaves its lease to expire.
+    private func settle(_ claim: Claim, act: Int16, receipt: [UInt8], time: UInt64, reason: String,
+                        verb: String) async throws -> SettleRow {
+        try checkOpen()
+        let fence = Int64(bitPattern: claim.fence)
+        let keyBytes = Array(claim.key.rawValue.utf8)
+        live.withLock { live in
+            if live.fences[fence] == keyBytes { live.fences[fence] = nil }
+        }
+        let answer = try await settles.submit(SettleCall(
+            act: act, key: keyBytes, attempt: Int64(claim.attempt), fence: fence, receipt: receipt,
+            time: try Self.int64(time, "the time"), reason: reason))
+        if answer.ok || act == 3 { return answer }
+        let current = try answer.row.map { try entryInfo(claim.key.rawValue, $0) }
+        let now: String = if let current {
+            "the key is now \(current.status.rawValue) at attempt \(current.attempt)"
+        } else {
+            "the key has no entry"
+        }
+        throw LedgerError(
+            .wrongState,
+            "cannot \(verb) the claim on key \"\(claim.key.rawValue)\" (attempt \(claim.attempt)): its lease is not the key's current one any more (\(now): another owner took the key over after the lease expired, or it was completed, released, resolved or abandoned); nothing was written. This process's result is not recorded: read the key's entry and reconcile with it",
+            key: claim.key.rawValue, entry: current)
+    }
+
+    public func complete(_ claim: Claim, receipt: [UInt8], timeMilliseconds: UInt64) async throws -> EntryInfo {
+        if receipt.count > FormatLimits.receiptBytesMax {
+            throw LedgerError(.limitExceeded,
+                              "the receipt is \(receipt.count) bytes; the limit is \(FormatLimits.receiptBytesMax). Store a reference (an id, a URL) instead of the payload",
+                              limit: "receiptBytesMax", key: claim.key.rawValue)
+        }
+        let answer = try await settle(claim, act: 1, receipt: receipt, time: timeMilliseconds, reason: "", verb: "complete")
+        guard let row = answer.row else {
+            throw LedgerError(.databaseError, "the completion was accepted but no entry was returned", key: claim.key.rawValue)
+        }
+        return try entryInfo(claim.key.rawValue, row)
+    }
+
+    public func release(_ claim: Claim, reason: String, timeMilliseconds: UInt64) async throws {
+        _ = try await settle(claim, act: 2, receipt: [], time: timeMilliseconds, reason: reason, verb: "release")
+    }
+
+    public func abandon(_ claim: Claim) async throws {
+        _ = try await settle(claim, act: 3, receipt: [], time: claim.timeMilliseconds, reason: "", verb: "abandon")
+    }
+
+    // MARK: Operator acts
+
+    @discardableResult
+    public func resolve(_ request: ResolveRequest) async throws -> EntryInfo {
+        guard !request.reason.isEmpty else {
+            throw LedgerError(.invalidArgument, "resolving an entry needs a reason; it is recorded in the audit table",
+                              key: request.key)
+        }
+        var receipt: [UInt8] = []
+        if case .done(let stored) = request.outcome {
+            if stored.count > FormatLimits.receiptBytesMax {
+                throw LedgerError(.limitExceeded,
+                                  "the receipt is \(stored.count) bytes; the limit is \(FormatLimits.receiptBytesMax). Store a reference (an id, a URL) instead of the payload",
+                                  limit: "receiptBytesMax", key: request.key)
+            }
+            receipt = stored
+        }
+        let notInState = switch request.expected {
+        case .pendingUnknown: "is not pending-unknown"
+        case .done: "is not done; only a done entry's receipt can be corrected (resolve a pending-unknown one)"
+        case .absent: "is not absent"
+        }
+        var done = false
+        if case .done = request.outcome { done = true }
+        return try await operate(key: request.key, forget: false, expected: request.expected,
+                                 expectedAttempt: request.expectedAttempt, done: done, receipt: receipt,
+                                 time: request.timeMilliseconds, actor: request.actor, reason: request.reason,
+                                 notInState: notInState)
+    }
+
+    public func forget(_ request: ForgetRequest) async throws {
+        guard !request.reason.isEmpty else {
+            throw LedgerError(.invalidArgument, "forgetting an entry needs a reason; it is recorded in the audit table",
+                              key: request.key)
+        }
+        _ = try await operate(key: request.key, forget: true, expected: .done, expectedAttempt: nil, done: false,
+                              receipt: [], time: request.timeMilliseconds, actor: request.actor, reason: request.reason,
+                              notInState: "is not done; only done entries can be forgotten")
+    }
+
+    private func operate(key: String, forget: Bool, expected: EntryInfo.Status, expectedAttempt: UInt32?, done: Bool,
+                         receipt: [UInt8], time: UInt64, actor: String, reason: String,
+                         notInState: String) async throws -> EntryInfo {
+        try checkOpen()
+        let time = try Self.int64(time, "the time")
+        let keyBuffer = ByteBuffer(bytes: Array(key.utf8))
+        let receiptBuffer = ByteBuffer(bytes: receipt)
+        let expectedStatus = Self.statusCode(expected)
+        let attempt = expectedAttempt.map(Int64.init)
+        let (code, row) = try await pool.withConnection(.writing(forget ? "a forget" : "a resolve")) { connection in
+            let rows = try await connection.query("""
+                SELECT code, status, attempt, generation, fingerprint, time_ms, receipt
+                  FROM \(unescaped: quotedSchema).operate(\(keyBuffer), \(forget), \(expectedStatus), \(attempt), \(done), \(receiptBuffer), \(time), \(actor), \(reason))
+                """, logger: logger)
+            var result: (Int16, EntryRow?) = (1, nil)
+            for try await (code, status, attempt, generation, fingerprint, time, receipt) in rows.decode(
+                (Int16, Int16?, Int64?, Int64?, ByteBuffer?, Int64?, ByteBuffer?).self) {
+                var row: EntryRow?
+                if let status, let attempt, let generation, let fingerprint, let time, let receipt {
+                    row = EntryRow(status: status, attempt: attempt, generation: generation,
+                                   fingerprint: Array(buffer: fingerprint), time: time, receipt: Array(buffer: receipt))
+                }
+                result = (code, row)
+            }
+            return result
+        }
+        let entry = try row.map { try entryInfo(key, $0) }
+        switch code {
+        case 0:
+            guard let entry else { throw LedgerError(.databaseError, "the operator act returned no entry", key: key) }
+            return entry
+        case 2:
+            throw LedgerError(.wrongState,
+                              "key \"\(key)\" is running now (a live lease holds it); nothing was written. Try again once its call has finished, or after its lease expires",
+                              key: key, entry: entry)
+        case 3:
+            throw LedgerError(.wrongState,
+                              "key \"\(key)\" is at attempt \(entry?.attempt ?? 0), not \(expectedAttempt ?? 0): it changed since it was read; nothing was written. Read it again",
+                              key: key, entry: entry)
+        default:
+            throw LedgerError(.wrongState, "key \"\(key)\" \(notInState)", key: key, entry: entry)
+        }
+    }
+
+    // MARK: Reads
+
+    public func entry(_ key: String) async throws -> EntryInfo? {
+        try checkOpen()
+        let keyBuffer = ByteBuffer(bytes: Array(key.utf8))
+        let row = try await pool.withConnection(.reading("reading an entry")) { connection in
+            let rows = try await connection.query("""
+                SELECT status, attempt, generation, fingerprint, time_ms, receipt FROM \(unescaped: quotedSchema).entries
+                 WHERE key = \(keyBuffer)
+                """, logger: logger)
+            var found: EntryRow?
+            for try await (status, attempt, generation, fingerprint, time, receipt) in rows.decode(
+                (Int16, Int64, Int64, ByteBuffer, Int64, ByteBuffer).self) {
+                found = EntryRow(status: status, attempt: attempt, generation: generation,
+                                 fingerprint: Array(buffer: fingerprint), time: time, receipt: Array(buffer: receipt))
+            }
+            return found
+        }
+        return try row.map { try entryInfo(key, $0) }
+    }
+
+    public func entries(_ query: EntryQuery) async throws -> [EntryInfo] {
+        try checkOpen()
+        guard query.limit > 0 else { return [] }
+        let status = query.status.map(Self.statusCode)
+        let after = query.afterKey.map { ByteBuffer(bytes: Array($0.utf8)) }
+        let limit = Int64(clamping: query.limit)
+        let rows = try await pool.withConnection(.reading("listing entries")) { connection in
+            let rows = try await connection.query("""
+                SELECT key, status, attempt, generation, fingerprint, time_ms, receipt FROM \(unescaped: quotedSchema).entries
+                 WHERE (\(status)::smallint IS NULL OR status = \(status)::smallint)
+                   AND (\(after)::bytea IS NULL OR key > \(after)::bytea)
+                 ORDER BY key LIMIT \(limit)
+                """, logger: logger)
+            var found: [([UInt8], EntryRow)] = []
+            for try await (key, status, attempt, generation, fingerprint, time, receipt) in rows.decode(
+                (ByteBuffer, Int16, Int64, Int64, ByteBuffer, Int64, ByteBuffer).self) {
+                found.append((Array(buffer: key), EntryRow(status: status, attempt: attempt, generation: generation,
+                                                           fingerprint: Array(buffer: fingerprint), time: time,
+                                                           receipt: Array(buffer: receipt))))
+            }
+            return found
+        }
+        return try rows.map { key, row in
+            guard let text = String(validating: key, as: UTF8.self) else {
+                throw LedgerError(.corruptRecord, "a key in \(schema).entries is not UTF-8; it was not written by OnceLedger")
+            }
+            return try entryInfo(text, row)
+        }
+    }
+
+    public func entryCount() async throws -> Int {
+        try checkOpen()
+        return try await pool.withConnection(.reading("counting entries")) { connection in
+            let rows = try await connection.query("SELECT count(*) FROM \(unescaped: quotedSchema).entries", logger: logger)
+            var count: Int64 = 0
+            for try await (value) in rows.decode(Int64.self) { count = value }
+            return Int(count)
+        }
+    }
+
+    /// Retention (`ARCHITECTURE.md` §2, `Spec/POSTGRES.md` §3.6): deletes the entries that
+    /// block nothing at `nowMilliseconds` — absent ones, done ones claimed while-in-flight,
+    /// done ones whose window has passed — never a pending or live one, and raises the
+    /// generation floor past them in the same transaction, so a dropped key runs again
+    /// under a new token. Returns when that transaction committed.
+    public func compact(nowMilliseconds: UInt64) async throws {
+        try checkOpen()
+        let now = try Self.int64(nowMilliseconds, "the compaction's time")
+        _ = try await pool.withConnection(.writing("a compaction")) { connection in
+            var dropped: Int64 = 0
+            for try await (value) in try await connection.query(
+                "SELECT \(unescaped: quotedSchema).compact(\(now))", logger: logger).decode(Int64.self) {
+                dropped = value
+            }
+            return dropped
+        }
+    }
+
+    // MARK: Waiting for another owner
+
+    /// Waits until the key's live claim (another owner's lease) ends: a notification that the
+    /// key was settled, or the lease's expiry (polled on the database's clock, with backoff
+    /// up to a second, so a lost notification only delays). Returns at once if the key is
+    /// not held by a live lease at `entry`'s attempt. Throws `CancellationError` if cancelled.
+    public func waitForChange(of entry: EntryInfo) async throws {
+        try Task.checkCancellation()
+        try checkOpen()
+        let keyBytes = Array(entry.key.utf8)
+        let hex = Self.hex(keyBytes)
+        let keyBuffer = ByteBuffer(bytes: keyBytes)
+        var backoff: Int64 = 10
+        while true {
+            let signal = waiters.register(hex)
+            defer { waiters.unregister(hex, signal) }
+            // Checked after registering, so a settlement between the check and the wait is seen.
+            let remaining: Int64? = try await pool.withConnection(.reading("waiting for a key")) { connection in
+                let rows = try await connection.query("""
+                    SELECT attempt, (extract(epoch FROM (lease_expires - clock_timestamp())) * 1000)::bigint
+                      FROM \(unescaped: quotedSchema).entries
+                     WHERE key = \(keyBuffer) AND status = 1 AND lease_id IS NOT NULL AND lease_expires > clock_timestamp()
+                    """, logger: logger)
+                var remaining: Int64?
+                for try await (attempt, milliseconds) in rows.decode((Int64, Int64).self) where attempt == Int64(entry.attempt) {
+                    remaining = max(1, milliseconds)
+                }
+                return remaining
+            }
+            guard let remaining else { return }
+            try checkOpen()
+            let timeout = min(remaining + 2, backoff)
+            backoff = min(backoff * 2, 1_000)
+            let woke = try await signal.wait(timeoutMilliseconds: timeout)
+            if woke { return }
+        }
+    }
+
+    /// Callers suspended in `waitForChange` on `key` (tests order races with it).
+    package func waiterCount(_ key: String) -> Int {
+        waiters.count(Self.hex(Array(key.utf8)))
+    }
+
+    /// Listens on the schema's channel on a connection of its own; every notification wakes
+    /// the waiters of its key. Reconnects after a failure (waiters poll meanwhile).
+    private func listen(ready: Gate) async {
+        let channel = PostgresSchema.channel(schema)
+        var delay: Int64 = 50
+        while !Task.isCancelled, !isClosed {
+            do {
+                let connection = try await ConnectionPool.connect(url: configuration.url, id: 0, logger: logger)
+                let open = listener.withLock { listener -> Bool in
+                    if isClosed { return false }
+                    listener = connection
+                    return true
+                }
+                if open {
+                    do {
+                        try await connection.listen(on: channel) { notifications in
+                            ready.open()
+                            delay = 50
+                            for try await notification in notifications {
+                                waiters.wake(notification.payload)
+                            }
+                        }
+                    } catch {}
+                }
+                listener.withLock { $0 = nil }
+                try? await connection.close()
+            } catch {}
+            // Not listening (now): waiters poll, and check again.
+            ready.open()
+            waiters.wakeAll()
+            if Task.isCancelled || isClosed { break }
+            try? await Task.sleep(for: .milliseconds(delay))
+            delay = min(delay * 2, 2_000)
+        }
+        ready.open()
+    }
+
+    // MARK: Leases
+
+    /// Renews the leases of this store's live claims every third of the lease.
+    private func renewLeases() async {
+        let interval = max(5, leaseMilliseconds / 3)
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .milliseconds(interval)) } catch { return }
+            let held = live.withLock { live -> [(Int64, [UInt8])] in
+                live.renewalPaused || live.closed ? [] : live.fences.map { ($0.key, $0.value) }
+            }
+            if held.isEmpty { continue }
+            let keys = held.map { ByteBuffer(bytes: $0.1) }
+            let fences = held.map(\.0)
+            // A failed renewal is not an error of any call: the lease may expire, and then the
+            // claim's completion is refused only if another owner took the key over.
+            _ = try? await pool.withConnection(.writing("renewing leases")) { [self] connection in
+                try await connection.query("""
+                    SELECT \(unescaped: quotedSchema).renew(\(keys), \(fences), \(leaseMilliseconds))
+                    """, logger: logger)
+                return 0
+            }
+        }
+    }
+
+    /// Stops (or resumes) renewing this store's leases: a test's model of a process paused
+    /// past its lease.
+    package func pauseLeaseRenewal(_ paused: Bool) {
+        live.withLock { $0.renewalPaused = paused }
+    }
+
+    /// Live claims this store renews (tests).
+    package var liveClaimCount: Int { live.withLock { $0.fences.count } }
+
+    // MARK: Closing
+
+    private var isClosed: Bool { live.withLock { $0.closed } }
+
+    private static var closedError: LedgerError { LedgerError(.closed, "the ledger is closed") }
+
+    func checkOpen() throws {
+        if isClosed { throw Self.closedError }
+    }
+
+    /// Closes the store: its connections close, renewal stops (the leases of claims still
+    /// running expire, their keys turn pending-unknown), waiters return.
+    public func close() throws {
+        let alreadyClosed = live.withLock { live -> Bool in
+            defer { live.closed = true }
+            return live.closed
+        }
+        if alreadyClosed { return }
+        for task in tasks.withLock({ $0 }) { task.cancel() }
+        if let connection = listener.withLock({ $0 }) { ConnectionPool.closeSoon(connection) }
+        waiters.wakeAll()
+        pool.close()
+    }
+
+    // MARK: Conversions
+
+    var quotedSchema: String { "\"\(schema)\"" }
+
+    static func statusCode(_ status: EntryInfo.Status) -> Int16 {
+        switch status {
+        case .absent: 0
+        case .pendingUnknown: 1
+        case .done: 2
+        }
+    }
+
+    static func int64(_ value: UInt64, _ what: String) throws -> Int64 {
+        guard let converted = Int64(exactly: value) else {
+            throw LedgerError(.invalidArgument, "\(what) is \(value) ms; this store keeps times up to \(Int64.max) ms")
+        }
+        return converted
+    }
+
+    /// An entry row as `EntryInfo`; throws `.corruptRecord` for values OnceLedger never writes.
+    func entryInfo(_ key: String, _ row: EntryRow) throws -> EntryInfo {
+        let status: EntryInfo.Status
+        switch row.status {
+        case 0: status = .absent
+        case 1: status = .pendingUnknown
+        case 2: status = .done
+        default:
+            throw LedgerError(.corruptRecord, "key \"\(key)\" has status \(row.status) in \(schema).entries, which OnceLedger never writes",
+                              key: key)
+        }
+        guard let attempt = UInt32(exactly: row.attempt), let generation = UInt32(exactly: row.generation),
+              let time = UInt64(exactly: row.time)
+        else {
+            throw LedgerError(.corruptRecord,
+                              "key \"\(key)\" has attempt \(row.attempt), generation \(row.generation), time \(row.time) in \(schema).entries, out of range",
+                              key: key)
+        }
+        return EntryInfo(key: key, status: status, attempt: attempt, generation: generation,
+                         fingerprint: row.fingerprint.isEmpty ? IdempotencyKey.noFingerprint : row.fingerprint,
+                         timeMilliseconds: time, receipt: status == .done ? row.receipt : [], tokenScope: tokenScope)
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+}
+
+extension Array where Element == UInt8 {
+    init(buffer: ByteBuffer) {
+        self = Array(buffer.readableBytesView)
+    }
+}
+
+/// A one-shot gate: `wait()` returns once `open()` was called.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func open() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if state.open { return [] }
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+}
+
+/// The callers waiting in `waitForChange`, by key (hex, as notifications carry it).
+final class Waiters: Sendable {
+    final class Signal: Sendable {
+        let id: UInt64
+        private let state = Mutex<(fired: Bool, continuation: CheckedContinuation<Bool, any Error>?)>((false, nil))
+
+        init(id: UInt64) { self.id = id }
+
+        func fire() {
+            let continuation = state.withLock { state -> CheckedContinuation<Bool, any Error>? in
+                state.fired = true
+                defer { state.continuation = nil }
+                return state.continuation
+            }
+            continuation?.resume(returning: true)
+        }
+
+        /// True if fired, false after `timeoutMilliseconds`; throws `CancellationError`.
+        func wait(timeoutMilliseconds: Int64) async throws -> Bool {
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask { try await self.waitForFire() }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(timeoutMilliseconds))
+                    return false
+                }
+                defer { group.cancelAll() }
+                let first = try await group.next() ?? false
+                try Task.checkCancellation()
+                return first
+            }
+        }
+
+        private func waitForFire() async throws -> Bool {
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
+                    let ready: Result<Bool, any Error>? = state.withLock { state in
+                        if state.fired { return .success(true) }
+                        if Task.isCancelled { return .failure(CancellationError()) }
+                        state.continuation = continuation
+                        return nil
+                    }
+                    if let ready { continuation.resume(with: ready) }
+                }
+            } onCancel: {
+                let continuation = state.withLock { state -> CheckedContinuation<Bool, any Error>? in
+                    defer { state.continuation = nil }
+                    return state.continuation
+                }
+                continuation?.resume(throwing: CancellationError())
+            }
+        }
+    }
+
+    private let state = Mutex<(next: UInt64, byKey: [String: [UInt64: Signal]])>((0, [:]))
+
+    func register(_ key: String) -> Signal {
+        state.withLock { state in
+            state.next += 1
+            let signal = Signal(id: state.next)
+            state.byKey[key, default: [:]][signal.id] = signal
+            return signal
+        }
+    }
+
+    func unregister(_ key: String, _ signal: Signal) {
+        state.withLock { state in
+            state.byKey[key]?[signal.id] = nil
+            if state.byKey[key]?.isEmpty == true { state.byKey[key] = nil }
+        }
+    }
+
+    func wake(_ key: String) {
+        let signals = state.withLock { $0.byKey[key].map { Array($0.values) } ?? [] }
+        for signal in signals { signal.fire() }
+    }
+
+    func wakeAll() {
+        let signals = state.withLock { $0.byKey.values.flatMap(\.values) }
+        for signal in signals { signal.fire() }
+    }
+
+    func count(_ key: String) -> Int {
+        state.withLock { $0.byKey[key]?.count ?? 0 }
+    }
+}
