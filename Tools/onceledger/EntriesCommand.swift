@@ -28,13 +28,13 @@ struct EntriesCommand: AsyncParsableCommand {
 
     @OptionGroup var options: InspectOptions
 
-    @OptionGroup var database: DatabaseOptions
-
     @Option(help: ArgumentHelp("Only entries in this state: done, pending-unknown or absent.", valueName: "state"))
     var state: String?
 
     @Flag(help: "Read the ledger even though a live process has it open (its entries may be in flight there).")
     var live = false
+
+    @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
         if let state, EntryInfo.Status(rawValue: state) == nil {

@@ -29,8 +29,6 @@ struct ForgetCommand: AsyncParsableCommand {
     @Argument(help: "The ledger directory, or a PostgreSQL URL (postgres://…).")
     var dir: String
 
-    @OptionGroup var database: DatabaseOptions
-
     @Argument(help: "The idempotency key of the done entry.")
     var key: String
 
@@ -43,6 +41,8 @@ struct ForgetCommand: AsyncParsableCommand {
     @Flag(name: .customLong("i-understand-this-allows-a-rerun"),
           help: "Confirm that the next call with this key performs the effect again.")
     var confirmed = false
+
+    @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
         guard confirmed else {

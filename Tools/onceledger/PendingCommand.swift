@@ -30,10 +30,10 @@ struct PendingCommand: AsyncParsableCommand {
 
     @OptionGroup var options: InspectOptions
 
-    @OptionGroup var database: DatabaseOptions
-
     @Flag(help: "Read the ledger even though a live process has it open (its entries may be in flight there).")
     var live = false
+
+    @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
         try await CommandFailure.reporting(json: options.json) {

@@ -41,8 +41,6 @@ struct ResolveCommand: AsyncParsableCommand {
     @Argument(help: "The ledger directory, or a PostgreSQL URL (postgres://…).")
     var dir: String
 
-    @OptionGroup var database: DatabaseOptions
-
     @Argument(help: "The idempotency key of the pending-unknown (or, with --correct, done) entry.")
     var key: String
 
@@ -69,6 +67,8 @@ struct ResolveCommand: AsyncParsableCommand {
 
     @Option(help: "Who; recorded in the log (default: $USER, else \"operator\").")
     var actor: String?
+
+    @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
         guard [done, absent, correct].filter({ $0 }).count == 1 else {

@@ -30,13 +30,13 @@ struct RunsCommand: AsyncParsableCommand {
 
     @OptionGroup var options: InspectOptions
 
-    @OptionGroup var database: DatabaseOptions
-
     @Option(help: "Only the runs of this namespace (\"\" is the default namespace).")
     var namespace: String?
 
     @Flag(help: "Read the ledger even though a live process has it open (its memo may be changing there).")
     var live = false
+
+    @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
         try await CommandFailure.reporting(json: options.json) {

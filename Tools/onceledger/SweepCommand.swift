@@ -36,8 +36,6 @@ struct SweepCommand: AsyncParsableCommand {
     @Argument(help: "The ledger directory, or a PostgreSQL URL (postgres://…).")
     var dir: String
 
-    @OptionGroup var database: DatabaseOptions
-
     @Option(help: ArgumentHelp("How long after its end a run's memo is kept: a number and ms, s, m, h or d.",
                                valueName: "duration"),
             transform: SweepCommand.parseDuration)
@@ -45,6 +43,8 @@ struct SweepCommand: AsyncParsableCommand {
 
     @Flag(help: "Print what would be swept; write nothing.")
     var dryRun = false
+
+    @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
         guard !dir.isEmpty else { throw ValidationError("the ledger directory must not be empty") }
