@@ -79,6 +79,12 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         /// A put to a run generation that has ended (`Ledger.finishRun`) was refused; a run
         /// id used again starts a new generation (ask the ledger for a new `Memo`).
         public static let runEnded = Code("run-ended")
+
+        // The replay journal (`Ledger.journal`)
+        /// The code asked for another step than the run recorded at a position, or left
+        /// recorded positions unreached, or (replaying an export) asked for one the export
+        /// does not hold. `journalDivergence` says what differs, field by field.
+        public static let journalDivergence = Code("journal-divergence")
     }
 
     public var code: Code
@@ -103,6 +109,8 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         set { underlyingBox = newValue.map(ErrorBox.init) }
     }
     private var underlyingBox: ErrorBox?
+    /// For `.journalDivergence`: what the run recorded and what the code asked for.
+    public var journalDivergence: JournalDivergence?
 
     public init(
         _ code: Code, _ message: String, path: String? = nil, segment: UInt64? = nil, offset: UInt64? = nil,
@@ -151,6 +159,7 @@ public struct LedgerError: Error, Sendable, Hashable, CustomStringConvertible {
         if let key { parts.append("key=\(key)") }
         if let entry { parts.append("entry={\(entry)}") }
         if let underlyingError { parts.append("underlying=\(underlyingError)") }
+        if let journalDivergence { parts.append("divergence={\(journalDivergence)}") }
         return parts.joined(separator: " ")
     }
 }

@@ -45,6 +45,35 @@ extension PostgresStore {
         }
     }
 
+    /// Every key in one statement (the replay journal reads a run's positions so).
+    public func memoGetMany(_ keys: [MemoKey]) async throws -> [MemoValue?] {
+        try checkOpen()
+        if keys.isEmpty { return [] }
+        let namespaces = keys.map { ByteBuffer(bytes: Array($0.run.namespace.utf8)) }
+        let runIDs = keys.map { ByteBuffer(bytes: Array($0.run.run.utf8)) }
+        let generations = try keys.map { try Self.int64($0.generation, "the memo generation") }
+        let steps = keys.map { ByteBuffer(bytes: Array($0.step.utf8)) }
+        let names = keys.map { ByteBuffer(bytes: Array($0.name.utf8)) }
+        return try await pool.withConnection(.reading("reading memo values")) { connection in
+            let rows = try await connection.query("""
+                SELECT u.i, v.input_digest, v.time_ms, v.value
+                  FROM unnest(\(namespaces), \(runIDs), \(generations), \(steps), \(names))
+                       WITH ORDINALITY AS u(namespace, run, generation, step, name, i)
+                  JOIN \(unescaped: quotedSchema).memo_values v
+                    ON v.namespace = u.namespace AND v.run = u.run AND v.generation = u.generation
+                   AND v.step = u.step AND v.name = u.name
+                """, logger: logger)
+            var values = [MemoValue?](repeating: nil, count: keys.count)
+            for try await (index, digest, time, value) in rows.decode((Int64, ByteBuffer?, Int64, ByteBuffer).self) {
+                let position = Int(index) - 1
+                guard values.indices.contains(position), let time = UInt64(exactly: time) else { continue }
+                values[position] = MemoValue(key: keys[position], inputDigest: digest.map { Array(buffer: $0) },
+                                             timeMilliseconds: time, bytes: Array(buffer: value))
+            }
+            return values
+        }
+    }
+
     public func memoPut(_ request: MemoPutRequest) async throws {
         let key = request.key
         if let digest = request.inputDigest, digest.count != 32 {

@@ -34,8 +34,17 @@ public final class PostgresStore: LedgerStore, Sendable {
         public var connections: Int
         /// Requests sent in one statement at most.
         public var batchMax: Int
-        /// Who owns this store's leases, as `pending` listings show it.
+        /// Who holds this store's leases: stored with each lease (`entries.lease_owner`) for
+        /// operators asking the database who runs a key.
         public var owner: String
+
+        /// "host pid N": who holds a lease, for operators reading the entries table.
+        static func defaultOwner() -> String {
+            var name = [CChar](repeating: 0, count: 256)
+            let host = gethostname(&name, name.count) == 0
+                ? String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown-host"
+            return "\(host) pid \(getpid())"
+        }
 
         public init(url: PostgresURL, schema: String = "onceledger", lease: Duration = .seconds(30),
                     connections: Int = 4, batchMax: Int = 256, owner: String? = nil) {
@@ -44,7 +53,7 @@ public final class PostgresStore: LedgerStore, Sendable {
             self.lease = lease
             self.connections = connections
             self.batchMax = batchMax
-            self.owner = owner ?? "pid \(getpid())"
+            self.owner = owner ?? Self.defaultOwner()
         }
     }
 

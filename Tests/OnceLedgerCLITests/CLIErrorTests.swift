@@ -178,7 +178,7 @@ private let dumpUsage = """
         #expect(result.exitCode == 16)
         #expect(result.stdout == "")
         #expect(result.stderr == """
-            Error: unknown command 'nosuch'; the commands are demo, verify, dump, stat, pending, entries, runs, memo, resolve, forget, compact, sweep, salvage, stress
+            Error: unknown command 'nosuch'; the commands are demo, verify, dump, stat, pending, entries, runs, memo, resolve, forget, compact, sweep, salvage, journal, journal-export, journal-truncate, stress
             Usage: onceledger <subcommand>
               See 'onceledger --help' for more information.
 

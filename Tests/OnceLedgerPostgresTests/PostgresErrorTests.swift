@@ -4,7 +4,8 @@
 // (.databaseAuthentication); a missing database (.invalidArgument naming it); a user without
 // the right to create the schema (.databasePermission); a schema written by a newer version
 // (.unsupportedVersion, nothing changed); a store used after close (.closed). Also the URL
-// parser's accepted spellings, and that group commit sends concurrent requests in one batch.
+// parser's accepted spellings, the lost-connection messages (outcome unknown during a write),
+// and that group commit sends concurrent requests in one batch.
 import OnceLedger
 import OnceLedgerFormat
 @testable import OnceLedgerPostgres
@@ -27,6 +28,21 @@ struct PostgresURLTests {
                     "postgres://app@host/db?sslmode=maybe", "postgres://app@host/db?options=x", "postgres://app@/db"] {
             #expect(throws: LedgerError.self, "\(bad)") { try PostgresURL(bad) }
         }
+    }
+
+    /// A connection lost during a write leaves the outcome unknown, and the error says so
+    /// (treat it like a crash); during a read it says nothing changed.
+    @Test func aLostConnectionSaysWhetherTheOutcomeIsUnknown() throws {
+        struct Reset: Error {}
+        let url = try PostgresURL("postgres://app:pw@db.internal/orders")
+        let write = try #require(PostgresErrors.map(Reset(), phase: .writing("a claim"), url: url) as? LedgerError)
+        #expect(write.code == .connectionLost)
+        #expect(write.message.contains("outcome is unknown") && write.message.contains("never reported done"))
+        #expect(!write.message.contains("pw"), "the password is never in a message")
+        let read = try #require(PostgresErrors.map(Reset(), phase: .reading("listing entries"), url: url) as? LedgerError)
+        #expect(read.code == .connectionLost && read.message.contains("nothing was changed"))
+        let connect = try #require(PostgresErrors.map(Reset(), phase: .connecting, url: url) as? LedgerError)
+        #expect(connect.code == .databaseUnreachable && connect.message.contains("db.internal:5432"))
     }
 
     /// Group commit: requests that arrive while a batch is on the wire go out together in

@@ -4,7 +4,8 @@
 // lease expires (the test waits for that with `waitForChange`, never with a clock), the same
 // policies then apply (fail closed, retry with the same token), and a completion from the
 // paused owner after the takeover is refused and writes nothing. Also `Ledger.once` end to
-// end: two Ledgers on two stores of one schema run an effect once.
+// end: two Ledgers on two stores of one schema run an effect once. And renewal: a live owner
+// keeps its key past the end of its first lease (read on the database's clock).
 import OnceLedger
 import OnceLedgerFormat
 @testable import OnceLedgerPostgres
@@ -44,22 +45,32 @@ struct PostgresLeaseTests {
 
     @Test func aLiveOwnerKeepsItsKeyPastTheLeaseByRenewing() async throws {
         let harness = try PostgresHarness()
-        let owner = try await harness.open(lease: .milliseconds(200))
-        let other = try await harness.open(lease: .milliseconds(200))
+        let owner = try await harness.open(lease: .seconds(1))
+        let other = try await harness.open(lease: .seconds(1))
         defer { try? owner.close(); try? other.close() }
         let claim = try granted(try await owner.claim(claimRequest("k")))
+        let first = try #require(try await Self.lease(harness, key: "k"))
         guard case .running(let entry) = try await other.claim(claimRequest("k")) else {
             Issue.record("a fresh lease is live")
             return
         }
-        // The waiter returns only when the key changes: renewals keep the lease live, so it
-        // wakes on the completion, and the effect's result is the one recorded.
-        let waiting = Task { try await other.waitForChange(of: entry) }
+        let woke = Gate()
+        let waiting = Task {
+            try await other.waitForChange(of: entry)
+            woke.open()
+        }
         try await waitUntil("the other store waits") { other.waiterCount("k") == 1 }
-        // Several renewals happen while the waiter waits (each third of the lease).
-        try await waitUntil("the lease was renewed") {
-            let expires = try await Self.leaseExpiry(harness, key: "k")
-            return expires.renewed
+        // Wait (on the database's clock) until the first lease's end has passed: renewals
+        // have kept the lease live, so the key is still the owner's and the waiter waits.
+        try await waitUntil("the first lease's end has passed") {
+            try await Self.lease(harness, key: "k").map { $0.now > first.expires } ?? false
+        }
+        let later = try #require(try await Self.lease(harness, key: "k"))
+        #expect(later.expires > later.now, "the renewed lease is live past the first lease's end")
+        #expect(!woke.isOpen, "the waiter still waits")
+        guard case .running = try await other.claim(claimRequest("k", whenPending: .retry)) else {
+            Issue.record("a renewed lease is not taken over")
+            return
         }
         _ = try await owner.complete(claim, receipt: [7], timeMilliseconds: 2_000)
         try await waiting.value
@@ -70,22 +81,22 @@ struct PostgresLeaseTests {
         #expect(done.receipt == [7])
     }
 
-    /// Whether the lease of `key` was extended after its claim (its expiry lies later than
-    /// the claim's time plus one lease), read from the database.
-    static func leaseExpiry(_ harness: PostgresHarness, key: String) async throws -> (renewed: Bool, Void) {
+    /// The lease of `key` as the database sees it: its expiry and the database's clock now,
+    /// in seconds since the epoch (nil without a lease).
+    static func lease(_ harness: PostgresHarness, key: String) async throws -> (expires: Double, now: Double)? {
         let store = try await harness.open()
         defer { try? store.close() }
-        let renewed = try await store.pool.withConnection(.reading("test")) { connection in
-            var renewed = false
-            for try await (value) in try await connection.query("""
-                SELECT lease_expires > clock_timestamp() + interval '1 millisecond' * 150
-                  FROM \(unescaped: "\"\(harness.schema)\"").entries WHERE key = \(ByteBuffer(bytes: Array(key.utf8)))
-                """, logger: store.logger).decode(Bool?.self) {
-                renewed = value ?? false
+        return try await store.pool.withConnection(.reading("test")) { connection in
+            var found: (Double, Double)?
+            for try await (expires, now) in try await connection.query("""
+                SELECT extract(epoch FROM lease_expires)::float8, extract(epoch FROM clock_timestamp())::float8
+                  FROM \(unescaped: "\"\(harness.schema)\"").entries
+                 WHERE key = \(ByteBuffer(bytes: Array(key.utf8))) AND lease_expires IS NOT NULL
+                """, logger: store.logger).decode((Double, Double).self) {
+                found = (expires, now)
             }
-            return renewed
+            return found
         }
-        return (renewed, ())
     }
 
     /// A process paused past its lease (renewal stopped, the process still open) finds its

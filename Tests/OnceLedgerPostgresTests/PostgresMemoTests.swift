@@ -140,3 +140,44 @@ struct PostgresMemoTests {
         #expect(next > oldSuccess, "a swept run's id gets a new generation, never an old number")
     }
 }
+
+/// The replay journal is a layer over the memo operations, so it works on this store: a run
+/// journaled through one store (one process) replays through another (a restarted one)
+/// without running a body, and `memoGetMany` answers like `memoGet` key by key.
+@Suite(.enabled(if: PostgresTestServer.shouldRun, Comment(rawValue: PostgresTestServer.skipReason)))
+struct PostgresJournalTests {
+    @Test func aJournaledRunReplaysThroughAnotherStore() async throws {
+        let harness = try PostgresHarness()
+        let bodies = Counter()
+        func agent(_ ledger: Ledger) async throws -> [String] {
+            let journal = try await ledger.journal(run: "order-42")
+            let summary = try await journal.step("llm.summarize", input: "order 42") {
+                bodies.increment()
+                return "summary"
+            }
+            let sent = try await journal.effect("mail.send", input: summary) { effect in
+                bodies.increment()
+                return "sent with token \(effect.token)"
+            }
+            return [summary, sent]
+        }
+        let first = Ledger(store: try await harness.open())
+        let recorded = try await agent(first)
+        try first.close()
+        #expect(bodies.count == 2)
+
+        let second = Ledger(store: try await harness.open())
+        defer { try? second.close() }
+        #expect(try await agent(second) == recorded, "the replay returns what was recorded")
+        #expect(bodies.count == 2, "no body ran again")
+        #expect(try await second.journalRecords(run: "order-42").count == 2)
+
+        let store = second.store
+        let generation = try await store.memoGeneration(of: MemoRun(run: "order-42"))
+        let all = try await store.runs(RunQuery(run: "order-42"))
+        #expect(all.map(\.generation) == [generation])
+        let keys = [MemoKey(run: MemoRun(run: "none"), generation: 1, step: "s", name: "n")]
+        #expect(try await store.memoGetMany(keys) == [nil])
+        #expect(try await store.memoGetMany([]) == [])
+    }
+}

@@ -2,7 +2,8 @@
 // and the one resynchronisation rule (`SegmentReader.resynchronize`) over untrusted segment
 // bytes, and the one body decoder (`RecordBody.decodeFields`, and
 // `RecordBody.decode` built on it) on every body it finds (and on the raw input as a body
-// of each kind, the memo's kinds 13–15 and retention's 16–17 included: every `RecordKind.known`). Must never trap;
+// of each kind, the memo's kinds 13–15 and retention's 16–17 included: every `RecordKind.known`), and the journal
+// entry decoder (`JournalEntry.decode`) on the raw input. Must never trap;
 // a decoded record must re-encode to the same frame bytes. Build and run: Tools/fuzz/run.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -16,7 +17,17 @@ public func fuzzRecord(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         fuzzBody(kind: kind, Array(bytes[2...]))
     }
     for kind in RecordKind.known { fuzzBody(kind: kind, bytes) }
+    fuzzJournalEntry(bytes)
     return 0
+}
+
+/// The journal entry decoder (`JournalEntry.decode`, the value of a memo entry in the
+/// journal's step, `Spec/FORMAT.md` §10) on the raw input: never traps, and what it accepts
+/// re-encodes to the same bytes.
+func fuzzJournalEntry(_ bytes: [UInt8]) {
+    guard case .entry(let entry) = JournalEntry.decode(bytes) else { return }
+    fuzzCheck((try? entry.validate()) != nil, "a decoded journal entry fails its own bounds")
+    fuzzCheck(entry.encode() == bytes, "a journal entry differs on re-encode")
 }
 
 /// The first record's checksum recomputed from its declared length (when it fits).

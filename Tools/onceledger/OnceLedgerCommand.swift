@@ -10,7 +10,7 @@ struct OnceLedgerCommand: AsyncParsableCommand {
         subcommands: [
             DemoCommand.self, VerifyCommand.self, DumpCommand.self, StatCommand.self, PendingCommand.self,
             EntriesCommand.self, RunsCommand.self, MemoCommand.self, ResolveCommand.self, ForgetCommand.self, CompactCommand.self,
-            SweepCommand.self, SalvageCommand.self,
+            SweepCommand.self, SalvageCommand.self, JournalCommand.self, JournalExportCommand.self, JournalTruncateCommand.self,
             StressCommand.self, DemoChildCommand.self,
         ])
 

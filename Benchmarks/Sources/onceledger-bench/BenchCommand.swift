@@ -81,6 +81,15 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "With --postgres: rounds the four PostgreSQL rows are interleaved in.")
     var postgresRounds: Int = 8
 
+    @Flag(help: "Measure only the replay journal (J1–J4): recorded steps against the raw loop, replay of a long run, open of many runs.")
+    var journal = false
+
+    @Option(parsing: .unconditional, help: "Steps of the run the journal replay times (J3; the target is for 10000).")
+    var journalReplaySteps: Int = 10_000
+
+    @Option(parsing: .unconditional, help: "Runs of 100 steps in the journal open-time ledger (J4; the target is for 100000).")
+    var journalRuns: Int = 2_000
+
     @Flag(help: "Print one JSON object with every number instead of the table.")
     var json = false
 
@@ -186,6 +195,18 @@ struct BenchCommand: AsyncParsableCommand {
                 throw BenchError("PostgreSQL: \(String(reflecting: error))")
             }
             print(PostgresBench.render(result))
+            return
+        }
+
+        if journal {
+            guard journalReplaySteps >= 1, journalRuns >= 1 else {
+                throw ValidationError("--journal-replay-steps and --journal-runs ≥ 1")
+            }
+            let result = try await JournalBench.run(root: root, rounds: memoRounds, seconds: seconds, callers: appenders,
+                                                    replaySteps: journalReplaySteps, openRuns: journalRuns,
+                                                    stepsPerRun: 100, progress: progress)
+            print("disk: \(disk.summary)")
+            print(JournalBench.render(result))
             return
         }
 

@@ -3,7 +3,8 @@
 // loop, the engine through appendAndWait and on a SpinningExecutor), the exactly-once rows, recovery and open
 // times, and the target table (text), and the same numbers as JSON; the PostgreSQL rows
 // (`--postgres`, on a throw-away cluster) with the server's settings. Nothing here looks at
-// how fast anything was (CI machines are shared); only that each part was measured.
+// how fast anything was (CI machines are shared); only that each part was measured (the memo and
+// journal sections too).
 import Foundation
 import OnceLedgerPostgresTestSupport
 import Testing
@@ -144,5 +145,21 @@ struct PostgresBenchTests {
                 .flatMap { Int($0.replacingOccurrences(of: ",", with: "")) }
             #expect((rate ?? 0) > 0, "row \"\(row)\" has no rate: \(line ?? "")")
         }
+    }
+}
+
+@Suite struct JournalBenchTests {
+    /// `--journal` on a tiny workload prints every journal row (J1–J4) and removes its scratch directory.
+    @Test func journalSectionHasEveryRow() throws {
+        let directory = try BenchCommandTests.scratch()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try Bench.run(["--dir", directory, "--journal", "--seconds", "0.3", "--memo-rounds", "1",
+                                    "--journal-replay-steps", "300", "--journal-runs", "3", "--appenders", "4"])
+        #expect(result.exitCode == 0, "stderr: \(result.stderr)")
+        for row in ["Journal (J1–J4)", "raw pwrite+fdatasync loop", "J1 record a step, 1 run",
+                    "J2 record a step, 4 runs at once", "J3 replay 300 steps, warm", "segments, warm", "snapshot, warm"] {
+            #expect(result.stdout.contains(row), "missing \"\(row)\"")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
     }
 }

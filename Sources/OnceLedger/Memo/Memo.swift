@@ -165,12 +165,17 @@ extension Remembered: Equatable where Value: Equatable {}
 extension Ledger {
     /// The memo of `step` in the current generation of `run` (in `namespace`): the run's
     /// latest generation, unless it ended — then a new one, which does not see the old
-    /// values. Throws `.invalidArgument` for an empty run id, `.limitExceeded` for a run
+    /// values. Throws `.invalidArgument` for an empty run id or an empty step (the journal's,
+    /// `JournalEntry.reservedStep`), `.limitExceeded` for a run
     /// id, namespace or step over its limit (`FormatLimits`); nothing is written.
     public func memo(run: String, step: String, namespace: String = "") async throws -> Memo {
         let memoRun = MemoRun(namespace: namespace, run: run)
         try memoRun.validate()
         try MemoRun.check(step, FormatLimits.stepBytesMax, "step", limit: "stepBytesMax")
+        if step == JournalEntry.reservedStep {
+            throw LedgerError(.invalidArgument,
+                              "the empty memo step is reserved for the replay journal (`ledger.journal(run:)`); name the step")
+        }
         if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
         let generation = try await store.memoGeneration(of: memoRun)
         return Memo(run: memoRun, generation: generation, step: step, store: store, clock: clock)

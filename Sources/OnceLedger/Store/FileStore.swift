@@ -56,6 +56,7 @@ public final class FileStore: LedgerStore, Sendable {
 
     public func memoGeneration(of run: MemoRun) async throws -> UInt64 { try await store.memoGeneration(of: run) }
     public func memoGet(_ key: MemoKey) async throws -> MemoValue? { try await store.memoGet(key) }
+    public func memoGetMany(_ keys: [MemoKey]) async throws -> [MemoValue?] { try await store.memoGetMany(keys) }
     public func memoPut(_ request: MemoPutRequest) async throws { try await store.memoPut(request) }
     public func finishRun(_ run: MemoRun, status: RunStatus, timeMilliseconds: UInt64) async throws -> RunInfo {
         try await store.finishRun(run, status: status, timeMilliseconds: timeMilliseconds)

@@ -103,6 +103,12 @@ public protocol LedgerStore: AnyObject, Sendable {
     /// it is swept.
     func memoGet(_ key: MemoKey) async throws -> MemoValue?
 
+    /// The values stored at `keys`, in order (nil where there is none): what `memoGet`
+    /// answers for each. The replay journal reads a run's positions so. A default
+    /// implementation calls `memoGet` once per key (`LedgerStore+Journal.swift`); a store
+    /// may answer in one go.
+    func memoGetMany(_ keys: [MemoKey]) async throws -> [MemoValue?]
+
     /// Stores a value (replacing one of the same key), durable before returning. Throws
     /// `.runEnded` if the key's generation is not its run's latest or has ended, and
     /// `.limitExceeded` (nothing written) for a field over its limit.

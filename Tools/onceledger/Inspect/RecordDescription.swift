@@ -84,9 +84,21 @@ enum RecordDescription {
             }
             return [("run", .text(b.run)), ("status", .word(status)), ("time", .time(b.timeMilliseconds))]
         case .memoEntry(let b):
-            return [("namespace", .text(b.namespace)), ("run", .text(b.run)), ("generation", .number(b.generation)),
-                    ("step", .text(b.step)), ("name", .text(b.name)), ("input", .bytes(b.inputDigest)),
-                    ("time", .time(b.timeMilliseconds)), ("value", .bytes(b.value))]
+            let fields: [(String, Field)] = [
+                ("namespace", .text(b.namespace)), ("run", .text(b.run)), ("generation", .number(b.generation)),
+                ("step", .text(b.step)), ("name", .text(b.name)), ("input", .bytes(b.inputDigest)),
+                ("time", .time(b.timeMilliseconds)),
+            ]
+            // The replay journal's positions are memo entries of the reserved step (`Spec/FORMAT.md` §10).
+            guard b.step == JournalEntry.reservedStep else { return fields + [("value", .bytes(b.value))] }
+            switch JournalEntry.decode(b.value) {
+            case .entry(let entry):
+                return fields + [("journalKind", .word(entry.kind.description)), ("journalPosition", .number(entry.position)),
+                                 ("journalEpoch", .number(UInt64(entry.epoch))), ("journalName", .text(entry.nameText)),
+                                 ("journalOutput", .bytes(entry.output))]
+            case .malformed(let reason):
+                return fields + [("value", .bytes(b.value)), ("journalError", .text(reason))]
+            }
         case .runEnd(let b):
             let status: String = switch b.status {
             case .succeeded: "succeeded"

@@ -1,0 +1,203 @@
+import Foundation
+import Glibc
+import OnceLedger
+import OnceLedgerFormat
+import OnceLedgerLog
+
+/// Targets J1–J4 (`Benchmarks/README.md`): the replay journal (`Ledger.journal`).
+///
+/// - J1/J2: recorded steps per second (`Journal.step` with a small `Codable` output, each a
+///   fresh position) by 1 run and by `callers` runs at once (one task and one journal each),
+///   interleaved in rounds with the raw pwrite+fdatasync loop of the same record size; the
+///   ratio of each row is the median over the rounds of (row rate / raw rate in the round).
+/// - J3: replay of a `replaySteps`-step run from a warm page cache: a new `Journal` of the
+///   same run on the open ledger returns every recorded output (no body runs); the time of
+///   the whole replay, best of three.
+/// - J4: open of a ledger holding `openRuns` runs of `stepsPerRun` recorded steps (memo
+///   entries of the journal's step), from the segments and from a snapshot: time and heap per
+///   position. The target is for 100 000 runs × 100 steps (10 M positions); a smaller count
+///   is scaled linearly and says so.
+enum JournalBench {
+    struct OpenRow {
+        var open: String
+        var positions: Int
+        var seconds: Double
+        var heapPerPosition: Double?
+    }
+
+    struct Result {
+        var rounds = 0
+        var raw: [Double] = []
+        var step1: [Double] = []
+        var stepMany: [Double] = []
+        var callers = 0
+        var replaySteps = 0
+        var replaySeconds = 0.0
+        var openRuns = 0
+        var stepsPerRun = 0
+        var openRows: [OpenRow] = []
+    }
+
+    static let output = "a recorded answer"
+    static let limits = JournalLimits(entriesMax: 9_999_999_999, bytesMax: .max)
+
+    static func run(root: String, rounds: Int, seconds: Double, callers: Int, replaySteps: Int, openRuns: Int,
+                    stepsPerRun: Int, progress: Progress) async throws -> Result {
+        var result = Result()
+        result.rounds = rounds
+        result.callers = callers
+        result.replaySteps = replaySteps
+        result.openRuns = openRuns
+        result.stepsPerRun = stepsPerRun
+        func scratch(_ name: String) throws -> String {
+            let path = root + "/" + name
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+            return path
+        }
+
+        // J1/J2: recorded steps interleaved with the raw loop of the same frame size.
+        let entry = JournalEntry(kind: .step, position: 0, name: "s", output: Array("\"\(output)\"".utf8))
+        let body = RecordBody.memoEntry(.init(namespace: "", run: "c0-round-1", generation: 1, step: "",
+                                              name: JournalEntry.positionName(0), inputDigest: RecordBody.noInputDigest,
+                                              timeMilliseconds: 0, value: entry.encode()))
+        let frameBytes = RecordFrame.frameBytes(bodyBytes: body.encode().count)
+        let raw = try await BlockingThread.run { [directory = try scratch("journal-raw")] in
+            try RawSyncLoop(directory: directory, recordBytes: frameBytes)
+        }
+        let single = try await OnceThroughput.open(directory: try scratch("journal-1"), configuration: LogConfiguration(),
+                                                   receipt: [])
+        let many = try await OnceThroughput.open(directory: try scratch("journal-\(callers)"),
+                                                 configuration: LogConfiguration(), receipt: [])
+        func stepRate(_ target: OnceThroughput, callers: Int, round: Int, slot: Double) async throws -> Double {
+            guard let engine = target.store.engine else { throw BenchError("the journal bench ledger is not open") }
+            var journals: [Journal] = []
+            for caller in 0..<callers {
+                journals.append(try await target.ledger.journal(run: "c\(caller)-round-\(round)", limits: limits))
+            }
+            let rate = try await EngineThroughput.measure(engine: engine, callers: callers, seconds: slot) { [journals] caller, _ in
+                _ = try await journals[caller].step("s") { output }
+            }
+            return rate.rate.perSecond
+        }
+        let slot = seconds / Double(rounds)
+        for round in 1...rounds {
+            for row in (0..<3).map({ ($0 + round) % 3 }) {
+                switch row {
+                case 0:
+                    progress.say("journal round \(round)/\(rounds): raw pwrite(\(frameBytes) B)+fdatasync loop")
+                    result.raw.append(try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }.perSecond)
+                case 1:
+                    progress.say("journal round \(round)/\(rounds): steps, 1 run")
+                    result.step1.append(try await stepRate(single, callers: 1, round: round, slot: slot))
+                default:
+                    progress.say("journal round \(round)/\(rounds): steps, \(callers) runs at once")
+                    result.stepMany.append(try await stepRate(many, callers: callers, round: round, slot: slot))
+                }
+            }
+        }
+        try await single.close()
+        try await many.close()
+
+        // J3: replay of one long run, warm.
+        do {
+            let directory = try scratch("journal-replay")
+            let ledger = try await BlockingThread.run { try MemoBench.openLedger(directory, create: true) }
+            progress.say("journal replay: recording \(Format.grouped(replaySteps)) steps")
+            try await fill(ledger, runs: ["long"], steps: replaySteps)
+            var best = Double.infinity
+            for _ in 0..<3 {
+                let journal = try await ledger.journal(run: "long", limits: limits)
+                let clock = MonotonicClock()
+                for _ in 0..<replaySteps {
+                    _ = try await journal.step("s") { () -> String in throw BenchError("a replayed step ran its body") }
+                }
+                best = min(best, clock.elapsedSeconds)
+            }
+            result.replaySeconds = best
+            try await BlockingThread.run { try ledger.close() }
+            try FileManager.default.removeItem(atPath: directory)
+        }
+
+        // J4: open of many recorded runs.
+        do {
+            let directory = try scratch("journal-open")
+            let building = try await BlockingThread.run { try MemoBench.openLedger(directory, create: true) }
+            progress.say("journal open: recording \(Format.grouped(openRuns)) runs × \(stepsPerRun) steps")
+            try await fill(building, runs: (0..<openRuns).map { "run-\($0)" }, steps: stepsPerRun)
+            try await BlockingThread.run { try building.close() }
+            func measuredOpen(_ label: String) async throws -> OpenRow {
+                let (ledger, elapsed, before, after) = try await BlockingThread.run(name: "journal-open") {
+                    HeapUsage.trim()
+                    let before = HeapUsage.heapInUseBytes()
+                    let clock = MonotonicClock()
+                    let ledger = try MemoBench.openLedger(directory, create: false)
+                    let elapsed = clock.elapsedSeconds
+                    return (ledger, elapsed, before, HeapUsage.heapInUseBytes())
+                }
+                let records = try await ledger.journalRecords(run: "run-\(openRuns - 1)")
+                guard records.count == stepsPerRun else { throw BenchError("the journal open ledger lost positions") }
+                try await BlockingThread.run { try ledger.close() }
+                let positions = openRuns * stepsPerRun
+                return OpenRow(open: label, positions: positions, seconds: elapsed,
+                               heapPerPosition: before.flatMap { b in after.map { Double($0 - b) / Double(positions) } })
+            }
+            result.openRows.append(try await measuredOpen("segments, warm"))
+            progress.say("journal open: compacting")
+            let compacting = try await BlockingThread.run { try MemoBench.openLedger(directory, create: false) }
+            try await compacting.compact()
+            try await BlockingThread.run { try compacting.close() }
+            result.openRows.append(try await measuredOpen("snapshot, warm"))
+            try FileManager.default.removeItem(atPath: directory)
+        }
+        return result
+    }
+
+    /// Records `steps` steps in each of `runs`, 64 runs at a time (group commit fills the ledger fast).
+    static func fill(_ ledger: Ledger, runs: [String], steps: Int) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<min(64, runs.count) {
+                group.addTask {
+                    for index in stride(from: lane, to: runs.count, by: 64) {
+                        let journal = try await ledger.journal(run: runs[index], limits: limits)
+                        for _ in 0..<steps { _ = try await journal.step("s") { output } }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    static func render(_ result: Result) -> String {
+        let ratio1 = MemoBench.median(zip(result.step1, result.raw).map { $0 / $1 })
+        let ratioMany = MemoBench.median(zip(result.stepMany, result.raw).map { $0 / $1 })
+        var rates = TextTable(["journal (J1–J3)", "median", "median ratio to raw", "target", "met"])
+        rates.add(["raw pwrite+fdatasync loop", Format.rate(MemoBench.median(result.raw)) + "/s", "1.00", "", ""])
+        rates.add(["J1 record a step, 1 run", Format.rate(MemoBench.median(result.step1)) + "/s", Format.fixed(ratio1, 2),
+                   "≥ 0.9 × raw", ratio1 >= 0.9 ? "yes" : "NO"])
+        rates.add(["J2 record a step, \(result.callers) runs at once", Format.rate(MemoBench.median(result.stepMany)) + "/s",
+                   Format.fixed(ratioMany, 2), "≥ 20 × raw", ratioMany >= 20 ? "yes" : "NO"])
+        let replayMs = result.replaySeconds * 1000
+        let scaledReplay = replayMs * 10_000 / Double(max(result.replaySteps, 1))
+        rates.add(["J3 replay \(Format.grouped(result.replaySteps)) steps, warm", Format.fixed(replayMs, 1) + " ms", "",
+                   "< 20 ms per 10 k", scaledReplay < 20 ? "yes" : "NO"])
+        var perRound = TextTable(["round", "raw/s", "steps 1 run/s", "steps \(result.callers) runs/s"])
+        for index in result.raw.indices {
+            perRound.add(["\(index + 1)", Format.rate(result.raw[index]), Format.rate(result.step1[index]),
+                          Format.rate(result.stepMany[index])])
+        }
+        var open = TextTable(["J4 open from", "positions", "time", "heap/position", "scaled to 10 M", "target"])
+        for row in result.openRows {
+            let scaled = row.seconds * 10_000_000 / Double(max(row.positions, 1))
+            open.add([row.open, Format.grouped(row.positions), Format.seconds(row.seconds),
+                      row.heapPerPosition.map { Format.fixed($0, 1) + " B" } ?? "n/a",
+                      Format.seconds(scaled) + (scaled < 2 ? " (met)" : " (NOT met)"), "< 2 s for 100 k × 100"])
+        }
+        return """
+            Journal (J1–J4)
+            \(rates.render())
+            \(perRound.render())
+            \(open.render())
+            (J4 ledger: \(Format.grouped(result.openRuns)) runs × \(result.stepsPerRun) steps; the scaled column assumes linear growth)
+            """
+    }
+}
