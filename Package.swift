@@ -73,8 +73,9 @@ let package = Package(
         .executableTarget(
             name: "onceledger",
             dependencies: [
-                "OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport",
+                "OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport", "OnceLedgerPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tools/onceledger"
         ),
@@ -95,6 +96,19 @@ let package = Package(
         .testTarget(
             name: "OnceLedgerCLITests",
             dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport", "onceledger", "COnceSupport"]
+        ),
+        // A worker process for the multi-process tests: `Ledger.once` on a PostgresStore by URL.
+        .executableTarget(
+            name: "onceledger-postgres-worker",
+            dependencies: ["OnceLedger", "OnceLedgerPostgres"],
+            path: "Tests/OnceLedgerPostgresWorker"
+        ),
+        // Several processes on one PostgreSQL ledger (races, SIGKILL, SIGSTOP, server restart)
+        // and the `onceledger` commands on a PostgreSQL URL.
+        .testTarget(
+            name: "OnceLedgerPostgresProcessTests",
+            dependencies: ["OnceLedger", "OnceLedgerPostgres", "OnceLedgerPostgresTestSupport", "onceledger",
+                           "onceledger-postgres-worker", .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
         .testTarget(
             name: "OnceLedgerPostgresTests",

@@ -61,7 +61,7 @@ private func jsonObject(_ text: Substring, sourceLocation: SourceLocation = #_so
 }
 
 private let resolveUsage = """
-    Usage: onceledger resolve <dir> <key> [--done] [--absent] [--correct] [--receipt <receipt>] [--receipt-raw <receipt-raw>] [--receipt-hex <receipt-hex>] --reason <reason> [--actor <actor>]
+    Usage: onceledger resolve <dir> <key> [--done] [--absent] [--correct] [--receipt <receipt>] [--receipt-raw <receipt-raw>] [--receipt-hex <receipt-hex>] --reason <reason> [--actor <actor>] [--schema <name>]
       See 'onceledger resolve --help' for more information.
 
     """
@@ -107,7 +107,7 @@ private let dumpUsage = """
             """)
         #expect(result.stderr == """
             Error: unknown state "finished"; use done, pending-unknown or absent
-            Usage: onceledger entries <dir> [--json] [--state <state>] [--live]
+            Usage: onceledger entries <dir> [--json] [--state <state>] [--live] [--schema <name>]
               See 'onceledger entries --help' for more information.
 
             """)
@@ -203,7 +203,7 @@ private let dumpUsage = """
             (#""$ONCELEDGER" forget "$DIR" k --reason r --actor "$(printf '\377')" --i-understand-this-allows-a-rerun"#,
              """
                 Error: argument 7 is not valid UTF-8 (bytes ff); keys, reasons, actors, receipts and paths must be UTF-8 text. Nothing was read or written.
-                Usage: onceledger forget <dir> <key> --reason <reason> [--actor <actor>] [--i-understand-this-allows-a-rerun]
+                Usage: onceledger forget <dir> <key> --reason <reason> [--actor <actor>] [--i-understand-this-allows-a-rerun] [--schema <name>]
                   See 'onceledger forget --help' for more information.
 
                 """),

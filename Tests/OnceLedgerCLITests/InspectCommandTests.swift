@@ -437,19 +437,19 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
                 """),
             (["entries", "$DIR", "--state", "finished"], """
                 Error: unknown state "finished"; use done, pending-unknown or absent
-                Usage: onceledger entries <dir> [--json] [--state <state>] [--live]
+                Usage: onceledger entries <dir> [--json] [--state <state>] [--live] [--schema <name>]
                   See 'onceledger entries --help' for more information.
 
                 """),
             (["resolve", "$DIR", "order-43", "--reason", "checked"], """
                 Error: say what happened: exactly one of --done (the effect happened), --absent (it did not) or --correct (replace a done entry's receipt)
-                Usage: onceledger resolve <dir> <key> [--done] [--absent] [--correct] [--receipt <receipt>] [--receipt-raw <receipt-raw>] [--receipt-hex <receipt-hex>] --reason <reason> [--actor <actor>]
+                Usage: onceledger resolve <dir> <key> [--done] [--absent] [--correct] [--receipt <receipt>] [--receipt-raw <receipt-raw>] [--receipt-hex <receipt-hex>] --reason <reason> [--actor <actor>] [--schema <name>]
                   See 'onceledger resolve --help' for more information.
 
                 """),
             (["forget", "$DIR", "order-42-receipt", "--reason", "resend"], """
                 Error: forget removes a done entry, so the next call with this key performs the effect again (a second email, a second charge). If that is what you want, add --i-understand-this-allows-a-rerun.
-                Usage: onceledger forget <dir> <key> --reason <reason> [--actor <actor>] [--i-understand-this-allows-a-rerun]
+                Usage: onceledger forget <dir> <key> --reason <reason> [--actor <actor>] [--i-understand-this-allows-a-rerun] [--schema <name>]
                   See 'onceledger forget --help' for more information.
 
                 """),

@@ -2,7 +2,7 @@ import ArgumentParser
 @_spi(Benchmarks) import OnceLedger
 import OnceLedgerFormat
 
-/// `onceledger entries DIR [--state done|pending-unknown|absent] [--json]`: the current
+/// `onceledger entries DIR|URL [--state done|pending-unknown|absent] [--json]`: the current
 /// entry of every key, as an open would classify it, read-only (no lock taken).
 struct EntriesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,6 +19,10 @@ struct EntriesCommand: AsyncParsableCommand {
 
             Read-only; a ledger that a live process has open is not read unless --live is given.
 
+            In place of the directory, a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
+            or postgres://USER@/DATABASE?host=/socket/dir) lists the ledger in that database (schema \
+            --schema), read in pages while other processes may be using it.
+
             \(ExitCodes.helpText)
             """)
 
@@ -30,6 +34,8 @@ struct EntriesCommand: AsyncParsableCommand {
     @Flag(help: "Read the ledger even though a live process has it open (its entries may be in flight there).")
     var live = false
 
+    @OptionGroup var database: DatabaseOptions
+
     func validate() throws {
         if let state, EntryInfo.Status(rawValue: state) == nil {
             throw ValidationError("unknown state \"\(state)\"; use done, pending-unknown or absent")
@@ -37,8 +43,42 @@ struct EntriesCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await CommandFailure.reporting(json: options.json) { try entries() }
+        try await CommandFailure.reporting(json: options.json) {
+            if case .database(let url) = LedgerLocation(options.dir) { return try await entriesInDatabase(url) }
+            return try entries()
+        }
     }
+
+    /// The database form: the store's entries in pages of `pageSize`, each printed as it comes.
+    private func entriesInDatabase(_ url: String) async throws -> Int32 {
+        let opened = try await DatabaseLedger.open(url, schema: database.schema)
+        defer { opened.close() }
+        let status = state.flatMap(EntryInfo.Status.init(rawValue:))
+        var table = TextTable(["KEY", "STATE", "ATTEMPT", "TIME", "RECEIPT"], leftAligned: [0, 1, 3, 4])
+        var after: String?
+        var count = 0
+        while true {
+            let page = try await opened.store.entries(EntryQuery(status: status, afterKey: after, limit: Self.pageSize))
+            for entry in page {
+                if options.json {
+                    print(EntryDescription.json(entry).rendered())
+                } else {
+                    table.add([TextFormat.plain(entry.key), entry.status.rawValue, "\(entry.attempt)",
+                               TextFormat.time(entry.timeMilliseconds),
+                               entry.status == .done ? TextFormat.bytes(entry.receipt, limit: 60) : ""])
+                }
+            }
+            count += page.count
+            guard page.count == Self.pageSize, let last = page.last else { break }
+            after = last.key
+        }
+        if !options.json {
+            print(count == 0 ? (state.map { "no \($0) entries" } ?? "no entries") : table.render())
+        }
+        return ExitCodes.success
+    }
+
+    static let pageSize = 1000
 
     private func entries() throws -> Int32 {
         let ledger = try Self.openForListing(options.dir, command: "entries", allowLive: live)

@@ -18,10 +18,15 @@ struct ForgetCommand: AsyncParsableCommand {
             Opens the ledger for writing: it takes the lock (a ledger open in another process is \
             refused, exit 8, naming it) and, like every open, cuts a torn tail first.
 
+            In place of the directory, a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
+            or postgres://USER@/DATABASE?host=/socket/dir) acts on the ledger in that database (schema \
+            --schema) while other processes use it: nothing is locked; the database decides the change \
+            atomically, as for any of its clients.
+
             \(ExitCodes.helpText)
             """)
 
-    @Argument(help: "The ledger directory.")
+    @Argument(help: "The ledger directory, or a PostgreSQL URL (postgres://…).")
     var dir: String
 
     @Argument(help: "The idempotency key of the done entry.")
@@ -37,6 +42,8 @@ struct ForgetCommand: AsyncParsableCommand {
           help: "Confirm that the next call with this key performs the effect again.")
     var confirmed = false
 
+    @OptionGroup var database: DatabaseOptions
+
     func validate() throws {
         guard confirmed else {
             throw ValidationError(
@@ -51,7 +58,7 @@ struct ForgetCommand: AsyncParsableCommand {
 
     private func forget() async throws -> Int32 {
         let actor = self.actor ?? WritableLedger.defaultActor
-        let opened = try WritableLedger.open(dir)
+        let opened = try await OperatorLedger.open(dir, database: database)
         for note in opened.openNotes { print("note: " + note) }
         guard let entry = try await opened.ledger.entry(key), entry.status == .done else {
             let state = try await opened.ledger.entry(key)
@@ -68,11 +75,11 @@ struct ForgetCommand: AsyncParsableCommand {
             try? opened.close()
             throw CommandFailure(error, hint: "Nothing was written.")
         }
-        let sequence = opened.lastSequence
+        let recorded = opened.recordedWhere
         let after = try await opened.ledger.entry(key)
         try opened.close()
         print("forgot \(TextFormat.plain(key)): done → absent (its receipt was \(TextFormat.bytes(entry.receipt))); the next call with this key runs the effect again, with a new token \(after?.token ?? "?") (or, if a compaction drops the forgotten entry first, a later generation's: never an old one)")
-        print("recorded in the log as sequence \(sequence.map(String.init) ?? "?") by \(TextFormat.quoted(actor)): \(TextFormat.quoted(reason))")
+        print("recorded \(recorded) by \(TextFormat.quoted(actor)): \(TextFormat.quoted(reason))")
         return ExitCodes.success
     }
 }

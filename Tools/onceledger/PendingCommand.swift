@@ -2,7 +2,7 @@ import ArgumentParser
 @_spi(Benchmarks) import OnceLedger
 import OnceLedgerFormat
 
-/// `onceledger pending DIR [--json]`: the pending-unknown entries — an intent without a
+/// `onceledger pending DIR|URL [--json]`: the pending-unknown entries — an intent without a
 /// completion, so the effect may or may not have happened — with what an operator
 /// needs to find out (key, attempt, intent time, the token the effect passed downstream).
 struct PendingCommand: AsyncParsableCommand {
@@ -20,6 +20,11 @@ struct PendingCommand: AsyncParsableCommand {
 
             Read-only; a ledger that a live process has open is not read unless --live is given.
 
+            In place of the directory, a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
+            or postgres://USER@/DATABASE?host=/socket/dir) lists the ledger in that database (schema \
+            --schema), which other processes may be using: an entry whose owner is still running the \
+            effect (its lease is live) is listed as pending-unknown too.
+
             \(ExitCodes.helpText)
             """)
 
@@ -28,14 +33,30 @@ struct PendingCommand: AsyncParsableCommand {
     @Flag(help: "Read the ledger even though a live process has it open (its entries may be in flight there).")
     var live = false
 
+    @OptionGroup var database: DatabaseOptions
+
     func run() async throws {
-        try await CommandFailure.reporting(json: options.json) { try pending() }
+        try await CommandFailure.reporting(json: options.json) {
+            if case .database(let url) = LedgerLocation(options.dir) { return try await pendingInDatabase(url) }
+            return try pending()
+        }
     }
 
     private func pending() throws -> Int32 {
         let directory = options.dir
         let ledger = try EntriesCommand.openForListing(directory, command: "pending", allowLive: live)
-        let entries = try ledger.currentEntries(status: .pendingUnknown).sorted { ($0.timeMilliseconds, $0.key) < ($1.timeMilliseconds, $1.key) }
+        return report(try ledger.currentEntries(status: .pendingUnknown), location: directory)
+    }
+
+    private func pendingInDatabase(_ url: String) async throws -> Int32 {
+        let opened = try await DatabaseLedger.open(url, schema: database.schema)
+        defer { opened.close() }
+        return report(try await opened.ledger.pendingEntries(), location: opened.display + database.schemaArgument)
+    }
+
+    /// Prints `entries` oldest first; `location` is the ledger's argument in the hints.
+    private func report(_ entries: [EntryInfo], location directory: String) -> Int32 {
+        let entries = entries.sorted { ($0.timeMilliseconds, $0.key) < ($1.timeMilliseconds, $1.key) }
         if options.json {
             for entry in entries { print(EntryDescription.json(entry).rendered()) }
             return ExitCodes.success

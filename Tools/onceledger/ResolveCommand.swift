@@ -30,10 +30,15 @@ struct ResolveCommand: AsyncParsableCommand {
             keys while the app runs, call `Ledger.resolvePending` / `correctReceipt` from the app \
             (an admin endpoint; see the README).
 
+            In place of the directory, a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
+            or postgres://USER@/DATABASE?host=/socket/dir) acts on the ledger in that database (schema \
+            --schema) while other processes use it: nothing is locked; the database decides the change \
+            atomically, as for any of its clients.
+
             \(ExitCodes.helpText)
             """)
 
-    @Argument(help: "The ledger directory.")
+    @Argument(help: "The ledger directory, or a PostgreSQL URL (postgres://…).")
     var dir: String
 
     @Argument(help: "The idempotency key of the pending-unknown (or, with --correct, done) entry.")
@@ -62,6 +67,8 @@ struct ResolveCommand: AsyncParsableCommand {
 
     @Option(help: "Who; recorded in the log (default: $USER, else \"operator\").")
     var actor: String?
+
+    @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
         guard [done, absent, correct].filter({ $0 }).count == 1 else {
@@ -108,7 +115,7 @@ struct ResolveCommand: AsyncParsableCommand {
 
     private func resolve() async throws -> Int32 {
         let actor = self.actor ?? WritableLedger.defaultActor
-        let opened = try WritableLedger.open(dir)
+        let opened = try await OperatorLedger.open(dir, database: database)
         for note in opened.openNotes { print("note: " + note) }
         let required: EntryInfo.Status = correct ? .done : .pendingUnknown
         guard let entry = try await opened.ledger.entry(key), entry.status == required else {
@@ -122,7 +129,7 @@ struct ResolveCommand: AsyncParsableCommand {
             }
             throw CommandFailure(
                 ExitCodes.operational,
-                "cannot resolve \(TextFormat.plain(key)): \(what); only pending-unknown entries can be resolved. Nothing was written. \(state?.status == .done ? "To replace a done entry's receipt, use --correct. " : "")List them with `onceledger pending \(dir)`.")
+                "cannot resolve \(TextFormat.plain(key)): \(what); only pending-unknown entries can be resolved. Nothing was written. \(state?.status == .done ? "To replace a done entry's receipt, use --correct. " : "")List them with `onceledger pending \(opened.location)`.")
         }
         do {
             if correct {
@@ -135,7 +142,7 @@ struct ResolveCommand: AsyncParsableCommand {
             try? opened.close()
             throw CommandFailure(error, hint: "Nothing was written.")
         }
-        let sequence = opened.lastSequence
+        let recorded = opened.recordedWhere
         try opened.close()
         if correct {
             print("corrected \(TextFormat.plain(key)): done → done (attempt \(entry.attempt), receipt \(TextFormat.bytes(entry.receipt)) → \(TextFormat.bytes(receiptValue))); the token stays \(entry.token), and the effect does not run again")
@@ -144,7 +151,7 @@ struct ResolveCommand: AsyncParsableCommand {
         } else {
             print("resolved \(TextFormat.plain(key)): pending-unknown → absent (attempt \(entry.attempt)); the next call with this key runs the effect, with the same token \(entry.token)")
         }
-        print("recorded in the log as sequence \(sequence.map(String.init) ?? "?") by \(TextFormat.quoted(actor)): \(TextFormat.quoted(reason))")
+        print("recorded \(recorded) by \(TextFormat.quoted(actor)): \(TextFormat.quoted(reason))")
         return ExitCodes.success
     }
 }

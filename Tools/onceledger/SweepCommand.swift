@@ -3,7 +3,7 @@ import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 
-/// `onceledger sweep DIR --retention DURATION [--dry-run]`: sweeps the memo of every run
+/// `onceledger sweep DIR|URL --retention DURATION [--dry-run]`: sweeps the memo of every run
 /// generation that ended at least DURATION ago (`Ledger.sweepMemo`), as the background
 /// sweeper of a ledger opened with `memoRetention:` does.
 struct SweepCommand: AsyncParsableCommand {
@@ -25,10 +25,15 @@ struct SweepCommand: AsyncParsableCommand {
             --dry-run only reads (no lock taken; a ledger open in a live process is refused) \
             and prints what would be swept; it writes nothing.
 
+            In place of the directory, a PostgreSQL URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, \
+            or postgres://USER@/DATABASE?host=/socket/dir) acts on the ledger in that database (schema \
+            --schema) while other processes use it: nothing is locked; the database decides the change \
+            atomically, as for any of its clients.
+
             \(ExitCodes.helpText)
             """)
 
-    @Argument(help: "The ledger directory.")
+    @Argument(help: "The ledger directory, or a PostgreSQL URL (postgres://…).")
     var dir: String
 
     @Option(help: ArgumentHelp("How long after its end a run's memo is kept: a number and ms, s, m, h or d.",
@@ -38,6 +43,8 @@ struct SweepCommand: AsyncParsableCommand {
 
     @Flag(help: "Print what would be swept; write nothing.")
     var dryRun = false
+
+    @OptionGroup var database: DatabaseOptions
 
     func validate() throws {
         guard !dir.isEmpty else { throw ValidationError("the ledger directory must not be empty") }
@@ -65,6 +72,7 @@ struct SweepCommand: AsyncParsableCommand {
     private var window: MemoRetention { MemoRetention(.milliseconds(Int64(clamping: retention))) }
 
     private func sweep() async throws -> Int32 {
+        if dryRun, case .database(let url) = LedgerLocation(dir) { return try await dryRunInDatabase(url) }
         if dryRun {
             let replay = try MemoReplay.read(dir, command: "sweep --dry-run", allowLive: false)
             let due = replay.due(now: LogEngine.systemMilliseconds(), retention: window)
@@ -76,7 +84,7 @@ struct SweepCommand: AsyncParsableCommand {
             print("dry run: would sweep \(TextFormat.plural(due.count, "run generation")) (\(TextFormat.plural(entries, "memo entry", "memo entries"))); nothing was written")
             return ExitCodes.success
         }
-        let opened = try WritableLedger.open(dir)
+        let opened = try await OperatorLedger.open(dir, database: database)
         for note in opened.openNotes { print("note: " + note) }
         let before = try await opened.ledger.runs()
         let result: MemoSweepResult
@@ -93,11 +101,32 @@ struct SweepCommand: AsyncParsableCommand {
         for (run, generations) in result.runs {
             for generation in generations { swept.append(.init(namespace: run.namespace, run: run.run, generation: generation)) }
         }
+        // A database deletes the swept rows; a directory's compaction drops the swept records.
+        let reclaim = LedgerLocation(dir) == .directory(dir) ? "; `onceledger compact` reclaims their space" : ""
         for key in swept.sorted() {
             let info = sizes[key]
             print("swept \(Self.describe(MemoRun(namespace: key.namespace, run: key.run))) generation \(key.generation) (\(info?.status?.description ?? "?") at \(info?.endTimeMilliseconds.map(TextFormat.time) ?? "?"), \(TextFormat.plural(info?.entryCount ?? 0, "memo entry", "memo entries")), \(TextFormat.plural(info?.valueBytes ?? 0, "byte")))")
         }
-        print("swept \(TextFormat.plural(result.generationCount, "run generation")) (\(TextFormat.plural(result.entries, "memo entry", "memo entries"))); `onceledger compact` reclaims their space")
+        print("swept \(TextFormat.plural(result.generationCount, "run generation")) (\(TextFormat.plural(result.entries, "memo entry", "memo entries")))\(reclaim)")
+        return ExitCodes.success
+    }
+
+    /// `--dry-run` on a database: the runs the store lists whose end is at least their
+    /// status's window before now (`sweepMemo`'s rule).
+    private func dryRunInDatabase(_ url: String) async throws -> Int32 {
+        let opened = try await DatabaseLedger.open(url, schema: database.schema)
+        defer { opened.close() }
+        let now = LogEngine.systemMilliseconds()
+        let due = try await opened.store.runs(RunQuery()).filter { info in
+            guard let status = info.status, let end = info.endTimeMilliseconds,
+                  let window = window.windowMilliseconds(for: status) else { return false }
+            return now >= end && now - end >= window
+        }
+        for info in due {
+            print("would sweep \(Self.describe(info.run)) generation \(info.generation) (\(info.status?.description ?? "?") at \(info.endTimeMilliseconds.map(TextFormat.time) ?? "?"), \(TextFormat.plural(info.entryCount, "memo entry", "memo entries")), \(TextFormat.plural(info.valueBytes, "byte")))")
+        }
+        let entries = due.reduce(0) { $0 + $1.entryCount }
+        print("dry run: would sweep \(TextFormat.plural(due.count, "run generation")) (\(TextFormat.plural(entries, "memo entry", "memo entries"))); nothing was written")
         return ExitCodes.success
     }
 

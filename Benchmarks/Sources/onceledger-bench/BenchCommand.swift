@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import OnceLedgerFormat
 @_spi(Benchmarks) import OnceLedgerLog
+import PostgresNIO
 
 /// `onceledger-bench`: the engine against the physical limit (a raw
 /// pwrite+fdatasync loop) and against SQLite, side by side in one run, reported
@@ -67,6 +68,18 @@ struct BenchCommand: AsyncParsableCommand {
 
     @Option(parsing: .unconditional, help: "Rounds the memo put rates are interleaved with the raw loop in.")
     var memoRounds: Int = 6
+
+    @Flag(help: "Measure only PostgreSQL (T19–T20): Ledger.once on PostgresStore against the hand-written idempotency table, on a throw-away cluster unless --postgres-url is given.")
+    var postgres = false
+
+    @Option(help: "With --postgres: the server to measure (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE or postgres://USER@/DATABASE?host=/socket/dir); default: a throw-away cluster started for the run.")
+    var postgresUrl: String?
+
+    @Option(parsing: .unconditional, help: "With --postgres: connections of the concurrent rows (both sides), shared by --appenders callers.")
+    var postgresConnections: Int = 8
+
+    @Option(parsing: .unconditional, help: "With --postgres: rounds the four PostgreSQL rows are interleaved in.")
+    var postgresRounds: Int = 8
 
     @Flag(help: "Measure only the replay journal (J1–J4): recorded steps against the raw loop, replay of a long run, open of many runs.")
     var journal = false
@@ -169,6 +182,24 @@ struct BenchCommand: AsyncParsableCommand {
                                                     seconds: seconds, keep: keep, progress: progress)
             print("disk: \(disk.summary)")
             print(ValuesOnDisk.render(result))
+            return
+        }
+
+        if postgres {
+            guard (1...256).contains(postgresConnections), (1...100).contains(postgresRounds) else {
+                throw ValidationError("--postgres-connections in 1...256; --postgres-rounds in 1...100")
+            }
+            let result: PostgresBench.Result
+            do {
+                result = try await PostgresBench.run(url: postgresUrl, rounds: postgresRounds, seconds: seconds,
+                                                     callers: appenders, connections: postgresConnections,
+                                                     progress: progress)
+            } catch let error as PSQLError {
+                // postgres-nio's description hides the server's message; the bench's own
+                // server (or the operator's) is no secret to the one running it.
+                throw BenchError("PostgreSQL: \(String(reflecting: error))")
+            }
+            print(PostgresBench.render(result))
             return
         }
 

@@ -1,10 +1,12 @@
 // Proves `onceledger-bench` runs end to end on a tiny workload and reports every part:
 // the rate rows with their per-commit breakdown (and the diagnostic rows: a raw O_DIRECT
 // loop, the engine through appendAndWait and on a SpinningExecutor), the exactly-once rows, recovery and open
-// times, and the target table (text), and the same numbers as JSON. Nothing here looks at
+// times, and the target table (text), and the same numbers as JSON; the PostgreSQL rows
+// (`--postgres`, on a throw-away cluster) with the server's settings. Nothing here looks at
 // how fast anything was (CI machines are shared); only that each part was measured (the memo and
 // journal sections too).
 import Foundation
+import OnceLedgerPostgresTestSupport
 import Testing
 @testable import onceledger_bench
 
@@ -129,6 +131,36 @@ import Testing
         }
         let bad = try Bench.run(["--dir", directory, "--memo", "--memo-rows", "hits"])
         #expect(bad.exitCode != 0)
+    }
+}
+
+@Suite(.enabled(if: PostgresTestServer.shouldRun, Comment(rawValue: PostgresTestServer.skipReason)))
+struct PostgresBenchTests {
+    /// `--postgres` on a tiny workload (a throw-away cluster, or the server of
+    /// ONCELEDGER_POSTGRES_URL) prints the server's settings and every row of T19–T20, each
+    /// measured (a rate above zero).
+    @Test func postgresSectionHasEveryRowAndTheServerSettings() throws {
+        var arguments = ["--postgres", "--seconds", "0.4", "--postgres-rounds", "1", "--appenders", "4",
+                         "--postgres-connections", "2"]
+        if let url = ProcessInfo.processInfo.environment["ONCELEDGER_POSTGRES_URL"], !url.isEmpty {
+            arguments += ["--postgres-url", url]
+        }
+        let result = try Bench.run(arguments)
+        #expect(result.exitCode == 0, "stderr: \(result.stderr)")
+        for text in ["PostgreSQL (T19–T20)", "server: PostgreSQL ", "fsync=", "synchronous_commit=", "wal_sync_method=",
+                     "shared_buffers=", "commit_delay="] {
+            #expect(result.stdout.contains(text), "missing \"\(text)\"")
+        }
+        for row in ["hand-written idempotency table, 1 caller", "T19 Ledger.once on PostgresStore, 1 caller",
+                    "hand-written idempotency table, 4 callers over 2 connections",
+                    "T20 Ledger.once on PostgresStore, 4 callers over 2 connections"] {
+            let line = result.stdout.split(separator: "\n").first { $0.hasPrefix(row) }
+            #expect(line != nil, "missing row \"\(row)\"")
+            // The rate column: a number above zero (every row was measured).
+            let rate = line.flatMap { $0.dropFirst(row.count).split(separator: " ").first }
+                .flatMap { Int($0.replacingOccurrences(of: ",", with: "")) }
+            #expect((rate ?? 0) > 0, "row \"\(row)\" has no rate: \(line ?? "")")
+        }
     }
 }
 
