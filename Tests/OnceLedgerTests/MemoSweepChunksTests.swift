@@ -4,7 +4,10 @@
 // generation once, in order per run; the runs not due (still running, or ended inside their
 // window) stay; after a reopen of the same records the swept runs stay swept. How: an in-memory
 // store with `appendRecordsMax` 4 and ~60 runs; the run count comes from
-// ONCELEDGER_MEMO_SWEEP_RUNS (small default).
+// ONCELEDGER_MEMO_SWEEP_RUNS (small default). Also that the sweep records go to the log in
+// generation order (the order the generations were handed out), not in the byte order of the
+// run ids: runs named so that the two orders are opposite, the sweep records read back from
+// the in-memory log.
 import Foundation
 @_spi(Benchmarks) @testable import OnceLedger
 import OnceLedgerFormat
@@ -44,5 +47,36 @@ import Testing
         let reopened = try InMemoryStore(log: log)
         #expect(try await reopened.runs(RunQuery()) == kept)
         try reopened.close()
+    }
+
+    @Test func sweepRecordsAreWrittenInGenerationOrder() async throws {
+        var configuration = LogConfiguration()
+        configuration.appendRecordsMax = 3
+        let log = InMemoryRecordLog(configuration: configuration, tokenScope: .ledger(.random()))
+        let store = try InMemoryStore(log: log)
+        var handedOut: [UInt64] = []
+        for index in 0..<10 {
+            // "run-9" gets the first generation, "run-0" the last: byte order is the reverse.
+            let run = MemoRun(run: "run-\(9 - index)")
+            let generation = try await store.memoGeneration(of: run)
+            handedOut.append(generation)
+            try await store.memoPut(MemoPutRequest(key: MemoKey(run: run, generation: generation, step: "s", name: "v"),
+                                                   value: [1], inputDigest: nil, timeMilliseconds: 10))
+            _ = try await store.finishRun(run, status: .succeeded, timeMilliseconds: 100)
+        }
+        let result = try await store.sweepMemo(MemoSweepRequest(nowMilliseconds: 1_000, retention: MemoRetention(.milliseconds(500))))
+        #expect(result.generationCount == 10)
+        try store.close()
+        var swept: [UInt64] = []
+        try log.load(item: { _, _ in }, record: { kind, body in
+            guard kind == .memoSweep else { return }
+            guard case .body(.memoSweep(let sweep)) = RecordBody.decode(kind: kind, Array(body)) else {
+                Issue.record("a sweep record that does not decode")
+                return
+            }
+            swept.append(sweep.generation)
+        })
+        #expect(swept == handedOut)
+        #expect(handedOut == handedOut.sorted())
     }
 }

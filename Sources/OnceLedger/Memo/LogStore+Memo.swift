@@ -87,30 +87,33 @@ extension LogStore {
     }
 
     public func sweepMemo(_ request: MemoSweepRequest) async throws -> MemoSweepResult {
-        let due: [(MemoTable.GenerationKey, Int)] = try memo.withLock { table in
+        // One pass over the table picks the due generations, marks them and counts their values
+        // (`MemoTable.beginSweep`): no lookup per generation under the lock.
+        let due = try memo.withLock { table in
             if isClosed { throw Self.closedError }
-            let keys = table.due(now: request.nowMilliseconds, retention: request.retention)
-            for key in keys { table.setSweeping(key, true) }
-            return keys.map { ($0, table.totals($0).entries) }
+            return table.beginSweep(now: request.nowMilliseconds, retention: request.retention)
         }
         var result = MemoSweepResult()
+        result.runs.reserveCapacity(due.count)
         var start = 0
         defer {
             // Whatever was not swept stays for the next sweep.
-            memo.withLock { table in for (key, _) in due[start...] { table.setSweeping(key, false) } }
+            if start < due.count {
+                memo.withLock { table in for (key, _) in due[start...] { table.setSweeping(key, false) } }
+            }
         }
         while start < due.count {
             let chunk = due[start..<min(due.count, start + memoAppendRecordsMax)]
-            let records = chunk.map { key, _ in
-                LogRecord(.memoSweep(.init(
-                    namespace: String(decoding: key.run.namespace, as: UTF8.self),
-                    run: String(decoding: key.run.run, as: UTF8.self), generation: key.generation,
-                    timeMilliseconds: request.nowMilliseconds)))
+            // Each run's strings are made once, for its record and for the result.
+            let runs = chunk.map { MemoTable.memoRun($0.key.run) }
+            let records = zip(chunk, runs).map { item, run in
+                LogRecord(.memoSweep(.init(namespace: run.namespace, run: run.run, generation: item.key.generation,
+                                           timeMilliseconds: request.nowMilliseconds)))
             }
             try await appendMemo(records)
-            for (key, entries) in chunk {
-                result.runs[MemoTable.memoRun(key.run), default: []].append(key.generation)
-                result.entries += entries
+            for (item, run) in zip(chunk, runs) {
+                result.runs[run, default: []].append(item.key.generation)
+                result.entries += item.entries
             }
             start = chunk.endIndex
         }

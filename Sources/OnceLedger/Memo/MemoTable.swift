@@ -146,7 +146,8 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     private(set) var highestGeneration: UInt64 = 0
     /// The sweep record of the highest generation ever swept: compaction keeps it, so the
     /// generation count survives even when every run was swept (§9.4).
-    private var highestSweep: RecordBody.MemoSweep?
+    /// Kept as bytes, made a record only by `snapshotSource`.
+    private var highestSweep: (key: GenerationKey, timeMilliseconds: UInt64)?
 
     private var entries = PlainBuffer<Entry>()
     /// The first free entry (index + 1; 0: none).
@@ -529,16 +530,27 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     }
 
     /// The ended generations whose retention window has passed at `now`, not being swept and
-    /// with no put in flight. A generation that ended after `now` (a clock that went
-    /// backwards) is never due.
-    func due(now: UInt64, retention: MemoRetention) -> [GenerationKey] {
-        generations.compactMap { key, generation -> GenerationKey? in
-            guard let end = generation.end, !generation.sweeping, generation.putsInFlight == 0,
-                  let window = retention.windowMilliseconds(for: RunStatus(end.status)),
-                  now >= end.timeMilliseconds, now - end.timeMilliseconds >= window
-            else { return nil }
-            return key
-        }.sorted()
+    /// with no put in flight, each now marked as being swept, with its value count, in
+    /// generation order (numbers are unique in a ledger: the order they were handed out).
+    /// A generation that ended after `now` (a clock that went backwards) is never due. One
+    /// pass over `generations`, no lookup per key: a sweep of 100 k runs (T18) takes them all.
+    mutating func beginSweep(now: UInt64, retention: MemoRetention) -> [(key: GenerationKey, entries: Int)] {
+        var due: [(key: GenerationKey, entries: Int)] = []
+        var index = generations.startIndex
+        while index != generations.endIndex {
+            let generation = generations.values[index]
+            if let end = generation.end, !generation.sweeping, generation.putsInFlight == 0,
+               let window = retention.windowMilliseconds(for: RunStatus(end.status)),
+               now >= end.timeMilliseconds, now - end.timeMilliseconds >= window {
+                var entries = 0
+                for bucket in generation.buckets { entries += buckets[Int(bucket)].entryCount }
+                due.append((generations.keys[index], entries))
+                generations.values[index].sweeping = true
+            }
+            generations.formIndex(after: &index)
+        }
+        due.sort { a, b in a.key.generation != b.key.generation ? a.key.generation < b.key.generation : a.key < b.key }
+        return due
     }
 
     // MARK: Applying records
@@ -571,15 +583,15 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             if generations[key]?.end == nil { generations[key, default: Generation()].end = (status, time) }
         case let .memoSweep(namespace, run, generation, time):
             let key = generationKey(namespace, run, generation)
-            see(key)
+            // `see(key)`, then "the swept generation is no longer its run's latest", with one
+            // lookup of the run (a sweep applies up to 1,024 of these per commit).
+            highestGeneration = max(highestGeneration, generation)
+            if let index = latest.index(forKey: key.run), latest.values[index] <= generation {
+                latest.remove(at: index)
+            }
             remove(key)
             lastBucketSeen = false
-            if latest[key.run] == generation { latest[key.run] = nil }
-            if generation >= highestSweep?.generation ?? 0 {
-                highestSweep = RecordBody.MemoSweep(
-                    namespace: String(decoding: key.run.namespace, as: UTF8.self),
-                    run: String(decoding: key.run.run, as: UTF8.self), generation: generation, timeMilliseconds: time)
-            }
+            if generation >= highestSweep?.key.generation ?? 0 { highestSweep = (key, time) }
         default:
             throw LedgerError(.malformedBody, "record kind \(kind) is not a memo record")
         }
@@ -883,7 +895,11 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             }
         }
         if let highestSweep {
-            items.append(.whole(.memoSweep, RecordBody.memoSweep(highestSweep).encode()))
+            let sweep = RecordBody.MemoSweep(
+                namespace: String(decoding: highestSweep.key.run.namespace, as: UTF8.self),
+                run: String(decoding: highestSweep.key.run.run, as: UTF8.self), generation: highestSweep.key.generation,
+                timeMilliseconds: highestSweep.timeMilliseconds)
+            items.append(.whole(.memoSweep, RecordBody.memoSweep(sweep).encode()))
             keys.append(nil)
         }
         let reader = self.reader
