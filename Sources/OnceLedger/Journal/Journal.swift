@@ -32,10 +32,13 @@ import Synchronization
 ///   never silently run again.
 /// - **One writer per run generation.** Steps of one journal run one at a time, in the
 ///   order the code calls them (a second step called while one runs throws
-///   `.invalidArgument`). Run a run id in one place at a time: two processes writing one
-///   generation both see each position free or taken before they write, and the journal
-///   refuses a position another writer took meanwhile (`.wrongState`), but one may have
-///   run a step body the other recorded first. Effects stay exactly-once either way.
+///   `.invalidArgument`). Run a run id in one place at a time (one `Journal` of a run
+///   generation at a time; the directory lock already keeps other processes out): a journal
+///   checks write-once against what it read and wrote itself, with no store read per step,
+///   so a second journal of the same generation in the same process is not seen by the
+///   first. A truncated position is checked against the store again before it is
+///   rewritten (`.wrongState` if another writer took it). Effects stay exactly-once either
+///   way (their `once` key is the position's).
 /// - Positions are **write-once**: nothing overwrites a recorded position, and the journal
 ///   never truncates itself; `onceledger journal-truncate` (an audited operator act) frees
 ///   positions from one on.
@@ -294,13 +297,19 @@ public final class Journal: Sendable {
                 "run \(run) (generation \(generation)) would hold \(bytesBefore + value.count) journal bytes with step \"\(requested.name)\" at position \(position); the limit (JournalLimits.bytesMax) is \(limits.bytesMax). Nothing was written\(requested.kind == .effect ? " (the effect itself is recorded as done in the ledger)" : ""). Record references instead of payloads, or raise the limit",
                 limit: "journalBytesMax")
         }
-        // Write-once: the position must still be as it was read.
+        // Write-once. A free position was read free by this journal (its window or its
+        // frontier) and only this journal writes past its cursor, so that check is local and
+        // costs no store read on the hot path. A truncated position (rare) is read again:
+        // it must still hold the truncation marker this journal read.
         let key = memoKey(position)
-        let current = try await ledger.store.memoGet(key)
-        let unchanged = if let slot {
-            current.map { JournalEntry.decode($0.bytes) == .entry(slot.entry) } ?? false
+        let unchanged: Bool
+        if let slot {
+            let current = try await ledger.store.memoGet(key)
+            unchanged = current.map { JournalEntry.decode($0.bytes) == .entry(slot.entry) } ?? false
         } else {
-            current == nil
+            unchanged = state.withLock { state in
+                state.cursor == position && (state.frontier.map { position >= $0 } ?? false)
+            }
         }
         if !unchanged {
             throw LedgerError(
