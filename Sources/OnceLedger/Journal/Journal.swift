@@ -436,6 +436,12 @@ public final class Journal: Sendable {
     }
 
     private func decode<T: Decodable>(_ bytes: [UInt8], as type: T.Type, name: String) throws -> T {
+        // The outputs `now`, `random`, `uuid` and most steps record — a string without
+        // escapes, an unsigned integer — are read directly; a JSONDecoder costs more than a
+        // replayed step's record read. Anything else (and anything the fast path is unsure
+        // of) goes to the decoder, which gives the same value or the error.
+        if T.self == String.self, let text = Journal.plainJSONString(bytes), let value = text as? T { return value }
+        if T.self == UInt64.self, let number = Journal.plainJSONUInt64(bytes), let value = number as? T { return value }
         do {
             return try decoder.decode(T.self, from: Data(bytes))
         } catch {
@@ -444,6 +450,30 @@ public final class Journal: Sendable {
                 "the output journaled for step \"\(name)\" of run \(run) does not decode as \(T.self): \(error). A changed output type needs a new step name (or `patched`)",
                 underlyingError: error)
         }
+    }
+
+    /// `bytes` as a JSON string with no escapes (`"…"`, valid UTF-8, no backslash, no
+    /// control character), or nil: the decoder then decides.
+    static func plainJSONString(_ bytes: [UInt8]) -> String? {
+        guard bytes.count >= 2, bytes.first == 0x22, bytes.last == 0x22 else { return nil }
+        let inner = bytes[1..<(bytes.count - 1)]
+        guard !inner.contains(where: { $0 == 0x5c || $0 == 0x22 || $0 < 0x20 }) else { return nil }
+        return String(validating: inner, as: UTF8.self)
+    }
+
+    /// `bytes` as a JSON unsigned integer in `UInt64` (decimal digits, no sign, no leading
+    /// zero, no fraction or exponent, no overflow), or nil: the decoder then decides.
+    static func plainJSONUInt64(_ bytes: [UInt8]) -> UInt64? {
+        guard !bytes.isEmpty, bytes.count <= 20, bytes.count == 1 || bytes[0] != 0x30 else { return nil }
+        var value: UInt64 = 0
+        for byte in bytes {
+            guard byte >= 0x30, byte <= 0x39 else { return nil }
+            let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times.addingReportingOverflow(UInt64(byte - 0x30))
+            if overflow1 || overflow2 { return nil }
+            value = sum
+        }
+        return value
     }
 
     /// The `once` key of the effect at `position` (`Spec/FORMAT.md` §10.3): the run
