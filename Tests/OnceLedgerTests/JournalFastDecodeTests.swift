@@ -1,6 +1,7 @@
-// Proves the journal's direct reading of plain JSON outputs (a string without escapes, an
-// unsigned integer) gives exactly what `JSONDecoder` gives, and leaves everything else to the
-// decoder: by comparing both on ordinary, escaped, non-ASCII, invalid and edge-case bytes.
+// Proves the journal's direct reading and writing of plain JSON outputs (a string without
+// escapes, an unsigned integer) gives exactly what `JSONDecoder` / `JSONEncoder` (sorted keys,
+// slashes unescaped) give, and leaves everything else to them: by comparing both on ordinary,
+// escaped, non-ASCII, invalid and edge-case values.
 import Foundation
 @testable import OnceLedger
 import Testing
@@ -38,5 +39,29 @@ import Testing
         if let decoded, bytes == Array(String(decoded).utf8) {
             #expect(Journal.plainJSONUInt64(bytes) == decoded)
         }
+    }
+
+    static let texts: [String] = [
+        "a recorded answer", "", String((0x20..<0x7f).map { Character(Unicode.Scalar($0)) }), "a/b", "quote \"", "back\\slash",
+        "tab\t", "new\nline", "\u{7f}", "héllo", "世界 🙂", "\u{2028}", UUID().uuidString,
+    ]
+
+    @Test(arguments: texts) func aPlainStringIsWrittenAsTheEncoderWritesIt(_ text: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let encoded = Array(try encoder.encode(text))
+        if let fast = Journal.plainJSONStringBytes(text) {
+            #expect(fast == encoded)
+        } else {
+            #expect(text.utf8.contains { $0 < 0x20 || $0 >= 0x7f || $0 == 0x22 || $0 == 0x5c })
+        }
+        // And what is written reads back.
+        #expect(try JSONDecoder().decode(String.self, from: Data(encoded)) == text)
+    }
+
+    @Test(arguments: [UInt64(0), 7, 1_733_480_000_000, .max]) func anUnsignedIntegerIsWrittenAsTheEncoderWritesIt(_ number: UInt64) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        #expect(Array(String(number).utf8) == Array(try encoder.encode(number)))
     }
 }
