@@ -85,8 +85,20 @@ public struct JournalEntry: Sendable, Hashable {
 
     /// The memo name of `position`: ten decimal digits, zero-padded (`0000000003`).
     public static func positionName(_ position: UInt64) -> String {
-        let digits = String(position)
-        return String(repeating: "0", count: max(0, positionDigits - digits.count)) + digits
+        // Written digit by digit into one small string: a replay names thousands of
+        // positions, and formatting then padding made three strings per name.
+        guard position <= positionMax else {
+            let digits = String(position)
+            return String(repeating: "0", count: max(0, positionDigits - digits.count)) + digits
+        }
+        return String(unsafeUninitializedCapacity: positionDigits) { buffer in
+            var rest = position
+            for index in stride(from: positionDigits - 1, through: 0, by: -1) {
+                buffer[index] = UInt8(truncatingIfNeeded: rest % 10) + 0x30
+                rest /= 10
+            }
+            return positionDigits
+        }
     }
 
     /// The position a memo name stands for, or nil if it is not exactly ten decimal digits.

@@ -32,10 +32,13 @@ import Synchronization
 ///   never silently run again.
 /// - **One writer per run generation.** Steps of one journal run one at a time, in the
 ///   order the code calls them (a second step called while one runs throws
-///   `.invalidArgument`). Run a run id in one place at a time: two processes writing one
-///   generation both see each position free or taken before they write, and the journal
-///   refuses a position another writer took meanwhile (`.wrongState`), but one may have
-///   run a step body the other recorded first. Effects stay exactly-once either way.
+///   `.invalidArgument`). Run a run id in one place at a time (one `Journal` of a run
+///   generation at a time; the directory lock already keeps other processes out): a journal
+///   checks write-once against what it read and wrote itself, with no store read per step,
+///   so a second journal of the same generation in the same process is not seen by the
+///   first. A truncated position is checked against the store again before it is
+///   rewritten (`.wrongState` if another writer took it). Effects stay exactly-once either
+///   way (their `once` key is the position's).
 /// - Positions are **write-once**: nothing overwrites a recorded position, and the journal
 ///   never truncates itself; `onceledger journal-truncate` (an audited operator act) frees
 ///   positions from one on.
@@ -294,13 +297,19 @@ public final class Journal: Sendable {
                 "run \(run) (generation \(generation)) would hold \(bytesBefore + value.count) journal bytes with step \"\(requested.name)\" at position \(position); the limit (JournalLimits.bytesMax) is \(limits.bytesMax). Nothing was written\(requested.kind == .effect ? " (the effect itself is recorded as done in the ledger)" : ""). Record references instead of payloads, or raise the limit",
                 limit: "journalBytesMax")
         }
-        // Write-once: the position must still be as it was read.
+        // Write-once. A free position was read free by this journal (its window or its
+        // frontier) and only this journal writes past its cursor, so that check is local and
+        // costs no store read on the hot path. A truncated position (rare) is read again:
+        // it must still hold the truncation marker this journal read.
         let key = memoKey(position)
-        let current = try await ledger.store.memoGet(key)
-        let unchanged = if let slot {
-            current.map { JournalEntry.decode($0.bytes) == .entry(slot.entry) } ?? false
+        let unchanged: Bool
+        if let slot {
+            let current = try await ledger.store.memoGet(key)
+            unchanged = current.map { JournalEntry.decode($0.bytes) == .entry(slot.entry) } ?? false
         } else {
-            current == nil
+            unchanged = state.withLock { state in
+                state.cursor == position && (state.frontier.map { position >= $0 } ?? false)
+            }
         }
         if !unchanged {
             throw LedgerError(
@@ -423,10 +432,36 @@ public final class Journal: Sendable {
 
     /// JSON with sorted keys, as `Memo` stores values.
     private func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        Array(try encoder.encode(value))
+        // A printable-ASCII string and an unsigned integer (what `now`, `random` and `uuid`
+        // record, and many steps) are written directly, byte for byte what the encoder
+        // writes: the encoder's fixed cost per call was the largest part of the journal's
+        // own CPU per recorded step in a profile. Anything else goes to the encoder.
+        if T.self == String.self, let text = value as? String, let bytes = Journal.plainJSONStringBytes(text) { return bytes }
+        if T.self == UInt64.self, let number = value as? UInt64 { return Array(String(number).utf8) }
+        return Array(try encoder.encode(value))
+    }
+
+    /// `text` as JSON if it is printable ASCII without a quote or a backslash (nothing the
+    /// encoder escapes; slashes are not escaped), else nil.
+    static func plainJSONStringBytes(_ text: String) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count + 2)
+        bytes.append(0x22)
+        for byte in text.utf8 {
+            guard byte >= 0x20, byte < 0x7f, byte != 0x22, byte != 0x5c else { return nil }
+            bytes.append(byte)
+        }
+        bytes.append(0x22)
+        return bytes
     }
 
     private func decode<T: Decodable>(_ bytes: [UInt8], as type: T.Type, name: String) throws -> T {
+        // The outputs `now`, `random`, `uuid` and most steps record — a string without
+        // escapes, an unsigned integer — are read directly; a JSONDecoder costs more than a
+        // replayed step's record read. Anything else (and anything the fast path is unsure
+        // of) goes to the decoder, which gives the same value or the error.
+        if T.self == String.self, let text = Journal.plainJSONString(bytes), let value = text as? T { return value }
+        if T.self == UInt64.self, let number = Journal.plainJSONUInt64(bytes), let value = number as? T { return value }
         do {
             return try decoder.decode(T.self, from: Data(bytes))
         } catch {
@@ -435,6 +470,30 @@ public final class Journal: Sendable {
                 "the output journaled for step \"\(name)\" of run \(run) does not decode as \(T.self): \(error). A changed output type needs a new step name (or `patched`)",
                 underlyingError: error)
         }
+    }
+
+    /// `bytes` as a JSON string with no escapes (`"…"`, valid UTF-8, no backslash, no
+    /// control character), or nil: the decoder then decides.
+    static func plainJSONString(_ bytes: [UInt8]) -> String? {
+        guard bytes.count >= 2, bytes.first == 0x22, bytes.last == 0x22 else { return nil }
+        let inner = bytes[1..<(bytes.count - 1)]
+        guard !inner.contains(where: { $0 == 0x5c || $0 == 0x22 || $0 < 0x20 }) else { return nil }
+        return String(validating: inner, as: UTF8.self)
+    }
+
+    /// `bytes` as a JSON unsigned integer in `UInt64` (decimal digits, no sign, no leading
+    /// zero, no fraction or exponent, no overflow), or nil: the decoder then decides.
+    static func plainJSONUInt64(_ bytes: [UInt8]) -> UInt64? {
+        guard !bytes.isEmpty, bytes.count <= 20, bytes.count == 1 || bytes[0] != 0x30 else { return nil }
+        var value: UInt64 = 0
+        for byte in bytes {
+            guard byte >= 0x30, byte <= 0x39 else { return nil }
+            let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times.addingReportingOverflow(UInt64(byte - 0x30))
+            if overflow1 || overflow2 { return nil }
+            value = sum
+        }
+        return value
     }
 
     /// The `once` key of the effect at `position` (`Spec/FORMAT.md` §10.3): the run

@@ -746,6 +746,15 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                     throw LedgerError(.closed, "this ledger has no reader for memo values on disk")
                 }
                 return try reader.readPart(location, from: file) { kind, raw -> Range<Int> in
+                    try Read.valueRange(of: key, kind: kind, raw, location: location, reader: reader)
+                }
+            }
+        }
+
+        /// Where `key`'s value lies in a memo entry record's body `raw`; throws `.corruptRecord`
+        /// if the record is not `key`'s (`finish`, and `LogStore.memoGetMany`'s bulk read).
+        static func valueRange(of key: MemoKey, kind: RecordKind, _ raw: UnsafeRawBufferPointer,
+                               location: ValueLocation, reader: RecordReader) throws -> Range<Int> {
                     guard kind == .memoEntry,
                           case .fields(.memoEntry(let namespace, let run, let generation, let step, let name, _, _, let value)) =
                             RecordBody.decodeFields(kind: kind, raw),
@@ -761,8 +770,6 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                           })
                     else { throw MemoTable.moved(location, reader: reader) }
                     return value
-                }
-            }
         }
     }
 
