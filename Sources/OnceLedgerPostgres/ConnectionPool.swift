@@ -42,6 +42,45 @@ final class ConnectionPool: Sendable {
         }
     }
 
+    /// Runs `body` on a connection of its own inside `BEGIN … COMMIT`, and returns only after
+    /// the server answered the `COMMIT`: the rows a single autocommit statement returns reach
+    /// the client *before* its implicit commit (the extended protocol commits at `Sync`, after
+    /// `CommandComplete`), so a connection lost in between looked like success for a write
+    /// that never committed (`Spec/POSTGRES.md` §5). A body that throws is rolled back; a
+    /// connection whose `ROLLBACK` fails is closed rather than reused.
+    func withTransaction<T: Sendable>(_ phase: PostgresErrors.Phase,
+                                      _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        let connection = try await acquire()
+        do {
+            try await connection.query("BEGIN", logger: logger)
+        } catch {
+            release(connection)
+            throw PostgresErrors.map(error, phase: phase, url: url)
+        }
+        let result: T
+        do {
+            result = try await body(connection)
+        } catch {
+            do {
+                try await connection.query("ROLLBACK", logger: logger)
+            } catch {
+                try? await connection.close()
+            }
+            release(connection)
+            throw PostgresErrors.map(error, phase: phase, url: url)
+        }
+        do {
+            try await connection.query("COMMIT", logger: logger)
+        } catch {
+            // The outcome is unknown to this client unless the server refused the commit.
+            try? await connection.close()
+            release(connection)
+            throw PostgresErrors.map(error, phase: phase, url: url)
+        }
+        release(connection)
+        return result
+    }
+
     private enum Step { case use(PostgresConnection), connect(Int), wait }
 
     private func acquire() async throws -> PostgresConnection {

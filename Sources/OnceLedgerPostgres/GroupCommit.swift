@@ -16,13 +16,51 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
 
     private let lanes: Int
     private let batchMax: Int
+    private let answerDeadline: Duration
     private let flush: Flush
     private let state = Mutex(State())
 
-    init(lanes: Int, batchMax: Int, flush: @escaping Flush) {
+    /// `answerDeadline`: how long a batch waits for the server's answer before its callers
+    /// get `connection-lost` (outcome unknown) instead of waiting on (`Spec/POSTGRES.md` §5).
+    init(lanes: Int, batchMax: Int, answerDeadline: Duration = .seconds(60), flush: @escaping Flush) {
         self.lanes = max(1, lanes)
         self.batchMax = max(1, batchMax)
+        self.answerDeadline = answerDeadline
         self.flush = flush
+    }
+
+    /// `flush(requests)`, or `connection-lost` once `answerDeadline` passed without an
+    /// answer. A batch whose answer never comes (a connection cut while the server restarts
+    /// can leave a query that neither completes nor fails) must not hold its callers for
+    /// ever: they are told the outcome is unknown, as after a crash — a claim made then
+    /// expires with its lease, never renewed, and turns pending-unknown.
+    private func flushWithDeadline(_ requests: [Request]) async throws -> [Response] {
+        let flush = self.flush
+        let deadline = answerDeadline
+        let count = requests.count
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[Response], any Error>) in
+            let pending = Pending(continuation)
+            let timer = Task {
+                try? await Task.sleep(for: deadline)
+                guard !Task.isCancelled, let waiting = pending.take() else { return }
+                waiting.resume(throwing: LedgerError(
+                    .connectionLost,
+                    "the PostgreSQL server did not answer a batch of \(count) requests within \(deadline); their outcome is unknown to this client (treat it like a crash: a claim turns pending-unknown when its lease expires). Check that the server is up"))
+            }
+            Task {
+                let result: Result<[Response], any Error>
+                do { result = .success(try await flush(requests)) } catch { result = .failure(error) }
+                timer.cancel()
+                pending.take()?.resume(with: result)
+            }
+        }
+    }
+
+    /// A continuation resumed by whichever comes first, the answer or the deadline.
+    private final class Pending: Sendable {
+        private let continuation: Mutex<CheckedContinuation<[Response], any Error>?>
+        init(_ continuation: CheckedContinuation<[Response], any Error>) { self.continuation = Mutex(continuation) }
+        func take() -> CheckedContinuation<[Response], any Error>? { continuation.withLock { $0.take() } }
     }
 
     /// Sends `request` with whatever else is queued; returns its own response, or throws
@@ -55,7 +93,7 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
             }
             guard let batch else { return }
             do {
-                let responses = try await flush(batch.map(\.0))
+                let responses = try await flushWithDeadline(batch.map(\.0))
                 for (index, (_, continuation)) in batch.enumerated() {
                     if index < responses.count {
                         continuation.resume(returning: responses[index])

@@ -10,7 +10,7 @@ extension PostgresStore {
         try Self.validate(run)
         try checkOpen()
         let (namespace, runID) = Self.runBuffers(run)
-        let generation = try await pool.withConnection(.writing("handing out a memo generation")) { connection in
+        let generation = try await pool.withTransaction(.writing("handing out a memo generation")) { connection in
             var generation: Int64 = 0
             for try await (value) in try await connection.query(
                 "SELECT \(unescaped: quotedSchema).memo_generation(\(namespace), \(runID))", logger: logger).decode(Int64.self) {
@@ -92,7 +92,7 @@ extension PostgresStore {
         let digest = request.inputDigest.map { ByteBuffer(bytes: $0) }
         let time = try Self.int64(request.timeMilliseconds, "the memo value's time")
         let value = ByteBuffer(bytes: request.value)
-        let accepted = try await pool.withConnection(.writing("a memo put")) { connection in
+        let accepted = try await pool.withTransaction(.writing("a memo put")) { connection in
             var accepted = false
             for try await (ok) in try await connection.query("""
                 SELECT \(unescaped: quotedSchema).memo_put(\(namespace), \(runID), \(generation), \(step), \(name), \(digest)::bytea, \(time), \(value))
@@ -114,7 +114,7 @@ extension PostgresStore {
         let (namespace, runID) = Self.runBuffers(run)
         let statusCode = Int16(status.rawValue)
         let time = try Self.int64(timeMilliseconds, "the run's end time")
-        let row = try await pool.withConnection(.writing("finishing a run")) { connection in
+        let row = try await pool.withTransaction(.writing("finishing a run")) { connection in
             var row: (Int64, Int16?, Int64?, Int64, Int64)?
             for try await value in try await connection.query("""
                 SELECT generation, status, end_ms, entries, value_bytes
@@ -137,7 +137,7 @@ extension PostgresStore {
             request.retention.windowMilliseconds(for: status).map { Int64(clamping: $0) }
         }
         let succeeded = window(.succeeded), failed = window(.failed), cancelled = window(.cancelled)
-        let swept = try await pool.withConnection(.writing("a memo sweep")) { connection in
+        let swept = try await pool.withTransaction(.writing("a memo sweep")) { connection in
             var swept: [(ByteBuffer, ByteBuffer, Int64, Int64)] = []
             for try await row in try await connection.query("""
                 SELECT namespace, run, generation, entries

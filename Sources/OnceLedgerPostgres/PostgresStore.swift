@@ -34,6 +34,10 @@ public final class PostgresStore: LedgerStore, Sendable {
         public var connections: Int
         /// Requests sent in one statement at most.
         public var batchMax: Int
+        /// How long a claim or a completion waits for the server's answer before it fails
+        /// with `connection-lost` (its outcome unknown, as after a crash) instead of waiting
+        /// on: a hung connection never hangs a caller.
+        public var answerDeadline: Duration = .seconds(60)
         /// Who holds this store's leases: stored with each lease (`entries.lease_owner`) for
         /// operators asking the database who runs a key.
         public var owner: String
@@ -127,14 +131,16 @@ public final class PostgresStore: LedgerStore, Sendable {
         let schema = configuration.schema
         let owner = configuration.owner
         let lanes = max(1, configuration.connections - 1)
-        claims = GroupCommit(lanes: lanes, batchMax: configuration.batchMax) { calls in
-            try await pool.withConnection(.writing("a claim")) { connection in
+        claims = GroupCommit(lanes: lanes, batchMax: configuration.batchMax,
+                             answerDeadline: configuration.answerDeadline) { calls in
+            try await pool.withTransaction(.writing("a claim")) { connection in
                 try await Self.runClaims(calls, connection: connection, schema: schema, owner: owner,
                                          leaseMilliseconds: leaseMilliseconds, logger: logger)
             }
         }
-        settles = GroupCommit(lanes: lanes, batchMax: configuration.batchMax) { calls in
-            try await pool.withConnection(.writing("a completion")) { connection in
+        settles = GroupCommit(lanes: lanes, batchMax: configuration.batchMax,
+                              answerDeadline: configuration.answerDeadline) { calls in
+            try await pool.withTransaction(.writing("a completion")) { connection in
                 try await Self.runSettles(calls, connection: connection, schema: schema, logger: logger)
             }
         }
@@ -402,7 +408,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         let receiptBuffer = ByteBuffer(bytes: receipt)
         let expectedStatus = Self.statusCode(expected)
         let attempt = expectedAttempt.map(Int64.init)
-        let (code, row) = try await pool.withConnection(.writing(forget ? "a forget" : "a resolve")) { connection in
+        let (code, row) = try await pool.withTransaction(.writing(forget ? "a forget" : "a resolve")) { connection in
             let rows = try await connection.query("""
                 SELECT code, status, attempt, generation, fingerprint, time_ms, receipt
                   FROM \(unescaped: quotedSchema).operate(\(keyBuffer), \(forget), \(expectedStatus), \(attempt), \(done), \(receiptBuffer), \(time), \(actor), \(reason))
@@ -506,7 +512,7 @@ public final class PostgresStore: LedgerStore, Sendable {
     public func compact(nowMilliseconds: UInt64) async throws {
         try checkOpen()
         let now = try Self.int64(nowMilliseconds, "the compaction's time")
-        _ = try await pool.withConnection(.writing("a compaction")) { connection in
+        _ = try await pool.withTransaction(.writing("a compaction")) { connection in
             var dropped: Int64 = 0
             for try await (value) in try await connection.query(
                 "SELECT \(unescaped: quotedSchema).compact(\(now))", logger: logger).decode(Int64.self) {
@@ -611,7 +617,7 @@ public final class PostgresStore: LedgerStore, Sendable {
             let fences = held.map(\.0)
             // A failed renewal is not an error of any call: the lease may expire, and then the
             // claim's completion is refused only if another owner took the key over.
-            _ = try? await pool.withConnection(.writing("renewing leases")) { [self] connection in
+            _ = try? await pool.withTransaction(.writing("renewing leases")) { [self] connection in
                 try await connection.query("""
                     SELECT \(unescaped: quotedSchema).renew(\(keys), \(fences), \(leaseMilliseconds))
                     """, logger: logger)

@@ -5,7 +5,8 @@
 // outcomes are in. Every call that returned (performed or already done) is done in the store
 // after the restart; every call that failed failed with a `LedgerError` code (connection
 // lost, database unreachable, …), never an untyped error and never reported as done; no
-// effect ran twice. Then a worker with the retry policy finishes every key, and each key's
+// effect ran twice; no call hangs (a batch the server never answers fails after the store's
+// answer deadline as connection-lost, outcome unknown). Then a worker with the retry policy finishes every key, and each key's
 // executions share one token. Keys: ONCELEDGER_MP_RESTART_KEYS (default 1200).
 import Foundation
 import OnceLedger
@@ -34,7 +35,7 @@ struct MultiProcessRestartTests {
         let keys = (0..<Self.keyCount).map { "k\($0)" }
         func arguments(_ extra: [String]) -> [String] {
             ProcessTestSupport.workerArguments(url: server.url, schema: schema, effects: scratch.effects, keys: keys)
-                + ["--lease-ms", "3000", "--concurrency", "8"] + extra
+                + ["--lease-ms", "3000", "--concurrency", "8", "--answer-deadline-ms", "15000"] + extra
         }
 
         let worker = try WorkerProcess(name: "W", arguments(["--effect-delay-ms", "20"]))

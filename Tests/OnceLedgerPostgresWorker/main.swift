@@ -14,7 +14,7 @@
 //   finished                    every key was called; the store is closed
 //
 // Usage: onceledger-postgres-worker --url URL --schema NAME --name NAME --effects PATH
-//            --keys K1,K2,… [--concurrency N] [--policy fail-closed|retry] [--lease-ms N]
+//            --keys K1,K2,… [--concurrency N] [--policy fail-closed|retry] [--lease-ms N] [--answer-deadline-ms N]
 //            [--hold KEY] [--release-file PATH] [--effect-delay-ms N] [--repeat N]
 import Foundation
 import OnceLedger
@@ -30,6 +30,7 @@ struct WorkerOptions {
     var concurrency = 1
     var retry = false
     var leaseMilliseconds: Int?
+    var answerDeadlineMilliseconds: Int?
     var hold: String?
     var releaseFile: String?
     var repeats = 1
@@ -58,6 +59,7 @@ struct WorkerOptions {
                 case let other: fail("unknown policy \(other)")
                 }
             case "--lease-ms": options.leaseMilliseconds = Int(value())
+            case "--answer-deadline-ms": options.answerDeadlineMilliseconds = Int(value())
             case "--hold": options.hold = value()
             case "--release-file": options.releaseFile = value()
             case "--repeat": options.repeats = max(1, Int(value()) ?? 1)
@@ -109,6 +111,7 @@ do {
     var configuration = PostgresStore.Configuration(url: try PostgresURL(options.url),
                                                     schema: options.schema.isEmpty ? "onceledger" : options.schema)
     if let lease = options.leaseMilliseconds { configuration.lease = .milliseconds(lease) }
+    if let deadline = options.answerDeadlineMilliseconds { configuration.answerDeadline = .milliseconds(deadline) }
     configuration.owner = "worker \(options.name) pid \(getpid())"
     store = try await PostgresStore.connect(configuration: configuration)
 } catch {

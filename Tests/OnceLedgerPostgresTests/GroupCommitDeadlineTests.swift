@@ -1,0 +1,38 @@
+// Proves that group commit never holds its callers for ever: a batch whose statement never
+// answers (a connection cut while the server restarts once left such a query) fails every
+// caller of the batch with `connection-lost` once the answer deadline passed, and a batch that
+// answers in time returns each caller its own response. No server is needed: the flush is a
+// closure. The never-answering flush sleeps for an hour; the test waits only for the deadline.
+import OnceLedgerFormat
+@testable import OnceLedgerPostgres
+import Testing
+
+@Suite struct GroupCommitDeadlineTests {
+    @Test func aBatchWithoutAnAnswerFailsItsCallersAsConnectionLost() async throws {
+        let commit = GroupCommit<Int, Int>(lanes: 1, batchMax: 8, answerDeadline: .milliseconds(50)) { _ in
+            try await Task.sleep(for: .seconds(3600))
+            return []
+        }
+        do {
+            _ = try await commit.submit(1)
+            Issue.record("a batch nobody answered returned")
+        } catch let error as LedgerError {
+            #expect(error.code == .connectionLost)
+            #expect(error.message.contains("outcome is unknown"))
+        }
+    }
+
+    @Test func aBatchAnsweredInTimeReturnsEachCallerItsOwnResponse() async throws {
+        let commit = GroupCommit<Int, Int>(lanes: 2, batchMax: 8, answerDeadline: .seconds(60)) { requests in
+            requests.map { $0 * 10 }
+        }
+        let answers = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for request in 0..<20 { group.addTask { (request, try await commit.submit(request)) } }
+            var all: [(Int, Int)] = []
+            for try await answer in group { all.append(answer) }
+            return all
+        }
+        #expect(answers.count == 20)
+        #expect(answers.allSatisfy { $0.1 == $0.0 * 10 })
+    }
+}
