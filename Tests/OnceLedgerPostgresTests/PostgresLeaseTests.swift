@@ -45,8 +45,10 @@ struct PostgresLeaseTests {
 
     @Test func aLiveOwnerKeepsItsKeyPastTheLeaseByRenewing() async throws {
         let harness = try PostgresHarness()
-        let owner = try await harness.open(lease: .seconds(1))
-        let other = try await harness.open(lease: .seconds(1))
+        // A lease long enough that a renewal (every third of it) is never late on a loaded
+        // machine running the whole suite: with 1 s, a renewal delayed by 0.7 s lost the key.
+        let owner = try await harness.open(lease: .seconds(4))
+        let other = try await harness.open(lease: .seconds(4))
         defer { try? owner.close(); try? other.close() }
         let claim = try granted(try await owner.claim(claimRequest("k")))
         let first = try #require(try await Self.lease(harness, key: "k"))
