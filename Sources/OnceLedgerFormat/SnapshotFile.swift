@@ -467,7 +467,8 @@ public struct SnapshotFile: Hashable, Sendable {
     /// `valuesBytes` bytes: bounds, flags, padding, and values laid out back to back in
     /// hint order from the end of the header, exactly filling the values section. A
     /// hint with a value must be a done entry state with an empty receipt or a memo entry
-    /// with an empty value. Nil if valid.
+    /// with an empty value, and every done entry state and memo entry must have a value.
+    /// Nil if valid.
     static func checkHints(_ raw: UnsafeRawBufferPointer, count: Int, valuesBytes: Int) -> String? {
         var offset = 0
         var nextValue = UInt64(FormatLimits.snapshotHeaderBytes)
@@ -495,6 +496,11 @@ public struct SnapshotFile: Hashable, Sendable {
                 let words = raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)
                     | UInt64(raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt32.self))
                 guard words == 0 else { return "hint \(index) has a value location but no value flag" }
+                // Every writer puts a done entry state's receipt and a memo entry's value in
+                // the values section (FORMAT §6.7); one held in its hint is not a form a writer
+                // makes, and re-encoding would move it (found by the snapshot fuzzer).
+                guard doneReceipt(kind: hint.kind, body) == nil
+                else { return "hint \(index) is a done entry state or a memo entry without its value" }
             }
             offset = bodyStart + padded
         }
