@@ -6,8 +6,9 @@ import PostgresNIO
 /// advisory lock (so processes starting together migrate once), and reads the ledger id
 /// (`Spec/POSTGRES.md` §6).
 enum PostgresMigration {
-    /// Migrations from version N-1 to N, for N = 2, 3, … (version 1 is created whole).
-    static func steps(_ schema: String) -> [Int: [String]] { [:] }
+    /// Migrations from version N-1 to N, for N = 2, 3, … (version 1 is created whole, then
+    /// brought up step by step, so a new schema and a migrated one are the same).
+    static func steps(_ schema: String) -> [Int: [String]] { [2: PostgresSchema.createVersion2(schema)] }
 
     static func migrate(pool: ConnectionPool, schema: String) async throws -> LedgerID {
         let quoted = "\"\(schema)\""

@@ -6,8 +6,9 @@
 /// `PostgresSchema.version`, kept in `meta`; `PostgresStore` migrates older schemas and
 /// refuses newer ones.
 enum PostgresSchema {
-    /// The schema version this build writes and reads.
-    static let version = 1
+    /// The schema version this build writes and reads. Version 2 adds the committing
+    /// procedures (`createVersion2`).
+    static let version = 2
 
     /// The channel `pg_notify` signals settled keys on (payload: the key's bytes in hex).
     static func channel(_ schema: String) -> String { "\(schema)_changes" }
@@ -440,6 +441,73 @@ enum PostgresSchema {
                      WHERE m.namespace = d.namespace AND m.run = d.run AND m.latest = d.generation
                 )
                 SELECT c.namespace, c.run, c.generation, c.entries FROM counted c;
+            END
+            $$
+            """,
+        ]
+    }
+
+    /// The statements that bring version 1 to version 2 (`Spec/POSTGRES.md` §3): procedures
+    /// that run a writing function, `COMMIT`, and only then answer. A procedure's answer (its
+    /// `INOUT` parameters) is sent after its body ran, so an answer that reached the client was
+    /// committed — one round trip, where `BEGIN` / function / `COMMIT` takes three. The answers
+    /// come back as one array per column (postgres-nio decodes no `NULL` array elements, so a
+    /// missing value is a sentinel the store maps back: lease 0, status −1).
+    static func createVersion2(_ schema: String) -> [String] {
+        let s = "\"\(schema)\""
+        return [
+            """
+            CREATE PROCEDURE \(s).claim_commit(p_keys bytea[], p_fingerprints bytea[], p_scopes smallint[], p_windows bigint[],
+                                                p_retry boolean[], p_times bigint[], p_owner text, p_lease_ms bigint,
+                                                INOUT o_idx bigint[] DEFAULT NULL, INOUT o_outcome smallint[] DEFAULT NULL,
+                                                INOUT o_status smallint[] DEFAULT NULL, INOUT o_attempt bigint[] DEFAULT NULL,
+                                                INOUT o_generation bigint[] DEFAULT NULL, INOUT o_fingerprint bytea[] DEFAULT NULL,
+                                                INOUT o_time bigint[] DEFAULT NULL, INOUT o_receipt bytea[] DEFAULT NULL,
+                                                INOUT o_lease bigint[] DEFAULT NULL)
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                SELECT coalesce(array_agg(c.idx ORDER BY c.idx), '{}'), coalesce(array_agg(c.outcome ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(c.status ORDER BY c.idx), '{}'), coalesce(array_agg(c.attempt ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(c.generation ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(c.fingerprint ORDER BY c.idx), '{}'), coalesce(array_agg(c.time_ms ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(c.receipt ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(coalesce(c.lease_id, 0) ORDER BY c.idx), '{}')
+                  INTO o_idx, o_outcome, o_status, o_attempt, o_generation, o_fingerprint, o_time, o_receipt, o_lease
+                  FROM \(s).claim(p_keys, p_fingerprints, p_scopes, p_windows, p_retry, p_times, p_owner, p_lease_ms) c;
+                COMMIT;
+            END
+            $$
+            """,
+            """
+            CREATE PROCEDURE \(s).settle_commit(p_acts smallint[], p_keys bytea[], p_attempts bigint[], p_fences bigint[],
+                                                 p_receipts bytea[], p_times bigint[], p_reasons text[],
+                                                 INOUT o_idx bigint[] DEFAULT NULL, INOUT o_ok boolean[] DEFAULT NULL,
+                                                 INOUT o_status smallint[] DEFAULT NULL, INOUT o_attempt bigint[] DEFAULT NULL,
+                                                 INOUT o_generation bigint[] DEFAULT NULL, INOUT o_fingerprint bytea[] DEFAULT NULL,
+                                                 INOUT o_time bigint[] DEFAULT NULL, INOUT o_receipt bytea[] DEFAULT NULL)
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                SELECT coalesce(array_agg(c.idx ORDER BY c.idx), '{}'), coalesce(array_agg(c.ok ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(coalesce(c.status, -1) ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(coalesce(c.attempt, 0) ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(coalesce(c.generation, 0) ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(coalesce(c.fingerprint, '\\x') ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(coalesce(c.time_ms, 0) ORDER BY c.idx), '{}'),
+                       coalesce(array_agg(coalesce(c.receipt, '\\x') ORDER BY c.idx), '{}')
+                  INTO o_idx, o_ok, o_status, o_attempt, o_generation, o_fingerprint, o_time, o_receipt
+                  FROM \(s).settle(p_acts, p_keys, p_attempts, p_fences, p_receipts, p_times, p_reasons) c;
+                COMMIT;
+            END
+            $$
+            """,
+            """
+            CREATE PROCEDURE \(s).memo_put_commit(p_namespace bytea, p_run bytea, p_generation bigint, p_step bytea,
+                                                   p_name bytea, p_digest bytea, p_time bigint, p_value bytea,
+                                                   INOUT o_ok boolean DEFAULT NULL)
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                o_ok := \(s).memo_put(p_namespace, p_run, p_generation, p_step, p_name, p_digest, p_time, p_value);
+                COMMIT;
             END
             $$
             """,

@@ -92,10 +92,11 @@ extension PostgresStore {
         let digest = request.inputDigest.map { ByteBuffer(bytes: $0) }
         let time = try Self.int64(request.timeMilliseconds, "the memo value's time")
         let value = ByteBuffer(bytes: request.value)
-        let accepted = try await pool.withTransaction(.writing("a memo put")) { connection in
+        // One round trip: the procedure commits before it answers (`Spec/POSTGRES.md` §3).
+        let accepted = try await pool.withConnection(.writing("a memo put")) { connection in
             var accepted = false
             for try await (ok) in try await connection.query("""
-                SELECT \(unescaped: quotedSchema).memo_put(\(namespace), \(runID), \(generation), \(step), \(name), \(digest)::bytea, \(time), \(value))
+                CALL \(unescaped: quotedSchema).memo_put_commit(\(namespace), \(runID), \(generation), \(step), \(name), \(digest)::bytea, \(time), \(value))
                 """, logger: logger).decode(Bool.self) {
                 accepted = ok
             }

@@ -133,14 +133,14 @@ public final class PostgresStore: LedgerStore, Sendable {
         let lanes = max(1, configuration.connections - 1)
         claims = GroupCommit(lanes: lanes, batchMax: configuration.batchMax,
                              answerDeadline: configuration.answerDeadline) { calls in
-            try await pool.withTransaction(.writing("a claim")) { connection in
+            try await pool.withConnection(.writing("a claim")) { connection in
                 try await Self.runClaims(calls, connection: connection, schema: schema, owner: owner,
                                          leaseMilliseconds: leaseMilliseconds, logger: logger)
             }
         }
         settles = GroupCommit(lanes: lanes, batchMax: configuration.batchMax,
                               answerDeadline: configuration.answerDeadline) { calls in
-            try await pool.withTransaction(.writing("a completion")) { connection in
+            try await pool.withConnection(.writing("a completion")) { connection in
                 try await Self.runSettles(calls, connection: connection, schema: schema, logger: logger)
             }
         }
@@ -200,24 +200,32 @@ public final class PostgresStore: LedgerStore, Sendable {
         let windows = calls.map(\.window)
         let retries = calls.map(\.retry)
         let times = calls.map(\.time)
+        // One round trip: the procedure commits before it answers (`Spec/POSTGRES.md` §3).
         let rows = try await connection.query("""
-            SELECT idx, outcome, status, attempt, generation, fingerprint, time_ms, receipt, lease_id
-              FROM \(unescaped: "\"\(schema)\"").claim(\(keys), \(fingerprints), \(scopes), \(windows), \(retries), \(times), \(owner), \(leaseMilliseconds))
+            CALL \(unescaped: "\"\(schema)\"").claim_commit(\(keys), \(fingerprints), \(scopes), \(windows), \(retries), \(times), \(owner), \(leaseMilliseconds))
             """, logger: logger)
         var answers = [ClaimRow?](repeating: nil, count: calls.count)
-        for try await (index, outcome, status, attempt, generation, fingerprint, time, receipt, fence) in rows.decode(
-            (Int64, Int16, Int16, Int64, Int64, ByteBuffer, Int64, ByteBuffer, Int64?).self) {
-            let position = Int(index) - 1
-            guard answers.indices.contains(position) else { continue }
-            answers[position] = ClaimRow(
-                outcome: outcome,
-                row: EntryRow(status: status, attempt: attempt, generation: generation, fingerprint: Array(buffer: fingerprint),
-                              time: time, receipt: Array(buffer: receipt)),
-                fence: fence)
+        for try await (indices, outcomes, statuses, attempts, generations, fingerprints, times, receipts, fences) in rows.decode(
+            ([Int64], [Int16], [Int16], [Int64], [Int64], [ByteBuffer], [Int64], [ByteBuffer], [Int64]).self) {
+            let count = indices.count
+            guard [outcomes.count, statuses.count, attempts.count, generations.count, fingerprints.count, times.count,
+                   receipts.count, fences.count].allSatisfy({ $0 == count }) else {
+                throw LedgerError(.databaseError, "the claim procedure answered columns of different lengths; the outcome of the batch is unknown")
+            }
+            for item in 0..<count {
+                let position = Int(indices[item]) - 1
+                guard answers.indices.contains(position) else { continue }
+                answers[position] = ClaimRow(
+                    outcome: outcomes[item],
+                    row: EntryRow(status: statuses[item], attempt: attempts[item], generation: generations[item],
+                                  fingerprint: Array(buffer: fingerprints[item]), time: times[item],
+                                  receipt: Array(buffer: receipts[item])),
+                    fence: fences[item] == 0 ? nil : fences[item])
+            }
         }
         return try answers.map {
             guard let answer = $0 else {
-                throw LedgerError(.databaseError, "the claim function returned no row for a request; its outcome is unknown")
+                throw LedgerError(.databaseError, "the claim procedure returned no answer for a request; its outcome is unknown")
             }
             return answer
         }
@@ -288,25 +296,32 @@ public final class PostgresStore: LedgerStore, Sendable {
         let receipts = calls.map { ByteBuffer(bytes: $0.receipt) }
         let times = calls.map(\.time)
         let reasons = calls.map(\.reason)
+        // One round trip: the procedure commits before it answers (`Spec/POSTGRES.md` §3).
         let rows = try await connection.query("""
-            SELECT idx, ok, status, attempt, generation, fingerprint, time_ms, receipt
-              FROM \(unescaped: "\"\(schema)\"").settle(\(acts), \(keys), \(attempts), \(fences), \(receipts), \(times), \(reasons))
+            CALL \(unescaped: "\"\(schema)\"").settle_commit(\(acts), \(keys), \(attempts), \(fences), \(receipts), \(times), \(reasons))
             """, logger: logger)
         var answers = [SettleRow?](repeating: nil, count: calls.count)
-        for try await (index, ok, status, attempt, generation, fingerprint, time, receipt) in rows.decode(
-            (Int64, Bool, Int16?, Int64?, Int64?, ByteBuffer?, Int64?, ByteBuffer?).self) {
-            let position = Int(index) - 1
-            guard answers.indices.contains(position) else { continue }
-            var row: EntryRow?
-            if let status, let attempt, let generation, let fingerprint, let time, let receipt {
-                row = EntryRow(status: status, attempt: attempt, generation: generation,
-                               fingerprint: Array(buffer: fingerprint), time: time, receipt: Array(buffer: receipt))
+        for try await (indices, oks, statuses, attemptNumbers, generations, fingerprints, timeValues, receiptValues) in rows.decode(
+            ([Int64], [Bool], [Int16], [Int64], [Int64], [ByteBuffer], [Int64], [ByteBuffer]).self) {
+            let count = indices.count
+            guard [oks.count, statuses.count, attemptNumbers.count, generations.count, fingerprints.count, timeValues.count,
+                   receiptValues.count].allSatisfy({ $0 == count }) else {
+                throw LedgerError(.databaseError, "the settle procedure answered columns of different lengths; the outcome of the batch is unknown")
             }
-            answers[position] = SettleRow(ok: ok, row: row)
+            for item in 0..<count {
+                let position = Int(indices[item]) - 1
+                guard answers.indices.contains(position) else { continue }
+                // Status −1: the key has no row (the procedure's stand-in for NULL).
+                let row: EntryRow? = statuses[item] == -1 ? nil : EntryRow(
+                    status: statuses[item], attempt: attemptNumbers[item], generation: generations[item],
+                    fingerprint: Array(buffer: fingerprints[item]), time: timeValues[item],
+                    receipt: Array(buffer: receiptValues[item]))
+                answers[position] = SettleRow(ok: oks[item], row: row)
+            }
         }
         return try answers.map {
             guard let answer = $0 else {
-                throw LedgerError(.databaseError, "the settle function returned no row for a request; its outcome is unknown")
+                throw LedgerError(.databaseError, "the settle procedure returned no answer for a request; its outcome is unknown")
             }
             return answer
         }

@@ -1,0 +1,94 @@
+// Proves that schema version 2 (the committing procedures, Spec/POSTGRES.md §3 and §5) is what a
+// new store creates and what an existing version-1 schema is migrated to, keeping its rows; and
+// that the claim procedure commits inside itself (it refuses to run inside a transaction block,
+// which is what makes its answer arrive only after the commit).
+@testable import OnceLedgerPostgres
+import OnceLedger
+import OnceLedgerFormat
+import PostgresNIO
+import Testing
+
+@Suite struct PostgresMigrationTests {
+    private func version(_ store: PostgresStore) async throws -> Int32 {
+        try await store.pool.withConnection(.reading("test")) { connection in
+            var version: Int32 = 0
+            for try await (found) in try await connection.query(
+                "SELECT schema_version FROM \(unescaped: store.quotedSchema).meta", logger: store.logger).decode(Int32.self) {
+                version = found
+            }
+            return version
+        }
+    }
+
+    private func procedures(_ store: PostgresStore) async throws -> [String] {
+        let schema = store.schema
+        return try await store.pool.withConnection(.reading("test")) { connection in
+            var names: [String] = []
+            for try await (name) in try await connection.query("""
+                SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname = \(schema) AND p.prokind = 'p' ORDER BY p.proname
+                """, logger: store.logger).decode(String.self) {
+                names.append(name)
+            }
+            return names
+        }
+    }
+
+    @Test func aNewStoreIsVersion2WithTheCommittingProcedures() async throws {
+        let store = try await PostgresHarness().open()
+        defer { try? store.close() }
+        #expect(try await version(store) == 2)
+        #expect(try await procedures(store) == ["claim_commit", "memo_put_commit", "settle_commit"])
+    }
+
+    @Test func aVersion1SchemaIsMigratedAndKeepsItsEntries() async throws {
+        let harness = try PostgresHarness()
+        let store = try await harness.open()
+        let claim = try granted(try await store.claim(claimRequest("kept")))
+        _ = try await store.complete(claim, receipt: Array("r".utf8), timeMilliseconds: 2_000)
+        // Back to version 1: what a build of version 1 left behind.
+        try await store.pool.withConnection(.writing("test")) { connection in
+            for name in ["claim_commit", "settle_commit", "memo_put_commit"] {
+                try await connection.query(PostgresQuery(unsafeSQL: "DROP PROCEDURE \(store.quotedSchema).\(name)"),
+                                           logger: store.logger)
+            }
+            try await connection.query("UPDATE \(unescaped: store.quotedSchema).meta SET schema_version = 1",
+                                       logger: store.logger)
+            return 0
+        }
+        #expect(try await procedures(store).isEmpty)
+        try store.close()
+
+        let migrated = try await harness.open()
+        defer { try? migrated.close() }
+        #expect(try await version(migrated) == 2)
+        #expect(try await procedures(migrated) == ["claim_commit", "memo_put_commit", "settle_commit"])
+        let kept = try await migrated.entry("kept")
+        #expect(kept?.status == .done && kept?.receipt == Array("r".utf8))
+        let next = try granted(try await migrated.claim(claimRequest("new")))
+        _ = try await migrated.complete(next, receipt: [], timeMilliseconds: 3_000)
+        #expect(try await migrated.entry("new")?.status == .done)
+    }
+
+    @Test func theClaimProcedureCommitsInsideItself() async throws {
+        let store = try await PostgresHarness().open()
+        defer { try? store.close() }
+        let refusal: String = try await store.pool.withConnection(.writing("test")) { connection in
+            try await connection.query("BEGIN", logger: store.logger)
+            var message = ""
+            do {
+                // The error arrives with the rows: read them.
+                for try await _ in try await connection.query("""
+                    CALL \(unescaped: store.quotedSchema).claim_commit(ARRAY['\\x6b'::bytea], ARRAY[decode(repeat('00', 32), 'hex')],
+                        ARRAY[0::smallint], ARRAY[0::bigint], ARRAY[false], ARRAY[1::bigint], 'test', 1000)
+                    """, logger: store.logger) {}
+            } catch let error as PSQLError {
+                message = error.serverInfo?[.message] ?? "\(error)"
+            }
+            try await connection.query("ROLLBACK", logger: store.logger)
+            return message
+        }
+        #expect(refusal.contains("invalid transaction termination"), "\(refusal)")
+        #expect(try await store.entry("k") == nil)
+    }
+}
