@@ -1,17 +1,36 @@
 import OnceLedgerFormat
 import Synchronization
 
-/// Group commit (`Spec/POSTGRES.md` §5): concurrent callers' requests are queued, and up to
+/// Group commit (`Spec/POSTGRES.md` §4): concurrent callers' requests are queued, and up to
 /// `lanes` flushers each take everything queued (at most `batchMax`) and send it as one
 /// statement — one round trip and one commit for the whole batch. A lone caller's request
 /// is sent at once (no timer); callers that arrive while a batch is on the wire form the
 /// next one.
+///
+/// **No caller waits for ever.** A batch whose answer never comes (a connection cut while the
+/// server restarts can leave a query that neither completes nor fails) fails its callers with
+/// `connection-lost` once `answerDeadline` passed — the outcome is unknown to them, as after a
+/// crash: a claim made then is never renewed, so its lease expires and it turns
+/// pending-unknown. One watchdog task per group checks the batches on the wire (none runs while
+/// nothing is in flight), so a batch costs no timer of its own; the watchdog also frees the
+/// stuck batch's lane, so the next requests are sent on a fresh flusher.
 final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     typealias Flush = @Sendable ([Request]) async throws -> [Response]
+    private typealias Caller = CheckedContinuation<Response, any Error>
+
+    private struct InFlight {
+        var started: ContinuousClock.Instant
+        var callers: [Caller]
+    }
 
     private struct State {
-        var queue: [(Request, CheckedContinuation<Response, any Error>)] = []
+        var queue: [(Request, Caller)] = []
         var flushing = 0
+        /// Batches on the wire, by number: whoever removes a batch answers its callers (its
+        /// flusher with the result, or the watchdog with `connection-lost`).
+        var inFlight: [UInt64: InFlight] = [:]
+        var nextBatch: UInt64 = 0
+        var watching = false
     }
 
     private let lanes: Int
@@ -21,46 +40,12 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     private let state = Mutex(State())
 
     /// `answerDeadline`: how long a batch waits for the server's answer before its callers
-    /// get `connection-lost` (outcome unknown) instead of waiting on (`Spec/POSTGRES.md` §5).
+    /// get `connection-lost` (outcome unknown) instead of waiting on (`Spec/POSTGRES.md` §3).
     init(lanes: Int, batchMax: Int, answerDeadline: Duration = .seconds(60), flush: @escaping Flush) {
         self.lanes = max(1, lanes)
         self.batchMax = max(1, batchMax)
         self.answerDeadline = answerDeadline
         self.flush = flush
-    }
-
-    /// `flush(requests)`, or `connection-lost` once `answerDeadline` passed without an
-    /// answer. A batch whose answer never comes (a connection cut while the server restarts
-    /// can leave a query that neither completes nor fails) must not hold its callers for
-    /// ever: they are told the outcome is unknown, as after a crash — a claim made then
-    /// expires with its lease, never renewed, and turns pending-unknown.
-    private func flushWithDeadline(_ requests: [Request]) async throws -> [Response] {
-        let flush = self.flush
-        let deadline = answerDeadline
-        let count = requests.count
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[Response], any Error>) in
-            let pending = Pending(continuation)
-            let timer = Task {
-                try? await Task.sleep(for: deadline)
-                guard !Task.isCancelled, let waiting = pending.take() else { return }
-                waiting.resume(throwing: LedgerError(
-                    .connectionLost,
-                    "the PostgreSQL server did not answer a batch of \(count) requests within \(deadline); their outcome is unknown to this client (treat it like a crash: a claim turns pending-unknown when its lease expires). Check that the server is up"))
-            }
-            Task {
-                let result: Result<[Response], any Error>
-                do { result = .success(try await flush(requests)) } catch { result = .failure(error) }
-                timer.cancel()
-                pending.take()?.resume(with: result)
-            }
-        }
-    }
-
-    /// A continuation resumed by whichever comes first, the answer or the deadline.
-    private final class Pending: Sendable {
-        private let continuation: Mutex<CheckedContinuation<[Response], any Error>?>
-        init(_ continuation: CheckedContinuation<[Response], any Error>) { self.continuation = Mutex(continuation) }
-        func take() -> CheckedContinuation<[Response], any Error>? { continuation.withLock { $0.take() } }
     }
 
     /// Sends `request` with whatever else is queued; returns its own response, or throws
@@ -80,31 +65,75 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     /// Requests waiting for a batch (tests order races with it).
     var queuedCount: Int { state.withLock { $0.queue.count } }
 
+    /// One flusher: sends batches until the queue is empty, or until the watchdog gave its
+    /// batch up (the lane then belongs to a new flusher; this one just ends when — if ever —
+    /// its statement returns).
     private func drain() async {
         while true {
-            let batch = state.withLock { state -> [(Request, CheckedContinuation<Response, any Error>)]? in
+            let taken = state.withLock { state -> (UInt64, [Request], Bool)? in
                 if state.queue.isEmpty {
                     state.flushing -= 1
                     return nil
                 }
-                let taken = Array(state.queue.prefix(batchMax))
-                state.queue.removeFirst(taken.count)
-                return taken
+                let batch = state.queue.prefix(batchMax)
+                state.queue.removeFirst(batch.count)
+                let number = state.nextBatch
+                state.nextBatch += 1
+                state.inFlight[number] = InFlight(started: .now, callers: batch.map(\.1))
+                let startWatchdog = !state.watching
+                state.watching = true
+                return (number, batch.map(\.0), startWatchdog)
             }
-            guard let batch else { return }
-            do {
-                let responses = try await flushWithDeadline(batch.map(\.0))
-                for (index, (_, continuation)) in batch.enumerated() {
+            guard let (number, requests, startWatchdog) = taken else { return }
+            if startWatchdog { Task { await self.watch() } }
+            let result: Result<[Response], any Error>
+            do { result = .success(try await flush(requests)) } catch { result = .failure(error) }
+            guard let batch = state.withLock({ $0.inFlight.removeValue(forKey: number) }) else { return }
+            switch result {
+            case .success(let responses):
+                for (index, caller) in batch.callers.enumerated() {
                     if index < responses.count {
-                        continuation.resume(returning: responses[index])
+                        caller.resume(returning: responses[index])
                     } else {
-                        continuation.resume(throwing: LedgerError(
-                            .databaseError, "the server answered \(responses.count) rows for a batch of \(batch.count) requests; the outcome of this one is unknown"))
+                        caller.resume(throwing: LedgerError(
+                            .databaseError, "the server answered \(responses.count) rows for a batch of \(batch.callers.count) requests; the outcome of this one is unknown"))
                     }
                 }
-            } catch {
-                for (_, continuation) in batch { continuation.resume(throwing: error) }
+            case .failure(let error):
+                for caller in batch.callers { caller.resume(throwing: error) }
             }
+        }
+    }
+
+    /// The watchdog: while batches are on the wire, fails those older than `answerDeadline`
+    /// and gives their lanes to new flushers. Ends when nothing is in flight.
+    private func watch() async {
+        let deadline = answerDeadline
+        let period = min(max(deadline / 4, .milliseconds(1)), .seconds(1))
+        while true {
+            try? await Task.sleep(for: period)
+            let now = ContinuousClock.now
+            let (expired, newFlushers, stop) = state.withLock { state -> ([InFlight], Int, Bool) in
+                let late = state.inFlight.filter { now - $0.value.started >= deadline }
+                for number in late.keys { state.inFlight[number] = nil }
+                state.flushing -= late.count
+                var starts = 0
+                while !state.queue.isEmpty, state.flushing < lanes, starts < state.queue.count {
+                    state.flushing += 1
+                    starts += 1
+                }
+                let stop = state.inFlight.isEmpty
+                if stop { state.watching = false }
+                return (Array(late.values), starts, stop)
+            }
+            for batch in expired {
+                let error = LedgerError(
+                    .connectionLost,
+                    "the PostgreSQL server did not answer a batch of \(batch.callers.count) requests within \(deadline); their outcome is unknown to this client (treat it like a crash: a claim turns pending-unknown when its lease expires). Check that the server is up")
+                for caller in batch.callers { caller.resume(throwing: error) }
+            }
+            for _ in 0..<newFlushers { Task { await self.drain() } }
+            if stop { return }
         }
     }
 }

@@ -5,6 +5,7 @@
 // closure. The never-answering flush sleeps for an hour; the test waits only for the deadline.
 import OnceLedgerFormat
 @testable import OnceLedgerPostgres
+import Synchronization
 import Testing
 
 @Suite struct GroupCommitDeadlineTests {
@@ -34,5 +35,24 @@ import Testing
         }
         #expect(answers.count == 20)
         #expect(answers.allSatisfy { $0.1 == $0.0 * 10 })
+    }
+}
+
+@Suite struct GroupCommitLaneTests {
+    /// The only lane's batch never answers; once the deadline failed it, the next request is
+    /// sent on a new flusher and answered (the stuck statement does not hold the lane).
+    @Test func aLaneStuckOnAnUnansweredBatchIsGivenToANewFlusher() async throws {
+        let calls = Calls()
+        let commit = GroupCommit<Int, Int>(lanes: 1, batchMax: 8, answerDeadline: .milliseconds(50)) { requests in
+            if calls.next() == 0 { try await Task.sleep(for: .seconds(3600)) }
+            return requests.map { $0 + 1 }
+        }
+        await #expect(throws: LedgerError.self) { _ = try await commit.submit(1) }
+        #expect(try await commit.submit(41) == 42)
+    }
+
+    final class Calls: Sendable {
+        private let count = Mutex(0)
+        func next() -> Int { count.withLock { value in defer { value += 1 }; return value } }
     }
 }
