@@ -30,6 +30,8 @@ public final class Ledger: Sendable {
     public let memoRetention: MemoRetention?
     /// The background memo sweeper (with `memoRetention`), cancelled by `close()`.
     let memoSweeper = Mutex<MemoSweeper?>(nil)
+    /// Decoded memo values its memos share (`MemoDecodedCache`, 16 MiB of stored bytes).
+    public let memoDecodedCache = MemoDecodedCache()
 
     /// An executor to run the task that calls `once` on, for the lowest latency per
     /// call with one caller (or a few):

@@ -24,6 +24,8 @@ public struct Memo: Sendable {
     public let step: String
     let store: any LedgerStore
     let clock: @Sendable () -> UInt64
+    /// The ledger's decoded values (`MemoDecodedCache`); nil: every get decodes.
+    var decodedCache: MemoDecodedCache? = nil
 
     /// The stored value of `name` decoded as `T`, or nil if there is none. Throws
     /// `.memoInputMismatch` if it was stored with another input than `input`, and
@@ -33,6 +35,16 @@ public struct Memo: Sendable {
     {
         guard let bytes = try await bytes(name, input: input) else { return nil }
         return try decode(bytes, as: T.self, name: name)
+    }
+
+    /// `get` for a `Sendable` type: a value whose stored bytes were decoded as `T` before
+    /// is answered from the ledger's decoded values (`MemoDecodedCache`) without decoding
+    /// again; the bytes are still read and compared, and the input still checked.
+    public func get<T: Decodable & Sendable>(_ name: String, as type: T.Type = T.self, input: (any Encodable)? = nil)
+        async throws -> T?
+    {
+        guard let bytes = try await bytes(name, input: input) else { return nil }
+        return try decodeRemembering(bytes, as: T.self, name: name)
     }
 
     /// The stored bytes of `name`, or nil if there is none (`get`'s input rule).
@@ -63,6 +75,19 @@ public struct Memo: Sendable {
         let digest = try Memo.digest(input)
         if let stored = try await read(name, digest: digest) {
             return .cached(try decode(stored.bytes, as: T.self, name: name))
+        }
+        let value = try await compute()
+        try await write(name, bytes: Memo.encode(value), digest: digest)
+        return .computed(value)
+    }
+
+    /// `remember` for a `Sendable` type: a cached value is answered like `get` answers it
+    /// (from the ledger's decoded values when its bytes were decoded before).
+    public func remember<T: Codable & Sendable>(_ name: String, as type: T.Type = T.self, input: (any Encodable)? = nil,
+                                                _ compute: () async throws -> T) async throws -> Remembered<T> {
+        let digest = try Memo.digest(input)
+        if let stored = try await read(name, digest: digest) {
+            return .cached(try decodeRemembering(stored.bytes, as: T.self, name: name))
         }
         let value = try await compute()
         try await write(name, bytes: Memo.encode(value), digest: digest)
@@ -126,6 +151,16 @@ public struct Memo: Sendable {
         return Array(try encoder.encode(value))
     }
 
+    /// `decode`, through the ledger's decoded values when it has them.
+    private func decodeRemembering<T: Decodable & Sendable>(_ bytes: [UInt8], as type: T.Type, name: String) throws -> T {
+        guard let decodedCache else { return try decode(bytes, as: T.self, name: name) }
+        let cacheKey = MemoDecodedCache.Key(key: key(name), type: ObjectIdentifier(T.self))
+        if let value = decodedCache.value(cacheKey, bytes: bytes, as: T.self) { return value }
+        let value = try decode(bytes, as: T.self, name: name)
+        decodedCache.remember(cacheKey, bytes: bytes, value: value)
+        return value
+    }
+
     private func decode<T: Decodable>(_ bytes: [UInt8], as type: T.Type, name: String) throws -> T {
         do {
             // Decoded in place: the bytes are not copied into a `Data` first.
@@ -183,7 +218,8 @@ extension Ledger {
         }
         if closed.withLock({ $0 }) { throw LedgerError(.closed, "the ledger is closed") }
         let generation = try await store.memoGeneration(of: memoRun)
-        return Memo(run: memoRun, generation: generation, step: step, store: store, clock: clock)
+        return Memo(run: memoRun, generation: generation, step: step, store: store, clock: clock,
+                    decodedCache: memoDecodedCache)
     }
 
     /// Ends `run`'s current generation durably, with `status` and the time from the
