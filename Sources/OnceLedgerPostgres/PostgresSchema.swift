@@ -65,86 +65,7 @@ enum PostgresSchema {
             // claim: one row per request, processed in key order (so two batches never lock
             // rows in opposite orders). outcome: 0 claimed (lease_id is the new fence), 1 done,
             // 2 pending-unknown, 3 fingerprint mismatch, 4 running (a live lease).
-            """
-            CREATE FUNCTION \(s).claim(p_keys bytea[], p_fingerprints bytea[], p_scopes smallint[], p_windows bigint[],
-                                       p_retry boolean[], p_times bigint[], p_owner text, p_lease_ms bigint)
-            RETURNS TABLE(idx bigint, outcome smallint, status smallint, attempt bigint, generation bigint,
-                          fingerprint bytea, time_ms bigint, receipt bytea, lease_id bigint)
-            LANGUAGE plpgsql AS $$
-            #variable_conflict use_column
-            DECLARE
-                r record;
-                e \(s).entries%ROWTYPE;
-                expired boolean;
-                grant_attempt bigint;
-                grant_generation bigint;
-                v_floor bigint;
-            BEGIN
-                -- The generation floor a key without an entry starts at; held (FOR SHARE) until
-                -- the batch commits, so a compaction raising it waits for the batch, and the
-                -- batch waits for a compaction in progress and then reads the raised floor.
-                SELECT m.generation_floor INTO v_floor FROM \(s).meta m FOR SHARE;
-                FOR r IN SELECT u.k, u.f, u.s, u.w, u.rt, u.t, u.i
-                         FROM unnest(p_keys, p_fingerprints, p_scopes, p_windows, p_retry, p_times)
-                              WITH ORDINALITY AS u(k, f, s, w, rt, t, i)
-                         ORDER BY u.k, u.i
-                LOOP
-                    idx := r.i;
-                    INSERT INTO \(s).entries AS x (key, status, attempt, generation, fingerprint, scope, window_ms,
-                                                   time_ms, receipt, lease_id, lease_owner, lease_expires)
-                    VALUES (r.k, 1, 1, v_floor, r.f, r.s, r.w, r.t, '\\x', nextval('\(s).lease_ids'), p_owner,
-                            clock_timestamp() + p_lease_ms * interval '1 millisecond')
-                    ON CONFLICT (key) DO NOTHING
-                    RETURNING x.lease_id INTO lease_id;
-                    IF FOUND THEN
-                        outcome := 0; status := 1; attempt := 1; generation := v_floor; fingerprint := r.f;
-                        time_ms := r.t; receipt := '\\x';
-                        RETURN NEXT;
-                        CONTINUE;
-                    END IF;
-                    SELECT * INTO e FROM \(s).entries x WHERE x.key = r.k FOR UPDATE;
-                    grant_attempt := NULL;
-                    IF e.lease_id IS NOT NULL AND e.lease_expires > clock_timestamp() THEN
-                        outcome := CASE WHEN e.fingerprint <> r.f THEN 3 ELSE 4 END;
-                    ELSIF e.status = 0 THEN
-                        grant_attempt := e.attempt + 1; grant_generation := e.generation;
-                    ELSIF e.fingerprint <> r.f THEN
-                        outcome := 3;
-                    ELSIF e.status = 2 THEN
-                        expired := CASE r.s WHEN 0 THEN false WHEN 1 THEN true
-                                   ELSE r.t::numeric >= e.time_ms::numeric + r.w::numeric END;
-                        IF expired THEN
-                            grant_attempt := e.attempt + 1; grant_generation := e.generation + 1;
-                        ELSE
-                            outcome := 1;
-                        END IF;
-                    ELSIF r.rt THEN
-                        grant_attempt := e.attempt + 1; grant_generation := e.generation;
-                    ELSE
-                        outcome := 2;
-                    END IF;
-                    IF grant_attempt IS NOT NULL THEN
-                        UPDATE \(s).entries x
-                           SET status = 1, attempt = grant_attempt, generation = grant_generation, fingerprint = r.f,
-                               scope = r.s, window_ms = r.w, time_ms = r.t, receipt = '\\x',
-                               lease_id = nextval('\(s).lease_ids'), lease_owner = p_owner,
-                               lease_expires = clock_timestamp() + p_lease_ms * interval '1 millisecond'
-                         WHERE x.key = r.k
-                        RETURNING x.lease_id INTO lease_id;
-                        outcome := 0; status := 1; attempt := grant_attempt; generation := grant_generation;
-                        fingerprint := r.f; time_ms := r.t; receipt := '\\x';
-                    ELSE
-                        status := CASE WHEN outcome IN (3, 4) AND e.lease_id IS NOT NULL
-                                       AND e.lease_expires > clock_timestamp() THEN 1 ELSE e.status END;
-                        attempt := e.attempt; generation := e.generation; fingerprint := e.fingerprint;
-                        time_ms := e.time_ms; receipt := CASE WHEN outcome = 1 OR e.status = 2 THEN e.receipt ELSE '\\x' END;
-                        lease_id := NULL;
-                    END IF;
-                    RETURN NEXT;
-                END LOOP;
-            END
-            $$
-            """,
+            claimFunction(s, create: "CREATE", readFloor: "SELECT m.generation_floor INTO v_floor FROM \(s).meta m FOR SHARE;"),
             // settle: complete (1), release (2) or abandon (3) a claim, accepted only from the
             // claim's lease (key, attempt and fence all current, the entry pending). ok false:
             // nothing was written, the row returned is the entry as it is (absent: no row).
@@ -217,33 +138,7 @@ enum PostgresSchema {
             // compact: retention (`Spec/POSTGRES.md` §3.6, ARCHITECTURE §2): deletes the entries
             // that block nothing at p_now and raises the generation floor past them, in one
             // transaction holding the meta row, so no claim reads the floor in between.
-            """
-            CREATE FUNCTION \(s).compact(p_now bigint) RETURNS bigint
-            LANGUAGE plpgsql AS $$
-            #variable_conflict use_column
-            DECLARE
-                dropped_max bigint;
-                dropped bigint;
-            BEGIN
-                PERFORM 1 FROM \(s).meta m FOR UPDATE;
-                WITH gone AS (
-                    DELETE FROM \(s).entries x
-                     WHERE (x.lease_id IS NULL OR x.lease_expires <= clock_timestamp())
-                       AND x.generation < 4294967295
-                       AND (x.status = 0
-                            OR (x.status = 2 AND x.scope = 1)
-                            OR (x.status = 2 AND x.scope = 2
-                                AND x.time_ms::numeric + x.window_ms::numeric <= p_now::numeric))
-                    RETURNING x.generation
-                )
-                SELECT max(g.generation), count(*) INTO dropped_max, dropped FROM gone g;
-                IF dropped_max IS NOT NULL THEN
-                    UPDATE \(s).meta m SET generation_floor = greatest(m.generation_floor, dropped_max + 1);
-                END IF;
-                RETURN dropped;
-            END
-            $$
-            """,
+            compactFunction(s, create: "CREATE", lockFloor: "PERFORM 1 FROM \(s).meta m FOR UPDATE;"),
             // resolve (p_done: to done with p_receipt, else to absent) or forget (p_forget), an
             // audited act. code: 0 done, 1 not in the expected state (or no such key),
             // 2 a live lease holds the key, 3 another attempt than expected.
@@ -447,6 +342,131 @@ enum PostgresSchema {
         ]
     }
 
+    /// The claim function (`Spec/POSTGRES.md` §3.1), with how it holds the generation floor
+    /// until it commits: version 1 share-locked the `meta` row (`FOR SHARE`, a row lock that
+    /// every batch writes and concurrent batches turn into a multixact); version 2 takes a
+    /// shared advisory lock (`floorLockKey`) instead, which writes nothing. Either way a
+    /// compaction raising the floor waits for the batches holding it, and a batch waits for a
+    /// compaction in progress and then reads the raised floor (READ COMMITTED: each statement
+    /// sees what committed before it started).
+    static func claimFunction(_ s: String, create: String, readFloor: String) -> String {
+        """
+        \(create) FUNCTION \(s).claim(p_keys bytea[], p_fingerprints bytea[], p_scopes smallint[], p_windows bigint[],
+                                   p_retry boolean[], p_times bigint[], p_owner text, p_lease_ms bigint)
+        RETURNS TABLE(idx bigint, outcome smallint, status smallint, attempt bigint, generation bigint,
+                      fingerprint bytea, time_ms bigint, receipt bytea, lease_id bigint)
+        LANGUAGE plpgsql AS $$
+        #variable_conflict use_column
+        DECLARE
+            r record;
+            e \(s).entries%ROWTYPE;
+            expired boolean;
+            grant_attempt bigint;
+            grant_generation bigint;
+            v_floor bigint;
+        BEGIN
+            -- The generation floor a key without an entry starts at, held until the batch
+            -- commits, so a compaction raising it waits for the batch, and the batch waits
+            -- for a compaction in progress and then reads the raised floor.
+            \(readFloor)
+            FOR r IN SELECT u.k, u.f, u.s, u.w, u.rt, u.t, u.i
+                     FROM unnest(p_keys, p_fingerprints, p_scopes, p_windows, p_retry, p_times)
+                          WITH ORDINALITY AS u(k, f, s, w, rt, t, i)
+                     ORDER BY u.k, u.i
+            LOOP
+                idx := r.i;
+                INSERT INTO \(s).entries AS x (key, status, attempt, generation, fingerprint, scope, window_ms,
+                                               time_ms, receipt, lease_id, lease_owner, lease_expires)
+                VALUES (r.k, 1, 1, v_floor, r.f, r.s, r.w, r.t, '\\x', nextval('\(s).lease_ids'), p_owner,
+                        clock_timestamp() + p_lease_ms * interval '1 millisecond')
+                ON CONFLICT (key) DO NOTHING
+                RETURNING x.lease_id INTO lease_id;
+                IF FOUND THEN
+                    outcome := 0; status := 1; attempt := 1; generation := v_floor; fingerprint := r.f;
+                    time_ms := r.t; receipt := '\\x';
+                    RETURN NEXT;
+                    CONTINUE;
+                END IF;
+                SELECT * INTO e FROM \(s).entries x WHERE x.key = r.k FOR UPDATE;
+                grant_attempt := NULL;
+                IF e.lease_id IS NOT NULL AND e.lease_expires > clock_timestamp() THEN
+                    outcome := CASE WHEN e.fingerprint <> r.f THEN 3 ELSE 4 END;
+                ELSIF e.status = 0 THEN
+                    grant_attempt := e.attempt + 1; grant_generation := e.generation;
+                ELSIF e.fingerprint <> r.f THEN
+                    outcome := 3;
+                ELSIF e.status = 2 THEN
+                    expired := CASE r.s WHEN 0 THEN false WHEN 1 THEN true
+                               ELSE r.t::numeric >= e.time_ms::numeric + r.w::numeric END;
+                    IF expired THEN
+                        grant_attempt := e.attempt + 1; grant_generation := e.generation + 1;
+                    ELSE
+                        outcome := 1;
+                    END IF;
+                ELSIF r.rt THEN
+                    grant_attempt := e.attempt + 1; grant_generation := e.generation;
+                ELSE
+                    outcome := 2;
+                END IF;
+                IF grant_attempt IS NOT NULL THEN
+                    UPDATE \(s).entries x
+                       SET status = 1, attempt = grant_attempt, generation = grant_generation, fingerprint = r.f,
+                           scope = r.s, window_ms = r.w, time_ms = r.t, receipt = '\\x',
+                           lease_id = nextval('\(s).lease_ids'), lease_owner = p_owner,
+                           lease_expires = clock_timestamp() + p_lease_ms * interval '1 millisecond'
+                     WHERE x.key = r.k
+                    RETURNING x.lease_id INTO lease_id;
+                    outcome := 0; status := 1; attempt := grant_attempt; generation := grant_generation;
+                    fingerprint := r.f; time_ms := r.t; receipt := '\\x';
+                ELSE
+                    status := CASE WHEN outcome IN (3, 4) AND e.lease_id IS NOT NULL
+                                   AND e.lease_expires > clock_timestamp() THEN 1 ELSE e.status END;
+                    attempt := e.attempt; generation := e.generation; fingerprint := e.fingerprint;
+                    time_ms := e.time_ms; receipt := CASE WHEN outcome = 1 OR e.status = 2 THEN e.receipt ELSE '\\x' END;
+                    lease_id := NULL;
+                END IF;
+                RETURN NEXT;
+            END LOOP;
+        END
+        $$
+        """
+    }
+
+    /// The compaction function (§3.6), with how it excludes claim batches while it raises the
+    /// floor (see `claimFunction`).
+    static func compactFunction(_ s: String, create: String, lockFloor: String) -> String {
+        """
+        \(create) FUNCTION \(s).compact(p_now bigint) RETURNS bigint
+        LANGUAGE plpgsql AS $$
+        #variable_conflict use_column
+        DECLARE
+            dropped_max bigint;
+            dropped bigint;
+        BEGIN
+            \(lockFloor)
+            WITH gone AS (
+                DELETE FROM \(s).entries x
+                 WHERE (x.lease_id IS NULL OR x.lease_expires <= clock_timestamp())
+                   AND x.generation < 4294967295
+                   AND (x.status = 0
+                        OR (x.status = 2 AND x.scope = 1)
+                        OR (x.status = 2 AND x.scope = 2
+                            AND x.time_ms::numeric + x.window_ms::numeric <= p_now::numeric))
+                RETURNING x.generation
+            )
+            SELECT max(g.generation), count(*) INTO dropped_max, dropped FROM gone g;
+            IF dropped_max IS NOT NULL THEN
+                UPDATE \(s).meta m SET generation_floor = greatest(m.generation_floor, dropped_max + 1);
+            END IF;
+            RETURN dropped;
+        END
+        $$
+        """
+    }
+
+    /// The advisory lock key of the generation floor of `schema` (one per schema).
+    static func floorLockKey(_ schema: String) -> String { "hashtext('\(schema).generation_floor')" }
+
     /// The statements that bring version 1 to version 2 (`Spec/POSTGRES.md` §3): procedures
     /// that run a writing function, `COMMIT`, and only then answer. A procedure's answer (its
     /// `INOUT` parameters) is sent after its body ran, so an answer that reached the client was
@@ -455,7 +475,71 @@ enum PostgresSchema {
     /// missing value is a sentinel the store maps back: lease 0, status −1).
     static func createVersion2(_ schema: String) -> [String] {
         let s = "\"\(schema)\""
+        let floorLock = floorLockKey(schema)
         return [
+            // The floor held by an advisory lock instead of a row lock on `meta`.
+            claimFunction(s, create: "CREATE OR REPLACE",
+                          readFloor: "PERFORM pg_advisory_xact_lock_shared(\(floorLock)); SELECT m.generation_floor INTO v_floor FROM \(s).meta m;"),
+            compactFunction(s, create: "CREATE OR REPLACE",
+                            lockFloor: "PERFORM pg_advisory_xact_lock(\(floorLock)); PERFORM 1 FROM \(s).meta m FOR UPDATE;"),
+            // settle without a row lock before the update: the update's own condition (the
+            // claim's attempt and fence, the entry pending) decides, re-checked by the server
+            // on the newest row version if another transaction changed it meanwhile; only a
+            // refused request reads the row, to return it.
+            """
+            CREATE OR REPLACE FUNCTION \(s).settle(p_acts smallint[], p_keys bytea[], p_attempts bigint[], p_fences bigint[],
+                                                   p_receipts bytea[], p_times bigint[], p_reasons text[])
+            RETURNS TABLE(idx bigint, ok boolean, status smallint, attempt bigint, generation bigint,
+                          fingerprint bytea, time_ms bigint, receipt bytea)
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                r record;
+                e \(s).entries%ROWTYPE;
+            BEGIN
+                FOR r IN SELECT u.a, u.k, u.at, u.f, u.rc, u.t, u.rs, u.i
+                         FROM unnest(p_acts, p_keys, p_attempts, p_fences, p_receipts, p_times, p_reasons)
+                              WITH ORDINALITY AS u(a, k, at, f, rc, t, rs, i)
+                         ORDER BY u.k, u.i
+                LOOP
+                    idx := r.i;
+                    IF r.a = 1 THEN
+                        UPDATE \(s).entries x SET status = 2, receipt = r.rc, time_ms = r.t,
+                               lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
+                        RETURNING x.* INTO e;
+                    ELSIF r.a = 2 THEN
+                        UPDATE \(s).entries x SET status = 0, fingerprint = decode(repeat('00', 32), 'hex'),
+                               receipt = '\\x', time_ms = r.t, lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
+                        RETURNING x.* INTO e;
+                    ELSE
+                        UPDATE \(s).entries x SET lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
+                        RETURNING x.* INTO e;
+                    END IF;
+                    ok := FOUND;
+                    IF ok THEN
+                        IF r.a = 2 THEN
+                            INSERT INTO \(s).audit (key, act, attempt, reason, time_ms) VALUES (r.k, 'release', r.at, r.rs, r.t);
+                        END IF;
+                        PERFORM pg_notify('\(channel(schema))', encode(r.k, 'hex'));
+                    ELSE
+                        SELECT * INTO e FROM \(s).entries x WHERE x.key = r.k;
+                        IF NOT FOUND THEN
+                            status := NULL; attempt := NULL; generation := NULL; fingerprint := NULL;
+                            time_ms := NULL; receipt := NULL;
+                            RETURN NEXT;
+                            CONTINUE;
+                        END IF;
+                    END IF;
+                    status := e.status; attempt := e.attempt; generation := e.generation; fingerprint := e.fingerprint;
+                    time_ms := e.time_ms; receipt := e.receipt;
+                    RETURN NEXT;
+                END LOOP;
+            END
+            $$
+            """,
             """
             CREATE PROCEDURE \(s).claim_commit(p_keys bytea[], p_fingerprints bytea[], p_scopes smallint[], p_windows bigint[],
                                                 p_retry boolean[], p_times bigint[], p_owner text, p_lease_ms bigint,

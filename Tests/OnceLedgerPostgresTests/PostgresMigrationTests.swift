@@ -7,6 +7,7 @@ import OnceLedger
 import OnceLedgerFormat
 import PostgresNIO
 import Testing
+import Logging
 
 @Suite struct PostgresMigrationTests {
     private func version(_ store: PostgresStore) async throws -> Int32 {
@@ -90,5 +91,43 @@ import Testing
         }
         #expect(refusal.contains("invalid transaction termination"), "\(refusal)")
         #expect(try await store.entry("k") == nil)
+    }
+}
+
+/// The generation floor under concurrency (Spec/POSTGRES.md §3.6): a claim batch that starts while
+/// a compaction holds the floor waits for it and reads the raised floor, so a key the compaction
+/// dropped can never be granted an old generation (a reused token).
+@Suite struct PostgresFloorLockTests {
+    @Test func aClaimWaitsForACompactionAndReadsTheRaisedFloor() async throws {
+        let store = try await PostgresHarness().open(connections: 4)
+        defer { try? store.close() }
+        let key = PostgresSchema.floorLockKey(store.schema)
+        let generation: UInt32 = try await store.pool.withConnection(.writing("test")) { compaction in
+            // This connection plays a compaction in progress: it holds the floor and raises it.
+            try await compaction.query("BEGIN", logger: store.logger)
+            for try await _ in try await compaction.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(\(key))"),
+                                                           logger: store.logger) {}
+            try await compaction.query("UPDATE \(unescaped: store.quotedSchema).meta SET generation_floor = 7",
+                                       logger: store.logger)
+            let claim = Task { try await store.claim(claimRequest("fresh")) }
+            // Wait until the claim batch waits for the floor (a condition, polled; no timing).
+            var waiting = false
+            for _ in 0..<6_000 where !waiting {
+                waiting = try await store.pool.withConnection(.reading("test")) { probe in
+                    var count = 0
+                    for try await (found) in try await probe.query(
+                        "SELECT count(*)::bigint FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                        logger: store.logger).decode(Int64.self) {
+                        count = Int(found)
+                    }
+                    return count > 0
+                }
+                if !waiting { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            #expect(waiting, "the claim batch waits for the compaction's floor lock")
+            try await compaction.query("COMMIT", logger: store.logger)
+            return try granted(try await claim.value).generation
+        }
+        #expect(generation == 7, "the claim read the floor the compaction raised")
     }
 }
