@@ -477,11 +477,24 @@ enum PostgresSchema {
         let s = "\"\(schema)\""
         let floorLock = floorLockKey(schema)
         return [
+            // Callers waiting for a key in `waitForChange` (§3.4): settle signals only the keys
+            // listed here, so a completion nobody waits for wakes no listener.
+            """
+            CREATE TABLE \(s).waits (
+                key bytea NOT NULL,
+                waiter bigint NOT NULL,
+                since timestamptz NOT NULL DEFAULT clock_timestamp(),
+                PRIMARY KEY (key, waiter)
+            )
+            """,
             // The floor held by an advisory lock instead of a row lock on `meta`.
             claimFunction(s, create: "CREATE OR REPLACE",
                           readFloor: "PERFORM pg_advisory_xact_lock_shared(\(floorLock)); SELECT m.generation_floor INTO v_floor FROM \(s).meta m;"),
+            // Compaction also clears waits a process left when it died waiting (they only cost
+            // a signal per settle of their key).
             compactFunction(s, create: "CREATE OR REPLACE",
-                            lockFloor: "PERFORM pg_advisory_xact_lock(\(floorLock)); PERFORM 1 FROM \(s).meta m FOR UPDATE;"),
+                            lockFloor: "PERFORM pg_advisory_xact_lock(\(floorLock)); PERFORM 1 FROM \(s).meta m FOR UPDATE; "
+                                + "DELETE FROM \(s).waits w WHERE w.since < clock_timestamp() - interval '1 day';"),
             // settle without a row lock before the update: the update's own condition (the
             // claim's attempt and fence, the entry pending) decides, re-checked by the server
             // on the newest row version if another transaction changed it meanwhile; only a
@@ -523,7 +536,10 @@ enum PostgresSchema {
                         IF r.a = 2 THEN
                             INSERT INTO \(s).audit (key, act, attempt, reason, time_ms) VALUES (r.k, 'release', r.at, r.rs, r.t);
                         END IF;
-                        PERFORM pg_notify('\(channel(schema))', encode(r.k, 'hex'));
+                        -- Only a key somebody waits for is signalled (`waits`, §3.4).
+                        IF EXISTS (SELECT 1 FROM \(s).waits w WHERE w.key = r.k) THEN
+                            PERFORM pg_notify('\(channel(schema))', encode(r.k, 'hex'));
+                        END IF;
                     ELSE
                         SELECT * INTO e FROM \(s).entries x WHERE x.key = r.k;
                         IF NOT FOUND THEN

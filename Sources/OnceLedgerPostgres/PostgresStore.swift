@@ -71,6 +71,8 @@ public final class PostgresStore: LedgerStore, Sendable {
     private let settles: GroupCommit<SettleCall, SettleRow>
     private let live = Mutex(LiveClaims())
     private let waiters: Waiters
+    /// Notifications the listener received (`notificationCount`).
+    private let notificationsReceived = Atomic<Int>(0)
     private let tasks = Mutex<[Task<Void, Never>]>([])
     /// The listener's connection while it listens (`close()` closes it to end the listener).
     private let listener = Mutex<PostgresConnection?>(nil)
@@ -549,6 +551,29 @@ public final class PostgresStore: LedgerStore, Sendable {
         let keyBytes = Array(entry.key.utf8)
         let hex = Self.hex(keyBytes)
         let keyBuffer = ByteBuffer(bytes: keyBytes)
+        // Listed in `waits` while waiting, so settling the key signals it (`Spec/POSTGRES.md`
+        // §3.4). Committed before the first check of the key (a transaction, answered after
+        // its COMMIT), so a settle after that check sees the row; without the row (a failed
+        // insert) the wait still ends, by polling.
+        let waiter = Int64.random(in: 1...Int64.max)
+        let listed = (try? await pool.withTransaction(.writing("listing a wait")) { [self] connection in
+            try await connection.query("""
+                INSERT INTO \(unescaped: quotedSchema).waits (key, waiter) VALUES (\(keyBuffer), \(waiter))
+                """, logger: logger)
+            return true
+        }) ?? false
+        defer {
+            if listed {
+                Task { [pool, logger, quotedSchema] in
+                    _ = try? await pool.withConnection(.writing("ending a wait")) { connection in
+                        try await connection.query("""
+                            DELETE FROM \(unescaped: quotedSchema).waits WHERE key = \(keyBuffer) AND waiter = \(waiter)
+                            """, logger: logger)
+                        return true
+                    }
+                }
+            }
+        }
         var backoff: Int64 = 10
         while true {
             let signal = waiters.register(hex)
@@ -575,6 +600,9 @@ public final class PostgresStore: LedgerStore, Sendable {
         }
     }
 
+    /// Notifications the listener received (tests: a settle nobody waits for sends none).
+    package var notificationCount: Int { notificationsReceived.load(ordering: .relaxed) }
+
     /// Callers suspended in `waitForChange` on `key` (tests order races with it).
     package func waiterCount(_ key: String) -> Int {
         waiters.count(Self.hex(Array(key.utf8)))
@@ -599,6 +627,7 @@ public final class PostgresStore: LedgerStore, Sendable {
                             ready.open()
                             delay = 50
                             for try await notification in notifications {
+                                notificationsReceived.add(1, ordering: .relaxed)
                                 waiters.wake(notification.payload)
                             }
                         }

@@ -38,6 +38,9 @@ struct MultiProcessRaceTests {
         for worker in workers {
             let output = worker.waitForExit()
             #expect(output.status == 0 && output.signal == nil && output.lines.last == "finished", "\(worker.transcript)")
+            // No call failed (a failure's line says which key, which code and why).
+            let failures = output.lines.filter { $0.hasPrefix("error ") }
+            #expect(failures.isEmpty, "\(worker.name): \(failures.prefix(5))")
         }
 
         // Each effect ran once overall.

@@ -1,7 +1,9 @@
-// Proves that schema version 2 (the committing procedures, Spec/POSTGRES.md §3 and §5) is what a
-// new store creates and what an existing version-1 schema is migrated to, keeping its rows; and
-// that the claim procedure commits inside itself (it refuses to run inside a transaction block,
-// which is what makes its answer arrive only after the commit).
+// Proves what schema version 2 (Spec/POSTGRES.md §3, §5) brings: it is what a new store creates
+// and what an existing version-1 schema is migrated to, keeping its rows; the claim procedure
+// commits inside itself (it refuses to run inside a transaction block, which is what makes its
+// answer arrive only after the commit); a claim batch waits for a compaction holding the
+// generation floor and reads the raised floor; and a settle signals a key only when somebody
+// waits for it (`waits`), so a completion nobody waits for wakes no listener.
 @testable import OnceLedgerPostgres
 import OnceLedger
 import OnceLedgerFormat
@@ -53,6 +55,7 @@ import Logging
                 try await connection.query(PostgresQuery(unsafeSQL: "DROP PROCEDURE \(store.quotedSchema).\(name)"),
                                            logger: store.logger)
             }
+            try await connection.query(PostgresQuery(unsafeSQL: "DROP TABLE \(store.quotedSchema).waits"), logger: store.logger)
             try await connection.query("UPDATE \(unescaped: store.quotedSchema).meta SET schema_version = 1",
                                        logger: store.logger)
             return 0
@@ -129,5 +132,37 @@ import Logging
             return try granted(try await claim.value).generation
         }
         #expect(generation == 7, "the claim read the floor the compaction raised")
+    }
+}
+
+@Suite struct PostgresWaitSignalTests {
+    /// A completion nobody waits for sends no notification; one of a key another store's caller
+    /// waits for does, and wakes it. Notifications arrive in commit order on the listener, so
+    /// once the second one is counted, a first one would have been counted before it.
+    @Test func onlyAWaitedKeyIsSignalled() async throws {
+        let harness = try PostgresHarness()
+        let owner = try await harness.open()
+        let other = try await harness.open()
+        defer {
+            try? owner.close()
+            try? other.close()
+        }
+        let quiet = try granted(try await owner.claim(claimRequest("nobody-waits")))
+        _ = try await owner.complete(quiet, receipt: [1], timeMilliseconds: 1_001)
+
+        let claim = try granted(try await owner.claim(claimRequest("waited")))
+        guard case .running(let entry) = try await other.claim(claimRequest("waited")) else {
+            Issue.record("the key is live")
+            return
+        }
+        let waiter = Task { try await other.waitForChange(of: entry) }
+        try await waitUntil("the other store waits") { other.waiterCount("waited") == 1 }
+        // The wait is listed before the waiter first checks the key, so the row is there once
+        // it suspends; settle then signals.
+        _ = try await owner.complete(claim, receipt: [2], timeMilliseconds: 1_002)
+        try await waiter.value
+        try await waitUntil("the signal reached the listeners") { owner.notificationCount >= 1 && other.notificationCount >= 1 }
+        #expect(owner.notificationCount == 1, "the completion nobody waited for sent no notification")
+        #expect(other.notificationCount == 1)
     }
 }
