@@ -79,13 +79,20 @@ let package = Package(
             ],
             path: "Tools/onceledger"
         ),
+        // The `LedgerStore` contract, one set of checks every store runs (file, in-memory,
+        // PostgreSQL): a library of the test targets, never a product.
+        .target(
+            name: "OnceLedgerStoreContract",
+            dependencies: ["OnceLedgerFormat", "OnceLedger"],
+            path: "Tests/OnceLedgerStoreContract"
+        ),
         .testTarget(
             name: "OnceLedgerFormatTests",
             dependencies: ["OnceLedgerFormat", "OnceLedgerTestSupport", "CCRC32", "CZlib"]
         ),
         .testTarget(
             name: "OnceLedgerTests",
-            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport"]
+            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport", "OnceLedgerStoreContract"]
         ),
         // Imports `OnceLedger` only (and the test support), so the README's and DocC's
         // examples are proven to compile with the one import an app writes.
@@ -113,7 +120,7 @@ let package = Package(
         .testTarget(
             name: "OnceLedgerPostgresTests",
             dependencies: ["OnceLedgerFormat", "OnceLedger", "OnceLedgerPostgres", "OnceLedgerPostgresTestSupport",
-                           "OnceLedgerTestSupport",
+                           "OnceLedgerTestSupport", "OnceLedgerStoreContract",
                            .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
         .testTarget(

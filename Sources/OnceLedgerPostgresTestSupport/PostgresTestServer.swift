@@ -67,7 +67,10 @@ public final class PostgresTestServer: Sendable {
                     made = .success(PostgresTestServer(url: url, directory: nil, binDirectory: nil))
                 } else {
                     reapAbandonedClusters()
-                    let server = try start()
+                    // Every suite of a test process runs at once on this one server, each test
+                    // with stores of its own (a pool and a listener each, worker processes too):
+                    // the default 100 connections ran out ("too many clients") in a full run.
+                    let server = try start(settings: ["max_connections=400"])
                     made = .success(server)
                     atexit { PostgresTestServer.stopShared() }
                 }

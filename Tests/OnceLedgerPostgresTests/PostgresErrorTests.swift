@@ -13,6 +13,7 @@ import OnceLedgerPostgresTestSupport
 import PostgresNIO
 import Synchronization
 import Testing
+import OnceLedgerStoreContract
 
 struct PostgresURLTests {
     @Test func urlsParseTheWayLibpqReadsThem() throws {
@@ -48,8 +49,8 @@ struct PostgresURLTests {
     /// Group commit: requests that arrive while a batch is on the wire go out together in
     /// the next one (one statement, one commit), each caller getting its own answer.
     @Test func requestsQueuedBehindABatchGoOutInOneBatch() async throws {
-        let entered = Gate()
-        let release = Gate()
+        let entered = OnceLedgerStoreContract.Gate()
+        let release = OnceLedgerStoreContract.Gate()
         let batches = Mutex<[[Int]]>([])
         let group = GroupCommit<Int, Int>(lanes: 1, batchMax: 100) { requests in
             batches.withLock { $0.append(requests) }

@@ -56,7 +56,7 @@ struct PostgresLeaseTests {
             Issue.record("a fresh lease is live")
             return
         }
-        let woke = Gate()
+        let woke = OnceLedgerStoreContract.Gate()
         let waiting = Task {
             try await other.waitForChange(of: entry)
             woke.open()
@@ -146,43 +146,6 @@ struct PostgresLeaseTests {
         #expect(done.status == .done && done.attempt == 1)
     }
 
-    /// `Ledger.once` on two stores of one schema (two processes' worth): the effect runs once,
-    /// the duplicate waits for the owner's outcome and gets it as already done.
-    @Test func twoLedgersOnTwoStoresRunTheEffectOnce() async throws {
-        let harness = try PostgresHarness()
-        let firstStore = try await harness.open()
-        let secondStore = try await harness.open()
-        defer { try? firstStore.close(); try? secondStore.close() }
-        let first = Ledger(store: firstStore)
-        let second = Ledger(store: secondStore)
-        let runs = Counter()
-        let started = Gate()
-        let finish = Gate()
-        let running = Task {
-            try await first.once("shared", as: String.self) { context in
-                runs.increment()
-                started.open()
-                await finish.wait()
-                return "from-first \(context.token)"
-            }
-        }
-        await started.wait()
-        let duplicate = Task {
-            try await second.once("shared", as: String.self) { _ in
-                runs.increment()
-                return "from-second"
-            }
-        }
-        try await waitUntil("the second ledger waits in its store") { secondStore.waiterCount("shared") == 1 }
-        finish.open()
-        let performed = try await running.value
-        let waited = try await duplicate.value
-        #expect(performed.wasPerformed && !waited.wasPerformed)
-        #expect(waited.receipt == performed.receipt)
-        #expect(runs.count == 1)
-        #expect(performed.receipt.hasSuffix(performed.entry.token), "the effect saw the entry's token")
-    }
-
     /// `Ledger.once` on the PostgreSQL store: an effect that throws leaves the key
     /// pending-unknown, fail-closed refuses it, `.retry` runs it again with the same token,
     /// and an effect that did not happen releases the key.
@@ -221,3 +184,4 @@ struct PostgresLeaseTests {
 
 import PostgresNIO
 import Synchronization
+import OnceLedgerStoreContract

@@ -11,6 +11,7 @@ import OnceLedgerFormat
 import OnceLedgerPostgres
 import OnceLedgerPostgresTestSupport
 import Testing
+import OnceLedgerStoreContract
 
 @Suite(.enabled(if: PostgresTestServer.shouldRun, Comment(rawValue: PostgresTestServer.skipReason)))
 struct PostgresMemoTests {

@@ -10,6 +10,7 @@ import OnceLedgerFormat
 import PostgresNIO
 import Testing
 import Logging
+import OnceLedgerStoreContract
 
 @Suite struct PostgresMigrationTests {
     private func version(_ store: PostgresStore) async throws -> Int32 {

@@ -11,6 +11,7 @@ import Foundation
 @testable import OnceLedger
 import OnceLedgerFormat
 import Testing
+import OnceLedgerStoreContract
 
 @Suite struct CancellationTests {
     /// The caller's task is cancelled before it calls `once`: nothing is written.

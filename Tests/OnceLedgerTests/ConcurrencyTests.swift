@@ -11,6 +11,7 @@ import OnceLedgerFormat
 @testable import OnceLedgerLog
 import Synchronization
 import Testing
+import OnceLedgerStoreContract
 
 private let callers = 64
 

@@ -7,6 +7,7 @@ import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
 import Testing
+import OnceLedgerStoreContract
 
 @Suite struct JournalBulkReadTests {
     static let steps = Int(ProcessInfo.processInfo.environment["ONCELEDGER_JOURNAL_BULK_STEPS"] ?? "") ?? 40

@@ -8,6 +8,7 @@ import Foundation
 @testable import OnceLedger
 import OnceLedgerFormat
 import Testing
+import OnceLedgerStoreContract
 
 private func workflow(_ journal: Journal, _ bodies: Counter, extraStep: Bool = false, skipLast: Bool = false,
                       appendStep: Bool = false, model: String = "m-1") async throws -> String {

@@ -17,6 +17,7 @@ import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
 import Testing
+import OnceLedgerStoreContract
 
 private struct Summary: Codable, Equatable, Sendable {
     var text: String

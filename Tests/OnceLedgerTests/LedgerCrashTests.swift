@@ -36,6 +36,7 @@ import OnceLedgerLog
 import OnceLedgerTestSupport
 import Synchronization
 import Testing
+import OnceLedgerStoreContract
 
 // MARK: - Environment
 

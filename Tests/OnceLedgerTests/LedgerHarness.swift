@@ -9,6 +9,7 @@ import OnceLedgerFormat
 import OnceLedgerLog
 import Synchronization
 import Testing
+import OnceLedgerStoreContract
 
 enum BackendKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case file
@@ -24,51 +25,6 @@ final class ManualClock: Sendable {
     func set(_ milliseconds: UInt64) { value.withLock { $0 = milliseconds } }
     func advance(_ milliseconds: UInt64) { value.withLock { $0 += milliseconds } }
     var function: @Sendable () -> UInt64 { { [self] in self.now } }
-}
-
-/// A one-shot latch: `wait()` suspends until `open()`.
-final class Gate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-    func open() {
-        let waiters = state.withLock { state in
-            state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-    var isOpen: Bool { state.withLock { $0.open } }
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> Bool in
-                if state.open { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if ready { continuation.resume() }
-        }
-    }
-}
-
-final class Counter: Sendable {
-    private let value = Atomic<Int>(0)
-    @discardableResult func increment() -> Int { value.add(1, ordering: .sequentiallyConsistent).newValue }
-    var count: Int { value.load(ordering: .sequentiallyConsistent) }
-}
-
-struct TimedOut: Error, CustomStringConvertible {
-    let description: String
-}
-
-/// Polls `condition` (sleeping 1 ms between checks) until it holds; records an issue and
-/// throws after ~10 s so a broken test fails instead of hanging.
-func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
-    for _ in 0..<10_000 {
-        if condition() { return }
-        try await Task.sleep(for: .milliseconds(1))
-    }
-    Issue.record("timed out waiting until \(what)")
-    throw TimedOut(description: what)
 }
 
 extension Ledger {
@@ -213,7 +169,7 @@ final class Harness: Sendable {
             return try recordLog.records.withLock { records in
                 try records.map { record in
                     guard case .body(let body) = RecordBody.decode(kind: record.kind, record.body) else {
-                        throw TimedOut(description: "undecodable \(record.kind) body")
+                        throw TestFailure("undecodable \(record.kind) body")
                     }
                     return body
                 }
@@ -250,23 +206,6 @@ final class Harness: Sendable {
     }
 }
 
-/// Runs `body` and returns the `LedgerError` it threw; records an issue if it threw
-/// nothing or something else.
-func ledgerError<T>(
-    _ body: () async throws -> T, sourceLocation: SourceLocation = #_sourceLocation
-) async -> LedgerError? {
-    do {
-        let value = try await body()
-        Issue.record("expected a LedgerError, got \(value)", sourceLocation: sourceLocation)
-        return nil
-    } catch let error as LedgerError {
-        return error
-    } catch {
-        Issue.record("expected a LedgerError, got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
-        return nil
-    }
-}
-
 /// Runs `body` and expects it to throw `LedgerError(.released)` carrying the effect's
 /// `EffectDidNotHappen`.
 func expectReleased<T>(
@@ -277,7 +216,3 @@ func expectReleased<T>(
     #expect(error?.underlyingError is EffectDidNotHappen, sourceLocation: sourceLocation)
 }
 
-struct TestFailure: Error, Equatable, CustomStringConvertible {
-    let description: String
-    init(_ description: String = "boom") { self.description = description }
-}

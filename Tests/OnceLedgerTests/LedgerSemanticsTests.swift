@@ -10,6 +10,7 @@ import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
 import Testing
+import OnceLedgerStoreContract
 
 /// How a key became pending-unknown.
 enum PendingOrigin: String, CaseIterable, Sendable, CustomTestStringConvertible {

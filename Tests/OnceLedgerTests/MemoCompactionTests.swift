@@ -9,6 +9,7 @@ import OnceLedgerLog
 import Synchronization
 import Testing
 @_spi(Benchmarks) @testable import OnceLedger
+import OnceLedgerStoreContract
 
 @Suite struct MemoCompactionTests {
     static let valueCount = ProcessInfo.processInfo.environment["ONCELEDGER_MEMO_COMPACT_VALUES"].flatMap(Int.init) ?? 12

@@ -9,6 +9,7 @@ import Foundation
 import OnceLedgerFormat
 import Synchronization
 import Testing
+import OnceLedgerStoreContract
 
 /// Decodes of `Counted` values, by their `tag` (each test uses its own tag, so parallel tests
 /// do not count each other's decodes).

@@ -15,6 +15,7 @@ import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
 import Testing
+import OnceLedgerStoreContract
 
 /// Opens `harness`'s ledger with a memo retention (the harness opens without one).
 private func openLedger(_ harness: Harness, retention: MemoRetention? = nil) throws -> Ledger {

@@ -9,6 +9,7 @@ import OnceLedgerFormat
 import OnceLedgerLog
 import Testing
 @_spi(Benchmarks) @testable import OnceLedger
+import OnceLedgerStoreContract
 
 @Suite struct MemoValuesOnDiskTests {
     static func slot(_ ledger: Ledger, _ key: MemoKey) -> MemoTable.Slot? {

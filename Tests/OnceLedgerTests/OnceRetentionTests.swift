@@ -19,6 +19,7 @@ import OnceLedgerLog
 import OnceLedgerTestSupport
 import Synchronization
 import Testing
+import OnceLedgerStoreContract
 
 /// Every token handed to an effect so far, in order.
 private final class Tokens: Sendable {

@@ -8,6 +8,7 @@ import Foundation
 @testable import OnceLedger
 import OnceLedgerFormat
 import Testing
+import OnceLedgerStoreContract
 
 private struct ChargeReceipt: Codable, Sendable, Equatable {
     var chargeID: String

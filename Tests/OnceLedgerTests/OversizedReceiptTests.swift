@@ -7,6 +7,7 @@ import Foundation
 @testable import OnceLedger
 import OnceLedgerFormat
 import Testing
+import OnceLedgerStoreContract
 
 @Suite struct OversizedReceiptTests {
     @Test(arguments: BackendKind.allCases)

@@ -12,6 +12,7 @@ import OnceLedgerLog
 import Synchronization
 import Testing
 @_spi(Benchmarks) @testable import OnceLedger
+import OnceLedgerStoreContract
 
 @Suite struct StreamedCompactionTests {
     static let keyCount = ProcessInfo.processInfo.environment["ONCELEDGER_VALUES_KEYS"].flatMap(Int.init) ?? 40

@@ -11,6 +11,7 @@ import OnceLedgerFormat
 import OnceLedgerLog
 import Synchronization
 import Testing
+import OnceLedgerStoreContract
 
 @Suite struct TokenScopeTests {
     static func temporaryDirectory(_ name: String) -> String {
