@@ -18,12 +18,16 @@ final class ConnectionPool: Sendable {
     let url: PostgresURL
     let maximum: Int
     let logger: Logger
+    /// The schema every connection of the pool searches first (`search_path`, set at startup),
+    /// so the prepared statements (`PostgresStatements.swift`) name its procedures unqualified.
+    let schema: String?
     private let state = Mutex(State())
 
-    init(url: PostgresURL, maximum: Int, logger: Logger) {
+    init(url: PostgresURL, maximum: Int, logger: Logger, schema: String? = nil) {
         self.url = url
         self.maximum = max(1, maximum)
         self.logger = logger
+        self.schema = schema
     }
 
     private static var closedError: LedgerError { LedgerError(.closed, "the PostgreSQL store is closed") }
@@ -104,7 +108,7 @@ final class ConnectionPool: Sendable {
                 return connection
             case .connect(let id):
                 do {
-                    return try await Self.connect(url: url, id: id, logger: logger)
+                    return try await Self.connect(url: url, id: id, logger: logger, schema: schema)
                 } catch {
                     let waiter = state.withLock { state -> CheckedContinuation<PostgresConnection?, any Error>? in
                         state.open -= 1
@@ -160,10 +164,12 @@ final class ConnectionPool: Sendable {
     }
 
     /// Opens a connection of its own (the listener's), errors mapped as connecting.
-    static func connect(url: PostgresURL, id: Int, logger: Logger) async throws -> PostgresConnection {
+    static func connect(url: PostgresURL, id: Int, logger: Logger, schema: String? = nil) async throws -> PostgresConnection {
         do {
             var configuration = try url.connectionConfiguration()
             configuration.options.connectTimeout = .seconds(10)
+            // A plain identifier (`PostgresStore.isPlainIdentifier`), so it needs no quoting.
+            if let schema { configuration.options.additionalStartupParameters.append(("search_path", schema)) }
             return try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
         } catch {
             throw PostgresErrors.map(error, phase: .connecting, url: url)

@@ -107,7 +107,8 @@ public final class PostgresStore: LedgerStore, Sendable {
         }
         var logger = Logger(label: "onceledger.postgres")
         logger.logLevel = .critical
-        let pool = ConnectionPool(url: configuration.url, maximum: configuration.connections, logger: logger)
+        let pool = ConnectionPool(url: configuration.url, maximum: configuration.connections, logger: logger,
+                                  schema: configuration.schema)
         let ledgerID: LedgerID
         do {
             ledgerID = try await PostgresMigration.migrate(pool: pool, schema: configuration.schema)
@@ -202,13 +203,13 @@ public final class PostgresStore: LedgerStore, Sendable {
         let windows = calls.map(\.window)
         let retries = calls.map(\.retry)
         let times = calls.map(\.time)
-        // One round trip: the procedure commits before it answers (`Spec/POSTGRES.md` §3).
-        let rows = try await connection.query("""
-            CALL \(unescaped: "\"\(schema)\"").claim_commit(\(keys), \(fingerprints), \(scopes), \(windows), \(retries), \(times), \(owner), \(leaseMilliseconds))
-            """, logger: logger)
+        // One round trip: the procedure commits before it answers (`Spec/POSTGRES.md` §3);
+        // a statement prepared once per connection.
+        let rows = try await connection.execute(ClaimCommitStatement(
+            keys: keys, fingerprints: fingerprints, scopes: scopes, windows: windows, retries: retries, times: times,
+            owner: owner, leaseMilliseconds: leaseMilliseconds), logger: logger)
         var answers = [ClaimRow?](repeating: nil, count: calls.count)
-        for try await (indices, outcomes, statuses, attempts, generations, fingerprints, times, receipts, fences) in rows.decode(
-            ([Int64], [Int16], [Int16], [Int64], [Int64], [ByteBuffer], [Int64], [ByteBuffer], [Int64]).self) {
+        for try await (indices, outcomes, statuses, attempts, generations, fingerprints, times, receipts, fences) in rows {
             let count = indices.count
             guard [outcomes.count, statuses.count, attempts.count, generations.count, fingerprints.count, times.count,
                    receipts.count, fences.count].allSatisfy({ $0 == count }) else {
@@ -298,13 +299,13 @@ public final class PostgresStore: LedgerStore, Sendable {
         let receipts = calls.map { ByteBuffer(bytes: $0.receipt) }
         let times = calls.map(\.time)
         let reasons = calls.map(\.reason)
-        // One round trip: the procedure commits before it answers (`Spec/POSTGRES.md` §3).
-        let rows = try await connection.query("""
-            CALL \(unescaped: "\"\(schema)\"").settle_commit(\(acts), \(keys), \(attempts), \(fences), \(receipts), \(times), \(reasons))
-            """, logger: logger)
+        // One round trip: the procedure commits before it answers (`Spec/POSTGRES.md` §3);
+        // a statement prepared once per connection.
+        let rows = try await connection.execute(SettleCommitStatement(
+            acts: acts, keys: keys, attempts: attempts, fences: fences, receipts: receipts, times: times,
+            reasons: reasons), logger: logger)
         var answers = [SettleRow?](repeating: nil, count: calls.count)
-        for try await (indices, oks, statuses, attemptNumbers, generations, fingerprints, timeValues, receiptValues) in rows.decode(
-            ([Int64], [Bool], [Int16], [Int64], [Int64], [ByteBuffer], [Int64], [ByteBuffer]).self) {
+        for try await (indices, oks, statuses, attemptNumbers, generations, fingerprints, timeValues, receiptValues) in rows {
             let count = indices.count
             guard [oks.count, statuses.count, attemptNumbers.count, generations.count, fingerprints.count, timeValues.count,
                    receiptValues.count].allSatisfy({ $0 == count }) else {

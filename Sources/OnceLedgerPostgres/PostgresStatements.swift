@@ -1,0 +1,68 @@
+import PostgresNIO
+
+/// The statements of the hot path, prepared once per connection (postgres-nio parses and
+/// plans them on a connection's first use and binds only the values afterwards: about a
+/// fifth less server work per call than sending the text each time). They name the
+/// procedures unqualified: every connection of a store's pool searches the store's schema
+/// (`search_path`, set at connection startup by `ConnectionPool`).
+
+/// `CALL claim_commit(…)`: a batch of claims, committed before its answer (`Spec/POSTGRES.md` §3.1).
+struct ClaimCommitStatement: PostgresPreparedStatement {
+    static let name = "onceledger_claim_commit_v2"
+    static let sql = "CALL claim_commit($1, $2, $3, $4, $5, $6, $7, $8)"
+    typealias Row = ([Int64], [Int16], [Int16], [Int64], [Int64], [ByteBuffer], [Int64], [ByteBuffer], [Int64])
+
+    var keys: [ByteBuffer]
+    var fingerprints: [ByteBuffer]
+    var scopes: [Int16]
+    var windows: [Int64]
+    var retries: [Bool]
+    var times: [Int64]
+    var owner: String
+    var leaseMilliseconds: Int64
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 8)
+        bindings.append(keys)
+        bindings.append(fingerprints)
+        bindings.append(scopes)
+        bindings.append(windows)
+        bindings.append(retries)
+        bindings.append(times)
+        bindings.append(owner)
+        bindings.append(leaseMilliseconds)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// `CALL settle_commit(…)`: a batch of completions, releases and abandons, committed before
+/// its answer (`Spec/POSTGRES.md` §3.2).
+struct SettleCommitStatement: PostgresPreparedStatement {
+    static let name = "onceledger_settle_commit_v2"
+    static let sql = "CALL settle_commit($1, $2, $3, $4, $5, $6, $7)"
+    typealias Row = ([Int64], [Bool], [Int16], [Int64], [Int64], [ByteBuffer], [Int64], [ByteBuffer])
+
+    var acts: [Int16]
+    var keys: [ByteBuffer]
+    var attempts: [Int64]
+    var fences: [Int64]
+    var receipts: [ByteBuffer]
+    var times: [Int64]
+    var reasons: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 7)
+        bindings.append(acts)
+        bindings.append(keys)
+        bindings.append(attempts)
+        bindings.append(fences)
+        bindings.append(receipts)
+        bindings.append(times)
+        bindings.append(reasons)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
