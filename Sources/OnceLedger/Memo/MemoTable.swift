@@ -752,6 +752,10 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                 if number < MemoTable.densePositionsMax,
                    applyPosition(namespace: namespace, run: run, generation: header.generation, position: number,
                                  digest: digest, time: position.timeMilliseconds, location: location) {
+                    // The hint's positions go to this journal one after the other: room for all.
+                    if index == 0, let journal = lastJournal, journals[journal].positions.count == Int(number) + 1 {
+                        journals[journal].positions.reserveCapacity(Int(number) + header.count)
+                    }
                     return
                 }
                 // The generic way, as the memo entry hint the position stands for.

@@ -70,7 +70,9 @@ public final class LogStore: LedgerStore, Sendable {
             itemCount: { count in itemCount = count },
             item: { kind, body, location in
                 if let count = itemCount {
-                    if kind.isMemo || kind == .journalPositions { memo.reserve(entries: count) } else { loaded.reserve(entries: count) }
+                    // (A journal-positions hint holds many positions, which are no generic entries.)
+                    if kind.isMemo { memo.reserve(entries: count) }
+                    else if kind != .journalPositions { loaded.reserve(entries: count) }
                     itemCount = nil
                 }
                 // A version 4 snapshot's journal-positions hint (kind 18) is the memo's too.
