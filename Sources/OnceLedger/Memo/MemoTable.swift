@@ -1019,6 +1019,59 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         }
     }
 
+    /// The read of position `number` of journal `journal`; `handle`: one taken already for
+    /// the file its value is in, if any.
+    private func readPosition(_ journal: Int, _ number: Int,
+                              handle: (file: UInt64, handle: any StorageFile)?) throws -> Read {
+        let position = journals[journal].positions[number]
+        let digest: [UInt8]? = position.digest == 0 ? nil : digestBytes(position.digest)
+        let cacheKey = Ref.position(journal: journal, position: number).key
+        if let cached = cache[cacheKey] {
+            return Read(inputDigest: digest, timeMilliseconds: position.time, value: .bytes(cached.bytes))
+        }
+        let count = journals[journal].valueCount(position)
+        let value = ValueRef.located(position.location, count: count)
+        guard let reader else { return Read(inputDigest: digest, timeMilliseconds: position.time, value: value) }
+        let file = handle.flatMap { $0.file == position.valueFile ? $0.handle : nil }
+        return Read(inputDigest: digest, timeMilliseconds: position.time, value: value,
+                    onDisk: (reader, try file ?? reader.handle(for: position.valueFile)),
+                    cacheable: count <= MemoTable.cacheValueBytesMax ? (cacheKey, position.location) : nil)
+    }
+
+    /// `read` of each of `keys`. A replay reads a run's positions in order (`memoGetMany`):
+    /// keys of the run generation of the key before find its journal without a lookup, and
+    /// their positions directly in its array.
+    func readMany(_ keys: [MemoKey]) throws -> [Read?] {
+        var reads: [Read?] = []
+        reads.reserveCapacity(keys.count)
+        var last: (run: MemoRun, generation: UInt64, journal: Int?)?
+        var handle: (file: UInt64, handle: any StorageFile)?
+        for key in keys {
+            var name = key.name
+            guard key.step.isEmpty, let number = name.withUTF8({ JournalPositions.position(name: UnsafeRawBufferPointer($0)) })
+            else {
+                reads.append(try read(key))
+                continue
+            }
+            if last?.generation != key.generation || last?.run != key.run {
+                let journal = MemoTable.withBytes(key) { namespace, run, _, _ in
+                    journalIndex(namespace: namespace, run: run, generation: key.generation)
+                }
+                last = (key.run, key.generation, journal)
+            }
+            guard let journal = last?.journal, number < UInt64(journals[journal].positions.count) else {
+                reads.append(try read(key))
+                continue
+            }
+            let read = try readPosition(journal, Int(number), handle: handle)
+            if let onDisk = read.onDisk, case .located(let location, _) = read.value {
+                handle = (location.file, onDisk.file)
+            }
+            reads.append(read)
+        }
+        return reads
+    }
+
     func read(_ key: MemoKey) throws -> Read? {
         let index: Int
         switch ref(of: key) {
@@ -1027,18 +1080,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         case .entry(let found):
             index = found
         case .position(let journal, let number):
-            let position = journals[journal].positions[number]
-            let digest: [UInt8]? = position.digest == 0 ? nil : digestBytes(position.digest)
-            let cacheKey = Ref.position(journal: journal, position: number).key
-            if let cached = cache[cacheKey] {
-                return Read(inputDigest: digest, timeMilliseconds: position.time, value: .bytes(cached.bytes))
-            }
-            let count = journals[journal].valueCount(position)
-            let value = ValueRef.located(position.location, count: count)
-            guard let reader else { return Read(inputDigest: digest, timeMilliseconds: position.time, value: value) }
-            return Read(inputDigest: digest, timeMilliseconds: position.time, value: value,
-                        onDisk: (reader, try reader.handle(for: position.valueFile)),
-                        cacheable: count <= MemoTable.cacheValueBytesMax ? (cacheKey, position.location) : nil)
+            return try readPosition(journal, number, handle: nil)
         }
         let entry = entries[index]
         let digest: [UInt8]? = entry.digest == 0 ? nil : self.digest(of: entry)
