@@ -14,8 +14,13 @@ public enum FormatLimits {
     /// section, so a ledger opens from a snapshot without reading receipts
     /// (`Spec/FORMAT.md` §6.3). Segments stay at `formatVersion`.
     public static let snapshotFormatVersion: UInt16 = 3
+    /// The snapshot format version written instead of 3 when the snapshot holds a
+    /// journal-positions hint (kind 18, `Spec/FORMAT.md` §6.7): version 4 is version 3 with
+    /// the journal positions of a run generation in one hint, so a reader that does not know
+    /// them refuses the file as `unsupported-version` instead of calling it damaged.
+    public static let snapshotJournalFormatVersion: UInt16 = 4
     /// The snapshot versions this implementation reads (1 and 2 as before, whole).
-    public static let snapshotFormatVersionsReadable: ClosedRange<UInt16> = 1...3
+    public static let snapshotFormatVersionsReadable: ClosedRange<UInt16> = 1...4
     /// Header flags bit 0 (segment and snapshot, version 2): the ledger's effect tokens
     /// include its id (`Spec/FORMAT.md` §9.3).
     public static let flagLedgerScopedTokens: UInt32 = 1

@@ -45,6 +45,11 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
     /// Entry retention (snapshot items): the de-duplication scope of the intent behind one
     /// key's entry, which decides when compaction may drop it (§5.20, §9.5).
     public static let entryRetention = RecordKind(rawValue: 17)
+    /// Journal positions (version 4 snapshot hints only, never a log record nor an item):
+    /// the memo entries of consecutive journal positions of one run generation, without
+    /// their keys (`Spec/FORMAT.md` §5.21, `JournalPositions`). Not in `known`: a log
+    /// record or a whole item of this kind is one no writer makes.
+    public static let journalPositions = RecordKind(rawValue: 18)
     /// Opaque: a record whose body the log engine does not interpret (tests, benchmarks).
     public static let opaque = RecordKind(rawValue: 0x7fff)
 
@@ -82,6 +87,7 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
         case .memoSweep: "memo-sweep"
         case .generationFloor: "generation-floor"
         case .entryRetention: "entry-retention"
+        case .journalPositions: "journal-positions"
         case .opaque: "opaque"
         default: "unknown-\(rawValue)"
         }

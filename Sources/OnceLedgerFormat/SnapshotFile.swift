@@ -93,6 +93,10 @@ public struct SnapshotFile: Hashable, Sendable {
     public var formatVersion: UInt16 = FormatLimits.snapshotFormatVersion
     /// Flags bit 0: the ledger derives effect tokens with its id (`Spec/FORMAT.md` §9.3).
     public var ledgerScopedTokens: Bool
+    /// Whether encoding (version 3 and up) puts the journal positions of a run generation in
+    /// one hint (kind 18) and then writes version 4 (§6.7): true but for a file decoded from
+    /// a version 3 header, so that it re-encodes to its own bytes.
+    var groupsJournalPositions = true
     /// The items: either given (to encode) or still inside the decoded file's bytes,
     /// so opening a large snapshot costs no allocation per item (`forEachItem`).
     private var storage: Storage
@@ -152,7 +156,12 @@ public struct SnapshotFile: Hashable, Sendable {
 
     /// Calls `body` with each item's kind, body bytes and, for a snapshot read with
     /// `decodeHints`, where the item's value is (nil otherwise: the body is whole).
-    public func forEachHint(_ body: (RecordKind, UnsafeRawBufferPointer, ValueSpan?) throws -> Void) rethrows {
+    /// A journal-positions hint (kind 18, version 4) comes as the memo entry hints it
+    /// stands for, one per position with its value's span, unless `groupingJournalPositions`:
+    /// then as itself, with the span of its first value (body bytes 0), for a reader that
+    /// takes its positions in one go (`JournalPositions`).
+    public func forEachHint(groupingJournalPositions: Bool = false,
+                            _ body: (RecordKind, UnsafeRawBufferPointer, ValueSpan?) throws -> Void) rethrows {
         switch storage {
         case .hints(let bytes, let count):
             try bytes.withUnsafeBytes { raw in
@@ -161,8 +170,14 @@ public struct SnapshotFile: Hashable, Sendable {
                     // Validated by `decodeHints`.
                     let hint = SnapshotFile.hintHeader(raw, at: offset)
                     let bodyStart = offset + SnapshotFile.hintHeaderBytes
-                    try body(hint.kind, UnsafeRawBufferPointer(rebasing: raw[bodyStart..<(bodyStart + hint.bodyBytes)]),
-                             hint.value)
+                    let hintBody = UnsafeRawBufferPointer(rebasing: raw[bodyStart..<(bodyStart + hint.bodyBytes)])
+                    if hint.kind == .journalPositions, !groupingJournalPositions, let first = hint.value {
+                        try JournalPositions.forEachMemoHint(hintBody, firstValue: first.offset) { memo, span in
+                            try body(.memoEntry, memo, span)
+                        }
+                    } else {
+                        try body(hint.kind, hintBody, hint.value)
+                    }
                     offset = bodyStart + Alignment.roundUp(hint.bodyBytes, to: FormatLimits.recordAlignment)
                 }
             }
@@ -192,16 +207,21 @@ public struct SnapshotFile: Hashable, Sendable {
         }
     }
 
+    /// Versions 3 and 4 hold the same items (4 only groups journal positions in the hints).
+    private var itemsVersion: UInt16 {
+        formatVersion == FormatLimits.snapshotJournalFormatVersion ? FormatLimits.snapshotFormatVersion : formatVersion
+    }
+
     public static func == (a: SnapshotFile, b: SnapshotFile) -> Bool {
         a.ledgerID == b.ledgerID && a.coveredSequence == b.coveredSequence && a.chain == b.chain
-            && a.formatVersion == b.formatVersion && a.ledgerScopedTokens == b.ledgerScopedTokens && a.items == b.items
+            && a.itemsVersion == b.itemsVersion && a.ledgerScopedTokens == b.ledgerScopedTokens && a.items == b.items
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(ledgerID)
         hasher.combine(coveredSequence)
         hasher.combine(chain)
-        hasher.combine(formatVersion)
+        hasher.combine(itemsVersion)
         hasher.combine(ledgerScopedTokens)
         hasher.combine(items)
     }
@@ -277,7 +297,16 @@ public struct SnapshotFile: Hashable, Sendable {
         let fixed = FormatLimits.snapshotHeaderBytes + FormatLimits.snapshotTrailerBytes
         let align = FormatLimits.recordAlignment
         var total = fixed
-        for item in items {
+        let items = self.items
+        var grouped = [Int: Int]()  // first item of a group: its hint's body bytes
+        var inGroup = Set<Int>()
+        if formatVersion >= 3, groupsJournalPositions {
+            for group in SnapshotFile.positionGroups(items) {
+                grouped[group.items.lowerBound] = group.body.count
+                for index in group.items.dropFirst() { inGroup.insert(index) }
+            }
+        }
+        for (index, item) in items.enumerated() {
             guard formatVersion >= 3 else {
                 total += SnapshotFile.itemHeaderBytes + Alignment.roundUp(item.body.count, to: align)
                 continue
@@ -285,7 +314,11 @@ public struct SnapshotFile: Hashable, Sendable {
             if item.body.withUnsafeBytes({ SnapshotFile.doneReceipt(kind: item.kind, $0) }) != nil {
                 total += SnapshotFile.valueHeaderBytes + Alignment.roundUp(item.body.count, to: align)
                 let receipt = item.body.withUnsafeBytes { SnapshotFile.doneReceipt(kind: item.kind, $0)! }
-                total += SnapshotFile.hintHeaderBytes + Alignment.roundUp(receipt.lowerBound, to: align)
+                if let groupBytes = grouped[index] {
+                    total += SnapshotFile.hintHeaderBytes + Alignment.roundUp(groupBytes, to: align)
+                } else if !inGroup.contains(index) {
+                    total += SnapshotFile.hintHeaderBytes + Alignment.roundUp(receipt.lowerBound, to: align)
+                }
             } else {
                 total += SnapshotFile.hintHeaderBytes + Alignment.roundUp(item.body.count, to: align)
             }
@@ -297,13 +330,21 @@ public struct SnapshotFile: Hashable, Sendable {
     /// checksums patched in at the end), the values, the hints, the trailer.
     private func encodeVersion3() -> (bytes: [UInt8], values: [ValueSpan?]) {
         let items = self.items
+        let groups = groupsJournalPositions ? SnapshotFile.positionGroups(items) : []
+        var groupAt = [Int: Int]()  // first item of a group: the group's index
+        var inGroup = Set<Int>()
+        for (number, group) in groups.enumerated() {
+            groupAt[group.items.lowerBound] = number
+            for index in group.items.dropFirst() { inGroup.insert(index) }
+        }
+        var hintCount = 0
         var hints = ByteWriter()
         var spans: [ValueSpan?] = []
         spans.reserveCapacity(items.count)
         let headerBytes = FormatLimits.snapshotHeaderBytes
         var writer = ByteWriter(capacity: encodedByteCount)
         writer.writeBytes(SnapshotFile.magic)
-        writer.writeInteger(formatVersion)
+        writer.writeInteger(groups.isEmpty ? itemsVersion : FormatLimits.snapshotJournalFormatVersion)
         writer.writeInteger(UInt16(headerBytes))
         writer.writeInteger(ledgerScopedTokens ? FormatLimits.flagLedgerScopedTokens : 0)
         writer.writeBytes(ledgerID.bytes)
@@ -311,9 +352,9 @@ public struct SnapshotFile: Hashable, Sendable {
         writer.writeInteger(chain)
         writer.writeInteger(UInt32(0))  // hints checksum, below
         writer.writeInteger(UInt64(0))  // values bytes, below
-        writer.writeInteger(UInt32(items.count))
+        writer.writeInteger(UInt32(0))  // hint count, below
         writer.writeInteger(UInt32(0))  // header checksum, below
-        for item in items {
+        for (index, item) in items.enumerated() {
             precondition(item.body.count <= Int(FormatLimits.recordBodyBytesMax), "item bound checked by caller")
             let receipt = item.body.withUnsafeBytes { SnapshotFile.doneReceipt(kind: item.kind, $0) }
             var span: ValueSpan? = nil
@@ -334,6 +375,15 @@ public struct SnapshotFile: Hashable, Sendable {
                 span = ValueSpan(offset: offset, bodyBytes: UInt32(item.body.count))
             }
             spans.append(span)
+            if let number = groupAt[index], let span {
+                // The journal positions of a group: one hint, before the values of all but
+                // its first position are written (it names only the first).
+                SnapshotFile.writeGroupHint(groups[number].body, firstValue: span.offset, into: &hints)
+                hintCount += 1
+                continue
+            }
+            if inGroup.contains(index) { continue }
+            hintCount += 1
             // The hint: the item; for one with a value, its body with an empty receipt
             // (the receipt's u32 length zero).
             let hintBytes = receipt.map { $0.lowerBound } ?? item.body.count
@@ -353,6 +403,7 @@ public struct SnapshotFile: Hashable, Sendable {
         }
         writer.setInteger(CRC32.checksum(hints.bytes), at: 44)
         writer.setInteger(UInt64(writer.count - headerBytes), at: 48)
+        writer.setInteger(UInt32(hintCount), at: 56)
         writer.setInteger(writer.bytes.withUnsafeBytes { CRC32.update(0, UnsafeRawBufferPointer(rebasing: $0[0..<60])) },
                           at: 60)
         writer.writeBytes(hints.bytes)
@@ -360,6 +411,85 @@ public struct SnapshotFile: Hashable, Sendable {
         writer.writeInteger(UInt32(0))
         writer.writeInteger(CRC32.checksum(writer.bytes))
         return (writer.bytes, spans)
+    }
+
+    // MARK: Journal positions (version 4)
+
+    /// A journal-positions hint a writer makes (§6.7): it stands for `items`.
+    struct PositionGroup {
+        var items: Range<Int>
+        var body: [UInt8]
+    }
+
+    /// The journal-positions hints of a version 4 writer over `count` items, in order
+    /// (`Spec/FORMAT.md` §6.7): a memo entry of step "" whose name is ten digits is a journal
+    /// position; position 0 starts a group, which takes the positions that follow it one by
+    /// one in the same run generation, up to `JournalPositions.perHintMax`; the position after
+    /// a full group starts the next. Any other item, or a position that does not follow,
+    /// ends the group. `memo(i)` gives item i's memo entry body (only the fields before its
+    /// value are read) and its value's length, or nil for an item that is not a memo entry.
+    static func positionGroups(count: Int, memo: (Int) -> (body: [UInt8], valueBytes: Int)?) -> [PositionGroup] {
+        var groups: [PositionGroup] = []
+        var open: (start: Int, builder: JournalPositions.Builder, namespace: [UInt8], run: [UInt8], generation: UInt64,
+                   last: UInt64)?
+        func close(at end: Int) {
+            if let group = open { groups.append(PositionGroup(items: group.start..<end, body: group.builder.body)) }
+            open = nil
+        }
+        for index in 0..<count {
+            guard let (body, valueBytes) = memo(index) else {
+                close(at: index)
+                continue
+            }
+            body.withUnsafeBytes { raw in
+                guard case .fields(.memoEntry(let namespace, let run, let generation, let step, let name, let digest, let time, _)) =
+                        RecordBody.decodeFields(kind: .memoEntry, raw),
+                      step.isEmpty, let position = JournalPositions.position(name: UnsafeRawBufferPointer(rebasing: raw[name]))
+                else {
+                    close(at: index)
+                    return
+                }
+                let follows = open.map {
+                    $0.generation == generation && $0.last &+ 1 == position
+                        && $0.run.elementsEqual(raw[run]) && $0.namespace.elementsEqual(raw[namespace])
+                } ?? false
+                if !(follows && open.map({ $0.builder.count < JournalPositions.perHintMax }) ?? false) {
+                    close(at: index)
+                    guard position == 0 || follows else { return }
+                    open = (index, JournalPositions.Builder(namespace: UnsafeRawBufferPointer(rebasing: raw[namespace]),
+                                                            run: UnsafeRawBufferPointer(rebasing: raw[run]),
+                                                            generation: generation, first: position),
+                            Array(raw[namespace]), Array(raw[run]), generation, position)
+                }
+                open?.builder.append(valueBytes: UInt32(valueBytes), timeMilliseconds: time,
+                                     digest: UnsafeRawBufferPointer(rebasing: raw[digest]))
+                open?.last = position
+            }
+        }
+        close(at: count)
+        return groups
+    }
+
+    static func positionGroups(_ items: [Item]) -> [PositionGroup] {
+        positionGroups(count: items.count) { index in
+            let item = items[index]
+            guard item.kind == .memoEntry,
+                  let value = item.body.withUnsafeBytes({ SnapshotFile.doneReceipt(kind: .memoEntry, $0) })
+            else { return nil }
+            return (item.body, value.count)
+        }
+    }
+
+    /// Appends a journal-positions hint whose first value is at `firstValue`.
+    static func writeGroupHint(_ body: [UInt8], firstValue: UInt64, into writer: inout ByteWriter) {
+        writer.writeInteger(UInt32(body.count))
+        writer.writeInteger(RecordKind.journalPositions.rawValue)
+        writer.writeInteger(SnapshotFile.hintFlagHasValue)
+        writer.writeInteger(firstValue)
+        writer.writeInteger(UInt32(0))
+        writer.writeInteger(UInt32(0))
+        writer.writeBytes(body)
+        writer.writePadding(alignment: FormatLimits.recordAlignment)
     }
 
     public enum DecodeResult: Hashable, Sendable {
@@ -411,7 +541,7 @@ public struct SnapshotFile: Hashable, Sendable {
             return .corrupt("file checksum mismatch: stored \(hex32(storedFile)), computed \(hex32(computedFile))")
         }
         if version >= 3 {
-            return decodeVersion3(bytes, ledgerID: ledgerID, covered: covered, chain: chain,
+            return decodeVersion3(bytes, version: version, ledgerID: ledgerID, covered: covered, chain: chain,
                                   ledgerScopedTokens: flags & FormatLimits.flagLedgerScopedTokens != 0,
                                   valuesBytes: Int(bodyBytes), hintCount: Int(itemCount))
         }
@@ -469,9 +599,27 @@ public struct SnapshotFile: Hashable, Sendable {
     /// hint with a value must be a done entry state with an empty receipt or a memo entry
     /// with an empty value, and every done entry state and memo entry must have a value.
     /// Nil if valid.
-    static func checkHints(_ raw: UnsafeRawBufferPointer, count: Int, valuesBytes: Int) -> String? {
+    ///
+    /// Version 4 (§6.7): a journal-positions hint (kind 18) names its first value, and its
+    /// positions' values follow one by one; the hints are the ones the writer makes
+    /// (`positionGroups`): no position a group would have taken stands alone, a group
+    /// that does not start at position 0 continues a full one, and there is at least one.
+    /// Version 3 holds none.
+    static func checkHints(_ raw: UnsafeRawBufferPointer, count: Int, valuesBytes: Int, version: UInt16) -> String? {
         var offset = 0
         var nextValue = UInt64(FormatLimits.snapshotHeaderBytes)
+        let valuesEnd = UInt64(FormatLimits.snapshotHeaderBytes + valuesBytes)
+        let grouping = version >= FormatLimits.snapshotJournalFormatVersion
+        var groupCount = 0
+        // The hint before, if it was a journal-positions hint.
+        var previous: (namespace: [UInt8], run: [UInt8], generation: UInt64, last: UInt64, full: Bool)?
+        func follows(_ namespace: UnsafeRawBufferPointer, _ run: UnsafeRawBufferPointer, _ generation: UInt64,
+                     _ position: UInt64) -> (follows: Bool, full: Bool) {
+            guard let previous, previous.generation == generation, previous.last &+ 1 == position,
+                  previous.run.elementsEqual(run), previous.namespace.elementsEqual(namespace)
+            else { return (false, false) }
+            return (true, previous.full)
+        }
         for index in 0..<count {
             guard raw.count - offset >= hintHeaderBytes else { return "hint \(index) malformed" }
             let hint = hintHeader(raw, at: offset)
@@ -485,6 +633,49 @@ public struct SnapshotFile: Hashable, Sendable {
                   raw[(bodyStart + hint.bodyBytes)..<(bodyStart + padded)].allSatisfy({ $0 == 0 })
             else { return "hint \(index) padding malformed" }
             let body = UnsafeRawBufferPointer(rebasing: raw[bodyStart..<(bodyStart + hint.bodyBytes)])
+            if hint.kind == .journalPositions {
+                guard grouping else { return "hint \(index) is a journal-positions hint, which only a version 4 snapshot holds" }
+                guard let value = hint.value, value.offset == nextValue, value.bodyBytes == 0 else {
+                    return "hint \(index) (journal positions) does not name the next value"
+                }
+                let header: JournalPositions.Header
+                switch JournalPositions.header(body) {
+                case .success(let decoded): header = decoded
+                case .failure(let malformed): return "hint \(index): \(malformed.reason)"
+                }
+                var outside = false
+                let decoded = JournalPositions.decode(body) { _, position in
+                    let bodyBytes = JournalPositions.memoBodyBytes(namespace: header.namespace.count, run: header.run.count,
+                                                                   valueBytes: Int(position.valueBytes))
+                    let frame = UInt64(ValueSpan(offset: 0, bodyBytes: UInt32(bodyBytes)).frameBytes)
+                    if frame > valuesEnd - nextValue { outside = true }
+                    if !outside { nextValue += frame }
+                }
+                if case .failure(let malformed) = decoded { return "hint \(index): \(malformed.reason)" }
+                guard !outside else { return "hint \(index) (journal positions) names values outside the values section" }
+                let namespace = UnsafeRawBufferPointer(rebasing: body[header.namespace])
+                let run = UnsafeRawBufferPointer(rebasing: body[header.run])
+                let (after, afterFull) = follows(namespace, run, header.generation, header.first)
+                // Position 0 starts a group; any other continues a full one right before it.
+                guard header.first == 0 ? !after : (after && afterFull)
+                else { return "hint \(index) (journal positions from \(header.first)) is not where the writer puts it" }
+                previous = (Array(namespace), Array(run), header.generation, header.first + UInt64(header.count - 1),
+                            header.count == JournalPositions.perHintMax)
+                groupCount += 1
+                offset = bodyStart + padded
+                continue
+            }
+            if grouping, hint.kind == .memoEntry,
+               case .fields(.memoEntry(let namespace, let run, let generation, let step, let name, _, _, _)) =
+                RecordBody.decodeFields(kind: .memoEntry, body),
+               step.isEmpty, let position = JournalPositions.position(name: UnsafeRawBufferPointer(rebasing: body[name])) {
+                let (after, _) = follows(UnsafeRawBufferPointer(rebasing: body[namespace]),
+                                         UnsafeRawBufferPointer(rebasing: body[run]), generation, position)
+                guard position != 0, !after else {
+                    return "hint \(index) is a journal position that belongs in a journal-positions hint"
+                }
+            }
+            previous = nil
             if let value = hint.value {
                 guard let receipt = doneReceipt(kind: hint.kind, body), receipt.isEmpty
                 else { return "hint \(index) has a value but is not a done entry state with an empty receipt or a memo entry with an empty value" }
@@ -505,6 +696,9 @@ public struct SnapshotFile: Hashable, Sendable {
             offset = bodyStart + padded
         }
         guard offset == raw.count else { return "bytes after the last hint" }
+        guard !grouping || groupCount > 0 else {
+            return "a version 4 snapshot without a journal-positions hint (a writer writes version 3 then)"
+        }
         guard nextValue == UInt64(FormatLimits.snapshotHeaderBytes + valuesBytes) else {
             return "the values section holds bytes no hint names"
         }
@@ -546,7 +740,7 @@ public struct SnapshotFile: Hashable, Sendable {
     /// A whole version 3 file (header checked): every hint and every value checked,
     /// the items rebuilt (a done entry's item is its value).
     private static func decodeVersion3(
-        _ bytes: [UInt8], ledgerID: LedgerID, covered: UInt64, chain: UInt32, ledgerScopedTokens: Bool,
+        _ bytes: [UInt8], version: UInt16, ledgerID: LedgerID, covered: UInt64, chain: UInt32, ledgerScopedTokens: Bool,
         valuesBytes: Int, hintCount: Int
     ) -> DecodeResult {
         let hintsStart = FormatLimits.snapshotHeaderBytes + valuesBytes
@@ -556,7 +750,7 @@ public struct SnapshotFile: Hashable, Sendable {
         guard ByteReader.getInteger(bytes, at: 44, as: UInt32.self) == CRC32.checksum(hintBytes) else {
             return .corrupt("hints checksum mismatch")
         }
-        return decodeHintsChecked(hintBytes, count: hintCount, valuesBytes: valuesBytes) { span in
+        return decodeHintsChecked(hintBytes, count: hintCount, valuesBytes: valuesBytes, version: version) { span in
             let end = Int(span.offset) + span.frameBytes
             return bytes.withUnsafeBytes { raw in
                 switch decodeValue(UnsafeRawBufferPointer(rebasing: raw[Int(span.offset)..<end]), span: span) {
@@ -568,7 +762,8 @@ public struct SnapshotFile: Hashable, Sendable {
         }.map { items in
             var file = SnapshotFile(ledgerID: ledgerID, coveredSequence: covered, chain: chain,
                                     ledgerScopedTokens: ledgerScopedTokens, items: items)
-            file.formatVersion = 3
+            file.formatVersion = version
+            file.groupsJournalPositions = version >= FormatLimits.snapshotJournalFormatVersion
             return file
         }
     }
@@ -590,9 +785,9 @@ public struct SnapshotFile: Hashable, Sendable {
     }
 
     private static func decodeHintsChecked(
-        _ hintBytes: [UInt8], count: Int, valuesBytes: Int, value: (ValueSpan) -> ValueOrReason
+        _ hintBytes: [UInt8], count: Int, valuesBytes: Int, version: UInt16, value: (ValueSpan) -> ValueOrReason
     ) -> HintsDecoded {
-        if let reason = hintBytes.withUnsafeBytes({ checkHints($0, count: count, valuesBytes: valuesBytes) }) {
+        if let reason = hintBytes.withUnsafeBytes({ checkHints($0, count: count, valuesBytes: valuesBytes, version: version) }) {
             return .corrupt(reason)
         }
         var items: [Item] = []
@@ -661,7 +856,7 @@ public struct SnapshotFile: Hashable, Sendable {
         guard storedHints == computedHints else {
             return .corrupt("hints checksum mismatch: stored \(hex32(storedHints)), computed \(hex32(computedHints))")
         }
-        if let reason = hints.withUnsafeBytes({ checkHints($0, count: count, valuesBytes: Int(valuesBytes)) }) {
+        if let reason = hints.withUnsafeBytes({ checkHints($0, count: count, valuesBytes: Int(valuesBytes), version: version) }) {
             return .corrupt(reason)
         }
         var file = SnapshotFile(ledgerID: LedgerID(bytes: Array(header[16..<32]))!,
@@ -669,6 +864,7 @@ public struct SnapshotFile: Hashable, Sendable {
                                 chain: ByteReader.getInteger(header, at: 40, as: UInt32.self),
                                 ledgerScopedTokens: flags & FormatLimits.flagLedgerScopedTokens != 0, items: [])
         file.formatVersion = version
+        file.groupsJournalPositions = version >= FormatLimits.snapshotJournalFormatVersion
         file.storage = .hints(bytes: hints, count: count)
         return .snapshot(file)
     }

@@ -60,7 +60,7 @@ extension SnapshotFile {
     }
 
     /// Appends `item`'s hint (`layout` given) with its value's `span` to `writer`.
-    private static func writeHint(_ item: StreamItem, hintBytes: Int, span: ValueSpan?, into writer: inout ByteWriter) {
+    fileprivate static func writeHint(_ item: StreamItem, hintBytes: Int, span: ValueSpan?, into writer: inout ByteWriter) {
         writer.writeInteger(UInt32(hintBytes))
         writer.writeInteger(item.kind.rawValue)
         writer.writeInteger(span == nil ? UInt16(0) : SnapshotFile.hintFlagHasValue)
@@ -79,20 +79,64 @@ extension SnapshotFile {
         writer.writePadding(alignment: FormatLimits.recordAlignment)
     }
 
+    /// Which items the journal-positions hints stand for (`positionGroups`): the group
+    /// starting at an item, and the other items of groups (which get no hint of their own).
+    struct StreamGroups {
+        var groups: [PositionGroup] = []
+        var startingAt: [Int: Int] = [:]
+        var inside = Set<Int>()
+        var hintCount: Int
+
+        init(_ items: [StreamItem]) {
+            groups = SnapshotFile.positionGroups(count: items.count) { index in
+                switch items[index] {
+                case .receiptLater(.memoEntry, let hint, let valueBytes):
+                    return (hint, Int(valueBytes))
+                case .whole(.memoEntry, let body):
+                    return body.withUnsafeBytes { SnapshotFile.doneReceipt(kind: .memoEntry, $0) }.map { (body, $0.count) }
+                default:
+                    return nil
+                }
+            }
+            hintCount = items.count
+            for (number, group) in groups.enumerated() {
+                startingAt[group.items.lowerBound] = number
+                for index in group.items.dropFirst() { inside.insert(index) }
+                hintCount -= group.items.count - 1
+            }
+        }
+
+        /// Writes item `index`'s hint, or its group's, or nothing (inside a group).
+        func writeHint(_ items: [StreamItem], _ index: Int, span: ValueSpan?, into writer: inout ByteWriter) {
+            if let number = startingAt[index], let span {
+                SnapshotFile.writeGroupHint(groups[number].body, firstValue: span.offset, into: &writer)
+            } else if !inside.contains(index) {
+                let item = items[index]
+                SnapshotFile.writeHint(item, hintBytes: item.layout.hintBytes, span: span, into: &writer)
+            }
+        }
+    }
+
     /// The values section's length and the hints section's length and checksum of
     /// `items`, from their metadata alone (no receipt is read).
     public static func streamedSections(_ items: [StreamItem]) -> (valuesBytes: Int, hintsBytes: Int, hintsChecksum: UInt32) {
+        let sections = streamedSections(items, groups: StreamGroups(items))
+        return (sections.valuesBytes, sections.hintsBytes, sections.hintsChecksum)
+    }
+
+    static func streamedSections(_ items: [StreamItem], groups: StreamGroups)
+        -> (valuesBytes: Int, hintsBytes: Int, hintsChecksum: UInt32) {
         var valuesBytes = 0
         var hintsBytes = 0
         var checksum: UInt32 = 0
         var scratch = ByteWriter(capacity: 256)
-        for item in items {
+        for (index, item) in items.enumerated() {
             let layout = item.layout
             let span = layout.valueBytes.map {
                 ValueSpan(offset: UInt64(FormatLimits.snapshotHeaderBytes + valuesBytes), bodyBytes: UInt32($0))
             }
             scratch = ByteWriter(capacity: scratch.count)
-            writeHint(item, hintBytes: layout.hintBytes, span: span, into: &scratch)
+            groups.writeHint(items, index, span: span, into: &scratch)
             checksum = scratch.bytes.withUnsafeBytes { CRC32.update(checksum, $0) }
             hintsBytes += scratch.count
             if let span { valuesBytes += span.frameBytes }
@@ -121,10 +165,12 @@ extension SnapshotFile {
         write: ([UInt8], UInt64) throws -> Void
     ) throws -> (bytes: UInt64, values: [ValueSpan?]) {
         let headerBytes = FormatLimits.snapshotHeaderBytes
-        let sections = streamedSections(items)
+        let groups = StreamGroups(items)
+        let sections = streamedSections(items, groups: groups)
         var header = ByteWriter(capacity: headerBytes)
         header.writeBytes(SnapshotFile.magic)
-        header.writeInteger(FormatLimits.snapshotFormatVersion)
+        header.writeInteger(groups.groups.isEmpty ? FormatLimits.snapshotFormatVersion
+                                : FormatLimits.snapshotJournalFormatVersion)
         header.writeInteger(UInt16(headerBytes))
         header.writeInteger(ledgerScopedTokens ? FormatLimits.flagLedgerScopedTokens : 0)
         header.writeBytes(ledgerID.bytes)
@@ -132,7 +178,7 @@ extension SnapshotFile {
         header.writeInteger(chain)
         header.writeInteger(sections.hintsChecksum)
         header.writeInteger(UInt64(sections.valuesBytes))
-        header.writeInteger(UInt32(items.count))
+        header.writeInteger(UInt32(groups.hintCount))
         header.writeInteger(CRC32.checksum(header.bytes))
 
         var out = ByteWriter(capacity: bufferBytes)
@@ -191,8 +237,8 @@ extension SnapshotFile {
             valueOffset += UInt64(span.frameBytes)
             try flush(force: false)
         }
-        for (index, item) in items.enumerated() {
-            writeHint(item, hintBytes: item.layout.hintBytes, span: spans[index], into: &out)
+        for index in items.indices {
+            groups.writeHint(items, index, span: spans[index], into: &out)
             try flush(force: false)
         }
         out.writeBytes(SnapshotFile.trailerMagic)

@@ -4,7 +4,10 @@
 // deterministic): the whole text table is compared, JSON lines and the export are parsed back
 // (the export with `JournalExport(jsonLines:)`, equal to the library's), the truncation is checked
 // in the journal afterwards and refused without its confirmation flag (a usage error, exit 16);
-// `verify` accepts a ledger holding a journal and `salvage` copies it position for position.
+// `verify` accepts a ledger holding a journal and `salvage` copies it position for position; and
+// on a compacted ledger, whose snapshot holds the journal as a journal-positions hint (version 4,
+// FORMAT §5.21), `verify`, `stat`, `dump`, `journal`, `journal-export` and `salvage` read every
+// position as before compaction.
 import Foundation
 import OnceLedger
 import OnceLedgerFormat
@@ -16,7 +19,7 @@ private enum JournalFixture {
     static let start: UInt64 = 1_700_000_000_000
 
     /// Run "agent" (running): a step with an input, now, a patched marker, an effect.
-    static func ledger() async throws -> String {
+    static func ledger(compacted: Bool = false) async throws -> String {
         let parent = FileManager.default.temporaryDirectory.appendingPathComponent("onceledger-journal-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
         let path = parent.appendingPathComponent("ledger").path
@@ -28,6 +31,7 @@ private enum JournalFixture {
         _ = try await journal.nowMilliseconds()
         _ = try await journal.patched("fix-1")
         _ = try await journal.effect("mail.send", input: 1) { _ in ["id": "m-1"] }
+        if compacted { try await ledger.compact() }
         try ledger.close()
         try FileManager.default.removeItem(atPath: path + "/" + LedgerFileNames.lock)
         return path
@@ -111,5 +115,32 @@ private func run(_ arguments: [String], in directory: String) throws -> CLI.Resu
         let before = try run(["journal", "$DIR", "agent", "--json"], in: path).stdout
         let after = try run(["journal", "$DIR", "agent", "--json"], in: target).stdout
         #expect(!before.isEmpty && after == before, "the salvaged ledger holds the same journal")
+    }
+
+    @Test func theToolsReadACompactedJournalAsBefore() async throws {
+        let plain = try await JournalFixture.ledger()
+        defer { JournalFixture.cleanUp(plain) }
+        let path = try await JournalFixture.ledger(compacted: true)
+        defer { JournalFixture.cleanUp(path) }
+        let snapshot = try #require(try FileManager.default.contentsOfDirectory(atPath: path).first { $0.hasSuffix(".snap") })
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path + "/" + snapshot)))
+        #expect(ByteReader.getInteger(bytes, at: 8, as: UInt16.self) == 4, "the journal is in a journal-positions hint")
+
+        for command in [["verify", "$DIR"], ["stat", "$DIR"], ["dump", "$DIR"]] {
+            let result = try run(command, in: path)
+            #expect(result.exitCode == 0, "\(command): \(result.stdout) \(result.stderr)")
+        }
+        let dump = try run(["dump", "$DIR"], in: path).stdout
+        #expect(dump.contains("llm.summarize") && dump.contains("mail.send"), "dump decodes the positions: \(dump)")
+        for command in [["journal", "$DIR", "agent", "--json"], ["journal-export", "$DIR", "agent"]] {
+            let compacted = try run(command, in: path)
+            #expect(compacted.exitCode == 0, "\(command): \(compacted.stderr)")
+            #expect(compacted.stdout == (try run(command, in: plain)).stdout, "\(command): the same as before compaction")
+        }
+        let target = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("salvaged").path
+        let salvage = try CLI.run(["salvage", path, "--to", target])
+        #expect(salvage.exitCode == 0, "\(salvage.stdout) \(salvage.stderr)")
+        #expect(try run(["journal", "$DIR", "agent", "--json"], in: target).stdout
+                == (try run(["journal", "$DIR", "agent", "--json"], in: plain)).stdout)
     }
 }

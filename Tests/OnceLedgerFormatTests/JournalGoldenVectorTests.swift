@@ -21,10 +21,31 @@ enum JournalVectors {
         name: JournalEntry.positionName(3), inputDigest: GoldenVectors.fingerprint,
         timeMilliseconds: GoldenVectors.time + 2_200, value: step.encode()))
 
+    /// A version 4 snapshot (FORMAT §5.21, §6.7): positions 0–2 of run-9 generation 4 of
+    /// namespace taquba (a step with the vectors' digest, a `now` and a `uuid`, no input), which
+    /// the writer puts in one journal-positions hint, and the generation's run end.
+    static let positionEntries: [JournalEntry] = [
+        JournalEntry(kind: .step, position: 0, name: "llm.summarize", output: Array("{\"text\":\"A short summary.\"}".utf8)),
+        JournalEntry(kind: .now, position: 1, name: "now", output: Array("1700000002300".utf8)),
+        JournalEntry(kind: .uuid, position: 2, name: "uuid", output: Array("\"8D6A0E1C-3B5F-4F7A-9C2D-1E0F2A3B4C5D\"".utf8)),
+    ]
+    static let positionsSnapshot = SnapshotFile(
+        ledgerID: GoldenVectors.ledgerID, coveredSequence: 12, chain: 0x1234_5678, ledgerScopedTokens: true,
+        items: positionEntries.enumerated().map { index, entry in
+            SnapshotFile.Item(kind: .memoEntry, body: RecordBody.memoEntry(.init(
+                namespace: "taquba", run: "run-9", generation: 4, step: JournalEntry.reservedStep,
+                name: JournalEntry.positionName(UInt64(index)),
+                inputDigest: index == 0 ? GoldenVectors.fingerprint : RecordBody.noInputDigest,
+                timeMilliseconds: GoldenVectors.time + 2_200 + UInt64(index) * 100, value: entry.encode())).encode())
+        } + [SnapshotFile.Item(kind: .runEnd, body: RecordBody.runEnd(.init(
+            namespace: "taquba", run: "run-9", generation: 4, status: .succeeded,
+            timeMilliseconds: GoldenVectors.time + 9_000)).encode())])
+
     static let files: [(path: String, bytes: [UInt8])] = [
         ("journal-entry-step.bin", step.encode()),
         ("journal-entry-truncated.bin", truncated.encode()),
         ("record-13-journal-position.bin", GoldenVectors.recordFrame(record)),
+        ("snapshot-v4-journal.snap", positionsSnapshot.encode()),
     ]
 }
 
@@ -69,6 +90,45 @@ enum JournalVectors {
         #expect(JournalEntry.position(ofName: Array(entry.name.utf8)) == 3)
         #expect(JournalEntry.decode(entry.value) == .entry(JournalVectors.step))
     }
+
+    @Test func theVersion4SnapshotHoldsThePositionsInOneHint() throws {
+        let bytes = try GoldenVectors.read("snapshot-v4-journal.snap")
+        #expect(ByteReader.getInteger(bytes, at: 8, as: UInt16.self) == 4, "format version 4")
+        #expect(ByteReader.getInteger(bytes, at: 56, as: UInt32.self) == 2, "two hints: the positions and the run end")
+        guard case .snapshot(let decoded) = SnapshotFile.decode(bytes) else {
+            Issue.record("snapshot-v4-journal.snap does not decode")
+            return
+        }
+        #expect(decoded == JournalVectors.positionsSnapshot)
+        #expect(decoded.encode() == bytes)
+        let values = Int(ByteReader.getInteger(bytes, at: 48, as: UInt64.self))
+        guard case .snapshot(let hints) = SnapshotFile.decodeHints(
+            header: Array(bytes[0..<64]), hints: Array(bytes[(64 + values)..<(bytes.count - 16)]),
+            trailer: Array(bytes[(bytes.count - 16)...]), fileBytes: UInt64(bytes.count))
+        else {
+            Issue.record("snapshot-v4-journal.snap's hints do not decode")
+            return
+        }
+        var kinds: [RecordKind] = []
+        var firstValue: UInt64?
+        try hints.forEachHint(groupingJournalPositions: true) { kind, body, span in
+            kinds.append(kind)
+            guard kind == .journalPositions else { return }
+            firstValue = span?.offset
+            guard case .success(let header) = JournalPositions.header(body) else { throw JournalVectorError.malformed }
+            #expect(header.first == 0 && header.count == 3 && header.generation == 4)
+            #expect(String(decoding: body[header.namespace], as: UTF8.self) == "taquba")
+            var digests: [Bool] = []
+            _ = JournalPositions.decode(body) { _, position in digests.append(position.digest != nil) }
+            #expect(digests == [true, false, false])
+            // namespace 2+6, run 2+5, generation 8, first 8, count 4, positions 45 + 13 + 13.
+            #expect(body.count == 8 + 7 + 8 + 8 + 4 + 45 + 13 + 13)
+        }
+        #expect(kinds == [.journalPositions, .runEnd])
+        #expect(firstValue == 64)
+    }
+
+    enum JournalVectorError: Error { case malformed }
 
     @Test func damagedValuesGetATypedAnswerNeverATrap() {
         let bytes = JournalVectors.step.encode()

@@ -1,9 +1,11 @@
 // libFuzzer target: `SnapshotFile.decode` on untrusted bytes, and `RecordBody.decode` on
 // every item of a snapshot that decodes; for version 3 (FORMAT §6.7) also the open path,
 // `SnapshotFile.decodeHints` on the file's header, hint section and trailer, and
-// `SnapshotFile.decodeValue` on every value a hint names. Must never trap; a decoded
-// snapshot must re-encode to exactly its bytes; the hints of a file that decodes whole must
-// decode too, and each of their values. Build and run: Tools/fuzz/run.sh.
+// `SnapshotFile.decodeValue` on every value a hint names; for version 4 (§5.21) the
+// journal-positions hints both ways the readers take them: grouped (the ledger's open path,
+// `JournalPositions.decode`) and expanded into the memo entry hints they stand for. Must never
+// trap; a decoded snapshot must re-encode to exactly its bytes; the hints of a file that
+// decodes whole must decode too, and each of their values. Build and run: Tools/fuzz/run.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzSnapshot(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -56,6 +58,17 @@ func checkHints(_ bytes: [UInt8], wholeDecodes: Bool) {
         return
     }
     fuzzCheck(hints.holdsHintsOnly, "decodeHints gave a whole snapshot")
+    // Grouped, as the ledger opens: a journal-positions hint decodes, and its values lie
+    // inside the values section.
+    hints.forEachHint(groupingJournalPositions: true) { kind, body, span in
+        guard kind == .journalPositions else { return }
+        guard case .success(let header) = JournalPositions.decode(body, { _, _ in }), let span else {
+            fuzzCheck(false, "a checked journal-positions hint does not decode")
+            return
+        }
+        fuzzCheck(span.offset >= UInt64(headerBytes) && span.offset < UInt64(hintsStart) && header.count >= 1,
+                  "a journal-positions hint's first value lies outside the values section")
+    }
     hints.forEachHint { kind, body, span in
         fuzzBody(kind: kind, Array(body))
         guard let span else { return }

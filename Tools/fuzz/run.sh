@@ -10,7 +10,8 @@
 #                      bodies) and RecordBody.decode (built on it)
 #   FuzzSegmentHeader  SegmentHeader.decode
 #   FuzzSnapshot       SnapshotFile.decode and RecordBody.decode of its items; for
-#                      version 3, SnapshotFile.decodeHints (the open path) and
+#                      version 3 and 4, SnapshotFile.decodeHints (the open path, with
+#                      version 4's journal-positions hints grouped and expanded) and
 #                      SnapshotFile.decodeValue (a receipt read)
 #
 # Each target is compiled with `swiftc -sanitize=fuzzer,address` together with the
@@ -60,7 +61,7 @@ seed() {
         done
         ;;
     FuzzSnapshot)
-        cp Spec/vectors/ledger-*/snap-*.snap Spec/vectors/snapshot-v3*.snap "$dir/"
+        cp Spec/vectors/ledger-*/snap-*.snap Spec/vectors/snapshot-v3*.snap Spec/vectors/snapshot-v4*.snap "$dir/"
         ;;
     esac
 }

@@ -20,7 +20,7 @@ extension LogStore {
     /// of its own (from the page cache when the run was read or written recently).
     public func memoGetMany(_ keys: [MemoKey]) async throws -> [MemoValue?] {
         if isClosed { throw LedgerError(.closed, "the ledger is closed") }
-        let reads = try memo.withLock { table in try keys.map { try table.read($0) } }
+        let reads = try memo.withLock { table in try table.readMany(keys) }
         var bytes = [[UInt8]?](repeating: nil, count: keys.count)
         var index = 0
         while index < reads.count {

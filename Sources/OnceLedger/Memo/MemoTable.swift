@@ -32,6 +32,17 @@ import OnceLedgerLog
 ///   with backward-shift deletion (no tombstones). A lookup hashes the key's bytes in
 ///   place: no allocation.
 ///
+/// - `journals`: the replay journal's positions (`Spec/FORMAT.md` §10.1: memo entries of
+///   step "" named by ten digits), per run generation, as an array indexed by position:
+///   32 bytes per position (value location, time, digest index), no name, no slot. A
+///   generation's positions 0, 1, 2, … go there while they come in order; a memo entry of
+///   step "" that does not fit (a name that is not ten digits, a position that would leave a
+///   hole, a value without a location: only a hostile or hand-made log, or the in-memory log)
+///   goes to the generic entries above, and from then on every new position of that
+///   generation does too (`Journal.frozen`), so a key is always in exactly one place.
+///   A version 4 snapshot's journal-positions hint (kind 18) fills them in one go
+///   (`applyPositions`).
+///
 /// Beside that state it keeps the store's bookkeeping of writes in flight (`ending`,
 /// `putsInFlight`, `sweeping`), which no record carries.
 ///
@@ -76,10 +87,64 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         var value: ValueRef
     }
 
-    /// A memo entry item of a snapshot, for `relocate`: the entry's index.
+    /// A memo entry item of a snapshot, for `relocate`: the entry (`Ref.key`).
     struct ItemKey {
-        var entry: UInt32
+        var ref: UInt64
     }
+
+    /// Where a memo entry's state is: a generic entry (its index), or a journal position
+    /// (journal index, position). `key` packs it in 64 bits (the value cache's key): an
+    /// entry index, or bit 63 | journal << 32 | position (positions stay below 2^31).
+    enum Ref: Equatable {
+        case entry(Int)
+        case position(journal: Int, position: Int)
+
+        var key: UInt64 {
+            switch self {
+            case .entry(let index): UInt64(index)
+            case .position(let journal, let position): 1 << 63 | UInt64(journal) << 32 | UInt64(position)
+            }
+        }
+
+        init(key: UInt64) {
+            self = key & 1 << 63 == 0 ? .entry(Int(key))
+                : .position(journal: Int((key >> 32) & 0x7fff_ffff), position: Int(key & 0xffff_ffff))
+        }
+    }
+
+    /// A journal position: where its value is (a memo entry record, or its snapshot value),
+    /// its time and its digest. The value's length follows from the body's: every position
+    /// of a generation has the same key length.
+    struct Position: BitwiseCopyable {
+        var valueFile: UInt64
+        var valueOffset: UInt64
+        var time: UInt64
+        var valueBodyBytes: UInt32
+        /// Index + 1 of the digest in `digests` (32-byte units); 0: no input.
+        var digest: UInt32
+
+        var location: ValueLocation { ValueLocation(file: valueFile, offset: valueOffset, bodyBytes: valueBodyBytes) }
+    }
+
+    /// The journal positions 0 ..< `positions.count` of one run generation.
+    struct Journal {
+        var key: GenerationKey
+        var positions: [Position] = []
+        /// Their value bytes.
+        var valueBytes = 0
+        /// A memo entry of step "" of this generation is a generic entry: new positions go
+        /// there too (positions already here stay and are overwritten here).
+        var frozen = false
+
+        /// A position's value bytes: its memo entry body less the key (§5.16, §10.1).
+        func valueCount(_ position: Position) -> Int {
+            max(0, Int(position.valueBodyBytes) - JournalPositions.memoBodyFixedBytes - key.run.namespace.count
+                - key.run.run.count)
+        }
+    }
+
+    /// Positions a journal holds densely: below 2^31, so `Ref.key` packs them.
+    static let densePositionsMax: UInt64 = 1 << 31
 
     struct Entry: BitwiseCopyable {
         /// Offset of the name's bytes in `names`.
@@ -124,6 +189,10 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     struct Generation {
         var end: (status: RecordBody.RunStatus, timeMilliseconds: UInt64)?
+        /// Its journal (index + 1 in `journals`; 0: none).
+        var journal: UInt32 = 0
+        /// It has a bucket of step "" (generic memo entries where journal positions live).
+        var genericJournalStep = false
         /// Its buckets (indices in `buckets`), one per step that holds values; its value
         /// count and bytes are theirs (`totals`).
         var buckets: [UInt32] = []
@@ -166,6 +235,13 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// No sweep record was applied since `see` was called for `lastBucket`'s generation (so
     /// another entry of that bucket would not change what `see` keeps).
     private var lastBucketSeen = false
+    private var journals: [Journal] = []
+    private var freeJournals: [UInt32] = []
+    private var livePositions = 0
+    /// The journal the last position went to, and whether `see` was called for its
+    /// generation since the last sweep record (as `lastBucket`, `lastBucketSeen`).
+    private var lastJournal: Int?
+    private var lastJournalSeen = false
     /// Values of entries without a location, by entry index.
     private var inMemoryValues: [UInt32: [UInt8]] = [:]
 
@@ -176,8 +252,8 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     // record it read (`remember`). Losing it costs a `pread`, never a wrong value.
     static let cacheBytesMax = 16 << 20
     static let cacheValueBytesMax = 64 << 10
-    private var cache: [UInt32: (bytes: [UInt8], serial: UInt64)] = [:]
-    private var cacheOrder: [(entry: UInt32, serial: UInt64)] = []
+    private var cache: [UInt64: (bytes: [UInt8], serial: UInt64)] = [:]
+    private var cacheOrder: [(entry: UInt64, serial: UInt64)] = []
     private var cacheOrderStart = 0
     private var cacheBytes = 0
     private var cacheSerial: UInt64 = 0
@@ -273,11 +349,34 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         }
     }
 
-    private func index(of key: MemoKey) -> Int? {
+    /// Where `key`'s state is: a journal position if it is one of the positions a journal
+    /// holds, else a generic entry (a key is never in both: `applyPosition`).
+    private func ref(of key: MemoKey) -> Ref? {
         MemoTable.withBytes(key) { namespace, run, step, name in
+            if step.isEmpty, let position = JournalPositions.position(name: name),
+               let journal = journalIndex(namespace: namespace, run: run, generation: key.generation),
+               position < UInt64(journals[journal].positions.count) {
+                return .position(journal: journal, position: Int(position))
+            }
             let hash = MemoTable.hash(namespace: namespace, run: run, generation: key.generation, step: step, name: name)
-            return find(namespace: namespace, run: run, generation: key.generation, step: step, name: name, hash: hash).index
+            return find(namespace: namespace, run: run, generation: key.generation, step: step, name: name, hash: hash)
+                .index.map { .entry($0) }
         }
+    }
+
+    private func journalEquals(_ index: Int, namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer,
+                               generation: UInt64) -> Bool {
+        let key = journals[index].key
+        return key.generation == generation && MemoTable.equal(key.run.run, run) && MemoTable.equal(key.run.namespace, namespace)
+    }
+
+    /// The journal of run generation (namespace, run, generation), if it has one.
+    private func journalIndex(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64) -> Int? {
+        if let last = lastJournal, journalEquals(last, namespace: namespace, run: run, generation: generation) { return last }
+        if journals.isEmpty { return nil }
+        let key = GenerationKey(run: RunKey(namespace: Array(namespace), run: Array(run)), generation: generation)
+        guard let journal = generations[key]?.journal, journal != 0 else { return nil }
+        return Int(journal - 1)
     }
 
     /// The hash entry `index` was filed under.
@@ -359,6 +458,11 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             }
             bucketsByKey[key] = index
             generations[generationKey, default: Generation()].buckets.append(index)
+            if step.isEmpty {
+                // Memo entries of step "" of this generation are generic from now on.
+                generations[generationKey]?.genericJournalStep = true
+                if let journal = generations[generationKey]?.journal, journal != 0 { journals[Int(journal - 1)].frozen = true }
+            }
         }
         lastBucket = index
         return (index, false)
@@ -379,8 +483,13 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     }
 
     private func digest(of entry: Entry) -> [UInt8] {
-        guard entry.digest != 0 else { return RecordBody.noInputDigest }
-        return Array(digests.rawBytes(from: Int(entry.digest - 1) * 32, count: 32))
+        digestBytes(entry.digest)
+    }
+
+    /// The digest at index + 1 `digest` in `digests`; 0: no input (32 zero bytes).
+    private func digestBytes(_ digest: UInt32) -> [UInt8] {
+        guard digest != 0 else { return RecordBody.noInputDigest }
+        return Array(digests.rawBytes(from: Int(digest - 1) * 32, count: 32))
     }
 
     private func valueRef(_ index: Int, _ entry: Entry) -> ValueRef {
@@ -435,6 +544,10 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     func totals(_ key: GenerationKey) -> (entries: Int, bytes: Int) {
         guard let generation = generations[key] else { return (0, 0) }
         var totals = (entries: 0, bytes: 0)
+        if generation.journal != 0 {
+            totals.entries = journals[Int(generation.journal - 1)].positions.count
+            totals.bytes = journals[Int(generation.journal - 1)].valueBytes
+        }
         for index in generation.buckets {
             totals.entries += buckets[Int(index)].entryCount
             totals.bytes += buckets[Int(index)].valueBytes
@@ -443,16 +556,26 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     }
 
     /// How many memo values the table holds.
-    var count: Int { liveEntries }
+    var count: Int { liveEntries + livePositions }
+    /// How many of them are journal positions held densely (for tests).
+    var denseJournalPositions: Int { livePositions }
     /// Entries in the flat buffer, live or free (for tests).
     var entryCapacity: Int { entries.count }
     /// Bytes in the name arena, garbage included (for tests).
     var nameArenaBytes: Int { names.count }
 
     func slot(_ key: MemoKey) -> Slot? {
-        guard let index = index(of: key) else { return nil }
-        let entry = entries[index]
-        return Slot(inputDigest: digest(of: entry), timeMilliseconds: entry.time, value: valueRef(index, entry))
+        switch ref(of: key) {
+        case nil:
+            return nil
+        case .entry(let index):
+            let entry = entries[index]
+            return Slot(inputDigest: digest(of: entry), timeMilliseconds: entry.time, value: valueRef(index, entry))
+        case .position(let journal, let index):
+            let position = journals[journal].positions[index]
+            return Slot(inputDigest: digestBytes(position.digest), timeMilliseconds: position.time,
+                        value: .located(position.location, count: journals[journal].valueCount(position)))
+        }
     }
 
     func info(_ key: GenerationKey) -> RunInfo? {
@@ -524,7 +647,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// or an end that failed to be written leaves it so).
     private mutating func dropIfEmpty(_ key: GenerationKey) {
         guard let generation = generations[key], generation.end == nil,
-              generation.buckets.isEmpty, generation.putsInFlight == 0, !generation.ending, !generation.sweeping
+              generation.buckets.isEmpty, generation.journal == 0, generation.putsInFlight == 0, !generation.ending, !generation.sweeping
         else { return }
         generations[key] = nil
     }
@@ -542,7 +665,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             if let end = generation.end, !generation.sweeping, generation.putsInFlight == 0,
                let window = retention.windowMilliseconds(for: RunStatus(end.status)),
                now >= end.timeMilliseconds, now - end.timeMilliseconds >= window {
-                var entries = 0
+                var entries = generation.journal == 0 ? 0 : journals[Int(generation.journal - 1)].positions.count
                 for bucket in generation.buckets { entries += buckets[Int(bucket)].entryCount }
                 due.append((generations.keys[index], entries))
                 generations.values[index].sweeping = true
@@ -560,6 +683,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// the record (or, for a snapshot hint, the item's value) is on disk, if it is: a memo
     /// entry's value then stays there.
     mutating func apply(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation? = nil) throws {
+        if kind == .journalPositions { return try applyPositions(body, first: location) }
         let fields: RecordBody.Fields
         switch RecordBody.decodeFields(kind: kind, body) {
         case .fields(let decoded): fields = decoded
@@ -591,16 +715,127 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             }
             remove(key)
             lastBucketSeen = false
+            lastJournalSeen = false
             if generation >= highestSweep?.key.generation ?? 0 { highestSweep = (key, time) }
         default:
             throw LedgerError(.malformedBody, "record kind \(kind) is not a memo record")
         }
     }
 
+    /// A journal-positions hint of a version 4 snapshot (kind 18, `Spec/FORMAT.md` §5.21):
+    /// each position applied as its memo entry would be, with its value where the hint's
+    /// values follow one another from `first`. Throws `.malformedBody` for a body that does
+    /// not decode, or one that comes without the snapshot location of its first value.
+    private mutating func applyPositions(_ body: UnsafeRawBufferPointer, first: ValueLocation?) throws {
+        guard let first, first.isSnapshot else {
+            throw LedgerError(.malformedBody, "a journal-positions item outside a version 4 snapshot's hints; no writer makes one")
+        }
+        let header: JournalPositions.Header
+        switch JournalPositions.header(body) {
+        case .success(let decoded): header = decoded
+        case .failure(let malformed): throw LedgerError(.malformedBody, malformed.reason)
+        }
+        let namespace = UnsafeRawBufferPointer(rebasing: body[header.namespace])
+        let run = UnsafeRawBufferPointer(rebasing: body[header.run])
+        let fixed = JournalPositions.memoBodyFixedBytes + namespace.count + run.count
+        let name = UnsafeMutableRawBufferPointer.allocate(byteCount: JournalPositions.nameBytes, alignment: 1)
+        defer { name.deallocate() }
+        var offset = first.offset
+        var noDigest = RecordBody.noInputDigest
+        let decoded = noDigest.withUnsafeMutableBytes { noDigest in
+            JournalPositions.decode(body) { index, position in
+                let bodyBytes = fixed + Int(position.valueBytes)
+                let location = ValueLocation(file: first.file, offset: offset, bodyBytes: UInt32(bodyBytes))
+                offset += UInt64(location.readBytes)
+                let number = header.first + UInt64(index)
+                let digest = position.digest.map { UnsafeRawBufferPointer(rebasing: body[$0]) } ?? UnsafeRawBufferPointer(noDigest)
+                if number < MemoTable.densePositionsMax,
+                   applyPosition(namespace: namespace, run: run, generation: header.generation, position: number,
+                                 digest: digest, time: position.timeMilliseconds, location: location) {
+                    // The hint's positions go to this journal one after the other: room for all.
+                    if index == 0, let journal = lastJournal, journals[journal].positions.count == Int(number) + 1 {
+                        journals[journal].positions.reserveCapacity(Int(number) + header.count)
+                    }
+                    return
+                }
+                // The generic way, as the memo entry hint the position stands for.
+                for (at, byte) in JournalPositions.name(number).enumerated() { name[at] = byte }
+                applyEntry(namespace: namespace, run: run, generation: header.generation, step: UnsafeRawBufferPointer(start: nil, count: 0),
+                           name: UnsafeRawBufferPointer(name), digest: digest, time: position.timeMilliseconds,
+                           value: UnsafeRawBufferPointer(start: nil, count: 0), bodyBytes: fixed, location: location)
+            }
+        }
+        if case .failure(let malformed) = decoded { throw LedgerError(.malformedBody, malformed.reason) }
+    }
+
+    /// Applies journal position `position` of (namespace, run, generation) to its journal if
+    /// it belongs there: a position the journal holds (replaced), or the next one while no
+    /// memo entry of step "" of the generation is generic (appended; position 0 creates the
+    /// journal). False: the caller applies it as a generic entry.
+    private mutating func applyPosition(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
+                                        position: UInt64, digest: UnsafeRawBufferPointer, time: UInt64,
+                                        location: ValueLocation) -> Bool {
+        let journalIndex: Int
+        if let last = lastJournal, journalEquals(last, namespace: namespace, run: run, generation: generation) {
+            journalIndex = last
+            if !lastJournalSeen {
+                see(journals[last].key)
+                lastJournalSeen = true
+            }
+        } else {
+            let key = GenerationKey(run: RunKey(namespace: Array(namespace), run: Array(run)), generation: generation)
+            if let found = generations[key]?.journal, found != 0 {
+                journalIndex = Int(found - 1)
+            } else {
+                guard position == 0, generations[key]?.genericJournalStep != true else { return false }
+                let journal = Journal(key: key)
+                if let free = freeJournals.popLast() {
+                    journalIndex = Int(free)
+                    journals[journalIndex] = journal
+                } else {
+                    // 2 G journals would need far more memory than any machine this runs on has.
+                    precondition(journals.count < Int(Int32.max), "more than 2 G journals")
+                    journalIndex = journals.count
+                    journals.append(journal)
+                }
+                generations[key, default: Generation()].journal = UInt32(journalIndex + 1)
+            }
+            lastJournal = journalIndex
+            see(key)
+            lastJournalSeen = true
+        }
+        var fresh = Position(valueFile: location.file, valueOffset: location.offset, time: time,
+                             valueBodyBytes: location.bodyBytes, digest: 0)
+        let count = journals[journalIndex].positions.count
+        if position < UInt64(count) {
+            let old = journals[journalIndex].positions[Int(position)]
+            forget(Ref.position(journal: journalIndex, position: Int(position)).key)
+            freeDigest(old.digest)
+            fresh.digest = storeDigest(digest)
+            journals[journalIndex].valueBytes += journals[journalIndex].valueCount(fresh) - journals[journalIndex].valueCount(old)
+            journals[journalIndex].positions[Int(position)] = fresh
+            return true
+        }
+        guard position == UInt64(count), !journals[journalIndex].frozen else { return false }
+        fresh.digest = storeDigest(digest)
+        journals[journalIndex].valueBytes += journals[journalIndex].valueCount(fresh)
+        journals[journalIndex].positions.append(fresh)
+        livePositions += 1
+        return true
+    }
+
     private mutating func applyEntry(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
                                      step: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer,
                                      digest: UnsafeRawBufferPointer, time: UInt64, value: UnsafeRawBufferPointer,
                                      bodyBytes: Int, location: ValueLocation?) {
+        // A journal position that fits its generation's journal goes there (a segment
+        // record's, or a snapshot value's: both hold the whole memo entry body).
+        if step.isEmpty, let location, let position = JournalPositions.position(name: name),
+           position < MemoTable.densePositionsMax,
+           applyPosition(namespace: namespace, run: run, generation: generation, position: position, digest: digest,
+                         time: time, location: location) {
+            return
+        }
         let hash = MemoTable.hash(namespace: namespace, run: run, generation: generation, step: step, name: name)
         var (found, slot) = find(namespace: namespace, run: run, generation: generation, step: step, name: name,
                                  hash: hash)
@@ -618,7 +853,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         if let found {
             index = found
             entry = entries[index]
-            forget(UInt32(index))
+            forget(UInt64(index))
             freeDigest(entry.digest)
             buckets[Int(bucketIndex)].valueBytes -= Int(entry.valueCount)
         } else {
@@ -664,6 +899,17 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// Removes a swept generation and every value it holds.
     private mutating func remove(_ key: GenerationKey) {
         guard let generation = generations.removeValue(forKey: key) else { return }
+        if generation.journal != 0 {
+            let journalIndex = Int(generation.journal - 1)
+            for (index, position) in journals[journalIndex].positions.enumerated() {
+                freeDigest(position.digest)
+                forget(Ref.position(journal: journalIndex, position: index).key)
+            }
+            livePositions -= journals[journalIndex].positions.count
+            journals[journalIndex] = Journal(key: GenerationKey(run: RunKey(namespace: [], run: []), generation: 0))
+            freeJournals.append(UInt32(journalIndex))
+            if lastJournal == journalIndex { lastJournal = nil }
+        }
         for bucketIndex in generation.buckets {
             var next = buckets[Int(bucketIndex)].first
             while next != 0 {
@@ -671,7 +917,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                 var entry = entries[index]
                 next = entry.next
                 removeSlot(ofEntry: index)
-                forget(UInt32(index))
+                forget(UInt64(index))
                 freeDigest(entry.digest)
                 nameGarbage += Int(entry.nameLength)
                 if !entry.isLocated { inMemoryValues[UInt32(index)] = nil }
@@ -734,7 +980,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         var value: ValueRef
         var onDisk: (reader: RecordReader, file: any StorageFile)?
         /// For a value read from disk that the cache may keep: its entry and location.
-        var cacheable: (entry: UInt32, location: ValueLocation)?
+        var cacheable: (entry: UInt64, location: ValueLocation)?
 
         /// The value's bytes, read from disk if they are there and checked to be `key`'s.
         func finish(_ key: MemoKey) throws -> [UInt8] {
@@ -773,26 +1019,95 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         }
     }
 
+    /// The read of position `number` of journal `journal`; `handle`: one taken already for
+    /// the file its value is in, if any.
+    private func readPosition(_ journal: Int, _ number: Int,
+                              handle: (file: UInt64, handle: any StorageFile)?) throws -> Read {
+        let position = journals[journal].positions[number]
+        let digest: [UInt8]? = position.digest == 0 ? nil : digestBytes(position.digest)
+        let cacheKey = Ref.position(journal: journal, position: number).key
+        if let cached = cache[cacheKey] {
+            return Read(inputDigest: digest, timeMilliseconds: position.time, value: .bytes(cached.bytes))
+        }
+        let count = journals[journal].valueCount(position)
+        let value = ValueRef.located(position.location, count: count)
+        guard let reader else { return Read(inputDigest: digest, timeMilliseconds: position.time, value: value) }
+        let file = handle.flatMap { $0.file == position.valueFile ? $0.handle : nil }
+        return Read(inputDigest: digest, timeMilliseconds: position.time, value: value,
+                    onDisk: (reader, try file ?? reader.handle(for: position.valueFile)),
+                    cacheable: count <= MemoTable.cacheValueBytesMax ? (cacheKey, position.location) : nil)
+    }
+
+    /// `read` of each of `keys`. A replay reads a run's positions in order (`memoGetMany`):
+    /// keys of the run generation of the key before find its journal without a lookup, and
+    /// their positions directly in its array.
+    func readMany(_ keys: [MemoKey]) throws -> [Read?] {
+        var reads: [Read?] = []
+        reads.reserveCapacity(keys.count)
+        var last: (run: MemoRun, generation: UInt64, journal: Int?)?
+        var handle: (file: UInt64, handle: any StorageFile)?
+        for key in keys {
+            var name = key.name
+            guard key.step.isEmpty, let number = name.withUTF8({ JournalPositions.position(name: UnsafeRawBufferPointer($0)) })
+            else {
+                reads.append(try read(key))
+                continue
+            }
+            if last?.generation != key.generation || last?.run != key.run {
+                let journal = MemoTable.withBytes(key) { namespace, run, _, _ in
+                    journalIndex(namespace: namespace, run: run, generation: key.generation)
+                }
+                last = (key.run, key.generation, journal)
+            }
+            guard let journal = last?.journal, number < UInt64(journals[journal].positions.count) else {
+                reads.append(try read(key))
+                continue
+            }
+            let read = try readPosition(journal, Int(number), handle: handle)
+            if let onDisk = read.onDisk, case .located(let location, _) = read.value {
+                handle = (location.file, onDisk.file)
+            }
+            reads.append(read)
+        }
+        return reads
+    }
+
     func read(_ key: MemoKey) throws -> Read? {
-        guard let index = index(of: key) else { return nil }
+        let index: Int
+        switch ref(of: key) {
+        case nil:
+            return nil
+        case .entry(let found):
+            index = found
+        case .position(let journal, let number):
+            return try readPosition(journal, number, handle: nil)
+        }
         let entry = entries[index]
         let digest: [UInt8]? = entry.digest == 0 ? nil : self.digest(of: entry)
-        if let cached = cache[UInt32(index)] {
+        if let cached = cache[UInt64(index)] {
             return Read(inputDigest: digest, timeMilliseconds: entry.time, value: .bytes(cached.bytes))
         }
         let value = valueRef(index, entry)
         guard entry.isLocated, let reader else { return Read(inputDigest: digest, timeMilliseconds: entry.time, value: value) }
         return Read(inputDigest: digest, timeMilliseconds: entry.time, value: value,
                     onDisk: (reader, try reader.handle(for: entry.valueFile)),
-                    cacheable: Int(entry.valueCount) <= MemoTable.cacheValueBytesMax ? (UInt32(index), entry.location) : nil)
+                    cacheable: Int(entry.valueCount) <= MemoTable.cacheValueBytesMax ? (UInt64(index), entry.location) : nil)
     }
 
-    /// Keeps `bytes`, read from `location` for entry `index`, in the value cache if the entry
-    /// still holds that record (no put replaced it, no sweep removed it meanwhile).
-    mutating func remember(_ index: UInt32, location: ValueLocation, bytes: [UInt8]) {
-        guard Int(index) < entries.count, bytes.count <= MemoTable.cacheValueBytesMax, cache[index] == nil else { return }
-        let entry = entries[Int(index)]
-        guard entry.live, entry.isLocated, entry.location == location else { return }
+    /// Keeps `bytes`, read from `location` for entry `index` (`Ref.key`), in the value cache
+    /// if the entry still holds that record (no put replaced it, no sweep removed it meanwhile).
+    mutating func remember(_ index: UInt64, location: ValueLocation, bytes: [UInt8]) {
+        guard bytes.count <= MemoTable.cacheValueBytesMax, cache[index] == nil else { return }
+        switch Ref(key: index) {
+        case .entry(let entryIndex):
+            guard entryIndex < entries.count else { return }
+            let entry = entries[entryIndex]
+            guard entry.live, entry.isLocated, entry.location == location else { return }
+        case .position(let journal, let position):
+            guard journal < journals.count, position < journals[journal].positions.count,
+                  journals[journal].positions[position].location == location
+            else { return }
+        }
         cacheSerial += 1
         cache[index] = (bytes, cacheSerial)
         cacheOrder.append((index, cacheSerial))
@@ -809,7 +1124,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     }
 
     /// Drops entry `index`'s cached value, if any.
-    private mutating func forget(_ index: UInt32) {
+    private mutating func forget(_ index: UInt64) {
         if cache.isEmpty { return }
         if let dropped = cache.removeValue(forKey: index) { cacheBytes -= dropped.bytes.count }
     }
@@ -825,18 +1140,25 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     mutating func relocate(_ keys: [ItemKey?], locations: ArraySlice<ValueLocation?>) {
         guard reader != nil else { return }
         for (position, key) in keys.enumerated() where position < locations.count {
-            guard let key, let location = locations[locations.startIndex + position],
-                  Int(key.entry) < entries.count
-            else { continue }
-            var entry = entries[Int(key.entry)]
-            guard entry.live else { continue }
-            entry.valueFile = location.file
-            entry.valueOffset = location.offset
-            entry.valueBodyBytes = location.bodyBytes
-            entries[Int(key.entry)] = entry
-            if !inMemoryValues.isEmpty { inMemoryValues[key.entry] = nil }
+            guard let key, let location = locations[locations.startIndex + position] else { continue }
+            switch Ref(key: key.ref) {
+            case .entry(let index):
+                guard index < entries.count else { continue }
+                var entry = entries[index]
+                guard entry.live else { continue }
+                entry.valueFile = location.file
+                entry.valueOffset = location.offset
+                entry.valueBodyBytes = location.bodyBytes
+                entries[index] = entry
+                if !inMemoryValues.isEmpty { inMemoryValues[UInt32(index)] = nil }
+            case .position(let journal, let number):
+                guard journal < journals.count, number < journals[journal].positions.count else { continue }
+                journals[journal].positions[number].valueFile = location.file
+                journals[journal].positions[number].valueOffset = location.offset
+                journals[journal].positions[number].valueBodyBytes = location.bodyBytes
+            }
             // The next read fetches it from its new place (compactions are rare).
-            forget(key.entry)
+            forget(key.ref)
         }
     }
 
@@ -853,46 +1175,75 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         var keys: [ItemKey?] = []
         var onDisk: [Int: (location: ValueLocation, hint: [UInt8])] = [:]
         var handles: [UInt64: any StorageFile] = [:]
+        let reader = self.reader
         for key in generations.keys.sorted() {
             guard let generation = generations[key] else { continue }
             let namespace = String(decoding: key.run.namespace, as: UTF8.self)
             let run = String(decoding: key.run.run, as: UTF8.self)
-            let sortedBuckets = generation.buckets.sorted { a, b in
-                buckets[Int(a)].step.lexicographicallyPrecedes(buckets[Int(b)].step)
+            func emit(step: String, name: String, digest: [UInt8], time: UInt64,
+                      located: (location: ValueLocation, count: UInt32)?, inMemory: [UInt8], ref: Ref) throws {
+                let body = RecordBody.memoEntry(.init(
+                    namespace: namespace, run: run, generation: key.generation, step: step, name: name,
+                    inputDigest: digest, timeMilliseconds: time, value: located == nil ? inMemory : []))
+                if let located, let reader {
+                    let hint = body.encode()
+                    if handles[located.location.file] == nil {
+                        handles[located.location.file] = try reader.handle(for: located.location.file)
+                    }
+                    onDisk[items.count] = (located.location, hint)
+                    items.append(.receiptLater(.memoEntry, hint: hint, receiptBytes: located.count))
+                } else {
+                    items.append(.whole(.memoEntry, body.encode()))
+                }
+                keys.append(ItemKey(ref: ref.key))
             }
-            for bucketIndex in sortedBuckets {
-                let bucket = buckets[Int(bucketIndex)]
-                let step = String(decoding: bucket.step, as: UTF8.self)
+            func nameBytes(_ index: Int) -> UnsafeRawBufferPointer {
+                names.rawBytes(from: Int(entries[index].nameOffset), count: Int(entries[index].nameLength))
+            }
+            func emitEntry(_ index: Int, step: String) throws {
+                let entry = entries[index]
+                let located = entry.isLocated && reader != nil
+                try emit(step: step, name: String(decoding: nameBytes(index), as: UTF8.self), digest: digest(of: entry),
+                         time: entry.time, located: located ? (entry.location, entry.valueCount) : nil,
+                         inMemory: located ? [] : inMemoryValues[UInt32(index)] ?? [], ref: .entry(index))
+            }
+            func members(_ bucketIndex: UInt32) -> [Int] {
                 var members: [Int] = []
-                var next = bucket.first
+                var next = buckets[Int(bucketIndex)].first
                 while next != 0 {
                     members.append(Int(next - 1))
                     next = entries[Int(next - 1)].next
                 }
-                members.sort { a, b in
-                    let x = entries[a], y = entries[b]
-                    return names.rawBytes(from: Int(x.nameOffset), count: Int(x.nameLength))
-                        .lexicographicallyPrecedes(names.rawBytes(from: Int(y.nameOffset), count: Int(y.nameLength)))
-                }
-                for index in members {
-                    let entry = entries[index]
-                    let name = String(decoding: names.rawBytes(from: Int(entry.nameOffset), count: Int(entry.nameLength)),
-                                      as: UTF8.self)
-                    let located = entry.isLocated && reader != nil
-                    let body = RecordBody.memoEntry(.init(
-                        namespace: namespace, run: run, generation: key.generation, step: step, name: name,
-                        inputDigest: digest(of: entry), timeMilliseconds: entry.time,
-                        value: located ? [] : inMemoryValues[UInt32(index)] ?? []))
-                    if located, let reader {
-                        let hint = body.encode()
-                        if handles[entry.valueFile] == nil { handles[entry.valueFile] = try reader.handle(for: entry.valueFile) }
-                        onDisk[items.count] = (entry.location, hint)
-                        items.append(.receiptLater(.memoEntry, hint: hint, receiptBytes: entry.valueCount))
-                    } else {
-                        items.append(.whole(.memoEntry, body.encode()))
+                members.sort { a, b in nameBytes(a).lexicographicallyPrecedes(nameBytes(b)) }
+                return members
+            }
+            let sortedBuckets = generation.buckets.sorted { a, b in
+                buckets[Int(a)].step.lexicographicallyPrecedes(buckets[Int(b)].step)
+            }
+            // Step "" (it sorts first): the journal's positions, merged by name with the
+            // generic entries of step "" (only a hostile or hand-made log has both).
+            let generic = sortedBuckets.first.flatMap { buckets[Int($0)].step.isEmpty ? members($0) : nil } ?? []
+            var nextGeneric = 0
+            if generation.journal != 0 {
+                let journalIndex = Int(generation.journal - 1)
+                let journal = journals[journalIndex]
+                for (number, position) in journal.positions.enumerated() {
+                    let name = JournalPositions.name(UInt64(number))
+                    while nextGeneric < generic.count,
+                          nameBytes(generic[nextGeneric]).lexicographicallyPrecedes(name) {
+                        try emitEntry(generic[nextGeneric], step: "")
+                        nextGeneric += 1
                     }
-                    keys.append(ItemKey(entry: UInt32(index)))
+                    try emit(step: "", name: String(decoding: name, as: UTF8.self), digest: digestBytes(position.digest),
+                             time: position.time,
+                             located: reader == nil ? nil : (position.location, UInt32(journal.valueCount(position))),
+                             inMemory: [], ref: .position(journal: journalIndex, position: number))
                 }
+            }
+            for index in generic[nextGeneric...] { try emitEntry(index, step: "") }
+            for bucketIndex in sortedBuckets where !buckets[Int(bucketIndex)].step.isEmpty {
+                let step = String(decoding: buckets[Int(bucketIndex)].step, as: UTF8.self)
+                for index in members(bucketIndex) { try emitEntry(index, step: step) }
             }
             if let end = generation.end {
                 let body = RecordBody.runEnd(.init(namespace: namespace, run: run, generation: key.generation,
@@ -909,7 +1260,6 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             items.append(.whole(.memoSweep, RecordBody.memoSweep(sweep).encode()))
             keys.append(nil)
         }
-        let reader = self.reader
         let value: @Sendable (Int) throws -> [UInt8] = { [onDisk, handles] index in
             guard let (location, hint) = onDisk[index], let reader else {
                 throw LedgerError(.invalidArgument, "memo snapshot item \(index) has no value on disk")

@@ -70,10 +70,13 @@ public final class LogStore: LedgerStore, Sendable {
             itemCount: { count in itemCount = count },
             item: { kind, body, location in
                 if let count = itemCount {
-                    if kind.isMemo { memo.reserve(entries: count) } else { loaded.reserve(entries: count) }
+                    // (A journal-positions hint holds many positions, which are no generic entries.)
+                    if kind.isMemo { memo.reserve(entries: count) }
+                    else if kind != .journalPositions { loaded.reserve(entries: count) }
                     itemCount = nil
                 }
-                if kind.isMemo { try memo.apply(kind: kind, body: body, location: location) }
+                // A version 4 snapshot's journal-positions hint (kind 18) is the memo's too.
+                if kind.isMemo || kind == .journalPositions { try memo.apply(kind: kind, body: body, location: location) }
                 else { try loaded.replay(kind: kind, body: body, location: location) }
             },
             record: { kind, body, location in

@@ -166,7 +166,8 @@ package final class FileRecordLog: RecordLog, @unchecked Sendable {
             onSnapshot: { snapshot in
                 itemCount(snapshot.itemCount)
                 let covered = snapshot.coveredSequence
-                try snapshot.forEachHint { kind, body, span in
+                // Journal positions come as their hint (kind 18), which names its first value.
+                try snapshot.forEachHint(groupingJournalPositions: true) { kind, body, span in
                     guard let span else { return try item(kind, body, nil) }
                     guard let location = ValueLocation.snapshot(covered: covered, span) else {
                         throw LedgerError(.limitExceeded, "the snapshot's covered sequence \(covered) is too large to locate its values",
