@@ -360,8 +360,50 @@ public enum RecordBody: Hashable, Sendable {
 
     // MARK: Encoding
 
+    /// `encode()` of a memo entry (FORMAT §5.16): the same bytes `ByteWriter` writes, into one
+    /// buffer of the exact size with one copy per field — in a profile of 64 concurrent memo
+    /// puts, `ByteWriter`'s generic appends took about 5 % of all CPU. Bounds as `ByteWriter`'s.
+    static func encode(memoEntry b: MemoEntry) -> [UInt8] {
+        var namespace = b.namespace, run = b.run, step = b.step, name = b.name
+        let texts = (namespace.utf8.count, run.utf8.count, step.utf8.count, name.utf8.count)
+        precondition(max(texts.0, texts.1, texts.2, texts.3) <= Int(UInt16.max), "writeBytes16 bound checked by caller")
+        precondition(b.value.count <= Int(UInt32.max), "writeBytes32 bound checked by caller")
+        let count = 8 + texts.0 + texts.1 + texts.2 + texts.3 + 8 + b.inputDigest.count + 8 + 4 + b.value.count
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            let base = UnsafeMutableRawPointer(buffer.baseAddress.unsafelyUnwrapped)
+            var at = 0
+            func integer<T: FixedWidthInteger>(_ value: T) {
+                withUnsafeBytes(of: value.littleEndian) { (base + at).copyMemory(from: $0.baseAddress.unsafelyUnwrapped, byteCount: $0.count) }
+                at += MemoryLayout<T>.size
+            }
+            func bytes(_ raw: UnsafeRawBufferPointer) {
+                if let source = raw.baseAddress { (base + at).copyMemory(from: source, byteCount: raw.count) }
+                at += raw.count
+            }
+            func text(_ string: inout String) {
+                string.withUTF8 { utf8 in
+                    integer(UInt16(utf8.count))
+                    bytes(UnsafeRawBufferPointer(utf8))
+                }
+            }
+            text(&namespace)
+            text(&run)
+            integer(b.generation)
+            text(&step)
+            text(&name)
+            b.inputDigest.withUnsafeBytes { bytes($0) }
+            integer(b.timeMilliseconds)
+            integer(UInt32(b.value.count))
+            b.value.withUnsafeBytes { bytes($0) }
+            precondition(at == count, "memo entry encoding size")
+            initialized = at
+        }
+    }
+
     /// Encodes the body. Call `validate()` first; encoding assumes bounds hold.
     public func encode() -> [UInt8] {
+        // A memo entry (one per memo put and per journal step) is written in one pass.
+        if case .memoEntry(let b) = self { return RecordBody.encode(memoEntry: b) }
         // Sized for an intent or a completion with a short key and receipt, so the
         // common bodies are built without regrowing the buffer.
         var w = ByteWriter(capacity: 128)

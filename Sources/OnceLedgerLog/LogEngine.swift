@@ -358,6 +358,7 @@ public final class LogEngine: @unchecked Sendable {
     private func submit(_ job: Job) {
         condition.lock()
         let refusal: LedgerError?
+        var wake = Wake.none
         if let poisoned {
             refusal = poisoned
         } else if stopping || stopped {
@@ -370,11 +371,23 @@ public final class LogEngine: @unchecked Sendable {
             if case .append(let records, _, _, _) = job { queuedRecords += records.count }
             queue.append(job)
             queuedJobs.store(queue.count, ordering: .releasing)
-            if parkWaiters > 0 { condition.broadcast() } else { condition.signal() }
+            // Only a parked I/O thread needs waking: awake, it looks at the queue (under the
+            // lock) before it parks again.
+            wake = parkWaiters > 0 ? .all : parked ? .one : .none
         }
         condition.unlock()
+        // Woken after the unlock: woken under the lock, the I/O thread would block at once
+        // on the mutex this thread still holds and need a second wake-up (two futex calls
+        // and two switches on the path of a lone caller's every commit, in a profile).
+        switch wake {
+        case .none: break
+        case .one: condition.signal()
+        case .all: condition.broadcast()
+        }
         if let refusal { job.fail(refusal) }
     }
+
+    private enum Wake { case none, one, all }
 
     private static func monotonicNanoseconds() -> UInt64 { AdaptivePolling.nanoseconds() }
 

@@ -30,6 +30,9 @@ enum JournalBench {
         var raw: [Double] = []
         var step1: [Double] = []
         var stepMany: [Double] = []
+        /// Per round: process CPU per recorded step and records per batch (`MemoBench.RowCost`).
+        var step1Cost: [MemoBench.RowCost] = []
+        var stepManyCost: [MemoBench.RowCost] = []
         var callers = 0
         var replaySteps = 0
         var replaySeconds = 0.0
@@ -68,16 +71,20 @@ enum JournalBench {
                                                    receipt: [])
         let many = try await OnceThroughput.open(directory: try scratch("journal-\(callers)"),
                                                  configuration: LogConfiguration(), receipt: [])
-        func stepRate(_ target: OnceThroughput, callers: Int, round: Int, slot: Double) async throws -> Double {
+        func stepRate(_ target: OnceThroughput, callers: Int, round: Int, slot: Double) async throws
+            -> (Double, MemoBench.RowCost)
+        {
             guard let engine = target.store.engine else { throw BenchError("the journal bench ledger is not open") }
             var journals: [Journal] = []
             for caller in 0..<callers {
                 journals.append(try await target.ledger.journal(run: "c\(caller)-round-\(round)", limits: limits))
             }
+            let cpu = ValuesOnDisk.processCPUSeconds()
             let rate = try await EngineThroughput.measure(engine: engine, callers: callers, seconds: slot) { [journals] caller, _ in
                 _ = try await journals[caller].step("s") { output }
             }
-            return rate.rate.perSecond
+            return (rate.rate.perSecond,
+                    MemoBench.RowCost(rate, cpuSeconds: ValuesOnDisk.processCPUSeconds() - cpu, callers: callers))
         }
         let slot = seconds / Double(rounds)
         for round in 1...rounds {
@@ -88,10 +95,14 @@ enum JournalBench {
                     result.raw.append(try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }.perSecond)
                 case 1:
                     progress.say("journal round \(round)/\(rounds): steps, 1 run")
-                    result.step1.append(try await stepRate(single, callers: 1, round: round, slot: slot))
+                    let (rate, cost) = try await stepRate(single, callers: 1, round: round, slot: slot)
+                    result.step1.append(rate)
+                    result.step1Cost.append(cost)
                 default:
                     progress.say("journal round \(round)/\(rounds): steps, \(callers) runs at once")
-                    result.stepMany.append(try await stepRate(many, callers: callers, round: round, slot: slot))
+                    let (rate, cost) = try await stepRate(many, callers: callers, round: round, slot: slot)
+                    result.stepMany.append(rate)
+                    result.stepManyCost.append(cost)
                 }
             }
         }
@@ -180,10 +191,14 @@ enum JournalBench {
         let scaledReplay = replayMs * 10_000 / Double(max(result.replaySteps, 1))
         rates.add(["J3 replay \(Format.grouped(result.replaySteps)) steps, warm", Format.fixed(replayMs, 1) + " ms", "",
                    "< 20 ms per 10 k", scaledReplay < 20 ? "yes" : "NO"])
-        var perRound = TextTable(["round", "raw/s", "steps 1 run/s", "steps \(result.callers) runs/s"])
+        var perRound = TextTable(["round", "raw/s", "steps 1 run/s", "CPU µs/step", "steps \(result.callers) runs/s",
+                                  "CPU µs/step", "records/batch"])
         for index in result.raw.indices {
             perRound.add(["\(index + 1)", Format.rate(result.raw[index]), Format.rate(result.step1[index]),
-                          Format.rate(result.stepMany[index])])
+                          Format.fixed(result.step1Cost[index].cpuMicrosecondsPerOperation, 1),
+                          Format.rate(result.stepMany[index]),
+                          Format.fixed(result.stepManyCost[index].cpuMicrosecondsPerOperation, 1),
+                          Format.fixed(result.stepManyCost[index].recordsPerBatch, 1)])
         }
         var open = TextTable(["J4 open from", "positions", "time", "heap/position", "scaled to 10 M", "target"])
         for row in result.openRows {

@@ -44,6 +44,10 @@ enum MemoBench {
         var raw: [Double] = []
         var put1: [Double] = []
         var putMany: [Double] = []
+        /// Per round, of the 1-caller and the many-caller put rows: process CPU time (every
+        /// thread, user + system) per put in microseconds, and records per commit batch.
+        var put1Cost: [RowCost] = []
+        var putManyCost: [RowCost] = []
         var callers = 0
         var valueBytes = 0
         var rows: Set<Row> = []
@@ -125,15 +129,16 @@ enum MemoBench {
                                                    configuration: LogConfiguration(), receipt: [])
         let many = try await OnceThroughput.open(directory: try scratch("memo-put-\(callers)"),
                                                  configuration: LogConfiguration(), receipt: [])
-        func putRate(_ target: OnceThroughput, callers: Int, round: Int, slot: Double) async throws -> Double {
+        func putRate(_ target: OnceThroughput, callers: Int, round: Int, slot: Double) async throws -> (Double, RowCost) {
             guard let engine = target.store.engine else { throw BenchError("the memo bench ledger is not open") }
             let ledger = target.ledger
             let memo = try await ledger.memo(run: "put-round-\(round)", step: "s")
+            let cpu = ValuesOnDisk.processCPUSeconds()
             let rate = try await EngineThroughput.measure(engine: engine, callers: callers, seconds: slot) {
                 caller, serial in
                 try await memo.put(serial.map { "c\(caller)-\($0)" } ?? "c\(caller)w", bytes: value)
             }
-            return rate.rate.perSecond
+            return (rate.rate.perSecond, RowCost(rate, cpuSeconds: ValuesOnDisk.processCPUSeconds() - cpu, callers: callers))
         }
         let slot = seconds / Double(rounds)
         for round in 1...rounds {
@@ -145,10 +150,14 @@ enum MemoBench {
                     result.raw.append(try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }.perSecond)
                 case 1:
                     progress.say("memo round \(round)/\(rounds): memo put, 1 caller")
-                    result.put1.append(try await putRate(single, callers: 1, round: round, slot: slot))
+                    let (rate, cost) = try await putRate(single, callers: 1, round: round, slot: slot)
+                    result.put1.append(rate)
+                    result.put1Cost.append(cost)
                 default:
                     progress.say("memo round \(round)/\(rounds): memo put, \(callers) callers")
-                    result.putMany.append(try await putRate(many, callers: callers, round: round, slot: slot))
+                    let (rate, cost) = try await putRate(many, callers: callers, round: round, slot: slot)
+                    result.putMany.append(rate)
+                    result.putManyCost.append(cost)
                 }
             }
         }
@@ -284,6 +293,22 @@ enum MemoBench {
         return result
     }
 
+    /// What one round of a rate row cost: process CPU time (all threads, user + system, so the
+    /// raw loop's thread idles meanwhile) per operation, and records per commit batch. Read
+    /// beside the rate: with a core shared, CPU per operation moves less with the load.
+    struct RowCost {
+        var cpuMicrosecondsPerOperation: Double
+        var recordsPerBatch: Double
+
+        init(_ rate: BenchResults.EngineRate, cpuSeconds: Double, callers: Int) {
+            // Beside the counted calls: the warm-up's one per caller, and each caller's last,
+            // which ended after the window.
+            let operations = Double(rate.rate.operations + 2 * callers)
+            cpuMicrosecondsPerOperation = operations > 0 ? cpuSeconds * 1e6 / operations : 0
+            recordsPerBatch = rate.meanRecordsPerBatch
+        }
+    }
+
     static func render(_ result: Result) -> String {
         let ratio1 = median(zip(result.put1, result.raw).map { $0 / $1 })
         let ratioMany = median(zip(result.putMany, result.raw).map { $0 / $1 })
@@ -301,10 +326,14 @@ enum MemoBench {
             rates.add(["T16 get 4 KiB Codable, 1 task, warm", Format.rate(result.codableHitRate), "", "(≥ 500 k/s)",
                        result.codableHitRate >= 500_000 ? "yes" : "NO"])
         }
-        var perRound = TextTable(["round", "raw/s", "put 1/s", "put \(result.callers)/s"])
+        var perRound = TextTable(["round", "raw/s", "put 1/s", "CPU µs/put", "put \(result.callers)/s", "CPU µs/put",
+                                  "records/batch"])
         for index in result.raw.indices {
             perRound.add(["\(index + 1)", Format.rate(result.raw[index]), Format.rate(result.put1[index]),
-                          Format.rate(result.putMany[index])])
+                          Format.fixed(result.put1Cost[index].cpuMicrosecondsPerOperation, 1),
+                          Format.rate(result.putMany[index]),
+                          Format.fixed(result.putManyCost[index].cpuMicrosecondsPerOperation, 1),
+                          Format.fixed(result.putManyCost[index].recordsPerBatch, 1)])
         }
         var open = TextTable(["T17 open from", "entries", "time", "heap/entry − key", "RSS after open", "target"])
         for row in result.openRows {

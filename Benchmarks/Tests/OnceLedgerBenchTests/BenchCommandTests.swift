@@ -111,7 +111,7 @@ import Testing
         #expect(result.exitCode == 0, "stderr: \(result.stderr)")
         for row in ["Memo (T14–T18)", "raw pwrite+fdatasync loop", "T14 put 100 B, 1 caller", "T15 put 100 B, 4 callers",
                     "T16 get 4 KiB, 1 task, warm", "segments, warm", "snapshot, warm",
-                    "T18 sweep of 100 ended runs (100 values)"] {
+                    "T18 sweep of 100 ended runs (100 values)", "CPU µs/put", "records/batch"] {
             #expect(result.stdout.contains(row), "missing \"\(row)\"")
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
@@ -173,7 +173,8 @@ struct PostgresBenchTests {
                                     "--journal-replay-steps", "300", "--journal-runs", "3", "--appenders", "4"])
         #expect(result.exitCode == 0, "stderr: \(result.stderr)")
         for row in ["Journal (J1–J4)", "raw pwrite+fdatasync loop", "J1 record a step, 1 run",
-                    "J2 record a step, 4 runs at once", "J3 replay 300 steps, warm", "segments, warm", "snapshot, warm"] {
+                    "J2 record a step, 4 runs at once", "J3 replay 300 steps, warm", "segments, warm", "snapshot, warm",
+                    "CPU µs/step", "records/batch"] {
             #expect(result.stdout.contains(row), "missing \"\(row)\"")
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)

@@ -115,9 +115,19 @@ public final class Journal: Sendable {
         _ body: () async throws -> Output
     ) async throws -> Output {
         let digest = try Memo.digest(input)
+        // An output recorded now whose record reads back as exactly this value (a plain
+        // string, an unsigned integer: `encodeExactly`) is returned as is, not decoded from
+        // the bytes just encoded; any other is decoded, so a first run returns what a replay will.
+        var exact: Output?
         let bytes = try await record(.init(kind: .step, name: name, inputDigest: digest)) { _, _ in
-            try self.encode(try await body())
+            let output = try await body()
+            if let bytes = Journal.encodeExactly(output) {
+                exact = output
+                return bytes
+            }
+            return try self.encode(output)
         }
+        if let exact { return exact }
         return try decode(bytes, as: Output.self, name: name)
     }
 
@@ -432,13 +442,19 @@ public final class Journal: Sendable {
 
     /// JSON with sorted keys, as `Memo` stores values.
     private func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        // A printable-ASCII string and an unsigned integer (what `now`, `random` and `uuid`
-        // record, and many steps) are written directly, byte for byte what the encoder
-        // writes: the encoder's fixed cost per call was the largest part of the journal's
-        // own CPU per recorded step in a profile. Anything else goes to the encoder.
-        if T.self == String.self, let text = value as? String, let bytes = Journal.plainJSONStringBytes(text) { return bytes }
-        if T.self == UInt64.self, let number = value as? UInt64 { return Array(String(number).utf8) }
+        if let bytes = Journal.encodeExactly(value) { return bytes }
         return Array(try encoder.encode(value))
+    }
+
+    /// A printable-ASCII string and an unsigned integer (what `now`, `random` and `uuid`
+    /// record, and many steps) as JSON, written directly, byte for byte what the encoder
+    /// writes — the encoder's fixed cost per call was the largest part of the journal's own
+    /// CPU per recorded step in a profile — and read back by `decode` as exactly `value`;
+    /// nil for anything else (the encoder's).
+    static func encodeExactly<T>(_ value: T) -> [UInt8]? {
+        if T.self == String.self, let text = value as? String { return Journal.plainJSONStringBytes(text) }
+        if T.self == UInt64.self, let number = value as? UInt64 { return Array(String(number).utf8) }
+        return nil
     }
 
     /// `text` as JSON if it is printable ASCII without a quote or a backslash (nothing the

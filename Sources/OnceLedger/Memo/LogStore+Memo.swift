@@ -39,12 +39,11 @@ extension LogStore {
         let generationKey = MemoTable.generationKey(key)
         try memo.withLock { table in
             if isClosed { throw Self.closedError }
-            guard table.acceptsPut(generationKey) else {
+            guard table.beginPut(generationKey) else {
                 throw LedgerError(
                     .runEnded,
                     "cannot store memo value \"\(key.name)\" of step \"\(key.step)\": run \(key.run) generation \(key.generation) has ended; nothing was written. A run id used again after its run ended starts a new generation: ask the ledger for a new memo (`ledger.memo(run:step:)`)")
             }
-            table.beginPut(generationKey)
         }
         defer { memo.withLock { $0.endPut(generationKey) } }
         try await appendMemo([LogRecord(body)])

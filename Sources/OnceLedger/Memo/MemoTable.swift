@@ -52,6 +52,13 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     struct RunKey: Hashable {
         var namespace: [UInt8]
         var run: [UInt8]
+
+        // Hashed as two length-prefixed byte runs: the synthesized hash feeds an array
+        // to the hasher one byte at a time, and every put looks its run up several times.
+        func hash(into hasher: inout Hasher) {
+            MemoTable.combine(namespace, into: &hasher)
+            MemoTable.combine(run, into: &hasher)
+        }
     }
 
     struct GenerationKey: Hashable, Comparable {
@@ -185,6 +192,17 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     struct BucketKey: Hashable {
         var generation: GenerationKey
         var step: [UInt8]
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(generation)
+            MemoTable.combine(step, into: &hasher)
+        }
+    }
+
+    /// Feeds `bytes` and their count to `hasher` in one call (what `RunKey` and `BucketKey` hash).
+    static func combine(_ bytes: [UInt8], into hasher: inout Hasher) {
+        hasher.combine(bytes.count)
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 
     struct Generation {
@@ -617,21 +635,31 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         return highestGeneration
     }
 
-    /// Whether a put to `key` may be written now: its generation is its run's latest and has
-    /// not ended (nor is ending).
-    func acceptsPut(_ key: GenerationKey) -> Bool {
+    /// Whether a put to `key` may be written now — its generation is its run's latest and has
+    /// not ended (nor is ending) — and if so, counts the put as in flight (`endPut` ends
+    /// it): one lookup of the run and one of the generation, every put.
+    mutating func beginPut(_ key: GenerationKey) -> Bool {
         guard latest[key.run] == key.generation else { return false }
-        guard let generation = generations[key] else { return true }
-        return generation.end == nil && !generation.ending
+        var accepted = false
+        func begin(_ generation: inout Generation) {
+            guard generation.end == nil, !generation.ending else { return }
+            generation.putsInFlight += 1
+            accepted = true
+        }
+        begin(&generations[key, default: Generation()])
+        return accepted
     }
 
-    mutating func beginPut(_ key: GenerationKey) {
-        generations[key, default: Generation()].putsInFlight += 1
-    }
-
+    /// Ends a put `beginPut` accepted; drops its generation if it then carries no state
+    /// (`dropIfEmpty`), with one lookup.
     mutating func endPut(_ key: GenerationKey) {
-        generations[key]?.putsInFlight -= 1
-        dropIfEmpty(key)
+        guard let index = generations.index(forKey: key) else { return }
+        generations.values[index].putsInFlight -= 1
+        let generation = generations.values[index]
+        if generation.end == nil, generation.buckets.isEmpty, generation.putsInFlight == 0, !generation.ending,
+           !generation.sweeping {
+            generations.remove(at: index)
+        }
     }
 
     mutating func setEnding(_ key: GenerationKey, _ ending: Bool) {
