@@ -221,6 +221,12 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         var putsInFlight = 0
         /// A sweep record for it is being written.
         var sweeping = false
+
+        /// It holds nothing — no end, no values, no journal, nothing being written — so it
+        /// can be dropped (`dropIfEmpty`, `endPut`).
+        var carriesNoState: Bool {
+            end == nil && buckets.isEmpty && journal == 0 && putsInFlight == 0 && !ending && !sweeping
+        }
     }
 
     /// Reads values that stay on disk; nil for a log that gives no locations.
@@ -655,11 +661,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     mutating func endPut(_ key: GenerationKey) {
         guard let index = generations.index(forKey: key) else { return }
         generations.values[index].putsInFlight -= 1
-        let generation = generations.values[index]
-        if generation.end == nil, generation.buckets.isEmpty, generation.putsInFlight == 0, !generation.ending,
-           !generation.sweeping {
-            generations.remove(at: index)
-        }
+        if generations.values[index].carriesNoState { generations.remove(at: index) }
     }
 
     mutating func setEnding(_ key: GenerationKey, _ ending: Bool) {
@@ -674,9 +676,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// A generation with no end, no values and nothing in flight carries no state (a put
     /// or an end that failed to be written leaves it so).
     private mutating func dropIfEmpty(_ key: GenerationKey) {
-        guard let generation = generations[key], generation.end == nil,
-              generation.buckets.isEmpty, generation.journal == 0, generation.putsInFlight == 0, !generation.ending, !generation.sweeping
-        else { return }
+        guard let generation = generations[key], generation.carriesNoState else { return }
         generations[key] = nil
     }
 
