@@ -74,6 +74,8 @@ public final class PostgresStore: LedgerStore, Sendable {
     /// Notifications the listener received (`notificationCount`).
     private let notificationsReceived = Atomic<Int>(0)
     private let tasks = Mutex<[Task<Void, Never>]>([])
+    /// The lease renewer's thread (`start()`); shut down by `close()`.
+    private let renewalExecutor = SpinningExecutor(name: "onceledger-postgres-renewal", spinMicroseconds: 0)
     /// The listener's connection while it listens (`close()` closes it to end the listener).
     private let listener = Mutex<PostgresConnection?>(nil)
 
@@ -163,7 +165,10 @@ public final class PostgresStore: LedgerStore, Sendable {
     private func start() async {
         let listening = Gate()
         let listener = Task { [self] in await self.listen(ready: listening) }
-        let renewer = Task { [self] in await self.renewLeases() }
+        // On a thread of its own: renewal must not wait for a busy cooperative pool (an app's
+        // blocking work there, or a test process's suites on two cores, delayed renewals by
+        // seconds and let a live owner's lease lapse).
+        let renewer = Task(executorPreference: renewalExecutor) { [self] in await self.renewLeases() }
         tasks.withLock { $0 = [listener, renewer] }
         await listening.wait()
     }
@@ -699,6 +704,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         }
         if alreadyClosed { return }
         for task in tasks.withLock({ $0 }) { task.cancel() }
+        renewalExecutor.shutdown()
         if let connection = listener.withLock({ $0 }) { ConnectionPool.closeSoon(connection) }
         waiters.wakeAll()
         pool.close()
