@@ -35,6 +35,10 @@ struct ClaimCommitStatement: PostgresPreparedStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+
+    func text(schema: String) -> PostgresQuery {
+        "CALL \(unescaped: "\"\(schema)\"").claim_commit(\(keys), \(fingerprints), \(scopes), \(windows), \(retries), \(times), \(owner), \(leaseMilliseconds))"
+    }
 }
 
 /// `CALL settle_commit(…)`: a batch of completions, releases and abandons, committed before
@@ -65,4 +69,18 @@ struct SettleCommitStatement: PostgresPreparedStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+
+    func text(schema: String) -> PostgresQuery {
+        "CALL \(unescaped: "\"\(schema)\"").settle_commit(\(acts), \(keys), \(attempts), \(fences), \(receipts), \(times), \(reasons))"
+    }
+}
+
+extension AsyncSequence {
+    /// Every element, in order (the rows of a statement; an error the server sends with
+    /// them is thrown here).
+    func all() async throws -> [Element] {
+        var elements: [Element] = []
+        for try await element in self { elements.append(element) }
+        return elements
+    }
 }

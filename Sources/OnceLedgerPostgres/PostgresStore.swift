@@ -41,6 +41,13 @@ public final class PostgresStore: LedgerStore, Sendable {
         /// Who holds this store's leases: stored with each lease (`entries.lease_owner`) for
         /// operators asking the database who runs a key.
         public var owner: String
+        /// Whether claim and settle batches use statements prepared once per connection
+        /// (about a fifth less server work per call). Their connections then start with
+        /// `search_path` set to `schema`. Turn it off behind a pooler that keeps neither
+        /// across transactions — PgBouncer in transaction mode before 1.21 (or without
+        /// `max_prepared_statements`), or one that refuses the `search_path` startup
+        /// parameter: the batches are then sent as text naming the schema.
+        public var preparedStatements = true
 
         /// "host pid N": who holds a lease, for operators reading the entries table.
         static func defaultOwner() -> String {
@@ -110,7 +117,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         var logger = Logger(label: "onceledger.postgres")
         logger.logLevel = .critical
         let pool = ConnectionPool(url: configuration.url, maximum: configuration.connections, logger: logger,
-                                  schema: configuration.schema)
+                                  schema: configuration.preparedStatements ? configuration.schema : nil)
         let ledgerID: LedgerID
         do {
             ledgerID = try await PostgresMigration.migrate(pool: pool, schema: configuration.schema)
@@ -135,18 +142,19 @@ public final class PostgresStore: LedgerStore, Sendable {
         self.waiters = Waiters()
         let schema = configuration.schema
         let owner = configuration.owner
+        let prepared = configuration.preparedStatements
         let lanes = max(1, configuration.connections - 1)
         claims = GroupCommit(lanes: lanes, batchMax: configuration.batchMax,
                              answerDeadline: configuration.answerDeadline) { calls in
             try await pool.withConnection(.writing("a claim")) { connection in
-                try await Self.runClaims(calls, connection: connection, schema: schema, owner: owner,
+                try await Self.runClaims(calls, connection: connection, schema: schema, prepared: prepared, owner: owner,
                                          leaseMilliseconds: leaseMilliseconds, logger: logger)
             }
         }
         settles = GroupCommit(lanes: lanes, batchMax: configuration.batchMax,
                               answerDeadline: configuration.answerDeadline) { calls in
             try await pool.withConnection(.writing("a completion")) { connection in
-                try await Self.runSettles(calls, connection: connection, schema: schema, logger: logger)
+                try await Self.runSettles(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)
             }
         }
     }
@@ -200,7 +208,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         var receipt: [UInt8]
     }
 
-    static func runClaims(_ calls: [ClaimCall], connection: PostgresConnection, schema: String, owner: String,
+    static func runClaims(_ calls: [ClaimCall], connection: PostgresConnection, schema: String, prepared: Bool, owner: String,
                           leaseMilliseconds: Int64, logger: Logger) async throws -> [ClaimRow] {
         let keys = calls.map { ByteBuffer(bytes: $0.key) }
         let fingerprints = calls.map { ByteBuffer(bytes: $0.fingerprint) }
@@ -210,11 +218,18 @@ public final class PostgresStore: LedgerStore, Sendable {
         let times = calls.map(\.time)
         // One round trip: the procedure commits before it answers (`Spec/POSTGRES.md` §3);
         // a statement prepared once per connection.
-        let rows = try await connection.execute(ClaimCommitStatement(
+        let statement = ClaimCommitStatement(
             keys: keys, fingerprints: fingerprints, scopes: scopes, windows: windows, retries: retries, times: times,
-            owner: owner, leaseMilliseconds: leaseMilliseconds), logger: logger)
+            owner: owner, leaseMilliseconds: leaseMilliseconds)
+        let rows: [ClaimCommitStatement.Row]
+        if prepared {
+            rows = try await connection.execute(statement, logger: logger).all()
+        } else {
+            rows = try await connection.query(statement.text(schema: schema), logger: logger)
+                .decode(ClaimCommitStatement.Row.self).all()
+        }
         var answers = [ClaimRow?](repeating: nil, count: calls.count)
-        for try await (indices, outcomes, statuses, attempts, generations, fingerprints, times, receipts, fences) in rows {
+        for (indices, outcomes, statuses, attempts, generations, fingerprints, times, receipts, fences) in rows {
             let count = indices.count
             guard [outcomes.count, statuses.count, attempts.count, generations.count, fingerprints.count, times.count,
                    receipts.count, fences.count].allSatisfy({ $0 == count }) else {
@@ -295,7 +310,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         var row: EntryRow?
     }
 
-    static func runSettles(_ calls: [SettleCall], connection: PostgresConnection, schema: String,
+    static func runSettles(_ calls: [SettleCall], connection: PostgresConnection, schema: String, prepared: Bool,
                            logger: Logger) async throws -> [SettleRow] {
         let acts = calls.map(\.act)
         let keys = calls.map { ByteBuffer(bytes: $0.key) }
@@ -306,11 +321,17 @@ public final class PostgresStore: LedgerStore, Sendable {
         let reasons = calls.map(\.reason)
         // One round trip: the procedure commits before it answers (`Spec/POSTGRES.md` §3);
         // a statement prepared once per connection.
-        let rows = try await connection.execute(SettleCommitStatement(
-            acts: acts, keys: keys, attempts: attempts, fences: fences, receipts: receipts, times: times,
-            reasons: reasons), logger: logger)
+        let statement = SettleCommitStatement(
+            acts: acts, keys: keys, attempts: attempts, fences: fences, receipts: receipts, times: times, reasons: reasons)
+        let rows: [SettleCommitStatement.Row]
+        if prepared {
+            rows = try await connection.execute(statement, logger: logger).all()
+        } else {
+            rows = try await connection.query(statement.text(schema: schema), logger: logger)
+                .decode(SettleCommitStatement.Row.self).all()
+        }
         var answers = [SettleRow?](repeating: nil, count: calls.count)
-        for try await (indices, oks, statuses, attemptNumbers, generations, fingerprints, timeValues, receiptValues) in rows {
+        for (indices, oks, statuses, attemptNumbers, generations, fingerprints, timeValues, receiptValues) in rows {
             let count = indices.count
             guard [oks.count, statuses.count, attemptNumbers.count, generations.count, fingerprints.count, timeValues.count,
                    receiptValues.count].allSatisfy({ $0 == count }) else {

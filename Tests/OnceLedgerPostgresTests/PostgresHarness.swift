@@ -24,14 +24,19 @@ struct PostgresHarness {
 
     /// The contract's view of this schema's stores (`OnceLedgerStoreContract`): several at once
     /// (other processes), `doneEntry` not answered (nil, the protocol's default).
-    var underTest: StoreUnderTest {
-        StoreUnderTest(open: { try await self.open() },
+    var underTest: StoreUnderTest { underTest(preparedStatements: true) }
+
+    func underTest(preparedStatements: Bool) -> StoreUnderTest {
+        StoreUnderTest(open: { try await self.open(preparedStatements: preparedStatements) },
                        waiterCount: { store, key in (store as? PostgresStore)?.waiterCount(key) ?? -1 },
                        twoStoresAtOnce: true, answersDoneEntries: false)
     }
 
-    func open(lease: Duration = .seconds(30), connections: Int = 4, owner: String? = nil) async throws -> PostgresStore {
-        try await PostgresStore.connect(configuration: PostgresStore.Configuration(
-            url: try PostgresURL(server.url), schema: schema, lease: lease, connections: connections, owner: owner))
+    func open(lease: Duration = .seconds(30), connections: Int = 4, owner: String? = nil,
+              preparedStatements: Bool = true) async throws -> PostgresStore {
+        var configuration = PostgresStore.Configuration(
+            url: try PostgresURL(server.url), schema: schema, lease: lease, connections: connections, owner: owner)
+        configuration.preparedStatements = preparedStatements
+        return try await PostgresStore.connect(configuration: configuration)
     }
 }

@@ -2,7 +2,8 @@
 // checks of `OnceLedgerStoreContract` (the same ones `LedgerStoreTests` runs on the file and
 // in-memory stores), against a real server (the shared throw-away cluster, one schema per test),
 // with a second store on the same schema as the other process where a check has two; and what
-// is the PostgreSQL store's own: settled claims are no longer renewed; stores on one schema share
+// is the PostgreSQL store's own: the batches sent as text work like the prepared ones; settled
+// claims are no longer renewed; stores on one schema share
 // its ledger id and tokens; concurrent claims in shared statements each get their own answer;
 // retention (compact drops what blocks nothing at its time, keeps pending, forever, live and
 // unexpired entries, and a dropped key runs again at the raised generation floor, under a token
@@ -64,6 +65,17 @@ struct PostgresStoreTests {
 
     @Test func windowScopesExpireOnTheLedgersClock() async throws {
         try await StoreContract.windowScopesExpireOnTheLedgersClock(try PostgresHarness().underTest)
+    }
+
+    /// The same batches sent as text naming the schema (`Configuration.preparedStatements`
+    /// off, for poolers that keep no prepared statements): claims, completions, releases,
+    /// refused (fenced) settles and a waiter woken by another store.
+    @Test func theBatchesWorkAsTextToo() async throws {
+        let text = try PostgresHarness().underTest(preparedStatements: false)
+        try await StoreContract.claimCompleteAndRelease(text)
+        try await StoreContract.aStaleClaimIsFenced(try PostgresHarness().underTest(preparedStatements: false))
+        try await StoreContract.waitForChangeWakesWhenTheClaimEnds(
+            try PostgresHarness().underTest(preparedStatements: false), completes: true)
     }
 
     @Test func settledClaimsAreNoLongerRenewed() async throws {
