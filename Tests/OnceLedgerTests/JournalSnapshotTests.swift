@@ -12,6 +12,7 @@ import Foundation
 @_spi(Benchmarks) @testable import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
+import OnceLedgerStoreContract
 import Testing
 
 @Suite struct JournalSnapshotTests {
@@ -194,7 +195,7 @@ import Testing
             }
             offset = body + (bodyBytes + 7) / 8 * 8
         }
-        throw TimedOut(description: "no journal-positions hint")
+        throw TestFailure("no journal-positions hint")
     }
 
     /// Rewrites `bytes`' hints checksum and header checksum, as a damage that passes them.
