@@ -1,3 +1,4 @@
+import Logging
 import PostgresNIO
 
 /// The statements of the hot path, prepared once per connection (postgres-nio parses and
@@ -7,7 +8,7 @@ import PostgresNIO
 /// (`search_path`, set at connection startup by `ConnectionPool`).
 
 /// `CALL claim_commit(…)`: a batch of claims, committed before its answer (`Spec/POSTGRES.md` §3.1).
-struct ClaimCommitStatement: PostgresPreparedStatement {
+struct ClaimCommitStatement: CommitStatement {
     static let name = "onceledger_claim_commit_v2"
     static let sql = "CALL claim_commit($1, $2, $3, $4, $5, $6, $7, $8)"
     typealias Row = ([Int64], [Int16], [Int16], [Int64], [Int64], [ByteBuffer], [Int64], [ByteBuffer], [Int64])
@@ -43,7 +44,7 @@ struct ClaimCommitStatement: PostgresPreparedStatement {
 
 /// `CALL settle_commit(…)`: a batch of completions, releases and abandons, committed before
 /// its answer (`Spec/POSTGRES.md` §3.2).
-struct SettleCommitStatement: PostgresPreparedStatement {
+struct SettleCommitStatement: CommitStatement {
     static let name = "onceledger_settle_commit_v2"
     static let sql = "CALL settle_commit($1, $2, $3, $4, $5, $6, $7)"
     typealias Row = ([Int64], [Bool], [Int16], [Int64], [Int64], [ByteBuffer], [Int64], [ByteBuffer])
@@ -72,6 +73,25 @@ struct SettleCommitStatement: PostgresPreparedStatement {
 
     func text(schema: String) -> PostgresQuery {
         "CALL \(unescaped: "\"\(schema)\"").settle_commit(\(acts), \(keys), \(attempts), \(fences), \(receipts), \(times), \(reasons))"
+    }
+}
+
+/// A hot-path statement that can also be sent as text naming the schema
+/// (`Configuration.preparedStatements` off).
+protocol CommitStatement: PostgresPreparedStatement {
+    func text(schema: String) -> PostgresQuery
+}
+
+extension CommitStatement {
+    /// The statement's rows: prepared on `connection`, or sent as text naming `schema`;
+    /// decoded the same way (`decodeRow`) either way.
+    func rows(on connection: PostgresConnection, prepared: Bool, schema: String, logger: Logger) async throws -> [Row] {
+        if prepared { return try await connection.execute(self, logger: logger).all() }
+        var rows: [Row] = []
+        for try await row in try await connection.query(text(schema: schema), logger: logger) {
+            rows.append(try decodeRow(row))
+        }
+        return rows
     }
 }
 

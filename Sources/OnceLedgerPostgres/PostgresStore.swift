@@ -221,13 +221,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         let statement = ClaimCommitStatement(
             keys: keys, fingerprints: fingerprints, scopes: scopes, windows: windows, retries: retries, times: times,
             owner: owner, leaseMilliseconds: leaseMilliseconds)
-        let rows: [ClaimCommitStatement.Row]
-        if prepared {
-            rows = try await connection.execute(statement, logger: logger).all()
-        } else {
-            rows = try await connection.query(statement.text(schema: schema), logger: logger)
-                .decode(ClaimCommitStatement.Row.self).all()
-        }
+        let rows = try await statement.rows(on: connection, prepared: prepared, schema: schema, logger: logger)
         var answers = [ClaimRow?](repeating: nil, count: calls.count)
         for (indices, outcomes, statuses, attempts, generations, fingerprints, times, receipts, fences) in rows {
             let count = indices.count
@@ -323,13 +317,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         // a statement prepared once per connection.
         let statement = SettleCommitStatement(
             acts: acts, keys: keys, attempts: attempts, fences: fences, receipts: receipts, times: times, reasons: reasons)
-        let rows: [SettleCommitStatement.Row]
-        if prepared {
-            rows = try await connection.execute(statement, logger: logger).all()
-        } else {
-            rows = try await connection.query(statement.text(schema: schema), logger: logger)
-                .decode(SettleCommitStatement.Row.self).all()
-        }
+        let rows = try await statement.rows(on: connection, prepared: prepared, schema: schema, logger: logger)
         var answers = [SettleRow?](repeating: nil, count: calls.count)
         for (indices, oks, statuses, attemptNumbers, generations, fingerprints, timeValues, receiptValues) in rows {
             let count = indices.count

@@ -115,9 +115,8 @@ import OnceLedgerStoreContract
                                        logger: store.logger)
             let claim = Task { try await store.claim(claimRequest("fresh")) }
             // Wait until the claim batch waits for the floor (a condition, polled; no timing).
-            var waiting = false
-            for _ in 0..<6_000 where !waiting {
-                waiting = try await store.pool.withConnection(.reading("test")) { probe in
+            try await waitUntil("the claim batch waits for the compaction's floor lock") {
+                try await store.pool.withConnection(.reading("test")) { probe in
                     var count = 0
                     for try await (found) in try await probe.query(
                         "SELECT count(*)::bigint FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
@@ -126,9 +125,7 @@ import OnceLedgerStoreContract
                     }
                     return count > 0
                 }
-                if !waiting { try await Task.sleep(for: .milliseconds(5)) }
             }
-            #expect(waiting, "the claim batch waits for the compaction's floor lock")
             try await compaction.query("COMMIT", logger: store.logger)
             return try granted(try await claim.value).generation
         }

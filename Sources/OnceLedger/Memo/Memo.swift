@@ -72,35 +72,33 @@ public struct Memo: Sendable {
     /// effect that must happen once).
     public func remember<T: Codable>(_ name: String, as type: T.Type = T.self, input: (any Encodable)? = nil,
                                      _ compute: () async throws -> T) async throws -> Remembered<T> {
-        let digest = try Memo.digest(input)
-        if let stored = try await read(name, digest: digest) {
-            return .cached(try decode(stored.bytes, as: T.self, name: name))
-        }
-        let value = try await compute()
-        try await write(name, bytes: Memo.encode(value), digest: digest)
-        return .computed(value)
+        try await remembering(name, input: input, decode: { try decode($0, as: T.self, name: name) },
+                              encode: Memo.encode, compute)
     }
 
     /// `remember` for a `Sendable` type: a cached value is answered like `get` answers it
     /// (from the ledger's decoded values when its bytes were decoded before).
     public func remember<T: Codable & Sendable>(_ name: String, as type: T.Type = T.self, input: (any Encodable)? = nil,
                                                 _ compute: () async throws -> T) async throws -> Remembered<T> {
-        let digest = try Memo.digest(input)
-        if let stored = try await read(name, digest: digest) {
-            return .cached(try decodeRemembering(stored.bytes, as: T.self, name: name))
-        }
-        let value = try await compute()
-        try await write(name, bytes: Memo.encode(value), digest: digest)
-        return .computed(value)
+        try await remembering(name, input: input, decode: { try decodeRemembering($0, as: T.self, name: name) },
+                              encode: Memo.encode, compute)
     }
 
     /// `remember` for raw bytes.
     public func rememberBytes(_ name: String, input: (any Encodable)? = nil,
                               _ compute: () async throws -> [UInt8]) async throws -> Remembered<[UInt8]> {
+        try await remembering(name, input: input, decode: { $0 }, encode: { $0 }, compute)
+    }
+
+    /// The one get-or-compute of the `remember` forms: the stored value under `input`'s
+    /// digest, decoded, or `compute()`'s, stored before it is returned.
+    private func remembering<T>(_ name: String, input: (any Encodable)?, decode: ([UInt8]) throws -> T,
+                                encode: (T) throws -> [UInt8],
+                                _ compute: () async throws -> T) async throws -> Remembered<T> {
         let digest = try Memo.digest(input)
-        if let stored = try await read(name, digest: digest) { return .cached(stored.bytes) }
+        if let stored = try await read(name, digest: digest) { return .cached(try decode(stored.bytes)) }
         let value = try await compute()
-        try await write(name, bytes: value, digest: digest)
+        try await write(name, bytes: encode(value), digest: digest)
         return .computed(value)
     }
 
