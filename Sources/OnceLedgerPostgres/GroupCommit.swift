@@ -33,7 +33,7 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
         var watching = false
     }
 
-    private let lanes: Int
+    let lanes: Int
     private let batchMax: Int
     private let answerDeadline: Duration
     private let flush: Flush

@@ -3,10 +3,13 @@
 // caller of the batch with `connection-lost` once the answer deadline passed, and a batch that
 // answers in time returns each caller its own response. No server is needed: the flush is a
 // closure. The never-answering flush sleeps for an hour; the test waits only for the deadline.
+// And that with one lane (a store's default) the requests arriving while a batch is on the wire
+// go together as the next batch.
 import OnceLedgerFormat
 @testable import OnceLedgerPostgres
 import Synchronization
 import Testing
+import OnceLedgerStoreContract
 
 @Suite struct GroupCommitDeadlineTests {
     @Test func aBatchWithoutAnAnswerFailsItsCallersAsConnectionLost() async throws {
@@ -49,6 +52,44 @@ import Testing
         }
         await #expect(throws: LedgerError.self) { _ = try await commit.submit(1) }
         #expect(try await commit.submit(41) == 42)
+    }
+
+    /// With one lane, the requests that arrive while a batch is on the wire wait for it and
+    /// then go together, as one batch (one statement, one commit), not one batch each.
+    @Test func withOneLaneTheRequestsArrivingMeanwhileGoAsOneBatch() async throws {
+        let gate = OnceLedgerStoreContract.Gate()
+        let sizes = Mutex<[Int]>([])
+        let commit = GroupCommit<Int, Int>(lanes: 1, batchMax: 64) { requests in
+            sizes.withLock { $0.append(requests.count) }
+            if requests == [0] { await gate.wait() }
+            return requests.map { $0 * 2 }
+        }
+        let first = Task { try await commit.submit(0) }
+        try await waitUntil("the first batch is on the wire") { sizes.withLock { $0.count } == 1 }
+        let others = Task {
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for request in 1...10 { group.addTask { try await commit.submit(request) == request * 2 } }
+                return try await group.reduce(true) { $0 && $1 }
+            }
+        }
+        try await waitUntil("ten requests queue behind it") { commit.queuedCount == 10 }
+        gate.open()
+        #expect(try await first.value == 0)
+        #expect(try await others.value, "each caller got its own answer")
+        #expect(sizes.withLock { $0 } == [1, 10])
+    }
+
+    /// A store sends one batch of each kind at a time unless configured otherwise, and never
+    /// more than its connections less one.
+    @Test func aStoreKeepsOneBatchOfEachKindOnTheWireByDefault() throws {
+        var configuration = PostgresStore.Configuration(url: try PostgresURL("postgres://u@/d?host=/tmp"), connections: 8)
+        #expect(configuration.lanes == 1)
+        configuration.batchesInFlight = 4
+        #expect(configuration.lanes == 4)
+        configuration.batchesInFlight = 20
+        #expect(configuration.lanes == 7)
+        configuration.connections = 1
+        #expect(configuration.lanes == 1)
     }
 
     final class Calls: Sendable {
