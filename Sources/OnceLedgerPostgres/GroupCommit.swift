@@ -2,8 +2,9 @@ import OnceLedgerFormat
 import Synchronization
 
 /// Group commit (`Spec/POSTGRES.md` §4): concurrent callers' requests are queued, and up to
-/// `lanes` flushers each take everything queued (at most `batchMax`) and send it as one
-/// statement — one round trip and one commit for the whole batch. A lone caller's request
+/// `lanes` flushers each take everything queued (at most `batchMax`, and at most `weightMax`
+/// by `weight`) and send it as one statement — one round trip and one commit for the whole
+/// batch. A lone caller's request
 /// is sent at once (no timer); callers that arrive while a batch is on the wire form the
 /// next one.
 ///
@@ -35,15 +36,22 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
 
     let lanes: Int
     private let batchMax: Int
+    /// A batch's requests weigh at most this together (`weight`), unless its first alone
+    /// weighs more: it then goes alone.
+    private let weightMax: Int
+    private let weight: (@Sendable (Request) -> Int)?
     private let answerDeadline: Duration
     private let flush: Flush
     private let state = Mutex(State())
 
     /// `answerDeadline`: how long a batch waits for the server's answer before its callers
     /// get `connection-lost` (outcome unknown) instead of waiting on (`Spec/POSTGRES.md` §3).
-    init(lanes: Int, batchMax: Int, answerDeadline: Duration = .seconds(60), flush: @escaping Flush) {
+    init(lanes: Int, batchMax: Int, weightMax: Int = .max, weight: (@Sendable (Request) -> Int)? = nil,
+         answerDeadline: Duration = .seconds(60), flush: @escaping Flush) {
         self.lanes = max(1, lanes)
         self.batchMax = max(1, batchMax)
+        self.weightMax = weightMax
+        self.weight = weight
         self.answerDeadline = answerDeadline
         self.flush = flush
     }
@@ -75,7 +83,18 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
                     state.flushing -= 1
                     return nil
                 }
-                let batch = state.queue.prefix(batchMax)
+                var count = min(batchMax, state.queue.count)
+                if let weight {
+                    var total = 0
+                    for index in 0..<count {
+                        total += weight(state.queue[index].0)
+                        if total > weightMax, index > 0 {
+                            count = index
+                            break
+                        }
+                    }
+                }
+                let batch = state.queue.prefix(count)
                 state.queue.removeFirst(batch.count)
                 let number = state.nextBatch
                 state.nextBatch += 1

@@ -7,8 +7,8 @@
 /// refuses newer ones.
 enum PostgresSchema {
     /// The schema version this build writes and reads. Version 2 adds the committing
-    /// procedures (`createVersion2`).
-    static let version = 2
+    /// procedures (`createVersion2`), version 3 the batch of memo puts (`createVersion3`).
+    static let version = 3
 
     /// The channel `pg_notify` signals settled keys on (payload: the key's bytes in hex).
     static func channel(_ schema: String) -> String { "\(schema)_changes" }
@@ -466,6 +466,41 @@ enum PostgresSchema {
 
     /// The advisory lock key of the generation floor of `schema` (one per schema).
     static func floorLockKey(_ schema: String) -> String { "hashtext('\(schema).generation_floor')" }
+
+    /// The statements that bring version 2 to version 3 (`Spec/POSTGRES.md` §3.5, §4): a
+    /// procedure that runs `memo_put` for each put of a batch (in key order, as the claim
+    /// batch does, so two batches never lock rows in opposite orders), commits, and then
+    /// answers each put's result: concurrent memo puts and journal steps of one process share
+    /// a round trip and a commit, as claims and completions do. A put without an input digest
+    /// is sent as an empty one (postgres-nio sends no `NULL` array element); a digest is
+    /// 32 bytes otherwise.
+    static func createVersion3(_ schema: String) -> [String] {
+        let s = "\"\(schema)\""
+        return [
+            """
+            CREATE PROCEDURE \(s).memo_put_batch_commit(p_namespaces bytea[], p_runs bytea[], p_generations bigint[],
+                                                        p_steps bytea[], p_names bytea[], p_digests bytea[],
+                                                        p_times bigint[], p_values bytea[],
+                                                        INOUT o_ok boolean[] DEFAULT NULL)
+            LANGUAGE plpgsql AS $$
+            DECLARE
+                r record;
+                v_ok boolean[] := array_fill(false, ARRAY[coalesce(cardinality(p_names), 0)]);
+            BEGIN
+                FOR r IN SELECT u.ns, u.run, u.g, u.st, u.nm, u.d, u.t, u.v, u.i
+                         FROM unnest(p_namespaces, p_runs, p_generations, p_steps, p_names, p_digests, p_times, p_values)
+                              WITH ORDINALITY AS u(ns, run, g, st, nm, d, t, v, i)
+                         ORDER BY u.ns, u.run, u.g, u.st, u.nm, u.i
+                LOOP
+                    v_ok[r.i::integer] := \(s).memo_put(r.ns, r.run, r.g, r.st, r.nm, nullif(r.d, '\\x'::bytea), r.t, r.v);
+                END LOOP;
+                o_ok := v_ok;
+                COMMIT;
+            END
+            $$
+            """,
+        ]
+    }
 
     /// The statements that bring version 1 to version 2 (`Spec/POSTGRES.md` §3): procedures
     /// that run a writing function, `COMMIT`, and only then answer. A procedure's answer (its

@@ -76,6 +76,43 @@ struct SettleCommitStatement: CommitStatement {
     }
 }
 
+/// `CALL memo_put_batch_commit(…)`: a batch of memo puts (journal steps among them),
+/// committed before its answer (`Spec/POSTGRES.md` §3.5).
+struct MemoPutBatchStatement: CommitStatement {
+    static let name = "onceledger_memo_put_batch_commit_v3"
+    static let sql = "CALL memo_put_batch_commit($1, $2, $3, $4, $5, $6, $7, $8)"
+    typealias Row = [Bool]
+
+    var namespaces: [ByteBuffer]
+    var runs: [ByteBuffer]
+    var generations: [Int64]
+    var steps: [ByteBuffer]
+    var names: [ByteBuffer]
+    /// Empty: the put has no input digest.
+    var digests: [ByteBuffer]
+    var times: [Int64]
+    var values: [ByteBuffer]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 8)
+        bindings.append(namespaces)
+        bindings.append(runs)
+        bindings.append(generations)
+        bindings.append(steps)
+        bindings.append(names)
+        bindings.append(digests)
+        bindings.append(times)
+        bindings.append(values)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+
+    func text(schema: String) -> PostgresQuery {
+        "CALL \(unescaped: "\"\(schema)\"").memo_put_batch_commit(\(namespaces), \(runs), \(generations), \(steps), \(names), \(digests), \(times), \(values))"
+    }
+}
+
 /// A hot-path statement that can also be sent as text naming the schema
 /// (`Configuration.preparedStatements` off).
 protocol CommitStatement: PostgresPreparedStatement {

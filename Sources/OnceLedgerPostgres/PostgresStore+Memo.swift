@@ -74,6 +74,36 @@ extension PostgresStore {
         }
     }
 
+    /// One memo put of a batch (`memo_put_batch_commit`); an empty digest stands for none.
+    struct MemoPutCall: Sendable {
+        var namespace: ByteBuffer
+        var run: ByteBuffer
+        var generation: Int64
+        var step: ByteBuffer
+        var name: ByteBuffer
+        var digest: ByteBuffer
+        var time: Int64
+        var value: ByteBuffer
+    }
+
+    /// The most value bytes one batch of memo puts carries (a larger value goes alone).
+    static let memoBatchBytes = 8 << 20
+
+    /// Sends `calls` as one batch; each put's answer: accepted, or refused because its
+    /// generation is not its run's latest or has ended (nothing written for it).
+    static func runMemoPuts(_ calls: [MemoPutCall], connection: PostgresConnection, schema: String, prepared: Bool,
+                            logger: Logger) async throws -> [Bool] {
+        let statement = MemoPutBatchStatement(
+            namespaces: calls.map(\.namespace), runs: calls.map(\.run), generations: calls.map(\.generation),
+            steps: calls.map(\.step), names: calls.map(\.name), digests: calls.map(\.digest), times: calls.map(\.time),
+            values: calls.map(\.value))
+        let rows = try await statement.rows(on: connection, prepared: prepared, schema: schema, logger: logger)
+        guard let answers = rows.first, answers.count == calls.count else {
+            throw LedgerError(.databaseError, "the memo put procedure answered \(rows.first?.count ?? 0) results for a batch of \(calls.count) puts; their outcome is unknown")
+        }
+        return answers
+    }
+
     public func memoPut(_ request: MemoPutRequest) async throws {
         let key = request.key
         if let digest = request.inputDigest, digest.count != 32 {
@@ -92,16 +122,11 @@ extension PostgresStore {
         let digest = request.inputDigest.map { ByteBuffer(bytes: $0) }
         let time = try Self.int64(request.timeMilliseconds, "the memo value's time")
         let value = ByteBuffer(bytes: request.value)
-        // One round trip: the procedure commits before it answers (`Spec/POSTGRES.md` §3).
-        let accepted = try await pool.withConnection(.writing("a memo put")) { connection in
-            var accepted = false
-            for try await (ok) in try await connection.query("""
-                CALL \(unescaped: quotedSchema).memo_put_commit(\(namespace), \(runID), \(generation), \(step), \(name), \(digest)::bytea, \(time), \(value))
-                """, logger: logger).decode(Bool.self) {
-                accepted = ok
-            }
-            return accepted
-        }
+        // With concurrent puts, one round trip and one commit for the batch; the procedure
+        // commits before it answers (`Spec/POSTGRES.md` §3, §4).
+        let accepted = try await memoPuts.submit(MemoPutCall(
+            namespace: namespace, run: runID, generation: generation, step: step, name: name,
+            digest: digest ?? ByteBuffer(), time: time, value: value))
         if !accepted {
             throw LedgerError(
                 .runEnded,

@@ -88,6 +88,7 @@ public final class PostgresStore: LedgerStore, Sendable {
     let leaseMilliseconds: Int64
     private let claims: GroupCommit<ClaimCall, ClaimRow>
     private let settles: GroupCommit<SettleCall, SettleRow>
+    let memoPuts: GroupCommit<MemoPutCall, Bool>
     private let live = Mutex(LiveClaims())
     private let waiters: Waiters
     /// Notifications the listener received (`notificationCount`).
@@ -167,6 +168,14 @@ public final class PostgresStore: LedgerStore, Sendable {
                               answerDeadline: configuration.answerDeadline) { calls in
             try await pool.withConnection(.writing("a completion")) { connection in
                 try await Self.runSettles(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)
+            }
+        }
+        // A batch of memo puts carries their values: at most `memoBatchBytes` of them (a
+        // larger value goes alone).
+        memoPuts = GroupCommit(lanes: lanes, batchMax: configuration.batchMax, weightMax: Self.memoBatchBytes,
+                               weight: { $0.value.readableBytes }, answerDeadline: configuration.answerDeadline) { calls in
+            try await pool.withConnection(.writing("a memo put")) { connection in
+                try await Self.runMemoPuts(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)
             }
         }
     }

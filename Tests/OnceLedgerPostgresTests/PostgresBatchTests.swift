@@ -11,6 +11,7 @@ import PostgresNIO
 import Testing
 import Logging
 import OnceLedgerStoreContract
+import Synchronization
 
 @Suite struct PostgresBatchTests {
     private func call(_ key: String, retry: Bool = false, time: Int64 = 1_000) -> PostgresStore.ClaimCall {
@@ -129,5 +130,82 @@ import OnceLedgerStoreContract
         // The refused claim still holds its key: its own fence settles it.
         let late = try await settles(store, [settle(1, "fenced", fence: fences[1], receipt: [4])])
         #expect(late.map(\.ok) == [true])
+    }
+}
+
+/// Memo puts go through group commit too (Spec/POSTGRES.md §3.5, §4): puts arriving while a batch
+/// is on the wire go together in one `memo_put_batch_commit`, each answered on its own — a put
+/// for an ended generation in the same batch is refused without refusing the others — and a
+/// batch carries at most `memoBatchBytes` of values.
+@Suite struct PostgresMemoBatchTests {
+    @Test func concurrentPutsShareBatchesAndEachGetsItsOwnAnswer() async throws {
+        let store = try await PostgresHarness().open(connections: 4)
+        defer { try? store.close() }
+        let live = MemoRun(run: "live")
+        let ended = MemoRun(run: "ended")
+        let liveGeneration = try await store.memoGeneration(of: live)
+        let endedGeneration = try await store.memoGeneration(of: ended)
+        _ = try await store.finishRun(ended, status: .succeeded, timeMilliseconds: 1_000)
+        let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for index in 0..<40 {
+                group.addTask {
+                    let run = index == 17 ? ended : live
+                    let key = MemoKey(run: run, generation: index == 17 ? endedGeneration : liveGeneration,
+                                      step: "step", name: "value-\(index)")
+                    do {
+                        try await store.memoPut(MemoPutRequest(key: key, value: [UInt8(index)], inputDigest: nil,
+                                                               timeMilliseconds: 2_000))
+                        return (index, true)
+                    } catch let error as LedgerError where error.code == .runEnded {
+                        return (index, false)
+                    }
+                }
+            }
+            var all: [Int: Bool] = [:]
+            for try await (index, accepted) in group { all[index] = accepted }
+            return all
+        }
+        #expect(results.count == 40)
+        #expect(results.filter { !$0.value }.map(\.key) == [17], "only the put of the ended run is refused")
+        for index in 0..<40 where index != 17 {
+            let read = try await store.memoGet(MemoKey(run: live, generation: liveGeneration, step: "step", name: "value-\(index)"))
+            #expect(read?.bytes == [UInt8(index)])
+        }
+    }
+
+    @Test func putsWorkAsTextToo() async throws {
+        let store = try await PostgresHarness().open(preparedStatements: false)
+        defer { try? store.close() }
+        let run = MemoRun(namespace: "text", run: "r")
+        let key = MemoKey(run: run, generation: try await store.memoGeneration(of: run), step: "s", name: "n")
+        try await store.memoPut(MemoPutRequest(key: key, value: [5, 6], inputDigest: [UInt8](repeating: 1, count: 32),
+                                               timeMilliseconds: 3_000))
+        let read = try await store.memoGet(key)
+        #expect(read?.bytes == [5, 6] && read?.inputDigest == [UInt8](repeating: 1, count: 32) && read?.timeMilliseconds == 3_000)
+    }
+
+    @Test func aBatchOfPutsCarriesAtMostItsValueBytes() async throws {
+        let gate = OnceLedgerStoreContract.Gate()
+        let sizes = Mutex<[Int]>([])
+        let commit = GroupCommit<Int, Int>(lanes: 1, batchMax: 64, weightMax: 10, weight: { $0 }) { requests in
+            sizes.withLock { $0.append(requests.count) }
+            if requests == [1] { await gate.wait() }
+            return requests
+        }
+        let first = Task { try await commit.submit(1) }
+        try await waitUntil("the first batch is on the wire") { sizes.withLock { $0.count } == 1 }
+        // Queued behind it, in this order: 4 + 4 fit in 10 and go together; the third 4 does
+        // not fit with them; 30 goes alone, over the cap.
+        var queued: [Task<Int, any Error>] = []
+        for (count, weight) in [4, 4, 4, 30].enumerated() {
+            queued.append(Task { try await commit.submit(weight) })
+            try await waitUntil("request \(count + 1) queues") { commit.queuedCount == count + 1 }
+        }
+        gate.open()
+        #expect(try await first.value == 1)
+        var answers: [Int] = []
+        for task in queued { answers.append(try await task.value) }
+        #expect(answers == [4, 4, 4, 30])
+        #expect(sizes.withLock { $0 } == [1, 2, 1, 1])
     }
 }

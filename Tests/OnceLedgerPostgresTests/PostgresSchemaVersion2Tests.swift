@@ -1,5 +1,6 @@
-// Proves what schema version 2 (Spec/POSTGRES.md §3, §5) brings: it is what a new store creates
-// and what an existing version-1 schema is migrated to, keeping its rows; the claim procedure
+// Proves what schema versions 2 and 3 (Spec/POSTGRES.md §3, §5) bring: they are what a new store
+// creates and what an existing version-1 or version-2 schema is migrated to, keeping its rows and
+// memo values; the claim procedure
 // commits inside itself (it refuses to run inside a transaction block, which is what makes its
 // answer arrive only after the commit); a claim batch waits for a compaction holding the
 // generation floor and reads the raised floor; and a settle signals a key only when somebody
@@ -38,11 +39,42 @@ import OnceLedgerStoreContract
         }
     }
 
-    @Test func aNewStoreIsVersion2WithTheCommittingProcedures() async throws {
+    @Test func aNewStoreIsTheCurrentVersionWithTheCommittingProcedures() async throws {
         let store = try await PostgresHarness().open()
         defer { try? store.close() }
-        #expect(try await version(store) == 2)
-        #expect(try await procedures(store) == ["claim_commit", "memo_put_commit", "settle_commit"])
+        #expect(try await version(store) == 3)
+        #expect(try await procedures(store) == ["claim_commit", "memo_put_batch_commit", "memo_put_commit", "settle_commit"])
+    }
+
+    /// Version 3 (Spec/POSTGRES.md §5): a version-2 schema gets the batch memo put procedure,
+    /// keeping its memo values; a put after the migration goes through it.
+    @Test func aVersion2SchemaIsMigratedToVersion3AndKeepsItsMemo() async throws {
+        let harness = try PostgresHarness()
+        let store = try await harness.open()
+        let run = MemoRun(run: "order-7")
+        let generation = try await store.memoGeneration(of: run)
+        let kept = MemoKey(run: run, generation: generation, step: "s", name: "kept")
+        try await store.memoPut(MemoPutRequest(key: kept, value: [1, 2], inputDigest: nil, timeMilliseconds: 1_000))
+        // Back to version 2: what a build of version 2 left behind.
+        try await store.pool.withConnection(.writing("test")) { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: "DROP PROCEDURE \(store.quotedSchema).memo_put_batch_commit"),
+                                       logger: store.logger)
+            try await connection.query("UPDATE \(unescaped: store.quotedSchema).meta SET schema_version = 2",
+                                       logger: store.logger)
+            return 0
+        }
+        try store.close()
+
+        let migrated = try await harness.open()
+        defer { try? migrated.close() }
+        #expect(try await version(migrated) == 3)
+        #expect(try await procedures(migrated).contains("memo_put_batch_commit"))
+        #expect(try await migrated.memoGet(kept)?.bytes == [1, 2])
+        let next = MemoKey(run: run, generation: generation, step: "s", name: "next")
+        try await migrated.memoPut(MemoPutRequest(key: next, value: [3], inputDigest: [UInt8](repeating: 9, count: 32),
+                                                  timeMilliseconds: 2_000))
+        let read = try await migrated.memoGet(next)
+        #expect(read?.bytes == [3] && read?.inputDigest == [UInt8](repeating: 9, count: 32))
     }
 
     @Test func aVersion1SchemaIsMigratedAndKeepsItsEntries() async throws {
@@ -52,7 +84,7 @@ import OnceLedgerStoreContract
         _ = try await store.complete(claim, receipt: Array("r".utf8), timeMilliseconds: 2_000)
         // Back to version 1: what a build of version 1 left behind.
         try await store.pool.withConnection(.writing("test")) { connection in
-            for name in ["claim_commit", "settle_commit", "memo_put_commit"] {
+            for name in ["claim_commit", "settle_commit", "memo_put_commit", "memo_put_batch_commit"] {
                 try await connection.query(PostgresQuery(unsafeSQL: "DROP PROCEDURE \(store.quotedSchema).\(name)"),
                                            logger: store.logger)
             }
@@ -66,8 +98,8 @@ import OnceLedgerStoreContract
 
         let migrated = try await harness.open()
         defer { try? migrated.close() }
-        #expect(try await version(migrated) == 2)
-        #expect(try await procedures(migrated) == ["claim_commit", "memo_put_commit", "settle_commit"])
+        #expect(try await version(migrated) == 3)
+        #expect(try await procedures(migrated) == ["claim_commit", "memo_put_batch_commit", "memo_put_commit", "settle_commit"])
         let kept = try await migrated.entry("kept")
         #expect(kept?.status == .done && kept?.receipt == Array("r".utf8))
         let next = try granted(try await migrated.claim(claimRequest("new")))
