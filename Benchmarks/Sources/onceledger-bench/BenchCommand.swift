@@ -81,6 +81,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "With --postgres: rounds the four PostgreSQL rows are interleaved in.")
     var postgresRounds: Int = 8
 
+    @Flag(help: "Measure only memo puts on PostgreSQL: group-committed (the store's default) against one put per statement, --appenders runs over --postgres-connections connections (no target).")
+    var postgresMemo = false
+
     @Flag(help: "Measure only the replay journal (J1–J4): recorded steps against the raw loop, replay of a long run, open of many runs.")
     var journal = false
 
@@ -182,6 +185,17 @@ struct BenchCommand: AsyncParsableCommand {
                                                     seconds: seconds, keep: keep, progress: progress)
             print("disk: \(disk.summary)")
             print(ValuesOnDisk.render(result))
+            return
+        }
+
+        if postgresMemo {
+            guard (2...256).contains(postgresConnections), (1...100).contains(postgresRounds) else {
+                throw ValidationError("--postgres-connections in 2...256; --postgres-rounds in 1...100")
+            }
+            let result = try await PostgresMemoBench.run(url: postgresUrl, rounds: postgresRounds, seconds: seconds,
+                                                         callers: appenders, connections: postgresConnections,
+                                                         progress: progress)
+            print(PostgresMemoBench.render(result))
             return
         }
 
