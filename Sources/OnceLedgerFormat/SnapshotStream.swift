@@ -82,9 +82,8 @@ extension SnapshotFile {
     /// Which items the journal-positions hints stand for (`positionGroups`): the group
     /// starting at an item, and the other items of groups (which get no hint of their own).
     struct StreamGroups {
+        /// In item order, not overlapping (`positionGroups` makes them so).
         var groups: [PositionGroup] = []
-        var startingAt: [Int: Int] = [:]
-        var inside = Set<Int>()
         var hintCount: Int
 
         init(_ items: [StreamItem]) {
@@ -99,18 +98,28 @@ extension SnapshotFile {
                 }
             }
             hintCount = items.count
-            for (number, group) in groups.enumerated() {
-                startingAt[group.items.lowerBound] = number
-                for index in group.items.dropFirst() { inside.insert(index) }
-                hintCount -= group.items.count - 1
+            for group in groups { hintCount -= group.items.count - 1 }
+        }
+
+        /// The group item `index` belongs to, if any (a binary search: a set of every grouped
+        /// item cost ~16 B per journal position while a large journal compacted).
+        func group(containing index: Int) -> PositionGroup? {
+            var low = 0
+            var high = groups.count
+            while low < high {
+                let middle = (low + high) / 2
+                if groups[middle].items.upperBound <= index { low = middle + 1 } else { high = middle }
             }
+            guard low < groups.count, groups[low].items.contains(index) else { return nil }
+            return groups[low]
         }
 
         /// Writes item `index`'s hint, or its group's, or nothing (inside a group).
         func writeHint(_ items: [StreamItem], _ index: Int, span: ValueSpan?, into writer: inout ByteWriter) {
-            if let number = startingAt[index], let span {
-                SnapshotFile.writeGroupHint(groups[number].body, firstValue: span.offset, into: &writer)
-            } else if !inside.contains(index) {
+            let group = group(containing: index)
+            if let group, group.items.lowerBound == index, let span {
+                SnapshotFile.writeGroupHint(group.body, firstValue: span.offset, into: &writer)
+            } else if group.map({ $0.items.lowerBound == index }) ?? true {
                 let item = items[index]
                 SnapshotFile.writeHint(item, hintBytes: item.layout.hintBytes, span: span, into: &writer)
             }

@@ -39,6 +39,8 @@ enum JournalBench {
         var openRuns = 0
         var stepsPerRun = 0
         var openRows: [OpenRow] = []
+        /// How far the resident set rose above where it was while the J4 ledger compacted.
+        var compactionPeakBytes: Int?
     }
 
     static let output = "a recorded answer"
@@ -155,7 +157,12 @@ enum JournalBench {
             result.openRows.append(try await measuredOpen("segments, warm"))
             progress.say("journal open: compacting")
             let compacting = try await BlockingThread.run { try MemoBench.openLedger(directory, create: false) }
+            HeapUsage.trim()
+            let beforeCompaction = PeakResidentSet.reset() ? PeakResidentSet.read() : nil
             try await compacting.compact()
+            if let before = beforeCompaction, let after = PeakResidentSet.read() {
+                result.compactionPeakBytes = after.peak - before.current
+            }
             try await BlockingThread.run { try compacting.close() }
             result.openRows.append(try await measuredOpen("snapshot, warm"))
             try FileManager.default.removeItem(atPath: directory)
@@ -213,6 +220,7 @@ enum JournalBench {
             \(perRound.render())
             \(open.render())
             (J4 ledger: \(Format.grouped(result.openRuns)) runs × \(result.stepsPerRun) steps; the scaled column assumes linear growth)
+            compaction of the J4 ledger: resident set rose \(result.compactionPeakBytes.map { "\(Format.grouped($0 / 1_048_576)) MiB at its peak, \(Format.fixed(Double($0) / Double(max(result.openRuns * result.stepsPerRun, 1)), 1)) B per position" } ?? "n/a (no /proc)")
             """
     }
 }

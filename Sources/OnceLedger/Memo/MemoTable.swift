@@ -1201,7 +1201,9 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                                      value: @Sendable (Int) throws -> [UInt8]) {
         var items: [SnapshotFile.StreamItem] = []
         var keys: [ItemKey?] = []
-        var onDisk: [Int: (location: ValueLocation, hint: [UInt8])] = [:]
+        // Per item, where its value is on disk (nil: whole in its body). An array, not a
+        // dictionary: ~50 B less per journal position while a large journal compacts.
+        var onDisk: [(location: ValueLocation, hint: [UInt8])?] = []
         var handles: [UInt64: any StorageFile] = [:]
         let reader = self.reader
         for key in generations.keys.sorted() {
@@ -1218,9 +1220,10 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                     if handles[located.location.file] == nil {
                         handles[located.location.file] = try reader.handle(for: located.location.file)
                     }
-                    onDisk[items.count] = (located.location, hint)
+                    onDisk.append((located.location, hint))
                     items.append(.receiptLater(.memoEntry, hint: hint, receiptBytes: located.count))
                 } else {
+                    onDisk.append(nil)
                     items.append(.whole(.memoEntry, body.encode()))
                 }
                 keys.append(ItemKey(ref: ref.key))
@@ -1277,6 +1280,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                 let body = RecordBody.runEnd(.init(namespace: namespace, run: run, generation: key.generation,
                                                    status: end.status, timeMilliseconds: end.timeMilliseconds))
                 items.append(.whole(.runEnd, body.encode()))
+                onDisk.append(nil)
                 keys.append(nil)
             }
         }
@@ -1286,10 +1290,11 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                 run: String(decoding: highestSweep.key.run.run, as: UTF8.self), generation: highestSweep.key.generation,
                 timeMilliseconds: highestSweep.timeMilliseconds)
             items.append(.whole(.memoSweep, RecordBody.memoSweep(sweep).encode()))
+            onDisk.append(nil)
             keys.append(nil)
         }
         let value: @Sendable (Int) throws -> [UInt8] = { [onDisk, handles] index in
-            guard let (location, hint) = onDisk[index], let reader else {
+            guard onDisk.indices.contains(index), let (location, hint) = onDisk[index], let reader else {
                 throw LedgerError(.invalidArgument, "memo snapshot item \(index) has no value on disk")
             }
             return try MemoTable.readValue(at: location, hint: hint, reader: reader, file: handles[location.file])

@@ -504,7 +504,9 @@ public final class LogStore: LedgerStore, Sendable {
             memoOrder.withLock { $0 = memoSource.keys }
             let entryItems = source.items.count
             let memoValue = memoSource.value
-            return LogWriter.CompactionSource(items: source.items + memoSource.items, receipt: { index in
+            var items = source.items
+            items.append(contentsOf: memoSource.items)
+            return LogWriter.CompactionSource(items: items, receipt: { index in
                 beforeReadingReceipt?(index)
                 if index >= entryItems { return try memoValue(index - entryItems) }
                 return try source.receipt(index)

@@ -93,3 +93,32 @@ enum HeapUsage {
         _ = unsafeBitCast(symbol, to: MallocTrim.self)(0)
     }
 }
+
+/// The process's resident set and its high-water mark (`/proc/self/status`, Linux), and a
+/// reset of the mark (`/proc/self/clear_refs`), so a step's peak can be read: reset, run it,
+/// read the mark. nil where the files are not there.
+enum PeakResidentSet {
+    static func reset() -> Bool {
+        guard let file = fopen("/proc/self/clear_refs", "w") else { return false }
+        defer { fclose(file) }
+        return fputs("5", file) >= 0
+    }
+
+    /// (current, high-water mark) in bytes.
+    static func read() -> (current: Int, peak: Int)? {
+        // Read line by line: the file reports a size of 0, so reading it whole finds nothing.
+        guard let file = fopen("/proc/self/status", "r") else { return nil }
+        defer { fclose(file) }
+        var lines: [String] = []
+        var buffer = [CChar](repeating: 0, count: 512)
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            lines.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        func kilobytes(_ field: String) -> Int? {
+            guard let line = lines.first(where: { $0.hasPrefix(field + ":") }) else { return nil }
+            return Int(line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
+        }
+        guard let current = kilobytes("VmRSS"), let peak = kilobytes("VmHWM") else { return nil }
+        return (current * 1024, peak * 1024)
+    }
+}
