@@ -45,15 +45,8 @@ extension LogStore {
                     "cannot store memo value \"\(key.name)\" of step \"\(key.step)\": run \(key.run) generation \(key.generation) has ended; nothing was written. A run id used again after its run ended starts a new generation: ask the ledger for a new memo (`ledger.memo(run:step:)`)")
             }
         }
-        // The put ends where its record is applied, under the lock `onDurable` holds anyway
-        // (one acquisition and one lookup less per put on the caller's side); a put whose
-        // append failed (no `onDurable`) ends here.
-        do {
-            try await appendMemo([LogRecord(body)], thenEndPut: generationKey)
-        } catch {
-            memo.withLock { $0.endPut(generationKey) }
-            throw error
-        }
+        defer { memo.withLock { $0.endPut(generationKey) } }
+        try await appendMemo([LogRecord(body)])
     }
 
     public func finishRun(_ run: MemoRun, status: RunStatus, timeMilliseconds: UInt64) async throws -> RunInfo {
@@ -138,13 +131,10 @@ extension LogStore {
 
     /// Appends memo records durably and, once durable, applies the very bytes written to
     /// the memo table, with where each landed (a value then stays on disk).
-    /// With `endPut`, also ends that put (`MemoTable.endPut`) once its record is applied,
-    /// under the same lock: an append whose `onDurable` ran returns success.
-    private func appendMemo(_ records: [LogRecord], thenEndPut endPut: MemoTable.GenerationKey? = nil) async throws {
+    private func appendMemo(_ records: [LogRecord]) async throws {
         if isClosed { throw Self.closedError }
         _ = try await log.appendLocated(records, onDurable: { [self] _, locations in
             self.memo.withLock { table in
-                defer { if let endPut { table.endPut(endPut) } }
                 for (index, record) in records.enumerated() {
                     do {
                         let location = locations.map { $0[$0.startIndex + index] }
