@@ -1,8 +1,7 @@
-// Proves that the two shortcuts on the 64-caller memo and journal paths keep the memo's rules:
-// (1) a put ends (stops counting as in flight, `MemoTable.endPut`) where its record is applied,
-// under the lock the append's `onDurable` holds, or, when its append fails, in the put itself —
-// so after concurrent puts return, or fail, none is left in flight: the generation ends and
-// sweeps, or is dropped when it holds nothing; (2) the table's cache of recently written journals
+// Proves that the 64-caller memo and journal paths keep the memo's rules: (1) a put stops
+// counting as in flight (`MemoTable.endPut`) once its append returns or fails, so after concurrent
+// puts return, or fail, none is left in flight: the generation ends and sweeps, or is dropped when
+// it holds nothing; (2) the table's cache of recently written journals
 // (runs that take turns recording positions) gives the same state as looking every journal up:
 // each position under its own run generation, with more runs than cache slots (collisions), a
 // swept generation's journal slot reused by another run, and a run's latest generation restored
