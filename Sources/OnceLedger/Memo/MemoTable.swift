@@ -266,6 +266,13 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// generation since the last sweep record (as `lastBucket`, `lastBucketSeen`).
     private var lastJournal: Int?
     private var lastJournalSeen = false
+    /// Recently written journals (`cachedJournal`), by a hash of their run generation's
+    /// bytes: index + 1 in `journals` (0: empty) and the `journalCacheEpoch` it was filed in.
+    private var journalCache = [(journal: UInt32, epoch: UInt64)](repeating: (0, 0), count: MemoTable.journalCacheSlots)
+    /// Moved on whenever a journal is removed or a sweep is applied (which may drop a run's
+    /// latest generation), so every cached journal is looked up, and seen, again.
+    private var journalCacheEpoch: UInt64 = 1
+    static let journalCacheSlots = 256
     /// Values of entries without a location, by entry index.
     private var inMemoryValues: [UInt32: [UInt8]] = [:]
 
@@ -401,6 +408,34 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         let key = GenerationKey(run: RunKey(namespace: Array(namespace), run: Array(run)), generation: generation)
         guard let journal = generations[key]?.journal, journal != 0 else { return nil }
         return Int(journal - 1)
+    }
+
+    private static func journalCacheSlot(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer,
+                                         generation: UInt64) -> Int {
+        var hasher = Hasher()
+        hasher.combine(namespace.count)
+        hasher.combine(bytes: namespace)
+        hasher.combine(bytes: run)
+        hasher.combine(generation)
+        return Int(UInt(bitPattern: hasher.finalize()) % UInt(journalCacheSlots))
+    }
+
+    /// The journal of (namespace, run, generation) if it is in `journalCache`, filed there
+    /// since the last removal or sweep: found, created and seen (`see`) then, and nothing
+    /// since has lowered its run's latest generation, so it needs neither lookup nor `see`.
+    private func cachedJournal(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64) -> Int? {
+        let slot = journalCache[MemoTable.journalCacheSlot(namespace: namespace, run: run, generation: generation)]
+        guard slot.journal != 0, slot.epoch == journalCacheEpoch else { return nil }
+        let index = Int(slot.journal - 1)
+        guard index < journals.count, journalEquals(index, namespace: namespace, run: run, generation: generation)
+        else { return nil }
+        return index
+    }
+
+    private mutating func cacheJournal(_ index: Int, namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer,
+                                       generation: UInt64) {
+        journalCache[MemoTable.journalCacheSlot(namespace: namespace, run: run, generation: generation)] =
+            (UInt32(index + 1), journalCacheEpoch)
     }
 
     /// The hash entry `index` was filed under.
@@ -744,6 +779,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             remove(key)
             lastBucketSeen = false
             lastJournalSeen = false
+            journalCacheEpoch &+= 1
             if generation >= highestSweep?.key.generation ?? 0 { highestSweep = (key, time) }
         default:
             throw LedgerError(.malformedBody, "record kind \(kind) is not a memo record")
@@ -810,6 +846,12 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                 see(journals[last].key)
                 lastJournalSeen = true
             }
+        } else if let cached = cachedJournal(namespace: namespace, run: run, generation: generation) {
+            // One of the recently written journals (64 runs recording steps at once take
+            // turns, so the last journal rarely matches): no key built, no lookup.
+            journalIndex = cached
+            lastJournal = cached
+            lastJournalSeen = true
         } else {
             let key = GenerationKey(run: RunKey(namespace: Array(namespace), run: Array(run)), generation: generation)
             if let found = generations[key]?.journal, found != 0 {
@@ -831,6 +873,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             lastJournal = journalIndex
             see(key)
             lastJournalSeen = true
+            cacheJournal(journalIndex, namespace: namespace, run: run, generation: generation)
         }
         var fresh = Position(valueFile: location.file, valueOffset: location.offset, time: time,
                              valueBodyBytes: location.bodyBytes, digest: 0)
@@ -937,6 +980,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             journals[journalIndex] = Journal(key: GenerationKey(run: RunKey(namespace: [], run: []), generation: 0))
             freeJournals.append(UInt32(journalIndex))
             if lastJournal == journalIndex { lastJournal = nil }
+            journalCacheEpoch &+= 1
         }
         for bucketIndex in generation.buckets {
             var next = buckets[Int(bucketIndex)].first
