@@ -14,7 +14,9 @@ import Synchronization
 /// crash: a claim made then is never renewed, so its lease expires and it turns
 /// pending-unknown. One watchdog task per group checks the batches on the wire (none runs while
 /// nothing is in flight), so a batch costs no timer of its own; the watchdog also frees the
-/// stuck batch's lane, so the next requests are sent on a fresh flusher.
+/// stuck batch's lane, so the next requests are sent on a fresh flusher. Before that, once every
+/// batch on the wire has gone unanswered for `stallAfter` while requests wait, it starts one
+/// more flusher (up to `maxLanes`), so a slow or hung statement holds only its own callers.
 final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     typealias Flush = @Sendable ([Request]) async throws -> [Response]
     private typealias Caller = CheckedContinuation<Response, any Error>
@@ -35,6 +37,12 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     }
 
     let lanes: Int
+    /// Flushers at most, counting those started because every batch on the wire stalled.
+    private let maxLanes: Int
+    /// How long the batches on the wire may all go unanswered before the watchdog sends the
+    /// queued requests on one more flusher (up to `maxLanes`): one slow or hung statement does
+    /// not hold every caller until `answerDeadline`.
+    private let stallAfter: Duration
     private let batchMax: Int
     /// A batch's requests weigh at most this together (`weight`), unless its first alone
     /// weighs more: it then goes alone.
@@ -46,9 +54,11 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
 
     /// `answerDeadline`: how long a batch waits for the server's answer before its callers
     /// get `connection-lost` (outcome unknown) instead of waiting on (`Spec/POSTGRES.md` §3).
-    init(lanes: Int, batchMax: Int, weightMax: Int = .max, weight: (@Sendable (Request) -> Int)? = nil,
-         answerDeadline: Duration = .seconds(60), flush: @escaping Flush) {
+    init(lanes: Int, maxLanes: Int? = nil, stallAfter: Duration = .seconds(1), batchMax: Int, weightMax: Int = .max,
+         weight: (@Sendable (Request) -> Int)? = nil, answerDeadline: Duration = .seconds(60), flush: @escaping Flush) {
         self.lanes = max(1, lanes)
+        self.maxLanes = max(self.lanes, maxLanes ?? lanes)
+        self.stallAfter = stallAfter
         self.batchMax = max(1, batchMax)
         self.weightMax = weightMax
         self.weight = weight
@@ -128,7 +138,8 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     /// and gives their lanes to new flushers. Ends when nothing is in flight.
     private func watch() async {
         let deadline = answerDeadline
-        let period = min(max(deadline / 4, .milliseconds(1)), .seconds(1))
+        var period = min(max(deadline / 4, .milliseconds(1)), .seconds(1))
+        if maxLanes > lanes { period = min(period, max(stallAfter / 2, .milliseconds(1))) }
         while true {
             try? await Task.sleep(for: period)
             let now = ContinuousClock.now
@@ -138,6 +149,13 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
                 state.flushing -= late.count
                 var starts = 0
                 while !state.queue.isEmpty, state.flushing < lanes, starts < state.queue.count {
+                    state.flushing += 1
+                    starts += 1
+                }
+                // Every batch on the wire unanswered for `stallAfter` while requests wait: one
+                // more flusher, so the queue does not wait for a stalled statement.
+                if starts == 0, !state.queue.isEmpty, state.flushing < maxLanes, !state.inFlight.isEmpty,
+                   state.inFlight.values.allSatisfy({ now - $0.started >= self.stallAfter }) {
                     state.flushing += 1
                     starts += 1
                 }

@@ -40,7 +40,8 @@ public final class PostgresStore: LedgerStore, Sendable {
         /// statements and commits per call. More send sooner, in smaller batches, each with
         /// its own statement and commit; on one server, 8 to 64 callers completed 1.2–2.3×
         /// more calls per second with one than with seven (`Spec/POSTGRES.md` §4). Raise it
-        /// for a server whose round trip is much longer than a commit.
+        /// for a server whose round trip is much longer than a commit. A batch unanswered for
+        /// a second does not hold the callers queued behind it: they go on another connection.
         public var batchesInFlight = 1
         /// How long a claim or a completion waits for the server's answer before it fails
         /// with `connection-lost` (its outcome unknown, as after a crash) instead of waiting
@@ -157,14 +158,15 @@ public final class PostgresStore: LedgerStore, Sendable {
         let owner = configuration.owner
         let prepared = configuration.preparedStatements
         let lanes = configuration.lanes
-        claims = GroupCommit(lanes: lanes, batchMax: configuration.batchMax,
+        let maxLanes = max(lanes, configuration.connections - 1)
+        claims = GroupCommit(lanes: lanes, maxLanes: maxLanes, batchMax: configuration.batchMax,
                              answerDeadline: configuration.answerDeadline) { calls in
             try await pool.withConnection(.writing("a claim")) { connection in
                 try await Self.runClaims(calls, connection: connection, schema: schema, prepared: prepared, owner: owner,
                                          leaseMilliseconds: leaseMilliseconds, logger: logger)
             }
         }
-        settles = GroupCommit(lanes: lanes, batchMax: configuration.batchMax,
+        settles = GroupCommit(lanes: lanes, maxLanes: maxLanes, batchMax: configuration.batchMax,
                               answerDeadline: configuration.answerDeadline) { calls in
             try await pool.withConnection(.writing("a completion")) { connection in
                 try await Self.runSettles(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)
@@ -172,7 +174,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         }
         // A batch of memo puts carries their values: at most `memoBatchBytes` of them (a
         // larger value goes alone).
-        memoPuts = GroupCommit(lanes: lanes, batchMax: configuration.batchMax, weightMax: Self.memoBatchBytes,
+        memoPuts = GroupCommit(lanes: lanes, maxLanes: maxLanes, batchMax: configuration.batchMax, weightMax: Self.memoBatchBytes,
                                weight: { $0.value.readableBytes }, answerDeadline: configuration.answerDeadline) { calls in
             try await pool.withConnection(.writing("a memo put")) { connection in
                 try await Self.runMemoPuts(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)

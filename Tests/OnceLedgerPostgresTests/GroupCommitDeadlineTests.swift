@@ -4,7 +4,7 @@
 // answers in time returns each caller its own response. No server is needed: the flush is a
 // closure. The never-answering flush sleeps for an hour; the test waits only for the deadline.
 // And that with one lane (a store's default) the requests arriving while a batch is on the wire
-// go together as the next batch.
+// go together as the next batch, unless that batch stalls: then they go on one more flusher.
 import OnceLedgerFormat
 @testable import OnceLedgerPostgres
 import Synchronization
@@ -77,6 +77,30 @@ import OnceLedgerStoreContract
         #expect(try await first.value == 0)
         #expect(try await others.value, "each caller got its own answer")
         #expect(sizes.withLock { $0 } == [1, 10])
+    }
+
+    /// With one lane, a batch that goes unanswered (a slow statement, a lock wait, a hung
+    /// connection) does not hold the requests queued behind it until the answer deadline: once
+    /// it stalled for `stallAfter`, they go on one more flusher and are answered meanwhile.
+    @Test func aStalledBatchDoesNotHoldTheRequestsQueuedBehindIt() async throws {
+        let gate = OnceLedgerStoreContract.Gate()
+        let started = Mutex(false)
+        // Without the extra flusher, the second request would wait for the deadline to fail the
+        // first batch (and the first caller would get `connection-lost`): the test then fails.
+        let commit = GroupCommit<Int, Int>(lanes: 1, maxLanes: 2, stallAfter: .milliseconds(20), batchMax: 8,
+                                           answerDeadline: .seconds(30)) { requests in
+            if requests == [0] {
+                started.withLock { $0 = true }
+                await gate.wait()
+            }
+            return requests.map { $0 + 100 }
+        }
+        let stalled = Task { try await commit.submit(0) }
+        try await waitUntil("the first batch is on the wire") { started.withLock { $0 } }
+        #expect(try await commit.submit(1) == 101, "answered while the first batch is still on the wire")
+        #expect(!gate.isOpen)
+        gate.open()
+        #expect(try await stalled.value == 100)
     }
 
     /// A store sends one batch of each kind at a time unless configured otherwise, and never
