@@ -38,7 +38,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         /// `connections − 1`). With one, the default, the callers that arrive while a batch
         /// is on the wire wait for it and then go together in the next one: the fewest
         /// statements and commits per call. More send sooner, in smaller batches, each with
-        /// its own statement and commit; on one server, 8 to 64 callers completed 1.2–2.3×
+        /// its own statement and commit; on one server, 8 to 64 callers completed 1.1–2.3×
         /// more calls per second with one than with seven (`Spec/POSTGRES.md` §4). Raise it
         /// for a server whose round trip is much longer than a commit. A batch unanswered for
         /// a second does not hold the callers queued behind it: they go on another connection.
