@@ -55,19 +55,8 @@ enum PostgresBench {
         result.rounds = rounds
         result.callers = callers
         result.connections = connections
-        let server: PostgresTestServer?
-        let serverURL: String
-        if let url {
-            server = nil
-            serverURL = url
-            result.server = "the server at \(try PostgresURL(url).redacted)"
-        } else {
-            progress.say("postgres: starting a throw-away cluster (initdb)")
-            let started = try await BlockingThread.run { try PostgresTestServer.start() }
-            server = started
-            serverURL = started.url
-            result.server = "a throw-away cluster in \(started.directory ?? "?") (\(DiskDescription.of(started.directory ?? "/tmp").summary))"
-        }
+        let (server, serverURL, description) = try await Self.server(url: url, progress: progress)
+        result.server = description
         defer { server?.stop() }
         let parsed = try PostgresURL(serverURL)
         let clientConfiguration = Self.clientConfiguration(parsed)
@@ -122,6 +111,17 @@ enum PostgresBench {
         for store in [store1, storeMany] { try? await store.closeAndDrop() }
         if let failure { throw failure }
         return result
+    }
+
+    /// The server a run measures: the one `url` names, or else a throw-away cluster started
+    /// for it (the caller stops it); with a description for the report.
+    static func server(url: String?, progress: Progress) async throws
+        -> (server: PostgresTestServer?, url: String, description: String) {
+        if let url { return (nil, url, "the server at \(try PostgresURL(url).redacted)") }
+        progress.say("postgres: starting a throw-away cluster (initdb)")
+        let started = try await BlockingThread.run { try PostgresTestServer.start() }
+        return (started, started.url,
+                "a throw-away cluster in \(started.directory ?? "?") (\(DiskDescription.of(started.directory ?? "/tmp").summary))")
     }
 
     static func key(_ prefix: String, _ caller: Int, _ serial: Int?) -> String {

@@ -25,19 +25,8 @@ enum PostgresMemoBench {
         var result = Result()
         result.callers = callers
         result.connections = connections
-        let server: PostgresTestServer?
-        let serverURL: String
-        if let url {
-            server = nil
-            serverURL = url
-            result.server = "the server at \(try PostgresURL(url).redacted)"
-        } else {
-            progress.say("postgres: starting a throw-away cluster (initdb)")
-            let started = try await BlockingThread.run { try PostgresTestServer.start() }
-            server = started
-            serverURL = started.url
-            result.server = "a throw-away cluster in \(started.directory ?? "?") (\(DiskDescription.of(started.directory ?? "/tmp").summary))"
-        }
+        let (server, serverURL, description) = try await PostgresBench.server(url: url, progress: progress)
+        result.server = description
         defer { server?.stop() }
         result.settings = try await PostgresBench.settings(try PostgresURL(serverURL))
         let tag = "bench_\(getpid())"
