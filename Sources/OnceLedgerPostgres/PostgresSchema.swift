@@ -528,6 +528,88 @@ enum PostgresSchema {
         }
     }
 
+    /// The settle function (§3.2, §3.4). Version 2 asked `waits` about each settled key
+    /// (one statement per request); version 3 (`notifyAfterTheBatch`) collects the settled
+    /// keys and asks once, after the batch's updates, which signals no later than before:
+    /// either way a waiter listed after the question and before the commit is woken by its
+    /// polling, not the signal.
+    static func settleFunction(_ s: String, channel: String, notifyAfterTheBatch: Bool) -> String {
+        let notify = "PERFORM pg_notify('\(channel)', encode(r.k, 'hex'));"
+        let perKey = notifyAfterTheBatch
+            ? "                        v_settled := array_append(v_settled, r.k);"
+            : """
+                                    -- Only a key somebody waits for is signalled (`waits`, §3.4).
+                                    IF EXISTS (SELECT 1 FROM \(s).waits w WHERE w.key = r.k) THEN
+                                        \(notify)
+                                    END IF;
+            """
+        let afterLoop = notifyAfterTheBatch ? """
+                -- Only a key somebody waits for is signalled (`waits`, §3.4): one question for the batch.
+                IF cardinality(v_settled) > 0 THEN
+                    FOR v_key IN SELECT DISTINCT w.key FROM \(s).waits w WHERE w.key = ANY (v_settled) LOOP
+                        PERFORM pg_notify('\(channel)', encode(v_key, 'hex'));
+                    END LOOP;
+                END IF;
+            """ : ""
+        return """
+            CREATE OR REPLACE FUNCTION \(s).settle(p_acts smallint[], p_keys bytea[], p_attempts bigint[], p_fences bigint[],
+                                                   p_receipts bytea[], p_times bigint[], p_reasons text[])
+            RETURNS TABLE(idx bigint, ok boolean, status smallint, attempt bigint, generation bigint,
+                          fingerprint bytea, time_ms bigint, receipt bytea)
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                r record;
+                e \(s).entries%ROWTYPE;
+                v_settled bytea[] := '{}';
+                v_key bytea;
+            BEGIN
+                FOR r IN SELECT u.a, u.k, u.at, u.f, u.rc, u.t, u.rs, u.i
+                         FROM unnest(p_acts, p_keys, p_attempts, p_fences, p_receipts, p_times, p_reasons)
+                              WITH ORDINALITY AS u(a, k, at, f, rc, t, rs, i)
+                         ORDER BY u.k, u.i
+                LOOP
+                    idx := r.i;
+                    IF r.a = 1 THEN
+                        UPDATE \(s).entries x SET status = 2, receipt = r.rc, time_ms = r.t,
+                               lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
+                        RETURNING x.* INTO e;
+                    ELSIF r.a = 2 THEN
+                        UPDATE \(s).entries x SET status = 0, fingerprint = decode(repeat('00', 32), 'hex'),
+                               receipt = '\\x', time_ms = r.t, lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
+                        RETURNING x.* INTO e;
+                    ELSE
+                        UPDATE \(s).entries x SET lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
+                        RETURNING x.* INTO e;
+                    END IF;
+                    ok := FOUND;
+                    IF ok THEN
+                        IF r.a = 2 THEN
+                            INSERT INTO \(s).audit (key, act, attempt, reason, time_ms) VALUES (r.k, 'release', r.at, r.rs, r.t);
+                        END IF;
+            \(perKey)
+                    ELSE
+                        SELECT * INTO e FROM \(s).entries x WHERE x.key = r.k;
+                        IF NOT FOUND THEN
+                            status := NULL; attempt := NULL; generation := NULL; fingerprint := NULL;
+                            time_ms := NULL; receipt := NULL;
+                            RETURN NEXT;
+                            CONTINUE;
+                        END IF;
+                    END IF;
+                    status := e.status; attempt := e.attempt; generation := e.generation; fingerprint := e.fingerprint;
+                    time_ms := e.time_ms; receipt := e.receipt;
+                    RETURN NEXT;
+                END LOOP;
+            \(afterLoop)
+            END
+            $$
+            """
+    }
+
     /// The statements that bring version 2 to version 3 (`Spec/POSTGRES.md` §3.5, §4, §5):
     /// `claim_commit` and `settle_commit` answering unsorted (`commitProcedure`), and a
     /// procedure that runs `memo_put` for each put of a batch (in key order, as the claim
@@ -541,6 +623,7 @@ enum PostgresSchema {
         return [
             commitProcedure(.claim, s, create: "CREATE OR REPLACE", answersInOrder: false),
             commitProcedure(.settle, s, create: "CREATE OR REPLACE", answersInOrder: false),
+            settleFunction(s, channel: channel(schema), notifyAfterTheBatch: true),
             """
             CREATE PROCEDURE \(s).memo_put_batch_commit(p_namespaces bytea[], p_runs bytea[], p_generations bigint[],
                                                         p_steps bytea[], p_names bytea[], p_digests bytea[],
@@ -598,63 +681,7 @@ enum PostgresSchema {
             // claim's attempt and fence, the entry pending) decides, re-checked by the server
             // on the newest row version if another transaction changed it meanwhile; only a
             // refused request reads the row, to return it.
-            """
-            CREATE OR REPLACE FUNCTION \(s).settle(p_acts smallint[], p_keys bytea[], p_attempts bigint[], p_fences bigint[],
-                                                   p_receipts bytea[], p_times bigint[], p_reasons text[])
-            RETURNS TABLE(idx bigint, ok boolean, status smallint, attempt bigint, generation bigint,
-                          fingerprint bytea, time_ms bigint, receipt bytea)
-            LANGUAGE plpgsql AS $$
-            #variable_conflict use_column
-            DECLARE
-                r record;
-                e \(s).entries%ROWTYPE;
-            BEGIN
-                FOR r IN SELECT u.a, u.k, u.at, u.f, u.rc, u.t, u.rs, u.i
-                         FROM unnest(p_acts, p_keys, p_attempts, p_fences, p_receipts, p_times, p_reasons)
-                              WITH ORDINALITY AS u(a, k, at, f, rc, t, rs, i)
-                         ORDER BY u.k, u.i
-                LOOP
-                    idx := r.i;
-                    IF r.a = 1 THEN
-                        UPDATE \(s).entries x SET status = 2, receipt = r.rc, time_ms = r.t,
-                               lease_id = NULL, lease_owner = NULL, lease_expires = NULL
-                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
-                        RETURNING x.* INTO e;
-                    ELSIF r.a = 2 THEN
-                        UPDATE \(s).entries x SET status = 0, fingerprint = decode(repeat('00', 32), 'hex'),
-                               receipt = '\\x', time_ms = r.t, lease_id = NULL, lease_owner = NULL, lease_expires = NULL
-                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
-                        RETURNING x.* INTO e;
-                    ELSE
-                        UPDATE \(s).entries x SET lease_id = NULL, lease_owner = NULL, lease_expires = NULL
-                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
-                        RETURNING x.* INTO e;
-                    END IF;
-                    ok := FOUND;
-                    IF ok THEN
-                        IF r.a = 2 THEN
-                            INSERT INTO \(s).audit (key, act, attempt, reason, time_ms) VALUES (r.k, 'release', r.at, r.rs, r.t);
-                        END IF;
-                        -- Only a key somebody waits for is signalled (`waits`, §3.4).
-                        IF EXISTS (SELECT 1 FROM \(s).waits w WHERE w.key = r.k) THEN
-                            PERFORM pg_notify('\(channel(schema))', encode(r.k, 'hex'));
-                        END IF;
-                    ELSE
-                        SELECT * INTO e FROM \(s).entries x WHERE x.key = r.k;
-                        IF NOT FOUND THEN
-                            status := NULL; attempt := NULL; generation := NULL; fingerprint := NULL;
-                            time_ms := NULL; receipt := NULL;
-                            RETURN NEXT;
-                            CONTINUE;
-                        END IF;
-                    END IF;
-                    status := e.status; attempt := e.attempt; generation := e.generation; fingerprint := e.fingerprint;
-                    time_ms := e.time_ms; receipt := e.receipt;
-                    RETURN NEXT;
-                END LOOP;
-            END
-            $$
-            """,
+            settleFunction(s, channel: channel(schema), notifyAfterTheBatch: false),
             commitProcedure(.claim, s, create: "CREATE", answersInOrder: true),
             commitProcedure(.settle, s, create: "CREATE", answersInOrder: true),
             """
