@@ -126,11 +126,32 @@ extension SnapshotFile {
         }
     }
 
+    /// What `writeStream` writes for `items`, worked out from their metadata alone (no
+    /// receipt is read): the journal-positions groups, the values section's length and the
+    /// hints section's length and checksum. A compaction makes it once, to size its rollover
+    /// and then to write (each costs a pass over every hint).
+    public struct StreamPlan {
+        let groups: StreamGroups
+        public let valuesBytes: Int
+        public let hintsBytes: Int
+        public let hintsChecksum: UInt32
+
+        public init(_ items: [StreamItem]) {
+            groups = StreamGroups(items)
+            (valuesBytes, hintsBytes, hintsChecksum) = SnapshotFile.streamedSections(items, groups: groups)
+        }
+
+        /// The bytes `writeStream` writes.
+        public var byteCount: Int {
+            FormatLimits.snapshotHeaderBytes + valuesBytes + hintsBytes + FormatLimits.snapshotTrailerBytes
+        }
+    }
+
     /// The values section's length and the hints section's length and checksum of
     /// `items`, from their metadata alone (no receipt is read).
     public static func streamedSections(_ items: [StreamItem]) -> (valuesBytes: Int, hintsBytes: Int, hintsChecksum: UInt32) {
-        let sections = streamedSections(items, groups: StreamGroups(items))
-        return (sections.valuesBytes, sections.hintsBytes, sections.hintsChecksum)
+        let plan = StreamPlan(items)
+        return (plan.valuesBytes, plan.hintsBytes, plan.hintsChecksum)
     }
 
     static func streamedSections(_ items: [StreamItem], groups: StreamGroups)
@@ -154,11 +175,7 @@ extension SnapshotFile {
     }
 
     /// The bytes `writeStream` writes for `items`.
-    public static func streamedByteCount(_ items: [StreamItem]) -> Int {
-        let sections = streamedSections(items)
-        return FormatLimits.snapshotHeaderBytes + sections.valuesBytes + sections.hintsBytes
-            + FormatLimits.snapshotTrailerBytes
-    }
+    public static func streamedByteCount(_ items: [StreamItem]) -> Int { StreamPlan(items).byteCount }
 
     /// Writes a version 3 snapshot of `items` through `write(bytes, fileOffset)`, in file
     /// order, in chunks of about `bufferBytes` (a value larger than that goes in one
@@ -167,15 +184,16 @@ extension SnapshotFile {
     /// one the item announced fails with `.corruptRecord` (its hint is already counted).
     /// Returns the file's length and where each item's value went (nil: no value).
     /// Items must respect `FormatLimits.recordBodyBytesMax` (checked by the caller).
+    /// `plan`: `StreamPlan(items)` if the caller made it already (of these very items).
     public static func writeStream(
         ledgerID: LedgerID, coveredSequence: UInt64, chain: UInt32, ledgerScopedTokens: Bool,
-        items: [StreamItem], bufferBytes: Int = 1 << 20,
+        items: [StreamItem], plan: StreamPlan? = nil, bufferBytes: Int = 1 << 20,
         receipt: (Int) throws -> [UInt8],
         write: ([UInt8], UInt64) throws -> Void
     ) throws -> (bytes: UInt64, values: [ValueSpan?]) {
         let headerBytes = FormatLimits.snapshotHeaderBytes
-        let groups = StreamGroups(items)
-        let sections = streamedSections(items, groups: groups)
+        let plan = plan ?? StreamPlan(items)
+        let groups = plan.groups
         var header = ByteWriter(capacity: headerBytes)
         header.writeBytes(SnapshotFile.magic)
         header.writeInteger(groups.groups.isEmpty ? FormatLimits.snapshotFormatVersion
@@ -185,8 +203,8 @@ extension SnapshotFile {
         header.writeBytes(ledgerID.bytes)
         header.writeInteger(coveredSequence)
         header.writeInteger(chain)
-        header.writeInteger(sections.hintsChecksum)
-        header.writeInteger(UInt64(sections.valuesBytes))
+        header.writeInteger(plan.hintsChecksum)
+        header.writeInteger(UInt64(plan.valuesBytes))
         header.writeInteger(UInt32(groups.hintCount))
         header.writeInteger(CRC32.checksum(header.bytes))
 

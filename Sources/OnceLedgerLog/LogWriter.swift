@@ -551,13 +551,15 @@ public final class LogWriter {
         }
         var deletedSegments: [UInt64] = []
         var deletedSnapshots: [String] = []
+        // Sized from the items' metadata, without reading a receipt; made once for the
+        // rollover below and the writing.
+        let plan = SnapshotFile.StreamPlan(source.items)
         do {
             // The disk-use rule (§8): start a new, small active segment first when that
             // leaves less on disk than keeping the current one, so every old segment
             // is covered and deleted below. Its seal takes a sequence number, which the
-            // snapshot then covers too (a seal carries no state). Sized from the items'
-            // metadata, without reading a receipt.
-            let snapshotBytes = UInt64(SnapshotFile.streamedByteCount(source.items))
+            // snapshot then covers too (a seal carries no state).
+            let snapshotBytes = UInt64(plan.byteCount)
             if let size = try compactionRolloverBytes(snapshotBytes: snapshotBytes) {
                 try rollover(size: size)
             }
@@ -579,7 +581,7 @@ public final class LogWriter {
             do {
                 written = try SnapshotFile.writeStream(
                     ledgerID: ledgerID, coveredSequence: covered, chain: lastChain,
-                    ledgerScopedTokens: tokenScope.isLedgerScoped, items: source.items,
+                    ledgerScopedTokens: tokenScope.isLedgerScoped, items: source.items, plan: plan,
                     receipt: { index in
                         do { return try source.receipt(index) } catch {
                             unreadable = error

@@ -504,9 +504,7 @@ public final class LogStore: LedgerStore, Sendable {
             memoOrder.withLock { $0 = memoSource.keys }
             let entryItems = source.items.count
             let memoValue = memoSource.value
-            var items = source.items
-            items.append(contentsOf: memoSource.items)
-            return LogWriter.CompactionSource(items: items, receipt: { index in
+            return LogWriter.CompactionSource(items: source.items + memoSource.items, receipt: { index in
                 beforeReadingReceipt?(index)
                 if index >= entryItems { return try memoValue(index - entryItems) }
                 return try source.receipt(index)
