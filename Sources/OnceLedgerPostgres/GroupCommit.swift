@@ -4,9 +4,8 @@ import Synchronization
 /// Group commit (`Spec/POSTGRES.md` §4): concurrent callers' requests are queued, and up to
 /// `lanes` flushers each take everything queued (at most `batchMax`, and at most `weightMax`
 /// by `weight`) and send it as one statement — one round trip and one commit for the whole
-/// batch. A lone caller's request
-/// is sent at once (no timer); callers that arrive while a batch is on the wire form the
-/// next one.
+/// batch. A lone caller's request is sent at once (no timer); callers that arrive while a
+/// batch is on the wire form the next one.
 ///
 /// **No caller waits for ever.** A batch whose answer never comes (a connection cut while the
 /// server restarts can leave a query that neither completes nor fails) fails its callers with

@@ -534,20 +534,20 @@ enum PostgresSchema {
     /// either way a waiter listed after the question and before the commit is woken by its
     /// polling, not the signal.
     static func settleFunction(_ s: String, channel: String, notifyAfterTheBatch: Bool) -> String {
-        let notify = "PERFORM pg_notify('\(channel)', encode(r.k, 'hex'));"
+        func notify(_ key: String) -> String { "PERFORM pg_notify('\(channel)', encode(\(key), 'hex'));" }
         let perKey = notifyAfterTheBatch
             ? "                        v_settled := array_append(v_settled, r.k);"
             : """
                                     -- Only a key somebody waits for is signalled (`waits`, §3.4).
                                     IF EXISTS (SELECT 1 FROM \(s).waits w WHERE w.key = r.k) THEN
-                                        \(notify)
+                                        \(notify("r.k"))
                                     END IF;
             """
         let afterLoop = notifyAfterTheBatch ? """
                 -- Only a key somebody waits for is signalled (`waits`, §3.4): one question for the batch.
                 IF cardinality(v_settled) > 0 THEN
                     FOR v_key IN SELECT DISTINCT w.key FROM \(s).waits w WHERE w.key = ANY (v_settled) LOOP
-                        PERFORM pg_notify('\(channel)', encode(v_key, 'hex'));
+                        \(notify("v_key"))
                     END LOOP;
                 END IF;
             """ : ""

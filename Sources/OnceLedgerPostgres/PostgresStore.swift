@@ -157,28 +157,29 @@ public final class PostgresStore: LedgerStore, Sendable {
         let schema = configuration.schema
         let owner = configuration.owner
         let prepared = configuration.preparedStatements
-        let lanes = configuration.lanes
-        let maxLanes = max(lanes, configuration.connections - 1)
-        claims = GroupCommit(lanes: lanes, maxLanes: maxLanes, batchMax: configuration.batchMax,
-                             answerDeadline: configuration.answerDeadline) { calls in
-            try await pool.withConnection(.writing("a claim")) { connection in
-                try await Self.runClaims(calls, connection: connection, schema: schema, prepared: prepared, owner: owner,
-                                         leaseMilliseconds: leaseMilliseconds, logger: logger)
+        // Every group commit of the store: the same lanes, stall rule and answer deadline,
+        // each batch on a pooled connection.
+        func group<Call: Sendable, Row: Sendable>(
+            _ what: String, weightMax: Int = .max, weight: (@Sendable (Call) -> Int)? = nil,
+            _ run: @escaping @Sendable ([Call], PostgresConnection) async throws -> [Row]
+        ) -> GroupCommit<Call, Row> {
+            GroupCommit(lanes: configuration.lanes, maxLanes: max(configuration.lanes, configuration.connections - 1),
+                        batchMax: configuration.batchMax, weightMax: weightMax, weight: weight,
+                        answerDeadline: configuration.answerDeadline) { calls in
+                try await pool.withConnection(.writing(what)) { connection in try await run(calls, connection) }
             }
         }
-        settles = GroupCommit(lanes: lanes, maxLanes: maxLanes, batchMax: configuration.batchMax,
-                              answerDeadline: configuration.answerDeadline) { calls in
-            try await pool.withConnection(.writing("a completion")) { connection in
-                try await Self.runSettles(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)
-            }
+        claims = group("a claim") { calls, connection in
+            try await Self.runClaims(calls, connection: connection, schema: schema, prepared: prepared, owner: owner,
+                                     leaseMilliseconds: leaseMilliseconds, logger: logger)
+        }
+        settles = group("a completion") { calls, connection in
+            try await Self.runSettles(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)
         }
         // A batch of memo puts carries their values: at most `memoBatchBytes` of them (a
         // larger value goes alone).
-        memoPuts = GroupCommit(lanes: lanes, maxLanes: maxLanes, batchMax: configuration.batchMax, weightMax: Self.memoBatchBytes,
-                               weight: { $0.value.readableBytes }, answerDeadline: configuration.answerDeadline) { calls in
-            try await pool.withConnection(.writing("a memo put")) { connection in
-                try await Self.runMemoPuts(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)
-            }
+        memoPuts = group("a memo put", weightMax: Self.memoBatchBytes, weight: { $0.value.readableBytes }) { calls, connection in
+            try await Self.runMemoPuts(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)
         }
     }
 
