@@ -102,7 +102,7 @@ public struct JournalEntry: Sendable, Hashable {
     }
 
     /// The position a memo name stands for, or nil if it is not exactly ten decimal digits.
-    public static func position(ofName name: some Collection<UInt8>) -> UInt64? {
+    @inlinable public static func position(ofName name: some Collection<UInt8>) -> UInt64? {
         guard name.count == positionDigits else { return nil }
         var value: UInt64 = 0
         for byte in name {

@@ -24,21 +24,15 @@ public enum JournalPositions {
     /// `recordBodyBytesMax` (2^18 × 45 bytes ≈ 11.8 MB).
     public static let perHintMax = 1 << 18
     /// The highest position a ten-digit name holds.
-    public static let positionMax: UInt64 = 9_999_999_999
-    public static let nameBytes = 10
+    public static let positionMax = JournalEntry.positionMax
+    public static let nameBytes = JournalEntry.positionDigits
     /// Bytes of a position's memo entry body besides its namespace, run and value: the fixed
     /// 60 of §5.16 and the ten-byte name.
     public static let memoBodyFixedBytes = 60 + nameBytes
 
     /// The position a memo name stands for, if it is exactly ten ASCII digits.
     @inlinable public static func position(name: UnsafeRawBufferPointer) -> UInt64? {
-        guard name.count == nameBytes else { return nil }
-        var value: UInt64 = 0
-        for byte in name {
-            guard byte >= 0x30, byte <= 0x39 else { return nil }
-            value = value * 10 + UInt64(byte - 0x30)
-        }
-        return value
+        JournalEntry.position(ofName: name)
     }
 
     /// The ten-digit name of `position` (≤ `positionMax`).
