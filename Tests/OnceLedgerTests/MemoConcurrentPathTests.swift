@@ -18,7 +18,7 @@ import Testing
 @Suite struct MemoConcurrentPathTests {
     static let puts = ProcessInfo.processInfo.environment["ONCELEDGER_MEMO_CONCURRENT_PUTS"].flatMap(Int.init) ?? 64
     static let journalRuns = ProcessInfo.processInfo.environment["ONCELEDGER_MEMO_CONCURRENT_JOURNAL_RUNS"]
-        .flatMap(Int.init) ?? 600
+        .flatMap(Int.init) ?? MemoTable.journalCacheSlots * 3 / 2
 
     static func open(_ storage: SimulatedStorage) throws -> FileStore {
         try FileStore(directory: "/ledger", storage: storage, configuration: LedgerCrashRunner.fastConfiguration,
