@@ -48,7 +48,9 @@ public struct LogConfiguration: Sendable, Hashable {
     /// After a batch of more than one caller, the I/O thread waits up to this long
     /// for the callers it just resumed to append again, so they join the next batch
     /// rather than forming a separate one. It stops early once they all have, or the
-    /// queue stops growing for a quarter of this time. 0 disables it.
+    /// queue stops growing for a quarter of this time; and it does not wait when at
+    /// least half as many appends as it resumed are queued already (the callers take
+    /// turns in two halves, and the queued half is committed at once). 0 disables it.
     public var batchGatherMicroseconds: Int = 50
     /// Upper bound of `idleSpinMicroseconds` and `batchGatherMicroseconds`.
     public static let pollMicrosecondsMax = 10_000

@@ -417,12 +417,22 @@ public final class LogEngine: @unchecked Sendable {
     /// `gatherNanoseconds`) while the callers just resumed re-append, so they join the
     /// next batch instead of forming a separate one. Stops early once `resumed` more
     /// jobs than were queued at the start are queued, or the queue stopped growing.
+    ///
+    /// No wait when at least half as many jobs as were resumed are queued already: the
+    /// callers then take turns in two halves, one half appending while the other's batch
+    /// syncs, and the queued half goes at once. Waiting for the resumed half too would
+    /// hold the queued one back, and the poll would take a core from the callers it waits
+    /// for — on two cores, callers that spend microseconds per append (a memo put, a
+    /// journal step) lost ~15 % of their rate to it (`Benchmarks/BENCH_RESULTS.md`).
+    /// Callers that append at once (the engine's own appenders) come back within the
+    /// wait, find an empty queue behind their batch, and are gathered as before.
     private func gather(resumed: Int) {
         guard gatherNanoseconds > 0, resumed > 1 else { return }
         let start = LogEngine.monotonicNanoseconds()
         let deadline = start + gatherNanoseconds
         let stall = max(gatherNanoseconds / 4, 1)
         let initial = queuedJobs.load(ordering: .acquiring)
+        if initial * 2 >= resumed { return }
         let target = initial + resumed
         var seen = initial
         var lastGrowth = start
