@@ -849,8 +849,12 @@ private final class LockedBox<Value: Sendable>: Sendable {
             // KNOWN ISSUE (reported, not fixed): the reopened writer fdatasyncs the last
             // segment, but the failed record's pages are clean, so that sync does not write
             // them; the next segment's header then chains to a record the disk never got.
-            // Fix: on open, rewrite the unproven tail (records above the last acked-through)
-            // before syncing it. Remove `withKnownIssue` when fixed (it fails if no issue occurs).
+            // Not a fix: rewriting every record above the last acked-through before the sync.
+            // The last batch is above it even when its sync succeeded and its callers were
+            // acknowledged, and a power loss during the rewrite can tear those records
+            // (tried: `crashAtEveryOperationLosesNothing` then lost acknowledged records). A
+            // fix must rewrite only bytes the disk does not hold (compare a read that bypasses
+            // the page cache). Remove `withKnownIssue` when fixed (it fails if no issue occurs).
             withKnownIssue("a reopen after a failed fsync trusts pages Linux will never write") {
                 do {
                     engine = try LogEngine.open(
