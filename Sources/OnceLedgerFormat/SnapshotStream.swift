@@ -147,13 +147,6 @@ extension SnapshotFile {
         }
     }
 
-    /// The values section's length and the hints section's length and checksum of
-    /// `items`, from their metadata alone (no receipt is read).
-    public static func streamedSections(_ items: [StreamItem]) -> (valuesBytes: Int, hintsBytes: Int, hintsChecksum: UInt32) {
-        let plan = StreamPlan(items)
-        return (plan.valuesBytes, plan.hintsBytes, plan.hintsChecksum)
-    }
-
     static func streamedSections(_ items: [StreamItem], groups: StreamGroups)
         -> (valuesBytes: Int, hintsBytes: Int, hintsChecksum: UInt32) {
         var valuesBytes = 0

@@ -428,11 +428,11 @@ public final class LogEngine: @unchecked Sendable {
     /// wait, find an empty queue behind their batch, and are gathered as before.
     private func gather(resumed: Int) {
         guard gatherNanoseconds > 0, resumed > 1 else { return }
+        let initial = queuedJobs.load(ordering: .acquiring)
+        if initial * 2 >= resumed { return }
         let start = LogEngine.monotonicNanoseconds()
         let deadline = start + gatherNanoseconds
         let stall = max(gatherNanoseconds / 4, 1)
-        let initial = queuedJobs.load(ordering: .acquiring)
-        if initial * 2 >= resumed { return }
         let target = initial + resumed
         var seen = initial
         var lastGrowth = start
