@@ -74,6 +74,14 @@ public struct PosixStorage: Storage {
     /// Starts the kernel reading the whole file into the page cache, so a recovery scan
     /// reads the next segment from memory while it checks the current one. The
     /// corresponding C function is `posix_fadvise(POSIX_FADV_WILLNEED)`.
+    /// Reads with `O_DIRECT` (`Syscalls.preadDirect`): the kernel writes back the range's
+    /// dirty pages first, then reads the device, so bytes a failed `fsync` left clean but
+    /// unwritten in the page cache are not seen. Nil where the file system refuses
+    /// direct I/O (its page cache is then all there is: tmpfs).
+    public func readFromDevice(_ path: String, at offset: UInt64, count: Int) throws -> [UInt8]? {
+        try Syscalls.preadDirect(path, offset: offset, count: count)
+    }
+
     public func prefetch(_ path: String) {
         Syscalls.adviseWillNeed(path)
     }

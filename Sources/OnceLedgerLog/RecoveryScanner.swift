@@ -73,6 +73,9 @@ public struct RecoveryReport: Sendable {
     public var observation = RecoveryObservation()
     public var row: RecoveryRow
     public var tornTail: TornTail?
+    /// Bytes of the last segment's unvouched records that the device did not hold and
+    /// a writer's open wrote back as the device holds them (`Spec/RECOVERY.md` §4.1).
+    public var unsyncedTail: UnsyncedTail?
     /// For row R17: the rollover to complete.
     public var pendingRollover: PendingRollover?
     /// The typed error for `.refuse` rows.
@@ -98,13 +101,20 @@ public enum RecoveryScanner {
     /// With `readSnapshotValues` false, a version 3 snapshot is read without its values
     /// (`SnapshotFile.decodeHints`): `onSnapshot` gets its hints, and the values are read
     /// on demand (`RecordReader`). Older snapshots are read whole either way.
+    ///
+    /// With `repairUnsyncedTail` (a writer's open, holding the directory's lock), the last
+    /// segment's records that no sync vouched for are first compared with the device's
+    /// copy, and bytes the device does not hold are written back as it holds them
+    /// (`UnsyncedTail`, `Spec/RECOVERY.md` §4.1): the only write a scan makes.
     public static func scan(
         storage: any Storage, directory: String, readSnapshotValues: Bool = true,
+        repairUnsyncedTail: Bool = false,
         onSnapshot: (SnapshotFile) throws -> Void = { _ in },
         onRecord: (ScannedRecord) throws -> Void = { _ in }
     ) throws -> RecoveryReport {
         var scan = Scan(storage: storage, directory: directory)
         scan.readSnapshotValues = readSnapshotValues
+        scan.repairUnsyncedTail = repairUnsyncedTail
         try scan.run(onSnapshot: onSnapshot, onRecord: onRecord)
         var report = scan.report
         report.row = RecoveryTable.decide(report.observation)
@@ -127,6 +137,7 @@ public enum RecoveryScanner {
         /// the next segment a copy (copy-on-write), never the kept bytes.
         var segmentBuffer: [UInt8] = []
         var readSnapshotValues = true
+        var repairUnsyncedTail = false
 
         init(storage: any Storage, directory: String) {
             self.storage = storage
@@ -284,7 +295,7 @@ public enum RecoveryScanner {
                                  path: path, segment: number, offset: size))
                 return true
             }
-            let bytes = segmentBuffer
+            var bytes = segmentBuffer
             report.bytesScanned += UInt64(bytes.count)
             var summary = SegmentSummary(
                 number: number, path: path, header: nil, fileBytes: UInt64(bytes.count),
@@ -400,6 +411,12 @@ public enum RecoveryScanner {
                                  path: path, segment: number, offset: 0, sequence: report.lastSequence + 1,
                                  expectedChecksum: report.lastChain, actualChecksum: header.previousChain))
                 return true
+            }
+
+            // A writer's open: the last segment's unvouched records as the device holds them.
+            if isLast && repairUnsyncedTail {
+                report.unsyncedTail = try UnsyncedTail.reconcile(
+                    storage: storage, path: path, bytes: &bytes, ledgerID: header.ledgerID, segment: number)
             }
 
             // Records, walked by the one segment walker; the chain rules are checked here.

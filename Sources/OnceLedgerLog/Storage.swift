@@ -32,6 +32,13 @@ public protocol Storage: Sendable {
     /// reader of many large files (a recovery scan of its segments) can reuse one
     /// allocation. See the default implementation in the extension below.
     func readWholeFile(_ path: String, maxBytes: UInt64, into buffer: inout [UInt8]) throws -> Bool
+    /// Reads up to `count` bytes of the file at `path` from `offset` as the device holds
+    /// them, bypassing the page cache, or returns nil when this storage cannot. A writer's
+    /// open compares the records no sync vouched for with these bytes (`Spec/RECOVERY.md`
+    /// §4.1): after a failed `fsync`, Linux keeps the unwritten pages readable but clean,
+    /// so a read through the cache shows records the disk never got. See the default
+    /// implementation in the extension below.
+    func readFromDevice(_ path: String, at offset: UInt64, count: Int) throws -> [UInt8]?
 }
 
 public enum FileOpenMode: Sendable {
@@ -81,6 +88,10 @@ extension Storage {
     /// the background. Advice only — it changes no data and reports no error. The
     /// default does nothing.
     public func prefetch(_ path: String) {}
+
+    /// The default cannot read past the page cache: nil. `PosixStorage` reads with
+    /// `O_DIRECT`; `SimulatedStorage` returns what its model's disk holds.
+    public func readFromDevice(_ path: String, at offset: UInt64, count: Int) throws -> [UInt8]? { nil }
 
     /// Reads a whole file, or returns nil without reading it when it is larger than
     /// `maxBytes` (files on disk are untrusted: a huge one must not exhaust memory).

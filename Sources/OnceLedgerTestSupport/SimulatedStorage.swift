@@ -423,6 +423,37 @@ public final class SimulatedStorage: Storage, Sendable {
         }
     }
 
+    /// What the model's disk would give a read that bypasses the page cache (`O_DIRECT`
+    /// on Linux): the current bytes, except on pages a failed sync left clean but
+    /// unwritten (`Options.failedSyncLosesWrites`) and no later change dirtied again,
+    /// where the disk still has its durable bytes (zeros past their end). Dirty pages
+    /// read as current (the kernel writes them back before a direct read); nothing
+    /// becomes durable.
+    public func readFromDevice(_ path: String, at offset: UInt64, count: Int) throws -> [UInt8]? {
+        let path = SimulatedPath.normalize(path)
+        return try state.withLock { state in
+            try state.checkAlive(path)
+            guard count >= 0 else { throw SimulatedState.error("read of a negative count", path: path, errno: EINVAL) }
+            guard let id = state.inodeID(path), let inode = state.inodes[id] else {
+                throw SimulatedState.error("cannot open", path: path, errno: state.directories[path] == nil ? ENOENT : EISDIR)
+            }
+            var device = inode.current
+            if !inode.unwrittenPages.isEmpty {
+                let pageBytes = state.options.pageBytes
+                var dirty = Set<Int>()
+                for entry in inode.pending { dirty.formUnion(entry.change.pages(pageBytes: pageBytes)) }
+                for page in inode.unwrittenPages where !dirty.contains(page) && page * pageBytes < device.count {
+                    for at in (page * pageBytes)..<min(device.count, (page + 1) * pageBytes) {
+                        device[at] = at < inode.durable.count ? inode.durable[at] : 0
+                    }
+                }
+            }
+            guard offset < UInt64(device.count) else { return [] }
+            let start = Int(offset)
+            return Array(device[start..<min(device.count, start + count)])
+        }
+    }
+
     // MARK: Handle operations (called by SimulatedFile and SimulatedLock)
 
     func fileRead(_ file: SimulatedFile, at offset: UInt64, count: Int) throws -> [UInt8] {

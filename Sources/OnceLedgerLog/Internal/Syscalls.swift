@@ -203,6 +203,56 @@ enum Syscalls {
 
     /// Advice, not an operation: failures are ignored and no fault is injected.
     /// The corresponding C function is `posix_fadvise(POSIX_FADV_WILLNEED)`.
+    /// Reads `[offset, offset + count)` of `path` from the device with `O_DIRECT`, in
+    /// 4 KiB-aligned requests (what every Linux block device and file system accepts),
+    /// or returns nil when the file system refuses direct I/O (EINVAL: tmpfs before
+    /// Linux 6.6, some FUSE file systems). Fewer bytes only at the end of the file.
+    static func preadDirect(_ path: String, offset: UInt64, count: Int) throws -> [UInt8]? {
+        let direct = ol_open_direct_flag()
+        guard direct != 0 else { return nil }
+        guard count > 0 else { return [] }
+        let fd: Int32
+        do {
+            fd = try openRegularFile(path, flags: O_RDONLY | O_CLOEXEC | direct)
+        } catch let error as LedgerError where error.errno == EINVAL {
+            return nil
+        }
+        defer { close(fd) }
+        let block: UInt64 = 4096
+        let start = offset / block * block
+        let (wanted, overflow) = offset.addingReportingOverflow(UInt64(count))
+        guard !overflow, wanted <= UInt64(Int.max) - block else {
+            throw LedgerError(.invalidArgument, "direct read past the largest file offset", path: path, offset: offset)
+        }
+        let end = (wanted + block - 1) / block * block
+        let length = Int(end - start)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: Int(block))
+        defer { buffer.deallocate() }
+        var done = 0
+        while done < length, let base = buffer.baseAddress {
+            if let fault = FaultInjection.check(.read, path: path) {
+                if fault == EINTR { continue }
+                throw LedgerError(.io, "direct read failed: \(errnoText(fault))", path: path, offset: offset, errno: fault)
+            }
+            let n = Glibc.pread(fd, base + done, length - done, off_t(start) + off_t(done))
+            if n > 0 {
+                done += n
+                // A short read is the end of the file; reading on from an unaligned offset
+                // would be refused.
+                if n % Int(block) != 0 { break }
+                continue
+            }
+            if n == 0 { break }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            if error == EINVAL && done == 0 { return nil }
+            throw LedgerError(.io, "direct read failed: \(errnoText(error))", path: path, offset: offset, errno: error)
+        }
+        let from = Int(offset - start)
+        guard done > from else { return [] }
+        return Array(UnsafeRawBufferPointer(rebasing: buffer[from..<min(done, from + count)]))
+    }
+
     static func adviseWillNeed(_ path: String) {
         // Never through a link, never blocking on a FIFO (a FIFO named like a segment is
         // reported by the read that follows, not here).
