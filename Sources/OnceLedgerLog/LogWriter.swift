@@ -135,7 +135,7 @@ public final class LogWriter {
         let lock = try storage.lockDirectory(directory)
         do {
             let report = try RecoveryScanner.scan(
-                storage: storage, directory: directory, readSnapshotValues: readSnapshotValues, repairUnsyncedTail: true,
+                storage: storage, directory: directory, readSnapshotValues: readSnapshotValues, unsyncedTail: .repair,
                 onSnapshot: onSnapshot, onRecord: onRecord)
             if report.row.action == .createNew && !createIfMissing {
                 throw LedgerError(.notALedger, "the directory holds no ledger (no segment, no snapshot)", path: directory)

@@ -73,8 +73,9 @@ public struct RecoveryReport: Sendable {
     public var observation = RecoveryObservation()
     public var row: RecoveryRow
     public var tornTail: TornTail?
-    /// Bytes of the last segment's unvouched records that the device did not hold and
-    /// a writer's open wrote back as the device holds them (`Spec/RECOVERY.md` §4.1).
+    /// Bytes of the last segment's unvouched records that the device did not hold: written
+    /// back as it holds them by a writer's open, found by a scan in `.report` mode
+    /// (`Spec/RECOVERY.md` §4.1).
     public var unsyncedTail: UnsyncedTail?
     /// For row R17: the rollover to complete.
     public var pendingRollover: PendingRollover?
@@ -102,19 +103,21 @@ public enum RecoveryScanner {
     /// (`SnapshotFile.decodeHints`): `onSnapshot` gets its hints, and the values are read
     /// on demand (`RecordReader`). Older snapshots are read whole either way.
     ///
-    /// With `repairUnsyncedTail` (a writer's open, holding the directory's lock), the last
-    /// segment's records that no sync vouched for are first compared with the device's
+    /// With `unsyncedTail` `.repair` (a writer's open, holding the directory's lock), the
+    /// last segment's records that no sync vouched for are first compared with the device's
     /// copy, and bytes the device does not hold are written back as it holds them
-    /// (`UnsyncedTail`, `Spec/RECOVERY.md` §4.1): the only write a scan makes.
+    /// (`UnsyncedTail`, `Spec/RECOVERY.md` §4.1): the only write a scan makes. `.report`
+    /// compares and reports without writing (the records are then scanned as the page
+    /// cache shows them).
     public static func scan(
         storage: any Storage, directory: String, readSnapshotValues: Bool = true,
-        repairUnsyncedTail: Bool = false,
+        unsyncedTail: UnsyncedTail.Mode = .ignore,
         onSnapshot: (SnapshotFile) throws -> Void = { _ in },
         onRecord: (ScannedRecord) throws -> Void = { _ in }
     ) throws -> RecoveryReport {
         var scan = Scan(storage: storage, directory: directory)
         scan.readSnapshotValues = readSnapshotValues
-        scan.repairUnsyncedTail = repairUnsyncedTail
+        scan.unsyncedTailMode = unsyncedTail
         try scan.run(onSnapshot: onSnapshot, onRecord: onRecord)
         var report = scan.report
         report.row = RecoveryTable.decide(report.observation)
@@ -137,7 +140,7 @@ public enum RecoveryScanner {
         /// the next segment a copy (copy-on-write), never the kept bytes.
         var segmentBuffer: [UInt8] = []
         var readSnapshotValues = true
-        var repairUnsyncedTail = false
+        var unsyncedTailMode = UnsyncedTail.Mode.ignore
 
         init(storage: any Storage, directory: String) {
             self.storage = storage
@@ -414,9 +417,10 @@ public enum RecoveryScanner {
             }
 
             // A writer's open: the last segment's unvouched records as the device holds them.
-            if isLast && repairUnsyncedTail {
+            if isLast && unsyncedTailMode != .ignore {
                 report.unsyncedTail = try UnsyncedTail.reconcile(
-                    storage: storage, path: path, bytes: &bytes, ledgerID: header.ledgerID, segment: number)
+                    storage: storage, path: path, bytes: &bytes, ledgerID: header.ledgerID, segment: number,
+                    write: unsyncedTailMode == .repair)
             }
 
             // Records, walked by the one segment walker; the chain rules are checked here.

@@ -1,8 +1,8 @@
 import OnceLedgerFormat
 
 /// Bytes at the end of the last segment that the page cache shows but the device does
-/// not hold, which a writer's open found and wrote back as the device holds them
-/// (`Spec/RECOVERY.md` §4.1).
+/// not hold: a writer's open writes them back as the device holds them; a read-only
+/// inspection (`onceledger verify`) reports them (`Spec/RECOVERY.md` §4.1).
 ///
 /// After a failed `fsync` Linux marks the pages it could not write clean: reads still
 /// show them, no later `fsync` writes them, and only a power loss or an eviction makes
@@ -19,13 +19,18 @@ public struct UnsyncedTail: Sendable, Hashable {
     public var endOffset: UInt64
     /// Where the last valid record ended in the page cache, before the write-back.
     public var cachedEndOffset: UInt64
+    /// Whether the device's bytes were written back (a writer's open), or only found (a
+    /// read-only scan, which leaves them for the next open).
+    public var repaired: Bool
 
-    public init(segment: UInt64, path: String, offset: UInt64, endOffset: UInt64, cachedEndOffset: UInt64) {
-        self.segment = segment
-        self.path = path
-        self.offset = offset
-        self.endOffset = endOffset
-        self.cachedEndOffset = cachedEndOffset
+    /// What a scan does about the last segment's unvouched records.
+    public enum Mode: Sendable {
+        /// Nothing (tools that must read exactly what is in the page cache).
+        case ignore
+        /// Compare them with the device and report a difference; write nothing.
+        case report
+        /// Compare, and write the device's bytes back where they differ (a writer's open).
+        case repair
     }
 
     static let pageBytes = 4096
@@ -58,9 +63,10 @@ public struct UnsyncedTail: Sendable, Hashable {
     /// what a power loss would leave (the damaged record then ends the log as a torn tail).
     /// Rewriting bytes with the device's own copy cannot tear anything a crash would keep.
     /// Nil when the bytes agree, when every record is vouched for, or when the storage
-    /// cannot read past its cache (`Storage.readFromDevice`).
+    /// cannot read past its cache (`Storage.readFromDevice`). With `write` false, only finds
+    /// the difference (`bytes` and the file stay as they were).
     static func reconcile(storage: any Storage, path: String, bytes: inout [UInt8], ledgerID: LedgerID,
-                          segment: UInt64) throws -> UnsyncedTail? {
+                          segment: UInt64, write: Bool) throws -> UnsyncedTail? {
         guard let (start, end) = unvouched(bytes, ledgerID: ledgerID, segment: segment) else { return nil }
         let pageStart = start / pageBytes * pageBytes
         let pageEnd = min(bytes.count, (end + pageBytes - 1) / pageBytes * pageBytes)
@@ -69,9 +75,11 @@ public struct UnsyncedTail: Sendable, Hashable {
         else { return nil }
         // The device may give fewer bytes only if the file is shorter there; those bytes
         // it does not hold read as zeros (what a crash that lost them leaves in a
-        // preallocated segment).
+        // preallocated segment). A report compares the records only: a live writer may
+        // have appended after them since `bytes` was read.
+        let compareEnd = write ? pageEnd : end
         var first: Int?
-        for at in pageStart..<pageEnd {
+        for at in pageStart..<compareEnd {
             let index = at - pageStart
             if bytes[at] != (index < device.count ? device[index] : 0) {
                 first = at
@@ -79,6 +87,9 @@ public struct UnsyncedTail: Sendable, Hashable {
             }
         }
         guard let first else { return nil }
+        let found = UnsyncedTail(segment: segment, path: path, offset: UInt64(first), endOffset: UInt64(pageEnd),
+                                 cachedEndOffset: UInt64(end), repaired: write)
+        guard write else { return found }
         var replacement = [UInt8](repeating: 0, count: pageEnd - first)
         for at in first..<min(pageEnd, pageStart + device.count) { replacement[at - first] = device[at - pageStart] }
         let file = try storage.openFile(path, mode: .readWrite)
@@ -86,7 +97,6 @@ public struct UnsyncedTail: Sendable, Hashable {
         try file.write(replacement, at: UInt64(first))
         try file.synchronizeData()
         bytes.replaceSubrange(first..<pageEnd, with: replacement)
-        return UnsyncedTail(segment: segment, path: path, offset: UInt64(first), endOffset: UInt64(pageEnd),
-                            cachedEndOffset: UInt64(end))
+        return found
     }
 }

@@ -890,10 +890,20 @@ private final class LockedBox<Value: Sendable>: Sendable {
         for seed in CrashSeeds.seeds(max(2, CrashTestEnvironment.iterations / 4)) {
             let context = "seed=\(seed)"
             var scenario = try await LostPagesScenario(seed: seed)
+            // A read-only scan (`onceledger verify`) finds them and writes nothing.
+            let operations = scenario.storage.operationCount
+            var seen: [[UInt8]] = []
+            let found = try RecoveryScanner.scan(
+                storage: scenario.storage, directory: CrashTestEnvironment.directory, unsyncedTail: .report,
+                onRecord: { record in if record.header.kind == .opaque { seen.append(record.body) } })
+            #expect(found.unsyncedTail?.repaired == false, "a report scan did not find the lost pages — \(context)")
+            #expect(scenario.storage.operationCount == operations, "a report scan wrote — \(context)")
+            #expect(seen.count == 4, "a report scan reads the page cache as it is — \(context)")
             // Same boot: the page cache still shows the failed record.
             var recovered: [[UInt8]] = []
             let engine = try scenario.open(clock: 2, into: &recovered)
-            #expect(engine.recovery.unsyncedTail != nil, "the reopen did not find the failed record's lost pages — \(context)")
+            #expect(engine.recovery.unsyncedTail?.repaired == true, "the reopen did not find the failed record's lost pages — \(context)")
+            #expect(engine.recovery.unsyncedTail?.offset == found.unsyncedTail?.offset, "\(context)")
             let readBackTheFailedRecord = recovered.contains(scenario.failing)
             #expect(!readBackTheFailedRecord, "the reopen read back a record the device never got — \(context)")
             if let violation = scenario.model.violation(recovered) { Issue.record("\(violation) — \(context)") }

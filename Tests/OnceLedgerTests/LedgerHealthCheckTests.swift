@@ -1,5 +1,6 @@
 // Proves an embedder can check a ledger from code, without the CLI (a health endpoint):
-// LedgerVerifier.verify reports a healthy ledger clean, a torn tail repairable, a damaged
+// LedgerVerifier.verify reports a healthy ledger clean, a torn tail repairable (and records
+// the device does not hold after a failed sync, `Spec/RECOVERY.md` §4.1), a damaged
 // header damaged with its code and location (changing no file), and a ledger this process
 // has open for writing as in use (naming this pid) while still reading its state; and
 // Ledger.openReadOnly gives the state an open would, takes no lock (a writer opens
@@ -9,7 +10,7 @@
 import Foundation
 import OnceLedger
 import OnceLedgerFormat
-import OnceLedgerLog
+@testable import OnceLedgerLog
 import Testing
 
 @Suite struct LedgerHealthCheckTests {
@@ -68,6 +69,26 @@ import Testing
         let finding = try #require(torn.findings.first { $0.code == .tornTail })
         #expect(finding.segment == 1 && finding.offset == torn.tornTail?.offset)
         #expect(try Self.files(directory) == before, "verify changes nothing")
+    }
+
+    /// A real disk cannot be made to lose pages after a failed fsync (`CrashTests` model it on
+    /// `SimulatedStorage`); a healthy ledger's verification finds none, and the verdict on a
+    /// scan that found some (as the model's does) is `repairable` with its finding.
+    @Test func recordsTheDeviceDoesNotHoldAreRepairable() async throws {
+        let directory = Self.directory("unsynced")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await Self.makeLedger(directory)
+        let report = try LedgerVerifier.verify(directory: directory)
+        #expect(report.unsyncedTail == nil, "the device holds what the page cache shows")
+        var inspection = report.inspection
+        let segment = directory + "/" + LedgerFileNames.segment(1)
+        let end = inspection.report.segments[0].endOffset
+        inspection.report.unsyncedTail = UnsyncedTail(segment: 1, path: segment, offset: end - 100, endOffset: 4096 * 2,
+                                                      cachedEndOffset: end, repaired: false)
+        let verdict = VerificationReport(inspection: inspection)
+        #expect(verdict.result == .repairable && verdict.isHealthy)
+        let finding = try #require(verdict.findings.first { $0.code == .unsyncedTail })
+        #expect(finding.segment == 1 && finding.offset == end - 100 && finding.path == segment && finding.count == 100)
     }
 
     @Test func aDamagedLedgerIsReportedWithItsCodeAndLocation() async throws {

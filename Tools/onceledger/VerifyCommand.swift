@@ -32,6 +32,11 @@ struct VerifyCommand: AsyncParsableCommand {
             .tmp files; this takes the lock), and exits 1. Corruption is never repaired in place: \
             use `onceledger salvage`, which copies what is recoverable to a new directory.
 
+            After a failed fsync, Linux keeps the pages it could not write readable in the page \
+            cache but never writes them. verify reads the last commit's pages from the disk too \
+            (O_DIRECT) and reports records the disk does not hold (exit 0: none was acknowledged); \
+            the next open, or --repair, writes the disk's bytes back and drops them.
+
             A ledger locked by a live process is not read (exit 8, naming the process): a writer \
             appending during the scan would make the result unreliable.
 
@@ -58,7 +63,8 @@ struct VerifyCommand: AsyncParsableCommand {
         var repairs: [String] = []
         var before: LedgerInspection?
         if repair && inspection.problem == nil
-            && (inspection.tornTail != nil || !inspection.report.temporaryFiles.isEmpty)
+            && (inspection.tornTail != nil || !inspection.report.temporaryFiles.isEmpty
+                || inspection.report.unsyncedTail != nil)
         {
             repairs = try Self.performRepair(inspection)
             before = inspection
@@ -89,6 +95,10 @@ struct VerifyCommand: AsyncParsableCommand {
         writer.close(timeMilliseconds: LogEngine.systemMilliseconds())
         lock.unlock()
         var repairs: [String] = []
+        if let unsynced = report.unsyncedTail {
+            repairs.append(
+                "wrote the device's bytes back over segment \(unsynced.segment) from offset \(unsynced.offset) to \(unsynced.endOffset): the page cache showed records of the last commit that the device never got (a failed sync lost their pages)")
+        }
         if let torn = report.row.action == .quarantineTornTail ? report.tornTail : nil {
             let sideFiles = try storage.listDirectory(directory).filter { LedgerFileNames.isTorn($0) && !tornBefore.contains($0) }
             repairs.append(
@@ -182,6 +192,9 @@ struct VerifyCommand: AsyncParsableCommand {
             out.add("problems", "\(verdict.problems.count)")
             for problem in verdict.problems { out.detail(CommandFailure.describe(problem, relativeTo: directory)) }
         }
+        if let unsynced = report.unsyncedTail {
+            out.add("repairable", "records the device does not hold: from offset \(unsynced.offset) of segment \(unsynced.segment) the page cache shows bytes of the last commit that a failed sync lost (never acknowledged); the next open (or `onceledger verify --repair`) writes the device's bytes back and drops them")
+        }
         if let torn = inspection.tornTail {
             let side = name(LogWriter.tornSidePath(directory: directory, torn: torn, storage: PosixStorage()))
             out.add("repairable", "the torn tail: the next open (or `onceledger verify --repair`) copies its bytes to \(side) and cuts segment \(torn.segment) at offset \(torn.offset)")
@@ -249,6 +262,9 @@ struct VerifyCommand: AsyncParsableCommand {
         case .clean:
             return "clean (exit 0)"
         case .repairable:
+            if inspection.report.unsyncedTail != nil {
+                return "no corruption; records a failed sync lost are left for the next open to drop (exit 0). `onceledger verify --repair \(inspection.directory)` drops them now."
+            }
             if inspection.tornTail != nil {
                 return "no corruption; the torn tail is left for the next open to cut (exit 0). `onceledger verify --repair \(inspection.directory)` cuts it now."
             }
@@ -336,6 +352,12 @@ struct VerifyCommand: AsyncParsableCommand {
                 ("expectedSequence", .unsigned(torn.expectedSequence)), ("reason", .string(torn.reason)),
                 ("sideFile", .string(side)),
             ]
+        }
+        if let unsynced = report.unsyncedTail {
+            tail += [("unsyncedTail", .object([
+                ("segment", .unsigned(unsynced.segment)), ("offset", .unsigned(unsynced.offset)),
+                ("endOffset", .unsigned(unsynced.endOffset)), ("cachedEndOffset", .unsigned(unsynced.cachedEndOffset)),
+            ]))]
         }
         if let before, let torn = before.tornTail {
             tail += [("repairedTornTail", .object([

@@ -145,7 +145,7 @@ public struct LedgerInspection: Sendable {
             } ?? false
             var loaded = ReadOnlyBackend.Loaded()
             let report = try RecoveryScanner.scan(
-                storage: storage, directory: directory, readSnapshotValues: !hintsOnly,
+                storage: storage, directory: directory, readSnapshotValues: !hintsOnly, unsyncedTail: .report,
                 onSnapshot: { snapshot in
                     let name = LedgerFileNames.snapshot(snapshot.coveredSequence)
                     let path = Paths.join(directory, name)

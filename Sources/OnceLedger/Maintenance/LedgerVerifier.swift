@@ -38,7 +38,8 @@ public struct VerificationReport: Sendable {
         /// Opens as it is.
         case clean
         /// No corruption; the next open makes an ordinary crash state good (cuts a torn
-        /// tail, completes an interrupted rollover, deletes leftover temporary files).
+        /// tail, completes an interrupted rollover, deletes leftover temporary files, writes
+        /// back the device's bytes over records a failed sync lost).
         case repairable
         /// The ledger refuses to open: damage to data proven durable (see `problems`).
         case damaged
@@ -57,6 +58,10 @@ public struct VerificationReport: Sendable {
             public static let damage = Code("damage")
             /// A torn tail (row R15), cut by the next open: nothing acknowledged is in it.
             public static let tornTail = Code("torn-tail")
+            /// The page cache shows records of the last commit that the device does not hold (a
+            /// failed sync lost their pages, `Spec/RECOVERY.md` §4.1): the next open writes the
+            /// device's bytes back and drops them. None of them was acknowledged.
+            public static let unsyncedTail = Code("unsynced-tail")
             /// A rollover cut between its seal and its rename (row R17), completed by the next open.
             public static let interruptedRollover = Code("interrupted-rollover")
             /// `.tmp` files of creations that never finished; the next open deletes them.
@@ -102,6 +107,9 @@ public struct VerificationReport: Sendable {
     public var entries: LedgerInspection.EntryCounts? { inspection.entryCounts }
     /// The torn tail the next open cuts (row R15).
     public var tornTail: TornTail? { inspection.tornTail }
+    /// Records the page cache shows and the device does not hold, which the next open drops
+    /// (`Spec/RECOVERY.md` §4.1).
+    public var unsyncedTail: UnsyncedTail? { inspection.report.unsyncedTail }
 
     /// The verdict on what `inspection` read.
     public init(inspection: LedgerInspection, lockHolder: LockHolder? = nil) {
@@ -122,6 +130,13 @@ public struct VerificationReport: Sendable {
                 message: "torn tail at segment \(torn.segment) offset \(torn.offset): \(torn.byteCount) bytes from sequence \(torn.expectedSequence) on (\(torn.reason)); the next open cuts it",
                 path: torn.path, segment: torn.segment, offset: torn.offset, sequence: torn.expectedSequence,
                 count: Int(clamping: torn.byteCount)))
+        }
+        if let unsynced = report.unsyncedTail {
+            findings.append(Finding(
+                code: .unsyncedTail,
+                message: "segment \(unsynced.segment) from offset \(unsynced.offset): the page cache shows records the device does not hold (a failed sync lost their pages; none was acknowledged); the next open writes the device's bytes back and drops them",
+                path: unsynced.path, segment: unsynced.segment, offset: unsynced.offset,
+                count: Int(clamping: unsynced.cachedEndOffset - min(unsynced.cachedEndOffset, unsynced.offset))))
         }
         let pending = report.row.action == .completeRollover ? report.pendingRollover : nil
         if let pending {
@@ -161,7 +176,7 @@ public struct VerificationReport: Sendable {
         self.findings = findings
         if let first = problems.first {
             result = first.code == .unsupportedVersion ? .unsupported : .damaged
-        } else if inspection.tornTail != nil || !report.temporaryFiles.isEmpty {
+        } else if inspection.tornTail != nil || !report.temporaryFiles.isEmpty || report.unsyncedTail != nil {
             result = .repairable
         } else {
             result = .clean
