@@ -120,6 +120,7 @@ struct StatCommand: AsyncParsableCommand {
         } else {
             out.add("tail", inspection.tailState)
         }
+        if let unsynced = inspection.report.unsyncedTail { out.detail(unsynced.summary) }
         return out.text
     }
 
@@ -174,6 +175,7 @@ struct StatCommand: AsyncParsableCommand {
             tail += [("segment", .unsigned(torn.segment)), ("offset", .unsigned(torn.offset)),
                      ("bytes", .unsigned(torn.byteCount)), ("expectedSequence", .unsigned(torn.expectedSequence))]
         }
+        if let unsynced = inspection.report.unsyncedTail { tail += [("unsyncedTail", unsynced.json)] }
         members.append(("tail", .object(tail)))
         members.append(("recoveryRow", .string(report.row.label)))
         return .object(members)

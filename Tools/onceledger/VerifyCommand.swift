@@ -193,7 +193,7 @@ struct VerifyCommand: AsyncParsableCommand {
             for problem in verdict.problems { out.detail(CommandFailure.describe(problem, relativeTo: directory)) }
         }
         if let unsynced = report.unsyncedTail {
-            out.add("repairable", "records the device does not hold: from offset \(unsynced.offset) of segment \(unsynced.segment) the page cache shows bytes of the last commit that a failed sync lost (never acknowledged); the next open (or `onceledger verify --repair`) writes the device's bytes back and drops them")
+            out.add("repairable", "records the device does not hold: \(unsynced.summary) (`onceledger verify --repair` does it now)")
         }
         if let torn = inspection.tornTail {
             let side = name(LogWriter.tornSidePath(directory: directory, torn: torn, storage: PosixStorage()))
@@ -354,10 +354,7 @@ struct VerifyCommand: AsyncParsableCommand {
             ]
         }
         if let unsynced = report.unsyncedTail {
-            tail += [("unsyncedTail", .object([
-                ("segment", .unsigned(unsynced.segment)), ("offset", .unsigned(unsynced.offset)),
-                ("endOffset", .unsigned(unsynced.endOffset)), ("cachedEndOffset", .unsigned(unsynced.cachedEndOffset)),
-            ]))]
+            tail += [("unsyncedTail", unsynced.json)]
         }
         if let before, let torn = before.tornTail {
             tail += [("repairedTornTail", .object([

@@ -72,3 +72,19 @@ extension LedgerInspection.UnreachedSegment {
         return parts.joined(separator: ", ")
     }
 }
+
+/// How `verify` and `stat` show records the device does not hold (`Spec/RECOVERY.md` §4.1).
+extension UnsyncedTail {
+    /// One line for the text output.
+    var summary: String {
+        "from offset \(offset) of segment \(segment) the page cache shows bytes of the last commit that the device does not hold (a failed sync lost them; none was acknowledged): the next open writes the device's bytes back and drops them"
+    }
+
+    /// `tail.unsyncedTail` of the JSON output (`Spec/JSON.md` §6).
+    var json: JSONValue {
+        .object([
+            ("segment", .unsigned(segment)), ("offset", .unsigned(offset)),
+            ("endOffset", .unsigned(endOffset)), ("cachedEndOffset", .unsigned(cachedEndOffset)),
+        ])
+    }
+}

@@ -113,8 +113,6 @@ struct MemoReplay {
                 replay.apply(kind: item.kind, body: item.body)
             case .record(let record, let covered):
                 if !covered { replay.apply(kind: record.header.kind, body: record.body) }
-            default:
-                break
             }
         }
         if let problem = inspection.problem {
