@@ -52,6 +52,18 @@ public struct LogConfiguration: Sendable, Hashable {
     /// least half as many appends as it resumed are queued already (the callers take
     /// turns in two halves, and the queued half is committed at once). 0 disables it.
     public var batchGatherMicroseconds: Int = 50
+    /// Opt-in automatic compaction (`FileStore`): once the records committed since the last
+    /// snapshot hold this many bytes, and at least as many as that snapshot, the store
+    /// compacts by itself, as `Ledger.compact()` does (with the ledger's clock, so entries
+    /// and swept memo values that block nothing are dropped, and disk stays bounded under a
+    /// steady workload without the application scheduling compactions). The compaction runs
+    /// on the log's I/O thread like a manual one: appends wait while the snapshot is written
+    /// (about as long as writing the live state takes; see `Spec/FORMAT.md` §8). nil (the
+    /// default): only `compact()` compacts. At least `compactAfterLogBytesMin`.
+    public var compactAfterLogBytes: UInt64?
+    /// Lower bound of `compactAfterLogBytes` (64 KiB): below it a busy ledger would do
+    /// little but compact.
+    public static let compactAfterLogBytesMin: UInt64 = 64 << 10
     /// Upper bound of `idleSpinMicroseconds` and `batchGatherMicroseconds`.
     public static let pollMicrosecondsMax = 10_000
     /// The identity a ledger is *created* with: its id and token scheme (`Spec/FORMAT.md`
@@ -104,6 +116,9 @@ public struct LogConfiguration: Sendable, Hashable {
             throw bad("appendRecordsMax must be in 1...batchRecordsMax and at most queuedRecordsMax")
         }
         if let identity = newLedgerIdentity { try identity.validate() }
+        if let bytes = compactAfterLogBytes, bytes < LogConfiguration.compactAfterLogBytesMin {
+            throw bad("compactAfterLogBytes \(bytes) is below \(LogConfiguration.compactAfterLogBytesMin)")
+        }
         guard (0...LogConfiguration.pollMicrosecondsMax).contains(idleSpinMicroseconds),
               (0...LogConfiguration.pollMicrosecondsMax).contains(batchGatherMicroseconds)
         else {

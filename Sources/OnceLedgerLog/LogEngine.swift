@@ -66,6 +66,21 @@ public final class LogEngine: @unchecked Sendable {
     private var timings = BatchTimings()
     /// Polls made by `pollForWork` since open; copied to `idle` each time it looks for work.
     private var idlePolls: UInt64 = 0
+    /// Frame bytes committed since the last snapshot (at open: the records the segments
+    /// hold), the last snapshot's size, whether the compaction trigger has fired and its
+    /// compaction not finished yet, and where a failed one left the count (the next try
+    /// waits for as many bytes again). See `setCompactionTrigger`.
+    private var logBytesSinceSnapshot: UInt64 = 0
+    private var lastSnapshotBytes: UInt64 = 0
+    private var compactionRequested = false
+    private var compactionRetryBase: UInt64 = 0
+    /// Set by `setCompactionTrigger`; read by the I/O thread after each commit.
+    private let compactionTrigger = Mutex<CompactionTrigger?>(nil)
+
+    private struct CompactionTrigger {
+        var logBytes: UInt64
+        var handler: @Sendable () -> Void
+    }
 
     private struct Published {
         var lastSequence: UInt64 = 0
@@ -208,6 +223,9 @@ public final class LogEngine: @unchecked Sendable {
             maxNanoseconds: UInt64(max(0, writer.configuration.idleSpinMicroseconds)) * 1000,
             gapCapNanoseconds: 1_000_000_000)
         gatherNanoseconds = UInt64(max(0, writer.configuration.batchGatherMicroseconds)) * 1000
+        let headerBytes = UInt64(FormatLimits.segmentHeaderBytes)
+        logBytesSinceSnapshot = report.segments.reduce(0) { $0 + ($1.endOffset > headerBytes ? $1.endOffset - headerBytes : 0) }
+        lastSnapshotBytes = report.snapshot?.fileBytes ?? 0
         let thread = Thread { [self] in self.ioLoop() }
         thread.name = "onceledger-io"
         self.thread = thread
@@ -304,6 +322,19 @@ public final class LogEngine: @unchecked Sendable {
     ) async throws -> LogWriter.CompactionResult {
         try await withCheckedThrowingContinuation { continuation in
             submit(.compact(makeSource, onCompacted, { continuation.resume(with: $0) }))
+        }
+    }
+
+    /// Asks the engine to call `handler` (on its I/O thread: it must only start work
+    /// elsewhere, e.g. a task that compacts) once the records committed since the last
+    /// snapshot hold `logBytes` bytes, and at least as many as that snapshot (so the work
+    /// of compacting stays proportional to what was written). Called once; again only
+    /// after a compaction has run (`compact`, `compactStreaming`), and after a failed one
+    /// only when as many bytes again have been committed. Replaces an earlier trigger;
+    /// nil removes it. `LogConfiguration.compactAfterLogBytes` sets this up in `FileStore`.
+    public func setCompactionTrigger(logBytes: UInt64, handler: (@Sendable () -> Void)?) {
+        compactionTrigger.withLock { trigger in
+            trigger = handler.map { CompactionTrigger(logBytes: max(1, logBytes), handler: $0) }
         }
     }
 
@@ -512,11 +543,17 @@ public final class LogEngine: @unchecked Sendable {
                 let source = try makeSource(writer.lastSequence)
                 let result = try writer.compact(source: source, timeMilliseconds: clock())
                 publish(records: 1)
+                logBytesSinceSnapshot = 0
+                lastSnapshotBytes = result.snapshotBytes
+                compactionRetryBase = 0
+                compactionRequested = false
                 onCompacted?(result)
                 completion(.success(result))
             } catch {
                 let typed = (error as? LedgerError) ?? LedgerError(.invalidArgument, "snapshot items failed: \(error)")
                 if let poisoned = writer.poisoned { poisonAll(poisoned) }
+                compactionRetryBase = logBytesSinceSnapshot
+                compactionRequested = false
                 completion(.failure(typed))
             }
             return 0
@@ -540,13 +577,19 @@ public final class LogEngine: @unchecked Sendable {
             publish(records: count)
             // Each group's first sequence number (a rollover's seal may sit inside the batch).
             var index = 0
+            var committedBytes = 0
             for job in batch {
-                if case .append(let group, _, let onDurable, _) = job {
+                if case .append(let group, let groupBytes, let onDurable, _) = job {
                     onDurable?(writer.committedSequence(ofRecord: index),
                                writer.locationsInLastCommit[index..<(index + group.count)])
                     index += group.count
+                    committedBytes += groupBytes
                 }
             }
+            // Before the callers resume: one that then waits for the automatic compaction
+            // finds it started.
+            logBytesSinceSnapshot += UInt64(committedBytes)
+            if !compactionRequested { checkCompactionTrigger() }
             let applied = LogEngine.monotonicNanoseconds()
             index = 0
             for job in batch {
@@ -569,6 +612,15 @@ public final class LogEngine: @unchecked Sendable {
             }
         }
         return batch.count
+    }
+
+    /// Fires the compaction trigger when its bytes have been committed (I/O thread).
+    private func checkCompactionTrigger() {
+        guard let trigger = compactionTrigger.withLock({ $0 }),
+              logBytesSinceSnapshot >= compactionRetryBase + max(trigger.logBytes, lastSnapshotBytes)
+        else { return }
+        compactionRequested = true
+        trigger.handler()
     }
 
     private func publish(records: Int) {

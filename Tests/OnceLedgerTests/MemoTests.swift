@@ -285,19 +285,25 @@ private let minute = MemoRetention(.seconds(60))
         try ledger.close()
     }
 
+    /// One round of the steady workload: 20 runs each put a 2,000-byte value and end; a
+    /// minute later all 20 are swept.
+    static func runAndSweep(round: Int, _ ledger: Ledger, _ harness: Harness) async throws {
+        for index in 0..<20 {
+            let memo = try await ledger.memo(run: "run-\(round)-\(index)", step: "llm")
+            try await memo.put("answer", bytes: [UInt8](repeating: UInt8(index), count: 2_000))
+            try await ledger.finishRun("run-\(round)-\(index)", status: .succeeded)
+        }
+        harness.clock.advance(60_000)
+        #expect(try await ledger.sweepMemo().generationCount == 20)
+    }
+
     @Test func compactionKeepsDiskBoundedUnderASteadyWorkloadOfRuns() async throws {
         let rounds = ProcessInfo.processInfo.environment["ONCELEDGER_MEMO_ROUNDS"].flatMap(Int.init) ?? 6
         let harness = Harness(.file)
         let ledger = try openLedger(harness, retention: minute)
         var sizes: [Int] = []
         for round in 0..<rounds {
-            for index in 0..<20 {
-                let memo = try await ledger.memo(run: "run-\(round)-\(index)", step: "llm")
-                try await memo.put("answer", bytes: [UInt8](repeating: UInt8(index), count: 2_000))
-                try await ledger.finishRun("run-\(round)-\(index)", status: .succeeded)
-            }
-            harness.clock.advance(60_000)
-            #expect(try await ledger.sweepMemo().generationCount == 20)
+            try await Self.runAndSweep(round: round, ledger, harness)
             try await ledger.compact()
             sizes.append(try directoryBytes(harness.directory))
         }
@@ -307,6 +313,39 @@ private let minute = MemoRetention(.seconds(60))
         #expect(sizes.allSatisfy { $0 <= bound }, "directory sizes per round: \(sizes)")
         #expect(try await ledger.runs().isEmpty)
         try ledger.close()
+    }
+
+    /// The same steady workload with `compactAfterLogBytes` and no `compact()` call: the
+    /// store compacts by itself as the log grows, so the directory stays bounded too, while
+    /// without it the directory grows with every round.
+    @Test func automaticCompactionKeepsDiskBoundedWithoutCompactCalls() async throws {
+        let rounds = ProcessInfo.processInfo.environment["ONCELEDGER_MEMO_ROUNDS"].flatMap(Int.init) ?? 6
+        var sizesPerSetting: [[Int]] = []
+        for automatic in [false, true] {
+            let harness = Harness(.file)
+            var configuration = harness.configuration
+            if automatic { configuration.compactAfterLogBytes = 128 << 10 }
+            let ledger = try Ledger.open(directory: harness.directory, configuration: configuration,
+                                         clock: harness.clock.function, memoRetention: minute)
+            let store = try #require(ledger.store as? FileStore)
+            var sizes: [Int] = []
+            for round in 0..<(rounds * 2) {
+                try await Self.runAndSweep(round: round, ledger, harness)
+                await store.waitForAutomaticCompaction()
+                sizes.append(try directoryBytes(harness.directory))
+            }
+            #expect((store.automaticCompactions > 0) == automatic, "\(store.automaticCompactions) automatic compactions")
+            #expect(try await ledger.runs().isEmpty)
+            try ledger.close()
+            sizesPerSetting.append(sizes)
+        }
+        // ~40 KiB of values a round: without compaction the directory holds them all; with it,
+        // at most about two thresholds' worth (the log since the snapshot, and the segment a
+        // compaction rolls to) above where the first round left it.
+        let (manual, automatic) = (sizesPerSetting[0], sizesPerSetting[1])
+        #expect(manual.last! > manual.first! + (rounds * 2 - 1) * 30_000, "sizes without: \(manual)")
+        let bound = automatic[0] + 3 * (128 << 10)
+        #expect(automatic.allSatisfy { $0 <= bound }, "sizes with automatic compaction: \(automatic)")
     }
 
     @Test(arguments: BackendKind.allCases)

@@ -1,5 +1,6 @@
 import OnceLedgerFormat
 import OnceLedgerLog
+import Synchronization
 
 /// The default store: the segmented write-ahead log in a directory, with the in-memory
 /// index it replays on open. One process owns the directory (the open takes its lock), so
@@ -19,6 +20,31 @@ public final class FileStore: LedgerStore, Sendable {
         recordLog = FileRecordLog(directory: directory, storage: storage, configuration: configuration,
                                   createIfMissing: createIfMissing, clock: clock)
         store = try LogStore(log: recordLog, memoAppendRecordsMax: configuration.appendRecordsMax)
+        if let logBytes = configuration.compactAfterLogBytes, let engine = recordLog.engine {
+            let store = store
+            engine.setCompactionTrigger(logBytes: logBytes) { [weak self] in
+                // On the log's I/O thread: only start the compaction elsewhere. A closed or
+                // poisoned store refuses it (the error has been, or will be, thrown to a caller).
+                let task = Task.detached { _ = try? await store.compact(nowMilliseconds: clock()) }
+                self?.automaticCompaction.withLock { state in
+                    state.count += 1
+                    state.last = task
+                }
+            }
+        }
+    }
+
+    /// Automatic compactions (`LogConfiguration.compactAfterLogBytes`) started since open,
+    /// and the last one's task.
+    private let automaticCompaction = Mutex<(count: Int, last: Task<Void, Never>?)>((0, nil))
+
+    /// How many automatic compactions (`LogConfiguration.compactAfterLogBytes`) this store
+    /// has started since it opened.
+    public var automaticCompactions: Int { automaticCompaction.withLock { $0.count } }
+
+    /// Waits for the last automatic compaction started, if any, to finish (tests, tools).
+    public func waitForAutomaticCompaction() async {
+        await automaticCompaction.withLock { $0.last }?.value
     }
 
     /// The open log engine (nil once closed): its recovery report, sequence numbers and
