@@ -67,7 +67,7 @@ private let resolveUsage = """
     """
 
 private let stressUsage = """
-    Usage: onceledger stress <dir> [--effects <effects>] [--concurrency <concurrency>] [--keys <keys>] [--seed <seed>] [--segment-bytes <segment-bytes>] [--compact-every <compact-every>] [--fail-percent <fail-percent>] [--receipt-bytes-max <receipt-bytes-max>] [--adopt-directory]
+    Usage: onceledger stress <dir> [--effects <effects>] [--concurrency <concurrency>] [--keys <keys>] [--seed <seed>] [--segment-bytes <segment-bytes>] [--compact-every <compact-every>] [--compact-after-bytes <compact-after-bytes>] [--fail-percent <fail-percent>] [--receipt-bytes-max <receipt-bytes-max>] [--adopt-directory]
       See 'onceledger stress --help' for more information.
 
     """
@@ -150,6 +150,8 @@ private let dumpUsage = """
              "Error: --effects must be a non-negative integer (0, 1, 2, …); it is -1\n" + stressUsage),
             (["stress", "$DIR", "--compact-every", "-3"],
              "Error: --compact-every must be a non-negative integer (0 never, N every N acknowledged calls); it is -3\n" + stressUsage),
+            (["stress", "$DIR", "--compact-after-bytes", "1000"],
+             "Error: --compact-after-bytes must be 0 (never) or at least 65536; it is 1000\n" + stressUsage),
             (["stress", "$DIR", "--seed", "-5"], """
                 Error: The value '-5' is invalid for '--seed <seed>': it must be a non-negative integer (0, 1, 2, …)
                 Help:  --seed <seed>  Seed of the key and failure choices (default: random; printed on standard error).

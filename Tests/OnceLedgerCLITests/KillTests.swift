@@ -5,8 +5,9 @@
 // and every acknowledged key must be done, checked through the library (`Ledger.open` +
 // `entry`) and through `onceledger entries --state done --json`; `onceledger verify` must
 // exit 0 or 1. Rounds reuse one directory, so each run also starts on the pending-unknown
-// keys the previous kill left (the retry policy runs them again).
-// A second group injects syscall faults into a real `stress` run with strace into the call
+// keys the previous kill left (the retry policy runs them again). Every other round the
+// ledger compacts by itself (`--compact-after-bytes`, automatic compaction) instead of every
+// 400 calls. A second group injects syscall faults into a real `stress` run with strace into the call
 // that writes and syncs a commit (`-P segment -e inject=pwritev2:error=EIO`, `:error=ENOSPC`,
 // and EINTR; `pwrite64` and `fdatasync` where the kernel has no `RWF_DSYNC`): the process must
 // fail with a clear error (or, for EINTR, not fail) and lose nothing acknowledged.
@@ -23,7 +24,7 @@ import Testing
 @Suite(.serialized) struct KillTests {
     /// Tuning that makes a short run cross many segment rollovers and compactions.
     static let segmentBytes: UInt64 = 16 * 1024
-    static let stressOptions = ["--segment-bytes", "\(segmentBytes)", "--compact-every", "400", "--fail-percent", "2"]
+    static let stressOptions = ["--segment-bytes", "\(segmentBytes)", "--fail-percent", "2"]
 
     @Test func sigkillAtRandomMomentsLosesNoAcknowledgedKey() async throws {
         let rounds = Int(ProcessInfo.processInfo.environment["ONCELEDGER_KILL_ROUNDS"] ?? "") ?? 4
@@ -41,8 +42,10 @@ import Testing
             // plus up to 5 ms more so the moment falls anywhere in the I/O cycle.
             let ackTarget = random.next() % 4 == 0 ? 0 : Int(random.next() % 1500)
             let extraMicroseconds = UInt32(random.next() % 5000)
+            // Every other round the ledger compacts by itself instead (compactAfterLogBytes).
+            let compaction = round % 2 == 0 ? ["--compact-after-bytes", "65536"] : ["--compact-every", "400"]
             let arguments = ["stress", directory.path, "--effects", "1000000", "--concurrency", "8", "--keys", "4000",
-                             "--seed", "\(random.next())"] + KillTests.stressOptions
+                             "--seed", "\(random.next())"] + KillTests.stressOptions + compaction
             let run = try KillTestProcess.start(arguments)
             run.waitForAcknowledgements(ackTarget)
             usleep(extraMicroseconds)
@@ -81,7 +84,8 @@ import Testing
 
         // After all the kills, a run to completion on the same directory succeeds.
         let final = try KillTestProcess.start(["stress", directory.path, "--effects", "300", "--concurrency", "4",
-                                             "--keys", "4000", "--seed", "\(seed)"] + KillTests.stressOptions).finish()
+                                             "--keys", "4000", "--seed", "\(seed)"] + KillTests.stressOptions
+                                             + ["--compact-every", "400"]).finish()
         #expect(final.status == 0 && final.signal == nil,
                 "ONCELEDGER_KILL_SEED=\(seed): a run after the kills failed: \(final.status)\n\(final.standardError)")
         #expect(final.acknowledgements == 300)

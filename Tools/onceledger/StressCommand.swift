@@ -22,7 +22,8 @@ import Synchronization
 ///   here because the stress effect touches nothing outside the ledger; a real effect
 ///   would need a downstream that de-duplicates by token, or `.reconcile`.
 /// - `--segment-bytes` and `--compact-every` make a short run cross segment rollovers
-///   and compactions.
+///   and compactions; `--compact-after-bytes` lets the ledger compact by itself instead
+///   (`LogConfiguration.compactAfterLogBytes`).
 ///
 /// Standard output carries only `ack` lines, each written with one `write(2)` (atomic
 /// on a pipe, and no stdio buffer for SIGKILL to lose). Progress goes to standard error
@@ -75,6 +76,9 @@ struct StressCommand: AsyncParsableCommand {
     @Option(parsing: .unconditional, help: "Compact (write a snapshot, delete covered segments) after every N acknowledged calls; 0 never.")
     var compactEvery: Int = 0
 
+    @Option(parsing: .unconditional, help: "Let the ledger compact by itself once this many bytes were written since the last snapshot (LogConfiguration.compactAfterLogBytes, at least 65536); 0 never.", transform: NumberArgument.unsigned)
+    var compactAfterBytes: UInt64 = 0
+
     @Option(parsing: .unconditional, help: "Percent of effect runs that throw (half release the intent, half leave the key pending-unknown).")
     var failPercent: Int = 2
 
@@ -98,6 +102,9 @@ struct StressCommand: AsyncParsableCommand {
         } catch let error as LedgerError {
             throw ValidationError("--segment-bytes: \(error.message)")
         }
+        guard compactAfterBytes == 0 || compactAfterBytes >= LogConfiguration.compactAfterLogBytesMin else {
+            throw ValidationError("--compact-after-bytes must be 0 (never) or at least \(LogConfiguration.compactAfterLogBytesMin); it is \(compactAfterBytes)")
+        }
     }
 
     func run() async throws {
@@ -108,6 +115,7 @@ struct StressCommand: AsyncParsableCommand {
         let keyCount = keys ?? max(1, effects)
         var tuning = LogConfiguration(segmentBytes: segmentBytes)
         tuning.adoptNonEmptyDirectory = adoptDirectory
+        if compactAfterBytes > 0 { tuning.compactAfterLogBytes = compactAfterBytes }
         let configuration = tuning
         let directory = dir
         let ledger: Ledger
@@ -149,8 +157,10 @@ struct StressCommand: AsyncParsableCommand {
             }
         }
         let counts = workload.counts.withLock { $0 }
+        let automatic = compactAfterBytes > 0
+            ? ", \((ledger.store as? FileStore)?.automaticCompactions ?? 0) automatic compactions" : ""
         UnbufferedOutput.error(
-            "stress: \(counts.acknowledged) acknowledged (\(counts.performed) performed, \(counts.alreadyDone) already done), \(counts.released) effects released, \(counts.leftPending) left pending-unknown and retried, \(counts.compactions) compactions")
+            "stress: \(counts.acknowledged) acknowledged (\(counts.performed) performed, \(counts.alreadyDone) already done), \(counts.released) effects released, \(counts.leftPending) left pending-unknown and retried, \(counts.compactions) compactions\(automatic)")
         if let failure {
             UnbufferedOutput.error("onceledger stress: error: \(failure)")
             throw ExitCode(ExitCodes.operational)
