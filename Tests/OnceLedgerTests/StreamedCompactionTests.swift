@@ -4,7 +4,8 @@
 // state's lock is free and a claim on another, done key completes (alreadyDone, its receipt
 // read back); the snapshot it writes is byte for byte what the one-buffer encoder makes of the
 // same items; and a receipt damaged on disk refuses the compaction with `corrupt-record`,
-// leaving no temporary file and a usable ledger. Real files in a temporary directory; key
+// leaving no temporary file and a usable ledger (an automatic compaction's refusal is kept in
+// `FileStore.automaticCompactionError`). Real files in a temporary directory; key
 // count from ONCELEDGER_VALUES_KEYS (small default).
 import Foundation
 import OnceLedgerFormat
@@ -116,6 +117,46 @@ import OnceLedgerStoreContract
         try ValuesOnDiskTests.flipByte(reader.path(of: location.file), at: location.offset + UInt64(location.readBytes / 2))
         try await ledger.compact()
         #expect(try await ledger.entry("after")?.receipt == [1, 2, 3])
+        try await ValuesOnDiskTests.expectReceipts(ledger, count: 12)
+    }
+
+    /// The same damage met by an automatic compaction (`compactAfterLogBytes`): nobody awaits
+    /// it, so its refusal is kept in `automaticCompactionError`, and the next automatic
+    /// compaction, once the damage is gone, succeeds and clears it.
+    @Test func anAutomaticCompactionKeepsItsRefusal() async throws {
+        let directory = ValuesOnDiskTests.temporaryDirectory("automatic-damage")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = ValuesOnDiskTests.smallSegments
+        configuration.compactAfterLogBytes = LogConfiguration.compactAfterLogBytesMin
+        let ledger = try Ledger.open(directory: directory, configuration: configuration)
+        defer { try? ledger.close() }
+        let store = try #require(ledger.store as? FileStore)
+        try await ValuesOnDiskTests.fill(ledger, count: 12)
+        try #require(store.automaticCompactions == 0, "the twelve keys alone reached the threshold")
+        let location = try #require(try ledger.logStore!.withState { try? $0.lookup("key-7-r0") }?.onDisk?.location)
+        let reader = try #require(try ledger.logStore!.withState { $0.reader })
+        let path = reader.path(of: location.file)
+        try ValuesOnDiskTests.flipByte(path, at: location.offset + UInt64(location.readBytes / 2))
+        /// Writes done keys until `count` automatic compactions have started, then waits for the last.
+        func writeUntilCompactions(_ count: Int, prefix: String) async throws {
+            var index = 0
+            while store.automaticCompactions < count {
+                _ = try await ledger.onceBytes(IdempotencyKey("\(prefix)-\(index)")) { _ in [UInt8](repeating: 5, count: 512) }
+                index += 1
+                guard index < 100_000 else {
+                    Issue.record("no automatic compaction after \(index) keys")
+                    return
+                }
+            }
+            await store.waitForAutomaticCompaction()
+        }
+        try await writeUntilCompactions(1, prefix: "filler")
+        #expect(store.automaticCompactionError?.code == .corruptRecord)
+        #expect(try Self.snapshotNames(directory).isEmpty)
+        try ValuesOnDiskTests.flipByte(path, at: location.offset + UInt64(location.readBytes / 2))
+        try await writeUntilCompactions(2, prefix: "more")
+        #expect(store.automaticCompactionError == nil)
+        #expect(try Self.snapshotNames(directory).count == 1)
         try await ValuesOnDiskTests.expectReceipts(ledger, count: 12)
     }
 }

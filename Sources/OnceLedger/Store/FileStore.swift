@@ -23,9 +23,21 @@ public final class FileStore: LedgerStore, Sendable {
         if let logBytes = configuration.compactAfterLogBytes, let engine = recordLog.engine {
             let store = store
             engine.setCompactionTrigger(logBytes: logBytes) { [weak self] in
-                // On the log's I/O thread: only start the compaction elsewhere. A closed or
-                // poisoned store refuses it (the error has been, or will be, thrown to a caller).
-                let task = Task.detached { _ = try? await store.compact(nowMilliseconds: clock()) }
+                // On the log's I/O thread: only start the compaction elsewhere. Its failure is
+                // kept for `automaticCompactionError` (a poisoned store's is also thrown to
+                // every later caller; a closed store's is not kept).
+                let task = Task.detached { [weak self] in
+                    var failure: LedgerError?
+                    do {
+                        try await store.compact(nowMilliseconds: clock())
+                    } catch let error as LedgerError {
+                        if error.code == .closed { return }
+                        failure = error
+                    } catch {
+                        failure = LedgerError(.io, "automatic compaction failed: \(error)")
+                    }
+                    self?.automaticCompaction.withLock { $0.error = failure }
+                }
                 self?.automaticCompaction.withLock { state in
                     state.count += 1
                     state.last = task
@@ -35,8 +47,14 @@ public final class FileStore: LedgerStore, Sendable {
     }
 
     /// Automatic compactions (`LogConfiguration.compactAfterLogBytes`) started since open,
-    /// and the last one's task.
-    private let automaticCompaction = Mutex<(count: Int, last: Task<Void, Never>?)>((0, nil))
+    /// the last one's task, and the last finished one's error.
+    private let automaticCompaction = Mutex<(count: Int, last: Task<Void, Never>?, error: LedgerError?)>((0, nil, nil))
+
+    /// Why the last automatic compaction that finished failed, or nil if it succeeded (or
+    /// none has finished). A compaction that cannot read a value it must carry (damaged on
+    /// disk since it was written: `.corruptRecord`) refuses and changes nothing; the next
+    /// is tried after as many bytes again. For a health check, with `LedgerVerifier`.
+    public var automaticCompactionError: LedgerError? { automaticCompaction.withLock { $0.error } }
 
     /// How many automatic compactions (`LogConfiguration.compactAfterLogBytes`) this store
     /// has started since it opened.
