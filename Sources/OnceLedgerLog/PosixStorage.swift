@@ -71,9 +71,6 @@ public struct PosixStorage: Storage {
         return true
     }
 
-    /// Starts the kernel reading the whole file into the page cache, so a recovery scan
-    /// reads the next segment from memory while it checks the current one. The
-    /// corresponding C function is `posix_fadvise(POSIX_FADV_WILLNEED)`.
     /// Reads with `O_DIRECT` (`Syscalls.preadDirect`): the kernel writes back the range's
     /// dirty pages first, then reads the device, so bytes a failed `fsync` left clean but
     /// unwritten in the page cache are not seen. Nil where the file system refuses
@@ -82,6 +79,9 @@ public struct PosixStorage: Storage {
         try Syscalls.preadDirect(path, offset: offset, count: count)
     }
 
+    /// Starts the kernel reading the whole file into the page cache, so a recovery scan
+    /// reads the next segment from memory while it checks the current one. The
+    /// corresponding C function is `posix_fadvise(POSIX_FADV_WILLNEED)`.
     public func prefetch(_ path: String) {
         Syscalls.adviseWillNeed(path)
     }

@@ -437,20 +437,21 @@ public final class SimulatedStorage: Storage, Sendable {
             guard let id = state.inodeID(path), let inode = state.inodes[id] else {
                 throw SimulatedState.error("cannot open", path: path, errno: state.directories[path] == nil ? ENOENT : EISDIR)
             }
-            var device = inode.current
+            guard offset < UInt64(inode.current.count) else { return [] }
+            let range = Int(offset)..<min(inode.current.count, Int(offset) + count)
+            var device = Array(inode.current[range])
             if !inode.unwrittenPages.isEmpty {
                 let pageBytes = state.options.pageBytes
                 var dirty = Set<Int>()
                 for entry in inode.pending { dirty.formUnion(entry.change.pages(pageBytes: pageBytes)) }
-                for page in inode.unwrittenPages where !dirty.contains(page) && page * pageBytes < device.count {
-                    for at in (page * pageBytes)..<min(device.count, (page + 1) * pageBytes) {
-                        device[at] = at < inode.durable.count ? inode.durable[at] : 0
+                for page in inode.unwrittenPages where !dirty.contains(page) {
+                    let pageRange = (page * pageBytes)..<((page + 1) * pageBytes)
+                    for at in pageRange.clamped(to: range) {
+                        device[at - range.lowerBound] = at < inode.durable.count ? inode.durable[at] : 0
                     }
                 }
             }
-            guard offset < UInt64(device.count) else { return [] }
-            let start = Int(offset)
-            return Array(device[start..<min(device.count, start + count)])
+            return device
         }
     }
 

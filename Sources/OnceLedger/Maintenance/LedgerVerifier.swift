@@ -134,7 +134,7 @@ public struct VerificationReport: Sendable {
         if let unsynced = report.unsyncedTail {
             findings.append(Finding(
                 code: .unsyncedTail,
-                message: "segment \(unsynced.segment) from offset \(unsynced.offset): the page cache shows records the device does not hold (a failed sync lost their pages; none was acknowledged); the next open writes the device's bytes back and drops them",
+                message: unsynced.summary,
                 path: unsynced.path, segment: unsynced.segment, offset: unsynced.offset,
                 count: Int(clamping: unsynced.cachedEndOffset - min(unsynced.cachedEndOffset, unsynced.offset))))
         }
@@ -181,5 +181,12 @@ public struct VerificationReport: Sendable {
         } else {
             result = .clean
         }
+    }
+}
+
+extension UnsyncedTail {
+    /// What it means, in one line: the finding's message, and `verify`'s and `stat`'s text.
+    public var summary: String {
+        "from offset \(offset) of segment \(segment) the page cache shows bytes of the last commit that the device does not hold (a failed sync lost them; none was acknowledged): the next open writes the device's bytes back and drops them"
     }
 }

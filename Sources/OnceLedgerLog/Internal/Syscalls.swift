@@ -201,8 +201,6 @@ enum Syscalls {
         }
     }
 
-    /// Advice, not an operation: failures are ignored and no fault is injected.
-    /// The corresponding C function is `posix_fadvise(POSIX_FADV_WILLNEED)`.
     /// Reads `[offset, offset + count)` of `path` from the device with `O_DIRECT`, in
     /// 4 KiB-aligned requests (what every Linux block device and file system accepts),
     /// or returns nil when the file system refuses direct I/O (EINVAL: tmpfs before
@@ -253,6 +251,8 @@ enum Syscalls {
         return Array(UnsafeRawBufferPointer(rebasing: buffer[from..<min(done, from + count)]))
     }
 
+    /// Advice, not an operation: failures are ignored and no fault is injected.
+    /// The corresponding C function is `posix_fadvise(POSIX_FADV_WILLNEED)`.
     static func adviseWillNeed(_ path: String) {
         // Never through a link, never blocking on a FIFO (a FIFO named like a segment is
         // reported by the read that follows, not here).

@@ -73,13 +73,9 @@ extension LedgerInspection.UnreachedSegment {
     }
 }
 
-/// How `verify` and `stat` show records the device does not hold (`Spec/RECOVERY.md` §4.1).
+/// How `verify` and `stat` show records the device does not hold (`Spec/RECOVERY.md` §4.1;
+/// the text is `UnsyncedTail.summary`).
 extension UnsyncedTail {
-    /// One line for the text output.
-    var summary: String {
-        "from offset \(offset) of segment \(segment) the page cache shows bytes of the last commit that the device does not hold (a failed sync lost them; none was acknowledged): the next open writes the device's bytes back and drops them"
-    }
-
     /// `tail.unsyncedTail` of the JSON output (`Spec/JSON.md` §6).
     var json: JSONValue {
         .object([
