@@ -756,6 +756,19 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// entry's value then stays there.
     mutating func apply(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation? = nil) throws {
         if kind == .journalPositions { return try applyPositions(body, first: location) }
+        apply(try MemoTable.decode(kind: kind, body), body: body, location: location)
+    }
+
+    /// A memo record (kinds 13–15) decoded and checked by `decode`: what applying it needs
+    /// besides its body bytes. Decoding needs no table, so an open decodes on the thread that
+    /// scans the log and applies on another (`MemoLoadPipeline`).
+    struct DecodedRecord {
+        var fields: RecordBody.Fields
+    }
+
+    /// Decodes the body of a memo record or item of kind 13–15. Throws `.malformedBody` for
+    /// a body that does not decode or another kind, `.unsupportedVersion` for an unknown kind.
+    static func decode(kind: RecordKind, _ body: UnsafeRawBufferPointer) throws -> DecodedRecord {
         let fields: RecordBody.Fields
         switch RecordBody.decodeFields(kind: kind, body) {
         case .fields(let decoded): fields = decoded
@@ -763,15 +776,25 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         case .unknownKind(let unknown):
             throw LedgerError(.unsupportedVersion, "record kind \(unknown.rawValue) is not known to this build")
         }
+        switch fields {
+        case .memoEntry, .runEnd, .memoSweep:
+            return DecodedRecord(fields: fields)
+        default:
+            throw LedgerError(.malformedBody, "record kind \(kind) is not a memo record")
+        }
+    }
+
+    /// Applies a record `decode` returned, given its body bytes. Cannot fail: `decode` checked it.
+    mutating func apply(_ record: DecodedRecord, body: UnsafeRawBufferPointer, location: ValueLocation?) {
         func part(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: body[range]) }
         func generationKey(_ namespace: Range<Int>, _ run: Range<Int>, _ generation: UInt64) -> GenerationKey {
             GenerationKey(run: RunKey(namespace: Array(part(namespace)), run: Array(part(run))), generation: generation)
         }
-        switch fields {
+        switch record.fields {
         case let .memoEntry(namespace, run, generation, step, name, digest, time, value):
             applyEntry(namespace: part(namespace), run: part(run), generation: generation, step: part(step),
-                       name: part(name), digest: part(digest), time: time, value: part(value), bodyBytes: body.count,
-                       location: location)
+                       name: part(name), digest: part(digest), time: time,
+                       value: part(value), bodyBytes: body.count, location: location)
         case let .runEnd(namespace, run, generation, status, time):
             let key = generationKey(namespace, run, generation)
             see(key)
@@ -791,7 +814,8 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             journalCacheEpoch &+= 1
             if generation >= highestSweep?.key.generation ?? 0 { highestSweep = (key, time) }
         default:
-            throw LedgerError(.malformedBody, "record kind \(kind) is not a memo record")
+            // `decode` returns the three memo kinds only.
+            break
         }
     }
 

@@ -55,10 +55,13 @@ public final class LogStore: LedgerStore, Sendable {
     let memoAppendRecordsMax: Int
 
     /// Replays `log` (once) into the index: every key done, pending-unknown or absent, and
-    /// the memo (kinds 13–15) into its own table.
-    public init(log: any RecordLog, memoAppendRecordsMax: Int = 64) throws {
+    /// the memo (kinds 13–15) into its own table, which a second thread fills from batches
+    /// of `memoLoadBatchRecords` records (default `MemoLoadPipeline.defaultBatchRecords`)
+    /// while this one reads and decodes the log (`MemoLoadPipeline`).
+    public init(log: any RecordLog, memoAppendRecordsMax: Int = 64, memoLoadBatchRecords: Int? = nil) throws {
         var loaded = LedgerState()
-        var memo = MemoTable()
+        let memoLoad = MemoLoadPipeline(table: MemoTable(),
+                                        batchRecords: memoLoadBatchRecords ?? MemoLoadPipeline.defaultBatchRecords)
         // A log that says where each record is (the file log) lets the state keep receipts
         // and memo values there and read them on demand (`LedgerState`, `MemoTable`);
         // otherwise they stay in memory.
@@ -66,23 +69,34 @@ public final class LogStore: LedgerStore, Sendable {
         // memo's, so the count sizes the table of the first item (`LedgerState`, or
         // `MemoTable` when the snapshot holds only memo items).
         var itemCount: Int?
-        try log.loadLocated(
-            itemCount: { count in itemCount = count },
-            item: { kind, body, location in
-                if let count = itemCount {
-                    // (A journal-positions hint holds many positions, which are no generic entries.)
-                    if kind.isMemo { memo.reserve(entries: count) }
-                    else if kind != .journalPositions { loaded.reserve(entries: count) }
-                    itemCount = nil
-                }
-                // A version 4 snapshot's journal-positions hint (kind 18) is the memo's too.
-                if kind.isMemo || kind == .journalPositions { try memo.apply(kind: kind, body: body, location: location) }
-                else { try loaded.replay(kind: kind, body: body, location: location) }
-            },
-            record: { kind, body, location in
-                if kind.isMemo { try memo.apply(kind: kind, body: body, location: location) }
-                else { try loaded.replay(kind: kind, body: body, location: location) }
-            })
+        do {
+            try log.loadLocated(
+                itemCount: { count in itemCount = count },
+                item: { kind, body, location in
+                    if let count = itemCount {
+                        // (A journal-positions hint holds many positions, which are no generic entries.)
+                        if kind.isMemo { memoLoad.withTable { $0.reserve(entries: count) } }
+                        else if kind != .journalPositions { loaded.reserve(entries: count) }
+                        itemCount = nil
+                    }
+                    // A version 4 snapshot's journal-positions hint (kind 18) is the memo's too.
+                    if kind.isMemo || kind == .journalPositions {
+                        try memoLoad.withTable { try $0.apply(kind: kind, body: body, location: location) }
+                    } else {
+                        try loaded.replay(kind: kind, body: body, location: location)
+                    }
+                },
+                record: { kind, body, location in
+                    // The two tables are independent: the memo's records are applied on the
+                    // pipeline's thread, the entries' here, each table in log order.
+                    if kind.isMemo { try memoLoad.add(kind: kind, body: body, location: location) }
+                    else { try loaded.replay(kind: kind, body: body, location: location) }
+                })
+        } catch {
+            _ = memoLoad.finish()
+            throw error
+        }
+        var memo = memoLoad.finish()
         loaded.finishReplay()
         loaded.reader = log.recordReader
         memo.reader = log.recordReader
