@@ -92,6 +92,15 @@ struct BenchCommand: AsyncParsableCommand {
 
     @Option(parsing: .unconditional, help: "Runs of 100 steps in the journal open-time ledger (J4; the target is for 100000).")
     var journalRuns: Int = 2_000
+
+    @Option(parsing: .unconditional, help: "Journal rows to run, comma-separated: steps (J1/J2), replay (J3), open (J4).")
+    var journalRows: String = "steps,replay,open"
+
+    @Option(help: "J4 on the ledger kept in this directory (recorded there with --journal-runs runs if it holds none): only the open from segments, --journal-open-repeats times; the ledger is kept.")
+    var journalOpenLedger: String?
+
+    @Option(parsing: .unconditional, help: "With --journal-open-ledger: how many times J4 opens the ledger.")
+    var journalOpenRepeats: Int = 1
     @Option(parsing: .unconditional, help: "Memo rows to run, comma-separated: put (T14/T15), hit (T16), open (T17), sweep (T18).")
     var memoRows: String = "put,hit,open,sweep"
 
@@ -218,12 +227,18 @@ struct BenchCommand: AsyncParsableCommand {
         }
 
         if journal {
-            guard journalReplaySteps >= 1, journalRuns >= 1 else {
-                throw ValidationError("--journal-replay-steps and --journal-runs ≥ 1")
+            guard journalReplaySteps >= 1, journalRuns >= 1, (1...100).contains(journalOpenRepeats) else {
+                throw ValidationError("--journal-replay-steps and --journal-runs ≥ 1; --journal-open-repeats in 1...100")
             }
-            let result = try await JournalBench.run(root: root, rounds: memoRounds, seconds: seconds, callers: appenders,
+            let rows = Set(journalRows.split(separator: ",").map { String($0) })
+            guard !rows.isEmpty, rows.isSubset(of: JournalBench.Row.allCases.map(\.rawValue)) else {
+                throw ValidationError("--journal-rows takes steps, replay, open (comma-separated)")
+            }
+            let result = try await JournalBench.run(root: root, rows: Set(rows.compactMap(JournalBench.Row.init(rawValue:))),
+                                                    rounds: memoRounds, seconds: seconds, callers: appenders,
                                                     replaySteps: journalReplaySteps, openRuns: journalRuns,
-                                                    stepsPerRun: 100, progress: progress)
+                                                    stepsPerRun: 100, keptOpenLedger: journalOpenLedger,
+                                                    openRepeats: journalOpenRepeats, progress: progress)
             print("disk: \(disk.summary)")
             print(JournalBench.render(result))
             return

@@ -41,14 +41,25 @@ enum JournalBench {
         var openRows: [OpenRow] = []
         /// How far the resident set rose above where it was while the J4 ledger compacted.
         var compactionPeakBytes: Int?
+        var rows = Set(Row.allCases)
     }
 
     static let output = "a recorded answer"
     static let limits = JournalLimits(entriesMax: 9_999_999_999, bytesMax: .max)
 
-    static func run(root: String, rounds: Int, seconds: Double, callers: Int, replaySteps: Int, openRuns: Int,
-                    stepsPerRun: Int, progress: Progress) async throws -> Result {
+    /// The parts of the journal bench (`--journal-rows`).
+    enum Row: String, CaseIterable {
+        case steps, replay, open
+    }
+
+    /// `keptOpenLedger`: J4 uses the ledger in that directory (recording it there first if it
+    /// holds none), measures only the open from its segments `openRepeats` times, and keeps it:
+    /// the 10 M-position ledger takes minutes to record, an open takes seconds.
+    static func run(root: String, rows: Set<Row> = Set(Row.allCases), rounds: Int, seconds: Double, callers: Int,
+                    replaySteps: Int, openRuns: Int, stepsPerRun: Int, keptOpenLedger: String? = nil,
+                    openRepeats: Int = 1, progress: Progress) async throws -> Result {
         var result = Result()
+        result.rows = rows
         result.rounds = rounds
         result.callers = callers
         result.replaySteps = replaySteps
@@ -61,58 +72,60 @@ enum JournalBench {
         }
 
         // J1/J2: recorded steps interleaved with the raw loop of the same frame size.
-        let entry = JournalEntry(kind: .step, position: 0, name: "s", output: Array("\"\(output)\"".utf8))
-        let body = RecordBody.memoEntry(.init(namespace: "", run: "c0-round-1", generation: 1, step: "",
-                                              name: JournalEntry.positionName(0), inputDigest: RecordBody.noInputDigest,
-                                              timeMilliseconds: 0, value: entry.encode()))
-        let frameBytes = RecordFrame.frameBytes(bodyBytes: body.encode().count)
-        let raw = try await BlockingThread.run { [directory = try scratch("journal-raw")] in
-            try RawSyncLoop(directory: directory, recordBytes: frameBytes)
-        }
-        let single = try await OnceThroughput.open(directory: try scratch("journal-1"), configuration: LogConfiguration(),
-                                                   receipt: [])
-        let many = try await OnceThroughput.open(directory: try scratch("journal-\(callers)"),
-                                                 configuration: LogConfiguration(), receipt: [])
-        func stepRate(_ target: OnceThroughput, callers: Int, round: Int, slot: Double) async throws
-            -> (Double, MemoBench.RowCost)
-        {
-            guard let engine = target.store.engine else { throw BenchError("the journal bench ledger is not open") }
-            var journals: [Journal] = []
-            for caller in 0..<callers {
-                journals.append(try await target.ledger.journal(run: "c\(caller)-round-\(round)", limits: limits))
+        if rows.contains(.steps) {
+            let entry = JournalEntry(kind: .step, position: 0, name: "s", output: Array("\"\(output)\"".utf8))
+            let body = RecordBody.memoEntry(.init(namespace: "", run: "c0-round-1", generation: 1, step: "",
+                                                  name: JournalEntry.positionName(0), inputDigest: RecordBody.noInputDigest,
+                                                  timeMilliseconds: 0, value: entry.encode()))
+            let frameBytes = RecordFrame.frameBytes(bodyBytes: body.encode().count)
+            let raw = try await BlockingThread.run { [directory = try scratch("journal-raw")] in
+                try RawSyncLoop(directory: directory, recordBytes: frameBytes)
             }
-            let cpu = ValuesOnDisk.processCPUSeconds()
-            let rate = try await EngineThroughput.measure(engine: engine, callers: callers, seconds: slot) { [journals] caller, _ in
-                _ = try await journals[caller].step("s") { output }
+            let single = try await OnceThroughput.open(directory: try scratch("journal-1"), configuration: LogConfiguration(),
+                                                       receipt: [])
+            let many = try await OnceThroughput.open(directory: try scratch("journal-\(callers)"),
+                                                     configuration: LogConfiguration(), receipt: [])
+            func stepRate(_ target: OnceThroughput, callers: Int, round: Int, slot: Double) async throws
+                -> (Double, MemoBench.RowCost)
+            {
+                guard let engine = target.store.engine else { throw BenchError("the journal bench ledger is not open") }
+                var journals: [Journal] = []
+                for caller in 0..<callers {
+                    journals.append(try await target.ledger.journal(run: "c\(caller)-round-\(round)", limits: limits))
+                }
+                let cpu = ValuesOnDisk.processCPUSeconds()
+                let rate = try await EngineThroughput.measure(engine: engine, callers: callers, seconds: slot) { [journals] caller, _ in
+                    _ = try await journals[caller].step("s") { output }
+                }
+                return (rate.rate.perSecond,
+                        MemoBench.RowCost(rate, cpuSeconds: ValuesOnDisk.processCPUSeconds() - cpu, callers: callers))
             }
-            return (rate.rate.perSecond,
-                    MemoBench.RowCost(rate, cpuSeconds: ValuesOnDisk.processCPUSeconds() - cpu, callers: callers))
-        }
-        let slot = seconds / Double(rounds)
-        for round in 1...rounds {
-            for row in (0..<3).map({ ($0 + round) % 3 }) {
-                switch row {
-                case 0:
-                    progress.say("journal round \(round)/\(rounds): raw pwrite(\(frameBytes) B)+fdatasync loop")
-                    result.raw.append(try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }.perSecond)
-                case 1:
-                    progress.say("journal round \(round)/\(rounds): steps, 1 run")
-                    let (rate, cost) = try await stepRate(single, callers: 1, round: round, slot: slot)
-                    result.step1.append(rate)
-                    result.step1Cost.append(cost)
-                default:
-                    progress.say("journal round \(round)/\(rounds): steps, \(callers) runs at once")
-                    let (rate, cost) = try await stepRate(many, callers: callers, round: round, slot: slot)
-                    result.stepMany.append(rate)
-                    result.stepManyCost.append(cost)
+            let slot = seconds / Double(rounds)
+            for round in 1...rounds {
+                for row in (0..<3).map({ ($0 + round) % 3 }) {
+                    switch row {
+                    case 0:
+                        progress.say("journal round \(round)/\(rounds): raw pwrite(\(frameBytes) B)+fdatasync loop")
+                        result.raw.append(try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }.perSecond)
+                    case 1:
+                        progress.say("journal round \(round)/\(rounds): steps, 1 run")
+                        let (rate, cost) = try await stepRate(single, callers: 1, round: round, slot: slot)
+                        result.step1.append(rate)
+                        result.step1Cost.append(cost)
+                    default:
+                        progress.say("journal round \(round)/\(rounds): steps, \(callers) runs at once")
+                        let (rate, cost) = try await stepRate(many, callers: callers, round: round, slot: slot)
+                        result.stepMany.append(rate)
+                        result.stepManyCost.append(cost)
+                    }
                 }
             }
+            try await single.close()
+            try await many.close()
         }
-        try await single.close()
-        try await many.close()
 
         // J3: replay of one long run, warm.
-        do {
+        if rows.contains(.replay) {
             let directory = try scratch("journal-replay")
             let ledger = try await BlockingThread.run { try MemoBench.openLedger(directory, create: true) }
             progress.say("journal replay: recording \(Format.grouped(replaySteps)) steps")
@@ -132,12 +145,18 @@ enum JournalBench {
         }
 
         // J4: open of many recorded runs.
-        do {
-            let directory = try scratch("journal-open")
-            let building = try await BlockingThread.run { try MemoBench.openLedger(directory, create: true) }
-            progress.say("journal open: recording \(Format.grouped(openRuns)) runs × \(stepsPerRun) steps")
-            try await fill(building, runs: (0..<openRuns).map { "run-\($0)" }, steps: stepsPerRun)
-            try await BlockingThread.run { try building.close() }
+        if rows.contains(.open) {
+            let directory = try keptOpenLedger ?? scratch("journal-open")
+            let recorded = keptOpenLedger != nil
+                && ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).contains { $0.hasSuffix(".seg") }
+            if recorded {
+                progress.say("journal open: using the ledger in \(directory) (\(Format.grouped(openRuns)) runs × \(stepsPerRun) steps)")
+            } else {
+                let building = try await BlockingThread.run { try MemoBench.openLedger(directory, create: true) }
+                progress.say("journal open: recording \(Format.grouped(openRuns)) runs × \(stepsPerRun) steps")
+                try await fill(building, runs: (0..<openRuns).map { "run-\($0)" }, steps: stepsPerRun)
+                try await BlockingThread.run { try building.close() }
+            }
             func measuredOpen(_ label: String) async throws -> OpenRow {
                 let (ledger, elapsed, before, after) = try await BlockingThread.run(name: "journal-open") {
                     HeapUsage.trim()
@@ -154,7 +173,8 @@ enum JournalBench {
                 return OpenRow(open: label, positions: positions, seconds: elapsed,
                                heapPerPosition: before.flatMap { b in after.map { Double($0 - b) / Double(positions) } })
             }
-            result.openRows.append(try await measuredOpen("segments, warm"))
+            for _ in 0..<openRepeats { result.openRows.append(try await measuredOpen("segments, warm")) }
+            if keptOpenLedger != nil { return result }
             progress.say("journal open: compacting")
             let compacting = try await BlockingThread.run { try MemoBench.openLedger(directory, create: false) }
             HeapUsage.trim()
@@ -189,15 +209,19 @@ enum JournalBench {
         let ratio1 = MemoBench.median(zip(result.step1, result.raw).map { $0 / $1 })
         let ratioMany = MemoBench.median(zip(result.stepMany, result.raw).map { $0 / $1 })
         var rates = TextTable(["journal (J1–J3)", "median", "median ratio to raw", "target", "met"])
-        rates.add(["raw pwrite+fdatasync loop", Format.rate(MemoBench.median(result.raw)) + "/s", "1.00", "", ""])
-        rates.add(["J1 record a step, 1 run", Format.rate(MemoBench.median(result.step1)) + "/s", Format.fixed(ratio1, 2),
-                   "≥ 0.9 × raw", ratio1 >= 0.9 ? "yes" : "NO"])
-        rates.add(["J2 record a step, \(result.callers) runs at once", Format.rate(MemoBench.median(result.stepMany)) + "/s",
-                   Format.fixed(ratioMany, 2), "≥ 20 × raw", ratioMany >= 20 ? "yes" : "NO"])
+        if result.rows.contains(.steps) {
+            rates.add(["raw pwrite+fdatasync loop", Format.rate(MemoBench.median(result.raw)) + "/s", "1.00", "", ""])
+            rates.add(["J1 record a step, 1 run", Format.rate(MemoBench.median(result.step1)) + "/s", Format.fixed(ratio1, 2),
+                       "≥ 0.9 × raw", ratio1 >= 0.9 ? "yes" : "NO"])
+            rates.add(["J2 record a step, \(result.callers) runs at once", Format.rate(MemoBench.median(result.stepMany)) + "/s",
+                       Format.fixed(ratioMany, 2), "≥ 20 × raw", ratioMany >= 20 ? "yes" : "NO"])
+        }
         let replayMs = result.replaySeconds * 1000
         let scaledReplay = replayMs * 10_000 / Double(max(result.replaySteps, 1))
-        rates.add(["J3 replay \(Format.grouped(result.replaySteps)) steps, warm", Format.fixed(replayMs, 1) + " ms", "",
-                   "< 20 ms per 10 k", scaledReplay < 20 ? "yes" : "NO"])
+        if result.rows.contains(.replay) {
+            rates.add(["J3 replay \(Format.grouped(result.replaySteps)) steps, warm", Format.fixed(replayMs, 1) + " ms", "",
+                       "< 20 ms per 10 k", scaledReplay < 20 ? "yes" : "NO"])
+        }
         var perRound = TextTable(["round", "raw/s", "steps 1 run/s", "CPU µs/step", "steps \(result.callers) runs/s",
                                   "CPU µs/step", "records/batch"])
         for index in result.raw.indices {
@@ -214,13 +238,14 @@ enum JournalBench {
                       row.heapPerPosition.map { Format.fixed($0, 1) + " B" } ?? "n/a",
                       Format.seconds(scaled) + (scaled < 2 ? " (met)" : " (NOT met)"), "< 2 s for 100 k × 100"])
         }
-        return """
-            Journal (J1–J4)
-            \(rates.render())
-            \(perRound.render())
-            \(open.render())
-            (J4 ledger: \(Format.grouped(result.openRuns)) runs × \(result.stepsPerRun) steps; the scaled column assumes linear growth)
-            compaction of the J4 ledger: resident set rose \(result.compactionPeakBytes.map { "\(Format.grouped($0 / 1_048_576)) MiB at its peak, \(Format.fixed(Double($0) / Double(max(result.openRuns * result.stepsPerRun, 1)), 1)) B per position" } ?? "n/a (no /proc)")
-            """
+        var parts = ["Journal (J1–J4)"]
+        if result.rows.contains(.steps) || result.rows.contains(.replay) { parts.append(rates.render()) }
+        if result.rows.contains(.steps) { parts.append(perRound.render()) }
+        if result.rows.contains(.open) {
+            parts.append(open.render())
+            parts.append("(J4 ledger: \(Format.grouped(result.openRuns)) runs × \(result.stepsPerRun) steps; the scaled column assumes linear growth)")
+            parts.append("compaction of the J4 ledger: resident set rose \(result.compactionPeakBytes.map { "\(Format.grouped($0 / 1_048_576)) MiB at its peak, \(Format.fixed(Double($0) / Double(max(result.openRuns * result.stepsPerRun, 1)), 1)) B per position" } ?? "n/a (no /proc, or a kept ledger: not compacted)")")
+        }
+        return parts.joined(separator: "\n")
     }
 }
