@@ -97,7 +97,7 @@ final class MemoLoadPipeline: @unchecked Sendable {
     /// applying thread is idle; it then waits for the next batch.
     private func drain() {
         guard started else {
-            applyAll(batches[filling])
+            if !batches[filling].records.isEmpty { applyAll(batches[filling]) }
             return
         }
         if !batches[filling].records.isEmpty { handOver(last: false) }
