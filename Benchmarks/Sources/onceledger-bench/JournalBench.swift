@@ -223,13 +223,14 @@ enum JournalBench {
                        "< 20 ms per 10 k", scaledReplay < 20 ? "yes" : "NO"])
         }
         var perRound = TextTable(["round", "raw/s", "steps 1 run/s", "CPU µs/step", "steps \(result.callers) runs/s",
-                                  "CPU µs/step", "records/batch"])
+                                  "CPU µs/step", "records/batch", "batch µs = write+sync + onDurable + resume"])
         for index in result.raw.indices {
             perRound.add(["\(index + 1)", Format.rate(result.raw[index]), Format.rate(result.step1[index]),
                           Format.fixed(result.step1Cost[index].cpuMicrosecondsPerOperation, 1),
                           Format.rate(result.stepMany[index]),
                           Format.fixed(result.stepManyCost[index].cpuMicrosecondsPerOperation, 1),
-                          Format.fixed(result.stepManyCost[index].recordsPerBatch, 1)])
+                          Format.fixed(result.stepManyCost[index].recordsPerBatch, 1),
+                          result.stepManyCost[index].batchBreakdown])
         }
         var open = TextTable(["J4 open from", "positions", "time", "heap/position", "scaled to 10 M", "target"])
         for row in result.openRows {

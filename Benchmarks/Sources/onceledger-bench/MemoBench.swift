@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import OnceLedger
 import OnceLedgerFormat
-import OnceLedgerLog
+@_spi(Benchmarks) import OnceLedgerLog
 
 /// Targets T14–T18 (`Benchmarks/README.md`): the memo (`Ledger.memo`).
 ///
@@ -299,6 +299,12 @@ enum MemoBench {
     struct RowCost {
         var cpuMicrosecondsPerOperation: Double
         var recordsPerBatch: Double
+        /// Per batch, from the I/O thread's clock (`LogEngine.batchTimings`): the whole batch
+        /// period (the window over the batches), and the write+sync, onDurable and resume in it.
+        var batchMicroseconds: Double
+        var commitMicroseconds: Double
+        var onDurableMicroseconds: Double
+        var resumeMicroseconds: Double
 
         init(_ rate: BenchResults.EngineRate, cpuSeconds: Double, callers: Int) {
             // Beside the counted calls: the warm-up's one per caller, and each caller's last,
@@ -306,6 +312,17 @@ enum MemoBench {
             let operations = Double(rate.rate.operations + 2 * callers)
             cpuMicrosecondsPerOperation = operations > 0 ? cpuSeconds * 1e6 / operations : 0
             recordsPerBatch = rate.meanRecordsPerBatch
+            let timings = rate.timings
+            let batches = Double(max(timings.batches, 1))
+            batchMicroseconds = rate.rate.seconds * 1e6 / batches
+            commitMicroseconds = Double(timings.commitNanoseconds) / 1e3 / batches
+            onDurableMicroseconds = Double(timings.onDurableNanoseconds) / 1e3 / batches
+            resumeMicroseconds = Double(timings.resumeNanoseconds) / 1e3 / batches
+        }
+
+        /// "period = write+sync + onDurable + resume µs" of a batch, for the per-round tables.
+        var batchBreakdown: String {
+            "\(Format.fixed(batchMicroseconds, 0)) = \(Format.fixed(commitMicroseconds, 0)) + \(Format.fixed(onDurableMicroseconds, 0)) + \(Format.fixed(resumeMicroseconds, 0))"
         }
     }
 
@@ -327,13 +344,14 @@ enum MemoBench {
                        result.codableHitRate >= 500_000 ? "yes" : "NO"])
         }
         var perRound = TextTable(["round", "raw/s", "put 1/s", "CPU µs/put", "put \(result.callers)/s", "CPU µs/put",
-                                  "records/batch"])
+                                  "records/batch", "batch µs = write+sync + onDurable + resume"])
         for index in result.raw.indices {
             perRound.add(["\(index + 1)", Format.rate(result.raw[index]), Format.rate(result.put1[index]),
                           Format.fixed(result.put1Cost[index].cpuMicrosecondsPerOperation, 1),
                           Format.rate(result.putMany[index]),
                           Format.fixed(result.putManyCost[index].cpuMicrosecondsPerOperation, 1),
-                          Format.fixed(result.putManyCost[index].recordsPerBatch, 1)])
+                          Format.fixed(result.putManyCost[index].recordsPerBatch, 1),
+                          result.putManyCost[index].batchBreakdown])
         }
         var open = TextTable(["T17 open from", "entries", "time", "heap/entry − key", "RSS after open", "target"])
         for row in result.openRows {
