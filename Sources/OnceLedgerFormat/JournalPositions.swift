@@ -30,9 +30,25 @@ public enum JournalPositions {
     /// 60 of §5.16 and the ten-byte name.
     public static let memoBodyFixedBytes = 60 + nameBytes
 
-    /// The position a memo name stands for, if it is exactly ten ASCII digits.
+    /// The position a memo name stands for, if it is exactly ten ASCII digits: what
+    /// `JournalEntry.position(ofName:)` answers, eight digits at a time (an open from segments
+    /// asks once per journal position; byte by byte it was 8 % of the thread that applies them).
     @inlinable public static func position(name: UnsafeRawBufferPointer) -> UInt64? {
-        JournalEntry.position(ofName: name)
+        guard name.count == 10, let base = name.baseAddress else { return nil }
+        let head = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
+        let tail = UInt64(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 8, as: UInt16.self)))
+        // Every byte 0x30...0x39: high nibble 3, and low nibble + 6 without a carry out of it.
+        func digits(_ word: UInt64, _ mask: UInt64) -> Bool {
+            word & (0xf0f0_f0f0_f0f0_f0f0 & mask) == 0x3030_3030_3030_3030 & mask
+                && ((word & 0x0f0f_0f0f_0f0f_0f0f & mask) &+ (0x0606_0606_0606_0606 & mask)) & 0xf0f0_f0f0_f0f0_f0f0 == 0
+        }
+        guard digits(head, .max), digits(tail, 0xffff) else { return nil }
+        // The first character is the lowest byte: pairs, then fours, then the eight digits.
+        var value = head & 0x0f0f_0f0f_0f0f_0f0f
+        value = (value &* 10 &+ (value >> 8)) & 0x00ff_00ff_00ff_00ff
+        value = (value &* 100 &+ (value >> 16)) & 0x0000_ffff_0000_ffff
+        value = (value &* 10_000 &+ (value >> 32)) & 0xffff_ffff
+        return value * 100 + (tail & 0x0f) * 10 + ((tail >> 8) & 0x0f)
     }
 
     /// The ten-digit name of `position` (≤ `positionMax`).

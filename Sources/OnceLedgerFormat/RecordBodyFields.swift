@@ -245,12 +245,14 @@ struct FieldReader {
     var remaining: Int { bytes.count - index }
 
     /// The next `count` bytes, as a range of `bytes`.
+    @inline(__always)
     mutating func fixed(_ count: Int) -> Range<Int>? {
         guard count >= 0, remaining >= count else { return nil }
         defer { index += count }
         return index..<(index + count)
     }
 
+    @inline(__always)
     mutating func integer<T: FixedWidthInteger>(_: T.Type) -> T? {
         guard remaining >= MemoryLayout<T>.size else { return nil }
         defer { index += MemoryLayout<T>.size }
@@ -264,6 +266,7 @@ struct FieldReader {
     }
 
     /// bytes32: a u32 length, at most `max`, then that many bytes.
+    @inline(__always)
     mutating func bytes32(max: Int) -> Range<Int>? {
         guard let length = integer(UInt32.self), UInt64(length) <= UInt64(max) else { return nil }
         return fixed(Int(length))
@@ -271,6 +274,7 @@ struct FieldReader {
 
     /// str16: a u16 length, at most `max` (and not 0 when `nonEmpty`), then that many
     /// bytes of valid UTF-8.
+    @inline(__always)
     mutating func text16(max: Int, nonEmpty: Bool = false) -> Range<Int>? {
         guard let length = integer(UInt16.self), Int(length) <= max, !nonEmpty || length > 0,
               let range = fixed(Int(length)), isUTF8(range)

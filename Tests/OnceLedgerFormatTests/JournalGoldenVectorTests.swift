@@ -152,4 +152,36 @@ enum JournalVectors {
         #expect(JournalEntry.position(ofName: Array("00000000x3".utf8)) == nil)
         #expect(JournalEntry.positionName(JournalEntry.positionMax) == "9999999999")
     }
+
+    /// `JournalPositions.position(name:)` reads eight digits at a time; it must answer what the
+    /// byte-at-a-time `JournalEntry.position(ofName:)` answers for every name: each of a set of
+    /// positions, each of them with any one byte replaced by any value, and other lengths.
+    @Test func theWordAtATimePositionParseAnswersAsTheByteAtATimeOne() {
+        var positions: [UInt64] = [0, 1, 9, 10, 99, 100, 12_345_678, 99_999_999, 100_000_000, 1_234_567_890,
+                                   JournalEntry.positionMax - 1, JournalEntry.positionMax]
+        var state: UInt64 = 7
+        for _ in 0..<200 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            positions.append((state >> 11) % (JournalEntry.positionMax + 1))
+        }
+        func check(_ name: [UInt8]) {
+            let word = name.withUnsafeBytes { JournalPositions.position(name: $0) }
+            #expect(word == JournalEntry.position(ofName: name), "\(name)")
+        }
+        for position in positions {
+            let name = Array(JournalEntry.positionName(position).utf8)
+            let parsed = name.withUnsafeBytes { JournalPositions.position(name: $0) }
+            #expect(parsed == position)
+            for index in name.indices {
+                for byte in 0...255 {
+                    var changed = name
+                    changed[index] = UInt8(byte)
+                    check(changed)
+                }
+            }
+            for count in 0...12 where count != name.count {
+                check(Array((name + name).prefix(count)))
+            }
+        }
+    }
 }
