@@ -253,4 +253,25 @@ import Testing
             }
         }
     }
+
+    @Test func largeValuesAreHandedOverByBytesNotHeldFourThousandAtATime() throws {
+        // Twelve 64 KiB values: far under a batch's record count, over its bytes after two.
+        var direct = MemoTable()
+        let pipeline = MemoLoadPipeline(table: MemoTable(), batchBytes: 128 << 10)
+        var keys: Set<MemoKey> = []
+        for index in 0..<12 {
+            let body = RecordBody.memoEntry(.init(
+                namespace: "", run: "r", generation: 1, step: "s", name: "v\(index)",
+                inputDigest: RecordBody.noInputDigest, timeMilliseconds: 1,
+                value: [UInt8](repeating: UInt8(index), count: 64 << 10))).encode()
+            keys.insert(MemoKey(run: MemoRun(run: "r"), generation: 1, step: "s", name: "v\(index)"))
+            try body.withUnsafeBytes {
+                try direct.apply(kind: .memoEntry, body: $0, location: nil)
+                try pipeline.add(kind: .memoEntry, body: $0, location: nil)
+            }
+        }
+        #expect(pipeline.startedThread, "the bytes, not the record count, handed batches over")
+        let loaded = pipeline.finish()
+        try Self.expectSame(direct, loaded, keys: keys, "64 KiB values")
+    }
 }

@@ -20,6 +20,10 @@ final class MemoLoadPipeline: @unchecked Sendable {
     /// Records per batch by default: large enough that a handover (two semaphore operations)
     /// costs nothing per record, small enough to keep a batch's bytes in the cache.
     static let defaultBatchRecords = 4096
+    /// Body bytes per batch by default: a batch is handed over at 4,096 records or once its
+    /// bodies reach this, so memo values of up to 1 MiB keep the pipeline's memory at a few
+    /// MiB (three batches), not 4,096 values each.
+    static let defaultBatchBytes = 1 << 20
     /// Batches in flight: one being filled, one being applied, one spare for jitter.
     private static let batchCount = 3
 
@@ -40,6 +44,7 @@ final class MemoLoadPipeline: @unchecked Sendable {
     }
 
     private let batchRecords: Int
+    private let batchBytes: Int
     private let batches: [Batch]
     /// The table: the applying thread's while it runs, the caller's otherwise.
     @exclusivity(unchecked) private var table: MemoTable
@@ -56,9 +61,11 @@ final class MemoLoadPipeline: @unchecked Sendable {
     /// Whether this pipeline started its applying thread at all (for tests).
     private(set) var startedThread = false
 
-    init(table: consuming MemoTable, batchRecords: Int = MemoLoadPipeline.defaultBatchRecords) {
+    init(table: consuming MemoTable, batchRecords: Int = MemoLoadPipeline.defaultBatchRecords,
+         batchBytes: Int = MemoLoadPipeline.defaultBatchBytes) {
         self.table = table
         self.batchRecords = max(1, batchRecords)
+        self.batchBytes = max(1, batchBytes)
         self.batches = (0..<MemoLoadPipeline.batchCount).map { _ in Batch() }
         // The first batch to fill is taken without waiting (`free` counts the others).
     }
@@ -71,7 +78,7 @@ final class MemoLoadPipeline: @unchecked Sendable {
         batch.records.append(Pending(record: record, bodyStart: batch.bytes.count, bodyCount: body.count,
                                      location: location))
         batch.bytes.append(contentsOf: body)
-        if batch.records.count >= batchRecords { handOver(last: false) }
+        if batch.records.count >= batchRecords || batch.bytes.count >= batchBytes { handOver(last: false) }
     }
 
     /// Runs `body` with the table on this thread, after every record queued so far is applied.
