@@ -358,7 +358,7 @@ public struct SnapshotFile: Hashable, Sendable {
             precondition(item.body.count <= Int(FormatLimits.recordBodyBytesMax), "item bound checked by caller")
             let receipt = item.body.withUnsafeBytes { SnapshotFile.doneReceipt(kind: item.kind, $0) }
             var span: ValueSpan? = nil
-            if let receipt {
+            if receipt != nil {
                 let offset = UInt64(writer.count)
                 var header = ByteWriter()
                 header.writeInteger(UInt32(item.body.count))

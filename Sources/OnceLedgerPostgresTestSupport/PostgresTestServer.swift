@@ -108,7 +108,7 @@ public final class PostgresTestServer: Sendable {
         let directory = String(cString: made)
         // Who started it: a later process stops and removes it if this one dies without
         // doing so (a crashed test run), `reapAbandonedClusters()`.
-        FileManager.default.createFile(atPath: "\(directory)/owner.pid", contents: Array("\(getpid())".utf8).withUnsafeBytes { Data($0) })
+        _ = FileManager.default.createFile(atPath: "\(directory)/owner.pid", contents: Array("\(getpid())".utf8).withUnsafeBytes { Data($0) })
         let asRoot = geteuid() == 0
         if asRoot {
             guard let user = getpwnam("postgres") else {
