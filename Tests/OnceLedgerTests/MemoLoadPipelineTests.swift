@@ -80,6 +80,14 @@ import Testing
         return (records, keys)
     }
 
+    /// Applies `record` to `direct` and queues it on `pipeline`.
+    static func feed(_ record: Record, _ direct: inout MemoTable, _ pipeline: MemoLoadPipeline) throws {
+        try record.body.withUnsafeBytes {
+            try direct.apply(kind: record.kind, body: $0, location: record.location)
+            try pipeline.add(kind: record.kind, body: $0, location: record.location)
+        }
+    }
+
     /// Expects `a` and `b` to answer every reader alike for `keys`.
     static func expectSame(_ a: borrowing MemoTable, _ b: borrowing MemoTable, keys: Set<MemoKey>,
                            _ comment: Comment) throws {
@@ -122,10 +130,7 @@ import Testing
         var direct = MemoTable()
         let pipeline = MemoLoadPipeline(table: MemoTable(), batchRecords: 3)
         for (index, record) in records.enumerated() {
-            try record.body.withUnsafeBytes {
-                try direct.apply(kind: record.kind, body: $0, location: record.location)
-                try pipeline.add(kind: record.kind, body: $0, location: record.location)
-            }
+            try Self.feed(record, &direct, pipeline)
             // Now and then, as a snapshot item would: the table as of every record so far.
             if index % 97 == 0 {
                 pipeline.withTable { table in
@@ -143,12 +148,7 @@ import Testing
         let (records, _) = Self.workload(seed: 9, count: 200)
         var direct = MemoTable()
         let pipeline = MemoLoadPipeline(table: MemoTable(), batchRecords: 4)
-        for record in records {
-            try record.body.withUnsafeBytes {
-                try direct.apply(kind: record.kind, body: $0, location: record.location)
-                try pipeline.add(kind: record.kind, body: $0, location: record.location)
-            }
-        }
+        for record in records { try Self.feed(record, &direct, pipeline) }
         // A memo entry cut short (checksummed on disk, so only a writer's bug makes one), and a
         // record of a kind that is not the memo's.
         var cut = records.first { $0.kind == .memoEntry }!
@@ -265,10 +265,7 @@ import Testing
                 inputDigest: RecordBody.noInputDigest, timeMilliseconds: 1,
                 value: [UInt8](repeating: UInt8(index), count: 64 << 10))).encode()
             keys.insert(MemoKey(run: MemoRun(run: "r"), generation: 1, step: "s", name: "v\(index)"))
-            try body.withUnsafeBytes {
-                try direct.apply(kind: .memoEntry, body: $0, location: nil)
-                try pipeline.add(kind: .memoEntry, body: $0, location: nil)
-            }
+            try Self.feed(Record(kind: .memoEntry, body: body, location: nil), &direct, pipeline)
         }
         #expect(pipeline.startedThread, "the bytes, not the record count, handed batches over")
         let loaded = pipeline.finish()

@@ -161,6 +161,19 @@ struct BenchCommand: AsyncParsableCommand {
         return first.map { ($0 + row - count) % count }.reversed()
     }
 
+    /// The rows a comma-separated `--…-rows` value names; a ValidationError listing the
+    /// accepted names for an empty value or an unknown name.
+    static func rows<Row: RawRepresentable & CaseIterable & Hashable>(_ text: String, option: String) throws -> Set<Row>
+        where Row.RawValue == String
+    {
+        let names = text.split(separator: ",").map { String($0) }
+        let rows = names.compactMap(Row.init(rawValue:))
+        guard !names.isEmpty, rows.count == names.count else {
+            throw ValidationError("\(option) takes \(Row.allCases.map(\.rawValue).joined(separator: ", ")) (comma-separated)")
+        }
+        return Set(rows)
+    }
+
     func run() async throws {
         let total = MonotonicClock()
         let parent = URL(fileURLWithPath: dir ?? FileManager.default.currentDirectoryPath).standardizedFileURL.path
@@ -230,11 +243,8 @@ struct BenchCommand: AsyncParsableCommand {
             guard journalReplaySteps >= 1, journalRuns >= 1, (1...100).contains(journalOpenRepeats) else {
                 throw ValidationError("--journal-replay-steps and --journal-runs ≥ 1; --journal-open-repeats in 1...100")
             }
-            let rows = Set(journalRows.split(separator: ",").map { String($0) })
-            guard !rows.isEmpty, rows.isSubset(of: JournalBench.Row.allCases.map(\.rawValue)) else {
-                throw ValidationError("--journal-rows takes steps, replay, open (comma-separated)")
-            }
-            let result = try await JournalBench.run(root: root, rows: Set(rows.compactMap(JournalBench.Row.init(rawValue:))),
+            let rows: Set<JournalBench.Row> = try Self.rows(journalRows, option: "--journal-rows")
+            let result = try await JournalBench.run(root: root, rows: rows,
                                                     rounds: memoRounds, seconds: seconds, callers: appenders,
                                                     replaySteps: journalReplaySteps, openRuns: journalRuns,
                                                     stepsPerRun: 100, keptOpenLedger: journalOpenLedger,
@@ -248,11 +258,8 @@ struct BenchCommand: AsyncParsableCommand {
             guard memoEntries >= 1, memoRuns >= 1, (1...100).contains(memoRounds), (memoHits ?? 1) >= 1 else {
                 throw ValidationError("--memo-entries, --memo-runs and --memo-hits ≥ 1; --memo-rounds in 1...100")
             }
-            let rows = Set(memoRows.split(separator: ",").map { String($0) })
-            guard !rows.isEmpty, rows.isSubset(of: MemoBench.Row.allCases.map(\.rawValue)) else {
-                throw ValidationError("--memo-rows takes put, hit, open, sweep (comma-separated)")
-            }
-            let result = try await MemoBench.run(root: root, rows: Set(rows.compactMap(MemoBench.Row.init(rawValue:))),
+            let rows: Set<MemoBench.Row> = try Self.rows(memoRows, option: "--memo-rows")
+            let result = try await MemoBench.run(root: root, rows: rows,
                                                  rounds: memoRounds, seconds: seconds, callers: appenders,
                                                  valueBytes: bodyBytes, hits: memoHits, openEntries: memoEntries,
                                                  sweepRuns: memoRuns, progress: progress)

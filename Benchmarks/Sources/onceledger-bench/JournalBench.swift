@@ -100,26 +100,14 @@ enum JournalBench {
                 return (rate.rate.perSecond,
                         MemoBench.RowCost(rate, cpuSeconds: ValuesOnDisk.processCPUSeconds() - cpu, callers: callers))
             }
-            let slot = seconds / Double(rounds)
-            for round in 1...rounds {
-                for row in (0..<3).map({ ($0 + round) % 3 }) {
-                    switch row {
-                    case 0:
-                        progress.say("journal round \(round)/\(rounds): raw pwrite(\(frameBytes) B)+fdatasync loop")
-                        result.raw.append(try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }.perSecond)
-                    case 1:
-                        progress.say("journal round \(round)/\(rounds): steps, 1 run")
-                        let (rate, cost) = try await stepRate(single, callers: 1, round: round, slot: slot)
-                        result.step1.append(rate)
-                        result.step1Cost.append(cost)
-                    default:
-                        progress.say("journal round \(round)/\(rounds): steps, \(callers) runs at once")
-                        let (rate, cost) = try await stepRate(many, callers: callers, round: round, slot: slot)
-                        result.stepMany.append(rate)
-                        result.stepManyCost.append(cost)
-                    }
-                }
+            let rates = try await MemoBench.interleave(
+                rounds: rounds, seconds: seconds, raw: raw, frameBytes: frameBytes, callers: callers, progress: progress,
+                labels: ("journal", "steps, 1 run", "steps, \(callers) runs at once")
+            ) { callers, round, slot in
+                try await stepRate(callers == 1 ? single : many, callers: callers, round: round, slot: slot)
             }
+            (result.raw, result.step1, result.step1Cost, result.stepMany, result.stepManyCost) =
+                (rates.raw, rates.one, rates.oneCost, rates.many, rates.manyCost)
             try await single.close()
             try await many.close()
         }

@@ -140,27 +140,14 @@ enum MemoBench {
             }
             return (rate.rate.perSecond, RowCost(rate, cpuSeconds: ValuesOnDisk.processCPUSeconds() - cpu, callers: callers))
         }
-        let slot = seconds / Double(rounds)
-        for round in 1...rounds {
-            // Rotate the three rows so none always follows the same one.
-            for row in (0..<3).map({ ($0 + round) % 3 }) {
-                switch row {
-                case 0:
-                    progress.say("memo round \(round)/\(rounds): raw pwrite(\(frameBytes) B)+fdatasync loop")
-                    result.raw.append(try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }.perSecond)
-                case 1:
-                    progress.say("memo round \(round)/\(rounds): memo put, 1 caller")
-                    let (rate, cost) = try await putRate(single, callers: 1, round: round, slot: slot)
-                    result.put1.append(rate)
-                    result.put1Cost.append(cost)
-                default:
-                    progress.say("memo round \(round)/\(rounds): memo put, \(callers) callers")
-                    let (rate, cost) = try await putRate(many, callers: callers, round: round, slot: slot)
-                    result.putMany.append(rate)
-                    result.putManyCost.append(cost)
-                }
-            }
+        let rates = try await interleave(
+            rounds: rounds, seconds: seconds, raw: raw, frameBytes: frameBytes, callers: callers, progress: progress,
+            labels: ("memo", "memo put, 1 caller", "memo put, \(callers) callers")
+        ) { callers, round, slot in
+            try await putRate(callers == 1 ? single : many, callers: callers, round: round, slot: slot)
         }
+        (result.raw, result.put1, result.put1Cost, result.putMany, result.putManyCost) =
+            (rates.raw, rates.one, rates.oneCost, rates.many, rates.manyCost)
         try await single.close()
         try await many.close()
         }
@@ -296,6 +283,48 @@ enum MemoBench {
     /// What one round of a rate row cost: process CPU time (all threads, user + system, so the
     /// raw loop's thread idles meanwhile) per operation, and records per commit batch. Read
     /// beside the rate: with a core shared, CPU per operation moves less with the load.
+    /// The rates of the raw loop and of a row at 1 and at many callers, per round.
+    struct Interleaved {
+        var raw: [Double] = []
+        var one: [Double] = []
+        var oneCost: [RowCost] = []
+        var many: [Double] = []
+        var manyCost: [RowCost] = []
+    }
+
+    /// Runs `rounds` rounds of the raw loop, `rate` with 1 caller and `rate` with `callers`,
+    /// each for `seconds / rounds`, rotated so none always follows the same one. `labels`: the
+    /// progress prefix, and the names of the 1-caller and the many-caller rows.
+    static func interleave(
+        rounds: Int, seconds: Double, raw: RawSyncLoop, frameBytes: Int, callers: Int, progress: Progress,
+        labels: (prefix: String, one: String, many: String),
+        rate: (_ callers: Int, _ round: Int, _ slot: Double) async throws -> (Double, RowCost)
+    ) async throws -> Interleaved {
+        var result = Interleaved()
+        let slot = seconds / Double(rounds)
+        for round in 1...rounds {
+            for row in (0..<3).map({ ($0 + round) % 3 }) {
+                let say = { (what: String) in progress.say("\(labels.prefix) round \(round)/\(rounds): \(what)") }
+                switch row {
+                case 0:
+                    say("raw pwrite(\(frameBytes) B)+fdatasync loop")
+                    result.raw.append(try await BlockingThread.run(name: "raw-sync") { try raw.run(seconds: slot) }.perSecond)
+                case 1:
+                    say(labels.one)
+                    let (perSecond, cost) = try await rate(1, round, slot)
+                    result.one.append(perSecond)
+                    result.oneCost.append(cost)
+                default:
+                    say(labels.many)
+                    let (perSecond, cost) = try await rate(callers, round, slot)
+                    result.many.append(perSecond)
+                    result.manyCost.append(cost)
+                }
+            }
+        }
+        return result
+    }
+
     struct RowCost {
         var cpuMicrosecondsPerOperation: Double
         var recordsPerBatch: Double
