@@ -52,9 +52,11 @@ final class MemoLoadPipeline: @unchecked Sendable {
     @exclusivity(unchecked) private var filling = 0
     /// The batch the applying thread takes next.
     @exclusivity(unchecked) private var applying = 0
-    /// Batches handed over and not yet applied, as the semaphores count them.
+    /// Counts the batches handed over and not yet taken by the applying thread.
     private let filled = DispatchSemaphore(value: 0)
+    /// Counts the batches free to fill, besides the one being filled.
     private let free = DispatchSemaphore(value: MemoLoadPipeline.batchCount - 1)
+    /// Signalled once by the applying thread, after the last batch.
     private let stopped = DispatchSemaphore(value: 0)
     /// Whether the applying thread runs (from the first full batch until `finish()`).
     @exclusivity(unchecked) private var started = false
