@@ -28,7 +28,7 @@ final class MemoLoadPipeline: @unchecked Sendable {
     private static let batchCount = 3
 
     private struct Pending {
-        var record: MemoTable.DecodedRecord
+        var fields: RecordBody.Fields
         var bodyStart: Int
         var bodyCount: Int
         var location: ValueLocation?
@@ -75,9 +75,9 @@ final class MemoLoadPipeline: @unchecked Sendable {
     /// Decodes a memo record (kinds 13–15) and queues it; throws what `MemoTable.decode`
     /// throws, before anything of it is applied.
     func add(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation?) throws {
-        let record = try MemoTable.decode(kind: kind, body)
+        let fields = try MemoTable.decode(kind: kind, body)
         let batch = batches[filling]
-        batch.records.append(Pending(record: record, bodyStart: batch.bytes.count, bodyCount: body.count,
+        batch.records.append(Pending(fields: fields, bodyStart: batch.bytes.count, bodyCount: body.count,
                                      location: location))
         batch.bytes.append(contentsOf: body)
         if batch.records.count >= batchRecords || batch.bytes.count >= batchBytes { handOver(last: false) }
@@ -154,7 +154,7 @@ final class MemoLoadPipeline: @unchecked Sendable {
                 for index in records.indices {
                     let start = records[index].bodyStart
                     let body = UnsafeRawBufferPointer(rebasing: raw[start..<(start + records[index].bodyCount)])
-                    table.apply(records[index].record, body: body, location: records[index].location)
+                    table.apply(records[index].fields, body: body, location: records[index].location)
                 }
             }
         }

@@ -759,16 +759,12 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         apply(try MemoTable.decode(kind: kind, body), body: body, location: location)
     }
 
-    /// A memo record (kinds 13–15) decoded and checked by `decode`: what applying it needs
-    /// besides its body bytes. Decoding needs no table, so an open decodes on the thread that
-    /// scans the log and applies on another (`MemoLoadPipeline`).
-    struct DecodedRecord {
-        var fields: RecordBody.Fields
-    }
-
-    /// Decodes the body of a memo record or item of kind 13–15. Throws `.malformedBody` for
-    /// a body that does not decode or another kind, `.unsupportedVersion` for an unknown kind.
-    static func decode(kind: RecordKind, _ body: UnsafeRawBufferPointer) throws -> DecodedRecord {
+    /// Decodes the body of a memo record or item of kind 13–15: its fields, checked, which is
+    /// all applying it needs besides its body bytes. Decoding needs no table, so an open
+    /// decodes on the thread that scans the log and applies on another (`MemoLoadPipeline`).
+    /// Throws `.malformedBody` for a body that does not decode or another kind,
+    /// `.unsupportedVersion` for an unknown kind.
+    static func decode(kind: RecordKind, _ body: UnsafeRawBufferPointer) throws -> RecordBody.Fields {
         let fields: RecordBody.Fields
         switch RecordBody.decodeFields(kind: kind, body) {
         case .fields(let decoded): fields = decoded
@@ -778,19 +774,20 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         }
         switch fields {
         case .memoEntry, .runEnd, .memoSweep:
-            return DecodedRecord(fields: fields)
+            return fields
         default:
             throw LedgerError(.malformedBody, "record kind \(kind) is not a memo record")
         }
     }
 
-    /// Applies a record `decode` returned, given its body bytes. Cannot fail: `decode` checked it.
-    mutating func apply(_ record: DecodedRecord, body: UnsafeRawBufferPointer, location: ValueLocation?) {
+    /// Applies the fields `decode` returned, given their body bytes. Cannot fail: `decode`
+    /// checked them.
+    mutating func apply(_ fields: RecordBody.Fields, body: UnsafeRawBufferPointer, location: ValueLocation?) {
         func part(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: body[range]) }
         func generationKey(_ namespace: Range<Int>, _ run: Range<Int>, _ generation: UInt64) -> GenerationKey {
             GenerationKey(run: RunKey(namespace: Array(part(namespace)), run: Array(part(run))), generation: generation)
         }
-        switch record.fields {
+        switch fields {
         case let .memoEntry(namespace, run, generation, step, name, digest, time, value):
             applyEntry(namespace: part(namespace), run: part(run), generation: generation, step: part(step),
                        name: part(name), digest: part(digest), time: time,
