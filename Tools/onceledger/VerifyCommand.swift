@@ -62,10 +62,7 @@ struct VerifyCommand: AsyncParsableCommand {
         var inspection = try LedgerInspection.inspect(directory, progressLabel: "verify")
         var repairs: [String] = []
         var before: LedgerInspection?
-        if repair && inspection.problem == nil
-            && (inspection.tornTail != nil || !inspection.report.temporaryFiles.isEmpty
-                || inspection.report.unsyncedTail != nil)
-        {
+        if repair && inspection.problem == nil && inspection.openWouldRepair {
             repairs = try Self.performRepair(inspection)
             before = inspection
             inspection = try LedgerInspection.inspect(directory, progressLabel: "verify")

@@ -87,6 +87,14 @@ public struct LedgerInspection: Sendable {
     /// The torn tail an open would cut (row R15).
     public var tornTail: TornTail? { report.row.action == .quarantineTornTail ? report.tornTail : nil }
 
+    /// Whether a writer's open would change the directory before accepting appends: cut a
+    /// torn tail, delete leftover temporary files (or complete the rollover one belongs to),
+    /// write back records a failed sync lost. `verify` calls such a ledger repairable (when
+    /// nothing is damaged) and `verify --repair` does it.
+    public var openWouldRepair: Bool {
+        tornTail != nil || !report.temporaryFiles.isEmpty || report.unsyncedTail != nil
+    }
+
     public var segmentFiles: [FileInfo] { files.filter { $0.category == .segment } }
     public var snapshotFiles: [FileInfo] { files.filter { $0.category == .snapshot } }
 

@@ -176,7 +176,7 @@ public struct VerificationReport: Sendable {
         self.findings = findings
         if let first = problems.first {
             result = first.code == .unsupportedVersion ? .unsupported : .damaged
-        } else if inspection.tornTail != nil || !report.temporaryFiles.isEmpty || report.unsyncedTail != nil {
+        } else if inspection.openWouldRepair {
             result = .repairable
         } else {
             result = .clean
