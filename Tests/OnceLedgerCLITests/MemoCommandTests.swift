@@ -2,7 +2,8 @@
 // `stat`, print exactly what they should and exit with the usual codes, on a real ledger built
 // in a fresh temporary directory through the `Ledger` memo API under a manual clock (so every
 // byte and printed time is deterministic): whole text outputs are compared, JSON lines are parsed
-// back, `sweep --dry-run` is checked to leave every file's bytes unchanged, and bad arguments
+// back, `sweep --dry-run` is checked to leave every file's bytes unchanged, `memo` of a run asked
+// for in a namespace that does not hold it names the namespaces that do, and bad arguments
 // must be usage errors (exit 16) as for the other commands.
 import Foundation
 import OnceLedger
@@ -129,10 +130,12 @@ private func jsonLines(_ text: String) throws -> [[String: Any]] {
         #expect(rows[2]["value"] as? String == "21")
         #expect(rows[2]["generation"] as? Int == 2)
 
-        // Another namespace's run of the same name is not shown; a swept run has no entries.
+        // Another namespace's run of the same name is not shown, only named; a swept run has no entries.
         let other = try run(["memo", "$DIR", "r2"], in: path)
         #expect(other.exitCode == 0)
-        #expect(other.stdout == "no memo entries for run r2\n")
+        #expect(other.stdout == "no memo entries for run r2; run r2 has memo entries in namespace ns (pass --namespace ns)\n")
+        #expect(try run(["memo", "$DIR", "r1", "--namespace", "elsewhere"], in: path).stdout
+                == "no memo entries for run elsewhere/r1; run r1 has memo entries in namespace \"\" (pass --namespace \"\")\n")
         let namespaced = try jsonLines(try run(["memo", "$DIR", "r2", "--namespace", "ns", "--json"], in: path).stdout)
         #expect(namespaced.first?["value"] as? String == "\"<html>\"")
         #expect(try run(["memo", "$DIR", "r0"], in: path).stdout == "no memo entries for run r0\n")

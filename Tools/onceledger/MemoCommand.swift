@@ -49,6 +49,20 @@ struct MemoCommand: AsyncParsableCommand {
         try await CommandFailure.reporting(json: options.json) { try memo() }
     }
 
+    /// "; namespace ns holds entries of run r (--namespace ns)" when runs of that id hold
+    /// entries in other namespaces: a run asked for without its namespace is the likely slip.
+    static func otherNamespaces(of run: String, besides namespace: String, in replay: MemoReplay) -> String {
+        let others = Set(replay.generations.filter { key, generation in
+            key.run == run && key.namespace != namespace && !generation.entries.isEmpty
+        }.keys.map(\.namespace)).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        guard !others.isEmpty else { return "" }
+        // `plain` quotes what a shell would split or drop, the default namespace "" too.
+        let listed = others.prefix(3).map(TextFormat.plain).joined(separator: ", ")
+        let more = others.count > 3 ? " and \(others.count - 3) more" : ""
+        return "; run \(TextFormat.plain(run)) has memo entries in namespace\(others.count == 1 ? "" : "s") \(listed)\(more)"
+            + " (pass --namespace \(TextFormat.plain(others[0])))"
+    }
+
     private func memo() throws -> Int32 {
         let replay = try MemoReplay.read(options.dir, command: "memo", allowLive: live, keepValuesOf: (namespace, run))
         var rows: [(UInt64, MemoReplay.Entry)] = []
@@ -68,7 +82,8 @@ struct MemoCommand: AsyncParsableCommand {
             return ExitCodes.success
         }
         guard !rows.isEmpty else {
-            print("no memo entries for run \(TextFormat.plain(runName))" + (step.map { " step \(TextFormat.plain($0))" } ?? ""))
+            print("no memo entries for run \(TextFormat.plain(runName))" + (step.map { " step \(TextFormat.plain($0))" } ?? "")
+                  + Self.otherNamespaces(of: run, besides: namespace, in: replay))
             return ExitCodes.success
         }
         var table = TextTable(["GENERATION", "STEP", "NAME", "INPUT", "BYTES", "VALUE"], leftAligned: [1, 2, 3, 5])
