@@ -73,7 +73,7 @@ public struct Memo: Sendable {
     public func remember<T: Codable>(_ name: String, as type: T.Type = T.self, input: (any Encodable)? = nil,
                                      _ compute: () async throws -> T) async throws -> Remembered<T> {
         try await remembering(name, input: input, decode: { try decode($0, as: T.self, name: name) },
-                              encode: Memo.encode, compute)
+                              encode: { try Memo.encode($0) }, compute)
     }
 
     /// `remember` for a `Sendable` type: a cached value is answered like `get` answers it
@@ -81,7 +81,7 @@ public struct Memo: Sendable {
     public func remember<T: Codable & Sendable>(_ name: String, as type: T.Type = T.self, input: (any Encodable)? = nil,
                                                 _ compute: () async throws -> T) async throws -> Remembered<T> {
         try await remembering(name, input: input, decode: { try decodeRemembering($0, as: T.self, name: name) },
-                              encode: Memo.encode, compute)
+                              encode: { try Memo.encode($0) }, compute)
     }
 
     /// `remember` for raw bytes.
