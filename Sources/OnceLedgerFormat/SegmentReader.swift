@@ -22,6 +22,37 @@ public struct LocatedRecord: Hashable, Sendable {
     }
 }
 
+/// A record where a walk found it, handed over in place: `body` points into the bytes
+/// walked and is valid only during the visitor's call. Making one costs no reference count
+/// (a `LocatedRecord` slices, and so retains, the segment buffer), which is most of what a
+/// recovery scan spends per record besides the checksum.
+public struct RecordInPlace {
+    public var header: RecordHeader
+    public var body: UnsafeRawBufferPointer
+    /// Index of the body's first byte in the bytes walked.
+    public var bodyStart: Int
+    public var segment: UInt64
+    /// Segment offset of the record's first byte.
+    public var offset: UInt64
+
+    public init(header: RecordHeader, body: UnsafeRawBufferPointer, bodyStart: Int, segment: UInt64, offset: UInt64) {
+        self.header = header
+        self.body = body
+        self.bodyStart = bodyStart
+        self.segment = segment
+        self.offset = offset
+    }
+
+    /// Segment offset just past the record (its padding included).
+    public var endOffset: UInt64 { offset + UInt64(header.frameBytes) }
+
+    /// The record as a `LocatedRecord` slicing `bytes`, the bytes walked.
+    public func located(in bytes: [UInt8]) -> LocatedRecord {
+        LocatedRecord(header: header, bodyBytes: bytes[bodyStart..<(bodyStart + body.count)], segment: segment,
+                      offset: offset)
+    }
+}
+
 /// The one segment walker and the one resynchronisation rule (`Spec/RECOVERY.md` §3).
 ///
 /// - `walk` reads records one after another from an offset (64, after the segment
@@ -108,21 +139,33 @@ public enum SegmentReader {
         _ bytes: [UInt8], from: Int = FormatLimits.segmentHeaderBytes, baseOffset: UInt64 = 0, ledgerID: LedgerID,
         segment: UInt64, visit: (LocatedRecord) throws -> Bool
     ) rethrows -> End {
+        try bytes.withUnsafeBytes { raw in
+            try walk(raw, from: from, baseOffset: baseOffset, ledgerID: ledgerID, segment: segment) { record in
+                try visit(record.located(in: bytes))
+            }
+        }
+    }
+
+    /// `walk`, handing each record over in place (`RecordInPlace`, valid during the call):
+    /// the one loop both walks run.
+    @discardableResult
+    public static func walk(
+        _ raw: UnsafeRawBufferPointer, from: Int = FormatLimits.segmentHeaderBytes, baseOffset: UInt64 = 0,
+        ledgerID: LedgerID, segment: UInt64, visitInPlace visit: (RecordInPlace) throws -> Bool
+    ) rethrows -> End {
         var index = from
-        return try bytes.withUnsafeBytes { raw -> End in
-            while true {
-                switch step(raw, at: index, end: raw.count, baseOffset: baseOffset, ledgerID: ledgerID, segment: segment) {
-                case .record(let header, let bodyStart):
-                    let record = LocatedRecord(
-                        header: header, bodyBytes: bytes[bodyStart..<(bodyStart + Int(header.bodyBytes))],
-                        segment: segment, offset: baseOffset + UInt64(index))
-                    guard try visit(record) else {
-                        return End(offset: baseOffset + UInt64(index), stop: .stoppedByVisitor)
-                    }
-                    index += header.frameBytes
-                case .stop(let stop):
-                    return End(offset: baseOffset + UInt64(max(0, index)), stop: stop)
+        while true {
+            switch step(raw, at: index, end: raw.count, baseOffset: baseOffset, ledgerID: ledgerID, segment: segment) {
+            case .record(let header, let bodyStart):
+                let record = RecordInPlace(
+                    header: header, body: UnsafeRawBufferPointer(rebasing: raw[bodyStart..<(bodyStart + Int(header.bodyBytes))]),
+                    bodyStart: bodyStart, segment: segment, offset: baseOffset + UInt64(index))
+                guard try visit(record) else {
+                    return End(offset: baseOffset + UInt64(index), stop: .stoppedByVisitor)
                 }
+                index += header.frameBytes
+            case .stop(let stop):
+                return End(offset: baseOffset + UInt64(max(0, index)), stop: stop)
             }
         }
     }

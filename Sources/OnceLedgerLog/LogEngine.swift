@@ -199,6 +199,22 @@ public final class LogEngine: @unchecked Sendable {
         return LogEngine(writer: writer, lock: lock, report: report, clock: clock)
     }
 
+    /// `open`, handing each record over in place (`RecordInPlace`: its body points into the
+    /// segment's bytes, valid during the call; no reference count per record).
+    public static func open(
+        directory: String, storage: any Storage = PosixStorage(), configuration: LogConfiguration = LogConfiguration(),
+        createIfMissing: Bool = true,
+        clock: @escaping @Sendable () -> UInt64 = LogEngine.systemMilliseconds,
+        readSnapshotValues: Bool = true,
+        onSnapshot: (SnapshotFile) throws -> Void = { _ in },
+        onRecordInPlace: (RecordInPlace) throws -> Void
+    ) throws -> LogEngine {
+        let (writer, lock, report) = try LogWriter.recover(
+            directory: directory, storage: storage, configuration: configuration, createIfMissing: createIfMissing,
+            readSnapshotValues: readSnapshotValues, onSnapshot: onSnapshot, onRecordInPlace: onRecordInPlace)
+        return LogEngine(writer: writer, lock: lock, report: report, clock: clock)
+    }
+
     public static let systemMilliseconds: @Sendable () -> UInt64 = {
         UInt64(max(0, Date().timeIntervalSince1970 * 1000))
     }

@@ -120,6 +120,27 @@ public final class LogWriter {
         onSnapshot: (SnapshotFile) throws -> Void = { _ in },
         onRecord: (ScannedRecord) throws -> Void = { _ in }
     ) throws -> (LogWriter, any StorageLock, RecoveryReport) {
+        try recover(directory: directory, storage: storage, configuration: configuration, createIfMissing: createIfMissing,
+                    readSnapshotValues: readSnapshotValues, onSnapshot: onSnapshot,
+                    visit: { record, bytes in try onRecord(record.located(in: bytes)) })
+    }
+
+    /// `recover`, handing each record over in place (`RecoveryScanner.scan(onRecordInPlace:)`).
+    public static func recover(
+        directory: String, storage: any Storage, configuration: LogConfiguration, createIfMissing: Bool = true,
+        readSnapshotValues: Bool = true,
+        onSnapshot: (SnapshotFile) throws -> Void = { _ in },
+        onRecordInPlace: (RecordInPlace) throws -> Void
+    ) throws -> (LogWriter, any StorageLock, RecoveryReport) {
+        try recover(directory: directory, storage: storage, configuration: configuration, createIfMissing: createIfMissing,
+                    readSnapshotValues: readSnapshotValues, onSnapshot: onSnapshot,
+                    visit: { record, _ in try onRecordInPlace(record) })
+    }
+
+    private static func recover(
+        directory: String, storage: any Storage, configuration: LogConfiguration, createIfMissing: Bool,
+        readSnapshotValues: Bool, onSnapshot: (SnapshotFile) throws -> Void, visit: RecoveryScanner.RecordVisitor
+    ) throws -> (LogWriter, any StorageLock, RecoveryReport) {
         try configuration.validate()
         if createIfMissing {
             try storage.createDirectory(directory)
@@ -136,7 +157,7 @@ public final class LogWriter {
         do {
             let report = try RecoveryScanner.scan(
                 storage: storage, directory: directory, readSnapshotValues: readSnapshotValues, unsyncedTail: .repair,
-                onSnapshot: onSnapshot, onRecord: onRecord)
+                onSnapshot: onSnapshot, visit: visit)
             if report.row.action == .createNew && !createIfMissing {
                 throw LedgerError(.notALedger, "the directory holds no ledger (no segment, no snapshot)", path: directory)
             }

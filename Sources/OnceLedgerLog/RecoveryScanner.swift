@@ -115,10 +115,34 @@ public enum RecoveryScanner {
         onSnapshot: (SnapshotFile) throws -> Void = { _ in },
         onRecord: (ScannedRecord) throws -> Void = { _ in }
     ) throws -> RecoveryReport {
+        try scan(storage: storage, directory: directory, readSnapshotValues: readSnapshotValues, unsyncedTail: unsyncedTail,
+                 onSnapshot: onSnapshot, visit: { record, bytes in try onRecord(record.located(in: bytes)) })
+    }
+
+    /// `scan`, handing each record over in place (`RecordInPlace`: its body points into the
+    /// segment's bytes, valid during the call), which costs no reference count per record:
+    /// the open's path (`LogWriter.recover(onRecordInPlace:)`).
+    public static func scan(
+        storage: any Storage, directory: String, readSnapshotValues: Bool = true,
+        unsyncedTail: UnsyncedTail.Mode = .ignore,
+        onSnapshot: (SnapshotFile) throws -> Void = { _ in },
+        onRecordInPlace: (RecordInPlace) throws -> Void
+    ) throws -> RecoveryReport {
+        try scan(storage: storage, directory: directory, readSnapshotValues: readSnapshotValues, unsyncedTail: unsyncedTail,
+                 onSnapshot: onSnapshot, visit: { record, _ in try onRecordInPlace(record) })
+    }
+
+    /// A record in place and the segment bytes it points into (to slice, for a `ScannedRecord`).
+    typealias RecordVisitor = (RecordInPlace, [UInt8]) throws -> Void
+
+    static func scan(
+        storage: any Storage, directory: String, readSnapshotValues: Bool, unsyncedTail: UnsyncedTail.Mode,
+        onSnapshot: (SnapshotFile) throws -> Void, visit: RecordVisitor
+    ) throws -> RecoveryReport {
         var scan = Scan(storage: storage, directory: directory)
         scan.readSnapshotValues = readSnapshotValues
         scan.unsyncedTailMode = unsyncedTail
-        try scan.run(onSnapshot: onSnapshot, onRecord: onRecord)
+        try scan.run(onSnapshot: onSnapshot, onRecord: visit)
         var report = scan.report
         report.row = RecoveryTable.decide(report.observation)
         if case .refuse(let code) = report.row.action, report.error == nil {
@@ -152,7 +176,7 @@ public enum RecoveryScanner {
             if report.error == nil { report.error = error }
         }
 
-        mutating func run(onSnapshot: (SnapshotFile) throws -> Void, onRecord: (ScannedRecord) throws -> Void) throws {
+        mutating func run(onSnapshot: (SnapshotFile) throws -> Void, onRecord: RecordVisitor) throws {
             let names = try storage.listDirectory(directory)
             var segmentNames: [(UInt64, String)] = []
             var snapshotNames: [(UInt64, String)] = []
@@ -282,7 +306,7 @@ public enum RecoveryScanner {
         /// Scans one segment; returns true when the scan must stop (a problem was found).
         mutating func scanSegment(
             number: UInt64, path: String, isFirst: Bool, isLast: Bool, snapshot: SnapshotFile?, covered: UInt64,
-            onRecord: (ScannedRecord) throws -> Void
+            onRecord: RecordVisitor
         ) throws -> Bool {
             guard try storage.readWholeFile(path, maxBytes: FormatLimits.segmentBytesMax, into: &segmentBuffer) else {
                 // Rejected from its size alone (FORMAT §6.6); like every R7, offset = the file size.
@@ -429,68 +453,70 @@ public enum RecoveryScanner {
             var sealed: UInt64?
             // Set when a record broke a rule below (the problem is already reported).
             var refused = false
-            let walked = try SegmentReader.walk(bytes, ledgerID: header.ledgerID, segment: number) { record in
-                let recordHeader = record.header
-                let offset = record.offset
-                let expected = report.lastSequence + 1
-                // No writer reaches sequence UInt64.max (LogWriter refuses it), and
-                // accepting it would overflow `expected` on the next record.
-                if recordHeader.sequence == UInt64.max {
-                    report.observation.link = .broken
-                    fail(LedgerError(.chainBreak, "record has sequence number \(UInt64.max), beyond the last usable one",
-                                     path: path, segment: number, offset: offset, sequence: expected))
-                    refused = true
-                    return false
-                }
-                if recordHeader.sequence != expected || recordHeader.previousChain != report.lastChain {
-                    report.observation.link = .broken
-                    fail(LedgerError(.chainBreak,
-                                     "record has sequence \(recordHeader.sequence) chain \(hex32(recordHeader.previousChain)); expected \(expected) chain \(hex32(report.lastChain))",
-                                     path: path, segment: number, offset: offset, sequence: expected,
-                                     expectedChecksum: report.lastChain, actualChecksum: recordHeader.previousChain))
-                    refused = true
-                    return false
-                }
-                if sealed != nil {
-                    // A writer never writes after a seal (FORMAT §7.4).
-                    report.observation.link = .broken
-                    fail(LedgerError(.chainBreak, "a record follows the seal of segment \(number), which must be its last record; run `onceledger salvage`",
-                                     path: path, segment: number, offset: offset, sequence: expected))
-                    refused = true
-                    return false
-                }
-                if recordHeader.kind == .seal {
-                    guard case .body(.seal(let seal)) = RecordBody.decode(kind: .seal, record.body),
-                          number < UInt64.max, seal.successor == number + 1
-                    else {
+            let walked = try bytes.withUnsafeBytes { raw in
+                try SegmentReader.walk(raw, ledgerID: header.ledgerID, segment: number) { record in
+                    let recordHeader = record.header
+                    let offset = record.offset
+                    let expected = report.lastSequence + 1
+                    // No writer reaches sequence UInt64.max (LogWriter refuses it), and
+                    // accepting it would overflow `expected` on the next record.
+                    if recordHeader.sequence == UInt64.max {
                         report.observation.link = .broken
-                        fail(LedgerError(.chainBreak,
-                                         "the seal record of segment \(number) does not name segment \(number &+ 1) as its successor; run `onceledger salvage`",
+                        fail(LedgerError(.chainBreak, "record has sequence number \(UInt64.max), beyond the last usable one",
                                          path: path, segment: number, offset: offset, sequence: expected))
                         refused = true
                         return false
                     }
-                    sealed = seal.successor
+                    if recordHeader.sequence != expected || recordHeader.previousChain != report.lastChain {
+                        report.observation.link = .broken
+                        fail(LedgerError(.chainBreak,
+                                         "record has sequence \(recordHeader.sequence) chain \(hex32(recordHeader.previousChain)); expected \(expected) chain \(hex32(report.lastChain))",
+                                         path: path, segment: number, offset: offset, sequence: expected,
+                                         expectedChecksum: report.lastChain, actualChecksum: recordHeader.previousChain))
+                        refused = true
+                        return false
+                    }
+                    if sealed != nil {
+                        // A writer never writes after a seal (FORMAT §7.4).
+                        report.observation.link = .broken
+                        fail(LedgerError(.chainBreak, "a record follows the seal of segment \(number), which must be its last record; run `onceledger salvage`",
+                                         path: path, segment: number, offset: offset, sequence: expected))
+                        refused = true
+                        return false
+                    }
+                    if recordHeader.kind == .seal {
+                        guard case .body(.seal(let seal)) = RecordBody.decode(kind: .seal, Array(record.body)),
+                              number < UInt64.max, seal.successor == number + 1
+                        else {
+                            report.observation.link = .broken
+                            fail(LedgerError(.chainBreak,
+                                             "the seal record of segment \(number) does not name segment \(number &+ 1) as its successor; run `onceledger salvage`",
+                                             path: path, segment: number, offset: offset, sequence: expected))
+                            refused = true
+                            return false
+                        }
+                        sealed = seal.successor
+                    }
+                    if let snapshot, recordHeader.sequence == snapshot.coveredSequence,
+                       recordHeader.checksum != snapshot.chain {
+                        report.observation.link = .broken
+                        fail(LedgerError(.chainBreak, "the record at the snapshot's sequence number has another checksum",
+                                         path: path, segment: number, offset: offset,
+                                         sequence: recordHeader.sequence, expectedChecksum: snapshot.chain,
+                                         actualChecksum: recordHeader.checksum))
+                        refused = true
+                        return false
+                    }
+                    if recordHeader.sequence > covered { try onRecord(record, bytes) }
+                    report.recordCount += 1
+                    summary.recordCount += 1
+                    if summary.firstSequence == nil { summary.firstSequence = recordHeader.sequence }
+                    summary.lastSequence = recordHeader.sequence
+                    report.lastSequence = recordHeader.sequence
+                    report.lastChain = recordHeader.checksum
+                    summary.endOffset = record.endOffset
+                    return true
                 }
-                if let snapshot, recordHeader.sequence == snapshot.coveredSequence,
-                   recordHeader.checksum != snapshot.chain {
-                    report.observation.link = .broken
-                    fail(LedgerError(.chainBreak, "the record at the snapshot's sequence number has another checksum",
-                                     path: path, segment: number, offset: offset,
-                                     sequence: recordHeader.sequence, expectedChecksum: snapshot.chain,
-                                     actualChecksum: recordHeader.checksum))
-                    refused = true
-                    return false
-                }
-                if recordHeader.sequence > covered { try onRecord(record) }
-                report.recordCount += 1
-                summary.recordCount += 1
-                if summary.firstSequence == nil { summary.firstSequence = recordHeader.sequence }
-                summary.lastSequence = recordHeader.sequence
-                report.lastSequence = recordHeader.sequence
-                report.lastChain = recordHeader.checksum
-                summary.endOffset = record.endOffset
-                return true
             }
             if refused { return true }
 

@@ -5,7 +5,8 @@
 // segment (each must refuse) and on every single-bit flip of the last segment (each must refuse or
 // classify a torn tail that covers the flipped byte); in every case each record handed to onRecord
 // equals the original at its position. Also checks that the golden ledger directories of
-// Spec/vectors/ and the decision table of Spec/RECOVERY.md agree with the scanner.
+// Spec/vectors/ and the decision table of Spec/RECOVERY.md agree with the scanner, and that the
+// open's in-place scan (`onRecordInPlace`) hands over the same records there.
 import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
@@ -241,6 +242,37 @@ private enum DetectionLedger {
         let report = try RecoveryScanner.scan(
             storage: PosixStorage(), directory: specDirectory + "/vectors/" + name, onRecord: { records.append($0) })
         return ScanOutcome(report: report, records: records)
+    }
+
+    /// The open's in-place scan (`onRecordInPlace`, no slice per record) hands over exactly
+    /// the records, bodies and positions the located scan does, with the same report, on
+    /// every golden ledger (clean, torn, damaged, compacted, mid-rollover).
+    @Test func theInPlaceScanHandsOverWhatTheLocatedScanDoes() throws {
+        struct Seen: Equatable {
+            var header: RecordHeader
+            var body: [UInt8]
+            var segment: UInt64
+            var offset: UInt64
+            var endOffset: UInt64
+        }
+        let vectors = Self.specDirectory + "/vectors"
+        let names = try FileManager.default.contentsOfDirectory(atPath: vectors).filter { $0.hasPrefix("ledger-") }.sorted()
+        #expect(names.count >= 8)
+        for name in names {
+            var located: [Seen] = []
+            var inPlace: [Seen] = []
+            let locatedReport = try RecoveryScanner.scan(storage: PosixStorage(), directory: vectors + "/" + name, onRecord: {
+                located.append(Seen(header: $0.header, body: $0.body, segment: $0.segment, offset: $0.offset, endOffset: $0.endOffset))
+            })
+            let inPlaceReport = try RecoveryScanner.scan(storage: PosixStorage(), directory: vectors + "/" + name, onRecordInPlace: {
+                inPlace.append(Seen(header: $0.header, body: Array($0.body), segment: $0.segment, offset: $0.offset,
+                                    endOffset: $0.endOffset))
+            })
+            #expect(!located.isEmpty || name == "ledger-compacted", "\(name) hands over records")
+            #expect(inPlace == located, "\(name)")
+            #expect(inPlaceReport.row.label == locatedReport.row.label, "\(name)")
+            #expect(inPlaceReport.lastSequence == locatedReport.lastSequence, "\(name)")
+        }
     }
 
     /// The classifications Spec/vectors/README.md promises.

@@ -134,7 +134,7 @@ package final class FileRecordLog: RecordLog, @unchecked Sendable {
                 itemCount(snapshot.itemCount)
                 try snapshot.forEachItem(item)
             },
-            onRecord: { scanned in try scanned.bodyBytes.withUnsafeBytes { try record(scanned.header.kind, $0) } })
+            onRecordInPlace: { scanned in try record(scanned.header.kind, scanned.body) })
         engineSlot.withLock { $0 = engine }
     }
 
@@ -176,10 +176,10 @@ package final class FileRecordLog: RecordLog, @unchecked Sendable {
                     try item(kind, body, location)
                 }
             },
-            onRecord: { scanned in
+            onRecordInPlace: { scanned in
                 let location = ValueLocation.segment(scanned.segment, offset: scanned.offset,
                                                      bodyBytes: scanned.header.bodyBytes)
-                try scanned.bodyBytes.withUnsafeBytes { try record(scanned.header.kind, $0, location) }
+                try record(scanned.header.kind, scanned.body, location)
             })
         engineSlot.withLock { $0 = engine }
     }
