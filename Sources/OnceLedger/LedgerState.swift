@@ -501,7 +501,22 @@ struct LedgerState: ~Copyable {
         precondition(deferred == nil, "LedgerState read before finishReplay()")
     }
 
-    private static func fields(kind: RecordKind, _ body: UnsafeRawBufferPointer) throws -> RecordBody.Fields {
+    /// `apply` of a body `fields(kind:_:)` decoded, whose key hashes to `hash` (0 without a
+    /// key): the open's second thread (`LoadPipeline`), after the scanning thread decoded it.
+    mutating func applyDecoded(_ fields: RecordBody.Fields, kind: RecordKind, _ body: UnsafeRawBufferPointer,
+                               hash: UInt32, location: ValueLocation?) {
+        finishReplay()
+        apply(fields, kind: kind, body, hash: hash, location: location)
+    }
+
+    /// Requests the cache line of the hash-table slot of `hash` (a hint; any value is safe).
+    func prefetch(hash: UInt32) {
+        if let values = slots.base { ol_prefetch(values + (Int(hash) & (slots.count - 1))) }
+    }
+
+    /// A body's fields, checked (`RecordBody.decodeFields`); `.malformedBody` or
+    /// `.unsupportedVersion` for one that does not decode.
+    static func fields(kind: RecordKind, _ body: UnsafeRawBufferPointer) throws -> RecordBody.Fields {
         switch RecordBody.decodeFields(kind: kind, body) {
         case .fields(let fields): return fields
         case .corrupt(let reason): throw LedgerError(.malformedBody, reason)

@@ -788,7 +788,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     /// Decodes the body of a memo record or item of kind 13–15: its fields, checked, which is
     /// all applying it needs besides its body bytes. Decoding needs no table, so an open
-    /// decodes on the thread that scans the log and applies on another (`MemoLoadPipeline`).
+    /// decodes on the thread that scans the log and applies on another (`LoadPipeline`).
     /// Throws `.malformedBody` for a body that does not decode or another kind,
     /// `.unsupportedVersion` for an unknown kind.
     static func decode(kind: RecordKind, _ body: UnsafeRawBufferPointer) throws -> RecordBody.Fields {

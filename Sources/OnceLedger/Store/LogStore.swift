@@ -55,13 +55,12 @@ public final class LogStore: LedgerStore, Sendable {
     let memoAppendRecordsMax: Int
 
     /// Replays `log` (once) into the index: every key done, pending-unknown or absent, and
-    /// the memo (kinds 13–15) into its own table, which a second thread fills from batches
-    /// of `memoLoadBatchRecords` records (default `MemoLoadPipeline.defaultBatchRecords`)
-    /// while this one reads and decodes the log (`MemoLoadPipeline`).
-    public init(log: any RecordLog, memoAppendRecordsMax: Int = 64, memoLoadBatchRecords: Int? = nil) throws {
-        var loaded = LedgerState()
-        let memoLoad = MemoLoadPipeline(table: MemoTable(),
-                                        batchRecords: memoLoadBatchRecords ?? MemoLoadPipeline.defaultBatchRecords)
+    /// the memo (kinds 13–15) into its own table. A second thread applies the log's records
+    /// to both, from batches of `loadBatchRecords` records (default
+    /// `LoadPipeline.defaultBatchRecords`), while this one reads and decodes the log
+    /// (`LoadPipeline`).
+    public init(log: any RecordLog, memoAppendRecordsMax: Int = 64, loadBatchRecords: Int? = nil) throws {
+        let load = LoadPipeline(batchRecords: loadBatchRecords ?? LoadPipeline.defaultBatchRecords)
         // A log that says where each record is (the file log) lets the state keep receipts
         // and memo values there and read them on demand (`LedgerState`, `MemoTable`);
         // otherwise they stay in memory.
@@ -75,28 +74,29 @@ public final class LogStore: LedgerStore, Sendable {
                 item: { kind, body, location in
                     if let count = itemCount {
                         // (A journal-positions hint holds many positions, which are no generic entries.)
-                        if kind.isMemo { memoLoad.withTable { $0.reserve(entries: count) } }
-                        else if kind != .journalPositions { loaded.reserve(entries: count) }
+                        if kind.isMemo { load.withTable { $0.reserve(entries: count) } }
+                        else if kind != .journalPositions { load.withState { $0.reserve(entries: count) } }
                         itemCount = nil
                     }
                     // A version 4 snapshot's journal-positions hint (kind 18) is the memo's too.
                     if kind.isMemo || kind == .journalPositions {
-                        try memoLoad.withTable { try $0.apply(kind: kind, body: body, location: location) }
+                        try load.applyMemoItem(kind: kind, body: body, location: location)
                     } else {
-                        try loaded.replay(kind: kind, body: body, location: location)
+                        try load.replayItem(kind: kind, body: body, location: location)
                     }
                 },
                 record: { kind, body, location in
-                    // The two tables are independent: the memo's records are applied on the
-                    // pipeline's thread, the entries' here, each table in log order.
-                    if kind.isMemo { try memoLoad.add(kind: kind, body: body, location: location) }
-                    else { try loaded.replay(kind: kind, body: body, location: location) }
+                    // Decoded here, applied on the pipeline's thread: the memo's records to
+                    // the memo table, the others to the entries, each table in log order.
+                    try load.add(kind: kind, body: body, location: location)
                 })
         } catch {
-            _ = memoLoad.finish()
+            load.finish()
             throw error
         }
-        var memo = memoLoad.finish()
+        load.finish()
+        var loaded = load.takeState()
+        var memo = load.takeTable()
         loaded.finishReplay()
         loaded.reader = log.recordReader
         memo.reader = log.recordReader

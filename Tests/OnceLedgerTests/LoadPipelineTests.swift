@@ -1,10 +1,11 @@
-// Proves that an open's memo load on two threads (`MemoLoadPipeline`: the scanning thread
-// decodes each memo record and copies it into a batch, a second thread applies full batches)
+// Proves that an open's load on two threads (`LoadPipeline`: the scanning thread
+// decodes each record and copies it into a batch, a second thread applies full batches)
 // builds the very table that applying each record in turn builds, whatever the batch size;
 // that a caller reading the table mid-load (a snapshot's items) sees every record queued
 // before it; that a record that does not decode throws on the scanning thread before
 // anything of it is applied, with the thread stopped; and that a file ledger of memo values,
-// journals, ended and swept runs and `once` entries opens alike with any batch size.
+// journals, ended and swept runs and `once` entries (done, forgotten, run again, corrected),
+// whose records the same thread applies, opens alike with any batch size.
 // How: a seeded workload of encoded memo records (puts and overwrites in several runs and
 // generations, journal positions with and without gaps, run ends, sweeps) applied both ways
 // and compared through every reader of the table; then real ledgers opened with batches of
@@ -15,7 +16,7 @@ import OnceLedgerFormat
 import OnceLedgerLog
 import Testing
 
-@Suite struct MemoLoadPipelineTests {
+@Suite struct LoadPipelineTests {
     struct Record {
         var kind: RecordKind
         var body: [UInt8]
@@ -81,7 +82,7 @@ import Testing
     }
 
     /// Applies `record` to `direct` and queues it on `pipeline`.
-    static func feed(_ record: Record, _ direct: inout MemoTable, _ pipeline: MemoLoadPipeline) throws {
+    static func feed(_ record: Record, _ direct: inout MemoTable, _ pipeline: LoadPipeline) throws {
         try record.body.withUnsafeBytes {
             try direct.apply(kind: record.kind, body: $0, location: record.location)
             try pipeline.add(kind: record.kind, body: $0, location: record.location)
@@ -106,7 +107,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [1, 2, 7, 500, MemoLoadPipeline.defaultBatchRecords])
+    @Test(arguments: [1, 2, 7, 500, LoadPipeline.defaultBatchRecords])
     func aPipelinedLoadBuildsTheTableAOneThreadLoadBuilds(batch: Int) throws {
         let (records, keys) = Self.workload(seed: 17, count: 3_000)
         var direct = MemoTable()
@@ -116,19 +117,20 @@ import Testing
         #expect(direct.denseJournalPositions > 100 && direct.count > 500,
                 "the workload fills journals and steps: \(direct.denseJournalPositions) positions of \(direct.count)")
 
-        let pipeline = MemoLoadPipeline(table: MemoTable(), batchRecords: batch)
+        let pipeline = LoadPipeline(table: MemoTable(), batchRecords: batch)
         for record in records {
             try record.body.withUnsafeBytes { try pipeline.add(kind: record.kind, body: $0, location: record.location) }
         }
         #expect(pipeline.startedThread == (batch < records.count), "batch \(batch)")
-        let loaded = pipeline.finish()
+        pipeline.finish()
+        let loaded = pipeline.takeTable()
         try Self.expectSame(direct, loaded, keys: keys, "batch \(batch)")
     }
 
     @Test func theTableReadMidLoadHoldsEveryRecordQueuedBeforeTheRead() throws {
         let (records, keys) = Self.workload(seed: 5, count: 1_000)
         var direct = MemoTable()
-        let pipeline = MemoLoadPipeline(table: MemoTable(), batchRecords: 3)
+        let pipeline = LoadPipeline(table: MemoTable(), batchRecords: 3)
         for (index, record) in records.enumerated() {
             try Self.feed(record, &direct, pipeline)
             // Now and then, as a snapshot item would: the table as of every record so far.
@@ -140,21 +142,23 @@ import Testing
             }
         }
         #expect(pipeline.startedThread)
-        let loaded = pipeline.finish()
+        pipeline.finish()
+        let loaded = pipeline.takeTable()
         try Self.expectSame(direct, loaded, keys: keys, "after the last record")
     }
 
     @Test func aRecordThatDoesNotDecodeThrowsBeforeAnythingOfItIsApplied() throws {
         let (records, _) = Self.workload(seed: 9, count: 200)
         var direct = MemoTable()
-        let pipeline = MemoLoadPipeline(table: MemoTable(), batchRecords: 4)
+        let pipeline = LoadPipeline(table: MemoTable(), batchRecords: 4)
         for record in records { try Self.feed(record, &direct, pipeline) }
-        // A memo entry cut short (checksummed on disk, so only a writer's bug makes one), and a
-        // record of a kind that is not the memo's.
+        // A memo entry and an entry's intent, each cut short (checksummed on disk, so only a
+        // writer's bug makes one).
         var cut = records.first { $0.kind == .memoEntry }!
         cut.body.removeLast()
-        let intent = RecordBody.intent(.init(key: "k", fingerprint: [UInt8](repeating: 1, count: 32), attempt: 1,
+        var intent = RecordBody.intent(.init(key: "k", fingerprint: [UInt8](repeating: 1, count: 32), attempt: 1,
                                              generation: 0, timeMilliseconds: 1)).encode()
+        intent.removeLast()
         for (kind, body) in [(cut.kind, cut.body), (RecordKind.intent, intent)] {
             #expect {
                 try body.withUnsafeBytes { try pipeline.add(kind: kind, body: $0, location: nil) }
@@ -165,7 +169,8 @@ import Testing
         #expect(pipeline.startedThread)
         // `finish` stops the thread (an open that threw calls it too) and returns the table of
         // the records before.
-        let loaded = pipeline.finish()
+        pipeline.finish()
+        let loaded = pipeline.takeTable()
         #expect(loaded.count == direct.count && loaded.infos(RunQuery()) == direct.infos(RunQuery()))
     }
 
@@ -174,7 +179,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         func open(batch: Int?) throws -> Ledger {
             Ledger(store: try LogStore(log: FileRecordLog(directory: directory, configuration: LogConfiguration()),
-                                       memoLoadBatchRecords: batch))
+                                       loadBatchRecords: batch))
         }
         let ledger = try open(batch: nil)
         // Journals, memo values, ended runs, a reused run id, `once` entries; half of it in a
@@ -189,6 +194,13 @@ import Testing
                 if run % 3 == 0 { _ = try await ledger.finishRun("m\(run)", status: .failed) }
                 _ = try await ledger.once(IdempotencyKey("k\(half)-\(run)"), as: String.self) { _ in "r" }
             }
+            // Entries that changed after they were done: forgotten (and run again), corrected.
+            try await ledger.forgetDoneEntryAllowingRerun("k\(half)-1", reason: "test")
+            if half == 1 {
+                try await ledger.forgetDoneEntryAllowingRerun("k0-3", reason: "test")
+                _ = try await ledger.once(IdempotencyKey("k0-3"), as: String.self) { _ in "again" }
+            }
+            try await ledger.correctReceipt(IdempotencyKey("k\(half)-2"), to: "corrected", reason: "test")
             if half == 0 { try await ledger.compact() }
         }
         try ledger.close()
@@ -197,7 +209,7 @@ import Testing
             var runs: [RunInfo]
             var journals: [[JournalRecord]]
             var values: [String?]
-            var entries: Int
+            var entries: [EntryInfo]
         }
         func observe(batch: Int?) async throws -> Observed {
             let ledger = try open(batch: batch)
@@ -213,11 +225,16 @@ import Testing
                 for name in 0..<10 { values.append(try await memo.get("n\(name)", as: String.self)) }
             }
             return Observed(runs: try await ledger.runs(), journals: journals, values: values,
-                            entries: try await ledger.entryCount())
+                            entries: try await ledger.entries().sorted { $0.key < $1.key })
         }
         let oneThread = try await observe(batch: Int.max)
         #expect(oneThread.journals.allSatisfy { $0.count >= 20 })
-        #expect(oneThread.entries == 16)
+        // k0-1, forgotten before the compaction, is gone with it; k1-1, forgotten after, is absent.
+        #expect(oneThread.entries.count == 15)
+        #expect(oneThread.entries.filter { $0.status == .done }.count == 14)
+        let again = try #require(oneThread.entries.first { $0.key == "k0-3" })
+        let once = try #require(oneThread.entries.first { $0.key == "k0-4" })
+        #expect(again.status == .done && again.generation == once.generation + 1, "k0-3 was forgotten and ran again")
         for batch in [1, 3, nil] as [Int?] {
             #expect(try await observe(batch: batch) == oneThread, "batch \(String(describing: batch))")
         }
@@ -228,7 +245,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         func open(batch: Int?) throws -> Ledger {
             Ledger(store: try LogStore(log: FileRecordLog(directory: directory, configuration: LogConfiguration()),
-                                       memoLoadBatchRecords: batch))
+                                       loadBatchRecords: batch))
         }
         let ledger = try open(batch: nil)
         let journal = try await ledger.journal(run: "r")
@@ -257,7 +274,7 @@ import Testing
     @Test func largeValuesAreHandedOverByBytesNotHeldFourThousandAtATime() throws {
         // Twelve 64 KiB values: far under a batch's record count, over its bytes after two.
         var direct = MemoTable()
-        let pipeline = MemoLoadPipeline(table: MemoTable(), batchBytes: 128 << 10)
+        let pipeline = LoadPipeline(table: MemoTable(), batchBytes: 128 << 10)
         var keys: Set<MemoKey> = []
         for index in 0..<12 {
             let body = RecordBody.memoEntry(.init(
@@ -268,7 +285,8 @@ import Testing
             try Self.feed(Record(kind: .memoEntry, body: body, location: nil), &direct, pipeline)
         }
         #expect(pipeline.startedThread, "the bytes, not the record count, handed batches over")
-        let loaded = pipeline.finish()
+        pipeline.finish()
+        let loaded = pipeline.takeTable()
         try Self.expectSame(direct, loaded, keys: keys, "64 KiB values")
     }
 }

@@ -3,20 +3,21 @@ import Foundation
 import OnceLedgerFormat
 import OnceLedgerLog
 
-/// The memo's part of an open, on two threads. The thread that scans the log decodes each
-/// memo record (`MemoTable.decode`: its fields, checked) and copies its body into a batch; a
-/// second thread applies full batches to the table (`MemoTable.apply(_:body:location:)`), in
-/// log order, while the scan reads, checks and decodes the next ones. A journal of 10 M
-/// positions spends about as long in each half (`Benchmarks/BENCH_RESULTS.md`).
+/// An open's replay of the log's records, on two threads. The thread that scans the log
+/// decodes each record (`LedgerState.fields`, `MemoTable.decode`: its fields, checked; a
+/// key's hash) and copies its body into a batch; a second thread applies full batches, in
+/// log order, to the entries of `once` (`LedgerState.applyDecoded`) and to the memo
+/// (`MemoTable.apply(_:body:location:)`), while the scan reads, checks and decodes the next
+/// ones. Each half is about as long as the other (`Benchmarks/BENCH_RESULTS.md`).
 ///
 /// - Applying a decoded record cannot fail, so every error is still thrown by the scanning
 ///   thread, in log order, and nothing it throws depends on the second thread's timing.
-/// - The table is the second thread's from the first full batch until `finish()` returns
-///   it; `withTable` (a snapshot's items, which come before any record) waits until every
-///   batch handed over is applied.
+/// - The two tables are the second thread's from the first full batch until `finish()`
+///   returns them; `withState` and `withTable` (a snapshot's items, which come before any
+///   record) wait until every batch handed over is applied.
 /// - A load of fewer records than one batch starts no thread.
 /// - The semaphores order each batch's writes before its reads, both ways.
-final class MemoLoadPipeline: @unchecked Sendable {
+final class LoadPipeline: @unchecked Sendable {
     /// Records per batch by default: large enough that a handover (two semaphore operations)
     /// costs nothing per record, small enough to keep a batch's bytes in the cache.
     static let defaultBatchRecords = 4096
@@ -29,6 +30,11 @@ final class MemoLoadPipeline: @unchecked Sendable {
 
     private struct Pending {
         var fields: RecordBody.Fields
+        var kind: RecordKind
+        /// A memo record (the memo table's), or an entry's (the state's).
+        var memo: Bool
+        /// The hash of an entry record's key (`LedgerState.hash`); 0 without one.
+        var hash: UInt32
         var bodyStart: Int
         var bodyCount: Int
         var location: ValueLocation?
@@ -46,7 +52,8 @@ final class MemoLoadPipeline: @unchecked Sendable {
     private let batchRecords: Int
     private let batchBytes: Int
     private let batches: [Batch]
-    /// The table: the applying thread's while it runs, the caller's otherwise.
+    /// The tables: the applying thread's while it runs, the caller's otherwise.
+    @exclusivity(unchecked) private var state: LedgerState
     @exclusivity(unchecked) private var table: MemoTable
     /// The batch being filled (the scanning thread's), an index into `batches`.
     @exclusivity(unchecked) private var filling = 0
@@ -55,7 +62,7 @@ final class MemoLoadPipeline: @unchecked Sendable {
     /// Counts the batches handed over and not yet taken by the applying thread.
     private let filled = DispatchSemaphore(value: 0)
     /// Counts the batches free to fill, besides the one being filled.
-    private let free = DispatchSemaphore(value: MemoLoadPipeline.batchCount - 1)
+    private let free = DispatchSemaphore(value: LoadPipeline.batchCount - 1)
     /// Signalled once by the applying thread, after the last batch.
     private let stopped = DispatchSemaphore(value: 0)
     /// Whether the applying thread runs (from the first full batch until `finish()`).
@@ -63,35 +70,57 @@ final class MemoLoadPipeline: @unchecked Sendable {
     /// Whether this pipeline started its applying thread at all (for tests).
     private(set) var startedThread = false
 
-    init(table: consuming MemoTable, batchRecords: Int = MemoLoadPipeline.defaultBatchRecords,
-         batchBytes: Int = MemoLoadPipeline.defaultBatchBytes) {
+    init(state: consuming LedgerState = LedgerState(), table: consuming MemoTable = MemoTable(),
+         batchRecords: Int = LoadPipeline.defaultBatchRecords, batchBytes: Int = LoadPipeline.defaultBatchBytes) {
+        self.state = state
         self.table = table
         self.batchRecords = max(1, batchRecords)
         self.batchBytes = max(1, batchBytes)
-        self.batches = (0..<MemoLoadPipeline.batchCount).map { _ in Batch() }
+        self.batches = (0..<LoadPipeline.batchCount).map { _ in Batch() }
         // The first batch to fill is taken without waiting (`free` counts the others).
     }
 
-    /// Decodes a memo record (kinds 13–15) and queues it; throws what `MemoTable.decode`
-    /// throws, before anything of it is applied.
+    /// Decodes a record and queues it: a memo record (kinds 13–15) for the memo table, any
+    /// other for the entries. Throws what `MemoTable.decode` or `LedgerState.fields` throws,
+    /// before anything of it is applied.
     func add(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation?) throws {
-        let fields = try MemoTable.decode(kind: kind, body)
+        let pending: Pending
+        if kind.isMemo {
+            pending = Pending(fields: try MemoTable.decode(kind: kind, body), kind: kind, memo: true, hash: 0,
+                              bodyStart: 0, bodyCount: body.count, location: location)
+        } else {
+            // As `LedgerState.replay`: a kind without a key applies without a location.
+            let fields = try LedgerState.fields(kind: kind, body)
+            let key = fields.key
+            pending = Pending(fields: fields, kind: kind, memo: false,
+                              hash: key.map { LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[$0])) } ?? 0,
+                              bodyStart: 0, bodyCount: body.count, location: key == nil ? nil : location)
+        }
         let batch = batches[filling]
-        batch.records.append(Pending(fields: fields, bodyStart: batch.bytes.count, bodyCount: body.count,
-                                     location: location))
+        var queued = pending
+        queued.bodyStart = batch.bytes.count
+        batch.records.append(queued)
         batch.bytes.append(contentsOf: body)
         if batch.records.count >= batchRecords || batch.bytes.count >= batchBytes { handOver(last: false) }
     }
 
-    /// Runs `body` with the table on this thread, after every record queued so far is applied.
+    /// Runs `body` with the memo table on this thread, after every record queued so far is applied.
     func withTable<R>(_ body: (inout MemoTable) throws -> R) rethrows -> R {
         drain()
         return try body(&table)
     }
 
-    /// Applies what is still queued, stops the applying thread, and returns the table.
-    /// Call it exactly once, on every path (an open that throws too: the thread waits for it).
-    func finish() -> MemoTable {
+    /// Runs `body` with the entries' state on this thread, after every record queued so far
+    /// is applied.
+    func withState<R>(_ body: (inout LedgerState) throws -> R) rethrows -> R {
+        drain()
+        return try body(&state)
+    }
+
+    /// Applies what is still queued and stops the applying thread; then `takeState()` and
+    /// `takeTable()` hand the tables over. Call it exactly once, on every path (an open that
+    /// throws too: the thread waits for it).
+    func finish() {
         if started {
             handOver(last: true)
             stopped.wait()
@@ -99,8 +128,28 @@ final class MemoLoadPipeline: @unchecked Sendable {
         } else {
             applyAll(batches[filling])
         }
-        return exchange(&table, with: MemoTable())
     }
+
+    /// A snapshot's item for the entries (`LedgerState.replay`), on this thread: items come
+    /// before any record, so this is `withState` without a closure per item (a million
+    /// items are a million calls).
+    func replayItem(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation?) throws {
+        if started || !batches[filling].records.isEmpty { drain() }
+        try state.replay(kind: kind, body: body, location: location)
+    }
+
+    /// A snapshot's memo item or journal-positions hint (`MemoTable.apply(kind:body:location:)`),
+    /// on this thread, as `replayItem`.
+    func applyMemoItem(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation?) throws {
+        if started || !batches[filling].records.isEmpty { drain() }
+        try table.apply(kind: kind, body: body, location: location)
+    }
+
+    /// The entries' state, after `finish()`.
+    func takeState() -> LedgerState { exchange(&state, with: LedgerState()) }
+
+    /// The memo table, after `finish()`.
+    func takeTable() -> MemoTable { exchange(&table, with: MemoTable()) }
 
     /// Applies the batch being filled and every batch handed over, and waits until the
     /// applying thread is idle; it then waits for the next batch.
@@ -111,8 +160,8 @@ final class MemoLoadPipeline: @unchecked Sendable {
         }
         if !batches[filling].records.isEmpty { handOver(last: false) }
         // Every batch but the one being filled is free once it is applied.
-        for _ in 0..<(MemoLoadPipeline.batchCount - 1) { free.wait() }
-        for _ in 0..<(MemoLoadPipeline.batchCount - 1) { free.signal() }
+        for _ in 0..<(LoadPipeline.batchCount - 1) { free.wait() }
+        for _ in 0..<(LoadPipeline.batchCount - 1) { free.signal() }
     }
 
     /// Hands the batch being filled to the applying thread (starting it the first time) and
@@ -123,14 +172,14 @@ final class MemoLoadPipeline: @unchecked Sendable {
             started = true
             startedThread = true
             let thread = Thread { [self] in applyLoop() }
-            thread.name = "onceledger-memo-load"
+            thread.name = "onceledger-load"
             thread.stackSize = 1 << 20
             thread.start()
         }
         filled.signal()
         guard !last else { return }
         free.wait()
-        filling = (filling + 1) % MemoLoadPipeline.batchCount
+        filling = (filling + 1) % LoadPipeline.batchCount
     }
 
     /// The applying thread: applies batches in the order they were handed over, until the last.
@@ -138,7 +187,7 @@ final class MemoLoadPipeline: @unchecked Sendable {
         while true {
             filled.wait()
             let batch = batches[applying]
-            applying = (applying + 1) % MemoLoadPipeline.batchCount
+            applying = (applying + 1) % LoadPipeline.batchCount
             let last = batch.last
             applyAll(batch)
             batch.last = false
@@ -154,7 +203,14 @@ final class MemoLoadPipeline: @unchecked Sendable {
                 for index in records.indices {
                     let start = records[index].bodyStart
                     let body = UnsafeRawBufferPointer(rebasing: raw[start..<(start + records[index].bodyCount)])
-                    table.apply(records[index].fields, body: body, location: records[index].location)
+                    if records[index].memo {
+                        table.apply(records[index].fields, body: body, location: records[index].location)
+                        continue
+                    }
+                    // The next entry's slot is requested now, so it has arrived when that entry applies.
+                    if index + 1 < records.count, !records[index + 1].memo { state.prefetch(hash: records[index + 1].hash) }
+                    state.applyDecoded(records[index].fields, kind: records[index].kind, body, hash: records[index].hash,
+                                       location: records[index].location)
                 }
             }
         }
