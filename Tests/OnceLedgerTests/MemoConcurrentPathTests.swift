@@ -6,10 +6,11 @@
 // each position under its own run generation, with more runs than cache slots (collisions), a
 // swept generation's journal slot reused by another run, and a run's latest generation restored
 // by a position applied after a sweep lowered it; (3) the word-at-a-time check for "no input"
-// digests answers as a byte-at-a-time one. How: a FileStore on `SimulatedStorage` with an
-// injected write fault for (1); the table driven with encoded record bodies for (2), compared with
-// what the records say; every length around 32 bytes with each byte set for (3). Counts from
-// ONCELEDGER_MEMO_CONCURRENT_PUTS / _JOURNAL_RUNS (small defaults).
+// digests (`ZeroScan.lastNonZero`, which `storeDigest` calls) answers as a byte-at-a-time
+// one. How: a FileStore on `SimulatedStorage` with an injected write fault for (1); the table
+// driven with encoded record bodies for (2), compared with what the records say; every length
+// around 32 bytes with each byte set for (3). Counts from ONCELEDGER_MEMO_CONCURRENT_PUTS /
+// _JOURNAL_RUNS (small defaults).
 import Foundation
 @_spi(Benchmarks) @testable import OnceLedger
 import OnceLedgerFormat
@@ -177,11 +178,12 @@ import Testing
         // Every length around a digest's 32 bytes, all zero and with one byte set anywhere.
         for count in 0...41 {
             var bytes = [UInt8](repeating: 0, count: count)
-            #expect(bytes.withUnsafeBytes { MemoTable.isZero($0) }, "\(count) zero bytes")
+            #expect(bytes.withUnsafeBytes { ZeroScan.lastNonZero($0, from: 0, end: count) == nil }, "\(count) zero bytes")
             for at in 0..<count {
                 for value: UInt8 in [1, 0x80] {
                     bytes[at] = value
-                    #expect(!bytes.withUnsafeBytes { MemoTable.isZero($0) }, "byte \(at) of \(count) is \(value)")
+                    #expect(bytes.withUnsafeBytes { ZeroScan.lastNonZero($0, from: 0, end: count) != nil },
+                            "byte \(at) of \(count) is \(value)")
                     bytes[at] = 0
                 }
             }

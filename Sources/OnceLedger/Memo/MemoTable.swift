@@ -548,29 +548,15 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     }
 
     private mutating func storeDigest(_ digest: UnsafeRawBufferPointer) -> UInt32 {
-        guard !MemoTable.isZero(digest) else { return 0 }
+        // No input is 32 zero bytes; checked a word at a time, since every journal position
+        // of an open asks (byte by byte it was 6 % of the applying thread).
+        guard ZeroScan.lastNonZero(digest, from: 0, end: digest.count) != nil else { return 0 }
         if let free = freeDigests.popLast() {
             digests.mutableRawBytes(from: Int(free - 1) * 32, count: 32).copyMemory(from: digest)
             return free
         }
         digests.append(contentsOf: digest)
         return UInt32(digests.count / 32)
-    }
-
-    /// Whether every byte is 0 (no input): a digest's 32 bytes as four words, since every
-    /// journal position of an open asks (byte by byte it was 6 % of the applying thread).
-    static func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        var at = 0
-        var bits: UInt64 = 0
-        while at + 8 <= bytes.count {
-            bits |= bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self)
-            at += 8
-        }
-        while at < bytes.count {
-            bits |= UInt64(bytes[at])
-            at += 1
-        }
-        return bits == 0
     }
 
     private mutating func freeDigest(_ digest: UInt32) {
@@ -911,22 +897,8 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                 journalIndex = cached
             } else {
                 let key = GenerationKey(run: RunKey(namespace: Array(namespace), run: Array(run)), generation: generation)
-                if let found = generations[key]?.journal, found != 0 {
-                    journalIndex = Int(found - 1)
-                } else {
-                    guard position == 0, generations[key]?.genericJournalStep != true else { return false }
-                    let journal = Journal(key: key)
-                    if let free = freeJournals.popLast() {
-                        journalIndex = Int(free)
-                        journals[journalIndex] = journal
-                    } else {
-                        // 2 G journals would need far more memory than any machine this runs on has.
-                        precondition(journals.count < Int(Int32.max), "more than 2 G journals")
-                        journalIndex = journals.count
-                        journals.append(journal)
-                    }
-                    generations[key, default: Generation()].journal = UInt32(journalIndex + 1)
-                }
+                guard let found = journal(of: key, creatingFor: position) else { return false }
+                journalIndex = found
                 see(key)
                 cacheJournal(journalIndex, at: slot)
             }
@@ -951,6 +923,26 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         journals[journalIndex].positions.append(fresh)
         livePositions += 1
         return true
+    }
+
+    /// The journal of `key`: the one it has, or a new one when `position` is its first (0)
+    /// and no generic entry of step "" holds its positions; nil otherwise.
+    private mutating func journal(of key: GenerationKey, creatingFor position: UInt64) -> Int? {
+        if let found = generations[key]?.journal, found != 0 { return Int(found - 1) }
+        guard position == 0, generations[key]?.genericJournalStep != true else { return nil }
+        let journal = Journal(key: key)
+        let index: Int
+        if let free = freeJournals.popLast() {
+            index = Int(free)
+            journals[index] = journal
+        } else {
+            // 2 G journals would need far more memory than any machine this runs on has.
+            precondition(journals.count < Int(Int32.max), "more than 2 G journals")
+            index = journals.count
+            journals.append(journal)
+        }
+        generations[key, default: Generation()].journal = UInt32(index + 1)
+        return index
     }
 
     private mutating func applyEntry(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
