@@ -473,19 +473,36 @@ struct LedgerState: ~Copyable {
     /// the replay stalling on one memory access per key. Call `finishReplay()` after
     /// the last record; every reader checks that it was called.
     mutating func replay(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation? = nil) throws {
-        let fields = try LedgerState.fields(kind: kind, body)
-        guard let key = fields.key else {
+        let decoded = try LedgerState.decodeForReplay(kind: kind, body, location: location)
+        guard decoded.fields.key != nil else {
             finishReplay()
-            apply(fields, kind: kind, body, hash: 0, location: nil)
+            apply(decoded.fields, kind: kind, body, hash: decoded.hash, location: decoded.location)
             return
         }
-        let hash = LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[key]))
-        if let values = slots.base { ol_prefetch(values + (Int(hash) & (slots.count - 1))) }
+        prefetch(hash: decoded.hash)
         finishReplay()
         deferredBody.removeAll()
         deferredBody.append(contentsOf: body)
-        deferred = (kind, fields, location)
-        deferredHash = hash
+        deferred = (kind, decoded.fields, decoded.location)
+        deferredHash = decoded.hash
+    }
+
+    /// A record as a replay applies it: its fields, checked; its key's hash (0 without a
+    /// key); and the location it applies with (none for a kind without a key).
+    struct ReplayRecord {
+        var fields: RecordBody.Fields
+        var hash: UInt32
+        var location: ValueLocation?
+    }
+
+    /// Decodes a record for a replay (`replay`, and the open's `LoadPipeline`, which applies
+    /// it on another thread with `applyDecoded`). Throws what `fields` throws.
+    static func decodeForReplay(kind: RecordKind, _ body: UnsafeRawBufferPointer,
+                                location: ValueLocation?) throws -> ReplayRecord {
+        let fields = try LedgerState.fields(kind: kind, body)
+        guard let key = fields.key else { return ReplayRecord(fields: fields, hash: 0, location: nil) }
+        return ReplayRecord(fields: fields, hash: LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[key])),
+                            location: location)
     }
 
     /// Applies the record `replay` held back, if any.
@@ -501,12 +518,11 @@ struct LedgerState: ~Copyable {
         precondition(deferred == nil, "LedgerState read before finishReplay()")
     }
 
-    /// `apply` of a body `fields(kind:_:)` decoded, whose key hashes to `hash` (0 without a
-    /// key): the open's second thread (`LoadPipeline`), after the scanning thread decoded it.
-    mutating func applyDecoded(_ fields: RecordBody.Fields, kind: RecordKind, _ body: UnsafeRawBufferPointer,
-                               hash: UInt32, location: ValueLocation?) {
+    /// Applies a record `decodeForReplay` decoded, given its body bytes: the open's second
+    /// thread (`LoadPipeline`), after the scanning thread decoded it. Cannot fail.
+    mutating func applyDecoded(_ record: ReplayRecord, kind: RecordKind, _ body: UnsafeRawBufferPointer) {
         finishReplay()
-        apply(fields, kind: kind, body, hash: hash, location: location)
+        apply(record.fields, kind: kind, body, hash: record.hash, location: record.location)
     }
 
     /// Requests the cache line of the hash-table slot of `hash` (a hint; any value is safe).

@@ -8,13 +8,14 @@ import OnceLedgerLog
 /// key's hash) and copies its body into a batch; a second thread applies full batches, in
 /// log order, to the entries of `once` (`LedgerState.applyDecoded`) and to the memo
 /// (`MemoTable.apply(_:body:location:)`), while the scan reads, checks and decodes the next
-/// ones. Each half is about as long as the other (`Benchmarks/BENCH_RESULTS.md`).
+/// ones. In a 10 M-position journal's open each half is about as long as the other
+/// (`Benchmarks/BENCH_RESULTS.md`).
 ///
 /// - Applying a decoded record cannot fail, so every error is still thrown by the scanning
 ///   thread, in log order, and nothing it throws depends on the second thread's timing.
-/// - The two tables are the second thread's from the first full batch until `finish()`
-///   returns them; `withState` and `withTable` (a snapshot's items, which come before any
-///   record) wait until every batch handed over is applied.
+/// - The two tables are the second thread's from the first full batch until `finish()`;
+///   `replayItem`, `applyMemoItem` (a snapshot's items, which come before any record),
+///   `withState` and `withTable` first wait until every batch handed over is applied.
 /// - A load of fewer records than one batch starts no thread.
 /// - The semaphores order each batch's writes before its reads, both ways.
 final class LoadPipeline: @unchecked Sendable {
@@ -29,15 +30,14 @@ final class LoadPipeline: @unchecked Sendable {
     private static let batchCount = 3
 
     private struct Pending {
-        var fields: RecordBody.Fields
+        /// An entry record's fields, key hash and location (`LedgerState.decodeForReplay`);
+        /// a memo record's fields and location (`MemoTable.decode`; no hash).
+        var record: LedgerState.ReplayRecord
         var kind: RecordKind
         /// A memo record (the memo table's), or an entry's (the state's).
         var memo: Bool
-        /// The hash of an entry record's key (`LedgerState.hash`); 0 without one.
-        var hash: UInt32
         var bodyStart: Int
         var bodyCount: Int
-        var location: ValueLocation?
     }
 
     /// (Each property is one thread's at a time, as the semaphores hand it over: no
@@ -84,22 +84,13 @@ final class LoadPipeline: @unchecked Sendable {
     /// other for the entries. Throws what `MemoTable.decode` or `LedgerState.fields` throws,
     /// before anything of it is applied.
     func add(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation?) throws {
-        let pending: Pending
-        if kind.isMemo {
-            pending = Pending(fields: try MemoTable.decode(kind: kind, body), kind: kind, memo: true, hash: 0,
-                              bodyStart: 0, bodyCount: body.count, location: location)
-        } else {
-            // As `LedgerState.replay`: a kind without a key applies without a location.
-            let fields = try LedgerState.fields(kind: kind, body)
-            let key = fields.key
-            pending = Pending(fields: fields, kind: kind, memo: false,
-                              hash: key.map { LedgerState.hash(UnsafeRawBufferPointer(rebasing: body[$0])) } ?? 0,
-                              bodyStart: 0, bodyCount: body.count, location: key == nil ? nil : location)
-        }
+        let memo = kind.isMemo
+        let record = memo
+            ? LedgerState.ReplayRecord(fields: try MemoTable.decode(kind: kind, body), hash: 0, location: location)
+            : try LedgerState.decodeForReplay(kind: kind, body, location: location)
         let batch = batches[filling]
-        var queued = pending
-        queued.bodyStart = batch.bytes.count
-        batch.records.append(queued)
+        batch.records.append(Pending(record: record, kind: kind, memo: memo, bodyStart: batch.bytes.count,
+                                     bodyCount: body.count))
         batch.bytes.append(contentsOf: body)
         if batch.records.count >= batchRecords || batch.bytes.count >= batchBytes { handOver(last: false) }
     }
@@ -134,14 +125,14 @@ final class LoadPipeline: @unchecked Sendable {
     /// before any record, so this is `withState` without a closure per item (a million
     /// items are a million calls).
     func replayItem(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation?) throws {
-        if started || !batches[filling].records.isEmpty { drain() }
+        drain()
         try state.replay(kind: kind, body: body, location: location)
     }
 
     /// A snapshot's memo item or journal-positions hint (`MemoTable.apply(kind:body:location:)`),
     /// on this thread, as `replayItem`.
     func applyMemoItem(kind: RecordKind, body: UnsafeRawBufferPointer, location: ValueLocation?) throws {
-        if started || !batches[filling].records.isEmpty { drain() }
+        drain()
         try table.apply(kind: kind, body: body, location: location)
     }
 
@@ -203,14 +194,14 @@ final class LoadPipeline: @unchecked Sendable {
                 for index in records.indices {
                     let start = records[index].bodyStart
                     let body = UnsafeRawBufferPointer(rebasing: raw[start..<(start + records[index].bodyCount)])
+                    let record = records[index].record
                     if records[index].memo {
-                        table.apply(records[index].fields, body: body, location: records[index].location)
+                        table.apply(record.fields, body: body, location: record.location)
                         continue
                     }
                     // The next entry's slot is requested now, so it has arrived when that entry applies.
-                    if index + 1 < records.count, !records[index + 1].memo { state.prefetch(hash: records[index + 1].hash) }
-                    state.applyDecoded(records[index].fields, kind: records[index].kind, body, hash: records[index].hash,
-                                       location: records[index].location)
+                    if index + 1 < records.count, !records[index + 1].memo { state.prefetch(hash: records[index + 1].record.hash) }
+                    state.applyDecoded(record, kind: records[index].kind, body)
                 }
             }
         }
