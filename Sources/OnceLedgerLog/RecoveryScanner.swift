@@ -485,7 +485,7 @@ public enum RecoveryScanner {
                         return false
                     }
                     if recordHeader.kind == .seal {
-                        guard case .body(.seal(let seal)) = RecordBody.decode(kind: .seal, Array(record.body)),
+                        guard case .fields(.seal(let seal)) = RecordBody.decodeFields(kind: .seal, record.body),
                               number < UInt64.max, seal.successor == number + 1
                         else {
                             report.observation.link = .broken
