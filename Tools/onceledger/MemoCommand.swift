@@ -49,12 +49,17 @@ struct MemoCommand: AsyncParsableCommand {
         try await CommandFailure.reporting(json: options.json) { try memo() }
     }
 
-    /// "; namespace ns holds entries of run r (--namespace ns)" when runs of that id hold
-    /// entries in other namespaces: a run asked for without its namespace is the likely slip.
+    /// Byte order of the UTF-8, for listing steps, names and namespaces.
+    private static func utf8Precedes(_ a: String, _ b: String) -> Bool {
+        Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8))
+    }
+
+    /// "; run r has memo entries in namespace ns (pass --namespace ns)" when runs of that id
+    /// hold entries in other namespaces: a run asked for without its namespace is the likely slip.
     static func otherNamespaces(of run: String, besides namespace: String, in replay: MemoReplay) -> String {
         let others = Set(replay.generations.filter { key, generation in
             key.run == run && key.namespace != namespace && !generation.entries.isEmpty
-        }.keys.map(\.namespace)).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        }.keys.map(\.namespace)).sorted(by: utf8Precedes)
         guard !others.isEmpty else { return "" }
         // `plain` quotes what a shell would split or drop, the default namespace "" too.
         let listed = others.prefix(3).map(TextFormat.plain).joined(separator: ", ")
@@ -68,10 +73,10 @@ struct MemoCommand: AsyncParsableCommand {
         var rows: [(UInt64, MemoReplay.Entry)] = []
         for key in replay.generations.keys.filter({ $0.namespace == namespace && $0.run == run }).sorted() {
             let generation = replay.generations[key]!
-            for stepName in generation.entries.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+            for stepName in generation.entries.keys.sorted(by: Self.utf8Precedes)
             where step == nil || step == stepName {
                 let names = generation.entries[stepName]!
-                for name in names.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
+                for name in names.keys.sorted(by: Self.utf8Precedes) {
                     rows.append((key.generation, names[name]!))
                 }
             }
