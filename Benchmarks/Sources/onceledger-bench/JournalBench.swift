@@ -41,6 +41,8 @@ enum JournalBench {
         var openRows: [OpenRow] = []
         /// How far the resident set rose above where it was while the J4 ledger compacted.
         var compactionPeakBytes: Int?
+        /// How long `compact()` of the J4 ledger took (appends wait that long).
+        var compactionSeconds: Double?
         var rows = Set(Row.allCases)
     }
 
@@ -167,7 +169,9 @@ enum JournalBench {
             let compacting = try await BlockingThread.run { try MemoBench.openLedger(directory, create: false) }
             HeapUsage.trim()
             let beforeCompaction = PeakResidentSet.reset() ? PeakResidentSet.read() : nil
+            let compactionClock = MonotonicClock()
             try await compacting.compact()
+            result.compactionSeconds = compactionClock.elapsedSeconds
             if let before = beforeCompaction, let after = PeakResidentSet.read() {
                 result.compactionPeakBytes = after.peak - before.current
             }
@@ -233,7 +237,7 @@ enum JournalBench {
         if result.rows.contains(.open) {
             parts.append(open.render())
             parts.append("(J4 ledger: \(Format.grouped(result.openRuns)) runs × \(result.stepsPerRun) steps; the scaled column assumes linear growth)")
-            parts.append("compaction of the J4 ledger: resident set rose \(result.compactionPeakBytes.map { "\(Format.grouped($0 / 1_048_576)) MiB at its peak, \(Format.fixed(Double($0) / Double(max(result.openRuns * result.stepsPerRun, 1)), 1)) B per position" } ?? "n/a (no /proc, or a kept ledger: not compacted)")")
+            parts.append("compaction of the J4 ledger: resident set rose \(result.compactionPeakBytes.map { "\(Format.grouped($0 / 1_048_576)) MiB at its peak, \(Format.fixed(Double($0) / Double(max(result.openRuns * result.stepsPerRun, 1)), 1)) B per position" } ?? "n/a (no /proc, or a kept ledger: not compacted)")\(result.compactionSeconds.map { "; it took \(Format.seconds($0))" } ?? "")")
         }
         return parts.joined(separator: "\n")
     }
