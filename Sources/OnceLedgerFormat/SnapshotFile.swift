@@ -429,6 +429,17 @@ public struct SnapshotFile: Hashable, Sendable {
     /// ends the group. `memo(i)` gives item i's memo entry body (only the fields before its
     /// value are read) and its value's length, or nil for an item that is not a memo entry.
     static func positionGroups(count: Int, memo: (Int) -> (body: [UInt8], valueBytes: Int)?) -> [PositionGroup] {
+        positionGroups(count: count) { index in memo(index).map { .body($0.body, valueBytes: $0.valueBytes) } }
+    }
+
+    /// What `positionGroups` reads of an item: a memo entry body and its value's length, or
+    /// a journal position's fields (`StreamItem.journalPosition`, no body to decode).
+    enum GroupInput {
+        case body([UInt8], valueBytes: Int)
+        case position(JournalPosition)
+    }
+
+    static func positionGroups(count: Int, input: (Int) -> GroupInput?) -> [PositionGroup] {
         var groups: [PositionGroup] = []
         var open: (start: Int, builder: JournalPositions.Builder, namespace: [UInt8], run: [UInt8], generation: UInt64,
                    last: UInt64)?
@@ -436,34 +447,61 @@ public struct SnapshotFile: Hashable, Sendable {
             if let group = open { groups.append(PositionGroup(items: group.start..<end, body: group.builder.body)) }
             open = nil
         }
-        for index in 0..<count {
-            guard let (body, valueBytes) = memo(index) else {
+        /// Item `index`, a journal position (step "", a ten-digit name).
+        func position(_ index: Int, namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
+                      position: UInt64, digest: UnsafeRawBufferPointer, time: UInt64, valueBytes: Int) {
+            let follows = open.map {
+                $0.generation == generation && $0.last &+ 1 == position
+                    && $0.run.elementsEqual(run) && $0.namespace.elementsEqual(namespace)
+            } ?? false
+            if !(follows && open.map({ $0.builder.count < JournalPositions.perHintMax }) ?? false) {
                 close(at: index)
-                continue
+                guard position == 0 || follows else { return }
+                open = (index, JournalPositions.Builder(namespace: namespace, run: run, generation: generation, first: position),
+                        Array(namespace), Array(run), generation, position)
             }
-            body.withUnsafeBytes { raw in
-                guard case .fields(.memoEntry(let namespace, let run, let generation, let step, let name, let digest, let time, _)) =
-                        RecordBody.decodeFields(kind: .memoEntry, raw),
-                      step.isEmpty, let position = JournalPositions.position(name: UnsafeRawBufferPointer(rebasing: raw[name]))
-                else {
-                    close(at: index)
-                    return
+            open?.builder.append(valueBytes: UInt32(valueBytes), timeMilliseconds: time, digest: digest)
+            open?.last = position
+        }
+        for index in 0..<count {
+            switch input(index) {
+            case nil:
+                close(at: index)
+            case .position(let item)?:
+                let shared = item.run
+                let digestStart = Int(item.digest) &- 1
+                shared.namespace.withUnsafeBytes { namespace in
+                    shared.run.withUnsafeBytes { run in
+                        if item.digest != 0, digestStart >= 0, digestStart * 32 + 32 <= shared.digests.count {
+                            shared.digests.withUnsafeBytes { digests in
+                                position(index, namespace: namespace, run: run, generation: shared.generation,
+                                         position: UInt64(item.position),
+                                         digest: UnsafeRawBufferPointer(rebasing: digests[(digestStart * 32)..<(digestStart * 32 + 32)]),
+                                         time: item.timeMilliseconds, valueBytes: Int(item.valueBytes))
+                            }
+                        } else {
+                            withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { zeros in
+                                zeros.initializeMemory(as: UInt8.self, repeating: 0)
+                                position(index, namespace: namespace, run: run, generation: shared.generation,
+                                         position: UInt64(item.position), digest: UnsafeRawBufferPointer(zeros),
+                                         time: item.timeMilliseconds, valueBytes: Int(item.valueBytes))
+                            }
+                        }
+                    }
                 }
-                let follows = open.map {
-                    $0.generation == generation && $0.last &+ 1 == position
-                        && $0.run.elementsEqual(raw[run]) && $0.namespace.elementsEqual(raw[namespace])
-                } ?? false
-                if !(follows && open.map({ $0.builder.count < JournalPositions.perHintMax }) ?? false) {
-                    close(at: index)
-                    guard position == 0 || follows else { return }
-                    open = (index, JournalPositions.Builder(namespace: UnsafeRawBufferPointer(rebasing: raw[namespace]),
-                                                            run: UnsafeRawBufferPointer(rebasing: raw[run]),
-                                                            generation: generation, first: position),
-                            Array(raw[namespace]), Array(raw[run]), generation, position)
+            case .body(let body, let valueBytes)?:
+                body.withUnsafeBytes { raw in
+                    guard case .fields(.memoEntry(let namespace, let run, let generation, let step, let name, let digest, let time, _)) =
+                            RecordBody.decodeFields(kind: .memoEntry, raw),
+                          step.isEmpty, let number = JournalPositions.position(name: UnsafeRawBufferPointer(rebasing: raw[name]))
+                    else {
+                        close(at: index)
+                        return
+                    }
+                    position(index, namespace: UnsafeRawBufferPointer(rebasing: raw[namespace]),
+                             run: UnsafeRawBufferPointer(rebasing: raw[run]), generation: generation, position: number,
+                             digest: UnsafeRawBufferPointer(rebasing: raw[digest]), time: time, valueBytes: valueBytes)
                 }
-                open?.builder.append(valueBytes: UInt32(valueBytes), timeMilliseconds: time,
-                                     digest: UnsafeRawBufferPointer(rebasing: raw[digest]))
-                open?.last = position
             }
         }
         close(at: count)

@@ -17,10 +17,15 @@ extension SnapshotFile {
         /// `hint` is its entry-state body with an empty receipt (the receipt's u32
         /// length zero, last), `receiptBytes` the receipt's length.
         case receiptLater(RecordKind, hint: [UInt8], receiptBytes: UInt32)
+        /// A memo entry that is a journal position, its value read only while the file is
+        /// written: its fields, without a hint's bytes (`JournalPosition`); as
+        /// `.receiptLater(.memoEntry, hint: position.hint, receiptBytes: position.valueBytes)`.
+        case journalPosition(JournalPosition)
 
         public var kind: RecordKind {
             switch self {
             case .whole(let kind, _), .receiptLater(let kind, _, _): kind
+            case .journalPosition: .memoEntry
             }
         }
 
@@ -29,13 +34,27 @@ extension SnapshotFile {
             switch self {
             case .whole(_, let body): body.count
             case .receiptLater(_, let hint, let receiptBytes): hint.count + Int(receiptBytes)
+            case .journalPosition(let position): position.hintBytes + Int(position.valueBytes)
             }
         }
 
-        /// The whole body, given the receipt of a `.receiptLater` item.
+        /// A `.receiptLater` item's hint, or a `.journalPosition`'s; nil for a `.whole` item.
+        public var laterHint: [UInt8]? {
+            switch self {
+            case .whole: return nil
+            case .receiptLater(_, let hint, _): return hint
+            case .journalPosition(let position): return position.hint
+            }
+        }
+
+        /// The whole body, given the receipt of a `.receiptLater` item (the value of a
+        /// `.journalPosition`).
         public func wholeBody(receipt: [UInt8]) -> [UInt8] {
             switch self {
             case .whole(_, let body): return body
+            case .journalPosition(let position):
+                return StreamItem.receiptLater(.memoEntry, hint: position.hint, receiptBytes: position.valueBytes)
+                    .wholeBody(receipt: receipt)
             case .receiptLater(_, let hint, _):
                 var writer = ByteWriter(capacity: hint.count + receipt.count)
                 writer.writeBytes(hint[0..<(hint.count - 4)])
@@ -55,6 +74,8 @@ extension SnapshotFile {
                 return (body.count, nil)
             case .receiptLater(_, let hint, let receiptBytes):
                 return (hint.count, hint.count + Int(receiptBytes))
+            case .journalPosition(let position):
+                return (position.hintBytes, position.hintBytes + Int(position.valueBytes))
             }
         }
     }
@@ -75,6 +96,8 @@ extension SnapshotFile {
             writer.writeBytes(body)
         case .receiptLater(_, let hint, _):
             writer.writeBytes(hint)
+        case .journalPosition(let position):
+            position.writeHint(into: &writer)
         }
         writer.writePadding(alignment: FormatLimits.recordAlignment)
     }
@@ -87,12 +110,15 @@ extension SnapshotFile {
         var hintCount: Int
 
         init(_ items: [StreamItem]) {
-            groups = SnapshotFile.positionGroups(count: items.count) { index in
+            groups = SnapshotFile.positionGroups(count: items.count) { index -> SnapshotFile.GroupInput? in
                 switch items[index] {
                 case .receiptLater(.memoEntry, let hint, let valueBytes):
-                    return (hint, Int(valueBytes))
+                    return .body(hint, valueBytes: Int(valueBytes))
+                case .journalPosition(let position):
+                    return .position(position)
                 case .whole(.memoEntry, let body):
-                    return body.withUnsafeBytes { SnapshotFile.doneReceipt(kind: .memoEntry, $0) }.map { (body, $0.count) }
+                    return body.withUnsafeBytes { SnapshotFile.doneReceipt(kind: .memoEntry, $0) }
+                        .map { .body(body, valueBytes: $0.count) }
                 default:
                     return nil
                 }
@@ -233,6 +259,25 @@ extension SnapshotFile {
                 out.writeInteger(checksum)
                 out.writeInteger(UInt32(0))
                 out.writeBytes(body)
+            case .journalPosition(let position):
+                // The hint written in place, its value length set, the checksum filled in after.
+                let bytes = try receipt(index)
+                guard bytes.count == Int(position.valueBytes) else {
+                    throw LedgerError(.corruptRecord,
+                                      "a memo value read for the snapshot is \(bytes.count) bytes, not the \(position.valueBytes) its journal position records; run `onceledger verify`")
+                }
+                let frameStart = out.count
+                out.writeBytes(prefix.bytes)
+                out.writeInteger(UInt32(0))
+                out.writeInteger(UInt32(0))
+                let bodyStart = out.count
+                position.writeHint(into: &out)
+                out.setInteger(position.valueBytes, at: out.count - 4)
+                out.writeBytes(bytes)
+                let checksum = out.bytes.withUnsafeBytes { raw in
+                    prefix.bytes.withUnsafeBytes { CRC32.update(CRC32.update(0, $0), UnsafeRawBufferPointer(rebasing: raw[bodyStart...])) }
+                }
+                out.setInteger(checksum, at: frameStart + 8)
             case .receiptLater(_, let hint, let receiptBytes):
                 let bytes = try receipt(index)
                 guard bytes.count == Int(receiptBytes) else {

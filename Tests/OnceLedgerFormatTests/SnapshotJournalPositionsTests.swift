@@ -138,6 +138,80 @@ import Testing
         }
     }
 
+    /// A compaction gives a journal's positions as their fields (`.journalPosition`), not as
+    /// encoded hints: each one's hint is the memo entry body with an empty value, byte for
+    /// byte, and the streamed file, its spans and its length are those of the same items as
+    /// hints (`.receiptLater`) and of the encoder.
+    @Test func journalPositionItemsWriteTheBytesOfTheirHints() throws {
+        let items = Self.items
+        let (expected, expectedSpans) = SnapshotFile(ledgerID: Self.ledgerID, coveredSequence: 9, chain: 7,
+                                                     ledgerScopedTokens: true, items: items).encodeLocated()
+        // One shared run per run generation, holding the digests of its positions that have one.
+        var runs: [String: (namespace: [UInt8], run: [UInt8], generation: UInt64, digests: [UInt8])] = [:]
+        var fields: [(run: String, position: UInt32, valueBytes: UInt32, time: UInt64, digest: UInt32)?] = []
+        var values: [[UInt8]] = []
+        for item in items {
+            guard item.kind == .memoEntry,
+                  case .fields(.memoEntry(let namespace, let run, let generation, let step, let name, let digest, let time,
+                                          let value)) = item.body.withUnsafeBytes({ RecordBody.decodeFields(kind: .memoEntry, $0) }),
+                  step.isEmpty,
+                  let position = item.body.withUnsafeBytes({ JournalPositions.position(name: UnsafeRawBufferPointer(rebasing: $0[name])) })
+            else {
+                fields.append(nil)
+                values.append([])
+                continue
+            }
+            let key = "\(Array(item.body[namespace]))/\(Array(item.body[run]))/\(generation)"
+            var shared = runs[key] ?? (Array(item.body[namespace]), Array(item.body[run]), generation, [])
+            var digestIndex: UInt32 = 0
+            if item.body[digest].contains(where: { $0 != 0 }) {
+                shared.digests += item.body[digest]
+                digestIndex = UInt32(shared.digests.count / 32)
+            }
+            runs[key] = shared
+            fields.append((key, UInt32(position), UInt32(value.count), time, digestIndex))
+            values.append(Array(item.body[value]))
+        }
+        let shared = runs.mapValues {
+            SnapshotFile.JournalRun(namespace: $0.namespace, run: $0.run, generation: $0.generation, digests: $0.digests)
+        }
+        let stream: [SnapshotFile.StreamItem] = zip(items, fields).map { item, fields in
+            guard let fields, let run = shared[fields.run] else { return .whole(item.kind, item.body) }
+            return .journalPosition(.init(run: run, position: fields.position, valueBytes: fields.valueBytes,
+                                          timeMilliseconds: fields.time, digest: fields.digest))
+        }
+        #expect(stream.filter { if case .journalPosition = $0 { true } else { false } }.count == 10)
+        for (item, streamed) in zip(items, stream) {
+            guard case .journalPosition(let position) = streamed else { continue }
+            let body = Array(item.body[0..<position.hintBytes - 4]) + [0, 0, 0, 0]
+            #expect(position.hint == body, "a position's hint is its memo entry body with an empty value")
+            #expect(position.hintBytes == position.hint.count)
+            #expect(streamed.bodyBytes == item.body.count)
+            #expect(streamed.wholeBody(receipt: Array(item.body[position.hintBytes...])) == item.body)
+        }
+        for bufferBytes in [1, 64, 1 << 20] {
+            var file: [UInt8] = []
+            let (count, spans) = try SnapshotFile.writeStream(
+                ledgerID: Self.ledgerID, coveredSequence: 9, chain: 7, ledgerScopedTokens: true, items: stream,
+                bufferBytes: bufferBytes,
+                receipt: { values[$0] },
+                write: { bytes, offset in
+                    #expect(Int(offset) == file.count)
+                    file += bytes
+                })
+            #expect(Int(count) == file.count)
+            #expect(file == expected, "buffer \(bufferBytes)")
+            #expect(spans == expectedSpans)
+            #expect(SnapshotFile.streamedByteCount(stream) == expected.count)
+        }
+        // A value of another length than the position announced refuses the file.
+        #expect(throws: LedgerError.self) {
+            _ = try SnapshotFile.writeStream(
+                ledgerID: Self.ledgerID, coveredSequence: 9, chain: 7, ledgerScopedTokens: true, items: stream,
+                receipt: { values[$0] + [0] }, write: { _, _ in })
+        }
+    }
+
     @Test func aVersion3FileOfPositionsReadsAndReencodesAsBefore() throws {
         var snapshot = SnapshotFile(ledgerID: Self.ledgerID, coveredSequence: 9, chain: 7, items: Self.items)
         snapshot.groupsJournalPositions = false

@@ -117,9 +117,10 @@ import Testing
         try Self.check(table, model, removed: removed, ended: ended, step: Self.operations)
 
         // Its snapshot items, applied to a fresh table, make the same table.
-        let source = try table.snapshotSource()
+        var items: [SnapshotFile.StreamItem] = []
+        _ = try table.snapshotSource(into: &items)
         var reopened = MemoTable()
-        for item in source.items {
+        for item in items {
             guard case .whole(let kind, let body) = item else {
                 Issue.record("an in-memory value became a value on disk")
                 continue

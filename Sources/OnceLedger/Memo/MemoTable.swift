@@ -94,9 +94,14 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         var value: ValueRef
     }
 
-    /// A memo entry item of a snapshot, for `relocate`: the entry (`Ref.key`).
+    /// A snapshot item, for `relocate`: the memo entry it is (`Ref.key`), or `none`.
+    /// Not optional: 8 bytes per item instead of 16 while a large journal compacts.
     struct ItemKey {
         var ref: UInt64
+
+        /// Not a memo entry (a run's end, the sweep). No `Ref.key` is all ones: positions
+        /// stay below 2^31.
+        static let none = ItemKey(ref: .max)
     }
 
     /// Where a memo entry's state is: a generic entry (its index), or a journal position
@@ -1256,13 +1261,13 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     // MARK: Snapshots
 
-    /// After a compaction wrote `snapshotSource()`'s items: the value of memo entry
-    /// `keys[i]` (nil: not a memo entry) is now at `locations[i]`. Called before any later
-    /// record is applied, so the entries are the ones written.
-    mutating func relocate(_ keys: [ItemKey?], locations: ArraySlice<ValueLocation?>) {
+    /// After a compaction wrote `snapshotSource`'s items: the value of memo entry
+    /// `keys[i]` (`ItemKey.none`: not a memo entry) is now at `locations[i]`. Called before
+    /// any later record is applied, so the entries are the ones written.
+    mutating func relocate(_ keys: [ItemKey], locations: ArraySlice<ValueLocation?>) {
         guard reader != nil else { return }
         for (position, key) in keys.enumerated() where position < locations.count {
-            guard let key, let location = locations[locations.startIndex + position] else { continue }
+            guard key.ref != ItemKey.none.ref, let location = locations[locations.startIndex + position] else { continue }
             switch Ref(key: key.ref) {
             case .entry(let index):
                 guard index < entries.count else { continue }
@@ -1284,22 +1289,33 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         }
     }
 
-    /// The memo as snapshot items (`Spec/FORMAT.md` §6.2, §9.4), in key order: each live
-    /// generation's values and its end; then the sweep of the highest generation swept.
-    /// Swept generations are gone, so compaction drops them. Values on disk are not read
-    /// here (this runs under the memo's lock): their items are hints with the value's
-    /// length (`.receiptLater`), and `value(index)` reads item `index`'s value later,
+    /// The memo as snapshot items (`Spec/FORMAT.md` §6.2, §9.4), in key order, appended to
+    /// `items`: each live generation's values and its end; then the sweep of the highest
+    /// generation swept. Swept generations are gone, so compaction drops them. Values on
+    /// disk are not read here (this runs under the memo's lock): their items are hints with
+    /// the value's length (`.receiptLater`), or a journal position's fields
+    /// (`.journalPosition`: 32 bytes per position, its run's key and digests shared), and
+    /// `value(index, item)` reads the value of the `index`-th item appended, `item`, later,
     /// outside the lock, through a handle pinned now. Beside them, which memo entry each
     /// item is (for `relocate`).
-    func snapshotSource() throws -> (items: [SnapshotFile.StreamItem], keys: [ItemKey?],
-                                     value: @Sendable (Int) throws -> [UInt8]) {
-        var items: [SnapshotFile.StreamItem] = []
-        var keys: [ItemKey?] = []
+    ///
+    /// Memory while a large journal compacts, per position: the item (32 B), where its value
+    /// is (24 B) and its key (8 B), besides what the writer keeps (`SnapshotFile.writeStream`).
+    func snapshotSource(into items: inout [SnapshotFile.StreamItem]) throws
+        -> (keys: [ItemKey], value: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8]) {
+        var keys: [ItemKey] = []
         // Per item, where its value is on disk (nil: whole in its body). An array, not a
         // dictionary: ~50 B less per journal position while a large journal compacts.
-        var onDisk: [(location: ValueLocation, hint: [UInt8])?] = []
+        var onDisk: [ValueLocation?] = []
+        let expected = liveEntries + livePositions + generations.count + 1
+        items.reserveCapacity(items.count + expected)
+        keys.reserveCapacity(expected)
+        onDisk.reserveCapacity(expected)
         var handles: [UInt64: any StorageFile] = [:]
         let reader = self.reader
+        func pin(_ file: UInt64, _ reader: RecordReader) throws {
+            if handles[file] == nil { handles[file] = try reader.handle(for: file) }
+        }
         for key in generations.keys.sorted() {
             guard let generation = generations[key] else { continue }
             let namespace = String(decoding: key.run.namespace, as: UTF8.self)
@@ -1310,12 +1326,9 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                     namespace: namespace, run: run, generation: key.generation, step: step, name: name,
                     inputDigest: digest, timeMilliseconds: time, value: located == nil ? inMemory : []))
                 if let located, let reader {
-                    let hint = body.encode()
-                    if handles[located.location.file] == nil {
-                        handles[located.location.file] = try reader.handle(for: located.location.file)
-                    }
-                    onDisk.append((located.location, hint))
-                    items.append(.receiptLater(.memoEntry, hint: hint, receiptBytes: located.count))
+                    try pin(located.location.file, reader)
+                    onDisk.append(located.location)
+                    items.append(.receiptLater(.memoEntry, hint: body.encode(), receiptBytes: located.count))
                 } else {
                     onDisk.append(nil)
                     items.append(.whole(.memoEntry, body.encode()))
@@ -1352,17 +1365,43 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             if generation.journal != 0 {
                 let journalIndex = Int(generation.journal - 1)
                 let journal = journals[journalIndex]
+                // The run's key and its positions' digests, once for all its items.
+                var runDigests: [UInt8] = []
+                for position in journal.positions where position.digest != 0 {
+                    runDigests.append(contentsOf: digests.rawBytes(from: Int(position.digest - 1) * 32, count: 32))
+                }
+                let shared = SnapshotFile.JournalRun(namespace: key.run.namespace, run: key.run.run,
+                                                     generation: key.generation, digests: runDigests)
+                var digestsSoFar: UInt32 = 0
                 for (number, position) in journal.positions.enumerated() {
-                    let name = JournalPositions.name(UInt64(number))
-                    while nextGeneric < generic.count,
-                          nameBytes(generic[nextGeneric]).lexicographicallyPrecedes(name) {
-                        try emitEntry(generic[nextGeneric], step: "")
-                        nextGeneric += 1
+                    if nextGeneric < generic.count {
+                        let name = JournalPositions.name(UInt64(number))
+                        while nextGeneric < generic.count,
+                              nameBytes(generic[nextGeneric]).lexicographicallyPrecedes(name) {
+                            try emitEntry(generic[nextGeneric], step: "")
+                            nextGeneric += 1
+                        }
                     }
-                    try emit(step: "", name: String(decoding: name, as: UTF8.self), digest: digestBytes(position.digest),
-                             time: position.time,
-                             located: reader == nil ? nil : (position.location, UInt32(journal.valueCount(position))),
-                             inMemory: [], ref: .position(journal: journalIndex, position: number))
+                    var digest: UInt32 = 0
+                    if position.digest != 0 {
+                        digestsSoFar += 1
+                        digest = digestsSoFar
+                    }
+                    let ref = Ref.position(journal: journalIndex, position: number)
+                    guard let reader else {
+                        // No reader, no value to read (a journal's values are always on disk:
+                        // `applyPosition` takes only located ones): the entry as it stands.
+                        try emit(step: "", name: String(decoding: JournalPositions.name(UInt64(number)), as: UTF8.self),
+                                 digest: digestBytes(position.digest), time: position.time, located: nil, inMemory: [],
+                                 ref: ref)
+                        continue
+                    }
+                    try pin(position.valueFile, reader)
+                    onDisk.append(position.location)
+                    items.append(.journalPosition(.init(
+                        run: shared, position: UInt32(number), valueBytes: UInt32(journal.valueCount(position)),
+                        timeMilliseconds: position.time, digest: digest)))
+                    keys.append(ItemKey(ref: ref.key))
                 }
             }
             for index in generic[nextGeneric...] { try emitEntry(index, step: "") }
@@ -1375,7 +1414,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                                                    status: end.status, timeMilliseconds: end.timeMilliseconds))
                 items.append(.whole(.runEnd, body.encode()))
                 onDisk.append(nil)
-                keys.append(nil)
+                keys.append(.none)
             }
         }
         if let highestSweep {
@@ -1385,14 +1424,14 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
                 timeMilliseconds: highestSweep.timeMilliseconds)
             items.append(.whole(.memoSweep, RecordBody.memoSweep(sweep).encode()))
             onDisk.append(nil)
-            keys.append(nil)
+            keys.append(.none)
         }
-        let value: @Sendable (Int) throws -> [UInt8] = { [onDisk, handles] index in
-            guard onDisk.indices.contains(index), let (location, hint) = onDisk[index], let reader else {
+        let value: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8] = { [onDisk, handles] index, item in
+            guard onDisk.indices.contains(index), let location = onDisk[index], let hint = item.laterHint, let reader else {
                 throw LedgerError(.invalidArgument, "memo snapshot item \(index) has no value on disk")
             }
             return try MemoTable.readValue(at: location, hint: hint, reader: reader, file: handles[location.file])
         }
-        return (items, keys, value)
+        return (keys, value)
     }
 }

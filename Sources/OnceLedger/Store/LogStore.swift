@@ -502,26 +502,28 @@ public final class LogStore: LedgerStore, Sendable {
         if core.withLock({ $0.closed }) { throw Self.closedError }
         let order = Mutex<[Int]>([])
         let plan = Mutex<LedgerState.RetentionPlan?>(nil)
-        let memoOrder = Mutex<[MemoTable.ItemKey?]>([])
+        let memoOrder = Mutex<[MemoTable.ItemKey]>([])
         try await log.compactStreaming({ [self] _ in
-            let (source, written, retired) = try self.core.withLock { core in
+            var (source, written, retired) = try self.core.withLock { core in
                 // Keys with a claim or an operator act in flight are never dropped.
                 try core.state.compactionSource(retention: nowMilliseconds.map {
                     LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys))
                 })
             }
             plan.withLock { $0 = retired }
-            // The memo's items follow the entries'; their values too are read outside the
-            // lock, as the snapshot is written (`MemoTable.snapshotSource`), and relocated.
-            let memoSource = try self.memo.withLock { table in try table.snapshotSource() }
-            order.withLock { $0 = written }
-            memoOrder.withLock { $0 = memoSource.keys }
+            // The memo's items follow the entries' (appended to the same array: a copy of a
+            // large journal's items would double them); their values too are read outside
+            // the lock, as the snapshot is written (`MemoTable.snapshotSource`), and relocated.
             let entryItems = source.items.count
-            let memoValue = memoSource.value
-            return LogWriter.CompactionSource(items: source.items + memoSource.items, receipt: { index in
+            let (memoKeys, memoValue) = try self.memo.withLock { table in try table.snapshotSource(into: &source.items) }
+            order.withLock { $0 = written }
+            memoOrder.withLock { $0 = memoKeys }
+            let items = source.items
+            let entryReceipt = source.receipt
+            return LogWriter.CompactionSource(items: items, receipt: { index in
                 beforeReadingReceipt?(index)
-                if index >= entryItems { return try memoValue(index - entryItems) }
-                return try source.receipt(index)
+                if index >= entryItems { return try memoValue(index - entryItems, items[index]) }
+                return try entryReceipt(index)
             })
         }, onCompacted: { [self] locations in
             let written = order.withLock { $0 }

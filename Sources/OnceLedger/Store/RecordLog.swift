@@ -84,8 +84,8 @@ extension RecordLog {
             return try source.items.enumerated().map { index, item in
                 switch item {
                 case .whole(let kind, let body): return SnapshotFile.Item(kind: kind, body: body)
-                case .receiptLater(let kind, _, _):
-                    return SnapshotFile.Item(kind: kind, body: item.wholeBody(receipt: try source.receipt(index)))
+                case .receiptLater, .journalPosition:
+                    return SnapshotFile.Item(kind: item.kind, body: item.wholeBody(receipt: try source.receipt(index)))
                 }
             }
         }, onCompacted: onCompacted)

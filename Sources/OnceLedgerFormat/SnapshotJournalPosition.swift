@@ -1,0 +1,96 @@
+/// A journal position as a compaction streams it (`SnapshotFile.StreamItem.journalPosition`):
+/// the fields of its memo entry (`Spec/FORMAT.md` §5.16, §10.1: step "", a ten-digit name)
+/// without the body's bytes. A large journal compacts with one of these per position — 32
+/// bytes in the item array, its run's key and digests shared — instead of an encoded hint
+/// per position (~128 bytes with its allocation), and the hint is written from the fields
+/// when the snapshot is.
+extension SnapshotFile {
+    /// The run generation of journal positions, shared by its items: the key's bytes once,
+    /// and the input digests of its positions that have one.
+    public final class JournalRun: Hashable, Sendable {
+        public let namespace: [UInt8]
+        public let run: [UInt8]
+        public let generation: UInt64
+        /// 32 bytes per digest; a position's `digest` is an index + 1 into it.
+        public let digests: [UInt8]
+
+        public init(namespace: [UInt8], run: [UInt8], generation: UInt64, digests: [UInt8]) {
+            self.namespace = namespace
+            self.run = run
+            self.generation = generation
+            self.digests = digests
+        }
+
+        public static func == (a: JournalRun, b: JournalRun) -> Bool {
+            a === b || (a.generation == b.generation && a.namespace == b.namespace && a.run == b.run
+                && a.digests == b.digests)
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(namespace)
+            hasher.combine(run)
+            hasher.combine(generation)
+        }
+    }
+
+    /// One journal position whose value stays on disk: what its memo entry says besides
+    /// the value, and the value's length.
+    public struct JournalPosition: Hashable, Sendable {
+        public var run: JournalRun
+        /// The position (its name is its ten digits); below 2^32.
+        public var position: UInt32
+        /// The value's length (the memo entry's last field).
+        public var valueBytes: UInt32
+        public var timeMilliseconds: UInt64
+        /// Index + 1 of its input digest in `run.digests` (32-byte units); 0: no input
+        /// (32 zero bytes in the body).
+        public var digest: UInt32
+
+        public init(run: JournalRun, position: UInt32, valueBytes: UInt32, timeMilliseconds: UInt64, digest: UInt32) {
+            self.run = run
+            self.position = position
+            self.valueBytes = valueBytes
+            self.timeMilliseconds = timeMilliseconds
+            self.digest = digest
+        }
+
+        /// The length of its memo entry body with an empty value (its hint, §6.7).
+        public var hintBytes: Int {
+            JournalPositions.memoBodyBytes(namespace: run.namespace.count, run: run.run.count, valueBytes: 0)
+        }
+
+        /// Its memo entry body with an empty value: the bytes `RecordBody.memoEntry` encodes
+        /// for these fields and `value: []`.
+        public var hint: [UInt8] {
+            var writer = ByteWriter(capacity: hintBytes)
+            writeHint(into: &writer)
+            return writer.bytes
+        }
+
+        /// Appends `hint` to `writer`.
+        public func writeHint(into writer: inout ByteWriter) {
+            writer.writeBytes16(run.namespace)
+            writer.writeBytes16(run.run)
+            writer.writeInteger(run.generation)
+            writer.writeInteger(UInt16(0))
+            // The ten-digit name, without an array per position.
+            writer.writeInteger(UInt16(JournalPositions.nameBytes))
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: JournalPositions.nameBytes) { digits in
+                var rest = UInt64(position)
+                for index in digits.indices.reversed() {
+                    digits[index] = 0x30 + UInt8(rest % 10)
+                    rest /= 10
+                }
+                writer.writeBytes(UnsafeBufferPointer(digits))
+            }
+            let digestStart = Int(digest) &- 1
+            if digest != 0, digestStart >= 0, digestStart * 32 + 32 <= run.digests.count {
+                writer.writeBytes(run.digests[(digestStart * 32)..<(digestStart * 32 + 32)])
+            } else {
+                writer.writeZeros(32)
+            }
+            writer.writeInteger(timeMilliseconds)
+            writer.writeInteger(UInt32(0))
+        }
+    }
+}
