@@ -128,10 +128,10 @@ struct LedgerState: ~Copyable {
     /// reader's) and returns the receipt it holds for `key`: the one body decoder
     /// (`RecordBody.decodeFields`) finds it; a record of another kind or key is damage.
     static func receipt(at location: ValueLocation, key: String, reader: RecordReader,
-                        file: (any StorageFile)?) throws -> [UInt8] {
+                        file: (any StorageFile)?, readAhead: ReadAhead? = nil) throws -> [UInt8] {
         let handle = try file ?? reader.handle(for: location.file)
         // The receipt is moved to the front of the buffer the read filled (no second copy).
-        return try reader.readPart(location, from: handle) { kind, raw -> Range<Int> in
+        return try reader.readPart(location, from: handle, readAhead: readAhead) { kind, raw -> Range<Int> in
             let receipt: Range<Int>?
             let keyRange: Range<Int>?
             switch RecordBody.decodeFields(kind: kind, raw) {
@@ -854,11 +854,14 @@ struct LedgerState: ~Copyable {
         items += retentionItems(order: order, floor: plan.floor).map { .whole($0.kind, $0.encode()) }
         items.append(contentsOf: retained.map { .whole($0.kind, $0.body) })
         let reader = self.reader
+        // The receipts come in item order: those of a snapshot in the order it wrote them.
+        let readAhead = ReadAhead()
         let source = LogWriter.CompactionSource(items: items, receipt: { [onDisk, handles] index in
             guard index < onDisk.count, let (location, key) = onDisk[index], let reader else {
                 throw LedgerError(.invalidArgument, "snapshot item \(index) has no receipt on disk")
             }
-            return try LedgerState.receipt(at: location, key: key, reader: reader, file: handles[location.file])
+            return try LedgerState.receipt(at: location, key: key, reader: reader, file: handles[location.file],
+                                           readAhead: readAhead)
         })
         return (source, order, plan)
     }

@@ -39,6 +39,93 @@ public struct ValueLocation: Hashable, Sendable {
     }
 }
 
+/// Read-ahead for many reads of records or values, most in increasing offset order: a
+/// compaction reads every live value, and a snapshot's values come back in the order the
+/// last compaction wrote them, one after the other. Once a read starts where the one before
+/// it in the same file ended (give or take `gapBytes`), the bytes from there are read at once
+/// and the reads that fall inside them are served from memory: one system call per window
+/// instead of one per value. A window starts at 16 KiB and doubles, up to `windowBytes`, while
+/// the reads run on from one window into the next, so a few reads that happen to follow one
+/// another cost one small read, not a large one. Reads that do not follow (values spread over segments by runs
+/// taking turns) each cost one `pread`, as without it. Every read is checked as before; a
+/// window that does not hold a record whole is not used for it (a direct read then says
+/// what is wrong).
+///
+/// For one reader at a time (a compaction's values pass); its state is behind a lock.
+public final class ReadAhead: Sendable {
+    public static let defaultWindowBytes = 1 << 20
+    /// The first window of a run of reads that follow one another.
+    public static let firstWindowBytes = 16 << 10
+    /// How far past the end of the last read the next may start and still follow it (a
+    /// segment record's or snapshot value's padding is less).
+    static let gapBytes: UInt64 = 64
+
+    private struct State {
+        /// The file of the last read, and where it ended.
+        var file: UInt64?
+        var lastEnd: UInt64 = 0
+        /// The file the window was read from, and where.
+        var windowFile: UInt64?
+        var windowStart: UInt64 = 0
+        var window: [UInt8] = []
+        /// The last read was served from the window (so a read past it streams on).
+        var lastFromWindow = false
+        /// The next window's size.
+        var nextWindowBytes = 0
+        /// Reads served from a window, and windows read (for tests).
+        var hits = 0
+        var windows = 0
+    }
+
+    private let windowBytes: Int
+    private let state = Mutex(State())
+
+    public init(windowBytes: Int = ReadAhead.defaultWindowBytes) {
+        self.windowBytes = max(1, windowBytes)
+    }
+
+    /// (reads served from a window, windows read), for tests.
+    public var counts: (hits: Int, windows: Int) { state.withLock { ($0.hits, $0.windows) } }
+
+    /// The bytes of `location` (its `readBytes`, fewer at the end of the file) if a window
+    /// holds them or they follow the last read; nil: read them directly.
+    func bytes(_ location: ValueLocation, from file: any StorageFile) -> [UInt8]? {
+        state.withLock { state in
+            let count = UInt64(location.readBytes)
+            let end = location.offset &+ count
+            guard end >= location.offset else { return nil }
+            defer {
+                state.file = location.file
+                state.lastEnd = end
+            }
+            func fromWindow() -> [UInt8]? {
+                guard state.windowFile == location.file, location.offset >= state.windowStart,
+                      end <= state.windowStart + UInt64(state.window.count) else { return nil }
+                state.hits += 1
+                state.lastFromWindow = true
+                let start = Int(location.offset - state.windowStart)
+                return Array(state.window[start..<(start + Int(count))])
+            }
+            if let bytes = fromWindow() { return bytes }
+            let streaming = state.lastFromWindow
+            state.lastFromWindow = false
+            guard state.file == location.file, location.offset >= state.lastEnd,
+                  location.offset - state.lastEnd <= ReadAhead.gapBytes else { return nil }
+            // It follows the last read: read a window from here, larger while the reads run
+            // on from the last window (a failed or short one is not used; the direct read
+            // reports what is wrong).
+            state.nextWindowBytes = streaming ? min(windowBytes, state.nextWindowBytes * 2)
+                : min(windowBytes, ReadAhead.firstWindowBytes)
+            guard let window = try? file.read(at: location.offset, count: max(Int(count), state.nextWindowBytes)) else { return nil }
+            state.window = window
+            state.windowFile = location.file
+            state.windowStart = location.offset
+            state.windows += 1
+            return fromWindow()
+        }
+    }
+}
+
 /// Reads records back from where the log put them: one `pread` per record, its
 /// checksum checked, through file descriptors it keeps open.
 ///
@@ -119,9 +206,11 @@ public final class RecordReader: Sendable {
     /// Reads and checks the record at `location` like `withRecord`, and returns the part of
     /// its body that `part` names (a value), moved to the front of the buffer the read filled:
     /// one allocation and no second copy, for values read often (the memo's hits).
-    public func readPart(_ location: ValueLocation, from file: any StorageFile,
+    /// `readAhead`: reads of many values in file order (a compaction's), served from one
+    /// larger read while they follow one another on disk (`ReadAhead`).
+    public func readPart(_ location: ValueLocation, from file: any StorageFile, readAhead: ReadAhead? = nil,
                          _ part: (RecordKind, UnsafeRawBufferPointer) throws -> Range<Int>) throws -> [UInt8] {
-        var bytes = try file.read(at: location.offset, count: location.readBytes)
+        var bytes = try readAhead?.bytes(location, from: file) ?? file.read(at: location.offset, count: location.readBytes)
         let range = try checked(bytes, location, file: file) { kind, body -> Range<Int> in
             let range = try part(kind, body)
             let bodyStart = bytes.withUnsafeBytes { body.baseAddress.unsafelyUnwrapped - $0.baseAddress.unsafelyUnwrapped }

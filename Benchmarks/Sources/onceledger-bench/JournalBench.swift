@@ -43,6 +43,8 @@ enum JournalBench {
         var compactionPeakBytes: Int?
         /// How long `compact()` of the J4 ledger took (appends wait that long).
         var compactionSeconds: Double?
+        /// How long compacting it again took (every value then in the first snapshot).
+        var recompactionSeconds: Double?
         var rows = Set(Row.allCases)
     }
 
@@ -177,6 +179,12 @@ enum JournalBench {
             }
             try await BlockingThread.run { try compacting.close() }
             result.openRows.append(try await measuredOpen("snapshot, warm"))
+            // The steady state of a compacting ledger: its values are in the last snapshot.
+            let again = try await BlockingThread.run { try MemoBench.openLedger(directory, create: false) }
+            let againClock = MonotonicClock()
+            try await again.compact()
+            result.recompactionSeconds = againClock.elapsedSeconds
+            try await BlockingThread.run { try again.close() }
             try FileManager.default.removeItem(atPath: directory)
         }
         return result
@@ -237,7 +245,7 @@ enum JournalBench {
         if result.rows.contains(.open) {
             parts.append(open.render())
             parts.append("(J4 ledger: \(Format.grouped(result.openRuns)) runs × \(result.stepsPerRun) steps; the scaled column assumes linear growth)")
-            parts.append("compaction of the J4 ledger: resident set rose \(result.compactionPeakBytes.map { "\(Format.grouped($0 / 1_048_576)) MiB at its peak, \(Format.fixed(Double($0) / Double(max(result.openRuns * result.stepsPerRun, 1)), 1)) B per position" } ?? "n/a (no /proc, or a kept ledger: not compacted)")\(result.compactionSeconds.map { "; it took \(Format.seconds($0))" } ?? "")")
+            parts.append("compaction of the J4 ledger: resident set rose \(result.compactionPeakBytes.map { "\(Format.grouped($0 / 1_048_576)) MiB at its peak, \(Format.fixed(Double($0) / Double(max(result.openRuns * result.stepsPerRun, 1)), 1)) B per position" } ?? "n/a (no /proc, or a kept ledger: not compacted)")\(result.compactionSeconds.map { "; it took \(Format.seconds($0))" } ?? "")\(result.recompactionSeconds.map { "; compacting it again (values in the snapshot) took \(Format.seconds($0))" } ?? "")")
         }
         return parts.joined(separator: "\n")
     }

@@ -1077,9 +1077,9 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// reader's) and returns its value, checked to be the entry whose body without its
     /// value is `hint` (its key, digest and time: a memo entry's value is its last field).
     static func readValue(at location: ValueLocation, hint: [UInt8], reader: RecordReader,
-                          file: (any StorageFile)?) throws -> [UInt8] {
+                          file: (any StorageFile)?, readAhead: ReadAhead? = nil) throws -> [UInt8] {
         let handle = try file ?? reader.handle(for: location.file)
-        return try reader.readPart(location, from: handle) { kind, raw -> Range<Int> in
+        return try reader.readPart(location, from: handle, readAhead: readAhead) { kind, raw -> Range<Int> in
             let prefix = hint.count - 4
             guard kind == .memoEntry, prefix >= 0, raw.count >= hint.count,
                   hint.withUnsafeBytes({ memcmp($0.baseAddress.unsafelyUnwrapped, raw.baseAddress.unsafelyUnwrapped, prefix) }) == 0,
@@ -1426,11 +1426,14 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             onDisk.append(nil)
             keys.append(.none)
         }
+        // The values come in item order: those of a snapshot in the order it wrote them.
+        let readAhead = ReadAhead()
         let value: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8] = { [onDisk, handles] index, item in
             guard onDisk.indices.contains(index), let location = onDisk[index], let hint = item.laterHint, let reader else {
                 throw LedgerError(.invalidArgument, "memo snapshot item \(index) has no value on disk")
             }
-            return try MemoTable.readValue(at: location, hint: hint, reader: reader, file: handles[location.file])
+            return try MemoTable.readValue(at: location, hint: hint, reader: reader, file: handles[location.file],
+                                           readAhead: readAhead)
         }
         return (keys, value)
     }
