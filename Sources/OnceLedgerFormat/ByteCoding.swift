@@ -22,8 +22,16 @@ public struct ByteWriter: Sendable {
     }
 
     public mutating func writeZeros(_ count: Int) {
-        bytes.append(contentsOf: repeatElement(0, count: count))
+        // From a static run of zeros: `repeatElement` appended one element at a time.
+        var left = count
+        while left > 0 {
+            let chunk = min(left, ByteWriter.zeros.count)
+            ByteWriter.zeros.withUnsafeBytes { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[0..<chunk])) }
+            left -= chunk
+        }
     }
+
+    private static let zeros = [UInt8](repeating: 0, count: 64)
 
     /// Pads with zeros to the next multiple of `alignment`.
     public mutating func writePadding(alignment: Int) {

@@ -111,7 +111,7 @@ struct PostgresErrorTests {
         let role = "reader_\(UInt32.random(in: 0...UInt32.max))"
         let admin = try await harness.open()
         defer { try? admin.close() }
-        try await admin.pool.withConnection(.writing("test")) { connection in
+        _ = try await admin.pool.withConnection(.writing("test")) { connection in
             try await connection.query("CREATE ROLE \(unescaped: role) LOGIN", logger: admin.logger)
             return 0
         }
@@ -124,7 +124,7 @@ struct PostgresErrorTests {
         let harness = try PostgresHarness()
         let store = try await harness.open()
         let newer = Int32(PostgresSchema.version + 1)
-        try await store.pool.withConnection(.writing("test")) { connection in
+        _ = try await store.pool.withConnection(.writing("test")) { connection in
             try await connection.query("UPDATE \(unescaped: store.quotedSchema).meta SET schema_version = \(newer)",
                                        logger: store.logger)
             return 0
