@@ -103,6 +103,26 @@ import Testing
 
     struct TimedOutError: Error { let text: String; init(_ text: String) { self.text = text } }
 
+    /// Streams `stream` (values from `receipt`) through buffers of 1, 64 and 1 MiB bytes and
+    /// expects the file `expected`, its spans, and `streamedByteCount` to say its length.
+    static func expectStreamed(_ stream: [SnapshotFile.StreamItem], equals expected: [UInt8],
+                               spans expectedSpans: [SnapshotFile.ValueSpan?], receipt: (Int) -> [UInt8]) throws {
+        for bufferBytes in [1, 64, 1 << 20] {
+            var file: [UInt8] = []
+            let (count, spans) = try SnapshotFile.writeStream(
+                ledgerID: Self.ledgerID, coveredSequence: 9, chain: 7, ledgerScopedTokens: true, items: stream,
+                bufferBytes: bufferBytes, receipt: receipt,
+                write: { bytes, offset in
+                    #expect(Int(offset) == file.count)
+                    file += bytes
+                })
+            #expect(Int(count) == file.count)
+            #expect(file == expected, "buffer \(bufferBytes)")
+            #expect(spans == expectedSpans)
+            #expect(SnapshotFile.streamedByteCount(stream) == expected.count)
+        }
+    }
+
     @Test func theStreamedWriterWritesTheSameBytesAndSpans() throws {
         let items = Self.items
         let (expected, expectedSpans) = SnapshotFile(ledgerID: Self.ledgerID, coveredSequence: 9, chain: 7,
@@ -116,25 +136,11 @@ import Testing
             return .receiptLater(.memoEntry, hint: Array(item.body[0..<(value.lowerBound - 4)]) + [0, 0, 0, 0],
                                  receiptBytes: UInt32(value.count))
         }
-        for bufferBytes in [1, 64, 1 << 20] {
-            var file: [UInt8] = []
-            let (count, spans) = try SnapshotFile.writeStream(
-                ledgerID: Self.ledgerID, coveredSequence: 9, chain: 7, ledgerScopedTokens: true, items: stream,
-                bufferBytes: bufferBytes,
-                receipt: { index in
-                    guard case .fields(.memoEntry(_, _, _, _, _, _, _, let value)) = items[index].body.withUnsafeBytes({
-                        RecordBody.decodeFields(kind: .memoEntry, $0)
-                    }) else { return [] }
-                    return Array(items[index].body[value])
-                },
-                write: { bytes, offset in
-                    #expect(Int(offset) == file.count)
-                    file += bytes
-                })
-            #expect(Int(count) == file.count)
-            #expect(file == expected, "buffer \(bufferBytes)")
-            #expect(spans == expectedSpans)
-            #expect(SnapshotFile.streamedByteCount(stream) == expected.count)
+        try Self.expectStreamed(stream, equals: expected, spans: expectedSpans) { index in
+            guard case .fields(.memoEntry(_, _, _, _, _, _, _, let value)) = items[index].body.withUnsafeBytes({
+                RecordBody.decodeFields(kind: .memoEntry, $0)
+            }) else { return [] }
+            return Array(items[index].body[value])
         }
     }
 
@@ -189,21 +195,7 @@ import Testing
             #expect(streamed.bodyBytes == item.body.count)
             #expect(streamed.wholeBody(receipt: Array(item.body[position.hintBytes...])) == item.body)
         }
-        for bufferBytes in [1, 64, 1 << 20] {
-            var file: [UInt8] = []
-            let (count, spans) = try SnapshotFile.writeStream(
-                ledgerID: Self.ledgerID, coveredSequence: 9, chain: 7, ledgerScopedTokens: true, items: stream,
-                bufferBytes: bufferBytes,
-                receipt: { values[$0] },
-                write: { bytes, offset in
-                    #expect(Int(offset) == file.count)
-                    file += bytes
-                })
-            #expect(Int(count) == file.count)
-            #expect(file == expected, "buffer \(bufferBytes)")
-            #expect(spans == expectedSpans)
-            #expect(SnapshotFile.streamedByteCount(stream) == expected.count)
-        }
+        try Self.expectStreamed(stream, equals: expected, spans: expectedSpans) { values[$0] }
         // A value of another length than the position announced refuses the file.
         #expect(throws: LedgerError.self) {
             _ = try SnapshotFile.writeStream(
