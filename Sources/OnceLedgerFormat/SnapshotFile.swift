@@ -439,17 +439,22 @@ public struct SnapshotFile: Hashable, Sendable {
         case position(JournalPosition)
     }
 
-    static func positionGroups(count: Int, input: (Int) -> GroupInput?) -> [PositionGroup] {
+    /// The groups `positionGroups` builds, item by item. A struct with mutating methods, not
+    /// local functions over captured vars: those cost a runtime exclusivity check per access,
+    /// per position of a compaction.
+    private struct PositionGrouper {
         var groups: [PositionGroup] = []
         var open: (start: Int, builder: JournalPositions.Builder, namespace: [UInt8], run: [UInt8], generation: UInt64,
                    last: UInt64)?
-        func close(at end: Int) {
+
+        mutating func close(at end: Int) {
             if let group = open { groups.append(PositionGroup(items: group.start..<end, body: group.builder.body)) }
             open = nil
         }
+
         /// Item `index`, a journal position (step "", a ten-digit name).
-        func position(_ index: Int, namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
-                      position: UInt64, digest: UnsafeRawBufferPointer, time: UInt64, valueBytes: Int) {
+        mutating func add(_ index: Int, namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
+                          position: UInt64, digest: UnsafeRawBufferPointer, time: UInt64, valueBytes: Int) {
             let follows = open.map {
                 $0.generation == generation && $0.last &+ 1 == position
                     && $0.run.elementsEqual(run) && $0.namespace.elementsEqual(namespace)
@@ -463,10 +468,14 @@ public struct SnapshotFile: Hashable, Sendable {
             open?.builder.append(valueBytes: UInt32(valueBytes), timeMilliseconds: time, digest: digest)
             open?.last = position
         }
+    }
+
+    static func positionGroups(count: Int, input: (Int) -> GroupInput?) -> [PositionGroup] {
+        var grouper = PositionGrouper()
         for index in 0..<count {
             switch input(index) {
             case nil:
-                close(at: index)
+                grouper.close(at: index)
             case .position(let item)?:
                 let shared = item.run
                 let digestStart = Int(item.digest) &- 1
@@ -474,17 +483,17 @@ public struct SnapshotFile: Hashable, Sendable {
                     shared.run.withUnsafeBytes { run in
                         if item.digest != 0, digestStart >= 0, digestStart * 32 + 32 <= shared.digests.count {
                             shared.digests.withUnsafeBytes { digests in
-                                position(index, namespace: namespace, run: run, generation: shared.generation,
-                                         position: UInt64(item.position),
-                                         digest: UnsafeRawBufferPointer(rebasing: digests[(digestStart * 32)..<(digestStart * 32 + 32)]),
-                                         time: item.timeMilliseconds, valueBytes: Int(item.valueBytes))
+                                grouper.add(index, namespace: namespace, run: run, generation: shared.generation,
+                                            position: UInt64(item.position),
+                                            digest: UnsafeRawBufferPointer(rebasing: digests[(digestStart * 32)..<(digestStart * 32 + 32)]),
+                                            time: item.timeMilliseconds, valueBytes: Int(item.valueBytes))
                             }
                         } else {
                             withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { zeros in
                                 zeros.initializeMemory(as: UInt8.self, repeating: 0)
-                                position(index, namespace: namespace, run: run, generation: shared.generation,
-                                         position: UInt64(item.position), digest: UnsafeRawBufferPointer(zeros),
-                                         time: item.timeMilliseconds, valueBytes: Int(item.valueBytes))
+                                grouper.add(index, namespace: namespace, run: run, generation: shared.generation,
+                                            position: UInt64(item.position), digest: UnsafeRawBufferPointer(zeros),
+                                            time: item.timeMilliseconds, valueBytes: Int(item.valueBytes))
                             }
                         }
                     }
@@ -495,17 +504,17 @@ public struct SnapshotFile: Hashable, Sendable {
                             RecordBody.decodeFields(kind: .memoEntry, raw),
                           step.isEmpty, let number = JournalPositions.position(name: UnsafeRawBufferPointer(rebasing: raw[name]))
                     else {
-                        close(at: index)
+                        grouper.close(at: index)
                         return
                     }
-                    position(index, namespace: UnsafeRawBufferPointer(rebasing: raw[namespace]),
-                             run: UnsafeRawBufferPointer(rebasing: raw[run]), generation: generation, position: number,
-                             digest: UnsafeRawBufferPointer(rebasing: raw[digest]), time: time, valueBytes: valueBytes)
+                    grouper.add(index, namespace: UnsafeRawBufferPointer(rebasing: raw[namespace]),
+                                run: UnsafeRawBufferPointer(rebasing: raw[run]), generation: generation, position: number,
+                                digest: UnsafeRawBufferPointer(rebasing: raw[digest]), time: time, valueBytes: valueBytes)
                 }
             }
         }
-        close(at: count)
-        return groups
+        grouper.close(at: count)
+        return grouper.groups
     }
 
     static func positionGroups(_ items: [Item]) -> [PositionGroup] {

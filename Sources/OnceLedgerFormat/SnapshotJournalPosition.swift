@@ -72,25 +72,27 @@ extension SnapshotFile {
         public func writeHint(into writer: inout ByteWriter) {
             let count = hintBytes
             withUnsafeTemporaryAllocation(byteCount: count, alignment: 8) { raw in
-                var at = 0
-                func integer<T: FixedWidthInteger>(_ value: T) {
+                // `at` is passed, not captured: a captured var costs a runtime exclusivity
+                // check per access (they showed in the compaction's profile).
+                func integer<T: FixedWidthInteger>(_ value: T, _ at: inout Int) {
                     raw.storeBytes(of: value.littleEndian, toByteOffset: at, as: T.self)
                     at += MemoryLayout<T>.size
                 }
-                func bytes(_ source: UnsafeRawBufferPointer) {
+                func bytes(_ source: UnsafeRawBufferPointer, _ at: inout Int) {
                     if let base = source.baseAddress, let target = raw.baseAddress {
                         (target + at).copyMemory(from: base, byteCount: source.count)
                     }
                     at += source.count
                 }
-                integer(UInt16(truncatingIfNeeded: run.namespace.count))
-                run.namespace.withUnsafeBytes { bytes($0) }
-                integer(UInt16(truncatingIfNeeded: run.run.count))
-                run.run.withUnsafeBytes { bytes($0) }
-                integer(run.generation)
-                integer(UInt16(0))
+                var at = 0
+                integer(UInt16(truncatingIfNeeded: run.namespace.count), &at)
+                run.namespace.withUnsafeBytes { bytes($0, &at) }
+                integer(UInt16(truncatingIfNeeded: run.run.count), &at)
+                run.run.withUnsafeBytes { bytes($0, &at) }
+                integer(run.generation, &at)
+                integer(UInt16(0), &at)
                 // The ten-digit name.
-                integer(UInt16(JournalPositions.nameBytes))
+                integer(UInt16(JournalPositions.nameBytes), &at)
                 var rest = UInt64(position)
                 for index in (0..<JournalPositions.nameBytes).reversed() {
                     raw[at + index] = 0x30 + UInt8(rest % 10)
@@ -99,13 +101,13 @@ extension SnapshotFile {
                 at += JournalPositions.nameBytes
                 let digestStart = Int(digest) &- 1
                 if digest != 0, digestStart >= 0, digestStart * 32 + 32 <= run.digests.count {
-                    run.digests.withUnsafeBytes { bytes(UnsafeRawBufferPointer(rebasing: $0[(digestStart * 32)..<(digestStart * 32 + 32)])) }
+                    run.digests.withUnsafeBytes { bytes(UnsafeRawBufferPointer(rebasing: $0[(digestStart * 32)..<(digestStart * 32 + 32)]), &at) }
                 } else {
                     (raw.baseAddress.unsafelyUnwrapped + at).initializeMemory(as: UInt8.self, repeating: 0, count: 32)
                     at += 32
                 }
-                integer(timeMilliseconds)
-                integer(UInt32(0))
+                integer(timeMilliseconds, &at)
+                integer(UInt32(0), &at)
                 writer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[0..<at]))
             }
         }
