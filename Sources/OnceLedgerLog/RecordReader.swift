@@ -46,10 +46,10 @@ public struct ValueLocation: Hashable, Sendable {
 /// and the reads that fall inside them are served from memory: one system call per window
 /// instead of one per value. A window starts at 16 KiB and doubles, up to `windowBytes`, while
 /// the reads run on from one window into the next, so a few reads that happen to follow one
-/// another cost one small read, not a large one. Reads that do not follow (values spread over segments by runs
-/// taking turns) each cost one `pread`, as without it. Every read is checked as before; a
-/// window that does not hold a record whole is not used for it (a direct read then says
-/// what is wrong).
+/// another cost one small read, not a large one. Reads that do not follow (values spread over
+/// segments by runs taking turns) each cost one `pread`, as without it. Every read is checked
+/// as before; a window that does not hold a record whole is not used for it (a direct read
+/// then says what is wrong).
 ///
 /// For one reader at a time (a compaction's values pass); its state is behind a lock.
 public final class ReadAhead: Sendable {
