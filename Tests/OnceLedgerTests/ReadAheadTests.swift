@@ -1,8 +1,8 @@
 // Proves the read-ahead a compaction reads values through (`ReadAhead`, `RecordReader.readPart`):
 // reads in file order — a journal's records in a segment, the values of a snapshot in the order
 // it wrote them — come from a few larger reads and return exactly what one read per value
-// returns; reads that do not follow one another read directly; a window read from one file is
-// never used for another at the same offsets; and a record damaged inside a window is the same
+// returns, in windows that grow while the reads stream on; reads that do not follow one another
+// read directly; a window read from one file is never used for another at the same offsets; and a record damaged inside a window is the same
 // `corrupt-record` error as without it.
 import Foundation
 @_spi(Benchmarks) @testable import OnceLedger
@@ -77,6 +77,29 @@ import OnceLedgerStoreContract
         }
         // A run recorded alone: its records follow one another, one window holds them all.
         #expect(readAhead.counts.windows == 1 && readAhead.counts.hits == locations.count - 1, "\(readAhead.counts)")
+        try ledger.close()
+    }
+
+    @Test func windowsGrowWhileReadsStreamOn() async throws {
+        let directory = FileManager.default.temporaryDirectory.path + "/ol-read-ahead-grow-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ledger = try Ledger.open(directory: directory)
+        let journal = try await ledger.journal(run: "r")
+        let output = String(repeating: "y", count: 400)
+        let steps = 300
+        for index in 0..<steps { _ = try await journal.step("s\(index)") { output } }
+        let locations = try (0..<UInt64(steps)).map { try #require(MemoValuesOnDiskTests.location(ledger, journal.memoKey($0))) }
+        let reader = try #require(ledger.logStore?.memo.withLock { $0.reader })
+        let span = Int(locations[steps - 1].offset - locations[0].offset) + locations[steps - 1].readBytes
+        #expect(span > 4 * ReadAhead.firstWindowBytes, "the run's records span \(span) bytes")
+        let readAhead = ReadAhead()
+        for location in locations {
+            #expect(try Self.read(reader, location, readAhead) == Self.directRead(reader, location))
+        }
+        // 16, 32, 64, … KiB: fewer windows than the span holds first-size windows.
+        let counts = readAhead.counts
+        #expect(counts.hits == steps - 1, "\(counts)")
+        #expect(counts.windows < span / ReadAhead.firstWindowBytes, "\(counts), span \(span)")
         try ledger.close()
     }
 
