@@ -478,23 +478,12 @@ public struct SnapshotFile: Hashable, Sendable {
                 grouper.close(at: index)
             case .position(let item)?:
                 let shared = item.run
-                let digestStart = Int(item.digest) &- 1
                 shared.namespace.withUnsafeBytes { namespace in
                     shared.run.withUnsafeBytes { run in
-                        if item.digest != 0, digestStart >= 0, digestStart * 32 + 32 <= shared.digests.count {
-                            shared.digests.withUnsafeBytes { digests in
-                                grouper.add(index, namespace: namespace, run: run, generation: shared.generation,
-                                            position: UInt64(item.position),
-                                            digest: UnsafeRawBufferPointer(rebasing: digests[(digestStart * 32)..<(digestStart * 32 + 32)]),
-                                            time: item.timeMilliseconds, valueBytes: Int(item.valueBytes))
-                            }
-                        } else {
-                            withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { zeros in
-                                zeros.initializeMemory(as: UInt8.self, repeating: 0)
-                                grouper.add(index, namespace: namespace, run: run, generation: shared.generation,
-                                            position: UInt64(item.position), digest: UnsafeRawBufferPointer(zeros),
-                                            time: item.timeMilliseconds, valueBytes: Int(item.valueBytes))
-                            }
+                        item.withDigest { digest in
+                            grouper.add(index, namespace: namespace, run: run, generation: shared.generation,
+                                        position: UInt64(item.position), digest: digest, time: item.timeMilliseconds,
+                                        valueBytes: Int(item.valueBytes))
                         }
                     }
                 }

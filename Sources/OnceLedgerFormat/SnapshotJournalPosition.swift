@@ -54,6 +54,19 @@ extension SnapshotFile {
             self.digest = digest
         }
 
+        /// Calls `body` with its input digest's 32 bytes: its own in `run.digests`, or zeros
+        /// for none (or an index `run.digests` does not hold).
+        public func withDigest<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            let start = (Int(digest) &- 1) &* 32
+            if digest != 0, start >= 0, start + 32 <= run.digests.count {
+                return try run.digests.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<(start + 32)])) }
+            }
+            return try withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { zeros in
+                zeros.initializeMemory(as: UInt8.self, repeating: 0)
+                return try body(UnsafeRawBufferPointer(zeros))
+            }
+        }
+
         /// The length of its memo entry body with an empty value (its hint, §6.7).
         public var hintBytes: Int {
             JournalPositions.memoBodyBytes(namespace: run.namespace.count, run: run.run.count, valueBytes: 0)
@@ -99,13 +112,7 @@ extension SnapshotFile {
                     rest /= 10
                 }
                 at += JournalPositions.nameBytes
-                let digestStart = Int(digest) &- 1
-                if digest != 0, digestStart >= 0, digestStart * 32 + 32 <= run.digests.count {
-                    run.digests.withUnsafeBytes { bytes(UnsafeRawBufferPointer(rebasing: $0[(digestStart * 32)..<(digestStart * 32 + 32)]), &at) }
-                } else {
-                    (raw.baseAddress.unsafelyUnwrapped + at).initializeMemory(as: UInt8.self, repeating: 0, count: 32)
-                    at += 32
-                }
+                withDigest { bytes($0, &at) }
                 integer(timeMilliseconds, &at)
                 integer(UInt32(0), &at)
                 writer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[0..<at]))

@@ -47,6 +47,16 @@ extension SnapshotFile {
             }
         }
 
+        /// Appends a `.receiptLater` item's hint, or a `.journalPosition`'s (nothing for a
+        /// `.whole` item): `laterHint`, without an array.
+        fileprivate func writeLaterHint(into writer: inout ByteWriter) {
+            switch self {
+            case .whole: break
+            case .receiptLater(_, let hint, _): writer.writeBytes(hint)
+            case .journalPosition(let position): position.writeHint(into: &writer)
+            }
+        }
+
         /// The whole body, given the receipt of a `.receiptLater` item (the value of a
         /// `.journalPosition`).
         public func wholeBody(receipt: [UInt8]) -> [UInt8] {
@@ -94,10 +104,8 @@ extension SnapshotFile {
             writer.writeInteger(UInt32(0))
         case .whole(_, let body):
             writer.writeBytes(body)
-        case .receiptLater(_, let hint, _):
-            writer.writeBytes(hint)
-        case .journalPosition(let position):
-            position.writeHint(into: &writer)
+        case .receiptLater, .journalPosition:
+            item.writeLaterHint(into: &writer)
         }
         writer.writePadding(alignment: FormatLimits.recordAlignment)
     }
@@ -244,7 +252,8 @@ extension SnapshotFile {
         var spans = [ValueSpan?](repeating: nil, count: items.count)
         var valueOffset = UInt64(headerBytes)
         for (index, item) in items.enumerated() {
-            guard let valueBytes = item.layout.valueBytes else { continue }
+            let layout = item.layout
+            guard let valueBytes = layout.valueBytes else { continue }
             let span = ValueSpan(offset: valueOffset, bodyBytes: UInt32(valueBytes))
             var prefix = ByteWriter(capacity: 8)
             prefix.writeInteger(UInt32(valueBytes))
@@ -259,43 +268,27 @@ extension SnapshotFile {
                 out.writeInteger(checksum)
                 out.writeInteger(UInt32(0))
                 out.writeBytes(body)
-            case .journalPosition(let position):
-                // The hint written in place, its value length set, the checksum filled in after.
+            case .receiptLater, .journalPosition:
+                // The body is the hint with the receipt's length set in its last four bytes,
+                // then the receipt; written in place, the checksum filled in after.
+                let receiptBytes = UInt32(valueBytes - layout.hintBytes)
                 let bytes = try receipt(index)
-                guard bytes.count == Int(position.valueBytes) else {
+                guard bytes.count == Int(receiptBytes) else {
                     throw LedgerError(.corruptRecord,
-                                      "a memo value read for the snapshot is \(bytes.count) bytes, not the \(position.valueBytes) its journal position records; run `onceledger verify`")
+                                      "a receipt read for the snapshot is \(bytes.count) bytes, not the \(receiptBytes) its entry records; run `onceledger verify`")
                 }
                 let frameStart = out.count
                 out.writeBytes(prefix.bytes)
                 out.writeInteger(UInt32(0))
                 out.writeInteger(UInt32(0))
                 let bodyStart = out.count
-                position.writeHint(into: &out)
-                out.setInteger(position.valueBytes, at: out.count - 4)
+                item.writeLaterHint(into: &out)
+                out.setInteger(receiptBytes, at: out.count - 4)
                 out.writeBytes(bytes)
                 let checksum = out.bytes.withUnsafeBytes { raw in
                     prefix.bytes.withUnsafeBytes { CRC32.update(CRC32.update(0, $0), UnsafeRawBufferPointer(rebasing: raw[bodyStart...])) }
                 }
                 out.setInteger(checksum, at: frameStart + 8)
-            case .receiptLater(_, let hint, let receiptBytes):
-                let bytes = try receipt(index)
-                guard bytes.count == Int(receiptBytes) else {
-                    throw LedgerError(.corruptRecord,
-                                      "a receipt read for the snapshot is \(bytes.count) bytes, not the \(receiptBytes) its entry records; run `onceledger verify`")
-                }
-                var length = ByteWriter(capacity: 4)
-                length.writeInteger(receiptBytes)
-                var checksum = prefix.bytes.withUnsafeBytes { CRC32.update(0, $0) }
-                checksum = hint.withUnsafeBytes { CRC32.update(checksum, UnsafeRawBufferPointer(rebasing: $0[0..<(hint.count - 4)])) }
-                checksum = length.bytes.withUnsafeBytes { CRC32.update(checksum, $0) }
-                checksum = bytes.withUnsafeBytes { CRC32.update(checksum, $0) }
-                out.writeBytes(prefix.bytes)
-                out.writeInteger(checksum)
-                out.writeInteger(UInt32(0))
-                out.writeBytes(hint[0..<(hint.count - 4)])
-                out.writeBytes(length.bytes)
-                out.writeBytes(bytes)
             }
             out.writePadding(alignment: FormatLimits.recordAlignment)
             spans[index] = span
