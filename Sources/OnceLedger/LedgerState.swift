@@ -87,6 +87,11 @@ struct LedgerState: ~Copyable {
     private(set) var generationFloor: UInt32 = 0
     /// Memo, journal and run-terminal records, kept verbatim so snapshots preserve them.
     private(set) var retained: [SnapshotFile.Item] = []
+    /// The entries a record changed since a compaction took its items (`beginTracking`),
+    /// while its snapshot is written beside later appends; nil when none is in flight.
+    /// `relocate` leaves them be: each points at a record after the snapshot, or nowhere.
+    private var touched: Set<Int>?
+    private var trackingID: UInt64 = 0
     /// The record `replay` holds back (see there), and a copy of its body.
     private var deferred: (kind: RecordKind, fields: RecordBody.Fields, location: ValueLocation?)?
     private var deferredHash: UInt32 = 0
@@ -430,6 +435,7 @@ struct LedgerState: ~Copyable {
         entry.generation = generation
         entry.time = time
         entries[index] = entry
+        touched?.insert(index)
         if blobGarbage > (1 << 20) && blobGarbage > blobs.count / 2 { compactBlobs() }
     }
 
@@ -745,10 +751,30 @@ struct LedgerState: ~Copyable {
         return items
     }
 
-    /// After a compaction wrote a snapshot by `plan` (and `relocate` ran): drops the
-    /// entries it left out and raises the floor to the one it recorded, so the state is
-    /// again "the log replayed" (the snapshot, and the records after it, none of which was
-    /// applied in between). The tables are rebuilt without the dropped keys.
+    /// The entries a compaction at `retention`'s now drops (`isRetired`, keys without a
+    /// live claim or operator act), in index order, and the floor past them; without
+    /// `retention` none. Unlike `retentionPlan`, no key order is computed.
+    func retiredPlan(_ retention: Retention?) -> RetentionPlan {
+        var plan = RetentionPlan(floor: generationFloor)
+        guard let retention else { return plan }
+        for index in 0..<entries.count {
+            let entry = entries[index]
+            if isRetired(entry, index: index, now: retention.nowMilliseconds)
+                && (retention.live.isEmpty || !retention.live.contains(KeyBytes(key(of: entry)))) {
+                plan.dropped.append(index)
+                plan.floor = max(plan.floor, entry.generation + 1)
+            }
+        }
+        return plan
+    }
+
+    /// Drops the entries `plan` names and raises the floor to the one it records. A
+    /// compaction calls it as it takes its items (`LogStore.compact`), before any later
+    /// record is applied, and its snapshot records the same drop and floor, so the state
+    /// is "the log replayed" once that snapshot is installed: a record applied meanwhile
+    /// to a dropped key was decided on the state without it (a claim gets the floor's
+    /// generation, which its intent carries), just as its replay after the snapshot is.
+    /// The tables are rebuilt without the dropped keys.
     mutating func dropRetired(_ plan: RetentionPlan) {
         checkReplayFinished()
         generationFloor = max(generationFloor, plan.floor)
@@ -866,14 +892,33 @@ struct LedgerState: ~Copyable {
         return (source, order, plan)
     }
 
+    /// Starts recording which entries later records change (`touched`), as a compaction
+    /// takes its items; returns the id `relocate` and `endTracking` are called with.
+    mutating func beginTracking() -> UInt64 {
+        trackingID &+= 1
+        touched = []
+        return trackingID
+    }
+
+    /// Stops the recording `beginTracking` returned `id` for (a later one's is left alone).
+    mutating func endTracking(_ id: UInt64) {
+        if id == trackingID { touched = nil }
+    }
+
     /// After a compaction wrote `snapshotItemsInOrder()`'s items: entry `order[i]`'s
     /// receipt is now at `locations[i]` (nil: none there, the entry is kept as it is).
-    /// Called before any later record is applied, so the entries are the ones written.
-    /// Receipts that were in memory move to disk here, and `blobs` shrinks.
-    mutating func relocate(order: [Int], locations: [ValueLocation?]) {
+    /// Receipts that were in memory move to disk here, and `blobs` shrinks. Entries that
+    /// a record changed since the items were taken (`beginTracking`'s `id`: the snapshot
+    /// is written while appends go on) stay as they are: they hold a later receipt, or
+    /// none. Entry indices do not change in between (only `dropRetired` moves them, and it
+    /// runs as the items are taken).
+    mutating func relocate(order: [Int], locations: [ValueLocation?], tracking id: UInt64? = nil) {
         guard reader != nil else { return }
+        let changed = id == trackingID ? touched : nil
         for (position, index) in order.enumerated() where position < locations.count {
-            guard let location = locations[position], entries[index].status == Entry.done else { continue }
+            guard let location = locations[position], index < entries.count, entries[index].status == Entry.done
+            else { continue }
+            if let changed, changed.contains(index) { continue }
             var entry = entries[index]
             if !entry.isLocated {
                 blobGarbage += Int(entry.receiptLength)

@@ -52,13 +52,21 @@ public struct LogConfiguration: Sendable, Hashable {
     /// least half as many appends as it resumed are queued already (the callers take
     /// turns in two halves, and the queued half is committed at once). 0 disables it.
     public var batchGatherMicroseconds: Int = 50
+    /// Whether a compaction writes its snapshot on a thread of its own while later appends
+    /// commit (the default). The I/O thread still takes the state's items (its metadata:
+    /// about a second per ten million entries or journal positions) and finishes the
+    /// compaction (deletes what the snapshot covers, commits the marker); only the writing
+    /// of the snapshot — the receipts and values read back, the file synced — runs beside
+    /// appends. false: all of it runs on the I/O thread and appends wait, as before.
+    /// Either way the files and every crash state are the same kinds (`Spec/FORMAT.md` §8).
+    public var compactsInBackground: Bool = true
     /// Opt-in automatic compaction (`FileStore`): once the records committed since the last
     /// snapshot hold this many bytes, and at least as many as that snapshot, the store
     /// compacts by itself, as `Ledger.compact()` does (with the ledger's clock, so entries
     /// and swept memo values that block nothing are dropped, and disk stays bounded under a
     /// steady workload without the application scheduling compactions). The compaction runs
-    /// on the log's I/O thread like a manual one: appends wait while the snapshot is written
-    /// (about as long as writing the live state takes; see `Spec/FORMAT.md` §8). nil (the
+    /// like a manual one: its snapshot is written beside the appends
+    /// (`compactsInBackground`; see `Spec/FORMAT.md` §8). nil (the
     /// default): only `compact()` compacts. At least `compactAfterLogBytesMin`.
     public var compactAfterLogBytes: UInt64?
     /// Lower bound of `compactAfterLogBytes` (64 KiB): below it a busy ledger would do

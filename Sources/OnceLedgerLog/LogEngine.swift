@@ -54,7 +54,15 @@ public final class LogEngine: @unchecked Sendable {
     /// `queue.count`, readable without the lock: the I/O thread polls it while it
     /// spins between batches. Written only with `condition` held.
     private let queuedJobs = Atomic<Int>(0)
+    /// Whether a compaction thread is writing a snapshot (it then queues one
+    /// `.snapshotWritten`, even after `close` began: the I/O thread waits for it).
+    private var snapshotThreadRunning = false
+    /// Set by `close`: the compaction thread stops writing its snapshot at the next buffer.
+    private let stopSnapshot = StopFlag()
     // I/O thread only:
+    private var running: RunningCompaction?
+    /// Compactions asked for while one runs: they start, in order, once it has finished.
+    private var waitingCompactions: [Job] = []
     private var batch: [Job] = []
     private var batchRecords: [LogRecord] = []
     private let gatherNanoseconds: UInt64
@@ -177,6 +185,19 @@ public final class LogEngine: @unchecked Sendable {
         case compact(@Sendable (UInt64) throws -> LogWriter.CompactionSource,
                      (@Sendable (LogWriter.CompactionResult) -> Void)?,
                      @Sendable (Result<LogWriter.CompactionResult, LedgerError>) -> Void)
+        /// The compaction thread's snapshot is written (or refused, or failed): the I/O
+        /// thread finishes that compaction (`LogWriter.finishCompaction`).
+        case snapshotWritten(LogWriter.WrittenSnapshot)
+    }
+
+    /// The compaction whose snapshot is being written on its own thread (I/O thread only).
+    private struct RunningCompaction {
+        var prepared: LogWriter.PreparedCompaction
+        var onCompacted: (@Sendable (LogWriter.CompactionResult) -> Void)?
+        var completion: @Sendable (Result<LogWriter.CompactionResult, LedgerError>) -> Void
+        /// `logBytesSinceSnapshot` when it was prepared: what is committed after that is
+        /// not covered by its snapshot and counts toward the next one.
+        var logBytesAtPrepare: UInt64
     }
 
     /// Opens (or creates) the ledger directory: lock, delete leftover temporary
@@ -362,6 +383,10 @@ public final class LogEngine: @unchecked Sendable {
         condition.withLock { (published.batches, published.syncedRecords) }
     }
     public var poisonError: LedgerError? { condition.withLock { poisoned } }
+    /// Whether `close` has begun (for tests: a snapshot being written stops at its next buffer).
+    package var isClosing: Bool { condition.withLock { stopping } }
+    /// Jobs queued for the I/O thread and not yet taken (for tests).
+    package var queuedJobCount: Int { queuedJobs.load(ordering: .acquiring) }
     /// See `BatchTimings`.
     @_spi(Benchmarks) public var batchTimings: BatchTimings { condition.withLock { published.timings } }
 
@@ -386,6 +411,7 @@ public final class LogEngine: @unchecked Sendable {
             return
         }
         stopping = true
+        stopSnapshot.set()
         condition.broadcast()
         while !stopped { condition.wait() }
         condition.unlock()
@@ -507,7 +533,9 @@ public final class LogEngine: @unchecked Sendable {
             condition.lock()
             published.timings = timings
             idle.polls = idlePolls
-            while queue.isEmpty && !stopping {
+            // Closing waits for a compaction thread's result, so it is finished (or its
+            // refusal reported) before the writer closes.
+            while queue.isEmpty && (!stopping || snapshotThreadRunning) {
                 parked = true
                 idle.sleeps += 1
                 if parkWaiters > 0 { condition.broadcast() }
@@ -521,10 +549,9 @@ public final class LogEngine: @unchecked Sendable {
                 return
             }
             if resumed > 0 { noteArrival() }
-            // Take one compaction alone, or as many appends as fit one batch.
-            if case .compact = queue[0] {
-                batch.append(queue.removeFirst())
-            } else {
+            // Take one compaction (or a written snapshot) alone, or as many appends as fit
+            // one batch.
+            if case .append = queue[0] {
                 var records = 0
                 var bytes = 0
                 var taken = 0
@@ -543,6 +570,8 @@ public final class LogEngine: @unchecked Sendable {
                     queue.removeFirst(taken)
                 }
                 queuedRecords -= records
+            } else {
+                batch.append(queue.removeFirst())
             }
             queuedJobs.store(queue.count, ordering: .releasing)
             condition.unlock()
@@ -555,23 +584,12 @@ public final class LogEngine: @unchecked Sendable {
     /// Runs `batch`; returns how many appenders it resumed.
     private func execute() -> Int {
         if case .compact(let makeSource, let onCompacted, let completion) = batch.first {
-            do {
-                let source = try makeSource(writer.lastSequence)
-                let result = try writer.compact(source: source, timeMilliseconds: clock())
-                publish(records: 1)
-                logBytesSinceSnapshot = 0
-                lastSnapshotBytes = result.snapshotBytes
-                compactionRetryBase = 0
-                compactionRequested = false
-                onCompacted?(result)
-                completion(.success(result))
-            } catch {
-                let typed = (error as? LedgerError) ?? LedgerError(.invalidArgument, "snapshot items failed: \(error)")
-                if let poisoned = writer.poisoned { poisonAll(poisoned) }
-                compactionRetryBase = logBytesSinceSnapshot
-                compactionRequested = false
-                completion(.failure(typed))
-            }
+            startCompaction(batch[0], makeSource, onCompacted, completion)
+            return 0
+        }
+        if case .snapshotWritten(let written) = batch.first {
+            condition.withLock { snapshotThreadRunning = false }
+            finishCompaction(written)
             return 0
         }
         // One appender: commit its array as is; more: gather their records into a
@@ -630,6 +648,91 @@ public final class LogEngine: @unchecked Sendable {
         return batch.count
     }
 
+    /// Steps 0–1 of a compaction (`Spec/FORMAT.md` §8) on the I/O thread: the state's
+    /// items through the last sequence number, the rollover, `covered`. The snapshot is
+    /// then written on a thread of its own (`LogWriter.writeSnapshot`) while later batches
+    /// commit, and `finishCompaction` runs when it queues its result; with
+    /// `LogConfiguration.compactsInBackground` off, it is written here, and appends wait.
+    /// A compaction asked for while one runs waits for it.
+    private func startCompaction(
+        _ job: Job, _ makeSource: @Sendable (UInt64) throws -> LogWriter.CompactionSource,
+        _ onCompacted: (@Sendable (LogWriter.CompactionResult) -> Void)?,
+        _ completion: @escaping @Sendable (Result<LogWriter.CompactionResult, LedgerError>) -> Void
+    ) {
+        if running != nil {
+            waitingCompactions.append(job)
+            return
+        }
+        let prepared: LogWriter.PreparedCompaction
+        do {
+            let source = try makeSource(writer.lastSequence)
+            let stop = stopSnapshot
+            prepared = try writer.prepareCompaction(source: source, stop: { stop.isSet })
+        } catch {
+            compactionFailed(error, completion)
+            return
+        }
+        // A rollover's seal is a record: its sequence number and segment are visible now.
+        publishPosition()
+        running = RunningCompaction(prepared: prepared, onCompacted: onCompacted, completion: completion,
+                                    logBytesAtPrepare: logBytesSinceSnapshot)
+        guard configuration.compactsInBackground else {
+            finishCompaction(LogWriter.writeSnapshot(prepared))
+            return
+        }
+        condition.withLock { snapshotThreadRunning = true }
+        let thread = Thread { [self] in
+            let written = LogWriter.writeSnapshot(prepared)
+            // Queued even when the log is poisoned or closing: the I/O thread waits for it.
+            condition.lock()
+            queue.append(.snapshotWritten(written))
+            queuedJobs.store(queue.count, ordering: .releasing)
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.name = "onceledger-compact"
+        thread.start()
+    }
+
+    /// Steps 3–6 of the running compaction (`LogWriter.finishCompaction`), on the I/O
+    /// thread once its snapshot is durable; then the compactions that waited for it start.
+    private func finishCompaction(_ written: LogWriter.WrittenSnapshot) {
+        guard let compaction = running else { return }
+        running = nil
+        do {
+            let result = try writer.finishCompaction(compaction.prepared, written: written, timeMilliseconds: clock())
+            publish(records: 1)
+            logBytesSinceSnapshot -= min(logBytesSinceSnapshot, compaction.logBytesAtPrepare)
+            lastSnapshotBytes = result.snapshotBytes
+            compactionRetryBase = 0
+            compactionRequested = false
+            compaction.onCompacted?(result)
+            compaction.completion(.success(result))
+        } catch {
+            compactionFailed(error, compaction.completion)
+        }
+        if !waitingCompactions.isEmpty {
+            let waiting = waitingCompactions
+            waitingCompactions = []
+            let refusal = condition.withLock { () -> LedgerError? in
+                if let poisoned { return poisoned }
+                queue.insert(contentsOf: waiting, at: 0)
+                queuedJobs.store(queue.count, ordering: .releasing)
+                return nil
+            }
+            if let refusal { for job in waiting { job.fail(refusal) } }
+        }
+    }
+
+    private func compactionFailed(_ error: Error,
+                                  _ completion: @Sendable (Result<LogWriter.CompactionResult, LedgerError>) -> Void) {
+        let typed = (error as? LedgerError) ?? LedgerError(.invalidArgument, "snapshot items failed: \(error)")
+        if let poisoned = writer.poisoned { poisonAll(poisoned) }
+        compactionRetryBase = logBytesSinceSnapshot
+        compactionRequested = false
+        completion(.failure(typed))
+    }
+
     /// Fires the compaction trigger when its bytes have been committed (I/O thread).
     private func checkCompactionTrigger() {
         guard let trigger = compactionTrigger.withLock({ $0 }),
@@ -637,6 +740,15 @@ public final class LogEngine: @unchecked Sendable {
         else { return }
         compactionRequested = true
         trigger.handler()
+    }
+
+    /// The writer's position, without counting a batch (after a compaction's rollover).
+    private func publishPosition() {
+        condition.withLock {
+            published.lastSequence = writer.lastSequence
+            published.durableSequence = writer.durableSequence
+            published.segmentNumber = writer.segmentNumber
+        }
     }
 
     private func publish(records: Int) {
@@ -653,13 +765,18 @@ public final class LogEngine: @unchecked Sendable {
     private func poisonAll(_ error: LedgerError) {
         condition.lock()
         poisoned = poisoned ?? error
-        let failed = queue
-        queue.removeAll()
+        // A compaction thread's result stays queued: the I/O thread must still take it
+        // (and fail that compaction's caller), and closing waits for it.
+        let failed = queue.filter { if case .snapshotWritten = $0 { false } else { true } }
+        queue.removeAll { if case .snapshotWritten = $0 { false } else { true } }
         queuedRecords = 0
-        queuedJobs.store(0, ordering: .releasing)
+        queuedJobs.store(queue.count, ordering: .releasing)
         let stored = poisoned!
         condition.unlock()
         for job in failed { job.fail(stored) }
+        let waiting = waitingCompactions
+        waitingCompactions = []
+        for job in waiting { job.fail(stored) }
     }
 }
 
@@ -668,8 +785,16 @@ extension LogEngine.Job {
         switch self {
         case .append(_, _, _, let waiter): waiter.resume(.failure(error))
         case .compact(_, _, let completion): completion(.failure(error))
+        case .snapshotWritten: break
         }
     }
+}
+
+/// A flag one thread sets and another polls (`LogEngine.close` stopping a snapshot's write).
+final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }
 
 /// A one-shot result slot a blocking caller waits on.

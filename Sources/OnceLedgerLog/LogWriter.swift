@@ -251,6 +251,11 @@ public final class LogWriter {
     /// full disk is not left fuller until the next open (`Spec/FORMAT.md` §2.3). The
     /// failure itself is still thrown, and still poisons the writer.
     private func removeTemporary(_ temporary: String, file: any StorageFile) {
+        LogWriter.removeTemporary(temporary, file: file, storage: storage, directory: directory)
+    }
+
+    private static func removeTemporary(_ temporary: String, file: any StorageFile, storage: any Storage,
+                                        directory: String) {
         file.close()
         guard (try? storage.removeFile(temporary)) != nil else { return }
         try? storage.synchronizeDirectory(directory)
@@ -565,13 +570,56 @@ public final class LogWriter {
     /// with the receipts it carries. A receipt that cannot be read (`source.receipt`
     /// throws, e.g. `.corruptRecord`) refuses the compaction: the temporary file is
     /// removed and the writer stays usable (nothing it wrote failed).
+    ///
+    /// The three steps in one call; `LogEngine` runs the middle one on another thread
+    /// while later batches commit (`prepareCompaction`, `writeSnapshot`, `finishCompaction`).
     public func compact(source: CompactionSource, timeMilliseconds: UInt64) throws -> CompactionResult {
+        let prepared = try prepareCompaction(source: source)
+        let written = LogWriter.writeSnapshot(prepared)
+        return try finishCompaction(prepared, written: written, timeMilliseconds: timeMilliseconds)
+    }
+
+    /// A compaction whose snapshot is to be written (`writeSnapshot`): everything that
+    /// step needs, copied from the writer at `prepareCompaction`, so it may run on any
+    /// thread while the writer commits later batches. Not `Sendable` by its fields (the
+    /// items' closure reads receipts through pinned handles, which is thread-safe).
+    public struct PreparedCompaction: @unchecked Sendable {
+        /// The last sequence number the snapshot covers.
+        public let covered: UInt64
+        let chain: UInt32
+        let path: String
+        let source: CompactionSource
+        let plan: SnapshotFile.StreamPlan
+        let storage: any Storage
+        let directory: String
+        let ledgerID: LedgerID
+        let ledgerScopedTokens: Bool
+        /// Checked before each buffer is written: true stops the write (the ledger is
+        /// closing), which refuses the compaction like an unreadable receipt.
+        let stop: (@Sendable () -> Bool)?
+    }
+
+    /// What `writeSnapshot` did: the snapshot's size and where each item's value is, or
+    /// why there is no snapshot. `refused`: nothing failed that the log depends on (a
+    /// receipt could not be read, or the write was stopped), the temporary file is gone
+    /// and the writer stays usable. `failed`: a write, sync, rename or directory sync of
+    /// the snapshot failed; `finishCompaction` poisons the writer with it, as any failed
+    /// write or sync does (`Spec/FORMAT.md` §7.5).
+    public enum WrittenSnapshot: Sendable {
+        case written(bytes: UInt64, values: [SnapshotFile.ValueSpan?])
+        case refused(LedgerError)
+        case failed(LedgerError)
+    }
+
+    /// Step 0 and the choice of `covered` (`Spec/FORMAT.md` §8): checks the items, rolls
+    /// over to a small segment when that leaves less on disk, and takes the last sequence
+    /// number and its chain. Runs on the writer's thread, between batches.
+    public func prepareCompaction(source: CompactionSource, stop: (@Sendable () -> Bool)? = nil) throws
+        -> PreparedCompaction {
         try checkUsable()
         for item in source.items where item.bodyBytes > Int(FormatLimits.recordBodyBytesMax) {
             throw LedgerError(.limitExceeded, "snapshot item of \(item.bodyBytes) bytes", limit: "recordBodyBytesMax")
         }
-        var deletedSegments: [UInt64] = []
-        var deletedSnapshots: [String] = []
         // Sized from the items' metadata, without reading a receipt; made once for the
         // rollover below and the writing.
         let plan = SnapshotFile.StreamPlan(source.items)
@@ -588,41 +636,80 @@ public final class LogWriter {
             throw poison(error)
         }
         let covered = lastSequence
-        let path = Paths.join(directory, LedgerFileNames.snapshot(covered))
+        return PreparedCompaction(
+            covered: covered, chain: lastChain, path: Paths.join(directory, LedgerFileNames.snapshot(covered)),
+            source: source, plan: plan, storage: storage, directory: directory, ledgerID: ledgerID,
+            ledgerScopedTokens: tokenScope.isLedgerScoped, stop: stop)
+    }
+
+    /// Step 2 (`Spec/FORMAT.md` §8): creates the snapshot durably — temporary file, the
+    /// stream of items with their receipts read and checked, `fsync`, `rename`, directory
+    /// `fsync`. Touches none of the writer's state, so it may run on another thread while
+    /// the writer commits: the records it covers are durable and never rewritten.
+    public static func writeSnapshot(_ prepared: PreparedCompaction) -> WrittenSnapshot {
+        let storage = prepared.storage
         // An existing snapshot of the same covered sequence (its marker was lost in a
         // crash) is replaced by the atomic rename; removing it first could leave no
         // snapshot at all if the removal reached the disk and the rename did not.
-        let temporary = path + LedgerFileNames.temporarySuffix
-        var written: (bytes: UInt64, values: [SnapshotFile.ValueSpan?])
-        var unreadable: Error?
+        let temporary = prepared.path + LedgerFileNames.temporarySuffix
+        var refusal: LedgerError?
         do {
             if storage.exists(temporary) { try storage.removeFile(temporary) }
             let file = try storage.openFile(temporary, mode: .createExclusive)
             defer { file.close() }
+            let written: (bytes: UInt64, values: [SnapshotFile.ValueSpan?])
             do {
                 written = try SnapshotFile.writeStream(
-                    ledgerID: ledgerID, coveredSequence: covered, chain: lastChain,
-                    ledgerScopedTokens: tokenScope.isLedgerScoped, items: source.items, plan: plan,
+                    ledgerID: prepared.ledgerID, coveredSequence: prepared.covered, chain: prepared.chain,
+                    ledgerScopedTokens: prepared.ledgerScopedTokens, items: prepared.source.items, plan: prepared.plan,
                     receipt: { index in
-                        do { return try source.receipt(index) } catch {
-                            unreadable = error
+                        do { return try prepared.source.receipt(index) } catch {
+                            refusal = (error as? LedgerError)
+                                ?? LedgerError(.corruptRecord, "snapshot item \(index): \(error)", path: prepared.directory)
                             throw error
                         }
                     },
-                    write: { bytes, offset in try file.write(bytes, at: offset) })
+                    write: { bytes, offset in
+                        if let stop = prepared.stop, stop() {
+                            let stopped = LedgerError(.closed, "the ledger closed while a compaction wrote its snapshot; nothing was lost, the next compaction starts again",
+                                                      path: prepared.directory)
+                            refusal = stopped
+                            throw stopped
+                        }
+                        try file.write(bytes, at: offset)
+                    })
                 try file.synchronize()
-                try storage.rename(temporary, to: path)
+                try storage.rename(temporary, to: prepared.path)
             } catch {
-                removeTemporary(temporary, file: file)
+                removeTemporary(temporary, file: file, storage: storage, directory: prepared.directory)
                 throw error
             }
-            try storage.synchronizeDirectory(directory)
+            try storage.synchronizeDirectory(prepared.directory)
+            return .written(bytes: written.bytes, values: written.values)
         } catch {
-            if let unreadable { throw unreadable }
-            throw poison(error)
+            if let refusal { return .refused(refusal) }
+            return .failed((error as? LedgerError) ?? LedgerError(.io, "\(error)", path: prepared.directory))
         }
+    }
+
+    /// Steps 3–6 (`Spec/FORMAT.md` §8), on the writer's thread once the snapshot is
+    /// durable (or step 2's failure handed back): deletes the covered segments and older
+    /// snapshots, then commits the snapshot marker. Batches committed since
+    /// `prepareCompaction` are after `covered` and stay where they are.
+    public func finishCompaction(_ prepared: PreparedCompaction, written: WrittenSnapshot, timeMilliseconds: UInt64)
+        throws -> CompactionResult {
+        let bytes: UInt64, values: [SnapshotFile.ValueSpan?]
+        switch written {
+        case .written(let writtenBytes, let writtenValues): (bytes, values) = (writtenBytes, writtenValues)
+        case .refused(let error): throw error
+        case .failed(let error): throw poison(error)
+        }
+        try checkUsable()
+        let covered = prepared.covered
+        var deletedSegments: [UInt64] = []
+        var deletedSnapshots: [String] = []
         do {
-            snapshotCovered = covered
+            snapshotCovered = max(snapshotCovered ?? 0, covered)
             // Segments whose every record is covered, never the active one.
             // Oldest first, each removal made durable before the next: unsynced removals
             // may reach the disk in any order, and a surviving older segment with a lost
@@ -649,12 +736,12 @@ public final class LogWriter {
             throw poison(error)
         }
         let marker = RecordBody.snapshotMarker(.init(
-            coveredSequence: covered, timeMilliseconds: timeMilliseconds, snapshotBytes: written.bytes))
+            coveredSequence: covered, timeMilliseconds: timeMilliseconds, snapshotBytes: bytes))
         try commit([LogRecord(marker)])
         return CompactionResult(
-            coveredSequence: covered, snapshotPath: path, snapshotBytes: written.bytes,
+            coveredSequence: covered, snapshotPath: prepared.path, snapshotBytes: bytes,
             deletedSegments: deletedSegments, deletedSnapshots: deletedSnapshots,
-            valueLocations: written.values.map { $0.flatMap { ValueLocation.snapshot(covered: covered, $0) } })
+            valueLocations: values.map { $0.flatMap { ValueLocation.snapshot(covered: covered, $0) } })
     }
 
     /// The size of the segment a compaction should roll to before writing a snapshot of

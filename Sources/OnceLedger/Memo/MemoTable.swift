@@ -286,6 +286,9 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     static let journalCacheSlots = 4096
     /// Values of entries without a location, by entry index.
     private var inMemoryValues: [UInt32: [UInt8]] = [:]
+    /// Records applied (`apply`), so a compaction's `relocate` knows whether any came
+    /// after its items were taken.
+    private var changes: UInt64 = 0
 
     // The value cache: values on disk read lately, by entry index, so that a hit (a retried
     // step asking again) is answered without a `pread`. Bounded (`cacheBytesMax`, values up
@@ -801,6 +804,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// Applies the fields `decode` returned, given their body bytes. Cannot fail: `decode`
     /// checked them.
     mutating func apply(_ fields: RecordBody.Fields, body: UnsafeRawBufferPointer, location: ValueLocation?) {
+        changes &+= 1
         func part(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: body[range]) }
         func generationKey(_ namespace: Range<Int>, _ run: Range<Int>, _ generation: UInt64) -> GenerationKey {
             GenerationKey(run: RunKey(namespace: Array(part(namespace)), run: Array(part(run))), generation: generation)
@@ -1261,25 +1265,45 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     // MARK: Snapshots
 
+    /// What a compaction's `snapshotSource` saw, for its `relocate`: which memo entry each
+    /// item is, where its value was then (nil: in memory), and `changes` at that moment.
+    struct SnapshotOrigin: Sendable {
+        var keys: [ItemKey]
+        var sources: [ValueLocation?]
+        var changes: UInt64
+    }
+
     /// After a compaction wrote `snapshotSource`'s items: the value of memo entry
-    /// `keys[i]` (`ItemKey.none`: not a memo entry) is now at `locations[i]`. Called before
-    /// any later record is applied, so the entries are the ones written.
-    mutating func relocate(_ keys: [ItemKey], locations: ArraySlice<ValueLocation?>) {
+    /// `origin.keys[i]` (`ItemKey.none`: not a memo entry) is now at `locations[i]`.
+    /// Records applied since the items were taken (the snapshot is written while appends
+    /// go on) may have removed an entry or reused its slot, so an entry moves only if it
+    /// still stands for the value written: its value is still where the snapshot read it
+    /// from (a location names one record or snapshot value, never reused while the file
+    /// lives), or, for a value kept in memory, nothing was applied since.
+    mutating func relocate(_ origin: SnapshotOrigin, locations: ArraySlice<ValueLocation?>) {
         guard reader != nil else { return }
-        for (position, key) in keys.enumerated() where position < locations.count {
+        let unchanged = origin.changes == changes
+        for (position, key) in origin.keys.enumerated() where position < locations.count {
             guard key.ref != ItemKey.none.ref, let location = locations[locations.startIndex + position] else { continue }
+            let source = position < origin.sources.count ? origin.sources[position] : nil
             switch Ref(key: key.ref) {
             case .entry(let index):
                 guard index < entries.count else { continue }
                 var entry = entries[index]
                 guard entry.live else { continue }
+                if let source {
+                    guard entry.isLocated, entry.location == source else { continue }
+                } else {
+                    guard unchanged, !entry.isLocated else { continue }
+                }
                 entry.valueFile = location.file
                 entry.valueOffset = location.offset
                 entry.valueBodyBytes = location.bodyBytes
                 entries[index] = entry
                 if !inMemoryValues.isEmpty { inMemoryValues[UInt32(index)] = nil }
             case .position(let journal, let number):
-                guard journal < journals.count, number < journals[journal].positions.count else { continue }
+                guard journal < journals.count, number < journals[journal].positions.count,
+                      let source, journals[journal].positions[number].location == source else { continue }
                 journals[journal].positions[number].valueFile = location.file
                 journals[journal].positions[number].valueOffset = location.offset
                 journals[journal].positions[number].valueBodyBytes = location.bodyBytes
@@ -1302,7 +1326,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// Memory while a large journal compacts, per position: the item (32 B), where its value
     /// is (24 B) and its key (8 B), besides what the writer keeps (`SnapshotFile.writeStream`).
     func snapshotSource(into items: inout [SnapshotFile.StreamItem]) throws
-        -> (keys: [ItemKey], value: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8]) {
+        -> (origin: SnapshotOrigin, value: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8]) {
         var keys: [ItemKey] = []
         // Per item, where its value is on disk (nil: whole in its body). An array, not a
         // dictionary: ~50 B less per journal position while a large journal compacts.
@@ -1435,6 +1459,6 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             return try MemoTable.readValue(at: location, hint: hint, reader: reader, file: handles[location.file],
                                            readAhead: readAhead)
         }
-        return (keys, value)
+        return (SnapshotOrigin(keys: keys, sources: onDisk, changes: changes), value)
     }
 }

@@ -494,48 +494,60 @@ public final class LogStore: LedgerStore, Sendable {
     ///
     /// Under the lock only the metadata is taken (`LedgerState.compactionSource`: each
     /// entry's body without its receipt, and where the receipt is, with the file's handle
-    /// pinned); the receipts are read after the lock is released, one at a time, while
-    /// the snapshot is streamed to disk through a fixed-size buffer. Once it is durable
-    /// the entries point at the snapshot's values (before any later append is applied).
-    /// `nowMilliseconds` nil: every entry is kept.
+    /// pinned), and the entries retention lets go of are dropped then (with the floor past
+    /// them, which the snapshot records). The receipts are read after the lock is released,
+    /// one at a time, while the snapshot is streamed to disk through a fixed-size buffer —
+    /// on the compaction's own thread, while later appends commit and are applied
+    /// (`LogConfiguration.compactsInBackground`). Once it is durable, the entries that still
+    /// stand for what was written point at the snapshot's values (`LedgerState.relocate`,
+    /// `MemoTable.relocate`). `nowMilliseconds` nil: every entry is kept.
     package func compact(nowMilliseconds: UInt64?, beforeReadingReceipt: (@Sendable (Int) -> Void)?) async throws {
         if core.withLock({ $0.closed }) { throw Self.closedError }
-        let order = Mutex<[Int]>([])
-        let plan = Mutex<LedgerState.RetentionPlan?>(nil)
-        let memoOrder = Mutex<[MemoTable.ItemKey]>([])
-        try await log.compactStreaming({ [self] _ in
-            var (source, written, retired) = try self.core.withLock { core in
-                // Keys with a claim or an operator act in flight are never dropped.
-                try core.state.compactionSource(retention: nowMilliseconds.map {
-                    LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys))
+        let order = Mutex<(order: [Int], tracking: UInt64)?>(nil)
+        let memoOrigin = Mutex<MemoTable.SnapshotOrigin?>(nil)
+        do {
+            try await log.compactStreaming({ [self] _ in
+                var (source, written, tracking) = try self.core.withLock { core in
+                    // Keys with a claim or an operator act in flight are never dropped.
+                    let plan = core.state.retiredPlan(nowMilliseconds.map {
+                        LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys))
+                    })
+                    core.state.dropRetired(plan)
+                    let (source, written, _) = try core.state.compactionSource()
+                    return (source, written, core.state.beginTracking())
+                }
+                order.withLock { $0 = (written, tracking) }
+                // The memo's items follow the entries' (appended to the same array: a copy of a
+                // large journal's items would double them); their values too are read outside
+                // the lock, as the snapshot is written (`MemoTable.snapshotSource`), and relocated.
+                let entryItems = source.items.count
+                let (origin, memoValue) = try self.memo.withLock { table in try table.snapshotSource(into: &source.items) }
+                memoOrigin.withLock { $0 = origin }
+                let items = source.items
+                let entryReceipt = source.receipt
+                return LogWriter.CompactionSource(items: items, receipt: { index in
+                    beforeReadingReceipt?(index)
+                    if index >= entryItems { return try memoValue(index - entryItems, items[index]) }
+                    return try entryReceipt(index)
                 })
-            }
-            plan.withLock { $0 = retired }
-            // The memo's items follow the entries' (appended to the same array: a copy of a
-            // large journal's items would double them); their values too are read outside
-            // the lock, as the snapshot is written (`MemoTable.snapshotSource`), and relocated.
-            let entryItems = source.items.count
-            let (memoKeys, memoValue) = try self.memo.withLock { table in try table.snapshotSource(into: &source.items) }
-            order.withLock { $0 = written }
-            memoOrder.withLock { $0 = memoKeys }
-            let items = source.items
-            let entryReceipt = source.receipt
-            return LogWriter.CompactionSource(items: items, receipt: { index in
-                beforeReadingReceipt?(index)
-                if index >= entryItems { return try memoValue(index - entryItems, items[index]) }
-                return try entryReceipt(index)
+            }, onCompacted: { [self] locations in
+                let written = order.withLock { $0 }
+                let origin = memoOrigin.withLock { $0 }
+                let entryItems = max(0, locations.count - (origin?.keys.count ?? 0))
+                self.core.withLock { core in
+                    guard let written else { return }
+                    core.state.relocate(order: written.order, locations: Array(locations[..<entryItems]),
+                                        tracking: written.tracking)
+                    core.state.endTracking(written.tracking)
+                }
+                if let origin { self.memo.withLock { $0.relocate(origin, locations: locations[entryItems...]) } }
             })
-        }, onCompacted: { [self] locations in
-            let written = order.withLock { $0 }
-            let memoWritten = memoOrder.withLock { $0 }
-            let entryItems = max(0, locations.count - memoWritten.count)
-            let retired = plan.withLock { $0 }
-            self.core.withLock { core in
-                core.state.relocate(order: written, locations: Array(locations[..<entryItems]))
-                if let retired { core.state.dropRetired(retired) }
+        } catch {
+            if let tracking = order.withLock({ $0?.tracking }) {
+                core.withLock { $0.state.endTracking(tracking) }
             }
-            self.memo.withLock { $0.relocate(memoWritten, locations: locations[entryItems...]) }
-        })
+            throw error
+        }
     }
 
     /// Whether the state's lock is free right now (for tests: a compaction reads its

@@ -1,0 +1,364 @@
+// Proves that a compaction writes its snapshot beside the appends (`LogEngine.startCompaction`,
+// `LogConfiguration.compactsInBackground`): held at a gate before its first receipt is read, `once`
+// calls, an operator's forget, memo puts, a run's end and journal steps all commit and return; once
+// it finishes, the entries that did not change read from the snapshot, those that changed keep their
+// newer records, the covered segments are gone, and the state equals what a reopen replays (and
+// what a second compaction writes). Retention drops happen as the items are taken: a dropped key
+// claimed meanwhile gets the floor's generation, as its replay does. Closing while a snapshot is
+// being written stops it (the compaction fails with `closed`, nothing is lost, no temporary file).
+// With the option off, an append waits for the compaction. Real files in a temporary directory.
+import Foundation
+import OnceLedgerFormat
+import OnceLedgerLog
+import OnceLedgerTestSupport
+import Synchronization
+import Testing
+@_spi(Benchmarks) @testable import OnceLedger
+import OnceLedgerStoreContract
+
+@Suite struct BackgroundCompactionTests {
+    final class Flag: Sendable {
+        private let value = Mutex(false)
+        func set() { value.withLock { $0 = true } }
+        var isSet: Bool { value.withLock { $0 } }
+    }
+
+    /// A compaction held at the gate before the first value it reads.
+    struct Held {
+        let task: Task<Void, any Error>
+        let gate: StreamedCompactionTests.Gate
+        let finished: Flag
+
+        func release() async throws {
+            gate.open()
+            try await task.value
+        }
+    }
+
+    /// Starts a compaction of `ledger` at `now` (nil: retention off) and returns once it waits
+    /// at the gate (its items taken, its snapshot not written).
+    static func holdCompaction(_ ledger: Ledger, now: UInt64?) async throws -> Held {
+        let store = try #require(ledger.logStore)
+        let (reached, reachedContinuation) = AsyncStream.makeStream(of: Void.self)
+        let gate = StreamedCompactionTests.Gate()
+        let first = Mutex(true)
+        let finished = Flag()
+        let task = Task {
+            defer {
+                finished.set()
+                reachedContinuation.finish()
+            }
+            try await store.compact(nowMilliseconds: now, beforeReadingReceipt: { _ in
+                let isFirst = first.withLock { value in
+                    defer { value = false }
+                    return value
+                }
+                if isFirst {
+                    reachedContinuation.yield()
+                    gate.wait()
+                }
+            })
+        }
+        var iterator = reached.makeAsyncIterator()
+        guard await iterator.next() != nil else {
+            try await task.value
+            throw LedgerError(.invalidArgument, "the compaction read no value")
+        }
+        return Held(task: task, gate: gate, finished: finished)
+    }
+
+    /// Everything a reader sees: entries with receipts, the memo values named, the journal's records.
+    struct Seen: Equatable {
+        var entries: [EntryInfo]
+        var memo: [[UInt8]?]
+        var journal: [JournalRecord]
+        var newJournal: [JournalRecord]
+        var runs: [RunInfo]
+    }
+
+    static let memoNames = (0..<8).map { "v\($0)" } + ["late"]
+
+    static func seen(_ ledger: Ledger) async throws -> Seen {
+        var memo: [[UInt8]?] = []
+        for run in ["run-1", "run-2"] {
+            let handle = try await ledger.memo(run: run, step: "s")
+            for name in memoNames { memo.append(try await handle.bytes(name)) }
+        }
+        return Seen(entries: try await ledger.entries(), memo: memo,
+                    journal: try await ledger.journalRecords(run: "agent"),
+                    newJournal: try await ledger.journalRecords(run: "new-agent"), runs: try await ledger.runs())
+    }
+
+    static func segmentNumbers(_ directory: String) throws -> [UInt64] {
+        try FileManager.default.contentsOfDirectory(atPath: directory).compactMap(LedgerFileNames.parseSegment).sorted()
+    }
+
+    static func location(_ ledger: Ledger, _ key: String) throws -> ValueLocation? {
+        try ledger.logStore!.withState { try? $0.lookup(key) }?.onDisk?.location
+    }
+
+    @Test func appendsCommitWhileTheSnapshotIsWritten() async throws {
+        let directory = ValuesOnDiskTests.temporaryDirectory("background")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments)
+        try await ValuesOnDiskTests.fill(ledger, count: 30)
+        let memo = try await ledger.memo(run: "run-1", step: "s")
+        for index in 0..<8 { try await memo.put("v\(index)", bytes: MemoCompactionTests.value(index)) }
+        // A finished run whose memo a sweep removes while the snapshot is written (its slots
+        // are then reused by later puts, which must keep their own values).
+        let old = try await ledger.memo(run: "old", step: "s")
+        for index in 0..<6 { try await old.put("o\(index)", bytes: MemoCompactionTests.value(index + 100)) }
+        _ = try await ledger.finishRun("old", status: .succeeded)
+        let oldJournal = try await ledger.journal(run: "old-agent")
+        for index in 0..<4 { _ = try await oldJournal.step("old-\(index)") { "old-out-\(index)" } }
+        _ = try await oldJournal.finish(.succeeded)
+        let journal = try await ledger.journal(run: "agent")
+        for index in 0..<5 { _ = try await journal.step("step-\(index)") { "out-\(index)" } }
+        let segmentsBefore = try Self.segmentNumbers(directory)
+        let engine = try #require((ledger.store as? FileStore)?.engine)
+        let batchesBefore = engine.commitStatistics.batches
+
+        let held = try await Self.holdCompaction(ledger, now: nil)
+        do {
+            // New keys, a done key forgotten and run again, memo puts in a run the snapshot
+            // holds and in a new one, a run's end, journal steps: all durable while it waits.
+            try await ValuesOnDiskTests.fill(ledger, count: 10, round: 1)
+            try await ledger.forgetDoneEntryAllowingRerun("key-3-r0", reason: "test")
+            let rerun = try await ledger.onceBytes(IdempotencyKey("key-3-r0")) { _ in [9, 9, 9] }
+            #expect(rerun.wasPerformed)
+            let swept = try await ledger.sweepMemo(now: LogEngine.systemMilliseconds() + 3_600_000,
+                                                   retention: MemoRetention(.seconds(1)))
+            #expect(swept.runs.count == 2)
+            let newJournal = try await ledger.journal(run: "new-agent")
+            for index in 0..<4 { _ = try await newJournal.step("new-\(index)") { "new-out-\(index)" } }
+            try await memo.put("late", bytes: [1, 2, 3])
+            let second = try await ledger.memo(run: "run-2", step: "s")
+            for index in 0..<4 { try await second.put("v\(index)", bytes: MemoCompactionTests.value(index + 50)) }
+            // A run's end (a later memo of that run id starts a new generation, so not run-2).
+            try await ledger.memo(run: "run-3", step: "s").put("only", bytes: [4])
+            _ = try await ledger.finishRun("run-3", status: .succeeded)
+            for index in 5..<8 { _ = try await journal.step("step-\(index)") { "out-\(index)" } }
+            #expect(!held.finished.isSet, "the compaction still waits at its gate")
+            #expect(engine.commitStatistics.batches >= batchesBefore + 20)
+        } catch {
+            held.gate.open()
+            _ = try? await held.task.value
+            throw error
+        }
+        try await held.release()
+
+        // The covered segments are gone; the untouched entries read from the snapshot.
+        let segmentsAfter = try Self.segmentNumbers(directory)
+        #expect(segmentsAfter.first.map { $0 > segmentsBefore.first! } == true, "\(segmentsBefore) → \(segmentsAfter)")
+        #expect(try Self.location(ledger, "key-5-r0")?.isSnapshot == true)
+        #expect(try Self.location(ledger, "key-3-r0")?.isSnapshot == false, "the rerun's receipt is in a later segment")
+        #expect(try await ledger.entry("key-3-r0")?.receipt == [9, 9, 9])
+        #expect(MemoValuesOnDiskTests.location(ledger, memo.key("v2"))?.isSnapshot == true)
+        var expected = try await Self.seen(ledger)
+        #expect(expected.journal.count == 8)
+        #expect(expected.newJournal.count == 4)
+        #expect(expected.runs.contains { $0.run.run == "run-3" && $0.status == .succeeded })
+        #expect(expected.memo.compactMap { $0 }.count == 8 + 1 + 4)
+        for index in 0..<30 where index != 3 {
+            #expect(expected.entries.first { $0.key == "key-\(index)-r0" }?.receipt == ValuesOnDiskTests.receipt(index))
+        }
+        try await ValuesOnDiskTests.expectReceipts(ledger, count: 10, round: 1)
+
+        // What a reopen replays (the snapshot, then the records after it) is the same state.
+        try ledger.close()
+        ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments)
+        #expect(try await Self.seen(ledger) == expected)
+        // And a second compaction (reading the relocated values) writes it again.
+        try await ledger.compact()
+        #expect(try await Self.seen(ledger) == expected)
+        try ledger.close()
+        ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments)
+        expected.runs = try await ledger.runs()
+        #expect(try await Self.seen(ledger) == expected)
+        try ledger.close()
+    }
+
+    @Test func aKeyRetentionDropsIsClaimedAgainAtTheFloorWhileTheSnapshotIsWritten() async throws {
+        let directory = ValuesOnDiskTests.temporaryDirectory("background-retention")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let clock = ManualClock()
+        var ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments,
+                                     clock: clock.function)
+        try await ValuesOnDiskTests.fill(ledger, count: 6)
+        _ = try await ledger.onceBytes(IdempotencyKey("brief"), scope: .whileInFlight) { _ in [1] }
+        _ = try await ledger.onceBytes(IdempotencyKey("forgotten")) { _ in [2] }
+        try await ledger.forgetDoneEntryAllowingRerun("forgotten", reason: "test")
+        let before = try #require(try await ledger.entry("brief"))
+        clock.advance(1000)
+
+        let held = try await Self.holdCompaction(ledger, now: clock.now)
+        let store = try #require(ledger.logStore)
+        do {
+            // Dropped as the items were taken, the floor past them.
+            #expect(try await ledger.entry("brief") == nil)
+            #expect(try await ledger.entry("forgotten") == nil)
+            #expect(store.generationFloor > before.generation)
+            let again = try await ledger.onceBytes(IdempotencyKey("brief"), scope: .whileInFlight) { _ in [3] }
+            #expect(again.wasPerformed)
+            #expect(again.entry.generation == store.generationFloor)
+            #expect(again.entry.token != before.token)
+            await #expect { try await ledger.forgetDoneEntryAllowingRerun("forgotten", reason: "gone already") }
+                throws: { ($0 as? LedgerError)?.code == .wrongState }
+        } catch {
+            held.gate.open()
+            _ = try? await held.task.value
+            throw error
+        }
+        try await held.release()
+        let expected = try await ledger.entries()
+        #expect(expected.map(\.key).contains("brief"))
+        #expect(!expected.map(\.key).contains("forgotten"))
+        try ledger.close()
+        ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments,
+                                 clock: clock.function)
+        #expect(try await ledger.entries() == expected)
+        try ledger.close()
+    }
+
+    @Test func closingStopsASnapshotBeingWrittenAndLosesNothing() async throws {
+        let directory = ValuesOnDiskTests.temporaryDirectory("background-close")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments)
+        try await ValuesOnDiskTests.fill(ledger, count: 20)
+        let engine = try #require((ledger.store as? FileStore)?.engine)
+        let held = try await Self.holdCompaction(ledger, now: nil)
+        try await ValuesOnDiskTests.fill(ledger, count: 5, round: 1)
+        let closed = ledger
+        let closing = Task.detached { try closed.close() }
+        // The gate opens only once close has told the snapshot's writer to stop.
+        while !engine.isClosing { await Task.yield() }
+        held.gate.open()
+        await #expect { try await held.task.value } throws: { ($0 as? LedgerError)?.code == .closed }
+        try await closing.value
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(!names.contains { $0.hasSuffix(LedgerFileNames.temporarySuffix) }, "\(names)")
+        #expect(!names.contains { LedgerFileNames.parseSnapshot($0) != nil }, "\(names)")
+        ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments)
+        try await ValuesOnDiskTests.expectReceipts(ledger, count: 20)
+        try await ValuesOnDiskTests.expectReceipts(ledger, count: 5, round: 1)
+        try ledger.close()
+    }
+
+    @Test func withTheOptionOffAnAppendWaitsForTheCompaction() async throws {
+        let directory = ValuesOnDiskTests.temporaryDirectory("foreground")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = ValuesOnDiskTests.smallSegments
+        configuration.compactsInBackground = false
+        let ledger = try Ledger.open(directory: directory, configuration: configuration)
+        defer { try? ledger.close() }
+        try await ValuesOnDiskTests.fill(ledger, count: 10)
+        let held = try await Self.holdCompaction(ledger, now: nil)
+        let appended = Flag()
+        let append = Task {
+            _ = try await ledger.onceBytes(IdempotencyKey("after")) { _ in [7] }
+            appended.set()
+        }
+        // The append is queued behind the compaction on the I/O thread, which waits at the gate.
+        let engine = try #require((ledger.store as? FileStore)?.engine)
+        while engine.queuedJobCount == 0 { await Task.yield() }
+        #expect(!appended.isSet)
+        try await held.release()
+        try await append.value
+        #expect(try await ledger.entry("after")?.receipt == [7])
+    }
+}
+
+extension BackgroundCompactionTests {
+    @Test func aFailedSyncBesideTheSnapshotFailsTheCompactionAndCloseStillReturns() async throws {
+        let storage = SimulatedStorage(seed: 11)
+        var ledger = try Ledger.open(directory: "/ledger", configuration: LedgerCrashRunner.fastConfiguration,
+                                     storage: storage)
+        for index in 0..<8 { _ = try await ledger.onceBytes(IdempotencyKey("k\(index)")) { _ in [UInt8(index)] } }
+        let held = try await Self.holdCompaction(ledger, now: nil)
+        storage.injectFault(.fileSync, errno: EIO, pathContaining: "wal-")
+        await #expect { _ = try await ledger.onceBytes(IdempotencyKey("lost")) { _ in [1] } } throws: { _ in true }
+        held.gate.open()
+        await #expect { try await held.task.value } throws: { ($0 as? LedgerError)?.code == .poisoned }
+        try? ledger.close()
+        storage.clearFaults()
+        ledger = try Ledger.open(directory: "/ledger", configuration: LedgerCrashRunner.fastConfiguration,
+                                 storage: storage)
+        for index in 0..<8 { #expect(try await ledger.entry("k\(index)")?.receipt == [UInt8(index)]) }
+        try ledger.close()
+    }
+}
+
+/// Every crash point of a workload whose appends commit while a compaction's snapshot is
+/// written (held at its gate, so the order of operations repeats): an acknowledged call is never
+/// lost, and its effect never runs under a second token.
+@Suite struct BackgroundCompactionCrashTests {
+    final class World: Sendable {
+        let acknowledged = Mutex<[String: [UInt8]]>([:])
+        let tokens = Mutex<[String: Set<String>]>([:])
+    }
+
+    static let keys = 12
+
+    static func receipt(_ index: Int) -> [UInt8] { (0..<(40 + index * 50)).map { UInt8(truncatingIfNeeded: $0 &+ index) } }
+
+    static func call(_ ledger: Ledger, _ world: World, _ index: Int) async throws {
+        let key = "k\(index)"
+        let outcome = try await ledger.onceBytes(IdempotencyKey(key), whenPending: .retry) { context in
+            world.tokens.withLock { $0[key, default: []].insert(context.token) }
+            return Self.receipt(index)
+        }
+        world.acknowledged.withLock { $0[key] = outcome.receipt }
+    }
+
+    static func workload(_ ledger: Ledger, _ world: World, _ epoch: LedgerCrashRunner.Epoch) async throws {
+        for index in 0..<6 { try await call(ledger, world, index) }
+        let held: BackgroundCompactionTests.Held
+        do {
+            held = try await BackgroundCompactionTests.holdCompaction(ledger, now: nil)
+        } catch {
+            if epoch.processIsDead { throw error }
+            throw CrashInvariantViolation("the compaction failed with no crash: \(error)")
+        }
+        do {
+            for index in 6..<10 { try await call(ledger, world, index) }
+        } catch {
+            held.gate.open()
+            _ = try? await held.task.value
+            throw error
+        }
+        held.gate.open()
+        do { try await held.task.value } catch {
+            if !epoch.processIsDead { throw CrashInvariantViolation("the compaction failed with no crash: \(error)") }
+            throw error
+        }
+        for index in 10..<keys { try await call(ledger, world, index) }
+    }
+
+    static func check(_ ledger: Ledger, _ world: World, _ epoch: LedgerCrashRunner.Epoch) async throws {
+        var problems: [String] = []
+        for (key, receipt) in world.acknowledged.withLock({ $0 }) {
+            let entry = try await ledger.entry(key)
+            if entry?.status != .done || entry?.receipt != receipt {
+                problems.append("\(key) was acknowledged but reads \(entry.map { "\($0.status)" } ?? "nothing")")
+            }
+        }
+        for (key, tokens) in world.tokens.withLock({ $0 }) where tokens.count > 1 {
+            problems.append("\(key)'s effect ran under \(tokens.count) tokens")
+        }
+        if epoch.isEnd {
+            let done = try await ledger.entries(status: .done).count
+            if done != keys { problems.append("\(done) of \(keys) keys done at the end") }
+        }
+        if !problems.isEmpty { throw CrashInvariantViolation(problems: problems) }
+    }
+
+    @Test func noCrashPointLosesAnAppendMadeBesideASnapshot() async {
+        let report = await LedgerCrashRunner().run(
+            world: { World() },
+            workload: { ledger, world, epoch in try await Self.workload(ledger, world, epoch) },
+            check: { ledger, world, epoch in try await Self.check(ledger, world, epoch) })
+        #expect(report.passed, "\(report)")
+        #expect(report.crashedAtPoint > 0)
+        print("BackgroundCompactionCrashTests: \(report)")
+    }
+}
