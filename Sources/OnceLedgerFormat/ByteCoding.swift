@@ -13,6 +13,9 @@ public struct ByteWriter: Sendable {
 
     public var count: Int { bytes.count }
 
+    /// Empties the buffer and keeps its capacity (a scratch buffer reused per item).
+    public mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
+
     public mutating func writeInteger<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }

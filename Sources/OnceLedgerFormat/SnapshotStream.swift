@@ -192,7 +192,7 @@ extension SnapshotFile {
             let span = layout.valueBytes.map {
                 ValueSpan(offset: UInt64(FormatLimits.snapshotHeaderBytes + valuesBytes), bodyBytes: UInt32($0))
             }
-            scratch = ByteWriter(capacity: scratch.count)
+            scratch.removeAll()
             groups.writeHint(items, index, span: span, into: &scratch)
             checksum = scratch.bytes.withUnsafeBytes { CRC32.update(checksum, $0) }
             hintsBytes += scratch.count
@@ -203,6 +203,24 @@ extension SnapshotFile {
 
     /// The bytes `writeStream` writes for `items`.
     public static func streamedByteCount(_ items: [StreamItem]) -> Int { StreamPlan(items).byteCount }
+
+    /// At least `streamedByteCount(items)`, from each item's lengths alone, as if no journal
+    /// positions were grouped into one hint (a group's hint is shorter than its positions'
+    /// would be); equal when none are. One cheap pass, no hint encoded: a compaction sizes
+    /// its rollover with it on the log's I/O thread and leaves the plan to the thread that
+    /// writes the snapshot (`Spec/FORMAT.md` §8).
+    public static func streamedByteBound(_ items: [StreamItem]) -> Int {
+        let align = FormatLimits.recordAlignment
+        var total = FormatLimits.snapshotHeaderBytes + FormatLimits.snapshotTrailerBytes
+        for item in items {
+            let layout = item.layout
+            total += SnapshotFile.hintHeaderBytes + Alignment.roundUp(layout.hintBytes, to: align)
+            if let valueBytes = layout.valueBytes {
+                total += SnapshotFile.valueHeaderBytes + Alignment.roundUp(valueBytes, to: align)
+            }
+        }
+        return total
+    }
 
     /// Writes a version 3 snapshot of `items` through `write(bytes, fileOffset)`, in file
     /// order, in chunks of about `bufferBytes` (a value larger than that goes in one

@@ -589,7 +589,6 @@ public final class LogWriter {
         let chain: UInt32
         let path: String
         let source: CompactionSource
-        let plan: SnapshotFile.StreamPlan
         let storage: any Storage
         let directory: String
         let ledgerID: LedgerID
@@ -620,15 +619,14 @@ public final class LogWriter {
         for item in source.items where item.bodyBytes > Int(FormatLimits.recordBodyBytesMax) {
             throw LedgerError(.limitExceeded, "snapshot item of \(item.bodyBytes) bytes", limit: "recordBodyBytesMax")
         }
-        // Sized from the items' metadata, without reading a receipt; made once for the
-        // rollover below and the writing.
-        let plan = SnapshotFile.StreamPlan(source.items)
         do {
             // The disk-use rule (§8): start a new, small active segment first when that
             // leaves less on disk than keeping the current one, so every old segment
             // is covered and deleted below. Its seal takes a sequence number, which the
-            // snapshot then covers too (a seal carries no state).
-            let snapshotBytes = UInt64(plan.byteCount)
+            // snapshot then covers too (a seal carries no state). The snapshot's size is
+            // bounded from the items' lengths (no hint encoded, no receipt read): the plan
+            // that groups journal positions is made where the snapshot is written.
+            let snapshotBytes = UInt64(SnapshotFile.streamedByteBound(source.items))
             if let size = try compactionRolloverBytes(snapshotBytes: snapshotBytes) {
                 try rollover(size: size)
             }
@@ -638,7 +636,7 @@ public final class LogWriter {
         let covered = lastSequence
         return PreparedCompaction(
             covered: covered, chain: lastChain, path: Paths.join(directory, LedgerFileNames.snapshot(covered)),
-            source: source, plan: plan, storage: storage, directory: directory, ledgerID: ledgerID,
+            source: source, storage: storage, directory: directory, ledgerID: ledgerID,
             ledgerScopedTokens: tokenScope.isLedgerScoped, stop: stop)
     }
 
@@ -661,7 +659,7 @@ public final class LogWriter {
             do {
                 written = try SnapshotFile.writeStream(
                     ledgerID: prepared.ledgerID, coveredSequence: prepared.covered, chain: prepared.chain,
-                    ledgerScopedTokens: prepared.ledgerScopedTokens, items: prepared.source.items, plan: prepared.plan,
+                    ledgerScopedTokens: prepared.ledgerScopedTokens, items: prepared.source.items,
                     receipt: { index in
                         do { return try prepared.source.receipt(index) } catch {
                             refusal = (error as? LedgerError)

@@ -120,7 +120,30 @@ import Testing
             #expect(file == expected, "buffer \(bufferBytes)")
             #expect(spans == expectedSpans)
             #expect(SnapshotFile.streamedByteCount(stream) == expected.count)
+            #expect(SnapshotFile.streamedByteBound(stream) >= expected.count)
         }
+    }
+
+    /// The bound a compaction sizes its rollover with (`streamedByteBound`): above the length
+    /// when positions are grouped into one hint, the length itself when nothing is grouped.
+    @Test func theByteBoundIsTheLengthUnlessPositionsAreGrouped() throws {
+        let grouped: [SnapshotFile.StreamItem] = Self.items.map { .whole($0.kind, $0.body) }
+        let plan = SnapshotFile.StreamPlan(grouped)
+        #expect(plan.byteCount == SnapshotFile(ledgerID: Self.ledgerID, coveredSequence: 9, chain: 7,
+                                               ledgerScopedTokens: true, items: Self.items).encode().count)
+        #expect(SnapshotFile.streamedByteBound(grouped) > plan.byteCount)
+        let ungrouped = grouped.filter { $0.kind != .memoEntry }
+        #expect(!ungrouped.isEmpty)
+        #expect(SnapshotFile.streamedByteBound(ungrouped) == SnapshotFile.streamedByteCount(ungrouped))
+        let entries: [SnapshotFile.Item] = (0..<5).map { index in
+            let body = RecordBody.entryState(.init(
+                key: "k\(index)", status: .done, attempt: 1, generation: 0, fingerprint: [],
+                intentTimeMilliseconds: 0, completedTimeMilliseconds: 5, receipt: Array(repeating: 7, count: index * 9)))
+            return SnapshotFile.Item(kind: body.kind, body: body.encode())
+        }
+        let streamed: [SnapshotFile.StreamItem] = entries.map { .whole($0.kind, $0.body) }
+        #expect(SnapshotFile.streamedByteBound(streamed) == SnapshotFile(
+            ledgerID: Self.ledgerID, coveredSequence: 9, chain: 7, ledgerScopedTokens: true, items: entries).encode().count)
     }
 
     @Test func theStreamedWriterWritesTheSameBytesAndSpans() throws {

@@ -3,6 +3,7 @@ import Glibc
 import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
+import Synchronization
 
 /// Targets J1–J4 (`Benchmarks/README.md`): the replay journal (`Ledger.journal`).
 ///
@@ -45,6 +46,10 @@ enum JournalBench {
         var compactionSeconds: Double?
         /// How long compacting it again took (every value then in the first snapshot).
         var recompactionSeconds: Double?
+        /// One caller's journal steps beside that compaction, with the snapshot written on its
+        /// own thread (the default) and then on the I/O thread.
+        var besideBackground: Beside?
+        var besideForeground: Beside?
         var rows = Set(Row.allCases)
     }
 
@@ -179,15 +184,66 @@ enum JournalBench {
             }
             try await BlockingThread.run { try compacting.close() }
             result.openRows.append(try await measuredOpen("snapshot, warm"))
-            // The steady state of a compacting ledger: its values are in the last snapshot.
-            let again = try await BlockingThread.run { try MemoBench.openLedger(directory, create: false) }
-            let againClock = MonotonicClock()
-            try await again.compact()
-            result.recompactionSeconds = againClock.elapsedSeconds
-            try await BlockingThread.run { try again.close() }
+            // The steady state of a compacting ledger: its values are in the last snapshot. A
+            // journal records steps one at a time beside it: with the snapshot written on its own
+            // thread (the default), then with it written on the I/O thread (appends wait).
+            for background in [true, false] {
+                var chosen = LogConfiguration()
+                chosen.compactsInBackground = background
+                let configuration = chosen
+                let again = try await BlockingThread.run {
+                    try MemoBench.openLedger(directory, create: false, configuration: configuration)
+                }
+                let beside = try await compactBeside(again, run: "beside-\(background)")
+                if background {
+                    result.recompactionSeconds = beside.seconds
+                    result.besideBackground = beside
+                } else {
+                    result.besideForeground = beside
+                }
+                try await BlockingThread.run { try again.close() }
+            }
             try FileManager.default.removeItem(atPath: directory)
         }
         return result
+    }
+
+    /// What one caller recording journal steps saw while `compact()` ran beside it.
+    struct Beside {
+        var seconds = 0.0
+        var steps = 0
+        var longestStepSeconds = 0.0
+    }
+
+    /// Runs `ledger.compact()` while one task records steps in journal `run`, one at a time,
+    /// until the compaction returns; times the compaction and the longest step.
+    static func compactBeside(_ ledger: Ledger, run: String) async throws -> Beside {
+        let journal = try await ledger.journal(run: run, limits: limits)
+        _ = try await journal.step("s") { output }
+        let done = Mutex(false)
+        async let stepping: (Int, Double) = {
+            var steps = 0
+            var longest = 0.0
+            while !done.withLock({ $0 }) {
+                let clock = MonotonicClock()
+                _ = try await journal.step("s") { output }
+                longest = max(longest, clock.elapsedSeconds)
+                steps += 1
+            }
+            return (steps, longest)
+        }()
+        let clock = MonotonicClock()
+        do {
+            try await ledger.compact()
+        } catch {
+            done.withLock { $0 = true }
+            _ = try? await stepping
+            throw error
+        }
+        let seconds = clock.elapsedSeconds
+        done.withLock { $0 = true }
+        let (steps, longest) = try await stepping
+        return Beside(seconds: seconds, steps: steps, longestStepSeconds: longest)
     }
 
     /// Records `steps` steps in each of `runs`, 64 runs at a time (group commit fills the ledger fast).
@@ -246,6 +302,11 @@ enum JournalBench {
             parts.append(open.render())
             parts.append("(J4 ledger: \(Format.grouped(result.openRuns)) runs × \(result.stepsPerRun) steps; the scaled column assumes linear growth)")
             parts.append("compaction of the J4 ledger: resident set rose \(result.compactionPeakBytes.map { "\(Format.grouped($0 / 1_048_576)) MiB at its peak, \(Format.fixed(Double($0) / Double(max(result.openRuns * result.stepsPerRun, 1)), 1)) B per position" } ?? "n/a (no /proc, or a kept ledger: not compacted)")\(result.compactionSeconds.map { "; it took \(Format.seconds($0))" } ?? "")\(result.recompactionSeconds.map { "; compacting it again (values in the snapshot) took \(Format.seconds($0))" } ?? "")")
+            for (label, beside) in [("snapshot on its own thread", result.besideBackground),
+                                    ("snapshot on the I/O thread", result.besideForeground)] {
+                guard let beside else { continue }
+                parts.append("steps of one journal beside a compaction (\(label)): \(Format.grouped(beside.steps)) recorded in its \(Format.seconds(beside.seconds)), the longest waited \(Format.seconds(beside.longestStepSeconds))")
+            }
         }
         return parts.joined(separator: "\n")
     }

@@ -76,9 +76,10 @@ enum MemoBench {
             : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 
-    static func openLedger(_ directory: String, create: Bool) throws -> Ledger {
+    static func openLedger(_ directory: String, create: Bool,
+                           configuration: LogConfiguration = LogConfiguration()) throws -> Ledger {
         let clock: @Sendable () -> UInt64 = { MemoBench.fixedNow }
-        let store = try FileStore(directory: directory, configuration: LogConfiguration(), createIfMissing: create,
+        let store = try FileStore(directory: directory, configuration: configuration, createIfMissing: create,
                                   clock: clock)
         return Ledger(store: store, clock: clock)
     }
