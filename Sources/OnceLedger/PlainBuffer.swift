@@ -79,6 +79,13 @@ struct PlainBuffer<Element: BitwiseCopyable>: ~Copyable {
     /// Empties the buffer, keeping its memory.
     mutating func removeAll() { count = 0 }
 
+    /// A buffer of the same elements (one `memcpy`; capacity just the count).
+    func copy() -> PlainBuffer<Element> {
+        var copy = PlainBuffer<Element>()
+        copy.append(contentsOf: rawBytes(from: 0, count: count))
+        return copy
+    }
+
     mutating func append(_ element: Element) {
         reserve(adding: 1)
         base.unsafelyUnwrapped[count] = element

@@ -667,7 +667,8 @@ public final class LogEngine: @unchecked Sendable {
         do {
             let source = try makeSource(writer.lastSequence)
             let stop = stopSnapshot
-            prepared = try writer.prepareCompaction(source: source, stop: { stop.isSet })
+            // Consumed: the items' only reference goes to the thread that writes them.
+            prepared = try writer.prepareCompaction(source: consume source, stop: { stop.isSet })
         } catch {
             compactionFailed(error, completion)
             return

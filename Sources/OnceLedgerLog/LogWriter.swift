@@ -530,12 +530,35 @@ public final class LogWriter {
     /// receipt of each `.receiptLater` item (by its index in `items`) while the snapshot
     /// is written — outside whatever lock guarded the state the items were taken from.
     /// The receipt is returned checked (its record's or value's checksum).
+    ///
+    /// `later`, if given, are items that follow `items` in the snapshot but are made only
+    /// where the snapshot is written (`writeSnapshot`, on the compaction's thread), from a
+    /// copy of the state taken with the rest: the writer's thread then only needs a bound
+    /// of their size (for the rollover rule). `later`'s own reader is given indices into
+    /// its items.
     public struct CompactionSource: Sendable {
         public var items: [SnapshotFile.StreamItem]
         public var receipt: @Sendable (Int) throws -> [UInt8]
-        public init(items: [SnapshotFile.StreamItem], receipt: @escaping @Sendable (Int) throws -> [UInt8]) {
+        /// If set, read instead of `receipt`, with the item (so the reader need not keep the
+        /// items array, which the writer then extends in place).
+        public var itemReceipt: (@Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8])?
+        public var later: LaterItems?
+        public init(items: [SnapshotFile.StreamItem], receipt: @escaping @Sendable (Int) throws -> [UInt8],
+                    later: LaterItems? = nil) {
             self.items = items
             self.receipt = receipt
+            self.later = later
+        }
+        /// Items whose receipts are read given the item as well (`itemReceipt`).
+        public init(items: [SnapshotFile.StreamItem],
+                    itemReceipt: @escaping @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8],
+                    later: LaterItems? = nil) {
+            self.items = items
+            self.receipt = { index in
+                throw LedgerError(.invalidArgument, "snapshot item \(index) is read with its item")
+            }
+            self.itemReceipt = itemReceipt
+            self.later = later
         }
         /// Items whose bodies are whole (nothing to read later).
         public init(items: [SnapshotFile.Item]) {
@@ -543,6 +566,18 @@ public final class LogWriter {
             self.receipt = { index in
                 throw LedgerError(.invalidArgument, "snapshot item \(index) has no receipt to read")
             }
+        }
+    }
+
+    /// Items made on the thread that writes the snapshot (`CompactionSource.later`).
+    public struct LaterItems: Sendable {
+        /// At least the bytes the items take in the snapshot (their hints and values).
+        public var byteBound: Int
+        /// Makes the items, and how to read the receipt of each `.receiptLater` one.
+        public var make: @Sendable () throws -> CompactionSource
+        public init(byteBound: Int, make: @escaping @Sendable () throws -> CompactionSource) {
+            self.byteBound = byteBound
+            self.make = make
         }
     }
 
@@ -588,7 +623,9 @@ public final class LogWriter {
         public let covered: UInt64
         let chain: UInt32
         let path: String
+        /// `source` without its items, which are in `items` (taken once, by `writeSnapshot`).
         let source: CompactionSource
+        let items: ItemsBox
         let storage: any Storage
         let directory: String
         let ledgerID: LedgerID
@@ -596,6 +633,17 @@ public final class LogWriter {
         /// Checked before each buffer is written: true stops the write (the ledger is
         /// closing), which refuses the compaction like an unreadable receipt.
         let stop: (@Sendable () -> Bool)?
+    }
+
+    /// A compaction's items, handed from the thread that takes them to the one that writes
+    /// them, which takes them out (so it holds the only reference).
+    final class ItemsBox: @unchecked Sendable {
+        private var items: [SnapshotFile.StreamItem]
+        init(_ items: [SnapshotFile.StreamItem]) { self.items = items }
+        func take() -> [SnapshotFile.StreamItem] {
+            defer { items = [] }
+            return items
+        }
     }
 
     /// What `writeSnapshot` did: the snapshot's size and where each item's value is, or
@@ -613,7 +661,7 @@ public final class LogWriter {
     /// Step 0 and the choice of `covered` (`Spec/FORMAT.md` §8): checks the items, rolls
     /// over to a small segment when that leaves less on disk, and takes the last sequence
     /// number and its chain. Runs on the writer's thread, between batches.
-    public func prepareCompaction(source: CompactionSource, stop: (@Sendable () -> Bool)? = nil) throws
+    public func prepareCompaction(source: consuming CompactionSource, stop: (@Sendable () -> Bool)? = nil) throws
         -> PreparedCompaction {
         try checkUsable()
         for item in source.items where item.bodyBytes > Int(FormatLimits.recordBodyBytesMax) {
@@ -626,7 +674,7 @@ public final class LogWriter {
             // snapshot then covers too (a seal carries no state). The snapshot's size is
             // bounded from the items' lengths (no hint encoded, no receipt read): the plan
             // that groups journal positions is made where the snapshot is written.
-            let snapshotBytes = UInt64(SnapshotFile.streamedByteBound(source.items))
+            let snapshotBytes = UInt64(SnapshotFile.streamedByteBound(source.items) + (source.later?.byteBound ?? 0))
             if let size = try compactionRolloverBytes(snapshotBytes: snapshotBytes) {
                 try rollover(size: size)
             }
@@ -634,9 +682,11 @@ public final class LogWriter {
             throw poison(error)
         }
         let covered = lastSequence
+        let items = ItemsBox(source.items)
+        source.items = []
         return PreparedCompaction(
             covered: covered, chain: lastChain, path: Paths.join(directory, LedgerFileNames.snapshot(covered)),
-            source: source, storage: storage, directory: directory, ledgerID: ledgerID,
+            source: source, items: items, storage: storage, directory: directory, ledgerID: ledgerID,
             ledgerScopedTokens: tokenScope.isLedgerScoped, stop: stop)
     }
 
@@ -651,6 +701,31 @@ public final class LogWriter {
         // snapshot at all if the removal reached the disk and the rename did not.
         let temporary = prepared.path + LedgerFileNames.temporarySuffix
         var refusal: LedgerError?
+        // The items, then the later ones, made here; each reader given its own indices. The
+        // items are taken from their box, so the later ones are appended in place (the
+        // state layer reserved room), not to a copy of a large journal's items.
+        var items = prepared.items.take()
+        let source = prepared.source
+        var receipt: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8] =
+            source.itemReceipt ?? { index, _ in try source.receipt(index) }
+        if let later = prepared.source.later {
+            do {
+                let made = try later.make()
+                for item in made.items where item.bodyBytes > Int(FormatLimits.recordBodyBytesMax) {
+                    throw LedgerError(.limitExceeded, "snapshot item of \(item.bodyBytes) bytes", limit: "recordBodyBytesMax")
+                }
+                let count = items.count
+                let first = receipt
+                let rest = made.itemReceipt ?? { index, _ in try made.receipt(index) }
+                items.append(contentsOf: made.items)
+                receipt = { index, item in
+                    index < count ? try first(index, item) : try rest(index - count, item)
+                }
+            } catch {
+                return .refused((error as? LedgerError)
+                    ?? LedgerError(.invalidArgument, "snapshot items failed: \(error)", path: prepared.directory))
+            }
+        }
         do {
             if storage.exists(temporary) { try storage.removeFile(temporary) }
             let file = try storage.openFile(temporary, mode: .createExclusive)
@@ -659,9 +734,9 @@ public final class LogWriter {
             do {
                 written = try SnapshotFile.writeStream(
                     ledgerID: prepared.ledgerID, coveredSequence: prepared.covered, chain: prepared.chain,
-                    ledgerScopedTokens: prepared.ledgerScopedTokens, items: prepared.source.items,
+                    ledgerScopedTokens: prepared.ledgerScopedTokens, items: items,
                     receipt: { index in
-                        do { return try prepared.source.receipt(index) } catch {
+                        do { return try receipt(index, items[index]) } catch {
                             refusal = (error as? LedgerError)
                                 ?? LedgerError(.corruptRecord, "snapshot item \(index): \(error)", path: prepared.directory)
                             throw error

@@ -362,3 +362,109 @@ extension BackgroundCompactionTests {
         print("BackgroundCompactionCrashTests: \(report)")
     }
 }
+
+extension BackgroundCompactionTests {
+    /// Workers call `once` (new keys, keys run again after a forget, `.whileInFlight` keys that
+    /// retention drops), put memo values (over old names too), record journal steps, end runs
+    /// and sweep them, while another task compacts again and again with retention on: real
+    /// interleavings, not a gate. Every answer a worker got is what the ledger says at the end,
+    /// and a reopen, and a compaction after it, say the same. Rounds from
+    /// ONCELEDGER_BACKGROUND_ROUNDS (small default).
+    @Test func workersAndRepeatedCompactionsAgreeWithAReopen() async throws {
+        let rounds = ProcessInfo.processInfo.environment["ONCELEDGER_BACKGROUND_ROUNDS"].flatMap(Int.init) ?? 30
+        let directory = ValuesOnDiskTests.temporaryDirectory("background-stress")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let clock = ManualClock()
+        var ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments,
+                                     clock: clock.function)
+        let opened = ledger
+        let answers = Answers()
+        let compactions = try await withThrowingTaskGroup(of: Int.self) { group in
+            for worker in 0..<4 {
+                group.addTask {
+                    var random = SeededRandom(seed: UInt64(worker + 1))
+                    for round in 0..<rounds {
+                        let key = "w\(worker)-\(round)"
+                        let receipt = ValuesOnDiskTests.receipt(worker * 1000 + round)
+                        _ = try await opened.onceBytes(IdempotencyKey(key)) { _ in receipt }
+                        answers.entries.withLock { $0[key] = receipt }
+                        // A short-lived key: done, then dropped by a compaction's retention.
+                        _ = try await opened.onceBytes(IdempotencyKey("brief-\(worker)-\(round % 3)"),
+                                                       scope: .whileInFlight) { _ in [UInt8(round)] }
+                        if round % 4 == 3 {
+                            // Run an earlier key of this worker again, with a new receipt.
+                            let again = "w\(worker)-\(Int(random.next() % UInt64(round)))"
+                            try await opened.forgetDoneEntryAllowingRerun(again, reason: "stress")
+                            let fresh: [UInt8] = [UInt8(worker), UInt8(round), 1]
+                            _ = try await opened.onceBytes(IdempotencyKey(again)) { _ in fresh }
+                            answers.entries.withLock { $0[again] = fresh }
+                        }
+                        let memo = try await opened.memo(run: "m\(worker)", step: "s")
+                        let name = "n\(random.next() % 8)"
+                        let value = MemoCompactionTests.value(worker * 100 + round)
+                        try await memo.put(name, bytes: value)
+                        answers.memo.withLock { $0["m\(worker)/\(name)"] = value }
+                        let journal = try await opened.journal(run: "j\(worker)-\(round / 5)")
+                        _ = try await journal.step("step") { round }
+                        if round % 5 == 4 {
+                            _ = try await journal.finish(.succeeded)
+                            _ = try await opened.sweepMemo(now: clock.now + 10_000,
+                                                           retention: MemoRetention(.seconds(1)))
+                        }
+                    }
+                    return 0
+                }
+            }
+            group.addTask {
+                var count = 0
+                for _ in 0..<max(4, rounds / 3) {
+                    clock.advance(1)
+                    try await opened.compact()
+                    count += 1
+                }
+                return count
+            }
+            var total = 0
+            for try await part in group { total += part }
+            return total
+        }
+        #expect(compactions >= 4)
+
+        func check(_ ledger: Ledger) async throws -> BackgroundCompactionTests.StressSeen {
+            for (key, receipt) in answers.entries.withLock({ $0 }) {
+                #expect(try await ledger.entry(key)?.receipt == receipt, "\(key)")
+            }
+            for (key, value) in answers.memo.withLock({ $0 }) {
+                let parts = key.split(separator: "/").map(String.init)
+                let memo = try await ledger.memo(run: parts[0], step: "s")
+                #expect(try await memo.bytes(parts[1]) == value, "\(key)")
+            }
+            return StressSeen(entries: try await ledger.entries(), runs: try await ledger.runs())
+        }
+        let before = try await check(ledger)
+        try ledger.close()
+        ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments,
+                                 clock: clock.function)
+        #expect(try await check(ledger) == before)
+        // A compaction now lets the `.whileInFlight` keys go (retention) and keeps the rest.
+        try await ledger.compact()
+        var compacted = before
+        compacted.entries.removeAll { $0.key.hasPrefix("brief-") }
+        #expect(try await check(ledger) == compacted)
+        try ledger.close()
+        ledger = try Ledger.open(directory: directory, configuration: ValuesOnDiskTests.smallSegments,
+                                 clock: clock.function)
+        #expect(try await check(ledger) == compacted)
+        try ledger.close()
+    }
+
+    final class Answers: Sendable {
+        let entries = Mutex<[String: [UInt8]]>([:])
+        let memo = Mutex<[String: [UInt8]]>([:])
+    }
+
+    struct StressSeen: Equatable {
+        var entries: [EntryInfo]
+        var runs: [RunInfo]
+    }
+}

@@ -3,7 +3,6 @@ import Glibc
 import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
-import Synchronization
 
 /// Targets J1–J4 (`Benchmarks/README.md`): the replay journal (`Ledger.journal`).
 ///
@@ -48,8 +47,8 @@ enum JournalBench {
         var recompactionSeconds: Double?
         /// One caller's journal steps beside that compaction, with the snapshot written on its
         /// own thread (the default) and then on the I/O thread.
-        var besideBackground: Beside?
-        var besideForeground: Beside?
+        var besideBackground: CompactionBeside?
+        var besideForeground: CompactionBeside?
         var rows = Set(Row.allCases)
     }
 
@@ -208,42 +207,10 @@ enum JournalBench {
         return result
     }
 
-    /// What one caller recording journal steps saw while `compact()` ran beside it.
-    struct Beside {
-        var seconds = 0.0
-        var steps = 0
-        var longestStepSeconds = 0.0
-    }
-
-    /// Runs `ledger.compact()` while one task records steps in journal `run`, one at a time,
-    /// until the compaction returns; times the compaction and the longest step.
-    static func compactBeside(_ ledger: Ledger, run: String) async throws -> Beside {
+    /// One caller recording steps in journal `run`, one at a time, beside `ledger.compact()`.
+    static func compactBeside(_ ledger: Ledger, run: String) async throws -> CompactionBeside {
         let journal = try await ledger.journal(run: run, limits: limits)
-        _ = try await journal.step("s") { output }
-        let done = Mutex(false)
-        async let stepping: (Int, Double) = {
-            var steps = 0
-            var longest = 0.0
-            while !done.withLock({ $0 }) {
-                let clock = MonotonicClock()
-                _ = try await journal.step("s") { output }
-                longest = max(longest, clock.elapsedSeconds)
-                steps += 1
-            }
-            return (steps, longest)
-        }()
-        let clock = MonotonicClock()
-        do {
-            try await ledger.compact()
-        } catch {
-            done.withLock { $0 = true }
-            _ = try? await stepping
-            throw error
-        }
-        let seconds = clock.elapsedSeconds
-        done.withLock { $0 = true }
-        let (steps, longest) = try await stepping
-        return Beside(seconds: seconds, steps: steps, longestStepSeconds: longest)
+        return try await CompactionBeside.measure(ledger) { _ = try await journal.step("s") { output } }
     }
 
     /// Records `steps` steps in each of `runs`, 64 runs at a time (group commit fills the ledger fast).
@@ -305,7 +272,7 @@ enum JournalBench {
             for (label, beside) in [("snapshot on its own thread", result.besideBackground),
                                     ("snapshot on the I/O thread", result.besideForeground)] {
                 guard let beside else { continue }
-                parts.append("steps of one journal beside a compaction (\(label)): \(Format.grouped(beside.steps)) recorded in its \(Format.seconds(beside.seconds)), the longest waited \(Format.seconds(beside.longestStepSeconds))")
+                parts.append("steps of one journal beside a compaction (\(label)): \(beside.summary("recorded"))")
             }
         }
         return parts.joined(separator: "\n")

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import OnceLedger
+import Synchronization
 import OnceLedgerFormat
 import OnceLedgerLog
 
@@ -31,6 +32,9 @@ enum ValuesOnDisk {
         var alreadyDone: [(Int, Double, Double, Int)] = []
         /// (receipt bytes, compaction seconds, peak resident bytes during the compaction)
         var compaction: [(Int, Double, Int?)] = []
+        /// (receipt bytes, snapshot on its own thread, on the I/O thread): one caller's new
+        /// `once` calls beside a compaction of the compacted ledger.
+        var beside: [(Int, CompactionBeside, CompactionBeside)] = []
     }
 
     static let keyBytes = 14
@@ -92,6 +96,29 @@ enum ValuesOnDisk {
             result.rows.append(try await measuredOpen("snapshot, cold", cold: true))
             result.rows.append(try await measuredOpen("snapshot, warm", cold: false))
 
+            // One caller's new `once` calls beside a compaction of the compacted ledger, with
+            // the snapshot written on its own thread (the default), then on the I/O thread.
+            var besides: [CompactionBeside] = []
+            for background in [true, false] {
+                var chosen = configuration
+                chosen.compactsInBackground = background
+                let besideConfiguration = chosen
+                let besideLedger = try await BlockingThread.run {
+                    try LedgerOpenTime.openLedger(directory: directory, configuration: besideConfiguration)
+                }
+                let counter = Mutex(0)
+                let label = background ? "b" : "f"
+                besides.append(try await CompactionBeside.measure(besideLedger) {
+                    let index = counter.withLock { value in
+                        defer { value += 1 }
+                        return value
+                    }
+                    _ = try await besideLedger.onceBytes(IdempotencyKey("beside-\(label)-\(index)")) { _ in [1, 2, 3] }
+                })
+                try await BlockingThread.run { try besideLedger.close() }
+            }
+            result.beside.append((size, besides[0], besides[1]))
+
             progress.say("values on disk: alreadyDone calls for \(Format.fixed(seconds, 1)) s")
             let ledger = try await BlockingThread.run {
                 try LedgerOpenTime.openLedger(directory: directory, configuration: configuration)
@@ -151,7 +178,12 @@ enum ValuesOnDisk {
         for (size, seconds, peak) in result.compaction {
             compactions.add(["\(size) B", Format.seconds(seconds), peak.map { Format.megabytes(UInt64($0)) } ?? "n/a"])
         }
-        return "Values on disk (T11–T13)\n" + table.render() + "\n" + calls.render() + "\n" + compactions.render()
+        var beside = ""
+        for (size, background, foreground) in result.beside {
+            beside += "\n\(size) B receipts: new `once` calls of one task beside compacting the compacted ledger: "
+                + "snapshot on its own thread, \(background.summary("returned")); on the I/O thread, \(foreground.summary("returned"))"
+        }
+        return "Values on disk (T11–T13)\n" + table.render() + "\n" + calls.render() + "\n" + compactions.render() + beside
             + "\nper CPU second = calls / (user + system CPU time of the process during the loop)"
             + "\npeak resident = VmHWM (/proc/self/status) after the compaction, reset to the open ledger's resident set just before it"
     }

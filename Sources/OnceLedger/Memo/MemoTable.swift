@@ -1325,6 +1325,9 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     ///
     /// Memory while a large journal compacts, per position: the item (32 B), where its value
     /// is (24 B) and its key (8 B), besides what the writer keeps (`SnapshotFile.writeStream`).
+    /// At least how many items `snapshotSource` appends (to reserve room for them).
+    var snapshotItemCountBound: Int { liveEntries + livePositions + generations.count + 1 }
+
     func snapshotSource(into items: inout [SnapshotFile.StreamItem]) throws
         -> (origin: SnapshotOrigin, value: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8]) {
         var keys: [ItemKey] = []

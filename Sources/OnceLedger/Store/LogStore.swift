@@ -503,50 +503,87 @@ public final class LogStore: LedgerStore, Sendable {
     /// `MemoTable.relocate`). `nowMilliseconds` nil: every entry is kept.
     package func compact(nowMilliseconds: UInt64?, beforeReadingReceipt: (@Sendable (Int) -> Void)?) async throws {
         if core.withLock({ $0.closed }) { throw Self.closedError }
-        let order = Mutex<(order: [Int], tracking: UInt64)?>(nil)
+        let tracking = Mutex<UInt64?>(nil)
+        let order = Mutex<[Int]?>(nil)
         let memoOrigin = Mutex<MemoTable.SnapshotOrigin?>(nil)
         do {
             try await log.compactStreaming({ [self] _ in
-                var (source, written, tracking) = try self.core.withLock { core in
+                // Under the state's lock: the retention drop, a copy of the tables (a `memcpy`
+                // each), and the start of the record of what later records change. The
+                // entries' items are made from the copy on the snapshot's thread.
+                let (frozen, trackingID) = self.core.withLock { core in
                     // Keys with a claim or an operator act in flight are never dropped.
                     let plan = core.state.retiredPlan(nowMilliseconds.map {
                         LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys))
                     })
                     core.state.dropRetired(plan)
-                    let (source, written, _) = try core.state.compactionSource()
-                    return (source, written, core.state.beginTracking())
+                    return (FrozenState(core.state.frozenCopy()), core.state.beginTracking())
                 }
-                order.withLock { $0 = (written, tracking) }
-                // The memo's items follow the entries' (appended to the same array: a copy of a
-                // large journal's items would double them); their values too are read outside
-                // the lock, as the snapshot is written (`MemoTable.snapshotSource`), and relocated.
-                let entryItems = source.items.count
-                let (origin, memoValue) = try self.memo.withLock { table in try table.snapshotSource(into: &source.items) }
+                tracking.withLock { $0 = trackingID }
+                let (entryBytes, entryItems) = frozen.bounds()
+                // The memo's items come first; their values too are read outside the lock, as
+                // the snapshot is written (`MemoTable.snapshotSource`), and relocated. Room is
+                // kept for the entries' items, appended in place on the snapshot's thread.
+                var items: [SnapshotFile.StreamItem] = []
+                let (origin, memoValue) = try self.memo.withLock { table in
+                    items.reserveCapacity(table.snapshotItemCountBound + entryItems)
+                    return try table.snapshotSource(into: &items)
+                }
                 memoOrigin.withLock { $0 = origin }
-                let items = source.items
-                let entryReceipt = source.receipt
-                return LogWriter.CompactionSource(items: items, receipt: { index in
-                    beforeReadingReceipt?(index)
-                    if index >= entryItems { return try memoValue(index - entryItems, items[index]) }
-                    return try entryReceipt(index)
+                let later = LogWriter.LaterItems(byteBound: entryBytes, make: {
+                    let (source, written) = try frozen.take()
+                    order.withLock { $0 = written }
+                    let entryReceipt = source.receipt
+                    return LogWriter.CompactionSource(items: source.items, receipt: { index in
+                        beforeReadingReceipt?(index)
+                        return try entryReceipt(index)
+                    })
                 })
+                return LogWriter.CompactionSource(items: items, itemReceipt: { index, item in
+                    beforeReadingReceipt?(index)
+                    return try memoValue(index, item)
+                }, later: later)
             }, onCompacted: { [self] locations in
-                let written = order.withLock { $0 }
                 let origin = memoOrigin.withLock { $0 }
-                let entryItems = max(0, locations.count - (origin?.keys.count ?? 0))
+                let memoItems = min(origin?.keys.count ?? 0, locations.count)
+                if let origin { self.memo.withLock { $0.relocate(origin, locations: locations[..<memoItems]) } }
+                let written = order.withLock { $0 } ?? []
+                let trackingID = tracking.withLock { $0 }
                 self.core.withLock { core in
-                    guard let written else { return }
-                    core.state.relocate(order: written.order, locations: Array(locations[..<entryItems]),
-                                        tracking: written.tracking)
-                    core.state.endTracking(written.tracking)
+                    core.state.relocate(order: written, locations: Array(locations[memoItems...]), tracking: trackingID)
+                    if let trackingID { core.state.endTracking(trackingID) }
                 }
-                if let origin { self.memo.withLock { $0.relocate(origin, locations: locations[entryItems...]) } }
             })
         } catch {
-            if let tracking = order.withLock({ $0?.tracking }) {
-                core.withLock { $0.state.endTracking(tracking) }
+            if let trackingID = tracking.withLock({ $0 }) {
+                core.withLock { $0.state.endTracking(trackingID) }
             }
             throw error
+        }
+    }
+
+    /// The copy of the state a compaction's entries are made from (`LedgerState.frozenCopy`),
+    /// handed to the snapshot's thread, which makes the items and frees it (`take`).
+    final class FrozenState: @unchecked Sendable {
+        private let lock = Mutex(())
+        private var state: LedgerState?
+
+        init(_ state: consuming LedgerState) { self.state = Optional(consume state) }
+
+        func bounds() -> (bytes: Int, items: Int) {
+            lock.withLock { _ in state?.snapshotByteBound() ?? (0, 0) }
+        }
+
+        /// The entries' items (`LedgerState.compactionSource`) and which entry each is; the
+        /// copy is freed once they are made.
+        func take() throws -> (source: LogWriter.CompactionSource, order: [Int]) {
+            try lock.withLock { _ in
+                guard let frozen = state.take() else {
+                    throw LedgerError(.invalidArgument, "a compaction's state was taken twice")
+                }
+                let (source, order, _) = try frozen.compactionSource()
+                return (source, order)
+            }
         }
     }
 

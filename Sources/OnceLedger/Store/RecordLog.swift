@@ -81,14 +81,22 @@ extension RecordLog {
                                  onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws {
         try await compactLocated({ covered in
             let source = try makeSource(covered)
-            return try source.items.enumerated().map { index, item in
-                switch item {
-                case .whole(let kind, let body): return SnapshotFile.Item(kind: kind, body: body)
-                case .receiptLater, .journalPosition:
-                    return SnapshotFile.Item(kind: item.kind, body: item.wholeBody(receipt: try source.receipt(index)))
-                }
-            }
+            var items = try Self.wholeItems(source)
+            if let later = source.later { items += try Self.wholeItems(try later.make()) }
+            return items
         }, onCompacted: onCompacted)
+    }
+
+    /// `source`'s items with their receipts read in (by `itemReceipt` if it has one).
+    private static func wholeItems(_ source: LogWriter.CompactionSource) throws -> [SnapshotFile.Item] {
+        try source.items.enumerated().map { index, item in
+            switch item {
+            case .whole(let kind, let body): return SnapshotFile.Item(kind: kind, body: body)
+            case .receiptLater, .journalPosition:
+                let receipt = try source.itemReceipt?(index, item) ?? source.receipt(index)
+                return SnapshotFile.Item(kind: item.kind, body: item.wholeBody(receipt: receipt))
+            }
+        }
     }
 
     /// `load` for a caller that has no use for the item count (tools replaying a
