@@ -492,15 +492,17 @@ public final class LogStore: LedgerStore, Sendable {
     /// `compact`, calling `beforeReadingReceipt` (a test's gate) before each receipt or
     /// memo value that stays on disk is read into the snapshot.
     ///
-    /// Under the lock only the metadata is taken (`LedgerState.compactionSource`: each
-    /// entry's body without its receipt, and where the receipt is, with the file's handle
-    /// pinned), and the entries retention lets go of are dropped then (with the floor past
-    /// them, which the snapshot records). The receipts are read after the lock is released,
-    /// one at a time, while the snapshot is streamed to disk through a fixed-size buffer —
-    /// on the compaction's own thread, while later appends commit and are applied
-    /// (`LogConfiguration.compactsInBackground`). Once it is durable, the entries that still
-    /// stand for what was written point at the snapshot's values (`LedgerState.relocate`,
-    /// `MemoTable.relocate`). `nowMilliseconds` nil: every entry is kept.
+    /// Under the locks only metadata is taken: the entries retention lets go of are dropped
+    /// (with the floor past them, which the snapshot records), the state's tables copied
+    /// (`LedgerState.frozenCopy`) and the memo's items taken (`MemoTable.snapshotSource`).
+    /// The entries' items are made from the copy (`LedgerState.compactionSource`: each
+    /// entry's body without its receipt, and where the receipt is, the file's handle
+    /// pinned), and the receipts and values read one at a time while the snapshot is
+    /// streamed to disk through a fixed-size buffer — on the compaction's own thread, while
+    /// later appends commit and are applied (`LogConfiguration.compactsInBackground`). Once
+    /// it is durable, the entries that still stand for what was written point at the
+    /// snapshot's values (`LedgerState.relocate`, `MemoTable.relocate`). `nowMilliseconds`
+    /// nil: every entry is kept.
     package func compact(nowMilliseconds: UInt64?, beforeReadingReceipt: (@Sendable (Int) -> Void)?) async throws {
         if core.withLock({ $0.closed }) { throw Self.closedError }
         let tracking = Mutex<UInt64?>(nil)
