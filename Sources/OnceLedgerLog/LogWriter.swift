@@ -717,7 +717,7 @@ public final class LogWriter {
                 let count = items.count
                 let first = receipt
                 let rest = made.itemReceipt ?? { index, _ in try made.receipt(index) }
-                items.append(contentsOf: made.items)
+                if items.isEmpty { items = made.items } else { items.append(contentsOf: made.items) }
                 receipt = { index, item in
                     index < count ? try first(index, item) : try rest(index - count, item)
                 }

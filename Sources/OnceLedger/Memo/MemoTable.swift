@@ -1313,6 +1313,63 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         }
     }
 
+    /// At least how many items `snapshotSource` appends (to reserve room for them).
+    var snapshotItemCountBound: Int { liveEntries + livePositions + generations.count + 1 }
+
+    /// A copy of the memo a compaction's snapshot is made from, for another thread: the
+    /// tables `snapshotSource` reads, the flat ones copied (a `memcpy` each), the others
+    /// shared until the live table next changes them (copy-on-write: a journal's positions
+    /// are copied only if that journal gets a new position meanwhile). No hash table, no
+    /// cache: the copy is only read by `snapshotSource` and `snapshotByteBound`.
+    func frozenCopy() -> MemoTable {
+        var copy = MemoTable()
+        copy.reader = reader
+        copy.generations = generations
+        copy.highestSweep = highestSweep
+        copy.entries = entries.copy()
+        copy.liveEntries = liveEntries
+        copy.names = names.copy()
+        copy.digests = digests.copy()
+        copy.buckets = buckets
+        copy.journals = journals
+        copy.livePositions = livePositions
+        copy.inMemoryValues = inMemoryValues
+        copy.changes = changes
+        return copy
+    }
+
+    /// At least the bytes `snapshotSource`'s items take in a snapshot (hints and value
+    /// frames), from lengths alone: each value's body counted as a hint and as a value, as
+    /// if no journal positions were grouped. For the rollover rule (`Spec/FORMAT.md` §8),
+    /// before the items are made.
+    func snapshotByteBound() -> Int {
+        let align = FormatLimits.recordAlignment
+        func item(_ body: Int) -> Int {
+            SnapshotFile.hintHeaderBytes + SnapshotFile.valueHeaderBytes + 2 * Alignment.roundUp(body, to: align)
+        }
+        var total = 0
+        for (key, generation) in generations {
+            let keyBytes = key.run.namespace.count + key.run.run.count
+            // A run end or a sweep: namespace, run, generation, status or time, time.
+            total += 2 * item(64 + keyBytes)
+            if generation.journal != 0, Int(generation.journal) - 1 < journals.count {
+                for position in journals[Int(generation.journal) - 1].positions {
+                    total += item(max(Int(position.valueBodyBytes), JournalPositions.memoBodyFixedBytes + keyBytes))
+                }
+            }
+            for bucketIndex in generation.buckets where Int(bucketIndex) < buckets.count {
+                var next = buckets[Int(bucketIndex)].first
+                while next != 0, Int(next) - 1 < entries.count {
+                    let entry = entries[Int(next) - 1]
+                    total += item(max(Int(entry.valueBodyBytes), 60 + keyBytes + buckets[Int(bucketIndex)].step.count
+                                      + Int(entry.nameLength) + Int(entry.valueCount)))
+                    next = entry.next
+                }
+            }
+        }
+        return total + 2 * item(64 + (highestSweep.map { $0.key.run.namespace.count + $0.key.run.run.count } ?? 0))
+    }
+
     /// The memo as snapshot items (`Spec/FORMAT.md` §6.2, §9.4), in key order, appended to
     /// `items`: each live generation's values and its end; then the sweep of the highest
     /// generation swept. Swept generations are gone, so compaction drops them. Values on
@@ -1325,9 +1382,6 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     ///
     /// Memory while a large journal compacts, per position: the item (32 B), where its value
     /// is (24 B) and its key (8 B), besides what the writer keeps (`SnapshotFile.writeStream`).
-    /// At least how many items `snapshotSource` appends (to reserve room for them).
-    var snapshotItemCountBound: Int { liveEntries + livePositions + generations.count + 1 }
-
     func snapshotSource(into items: inout [SnapshotFile.StreamItem]) throws
         -> (origin: SnapshotOrigin, value: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8]) {
         var keys: [ItemKey] = []

@@ -510,9 +510,10 @@ public final class LogStore: LedgerStore, Sendable {
         let memoOrigin = Mutex<MemoTable.SnapshotOrigin?>(nil)
         do {
             try await log.compactStreaming({ [self] _ in
-                // Under the state's lock: the retention drop, a copy of the tables (a `memcpy`
-                // each), and the start of the record of what later records change. The
-                // entries' items are made from the copy on the snapshot's thread.
+                // Under the locks: the retention drop, a copy of each table (a `memcpy` per
+                // flat table, the rest shared copy-on-write), and the start of the record of
+                // what later records change. The items are made from the copies on the
+                // snapshot's thread: the memo's first, then the entries'.
                 let (frozen, trackingID) = self.core.withLock { core in
                     // Keys with a claim or an operator act in flight are never dropped.
                     let plan = core.state.retiredPlan(nowMilliseconds.map {
@@ -522,28 +523,26 @@ public final class LogStore: LedgerStore, Sendable {
                     return (FrozenState(core.state.frozenCopy()), core.state.beginTracking())
                 }
                 tracking.withLock { $0 = trackingID }
-                let (entryBytes, entryItems) = frozen.bounds()
-                // The memo's items come first; their values too are read outside the lock, as
-                // the snapshot is written (`MemoTable.snapshotSource`), and relocated. Room is
-                // kept for the entries' items, appended in place on the snapshot's thread.
-                var items: [SnapshotFile.StreamItem] = []
-                let (origin, memoValue) = try self.memo.withLock { table in
-                    items.reserveCapacity(table.snapshotItemCountBound + entryItems)
-                    return try table.snapshotSource(into: &items)
-                }
-                memoOrigin.withLock { $0 = origin }
-                let later = LogWriter.LaterItems(byteBound: entryBytes, make: {
+                let frozenMemo = FrozenMemo(self.memo.withLock { $0.frozenCopy() })
+                let (entryBytes, _) = frozen.bounds()
+                let later = LogWriter.LaterItems(byteBound: entryBytes + frozenMemo.byteBound(), make: {
+                    // The memo's items, with room kept for the entries', appended in place.
+                    var items: [SnapshotFile.StreamItem] = []
+                    let (origin, memoValue) = try frozenMemo.take(into: &items, reserving: frozen.bounds().items)
+                    memoOrigin.withLock { $0 = origin }
+                    let memoItems = items.count
                     let (source, written) = try frozen.take()
                     order.withLock { $0 = written }
+                    items.append(contentsOf: source.items)
                     let entryReceipt = source.receipt
-                    return LogWriter.CompactionSource(items: source.items, receipt: { index in
+                    return LogWriter.CompactionSource(items: items, itemReceipt: { index, item in
                         beforeReadingReceipt?(index)
-                        return try entryReceipt(index)
+                        if index < memoItems { return try memoValue(index, item) }
+                        return try entryReceipt(index - memoItems)
                     })
                 })
-                return LogWriter.CompactionSource(items: items, itemReceipt: { index, item in
-                    beforeReadingReceipt?(index)
-                    return try memoValue(index, item)
+                return LogWriter.CompactionSource(items: [], receipt: { index in
+                    throw LedgerError(.invalidArgument, "snapshot item \(index) is not the memo's or an entry's")
                 }, later: later)
             }, onCompacted: { [self] locations in
                 let origin = memoOrigin.withLock { $0 }
@@ -561,6 +560,30 @@ public final class LogStore: LedgerStore, Sendable {
                 core.withLock { $0.state.endTracking(trackingID) }
             }
             throw error
+        }
+    }
+
+    /// The copy of the memo a compaction's memo items are made from (`MemoTable.frozenCopy`),
+    /// handed to the snapshot's thread, which makes the items and frees it (`take`).
+    final class FrozenMemo: @unchecked Sendable {
+        private let lock = Mutex(())
+        private var table: MemoTable?
+
+        init(_ table: consuming MemoTable) { self.table = Optional(consume table) }
+
+        func byteBound() -> Int { lock.withLock { _ in table?.snapshotByteBound() ?? 0 } }
+
+        /// The memo's items (`MemoTable.snapshotSource`), appended to `items` with room kept
+        /// for `reserving` more; the copy is freed once they are made.
+        func take(into items: inout [SnapshotFile.StreamItem], reserving: Int) throws
+            -> (origin: MemoTable.SnapshotOrigin, value: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8]) {
+            try lock.withLock { _ in
+                guard let frozen = table.take() else {
+                    throw LedgerError(.invalidArgument, "a compaction's memo was taken twice")
+                }
+                items.reserveCapacity(frozen.snapshotItemCountBound + reserving)
+                return try frozen.snapshotSource(into: &items)
+            }
         }
     }
 
