@@ -332,15 +332,19 @@ public final class LogEngine: @unchecked Sendable {
         return try box.wait().get()
     }
 
-    /// Writes a snapshot between batches: `makeItems` runs on the I/O thread with
-    /// the covered sequence number (every record through it is durable and has
-    /// been returned to its appender) and returns the live state as items.
+    /// Writes a snapshot: `makeItems` runs on the I/O thread between batches with the
+    /// covered sequence number (every record through it is durable and has been returned
+    /// to its appender) and returns the live state as items. The snapshot is then written
+    /// on a thread of its own while later batches commit
+    /// (`LogConfiguration.compactsInBackground`; off: on the I/O thread, appends waiting).
     ///
     /// `onCompacted`, if given, runs on the I/O thread once the snapshot is durable and
-    /// the files it covers are removed, before any later append: state that points into
+    /// the files it covers are removed, before any batch after that: state that points into
     /// the log moves to the snapshot there (`CompactionResult.valueLocations`, one per
-    /// item), and readers that still hold a location in a removed file keep reading it
-    /// until `reader.retire` is called for it.
+    /// item) — only where it still stands for what was written, since batches committed
+    /// while the snapshot was written have been applied — and readers that still hold a
+    /// location in a removed file keep reading it until `reader.retire` is called for it.
+    /// A compaction asked for while one runs starts after it.
     public func compact(
         _ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
         onCompacted: (@Sendable (LogWriter.CompactionResult) -> Void)? = nil
@@ -350,9 +354,10 @@ public final class LogEngine: @unchecked Sendable {
 
     /// `compact`, for a state whose receipts stay on disk: `makeSource` (on the I/O
     /// thread, with the covered sequence number) returns the items' metadata and how to
-    /// read each receipt; the receipts are read after it returns, while the snapshot is
-    /// streamed to disk (`LogWriter.compact(source:timeMilliseconds:)`), so a lock taken
-    /// in `makeSource` is not held while they are read.
+    /// read each receipt (or, in `CompactionSource.later`, how to make items from a copy of
+    /// the state on the snapshot's thread); the receipts are read after it returns, while
+    /// the snapshot is streamed to disk (`LogWriter.writeSnapshot`), so a lock taken in
+    /// `makeSource` is not held while they are read.
     public func compactStreaming(
         _ makeSource: @escaping @Sendable (UInt64) throws -> LogWriter.CompactionSource,
         onCompacted: (@Sendable (LogWriter.CompactionResult) -> Void)? = nil

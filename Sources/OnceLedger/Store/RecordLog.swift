@@ -45,8 +45,9 @@ public protocol RecordLog: AnyObject, Sendable {
     /// `append`, whose `onDurable` also gets where each record landed (nil: nowhere to say).
     func appendLocated(_ records: [LogRecord],
                        onDurable: @escaping @Sendable (UInt64, ArraySlice<ValueLocation>?) -> Void) async throws -> UInt64
-    /// `compact`, and once the snapshot is durable, before any later append is applied:
-    /// `onCompacted` with where each item's value now is (one per item; nil: none).
+    /// `compact`, and once the snapshot is durable: `onCompacted` with where each item's
+    /// value now is (one per item; nil: none). Appends made while the snapshot was written
+    /// may have been applied before it (the file log writes it beside them).
     func compactLocated(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
                         onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws
     /// `compactLocated`, for items whose receipts are read only while the snapshot is
@@ -205,8 +206,8 @@ package final class FileRecordLog: RecordLog, @unchecked Sendable {
         try await compactStreaming({ LogWriter.CompactionSource(items: try makeItems($0)) }, onCompacted: onCompacted)
     }
 
-    /// The receipts are read on the I/O thread while the snapshot is streamed, after
-    /// `makeSource` returned (`LogEngine.compactStreaming`).
+    /// The receipts are read while the snapshot is streamed, after `makeSource` returned,
+    /// on the compaction's own thread (`LogEngine.compactStreaming`).
     package func compactStreaming(_ makeSource: @escaping @Sendable (UInt64) throws -> LogWriter.CompactionSource,
                                   onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws {
         let engine = try open()
