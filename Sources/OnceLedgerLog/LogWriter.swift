@@ -40,7 +40,7 @@ public final class LogWriter {
     public private(set) var locationsInLastCommit: [ValueLocation] = []
     /// Called with a file's `ValueLocation.file` just before a compaction unlinks it, so
     /// readers of values can keep the file open (`RecordReader.pin`).
-    public var willRemoveFile: ((UInt64) -> Void)?
+    public var willRemoveFile: (@Sendable (UInt64) -> Void)?
     private var lastCommitBase: UInt64 = 0
 
     private var segmentFile: (any StorageFile)?
@@ -633,6 +633,11 @@ public final class LogWriter {
         /// Checked before each buffer is written: true stops the write (the ledger is
         /// closing), which refuses the compaction like an unreadable receipt.
         let stop: (@Sendable () -> Bool)?
+        /// The segments the snapshot covers whole, oldest first: every one but the active
+        /// segment when it was prepared (later segments hold later records).
+        let coveredSegments: [UInt64]
+        /// `willRemoveFile`, for the thread that deletes them.
+        let willRemoveFile: (@Sendable (UInt64) -> Void)?
     }
 
     /// A compaction's items, handed from the thread that takes them to the one that writes
@@ -653,7 +658,8 @@ public final class LogWriter {
     /// the snapshot failed; `finishCompaction` poisons the writer with it, as any failed
     /// write or sync does (`Spec/FORMAT.md` §7.5).
     public enum WrittenSnapshot: Sendable {
-        case written(bytes: UInt64, values: [SnapshotFile.ValueSpan?])
+        case written(bytes: UInt64, values: [SnapshotFile.ValueSpan?], deletedSegments: [UInt64],
+                     deletedSnapshots: [String])
         case refused(LedgerError)
         case failed(LedgerError)
     }
@@ -687,7 +693,8 @@ public final class LogWriter {
         return PreparedCompaction(
             covered: covered, chain: lastChain, path: Paths.join(directory, LedgerFileNames.snapshot(covered)),
             source: source, items: items, storage: storage, directory: directory, ledgerID: ledgerID,
-            ledgerScopedTokens: tokenScope.isLedgerScoped, stop: stop)
+            ledgerScopedTokens: tokenScope.isLedgerScoped, stop: stop,
+            coveredSegments: segments.dropLast().map(\.number), willRemoveFile: willRemoveFile)
     }
 
     /// Step 2 (`Spec/FORMAT.md` §8): creates the snapshot durably — temporary file, the
@@ -758,56 +765,63 @@ public final class LogWriter {
                 throw error
             }
             try storage.synchronizeDirectory(prepared.directory)
-            return .written(bytes: written.bytes, values: written.values)
+            let (segments, snapshots) = try removeCovered(prepared)
+            return .written(bytes: written.bytes, values: written.values, deletedSegments: segments,
+                            deletedSnapshots: snapshots)
         } catch {
             if let refusal { return .refused(refusal) }
             return .failed((error as? LedgerError) ?? LedgerError(.io, "\(error)", path: prepared.directory))
         }
     }
 
-    /// Steps 3–6 (`Spec/FORMAT.md` §8), on the writer's thread once the snapshot is
-    /// durable (or step 2's failure handed back): deletes the covered segments and older
-    /// snapshots, then commits the snapshot marker. Batches committed since
-    /// `prepareCompaction` are after `covered` and stay where they are.
+    /// Steps 3–5 (`Spec/FORMAT.md` §8), once the snapshot is durable, beside the writer
+    /// (they touch none of its state): deletes the segments the snapshot covers — never the
+    /// segment that was active when it was prepared, which may hold later records — oldest
+    /// first, each removal made durable before the next (unsynced removals may reach the
+    /// disk in any order, and a surviving older segment with a lost newer one would be a gap,
+    /// row R5, on the next open); then the older snapshots. Readers keep a removed file
+    /// readable (`willRemoveFile` pins it) until the entries have moved.
+    private static func removeCovered(_ prepared: PreparedCompaction) throws -> (segments: [UInt64], snapshots: [String]) {
+        let storage = prepared.storage
+        let directory = prepared.directory
+        var deletedSegments: [UInt64] = []
+        for number in prepared.coveredSegments {
+            prepared.willRemoveFile?(number)
+            try storage.removeFile(Paths.join(directory, LedgerFileNames.segment(number)))
+            try storage.synchronizeDirectory(directory)
+            deletedSegments.append(number)
+        }
+        var deletedSnapshots: [String] = []
+        for name in try storage.listDirectory(directory) {
+            if let other = LedgerFileNames.parseSnapshot(name), other < prepared.covered {
+                if other < ValueLocation.snapshotBit { prepared.willRemoveFile?(ValueLocation.snapshotBit | other) }
+                try storage.removeFile(Paths.join(directory, name))
+                deletedSnapshots.append(name)
+            }
+        }
+        if !deletedSnapshots.isEmpty {
+            try storage.synchronizeDirectory(directory)
+        }
+        return (deletedSegments, deletedSnapshots)
+    }
+
+    /// Step 6 (`Spec/FORMAT.md` §8), on the writer's thread once the snapshot is durable and
+    /// what it covers removed (or an earlier step's failure handed back): forgets the removed
+    /// segments and commits the snapshot marker. Batches committed since `prepareCompaction`
+    /// are after `covered` and stay where they are.
     public func finishCompaction(_ prepared: PreparedCompaction, written: WrittenSnapshot, timeMilliseconds: UInt64)
         throws -> CompactionResult {
-        let bytes: UInt64, values: [SnapshotFile.ValueSpan?]
+        let bytes: UInt64, values: [SnapshotFile.ValueSpan?], deletedSegments: [UInt64], deletedSnapshots: [String]
         switch written {
-        case .written(let writtenBytes, let writtenValues): (bytes, values) = (writtenBytes, writtenValues)
+        case .written(let writtenBytes, let writtenValues, let segmentsRemoved, let snapshotsRemoved):
+            (bytes, values, deletedSegments, deletedSnapshots) = (writtenBytes, writtenValues, segmentsRemoved, snapshotsRemoved)
         case .refused(let error): throw error
         case .failed(let error): throw poison(error)
         }
-        try checkUsable()
         let covered = prepared.covered
-        var deletedSegments: [UInt64] = []
-        var deletedSnapshots: [String] = []
-        do {
-            snapshotCovered = max(snapshotCovered ?? 0, covered)
-            // Segments whose every record is covered, never the active one.
-            // Oldest first, each removal made durable before the next: unsynced removals
-            // may reach the disk in any order, and a surviving older segment with a lost
-            // newer one would be a gap (row R5) on the next open.
-            while segments.count >= 2, segments[1].firstSequence - 1 <= covered {
-                let number = segments[0].number
-                willRemoveFile?(number)
-                try storage.removeFile(Paths.join(directory, LedgerFileNames.segment(number)))
-                try storage.synchronizeDirectory(directory)
-                deletedSegments.append(number)
-                segments.removeFirst()
-            }
-            for name in try storage.listDirectory(directory) {
-                if let other = LedgerFileNames.parseSnapshot(name), other < covered {
-                    if other < ValueLocation.snapshotBit { willRemoveFile?(ValueLocation.snapshotBit | other) }
-                    try storage.removeFile(Paths.join(directory, name))
-                    deletedSnapshots.append(name)
-                }
-            }
-            if !deletedSnapshots.isEmpty {
-                try storage.synchronizeDirectory(directory)
-            }
-        } catch {
-            throw poison(error)
-        }
+        snapshotCovered = max(snapshotCovered ?? 0, covered)
+        segments.removeAll { deletedSegments.contains($0.number) }
+        try checkUsable()
         let marker = RecordBody.snapshotMarker(.init(
             coveredSequence: covered, timeMilliseconds: timeMilliseconds, snapshotBytes: bytes))
         try commit([LogRecord(marker)])
