@@ -643,12 +643,11 @@ struct LedgerState: ~Copyable {
     }
 
     /// `snapshotItems`, and the entry index of each of the first `order.count` items
-    /// (the rest are the retention items and `retained`), for `relocate`. With
-    /// `retention`, the entries it retires are left out (`retentionPlan`).
-    func snapshotItemsInOrder(retention: Retention? = nil) throws -> (items: [SnapshotFile.Item], order: [Int]) {
+    /// (the rest are the retention items and `retained`), for `relocate`.
+    func snapshotItemsInOrder() throws -> (items: [SnapshotFile.Item], order: [Int]) {
         var items: [SnapshotFile.Item] = []
         items.reserveCapacity(entries.count + retained.count)
-        let (order, plan) = retentionPlan(retention)
+        let order = sortedIndices()
         for index in order {
             let entry = entries[index]
             let status: RecordBody.EntryStatus = switch entry.status {
@@ -664,7 +663,7 @@ struct LedgerState: ~Copyable {
                 receipt: status == .done ? try receipt(of: entry) : []))
             items.append(SnapshotFile.Item(kind: .entryState, body: body.encode()))
         }
-        items += retentionItems(order: order, floor: plan.floor).map { SnapshotFile.Item(kind: $0.kind, body: $0.encode()) }
+        items += retentionItems(order: order).map { SnapshotFile.Item(kind: $0.kind, body: $0.encode()) }
         items.append(contentsOf: retained)
         return (items, order)
     }
@@ -713,32 +712,10 @@ struct LedgerState: ~Copyable {
         }
     }
 
-    /// The entries to write (sorted by key bytes) and the plan for the rest: without
-    /// `retention`, every entry is written and the floor stays.
-    func retentionPlan(_ retention: Retention?) -> (kept: [Int], plan: RetentionPlan) {
-        let order = sortedIndices()
-        var plan = RetentionPlan(floor: generationFloor)
-        guard let retention else { return (order, plan) }
-        var kept: [Int] = []
-        kept.reserveCapacity(order.count)
-        for index in order {
-            let entry = entries[index]
-            if isRetired(entry, index: index, now: retention.nowMilliseconds)
-                && (retention.live.isEmpty || !retention.live.contains(KeyBytes(key(of: entry)))) {
-                plan.dropped.append(index)
-                plan.floor = max(plan.floor, entry.generation + 1)
-            } else {
-                kept.append(index)
-            }
-        }
-        plan.dropped.sort()
-        return (kept, plan)
-    }
-
     /// The items that follow the entry states: an entry-retention item (§5.20) for each
     /// written entry that is pending or done with a scope other than forever, then the
     /// generation floor (§5.19) if it is above 0.
-    private func retentionItems(order: [Int], floor: UInt32) -> [RecordBody] {
+    private func retentionItems(order: [Int]) -> [RecordBody] {
         var items: [RecordBody] = []
         for index in order {
             let entry = entries[index]
@@ -747,13 +724,13 @@ struct LedgerState: ~Copyable {
             items.append(.entryRetention(.init(key: key(of: entry), scope: scope,
                                                windowMilliseconds: scope == .window ? windows[UInt32(index)] ?? 0 : 0)))
         }
-        if floor > 0 { items.append(.generationFloor(floor: floor)) }
+        if generationFloor > 0 { items.append(.generationFloor(floor: generationFloor)) }
         return items
     }
 
     /// The entries a compaction at `retention`'s now drops (`isRetired`, keys without a
     /// live claim or operator act), in index order, and the floor past them; without
-    /// `retention` none. Unlike `retentionPlan`, no key order is computed.
+    /// `retention` none. No key order is computed.
     func retiredPlan(_ retention: Retention?) -> RetentionPlan {
         var plan = RetentionPlan(floor: generationFloor)
         guard let retention else { return plan }
@@ -874,19 +851,15 @@ struct LedgerState: ~Copyable {
     /// receipt's length (`.receiptLater`), and `receipt(index)` reads it later, outside
     /// the caller's lock, through a handle pinned now (so the file may be removed
     /// meanwhile), checked like `receipt(of:)`: a damaged one fails the compaction.
-    /// Memory: the metadata only (no receipt on disk is read into it).
-    ///
-    /// With `retention`, the entries it retires are left out and the floor raised past
-    /// them (`retentionPlan`); `dropRetired(plan)` drops them from the state once the
-    /// snapshot is durable.
-    func compactionSource(retention: Retention? = nil)
-        throws -> (source: LogWriter.CompactionSource, order: [Int], plan: RetentionPlan) {
+    /// Memory: the metadata only (no receipt on disk is read into it). Retention is applied
+    /// before (`retiredPlan`, `dropRetired`): every entry is written, with the floor.
+    func compactionSource() throws -> (source: LogWriter.CompactionSource, order: [Int]) {
         var items: [SnapshotFile.StreamItem] = []
         items.reserveCapacity(entries.count + retained.count)
         var onDisk: [(location: ValueLocation, key: String)?] = []
         onDisk.reserveCapacity(entries.count + retained.count)
         var handles: [UInt64: any StorageFile] = [:]
-        let (order, plan) = retentionPlan(retention)
+        let order = sortedIndices()
         for index in order {
             let entry = entries[index]
             let status: RecordBody.EntryStatus = switch entry.status {
@@ -921,7 +894,7 @@ struct LedgerState: ~Copyable {
                 items.append(.whole(.entryState, body.encode()))
             }
         }
-        items += retentionItems(order: order, floor: plan.floor).map { .whole($0.kind, $0.encode()) }
+        items += retentionItems(order: order).map { .whole($0.kind, $0.encode()) }
         items.append(contentsOf: retained.map { .whole($0.kind, $0.body) })
         let reader = self.reader
         // The receipts come in item order: those of a snapshot in the order it wrote them.
@@ -933,7 +906,7 @@ struct LedgerState: ~Copyable {
             return try LedgerState.receipt(at: location, key: key, reader: reader, file: handles[location.file],
                                            readAhead: readAhead)
         })
-        return (source, order, plan)
+        return (source, order)
     }
 
     /// Starts recording which entries later records change (`touched`), as a compaction

@@ -162,8 +162,8 @@ extension SnapshotFile {
 
     /// What `writeStream` writes for `items`, worked out from their metadata alone (no
     /// receipt is read): the journal-positions groups, the values section's length and the
-    /// hints section's length and checksum. A compaction makes it once, to size its rollover
-    /// and then to write (each costs a pass over every hint).
+    /// hints section's length and checksum (a pass over every hint). A compaction sizes its
+    /// rollover with `streamedByteBound` instead, which encodes nothing.
     public struct StreamPlan {
         let groups: StreamGroups
         public let valuesBytes: Int
@@ -229,15 +229,14 @@ extension SnapshotFile {
     /// one the item announced fails with `.corruptRecord` (its hint is already counted).
     /// Returns the file's length and where each item's value went (nil: no value).
     /// Items must respect `FormatLimits.recordBodyBytesMax` (checked by the caller).
-    /// `plan`: `StreamPlan(items)` if the caller made it already (of these very items).
     public static func writeStream(
         ledgerID: LedgerID, coveredSequence: UInt64, chain: UInt32, ledgerScopedTokens: Bool,
-        items: [StreamItem], plan: StreamPlan? = nil, bufferBytes: Int = 1 << 20,
+        items: [StreamItem], bufferBytes: Int = 1 << 20,
         receipt: (Int) throws -> [UInt8],
         write: ([UInt8], UInt64) throws -> Void
     ) throws -> (bytes: UInt64, values: [ValueSpan?]) {
         let headerBytes = FormatLimits.snapshotHeaderBytes
-        let plan = plan ?? StreamPlan(items)
+        let plan = StreamPlan(items)
         let groups = plan.groups
         var header = ByteWriter(capacity: headerBytes)
         header.writeBytes(SnapshotFile.magic)

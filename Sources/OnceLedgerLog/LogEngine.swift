@@ -672,14 +672,14 @@ public final class LogEngine: @unchecked Sendable {
         do {
             let source = try makeSource(writer.lastSequence)
             let stop = stopSnapshot
-            // Consumed: the items' only reference goes to the thread that writes them.
-            prepared = try writer.prepareCompaction(source: consume source, stop: { stop.isSet })
+            prepared = try writer.prepareCompaction(source: source, stop: { stop.isSet })
         } catch {
             compactionFailed(error, completion)
             return
         }
-        // A rollover's seal is a record: its sequence number and segment are visible now.
-        publishPosition()
+        // A rollover's seal is a record: its sequence number and segment are visible now
+        // (not counted as a batch).
+        publish(records: nil)
         running = RunningCompaction(prepared: prepared, onCompacted: onCompacted, completion: completion,
                                     logBytesAtPrepare: logBytesSinceSnapshot)
         guard configuration.compactsInBackground else {
@@ -748,22 +748,16 @@ public final class LogEngine: @unchecked Sendable {
         trigger.handler()
     }
 
-    /// The writer's position, without counting a batch (after a compaction's rollover).
-    private func publishPosition() {
+    /// The writer's position, and a batch of `records` (nil: no batch).
+    private func publish(records: Int?) {
         condition.withLock {
             published.lastSequence = writer.lastSequence
             published.durableSequence = writer.durableSequence
             published.segmentNumber = writer.segmentNumber
-        }
-    }
-
-    private func publish(records: Int) {
-        condition.withLock {
-            published.lastSequence = writer.lastSequence
-            published.durableSequence = writer.durableSequence
-            published.segmentNumber = writer.segmentNumber
-            published.batches += 1
-            published.syncedRecords += UInt64(records)
+            if let records {
+                published.batches += 1
+                published.syncedRecords += UInt64(records)
+            }
         }
     }
 

@@ -539,25 +539,11 @@ public final class LogWriter {
     public struct CompactionSource: Sendable {
         public var items: [SnapshotFile.StreamItem]
         public var receipt: @Sendable (Int) throws -> [UInt8]
-        /// If set, read instead of `receipt`, with the item (so the reader need not keep the
-        /// items array, which the writer then extends in place).
-        public var itemReceipt: (@Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8])?
         public var later: LaterItems?
         public init(items: [SnapshotFile.StreamItem], receipt: @escaping @Sendable (Int) throws -> [UInt8],
                     later: LaterItems? = nil) {
             self.items = items
             self.receipt = receipt
-            self.later = later
-        }
-        /// Items whose receipts are read given the item as well (`itemReceipt`).
-        public init(items: [SnapshotFile.StreamItem],
-                    itemReceipt: @escaping @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8],
-                    later: LaterItems? = nil) {
-            self.items = items
-            self.receipt = { index in
-                throw LedgerError(.invalidArgument, "snapshot item \(index) is read with its item")
-            }
-            self.itemReceipt = itemReceipt
             self.later = later
         }
         /// Items whose bodies are whole (nothing to read later).
@@ -623,9 +609,7 @@ public final class LogWriter {
         public let covered: UInt64
         let chain: UInt32
         let path: String
-        /// `source` without its items, which are in `items` (taken once, by `writeSnapshot`).
         let source: CompactionSource
-        let items: ItemsBox
         let storage: any Storage
         let directory: String
         let ledgerID: LedgerID
@@ -638,17 +622,6 @@ public final class LogWriter {
         let coveredSegments: [UInt64]
         /// `willRemoveFile`, for the thread that deletes them.
         let willRemoveFile: (@Sendable (UInt64) -> Void)?
-    }
-
-    /// A compaction's items, handed from the thread that takes them to the one that writes
-    /// them, which takes them out (so it holds the only reference).
-    final class ItemsBox: @unchecked Sendable {
-        private var items: [SnapshotFile.StreamItem]
-        init(_ items: [SnapshotFile.StreamItem]) { self.items = items }
-        func take() -> [SnapshotFile.StreamItem] {
-            defer { items = [] }
-            return items
-        }
     }
 
     /// What `writeSnapshot` did: the snapshot's size and where each item's value is, or
@@ -667,12 +640,10 @@ public final class LogWriter {
     /// Step 0 and the choice of `covered` (`Spec/FORMAT.md` §8): checks the items, rolls
     /// over to a small segment when that leaves less on disk, and takes the last sequence
     /// number and its chain. Runs on the writer's thread, between batches.
-    public func prepareCompaction(source: consuming CompactionSource, stop: (@Sendable () -> Bool)? = nil) throws
+    public func prepareCompaction(source: CompactionSource, stop: (@Sendable () -> Bool)? = nil) throws
         -> PreparedCompaction {
         try checkUsable()
-        for item in source.items where item.bodyBytes > Int(FormatLimits.recordBodyBytesMax) {
-            throw LedgerError(.limitExceeded, "snapshot item of \(item.bodyBytes) bytes", limit: "recordBodyBytesMax")
-        }
+        try LogWriter.checkItemSizes(source.items)
         do {
             // The disk-use rule (§8): start a new, small active segment first when that
             // leaves less on disk than keeping the current one, so every old segment
@@ -688,11 +659,9 @@ public final class LogWriter {
             throw poison(error)
         }
         let covered = lastSequence
-        let items = ItemsBox(source.items)
-        source.items = []
         return PreparedCompaction(
             covered: covered, chain: lastChain, path: Paths.join(directory, LedgerFileNames.snapshot(covered)),
-            source: source, items: items, storage: storage, directory: directory, ledgerID: ledgerID,
+            source: source, storage: storage, directory: directory, ledgerID: ledgerID,
             ledgerScopedTokens: tokenScope.isLedgerScoped, stop: stop,
             coveredSegments: segments.dropLast().map(\.number), willRemoveFile: willRemoveFile)
     }
@@ -708,26 +677,18 @@ public final class LogWriter {
         // snapshot at all if the removal reached the disk and the rename did not.
         let temporary = prepared.path + LedgerFileNames.temporarySuffix
         var refusal: LedgerError?
-        // The items, then the later ones, made here; each reader given its own indices. The
-        // items are taken from their box, so the later ones are appended in place (the
-        // state layer reserved room), not to a copy of a large journal's items.
-        var items = prepared.items.take()
-        let source = prepared.source
-        var receipt: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8] =
-            source.itemReceipt ?? { index, _ in try source.receipt(index) }
+        // The items, then the later ones, made here; each reader given its own indices. A
+        // source of later items only (the state layer's) is taken as made, not copied.
+        var items = prepared.source.items
+        var receipt = prepared.source.receipt
         if let later = prepared.source.later {
             do {
                 let made = try later.make()
-                for item in made.items where item.bodyBytes > Int(FormatLimits.recordBodyBytesMax) {
-                    throw LedgerError(.limitExceeded, "snapshot item of \(item.bodyBytes) bytes", limit: "recordBodyBytesMax")
-                }
+                try checkItemSizes(made.items)
                 let count = items.count
-                let first = receipt
-                let rest = made.itemReceipt ?? { index, _ in try made.receipt(index) }
+                let (first, rest) = (receipt, made.receipt)
                 if items.isEmpty { items = made.items } else { items.append(contentsOf: made.items) }
-                receipt = { index, item in
-                    index < count ? try first(index, item) : try rest(index - count, item)
-                }
+                receipt = { index in index < count ? try first(index) : try rest(index - count) }
             } catch {
                 return .refused((error as? LedgerError)
                     ?? LedgerError(.invalidArgument, "snapshot items failed: \(error)", path: prepared.directory))
@@ -743,7 +704,7 @@ public final class LogWriter {
                     ledgerID: prepared.ledgerID, coveredSequence: prepared.covered, chain: prepared.chain,
                     ledgerScopedTokens: prepared.ledgerScopedTokens, items: items,
                     receipt: { index in
-                        do { return try receipt(index, items[index]) } catch {
+                        do { return try receipt(index) } catch {
                             refusal = (error as? LedgerError)
                                 ?? LedgerError(.corruptRecord, "snapshot item \(index): \(error)", path: prepared.directory)
                             throw error
@@ -771,6 +732,13 @@ public final class LogWriter {
         } catch {
             if let refusal { return .refused(refusal) }
             return .failed((error as? LedgerError) ?? LedgerError(.io, "\(error)", path: prepared.directory))
+        }
+    }
+
+    /// Refuses a snapshot item over the record body limit (`FormatLimits.recordBodyBytesMax`).
+    private static func checkItemSizes(_ items: [SnapshotFile.StreamItem]) throws {
+        for item in items where item.bodyBytes > Int(FormatLimits.recordBodyBytesMax) {
+            throw LedgerError(.limitExceeded, "snapshot item of \(item.bodyBytes) bytes", limit: "recordBodyBytesMax")
         }
     }
 

@@ -520,24 +520,29 @@ public final class LogStore: LedgerStore, Sendable {
                         LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys))
                     })
                     core.state.dropRetired(plan)
-                    return (FrozenState(core.state.frozenCopy()), core.state.beginTracking())
+                    return (Frozen(core.state.frozenCopy()), core.state.beginTracking())
                 }
                 tracking.withLock { $0 = trackingID }
-                let frozenMemo = FrozenMemo(self.memo.withLock { $0.frozenCopy() })
-                let (entryBytes, _) = frozen.bounds()
-                let later = LogWriter.LaterItems(byteBound: entryBytes + frozenMemo.byteBound(), make: {
+                let frozenMemo = Frozen(self.memo.withLock { $0.frozenCopy() })
+                let (entryBytes, entryItems) = frozen.read { $0.snapshotByteBound() } ?? (0, 0)
+                let memoBytes = frozenMemo.read { $0.snapshotByteBound() } ?? 0
+                let later = LogWriter.LaterItems(byteBound: entryBytes + memoBytes, make: {
                     // The memo's items, with room kept for the entries', appended in place.
                     var items: [SnapshotFile.StreamItem] = []
-                    let (origin, memoValue) = try frozenMemo.take(into: &items, reserving: frozen.bounds().items)
+                    let (origin, memoValue) = try frozenMemo.take { table in
+                        items.reserveCapacity(table.snapshotItemCountBound + entryItems)
+                        return try table.snapshotSource(into: &items)
+                    }
                     memoOrigin.withLock { $0 = origin }
                     let memoItems = items.count
-                    let (source, written) = try frozen.take()
+                    let (source, written) = try frozen.take { try $0.compactionSource() }
                     order.withLock { $0 = written }
                     items.append(contentsOf: source.items)
                     let entryReceipt = source.receipt
-                    return LogWriter.CompactionSource(items: items, itemReceipt: { index, item in
+                    let made = items
+                    return LogWriter.CompactionSource(items: made, receipt: { index in
                         beforeReadingReceipt?(index)
-                        if index < memoItems { return try memoValue(index, item) }
+                        if index < memoItems { return try memoValue(index, made[index]) }
                         return try entryReceipt(index - memoItems)
                     })
                 })
@@ -563,51 +568,32 @@ public final class LogStore: LedgerStore, Sendable {
         }
     }
 
-    /// The copy of the memo a compaction's memo items are made from (`MemoTable.frozenCopy`),
-    /// handed to the snapshot's thread, which makes the items and frees it (`take`).
-    final class FrozenMemo: @unchecked Sendable {
+    /// A copy of a table a compaction's items are made from (`LedgerState.frozenCopy`,
+    /// `MemoTable.frozenCopy`), handed from the I/O thread to the snapshot's thread, which
+    /// makes the items from it and frees it (`take`).
+    final class Frozen<Table: ~Copyable>: @unchecked Sendable {
         private let lock = Mutex(())
-        private var table: MemoTable?
+        private var table: Table?
 
-        init(_ table: consuming MemoTable) { self.table = Optional(consume table) }
+        init(_ table: consuming Table) { self.table = Optional(consume table) }
 
-        func byteBound() -> Int { lock.withLock { _ in table?.snapshotByteBound() ?? 0 } }
-
-        /// The memo's items (`MemoTable.snapshotSource`), appended to `items` with room kept
-        /// for `reserving` more; the copy is freed once they are made.
-        func take(into items: inout [SnapshotFile.StreamItem], reserving: Int) throws
-            -> (origin: MemoTable.SnapshotOrigin, value: @Sendable (Int, SnapshotFile.StreamItem) throws -> [UInt8]) {
-            try lock.withLock { _ in
-                guard let frozen = table.take() else {
-                    throw LedgerError(.invalidArgument, "a compaction's memo was taken twice")
+        /// `body` of the copy (nil once taken).
+        func read<Result>(_ body: (borrowing Table) -> Result) -> Result? {
+            lock.withLock { _ in
+                switch table {
+                case .some(let frozen): body(frozen)
+                case .none: nil
                 }
-                items.reserveCapacity(frozen.snapshotItemCountBound + reserving)
-                return try frozen.snapshotSource(into: &items)
             }
         }
-    }
 
-    /// The copy of the state a compaction's entries are made from (`LedgerState.frozenCopy`),
-    /// handed to the snapshot's thread, which makes the items and frees it (`take`).
-    final class FrozenState: @unchecked Sendable {
-        private let lock = Mutex(())
-        private var state: LedgerState?
-
-        init(_ state: consuming LedgerState) { self.state = Optional(consume state) }
-
-        func bounds() -> (bytes: Int, items: Int) {
-            lock.withLock { _ in state?.snapshotByteBound() ?? (0, 0) }
-        }
-
-        /// The entries' items (`LedgerState.compactionSource`) and which entry each is; the
-        /// copy is freed once they are made.
-        func take() throws -> (source: LogWriter.CompactionSource, order: [Int]) {
+        /// `body` of the copy, which is freed afterwards; throws if it was taken already.
+        func take<Result>(_ body: (consuming Table) throws -> Result) throws -> Result {
             try lock.withLock { _ in
-                guard let frozen = state.take() else {
-                    throw LedgerError(.invalidArgument, "a compaction's state was taken twice")
+                guard let frozen = table.take() else {
+                    throw LedgerError(.invalidArgument, "a compaction's copy of a table was taken twice")
                 }
-                let (source, order, _) = try frozen.compactionSource()
-                return (source, order)
+                return try body(frozen)
             }
         }
     }

@@ -88,14 +88,13 @@ extension RecordLog {
         }, onCompacted: onCompacted)
     }
 
-    /// `source`'s items with their receipts read in (by `itemReceipt` if it has one).
+    /// `source`'s items with their receipts read in.
     private static func wholeItems(_ source: LogWriter.CompactionSource) throws -> [SnapshotFile.Item] {
         try source.items.enumerated().map { index, item in
             switch item {
             case .whole(let kind, let body): return SnapshotFile.Item(kind: kind, body: body)
             case .receiptLater, .journalPosition:
-                let receipt = try source.itemReceipt?(index, item) ?? source.receipt(index)
-                return SnapshotFile.Item(kind: item.kind, body: item.wholeBody(receipt: receipt))
+                return SnapshotFile.Item(kind: item.kind, body: item.wholeBody(receipt: try source.receipt(index)))
             }
         }
     }
