@@ -27,6 +27,18 @@ import OnceLedgerStoreContract
         try (0..<UInt64(steps)).map { try #require(MemoValuesOnDiskTests.location(ledger, journal.memoKey($0))) }
     }
 
+    /// `record`, then a compaction: where the run's values are in the snapshot.
+    static func recordAndCompact(_ ledger: Ledger, run: String) async throws -> [ValueLocation] {
+        _ = try await record(ledger, run: run)
+        try await ledger.compact()
+        return try locations(ledger, try await ledger.journal(run: run))
+    }
+
+    /// The memo's reader of values on disk.
+    static func reader(_ ledger: Ledger) throws -> RecordReader {
+        try #require(ledger.logStore?.memo.withLock { $0.reader })
+    }
+
     static func directRead(_ reader: RecordReader, _ location: ValueLocation) throws -> [UInt8] {
         try reader.readPart(location, from: reader.handle(for: location.file)) { _, body in 0..<body.count }
     }
@@ -36,7 +48,7 @@ import OnceLedgerStoreContract
     }
 
     @Test func readsInFileOrderComeFromFewReadsAndReturnTheSameBytes() async throws {
-        let directory = FileManager.default.temporaryDirectory.path + "/ol-read-ahead-\(UUID().uuidString.prefix(8))"
+        let directory = ValuesOnDiskTests.temporaryDirectory("read-ahead")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let ledger = try Ledger.open(directory: directory)
         let segment = try await Self.record(ledger, run: "r")
@@ -66,11 +78,11 @@ import OnceLedgerStoreContract
     }
 
     @Test func aSegmentsRecordsInOrderComeFromAWindowToo() async throws {
-        let directory = FileManager.default.temporaryDirectory.path + "/ol-read-ahead-seg-\(UUID().uuidString.prefix(8))"
+        let directory = ValuesOnDiskTests.temporaryDirectory("read-ahead-seg")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let ledger = try Ledger.open(directory: directory)
         let locations = try await Self.record(ledger, run: "r")
-        let reader = try #require(ledger.logStore?.memo.withLock { $0.reader })
+        let reader = try Self.reader(ledger)
         let readAhead = ReadAhead()
         for location in locations {
             #expect(try Self.read(reader, location, readAhead) == Self.directRead(reader, location))
@@ -81,7 +93,7 @@ import OnceLedgerStoreContract
     }
 
     @Test func windowsGrowWhileReadsStreamOn() async throws {
-        let directory = FileManager.default.temporaryDirectory.path + "/ol-read-ahead-grow-\(UUID().uuidString.prefix(8))"
+        let directory = ValuesOnDiskTests.temporaryDirectory("read-ahead-grow")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let ledger = try Ledger.open(directory: directory)
         let journal = try await ledger.journal(run: "r")
@@ -89,7 +101,7 @@ import OnceLedgerStoreContract
         let steps = 300
         for index in 0..<steps { _ = try await journal.step("s\(index)") { output } }
         let locations = try (0..<UInt64(steps)).map { try #require(MemoValuesOnDiskTests.location(ledger, journal.memoKey($0))) }
-        let reader = try #require(ledger.logStore?.memo.withLock { $0.reader })
+        let reader = try Self.reader(ledger)
         let span = Int(locations[steps - 1].offset - locations[0].offset) + locations[steps - 1].readBytes
         #expect(span > 4 * ReadAhead.firstWindowBytes, "the run's records span \(span) bytes")
         let readAhead = ReadAhead()
@@ -104,15 +116,13 @@ import OnceLedgerStoreContract
     }
 
     @Test func aWindowOfOneFileIsNeverUsedForAnother() async throws {
-        let directory = FileManager.default.temporaryDirectory.path + "/ol-read-ahead-files-\(UUID().uuidString.prefix(8))"
+        let directory = ValuesOnDiskTests.temporaryDirectory("read-ahead-files")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let ledger = try Ledger.open(directory: directory)
-        _ = try await Self.record(ledger, run: "a")
-        try await ledger.compact()
-        let inSnapshot = try Self.locations(ledger, try await ledger.journal(run: "a"))
+        let inSnapshot = try await Self.recordAndCompact(ledger, run: "a")
         let inSegment = try await Self.record(ledger, run: "b")
         #expect(inSnapshot.allSatisfy { $0.isSnapshot } && inSegment.allSatisfy { !$0.isSnapshot })
-        let reader = try #require(ledger.logStore?.memo.withLock { $0.reader })
+        let reader = try Self.reader(ledger)
         // Two snapshot values in order load a window over the whole snapshot's values; a
         // segment record at an offset that window spans must still be the segment's.
         let readAhead = ReadAhead()
@@ -128,13 +138,11 @@ import OnceLedgerStoreContract
     }
 
     @Test func aRecordDamagedInsideAWindowIsCorruptRecord() async throws {
-        let directory = FileManager.default.temporaryDirectory.path + "/ol-read-ahead-damage-\(UUID().uuidString.prefix(8))"
+        let directory = ValuesOnDiskTests.temporaryDirectory("read-ahead-damage")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let ledger = try Ledger.open(directory: directory)
-        _ = try await Self.record(ledger, run: "r")
-        try await ledger.compact()
-        let locations = try Self.locations(ledger, try await ledger.journal(run: "r"))
-        let reader = try #require(ledger.logStore?.memo.withLock { $0.reader })
+        let locations = try await Self.recordAndCompact(ledger, run: "r")
+        let reader = try Self.reader(ledger)
         let damaged = locations[5]
         try ValuesOnDiskTests.flipByte(reader.path(of: damaged.file), at: damaged.offset + UInt64(damaged.readBytes - 2))
         let readAhead = ReadAhead()
