@@ -929,11 +929,21 @@ struct LedgerState: ~Copyable {
     /// is written while appends go on) stay as they are: they hold a later receipt, or
     /// none. Entry indices do not change in between (only `dropRetired` moves them, and it
     /// runs as the items are taken).
-    mutating func relocate(order: [Int], locations: [ValueLocation?], tracking id: UInt64? = nil) {
+    ///
+    /// `range`: the positions in `order` to move in this call (nil: all; the caller takes
+    /// the lock once per range, so later records are applied between ranges, and
+    /// `compactBlobsIfWasteful` runs after the last).
+    mutating func relocate(order: [Int], locations: ArraySlice<ValueLocation?>, range: Range<Int>? = nil,
+                           tracking id: UInt64? = nil) {
         guard reader != nil else { return }
         let changed = id == trackingID ? touched : nil
-        for (position, index) in order.enumerated() where position < locations.count {
-            guard let location = locations[position], index < entries.count, entries[index].status == Entry.done
+        let range = range ?? 0..<order.count
+        let end = min(range.upperBound, order.count, locations.count)
+        guard range.lowerBound < end else { return }
+        for position in range.lowerBound..<end {
+            let index = order[position]
+            guard let location = locations[locations.startIndex + position], index < entries.count,
+                  entries[index].status == Entry.done
             else { continue }
             if let changed, changed.contains(index) { continue }
             var entry = entries[index]
@@ -946,6 +956,10 @@ struct LedgerState: ~Copyable {
             entry.valueBytes = location.bodyBytes
             entries[index] = entry
         }
+    }
+
+    /// Drops the receipts that moved to disk from `blobs` once they are most of it.
+    mutating func compactBlobsIfWasteful() {
         if blobGarbage > (1 << 20) && blobGarbage > blobs.count / 2 { compactBlobs() }
     }
 }

@@ -54,13 +54,16 @@ public final class LogEngine: @unchecked Sendable {
     /// `queue.count`, readable without the lock: the I/O thread polls it while it
     /// spins between batches. Written only with `condition` held.
     private let queuedJobs = Atomic<Int>(0)
-    /// Whether a compaction thread is writing a snapshot (it then queues one
-    /// `.snapshotWritten`, even after `close` began: the I/O thread waits for it).
-    private var snapshotThreadRunning = false
+    /// Whether a compaction's thread is out: writing its snapshot, or moving the state to
+    /// it (it then queues one `.snapshotWritten` or `.compactionDone`, even after `close`
+    /// began: the I/O thread waits for it).
+    private var compactionThreadRunning = false
     /// Set by `close`: the compaction thread stops writing its snapshot at the next buffer.
     private let stopSnapshot = StopFlag()
     // I/O thread only:
     private var running: RunningCompaction?
+    /// Whether the last compaction's `onCompacted` runs on its thread (`finishCompaction`).
+    private var movingState = false
     /// Compactions asked for while one runs: they start, in order, once it has finished.
     private var waitingCompactions: [Job] = []
     private var batch: [Job] = []
@@ -188,6 +191,17 @@ public final class LogEngine: @unchecked Sendable {
         /// The compaction thread's snapshot is written (or refused, or failed): the I/O
         /// thread finishes that compaction (`LogWriter.finishCompaction`).
         case snapshotWritten(LogWriter.WrittenSnapshot)
+        /// The running compaction's `onCompacted` has run and its caller was told: the
+        /// compactions that waited for it may start.
+        case compactionDone
+
+        /// Queued by a compaction's thread, never dropped (see `poisonAll`).
+        var isCompactionThreads: Bool {
+            switch self {
+            case .snapshotWritten, .compactionDone: true
+            case .append, .compact: false
+            }
+        }
     }
 
     /// The compaction whose snapshot is being written on its own thread (I/O thread only).
@@ -338,13 +352,16 @@ public final class LogEngine: @unchecked Sendable {
     /// on a thread of its own while later batches commit
     /// (`LogConfiguration.compactsInBackground`; off: on the I/O thread, appends waiting).
     ///
-    /// `onCompacted`, if given, runs on the I/O thread once the snapshot is durable and
-    /// the files it covers are removed, before any batch after that: state that points into
-    /// the log moves to the snapshot there (`CompactionResult.valueLocations`, one per
-    /// item) — only where it still stands for what was written, since batches committed
-    /// while the snapshot was written have been applied — and readers that still hold a
-    /// location in a removed file keep reading it until `reader.retire` is called for it.
-    /// A compaction asked for while one runs starts after it.
+    /// `onCompacted`, if given, runs once the snapshot is durable, the files it covers are
+    /// removed and its marker is committed — on a thread of its own while later batches
+    /// commit (with `compactsInBackground` off: on the I/O thread, before any later batch) —
+    /// and the caller resumes after it returned: state that points into the log moves to
+    /// the snapshot there (`CompactionResult.valueLocations`, one per item), only where it
+    /// still stands for what was written, since batches committed meanwhile have been
+    /// applied (and are applied while it runs); readers that still hold a location in a
+    /// removed file keep reading it until `reader.retire` is called for it. A compaction
+    /// asked for while one runs, `onCompacted` included, starts after it; `close` waits
+    /// for it.
     public func compact(
         _ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
         onCompacted: (@Sendable (LogWriter.CompactionResult) -> Void)? = nil
@@ -540,7 +557,7 @@ public final class LogEngine: @unchecked Sendable {
             idle.polls = idlePolls
             // Closing waits for a compaction thread's result, so it is finished (or its
             // refusal reported) before the writer closes.
-            while queue.isEmpty && (!stopping || snapshotThreadRunning) {
+            while queue.isEmpty && (!stopping || compactionThreadRunning) {
                 parked = true
                 idle.sleeps += 1
                 if parkWaiters > 0 { condition.broadcast() }
@@ -593,8 +610,14 @@ public final class LogEngine: @unchecked Sendable {
             return 0
         }
         if case .snapshotWritten(let written) = batch.first {
-            condition.withLock { snapshotThreadRunning = false }
+            condition.withLock { compactionThreadRunning = false }
             finishCompaction(written)
+            return 0
+        }
+        if case .compactionDone = batch.first {
+            condition.withLock { compactionThreadRunning = false }
+            movingState = false
+            startWaitingCompactions()
             return 0
         }
         // One appender: commit its array as is; more: gather their records into a
@@ -664,7 +687,7 @@ public final class LogEngine: @unchecked Sendable {
         _ onCompacted: (@Sendable (LogWriter.CompactionResult) -> Void)?,
         _ completion: @escaping @Sendable (Result<LogWriter.CompactionResult, LedgerError>) -> Void
     ) {
-        if running != nil {
+        if running != nil || movingState {
             waitingCompactions.append(job)
             return
         }
@@ -686,48 +709,78 @@ public final class LogEngine: @unchecked Sendable {
             finishCompaction(LogWriter.writeSnapshot(prepared))
             return
         }
-        condition.withLock { snapshotThreadRunning = true }
+        onCompactionThread("onceledger-snap") { .snapshotWritten(LogWriter.writeSnapshot(prepared)) }
+    }
+
+    /// Runs `work` on a thread of its own (`name`: at most 15 characters, all Linux keeps),
+    /// which then queues the job `work` returns —
+    /// even when the log is poisoned or closing: the I/O thread waits for it
+    /// (`compactionThreadRunning`).
+    private func onCompactionThread(_ name: String, _ work: @escaping @Sendable () -> Job) {
+        condition.withLock { compactionThreadRunning = true }
         let thread = Thread { [self] in
-            let written = LogWriter.writeSnapshot(prepared)
-            // Queued even when the log is poisoned or closing: the I/O thread waits for it.
+            let job = work()
             condition.lock()
-            queue.append(.snapshotWritten(written))
+            queue.append(job)
             queuedJobs.store(queue.count, ordering: .releasing)
             condition.broadcast()
             condition.unlock()
         }
-        thread.name = "onceledger-compact"
+        thread.name = name
         thread.start()
     }
 
-    /// Steps 3–6 of the running compaction (`LogWriter.finishCompaction`), on the I/O
-    /// thread once its snapshot is durable; then the compactions that waited for it start.
+    /// Step 6 of the running compaction (`LogWriter.finishCompaction`: the marker), on the
+    /// I/O thread once its snapshot is durable and what it covers removed. Then its
+    /// `onCompacted` moves the state to the snapshot — on a thread of its own while later
+    /// batches commit (`LogConfiguration.compactsInBackground`; with millions of values
+    /// that takes a good part of a second) — and its caller is told; the compactions that
+    /// waited for it start after that (they take their items from the moved state).
     private func finishCompaction(_ written: LogWriter.WrittenSnapshot) {
         guard let compaction = running else { return }
-        running = nil
+        let result: LogWriter.CompactionResult
         do {
-            let result = try writer.finishCompaction(compaction.prepared, written: written, timeMilliseconds: clock())
-            publish(records: 1)
-            logBytesSinceSnapshot -= min(logBytesSinceSnapshot, compaction.logBytesAtPrepare)
-            lastSnapshotBytes = result.snapshotBytes
-            compactionRetryBase = 0
-            compactionRequested = false
-            compaction.onCompacted?(result)
-            compaction.completion(.success(result))
+            result = try writer.finishCompaction(compaction.prepared, written: written, timeMilliseconds: clock())
         } catch {
+            running = nil
             compactionFailed(error, compaction.completion)
+            startWaitingCompactions()
+            return
         }
-        if !waitingCompactions.isEmpty {
-            let waiting = waitingCompactions
-            waitingCompactions = []
-            let refusal = condition.withLock { () -> LedgerError? in
-                if let poisoned { return poisoned }
-                queue.insert(contentsOf: waiting, at: 0)
-                queuedJobs.store(queue.count, ordering: .releasing)
-                return nil
-            }
-            if let refusal { for job in waiting { job.fail(refusal) } }
+        publish(records: 1)
+        logBytesSinceSnapshot -= min(logBytesSinceSnapshot, compaction.logBytesAtPrepare)
+        lastSnapshotBytes = result.snapshotBytes
+        compactionRetryBase = 0
+        compactionRequested = false
+        running = nil
+        let finish: @Sendable () -> Void = { [onCompacted = compaction.onCompacted, completion = compaction.completion] in
+            onCompacted?(result)
+            completion(.success(result))
         }
+        guard configuration.compactsInBackground, compaction.onCompacted != nil else {
+            finish()
+            startWaitingCompactions()
+            return
+        }
+        movingState = true
+        onCompactionThread("onceledger-move") {
+            finish()
+            return .compactionDone
+        }
+    }
+
+    /// Starts the compactions asked for while one ran (or fails them if the log is poisoned).
+    private func startWaitingCompactions() {
+        guard !waitingCompactions.isEmpty else { return }
+        let waiting = waitingCompactions
+        waitingCompactions = []
+        let refusal = condition.withLock { () -> LedgerError? in
+            if let poisoned { return poisoned }
+            queue.insert(contentsOf: waiting, at: 0)
+            queuedJobs.store(queue.count, ordering: .releasing)
+            return nil
+        }
+        if let refusal { for job in waiting { job.fail(refusal) } }
     }
 
     private func compactionFailed(_ error: Error,
@@ -767,8 +820,8 @@ public final class LogEngine: @unchecked Sendable {
         poisoned = poisoned ?? error
         // A compaction thread's result stays queued: the I/O thread must still take it
         // (and fail that compaction's caller), and closing waits for it.
-        let failed = queue.filter { if case .snapshotWritten = $0 { false } else { true } }
-        queue.removeAll { if case .snapshotWritten = $0 { false } else { true } }
+        let failed = queue.filter { !$0.isCompactionThreads }
+        queue.removeAll { !$0.isCompactionThreads }
         queuedRecords = 0
         queuedJobs.store(queue.count, ordering: .releasing)
         let stored = poisoned!
@@ -785,7 +838,7 @@ extension LogEngine.Job {
         switch self {
         case .append(_, _, _, let waiter): waiter.resume(.failure(error))
         case .compact(_, _, let completion): completion(.failure(error))
-        case .snapshotWritten: break
+        case .snapshotWritten, .compactionDone: break
         }
     }
 }

@@ -631,7 +631,9 @@ public final class LogWriter {
     /// the snapshot failed; `finishCompaction` poisons the writer with it, as any failed
     /// write or sync does (`Spec/FORMAT.md` §7.5).
     public enum WrittenSnapshot: Sendable {
-        case written(bytes: UInt64, values: [SnapshotFile.ValueSpan?], deletedSegments: [UInt64],
+        /// `locations`: per item, where its value is in the new snapshot (made on the
+        /// snapshot's thread: one per item, millions for a large journal).
+        case written(bytes: UInt64, locations: [ValueLocation?], deletedSegments: [UInt64],
                      deletedSnapshots: [String])
         case refused(LedgerError)
         case failed(LedgerError)
@@ -727,8 +729,10 @@ public final class LogWriter {
             }
             try storage.synchronizeDirectory(prepared.directory)
             let (segments, snapshots) = try removeCovered(prepared)
-            return .written(bytes: written.bytes, values: written.values, deletedSegments: segments,
-                            deletedSnapshots: snapshots)
+            let covered = prepared.covered
+            return .written(bytes: written.bytes,
+                            locations: written.values.map { $0.flatMap { ValueLocation.snapshot(covered: covered, $0) } },
+                            deletedSegments: segments, deletedSnapshots: snapshots)
         } catch {
             if let refusal { return .refused(refusal) }
             return .failed((error as? LedgerError) ?? LedgerError(.io, "\(error)", path: prepared.directory))
@@ -779,10 +783,10 @@ public final class LogWriter {
     /// are after `covered` and stay where they are.
     public func finishCompaction(_ prepared: PreparedCompaction, written: WrittenSnapshot, timeMilliseconds: UInt64)
         throws -> CompactionResult {
-        let bytes: UInt64, values: [SnapshotFile.ValueSpan?], deletedSegments: [UInt64], deletedSnapshots: [String]
+        let bytes: UInt64, locations: [ValueLocation?], deletedSegments: [UInt64], deletedSnapshots: [String]
         switch written {
-        case .written(let writtenBytes, let writtenValues, let segmentsRemoved, let snapshotsRemoved):
-            (bytes, values, deletedSegments, deletedSnapshots) = (writtenBytes, writtenValues, segmentsRemoved, snapshotsRemoved)
+        case .written(let writtenBytes, let writtenLocations, let segmentsRemoved, let snapshotsRemoved):
+            (bytes, locations, deletedSegments, deletedSnapshots) = (writtenBytes, writtenLocations, segmentsRemoved, snapshotsRemoved)
         case .refused(let error): throw error
         case .failed(let error): throw poison(error)
         }
@@ -796,7 +800,7 @@ public final class LogWriter {
         return CompactionResult(
             coveredSequence: covered, snapshotPath: prepared.path, snapshotBytes: bytes,
             deletedSegments: deletedSegments, deletedSnapshots: deletedSnapshots,
-            valueLocations: values.map { $0.flatMap { ValueLocation.snapshot(covered: covered, $0) } })
+            valueLocations: locations)
     }
 
     /// The size of the segment a compaction should roll to before writing a snapshot of

@@ -1280,10 +1280,16 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// still stands for the value written: its value is still where the snapshot read it
     /// from (a location names one record or snapshot value, never reused while the file
     /// lives), or, for a value kept in memory, nothing was applied since.
-    mutating func relocate(_ origin: SnapshotOrigin, locations: ArraySlice<ValueLocation?>) {
+    ///
+    /// `range`: the items to move in this call (the caller takes the lock once per range,
+    /// so later records are applied between ranges).
+    mutating func relocate(_ origin: SnapshotOrigin, locations: ArraySlice<ValueLocation?>, range: Range<Int>) {
         guard reader != nil else { return }
         let unchanged = origin.changes == changes
-        for (position, key) in origin.keys.enumerated() where position < locations.count {
+        let end = min(range.upperBound, origin.keys.count, locations.count)
+        guard range.lowerBound < end else { return }
+        for position in range.lowerBound..<end {
+            let key = origin.keys[position]
             guard key.ref != ItemKey.none.ref, let location = locations[locations.startIndex + position] else { continue }
             let source = position < origin.sources.count ? origin.sources[position] : nil
             switch Ref(key: key.ref) {

@@ -503,7 +503,10 @@ public final class LogStore: LedgerStore, Sendable {
     /// it is durable, the entries that still stand for what was written point at the
     /// snapshot's values (`LedgerState.relocate`, `MemoTable.relocate`). `nowMilliseconds`
     /// nil: every entry is kept.
-    package func compact(nowMilliseconds: UInt64?, beforeReadingReceipt: (@Sendable (Int) -> Void)?) async throws {
+    /// `relocationChunk`: items moved per hold of a lock (tests make it small, so later
+    /// records are applied between many ranges).
+    package func compact(nowMilliseconds: UInt64?, relocationChunk chunk: Int = LogStore.relocationChunk,
+                         beforeReadingReceipt: (@Sendable (Int) -> Void)?) async throws {
         if core.withLock({ $0.closed }) { throw Self.closedError }
         let tracking = Mutex<UInt64?>(nil)
         let order = Mutex<[Int]?>(nil)
@@ -550,13 +553,27 @@ public final class LogStore: LedgerStore, Sendable {
                     throw LedgerError(.invalidArgument, "snapshot item \(index) is not the memo's or an entry's")
                 }, later: later)
             }, onCompacted: { [self] locations in
-                let origin = memoOrigin.withLock { $0 }
+                // On the compaction's thread while later records are applied
+                // (`LogEngine.compactStreaming`): a lock taken per range of items, so
+                // moving millions of values never holds up a batch's `onDurable` for long.
+                let origin = memoOrigin.withLock { $0.take() }
                 let memoItems = min(origin?.keys.count ?? 0, locations.count)
-                if let origin { self.memo.withLock { $0.relocate(origin, locations: locations[..<memoItems]) } }
-                let written = order.withLock { $0 } ?? []
+                if let origin {
+                    for start in stride(from: 0, to: memoItems, by: chunk) {
+                        self.memo.withLock { $0.relocate(origin, locations: locations[..<memoItems], range: start..<start + chunk) }
+                    }
+                }
+                let written = order.withLock { $0.take() } ?? []
                 let trackingID = tracking.withLock { $0 }
+                let entryLocations = locations[memoItems...]
+                for start in stride(from: 0, to: written.count, by: chunk) {
+                    self.core.withLock { core in
+                        core.state.relocate(order: written, locations: entryLocations, range: start..<start + chunk,
+                                            tracking: trackingID)
+                    }
+                }
                 self.core.withLock { core in
-                    core.state.relocate(order: written, locations: Array(locations[memoItems...]), tracking: trackingID)
+                    core.state.compactBlobsIfWasteful()
                     if let trackingID { core.state.endTracking(trackingID) }
                 }
             })
@@ -567,6 +584,10 @@ public final class LogStore: LedgerStore, Sendable {
             throw error
         }
     }
+
+    /// Items a compaction moves per hold of a lock (`compact`'s `onCompacted`): well under a
+    /// millisecond of work.
+    static let relocationChunk = 16_384
 
     /// A copy of a table a compaction's items are made from (`LedgerState.frozenCopy`,
     /// `MemoTable.frozenCopy`), handed from the I/O thread to the snapshot's thread, which

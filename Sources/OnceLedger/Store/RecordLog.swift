@@ -47,7 +47,8 @@ public protocol RecordLog: AnyObject, Sendable {
                        onDurable: @escaping @Sendable (UInt64, ArraySlice<ValueLocation>?) -> Void) async throws -> UInt64
     /// `compact`, and once the snapshot is durable: `onCompacted` with where each item's
     /// value now is (one per item; nil: none). Appends made while the snapshot was written
-    /// may have been applied before it (the file log writes it beside them).
+    /// may have been applied before it, and appends are applied while it runs (the file
+    /// log runs both beside them: `LogEngine.compactStreaming`).
     func compactLocated(_ makeItems: @escaping @Sendable (UInt64) throws -> [SnapshotFile.Item],
                         onCompacted: @escaping @Sendable ([ValueLocation?]) -> Void) async throws
     /// `compactLocated`, for items whose receipts are read only while the snapshot is
