@@ -695,7 +695,7 @@ public final class LogEngine: @unchecked Sendable {
         do {
             let source = try makeSource(writer.lastSequence)
             let stop = stopSnapshot
-            prepared = try writer.prepareCompaction(source: source, stop: { stop.isSet })
+            prepared = try writer.prepareCompaction(source: source, timeMilliseconds: clock(), stop: { stop.isSet })
         } catch {
             compactionFailed(error, completion)
             return

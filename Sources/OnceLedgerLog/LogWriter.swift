@@ -595,7 +595,7 @@ public final class LogWriter {
     /// The three steps in one call; `LogEngine` runs the middle one on another thread
     /// while later batches commit (`prepareCompaction`, `writeSnapshot`, `finishCompaction`).
     public func compact(source: CompactionSource, timeMilliseconds: UInt64) throws -> CompactionResult {
-        let prepared = try prepareCompaction(source: source)
+        let prepared = try prepareCompaction(source: source, timeMilliseconds: timeMilliseconds)
         let written = LogWriter.writeSnapshot(prepared)
         return try finishCompaction(prepared, written: written, timeMilliseconds: timeMilliseconds)
     }
@@ -641,9 +641,12 @@ public final class LogWriter {
 
     /// Step 0 and the choice of `covered` (`Spec/FORMAT.md` §8): checks the items, rolls
     /// over to a small segment when that leaves less on disk, and takes the last sequence
-    /// number and its chain. Runs on the writer's thread, between batches.
-    public func prepareCompaction(source: CompactionSource, stop: (@Sendable () -> Bool)? = nil) throws
-        -> PreparedCompaction {
+    /// number and its chain. Runs on the writer's thread, between batches. When a snapshot
+    /// of that number is already on disk (a crash lost its marker), a checkpoint record
+    /// (at `timeMilliseconds`) is committed first: a snapshot file's name never stands for
+    /// two different files while a reader may hold the first one open.
+    public func prepareCompaction(source: CompactionSource, timeMilliseconds: UInt64,
+                                  stop: (@Sendable () -> Bool)? = nil) throws -> PreparedCompaction {
         try checkUsable()
         try LogWriter.checkItemSizes(source.items)
         do {
@@ -656,6 +659,11 @@ public final class LogWriter {
             let snapshotBytes = UInt64(SnapshotFile.streamedByteBound(source.items) + (source.later?.byteBound ?? 0))
             if let size = try compactionRolloverBytes(snapshotBytes: snapshotBytes) {
                 try rollover(size: size)
+            }
+            // Values relocated into the new file would otherwise be read through a handle
+            // of the old one (`RecordReader` keys handles by covered sequence).
+            if storage.exists(Paths.join(directory, LedgerFileNames.snapshot(lastSequence))) {
+                try commit([LogRecord(.checkpoint(timeMilliseconds: timeMilliseconds))])
             }
         } catch {
             throw poison(error)

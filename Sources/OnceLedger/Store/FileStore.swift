@@ -52,8 +52,10 @@ public final class FileStore: LedgerStore, Sendable {
 
     /// Why the last automatic compaction that finished failed, or nil if it succeeded (or
     /// none has finished). A compaction that cannot read a value it must carry (damaged on
-    /// disk since it was written: `.corruptRecord`) refuses and changes nothing; the next
-    /// is tried after as many bytes again. For a health check, with `LedgerVerifier`.
+    /// disk since it was written: `.corruptRecord`) refuses and writes nothing; the next
+    /// is tried after as many bytes again. (The entries retention lets go of are already
+    /// gone from memory then, and come back at the next open, until a compaction succeeds:
+    /// `Spec/FORMAT.md` §8, step 2.) For a health check, with `LedgerVerifier`.
     public var automaticCompactionError: LedgerError? { automaticCompaction.withLock { $0.error } }
 
     /// How many automatic compactions (`LogConfiguration.compactAfterLogBytes`) this store
