@@ -848,9 +848,10 @@ struct LedgerState: ~Copyable {
     /// The live state as a compaction streams it (`LogWriter.CompactionSource`): the
     /// same items as `snapshotItemsInOrder`, in the same order, but a receipt that stays on
     /// disk is not read here — its item is the entry with an empty receipt and the
-    /// receipt's length (`.receiptLater`), and `receipt(index)` reads it later, outside
-    /// the caller's lock, through a handle pinned now (so the file may be removed
-    /// meanwhile), checked like `receipt(of:)`: a damaged one fails the compaction.
+    /// receipt's length (`.receiptLater`), and `receipt(index)` reads it later, while the
+    /// snapshot is written, through a handle pinned now (so the file may be removed
+    /// meanwhile), checked like `receipt(of:)`: a damaged one fails the compaction. A
+    /// compaction calls this on a copy (`frozenCopy`) on the snapshot's thread.
     /// Memory: the metadata only (no receipt on disk is read into it). Retention is applied
     /// before (`retiredPlan`, `dropRetired`): every entry is written, with the floor.
     func compactionSource() throws -> (source: LogWriter.CompactionSource, order: [Int]) {

@@ -265,7 +265,7 @@ public final class LogEngine: @unchecked Sendable {
         self.tokenScope = writer.tokenScope
         let reader = RecordReader(storage: writer.storage, directory: writer.directory, ledgerID: writer.ledgerID)
         self.reader = reader
-        writer.willRemoveFile = { reader.pin($0) }
+        writer.willRemoveFile = { try reader.pin($0) }
         writer.clock = clock
         published.lastSequence = writer.lastSequence
         published.durableSequence = writer.durableSequence

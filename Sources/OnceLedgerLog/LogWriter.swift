@@ -39,8 +39,9 @@ public final class LogWriter {
     /// Where each record of the last `commit` landed, in order (`ValueLocation`).
     public private(set) var locationsInLastCommit: [ValueLocation] = []
     /// Called with a file's `ValueLocation.file` just before a compaction unlinks it, so
-    /// readers of values can keep the file open (`RecordReader.pin`).
-    public var willRemoveFile: (@Sendable (UInt64) -> Void)?
+    /// readers of values can keep the file open (`RecordReader.pin`); if it throws, the
+    /// file is kept (and, for a segment, every later one: the next compaction covers them).
+    public var willRemoveFile: (@Sendable (UInt64) throws -> Void)?
     private var lastCommitBase: UInt64 = 0
 
     private var segmentFile: (any StorageFile)?
@@ -621,7 +622,7 @@ public final class LogWriter {
         /// segment when it was prepared (later segments hold later records).
         let coveredSegments: [UInt64]
         /// `willRemoveFile`, for the thread that deletes them.
-        let willRemoveFile: (@Sendable (UInt64) -> Void)?
+        let willRemoveFile: (@Sendable (UInt64) throws -> Void)?
     }
 
     /// What `writeSnapshot` did: the snapshot's size and where each item's value is, or
@@ -743,6 +744,9 @@ public final class LogWriter {
                             deletedSegments: segments, deletedSnapshots: snapshots)
         } catch {
             if let refusal { return .refused(refusal) }
+            // A receipt that reads but is not the length its entry records (checked by the
+            // stream, outside `receipt`): damaged data, not a failed write; nothing to poison.
+            if let typed = error as? LedgerError, typed.code == .corruptRecord { return .refused(typed) }
             return .failed((error as? LedgerError) ?? LedgerError(.io, "\(error)", path: prepared.directory))
         }
     }
@@ -766,7 +770,10 @@ public final class LogWriter {
         let directory = prepared.directory
         var deletedSegments: [UInt64] = []
         for number in prepared.coveredSegments {
-            prepared.willRemoveFile?(number)
+            // A segment readers cannot keep open (say, no file descriptor left) stays, with
+            // every later one, so those left are still contiguous; the next compaction covers
+            // them again. Its values would be unreadable until the state moves otherwise.
+            do { try prepared.willRemoveFile?(number) } catch { break }
             try storage.removeFile(Paths.join(directory, LedgerFileNames.segment(number)))
             try storage.synchronizeDirectory(directory)
             deletedSegments.append(number)
@@ -774,7 +781,10 @@ public final class LogWriter {
         var deletedSnapshots: [String] = []
         for name in try storage.listDirectory(directory) {
             if let other = LedgerFileNames.parseSnapshot(name), other < prepared.covered {
-                if other < ValueLocation.snapshotBit { prepared.willRemoveFile?(ValueLocation.snapshotBit | other) }
+                if other < ValueLocation.snapshotBit {
+                    // Kept if readers cannot keep it open; an older snapshot is never read at open.
+                    do { try prepared.willRemoveFile?(ValueLocation.snapshotBit | other) } catch { continue }
+                }
                 try storage.removeFile(Paths.join(directory, name))
                 deletedSnapshots.append(name)
             }

@@ -164,9 +164,10 @@ public final class RecordReader: Sendable {
         }
     }
 
-    /// Opens `file` now if it is not open, so readers keep reading it after it is unlinked.
-    public func pin(_ file: UInt64) {
-        _ = try? handle(for: file)
+    /// Opens `file` now if it is not open, so readers keep reading it after it is unlinked;
+    /// throws if it cannot be opened (then it must not be unlinked yet).
+    public func pin(_ file: UInt64) throws {
+        _ = try handle(for: file)
     }
 
     /// Forgets `file`'s handle: closed once no reader holds it.

@@ -100,7 +100,8 @@ final class ReadOnlyBackend: RecordLog, @unchecked Sendable {
         tokenScope = loaded.tokenScope ?? .unscoped
         if let ledgerID = loaded.ledgerID {
             let reader = RecordReader(storage: PosixStorage(), directory: directory, ledgerID: ledgerID)
-            for file in loaded.locatedFiles.sorted() { reader.pin(file) }
+            // A file that does not open now is opened (or reported) when a value is read.
+            for file in loaded.locatedFiles.sorted() { try? reader.pin(file) }
             recordReader = reader
         }
     }

@@ -1379,11 +1379,13 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// The memo as snapshot items (`Spec/FORMAT.md` §6.2, §9.4), in key order, appended to
     /// `items`: each live generation's values and its end; then the sweep of the highest
     /// generation swept. Swept generations are gone, so compaction drops them. Values on
-    /// disk are not read here (this runs under the memo's lock): their items are hints with
+    /// disk are not read here (a compaction calls this on a copy, `frozenCopy`, on the
+    /// snapshot's thread, before the file is written): their items are hints with
     /// the value's length (`.receiptLater`), or a journal position's fields
     /// (`.journalPosition`: 32 bytes per position, its run's key and digests shared), and
     /// `value(index, item)` reads the value of the `index`-th item appended, `item`, later,
-    /// outside the lock, through a handle pinned now. Beside them, which memo entry each
+    /// through a handle pinned now (no file the copy names is removed before the snapshot
+    /// that covers it is written). Beside them, which memo entry each
     /// item is (for `relocate`).
     ///
     /// Memory while a large journal compacts, per position: the item (32 B), where its value
