@@ -23,3 +23,11 @@ long ol_pwrite_dsync(int fd, const void *buffer, size_t count, int64_t offset) {
     return -1;
 #endif
 }
+
+void ol_start_writeback(int fd, int64_t offset, int64_t count) {
+#if defined(__linux__) && defined(SYNC_FILE_RANGE_WRITE)
+    (void)sync_file_range(fd, (off_t)offset, (off_t)count, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)fd; (void)offset; (void)count;
+#endif
+}

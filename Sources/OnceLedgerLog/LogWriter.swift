@@ -710,6 +710,8 @@ public final class LogWriter {
             let file = try storage.openFile(temporary, mode: .createExclusive)
             defer { file.close() }
             let written: (bytes: UInt64, values: [SnapshotFile.ValueSpan?])
+            var writtenThrough: UInt64 = 0
+            var writebackStart: UInt64 = 0
             do {
                 written = try SnapshotFile.writeStream(
                     ledgerID: prepared.ledgerID, coveredSequence: prepared.covered, chain: prepared.chain,
@@ -729,6 +731,14 @@ public final class LogWriter {
                             throw stopped
                         }
                         try file.write(bytes, at: offset)
+                        // Start the device on what is written every few MiB, so the final
+                        // `fsync` does not send a whole large snapshot at once, ahead of
+                        // the commits' syncs on the same device.
+                        writtenThrough = max(writtenThrough, offset + UInt64(bytes.count))
+                        if writtenThrough - writebackStart >= LogWriter.snapshotWritebackBytes {
+                            file.startWriteback(offset: writebackStart, count: writtenThrough - writebackStart)
+                            writebackStart = writtenThrough
+                        }
                     })
                 try file.synchronize()
                 try storage.rename(temporary, to: prepared.path)
@@ -750,6 +760,9 @@ public final class LogWriter {
             return .failed((error as? LedgerError) ?? LedgerError(.io, "\(error)", path: prepared.directory))
         }
     }
+
+    /// How much of a snapshot is written before its writeback starts (`writeSnapshot`).
+    static let snapshotWritebackBytes: UInt64 = 8 << 20
 
     /// Refuses a snapshot item over the record body limit (`FormatLimits.recordBodyBytesMax`).
     private static func checkItemSizes(_ items: [SnapshotFile.StreamItem]) throws {

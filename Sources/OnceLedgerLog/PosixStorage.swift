@@ -263,6 +263,12 @@ final class PosixFile: StorageFile, @unchecked Sendable {
     }
 
     func synchronizeData() throws { try Syscalls.fdatasync(live(), path: path) }
+
+    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`: writeback starts, nothing waits for it.
+    func startWriteback(offset: UInt64, count: UInt64) {
+        guard fd >= 0, offset <= UInt64(Int64.max), count <= UInt64(Int64.max) else { return }
+        ol_start_writeback(fd, Int64(offset), Int64(count))
+    }
     func synchronize() throws { try Syscalls.fsync(live(), path: path) }
     func size() throws -> UInt64 { try Syscalls.fileSize(live(), path: path) }
 

@@ -63,6 +63,8 @@ public protocol StorageFile: AnyObject, Sendable {
     func writeAndSynchronizeData(_ bytes: [UInt8], at offset: UInt64) throws
     /// The corresponding C function is `fsync`.
     func synchronize() throws
+    /// A hint to start writing a written range to the device (see the default below).
+    func startWriteback(offset: UInt64, count: UInt64)
     /// The corresponding C function is `fstat` (`st_size`).
     func size() throws -> UInt64
     /// The corresponding C function is `ftruncate`.
@@ -75,6 +77,11 @@ public protocol StorageLock: AnyObject, Sendable {
 }
 
 extension StorageFile {
+    /// A hint that [offset, offset + count), written, will be synced: the storage may start
+    /// sending it to the device now. Makes nothing durable and reports no error. The
+    /// default does nothing.
+    public func startWriteback(offset: UInt64, count: UInt64) {}
+
     /// `write`, then `synchronizeData`. `PosixStorage` overrides it with one
     /// `pwritev2(RWF_DSYNC)` where the kernel has it; the durability is the same.
     public func writeAndSynchronizeData(_ bytes: [UInt8], at offset: UInt64) throws {

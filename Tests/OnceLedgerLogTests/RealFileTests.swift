@@ -119,6 +119,28 @@ func readAll(_ directory: String, storage: any Storage = PosixStorage(),
         #expect((timings + start).since(start) == timings)
     }
 
+    /// `startWriteback` (a compaction's snapshot calls it every 8 MiB) is a hint: any range,
+    /// past the end too, changes no byte, and the file syncs and reads back as written.
+    @Test func startingWritebackChangesNothingWritten() throws {
+        let directory = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let storage = PosixStorage()
+        let file = try storage.openFile(directory + "/written", mode: .createExclusive)
+        defer { file.close() }
+        let bytes = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 5) }
+        try file.write(bytes, at: 0)
+        file.startWriteback(offset: 0, count: 65_536)
+        file.startWriteback(offset: 65_536, count: UInt64(bytes.count) - 65_536)
+        file.startWriteback(offset: 1 << 40, count: 4096)
+        file.startWriteback(offset: UInt64.max, count: UInt64.max)
+        try file.synchronize()
+        #expect(try file.size() == UInt64(bytes.count))
+        #expect(try file.read(at: 0, count: bytes.count) == bytes)
+        file.close()
+        file.startWriteback(offset: 0, count: 4096)
+    }
+
     /// A recovery scan reads every segment into one buffer: `PosixStorage` reads into
     /// the storage the buffer already has when it is large enough, and the bytes are
     /// exactly each file's, whatever was in the buffer before.

@@ -290,6 +290,12 @@ extension BackgroundCompactionTests {
 
     static func bytes(_ index: Int) -> [UInt8] { (0..<(60 + index * 7)).map { UInt8(truncatingIfNeeded: $0 &+ index) } }
 
+    /// `/ledger` on `storage`, with the crash runner's configuration and `clock`.
+    static func reopen(_ storage: SimulatedStorage, _ clock: ManualClock) throws -> Ledger {
+        try Ledger.open(directory: "/ledger", configuration: LedgerCrashRunner.fastConfiguration, storage: storage,
+                        clock: clock.function)
+    }
+
     /// A compaction whose marker is lost (here its write fails; a crash between the snapshot's
     /// rename and the marker leaves the same) leaves `snap-C` with nothing after C. After a
     /// reopen, the next compaction covers a number of its own (a checkpoint first): renamed
@@ -298,9 +304,7 @@ extension BackgroundCompactionTests {
     @Test func aCompactionAfterALostMarkerCoversANumberOfItsOwn() async throws {
         let storage = SimulatedStorage(seed: 5)
         let clock = ManualClock()
-        let configuration = LedgerCrashRunner.fastConfiguration
-        var ledger = try Ledger.open(directory: "/ledger", configuration: configuration, storage: storage,
-                                     clock: clock.function)
+        var ledger = try Self.reopen(storage, clock)
         // Sorts first; retention lets it go at the next compaction with a `now` (so the second
         // snapshot's layout differs from the first's).
         _ = try await ledger.onceBytes(IdempotencyKey("a-brief"), scope: .whileInFlight) { _ in Self.bytes(40) }
@@ -314,8 +318,7 @@ extension BackgroundCompactionTests {
         let first = storage.listFiles().compactMap { LedgerFileNames.parseSnapshot(($0 as NSString).lastPathComponent) }
         #expect(first.count == 1)
 
-        ledger = try Ledger.open(directory: "/ledger", configuration: configuration, storage: storage,
-                                 clock: clock.function)
+        ledger = try Self.reopen(storage, clock)
         for index in 0..<5 { #expect(try await ledger.entry("k\(index)")?.receipt == Self.bytes(index)) }
         clock.advance(1000)
         try await ledger.compact()
@@ -326,8 +329,7 @@ extension BackgroundCompactionTests {
         try await ledger.compact()
         for index in 0..<5 { #expect(try await ledger.entry("k\(index)")?.receipt == Self.bytes(index), "k\(index)") }
         try ledger.close()
-        ledger = try Ledger.open(directory: "/ledger", configuration: configuration, storage: storage,
-                                 clock: clock.function)
+        ledger = try Self.reopen(storage, clock)
         for index in 0..<5 { #expect(try await ledger.entry("k\(index)")?.receipt == Self.bytes(index)) }
         try ledger.close()
     }
@@ -339,9 +341,7 @@ extension BackgroundCompactionTests {
     @Test func aRefusedCompactionLetsGoOfRetiredEntriesInMemoryOnlyAndGivesNoTokenTwice() async throws {
         let storage = SimulatedStorage(seed: 9)
         let clock = ManualClock()
-        let configuration = LedgerCrashRunner.fastConfiguration
-        var ledger = try Ledger.open(directory: "/ledger", configuration: configuration, storage: storage,
-                                     clock: clock.function)
+        var ledger = try Self.reopen(storage, clock)
         let tokens = Mutex<[String]>([])
         _ = try await ledger.onceBytes(IdempotencyKey("brief"), scope: .whileInFlight) { context in
             tokens.withLock { $0.append(context.token) }
@@ -368,8 +368,7 @@ extension BackgroundCompactionTests {
         #expect(again.wasPerformed && again.entry.generation == before.generation + 1)
         try ledger.close()
         storage.overwriteDurably(path, at: location.offset + 40, with: original)
-        ledger = try Ledger.open(directory: "/ledger", configuration: configuration, storage: storage,
-                                 clock: clock.function)
+        ledger = try Self.reopen(storage, clock)
         // The log without the drop replays to the same entry; its next claim has a token of its own.
         let replayed = try #require(try await ledger.entry("brief"))
         #expect(replayed.generation == again.entry.generation && replayed.receipt == [4])

@@ -57,6 +57,11 @@ int ol_open_direct_flag(void);
 /// C library or the kernel headers have no `pwritev2`/`RWF_DSYNC` (the caller then
 /// writes and syncs in two calls). A kernel older than 4.7 says EOPNOTSUPP or ENOSYS
 /// without writing anything.
+/// Starts writing back [offset, offset + count) of `fd` to the device without waiting
+/// for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`; a hint, nothing where the call is
+/// missing). Makes no data durable: the caller still syncs.
+void ol_start_writeback(int fd, int64_t offset, int64_t count);
+
 long ol_pwrite_dsync(int fd, const void *buffer, size_t count, int64_t offset);
 
 #endif
