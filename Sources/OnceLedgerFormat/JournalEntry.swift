@@ -13,6 +13,10 @@ public struct JournalEntry: Sendable, Hashable {
     public static let headerBytes = 16
     /// The memo step every journal entry is stored in (users cannot name a memo step so).
     public static let reservedStep = ""
+    /// The name of the memo entry (in `reservedStep`, empty value) that makes a run
+    /// generation durable before an effect at its position 0 (`Spec/FORMAT.md` §10.3): not a
+    /// position name, so no reader of positions sees it.
+    public static let generationMarkerName = "generation"
     /// Positions are written as this many decimal digits, so names sort as positions do.
     public static let positionDigits = 10
     /// The largest position a journal may have (`positionDigits` nines).

@@ -150,6 +150,11 @@ public final class Journal: Sendable {
             let key = try IdempotencyKey(
                 self.effectKey(position: position, epoch: epoch), name: "onceledger.journal.effect",
                 params: EffectParams(name: name, input: digest.map { Hex.string($0) } ?? ""))
+            // The key holds the generation. At position 0 nothing may have made it durable
+            // yet (it is handed out in memory): after a crash inside the effect, the run would
+            // get another number and the key would change, so the effect would run again.
+            // The marker makes the number the run's across a restart (FORMAT §10.3).
+            if position == 0 { try await self.markGeneration() }
             let outcome: OnceOutcome<Output>
             do {
                 outcome = try await self.ledger.once(key, as: Output.self, whenPending: policy, body)
@@ -243,10 +248,16 @@ public final class Journal: Sendable {
             return RunInfo(run: run, generation: generation, status: status, endTimeMilliseconds: ledger.clock(),
                            entryCount: 0, valueBytes: 0)
         }
-        if try await ledger.store.memoGeneration(of: run) != generation,
-           let info = try await ledger.store.runs(RunQuery(namespace: run.namespace, run: run.run))
-               .first(where: { $0.generation == generation && $0.status != nil }) {
-            return info
+        let current = try await ledger.store.memoGeneration(of: run)
+        if current != generation {
+            // This journal's generation is no longer the run's: it ended (then its end is
+            // the answer), or it ended and was swept. Never end the run's newer generation.
+            if let info = try await ledger.store.runs(RunQuery(namespace: run.namespace, run: run.run))
+                .first(where: { $0.generation == generation && $0.status != nil }) {
+                return info
+            }
+            throw LedgerError(.runEnded,
+                              "run \(run) generation \(generation) has ended and been swept; the run's current generation is \(current). Nothing was written")
         }
         return try await ledger.store.finishRun(run, status: status, timeMilliseconds: ledger.clock())
     }
@@ -296,6 +307,8 @@ public final class Journal: Sendable {
                 limit: "journalEntriesMax")
         }
         let epoch = slot?.entry.epoch ?? 0
+        // The name's limit before the body runs (it may pay for a call, or be an effect).
+        try JournalEntry(kind: requested.kind, epoch: epoch, position: position, name: requested.name, output: []).validate()
         let output = try await compute(position, epoch)
         let entry = JournalEntry(kind: requested.kind, epoch: epoch, position: position, name: requested.name, output: output)
         try entry.validate()
@@ -510,6 +523,16 @@ public final class Journal: Sendable {
             value = sum
         }
         return value
+    }
+
+    /// Writes the memo entry `JournalEntry.generationMarkerName` (reserved step, empty
+    /// value) of this run generation: durable, so a restart hands the run this generation
+    /// again (refused like a put if the generation has ended).
+    func markGeneration() async throws {
+        try await ledger.store.memoPut(MemoPutRequest(
+            key: MemoKey(run: run, generation: generation, step: JournalEntry.reservedStep,
+                         name: JournalEntry.generationMarkerName),
+            value: [], inputDigest: nil, timeMilliseconds: ledger.clock()))
     }
 
     /// The `once` key of the effect at `position` (`Spec/FORMAT.md` §10.3): the run

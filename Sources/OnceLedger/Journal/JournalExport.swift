@@ -61,7 +61,8 @@ public struct JournalExport: Sendable, Hashable {
     /// Reads an export written by `jsonLines()`. Throws `.invalidArgument` naming the line
     /// for anything else.
     public init(jsonLines text: String) throws {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: true)[...]
+        // "\r\n" is one Character: a file with CRLF line ends splits at it too.
+        var lines = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" })[...]
         guard let headerLine = lines.popFirst() else { throw JournalExport.bad(1, "the export is empty") }
         let header = try JournalExport.object(headerLine, line: 1)
         guard header["format"] as? String == JournalExport.format, header["version"] as? Int == JournalExport.version else {
@@ -72,7 +73,16 @@ public struct JournalExport: Sendable, Hashable {
         else { throw JournalExport.bad(1, "the header needs namespace, run and generation") }
         self.run = MemoRun(namespace: namespace, run: run)
         self.generation = generation
-        self.status = (header["status"] as? String).flatMap { name in RunStatus.allCases.first { $0.description == name } }
+        if let name = header["status"] as? String {
+            guard let status = RunStatus.allCases.first(where: { $0.description == name }) else {
+                throw JournalExport.bad(1, "status \"\(name)\" is none of \(RunStatus.allCases.map { "\"\($0)\"" }.joined(separator: ", ")), or null")
+            }
+            self.status = status
+        } else if header["status"] == nil || header["status"] is NSNull {
+            self.status = nil
+        } else {
+            throw JournalExport.bad(1, "status is not a string or null")
+        }
         self.endTimeMilliseconds = JournalExport.unsigned(header["endTime"])
         var records: [JournalRecord] = []
         for (index, line) in lines.enumerated() {
@@ -95,8 +105,14 @@ public struct JournalExport: Sendable, Hashable {
                 guard let data = Data(base64Encoded: base64) else { throw JournalExport.bad(number, "outputBase64 is not base64") }
                 output = Array(data)
             } else if let range = line.range(of: ",\"output\":"), line.hasSuffix("}") {
-                // The output's own bytes, as recorded: the text between the key and the line's last brace.
-                output = Array(line[range.upperBound..<line.index(before: line.endIndex)].utf8)
+                // The output's own bytes, as recorded: the text between the key and the line's
+                // last brace — one JSON value only if `output` is the last field.
+                let raw = Data(line[range.upperBound..<line.index(before: line.endIndex)].utf8)
+                guard fields["output"] != nil,
+                      (try? JSONSerialization.jsonObject(with: raw, options: .fragmentsAllowed)) != nil else {
+                    throw JournalExport.bad(number, "output must be the record's last field (a tool that reorders or reformats the lines breaks this)")
+                }
+                output = Array(raw)
             } else {
                 throw JournalExport.bad(number, "a record needs output (last) or outputBase64")
             }

@@ -90,7 +90,9 @@ enum RecordDescription {
                 ("time", .time(b.timeMilliseconds)),
             ]
             // The replay journal's positions are memo entries of the reserved step (`Spec/FORMAT.md` §10).
-            guard b.step == JournalEntry.reservedStep else { return fields + [("value", .bytes(b.value))] }
+            // (Its other entry, the generation marker, is a plain value.)
+            guard b.step == JournalEntry.reservedStep, b.name != JournalEntry.generationMarkerName
+            else { return fields + [("value", .bytes(b.value))] }
             switch JournalEntry.decode(b.value) {
             case .entry(let entry):
                 return fields + [("journalKind", .word(entry.kind.description)), ("journalPosition", .number(entry.position)),

@@ -1,0 +1,229 @@
+// Proves what an outside review of hostile use of the journal and its export found broken (each
+// test failed before its fix): an effect at position 0 is never run again after a restart that
+// gives the run another generation number (the generation marker, Spec FORMAT §10.3); a stale
+// journal's finish never ends the run's next generation; a step's name is checked before its
+// body runs; the export reader refuses a record whose output is not its last field and an unknown
+// status, and reads CRLF line ends. On the file store and the in-memory one where a ledger is involved.
+import Foundation
+@testable import OnceLedger
+import OnceLedgerFormat
+import Testing
+import OnceLedgerStoreContract
+
+@Suite struct JournalHostileUseTests {
+    // MARK: Exactly-once of a journal effect across a restart
+
+    /// README/`Journal.effect`: "if the process dies inside it, the effect is pending-unknown and
+    /// the next run of the workflow gets what `whenPending` says — it never runs again silently."
+    /// An effect at position 0 of a run whose generation was handed out but never written: after
+    /// the restart the run gets another generation number (another run recorded a higher one
+    /// meanwhile), so the effect's `once` key changes and the body runs a second time.
+    @Test(arguments: BackendKind.allCases)
+    func anEffectAtPositionZeroIsNotRunAgainAfterARestartWhenAnotherRunRecordedMeanwhile(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        var ledger = try harness.open()
+        let charges = Counter()
+        struct Crash: Error {}
+        let journal = try await ledger.journal(run: "order-1")
+        // A server runs several workflows: another run starts and records a step.
+        let other = try await ledger.journal(run: "order-2")
+        _ = try await other.step("llm.summarize", input: 2) { "summary" }
+        // order-1's first step is a charge; the process dies inside it (as in
+        // JournalTests.anEffectThatThrewIsPendingUnknownAndNeverRunsAgainSilently).
+        await #expect(throws: (any Error).self) {
+            _ = try await journal.effect("payment.charge", input: 42) { _ -> String in
+                charges.increment()
+                throw Crash()
+            }
+        }
+        #expect(charges.count == 1)
+
+        ledger = try harness.reopen(ledger)
+        let again = try await ledger.journal(run: "order-1")
+        do {
+            _ = try await again.effect("payment.charge", input: 42) { _ -> String in
+                charges.increment()
+                return "charged"
+            }
+            Issue.record("the pending charge ran again silently (generation \(journal.generation) before the restart, \(again.generation) after)")
+        } catch let error as LedgerError {
+            #expect(error.code == .pendingUnknown, "\(error)")
+        }
+        #expect(charges.count == 1, "the card was charged \(charges.count) times")
+        try ledger.close()
+    }
+
+    /// The same, with nothing else running before the crash: after the restart a worker touches
+    /// another run first (a memo of it), which takes the generation number order-1 had.
+    @Test(arguments: BackendKind.allCases)
+    func anEffectAtPositionZeroIsNotRunAgainWhenAnotherRunIsOpenedFirstAfterTheRestart(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        var ledger = try harness.open()
+        let charges = Counter()
+        // The effect completes in `once`; the process dies before its journal entry is written
+        // (FORMAT §10.3: "after a crash between the two, the next run finds the key done and
+        // journals its receipt"). Simulated by what the journal's effect does up to there: the
+        // generation marker, then the same `once`.
+        let journal = try await ledger.journal(run: "order-1")
+        try await journal.markGeneration()
+        let key = try IdempotencyKey(
+            journal.effectKey(position: 0, epoch: 0), name: "onceledger.journal.effect",
+            params: Journal.EffectParams(name: "payment.charge",
+                                         input: Hex.string(try Memo.digest(42)!)))
+        _ = try await ledger.once(key, as: String.self) { _ in
+            charges.increment()
+            return "charged"
+        }
+        ledger = try harness.reopen(ledger)
+        _ = try await ledger.memo(run: "order-7", step: "fetch")  // another run, opened first
+        let again = try await ledger.journal(run: "order-1")
+        let output = try await again.effect("payment.charge", input: 42) { _ -> String in
+            charges.increment()
+            return "charged again"
+        }
+        #expect(output == "charged", "generation \(journal.generation) before the restart, \(again.generation) after")
+        #expect(charges.count == 1, "the card was charged \(charges.count) times")
+        try ledger.close()
+    }
+
+    // MARK: finish of a stale journal
+
+    /// `Journal.finish` ends the journal's own run generation. A journal kept after its generation
+    /// was ended (by an operator or another worker) and swept used to end the run id's *next*
+    /// generation — a live run of someone else; it is refused with `.runEnded`.
+    @Test(arguments: BackendKind.allCases)
+    func aStaleJournalsFinishDoesNotEndTheNextGenerationOfItsRun(kind: BackendKind) async throws {
+        let clock = ManualClock()
+        let harness = Harness(kind, clock: clock)
+        let ledger = try harness.open()
+        let stale = try await ledger.journal(run: "r")
+        _ = try await stale.step("one") { "1" }
+        try await ledger.finishRun("r", status: .failed)
+        clock.advance(1_000)
+        _ = try await ledger.sweepMemo(retention: MemoRetention(.zero))
+
+        let live = try await ledger.journal(run: "r")
+        #expect(live.generation != stale.generation)
+        _ = try await live.step("first") { "x" }
+
+        // Its generation ended and was swept: refused, and nothing else is ended.
+        await #expect { try await stale.finish(.succeeded) } throws: { ($0 as? LedgerError)?.code == .runEnded }
+        do {
+            _ = try await live.step("second") { "y" }
+        } catch let error as LedgerError {
+            Issue.record("the live generation \(live.generation) was ended by the stale journal's finish: \(error.code)")
+        }
+        #expect(try await ledger.runs(run: "r").first { $0.generation == live.generation }?.status == nil)
+        try ledger.close()
+    }
+
+    // MARK: Limits checked after the body ran
+
+    /// `Journal.step`: "`.limitExceeded` over a per-run limit (nothing written)"; FORMAT §10.3
+    /// "a step over either is refused with `limit-exceeded` before anything is written". A step
+    /// name over `stepBytesMax` is only checked after the body ran: for an effect, the
+    /// external side effect has happened when the journal reports "nothing was written".
+    @Test(arguments: BackendKind.allCases)
+    func anOverlongEffectNameIsRefusedBeforeTheEffectRuns(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        let journal = try await ledger.journal(run: "r")
+        let charges = Counter()
+        let name = String(repeating: "n", count: FormatLimits.stepBytesMax + 1)
+        do {
+            _ = try await journal.effect(name, input: 1) { _ -> String in
+                charges.increment()
+                return "charged"
+            }
+            Issue.record("an over-long effect name was accepted")
+        } catch let error as LedgerError {
+            #expect(error.code == .limitExceeded, "\(error)")
+        }
+        #expect(charges.count == 0, "the effect ran, then the journal refused its name: \(charges.count) charge(s) made")
+        let done = try await ledger.entries().filter { $0.key.hasPrefix("onceledger.journal/") }
+        #expect(done.isEmpty, "a done once entry is left behind: \(done.map(\.key))")
+        try ledger.close()
+    }
+
+    /// The same for a plain step: an LLM call paid for, then refused.
+    @Test(arguments: BackendKind.allCases)
+    func anOverlongStepNameIsRefusedBeforeTheBodyRuns(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        let journal = try await ledger.journal(run: "r")
+        let bodies = Counter()
+        let name = String(repeating: "n", count: FormatLimits.stepBytesMax + 1)
+        await #expect(throws: LedgerError.self) {
+            _ = try await journal.step(name) { () -> String in
+                bodies.increment()
+                return "paid"
+            }
+        }
+        #expect(bodies.count == 0, "the body ran before the name was checked")
+        try ledger.close()
+    }
+
+    // MARK: Export reader
+
+    /// A record whose `output` is not the line's last field parses as a JSON object but the
+    /// reader takes the text from `,"output":` to the last brace as the output — import succeeds
+    /// and the replay fails later with a misleading "changed output type" decoding error.
+    @Test func anExportLineWithAFieldAfterOutputIsRefusedAtImport() async throws {
+        let text = """
+            {"format":"onceledger-journal","version":1,"namespace":"","run":"r","generation":1,"status":"succeeded","endTime":5}
+            {"position":0,"kind":"step","name":"a","epoch":0,"inputDigest":null,"output":"x","time":5}
+
+            """
+        do {
+            let export = try JournalExport(jsonLines: text)
+            Issue.record("imported; output bytes: \(String(decoding: export.records[0].entry.output, as: UTF8.self))")
+        } catch let error as LedgerError {
+            #expect(error.code == .invalidArgument)
+        }
+    }
+
+    /// A header with a status this build does not know (a typo, a newer writer) reads as a
+    /// running run, silently.
+    @Test func anExportWithAnUnknownStatusIsRefused() async throws {
+        let text = """
+            {"format":"onceledger-journal","version":1,"namespace":"","run":"r","generation":1,"status":"succeded","endTime":5}
+
+            """
+        do {
+            let export = try JournalExport(jsonLines: text)
+            Issue.record("imported with status \(String(describing: export.status))")
+        } catch let error as LedgerError {
+            #expect(error.code == .invalidArgument)
+        }
+    }
+
+    /// An export saved with CRLF line ends (edited on Windows): JSON allows `\r` as whitespace,
+    /// but "\r\n" is one `Character`, so `split(separator: "\n")` never splits and the whole file
+    /// is refused as "line 1: not a JSON object".
+    @Test func anExportWithCRLFLineEndsReads() async throws {
+        let harness = Harness(.file)
+        let ledger = try harness.open()
+        let journal = try await ledger.journal(run: "r")
+        _ = try await journal.step("a") { "x" }
+        try await journal.finish(.succeeded)
+        let export = try await ledger.exportJournal(run: "r")
+        let crlf = export.jsonLines().replacingOccurrences(of: "\n", with: "\r\n")
+        do {
+            #expect(try JournalExport(jsonLines: crlf) == export)
+        } catch {
+            Issue.record("a CRLF export is refused: \(error)")
+        }
+        try ledger.close()
+    }
+
+    /// Deeply nested JSON on a line: a typed error, not a stack overflow.
+    @Test func aDeeplyNestedExportLineIsATypedError() async throws {
+        let depth = 200_000
+        let text = """
+            {"format":"onceledger-journal","version":1,"namespace":"","run":"r","generation":1,"status":null,"endTime":null}
+            {"position":0,"kind":"step","name":"a","epoch":0,"inputDigest":null,"time":5,"output":\(String(repeating: "[", count: depth))\(String(repeating: "]", count: depth))}
+
+            """
+        await #expect(throws: LedgerError.self) { _ = try JournalExport(jsonLines: text) }
+    }
+}
