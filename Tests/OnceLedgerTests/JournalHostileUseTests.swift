@@ -163,6 +163,36 @@ import OnceLedgerStoreContract
         try ledger.close()
     }
 
+    // MARK: A journal value this build cannot read
+
+    /// A position holding a value of a newer version: a typed error that says what to do — and
+    /// no longer advises `journal-truncate`, which reads the positions it frees and so cannot
+    /// free this one (it throws the same typed error).
+    @Test func aJournalPositionThatDoesNotDecodeIsATypedErrorWithAdviceThatWorks() async throws {
+        let harness = Harness(.file)
+        let ledger = try harness.open()
+        let journal = try await ledger.journal(run: "r")
+        _ = try await journal.step("a") { "x" }
+        var future = JournalEntry(kind: .step, position: 1, name: "b", output: Array("\"y\"".utf8)).encode()
+        future[0] = 2
+        try await ledger.store.memoPut(MemoPutRequest(key: journal.memoKey(1), value: future, inputDigest: nil,
+                                                      timeMilliseconds: harness.clock.now))
+        let reopened = try await ledger.journal(run: "r")
+        do {
+            // (Positions are read ahead: the first step may already meet it.)
+            _ = try await reopened.step("a") { "x" }
+            _ = try await reopened.step("b") { "y" }
+            Issue.record("the undecodable position was not reported")
+        } catch let error as LedgerError {
+            #expect(error.code == .malformedBody)
+            #expect(error.message.contains("newer version") && !error.message.contains("can free"), "\(error.message)")
+        }
+        await #expect { try await ledger.truncateJournal(run: "r", from: 1, actor: "ops", reason: "unreadable") } throws: {
+            ($0 as? LedgerError)?.code == .malformedBody
+        }
+        try ledger.close()
+    }
+
     // MARK: Export reader
 
     /// A record whose `output` is not the line's last field parses as a JSON object but the

@@ -449,7 +449,7 @@ public final class Journal: Sendable {
         case .malformed(let reason):
             throw LedgerError(
                 .malformedBody,
-                "journal position \(position) of run \(run) (generation \(generation)) does not decode: \(reason). Run `onceledger verify`; `onceledger journal-truncate` can free the position")
+                "journal position \(position) of run \(run) (generation \(generation)) does not decode: \(reason). A value of a newer version needs the OnceLedger that wrote it; a damaged one, `onceledger verify` and `onceledger salvage` (truncation reads the positions it frees, so it cannot free this one)")
         }
     }
 
