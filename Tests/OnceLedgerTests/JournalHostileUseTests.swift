@@ -117,49 +117,25 @@ import OnceLedgerStoreContract
         try ledger.close()
     }
 
-    // MARK: Limits checked after the body ran
+    // MARK: Names checked before the body runs
 
-    /// `Journal.step`: "`.limitExceeded` over a per-run limit (nothing written)"; FORMAT §10.3
-    /// "a step over either is refused with `limit-exceeded` before anything is written". A step
-    /// name over `stepBytesMax` is only checked after the body ran: for an effect, the
-    /// external side effect has happened when the journal reports "nothing was written".
+    /// FORMAT §10.3: "a step over either is refused with `limit-exceeded` before anything is
+    /// written". A name over `stepBytesMax` was checked only after the body ran: an effect had
+    /// happened (and left a done `once` entry), an LLM call had been paid for.
     @Test(arguments: BackendKind.allCases)
-    func anOverlongEffectNameIsRefusedBeforeTheEffectRuns(kind: BackendKind) async throws {
-        let harness = Harness(kind)
-        let ledger = try harness.open()
-        let journal = try await ledger.journal(run: "r")
-        let charges = Counter()
-        let name = String(repeating: "n", count: FormatLimits.stepBytesMax + 1)
-        do {
-            _ = try await journal.effect(name, input: 1) { _ -> String in
-                charges.increment()
-                return "charged"
-            }
-            Issue.record("an over-long effect name was accepted")
-        } catch let error as LedgerError {
-            #expect(error.code == .limitExceeded, "\(error)")
-        }
-        #expect(charges.count == 0, "the effect ran, then the journal refused its name: \(charges.count) charge(s) made")
-        let done = try await ledger.entries().filter { $0.key.hasPrefix("onceledger.journal/") }
-        #expect(done.isEmpty, "a done once entry is left behind: \(done.map(\.key))")
-        try ledger.close()
-    }
-
-    /// The same for a plain step: an LLM call paid for, then refused.
-    @Test(arguments: BackendKind.allCases)
-    func anOverlongStepNameIsRefusedBeforeTheBodyRuns(kind: BackendKind) async throws {
+    func anOverlongNameIsRefusedBeforeTheBodyRuns(kind: BackendKind) async throws {
         let harness = Harness(kind)
         let ledger = try harness.open()
         let journal = try await ledger.journal(run: "r")
         let bodies = Counter()
         let name = String(repeating: "n", count: FormatLimits.stepBytesMax + 1)
-        await #expect(throws: LedgerError.self) {
-            _ = try await journal.step(name) { () -> String in
-                bodies.increment()
-                return "paid"
-            }
-        }
-        #expect(bodies.count == 0, "the body ran before the name was checked")
+        await #expect { _ = try await journal.effect(name, input: 1) { _ -> String in bodies.increment(); return "charged" } }
+            throws: { ($0 as? LedgerError)?.code == .limitExceeded }
+        await #expect { _ = try await journal.step(name) { () -> String in bodies.increment(); return "paid" } }
+            throws: { ($0 as? LedgerError)?.code == .limitExceeded }
+        #expect(bodies.count == 0, "\(bodies.count) bodies ran before their name was refused")
+        let done = try await ledger.entries().filter { $0.key.hasPrefix("onceledger.journal/") }
+        #expect(done.isEmpty, "a done once entry is left behind: \(done.map(\.key))")
         try ledger.close()
     }
 
