@@ -85,8 +85,9 @@ private let dumpUsage = """
         let ledger = try VectorCopy("ledger-clean")
         defer { ledger.remove() }
         let message = "$DIR/nodir: no such directory. Pass the ledger's directory (the one holding wal-*.seg files)."
-        for command in ["verify", "stat", "dump", "pending", "entries"] {
-            let result = try ledger.run([command, "$DIR/nodir", "--json"])
+        for arguments in [["verify"], ["stat"], ["dump"], ["pending"], ["entries"], ["runs"], ["memo", "r"], ["journal", "r"]] {
+            let command = arguments[0]
+            let result = try ledger.run([command, "$DIR/nodir"] + arguments.dropFirst() + ["--json"])
             #expect(result.exitCode == 8, "\(command)")
             #expect(result.stdout == #"{"code":"not-a-ledger","message":"\#(message)","exitCode":8}"# + "\n", "\(command)")
             #expect(result.stderr == "Error: \(message)\n", "\(command)")

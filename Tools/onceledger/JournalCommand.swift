@@ -223,6 +223,8 @@ enum JournalArguments {
     /// The journal, read from a read-only open.
     static func export(_ directory: String, command: String, run: String, namespace: String, generation: UInt64?,
                        allowLive: Bool) async throws -> JournalExport {
+        // A missing or non-ledger directory: the message every inspecting command gives.
+        _ = try LedgerInspection.requireLedger(directory)
         try LiveLedgerPolicy.check(directory, command: command, allowLive: allowLive)
         let ledger: Ledger
         do {

@@ -57,7 +57,8 @@ struct CommandFailure: Error, CustomStringConvertible {
         if let sequence = error.sequence { context.append("sequence \(sequence)") }
         if let expected = error.expectedChecksum { context.append("expected checksum \(hex32(expected))") }
         if let actual = error.actualChecksum { context.append("actual checksum \(hex32(actual))") }
-        if let errno = error.errno { context.append("errno \(errno)") }
+        // The library's I/O messages already end in "(errno N)".
+        if let errno = error.errno, !text.contains("(errno \(errno))") { context.append("errno \(errno)") }
         if let pid = error.holderPID { context.append("holder pid \(pid)") }
         if let limit = error.limit { context.append("limit \(limit)") }
         if !context.isEmpty { text += " (" + context.joined(separator: ", ") + ")" }
