@@ -2,7 +2,7 @@
 // test failed before its fix): an effect at position 0 is never run again after a restart that
 // gives the run another generation number (the generation marker, Spec FORMAT §10.3); a stale
 // journal's finish never ends the run's next generation; a step's name is checked before its
-// body runs; the export reader refuses a record whose output is not its last field and an unknown
+// body runs; a replay's divergence names the export's generation; the export reader refuses a record whose output is not its last field and an unknown
 // status, and reads CRLF line ends. On the file store and the in-memory one where a ledger is involved.
 import Foundation
 @testable import OnceLedger
@@ -231,5 +231,28 @@ import OnceLedgerStoreContract
 
             """
         await #expect(throws: LedgerError.self) { _ = try JournalExport(jsonLines: text) }
+    }
+
+    /// A divergence in a replay names the exported run generation (what `onceledger runs` and
+    /// the export header show), not the replayer's scratch ledger's.
+    @Test func aReplayDivergenceNamesTheExportsGeneration() async throws {
+        let harness = Harness(.file)
+        let ledger = try harness.open()
+        for run in ["a", "b", "c"] {
+            let journal = try await ledger.journal(run: run)
+            _ = try await journal.step("s") { "x" }
+            try await journal.finish(.succeeded)
+        }
+        let export = try await ledger.exportJournal(run: "c")
+        #expect(export.generation == 3)
+        do {
+            _ = try await JournalReplayer.replay(export) { journal in
+                try await journal.step("renamed") { "x" }
+            }
+            Issue.record("no divergence")
+        } catch let error as LedgerError {
+            #expect(error.journalDivergence?.generation == export.generation, "\(error)")
+        }
+        try ledger.close()
     }
 }

@@ -92,9 +92,15 @@ public final class Journal: Sendable {
     /// How many positions one read ahead asks the store for.
     static let readAheadPositions = 256
 
-    init(run: MemoRun, generation: UInt64, limits: JournalLimits, ledger: Ledger, replayOnly: Bool = false) {
+    /// The generation divergences name: `generation`, except in a replay (`JournalReplayer`),
+    /// whose scratch ledger has its own numbers: there, the exported run's.
+    let namedGeneration: UInt64
+
+    init(run: MemoRun, generation: UInt64, limits: JournalLimits, ledger: Ledger, replayOnly: Bool = false,
+         namedGeneration: UInt64? = nil) {
         self.run = run
         self.generation = generation
+        self.namedGeneration = namedGeneration ?? generation
         self.limits = limits
         self.ledger = ledger
         self.replayOnly = replayOnly
@@ -382,7 +388,7 @@ public final class Journal: Sendable {
 
     func divergence(_ reason: JournalDivergence.Reason, at position: UInt64, recorded: JournalDivergence.Step?,
                     requested: JournalDivergence.Step?, unreached: [UInt64] = []) -> LedgerError {
-        let divergence = JournalDivergence(reason: reason, run: run.description, generation: generation,
+        let divergence = JournalDivergence(reason: reason, run: run.description, generation: namedGeneration,
                                            position: position, recorded: recorded, requested: requested,
                                            unreachedPositions: unreached)
         let advice = switch reason {

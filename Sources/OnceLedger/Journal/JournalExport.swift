@@ -182,7 +182,8 @@ public enum JournalReplayer {
         defer { try? ledger.close() }
         let generation = try await ledger.store.memoGeneration(of: export.run)
         let journal = Journal(run: export.run, generation: generation,
-                              limits: JournalLimits(entriesMax: .max, bytesMax: .max), ledger: ledger, replayOnly: true)
+                              limits: JournalLimits(entriesMax: .max, bytesMax: .max), ledger: ledger, replayOnly: true,
+                              namedGeneration: export.generation)
         for record in export.records {
             var entry = record.entry
             entry.position = record.position
