@@ -2,8 +2,10 @@
 // test failed before its fix): an effect at position 0 is never run again after a restart that
 // gives the run another generation number (the generation marker, Spec FORMAT §10.3); a stale
 // journal's finish never ends the run's next generation; a step's name is checked before its
-// body runs; a replay's divergence names the export's generation; the export reader refuses a record whose output is not its last field and an unknown
-// status, and reads CRLF line ends. On the file store and the in-memory one where a ledger is involved.
+// body runs; a replay's divergence names the export's generation, and a replay of an export with
+// a gap is refused; the export reader refuses a record whose output is not its last field and an
+// unknown status, and reads CRLF line ends. On the file store, and the in-memory one where a
+// ledger is involved.
 import Foundation
 @testable import OnceLedger
 import OnceLedgerFormat
@@ -254,5 +256,25 @@ import OnceLedgerStoreContract
             #expect(error.journalDivergence?.generation == export.generation, "\(error)")
         }
         try ledger.close()
+    }
+
+    /// An export made in code (the public init) whose positions have a gap: the replay used to
+    /// stop at the gap and never report the records past it; it is refused before any code runs.
+    @Test func aReplayOfAnExportWithAGapIsRefused() async throws {
+        let record = { (position: UInt64) in
+            JournalRecord(position: position, entry: JournalEntry(kind: .step, position: position, name: "s",
+                                                                  output: Array("\"x\"".utf8)),
+                          inputDigest: nil, timeMilliseconds: 1)
+        }
+        let export = JournalExport(run: MemoRun(run: "r"), generation: 1, status: .succeeded, endTimeMilliseconds: 1,
+                                   records: [record(0), record(2)])
+        let ran = Counter()
+        await #expect {
+            _ = try await JournalReplayer.replay(export) { journal in
+                ran.increment()
+                return try await journal.step("s") { "x" }
+            }
+        } throws: { ($0 as? LedgerError)?.code == .invalidArgument }
+        #expect(ran.count == 0)
     }
 }

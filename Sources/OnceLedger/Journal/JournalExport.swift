@@ -178,6 +178,12 @@ extension Ledger {
 public enum JournalReplayer {
     public static func replay<Result>(_ export: JournalExport,
                                       _ workflow: (Journal) async throws -> Result) async throws -> Result {
+        // Positions 0, 1, … in order, as the text reader requires: a replay stops at the first
+        // free position, so records past a gap would be neither replayed nor reported.
+        for (index, record) in export.records.enumerated() where record.position != UInt64(index) {
+            throw LedgerError(.invalidArgument,
+                              "the export's record \(index) is at position \(record.position); an export holds positions 0, 1, … in order")
+        }
         let ledger = Ledger.inMemory(clock: { export.endTimeMilliseconds ?? export.records.last?.timeMilliseconds ?? 0 })
         defer { try? ledger.close() }
         let generation = try await ledger.store.memoGeneration(of: export.run)
