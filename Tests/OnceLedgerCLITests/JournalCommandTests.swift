@@ -103,6 +103,12 @@ private func run(_ arguments: [String], in directory: String) throws -> CLI.Resu
             (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["kind"] as? String
         }
         #expect(kinds == ["step", "now", "truncated", "truncated", "truncated"])
+        // A reason is shown as text; one holding a terminal's escape sequence, as its length.
+        let escape = try run(["journal-truncate", "$DIR", "agent", "--from", "4", "--reason", "\u{1b}[2Jgone", "--actor", "ops",
+                              "--i-understand-positions-are-rerecorded"], in: path)
+        #expect(escape.exitCode == 0, "\(escape.stderr)")
+        let shown = try run(["journal", "$DIR", "agent"], in: path)
+        #expect(shown.stdout.contains("new path") && !shown.stdout.contains("\u{1b}"), "\(shown.stdout)")
     }
 
     @Test func salvageCopiesTheJournalAndVerifyAcceptsIt() async throws {

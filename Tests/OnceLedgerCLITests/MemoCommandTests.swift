@@ -222,6 +222,9 @@ private func jsonLines(_ text: String) throws -> [[String: Any]] {
             #expect(result.stderr.contains("Usage: onceledger \(arguments[0])"), "\(arguments): \(result.stderr)")
         }
         #expect(MemoFixture.files(path) == before)
+        // A number too large for any unit says so.
+        let huge = try run(["sweep", "$DIR", "--retention", "99999999999999999999d"], in: path)
+        #expect(huge.exitCode == 16 && huge.stderr.contains("is too long"), "\(huge.stderr)")
         let notALedger = try run(["runs", "$DIR/nope"], in: path)
         #expect(notALedger.exitCode == 8)
         let sweepMissing = try run(["sweep", "$DIR/nope", "--retention", "1d"], in: path)

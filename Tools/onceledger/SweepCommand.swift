@@ -56,8 +56,8 @@ struct SweepCommand: AsyncParsableCommand {
         for (unit, scale) in units where text.hasSuffix(unit) {
             let digits = text.dropLast(unit.count)
             // "5ms" also ends in "s": only the unit whose prefix is all digits counts.
-            guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
-                  let number = UInt64(digits) else { continue }
+            guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) else { continue }
+            guard let number = UInt64(digits) else { throw ValidationError("the retention \(text) is too long") }
             let (value, overflow) = number.multipliedReportingOverflow(by: scale)
             guard !overflow else { throw ValidationError("the retention \(text) is too long") }
             return value
