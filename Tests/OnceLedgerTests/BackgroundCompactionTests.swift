@@ -485,12 +485,12 @@ extension BackgroundCompactionTests {
                         answers.entries.withLock { $0[key] = receipt }
                         // A short-lived key: done, then dropped by a compaction's retention.
                         _ = try await opened.onceBytes(IdempotencyKey("brief-\(worker)-\(round % 3)"),
-                                                       scope: .whileInFlight) { _ in [UInt8(round)] }
+                                                       scope: .whileInFlight) { _ in [UInt8(truncatingIfNeeded: round)] }
                         if round % 4 == 3 {
                             // Run an earlier key of this worker again, with a new receipt.
                             let again = "w\(worker)-\(Int(random.next() % UInt64(round)))"
                             try await opened.forgetDoneEntryAllowingRerun(again, reason: "stress")
-                            let fresh: [UInt8] = [UInt8(worker), UInt8(round), 1]
+                            let fresh: [UInt8] = [UInt8(worker), UInt8(truncatingIfNeeded: round), 1]
                             _ = try await opened.onceBytes(IdempotencyKey(again)) { _ in fresh }
                             answers.entries.withLock { $0[again] = fresh }
                         }
