@@ -50,7 +50,7 @@ func handle(task: String, id: String, ledger: Ledger, model: some ChatModel, too
 /// Yesterday's runs, exported with `onceledger journal-export DIR RUN`, replayed against
 /// today's code: nothing is called, nothing is executed.
 func replayYesterday(_ exportFile: String, model: some ChatModel, tools: some AgentTools) async throws -> String {
-    let export = try JournalExport(jsonLines: String(contentsOfFile: exportFile, encoding: .utf8))
+    let export = try JournalExport(jsonLinesBytes: Data(contentsOf: URL(fileURLWithPath: exportFile)))
     return try await JournalReplayer.replay(export) { journal in
         try await agentLoop(task: "Refund order 42", journal: journal, model: model, tools: tools)
     }
@@ -120,7 +120,7 @@ private actor FakeTools: AgentTools {
         #expect(await model.calls == 3, "the replay called no model")
         #expect(await tools.runs.count == 1, "the replay ran no tool")
 
-        let export = try JournalExport(jsonLines: String(contentsOfFile: exportFile, encoding: .utf8))
+        let export = try JournalExport(jsonLinesBytes: Data(contentsOf: URL(fileURLWithPath: exportFile)))
         do {
             _ = try await JournalReplayer.replay(export) { journal in
                 try await changedAgentLoop(task: "Refund order 42", journal: journal, model: model, tools: tools)

@@ -277,4 +277,19 @@ import OnceLedgerStoreContract
         } throws: { ($0 as? LedgerError)?.code == .invalidArgument }
         #expect(ran.count == 0)
     }
+
+    /// An export file's bytes: read as text when UTF-8 (the same export), refused with a typed
+    /// error when not (`String(contentsOfFile:)` throws a Foundation error there).
+    @Test func anExportReadFromBytesIsUTF8OrATypedError() async throws {
+        let harness = Harness(.file)
+        let ledger = try harness.open()
+        let journal = try await ledger.journal(run: "r")
+        _ = try await journal.step("a") { "x" }
+        let export = try await ledger.exportJournal(run: "r")
+        try ledger.close()
+        #expect(try JournalExport(jsonLinesBytes: Array(export.jsonLines().utf8)) == export)
+        await #expect { _ = try JournalExport(jsonLinesBytes: Array(export.jsonLines().utf8) + [0xff, 0xfe]) } throws: {
+            ($0 as? LedgerError)?.code == .invalidArgument
+        }
+    }
 }

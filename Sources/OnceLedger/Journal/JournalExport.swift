@@ -58,6 +58,15 @@ public struct JournalExport: Sendable, Hashable {
         return text
     }
 
+    /// Reads an export from its file's bytes (`Data(contentsOf:)`): `.invalidArgument` if they
+    /// are not UTF-8, else as `init(jsonLines:)`.
+    public init(jsonLinesBytes bytes: some Collection<UInt8>) throws {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw LedgerError(.invalidArgument, "the journal export is not UTF-8 text (an export is JSON lines)")
+        }
+        try self.init(jsonLines: text)
+    }
+
     /// Reads an export written by `jsonLines()`. Throws `.invalidArgument` naming the line
     /// for anything else.
     public init(jsonLines text: String) throws {
@@ -163,7 +172,7 @@ extension Ledger {
 /// ```swift
 /// @Test func theNewCodeReplaysYesterdaysRuns() async throws {
 ///     for file in exportFiles {
-///         let export = try JournalExport(jsonLines: String(contentsOfFile: file, encoding: .utf8))
+///         let export = try JournalExport(jsonLinesBytes: Data(contentsOf: URL(fileURLWithPath: file)))
 ///         _ = try await JournalReplayer.replay(export) { journal in try await agentLoop(journal) }
 ///     }
 /// }
