@@ -4,11 +4,12 @@
 // journal's finish never ends the run's next generation; a step's name is checked before its
 // body runs; a replay's divergence names the export's generation, and a replay of an export with
 // a gap is refused; the export reader refuses a record whose output is not its last field and an
-// unknown status, and reads CRLF line ends. On the file store, and the in-memory one where a
-// ledger is involved.
+// unknown status, and reads CRLF line ends; seeded mutations of an export read back or fail with a
+// typed error. On the file store, and the in-memory one where a ledger is involved.
 import Foundation
 @testable import OnceLedger
 import OnceLedgerFormat
+import OnceLedgerTestSupport
 import Testing
 import OnceLedgerStoreContract
 
@@ -291,5 +292,51 @@ import OnceLedgerStoreContract
         await #expect { _ = try JournalExport(jsonLinesBytes: Array(export.jsonLines().utf8) + [0xff, 0xfe]) } throws: {
             ($0 as? LedgerError)?.code == .invalidArgument
         }
+    }
+
+    /// Seeded mutations of a real export (bytes flipped, dropped, duplicated; lines cut or
+    /// swapped) read with `init(jsonLinesBytes:)`: each is an export or a `LedgerError`, never a
+    /// trap, and what reads back replays or diverges with a typed error.
+    /// ONCELEDGER_FUZZ_ITERATIONS (default 2,000) and ONCELEDGER_FUZZ_SEED.
+    @Test func mutatedExportsReadOrFailWithATypedError() async throws {
+        let harness = Harness(.file)
+        let ledger = try harness.open()
+        let journal = try await ledger.journal(run: "r")
+        _ = try await journal.step("llm", input: "prompt") { ["text": "a \"quoted\" reply", "n": "1"] }
+        _ = try await journal.nowMilliseconds()
+        _ = try await journal.uuid()
+        _ = try await journal.patched("fix-1")
+        _ = try await journal.effect("mail.send", input: 2) { _ in "sent" }
+        try await journal.finish(.succeeded)
+        let original = Array(try await ledger.exportJournal(run: "r").jsonLines().utf8)
+        try ledger.close()
+        let environment = ProcessInfo.processInfo.environment
+        let iterations = environment["ONCELEDGER_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? 2_000
+        var random = SeededRandom(seed: environment["ONCELEDGER_FUZZ_SEED"].flatMap { UInt64($0) } ?? 17)
+        var read = 0
+        for _ in 0..<iterations {
+            var bytes = original
+            for _ in 0..<(1 + Int(random.next() % 4)) {
+                guard !bytes.isEmpty else { break }
+                let at = Int(random.next() % UInt64(bytes.count))
+                switch random.next() % 5 {
+                case 0: bytes[at] ^= UInt8(truncatingIfNeeded: 1 << (random.next() % 8))
+                case 1: bytes.remove(at: at)
+                case 2: bytes.insert(bytes[at], at: at)
+                case 3: bytes[at] = [0x22, 0x5c, 0x7b, 0x7d, 0x0a, 0x0d, 0x2c, 0x3a, 0x00, 0xff][Int(random.next() % 10)]
+                default: bytes.removeSubrange(at..<min(bytes.count, at + Int(random.next() % 40)))
+                }
+            }
+            do {
+                let export = try JournalExport(jsonLinesBytes: bytes)
+                read += 1
+                do {
+                    _ = try await JournalReplayer.replay(export) { journal in
+                        _ = try await journal.step("llm", input: "prompt") { ["text": "x", "n": "1"] }
+                    }
+                } catch is LedgerError {}
+            } catch is LedgerError {}
+        }
+        #expect(read > 0 && read < iterations, "\(read) of \(iterations) mutated exports read back")
     }
 }
