@@ -107,8 +107,12 @@ private func run(_ arguments: [String], in directory: String) throws -> CLI.Resu
         let escape = try run(["journal-truncate", "$DIR", "agent", "--from", "4", "--reason", "\u{1b}[2Jgone", "--actor", "ops",
                               "--i-understand-positions-are-rerecorded"], in: path)
         #expect(escape.exitCode == 0, "\(escape.stderr)")
+        let override = try run(["journal-truncate", "$DIR", "agent", "--from", "5", "--reason", "\u{202e}desrever", "--actor", "ops",
+                                "--i-understand-positions-are-rerecorded"], in: path)
+        #expect(override.exitCode == 0, "\(override.stderr)")
         let shown = try run(["journal", "$DIR", "agent"], in: path)
-        #expect(shown.stdout.contains("new path") && !shown.stdout.contains("\u{1b}"), "\(shown.stdout)")
+        #expect(shown.stdout.contains("new path") && !shown.stdout.contains("\u{1b}") && !shown.stdout.contains("\u{202e}"),
+                "\(shown.stdout)")
     }
 
     @Test func salvageCopiesTheJournalAndVerifyAcceptsIt() async throws {

@@ -7,7 +7,7 @@
 // unknown status, and reads CRLF line ends; seeded mutations of an export read back or fail with a
 // typed error. On the file store, and the in-memory one where a ledger is involved.
 import Foundation
-@testable import OnceLedger
+@_spi(Benchmarks) @testable import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerTestSupport
 import Testing
@@ -338,5 +338,77 @@ import OnceLedgerStoreContract
             } catch is LedgerError {}
         }
         #expect(read > 0 && read < iterations, "\(read) of \(iterations) mutated exports read back")
+    }
+
+    private static func densePositions(_ ledger: Ledger) -> Int {
+        ledger.logStore?.memo.withLock { $0.denseJournalPositions } ?? -1
+    }
+
+    /// The generation marker is a memo entry of step "" that is no position: it must not turn
+    /// the generation's positions into generic memo entries (name, hash slot and entry each,
+    /// instead of 32 bytes in the dense array), which any other generic entry of step "" does
+    /// (found by a review of the marker: every effect-first run lost the dense form).
+    @Test func aRunWhoseFirstStepIsAnEffectKeepsItsPositionsDense() async throws {
+        let harness = Harness(.file)
+        let ledger = try harness.open()
+        let steps = 20
+        // Run "a": its first step is an effect (the generation marker is written before it).
+        let a = try await ledger.journal(run: "a")
+        _ = try await a.effect("payment.charge", input: 1) { _ in "charged" }
+        for index in 0..<steps { _ = try await a.step("tool", input: index) { "out \(index)" } }
+        // Run "b": the same, with a plain step first.
+        let b = try await ledger.journal(run: "b")
+        _ = try await b.step("first") { "first" }
+        for index in 0..<steps { _ = try await b.step("tool", input: index) { "out \(index)" } }
+
+        let recordedA = try await ledger.journalRecords(run: "a").count
+        let recordedB = try await ledger.journalRecords(run: "b").count
+        #expect(recordedA == steps + 1 && recordedB == steps + 1)
+        #expect(Self.densePositions(ledger) == recordedA + recordedB,
+                "positions recorded in order are held densely; run a's \(recordedA) are not (dense: \(Self.densePositions(ledger)))")
+        // And after a compaction and a reopen (the marker then comes after the positions).
+        try await ledger.compact()
+        let reopened = try harness.reopen(ledger)
+        #expect(Self.densePositions(reopened) == recordedA + recordedB)
+        #expect(try await reopened.journalRecords(run: "a").count == recordedA)
+        try reopened.close()
+    }
+
+    /// An effect at position 0 after a truncation (epoch 1): the marker again, a new key; after
+    /// a restart neither key runs again, and every position reads back through a compaction
+    /// and a reopen.
+    @Test func anEffectAtPositionZeroAfterATruncationRunsOnceAndSurvivesCompactionAndReopen() async throws {
+        let harness = Harness(.file)
+        var ledger = try harness.open()
+        let charges = Counter()
+        let journal = try await ledger.journal(run: "order")
+        _ = try await journal.effect("charge", input: 1) { _ in
+            charges.increment()
+            return "first"
+        }
+        _ = try await journal.step("after") { "x" }
+        try await ledger.truncateJournal(run: "order", from: 0, actor: "ops", reason: "changed")
+        ledger = try harness.reopen(ledger)
+        let again = try await ledger.journal(run: "order")
+        #expect(again.generation == journal.generation)
+        let output = try await again.effect("charge", input: 2) { _ in
+            charges.increment()
+            return "second"
+        }
+        #expect(output == "second")
+        #expect(charges.count == 2)
+        try await ledger.compact()
+        ledger = try harness.reopen(ledger)
+        let records = try await ledger.journalRecords(run: "order")
+        #expect(records.first?.entry.epoch == 1)
+        #expect(records.first?.entry.kind == .effect)
+        let third = try await ledger.journal(run: "order")
+        #expect(try await third.effect("charge", input: 2) { _ in
+            charges.increment()
+            return "third"
+        } == "second")
+        #expect(charges.count == 2)
+        try await third.finish(.failed)
+        try ledger.close()
     }
 }

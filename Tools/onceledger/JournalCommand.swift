@@ -243,9 +243,9 @@ enum JournalArguments {
 
     /// An output as one short line: JSON text as it is, else a byte count.
     static func preview(_ output: [UInt8], limit: Int = 60) -> String {
-        // Control characters (a terminal's escape sequences among them) are never printed.
+        // Control and format characters (escape sequences, a right-to-left override) are never printed.
         guard let text = String(validating: output, as: UTF8.self),
-              !text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+              !text.unicodeScalars.contains(where: { [.control, .format].contains($0.properties.generalCategory) }) else {
             return "(\(output.count) bytes)"
         }
         return text.count > limit ? String(text.prefix(limit)) + "…" : text

@@ -50,6 +50,11 @@ static inline void ol_advise_huge_pages(void *base, size_t bytes) {
 /// The library never opens a file with it; the benchmark's diagnostic raw loop does.
 int ol_open_direct_flag(void);
 
+/// Starts writing back [offset, offset + count) of `fd` to the device without waiting
+/// for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`; a hint, nothing where the call is
+/// missing). Makes no data durable: the caller still syncs.
+void ol_start_writeback(int fd, int64_t offset, int64_t count);
+
 /// `pwritev2(fd, {buffer, count}, 1, offset, RWF_DSYNC)`: a write that returns only
 /// once its data (and the metadata needed to read it back) is durable, as if
 /// followed by `fdatasync` — one system call instead of two. Returns what
@@ -57,11 +62,6 @@ int ol_open_direct_flag(void);
 /// C library or the kernel headers have no `pwritev2`/`RWF_DSYNC` (the caller then
 /// writes and syncs in two calls). A kernel older than 4.7 says EOPNOTSUPP or ENOSYS
 /// without writing anything.
-/// Starts writing back [offset, offset + count) of `fd` to the device without waiting
-/// for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`; a hint, nothing where the call is
-/// missing). Makes no data durable: the caller still syncs.
-void ol_start_writeback(int fd, int64_t offset, int64_t count);
-
 long ol_pwrite_dsync(int fd, const void *buffer, size_t count, int64_t offset);
 
 #endif

@@ -39,7 +39,9 @@ import OnceLedgerLog
 ///   step "" that does not fit (a name that is not ten digits, a position that would leave a
 ///   hole, a value without a location: only a hostile or hand-made log, or the in-memory log)
 ///   goes to the generic entries above, and from then on every new position of that
-///   generation does too (`Journal.frozen`), so a key is always in exactly one place.
+///   generation does too (`Journal.frozen`), so a key is always in exactly one place. The
+///   journal's generation marker (`JournalEntry.generationMarkerName`, written before an
+///   effect at position 0) is a generic entry too, but no position: it freezes nothing.
 ///   A version 4 snapshot's journal-positions hint (kind 18) fills them in one go
 ///   (`applyPositions`).
 ///
@@ -214,7 +216,8 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         var end: (status: RecordBody.RunStatus, timeMilliseconds: UInt64)?
         /// Its journal (index + 1 in `journals`; 0: none).
         var journal: UInt32 = 0
-        /// It has a bucket of step "" (generic memo entries where journal positions live).
+        /// It has a generic memo entry of step "" other than the generation marker (so its
+        /// journal positions are generic from then on).
         var genericJournalStep = false
         /// Its buckets (indices in `buckets`), one per step that holds values; its value
         /// count and bytes are theirs (`totals`).
@@ -522,6 +525,12 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         slots[hole] = 0
     }
 
+    /// Whether `name` is `JournalEntry.generationMarkerName`.
+    static func isGenerationMarker(_ name: UnsafeRawBufferPointer) -> Bool {
+        let marker = JournalEntry.generationMarkerName.utf8
+        return name.count == marker.count && name.elementsEqual(marker)
+    }
+
     /// The bucket of (generation key, step), created if new.
     private mutating func bucket(namespace: UnsafeRawBufferPointer, run: UnsafeRawBufferPointer, generation: UInt64,
                                  step: UnsafeRawBufferPointer) -> (index: UInt32, wasLast: Bool) {
@@ -545,11 +554,6 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             }
             bucketsByKey[key] = index
             generations[generationKey, default: Generation()].buckets.append(index)
-            if step.isEmpty {
-                // Memo entries of step "" of this generation are generic from now on.
-                generations[generationKey]?.genericJournalStep = true
-                if let journal = generations[generationKey]?.journal, journal != 0 { journals[Int(journal - 1)].frozen = true }
-            }
         }
         lastBucket = index
         return (index, false)
@@ -970,6 +974,16 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         var (found, slot) = find(namespace: namespace, run: run, generation: generation, step: step, name: name,
                                  hash: hash)
         let (bucketIndex, wasLast) = bucket(namespace: namespace, run: run, generation: generation, step: step)
+        if step.isEmpty, !MemoTable.isGenerationMarker(name) {
+            // A position (or any other name but the journal's generation marker) kept as a
+            // generic entry of step "": this generation's later positions are generic too,
+            // so a key is in one place. The marker is no position and never collides.
+            let generationKey = buckets[Int(bucketIndex)].generation
+            if generations[generationKey]?.genericJournalStep != true {
+                generations[generationKey]?.genericJournalStep = true
+                if let journal = generations[generationKey]?.journal, journal != 0 { journals[Int(journal - 1)].frozen = true }
+            }
+        }
         if !(wasLast && lastBucketSeen) {
             see(buckets[Int(bucketIndex)].generation)
             lastBucketSeen = true
