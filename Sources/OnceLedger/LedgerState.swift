@@ -931,14 +931,13 @@ struct LedgerState: ~Copyable {
     /// none. Entry indices do not change in between (only `dropRetired` moves them, and it
     /// runs as the items are taken).
     ///
-    /// `range`: the positions in `order` to move in this call (nil: all; the caller takes
-    /// the lock once per range, so later records are applied between ranges, and
+    /// `range`: the positions in `order` to move in this call (the caller takes the lock
+    /// once per range, so later records are applied between ranges, and
     /// `compactBlobsIfWasteful` runs after the last).
-    mutating func relocate(order: [Int], locations: ArraySlice<ValueLocation?>, range: Range<Int>? = nil,
-                           tracking id: UInt64? = nil) {
+    mutating func relocate(order: [Int], locations: ArraySlice<ValueLocation?>, range: Range<Int>,
+                           tracking id: UInt64?) {
         guard reader != nil else { return }
         let changed = id == trackingID ? touched : nil
-        let range = range ?? 0..<order.count
         let end = min(range.upperBound, order.count, locations.count)
         guard range.lowerBound < end else { return }
         for position in range.lowerBound..<end {

@@ -738,11 +738,11 @@ public final class LogEngine: @unchecked Sendable {
     /// waited for it start after that (they take their items from the moved state).
     private func finishCompaction(_ written: LogWriter.WrittenSnapshot) {
         guard let compaction = running else { return }
+        running = nil
         let result: LogWriter.CompactionResult
         do {
             result = try writer.finishCompaction(compaction.prepared, written: written, timeMilliseconds: clock())
         } catch {
-            running = nil
             compactionFailed(error, compaction.completion)
             startWaitingCompactions()
             return
@@ -752,7 +752,6 @@ public final class LogEngine: @unchecked Sendable {
         lastSnapshotBytes = result.snapshotBytes
         compactionRetryBase = 0
         compactionRequested = false
-        running = nil
         let finish: @Sendable () -> Void = { [onCompacted = compaction.onCompacted, completion = compaction.completion] in
             onCompacted?(result)
             completion(.success(result))

@@ -269,6 +269,7 @@ final class PosixFile: StorageFile, @unchecked Sendable {
         guard fd >= 0, offset <= UInt64(Int64.max), count <= UInt64(Int64.max) else { return }
         ol_start_writeback(fd, Int64(offset), Int64(count))
     }
+
     func synchronize() throws { try Syscalls.fsync(live(), path: path) }
     func size() throws -> UInt64 { try Syscalls.fileSize(live(), path: path) }
 
