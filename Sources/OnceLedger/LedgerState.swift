@@ -582,7 +582,10 @@ struct LedgerState: ~Copyable {
         case let .forget(key, time, _, _):
             let index = index(key)
             let old = entries[index]
-            store(index, status: Entry.absent, attempt: old.attempt, generation: old.generation &+ 1,
+            // At 2^32 - 1 the generation stays (no writer forgets such an entry; a claim of an
+            // absent entry there is refused, `LogStore.claim`): never wrapped to a used one.
+            store(index, status: Entry.absent, attempt: old.attempt,
+                  generation: old.generation == UInt32.max ? old.generation : old.generation + 1,
                   fingerprint: .none, receipt: LedgerState.empty, time: time)
         case let .entryState(key, status, attempt, generation, fingerprint, intentTime, completedTime, receipt):
             let index = index(key)

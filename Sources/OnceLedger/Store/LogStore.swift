@@ -162,6 +162,18 @@ public final class LogStore: LedgerStore, Sendable {
                 }
                 return .answer(.running(running))
             }
+            // The counters are 32-bit (`Spec/FORMAT.md` §9.1): a claim that would need attempt
+            // or generation 2^32 is refused, never wrapped (a wrapped generation would hand out
+            // a token again). Only 4 G calls, or a ledger written by hand, get there.
+            func exhausted(_ what: String) -> LedgerError {
+                LedgerError(.limitExceeded,
+                            "key \"\(key.rawValue)\" has used every \(what) a 32-bit counter holds; it cannot be claimed again (nothing was written). Use another key",
+                            limit: what == "attempt" ? "attempt" : "generation", key: key.rawValue)
+            }
+            func next(_ attempt: UInt32) throws -> UInt32 {
+                guard attempt < UInt32.max else { throw exhausted("attempt") }
+                return attempt + 1
+            }
             func grant(attempt: UInt32, generation: UInt32) -> ClaimDecision {
                 let id = core.makeID()
                 core.live[key.keyBytes] = Live(id: id, attempt: attempt, generation: generation,
@@ -174,7 +186,13 @@ public final class LogStore: LedgerStore, Sendable {
             guard let lookup = stored, lookup.info.status != .absent else {
                 // A key without an entry starts at the generation floor: past every
                 // generation of an entry compaction dropped (`Spec/FORMAT.md` §9.5).
-                return grant(attempt: (stored?.info.attempt ?? 0) + 1,
+                if let stored, stored.info.generation == UInt32.max {
+                    // Absent at the last generation: after a release its token may be used
+                    // again, but after a forget (which cannot move past it) it must not, and
+                    // the entry does not say which.
+                    throw exhausted("generation")
+                }
+                return grant(attempt: try next(stored?.info.attempt ?? 0),
                              generation: stored?.info.generation ?? core.state.generationFloor)
             }
             let entry = lookup.info
@@ -184,11 +202,12 @@ public final class LogStore: LedgerStore, Sendable {
             switch entry.status {
             case .done:
                 if !Self.expired(entry, scope: request.scope, at: time) { return .done(lookup) }
-                return grant(attempt: entry.attempt + 1, generation: entry.generation &+ 1)
+                guard entry.generation < UInt32.max else { throw exhausted("generation") }
+                return grant(attempt: try next(entry.attempt), generation: entry.generation + 1)
             case .pendingUnknown:
                 switch request.whenPending {
                 case .report: return .answer(.pendingUnknown(entry))
-                case .retry: return grant(attempt: entry.attempt + 1, generation: entry.generation)
+                case .retry: return grant(attempt: try next(entry.attempt), generation: entry.generation)
                 }
             case .absent:
                 preconditionFailure("absent handled above")
@@ -397,9 +416,16 @@ public final class LogStore: LedgerStore, Sendable {
             throw LedgerError(.invalidArgument, "forgetting an entry needs a reason; it is recorded in the log",
                               key: request.key)
         }
-        let (_, id) = try beginOperator(request.key, expected: .done, expectedAttempt: nil,
-                                        notInState: "is not done; only done entries can be forgotten")
+        let (entry, id) = try beginOperator(request.key, expected: .done, expectedAttempt: nil,
+                                            notInState: "is not done; only done entries can be forgotten")
         defer { endLive(KeyBytes(request.key), id: id) }
+        // A forget moves the key to the next generation (`Spec/FORMAT.md` §9.1); there is none
+        // past 2^32 - 1.
+        guard entry.generation < UInt32.max else {
+            throw LedgerError(.limitExceeded,
+                              "key \"\(request.key)\" is at generation \(entry.generation), the last a 32-bit counter holds: forgetting it would need another. Nothing was written",
+                              limit: "generation", key: request.key, entry: entry)
+        }
         try await commit([.forget(.init(key: request.key, timeMilliseconds: request.timeMilliseconds,
                                         actor: request.actor, reason: request.reason))])
     }
