@@ -73,6 +73,24 @@ struct PostgresHostileInputTests {
         }
     }
 
+    /// A memo value whose time OnceLedger never writes: `memoGet` said `.corruptRecord` and
+    /// `memoGetMany` (what the journal reads a run with) said "not found", so a journal would
+    /// have run again a step whose result it holds. Both say `.corruptRecord`; so does `runs`
+    /// for an end time OnceLedger never writes (it answered "not ended at any time").
+    @Test func aValueOrRunEndOnceLedgerNeverWritesIsCorruptFromEveryRead() async throws {
+        let store = try await PostgresHarness().open()
+        defer { try? store.close() }
+        let run = MemoRun(run: "r")
+        let key = MemoKey(run: run, generation: try await store.memoGeneration(of: run), step: "s", name: "n")
+        try await store.memoPut(MemoPutRequest(key: key, value: [1], inputDigest: nil, timeMilliseconds: 1_000))
+        _ = try await store.finishRun(run, status: .succeeded, timeMilliseconds: 2_000)
+        try await execute(store, "UPDATE \(store.quotedSchema).memo_values SET time_ms = -1")
+        try await execute(store, "UPDATE \(store.quotedSchema).memo_generations SET end_ms = -5")
+        #expect(await ledgerError { try await store.memoGet(key) }?.code == .corruptRecord)
+        #expect(await ledgerError { try await store.memoGetMany([key]) }?.code == .corruptRecord)
+        #expect(await ledgerError { try await store.runs(RunQuery()) }?.code == .corruptRecord)
+    }
+
 }
 
 @Suite struct PostgresURLHostileTests {
