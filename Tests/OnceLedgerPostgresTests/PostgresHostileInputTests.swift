@@ -91,6 +91,20 @@ struct PostgresHostileInputTests {
         #expect(await ledgerError { try await store.runs(RunQuery()) }?.code == .corruptRecord)
     }
 
+    /// A `meta` table whose row was deleted by hand: the migration took it for version 0 and
+    /// ran the version steps over the existing tables ("relation already exists", a
+    /// `database-error`). It is refused as corrupt, and nothing is changed.
+    @Test func aMetaTableWithoutItsRowIsRefusedAndNothingChanged() async throws {
+        let harness = try PostgresHarness()
+        let store = try await harness.open()
+        _ = try granted(try await store.claim(claimRequest("kept")))
+        try await execute(store, "DELETE FROM \(store.quotedSchema).meta")
+        try store.close()
+        let refused = await ledgerError { try await harness.open() }
+        #expect(refused?.code == .corruptRecord && refused?.message.contains("meta") == true, "\(String(describing: refused))")
+        let again = await ledgerError { try await harness.open() }
+        #expect(again?.code == .corruptRecord, "nothing was changed by the refused open")
+    }
 }
 
 @Suite struct PostgresURLHostileTests {
