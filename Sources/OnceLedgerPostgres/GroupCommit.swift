@@ -16,6 +16,12 @@ import Synchronization
 /// stuck batch's lane, so the next requests are sent on a fresh flusher. Before that, once every
 /// batch on the wire has gone unanswered for `stallAfter` while requests wait, it starts one
 /// more flusher (up to `maxLanes`), so a slow or hung statement holds only its own callers.
+///
+/// **One refused request fails only its own caller.** A batch is one statement: when the
+/// server refuses it (`refusedWhole` says so of the error: it wrote nothing of the batch),
+/// each request is sent again alone, so a request the server cannot take (a text it refuses,
+/// a value too large for an index) fails its own caller and the others of its batch are
+/// answered as if they had gone alone.
 final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     typealias Flush = @Sendable ([Request]) async throws -> [Response]
     private typealias Caller = CheckedContinuation<Response, any Error>
@@ -49,12 +55,16 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     private let weight: (@Sendable (Request) -> Int)?
     private let answerDeadline: Duration
     private let flush: Flush
+    /// Whether a batch's error means the server refused the whole statement and wrote nothing
+    /// of it: its requests are then sent again one by one.
+    private let refusedWhole: @Sendable (any Error) -> Bool
     private let state = Mutex(State())
 
     /// `answerDeadline`: how long a batch waits for the server's answer before its callers
     /// get `connection-lost` (outcome unknown) instead of waiting on (`Spec/POSTGRES.md` §3).
     init(lanes: Int, maxLanes: Int? = nil, stallAfter: Duration = .seconds(1), batchMax: Int, weightMax: Int = .max,
-         weight: (@Sendable (Request) -> Int)? = nil, answerDeadline: Duration = .seconds(60), flush: @escaping Flush) {
+         weight: (@Sendable (Request) -> Int)? = nil, answerDeadline: Duration = .seconds(60),
+         refusedWhole: @escaping @Sendable (any Error) -> Bool = { _ in false }, flush: @escaping Flush) {
         self.lanes = max(1, lanes)
         self.maxLanes = max(self.lanes, maxLanes ?? lanes)
         self.stallAfter = stallAfter
@@ -63,6 +73,7 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
         self.weight = weight
         self.answerDeadline = answerDeadline
         self.flush = flush
+        self.refusedWhole = refusedWhole
     }
 
     /// Sends `request` with whatever else is queued; returns its own response, or throws
@@ -114,22 +125,40 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
             }
             guard let (number, requests, startWatchdog) = taken else { return }
             if startWatchdog { Task { await self.watch() } }
-            let result: Result<[Response], any Error>
-            do { result = .success(try await flush(requests)) } catch { result = .failure(error) }
+            let answers = await answer(requests)
             guard let batch = state.withLock({ $0.inFlight.removeValue(forKey: number) }) else { return }
-            switch result {
-            case .success(let responses):
-                for (index, caller) in batch.callers.enumerated() {
-                    if index < responses.count {
-                        caller.resume(returning: responses[index])
-                    } else {
-                        caller.resume(throwing: LedgerError(
-                            .databaseError, "the server answered \(responses.count) rows for a batch of \(batch.callers.count) requests; the outcome of this one is unknown"))
-                    }
+            for (index, caller) in batch.callers.enumerated() {
+                if index < answers.count {
+                    caller.resume(with: answers[index])
+                } else {
+                    caller.resume(throwing: LedgerError(
+                        .databaseError, "the server answered \(answers.count) rows for a batch of \(batch.callers.count) requests; the outcome of this one is unknown"))
                 }
-            case .failure(let error):
-                for caller in batch.callers { caller.resume(throwing: error) }
             }
+        }
+    }
+
+    /// Each request's answer: the batch's, or, when the server refused the batch as a whole
+    /// (nothing of it written), each request's alone, so one bad request fails only its caller.
+    private func answer(_ requests: [Request]) async -> [Result<Response, any Error>] {
+        do {
+            return try await flush(requests).map { .success($0) }
+        } catch where requests.count > 1 && refusedWhole(error) {
+            var answers: [Result<Response, any Error>] = []
+            answers.reserveCapacity(requests.count)
+            for request in requests {
+                do {
+                    guard let response = try await flush([request]).first else {
+                        throw LedgerError(.databaseError, "the server answered no row for a request; its outcome is unknown")
+                    }
+                    answers.append(.success(response))
+                } catch {
+                    answers.append(.failure(error))
+                }
+            }
+            return answers
+        } catch {
+            return requests.map { _ in .failure(error) }
         }
     }
 

@@ -165,7 +165,8 @@ public final class PostgresStore: LedgerStore, Sendable {
         ) -> GroupCommit<Call, Row> {
             GroupCommit(lanes: configuration.lanes, maxLanes: max(configuration.lanes, configuration.connections - 1),
                         batchMax: configuration.batchMax, weightMax: weightMax, weight: weight,
-                        answerDeadline: configuration.answerDeadline) { calls in
+                        answerDeadline: configuration.answerDeadline,
+                        refusedWhole: PostgresErrors.refusedByServer) { calls in
                 try await pool.withConnection(.writing(what)) { connection in try await run(calls, connection) }
             }
         }

@@ -73,6 +73,45 @@ struct PostgresHostileInputTests {
         }
     }
 
+    /// `memo_values` keeps a value's namespace, run, step and name in one btree entry, at most
+    /// about 2,700 bytes: names within the file store's limits but longer together (and not
+    /// compressible) are refused by the server (SQLSTATE 54000). That put fails alone, with
+    /// `.limitExceeded`; the put sharing its batch is stored.
+    @Test func aMemoPutTooLongForTheIndexFailsAloneAndTypedNotItsBatch() async throws {
+        let harness = try PostgresHarness()
+        let store = try await harness.open(connections: 2)
+        defer { try? store.close() }
+        var random = SystemRandomNumberGenerator()
+        func noise(_ count: Int) -> String {
+            String((0..<count).map { _ in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".randomElement(using: &random)! })
+        }
+        let blocked = MemoRun(run: "blocked")
+        let run = MemoRun(run: noise(1_000))
+        let blockedGeneration = try await store.memoGeneration(of: blocked)
+        let generation = try await store.memoGeneration(of: run)
+        let long = MemoKey(run: run, generation: generation, step: noise(1_000), name: noise(1_000))
+        let short = MemoKey(run: run, generation: generation, step: "s", name: "n")
+        let holder = try await LockHolder.locking(
+            "SELECT 1 FROM \(store.quotedSchema).memo_runs WHERE run = convert_to('blocked', 'UTF8') FOR UPDATE",
+            url: harness.server.url)
+        let first = Task {
+            try await store.memoPut(MemoPutRequest(key: MemoKey(run: blocked, generation: blockedGeneration, step: "s", name: "n"),
+                                                   value: [1], inputDigest: nil, timeMilliseconds: 1_000))
+        }
+        try await waitUntil("the first put batch waits for the held row") { try await holder.blockedCount() == 1 }
+        let tooLong = Task { try await store.memoPut(MemoPutRequest(key: long, value: [2], inputDigest: nil, timeMilliseconds: 1_000)) }
+        let fine = Task { try await store.memoPut(MemoPutRequest(key: short, value: [3], inputDigest: nil, timeMilliseconds: 1_000)) }
+        try await waitUntil("both are queued behind it, to go as one batch") { store.memoPuts.queuedCount == 2 }
+        try await holder.release()
+
+        try await first.value
+        try await fine.value
+        #expect(try await store.memoGet(short)?.bytes == [3], "the other put of the batch is stored")
+        let error = await ledgerError { try await tooLong.value }
+        #expect(error?.code == .limitExceeded && error?.message.contains("2,700") == true, "\(String(describing: error))")
+        #expect(try await store.memoGet(long) == nil)
+    }
+
     /// A memo value whose time OnceLedger never writes: `memoGet` said `.corruptRecord` and
     /// `memoGetMany` (what the journal reads a run with) said "not found", so a journal would
     /// have run again a step whose result it holds. Both say `.corruptRecord`; so does `runs`
@@ -104,6 +143,45 @@ struct PostgresHostileInputTests {
         #expect(refused?.code == .corruptRecord && refused?.message.contains("meta") == true, "\(String(describing: refused))")
         let again = await ledgerError { try await harness.open() }
         #expect(again?.code == .corruptRecord, "nothing was changed by the refused open")
+    }
+}
+
+@Suite struct GroupCommitRefusedBatchTests {
+    struct Refused: Error {}
+
+    /// A batch the server refuses as a whole (`refusedWhole`) is sent again request by request:
+    /// the bad request fails its own caller, every other gets its own answer.
+    @Test func aBatchRefusedWholeIsSentAgainRequestByRequest() async throws {
+        let gate = OnceLedgerStoreContract.Gate()
+        let batches = Mutex<[[Int]]>([])
+        let commit = GroupCommit<Int, Int>(lanes: 1, batchMax: 64, refusedWhole: { $0 is Refused }) { requests in
+            batches.withLock { $0.append(requests) }
+            if requests == [0] { await gate.wait() }
+            if requests.contains(13) { throw Refused() }
+            return requests.map { $0 * 10 }
+        }
+        let first = Task { try await commit.submit(0) }
+        try await waitUntil("the first batch is on the wire") { batches.withLock { $0.count } == 1 }
+        let rest = [1, 13, 2].map { value in Task { try await commit.submit(value) } }
+        try await waitUntil("all three are queued") { commit.queuedCount == 3 }
+        gate.open()
+        #expect(try await first.value == 0)
+        #expect(try await rest[0].value == 10)
+        await #expect(throws: Refused.self) { try await rest[1].value }
+        #expect(try await rest[2].value == 20)
+        let sent = batches.withLock { $0 }
+        #expect(sent.count == 5 && Set(sent[1]) == [1, 13, 2] && sent[2...].allSatisfy { $0.count == 1 })
+    }
+
+    /// Any other error (a lost connection: the outcome unknown) fails the whole batch, as before.
+    @Test func anotherErrorFailsTheWholeBatch() async throws {
+        let batches = Counter()
+        let commit = GroupCommit<Int, Int>(lanes: 1, batchMax: 64, refusedWhole: { $0 is Refused }) { _ in
+            batches.increment()
+            throw TestFailure("lost")
+        }
+        await #expect(throws: TestFailure.self) { try await commit.submit(1) }
+        #expect(batches.count == 1)
     }
 }
 
