@@ -88,7 +88,7 @@ public final class PostgresStore: LedgerStore, Sendable {
     let schema: String
     let leaseMilliseconds: Int64
     private let claims: GroupCommit<ClaimCall, ClaimRow>
-    private let settles: GroupCommit<SettleCall, SettleRow>
+    let settles: GroupCommit<SettleCall, SettleRow>
     let memoPuts: GroupCommit<MemoPutCall, Bool>
     private let live = Mutex(LiveClaims())
     private let waiters: Waiters
@@ -155,7 +155,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         self.leaseMilliseconds = leaseMilliseconds
         self.waiters = Waiters()
         let schema = configuration.schema
-        let owner = configuration.owner
+        let owner = Self.storable(configuration.owner)
         let prepared = configuration.preparedStatements
         // Every group commit of the store: the same lanes, stall rule and answer deadline,
         // each batch on a pooled connection.
@@ -409,7 +409,8 @@ public final class PostgresStore: LedgerStore, Sendable {
     }
 
     public func release(_ claim: Claim, reason: String, timeMilliseconds: UInt64) async throws {
-        _ = try await settle(claim, act: 2, receipt: [], time: timeMilliseconds, reason: reason, verb: "release")
+        _ = try await settle(claim, act: 2, receipt: [], time: timeMilliseconds, reason: Self.storable(reason),
+                             verb: "release")
     }
 
     public func abandon(_ claim: Claim) async throws {
@@ -460,6 +461,7 @@ public final class PostgresStore: LedgerStore, Sendable {
                          receipt: [UInt8], time: UInt64, actor: String, reason: String,
                          notInState: String) async throws -> EntryInfo {
         try checkOpen()
+        let actor = Self.storable(actor), reason = Self.storable(reason)
         let time = try Self.int64(time, "the time")
         let keyBuffer = ByteBuffer(bytes: Array(key.utf8))
         let receiptBuffer = ByteBuffer(bytes: receipt)
@@ -784,6 +786,17 @@ public final class PostgresStore: LedgerStore, Sendable {
         return EntryInfo(key: key, status: status, attempt: attempt, generation: generation,
                          fingerprint: row.fingerprint.isEmpty ? IdempotencyKey.noFingerprint : row.fingerprint,
                          timeMilliseconds: time, receipt: status == .done ? row.receipt : [], tokenScope: tokenScope)
+    }
+
+    /// `text` as a PostgreSQL `text` value takes it: the server refuses the character U+0000
+    /// in text (SQLSTATE 22021), so each one becomes U+FFFD. Reasons, actors and owners are
+    /// kept for people reading the audit and entries tables; a release whose reason held a NUL
+    /// is written, as on the file store, never refused (nor its batch with it).
+    static func storable(_ text: String) -> String {
+        guard text.utf8.contains(0) else { return text }
+        var scalars = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars { scalars.append(scalar == "\u{0}" ? "\u{FFFD}" : scalar) }
+        return String(scalars)
     }
 
     static func hex(_ bytes: [UInt8]) -> String {

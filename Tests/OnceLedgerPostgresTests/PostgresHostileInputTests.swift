@@ -73,6 +73,52 @@ struct PostgresHostileInputTests {
         }
     }
 
+    /// The file store writes any reason; PostgreSQL's `text` refuses U+0000 (SQLSTATE 22021), and
+    /// the settle batch is one statement: the NUL of one caller's release failed every
+    /// completion of its batch — effects that ran, reported unrecorded, to run again under
+    /// `.retry`. The release is written (the NUL kept as U+FFFD) and the batch with it.
+    @Test func aReleaseReasonWithANulFailsNoCompletionOfItsBatch() async throws {
+        let harness = try PostgresHarness()
+        // Two connections: one batch of each kind on the wire, and no second flusher for a stall.
+        let store = try await harness.open(connections: 2)
+        defer { try? store.close() }
+        let blocker = try granted(try await store.claim(claimRequest("blocker")))
+        let good = try granted(try await store.claim(claimRequest("good")))
+        let bad = try granted(try await store.claim(claimRequest("bad")))
+        let holder = try await LockHolder.locking(
+            "SELECT 1 FROM \(store.quotedSchema).entries WHERE key = convert_to('blocker', 'UTF8') FOR UPDATE",
+            url: harness.server.url)
+        let first = Task { try await store.complete(blocker, receipt: [1], timeMilliseconds: 2_000) }
+        try await waitUntil("the first settle batch waits for the held row") { try await holder.blockedCount() == 1 }
+        let completed = Task { try await store.complete(good, receipt: [2], timeMilliseconds: 2_000) }
+        let released = Task { try await store.release(bad, reason: "nothing \u{0} happened", timeMilliseconds: 2_000) }
+        try await waitUntil("both are queued behind it, to go as one batch") { store.settles.queuedCount == 2 }
+        try await holder.release()
+
+        #expect(try await first.value.status == .done)
+        let done = try await completed.value
+        #expect(done.status == .done && done.receipt == [2], "another caller's reason does not fail this completion")
+        try await released.value
+        #expect(try await store.entry("bad")?.status == .absent)
+        #expect(try await strings(store, "SELECT reason FROM \(store.quotedSchema).audit WHERE act = 'release'")
+                == ["nothing \u{FFFD} happened"])
+        #expect(store.liveClaimCount == 0)
+    }
+
+    /// An operator's actor and reason with a NUL are written too (as on the file store).
+    @Test func aResolveWithANulInItsActorAndReasonIsWritten() async throws {
+        let store = try await PostgresHarness().open()
+        defer { try? store.close() }
+        let claim = try granted(try await store.claim(claimRequest("k")))
+        try await store.abandon(claim)
+        let resolved = try await store.resolve(ResolveRequest(
+            key: "k", outcome: .done(receipt: [7]), expected: .pendingUnknown, expectedAttempt: 1,
+            actor: "ops\u{0}bot", reason: "checked\u{0}by hand", timeMilliseconds: 3_000))
+        #expect(resolved.status == .done && resolved.receipt == [7])
+        #expect(try await strings(store, "SELECT actor || '|' || reason FROM \(store.quotedSchema).audit")
+                == ["ops\u{FFFD}bot|checked\u{FFFD}by hand"])
+    }
+
     /// `memo_values` keeps a value's namespace, run, step and name in one btree entry, at most
     /// about 2,700 bytes: names within the file store's limits but longer together (and not
     /// compressible) are refused by the server (SQLSTATE 54000). That put fails alone, with
