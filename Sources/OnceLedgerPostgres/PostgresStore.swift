@@ -409,6 +409,8 @@ public final class PostgresStore: LedgerStore, Sendable {
     }
 
     public func release(_ claim: Claim, reason: String, timeMilliseconds: UInt64) async throws {
+        // The file store's limit, checked before anything is sent: the claim stays live.
+        try Self.checkText(reason, "reason", key: claim.key.rawValue)
         _ = try await settle(claim, act: 2, receipt: [], time: timeMilliseconds, reason: Self.storable(reason),
                              verb: "release")
     }
@@ -461,6 +463,8 @@ public final class PostgresStore: LedgerStore, Sendable {
                          receipt: [UInt8], time: UInt64, actor: String, reason: String,
                          notInState: String) async throws -> EntryInfo {
         try checkOpen()
+        try Self.checkText(actor, "actor", key: key)
+        try Self.checkText(reason, "reason", key: key)
         let actor = Self.storable(actor), reason = Self.storable(reason)
         let time = try Self.int64(time, "the time")
         let keyBuffer = ByteBuffer(bytes: Array(key.utf8))
@@ -797,6 +801,15 @@ public final class PostgresStore: LedgerStore, Sendable {
         var scalars = String.UnicodeScalarView()
         for scalar in text.unicodeScalars { scalars.append(scalar == "\u{0}" ? "\u{FFFD}" : scalar) }
         return String(scalars)
+    }
+
+    /// The file store's limit of a reason or an actor (`FormatLimits.reasonBytesMax`).
+    static func checkText(_ text: String, _ name: String, key: String) throws {
+        let count = text.utf8.count
+        if count > FormatLimits.reasonBytesMax {
+            throw LedgerError(.limitExceeded, "\(name) is \(count) bytes; the limit is \(FormatLimits.reasonBytesMax); nothing was written",
+                              limit: name + "BytesMax", key: key)
+        }
     }
 
     static func hex(_ bytes: [UInt8]) -> String {

@@ -119,6 +119,24 @@ struct PostgresHostileInputTests {
                 == ["ops\u{FFFD}bot|checked\u{FFFD}by hand"])
     }
 
+    /// The file store's limits of a reason and an actor: refused before anything is sent, and
+    /// the claim is still live (renewed, and settled by a later call).
+    @Test func reasonsAndActorsOverTheLimitAreRefusedAndTheClaimStaysLive() async throws {
+        let store = try await PostgresHarness().open()
+        defer { try? store.close() }
+        let claim = try granted(try await store.claim(claimRequest("k")))
+        let long = String(repeating: "r", count: FormatLimits.reasonBytesMax + 1)
+        let error = await ledgerError { try await store.release(claim, reason: long, timeMilliseconds: 2_000) }
+        #expect(error?.code == .limitExceeded && error?.limit == "reasonBytesMax")
+        #expect(store.liveClaimCount == 1, "the refused release left the claim live")
+        try await store.release(claim, reason: "short", timeMilliseconds: 2_000)
+        let resolve = await ledgerError {
+            try await store.resolve(ResolveRequest(key: "k", outcome: .absent, expected: .absent, expectedAttempt: nil,
+                                                   actor: long, reason: "r", timeMilliseconds: 3_000))
+        }
+        #expect(resolve?.code == .limitExceeded && resolve?.limit == "actorBytesMax")
+    }
+
     /// `memo_values` keeps a value's namespace, run, step and name in one btree entry, at most
     /// about 2,700 bytes: names within the file store's limits but longer together (and not
     /// compressible) are refused by the server (SQLSTATE 54000). That put fails alone, with
