@@ -128,6 +128,12 @@ public final class PostgresStore: LedgerStore, Sendable {
         guard leaseMilliseconds >= 10 else {
             throw LedgerError(.invalidArgument, "the lease is \(configuration.lease); it must be at least 10 ms")
         }
+        // The database adds the lease to its clock: past its timestamps' range (year 294276)
+        // every claim would fail with a database error. A century is far past any use.
+        guard leaseMilliseconds <= Self.leaseMillisecondsMax else {
+            throw LedgerError(.invalidArgument,
+                              "the lease is \(configuration.lease); it must be at most 100 years (a crashed owner's keys stay blocked for a whole lease)")
+        }
         var logger = Logger(label: "onceledger.postgres")
         logger.logLevel = .critical
         let pool = ConnectionPool(url: configuration.url, maximum: configuration.connections, logger: logger,
@@ -183,6 +189,9 @@ public final class PostgresStore: LedgerStore, Sendable {
             try await Self.runMemoPuts(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)
         }
     }
+
+    /// The longest lease: 100 years (36,525 days).
+    static let leaseMillisecondsMax: Int64 = 36_525 * 86_400_000
 
     static func isPlainIdentifier(_ name: String) -> Bool {
         let bytes = Array(name.utf8)

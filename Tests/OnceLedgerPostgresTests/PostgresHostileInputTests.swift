@@ -194,6 +194,17 @@ struct PostgresHostileInputTests {
         #expect(await ledgerError { try await store.runs(RunQuery()) }?.code == .corruptRecord)
     }
 
+    /// A lease the database cannot add to its clock (past year 294276) connected, and then
+    /// every claim failed with a database error; it is refused when connecting.
+    @Test func aLeaseBeyondTheDatabasesTimeIsRefusedWhenConnecting() async throws {
+        let harness = try PostgresHarness()
+        let refused = await ledgerError { try await harness.open(lease: .seconds(Int64.max)) }
+        #expect(refused?.code == .invalidArgument && refused?.message.contains("lease") == true)
+        let century = try await harness.open(lease: .seconds(36_525 * 86_400))
+        defer { try? century.close() }
+        _ = try granted(try await century.claim(claimRequest("k")))
+    }
+
     /// A `meta` table whose row was deleted by hand: the migration took it for version 0 and
     /// ran the version steps over the existing tables ("relation already exists", a
     /// `database-error`). It is refused as corrupt, and nothing is changed.
