@@ -29,6 +29,8 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     private struct InFlight {
         var started: ContinuousClock.Instant
         var callers: [Caller]
+        /// What the flush registered to abandon its statement (`BatchAbort`).
+        var abort: BatchAbort
     }
 
     private struct State {
@@ -98,7 +100,7 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     /// its statement returns).
     private func drain() async {
         while true {
-            let taken = state.withLock { state -> (UInt64, [Request], Bool)? in
+            let taken = state.withLock { state -> (UInt64, [Request], Bool, BatchAbort)? in
                 if state.queue.isEmpty {
                     state.flushing -= 1
                     return nil
@@ -118,14 +120,15 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
                 state.queue.removeFirst(batch.count)
                 let number = state.nextBatch
                 state.nextBatch += 1
-                state.inFlight[number] = InFlight(started: .now, callers: batch.map(\.1))
+                let abort = BatchAbort()
+                state.inFlight[number] = InFlight(started: .now, callers: batch.map(\.1), abort: abort)
                 let startWatchdog = !state.watching
                 state.watching = true
-                return (number, batch.map(\.0), startWatchdog)
+                return (number, batch.map(\.0), startWatchdog, abort)
             }
-            guard let (number, requests, startWatchdog) = taken else { return }
+            guard let (number, requests, startWatchdog, abort) = taken else { return }
             if startWatchdog { Task { await self.watch() } }
-            let answers = await answer(requests)
+            let answers = await BatchAbort.$current.withValue(abort) { await answer(requests) }
             guard let batch = state.withLock({ $0.inFlight.removeValue(forKey: number) }) else { return }
             for (index, caller) in batch.callers.enumerated() {
                 if index < answers.count {
@@ -192,6 +195,9 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
                 return (Array(late.values), starts, stop)
             }
             for batch in expired {
+                // Its statement is abandoned: the connection it holds is closed, so a statement
+                // that never answers does not keep a connection of the pool for ever.
+                batch.abort.fire()
                 let error = LedgerError(
                     .connectionLost,
                     "the PostgreSQL server did not answer a batch of \(batch.callers.count) requests within \(deadline); their outcome is unknown to this client (treat it like a crash: a claim turns pending-unknown when its lease expires). Check that the server is up")
@@ -200,5 +206,39 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
             for _ in 0..<newFlushers { Task { await self.drain() } }
             if stop { return }
         }
+    }
+}
+
+/// How a batch's statement is abandoned once `GroupCommit`'s watchdog gave it up: the flush
+/// registers an action (`BatchAbort.current?.onAbort`, closing the connection its statement
+/// runs on), run at most once when the batch's answer deadline passed — at once if it had
+/// already passed when the action is registered.
+final class BatchAbort: Sendable {
+    /// The batch the current flush sends (set by `GroupCommit` around each flush).
+    @TaskLocal static var current: BatchAbort?
+
+    private let state = Mutex<(fired: Bool, action: (@Sendable () -> Void)?)>((false, nil))
+
+    /// Registers `action` (replacing an earlier one) while `body` runs.
+    func whileRunning<T>(onAbort action: @escaping @Sendable () -> Void, _ body: () async throws -> T) async rethrows -> T {
+        let fired = state.withLock { state -> Bool in
+            if !state.fired { state.action = action }
+            return state.fired
+        }
+        if fired { action() }
+        defer { state.withLock { $0.action = nil } }
+        return try await body()
+    }
+
+    /// Whether the batch was abandoned.
+    var fired: Bool { state.withLock { $0.fired } }
+
+    func fire() {
+        let action = state.withLock { state -> (@Sendable () -> Void)? in
+            state.fired = true
+            defer { state.action = nil }
+            return state.action
+        }
+        action?()
     }
 }

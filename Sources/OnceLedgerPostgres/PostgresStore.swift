@@ -173,7 +173,20 @@ public final class PostgresStore: LedgerStore, Sendable {
                         batchMax: configuration.batchMax, weightMax: weightMax, weight: weight,
                         answerDeadline: configuration.answerDeadline,
                         refusedWhole: PostgresErrors.refusedByServer) { calls in
-                try await pool.withConnection(.writing(what)) { connection in try await run(calls, connection) }
+                try await pool.withConnection(.writing(what)) { connection in
+                    // Past the answer deadline the statement is abandoned: its connection is
+                    // closed, so it fails and the pool opens another in its place.
+                    guard let abort = BatchAbort.current else { return try await run(calls, connection) }
+                    do {
+                        return try await abort.whileRunning(onAbort: { ConnectionPool.closeSoon(connection) }) {
+                            try await run(calls, connection)
+                        }
+                    } catch {
+                        // Closed before it goes back to the pool, which then drops it.
+                        if abort.fired { try? await connection.close() }
+                        throw error
+                    }
+                }
             }
         }
         claims = group("a claim") { calls, connection in

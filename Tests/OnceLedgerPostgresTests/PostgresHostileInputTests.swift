@@ -221,6 +221,46 @@ struct PostgresHostileInputTests {
     }
 }
 
+@Suite(.enabled(if: PostgresTestServer.shouldRun, Comment(rawValue: PostgresTestServer.skipReason)))
+struct PostgresAbandonedBatchTests {
+    /// A batch past its answer deadline fails its callers (`connection-lost`), and its
+    /// statement is abandoned: it held its pooled connection until the server answered —
+    /// for ever, for a statement that never answers — so after as many such batches as
+    /// the pool has connections every read, renewal and memo call of the store waited for
+    /// ever. Here two statements wait for rows another session holds, past a short deadline;
+    /// a read is then answered while the rows are still held.
+    @Test func aBatchPastItsDeadlineGivesItsConnectionBack() async throws {
+        let harness = try PostgresHarness()
+        var configuration = PostgresStore.Configuration(url: try PostgresURL(harness.server.url), schema: harness.schema,
+                                                        connections: 2)
+        configuration.answerDeadline = .milliseconds(300)
+        let store = try await PostgresStore.connect(configuration: configuration)
+        defer { try? store.close() }
+        let one = try granted(try await store.claim(claimRequest("one")))
+        let two = try granted(try await store.claim(claimRequest("two")))
+        let holder = try await LockHolder.locking(
+            "SELECT 1 FROM \(store.quotedSchema).entries WHERE key IN (convert_to('one', 'UTF8'), convert_to('two', 'UTF8')) FOR UPDATE",
+            url: harness.server.url)
+        do {
+            for claim in [one, two] {
+                let error = await ledgerError { try await store.complete(claim, receipt: [1], timeMilliseconds: 2_000) }
+                #expect(error?.code == .connectionLost && error?.message.contains("did not answer") == true, "\(String(describing: error))")
+            }
+            let answered = Counter()
+            let read = Task {
+                defer { answered.increment() }
+                return try await store.entry("other")
+            }
+            try await waitUntil("a read is answered while the rows are still held") { answered.count == 1 }
+            #expect(try await read.value == nil)
+        } catch {
+            try await holder.release()
+            throw error
+        }
+        try await holder.release()
+    }
+}
+
 @Suite struct GroupCommitRefusedBatchTests {
     struct Refused: Error {}
 
