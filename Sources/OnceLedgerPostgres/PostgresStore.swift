@@ -17,8 +17,9 @@ import Synchronization
 ///
 /// What differs from a file ledger: a pending entry whose lease is live answers `.running`
 /// to every other claimer (they wait in `waitForChange`), and becomes pending-unknown to
-/// all when its lease expires (its owner crashed or lost the database); `compact()` drops
-/// nothing (rows are deleted by `forget` and the memo sweep only).
+/// all when its lease expires (its owner crashed or lost the database); `compact()` deletes
+/// the entries that block nothing (as a file ledger drops them) and raises the generation
+/// floor past them, in one transaction (`Spec/POSTGRES.md` §3.6).
 public final class PostgresStore: LedgerStore, Sendable {
     /// How a store connects and behaves.
     public struct Configuration: Sendable {
