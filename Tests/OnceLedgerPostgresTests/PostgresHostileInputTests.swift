@@ -261,6 +261,72 @@ struct PostgresAbandonedBatchTests {
     }
 }
 
+/// How the calls of a test ended: "ok", a `LedgerError`'s code, or "untyped: …".
+private final class Tally: Sendable {
+    let ended = Counter()
+    let outcomes = Mutex<[String: String]>([:])
+
+    func record(_ name: String, _ body: @escaping @Sendable () async throws -> Void) -> Task<Void, Never> {
+        Task {
+            defer { ended.increment() }
+            do {
+                try await body()
+                outcomes.withLock { $0[name] = "ok" }
+            } catch let error as LedgerError {
+                outcomes.withLock { $0[name] = error.code.rawValue }
+            } catch {
+                outcomes.withLock { $0[name] = "untyped: \(type(of: error)) \(error)" }
+            }
+        }
+    }
+}
+
+@Suite(.enabled(if: PostgresTestServer.shouldRun, Comment(rawValue: PostgresTestServer.skipReason)))
+struct PostgresCloseInFlightTests {
+    /// `close()` while claims, completions, memo puts, reads and a wait are in flight: every
+    /// call returns or throws a `LedgerError` (none hangs, none throws anything untyped), and
+    /// a completion that returned is done in the store.
+    @Test func closeWithCallsInFlightEndsEveryCallTyped() async throws {
+        let harness = try PostgresHarness()
+        let store = try await harness.open(connections: 3)
+        let other = try await harness.open()
+        defer { try? other.close() }
+        let held = try granted(try await other.claim(claimRequest("held")))
+        let heldEntry = try #require(try await other.entry("held"))
+        let run = MemoRun(run: "r")
+        let generation = try await store.memoGeneration(of: run)
+        let tally = Tally()
+        func record(_ name: String, _ body: @escaping @Sendable () async throws -> Void) -> Task<Void, Never> {
+            tally.record(name, body)
+        }
+        var tasks: [Task<Void, Never>] = []
+        tasks.append(record("wait") { try await store.waitForChange(of: heldEntry) })
+        try await waitUntil("the wait is registered") { store.waiterCount("held") == 1 }
+        for index in 0..<40 {
+            tasks.append(record("once-\(index)") {
+                let claim = try granted(try await store.claim(claimRequest(IdempotencyKey("k\(index)"))))
+                let done = try await store.complete(claim, receipt: [UInt8(index)], timeMilliseconds: 2_000)
+                if done.status != .done { throw TestFailure("not done") }
+            })
+            tasks.append(record("put-\(index)") {
+                try await store.memoPut(MemoPutRequest(key: MemoKey(run: run, generation: generation, step: "s", name: "n\(index)"),
+                                                       value: [1], inputDigest: nil, timeMilliseconds: 1_000))
+            })
+            tasks.append(record("read-\(index)") { _ = try await store.entry("k\(index)") })
+        }
+        try store.close()
+        try await waitUntil("every call ended") { tally.ended.count == tasks.count }
+        let all = tally.outcomes.withLock { $0 }
+        let untyped = all.filter { $0.value.hasPrefix("untyped") }
+        #expect(untyped.isEmpty, "\(untyped)")
+        #expect(Set(all.values).isSubset(of: ["ok", "closed", "connection-lost"]), "\(Set(all.values))")
+        for index in 0..<40 where all["once-\(index)"] == "ok" {
+            #expect(try await other.entry("k\(index)")?.status == .done)
+        }
+        _ = try await other.complete(held, receipt: [], timeMilliseconds: 3_000)
+    }
+}
+
 @Suite struct GroupCommitRefusedBatchTests {
     struct Refused: Error {}
 
