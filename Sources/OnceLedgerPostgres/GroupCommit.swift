@@ -233,12 +233,14 @@ final class BatchAbort: Sendable {
     /// Whether the batch was abandoned.
     var fired: Bool { state.withLock { $0.fired } }
 
+    /// Runs the action under the lock (it only starts closing a connection): once
+    /// `whileRunning` has cleared it, the connection is back with its owner and is never
+    /// closed from here.
     func fire() {
-        let action = state.withLock { state -> (@Sendable () -> Void)? in
+        state.withLock { state in
             state.fired = true
-            defer { state.action = nil }
-            return state.action
+            state.action?()
+            state.action = nil
         }
-        action?()
     }
 }

@@ -178,15 +178,19 @@ public final class PostgresStore: LedgerStore, Sendable {
                     // Past the answer deadline the statement is abandoned: its connection is
                     // closed, so it fails and the pool opens another in its place.
                     guard let abort = BatchAbort.current else { return try await run(calls, connection) }
+                    // An abandoned batch's connection is closed before it goes back to the pool,
+                    // which then drops it (its answer, if any, is nobody's now).
+                    let rows: [Row]
                     do {
-                        return try await abort.whileRunning(onAbort: { ConnectionPool.closeSoon(connection) }) {
+                        rows = try await abort.whileRunning(onAbort: { ConnectionPool.closeSoon(connection) }) {
                             try await run(calls, connection)
                         }
                     } catch {
-                        // Closed before it goes back to the pool, which then drops it.
                         if abort.fired { try? await connection.close() }
                         throw error
                     }
+                    if abort.fired { try? await connection.close() }
+                    return rows
                 }
             }
         }

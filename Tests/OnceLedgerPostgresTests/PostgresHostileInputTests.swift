@@ -327,6 +327,29 @@ struct PostgresCloseInFlightTests {
     }
 }
 
+@Suite struct BatchAbortTests {
+    /// The abandon action runs once if the batch is given up while its statement runs, at
+    /// once if it was given up before, and never once the statement is over (its connection
+    /// is then back in the pool, maybe another caller's).
+    @Test func theActionRunsOnlyWhileTheStatementRuns() async throws {
+        let runs = Counter()
+        let during = BatchAbort()
+        await during.whileRunning(onAbort: { runs.increment() }) {
+            during.fire()
+            during.fire()
+        }
+        #expect(runs.count == 1)
+        let before = BatchAbort()
+        before.fire()
+        await before.whileRunning(onAbort: { runs.increment() }) {}
+        #expect(runs.count == 2)
+        let after = BatchAbort()
+        await after.whileRunning(onAbort: { runs.increment() }) {}
+        after.fire()
+        #expect(runs.count == 2 && after.fired)
+    }
+}
+
 @Suite struct GroupCommitRefusedBatchTests {
     struct Refused: Error {}
 
