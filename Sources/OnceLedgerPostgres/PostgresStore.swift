@@ -123,7 +123,13 @@ public final class PostgresStore: LedgerStore, Sendable {
     public static func connect(configuration: Configuration) async throws -> PostgresStore {
         guard Self.isPlainIdentifier(configuration.schema) else {
             throw LedgerError(.invalidArgument,
-                              "the schema name \"\(configuration.schema)\" is not a plain identifier: use lowercase letters, digits and _ (not first), at most 40 bytes")
+                              "the schema name \"\(configuration.schema)\" is not a plain identifier: use lowercase letters, digits (not first) and _, at most 40 bytes")
+        }
+        // PostgreSQL's own schemas: it refuses to create `pg_…` (SQLSTATE 42939), and the
+        // store's tables have no place among the system views of `information_schema`.
+        if configuration.schema.hasPrefix("pg_") || configuration.schema == "information_schema" {
+            throw LedgerError(.invalidArgument,
+                              "the schema name \"\(configuration.schema)\" is reserved by PostgreSQL (pg_… and information_schema are system schemas): choose another")
         }
         let leaseMilliseconds = Int64(clamping: MemoRetention(configuration.lease).windowMilliseconds(for: .succeeded) ?? 0)
         guard leaseMilliseconds >= 10 else {

@@ -205,6 +205,18 @@ struct PostgresHostileInputTests {
         _ = try granted(try await century.claim(claimRequest("k")))
     }
 
+    /// A schema name PostgreSQL keeps for itself: `pg_…` was refused by the server with
+    /// SQLSTATE 42939 (`database-error`), and `information_schema` would get the store's
+    /// tables among the system views. Both are a bad schema name: `.invalidArgument`.
+    @Test func aSystemSchemaNameIsRefusedAsABadName() async throws {
+        let server = try PostgresTestServer.shared()
+        for name in ["pg_ledger", "information_schema"] {
+            let refused = await ledgerError { try await PostgresStore.connect(url: server.url, schema: name) }
+            #expect(refused?.code == .invalidArgument && refused?.message.contains(name) == true,
+                    "\(String(describing: refused))")
+        }
+    }
+
     /// A `meta` table whose row was deleted by hand: the migration took it for version 0 and
     /// ran the version steps over the existing tables ("relation already exists", a
     /// `database-error`). It is refused as corrupt, and nothing is changed.
