@@ -7,7 +7,13 @@
 // (group commit, no server); reasons and actors over the file store's limit are refused before
 // anything is sent, the claim staying live; a memo value or a run end with a time OnceLedger never
 // writes is `.corruptRecord` from every read, never "not found"; a `meta` table emptied by hand
-// is refused, nothing changed; and a URL hiding a NUL character is refused.
+// is refused, nothing changed; a lease past the database's time and a system schema name are
+// refused when connecting; and a URL hiding a NUL character is refused.
+//
+// Also that a batch given up at its answer deadline gives its pooled connection back (closed),
+// so statements that never answer cannot leave the store's reads waiting for ever; that the
+// abandon action never runs once the statement is over; and that `close()` with calls of every
+// kind in flight ends each of them with a result or a typed error.
 //
 // Batches are formed without clocks: another session holds a row lock the first batch needs,
 // the requests of the test queue behind it (the group's queue count says when), and then the
