@@ -16,6 +16,12 @@ import Synchronization
 /// stuck batch's lane, so the next requests are sent on a fresh flusher. Before that, once every
 /// batch on the wire has gone unanswered for `stallAfter` while requests wait, it starts one
 /// more flusher (up to `maxLanes`), so a slow or hung statement holds only its own callers.
+///
+/// **One refused request fails only its own caller.** A batch is one statement: when the
+/// server refuses it (`refusedWhole` says so of the error: it wrote nothing of the batch),
+/// each request is sent again alone, so a request the server cannot take (a text it refuses,
+/// a value too large for an index) fails its own caller and the others of its batch are
+/// answered as if they had gone alone.
 final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     typealias Flush = @Sendable ([Request]) async throws -> [Response]
     private typealias Caller = CheckedContinuation<Response, any Error>
@@ -23,6 +29,8 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     private struct InFlight {
         var started: ContinuousClock.Instant
         var callers: [Caller]
+        /// What the flush registered to abandon its statement (`BatchAbort`).
+        var abort: BatchAbort
     }
 
     private struct State {
@@ -49,12 +57,16 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     private let weight: (@Sendable (Request) -> Int)?
     private let answerDeadline: Duration
     private let flush: Flush
+    /// Whether a batch's error means the server refused the whole statement and wrote nothing
+    /// of it: its requests are then sent again one by one.
+    private let refusedWhole: @Sendable (any Error) -> Bool
     private let state = Mutex(State())
 
     /// `answerDeadline`: how long a batch waits for the server's answer before its callers
     /// get `connection-lost` (outcome unknown) instead of waiting on (`Spec/POSTGRES.md` §3).
     init(lanes: Int, maxLanes: Int? = nil, stallAfter: Duration = .seconds(1), batchMax: Int, weightMax: Int = .max,
-         weight: (@Sendable (Request) -> Int)? = nil, answerDeadline: Duration = .seconds(60), flush: @escaping Flush) {
+         weight: (@Sendable (Request) -> Int)? = nil, answerDeadline: Duration = .seconds(60),
+         refusedWhole: @escaping @Sendable (any Error) -> Bool = { _ in false }, flush: @escaping Flush) {
         self.lanes = max(1, lanes)
         self.maxLanes = max(self.lanes, maxLanes ?? lanes)
         self.stallAfter = stallAfter
@@ -63,6 +75,7 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
         self.weight = weight
         self.answerDeadline = answerDeadline
         self.flush = flush
+        self.refusedWhole = refusedWhole
     }
 
     /// Sends `request` with whatever else is queued; returns its own response, or throws
@@ -87,7 +100,7 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     /// its statement returns).
     private func drain() async {
         while true {
-            let taken = state.withLock { state -> (UInt64, [Request], Bool)? in
+            let taken = state.withLock { state -> (UInt64, [Request], Bool, BatchAbort)? in
                 if state.queue.isEmpty {
                     state.flushing -= 1
                     return nil
@@ -107,29 +120,48 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
                 state.queue.removeFirst(batch.count)
                 let number = state.nextBatch
                 state.nextBatch += 1
-                state.inFlight[number] = InFlight(started: .now, callers: batch.map(\.1))
+                let abort = BatchAbort()
+                state.inFlight[number] = InFlight(started: .now, callers: batch.map(\.1), abort: abort)
                 let startWatchdog = !state.watching
                 state.watching = true
-                return (number, batch.map(\.0), startWatchdog)
+                return (number, batch.map(\.0), startWatchdog, abort)
             }
-            guard let (number, requests, startWatchdog) = taken else { return }
+            guard let (number, requests, startWatchdog, abort) = taken else { return }
             if startWatchdog { Task { await self.watch() } }
-            let result: Result<[Response], any Error>
-            do { result = .success(try await flush(requests)) } catch { result = .failure(error) }
+            let answers = await BatchAbort.$current.withValue(abort) { await answer(requests) }
             guard let batch = state.withLock({ $0.inFlight.removeValue(forKey: number) }) else { return }
-            switch result {
-            case .success(let responses):
-                for (index, caller) in batch.callers.enumerated() {
-                    if index < responses.count {
-                        caller.resume(returning: responses[index])
-                    } else {
-                        caller.resume(throwing: LedgerError(
-                            .databaseError, "the server answered \(responses.count) rows for a batch of \(batch.callers.count) requests; the outcome of this one is unknown"))
-                    }
+            for (index, caller) in batch.callers.enumerated() {
+                if index < answers.count {
+                    caller.resume(with: answers[index])
+                } else {
+                    caller.resume(throwing: LedgerError(
+                        .databaseError, "the server answered \(answers.count) rows for a batch of \(batch.callers.count) requests; the outcome of this one is unknown"))
                 }
-            case .failure(let error):
-                for caller in batch.callers { caller.resume(throwing: error) }
             }
+        }
+    }
+
+    /// Each request's answer: the batch's, or, when the server refused the batch as a whole
+    /// (nothing of it written), each request's alone, so one bad request fails only its caller.
+    private func answer(_ requests: [Request]) async -> [Result<Response, any Error>] {
+        do {
+            return try await flush(requests).map { .success($0) }
+        } catch where requests.count > 1 && refusedWhole(error) {
+            var answers: [Result<Response, any Error>] = []
+            answers.reserveCapacity(requests.count)
+            for request in requests {
+                do {
+                    guard let response = try await flush([request]).first else {
+                        throw LedgerError(.databaseError, "the server answered no row for a request; its outcome is unknown")
+                    }
+                    answers.append(.success(response))
+                } catch {
+                    answers.append(.failure(error))
+                }
+            }
+            return answers
+        } catch {
+            return requests.map { _ in .failure(error) }
         }
     }
 
@@ -163,6 +195,9 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
                 return (Array(late.values), starts, stop)
             }
             for batch in expired {
+                // Its statement is abandoned: the connection it holds is closed, so a statement
+                // that never answers does not keep a connection of the pool for ever.
+                batch.abort.fire()
                 let error = LedgerError(
                     .connectionLost,
                     "the PostgreSQL server did not answer a batch of \(batch.callers.count) requests within \(deadline); their outcome is unknown to this client (treat it like a crash: a claim turns pending-unknown when its lease expires). Check that the server is up")
@@ -170,6 +205,42 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
             }
             for _ in 0..<newFlushers { Task { await self.drain() } }
             if stop { return }
+        }
+    }
+}
+
+/// How a batch's statement is abandoned once `GroupCommit`'s watchdog gave it up: the flush
+/// registers an action (`BatchAbort.current?.onAbort`, closing the connection its statement
+/// runs on), run at most once when the batch's answer deadline passed — at once if it had
+/// already passed when the action is registered.
+final class BatchAbort: Sendable {
+    /// The batch the current flush sends (set by `GroupCommit` around each flush).
+    @TaskLocal static var current: BatchAbort?
+
+    private let state = Mutex<(fired: Bool, action: (@Sendable () -> Void)?)>((false, nil))
+
+    /// Registers `action` (replacing an earlier one) while `body` runs.
+    func whileRunning<T>(onAbort action: @escaping @Sendable () -> Void, _ body: () async throws -> T) async rethrows -> T {
+        let fired = state.withLock { state -> Bool in
+            if !state.fired { state.action = action }
+            return state.fired
+        }
+        if fired { action() }
+        defer { state.withLock { $0.action = nil } }
+        return try await body()
+    }
+
+    /// Whether the batch was abandoned.
+    var fired: Bool { state.withLock { $0.fired } }
+
+    /// Runs the action under the lock (it only starts closing a connection): once
+    /// `whileRunning` has cleared it, the connection is back with its owner and is never
+    /// closed from here.
+    func fire() {
+        state.withLock { state in
+            state.fired = true
+            state.action?()
+            state.action = nil
         }
     }
 }

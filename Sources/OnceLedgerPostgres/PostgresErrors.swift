@@ -59,6 +59,15 @@ enum PostgresErrors {
         return lost(error, phase: phase, url: url)
     }
 
+    /// Whether `error`, as `map` made it, is a statement the server refused with an error of
+    /// its own (not a lost connection): its transaction wrote nothing, so
+    /// the requests of a refused batch may be sent again one by one (`GroupCommit`).
+    static func refusedByServer(_ error: any Error) -> Bool {
+        guard let ledger = error as? LedgerError, ledger.code != .connectionLost,
+              let psql = ledger.underlyingError as? PSQLError else { return false }
+        return psql.code == .server
+    }
+
     private static func describe(_ phase: Phase) -> String {
         switch phase {
         case .connecting: "connecting"
@@ -106,6 +115,12 @@ enum PostgresErrors {
                                underlyingError: error)
         case "57P01", "57P02", "57P03", "08000", "08003", "08006":
             return lost(error, phase: phase, url: url)
+        case "54000":
+            // A value too large for an index entry (a btree entry holds at most about a third
+            // of a page): the memo's key columns together, whose limits the file store allows.
+            return LedgerError(.limitExceeded,
+                               "PostgreSQL at \(target) cannot store what \(describe(phase)) carries (SQLSTATE 54000: \(message)); nothing was changed by this statement. The memo keeps a value's namespace, run id, step and name in one index entry: on PostgreSQL they may together take at most about 2,700 bytes (more only if they compress); use shorter ones (a hash of a long one)",
+                               underlyingError: error)
         case "53300":
             return LedgerError(.databaseUnreachable,
                                "the server at \(target) has no free connection slot (SQLSTATE 53300: \(message)): lower the store's connection count or raise max_connections",

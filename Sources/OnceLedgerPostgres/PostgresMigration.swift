@@ -42,6 +42,14 @@ enum PostgresMigration {
                 "SELECT schema_version FROM \(unescaped: quoted).meta", logger: logger).decode(Int32.self) {
                 version = Int(found)
             }
+            // A meta table without its row, or with a version no build writes, was emptied or
+            // altered by hand: migrating it would run steps over tables that exist (or make a
+            // new ledger id, changing every token); refused, nothing changed.
+            if version < 1 {
+                throw LedgerError(
+                    .corruptRecord,
+                    "schema \"\(schema)\" has a meta table without a valid row (schema version \(version)); OnceLedger never leaves it so, it was changed by hand. Nothing was changed: restore the row (schema_version, ledger_id) from a backup, or use another schema")
+            }
             if version > PostgresSchema.version {
                 throw LedgerError(
                     .unsupportedVersion,

@@ -66,7 +66,12 @@ extension PostgresStore {
             var values = [MemoValue?](repeating: nil, count: keys.count)
             for try await (index, digest, time, value) in rows.decode((Int64, ByteBuffer?, Int64, ByteBuffer).self) {
                 let position = Int(index) - 1
-                guard values.indices.contains(position), let time = UInt64(exactly: time) else { continue }
+                guard values.indices.contains(position) else { continue }
+                // As `memoGet`: a value OnceLedger never writes is an error, never "not found"
+                // (the journal would run a step again whose result it holds).
+                guard let time = UInt64(exactly: time) else {
+                    throw LedgerError(.corruptRecord, "memo value \(keys[position]) has time \(time), which OnceLedger never writes")
+                }
                 values[position] = MemoValue(key: keys[position], inputDigest: digest.map { Array(buffer: $0) },
                                              timeMilliseconds: time, bytes: Array(buffer: value))
             }
@@ -222,8 +227,15 @@ extension PostgresStore {
             }
             status = known
         }
+        var endTime: UInt64?
+        if let end {
+            guard let time = UInt64(exactly: end) else {
+                throw LedgerError(.corruptRecord, "run \(run) generation \(generation) ended at \(end), which OnceLedger never writes")
+            }
+            endTime = time
+        }
         return RunInfo(run: run, generation: try Self.generation(generation), status: status,
-                       endTimeMilliseconds: end.flatMap { UInt64(exactly: $0) }, entryCount: Int(entries),
+                       endTimeMilliseconds: endTime, entryCount: Int(entries),
                        valueBytes: Int(bytes))
     }
 

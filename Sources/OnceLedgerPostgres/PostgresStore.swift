@@ -17,8 +17,9 @@ import Synchronization
 ///
 /// What differs from a file ledger: a pending entry whose lease is live answers `.running`
 /// to every other claimer (they wait in `waitForChange`), and becomes pending-unknown to
-/// all when its lease expires (its owner crashed or lost the database); `compact()` drops
-/// nothing (rows are deleted by `forget` and the memo sweep only).
+/// all when its lease expires (its owner crashed or lost the database); `compact()` deletes
+/// the entries that block nothing (as a file ledger drops them) and raises the generation
+/// floor past them, in one transaction (`Spec/POSTGRES.md` §3.6).
 public final class PostgresStore: LedgerStore, Sendable {
     /// How a store connects and behaves.
     public struct Configuration: Sendable {
@@ -88,7 +89,7 @@ public final class PostgresStore: LedgerStore, Sendable {
     let schema: String
     let leaseMilliseconds: Int64
     private let claims: GroupCommit<ClaimCall, ClaimRow>
-    private let settles: GroupCommit<SettleCall, SettleRow>
+    let settles: GroupCommit<SettleCall, SettleRow>
     let memoPuts: GroupCommit<MemoPutCall, Bool>
     private let live = Mutex(LiveClaims())
     private let waiters: Waiters
@@ -122,11 +123,23 @@ public final class PostgresStore: LedgerStore, Sendable {
     public static func connect(configuration: Configuration) async throws -> PostgresStore {
         guard Self.isPlainIdentifier(configuration.schema) else {
             throw LedgerError(.invalidArgument,
-                              "the schema name \"\(configuration.schema)\" is not a plain identifier: use lowercase letters, digits and _ (not first), at most 40 bytes")
+                              "the schema name \"\(configuration.schema)\" is not a plain identifier: use lowercase letters, digits (not first) and _, at most 40 bytes")
+        }
+        // PostgreSQL's own schemas: it refuses to create `pg_…` (SQLSTATE 42939), and the
+        // store's tables have no place among the system views of `information_schema`.
+        if configuration.schema.hasPrefix("pg_") || configuration.schema == "information_schema" {
+            throw LedgerError(.invalidArgument,
+                              "the schema name \"\(configuration.schema)\" is reserved by PostgreSQL (pg_… and information_schema are system schemas): choose another")
         }
         let leaseMilliseconds = Int64(clamping: MemoRetention(configuration.lease).windowMilliseconds(for: .succeeded) ?? 0)
         guard leaseMilliseconds >= 10 else {
             throw LedgerError(.invalidArgument, "the lease is \(configuration.lease); it must be at least 10 ms")
+        }
+        // The database adds the lease to its clock: past its timestamps' range (year 294276)
+        // every claim would fail with a database error. A century is far past any use.
+        guard leaseMilliseconds <= Self.leaseMillisecondsMax else {
+            throw LedgerError(.invalidArgument,
+                              "the lease is \(configuration.lease); it must be at most 100 years (a crashed owner's keys stay blocked for a whole lease)")
         }
         var logger = Logger(label: "onceledger.postgres")
         logger.logLevel = .critical
@@ -155,7 +168,7 @@ public final class PostgresStore: LedgerStore, Sendable {
         self.leaseMilliseconds = leaseMilliseconds
         self.waiters = Waiters()
         let schema = configuration.schema
-        let owner = configuration.owner
+        let owner = Self.storable(configuration.owner)
         let prepared = configuration.preparedStatements
         // Every group commit of the store: the same lanes, stall rule and answer deadline,
         // each batch on a pooled connection.
@@ -165,8 +178,26 @@ public final class PostgresStore: LedgerStore, Sendable {
         ) -> GroupCommit<Call, Row> {
             GroupCommit(lanes: configuration.lanes, maxLanes: max(configuration.lanes, configuration.connections - 1),
                         batchMax: configuration.batchMax, weightMax: weightMax, weight: weight,
-                        answerDeadline: configuration.answerDeadline) { calls in
-                try await pool.withConnection(.writing(what)) { connection in try await run(calls, connection) }
+                        answerDeadline: configuration.answerDeadline,
+                        refusedWhole: PostgresErrors.refusedByServer) { calls in
+                try await pool.withConnection(.writing(what)) { connection in
+                    // Past the answer deadline the statement is abandoned: its connection is
+                    // closed, so it fails and the pool opens another in its place.
+                    guard let abort = BatchAbort.current else { return try await run(calls, connection) }
+                    // An abandoned batch's connection is closed before it goes back to the pool,
+                    // which then drops it (its answer, if any, is nobody's now).
+                    let rows: [Row]
+                    do {
+                        rows = try await abort.whileRunning(onAbort: { ConnectionPool.closeSoon(connection) }) {
+                            try await run(calls, connection)
+                        }
+                    } catch {
+                        if abort.fired { try? await connection.close() }
+                        throw error
+                    }
+                    if abort.fired { try? await connection.close() }
+                    return rows
+                }
             }
         }
         claims = group("a claim") { calls, connection in
@@ -182,6 +213,9 @@ public final class PostgresStore: LedgerStore, Sendable {
             try await Self.runMemoPuts(calls, connection: connection, schema: schema, prepared: prepared, logger: logger)
         }
     }
+
+    /// The longest lease: 100 years (36,525 days).
+    static let leaseMillisecondsMax: Int64 = 36_525 * 86_400_000
 
     static func isPlainIdentifier(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
@@ -408,7 +442,10 @@ public final class PostgresStore: LedgerStore, Sendable {
     }
 
     public func release(_ claim: Claim, reason: String, timeMilliseconds: UInt64) async throws {
-        _ = try await settle(claim, act: 2, receipt: [], time: timeMilliseconds, reason: reason, verb: "release")
+        // The file store's limit, checked before anything is sent: the claim stays live.
+        try Self.checkText(reason, "reason", key: claim.key.rawValue)
+        _ = try await settle(claim, act: 2, receipt: [], time: timeMilliseconds, reason: Self.storable(reason),
+                             verb: "release")
     }
 
     public func abandon(_ claim: Claim) async throws {
@@ -459,6 +496,9 @@ public final class PostgresStore: LedgerStore, Sendable {
                          receipt: [UInt8], time: UInt64, actor: String, reason: String,
                          notInState: String) async throws -> EntryInfo {
         try checkOpen()
+        try Self.checkText(actor, "actor", key: key)
+        try Self.checkText(reason, "reason", key: key)
+        let actor = Self.storable(actor), reason = Self.storable(reason)
         let time = try Self.int64(time, "the time")
         let keyBuffer = ByteBuffer(bytes: Array(key.utf8))
         let receiptBuffer = ByteBuffer(bytes: receipt)
@@ -783,6 +823,26 @@ public final class PostgresStore: LedgerStore, Sendable {
         return EntryInfo(key: key, status: status, attempt: attempt, generation: generation,
                          fingerprint: row.fingerprint.isEmpty ? IdempotencyKey.noFingerprint : row.fingerprint,
                          timeMilliseconds: time, receipt: status == .done ? row.receipt : [], tokenScope: tokenScope)
+    }
+
+    /// `text` as a PostgreSQL `text` value takes it: the server refuses the character U+0000
+    /// in text (SQLSTATE 22021), so each one becomes U+FFFD. Reasons, actors and owners are
+    /// kept for people reading the audit and entries tables; a release whose reason held a NUL
+    /// is written, as on the file store, never refused (nor its batch with it).
+    static func storable(_ text: String) -> String {
+        guard text.utf8.contains(0) else { return text }
+        var scalars = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars { scalars.append(scalar == "\u{0}" ? "\u{FFFD}" : scalar) }
+        return String(scalars)
+    }
+
+    /// The file store's limit of a reason or an actor (`FormatLimits.reasonBytesMax`).
+    static func checkText(_ text: String, _ name: String, key: String) throws {
+        let count = text.utf8.count
+        if count > FormatLimits.reasonBytesMax {
+            throw LedgerError(.limitExceeded, "\(name) is \(count) bytes; the limit is \(FormatLimits.reasonBytesMax); nothing was written",
+                              limit: name + "BytesMax", key: key)
+        }
     }
 
     static func hex(_ bytes: [UInt8]) -> String {

@@ -26,6 +26,7 @@ public struct PostgresURL: Sendable, Hashable {
             LedgerError(.invalidArgument,
                         "the PostgreSQL URL is not usable: \(why). Write it as postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, or postgres://USER@/DATABASE?host=/socket/directory for a Unix socket")
         }
+        if url.utf8.contains(0) { throw invalid("it contains a NUL character") }
         var rest = Substring(url)
         if rest.hasPrefix("postgres://") { rest = rest.dropFirst("postgres://".count) }
         else if rest.hasPrefix("postgresql://") { rest = rest.dropFirst("postgresql://".count) }
@@ -144,10 +145,23 @@ public struct PostgresURL: Sendable, Hashable {
         var utf8 = Array(text.utf8)[...]
         while let byte = utf8.popFirst() {
             if byte == UInt8(ascii: "%") {
-                guard utf8.count >= 2, let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16) else {
+                // Two hex digits (`UInt8(_:radix:)` alone would take "+f" or "-0").
+                func digit(_ byte: UInt8) -> UInt8? {
+                    switch byte {
+                    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+                    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+                    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+                    default: nil
+                    }
+                }
+                guard utf8.count >= 2, let high = digit(utf8[utf8.startIndex]), let low = digit(utf8[utf8.startIndex + 1]) else {
                     throw invalid("a percent escape in it is not two hex digits")
                 }
-                bytes.append(value)
+                // The startup message and the password message end each string with a NUL:
+                // one inside a user, password, database or host would cut it, or smuggle
+                // another startup parameter after it.
+                guard high != 0 || low != 0 else { throw invalid("a percent escape in it is %00 (a NUL character)") }
+                bytes.append(high << 4 | low)
                 utf8 = utf8.dropFirst(2)
             } else {
                 bytes.append(byte)
