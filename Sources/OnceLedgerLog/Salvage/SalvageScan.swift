@@ -98,6 +98,9 @@ public struct SalvageScan: Sendable {
         public var items: [SnapshotFile.Item]
         /// Why parsing stopped before the declared item count, if it did.
         public var stopReason: String?
+        /// Items parsed but not used whole (version 3 and 4: an item whose value in the values
+        /// section is damaged), and what was done with each.
+        public var damagedItems: [String] = []
     }
 
     /// The successor a sealed last segment names (format version 2, `Spec/RECOVERY.md`
@@ -671,6 +674,12 @@ public struct SalvageScan: Sendable {
         let itemCount = Int(ByteReader.getInteger(bytes, at: 56, as: UInt32.self))
         var damaged = DamagedSnapshot(file: file, coveredSequence: covered, chain: chain, itemCountDeclared: itemCount,
                                       items: [])
+        // Versions 3 and 4 (FORMAT §6.7) keep values and hints, not items: the item layout
+        // below would misread the first value and stop there, losing every item.
+        if ByteReader.getInteger(bytes, at: 8, as: UInt16.self) >= 3 {
+            parseDamagedHints(bytes, hintCount: itemCount, into: &damaged)
+            return damaged
+        }
         var index = headerBytes
         let end = max(headerBytes, bytes.count - FormatLimits.snapshotTrailerBytes)
         while damaged.items.count < itemCount {
@@ -700,6 +709,115 @@ public struct SalvageScan: Sendable {
             index = next
         }
         return damaged
+    }
+
+    /// The items a damaged version 3 or 4 snapshot (FORMAT §6.7) still yields: its hints,
+    /// found after the values section the (checksum-valid) header sizes, parsed as far as
+    /// they go; each value is read and checked by its own checksum and against its hint. A
+    /// done entry state whose value is damaged is kept as its hint — done, with an empty
+    /// receipt — so its key stays done (its effect is never run again); a memo entry whose
+    /// value is damaged is left out (never given another value). Both are reported.
+    static func parseDamagedHints(_ bytes: [UInt8], hintCount: Int, into damaged: inout DamagedSnapshot) {
+        let headerBytes = FormatLimits.snapshotHeaderBytes
+        let trailerBytes = FormatLimits.snapshotTrailerBytes
+        let applicable: Set<RecordKind> = [.entryState, .memoPut, .journalEntry, .runTerminal, .memoEntry, .runEnd, .memoSweep,
+                                           .generationFloor, .entryRetention]
+        let valuesBytes = ByteReader.getInteger(bytes, at: 48, as: UInt64.self)
+        guard valuesBytes <= UInt64(bytes.count - headerBytes) else {
+            damaged.stopReason = "the file ends inside its values section (\(valuesBytes) bytes declared)"
+            return
+        }
+        let valuesEnd = headerBytes + Int(valuesBytes)
+        // The hints end at the trailer, or, when the file was cut short, at its end.
+        let trailerStart = bytes.count - trailerBytes
+        let hintsEnd = trailerStart >= valuesEnd && Array(bytes[trailerStart..<(trailerStart + 8)]) == SnapshotFile.trailerMagic
+            ? trailerStart : bytes.count
+        /// The item a value gives, when its bytes, checksum and body are sound and it is its hint's.
+        func value(_ span: SnapshotFile.ValueSpan, hint: [UInt8], kind: RecordKind) -> (item: SnapshotFile.Item?, reason: String) {
+            guard span.offset >= UInt64(headerBytes), span.offset <= UInt64(valuesEnd),
+                  UInt64(span.frameBytes) <= UInt64(valuesEnd) - span.offset
+            else { return (nil, "its value's offset \(span.offset) is outside the values section") }
+            let start = Int(span.offset)
+            let decoded = bytes.withUnsafeBytes {
+                SnapshotFile.decodeValue(UnsafeRawBufferPointer(rebasing: $0[start..<(start + span.frameBytes)]), span: span)
+            }
+            switch decoded {
+            case .corrupt(let reason):
+                return (nil, reason)
+            case .value(let valueKind, let body):
+                let item = SnapshotFile.Item(kind: valueKind, body: Array(bytes[(start + body.lowerBound)..<(start + body.upperBound)]))
+                guard case .body = RecordBody.decode(kind: item.kind, item.body),
+                      hint.withUnsafeBytes({ SnapshotFile.valueMatchesHint(item, hint: $0, kind: kind) })
+                else { return (nil, "the value at offset \(span.offset) is not its hint's entry") }
+                return (item, "")
+            }
+        }
+        var declared = hintCount
+        var offset = valuesEnd
+        for index in 0..<hintCount {
+            guard hintsEnd - offset >= SnapshotFile.hintHeaderBytes else {
+                damaged.stopReason = "the file ends before hint \(index)"
+                break
+            }
+            let length = Int(ByteReader.getInteger(bytes, at: offset, as: UInt32.self))
+            let kind = RecordKind(rawValue: ByteReader.getInteger(bytes, at: offset + 4, as: UInt16.self))
+            let flags = ByteReader.getInteger(bytes, at: offset + 6, as: UInt16.self)
+            let span = SnapshotFile.ValueSpan(offset: ByteReader.getInteger(bytes, at: offset + 8, as: UInt64.self),
+                                              bodyBytes: ByteReader.getInteger(bytes, at: offset + 16, as: UInt32.self))
+            let bodyStart = offset + SnapshotFile.hintHeaderBytes
+            guard flags & ~SnapshotFile.hintFlagHasValue == 0, length <= Int(FormatLimits.recordBodyBytesMax),
+                  Alignment.roundUp(length, to: FormatLimits.recordAlignment) <= hintsEnd - bodyStart
+            else {
+                damaged.stopReason = "hint \(index) has an impossible length or flags"
+                break
+            }
+            let body = Array(bytes[bodyStart..<(bodyStart + length)])
+            offset = bodyStart + Alignment.roundUp(length, to: FormatLimits.recordAlignment)
+            let hasValue = flags & SnapshotFile.hintFlagHasValue != 0
+            if kind == .journalPositions {
+                guard hasValue, case .success(let header) = body.withUnsafeBytes({ JournalPositions.header($0) }) else {
+                    damaged.stopReason = "hint \(index) does not decode as \(kind)"
+                    break
+                }
+                declared += header.count - 1
+                var positions = 0
+                body.withUnsafeBytes { raw in
+                    JournalPositions.forEachMemoHint(raw, firstValue: span.offset) { memo, positionSpan in
+                        let position = header.first + UInt64(positions)
+                        positions += 1
+                        let (item, reason) = value(positionSpan, hint: Array(memo), kind: .memoEntry)
+                        if let item {
+                            damaged.items.append(item)
+                        } else {
+                            damaged.damagedItems.append("hint \(index), journal position \(position): \(reason); left out")
+                        }
+                    }
+                }
+                if positions < header.count {
+                    damaged.damagedItems.append("hint \(index): positions \(header.first + UInt64(positions)) on do not decode; left out")
+                }
+                continue
+            }
+            guard case .body(let decoded) = RecordBody.decode(kind: kind, body), applicable.contains(kind) else {
+                damaged.stopReason = "hint \(index) does not decode as \(kind)"
+                break
+            }
+            guard hasValue else {
+                damaged.items.append(SnapshotFile.Item(kind: kind, body: body))
+                continue
+            }
+            let what = decoded.key.map { "\(kind) of \"\($0)\"" } ?? "\(kind)"
+            let (item, reason) = value(span, hint: body, kind: kind)
+            if let item {
+                damaged.items.append(item)
+            } else if kind == .entryState {
+                damaged.items.append(SnapshotFile.Item(kind: kind, body: body))
+                damaged.damagedItems.append("hint \(index), \(what): \(reason); kept as done without its receipt")
+            } else {
+                damaged.damagedItems.append("hint \(index), \(what): \(reason); left out")
+            }
+        }
+        damaged.itemCountDeclared = declared
     }
 
     // MARK: Byte helpers

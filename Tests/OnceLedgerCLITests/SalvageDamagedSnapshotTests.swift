@@ -1,0 +1,92 @@
+// Proves `onceledger salvage --trust-damaged-snapshot` of a damaged snapshot of the kind this build
+// writes (version 3, and version 4 with journal positions, FORMAT §6.7) keeps what is intact: every
+// completed `once` stays done, every memo value and journal output whose value still checks reads
+// back byte for byte, and a run end stays an end. Before, the damaged-snapshot parser read the
+// values section as version-2 items, stopped at the first one and kept nothing, so the new ledger
+// held no snapshot state: completed effects came out absent (their effects would run again).
+// A damaged done entry's receipt keeps the key done (without its receipt); a damaged memo value is
+// left out, never replaced. How: a ledger written with the library (onces, memo puts, a journal, a
+// run end), compacted, one byte flipped inside one value of the snapshot (found by its marker
+// bytes), salvaged with the CLI, the new ledger read with the library.
+import Foundation
+import OnceLedger
+import OnceLedgerFormat
+import Testing
+
+@Suite struct SalvageDamagedSnapshotTests {
+    static let memoMarker = [UInt8](repeating: 0x5a, count: 300)
+    static let receiptMarker = String(repeating: "R", count: 300)
+
+    /// A compacted ledger: three completed onces (one receipt carries `receiptMarker`), memo
+    /// values (one carries `memoMarker`), a journal of four positions, and a finished run.
+    static func compactedLedger(_ directory: String) async throws -> (journal: [JournalRecord], memoGeneration: UInt64) {
+        let ledger = try Ledger.open(directory: directory)
+        defer { try? ledger.close() }
+        for index in 0..<3 {
+            let receipt = index == 1 ? receiptMarker : "receipt-\(index)"
+            try await ledger.once("charge-\(index)", as: String.self) { _ in receipt }
+        }
+        let memo = try await ledger.memo(run: "batch", step: "llm")
+        try await memo.put("intact", bytes: [1, 2, 3, 4])
+        try await memo.put("damaged", bytes: memoMarker)
+        try await ledger.finishRun("batch", status: .succeeded)
+        let journal = try await ledger.journal(run: "agent")
+        for index in 0..<4 {
+            _ = try await journal.step("tool") { "output \(index)" }
+        }
+        let records = try await ledger.journalRecords(run: "agent")
+        try await ledger.compact()
+        return (records, memo.generation)
+    }
+
+    static func snapshotPath(_ directory: String) throws -> String {
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".snap") }.max())
+        return directory + "/" + name
+    }
+
+    static func flip(_ marker: [UInt8], in path: String) throws {
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let start = try #require((0...(bytes.count - marker.count)).first { bytes[$0..<($0 + marker.count)].elementsEqual(marker) })
+        bytes[start + marker.count / 2] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    @Test(arguments: ["memo", "receipt"])
+    func trustedDamagedSnapshotKeepsEveryIntactItem(damage: String) async throws {
+        let source = try KillTestDirectory("salvage-damaged-snap")
+        defer { source.remove() }
+        let (journalRecords, memoGeneration) = try await Self.compactedLedger(source.path)
+        let snapshot = try Self.snapshotPath(source.path)
+        #expect(ByteReader.getInteger([UInt8](try Data(contentsOf: URL(fileURLWithPath: snapshot))), at: 8, as: UInt16.self) == 4)
+        try Self.flip(damage == "memo" ? Self.memoMarker : Array(Self.receiptMarker.utf8), in: snapshot)
+
+        let target = try KillTestDirectory("salvage-damaged-snap-new")
+        defer { target.remove() }
+        let result = try CLI.run(["salvage", source.path, "--to", target.path, "--trust-damaged-snapshot"])
+        #expect(result.exitCode == 4, "unverified snapshot items: \(result.stdout) \(result.stderr)")
+        #expect(result.stdout.contains("UNVERIFIED"), "\(result.stdout)")
+        #expect(result.stdout.contains(damage == "memo" ? "; left out" : "; kept as done without its receipt"), "\(result.stdout)")
+
+        let store = try FileStore(directory: target.path)
+        defer { try? store.close() }
+        let entries = Dictionary(uniqueKeysWithValues: try store.currentEntries().map { ($0.key, $0) })
+        for index in 0..<3 {
+            #expect(entries["charge-\(index)"]?.status == .done, "charge-\(index) completed in the source: \(result.stdout)")
+        }
+        #expect(entries["charge-0"]?.receipt == Array("\"receipt-0\"".utf8))
+        #expect(entries["charge-2"]?.receipt == Array("\"receipt-2\"".utf8))
+        if damage == "receipt" { #expect(entries["charge-1"]?.receipt == []) }
+        let runs = try await store.runs(RunQuery())
+        #expect(runs.first { $0.run.run == "batch" }?.status == .succeeded, "the run end is kept: \(runs)")
+        func stored(_ name: String) async throws -> [UInt8]? {
+            try await store.memoGet(MemoKey(run: MemoRun(run: "batch"), generation: memoGeneration, step: "llm", name: name))?.bytes
+        }
+        #expect(try await stored("intact") == [1, 2, 3, 4])
+        #expect(try await stored("damaged") == (damage == "memo" ? nil : Self.memoMarker))
+        try store.close()
+
+        let ledger = try Ledger.open(directory: target.path)
+        defer { try? ledger.close() }
+        #expect(try await ledger.journalRecords(run: "agent") == journalRecords, "every journal output is kept")
+    }
+}
