@@ -51,6 +51,34 @@ import Testing
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
 
+    /// A damaged hint is not checked by any checksum once the hints checksum fails; a done entry's
+    /// value is (its own). A done entry whose hint's state byte was flipped to absent stays done,
+    /// from its value.
+    @Test func aDoneEntryWhoseHintSaysAbsentIsTakenFromItsValue() async throws {
+        let source = try KillTestDirectory("salvage-damaged-hint")
+        defer { source.remove() }
+        _ = try await Self.compactedLedger(source.path)
+        let path = try Self.snapshotPath(source.path)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        // The hint of charge-1: after the values section; its key, then state 1 (done).
+        let hintsStart = 64 + Int(ByteReader.getInteger(bytes, at: 48, as: UInt64.self))
+        let key = [UInt8]("\u{8}\u{0}charge-1".utf8)
+        let at = try #require((hintsStart...(bytes.count - key.count)).first { bytes[$0..<($0 + key.count)].elementsEqual(key) })
+        #expect(bytes[at + key.count] == 1)
+        bytes[at + key.count] = 3  // absent
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+
+        let target = try KillTestDirectory("salvage-damaged-hint-new")
+        defer { target.remove() }
+        let result = try CLI.run(["salvage", source.path, "--to", target.path, "--trust-damaged-snapshot"])
+        #expect(result.exitCode == 4, "\(result.stdout) \(result.stderr)")
+        let store = try FileStore(directory: target.path)
+        defer { try? store.close() }
+        let entries = Dictionary(uniqueKeysWithValues: try store.currentEntries().map { ($0.key, $0) })
+        #expect(entries["charge-1"]?.status == .done, "\(result.stdout)")
+        #expect(entries["charge-1"]?.receipt == Array("\"\(Self.receiptMarker)\"".utf8))
+    }
+
     @Test(arguments: ["memo", "receipt"])
     func trustedDamagedSnapshotKeepsEveryIntactItem(damage: String) async throws {
         let source = try KillTestDirectory("salvage-damaged-snap")

@@ -746,8 +746,17 @@ public struct SalvageScan: Sendable {
                 return (nil, reason)
             case .value(let valueKind, let body):
                 let item = SnapshotFile.Item(kind: valueKind, body: Array(bytes[(start + body.lowerBound)..<(start + body.upperBound)]))
-                guard case .body = RecordBody.decode(kind: item.kind, item.body),
-                      hint.withUnsafeBytes({ SnapshotFile.valueMatchesHint(item, hint: $0, kind: kind) })
+                guard case .body(let decoded) = RecordBody.decode(kind: item.kind, item.body) else {
+                    return (nil, "the value at offset \(span.offset) does not decode")
+                }
+                if hint.withUnsafeBytes({ SnapshotFile.valueMatchesHint(item, hint: $0, kind: kind) }) { return (item, "") }
+                // The hint differs from its value. The value's own checksum holds and the hint's
+                // does not (the hints checksum failed): when it is the same key's, the value is
+                // the entry (a done entry whose hint's state byte was damaged stays done).
+                var done = true
+                if case .entryState(let b) = decoded { done = b.status == .done }
+                guard done, case .body(let hinted) = RecordBody.decode(kind: kind, hint), let identity = Self.identity(decoded),
+                      identity == Self.identity(hinted)
                 else { return (nil, "the value at offset \(span.offset) is not its hint's entry") }
                 return (item, "")
             }
@@ -812,12 +821,24 @@ public struct SalvageScan: Sendable {
                 damaged.items.append(item)
             } else if kind == .entryState {
                 damaged.items.append(SnapshotFile.Item(kind: kind, body: body))
-                damaged.damagedItems.append("hint \(index), \(what): \(reason); kept as done without its receipt")
+                var state = "done"
+                if case .entryState(let b) = decoded, b.status != .done { state = "\(b.status) (its value flag says done: check it)" }
+                damaged.damagedItems.append("hint \(index), \(what): \(reason); kept as \(state) without its receipt")
             } else {
                 damaged.damagedItems.append("hint \(index), \(what): \(reason); left out")
             }
         }
         damaged.itemCountDeclared = declared
+    }
+
+    /// Whose entry a value-carrying item is: an entry state's key, a memo entry's namespace,
+    /// run, generation, step and name; nil for others.
+    static func identity(_ body: RecordBody) -> [String]? {
+        switch body {
+        case .entryState(let b): ["entry", b.key]
+        case .memoEntry(let b): ["memo", b.namespace, b.run, String(b.generation), b.step, b.name]
+        default: nil
+        }
     }
 
     // MARK: Byte helpers
