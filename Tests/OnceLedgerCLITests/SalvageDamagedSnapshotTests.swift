@@ -79,6 +79,36 @@ import Testing
         #expect(entries["charge-1"]?.receipt == Array("\"\(Self.receiptMarker)\"".utf8))
     }
 
+    /// A valid snapshot whose file name disagrees with its header (renamed by hand, or a copy
+    /// under another name): its checksummed header tells what it covers, so salvage uses it as
+    /// covering that and reports the name, instead of leaving it out and every completed once
+    /// it holds absent.
+    @Test(arguments: [0x40, 0x10])
+    func aSnapshotWhoseNameDisagreesIsUsedByItsHeader(named: Int) async throws {
+        let source = try KillTestDirectory("salvage-renamed-snap")
+        defer { source.remove() }
+        let (journalRecords, _) = try await Self.compactedLedger(source.path)
+        let path = try Self.snapshotPath(source.path)
+        let renamed = source.path + "/" + LedgerFileNames.snapshot(UInt64(named))
+        try FileManager.default.moveItem(atPath: path, toPath: renamed)
+
+        let target = try KillTestDirectory("salvage-renamed-snap-new")
+        defer { target.remove() }
+        let result = try CLI.run(["salvage", source.path, "--to", target.path])
+        #expect(result.exitCode == 4, "\(result.stdout) \(result.stderr)")
+        #expect(result.stdout.contains("its header covers sequence"), "\(result.stdout)")
+        let store = try FileStore(directory: target.path)
+        defer { try? store.close() }
+        let entries = Dictionary(uniqueKeysWithValues: try store.currentEntries().map { ($0.key, $0) })
+        for index in 0..<3 {
+            #expect(entries["charge-\(index)"]?.status == .done, "charge-\(index): \(result.stdout)")
+        }
+        try store.close()
+        let ledger = try Ledger.open(directory: target.path)
+        defer { try? ledger.close() }
+        #expect(try await ledger.journalRecords(run: "agent") == journalRecords)
+    }
+
     @Test(arguments: ["memo", "receipt"])
     func trustedDamagedSnapshotKeepsEveryIntactItem(damage: String) async throws {
         let source = try KillTestDirectory("salvage-damaged-snap")

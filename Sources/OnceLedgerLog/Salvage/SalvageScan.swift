@@ -234,7 +234,11 @@ public struct SalvageScan: Sendable {
             }
             switch SnapshotFile.decode(bytes) {
             case .snapshot(let file) where file.coveredSequence != covered:
-                ignoredSnapshots.append((name, "its header covers sequence \(file.coveredSequence), not the \(covered) its name says"))
+                // The header is checksummed, the name is not (a file renamed or copied by hand):
+                // used as covering what its header says; reported.
+                inconsistencies.append(
+                    "\(name): its header covers sequence \(file.coveredSequence), not the \(covered) its name says; used as covering \(file.coveredSequence)")
+                snapshots.append((file.coveredSequence, name, file))
             case .snapshot(let file):
                 snapshots.append((covered, name, file))
             case .corrupt(let reason):
@@ -247,6 +251,8 @@ public struct SalvageScan: Sendable {
                 ignoredSnapshots.append((name, "unsupported format version \(version)"))
             }
         }
+
+        snapshots.sort { ($0.covered, $0.name) > ($1.covered, $1.name) }  // newest first, by what each covers
 
         // The ledger id: the one most valid headers and snapshots carry; failing that,
         // the id bytes of a damaged header that make some record's checksum valid.
