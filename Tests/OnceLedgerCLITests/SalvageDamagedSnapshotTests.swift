@@ -79,6 +79,34 @@ import Testing
         #expect(entries["charge-1"]?.receipt == Array("\"\(Self.receiptMarker)\"".utf8))
     }
 
+    /// A journal-positions hint whose (unchecked) value offset is damaged to near 2^64: its
+    /// positions are reported lost, salvage does not trap adding their value sizes to it, and
+    /// every other item is kept.
+    @Test func aJournalPositionsHintNamingAHugeValueOffsetDoesNotTrap() async throws {
+        let source = try KillTestDirectory("salvage-damaged-positions")
+        defer { source.remove() }
+        _ = try await Self.compactedLedger(source.path)
+        let path = try Self.snapshotPath(source.path)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let hintsStart = 64 + Int(ByteReader.getInteger(bytes, at: 48, as: UInt64.self))
+        let hint = try #require(stride(from: hintsStart, to: bytes.count - 24, by: 8).first {
+            bytes[($0 + 4)..<($0 + 8)].elementsEqual([0x12, 0, 1, 0])
+        })
+        for index in 0..<8 { bytes[hint + 8 + index] = index == 0 ? 0xf0 : 0xff }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+
+        let target = try KillTestDirectory("salvage-damaged-positions-new")
+        defer { target.remove() }
+        let result = try CLI.run(["salvage", source.path, "--to", target.path, "--trust-damaged-snapshot"])
+        #expect(result.exitCode == 4, "\(result.stdout) \(result.stderr)")
+        let store = try FileStore(directory: target.path)
+        defer { try? store.close() }
+        let entries = Dictionary(uniqueKeysWithValues: try store.currentEntries().map { ($0.key, $0) })
+        for index in 0..<3 {
+            #expect(entries["charge-\(index)"]?.status == .done, "charge-\(index): \(result.stdout)")
+        }
+    }
+
     /// A valid snapshot whose file name disagrees with its header (renamed by hand, or a copy
     /// under another name): its checksummed header tells what it covers, so salvage uses it as
     /// covering that and reports the name, instead of leaving it out and every completed once

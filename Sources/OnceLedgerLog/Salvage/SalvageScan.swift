@@ -795,6 +795,12 @@ public struct SalvageScan: Sendable {
                     break
                 }
                 declared += header.count - 1
+                // The offset is unchecked here: one outside the values section would make the
+                // running sum of the positions' value sizes overflow.
+                guard span.offset >= UInt64(headerBytes), span.offset <= UInt64(valuesEnd) else {
+                    damaged.damagedItems.append("hint \(index): its positions' values start at offset \(span.offset), outside the values section; positions \(header.first) to \(header.first + UInt64(header.count - 1)) left out")
+                    continue
+                }
                 var positions = 0
                 body.withUnsafeBytes { raw in
                     JournalPositions.forEachMemoHint(raw, firstValue: span.offset) { memo, positionSpan in
