@@ -208,6 +208,27 @@ private func jsonLines(_ text: String) throws -> [[String: Any]] {
         #expect(lines.contains { $0.contains("kind=memo-entry") && $0.contains("value=hex:ff00") })
     }
 
+    /// A memo entry's input digest (FORMAT §5.16) is 32 zero bytes for "no input": `dump` shows it
+    /// as `memo` does, `none` (JSON null) or its hex digits — never as 32 NUL characters, which
+    /// are valid UTF-8 and so were printed as text (`input="\u{0}\u{0}…"`, JSON `"\u0000…"`).
+    @Test func dumpShowsTheInputDigestAsMemoDoes() async throws {
+        let path = try await MemoFixture.ledger()
+        defer { MemoFixture.cleanUp(path) }
+        let dump = try run(["dump", "$DIR", "--kind", "memo-entry"], in: path)
+        #expect(dump.exitCode == 0)
+        let lines = dump.stdout.split(separator: "\n").filter { $0.hasPrefix("seq=") }
+        let raw = try #require(lines.first { $0.contains("name=\"raw\"") })
+        #expect(raw.contains(" input=none "), "\(raw)")
+        let memo = try jsonLines(try run(["memo", "$DIR", "r1", "--json"], in: path).stdout)
+        let digest = try #require(memo.first { $0["name"] as? String == "answer" }?["inputDigest"] as? String)
+        let answer = try #require(lines.first { $0.contains("name=\"answer\"") })
+        #expect(answer.contains(" input=\(digest) "), "\(answer)")
+        let json = try jsonLines(try run(["dump", "$DIR", "--kind", "memo-entry", "--json"], in: path).stdout)
+        let rawJSON = try #require(json.first { $0["name"] as? String == "raw" })
+        #expect(rawJSON["input"] is NSNull, "\(rawJSON)")
+        #expect(json.first { $0["name"] as? String == "answer" }?["input"] as? String == digest)
+    }
+
     @Test func badArgumentsAreUsageErrors() async throws {
         let path = try await MemoFixture.ledger()
         defer { MemoFixture.cleanUp(path) }

@@ -212,6 +212,7 @@ struct SalvageReport {
             } else {
                 lines.append("  \(damaged.file) is damaged; \(parsed): rerun with --trust-damaged-snapshot to copy them, unverified")
             }
+            for item in damaged.damagedItems { lines.append("    \(item)") }
         }
         for segment in scan.segments {
             var line = "  \(segment.file): "

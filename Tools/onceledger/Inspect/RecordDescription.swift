@@ -86,7 +86,7 @@ enum RecordDescription {
         case .memoEntry(let b):
             let fields: [(String, Field)] = [
                 ("namespace", .text(b.namespace)), ("run", .text(b.run)), ("generation", .number(b.generation)),
-                ("step", .text(b.step)), ("name", .text(b.name)), ("input", .bytes(b.inputDigest)),
+                ("step", .text(b.step)), ("name", .text(b.name)), ("input", .fingerprint(b.inputDigest)),
                 ("time", .time(b.timeMilliseconds)),
             ]
             // The replay journal's positions are memo entries of the reserved step (`Spec/FORMAT.md` §10).

@@ -28,8 +28,8 @@ enum TextFormat {
         case json
     }
 
-    /// A text in double quotes with `\`, `"` and control characters escaped; non-ASCII
-    /// characters are written as they are (UTF-8). The one string escaper of the tool:
+    /// A text in double quotes with `\`, `"`, control and format characters escaped
+    /// (`hidden`); other non-ASCII characters are written as they are (UTF-8). The one string escaper of the tool:
     /// the text output and `JSONValue` both use it.
     static func quoted(_ text: String, controls: ControlEscape = .swift) -> String {
         var out = ""
@@ -46,11 +46,16 @@ enum TextFormat {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7f:
+            case _ where hidden(scalar):
                 let digits = String(scalar.value, radix: 16)
                 switch controls {
                 case .swift: out += "\\u{\(digits)}"
-                case .json: out += "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
+                case .json:
+                    // RFC 8259: four hex digits per UTF-16 code unit (a surrogate pair above U+FFFF).
+                    for unit in String(scalar).utf16 {
+                        let hex = String(unit, radix: 16)
+                        out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                    }
                 }
             default: out.unicodeScalars.append(scalar)
             }
@@ -58,11 +63,24 @@ enum TextFormat {
         out += "\""
     }
 
+    /// Scalars never printed as they are: C0 and C1 controls and DEL (a C1 control such as
+    /// U+009B is a terminal's CSI), format characters (a right-to-left override U+202E
+    /// reorders what follows it on screen; zero-width characters hide a difference between
+    /// two keys), and the line and paragraph separators.
+    static func hidden(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.value < 0x20 || scalar.value == 0x7f { return true }
+        guard scalar.value >= 0x80 else { return false }
+        switch scalar.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: return true
+        default: return false
+        }
+    }
+
     /// A key or name as is when it is plain (no spaces, quotes, backslashes or control
     /// characters), otherwise quoted, so every printed key can be pasted back.
     static func plain(_ text: String) -> String {
         let needsQuotes = text.isEmpty || text.unicodeScalars.contains {
-            $0.value <= 0x20 || $0.value == 0x7f || $0 == "\"" || $0 == "\\" || $0 == "'"
+            $0.value <= 0x20 || hidden($0) || $0 == "\"" || $0 == "\\" || $0 == "'"
         }
         return needsQuotes ? quoted(text) : text
     }
