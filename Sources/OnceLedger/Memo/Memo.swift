@@ -253,22 +253,40 @@ extension Ledger {
 }
 
 /// The background sweeper of a ledger with `memoRetention`: sweeps at once, then every
-/// `sweepInterval`, until `stop()` (the ledger's `close()`). A failed pass is retried at
-/// the next interval; a closed store ends it.
+/// `sweepInterval` (`interval(_:)`: within `sweepIntervalMin` … `sweepIntervalMax`), until
+/// `stop()` (the ledger's `close()`). A failed pass is retried at the next interval; a closed
+/// store ends it.
 final class MemoSweeper: Sendable {
     let first: Task<Void, Never>
     private let loop: Task<Void, Never>
 
-    init(store: any LedgerStore, clock: @escaping @Sendable () -> UInt64, retention: MemoRetention) {
+    /// The shortest interval the sweeper sleeps between passes: a zero or negative
+    /// `sweepInterval` would make it spin, each pass scanning every run generation under the
+    /// memo's lock.
+    static let sweepIntervalMin: Duration = .seconds(1)
+    /// The longest: `Task.sleep` traps when its deadline does not fit (an interval near
+    /// `Int64.max` seconds, someone's "never"); about 136 years sleeps as long as anyone waits.
+    static let sweepIntervalMax: Duration = .seconds(1 << 32)
+
+    /// `requested`, within `sweepIntervalMin` … `sweepIntervalMax`.
+    static func interval(_ requested: Duration) -> Duration {
+        min(max(requested, sweepIntervalMin), sweepIntervalMax)
+    }
+
+    /// `sleep`: how the loop waits between passes (tests record what it asks for); throwing
+    /// ends the loop, as a cancelled `Task.sleep` does.
+    init(store: any LedgerStore, clock: @escaping @Sendable () -> UInt64, retention: MemoRetention,
+         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }) {
         let first = Task.detached {
             _ = try? await store.sweepMemo(MemoSweepRequest(nowMilliseconds: clock(), retention: retention))
         }
         self.first = first
+        let interval = MemoSweeper.interval(retention.sweepInterval)
         loop = Task.detached {
             await first.value
             while !Task.isCancelled {
                 do {
-                    try await Task.sleep(for: retention.sweepInterval)
+                    try await sleep(interval)
                 } catch {
                     return
                 }

@@ -154,7 +154,9 @@ public struct RunQuery: Sendable, Hashable {
 }
 
 /// How long the memo of an ended run is kept, per how it ended. A status without a window
-/// keeps its runs' memo forever. `sweepInterval` is how often the background sweeper runs.
+/// keeps its runs' memo forever. `sweepInterval` is how often the background sweeper runs:
+/// at most once a second (a shorter, zero or negative interval counts as one second) and at
+/// least once in about 136 years (a longer one, `.seconds(.max)` say, counts as that).
 public struct MemoRetention: Sendable, Hashable {
     public var succeeded: Duration?
     public var failed: Duration?
