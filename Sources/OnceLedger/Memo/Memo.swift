@@ -133,9 +133,19 @@ public struct Memo: Sendable {
         try MemoRun.check(name, FormatLimits.memoNameBytesMax, "value name", limit: "memoNameBytesMax")
     }
 
+    /// Throws `.invalidArgument` (the encoder's error underneath) for an input that does not
+    /// encode.
     static func digest(_ input: (any Encodable)?) throws -> [UInt8]? {
         guard let input else { return nil }
-        return SHA256.hash(try CanonicalEncoding.encode(input))
+        do {
+            return SHA256.hash(try CanonicalEncoding.encode(input))
+        } catch let error as LedgerError {
+            throw error
+        } catch {
+            throw LedgerError(.invalidArgument,
+                              "the memo input \(type(of: input)) does not encode: \(error). Give an input whose encoding cannot fail; nothing was read or written",
+                              underlyingError: error)
+        }
     }
 
     static func describe(_ digest: [UInt8]?) -> String {
@@ -143,10 +153,18 @@ public struct Memo: Sendable {
         return "input " + Hex.string(digest.prefix(6)) + "…"
     }
 
+    /// `value` as JSON with sorted keys. Throws `.invalidArgument` (the encoder's error
+    /// underneath) for a value JSON cannot hold (a `Double.nan`, say).
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(value))
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            throw LedgerError(.invalidArgument,
+                              "the memo value \(T.self) does not encode as JSON: \(error). Store a value JSON can hold (no NaN or infinity), or its bytes with `put(_:bytes:)`; nothing was written",
+                              underlyingError: error)
+        }
     }
 
     /// `decode`, through the ledger's decoded values when it has them.
