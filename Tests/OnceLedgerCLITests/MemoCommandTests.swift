@@ -270,8 +270,7 @@ private func jsonLines(_ text: String) throws -> [[String: Any]] {
         let path = try await Self.ledger()
         defer { MemoFixture.cleanUp(path) }
         for (runID, generation, tag) in [(Self.composed, 1, "c"), (Self.decomposed, 2, "d")] {
-            // Not through `run(_:in:)`: its `replacingOccurrences` hands back the decomposed run id composed.
-            let rows = try jsonLines(try CLI.run(["memo", path, runID, "--json"]).stdout)
+            let rows = try jsonLines(try run(["memo", "$DIR", runID, "--json"], in: path).stdout)
             #expect(rows.map { $0["generation"] as? Int } == [generation, generation], "only run \(tag)'s generation")
             #expect(rows.map { ($0["run"] as? String).map { Array($0.utf8) } } == [Array(runID.utf8), Array(runID.utf8)])
             var values: [[UInt8]: String] = [:]
