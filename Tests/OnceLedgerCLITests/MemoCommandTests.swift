@@ -252,3 +252,54 @@ private func jsonLines(_ text: String) throws -> [[String: Any]] {
         #expect(sweepMissing.exitCode == 8)
     }
 }
+
+/// Run ids, steps and names are byte strings to the ledger: "café" spelled with U+00E9 and with
+/// "e" + U+0301 are two runs (and two names) although Swift's `==` calls them equal.
+@Suite struct MemoCommandByteStringTests {
+    static let composed = "caf\u{e9}"
+    static let decomposed = "cafe\u{301}"
+
+    /// Run `composed` (generation 1, succeeded) and run `decomposed` (generation 2, running),
+    /// each with two values in step "s": under `composed` and under `decomposed`.
+    static func ledger() async throws -> String {
+        let parent = FileManager.default.temporaryDirectory.appendingPathComponent("onceledger-memo-bytes-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
+        let path = parent.appendingPathComponent("ledger").path
+        let ledger = try Ledger.open(directory: path, clock: ManualClock(MemoFixture.start).function)
+        // (`==` cannot tell the two apart: the tag says which is which.)
+        for (run, tag) in [(composed, "c"), (decomposed, "d")] {
+            let memo = try await ledger.memo(run: run, step: "s")
+            try await memo.put(composed, bytes: Array("one of \(tag)".utf8))
+            try await memo.put(decomposed, bytes: Array("the other value of \(tag)".utf8))
+            if tag == "c" { try await ledger.finishRun(run, status: .succeeded) }
+        }
+        try ledger.close()
+        try FileManager.default.removeItem(atPath: path + "/" + LedgerFileNames.lock)
+        return path
+    }
+
+    @Test func runsCountsEveryNameOfEveryRun() async throws {
+        let path = try await Self.ledger()
+        defer { MemoFixture.cleanUp(path) }
+        let rows = try jsonLines(try run(["runs", "$DIR", "--json"], in: path).stdout)
+        #expect(rows.count == 2)
+        #expect(rows.map { ($0["run"] as? String).map { Array($0.utf8) } } == [Array(Self.decomposed.utf8), Array(Self.composed.utf8)].sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(rows.map { $0["entries"] as? Int } == [2, 2], "two values per run generation")
+    }
+
+    @Test func memoListsOnlyTheRunAskedForWithBothItsNames() async throws {
+        let path = try await Self.ledger()
+        defer { MemoFixture.cleanUp(path) }
+        for (runID, generation, tag) in [(Self.composed, 1, "c"), (Self.decomposed, 2, "d")] {
+            let rows = try jsonLines(try run(["memo", "$DIR", runID, "--json"], in: path).stdout)
+            #expect(rows.map { $0["generation"] as? Int } == [generation, generation], "only run \(tag)'s generation")
+            #expect(rows.map { ($0["run"] as? String).map { Array($0.utf8) } } == [Array(runID.utf8), Array(runID.utf8)])
+            var values: [[UInt8]: String] = [:]
+            for row in rows {
+                if let name = row["name"] as? String { values[Array(name.utf8)] = row["value"] as? String }
+            }
+            #expect(values == [Array(Self.composed.utf8): "one of \(tag)",
+                               Array(Self.decomposed.utf8): "the other value of \(tag)"])
+        }
+    }
+}

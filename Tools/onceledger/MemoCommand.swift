@@ -58,8 +58,8 @@ struct MemoCommand: AsyncParsableCommand {
     /// hold entries in other namespaces: a run asked for without its namespace is the likely slip.
     static func otherNamespaces(of run: String, besides namespace: String, in replay: MemoReplay) -> String {
         let others = Set(replay.generations.filter { key, generation in
-            key.run == run && key.namespace != namespace && !generation.entries.isEmpty
-        }.keys.map(\.namespace)).sorted(by: utf8Precedes)
+            MemoReplay.same(key.run, run) && !MemoReplay.same(key.namespace, namespace) && !generation.entries.isEmpty
+        }.keys.map { MemoReplay.Text($0.namespace) }).map(\.string).sorted(by: utf8Precedes)
         guard !others.isEmpty else { return "" }
         // `plain` quotes what a shell would split or drop, the default namespace "" too.
         let listed = others.prefix(3).map(TextFormat.plain).joined(separator: ", ")
@@ -71,12 +71,13 @@ struct MemoCommand: AsyncParsableCommand {
     private func memo() throws -> Int32 {
         let replay = try MemoReplay.read(options.dir, command: "memo", allowLive: live, keepValuesOf: (namespace, run))
         var rows: [(UInt64, MemoReplay.Entry)] = []
-        for key in replay.generations.keys.filter({ $0.namespace == namespace && $0.run == run }).sorted() {
+        for key in replay.generations.keys.filter({ MemoReplay.same($0.namespace, namespace) && MemoReplay.same($0.run, run) })
+            .sorted() {
             let generation = replay.generations[key]!
-            for stepName in generation.entries.keys.sorted(by: Self.utf8Precedes)
-            where step == nil || step == stepName {
+            for stepName in generation.entries.keys.sorted(by: { Self.utf8Precedes($0.string, $1.string) })
+            where step.map({ MemoReplay.same($0, stepName.string) }) ?? true {
                 let names = generation.entries[stepName]!
-                for name in names.keys.sorted(by: Self.utf8Precedes) {
+                for name in names.keys.sorted(by: { Self.utf8Precedes($0.string, $1.string) }) {
                     rows.append((key.generation, names[name]!))
                 }
             }

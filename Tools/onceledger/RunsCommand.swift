@@ -57,7 +57,8 @@ struct RunsCommand: AsyncParsableCommand {
 
     private func runs() throws -> Int32 {
         let replay = try MemoReplay.read(options.dir, command: "runs", allowLive: live)
-        let rows = replay.generations.keys.filter { namespace == nil || $0.namespace == namespace }.sorted().map { key in
+        let rows = replay.generations.keys.filter { key in namespace.map { MemoReplay.same(key.namespace, $0) } ?? true }
+            .sorted().map { key in
             let generation = replay.generations[key]!
             return Row(key: key, statusName: generation.statusName, endTimeMilliseconds: generation.endTimeMilliseconds,
                        entryCount: generation.entryCount, valueBytes: generation.valueBytes,

@@ -133,9 +133,19 @@ public struct Memo: Sendable {
         try MemoRun.check(name, FormatLimits.memoNameBytesMax, "value name", limit: "memoNameBytesMax")
     }
 
+    /// Throws `.invalidArgument` (the encoder's error underneath) for an input that does not
+    /// encode.
     static func digest(_ input: (any Encodable)?) throws -> [UInt8]? {
         guard let input else { return nil }
-        return SHA256.hash(try CanonicalEncoding.encode(input))
+        do {
+            return SHA256.hash(try CanonicalEncoding.encode(input))
+        } catch let error as LedgerError {
+            throw error
+        } catch {
+            throw LedgerError(.invalidArgument,
+                              "the memo input \(type(of: input)) does not encode: \(error). Give an input whose encoding cannot fail; nothing was read or written",
+                              underlyingError: error)
+        }
     }
 
     static func describe(_ digest: [UInt8]?) -> String {
@@ -143,10 +153,18 @@ public struct Memo: Sendable {
         return "input " + Hex.string(digest.prefix(6)) + "…"
     }
 
+    /// `value` as JSON with sorted keys. Throws `.invalidArgument` (the encoder's error
+    /// underneath) for a value JSON cannot hold (a `Double.nan`, say).
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(value))
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            throw LedgerError(.invalidArgument,
+                              "the memo value \(T.self) does not encode as JSON: \(error). Store a value JSON can hold (no NaN or infinity), or its bytes with `put(_:bytes:)`; nothing was written",
+                              underlyingError: error)
+        }
     }
 
     /// `decode`, through the ledger's decoded values when it has them.
@@ -253,22 +271,40 @@ extension Ledger {
 }
 
 /// The background sweeper of a ledger with `memoRetention`: sweeps at once, then every
-/// `sweepInterval`, until `stop()` (the ledger's `close()`). A failed pass is retried at
-/// the next interval; a closed store ends it.
+/// `sweepInterval` (`interval(_:)`: within `sweepIntervalMin` … `sweepIntervalMax`), until
+/// `stop()` (the ledger's `close()`). A failed pass is retried at the next interval; a closed
+/// store ends it.
 final class MemoSweeper: Sendable {
     let first: Task<Void, Never>
     private let loop: Task<Void, Never>
 
-    init(store: any LedgerStore, clock: @escaping @Sendable () -> UInt64, retention: MemoRetention) {
+    /// The shortest interval the sweeper sleeps between passes: a zero or negative
+    /// `sweepInterval` would make it spin, each pass scanning every run generation under the
+    /// memo's lock.
+    static let sweepIntervalMin: Duration = .seconds(1)
+    /// The longest: `Task.sleep` traps when its deadline does not fit (an interval near
+    /// `Int64.max` seconds, someone's "never"); about 136 years sleeps as long as anyone waits.
+    static let sweepIntervalMax: Duration = .seconds(1 << 32)
+
+    /// `requested`, within `sweepIntervalMin` … `sweepIntervalMax`.
+    static func interval(_ requested: Duration) -> Duration {
+        min(max(requested, sweepIntervalMin), sweepIntervalMax)
+    }
+
+    /// `sleep`: how the loop waits between passes (tests record what it asks for); throwing
+    /// ends the loop, as a cancelled `Task.sleep` does.
+    init(store: any LedgerStore, clock: @escaping @Sendable () -> UInt64, retention: MemoRetention,
+         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }) {
         let first = Task.detached {
             _ = try? await store.sweepMemo(MemoSweepRequest(nowMilliseconds: clock(), retention: retention))
         }
         self.first = first
+        let interval = MemoSweeper.interval(retention.sweepInterval)
         loop = Task.detached {
             await first.value
             while !Task.isCancelled {
                 do {
-                    try await Task.sleep(for: retention.sweepInterval)
+                    try await sleep(interval)
                 } catch {
                     return
                 }

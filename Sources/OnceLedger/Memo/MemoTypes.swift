@@ -31,8 +31,25 @@ public enum RunStatus: UInt8, Sendable, Hashable, CaseIterable, CustomStringConv
     }
 }
 
+/// Whether `a` and `b` are the same UTF-8 bytes: how the memo compares its texts. Swift's
+/// `==` on `String` is canonical equivalence ("café" with U+00E9 equals "café" with "e" +
+/// U+0301), under which two runs, steps or names the store keeps apart would be one.
+@inline(__always)
+func sameBytes(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
+
+/// Feeds `text`'s UTF-8 bytes and their count to `hasher` (`sameBytes`'s hash).
+@inline(__always)
+func hashBytes(_ text: String, into hasher: inout Hasher) {
+    var text = text
+    text.withUTF8 { bytes in
+        hasher.combine(bytes.count)
+        hasher.combine(bytes: UnsafeRawBufferPointer(bytes))
+    }
+}
+
 /// A run, as the memo names it: a run id within a namespace (several runtimes sharing one
-/// ledger each use their own namespace and never see each other's runs).
+/// ledger each use their own namespace and never see each other's runs). Equal, and hashed,
+/// by the UTF-8 bytes of both, as the store compares them.
 public struct MemoRun: Sendable, Hashable, CustomStringConvertible {
     public var namespace: String
     public var run: String
@@ -43,6 +60,13 @@ public struct MemoRun: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { namespace.isEmpty ? run : "\(namespace)/\(run)" }
+
+    public static func == (a: MemoRun, b: MemoRun) -> Bool { sameBytes(a.run, b.run) && sameBytes(a.namespace, b.namespace) }
+
+    public func hash(into hasher: inout Hasher) {
+        hashBytes(namespace, into: &hasher)
+        hashBytes(run, into: &hasher)
+    }
 
     /// Checks the named limits (`FormatLimits.namespaceBytesMax`, `runBytesMax`) and that the
     /// run id is not empty, before anything is written.
@@ -66,7 +90,8 @@ public struct MemoRun: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// One memo value's address: a name within a step of one generation of a run.
+/// One memo value's address: a name within a step of one generation of a run. Equal, and
+/// hashed, by the UTF-8 bytes of its texts, as the store compares them.
 public struct MemoKey: Sendable, Hashable, CustomStringConvertible {
     public var run: MemoRun
     /// The run generation the value belongs to (`Memo.generation`).
@@ -82,6 +107,17 @@ public struct MemoKey: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(run) generation \(generation) step \"\(step)\" name \"\(name)\"" }
+
+    public static func == (a: MemoKey, b: MemoKey) -> Bool {
+        a.generation == b.generation && sameBytes(a.name, b.name) && sameBytes(a.step, b.step) && a.run == b.run
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(run)
+        hasher.combine(generation)
+        hashBytes(step, into: &hasher)
+        hashBytes(name, into: &hasher)
+    }
 }
 
 /// A stored memo value, as the store returns it.
@@ -154,7 +190,9 @@ public struct RunQuery: Sendable, Hashable {
 }
 
 /// How long the memo of an ended run is kept, per how it ended. A status without a window
-/// keeps its runs' memo forever. `sweepInterval` is how often the background sweeper runs.
+/// keeps its runs' memo forever. `sweepInterval` is how often the background sweeper runs:
+/// at most once a second (a shorter, zero or negative interval counts as one second) and at
+/// least once in about 136 years (a longer one, `.seconds(.max)` say, counts as that).
 public struct MemoRetention: Sendable, Hashable {
     public var succeeded: Duration?
     public var failed: Duration?

@@ -7,11 +7,42 @@ import OnceLedgerFormat
 /// the run generations that were swept (while their sweep record is on disk), so `runs`
 /// can say so. Values are kept only for the run `keepValuesOf` names; for the others
 /// only their byte counts.
+///
+/// Texts compare byte for byte (their UTF-8), as in the ledger: Swift's `==` on `String`
+/// would take "café" spelled with U+00E9 and with "e" + U+0301 for one run id, one step or
+/// one name, and list two runs' values as one run's, or hide one of two values.
 struct MemoReplay {
+    /// A text that compares and hashes as its UTF-8 bytes.
+    struct Text: Hashable {
+        var string: String
+
+        init(_ string: String) { self.string = string }
+
+        static func == (a: Text, b: Text) -> Bool { MemoReplay.same(a.string, b.string) }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(string.utf8.count)
+            for byte in string.utf8 { hasher.combine(byte) }
+        }
+    }
+
+    /// Whether `a` and `b` are the same bytes.
+    static func same(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
+
     struct GenerationKey: Hashable, Comparable {
         var namespace: String
         var run: String
         var generation: UInt64
+
+        static func == (a: GenerationKey, b: GenerationKey) -> Bool {
+            a.generation == b.generation && MemoReplay.same(a.namespace, b.namespace) && MemoReplay.same(a.run, b.run)
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(generation)
+            hasher.combine(Text(namespace))
+            hasher.combine(Text(run))
+        }
 
         static func < (a: GenerationKey, b: GenerationKey) -> Bool {
             func bytes(_ key: GenerationKey) -> ([UInt8], [UInt8]) { (Array(key.namespace.utf8), Array(key.run.utf8)) }
@@ -36,7 +67,7 @@ struct MemoReplay {
     struct Generation {
         var status: RecordBody.RunStatus?
         var endTimeMilliseconds: UInt64?
-        var entries: [String: [String: Entry]] = [:]  // step -> name -> entry
+        var entries: [Text: [Text: Entry]] = [:]  // step -> name -> entry
         var sweptTimeMilliseconds: UInt64?
 
         var entryCount: Int { entries.values.reduce(0) { $0 + $1.count } }
@@ -79,11 +110,11 @@ struct MemoReplay {
         switch decoded {
         case .memoEntry(let b):
             let key = GenerationKey(namespace: b.namespace, run: b.run, generation: b.generation)
-            let keep = keepValuesOf.map { $0.namespace == b.namespace && $0.run == b.run } ?? false
+            let keep = keepValuesOf.map { MemoReplay.same($0.namespace, b.namespace) && MemoReplay.same($0.run, b.run) } ?? false
             let entry = Entry(step: b.step, name: b.name,
                               inputDigest: b.inputDigest == RecordBody.noInputDigest ? nil : b.inputDigest,
                               timeMilliseconds: b.timeMilliseconds, valueBytes: b.value.count, value: keep ? b.value : nil)
-            generations[key, default: Generation()].entries[b.step, default: [:]][b.name] = entry
+            generations[key, default: Generation()].entries[Text(b.step), default: [:]][Text(b.name)] = entry
         case .runEnd(let b):
             let key = GenerationKey(namespace: b.namespace, run: b.run, generation: b.generation)
             // The first end stands, as in the ledger's memo table.
