@@ -5,7 +5,8 @@
 // journal-positions hints both ways the readers take them: grouped (the ledger's open path,
 // `JournalPositions.decode`) and expanded into the memo entry hints they stand for. Must never
 // trap; a decoded snapshot must re-encode to exactly its bytes; the hints of a file that
-// decodes whole must decode too, and each of their values. Build and run: Tools/fuzz/run.sh.
+// decodes whole must decode too, and each of their values; and salvage's reader of a damaged
+// snapshot, `DamagedSnapshot.parse`, on the same bytes. Build and run: Tools/fuzz/run.sh.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzSnapshot(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -40,6 +41,26 @@ func checkSnapshot(_ bytes: [UInt8]) {
         break
     }
     checkHints(bytes, wholeDecodes: { if case .snapshot = whole { return true } else { return false } }())
+    checkDamaged(bytes)
+}
+
+/// `onceledger salvage --trust-damaged-snapshot`'s reader (`DamagedSnapshot.parse`): read
+/// without the file checksum, it must never trap, must read a file whose header checksum
+/// holds (the fixed input above), and may only return items that decode as their kind.
+func checkDamaged(_ bytes: [UInt8]) {
+    let headerHolds = bytes.count >= FormatLimits.snapshotHeaderBytes && Array(bytes[0..<8]) == SnapshotFile.magic
+        && ByteReader.getInteger(bytes, at: 60, as: UInt32.self) == CRC32.checksum(Array(bytes[0..<60]))
+    guard let damaged = DamagedSnapshot.parse(bytes, file: "fuzz.snap") else {
+        fuzzCheck(!headerHolds, "a snapshot whose header checksum holds was not read as damaged")
+        return
+    }
+    fuzzCheck(headerHolds, "a snapshot whose header checksum fails was read as damaged")
+    for item in damaged.items {
+        guard case .body = RecordBody.decode(kind: item.kind, item.body) else {
+            fuzzCheck(false, "a damaged snapshot's item does not decode as \(item.kind)")
+            return
+        }
+    }
 }
 
 /// The open path of a version 3 snapshot: header, hints and trailer only, then each value.

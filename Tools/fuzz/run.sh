@@ -12,7 +12,8 @@
 #   FuzzSnapshot       SnapshotFile.decode and RecordBody.decode of its items; for
 #                      version 3 and 4, SnapshotFile.decodeHints (the open path, with
 #                      version 4's journal-positions hints grouped and expanded) and
-#                      SnapshotFile.decodeValue (a receipt read)
+#                      SnapshotFile.decodeValue (a receipt read); and salvage's reader of a
+#                      damaged snapshot, DamagedSnapshot.parse
 #
 # Each target is compiled with `swiftc -sanitize=fuzzer,address` together with the
 # OnceLedgerFormat sources (one module, so the target calls the decoders directly; the
