@@ -6,6 +6,8 @@ import PostgresNIO
 /// (`postgresql://` too). A `host` parameter that is a path (or a host part that is a
 /// percent-encoded path) names the directory of a Unix socket, `.s.PGSQL.PORT` inside it.
 /// Without a user name the URL is refused: the store never guesses whom to log in as.
+/// With TLS the server's certificate and host name are always verified (as libpq's
+/// `verify-full`; libpq's `prefer` and `require` do not verify): `Spec/POSTGRES.md` §1.
 public struct PostgresURL: Sendable, Hashable {
     public enum TLSMode: String, Sendable, Hashable {
         case disable, prefer, require

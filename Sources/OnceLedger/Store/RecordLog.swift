@@ -270,7 +270,9 @@ package final class InMemoryRecordLog: RecordLog, @unchecked Sendable {
             throw LedgerError(.invalidArgument, "append needs 1...\(configuration.appendRecordsMax) records")
         }
         for record in records where record.body.count > Int(configuration.recordBodyBytesMax) {
-            throw LedgerError(.limitExceeded, "record body is \(record.body.count) bytes", limit: "recordBodyBytesMax")
+            throw LedgerError(.limitExceeded,
+                              "record body is \(record.body.count) bytes; the limit is \(configuration.recordBodyBytesMax)",
+                              limit: "recordBodyBytesMax")
         }
         return try state.withLock { state in
             guard state.open else { throw LedgerError(.closed, "the ledger is closed") }
