@@ -172,6 +172,19 @@ extension DamagedSnapshot {
                 break
             }
             guard hasValue else {
+                // Every memo entry and every done entry state has a value (FORMAT §6.7): a hint
+                // of one without the value flag was damaged. A memo entry taken from it would
+                // be its key with an empty value, so it is left out; a done entry stays done
+                // (never run again), without its receipt, as when its value is damaged.
+                switch decoded {
+                case .memoEntry(let b):
+                    damaged.damagedItems.append("hint \(index), \(kind) \"\(b.name)\" of step \"\(b.step)\": its value flag is clear, which no writer makes; left out")
+                    continue
+                case .entryState(let b) where b.status == .done:
+                    damaged.damagedItems.append("hint \(index), \(kind) of \"\(b.key)\": its value flag is clear, which no writer makes; kept as done without its receipt")
+                default:
+                    break
+                }
                 damaged.items.append(SnapshotFile.Item(kind: kind, body: body))
                 continue
             }

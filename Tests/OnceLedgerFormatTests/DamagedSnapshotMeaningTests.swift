@@ -1,0 +1,57 @@
+// Proves that salvage's reader of a damaged snapshot (`DamagedSnapshot.parse`) never gives an
+// item a meaning its snapshot did not have when a hint (no longer covered by a checksum once the
+// hints checksum fails) is damaged:
+// - a memo entry's hint whose value flag was cleared is not taken as the memo entry with an
+//   empty value (every memo entry has a value, FORMAT §6.7): it is left out and reported;
+//   before, the value-less hint came back as the entry, value "" under the key.
+import OnceLedgerFormat
+import Testing
+
+@Suite struct DamagedSnapshotMeaningTests {
+    static let ledgerID = LedgerID(bytes: (0..<16).map { UInt8($0 + 1) })!
+
+    /// A version 3 snapshot of `items`, and where each hint's header starts.
+    static func snapshot(_ items: [SnapshotFile.Item]) -> (bytes: [UInt8], hints: [Int]) {
+        let bytes = SnapshotFile(ledgerID: ledgerID, coveredSequence: 7, chain: 0, items: items).encodeLocated().bytes
+        var offset = FormatLimits.snapshotHeaderBytes + Int(ByteReader.getInteger(bytes, at: 48, as: UInt64.self))
+        var hints: [Int] = []
+        for _ in items {
+            hints.append(offset)
+            let length = Int(ByteReader.getInteger(bytes, at: offset, as: UInt32.self))
+            offset += SnapshotFile.hintHeaderBytes + Alignment.roundUp(length, to: FormatLimits.recordAlignment)
+        }
+        return (bytes, hints)
+    }
+
+    static func memo(_ name: String, value: [UInt8]) -> SnapshotFile.Item {
+        SnapshotFile.Item(kind: .memoEntry, body: RecordBody.memoEntry(.init(
+            namespace: "", run: "batch", generation: 1, step: "llm", name: name, timeMilliseconds: 5, value: value)).encode())
+    }
+
+    static func done(_ key: String, receipt: [UInt8]) -> SnapshotFile.Item {
+        SnapshotFile.Item(kind: .entryState, body: RecordBody.entryState(.init(
+            key: key, status: .done, attempt: 1, generation: 1, fingerprint: [UInt8](repeating: 0, count: 32), intentTimeMilliseconds: 1,
+            completedTimeMilliseconds: 2, receipt: receipt)).encode())
+    }
+
+    static func decoded(_ items: [SnapshotFile.Item]) -> [RecordBody] {
+        items.compactMap { item in
+            if case .body(let body) = RecordBody.decode(kind: item.kind, item.body) { return body }
+            return nil
+        }
+    }
+
+    @Test func aMemoHintWithoutItsValueFlagIsNotAnEmptyValue() throws {
+        var (bytes, hints) = Self.snapshot([Self.memo("answer", value: Array("42".utf8)), Self.done("charge", receipt: [1])])
+        // Flags (u16 at 6): the value flag cleared. The hints checksum (and so the file's) fails.
+        bytes[hints[0] + 6] = 0
+        let damaged = try #require(DamagedSnapshot.parse(bytes, file: "x.snap"))
+        for body in Self.decoded(damaged.items) {
+            if case .memoEntry(let entry) = body {
+                Issue.record("memo entry \(entry.name) came back with value \(entry.value)")
+            }
+        }
+        #expect(Self.decoded(damaged.items).contains { if case .entryState(let b) = $0 { b.key == "charge" } else { false } })
+        #expect(damaged.damagedItems.count == 1, "\(damaged.damagedItems)")
+    }
+}
