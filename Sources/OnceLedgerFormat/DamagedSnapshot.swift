@@ -205,11 +205,15 @@ extension DamagedSnapshot {
     }
 
     /// Whose entry a value-carrying item is: an entry state's key, a memo entry's namespace,
-    /// run, generation, step and name; nil for others.
-    static func identity(_ body: RecordBody) -> [String]? {
+    /// run, generation, step and name, as their UTF-8 bytes (the ledger tells keys apart by
+    /// their bytes: Swift's `String` `==`, canonical equivalence, would take "café" spelt with
+    /// U+00E9 and with "e" + U+0301 for one key); nil for others.
+    static func identity(_ body: RecordBody) -> [[UInt8]]? {
         switch body {
-        case .entryState(let b): ["entry", b.key]
-        case .memoEntry(let b): ["memo", b.namespace, b.run, String(b.generation), b.step, b.name]
+        case .entryState(let b): [Array("entry".utf8), Array(b.key.utf8)]
+        case .memoEntry(let b):
+            [Array("memo".utf8), Array(b.namespace.utf8), Array(b.run.utf8), Array(String(b.generation).utf8),
+             Array(b.step.utf8), Array(b.name.utf8)]
         default: nil
         }
     }

@@ -3,7 +3,12 @@
 // hints checksum fails) is damaged:
 // - a memo entry's hint whose value flag was cleared is not taken as the memo entry with an
 //   empty value (every memo entry has a value, FORMAT §6.7): it is left out and reported;
-//   before, the value-less hint came back as the entry, value "" under the key.
+//   before, the value-less hint came back as the entry, value "" under the key;
+// - a done entry whose hint points at another key's value is kept done from its hint, when the
+//   other key is the same text under Unicode canonical equivalence but other bytes ("café" as
+//   U+00E9 and as "e" + U+0301, two keys to the ledger): before, the keys were compared as
+//   Swift Strings (canonical equivalence), the other key's value was taken for the hint, and
+//   the hint's key came out absent (its effect would run again).
 import OnceLedgerFormat
 import Testing
 
@@ -53,5 +58,20 @@ import Testing
         }
         #expect(Self.decoded(damaged.items).contains { if case .entryState(let b) = $0 { b.key == "charge" } else { false } })
         #expect(damaged.damagedItems.count == 1, "\(damaged.damagedItems)")
+    }
+
+    @Test func aDoneEntryPointingAtACanonicallyEquivalentKeysValueStaysDone() throws {
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        #expect(composed == decomposed && !composed.utf8.elementsEqual(decomposed.utf8))
+        var (bytes, hints) = Self.snapshot([Self.done(composed, receipt: [1, 1]), Self.done(decomposed, receipt: [2, 2])])
+        // The first hint's value span (offset u64 at 8, body length u32 at 16) damaged into the second's.
+        for index in 0..<12 { bytes[hints[0] + 8 + index] = bytes[hints[1] + 8 + index] }
+        let damaged = try #require(DamagedSnapshot.parse(bytes, file: "x.snap"))
+        let done = Self.decoded(damaged.items).compactMap { body -> [UInt8]? in
+            if case .entryState(let b) = body, b.status == .done { return Array(b.key.utf8) }
+            return nil
+        }
+        #expect(done.contains(Array(composed.utf8)), "the composed key came out absent: \(damaged.damagedItems)")
+        #expect(done.contains(Array(decomposed.utf8)))
     }
 }
