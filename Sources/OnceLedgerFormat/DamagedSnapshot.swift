@@ -4,6 +4,8 @@
 /// must never trap, whatever the bytes.
 public struct DamagedSnapshot: Sendable {
     public var file: String
+    /// The ledger its (checksum-valid) header names.
+    public var ledgerID: LedgerID
     public var coveredSequence: UInt64
     public var chain: UInt32
     public var itemCountDeclared: Int
@@ -26,7 +28,8 @@ extension DamagedSnapshot {
         let covered = ByteReader.getInteger(bytes, at: 32, as: UInt64.self)
         let chain = ByteReader.getInteger(bytes, at: 40, as: UInt32.self)
         let itemCount = Int(ByteReader.getInteger(bytes, at: 56, as: UInt32.self))
-        var damaged = DamagedSnapshot(file: file, coveredSequence: covered, chain: chain, itemCountDeclared: itemCount,
+        guard let ledgerID = LedgerID(bytes: Array(bytes[16..<32])) else { return nil }
+        var damaged = DamagedSnapshot(file: file, ledgerID: ledgerID, coveredSequence: covered, chain: chain, itemCountDeclared: itemCount,
                                       items: [])
         // Versions 3 and 4 (FORMAT §6.7) keep values and hints, not items: the item layout
         // below would misread the first value and stop there, losing every item.

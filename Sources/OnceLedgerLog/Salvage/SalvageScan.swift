@@ -234,8 +234,11 @@ public struct SalvageScan: Sendable {
             case .corrupt(let reason):
                 ignoredSnapshots.append((name, "invalid (\(reason))"))
                 if bytes.count >= 32 { rawIDCandidates.append(Array(bytes[16..<32])) }
-                if snapshots.isEmpty && damagedSnapshot == nil {
-                    damagedSnapshot = DamagedSnapshot.parse(bytes, file: name)
+                // The damaged snapshot that covers the most (names can disagree with headers);
+                // used only if it is this ledger's and covers more than every valid one (below).
+                if let parsed = DamagedSnapshot.parse(bytes, file: name),
+                   damagedSnapshot.map({ parsed.coveredSequence > $0.coveredSequence }) ?? true {
+                    damagedSnapshot = parsed
                 }
             case .unsupportedVersion(let version):
                 ignoredSnapshots.append((name, "unsupported format version \(version)"))
@@ -279,6 +282,19 @@ public struct SalvageScan: Sendable {
             flagVotes[snapshot.file.ledgerScopedTokens, default: 0] += 1
         }
         ledgerScopedTokens = flagVotes.max { $0.value < $1.value || ($0.value == $1.value && !$0.key) }?.key
+
+        // A damaged snapshot of another ledger (a file copied in) is not this ledger's state,
+        // and one older than a valid snapshot of this ledger is not needed: reading it instead
+        // would lose what the newer one holds and the segments no longer do.
+        if let damaged = damagedSnapshot {
+            let newestValid = snapshots.filter { $0.file.ledgerID == ledgerID }.map(\.covered).max()
+            if let ledgerID, damaged.ledgerID != ledgerID {
+                ignoredSnapshots.append((damaged.file, "damaged, and belongs to another ledger (\(damaged.ledgerID))"))
+                damagedSnapshot = nil
+            } else if let newestValid, newestValid >= damaged.coveredSequence {
+                damagedSnapshot = nil
+            }
+        }
 
         // The snapshot: the newest valid one of this ledger.
         if let damaged = damagedSnapshot, let ledgerID, trustDamagedSnapshot {
