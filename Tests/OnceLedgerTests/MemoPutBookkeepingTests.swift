@@ -28,7 +28,7 @@ import Testing
     @Test func aPutInFlightHoldsOffTheSweepOfItsEndedGenerationUntilItEnds() throws {
         var table = MemoTable()
         let run = MemoTable.runKey(MemoRun(run: "r"))
-        let generation = table.currentGeneration(run)
+        let generation = try table.currentGeneration(run)
         let key = MemoTable.GenerationKey(run: run, generation: generation)
         let accepted = table.beginPut(key)
         #expect(accepted)
@@ -46,7 +46,7 @@ import Testing
     @Test func aRefusedPutCountsNothing() throws {
         var table = MemoTable()
         let run = MemoTable.runKey(MemoRun(run: "r"))
-        let generation = table.currentGeneration(run)
+        let generation = try table.currentGeneration(run)
         let key = MemoTable.GenerationKey(run: run, generation: generation)
         try Self.put(&table, run: "r", generation: generation)
         try Self.end(&table, run: "r", generation: generation, at: 100)
@@ -58,7 +58,7 @@ import Testing
 
         // Ending (its run-end record being written) refuses as well, and so does a generation
         // that is no longer its run's latest.
-        let next = table.currentGeneration(run)
+        let next = try table.currentGeneration(run)
         #expect(next > generation)
         let nextKey = MemoTable.GenerationKey(run: run, generation: next)
         table.setEnding(nextKey, true)
@@ -75,7 +75,7 @@ import Testing
     @Test func aPutThatEndsWithoutARecordLeavesNoGenerationBehind() throws {
         var table = MemoTable()
         let run = MemoTable.runKey(MemoRun(run: "r"))
-        let key = MemoTable.GenerationKey(run: run, generation: table.currentGeneration(run))
+        let key = MemoTable.GenerationKey(run: run, generation: try table.currentGeneration(run))
         let first = table.beginPut(key)
         let second = table.beginPut(key)
         #expect(first && second)
@@ -88,7 +88,7 @@ import Testing
         #expect(dropped == nil)
         #expect(listed.isEmpty)
         // The generation stays the run's current one: a retried put goes to it.
-        let current = table.currentGeneration(run)
+        let current = try table.currentGeneration(run)
         #expect(current == key.generation)
     }
 
@@ -97,10 +97,10 @@ import Testing
         let first = MemoTable.RunKey(namespace: Array("a".utf8), run: Array("bc".utf8))
         let second = MemoTable.RunKey(namespace: Array("ab".utf8), run: Array("c".utf8))
         #expect(first != second)
-        let one = table.currentGeneration(first)
-        let two = table.currentGeneration(second)
+        let one = try table.currentGeneration(first)
+        let two = try table.currentGeneration(second)
         #expect(one != two)
-        let again = (table.currentGeneration(first), table.currentGeneration(second))
+        let again = (try table.currentGeneration(first), try table.currentGeneration(second))
         #expect(again.0 == one && again.1 == two)
         var set: Set<MemoTable.BucketKey> = []
         set.insert(.init(generation: .init(run: first, generation: 1), step: Array("s".utf8)))

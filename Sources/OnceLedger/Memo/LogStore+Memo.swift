@@ -11,7 +11,7 @@ extension LogStore {
     public func memoGeneration(of run: MemoRun) async throws -> UInt64 {
         try run.validate()
         if isClosed { throw Self.closedError }
-        return memo.withLock { $0.currentGeneration(MemoTable.runKey(run)) }
+        return try memo.withLock { try $0.currentGeneration(MemoTable.runKey(run)) }
     }
 
     public func memoGet(_ key: MemoKey) async throws -> MemoValue? {
@@ -67,7 +67,7 @@ extension LogStore {
                 table.setEnding(key, true)
                 return .write(latest)
             }
-            let generation = table.currentGeneration(runKey)
+            let generation = try table.currentGeneration(runKey)
             table.setEnding(MemoTable.GenerationKey(run: runKey, generation: generation), true)
             return .write(generation)
         }

@@ -696,14 +696,21 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
 
     /// The generation a memo of `run` reads and writes now: the latest, unless it ended (or
     /// is ending, or was swept), else a new one, handed out here (nothing is written until
-    /// its first put or its end).
-    mutating func currentGeneration(_ run: RunKey) -> UInt64 {
+    /// its first put or its end). Throws `.limitExceeded` when a new one is needed and the
+    /// highest generation any record names is already 2^64 − 1 (only a record written by hand
+    /// names it): never wrapped, never trapped on the log's bytes.
+    mutating func currentGeneration(_ run: RunKey) throws -> UInt64 {
         if let latest = latest[run] {
             let generation = generations[GenerationKey(run: run, generation: latest)]
             if generation == nil || (generation?.end == nil && generation?.ending == false) {
                 // Handed out and not written yet, or running.
                 return latest
             }
+        }
+        guard highestGeneration < UInt64.max else {
+            throw LedgerError(.limitExceeded,
+                              "run \(MemoTable.memoRun(run)) needs a new memo generation, but this ledger's memo already names generation \(highestGeneration), the last a 64-bit number holds (a record no OnceLedger writes); nothing was written. Salvage the ledger or use a new one",
+                              limit: "generation")
         }
         highestGeneration += 1
         latest[run] = highestGeneration
