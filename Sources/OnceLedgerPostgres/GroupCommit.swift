@@ -36,6 +36,8 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     private struct State {
         var queue: [(Request, Caller)] = []
         var flushing = 0
+        /// Flushers running, including ones whose batch the watchdog gave up (for tests).
+        var draining = 0
         /// Batches on the wire, by number: whoever removes a batch answers its callers (its
         /// flusher with the result, or the watchdog with `connection-lost`).
         var inFlight: [UInt64: InFlight] = [:]
@@ -95,10 +97,15 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     /// Requests waiting for a batch (tests order races with it).
     var queuedCount: Int { state.withLock { $0.queue.count } }
 
+    /// Flushers still running, including ones whose batch was given up (for tests).
+    var drainingCount: Int { state.withLock { $0.draining } }
+
     /// One flusher: sends batches until the queue is empty, or until the watchdog gave its
     /// batch up (the lane then belongs to a new flusher; this one just ends when — if ever —
     /// its statement returns).
     private func drain() async {
+        state.withLock { $0.draining += 1 }
+        defer { state.withLock { $0.draining -= 1 } }
         while true {
             let taken = state.withLock { state -> (UInt64, [Request], Bool, BatchAbort)? in
                 if state.queue.isEmpty {
@@ -128,7 +135,7 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
             }
             guard let (number, requests, startWatchdog, abort) = taken else { return }
             if startWatchdog { Task { await self.watch() } }
-            let answers = await BatchAbort.$current.withValue(abort) { await answer(requests) }
+            let answers = await BatchAbort.$current.withValue(abort) { await answer(requests, abort: abort) }
             guard let batch = state.withLock({ $0.inFlight.removeValue(forKey: number) }) else { return }
             for (index, caller) in batch.callers.enumerated() {
                 if index < answers.count {
@@ -143,13 +150,21 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
 
     /// Each request's answer: the batch's, or, when the server refused the batch as a whole
     /// (nothing of it written), each request's alone, so one bad request fails only its caller.
-    private func answer(_ requests: [Request]) async -> [Result<Response, any Error>] {
+    private func answer(_ requests: [Request], abort: BatchAbort) async -> [Result<Response, any Error>] {
         do {
             return try await flush(requests).map { .success($0) }
         } catch where requests.count > 1 && refusedWhole(error) {
             var answers: [Result<Response, any Error>] = []
             answers.reserveCapacity(requests.count)
             for request in requests {
+                // Once the watchdog gave the batch up its callers were answered (outcome
+                // unknown): a request sent now would be committed for nobody — a claim left
+                // pending until its lease expires, then pending-unknown for the caller's retry.
+                if abort.fired {
+                    answers.append(.failure(LedgerError(
+                        .connectionLost, "the batch was given up at its answer deadline; this request was not sent again")))
+                    continue
+                }
                 do {
                     guard let response = try await flush([request]).first else {
                         throw LedgerError(.databaseError, "the server answered no row for a request; its outcome is unknown")
