@@ -192,6 +192,14 @@ extension DamagedSnapshot {
                 continue
             }
             let what = decoded.key.map { "\(kind) of \"\($0)\"" } ?? "\(kind)"
+            guard kind == .entryState || kind == .memoEntry else {
+                // Only entry states and memo entries have values: any other hint is the whole
+                // item, its value flag damaged. Left out, an ended run would come out running,
+                // a generation floor (a dropped key's next token) would be lost.
+                damaged.items.append(SnapshotFile.Item(kind: kind, body: body))
+                damaged.damagedItems.append("hint \(index), \(what): its value flag is set, which no writer makes for it; kept as its hint")
+                continue
+            }
             let (item, reason) = value(span, hint: body, kind: kind)
             if let item {
                 damaged.items.append(item)

@@ -8,7 +8,11 @@
 //   other key is the same text under Unicode canonical equivalence but other bytes ("café" as
 //   U+00E9 and as "e" + U+0301, two keys to the ledger): before, the keys were compared as
 //   Swift Strings (canonical equivalence), the other key's value was taken for the hint, and
-//   the hint's key came out absent (its effect would run again).
+//   the hint's key came out absent (its effect would run again);
+// - an item that never has a value (a run end, a generation floor) whose hint's value flag was
+//   damaged set is kept from its hint, which is the whole item: before, it was looked up as a
+//   value, not found, and left out, so an ended run came out running and the generation floor
+//   (which keeps a dropped key from being handed a token again) was lost.
 import OnceLedgerFormat
 import Testing
 
@@ -73,5 +77,20 @@ import Testing
         }
         #expect(done.contains(Array(composed.utf8)), "the composed key came out absent: \(damaged.damagedItems)")
         #expect(done.contains(Array(decomposed.utf8)))
+    }
+
+    @Test func anItemWithoutAValueWhoseHintSaysItHasOneIsKept() throws {
+        let end = SnapshotFile.Item(kind: .runEnd, body: RecordBody.runEnd(.init(
+            namespace: "", run: "batch", generation: 3, status: .succeeded, timeMilliseconds: 9)).encode())
+        let floor = SnapshotFile.Item(kind: .generationFloor, body: RecordBody.generationFloor(floor: 7).encode())
+        var (bytes, hints) = Self.snapshot([Self.done("charge", receipt: Array("1".utf8)), end, floor])
+        bytes[hints[1] + 6] = 1
+        bytes[hints[2] + 6] = 1
+        let damaged = try #require(DamagedSnapshot.parse(bytes, file: "x.snap"))
+        let bodies = Self.decoded(damaged.items)
+        #expect(bodies.contains { if case .runEnd(let b) = $0 { b.run == "batch" && b.status == .succeeded } else { false } },
+                "the run end: \(damaged.damagedItems)")
+        #expect(bodies.contains { if case .generationFloor(7) = $0 { true } else { false } }, "the floor: \(damaged.damagedItems)")
+        #expect(damaged.damagedItems.count == 2, "both reported: \(damaged.damagedItems)")
     }
 }
