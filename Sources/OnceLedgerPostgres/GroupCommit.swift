@@ -234,13 +234,19 @@ final class BatchAbort: Sendable {
 
     private let state = Mutex<(fired: Bool, action: (@Sendable () -> Void)?)>((false, nil))
 
-    /// Registers `action` (replacing an earlier one) while `body` runs.
-    func whileRunning<T>(onAbort action: @escaping @Sendable () -> Void, _ body: () async throws -> T) async rethrows -> T {
+    /// Registers `action` (replacing an earlier one) while `body` runs. A batch already given
+    /// up (its deadline passed while it waited for a connection, say) runs `action` and throws
+    /// `connection-lost` without running `body`: its callers were answered, so a statement
+    /// sent now would be committed for nobody (a claim pending under a lease nobody renews).
+    func whileRunning<T>(onAbort action: @escaping @Sendable () -> Void, _ body: () async throws -> T) async throws -> T {
         let fired = state.withLock { state -> Bool in
             if !state.fired { state.action = action }
             return state.fired
         }
-        if fired { action() }
+        if fired {
+            action()
+            throw LedgerError(.connectionLost, "the batch was given up at its answer deadline before it was sent; nothing was sent")
+        }
         defer { state.withLock { $0.action = nil } }
         return try await body()
     }

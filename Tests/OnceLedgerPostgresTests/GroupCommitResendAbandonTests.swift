@@ -49,3 +49,24 @@ import Testing
         #expect(sent.withLock { $0 } == [[0], [1, 2, 3], [1]], "nothing sent after the batch was given up")
     }
 }
+
+/// A batch given up before its statement started (its deadline passed while it waited for a
+/// pooled connection) is not sent at all: before, `BatchAbort.whileRunning` closed the connection
+/// "soon" and still ran the statement, so a claim could be committed for callers already told
+/// connection-lost.
+@Suite struct BatchAbortBeforeSendTests {
+    @Test func aBatchGivenUpBeforeItsStatementIsNotSent() async throws {
+        let abort = BatchAbort()
+        abort.fire()
+        let closed = Mutex(false)
+        let ran = Mutex(false)
+        do {
+            try await abort.whileRunning(onAbort: { closed.withLock { $0 = true } }) { ran.withLock { $0 = true } }
+            Issue.record("no error")
+        } catch let error as LedgerError {
+            #expect(error.code == .connectionLost)
+        }
+        #expect(!ran.withLock { $0 }, "the statement was sent after the batch was given up")
+        #expect(closed.withLock { $0 }, "its connection is closed")
+    }
+}

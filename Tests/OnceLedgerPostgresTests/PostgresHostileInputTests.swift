@@ -352,17 +352,17 @@ struct PostgresCloseInFlightTests {
     @Test func theActionRunsOnlyWhileTheStatementRuns() async throws {
         let runs = Counter()
         let during = BatchAbort()
-        await during.whileRunning(onAbort: { runs.increment() }) {
+        try await during.whileRunning(onAbort: { runs.increment() }) {
             during.fire()
             during.fire()
         }
         #expect(runs.count == 1)
         let before = BatchAbort()
         before.fire()
-        await before.whileRunning(onAbort: { runs.increment() }) {}
+        _ = try? await before.whileRunning(onAbort: { runs.increment() }) {}
         #expect(runs.count == 2)
         let after = BatchAbort()
-        await after.whileRunning(onAbort: { runs.increment() }) {}
+        try await after.whileRunning(onAbort: { runs.increment() }) {}
         after.fire()
         #expect(runs.count == 2 && after.fired)
     }
