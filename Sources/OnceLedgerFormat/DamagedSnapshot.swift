@@ -114,7 +114,16 @@ extension DamagedSnapshot {
                 if case .entryState(let b) = decoded { done = b.status == .done }
                 guard done, case .body(let hinted) = RecordBody.decode(kind: kind, hint), let identity = Self.identity(decoded),
                       identity == Self.identity(hinted)
-                else { return (nil, "the value at offset \(span.offset) is not its hint's entry") }
+                else {
+                    // Another key's done entry, whole and checksummed (a hint's damaged key or
+                    // offset): a true item of the snapshot all the same, kept, so a done key
+                    // whose own hint was damaged stays done (its effect never runs again).
+                    if done, case .entryState(let b) = decoded {
+                        damaged.items.append(item)
+                        damaged.damagedItems.append("the value at offset \(span.offset) is the done entry of \"\(b.key)\", not its hint's; kept, from its checksummed value")
+                    }
+                    return (nil, "the value at offset \(span.offset) is not its hint's entry")
+                }
                 return (item, "")
             }
         }

@@ -12,7 +12,10 @@
 // - an item that never has a value (a run end, a generation floor) whose hint's value flag was
 //   damaged set is kept from its hint, which is the whole item: before, it was looked up as a
 //   value, not found, and left out, so an ended run came out running and the generation floor
-//   (which keeps a dropped key from being handed a token again) was lost.
+//   (which keeps a dropped key from being handed a token again) was lost;
+// - a done entry whose hint's key was damaged stays done from its checksummed value (which
+//   names its key): before, the value was refused as "not its hint's entry" and only the hint,
+//   under the damaged key, was kept, so the real key came out absent.
 import OnceLedgerFormat
 import Testing
 
@@ -92,5 +95,21 @@ import Testing
                 "the run end: \(damaged.damagedItems)")
         #expect(bodies.contains { if case .generationFloor(7) = $0 { true } else { false } }, "the floor: \(damaged.damagedItems)")
         #expect(damaged.damagedItems.count == 2, "both reported: \(damaged.damagedItems)")
+    }
+
+    @Test func aDoneEntryWhoseHintsKeyIsDamagedStaysDoneFromItsValue() throws {
+        var (bytes, hints) = Self.snapshot([Self.done("charge-1", receipt: Array("1".utf8)), Self.done("charge-2", receipt: Array("2".utf8))])
+        // The hint body starts after the 24-byte hint header with the key (u16 length, bytes):
+        // its last character damaged, "charge-1" to "charge-7".
+        let last = hints[0] + SnapshotFile.hintHeaderBytes + 2 + 7
+        #expect(bytes[last] == UInt8(ascii: "1"))
+        bytes[last] = UInt8(ascii: "7")
+        let damaged = try #require(DamagedSnapshot.parse(bytes, file: "x.snap"))
+        let done = Self.decoded(damaged.items).compactMap { body -> String? in
+            if case .entryState(let b) = body, b.status == .done { return b.key }
+            return nil
+        }
+        #expect(done.contains("charge-1"), "the real key, from its value: \(done) \(damaged.damagedItems)")
+        #expect(done.contains("charge-2"))
     }
 }
