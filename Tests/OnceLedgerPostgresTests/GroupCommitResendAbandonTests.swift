@@ -18,7 +18,9 @@ import Testing
         let gate = OnceLedgerStoreContract.Gate()
         let first = OnceLedgerStoreContract.Gate()
         let sent = Mutex<[[Int]]>([])
-        let commit = GroupCommit<Int, Int>(lanes: 1, batchMax: 8, answerDeadline: .milliseconds(50),
+        // A deadline long enough for three requests to queue behind the first batch on a busy
+        // machine (the first batch must not be given up meanwhile); the test waits for it once.
+        let commit = GroupCommit<Int, Int>(lanes: 1, batchMax: 8, answerDeadline: .seconds(1),
                                            refusedWhole: { $0 is Refused }) { requests in
             sent.withLock { $0.append(requests) }
             if requests == [0] { await first.wait() }
