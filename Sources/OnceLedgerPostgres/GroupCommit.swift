@@ -63,6 +63,9 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
     /// of it: its requests are then sent again one by one.
     private let refusedWhole: @Sendable (any Error) -> Bool
     private let state = Mutex(State())
+    /// Added to the watchdog's clock (`advanceWatchdogClock`, tests only): a test passes a
+    /// batch's deadline when it chooses, not when a loaded machine happens to.
+    private let watchdogAdvance = Mutex<Duration>(.zero)
 
     /// `answerDeadline`: how long a batch waits for the server's answer before its callers
     /// get `connection-lost` (outcome unknown) instead of waiting on (`Spec/POSTGRES.md` §3).
@@ -180,6 +183,12 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
         }
     }
 
+    /// Moves the watchdog's clock on by `duration` (tests): its next look, within a period,
+    /// sees every batch on the wire that much older.
+    func advanceWatchdogClock(by duration: Duration) {
+        watchdogAdvance.withLock { $0 += duration }
+    }
+
     /// The watchdog: while batches are on the wire, fails those older than `answerDeadline`
     /// and gives their lanes to new flushers. Ends when nothing is in flight.
     private func watch() async {
@@ -188,7 +197,7 @@ final class GroupCommit<Request: Sendable, Response: Sendable>: Sendable {
         if maxLanes > lanes { period = min(period, max(stallAfter / 2, .milliseconds(1))) }
         while true {
             try? await Task.sleep(for: period)
-            let now = ContinuousClock.now
+            let now = ContinuousClock.now + watchdogAdvance.withLock { $0 }
             let (expired, newFlushers, stop) = state.withLock { state -> ([InFlight], Int, Bool) in
                 let late = state.inFlight.filter { now - $0.value.started >= deadline }
                 for number in late.keys { state.inFlight[number] = nil }

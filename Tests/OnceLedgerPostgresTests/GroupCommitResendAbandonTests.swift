@@ -18,9 +18,9 @@ import Testing
         let gate = OnceLedgerStoreContract.Gate()
         let first = OnceLedgerStoreContract.Gate()
         let sent = Mutex<[[Int]]>([])
-        // A deadline long enough for three requests to queue behind the first batch on a busy
-        // machine (the first batch must not be given up meanwhile); the test waits for it once.
-        let commit = GroupCommit<Int, Int>(lanes: 1, batchMax: 8, answerDeadline: .seconds(1),
+        // A deadline no machine reaches while three requests queue behind the first batch;
+        // the test passes it itself, once the refused batch's first request is re-sent.
+        let commit = GroupCommit<Int, Int>(lanes: 1, batchMax: 8, answerDeadline: .seconds(600),
                                            refusedWhole: { $0 is Refused }) { requests in
             sent.withLock { $0.append(requests) }
             if requests == [0] { await first.wait() }
@@ -44,6 +44,8 @@ import Testing
         try await waitUntil("three requests queue behind it") { commit.queuedCount == 3 }
         first.open()
         _ = try await started.value
+        try await waitUntil("the refused batch's first request is sent again") { sent.withLock { $0.count } == 3 }
+        commit.advanceWatchdogClock(by: .seconds(601))
         let codes = await callers.value
         #expect(codes == [.connectionLost, .connectionLost, .connectionLost], "every caller was given up")
         gate.open()

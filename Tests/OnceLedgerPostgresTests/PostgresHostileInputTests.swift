@@ -245,13 +245,14 @@ struct PostgresAbandonedBatchTests {
     /// statement is abandoned: it held its pooled connection until the server answered —
     /// for ever, for a statement that never answers — so after as many such batches as
     /// the pool has connections every read, renewal and memo call of the store waited for
-    /// ever. Here two statements wait for rows another session holds, past a short deadline;
+    /// ever. Here two statements wait for rows another session holds, past the deadline;
     /// a read is then answered while the rows are still held.
     @Test func aBatchPastItsDeadlineGivesItsConnectionBack() async throws {
         let harness = try PostgresHarness()
         var configuration = PostgresStore.Configuration(url: try PostgresURL(harness.server.url), schema: harness.schema,
                                                         connections: 2)
-        configuration.answerDeadline = .milliseconds(300)
+        // Long enough for the two claims on a loaded machine; the completes below wait past it.
+        configuration.answerDeadline = .seconds(2)
         let store = try await PostgresStore.connect(configuration: configuration)
         defer { try? store.close() }
         let one = try granted(try await store.claim(claimRequest("one")))
