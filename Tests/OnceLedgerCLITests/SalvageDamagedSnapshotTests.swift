@@ -39,6 +39,13 @@ import Testing
         return (records, memo.generation)
     }
 
+    /// The entries of the ledger salvage made in `directory`, by key.
+    static func entries(of directory: String) throws -> [String: EntryInfo] {
+        let store = try FileStore(directory: directory)
+        defer { try? store.close() }
+        return Dictionary(uniqueKeysWithValues: try store.currentEntries().map { ($0.key, $0) })
+    }
+
     static func snapshotPath(_ directory: String) throws -> String {
         let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".snap") }.max())
         return directory + "/" + name
@@ -72,9 +79,7 @@ import Testing
         defer { target.remove() }
         let result = try CLI.run(["salvage", source.path, "--to", target.path, "--trust-damaged-snapshot"])
         #expect(result.exitCode == 4, "\(result.stdout) \(result.stderr)")
-        let store = try FileStore(directory: target.path)
-        defer { try? store.close() }
-        let entries = Dictionary(uniqueKeysWithValues: try store.currentEntries().map { ($0.key, $0) })
+        let entries = try Self.entries(of: target.path)
         #expect(entries["charge-1"]?.status == .done, "\(result.stdout)")
         #expect(entries["charge-1"]?.receipt == Array("\"\(Self.receiptMarker)\"".utf8))
     }
@@ -99,9 +104,7 @@ import Testing
         defer { target.remove() }
         let result = try CLI.run(["salvage", source.path, "--to", target.path, "--trust-damaged-snapshot"])
         #expect(result.exitCode == 4, "\(result.stdout) \(result.stderr)")
-        let store = try FileStore(directory: target.path)
-        defer { try? store.close() }
-        let entries = Dictionary(uniqueKeysWithValues: try store.currentEntries().map { ($0.key, $0) })
+        let entries = try Self.entries(of: target.path)
         for index in 0..<3 {
             #expect(entries["charge-\(index)"]?.status == .done, "charge-\(index): \(result.stdout)")
         }
@@ -125,13 +128,10 @@ import Testing
         let result = try CLI.run(["salvage", source.path, "--to", target.path])
         #expect(result.exitCode == 4, "\(result.stdout) \(result.stderr)")
         #expect(result.stdout.contains("its header covers sequence"), "\(result.stdout)")
-        let store = try FileStore(directory: target.path)
-        defer { try? store.close() }
-        let entries = Dictionary(uniqueKeysWithValues: try store.currentEntries().map { ($0.key, $0) })
+        let entries = try Self.entries(of: target.path)
         for index in 0..<3 {
             #expect(entries["charge-\(index)"]?.status == .done, "charge-\(index): \(result.stdout)")
         }
-        try store.close()
         let ledger = try Ledger.open(directory: target.path)
         defer { try? ledger.close() }
         #expect(try await ledger.journalRecords(run: "agent") == journalRecords)

@@ -23,10 +23,7 @@ import Testing
         let target = try KillTestDirectory("salvage-choice-new")
         defer { target.remove() }
         let result = try CLI.run(["salvage", source, "--to", target.path, "--trust-damaged-snapshot"])
-        let store = try FileStore(directory: target.path)
-        defer { try? store.close() }
-        let entries = Dictionary(uniqueKeysWithValues: try store.currentEntries().map { ($0.key, $0) })
-        return (entries, result.stdout + result.stderr)
+        return (try SalvageDamagedSnapshotTests.entries(of: target.path), result.stdout + result.stderr)
     }
 
     @Test func aDamagedSnapshotOfAnotherLedgerIsNotRead() async throws {

@@ -168,7 +168,7 @@ public final class LogStore: LedgerStore, Sendable {
             func exhausted(_ what: String) -> LedgerError {
                 LedgerError(.limitExceeded,
                             "key \"\(key.rawValue)\" has used every \(what) a 32-bit counter holds; it cannot be claimed again (nothing was written). Use another key",
-                            limit: what == "attempt" ? "attempt" : "generation", key: key.rawValue)
+                            limit: what, key: key.rawValue)
             }
             func next(_ attempt: UInt32) throws -> UInt32 {
                 guard attempt < UInt32.max else { throw exhausted("attempt") }
