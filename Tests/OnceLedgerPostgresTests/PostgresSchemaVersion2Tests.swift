@@ -42,7 +42,7 @@ import OnceLedgerStoreContract
     @Test func aNewStoreIsTheCurrentVersionWithTheCommittingProcedures() async throws {
         let store = try await PostgresHarness().open()
         defer { try? store.close() }
-        #expect(try await version(store) == 3)
+        #expect(try await version(store) == Int32(PostgresSchema.version))
         #expect(try await procedures(store) == ["claim_commit", "memo_put_batch_commit", "memo_put_commit", "settle_commit"])
     }
 
@@ -67,7 +67,7 @@ import OnceLedgerStoreContract
 
         let migrated = try await harness.open()
         defer { try? migrated.close() }
-        #expect(try await version(migrated) == 3)
+        #expect(try await version(migrated) == Int32(PostgresSchema.version))
         #expect(try await procedures(migrated).contains("memo_put_batch_commit"))
         #expect(try await migrated.memoGet(kept)?.bytes == [1, 2])
         let next = MemoKey(run: run, generation: generation, step: "s", name: "next")
@@ -98,7 +98,7 @@ import OnceLedgerStoreContract
 
         let migrated = try await harness.open()
         defer { try? migrated.close() }
-        #expect(try await version(migrated) == 3)
+        #expect(try await version(migrated) == Int32(PostgresSchema.version))
         #expect(try await procedures(migrated) == ["claim_commit", "memo_put_batch_commit", "memo_put_commit", "settle_commit"])
         let kept = try await migrated.entry("kept")
         #expect(kept?.status == .done && kept?.receipt == Array("r".utf8))
