@@ -514,6 +514,13 @@ enum PostgresSchema {
             """
     }
 
+    /// SQL: the key of a memo value within its run generation (version 4), from its step and
+    /// name (length-prefixed, so no two pairs concatenate alike): a SHA-256, 32 bytes in the
+    /// primary key however long the names are.
+    static func memoKeyDigest(_ step: String, _ name: String) -> String {
+        "sha256(int4send(octet_length(\(step))) || \(step) || \(name))"
+    }
+
     /// The largest attempt and generation (`FORMAT.md` §9.1: 32-bit counters that never wrap).
     static let counterMax = "4294967295"
 
@@ -740,6 +747,43 @@ enum PostgresSchema {
             settleFunction(s, channel: channel, notifyAfterTheBatch: true, readableOnly: true),
             operateFunction(s, channel: channel, create: "CREATE OR REPLACE", bounded: true),
             compactFunction(s, create: "CREATE OR REPLACE", lockFloor: compactLocksFloor(schema), readableOnly: true),
+            // Memo keys up to the file store's limits (§3.5): the primary key of `memo_values`
+            // held namespace, run, step and name in one btree entry, at most about 2,700 bytes;
+            // step and name (up to 1,024 bytes each) are now keyed by their SHA-256 (`key_digest`,
+            // computed by the server), and kept whole and compared on every read.
+            "ALTER TABLE \(s).memo_values ADD COLUMN key_digest bytea NOT NULL GENERATED ALWAYS AS (\(memoKeyDigest("step", "name"))) STORED",
+            "ALTER TABLE \(s).memo_values DROP CONSTRAINT memo_values_pkey",
+            "ALTER TABLE \(s).memo_values ADD PRIMARY KEY (namespace, run, generation, key_digest)",
+            """
+            CREATE OR REPLACE FUNCTION \(s).memo_put(p_namespace bytea, p_run bytea, p_generation bigint, p_step bytea, p_name bytea,
+                                                     p_digest bytea, p_time bigint, p_value bytea) RETURNS boolean
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                current bigint;
+                ended boolean;
+            BEGIN
+                SELECT m.latest INTO current FROM \(s).memo_runs m
+                 WHERE m.namespace = p_namespace AND m.run = p_run FOR SHARE;
+                IF current IS DISTINCT FROM p_generation THEN RETURN false; END IF;
+                INSERT INTO \(s).memo_generations (namespace, run, generation) VALUES (p_namespace, p_run, p_generation)
+                ON CONFLICT DO NOTHING;
+                SELECT g.status IS NOT NULL INTO ended FROM \(s).memo_generations g
+                 WHERE g.namespace = p_namespace AND g.run = p_run AND g.generation = p_generation FOR SHARE;
+                IF ended THEN RETURN false; END IF;
+                INSERT INTO \(s).memo_values AS v (namespace, run, generation, step, name, input_digest, time_ms, value)
+                VALUES (p_namespace, p_run, p_generation, p_step, p_name, p_digest, p_time, p_value)
+                ON CONFLICT (namespace, run, generation, key_digest)
+                DO UPDATE SET input_digest = excluded.input_digest, time_ms = excluded.time_ms, value = excluded.value
+                 WHERE v.step = excluded.step AND v.name = excluded.name;
+                IF NOT FOUND THEN
+                    -- Another step and name with the same SHA-256: never overwritten.
+                    RAISE EXCEPTION 'memo key digest collision in run generation %', p_generation;
+                END IF;
+                RETURN true;
+            END
+            $$
+            """,
             // renew: a lease of a row OnceLedger cannot read is not extended (it expires).
             """
             CREATE OR REPLACE FUNCTION \(s).renew(p_keys bytea[], p_fences bigint[], p_lease_ms bigint)

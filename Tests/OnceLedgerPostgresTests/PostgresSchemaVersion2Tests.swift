@@ -39,6 +39,15 @@ import OnceLedgerStoreContract
         }
     }
 
+    /// `memo_values` as versions 1 to 3 have it: keyed by its columns, without `key_digest`.
+    static func undoVersion4MemoKey(_ connection: PostgresConnection, _ store: PostgresStore) async throws {
+        try await connection.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(store.quotedSchema).memo_values DROP COLUMN key_digest"),
+                                   logger: store.logger)
+        try await connection.query(PostgresQuery(unsafeSQL: """
+            ALTER TABLE \(store.quotedSchema).memo_values ADD PRIMARY KEY (namespace, run, generation, step, name)
+            """), logger: store.logger)
+    }
+
     @Test func aNewStoreIsTheCurrentVersionWithTheCommittingProcedures() async throws {
         let store = try await PostgresHarness().open()
         defer { try? store.close() }
@@ -59,6 +68,7 @@ import OnceLedgerStoreContract
         try await store.pool.withConnection(.writing("test")) { connection in
             try await connection.query(PostgresQuery(unsafeSQL: "DROP PROCEDURE \(store.quotedSchema).memo_put_batch_commit"),
                                        logger: store.logger)
+            try await Self.undoVersion4MemoKey(connection, store)
             try await connection.query("UPDATE \(unescaped: store.quotedSchema).meta SET schema_version = 2",
                                        logger: store.logger)
             return 0
@@ -89,6 +99,7 @@ import OnceLedgerStoreContract
                                            logger: store.logger)
             }
             try await connection.query(PostgresQuery(unsafeSQL: "DROP TABLE \(store.quotedSchema).waits"), logger: store.logger)
+            try await Self.undoVersion4MemoKey(connection, store)
             try await connection.query("UPDATE \(unescaped: store.quotedSchema).meta SET schema_version = 1",
                                        logger: store.logger)
             return 0

@@ -104,10 +104,15 @@ private func fillVersion3(_ connection: PostgresConnection, _ logger: Logger, sc
 private func contents(_ connection: PostgresConnection, _ logger: Logger, schema: String) async throws -> [String] {
     let s = "\"\(schema)\""
     var found: [String] = []
-    for table in ["entries", "audit", "memo_runs", "memo_generations", "memo_values", "waits"] {
+    for table in ["entries", "audit", "memo_runs", "memo_generations", "waits"] {
         found += try await strings(connection, logger,
                                    "SELECT '\(table) ' || row(t.*)::text FROM \(s).\(table) t ORDER BY row(t.*)::text")
     }
+    // The columns version 3 has (version 4 adds `key_digest`, computed from them).
+    found += try await strings(connection, logger, """
+        SELECT 'memo_values ' || row(namespace, run, generation, step, name, input_digest, time_ms, value)::text
+          FROM \(s).memo_values ORDER BY 1
+        """)
     found += try await strings(connection, logger, "SELECT 'meta ' || row(ledger_id, generation_floor, created)::text FROM \(s).meta")
     for sequence in ["lease_ids", "memo_generation_numbers"] {
         found += try await strings(connection, logger, "SELECT '\(sequence) ' || row(last_value, is_called)::text FROM \(s).\(sequence)")
