@@ -784,6 +784,36 @@ enum PostgresSchema {
             END
             $$
             """,
+            // The sweep keeps a run generation whose end OnceLedger never writes (a status but
+            // 1, 2 or 3, a negative end time or generation): every read of it is `.corruptRecord`,
+            // and the sweep deleted it with its values.
+            """
+            CREATE OR REPLACE FUNCTION \(s).memo_sweep(p_now bigint, p_succeeded bigint, p_failed bigint, p_cancelled bigint)
+            RETURNS TABLE(namespace bytea, run bytea, generation bigint, entries bigint)
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            BEGIN
+                PERFORM pg_advisory_xact_lock(hashtext('\(schema).memo_sweep'));
+                RETURN QUERY
+                WITH due AS (
+                    DELETE FROM \(s).memo_generations g
+                     WHERE g.status IN (1, 2, 3) AND g.end_ms BETWEEN 0 AND p_now AND g.generation > 0
+                       AND p_now::numeric - g.end_ms::numeric >=
+                           (CASE g.status WHEN 1 THEN p_succeeded WHEN 2 THEN p_failed ELSE p_cancelled END)::numeric
+                    RETURNING g.namespace, g.run, g.generation
+                ), counted AS (
+                    SELECT d.namespace, d.run, d.generation,
+                           (SELECT count(*) FROM \(s).memo_values v
+                             WHERE v.namespace = d.namespace AND v.run = d.run AND v.generation = d.generation) AS entries
+                      FROM due d
+                ), cleared AS (
+                    DELETE FROM \(s).memo_runs m USING due d
+                     WHERE m.namespace = d.namespace AND m.run = d.run AND m.latest = d.generation
+                )
+                SELECT c.namespace, c.run, c.generation, c.entries FROM counted c;
+            END
+            $$
+            """,
             // renew: a lease of a row OnceLedger cannot read is not extended (it expires).
             """
             CREATE OR REPLACE FUNCTION \(s).renew(p_keys bytea[], p_fences bigint[], p_lease_ms bigint)

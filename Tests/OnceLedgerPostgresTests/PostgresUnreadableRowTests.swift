@@ -284,3 +284,30 @@ private func expectCorrupt(_ error: LedgerError?, key: String, sourceLocation: S
         #expect(try granted(try await store.claim(claimRequest("fresh"))).generation == UInt32.max)
     }
 }
+
+/// A run generation whose end OnceLedger never writes (a status but succeeded, failed or
+/// cancelled; a negative end time) is `.corruptRecord` to every read; the sweep deleted it, with
+/// its values, once its "window" passed. It is kept; a readable one beside it is swept.
+@Suite struct PostgresUnreadableRunTests {
+    @Test func theSweepKeepsARunEndOnceLedgerNeverWrites() async throws {
+        let store = try await PostgresHarness().open()
+        defer { try? store.close() }
+        var keys: [String: MemoKey] = [:]
+        for name in ["status-nine", "ended-before-zero", "fine"] {
+            let run = MemoRun(run: name)
+            let key = MemoKey(run: run, generation: try await store.memoGeneration(of: run), step: "s", name: "n")
+            try await store.memoPut(MemoPutRequest(key: key, value: [1], inputDigest: nil, timeMilliseconds: 1_000))
+            _ = try await store.finishRun(run, status: .succeeded, timeMilliseconds: 2_000)
+            keys[name] = key
+        }
+        try await execute(store, "UPDATE $S.memo_generations SET status = 9 WHERE run = convert_to('status-nine', 'UTF8')")
+        try await execute(store, "UPDATE $S.memo_generations SET end_ms = -5 WHERE run = convert_to('ended-before-zero', 'UTF8')")
+        let swept = try await store.sweepMemo(MemoSweepRequest(nowMilliseconds: 1_000_000, retention: MemoRetention(.seconds(1))))
+        #expect(swept.runs.keys.map(\.run) == ["fine"] && swept.entries == 1)
+        for name in ["status-nine", "ended-before-zero"] {
+            #expect(try await store.memoGet(try #require(keys[name]))?.bytes == [1], "\(name): kept with its value")
+        }
+        #expect(try await store.memoGet(try #require(keys["fine"])) == nil)
+        #expect(await ledgerError { try await store.runs(RunQuery()) }?.code == .corruptRecord)
+    }
+}
