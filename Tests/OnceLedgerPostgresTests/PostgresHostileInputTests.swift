@@ -86,7 +86,9 @@ struct PostgresHostileInputTests {
     @Test func aReleaseReasonWithANulFailsNoCompletionOfItsBatch() async throws {
         let harness = try PostgresHarness()
         // Two connections: one batch of each kind on the wire, and no second flusher for a stall.
-        let store = try await harness.open(connections: 2)
+        // A lease of an hour: a renewal (every third of the lease) of the held row would wait
+        // behind the lock too, and the count of blocked sessions would never be 1.
+        let store = try await harness.open(lease: .seconds(3_600), connections: 2)
         defer { try? store.close() }
         let blocker = try granted(try await store.claim(claimRequest("blocker")))
         let good = try granted(try await store.claim(claimRequest("good")))
@@ -249,8 +251,9 @@ struct PostgresAbandonedBatchTests {
     /// a read is then answered while the rows are still held.
     @Test func aBatchPastItsDeadlineGivesItsConnectionBack() async throws {
         let harness = try PostgresHarness()
+        // A lease of an hour: no renewal of the held rows waits behind the lock with a pooled connection.
         var configuration = PostgresStore.Configuration(url: try PostgresURL(harness.server.url), schema: harness.schema,
-                                                        connections: 2)
+                                                        lease: .seconds(3_600), connections: 2)
         // Long enough for the two claims on a loaded machine; the completes below wait past it.
         configuration.answerDeadline = .seconds(2)
         let store = try await PostgresStore.connect(configuration: configuration)
