@@ -117,9 +117,11 @@ enum PostgresErrors {
             return lost(error, phase: phase, url: url)
         case "54000":
             // A value too large for an index entry (a btree entry holds at most about a third
-            // of a page): the memo's key columns together, whose limits the file store allows.
+            // of a page). Until schema version 4 a memo key's columns together, whose limits the
+            // file store allows, got there; version 4 keys a memo value's step and name by
+            // their SHA-256, so no key within `FormatLimits` does.
             return LedgerError(.limitExceeded,
-                               "PostgreSQL at \(target) cannot store what \(describe(phase)) carries (SQLSTATE 54000: \(message)); nothing was changed by this statement. The memo keeps a value's namespace, run id, step and name in one index entry: on PostgreSQL they may together take at most about 2,700 bytes (more only if they compress); use shorter ones (a hash of a long one)",
+                               "PostgreSQL at \(target) cannot store what \(describe(phase)) carries (SQLSTATE 54000: \(message)); nothing was changed by this statement. A value is too large for one of the server's index entries (at most about 2,700 bytes): use shorter names or keys",
                                underlyingError: error)
         case "53300":
             return LedgerError(.databaseUnreachable,

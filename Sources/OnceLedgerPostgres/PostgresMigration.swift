@@ -8,7 +8,11 @@ import PostgresNIO
 enum PostgresMigration {
     /// Migrations from version N-1 to N, for N = 2, 3, … (version 1 is created whole, then
     /// brought up step by step, so a new schema and a migrated one are the same).
-    static func steps(_ schema: String) -> [Int: [String]] { [2: PostgresSchema.createVersion2(schema), 3: PostgresSchema.createVersion3(schema)] }
+    static func steps(_ schema: String) -> [Int: [String]] { [
+            2: PostgresSchema.createVersion2(schema),
+            3: PostgresSchema.createVersion3(schema),
+            4: PostgresSchema.createVersion4(schema),
+        ] }
 
     static func migrate(pool: ConnectionPool, schema: String) async throws -> LedgerID {
         let quoted = "\"\(schema)\""

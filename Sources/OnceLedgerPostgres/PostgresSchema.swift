@@ -8,8 +8,9 @@
 enum PostgresSchema {
     /// The schema version this build writes and reads. Version 2 adds the committing
     /// procedures (`createVersion2`), version 3 the batch of memo puts and unsorted answers
-    /// (`createVersion3`).
-    static let version = 3
+    /// (`createVersion3`), version 4 functions that act on no unreadable row and bound the
+    /// counters at 2³² − 1 (`createVersion4`).
+    static let version = 4
 
     /// The channel `pg_notify` signals settled keys on (payload: the key's bytes in hex).
     static func channel(_ schema: String) -> String { "\(schema)_changes" }
@@ -143,55 +144,7 @@ enum PostgresSchema {
             // resolve (p_done: to done with p_receipt, else to absent) or forget (p_forget), an
             // audited act. code: 0 done, 1 not in the expected state (or no such key),
             // 2 a live lease holds the key, 3 another attempt than expected.
-            """
-            CREATE FUNCTION \(s).operate(p_key bytea, p_forget boolean, p_expected smallint, p_expected_attempt bigint,
-                                         p_done boolean, p_receipt bytea, p_time bigint, p_actor text, p_reason text)
-            RETURNS TABLE(code smallint, status smallint, attempt bigint, generation bigint, fingerprint bytea,
-                          time_ms bigint, receipt bytea)
-            LANGUAGE plpgsql AS $$
-            #variable_conflict use_column
-            DECLARE
-                e \(s).entries%ROWTYPE;
-            BEGIN
-                SELECT * INTO e FROM \(s).entries x WHERE x.key = p_key FOR UPDATE;
-                IF NOT FOUND THEN
-                    code := 1;
-                    RETURN NEXT;
-                    RETURN;
-                END IF;
-                IF e.lease_id IS NOT NULL AND e.lease_expires > clock_timestamp() THEN
-                    code := 2;
-                ELSIF e.status <> p_expected THEN
-                    code := 1;
-                ELSIF p_expected_attempt IS NOT NULL AND e.attempt <> p_expected_attempt THEN
-                    code := 3;
-                ELSE
-                    code := 0;
-                    IF p_forget THEN
-                        UPDATE \(s).entries x SET status = 0, generation = x.generation + 1,
-                               fingerprint = decode(repeat('00', 32), 'hex'), receipt = '\\x', time_ms = p_time,
-                               lease_id = NULL, lease_owner = NULL, lease_expires = NULL
-                         WHERE x.key = p_key RETURNING x.* INTO e;
-                    ELSIF p_done THEN
-                        UPDATE \(s).entries x SET status = 2, receipt = p_receipt, time_ms = p_time,
-                               lease_id = NULL, lease_owner = NULL, lease_expires = NULL
-                         WHERE x.key = p_key RETURNING x.* INTO e;
-                    ELSE
-                        UPDATE \(s).entries x SET status = 0, fingerprint = decode(repeat('00', 32), 'hex'),
-                               receipt = '\\x', time_ms = p_time, lease_id = NULL, lease_owner = NULL, lease_expires = NULL
-                         WHERE x.key = p_key RETURNING x.* INTO e;
-                    END IF;
-                    INSERT INTO \(s).audit (key, act, attempt, outcome, actor, reason, time_ms)
-                    VALUES (p_key, CASE WHEN p_forget THEN 'forget' ELSE 'resolve' END, e.attempt,
-                            CASE WHEN p_forget THEN NULL WHEN p_done THEN 'done' ELSE 'absent' END, p_actor, p_reason, p_time);
-                    PERFORM pg_notify('\(channel)', encode(p_key, 'hex'));
-                END IF;
-                status := e.status; attempt := e.attempt; generation := e.generation; fingerprint := e.fingerprint;
-                time_ms := e.time_ms; receipt := e.receipt;
-                RETURN NEXT;
-            END
-            $$
-            """,
+            operateFunction(s, channel: channel, create: "CREATE", bounded: false),
             // The memo (`Spec/POSTGRES.md` §4): each run's latest generation (handed out or
             // written), each generation's end, the values. Generation numbers come from one
             // sequence, so none is used twice in the store.
@@ -350,8 +303,73 @@ enum PostgresSchema {
     /// compaction raising the floor waits for the batches holding it, and a batch waits for a
     /// compaction in progress and then reads the raised floor (READ COMMITTED: each statement
     /// sees what committed before it started).
-    static func claimFunction(_ s: String, create: String, readFloor: String) -> String {
+    ///
+    /// Version 4 (`bounded`) decides nothing on a row it cannot read (`unreadable`: outcome 5,
+    /// the row returned as it is, nothing written) and grants no attempt or generation past
+    /// 2³² − 1 (outcome 6: the attempt, 7: the generation; nothing written), as the file store
+    /// (`FORMAT.md` §9.1): an absent row at the last generation is refused too (after a release
+    /// its token may be used again, after a forget written by hand it must not, and the row does
+    /// not say which), and a key without a row is not inserted while the floor is outside
+    /// 0…2³² − 1 (7 above it, 5 below 0).
+    static func claimFunction(_ s: String, create: String, readFloor: String, bounded: Bool = false) -> String {
+        let max = counterMax
+        /// A grant of `attempt` at `generation`; bounded, the counters are checked first
+        /// (generation, then attempt, as the file store).
+        func grant(_ attempt: String, _ generation: String, _ indent: String, generationLimit: String? = nil) -> String {
+            let assign = "grant_attempt := \(attempt); grant_generation := \(generation);"
+            guard bounded else { return indent + assign }
+            return """
+            \(indent)IF \(generationLimit ?? "\(generation) > \(max)") THEN
+            \(indent)    outcome := 7;
+            \(indent)ELSIF \(attempt) > \(max) THEN
+            \(indent)    outcome := 6;
+            \(indent)ELSE
+            \(indent)    \(assign)
+            \(indent)END IF;
+            """
+        }
+        let declare = bounded ? "\n    v_floor_ok boolean;\n    inserted boolean;" : ""
+        let floorChecked = bounded ? "\n    v_floor_ok := v_floor BETWEEN 0 AND \(max);" : ""
+        let insert = """
+                INSERT INTO \(s).entries AS x (key, status, attempt, generation, fingerprint, scope, window_ms,
+                                               time_ms, receipt, lease_id, lease_owner, lease_expires)
+                VALUES (r.k, 1, 1, v_floor, r.f, r.s, r.w, r.t, '\\x', nextval('\(s).lease_ids'), p_owner,
+                        clock_timestamp() + p_lease_ms * interval '1 millisecond')
+                ON CONFLICT (key) DO NOTHING
+                RETURNING x.lease_id INTO lease_id;
         """
+        let inserting = bounded ? """
+                inserted := false;
+                IF v_floor_ok THEN
+            \(insert)
+                    inserted := FOUND;
+                END IF;
+                IF inserted THEN
+        """ : """
+        \(insert)
+                IF FOUND THEN
+        """
+        let noRow = bounded ? """
+
+                IF NOT FOUND THEN
+                    -- No row, and a floor no key may start at: nothing inserted (status -1: no row).
+                    -- (In range, the row the insert found was deleted since: running, claim again.)
+                    outcome := CASE WHEN v_floor < 0 THEN 5 WHEN v_floor > \(max) THEN 7 ELSE 4 END;
+                    status := CASE WHEN v_floor_ok THEN 0 ELSE -1 END; attempt := 0;
+                    generation := v_floor; fingerprint := r.f; time_ms := r.t; receipt := '\\x'; lease_id := NULL;
+                    RETURN NEXT;
+                    CONTINUE;
+                END IF;
+        """ : ""
+        let firstRule = bounded ? """
+                IF \(unreadable("e")) THEN
+                    -- A row OnceLedger never writes: nothing is decided on it (§2).
+                    outcome := 5;
+                ELSIF e.lease_id IS NOT NULL AND e.lease_expires > clock_timestamp() THEN
+        """ : """
+                IF e.lease_id IS NOT NULL AND e.lease_expires > clock_timestamp() THEN
+        """
+        return """
         \(create) FUNCTION \(s).claim(p_keys bytea[], p_fingerprints bytea[], p_scopes smallint[], p_windows bigint[],
                                    p_retry boolean[], p_times bigint[], p_owner text, p_lease_ms bigint)
         RETURNS TABLE(idx bigint, outcome smallint, status smallint, attempt bigint, generation bigint,
@@ -364,48 +382,42 @@ enum PostgresSchema {
             expired boolean;
             grant_attempt bigint;
             grant_generation bigint;
-            v_floor bigint;
+            v_floor bigint;\(declare)
         BEGIN
             -- The generation floor a key without an entry starts at, held until the batch
             -- commits, so a compaction raising it waits for the batch, and the batch waits
             -- for a compaction in progress and then reads the raised floor.
-            \(readFloor)
+            \(readFloor)\(floorChecked)
             FOR r IN SELECT u.k, u.f, u.s, u.w, u.rt, u.t, u.i
                      FROM unnest(p_keys, p_fingerprints, p_scopes, p_windows, p_retry, p_times)
                           WITH ORDINALITY AS u(k, f, s, w, rt, t, i)
                      ORDER BY u.k, u.i
             LOOP
                 idx := r.i;
-                INSERT INTO \(s).entries AS x (key, status, attempt, generation, fingerprint, scope, window_ms,
-                                               time_ms, receipt, lease_id, lease_owner, lease_expires)
-                VALUES (r.k, 1, 1, v_floor, r.f, r.s, r.w, r.t, '\\x', nextval('\(s).lease_ids'), p_owner,
-                        clock_timestamp() + p_lease_ms * interval '1 millisecond')
-                ON CONFLICT (key) DO NOTHING
-                RETURNING x.lease_id INTO lease_id;
-                IF FOUND THEN
+        \(inserting)
                     outcome := 0; status := 1; attempt := 1; generation := v_floor; fingerprint := r.f;
                     time_ms := r.t; receipt := '\\x';
                     RETURN NEXT;
                     CONTINUE;
                 END IF;
-                SELECT * INTO e FROM \(s).entries x WHERE x.key = r.k FOR UPDATE;
+                SELECT * INTO e FROM \(s).entries x WHERE x.key = r.k FOR UPDATE;\(noRow)
                 grant_attempt := NULL;
-                IF e.lease_id IS NOT NULL AND e.lease_expires > clock_timestamp() THEN
+        \(firstRule)
                     outcome := CASE WHEN e.fingerprint <> r.f THEN 3 ELSE 4 END;
                 ELSIF e.status = 0 THEN
-                    grant_attempt := e.attempt + 1; grant_generation := e.generation;
+        \(grant("e.attempt + 1", "e.generation", "            ", generationLimit: "e.generation >= \(max)"))
                 ELSIF e.fingerprint <> r.f THEN
                     outcome := 3;
                 ELSIF e.status = 2 THEN
                     expired := CASE r.s WHEN 0 THEN false WHEN 1 THEN true
                                ELSE r.t::numeric >= e.time_ms::numeric + r.w::numeric END;
                     IF expired THEN
-                        grant_attempt := e.attempt + 1; grant_generation := e.generation + 1;
+        \(grant("e.attempt + 1", "e.generation + 1", "                "))
                     ELSE
                         outcome := 1;
                     END IF;
                 ELSIF r.rt THEN
-                    grant_attempt := e.attempt + 1; grant_generation := e.generation;
+        \(grant("e.attempt + 1", "e.generation", "            "))
                 ELSE
                     outcome := 2;
                 END IF;
@@ -433,10 +445,101 @@ enum PostgresSchema {
         """
     }
 
+    /// `operate` (§3.3): resolve (p_done: to done with p_receipt, else to absent) or forget
+    /// (p_forget), an audited act. code: 0 done, 1 not in the expected state (or no such key),
+    /// 2 a live lease holds the key, 3 another attempt than expected. Version 4 (`bounded`): 4 the
+    /// row holds values OnceLedger never writes (`unreadable`), checked first; 5 a forget at
+    /// generation 2³² − 1, which has no next one (`FORMAT.md` §9.1). Refused acts write nothing.
+    static func operateFunction(_ s: String, channel: String, create: String, bounded: Bool) -> String {
+        let firstRule = bounded ? """
+                        IF \(unreadable("e")) THEN
+                            code := 4;
+                        ELSIF e.lease_id IS NOT NULL AND e.lease_expires > clock_timestamp() THEN
+            """ : """
+                        IF e.lease_id IS NOT NULL AND e.lease_expires > clock_timestamp() THEN
+            """
+        let lastGeneration = bounded ? """
+                        ELSIF p_forget AND e.generation >= \(counterMax) THEN
+                            code := 5;
+
+            """ : ""
+        return """
+            \(create) FUNCTION \(s).operate(p_key bytea, p_forget boolean, p_expected smallint, p_expected_attempt bigint,
+                                         p_done boolean, p_receipt bytea, p_time bigint, p_actor text, p_reason text)
+            RETURNS TABLE(code smallint, status smallint, attempt bigint, generation bigint, fingerprint bytea,
+                          time_ms bigint, receipt bytea)
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                e \(s).entries%ROWTYPE;
+            BEGIN
+                SELECT * INTO e FROM \(s).entries x WHERE x.key = p_key FOR UPDATE;
+                IF NOT FOUND THEN
+                    code := 1;
+                    RETURN NEXT;
+                    RETURN;
+                END IF;
+            \(firstRule)
+                    code := 2;
+                ELSIF e.status <> p_expected THEN
+                    code := 1;
+                ELSIF p_expected_attempt IS NOT NULL AND e.attempt <> p_expected_attempt THEN
+                    code := 3;
+            \(lastGeneration)    ELSE
+                    code := 0;
+                    IF p_forget THEN
+                        UPDATE \(s).entries x SET status = 0, generation = x.generation + 1,
+                               fingerprint = decode(repeat('00', 32), 'hex'), receipt = '\\x', time_ms = p_time,
+                               lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = p_key RETURNING x.* INTO e;
+                    ELSIF p_done THEN
+                        UPDATE \(s).entries x SET status = 2, receipt = p_receipt, time_ms = p_time,
+                               lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = p_key RETURNING x.* INTO e;
+                    ELSE
+                        UPDATE \(s).entries x SET status = 0, fingerprint = decode(repeat('00', 32), 'hex'),
+                               receipt = '\\x', time_ms = p_time, lease_id = NULL, lease_owner = NULL, lease_expires = NULL
+                         WHERE x.key = p_key RETURNING x.* INTO e;
+                    END IF;
+                    INSERT INTO \(s).audit (key, act, attempt, outcome, actor, reason, time_ms)
+                    VALUES (p_key, CASE WHEN p_forget THEN 'forget' ELSE 'resolve' END, e.attempt,
+                            CASE WHEN p_forget THEN NULL WHEN p_done THEN 'done' ELSE 'absent' END, p_actor, p_reason, p_time);
+                    PERFORM pg_notify('\(channel)', encode(p_key, 'hex'));
+                END IF;
+                status := e.status; attempt := e.attempt; generation := e.generation; fingerprint := e.fingerprint;
+                time_ms := e.time_ms; receipt := e.receipt;
+                RETURN NEXT;
+            END
+            $$
+            """
+    }
+
+    /// SQL: the key of a memo value within its run generation (version 4), from its step and
+    /// name (length-prefixed, so no two pairs concatenate alike): a SHA-256, 32 bytes in the
+    /// primary key however long the names are.
+    static func memoKeyDigest(_ step: String, _ name: String) -> String {
+        "sha256(int4send(octet_length(\(step))) || \(step) || \(name))"
+    }
+
+    /// The largest attempt and generation (`FORMAT.md` §9.1: 32-bit counters that never wrap).
+    static let counterMax = "4294967295"
+
+    /// SQL, true when the `entries` row `e` holds a status, attempt, generation or time
+    /// OnceLedger never writes: what `PostgresStore.entryInfo` reads as `.corruptRecord`.
+    /// Version 4's functions decide nothing on such a row and change nothing of it (§2).
+    static func unreadable(_ e: String) -> String {
+        "(\(e).status NOT IN (0, 1, 2) OR \(e).attempt NOT BETWEEN 0 AND \(counterMax)"
+            + " OR \(e).generation NOT BETWEEN 0 AND \(counterMax) OR \(e).time_ms < 0)"
+    }
+
     /// The compaction function (§3.6), with how it excludes claim batches while it raises the
     /// floor (see `claimFunction`).
-    static func compactFunction(_ s: String, create: String, lockFloor: String) -> String {
-        """
+    ///
+    /// Version 4 (`readableOnly`) keeps a row it cannot read (`unreadable`), and so never
+    /// raises the floor past a generation OnceLedger did not write.
+    static func compactFunction(_ s: String, create: String, lockFloor: String, readableOnly: Bool = false) -> String {
+        let readable = readableOnly ? "\n           AND NOT \(unreadable("x"))" : ""
+        return """
         \(create) FUNCTION \(s).compact(p_now bigint) RETURNS bigint
         LANGUAGE plpgsql AS $$
         #variable_conflict use_column
@@ -448,7 +551,7 @@ enum PostgresSchema {
             WITH gone AS (
                 DELETE FROM \(s).entries x
                  WHERE (x.lease_id IS NULL OR x.lease_expires <= clock_timestamp())
-                   AND x.generation < 4294967295
+                   AND x.generation < 4294967295\(readable)
                    AND (x.status = 0
                         OR (x.status = 2 AND x.scope = 1)
                         OR (x.status = 2 AND x.scope = 2
@@ -467,6 +570,20 @@ enum PostgresSchema {
 
     /// The advisory lock key of the generation floor of `schema` (one per schema).
     static func floorLockKey(_ schema: String) -> String { "hashtext('\(schema).generation_floor')" }
+
+    /// How the claim function (version 2 on) holds and reads the floor: the floor's advisory
+    /// lock shared, then the floor.
+    static func claimReadsFloor(_ schema: String) -> String {
+        "PERFORM pg_advisory_xact_lock_shared(\(floorLockKey(schema))); SELECT m.generation_floor INTO v_floor FROM \"\(schema)\".meta m;"
+    }
+
+    /// How compaction (version 2 on) holds the floor: the advisory lock exclusively and the
+    /// `meta` row; it also clears the waits a process left when it died waiting (they only cost
+    /// a signal per settle of their key).
+    static func compactLocksFloor(_ schema: String) -> String {
+        "PERFORM pg_advisory_xact_lock(\(floorLockKey(schema))); PERFORM 1 FROM \"\(schema)\".meta m FOR UPDATE; "
+            + "DELETE FROM \"\(schema)\".waits w WHERE w.since < clock_timestamp() - interval '1 day';"
+    }
 
     enum CommitProcedure { case claim, settle }
 
@@ -533,8 +650,13 @@ enum PostgresSchema {
     /// keys and asks once, after the batch's updates, which signals no later than before:
     /// either way a waiter listed after the question and before the commit is woken by its
     /// polling, not the signal.
-    static func settleFunction(_ s: String, channel: String, notifyAfterTheBatch: Bool) -> String {
+    ///
+    /// Version 4 (`readableOnly`) accepts no act on a row it cannot read (`unreadable`): the
+    /// act is refused and the row returned as it is, which the store reads as `.corruptRecord`.
+    static func settleFunction(_ s: String, channel: String, notifyAfterTheBatch: Bool, readableOnly: Bool = false) -> String {
         func notify(_ key: String) -> String { "PERFORM pg_notify('\(channel)', encode(\(key), 'hex'));" }
+        let current = "x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f"
+            + (readableOnly ? " AND NOT \(unreadable("x"))" : "")
         let perKey = notifyAfterTheBatch
             ? "                        v_settled := array_append(v_settled, r.k);"
             : """
@@ -573,16 +695,16 @@ enum PostgresSchema {
                     IF r.a = 1 THEN
                         UPDATE \(s).entries x SET status = 2, receipt = r.rc, time_ms = r.t,
                                lease_id = NULL, lease_owner = NULL, lease_expires = NULL
-                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
+                         WHERE \(current)
                         RETURNING x.* INTO e;
                     ELSIF r.a = 2 THEN
                         UPDATE \(s).entries x SET status = 0, fingerprint = decode(repeat('00', 32), 'hex'),
                                receipt = '\\x', time_ms = r.t, lease_id = NULL, lease_owner = NULL, lease_expires = NULL
-                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
+                         WHERE \(current)
                         RETURNING x.* INTO e;
                     ELSE
                         UPDATE \(s).entries x SET lease_id = NULL, lease_owner = NULL, lease_expires = NULL
-                         WHERE x.key = r.k AND x.status = 1 AND x.attempt = r.at AND x.lease_id = r.f
+                         WHERE \(current)
                         RETURNING x.* INTO e;
                     END IF;
                     ok := FOUND;
@@ -608,6 +730,109 @@ enum PostgresSchema {
             END
             $$
             """
+    }
+
+    /// The statements that bring version 3 to version 4 (`Spec/POSTGRES.md` §2, §3, §5): the
+    /// functions that decide on an entry's status, attempt or generation — `claim`, `settle`,
+    /// `operate`, `compact` and `renew` — replaced by ones that act on no row holding values
+    /// OnceLedger never writes (`unreadable`; the store reads it as `.corruptRecord`, and
+    /// version 3's claim took any other status for pending-unknown and granted `.retry` over
+    /// it), and that grant no attempt or generation past 2³² − 1 (`.limitExceeded`, as the file
+    /// store: `FORMAT.md` §9.1). Same signatures, new answer codes (claim 5–7, operate 4–5).
+    static func createVersion4(_ schema: String) -> [String] {
+        let s = "\"\(schema)\""
+        let channel = channel(schema)
+        return [
+            claimFunction(s, create: "CREATE OR REPLACE", readFloor: claimReadsFloor(schema), bounded: true),
+            settleFunction(s, channel: channel, notifyAfterTheBatch: true, readableOnly: true),
+            operateFunction(s, channel: channel, create: "CREATE OR REPLACE", bounded: true),
+            compactFunction(s, create: "CREATE OR REPLACE", lockFloor: compactLocksFloor(schema), readableOnly: true),
+            // Memo keys up to the file store's limits (§3.5): the primary key of `memo_values`
+            // held namespace, run, step and name in one btree entry, at most about 2,700 bytes;
+            // step and name (up to 1,024 bytes each) are now keyed by their SHA-256 (`key_digest`,
+            // computed by the server), and kept whole and compared on every read.
+            "ALTER TABLE \(s).memo_values ADD COLUMN key_digest bytea NOT NULL GENERATED ALWAYS AS (\(memoKeyDigest("step", "name"))) STORED",
+            "ALTER TABLE \(s).memo_values DROP CONSTRAINT memo_values_pkey",
+            "ALTER TABLE \(s).memo_values ADD PRIMARY KEY (namespace, run, generation, key_digest)",
+            """
+            CREATE OR REPLACE FUNCTION \(s).memo_put(p_namespace bytea, p_run bytea, p_generation bigint, p_step bytea, p_name bytea,
+                                                     p_digest bytea, p_time bigint, p_value bytea) RETURNS boolean
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                current bigint;
+                ended boolean;
+            BEGIN
+                SELECT m.latest INTO current FROM \(s).memo_runs m
+                 WHERE m.namespace = p_namespace AND m.run = p_run FOR SHARE;
+                IF current IS DISTINCT FROM p_generation THEN RETURN false; END IF;
+                INSERT INTO \(s).memo_generations (namespace, run, generation) VALUES (p_namespace, p_run, p_generation)
+                ON CONFLICT DO NOTHING;
+                SELECT g.status IS NOT NULL INTO ended FROM \(s).memo_generations g
+                 WHERE g.namespace = p_namespace AND g.run = p_run AND g.generation = p_generation FOR SHARE;
+                IF ended THEN RETURN false; END IF;
+                INSERT INTO \(s).memo_values AS v (namespace, run, generation, step, name, input_digest, time_ms, value)
+                VALUES (p_namespace, p_run, p_generation, p_step, p_name, p_digest, p_time, p_value)
+                ON CONFLICT (namespace, run, generation, key_digest)
+                DO UPDATE SET input_digest = excluded.input_digest, time_ms = excluded.time_ms, value = excluded.value
+                 WHERE v.step = excluded.step AND v.name = excluded.name;
+                IF NOT FOUND THEN
+                    -- Another step and name with the same SHA-256: never overwritten.
+                    RAISE EXCEPTION 'memo key digest collision in run generation %', p_generation;
+                END IF;
+                RETURN true;
+            END
+            $$
+            """,
+            // The sweep keeps a run generation whose end OnceLedger never writes (a status but
+            // 1, 2 or 3, a negative end time or generation): every read of it is `.corruptRecord`,
+            // and the sweep deleted it with its values.
+            """
+            CREATE OR REPLACE FUNCTION \(s).memo_sweep(p_now bigint, p_succeeded bigint, p_failed bigint, p_cancelled bigint)
+            RETURNS TABLE(namespace bytea, run bytea, generation bigint, entries bigint)
+            LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            BEGIN
+                PERFORM pg_advisory_xact_lock(hashtext('\(schema).memo_sweep'));
+                RETURN QUERY
+                WITH due AS (
+                    DELETE FROM \(s).memo_generations g
+                     WHERE g.status IN (1, 2, 3) AND g.end_ms BETWEEN 0 AND p_now AND g.generation > 0
+                       AND p_now::numeric - g.end_ms::numeric >=
+                           (CASE g.status WHEN 1 THEN p_succeeded WHEN 2 THEN p_failed ELSE p_cancelled END)::numeric
+                    RETURNING g.namespace, g.run, g.generation
+                ), counted AS (
+                    SELECT d.namespace, d.run, d.generation,
+                           (SELECT count(*) FROM \(s).memo_values v
+                             WHERE v.namespace = d.namespace AND v.run = d.run AND v.generation = d.generation) AS entries
+                      FROM due d
+                ), cleared AS (
+                    DELETE FROM \(s).memo_runs m USING due d
+                     WHERE m.namespace = d.namespace AND m.run = d.run AND m.latest = d.generation
+                )
+                SELECT c.namespace, c.run, c.generation, c.entries FROM counted c;
+            END
+            $$
+            """,
+            // renew: a lease of a row OnceLedger cannot read is not extended (it expires).
+            """
+            CREATE OR REPLACE FUNCTION \(s).renew(p_keys bytea[], p_fences bigint[], p_lease_ms bigint)
+            RETURNS bigint LANGUAGE plpgsql AS $$
+            #variable_conflict use_column
+            DECLARE
+                r record;
+                renewed bigint := 0;
+            BEGIN
+                FOR r IN SELECT u.k, u.f FROM unnest(p_keys, p_fences) AS u(k, f) ORDER BY u.k LOOP
+                    UPDATE \(s).entries x SET lease_expires = clock_timestamp() + p_lease_ms * interval '1 millisecond'
+                     WHERE x.key = r.k AND x.lease_id = r.f AND x.status = 1 AND NOT \(unreadable("x"));
+                    IF FOUND THEN renewed := renewed + 1; END IF;
+                END LOOP;
+                RETURN renewed;
+            END
+            $$
+            """,
+        ]
     }
 
     /// The statements that bring version 2 to version 3 (`Spec/POSTGRES.md` §3.5, §4, §5):
@@ -657,7 +882,6 @@ enum PostgresSchema {
     /// missing value is a sentinel the store maps back: lease 0, status −1).
     static func createVersion2(_ schema: String) -> [String] {
         let s = "\"\(schema)\""
-        let floorLock = floorLockKey(schema)
         return [
             // Callers waiting for a key in `waitForChange` (§3.4): settle signals only the keys
             // listed here, so a completion nobody waits for wakes no listener.
@@ -670,13 +894,10 @@ enum PostgresSchema {
             )
             """,
             // The floor held by an advisory lock instead of a row lock on `meta`.
-            claimFunction(s, create: "CREATE OR REPLACE",
-                          readFloor: "PERFORM pg_advisory_xact_lock_shared(\(floorLock)); SELECT m.generation_floor INTO v_floor FROM \(s).meta m;"),
+            claimFunction(s, create: "CREATE OR REPLACE", readFloor: claimReadsFloor(schema)),
             // Compaction also clears waits a process left when it died waiting (they only cost
             // a signal per settle of their key).
-            compactFunction(s, create: "CREATE OR REPLACE",
-                            lockFloor: "PERFORM pg_advisory_xact_lock(\(floorLock)); PERFORM 1 FROM \(s).meta m FOR UPDATE; "
-                                + "DELETE FROM \(s).waits w WHERE w.since < clock_timestamp() - interval '1 day';"),
+            compactFunction(s, create: "CREATE OR REPLACE", lockFloor: compactLocksFloor(schema)),
             // settle without a row lock before the update: the update's own condition (the
             // claim's attempt and fence, the entry pending) decides, re-checked by the server
             // on the newest row version if another transaction changed it meanwhile; only a

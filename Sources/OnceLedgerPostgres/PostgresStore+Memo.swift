@@ -31,6 +31,7 @@ extension PostgresStore {
             let rows = try await connection.query("""
                 SELECT input_digest, time_ms, value FROM \(unescaped: quotedSchema).memo_values
                  WHERE namespace = \(namespace) AND run = \(runID) AND generation = \(generation)
+                   AND key_digest = sha256(int4send(octet_length(\(step)::bytea)) || \(step)::bytea || \(name)::bytea)
                    AND step = \(step) AND name = \(name)
                 """, logger: logger)
             var found: MemoValue?
@@ -61,6 +62,7 @@ extension PostgresStore {
                        WITH ORDINALITY AS u(namespace, run, generation, step, name, i)
                   JOIN \(unescaped: quotedSchema).memo_values v
                     ON v.namespace = u.namespace AND v.run = u.run AND v.generation = u.generation
+                   AND v.key_digest = \(unescaped: PostgresSchema.memoKeyDigest("u.step", "u.name"))
                    AND v.step = u.step AND v.name = u.name
                 """, logger: logger)
             var values = [MemoValue?](repeating: nil, count: keys.count)

@@ -319,6 +319,22 @@ public final class PostgresStore: LedgerStore, Sendable {
         let answer = try await claims.submit(ClaimCall(
             key: Array(key.rawValue.utf8), fingerprint: key.fingerprint, scope: scope, window: window,
             retry: request.whenPending == .retry, time: time))
+        // Refusals of version 4's claim function (`Spec/POSTGRES.md` §3.1), nothing written.
+        switch answer.outcome {
+        case 5:
+            throw unreadableRow(key.rawValue, answer.row, answer.row.status == -1
+                                ? "the generation floor in \(schema).meta is \(answer.row.generation), which OnceLedger never writes; the key has no entry, none was made"
+                                : nil)
+        case 6, 7:
+            let counter = answer.outcome == 6 ? "attempt" : "generation"
+            let current = answer.row.status == -1 ? nil : try? entryInfo(key.rawValue, answer.row)
+            let why = answer.row.status == -1
+                ? "the generation floor in \(schema).meta is \(answer.row.generation), past the last generation a 32-bit counter holds: a key without an entry cannot start at it"
+                : "key \"\(key.rawValue)\" has used every \(counter) a 32-bit counter holds"
+            throw LedgerError(.limitExceeded, "\(why); it cannot be claimed again (nothing was written). Use another key",
+                              limit: counter, key: key.rawValue, entry: current)
+        default: break
+        }
         let entry = try entryInfo(key.rawValue, answer.row)
         switch answer.outcome {
         case 0:
@@ -416,7 +432,11 @@ public final class PostgresStore: LedgerStore, Sendable {
             act: act, key: keyBytes, attempt: Int64(claim.attempt), fence: fence, receipt: receipt,
             time: try Self.int64(time, "the time"), reason: reason))
         if answer.ok || act == 3 { return answer }
-        let current = try answer.row.map { try entryInfo(claim.key.rawValue, $0) }
+        // A row the function would not act on because OnceLedger never writes what it holds
+        // (version 4) is `.corruptRecord`, as every read of it.
+        let current = try answer.row.map { row in
+            do { return try entryInfo(claim.key.rawValue, row) } catch { throw unreadableRow(claim.key.rawValue, row) }
+        }
         let now: String = if let current {
             "the key is now \(current.status.rawValue) at attempt \(current.attempt)"
         } else {
@@ -521,6 +541,7 @@ public final class PostgresStore: LedgerStore, Sendable {
             }
             return result
         }
+        if code == 4, let row { throw unreadableRow(key, row) }
         let entry = try row.map { try entryInfo(key, $0) }
         switch code {
         case 0:
@@ -534,6 +555,12 @@ public final class PostgresStore: LedgerStore, Sendable {
             throw LedgerError(.wrongState,
                               "key \"\(key)\" is at attempt \(entry?.attempt ?? 0), not \(expectedAttempt ?? 0): it changed since it was read; nothing was written. Read it again",
                               key: key, entry: entry)
+        case 5:
+            // A forget moves the key to the next generation (`Spec/FORMAT.md` §9.1); there is
+            // none past 2^32 - 1.
+            throw LedgerError(.limitExceeded,
+                              "key \"\(key)\" is at generation \(entry?.generation ?? UInt32.max), the last a 32-bit counter holds: forgetting it would need another. Nothing was written",
+                              limit: "generation", key: key, entry: entry)
         default:
             throw LedgerError(.wrongState, "key \"\(key)\" \(notInState)", key: key, entry: entry)
         }
@@ -802,7 +829,16 @@ public final class PostgresStore: LedgerStore, Sendable {
         return converted
     }
 
-    /// An entry row as `EntryInfo`; throws `.corruptRecord` for values OnceLedger never writes.
+    /// The error for a row the server's functions refused to act on (version 4, `PostgresSchema.unreadable`):
+    /// it holds values OnceLedger never writes.
+    func unreadableRow(_ key: String, _ row: EntryRow, _ why: String? = nil) -> LedgerError {
+        LedgerError(.corruptRecord,
+                    "\(why ?? "key \"\(key)\" has status \(row.status), attempt \(row.attempt), generation \(row.generation), time \(row.time) in \(schema).entries, which OnceLedger never writes (edited by hand, or damaged)"). Nothing was written and nothing was run: correct the row from a backup or the effect's own records",
+                    key: key)
+    }
+
+    /// An entry row as `EntryInfo`; throws `.corruptRecord` for values OnceLedger never writes
+    /// (the rule `PostgresSchema.unreadable` applies on the server).
     func entryInfo(_ key: String, _ row: EntryRow) throws -> EntryInfo {
         let status: EntryInfo.Status
         switch row.status {

@@ -39,10 +39,19 @@ import OnceLedgerStoreContract
         }
     }
 
+    /// `memo_values` as versions 1 to 3 have it: keyed by its columns, without `key_digest`.
+    static func undoVersion4MemoKey(_ connection: PostgresConnection, _ store: PostgresStore) async throws {
+        try await connection.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(store.quotedSchema).memo_values DROP COLUMN key_digest"),
+                                   logger: store.logger)
+        try await connection.query(PostgresQuery(unsafeSQL: """
+            ALTER TABLE \(store.quotedSchema).memo_values ADD PRIMARY KEY (namespace, run, generation, step, name)
+            """), logger: store.logger)
+    }
+
     @Test func aNewStoreIsTheCurrentVersionWithTheCommittingProcedures() async throws {
         let store = try await PostgresHarness().open()
         defer { try? store.close() }
-        #expect(try await version(store) == 3)
+        #expect(try await version(store) == Int32(PostgresSchema.version))
         #expect(try await procedures(store) == ["claim_commit", "memo_put_batch_commit", "memo_put_commit", "settle_commit"])
     }
 
@@ -59,6 +68,7 @@ import OnceLedgerStoreContract
         try await store.pool.withConnection(.writing("test")) { connection in
             try await connection.query(PostgresQuery(unsafeSQL: "DROP PROCEDURE \(store.quotedSchema).memo_put_batch_commit"),
                                        logger: store.logger)
+            try await Self.undoVersion4MemoKey(connection, store)
             try await connection.query("UPDATE \(unescaped: store.quotedSchema).meta SET schema_version = 2",
                                        logger: store.logger)
             return 0
@@ -67,7 +77,7 @@ import OnceLedgerStoreContract
 
         let migrated = try await harness.open()
         defer { try? migrated.close() }
-        #expect(try await version(migrated) == 3)
+        #expect(try await version(migrated) == Int32(PostgresSchema.version))
         #expect(try await procedures(migrated).contains("memo_put_batch_commit"))
         #expect(try await migrated.memoGet(kept)?.bytes == [1, 2])
         let next = MemoKey(run: run, generation: generation, step: "s", name: "next")
@@ -89,6 +99,7 @@ import OnceLedgerStoreContract
                                            logger: store.logger)
             }
             try await connection.query(PostgresQuery(unsafeSQL: "DROP TABLE \(store.quotedSchema).waits"), logger: store.logger)
+            try await Self.undoVersion4MemoKey(connection, store)
             try await connection.query("UPDATE \(unescaped: store.quotedSchema).meta SET schema_version = 1",
                                        logger: store.logger)
             return 0
@@ -98,7 +109,7 @@ import OnceLedgerStoreContract
 
         let migrated = try await harness.open()
         defer { try? migrated.close() }
-        #expect(try await version(migrated) == 3)
+        #expect(try await version(migrated) == Int32(PostgresSchema.version))
         #expect(try await procedures(migrated) == ["claim_commit", "memo_put_batch_commit", "memo_put_commit", "settle_commit"])
         let kept = try await migrated.entry("kept")
         #expect(kept?.status == .done && kept?.receipt == Array("r".utf8))
