@@ -14,7 +14,9 @@ import Synchronization
 /// `waitForChange` waits (on a continuation) until the key's live claim ends. Intents found
 /// when the store opens are pending-unknown, never live: whoever wrote them is gone.
 ///
-/// A claim's fence is its attempt: attempts of a key only grow, and a claim granted in
+/// A claim's fence is its attempt: attempts of a key only grow while its entry exists (a key
+/// whose entry retention dropped starts again at attempt 1, at a generation past every one it
+/// had, so `settle` checks the generation too), and a claim granted in
 /// this open is the only live one of its key, so a completion or release from any other
 /// claim (an earlier attempt, a claim of an earlier open) is refused with `.wrongState`.
 @_spi(Benchmarks)
