@@ -17,7 +17,8 @@ extension Ledger {
 
     /// Resolves a pending-unknown entry by its `IdempotencyKey`: `as: try .done(receipt)`
     /// stores a `Codable` receipt the way `once` stores it (so later `once(key, as:)` calls
-    /// decode it), `as: .absent` lets the next call run the effect (with the same token).
+    /// decode it), `as: .absent` lets the next call run the effect (with the same token — or, if a
+    /// compaction drops the absent entry first, a new one: `Spec/FORMAT.md` §9.5).
     ///
     /// This is how to resolve keys while the app runs (the CLI needs the ledger's lock, which
     /// the running app holds): expose it on an authenticated admin endpoint.

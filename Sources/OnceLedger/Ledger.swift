@@ -88,6 +88,8 @@ public final class Ledger: Sendable {
         self.clock = clock
         self.tokenScope = store.tokenScope
         self.memoRetention = memoRetention
+        // Automatic compactions judge retention on this clock too (`FileStore.useClock`).
+        (store as? FileStore)?.useClock(clock)
         if let memoRetention {
             memoSweeper.withLock { $0 = MemoSweeper(store: store, clock: clock, retention: memoRetention) }
         }

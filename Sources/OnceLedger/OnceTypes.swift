@@ -12,7 +12,9 @@ public struct EffectContext: Sendable, Hashable {
     public var token: String { EffectToken.derive(key: key, generation: generation, scope: tokenScope) }
     /// The ledger's token derivation (`Ledger.tokenScope`).
     public let tokenScope: TokenScope
-    /// 1 for the first intent ever written for the key; +1 for every later one.
+    /// 1 for the first intent written for the key; +1 for every later one. A key whose entry a
+    /// compaction dropped (retention, `Spec/FORMAT.md` §9.5) starts again at 1, at a new
+    /// generation: tell runs apart by `token` (or attempt and generation), not by attempt alone.
     public let attempt: UInt32
     public let generation: UInt32
 }

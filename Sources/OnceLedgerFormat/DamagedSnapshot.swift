@@ -12,6 +12,9 @@ public struct DamagedSnapshot: Sendable {
     public var items: [SnapshotFile.Item]
     /// Why parsing stopped before the declared item count, if it did.
     public var stopReason: String?
+    /// Version 3 and 4: how many of the declared hints were not read when parsing stopped (0
+    /// when `stopReason` is nil, and for versions 1 and 2).
+    public var hintsUnread = 0
     /// Items parsed but not used whole (version 3 and 4: an item whose value in the values
     /// section is damaged), and what was done with each.
     public var damagedItems: [String] = []
@@ -129,7 +132,9 @@ extension DamagedSnapshot {
         }
         var declared = hintCount
         var offset = valuesEnd
+        defer { if damaged.stopReason == nil { damaged.hintsUnread = 0 } }
         for index in 0..<hintCount {
+            damaged.hintsUnread = hintCount - index
             guard hintsEnd - offset >= SnapshotFile.hintHeaderBytes else {
                 damaged.stopReason = "the file ends before hint \(index)"
                 break

@@ -690,7 +690,7 @@ private func jsonLines(_ text: String, sourceLocation: SourceLocation = #_source
                              in: dir, environment: ["USER": "bob"])
         #expect(absent.exitCode == 0)
         expectOutput(absent.stdout, """
-            resolved order-43: pending-unknown → absent (attempt 1); the next call with this key runs the effect, with the same token olt_b325ef8480632853d5bf76cf86996745
+            resolved order-43: pending-unknown → absent (attempt 1); the next call with this key runs the effect, with the same token olt_b325ef8480632853d5bf76cf86996745 (or, if a compaction drops the absent entry first, a later generation's: never an old one)
             recorded in the log as sequence 12 by "bob": "never sent"
 
             """, "resolve-absent")

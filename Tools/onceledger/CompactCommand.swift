@@ -11,8 +11,11 @@ struct CompactCommand: AsyncParsableCommand {
         commandName: "compact",
         abstract: "Write a snapshot of the live state and delete what it covers; show disk use before and after.",
         discussion: """
-            The snapshot holds every entry (done, pending-unknown, absent) and the memo and journal \
-            records; then every segment whose records it covers is deleted, except the active (last) \
+            The snapshot holds every entry that still blocks something (done, pending-unknown) and \
+            the memo and journal records; entries that block nothing any more at this machine's \
+            clock (released, resolved absent or forgotten keys, done keys whose .whileInFlight or \
+            .window scope has let go of them) are dropped, and the generation floor is raised past \
+            them so a dropped key never gets an old token again. Then every segment whose records it covers is deleted, except the active (last) \
             segment, which is never deleted. A crash at any step loses nothing.
 
             Opens the ledger for writing: it takes the lock (a ledger open in another process is \

@@ -15,7 +15,8 @@ struct ResolveCommand: AsyncParsableCommand {
             Use it after finding out from the downstream system (by the entry's token, see \
             `onceledger pending`) whether the effect happened. --done: it happened; the key becomes \
             done with the given receipt and is never run again. --absent: it did not happen; the \
-            key becomes absent and the next call runs the effect (with the same token). \
+            key becomes absent and the next call runs the effect (with the same token; with a new one \
+            if a compaction drops the absent entry first, never an old one). \
             --correct: the key is done and its stored receipt is wrong (e.g. it does not decode \
             as the app's receipt type); replace it. The token stays the same and the effect is \
             not run again (unlike `forget`). The resolve record keeps the actor, the reason and \
@@ -149,7 +150,7 @@ struct ResolveCommand: AsyncParsableCommand {
         } else if done {
             print("resolved \(TextFormat.plain(key)): pending-unknown → done (attempt \(entry.attempt), receipt \(TextFormat.bytes(receiptValue))); later calls with this key return this receipt")
         } else {
-            print("resolved \(TextFormat.plain(key)): pending-unknown → absent (attempt \(entry.attempt)); the next call with this key runs the effect, with the same token \(entry.token)")
+            print("resolved \(TextFormat.plain(key)): pending-unknown → absent (attempt \(entry.attempt)); the next call with this key runs the effect, with the same token \(entry.token) (or, if a compaction drops the absent entry first, a later generation's: never an old one)")
         }
         print("recorded \(recorded) by \(TextFormat.quoted(actor)): \(TextFormat.quoted(reason))")
         return ExitCodes.success

@@ -213,6 +213,9 @@ struct SalvageReport {
                 lines.append("  \(damaged.file) is damaged; \(parsed): rerun with --trust-damaged-snapshot to copy them, unverified")
             }
             for item in damaged.damagedItems { lines.append("    \(item)") }
+            if unverifiedSnapshot, let raised = plan.raisedGenerationFloor {
+                lines.append("    the generation floor is raised to \(raised) (one snapshot item added): the damaged snapshot's last hint, its floor, is lost, and a key its compactions dropped must never run again with an old token")
+            }
         }
         for segment in scan.segments {
             var line = "  \(segment.file): "

@@ -97,6 +97,51 @@ public struct SalvagePlan: Sendable {
                 notCopied.append("\(place): kind \(kind.rawValue) is not known to this build")
             }
         }
+        raiseGenerationFloorOverDamagedSnapshot(scan)
+    }
+
+    /// The generation floor salvage raised because the snapshot it used is damaged (nil when it
+    /// did not): see `raiseGenerationFloorOverDamagedSnapshot`.
+    public var raisedGenerationFloor: UInt32?
+
+    /// A damaged snapshot read unverified (`--trust-damaged-snapshot`) whose parse stopped at
+    /// its last hint lost only that hint — the generation floor (kind 16, `Spec/FORMAT.md` §9.5)
+    /// when it has one, the last item this build writes, so the first lost when the file's end
+    /// is damaged. The keys its compactions dropped would then start again at a generation they
+    /// had, and their next effect would present a token a downstream system already saw, and
+    /// de-duplicates away. So the floor is raised past every generation the ledger can have
+    /// given out: one above the highest sequence number salvage saw (a generation only ever
+    /// rises by one record — a forget, or an intent running a done key again — and the floor is
+    /// one above a generation an entry had, so no generation exceeds the number of records
+    /// written before it; a ledger made by an earlier salvage restarted its sequence numbers,
+    /// hence also one above every generation the items and records name). Raising the floor
+    /// changes no entry. (When more hints were lost, entries were lost too, and a lost done key
+    /// that runs again is safer with the token it likely had — generation 0 under a lost floor
+    /// — which the downstream de-duplicates: the floor is then left as it parsed.)
+    private mutating func raiseGenerationFloorOverDamagedSnapshot(_ scan: SalvageScan) {
+        guard let snapshot = scan.snapshot, !snapshot.verified, let damaged = scan.damagedSnapshot,
+              damaged.stopReason != nil, damaged.hintsUnread == 1
+        else { return }
+        var bound = UInt64(snapshot.snapshot.coveredSequence)
+        for record in scan.records { bound = max(bound, record.header.sequence) }
+        for gap in scan.gaps { bound = max(bound, gap.lastSequence) }
+        var floor: UInt64 = 0
+        for item in items {
+            switch RecordBody.decode(kind: item.kind, item.body) {
+            case .body(.entryState(let entry)): bound = max(bound, UInt64(entry.generation))
+            case .body(.generationFloor(let stored)): floor = max(floor, UInt64(stored))
+            default: break
+            }
+        }
+        for record in records {
+            if case .body(.intent(let intent)) = RecordBody.decode(kind: record.kind, record.body) {
+                bound = max(bound, UInt64(intent.generation))
+            }
+        }
+        let raised = UInt32(clamping: bound == UInt64.max ? bound : bound + 1)
+        guard UInt64(raised) > floor else { return }
+        items.append(SnapshotFile.Item(kind: .generationFloor, body: RecordBody.generationFloor(floor: raised).encode()))
+        raisedGenerationFloor = raised
     }
 
     public var configuration: LogConfiguration {

@@ -20,6 +20,8 @@ public final class FileStore: LedgerStore, Sendable {
         recordLog = FileRecordLog(directory: directory, storage: storage, configuration: configuration,
                                   createIfMissing: createIfMissing, clock: clock)
         store = try LogStore(log: recordLog, memoAppendRecordsMax: configuration.appendRecordsMax)
+        let retentionClock = RetentionClock(clock)
+        self.retentionClock = retentionClock
         if let logBytes = configuration.compactAfterLogBytes, let engine = recordLog.engine {
             let store = store
             engine.setCompactionTrigger(logBytes: logBytes) { [weak self] in
@@ -29,7 +31,8 @@ public final class FileStore: LedgerStore, Sendable {
                 let task = Task.detached { [weak self] in
                     var failure: LedgerError?
                     do {
-                        try await store.compact(nowMilliseconds: clock())
+                        // The ledger's clock (`useClock`), as `Ledger.compact()` uses.
+                        try await store.compact(nowMilliseconds: retentionClock.now())
                     } catch let error as LedgerError {
                         if error.code == .closed { return }
                         failure = error
@@ -45,6 +48,25 @@ public final class FileStore: LedgerStore, Sendable {
             }
         }
     }
+
+    /// The clock automatic compactions judge retention on (`Spec/FORMAT.md` §9.5): the one
+    /// given to `init`, until a `Ledger` built on this store makes it its own (`useClock`).
+    private let retentionClock: RetentionClock
+
+    /// A clock that can be replaced while automatic compactions read it.
+    final class RetentionClock: Sendable {
+        private let clock: Mutex<@Sendable () -> UInt64>
+        init(_ clock: @escaping @Sendable () -> UInt64) { self.clock = Mutex(clock) }
+        func now() -> UInt64 { clock.withLock { $0 }() }
+        func set(_ replacement: @escaping @Sendable () -> UInt64) { clock.withLock { $0 = replacement } }
+    }
+
+    /// Makes `clock` the one automatic compactions judge `.window` entries on: `Ledger.init`
+    /// calls it with the ledger's clock, so a ledger built as `Ledger(store: FileStore(…),
+    /// clock: …)` lets go of a `.window` entry on the clock its claims expire against, as
+    /// `Ledger.compact()` does — never earlier because the store was opened with another clock
+    /// (the wall clock by default).
+    func useClock(_ clock: @escaping @Sendable () -> UInt64) { retentionClock.set(clock) }
 
     /// Automatic compactions (`LogConfiguration.compactAfterLogBytes`) started since open,
     /// the last one's task, and the last finished one's error.

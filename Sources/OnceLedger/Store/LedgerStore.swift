@@ -200,7 +200,8 @@ public struct ResolveRequest: Sendable, Hashable {
     public enum Outcome: Sendable, Hashable {
         /// It happened, with this receipt (stored as given).
         case done(receipt: [UInt8])
-        /// It did not happen: the key becomes absent (same generation, same token next time).
+        /// It did not happen: the key becomes absent (same generation, same token next time — unless
+        /// a compaction drops the absent entry first: then the generation floor's, `Spec/FORMAT.md` §9.5).
         case absent
     }
 

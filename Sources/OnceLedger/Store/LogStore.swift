@@ -14,7 +14,9 @@ import Synchronization
 /// `waitForChange` waits (on a continuation) until the key's live claim ends. Intents found
 /// when the store opens are pending-unknown, never live: whoever wrote them is gone.
 ///
-/// A claim's fence is its attempt: attempts of a key only grow, and a claim granted in
+/// A claim's fence is its attempt: attempts of a key only grow while its entry exists (a key
+/// whose entry retention dropped starts again at attempt 1, at a generation past every one it
+/// had, so `settle` checks the generation too), and a claim granted in
 /// this open is the only live one of its key, so a completion or release from any other
 /// claim (an earlier attempt, a claim of an earlier open) is refused with `.wrongState`.
 @_spi(Benchmarks)
@@ -440,24 +442,31 @@ public final class LogStore: LedgerStore, Sendable {
 
     public func entries(_ query: EntryQuery) async throws -> [EntryInfo] {
         guard query.limit > 0 else { return [] }
-        // Listed without receipts, so a page reads from disk only the receipts it returns.
-        let all = core.withLock { $0.state.metadataList(status: query.status) }
-        var start = all.startIndex
-        if let afterKey = query.afterKey {
-            let after = Array(afterKey.utf8)
-            // `all` is sorted by key bytes: skip to the first key after `after`.
-            var low = all.startIndex, high = all.endIndex
-            while low < high {
-                let middle = (low + high) / 2
-                let bytes = Array(all[middle].key.utf8)
-                if bytes.lexicographicallyPrecedes(after) || bytes == after { low = middle + 1 } else { high = middle }
+        // Listed without receipts, so a page reads from disk only the receipts it returns. The
+        // page's done entries are looked up in the same hold of the lock as the listing: a
+        // compaction that drops one (retention) or a record that changes one in between would
+        // otherwise leave a listed done entry without its receipt. The receipts are read after.
+        let page: [LedgerState.Lookup] = try core.withLock { core in
+            let all = core.state.metadataList(status: query.status)
+            var start = all.startIndex
+            if let afterKey = query.afterKey {
+                let after = Array(afterKey.utf8)
+                // `all` is sorted by key bytes: skip to the first key after `after`.
+                var low = all.startIndex, high = all.endIndex
+                while low < high {
+                    let middle = (low + high) / 2
+                    let bytes = Array(all[middle].key.utf8)
+                    if bytes.lexicographicallyPrecedes(after) || bytes == after { low = middle + 1 } else { high = middle }
+                }
+                start = low
             }
-            start = low
+            return try all[start..<min(all.endIndex, start + min(query.limit, all.endIndex - start))].map { listed in
+                guard listed.status == .done else { return LedgerState.Lookup(info: listed) }
+                return try core.state.lookup(listed.key) ?? LedgerState.Lookup(info: listed)
+            }
         }
-        return try all[start..<min(all.endIndex, start + min(query.limit, all.endIndex - start))].map { listed in
-            guard listed.status == .done else { return listed }
-            return try currentEntry(listed.key) ?? listed
-        }
+        afterListingEntries.withLock { $0 }?()
+        return try page.map { try $0.finish() }
     }
 
     /// The entries as they are now, sorted by key bytes, answered synchronously: for tools
@@ -470,6 +479,10 @@ public final class LogStore: LedgerStore, Sendable {
     package func currentMetadata(status: EntryInfo.Status? = nil) -> [EntryInfo] {
         core.withLock { $0.state.metadataList(status: status) }
     }
+
+    /// Tests: called by `entries(_:)` once it has listed the entries and before it reads their
+    /// receipts (a compaction run here drops entries from the state meanwhile).
+    package let afterListingEntries = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// `currentEntries`'s one-key read (the receipt read outside the lock).
     package func currentEntry(_ key: String) throws -> EntryInfo? {
