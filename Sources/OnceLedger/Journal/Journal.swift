@@ -87,6 +87,8 @@ public final class Journal: Sendable {
         var bytes = 0
         /// A step is running.
         var busy = false
+        /// What `patched` answered, per id: a run asks each id once, later asks answer the same.
+        var patches: [String: Bool] = [:]
     }
 
     /// How many positions one read ahead asks the store for.
@@ -218,20 +220,36 @@ public final class Journal: Sendable {
     /// false *without taking the position* if something else is: the run was recorded by
     /// the code before the change, and replays the old path. Keep a `patched` call until the
     /// runs recorded before it have ended and been swept.
+    ///
+    /// The first ask of an `id` in a run decides: asked again (the same change guards several
+    /// places), it answers the same and records nothing, so a run that predates the patch takes
+    /// the old path everywhere — even past the end of what it recorded — and a new run the new
+    /// path everywhere.
     public func patched(_ id: String) async throws -> Bool {
         try enter()
         defer { leave() }
-        let position = state.withLock { $0.cursor }
+        let (position, earlier) = state.withLock { ($0.cursor, $0.patches[id]) }
         let slot = try await lookup(position)
+        if let earlier {
+            // A marker of `id` here was recorded at a second ask by a build that recorded one
+            // per ask: taken, so such a run replays as it was recorded.
+            if earlier, let recorded = slot, recorded.entry.kind == .patched, recorded.entry.name.elementsEqual(id.utf8) {
+                advance(past: position, bytes: recorded.valueBytes)
+            }
+            return earlier
+        }
+        let answer: Bool
         if let recorded = slot, recorded.entry.kind != .truncated {
-            guard recorded.entry.kind == .patched, recorded.entry.name.elementsEqual(id.utf8) else { return false }
-            advance(past: position, bytes: recorded.valueBytes)
-            return true
+            answer = recorded.entry.kind == .patched && recorded.entry.name.elementsEqual(id.utf8)
+            if answer { advance(past: position, bytes: recorded.valueBytes) }
+        } else {
+            _ = try await write(.init(kind: .patched, name: id, inputDigest: nil), at: position, over: slot) { _, _ in
+                try self.encode(true)
+            }
+            answer = true
         }
-        _ = try await write(.init(kind: .patched, name: id, inputDigest: nil), at: position, over: slot) { _, _ in
-            try self.encode(true)
-        }
-        return true
+        state.withLock { $0.patches[id] = answer }
+        return answer
     }
 
     // MARK: The end of a run
