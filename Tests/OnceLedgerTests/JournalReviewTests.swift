@@ -67,4 +67,28 @@ import OnceLedgerStoreContract
         #expect(try await replay.unreachedPositions().isEmpty)
         try ledger.close()
     }
+
+    // MARK: An effect of a generation that ended elsewhere
+
+    /// FORMAT §10.3: "a put to an ended generation is refused, so a journal whose generation ended
+    /// elsewhere starts no effect". An operator cancels a running run (`finishRun`) to stop it; the
+    /// workflow, still running, reaches an effect at position 1: the charge used to happen (its
+    /// `once` entry done), and only the journal entry after it was refused.
+    @Test(arguments: BackendKind.allCases)
+    func anEffectOfARunThatWasEndedElsewhereDoesNotStart(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        let journal = try await ledger.journal(run: "order-1")
+        _ = try await journal.step("llm.plan", input: 1) { "charge 42" }
+        try await ledger.finishRun("order-1", status: .cancelled)
+        let charges = Counter()
+        await #expect { _ = try await journal.effect("payment.charge", input: 42) { _ -> String in
+            charges.increment()
+            return "charged"
+        } } throws: { ($0 as? LedgerError)?.code == .runEnded }
+        #expect(charges.count == 0, "the cancelled run charged the card \(charges.count) times")
+        let done = try await ledger.entries().filter { $0.key.hasPrefix("onceledger.journal/") }
+        #expect(done.isEmpty, "a once entry of the cancelled run: \(done.map(\.key))")
+        try ledger.close()
+    }
 }

@@ -162,7 +162,14 @@ public final class Journal: Sendable {
             // yet (it is handed out in memory): after a crash inside the effect, the run would
             // get another number and the key would change, so the effect would run again.
             // The marker makes the number the run's across a restart (FORMAT §10.3).
-            if position == 0 { try await self.markGeneration() }
+            if position == 0 {
+                try await self.markGeneration()
+            } else {
+                // The generation is durable (position 0 is), but it may have ended elsewhere
+                // (an operator cancelled the run): then the effect must not start — the journal
+                // entry after it would be refused, with the effect done (FORMAT §10.3).
+                try await self.checkRunning()
+            }
             let outcome: OnceOutcome<Output>
             do {
                 outcome = try await self.ledger.once(key, as: Output.self, whenPending: policy, body)
@@ -557,6 +564,17 @@ public final class Journal: Sendable {
             key: MemoKey(run: run, generation: generation, step: JournalEntry.reservedStep,
                          name: JournalEntry.generationMarkerName),
             value: [], inputDigest: nil, timeMilliseconds: ledger.clock()))
+    }
+
+    /// Throws `.runEnded` if this journal's generation is no longer its run's current one (it
+    /// ended, and maybe was swept); nothing is written.
+    func checkRunning() async throws {
+        let current = try await ledger.store.memoGeneration(of: run)
+        if current != generation {
+            throw LedgerError(
+                .runEnded,
+                "run \(run) generation \(generation) has ended (its current generation is \(current)); the effect did not start and nothing was written")
+        }
     }
 
     /// The `once` key of the effect at `position` (`Spec/FORMAT.md` §10.3): the run
