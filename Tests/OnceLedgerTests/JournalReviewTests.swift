@@ -91,4 +91,91 @@ import OnceLedgerStoreContract
         #expect(done.isEmpty, "a once entry of the cancelled run: \(done.map(\.key))")
         try ledger.close()
     }
+
+    // MARK: A truncation that stops part way
+
+    /// FORMAT §10.4: "a crash in the middle of a truncation leaves a prefix of the positions
+    /// freed, and running it again frees the rest". If the workflow runs before the operator
+    /// runs it again, the run records new outputs at the freed positions and then replays the
+    /// *old* outputs of the positions after them: here the clock goes backwards (a fresh `now`,
+    /// then the one recorded before the truncation). Whatever the truncation managed to write,
+    /// the run must read as one timeline: once a position is fresh, every later one is too.
+    @Test(arguments: BackendKind.allCases)
+    func aTruncationThatStopsPartWayLeavesNoOldOutputAfterAFreedPosition(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let clock = harness.clock
+        clock.set(1_000)
+        let opened = try harness.open()
+        let failing = FailingTruncationStore(opened.store, failAt: 2)
+        let ledger = Ledger(store: failing, clock: clock.function)
+        let old = try await ledger.journal(run: "r")
+        _ = try await old.step("plan") { "plan" }
+        for name in ["t1", "t2", "t3"] { _ = try await old.nowMilliseconds(name) }
+
+        // The second truncation write fails (a full disk, a killed process).
+        await #expect(throws: (any Error).self) {
+            try await ledger.truncateJournal(run: "r", from: 1, actor: "ops", reason: "new clock code")
+        }
+        // The workflow runs before the operator notices.
+        clock.set(5_000)
+        let again = try await ledger.journal(run: "r")
+        _ = try await again.step("plan") { "plan" }
+        var times: [UInt64] = []
+        for name in ["t1", "t2", "t3"] { times.append(try await again.nowMilliseconds(name)) }
+        if let fresh = times.firstIndex(of: 5_000) {
+            #expect(times[fresh...].allSatisfy { $0 == 5_000 },
+                    "positions 1…3 returned \(times): a fresh output, then one recorded before the truncation")
+        }
+        try ledger.close()
+    }
+}
+
+/// A store that forwards everything, except that its `failAt`-th memo put of a `truncated` journal
+/// entry throws (the disk filled, or the process died, part way through a truncation).
+private final class FailingTruncationStore: LedgerStore {
+    let inner: any LedgerStore
+    let failAt: Int
+    private let truncationPuts = Mutex(0)
+
+    init(_ inner: any LedgerStore, failAt: Int) {
+        self.inner = inner
+        self.failAt = failAt
+    }
+
+    var tokenScope: TokenScope { inner.tokenScope }
+    func claim(_ request: ClaimRequest) async throws -> ClaimResult { try await inner.claim(request) }
+    func doneEntry(_ request: ClaimRequest) async throws -> EntryInfo? { try await inner.doneEntry(request) }
+    func complete(_ claim: Claim, receipt: [UInt8], timeMilliseconds: UInt64) async throws -> EntryInfo {
+        try await inner.complete(claim, receipt: receipt, timeMilliseconds: timeMilliseconds)
+    }
+    func release(_ claim: Claim, reason: String, timeMilliseconds: UInt64) async throws {
+        try await inner.release(claim, reason: reason, timeMilliseconds: timeMilliseconds)
+    }
+    func abandon(_ claim: Claim) async throws { try await inner.abandon(claim) }
+    func resolve(_ request: ResolveRequest) async throws -> EntryInfo { try await inner.resolve(request) }
+    func forget(_ request: ForgetRequest) async throws { try await inner.forget(request) }
+    func entry(_ key: String) async throws -> EntryInfo? { try await inner.entry(key) }
+    func entries(_ query: EntryQuery) async throws -> [EntryInfo] { try await inner.entries(query) }
+    func entryCount() async throws -> Int { try await inner.entryCount() }
+    func compact(nowMilliseconds: UInt64) async throws { try await inner.compact(nowMilliseconds: nowMilliseconds) }
+    func waitForChange(of entry: EntryInfo) async throws { try await inner.waitForChange(of: entry) }
+    func close() throws { try inner.close() }
+    func memoGeneration(of run: MemoRun) async throws -> UInt64 { try await inner.memoGeneration(of: run) }
+    func memoGet(_ key: MemoKey) async throws -> MemoValue? { try await inner.memoGet(key) }
+    func memoGetMany(_ keys: [MemoKey]) async throws -> [MemoValue?] { try await inner.memoGetMany(keys) }
+    func memoPut(_ request: MemoPutRequest) async throws {
+        if case .entry(let entry) = JournalEntry.decode(request.value), entry.kind == .truncated {
+            let count = truncationPuts.withLock { count in
+                count += 1
+                return count
+            }
+            if count == failAt { throw LedgerError(.io, "simulated: the disk is full") }
+        }
+        try await inner.memoPut(request)
+    }
+    func finishRun(_ run: MemoRun, status: RunStatus, timeMilliseconds: UInt64) async throws -> RunInfo {
+        try await inner.finishRun(run, status: status, timeMilliseconds: timeMilliseconds)
+    }
+    func sweepMemo(_ request: MemoSweepRequest) async throws -> MemoSweepResult { try await inner.sweepMemo(request) }
+    func runs(_ query: RunQuery) async throws -> [RunInfo] { try await inner.runs(query) }
 }

@@ -196,7 +196,7 @@ struct JournalTruncateCommand: AsyncParsableCommand {
             done = try await opened.ledger.truncateJournal(run: run, namespace: namespace, from: from, actor: actor, reason: reason)
         } catch let error as LedgerError {
             try? opened.close()
-            throw CommandFailure(error, hint: "Nothing was written.")
+            throw CommandFailure(error, hint: "A refusal writes nothing; a failure part way has freed only the last positions (they are written from the last down): run it again to free the rest.")
         }
         let sequence = opened.lastSequence
         try opened.close()

@@ -49,7 +49,11 @@ extension Ledger {
         let actorBytes = Array(truncated(actor, utf8BytesMax: FormatLimits.stepBytesMax).utf8)
         let reasonBytes = Array(truncated(reason, utf8BytesMax: FormatLimits.reasonBytesMax).utf8)
         var positions: [UInt64] = []
-        for at in position...end where at <= JournalEntry.positionMax {
+        // From the last position down: a truncation that stops part way (a full disk, a
+        // crash) has freed a suffix — what a truncation from a later position would have
+        // freed — so a run that goes on before it is run again replays a prefix of its old
+        // journal and records anew after it, never an old output after a new one.
+        for at in (position...end).reversed() where at <= JournalEntry.positionMax {
             let entry = JournalEntry(kind: .truncated, epoch: epoch, position: at, name: actorBytes, output: reasonBytes)
             try entry.validate()
             try await store.memoPut(MemoPutRequest(
@@ -58,6 +62,7 @@ extension Ledger {
                 value: entry.encode(), inputDigest: nil, timeMilliseconds: clock()))
             if at < end { positions.append(at) }
         }
+        positions.reverse()
         return JournalTruncation(run: memoRun, generation: info.generation, positions: positions, dropped: dropped, epoch: epoch)
     }
 }
