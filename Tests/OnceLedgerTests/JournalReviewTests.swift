@@ -128,6 +128,28 @@ import OnceLedgerStoreContract
         }
         try ledger.close()
     }
+
+    // MARK: An output JSON cannot hold
+
+    /// A step whose output does not encode (a Double NaN): a typed error, like the memo's, not
+    /// the encoder's own error.
+    @Test(arguments: BackendKind.allCases)
+    func aStepOutputThatDoesNotEncodeIsATypedError(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        let journal = try await ledger.journal(run: "r")
+        do {
+            _ = try await journal.step("score") { Double.nan }
+            Issue.record("a NaN output was recorded")
+        } catch let error as LedgerError {
+            #expect(error.code == .invalidArgument, "\(error)")
+        } catch {
+            Issue.record("an untyped error: \(error)")
+        }
+        #expect(try await ledger.journalRecords(run: "r").isEmpty)
+        #expect(journal.position == 0)
+        try ledger.close()
+    }
 }
 
 /// A store that forwards everything, except that its `failAt`-th memo put of a `truncated` journal

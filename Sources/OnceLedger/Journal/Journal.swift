@@ -487,7 +487,14 @@ public final class Journal: Sendable {
     /// JSON with sorted keys, as `Memo` stores values.
     private func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         if let bytes = Journal.encodeExactly(value) { return bytes }
-        return Array(try encoder.encode(value))
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            throw LedgerError(
+                .invalidArgument,
+                "the output \(T.self) of a step of the journal of run \(run) does not encode as JSON: \(error). Return a value JSON can hold (no NaN or infinity); nothing was written",
+                underlyingError: error)
+        }
     }
 
     /// A printable-ASCII string and an unsigned integer (what `now`, `random` and `uuid`
