@@ -150,6 +150,38 @@ import OnceLedgerStoreContract
         #expect(journal.position == 0)
         try ledger.close()
     }
+    // MARK: The byte limit, exactly reached
+
+    /// FORMAT §10.3: "a step over either [limit] is refused with `limit-exceeded` before anything
+    /// is written". A run whose journal bytes are exactly at `bytesMax` cannot record anything
+    /// more (every value is at least a frame, a name and one output byte): an effect there used to
+    /// run — the card charged, its `once` entry done — and only then be refused, and a step to pay
+    /// for its call first.
+    @Test(arguments: BackendKind.allCases)
+    func aStepThatCannotFitTheByteLimitDoesNotRun(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        let first = JournalEntry(kind: .step, position: 0, name: "plan", output: Array("\"plan\"".utf8)).encode().count
+        let journal = try await ledger.journal(run: "r", limits: JournalLimits(bytesMax: first))
+        _ = try await journal.step("plan") { "plan" }
+        let bodies = Counter()
+        await #expect { _ = try await journal.effect("payment.charge", input: 42) { _ -> String in
+            bodies.increment()
+            return "charged"
+        } } throws: { ($0 as? LedgerError)?.code == .limitExceeded && ($0 as? LedgerError)?.limit == "journalBytesMax" }
+        await #expect { _ = try await journal.step("llm.reply") { () -> String in
+            bodies.increment()
+            return "paid for"
+        } } throws: { ($0 as? LedgerError)?.code == .limitExceeded }
+        #expect(bodies.count == 0, "\(bodies.count) bodies ran at a full byte limit")
+        let done = try await ledger.entries().filter { $0.key.hasPrefix("onceledger.journal/") }
+        #expect(done.isEmpty, "a done once entry is left behind: \(done.map(\.key))")
+        #expect(try await ledger.journalRecords(run: "r").count == 1)
+        // A value that fills the limit exactly records (the limit is inclusive).
+        let roomy = try await ledger.journal(run: "s", limits: JournalLimits(bytesMax: first))
+        #expect(try await roomy.step("plan") { "plan" } == "plan")
+        try ledger.close()
+    }
 }
 
 /// A store that forwards everything, except that its `failAt`-th memo put of a `truncated` journal

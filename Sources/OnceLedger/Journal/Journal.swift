@@ -340,16 +340,19 @@ public final class Journal: Sendable {
         let epoch = slot?.entry.epoch ?? 0
         // The name's limit before the body runs (it may pay for a call, or be an effect).
         try JournalEntry(kind: requested.kind, epoch: epoch, position: position, name: requested.name, output: []).validate()
+        // And the byte limit, for the smallest value the step can record (an output is at least
+        // one byte of JSON): a run that cannot hold even that runs no body.
+        let smallest = JournalEntry.headerBytes + 6 + requested.name.utf8.count + 1
+        let bytesBefore = state.withLock { $0.bytes }
+        if bytesBefore + smallest > limits.bytesMax {
+            throw bytesLimitExceeded(bytesBefore + smallest, requested, at: position, ran: false)
+        }
         let output = try await compute(position, epoch)
         let entry = JournalEntry(kind: requested.kind, epoch: epoch, position: position, name: requested.name, output: output)
         try entry.validate()
         let value = entry.encode()
-        let bytesBefore = state.withLock { $0.bytes }
         if bytesBefore + value.count > limits.bytesMax {
-            throw LedgerError(
-                .limitExceeded,
-                "run \(run) (generation \(generation)) would hold \(bytesBefore + value.count) journal bytes with step \"\(requested.name)\" at position \(position); the limit (JournalLimits.bytesMax) is \(limits.bytesMax). Nothing was written\(requested.kind == .effect ? " (the effect itself is recorded as done in the ledger)" : ""). Record references instead of payloads, or raise the limit",
-                limit: "journalBytesMax")
+            throw bytesLimitExceeded(bytesBefore + value.count, requested, at: position, ran: true)
         }
         // Write-once. A free position was read free by this journal (its window or its
         // frontier) and only this journal writes past its cursor, so that check is local and
@@ -380,6 +383,15 @@ public final class Journal: Sendable {
             state.readThrough = max(state.readThrough, position + 1)
         }
         return output
+    }
+
+    private func bytesLimitExceeded(_ bytes: Int, _ requested: JournalDivergence.Step, at position: UInt64, ran: Bool) -> LedgerError {
+        let effectNote = ran && requested.kind == .effect ? " (the effect itself is recorded as done in the ledger)" : ""
+        let what = ran ? "would hold \(bytes) journal bytes" : "would hold at least \(bytes) journal bytes (so the step did not run)"
+        return LedgerError(
+            .limitExceeded,
+            "run \(run) (generation \(generation)) \(what) with step \"\(requested.name)\" at position \(position); the limit (JournalLimits.bytesMax) is \(limits.bytesMax). Nothing was written\(effectNote). Record references instead of payloads, or raise the limit",
+            limit: "journalBytesMax")
     }
 
     /// Refuses a step called while another runs (a workflow's steps are sequential).
