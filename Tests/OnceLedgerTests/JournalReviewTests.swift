@@ -182,6 +182,22 @@ import OnceLedgerStoreContract
         #expect(try await roomy.step("plan") { "plan" } == "plan")
         try ledger.close()
     }
+
+    // MARK: The export reader
+
+    /// An `inputDigest` that is neither a string nor null (a hand-edited export) used to be read as
+    /// no digest at all; it is refused naming the line.
+    @Test func anExportWhoseInputDigestIsNotAStringIsRefused() throws {
+        let text = """
+            {"format":"onceledger-journal","version":1,"namespace":"","run":"r","generation":1,"status":null,"endTime":null}
+            {"position":0,"kind":"step","name":"a","epoch":0,"inputDigest":12,"time":5,"output":"x"}
+
+            """
+        #expect { try JournalExport(jsonLines: text) } throws: { error in
+            let error = error as? LedgerError
+            return error?.code == .invalidArgument && error?.message.contains("line 2") == true
+        }
+    }
 }
 
 /// A store that forwards everything, except that its `failAt`-th memo put of a `truncated` journal

@@ -108,6 +108,8 @@ public struct JournalExport: Sendable, Hashable {
                     throw JournalExport.bad(number, "inputDigest is not 64 hex digits")
                 }
                 digest = bytes
+            } else if let value = fields["inputDigest"], !(value is NSNull) {
+                throw JournalExport.bad(number, "inputDigest is not 64 hex digits or null")
             }
             let output: [UInt8]
             if let base64 = fields["outputBase64"] as? String {
