@@ -198,6 +198,30 @@ import OnceLedgerStoreContract
             return error?.code == .invalidArgument && error?.message.contains("line 2") == true
         }
     }
+
+    // MARK: A divergence message names what differs
+
+    /// The journal compares names byte for byte; a step renamed to the same text in another Unicode
+    /// form (NFC `café` recorded, NFD `café` asked for — one editor or another) is a divergence, and
+    /// its message listed no difference at all: "(differs in: )".
+    @Test(arguments: BackendKind.allCases)
+    func aDivergenceOfNamesThatDifferOnlyInTheirUnicodeFormSaysSo(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        var ledger = try harness.open()
+        let recorded = try await ledger.journal(run: "r")
+        _ = try await recorded.step("caf\u{E9}") { "x" }
+        ledger = try harness.reopen(ledger)
+        let again = try await ledger.journal(run: "r")
+        do {
+            _ = try await again.step("cafe\u{301}") { "y" }
+            Issue.record("a renamed step replayed")
+        } catch let error as LedgerError {
+            #expect(error.code == .journalDivergence)
+            #expect(!error.message.contains("(differs in: )"), "\(error.message)")
+            #expect(error.message.contains("name"), "\(error.message)")
+        }
+        try ledger.close()
+    }
 }
 
 /// A store that forwards everything, except that its `failAt`-th memo put of a `truncated` journal
