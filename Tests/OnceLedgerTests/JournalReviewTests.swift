@@ -222,6 +222,39 @@ import OnceLedgerStoreContract
         }
         try ledger.close()
     }
+
+    // MARK: patched in a replay of an export
+
+    /// README/DocC: test a code change against yesterday's runs with `JournalReplayer`. A change
+    /// guarded by `patched` after the last step of a run that finished is what production does
+    /// right (the run ended on the old path; it never runs again), but the replay threw
+    /// `would-execute` at the `patched` itself, failing the test of a correct change.
+    @Test func aPatchPastTheEndOfAFinishedRunReplaysTheOldPath() async throws {
+        let ledger = try Harness(.memory).open()
+        let recorded = try await ledger.journal(run: "r")
+        _ = try await recorded.step("refund") { "refund r-1" }
+        try await recorded.finish(.succeeded)
+        let export = try await ledger.exportJournal(run: "r")
+        let mails = Counter()
+        let result = try await JournalReplayer.replay(export) { journal in
+            let refund = try await journal.step("refund") { "refund r-2" }
+            if try await journal.patched("send-mail") {
+                _ = try await journal.effect("mail.send") { _ -> String in mails.increment(); return "sent" }
+            }
+            return refund
+        }
+        #expect(result == "refund r-1")
+        #expect(mails.count == 0)
+        // A run still running would record the marker and go on: the replay refuses.
+        var running = export
+        running.status = nil
+        running.endTimeMilliseconds = nil
+        await #expect { _ = try await JournalReplayer.replay(running) { journal in
+            _ = try await journal.step("refund") { "refund r-2" }
+            return try await journal.patched("send-mail")
+        } } throws: { ($0 as? LedgerError)?.journalDivergence?.reason == .wouldExecute }
+        try ledger.close()
+    }
 }
 
 /// A store that forwards everything, except that its `failAt`-th memo put of a `truncated` journal

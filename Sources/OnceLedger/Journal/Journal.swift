@@ -56,6 +56,9 @@ public final class Journal: Sendable {
     /// A replay of an export (`JournalReplayer`): a position the export does not hold
     /// throws `.wouldExecute` instead of running anything.
     let replayOnly: Bool
+    /// In a replay, whether the exported run had ended: a `patched` asked past its end answers
+    /// false (the run ended without asking), not `.wouldExecute`.
+    let replayedRunEnded: Bool
     private let state = Mutex(State())
     /// One decoder for every replayed output and one encoder for every recorded one (making
     /// one per step cost more than the coding).
@@ -99,8 +102,9 @@ public final class Journal: Sendable {
     let namedGeneration: UInt64
 
     init(run: MemoRun, generation: UInt64, limits: JournalLimits, ledger: Ledger, replayOnly: Bool = false,
-         namedGeneration: UInt64? = nil) {
+         replayedRunEnded: Bool = false, namedGeneration: UInt64? = nil) {
         self.run = run
+        self.replayedRunEnded = replayOnly && replayedRunEnded
         self.generation = generation
         self.namedGeneration = namedGeneration ?? generation
         self.limits = limits
@@ -249,6 +253,10 @@ public final class Journal: Sendable {
         if let recorded = slot, recorded.entry.kind != .truncated {
             answer = recorded.entry.kind == .patched && recorded.entry.name.elementsEqual(id.utf8)
             if answer { advance(past: position, bytes: recorded.valueBytes) }
+        } else if replayedRunEnded {
+            // A replay of a run that ended: it never asked for this patch (production never
+            // runs that run again), so it took the old path.
+            answer = false
         } else {
             _ = try await write(.init(kind: .patched, name: id, inputDigest: nil), at: position, over: slot) { _, _ in
                 try self.encode(true)

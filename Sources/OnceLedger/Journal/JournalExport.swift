@@ -185,7 +185,9 @@ extension Ledger {
 /// (`would-execute`) without running its body — no model is called, no effect happens — and
 /// a recorded step the code asks for differently throws it (`mismatch`), as in production.
 /// When the workflow returns, recorded positions it never reached throw it (`unreached`).
-/// `finish` writes nothing.
+/// `finish` writes nothing. A `patched` asked past the end of a run that ended answers false
+/// (the run ended on the old path); past the end of a run still running it throws
+/// `would-execute`, as production would record the marker and go on.
 public enum JournalReplayer {
     public static func replay<Result>(_ export: JournalExport,
                                       _ workflow: (Journal) async throws -> Result) async throws -> Result {
@@ -200,7 +202,7 @@ public enum JournalReplayer {
         let generation = try await ledger.store.memoGeneration(of: export.run)
         let journal = Journal(run: export.run, generation: generation,
                               limits: JournalLimits(entriesMax: .max, bytesMax: .max), ledger: ledger, replayOnly: true,
-                              namedGeneration: export.generation)
+                              replayedRunEnded: export.status != nil, namedGeneration: export.generation)
         for record in export.records {
             var entry = record.entry
             entry.position = record.position
