@@ -255,6 +255,33 @@ import OnceLedgerStoreContract
         } } throws: { ($0 as? LedgerError)?.journalDivergence?.reason == .wouldExecute }
         try ledger.close()
     }
+
+    // MARK: What a truncation reports
+
+    /// A run died after its effect at position 1 was done in `once` and before its journal entry
+    /// was written (FORMAT §10.3), or inside it. An operator truncates from 1: the position is
+    /// freed with a new epoch, so the effect recorded there again runs again under a new key —
+    /// but the truncation listed only `dropped` journal records, so the charge that already
+    /// happened was nowhere in what the operator was shown.
+    @Test(arguments: BackendKind.allCases)
+    func aTruncationListsAnEffectThatRanButWasNeverJournaled(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        let journal = try await ledger.journal(run: "r")
+        _ = try await journal.step("plan") { "charge 42" }
+        // What the journal's effect does up to its journal entry (as JournalHostileUseTests does).
+        let key = try IdempotencyKey(
+            journal.effectKey(position: 1, epoch: 0), name: "onceledger.journal.effect",
+            params: Journal.EffectParams(name: "payment.charge", input: Hex.string(try Memo.digest(42)!)))
+        _ = try await ledger.once(key, as: String.self) { _ in "charged" }
+
+        let truncation = try await ledger.truncateJournal(run: "r", from: 1, actor: "ops", reason: "new payment code")
+        #expect(truncation.dropped.isEmpty)
+        #expect(truncation.unjournaledEffects.map(\.key) == [key.rawValue],
+                "the done charge at position 1 is not reported: \(truncation.unjournaledEffects.map(\.key))")
+        #expect(truncation.unjournaledEffects.first?.status == .done)
+        try ledger.close()
+    }
 }
 
 /// A store that forwards everything, except that its `failAt`-th memo put of a `truncated` journal

@@ -205,6 +205,9 @@ struct JournalTruncateCommand: AsyncParsableCommand {
             let warning = record.entry.kind == .effect ? "  (an effect that ran; one recorded here again runs again)" : ""
             print("  dropped \(record.position): \(record.entry.kind) \(TextFormat.quoted(record.entry.nameText))\(warning)")
         }
+        for entry in done.unjournaledEffects {
+            print("  effect not journaled: key \(TextFormat.quoted(entry.key)) is \(entry.status.rawValue) (it ran, or may have; one recorded at its position again runs again)")
+        }
         print("recorded in the log (last sequence \(sequence.map(String.init) ?? "?")) by \(TextFormat.quoted(actor)): \(TextFormat.quoted(reason))")
         return ExitCodes.success
     }

@@ -608,6 +608,10 @@ public final class Journal: Sendable {
     /// generation and position (unique in the ledger), the epoch after a truncation, and the
     /// run for an operator to read, cut to fit the key limit.
     func effectKey(position: UInt64, epoch: UInt32) -> String {
+        Journal.effectKey(run: run, generation: generation, position: position, epoch: epoch)
+    }
+
+    static func effectKey(run: MemoRun, generation: UInt64, position: UInt64, epoch: UInt32) -> String {
         var key = "onceledger.journal/g\(generation)/p\(position)"
         if epoch > 0 { key += "/e\(epoch)" }
         key += "/"
