@@ -199,6 +199,21 @@ import OnceLedgerStoreContract
         }
     }
 
+    /// A header `endTime` that is not milliseconds or null (`"yesterday"`, `-5`) used to be read as
+    /// no end time: the replay's clock then silently took the last record's time instead.
+    @Test(arguments: ["\"yesterday\"", "-5", "1.5"])
+    func anExportWhoseEndTimeIsNotMillisecondsIsRefused(endTime: String) throws {
+        let text = """
+            {"format":"onceledger-journal","version":1,"namespace":"","run":"r","generation":1,"status":"succeeded","endTime":\(endTime)}
+            {"position":0,"kind":"step","name":"a","epoch":0,"inputDigest":null,"time":5,"output":"x"}
+
+            """
+        #expect { try JournalExport(jsonLines: text) } throws: { error in
+            let error = error as? LedgerError
+            return error?.code == .invalidArgument && error?.message.contains("line 1") == true
+        }
+    }
+
     // MARK: A divergence message names what differs
 
     /// The journal compares names byte for byte; a step renamed to the same text in another Unicode

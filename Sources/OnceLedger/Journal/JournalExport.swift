@@ -93,6 +93,9 @@ public struct JournalExport: Sendable, Hashable {
             throw JournalExport.bad(1, "status is not a string or null")
         }
         self.endTimeMilliseconds = JournalExport.unsigned(header["endTime"])
+        if endTimeMilliseconds == nil, let value = header["endTime"], !(value is NSNull) {
+            throw JournalExport.bad(1, "endTime is not milliseconds (an unsigned integer) or null")
+        }
         var records: [JournalRecord] = []
         for (index, line) in lines.enumerated() {
             let number = index + 2
