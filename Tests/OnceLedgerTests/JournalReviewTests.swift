@@ -348,3 +348,44 @@ private final class FailingTruncationStore: LedgerStore {
     func sweepMemo(_ request: MemoSweepRequest) async throws -> MemoSweepResult { try await inner.sweepMemo(request) }
     func runs(_ query: RunQuery) async throws -> [RunInfo] { try await inner.runs(query) }
 }
+
+/// What the truncation crash test's workflow saw, kept across the simulated crashes.
+private final class TruncationWorld: Sendable {
+    /// 0 before the operator's truncation was started, 1 from then on: a body that runs then returns "new".
+    let phase = Atomic<Int>(0)
+}
+
+/// A run records positions 0…3 ("old"); an operator truncates it from 1; the workflow goes on,
+/// its bodies now returning "new". With `LedgerCrashRunner` the process dies (or the power fails)
+/// at every I/O step of that, the truncation included, and the workload is run again on the
+/// reopened ledger without finishing the truncation first. After every reopen the journal's
+/// positions read as one timeline: never an "old" output after a "new" one.
+@Suite struct JournalTruncationCrashTests {
+    @Test func aTruncationCrashedAtEveryStepLeavesOneTimeline() async {
+        let report = await LedgerCrashRunner().run(
+            world: { TruncationWorld() },
+            workload: { ledger, world, _ in
+                let journal = try await ledger.journal(run: "r")
+                for name in ["plan", "t1", "t2", "t3"] {
+                    _ = try await journal.step(name) { world.phase.load(ordering: .relaxed) == 0 ? "old" : "new" }
+                }
+                if world.phase.load(ordering: .relaxed) == 0 {
+                    world.phase.store(1, ordering: .relaxed)
+                    try await ledger.truncateJournal(run: "r", from: 1, actor: "ops", reason: "new code")
+                    let again = try await ledger.journal(run: "r")
+                    for name in ["plan", "t1", "t2", "t3"] {
+                        _ = try await again.step(name) { world.phase.load(ordering: .relaxed) == 0 ? "old" : "new" }
+                    }
+                }
+            },
+            check: { ledger, _, _ in
+                let outputs = try await ledger.journalRecords(run: "r").filter { $0.entry.kind == .step }
+                    .map { String(decoding: $0.entry.output, as: UTF8.self) }
+                if let fresh = outputs.firstIndex(of: "\"new\""), outputs[fresh...].contains("\"old\"") {
+                    throw CrashInvariantViolation("the journal reads \(outputs): an old output after a new one")
+                }
+            })
+        #expect(report.passed, "\(report)")
+        #expect(report.crashedAtPoint > 0)
+    }
+}
