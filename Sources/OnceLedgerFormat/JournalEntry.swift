@@ -247,7 +247,12 @@ public struct JournalDivergence: Sendable, Hashable, CustomStringConvertible {
             guard let recorded, let requested else { return "\(at): position \(position) differs" }
             var differences: [String] = []
             if recorded.kind != requested.kind { differences.append("kind \(recorded.kind) → \(requested.kind)") }
-            if recorded.name != requested.name { differences.append("name `\(recorded.name)` → `\(requested.name)`") }
+            // Byte for byte, as the journal compares them (Swift's `==` on strings would call
+            // the same text in two Unicode forms equal, and the message would name no difference).
+            if !recorded.name.utf8.elementsEqual(requested.name.utf8) {
+                let form = recorded.name == requested.name ? " (the same text in another Unicode form: other bytes)" : ""
+                differences.append("name `\(recorded.name)` → `\(requested.name)`\(form)")
+            }
             if recorded.inputDigest != requested.inputDigest {
                 differences.append("input digest \(JournalDivergence.short(recorded.inputDigest)) → \(JournalDivergence.short(requested.inputDigest))")
             }

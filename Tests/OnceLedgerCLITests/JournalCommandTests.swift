@@ -115,6 +115,28 @@ private func run(_ arguments: [String], in directory: String) throws -> CLI.Resu
                 "\(shown.stdout)")
     }
 
+    /// An effect claimed at the position after the last recorded one and never journaled (the
+    /// process died after `once` and before the journal entry): the truncation frees that position
+    /// with a new epoch, so it must show the operator the charge that already happened.
+    @Test func journalTruncateListsAnEffectThatRanButWasNeverJournaled() async throws {
+        let parent = FileManager.default.temporaryDirectory.appendingPathComponent("onceledger-journal-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
+        let path = parent.appendingPathComponent("ledger").path
+        defer { JournalFixture.cleanUp(path) }
+        let ledger = try Ledger.open(directory: path, clock: ManualClock(JournalFixture.start).function)
+        let journal = try await ledger.journal(run: "agent")
+        _ = try await journal.step("llm.plan") { "charge 42" }
+        // The key the journal's effect at position 1 of generation 1 uses (FORMAT §10.3).
+        _ = try await ledger.once(IdempotencyKey("onceledger.journal/g\(journal.generation)/p1/agent"), as: String.self) { _ in "charged" }
+        try ledger.close()
+        try FileManager.default.removeItem(atPath: path + "/" + LedgerFileNames.lock)
+
+        let done = try run(["journal-truncate", "$DIR", "agent", "--from", "1", "--reason", "new payment code", "--actor", "ops",
+                            "--i-understand-positions-are-rerecorded"], in: path)
+        #expect(done.exitCode == 0, "\(done.stderr)")
+        #expect(done.stdout.contains("effect not journaled: key \"onceledger.journal/g1/p1/agent\" is done"), "\(done.stdout)")
+    }
+
     @Test func salvageCopiesTheJournalAndVerifyAcceptsIt() async throws {
         let path = try await JournalFixture.ledger()
         defer { JournalFixture.cleanUp(path) }

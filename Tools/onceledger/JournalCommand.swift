@@ -196,7 +196,7 @@ struct JournalTruncateCommand: AsyncParsableCommand {
             done = try await opened.ledger.truncateJournal(run: run, namespace: namespace, from: from, actor: actor, reason: reason)
         } catch let error as LedgerError {
             try? opened.close()
-            throw CommandFailure(error, hint: "Nothing was written.")
+            throw CommandFailure(error, hint: "A refusal writes nothing; a failure part way has freed only the last positions (they are written from the last down): run it again to free the rest.")
         }
         let sequence = opened.lastSequence
         try opened.close()
@@ -204,6 +204,9 @@ struct JournalTruncateCommand: AsyncParsableCommand {
         for record in done.dropped where record.entry.kind != .truncated {
             let warning = record.entry.kind == .effect ? "  (an effect that ran; one recorded here again runs again)" : ""
             print("  dropped \(record.position): \(record.entry.kind) \(TextFormat.quoted(record.entry.nameText))\(warning)")
+        }
+        for entry in done.unjournaledEffects {
+            print("  effect not journaled: key \(TextFormat.quoted(entry.key)) is \(entry.status.rawValue) (it ran, or may have; one recorded at its position again runs again)")
         }
         print("recorded in the log (last sequence \(sequence.map(String.init) ?? "?")) by \(TextFormat.quoted(actor)): \(TextFormat.quoted(reason))")
         return ExitCodes.success

@@ -56,6 +56,9 @@ public final class Journal: Sendable {
     /// A replay of an export (`JournalReplayer`): a position the export does not hold
     /// throws `.wouldExecute` instead of running anything.
     let replayOnly: Bool
+    /// In a replay, whether the exported run had ended: a `patched` asked past its end answers
+    /// false (the run ended without asking), not `.wouldExecute`.
+    let replayedRunEnded: Bool
     private let state = Mutex(State())
     /// One decoder for every replayed output and one encoder for every recorded one (making
     /// one per step cost more than the coding).
@@ -87,6 +90,8 @@ public final class Journal: Sendable {
         var bytes = 0
         /// A step is running.
         var busy = false
+        /// What `patched` answered, per id: a run asks each id once, later asks answer the same.
+        var patches: [String: Bool] = [:]
     }
 
     /// How many positions one read ahead asks the store for.
@@ -97,8 +102,9 @@ public final class Journal: Sendable {
     let namedGeneration: UInt64
 
     init(run: MemoRun, generation: UInt64, limits: JournalLimits, ledger: Ledger, replayOnly: Bool = false,
-         namedGeneration: UInt64? = nil) {
+         replayedRunEnded: Bool = false, namedGeneration: UInt64? = nil) {
         self.run = run
+        self.replayedRunEnded = replayOnly && replayedRunEnded
         self.generation = generation
         self.namedGeneration = namedGeneration ?? generation
         self.limits = limits
@@ -160,7 +166,14 @@ public final class Journal: Sendable {
             // yet (it is handed out in memory): after a crash inside the effect, the run would
             // get another number and the key would change, so the effect would run again.
             // The marker makes the number the run's across a restart (FORMAT §10.3).
-            if position == 0 { try await self.markGeneration() }
+            if position == 0 {
+                try await self.markGeneration()
+            } else {
+                // The generation is durable (position 0 is), but it may have ended elsewhere
+                // (an operator cancelled the run): then the effect must not start — the journal
+                // entry after it would be refused, with the effect done (FORMAT §10.3).
+                try await self.checkRunning()
+            }
             let outcome: OnceOutcome<Output>
             do {
                 outcome = try await self.ledger.once(key, as: Output.self, whenPending: policy, body)
@@ -218,20 +231,40 @@ public final class Journal: Sendable {
     /// false *without taking the position* if something else is: the run was recorded by
     /// the code before the change, and replays the old path. Keep a `patched` call until the
     /// runs recorded before it have ended and been swept.
+    ///
+    /// The first ask of an `id` in a run decides: asked again (the same change guards several
+    /// places), it answers the same and records nothing, so a run that predates the patch takes
+    /// the old path everywhere — even past the end of what it recorded — and a new run the new
+    /// path everywhere.
     public func patched(_ id: String) async throws -> Bool {
         try enter()
         defer { leave() }
-        let position = state.withLock { $0.cursor }
+        let (position, earlier) = state.withLock { ($0.cursor, $0.patches[id]) }
         let slot = try await lookup(position)
+        if let earlier {
+            // A marker of `id` here was recorded at a second ask by a build that recorded one
+            // per ask: taken, so such a run replays as it was recorded.
+            if earlier, let recorded = slot, recorded.entry.kind == .patched, recorded.entry.name.elementsEqual(id.utf8) {
+                advance(past: position, bytes: recorded.valueBytes)
+            }
+            return earlier
+        }
+        let answer: Bool
         if let recorded = slot, recorded.entry.kind != .truncated {
-            guard recorded.entry.kind == .patched, recorded.entry.name.elementsEqual(id.utf8) else { return false }
-            advance(past: position, bytes: recorded.valueBytes)
-            return true
+            answer = recorded.entry.kind == .patched && recorded.entry.name.elementsEqual(id.utf8)
+            if answer { advance(past: position, bytes: recorded.valueBytes) }
+        } else if replayedRunEnded {
+            // A replay of a run that ended: it never asked for this patch (production never
+            // runs that run again), so it took the old path.
+            answer = false
+        } else {
+            _ = try await write(.init(kind: .patched, name: id, inputDigest: nil), at: position, over: slot) { _, _ in
+                try self.encode(true)
+            }
+            answer = true
         }
-        _ = try await write(.init(kind: .patched, name: id, inputDigest: nil), at: position, over: slot) { _, _ in
-            try self.encode(true)
-        }
-        return true
+        state.withLock { $0.patches[id] = answer }
+        return answer
     }
 
     // MARK: The end of a run
@@ -315,16 +348,19 @@ public final class Journal: Sendable {
         let epoch = slot?.entry.epoch ?? 0
         // The name's limit before the body runs (it may pay for a call, or be an effect).
         try JournalEntry(kind: requested.kind, epoch: epoch, position: position, name: requested.name, output: []).validate()
+        // And the byte limit, for the smallest value the step can record (an output is at least
+        // one byte of JSON): a run that cannot hold even that runs no body.
+        let smallest = JournalEntry.headerBytes + 6 + requested.name.utf8.count + 1
+        let bytesBefore = state.withLock { $0.bytes }
+        if bytesBefore + smallest > limits.bytesMax {
+            throw bytesLimitExceeded(bytesBefore + smallest, requested, at: position, ran: false)
+        }
         let output = try await compute(position, epoch)
         let entry = JournalEntry(kind: requested.kind, epoch: epoch, position: position, name: requested.name, output: output)
         try entry.validate()
         let value = entry.encode()
-        let bytesBefore = state.withLock { $0.bytes }
         if bytesBefore + value.count > limits.bytesMax {
-            throw LedgerError(
-                .limitExceeded,
-                "run \(run) (generation \(generation)) would hold \(bytesBefore + value.count) journal bytes with step \"\(requested.name)\" at position \(position); the limit (JournalLimits.bytesMax) is \(limits.bytesMax). Nothing was written\(requested.kind == .effect ? " (the effect itself is recorded as done in the ledger)" : ""). Record references instead of payloads, or raise the limit",
-                limit: "journalBytesMax")
+            throw bytesLimitExceeded(bytesBefore + value.count, requested, at: position, ran: true)
         }
         // Write-once. A free position was read free by this journal (its window or its
         // frontier) and only this journal writes past its cursor, so that check is local and
@@ -355,6 +391,15 @@ public final class Journal: Sendable {
             state.readThrough = max(state.readThrough, position + 1)
         }
         return output
+    }
+
+    private func bytesLimitExceeded(_ bytes: Int, _ requested: JournalDivergence.Step, at position: UInt64, ran: Bool) -> LedgerError {
+        let effectNote = ran && requested.kind == .effect ? " (the effect itself is recorded as done in the ledger)" : ""
+        let what = ran ? "would hold \(bytes) journal bytes" : "would hold at least \(bytes) journal bytes (so the step did not run)"
+        return LedgerError(
+            .limitExceeded,
+            "run \(run) (generation \(generation)) \(what) with step \"\(requested.name)\" at position \(position); the limit (JournalLimits.bytesMax) is \(limits.bytesMax). Nothing was written\(effectNote). Record references instead of payloads, or raise the limit",
+            limit: "journalBytesMax")
     }
 
     /// Refuses a step called while another runs (a workflow's steps are sequential).
@@ -462,7 +507,14 @@ public final class Journal: Sendable {
     /// JSON with sorted keys, as `Memo` stores values.
     private func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         if let bytes = Journal.encodeExactly(value) { return bytes }
-        return Array(try encoder.encode(value))
+        do {
+            return Array(try encoder.encode(value))
+        } catch {
+            throw LedgerError(
+                .invalidArgument,
+                "the output \(T.self) of a step of the journal of run \(run) does not encode as JSON: \(error). Return a value JSON can hold (no NaN or infinity); nothing was written",
+                underlyingError: error)
+        }
     }
 
     /// A printable-ASCII string and an unsigned integer (what `now`, `random` and `uuid`
@@ -541,10 +593,25 @@ public final class Journal: Sendable {
             value: [], inputDigest: nil, timeMilliseconds: ledger.clock()))
     }
 
+    /// Throws `.runEnded` if this journal's generation is no longer its run's current one (it
+    /// ended, and maybe was swept); nothing is written.
+    func checkRunning() async throws {
+        let current = try await ledger.store.memoGeneration(of: run)
+        if current != generation {
+            throw LedgerError(
+                .runEnded,
+                "run \(run) generation \(generation) has ended (its current generation is \(current)); the effect did not start and nothing was written")
+        }
+    }
+
     /// The `once` key of the effect at `position` (`Spec/FORMAT.md` §10.3): the run
     /// generation and position (unique in the ledger), the epoch after a truncation, and the
     /// run for an operator to read, cut to fit the key limit.
     func effectKey(position: UInt64, epoch: UInt32) -> String {
+        Journal.effectKey(run: run, generation: generation, position: position, epoch: epoch)
+    }
+
+    static func effectKey(run: MemoRun, generation: UInt64, position: UInt64, epoch: UInt32) -> String {
         var key = "onceledger.journal/g\(generation)/p\(position)"
         if epoch > 0 { key += "/e\(epoch)" }
         key += "/"

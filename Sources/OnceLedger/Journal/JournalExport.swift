@@ -93,6 +93,9 @@ public struct JournalExport: Sendable, Hashable {
             throw JournalExport.bad(1, "status is not a string or null")
         }
         self.endTimeMilliseconds = JournalExport.unsigned(header["endTime"])
+        if endTimeMilliseconds == nil, let value = header["endTime"], !(value is NSNull) {
+            throw JournalExport.bad(1, "endTime is not milliseconds (an unsigned integer) or null")
+        }
         var records: [JournalRecord] = []
         for (index, line) in lines.enumerated() {
             let number = index + 2
@@ -108,6 +111,8 @@ public struct JournalExport: Sendable, Hashable {
                     throw JournalExport.bad(number, "inputDigest is not 64 hex digits")
                 }
                 digest = bytes
+            } else if let value = fields["inputDigest"], !(value is NSNull) {
+                throw JournalExport.bad(number, "inputDigest is not 64 hex digits or null")
             }
             let output: [UInt8]
             if let base64 = fields["outputBase64"] as? String {
@@ -183,7 +188,9 @@ extension Ledger {
 /// (`would-execute`) without running its body — no model is called, no effect happens — and
 /// a recorded step the code asks for differently throws it (`mismatch`), as in production.
 /// When the workflow returns, recorded positions it never reached throw it (`unreached`).
-/// `finish` writes nothing.
+/// `finish` writes nothing. A `patched` asked past the end of a run that ended answers false
+/// (the run ended on the old path); past the end of a run still running it throws
+/// `would-execute`, as production would record the marker and go on.
 public enum JournalReplayer {
     public static func replay<Result>(_ export: JournalExport,
                                       _ workflow: (Journal) async throws -> Result) async throws -> Result {
@@ -198,7 +205,7 @@ public enum JournalReplayer {
         let generation = try await ledger.store.memoGeneration(of: export.run)
         let journal = Journal(run: export.run, generation: generation,
                               limits: JournalLimits(entriesMax: .max, bytesMax: .max), ledger: ledger, replayOnly: true,
-                              namedGeneration: export.generation)
+                              replayedRunEnded: export.status != nil, namedGeneration: export.generation)
         for record in export.records {
             var entry = record.entry
             entry.position = record.position

@@ -10,6 +10,11 @@ public struct JournalTruncation: Sendable, Hashable {
     public var dropped: [JournalRecord]
     /// The epoch the freed positions start again with (effects there get new `once` keys).
     public var epoch: UInt32
+    /// Effects claimed in the ledger at a freed position but never journaled there (the
+    /// process died inside one, or after it and before its journal entry): done or
+    /// pending-unknown, so they happened or may have — and, like those in `dropped`, one
+    /// recorded at that position again gets a new key and runs. Resolve a pending one first.
+    public var unjournaledEffects: [EntryInfo]
 }
 
 extension Ledger {
@@ -20,7 +25,8 @@ extension Ledger {
     /// Each freed position is overwritten with a `truncated` entry holding `actor` and
     /// `reason` (a memo record each, durable before this returns), with a new epoch: an
     /// effect recorded there again gets a new `once` key and runs (the effects that already
-    /// ran keep their done entries, listed in `dropped`) — so truncate from after the last
+    /// ran keep their done entries, listed in `dropped`, and so do those claimed at a freed
+    /// position but never journaled, listed in `unjournaledEffects`) — so truncate from after the last
     /// effect that must not happen again. The position after the last recorded one is freed
     /// too, for an effect claimed there but never journaled. Run it while the run is not
     /// running. Throws `.runEnded` for an ended generation, `.invalidArgument` for an
@@ -45,11 +51,24 @@ extension Ledger {
             throw LedgerError(.invalidArgument, "run \(memoRun) records positions 0..<\(end); nothing to truncate from \(position)")
         }
         let dropped = Array(records[Int(position)...])
+        // A freed position that is free or truncated may still hold the `once` entry of an
+        // effect claimed there and never journaled: the operator must see it (not in `dropped`).
+        var unjournaledEffects: [EntryInfo] = []
+        for at in position...end where at <= JournalEntry.positionMax {
+            let slot = at < end ? records[Int(at)] : nil
+            if let slot, slot.entry.kind != .truncated { continue }
+            let key = Journal.effectKey(run: memoRun, generation: info.generation, position: at, epoch: slot?.entry.epoch ?? 0)
+            if let entry = try await store.entry(key) { unjournaledEffects.append(entry) }
+        }
         let epoch = (dropped.map(\.entry.epoch).max() ?? 0) + 1
         let actorBytes = Array(truncated(actor, utf8BytesMax: FormatLimits.stepBytesMax).utf8)
         let reasonBytes = Array(truncated(reason, utf8BytesMax: FormatLimits.reasonBytesMax).utf8)
         var positions: [UInt64] = []
-        for at in position...end where at <= JournalEntry.positionMax {
+        // From the last position down: a truncation that stops part way (a full disk, a
+        // crash) has freed a suffix — what a truncation from a later position would have
+        // freed — so a run that goes on before it is run again replays a prefix of its old
+        // journal and records anew after it, never an old output after a new one.
+        for at in (position...end).reversed() where at <= JournalEntry.positionMax {
             let entry = JournalEntry(kind: .truncated, epoch: epoch, position: at, name: actorBytes, output: reasonBytes)
             try entry.validate()
             try await store.memoPut(MemoPutRequest(
@@ -58,6 +77,8 @@ extension Ledger {
                 value: entry.encode(), inputDigest: nil, timeMilliseconds: clock()))
             if at < end { positions.append(at) }
         }
-        return JournalTruncation(run: memoRun, generation: info.generation, positions: positions, dropped: dropped, epoch: epoch)
+        positions.reverse()
+        return JournalTruncation(run: memoRun, generation: info.generation, positions: positions, dropped: dropped, epoch: epoch,
+                                 unjournaledEffects: unjournaledEffects)
     }
 }
