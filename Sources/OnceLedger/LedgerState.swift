@@ -678,6 +678,10 @@ struct LedgerState: ~Copyable {
     struct Retention {
         var nowMilliseconds: UInt64
         var live: Set<KeyBytes>
+        /// Whether the memo run generation a journal effect's key names (`Spec/FORMAT.md`
+        /// §10.3) has been swept: its done or absent entry is then dropped too (§9.5).
+        /// Nil: no such entry is dropped.
+        var journalGenerationSwept: ((UInt64) -> Bool)? = nil
     }
 
     /// The entries a compaction drops, and the generation floor its snapshot records.
@@ -715,6 +719,43 @@ struct LedgerState: ~Copyable {
         }
     }
 
+    /// Whether `entry` is a done journal effect's (scope forever) whose run generation was
+    /// swept (§9.5): its key is `onceledger.journal/g<N>/…` (§10.3) with `N` decimal, without
+    /// leading zeros, and `swept(N)`. Generation numbers are never handed out twice, so no
+    /// journal computes that key again. Never a pending entry.
+    private func isSweptJournalEffect(_ entry: Entry, _ swept: ((UInt64) -> Bool)?) -> Bool {
+        guard let swept, entry.status == Entry.done, entry.generation < UInt32.max,
+              let generation = LedgerState.journalEffectGeneration(
+                keys.rawBytes(from: Int(entry.keyOffset), count: Int(entry.keyLength)))
+        else { return false }
+        return swept(generation)
+    }
+
+    /// The run generation `N` of a key `onceledger.journal/g<N>/…` (`N` decimal, 1–20 digits,
+    /// no leading zero, at most 2⁶⁴ − 1), else nil.
+    static func journalEffectGeneration(_ key: UnsafeRawBufferPointer) -> UInt64? {
+        let prefix = journalEffectKeyPrefix
+        guard key.count > prefix.count + 1, key.starts(with: prefix) else { return nil }
+        var generation: UInt64 = 0
+        var digits = 0
+        for index in prefix.count..<key.count {
+            let byte = key[index]
+            if byte == UInt8(ascii: "/") {
+                return digits > 0 ? generation : nil
+            }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"),
+                  !(digits == 1 && generation == 0) else { return nil }
+            let (times, overflowTimes) = generation.multipliedReportingOverflow(by: 10)
+            let (sum, overflowSum) = times.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+            guard !overflowTimes, !overflowSum else { return nil }
+            generation = sum
+            digits += 1
+        }
+        return nil
+    }
+
+    static let journalEffectKeyPrefix = Array("onceledger.journal/g".utf8)
+
     /// The items that follow the entry states: an entry-retention item (§5.20) for each
     /// written entry that is pending or done with a scope other than forever, then the
     /// generation floor (§5.19) if it is above 0.
@@ -739,7 +780,8 @@ struct LedgerState: ~Copyable {
         guard let retention else { return plan }
         for index in 0..<entries.count {
             let entry = entries[index]
-            if isRetired(entry, index: index, now: retention.nowMilliseconds)
+            if (isRetired(entry, index: index, now: retention.nowMilliseconds)
+                || isSweptJournalEffect(entry, retention.journalGenerationSwept))
                 && (retention.live.isEmpty || !retention.live.contains(KeyBytes(key(of: entry)))) {
                 plan.dropped.append(index)
                 plan.floor = max(plan.floor, entry.generation + 1)

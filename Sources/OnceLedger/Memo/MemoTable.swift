@@ -740,6 +740,15 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         if generations.values[index].carriesNoState { generations.remove(at: index) }
     }
 
+    /// The numbers of every generation the table holds (running, ended, being swept, or
+    /// handed out with a put or an end in flight): what a compaction checks a journal
+    /// effect's generation against (`LedgerState.Retention.journalGenerationSwept`).
+    func generationNumbers() -> Set<UInt64> {
+        var numbers = Set<UInt64>(minimumCapacity: generations.count)
+        for key in generations.keys { numbers.insert(key.generation) }
+        return numbers
+    }
+
     mutating func setEnding(_ key: GenerationKey, _ ending: Bool) {
         generations[key, default: Generation()].ending = ending
         if !ending { dropIfEmpty(key) }

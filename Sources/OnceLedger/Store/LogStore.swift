@@ -557,9 +557,20 @@ public final class LogStore: LedgerStore, Sendable {
                 // what later records change. The items are made from the copies on the
                 // snapshot's thread: the memo's first, then the entries'.
                 let (frozen, trackingID) = self.core.withLock { core in
-                    // Keys with a claim or an operator act in flight are never dropped.
+                    // Keys with a claim or an operator act in flight are never dropped. A done
+                    // journal effect's entry goes once the memo no longer holds its run
+                    // generation (swept): read under the memo's lock, inside this one, so no
+                    // generation is made or swept meanwhile (the only place the two nest, and
+                    // always in this order). An effect's key exists only after its generation
+                    // was written (FORMAT §10.3), so a generation the memo does not hold, at
+                    // most the highest it named, was swept.
+                    var held: (numbers: Set<UInt64>, highest: UInt64)? = nil
                     let plan = core.state.retiredPlan(nowMilliseconds.map {
-                        LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys))
+                        LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys), journalGenerationSwept: { generation in
+                            if held == nil { held = self.memo.withLock { ($0.generationNumbers(), $0.highestGeneration) } }
+                            guard let held else { return false }
+                            return generation <= held.highest && !held.numbers.contains(generation)
+                        })
                     })
                     core.state.dropRetired(plan)
                     return (Frozen(core.state.frozenCopy()), core.state.beginTracking())
