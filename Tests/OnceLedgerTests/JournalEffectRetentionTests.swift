@@ -8,6 +8,7 @@
 import Foundation
 @_spi(Benchmarks) @testable import OnceLedger
 import OnceLedgerFormat
+import OnceLedgerLog
 import Testing
 
 private func effectKeys(_ ledger: Ledger) async throws -> [String] {
@@ -98,6 +99,29 @@ private func runJournal(_ ledger: Ledger, _ run: String, finish: Bool) async thr
         // one, or one the memo never named).
         #expect(try await effectKeys(ledger) == odd.sorted())
         try ledger.close()
+    }
+
+    /// The compaction reads the memo's generations before it takes the entries: a generation
+    /// handed out and not written yet must count as held, or an effect of it completed between
+    /// the two would be taken for a swept run's.
+    @Test func aGenerationHandedOutAndNotWrittenCountsAsHeld() throws {
+        var table = MemoTable()
+        let run = MemoTable.runKey(MemoRun(namespace: "", run: "new"))
+        let handed = try table.currentGeneration(run)
+        #expect(table.generationNumbers().contains(handed))
+        #expect(table.highestGeneration == handed)
+        // Its first record makes it an ordinary generation; its sweep removes it.
+        func apply(_ body: RecordBody) throws {
+            let record = LogRecord(body)
+            try record.body.withUnsafeBytes { try table.apply(kind: record.kind, body: $0) }
+        }
+        try apply(.memoEntry(.init(namespace: "", run: "new", generation: handed, step: "s", name: "n",
+                                   inputDigest: RecordBody.noInputDigest, timeMilliseconds: 1, value: [1])))
+        #expect(table.generationNumbers() == [handed])
+        try apply(.runEnd(.init(namespace: "", run: "new", generation: handed, status: .succeeded, timeMilliseconds: 2)))
+        try apply(.memoSweep(.init(namespace: "", run: "new", generation: handed, timeMilliseconds: 3)))
+        #expect(table.generationNumbers().isEmpty, "swept: no longer held")
+        #expect(table.highestGeneration == handed)
     }
 
     @Test func theGenerationOfAnEffectKeyIsReadStrictly() {

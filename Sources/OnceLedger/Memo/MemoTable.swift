@@ -245,6 +245,9 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// The highest generation number seen or handed out: a new generation takes the next,
     /// so a number is never used twice in the ledger.
     private(set) var highestGeneration: UInt64 = 0
+    /// Generations handed out (`currentGeneration`) that no record names yet: in memory only,
+    /// until their first record is applied (`see`).
+    private var handedOut: Set<UInt64> = []
     /// The sweep record of the highest generation ever swept: compaction keeps it, so the
     /// generation count survives even when every run was swept (§9.4).
     /// Kept as bytes, made a record only by `snapshotSource`.
@@ -714,6 +717,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
         }
         highestGeneration += 1
         latest[run] = highestGeneration
+        handedOut.insert(highestGeneration)
         return highestGeneration
     }
 
@@ -741,10 +745,11 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     }
 
     /// The numbers of every generation the table holds (running, ended, being swept, or
-    /// handed out with a put or an end in flight): what a compaction checks a journal
-    /// effect's generation against (`LedgerState.Retention.journalGenerationSwept`).
+    /// handed out and not written yet): what a compaction checks a journal effect's
+    /// generation against (`LedgerState.Retention.journalGenerationSwept`).
     func generationNumbers() -> Set<UInt64> {
-        var numbers = Set<UInt64>(minimumCapacity: generations.count)
+        var numbers = handedOut
+        numbers.reserveCapacity(generations.count + handedOut.count)
         for key in generations.keys { numbers.insert(key.generation) }
         return numbers
     }
@@ -844,6 +849,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
             // `see(key)`, then "the swept generation is no longer its run's latest", with one
             // lookup of the run (a sweep applies up to 1,024 of these per commit).
             highestGeneration = max(highestGeneration, generation)
+            if !handedOut.isEmpty { handedOut.remove(generation) }
             if let index = latest.index(forKey: key.run), latest.values[index] <= generation {
                 latest.remove(at: index)
             }
@@ -1101,6 +1107,7 @@ struct MemoTable: ~Copyable, @unchecked Sendable {
     /// A record of `key` was applied: its generation counts as seen and, if newer, as its
     /// run's latest.
     private mutating func see(_ key: GenerationKey) {
+        if !handedOut.isEmpty { handedOut.remove(key.generation) }
         highestGeneration = max(highestGeneration, key.generation)
         if key.generation > latest[key.run] ?? 0 { latest[key.run] = key.generation }
     }

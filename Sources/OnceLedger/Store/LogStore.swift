@@ -556,20 +556,19 @@ public final class LogStore: LedgerStore, Sendable {
                 // flat table, the rest shared copy-on-write), and the start of the record of
                 // what later records change. The items are made from the copies on the
                 // snapshot's thread: the memo's first, then the entries'.
+                // A done journal effect's entry goes once the memo no longer holds its run
+                // generation (swept). Read under the memo's lock alone, before the entries' (the
+                // memo's writers take the entries' lock inside the memo's: never the reverse).
+                // An effect's key exists only once its generation was written (FORMAT §10.3),
+                // and a generation handed out but not written yet is held (`generationNumbers`):
+                // so a generation that is at most the highest read and not held was swept
+                // before this read, whatever the entries hold by the time their lock is taken.
+                let held = nowMilliseconds == nil ? nil : self.memo.withLock { ($0.generationNumbers(), $0.highestGeneration) }
                 let (frozen, trackingID) = self.core.withLock { core in
-                    // Keys with a claim or an operator act in flight are never dropped. A done
-                    // journal effect's entry goes once the memo no longer holds its run
-                    // generation (swept): read under the memo's lock, inside this one, so no
-                    // generation is made or swept meanwhile (the only place the two nest, and
-                    // always in this order). An effect's key exists only after its generation
-                    // was written (FORMAT §10.3), so a generation the memo does not hold, at
-                    // most the highest it named, was swept.
-                    var held: (numbers: Set<UInt64>, highest: UInt64)? = nil
+                    // Keys with a claim or an operator act in flight are never dropped.
                     let plan = core.state.retiredPlan(nowMilliseconds.map {
-                        LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys), journalGenerationSwept: { generation in
-                            if held == nil { held = self.memo.withLock { ($0.generationNumbers(), $0.highestGeneration) } }
-                            guard let held else { return false }
-                            return generation <= held.highest && !held.numbers.contains(generation)
+                        LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys), journalGenerationSwept: held.map { held in
+                            { generation in generation <= held.1 && !held.0.contains(generation) }
                         })
                     })
                     core.state.dropRetired(plan)
