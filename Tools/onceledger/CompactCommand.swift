@@ -14,7 +14,8 @@ struct CompactCommand: AsyncParsableCommand {
             The snapshot holds every entry that still blocks something (done, pending-unknown) and \
             the memo and journal records; entries that block nothing any more at this machine's \
             clock (released, resolved absent or forgotten keys, done keys whose .whileInFlight or \
-            .window scope has let go of them) are dropped, and the generation floor is raised past \
+            .window scope has let go of them, and journal effects of swept runs) are dropped, and \
+            the generation floor is raised past \
             them so a dropped key never gets an old token again. Then every segment whose records it covers is deleted, except the active (last) \
             segment, which is never deleted. A crash at any step loses nothing.
 
