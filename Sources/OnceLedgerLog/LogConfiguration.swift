@@ -23,7 +23,8 @@ public struct LogConfiguration: Sendable, Hashable {
     public var batchBytesMax: Int = 8 << 20
     /// Most records waiting for the I/O thread; `append` beyond it throws `.limitExceeded`.
     public var queuedRecordsMax: Int = 1 << 20
-    /// Most records in one `append` call (one atomic group).
+    /// Most records in one `append` call (one group, committed in one batch; not atomic
+    /// after a crash, `Spec/RECOVERY.md` §7).
     public var appendRecordsMax: Int = 1024
     /// Let an open that may create a ledger create it in a directory that already holds
     /// other files (and no ledger). Off by default: such an open throws `.notALedger`,

@@ -292,9 +292,12 @@ public final class LogEngine: @unchecked Sendable {
 
     // MARK: Public API
 
-    /// Appends `records` as one atomic group (one commit batch; consecutive sequence
-    /// numbers, except that a rollover's seal record may take one between two of them)
-    /// and returns the first sequence number once they are durable.
+    /// Appends `records` as one group (one commit batch; consecutive sequence numbers,
+    /// except that a rollover's seal record may take one between two of them) and returns
+    /// the first sequence number once they are all durable. The group is acknowledged as a
+    /// whole but is **not atomic after a crash**: a batch torn by a power loss before this
+    /// returned recovers as its intact prefix (`Spec/RECOVERY.md` §7), so order the records
+    /// so that every prefix is a valid state.
     public func append(_ records: [LogRecord]) async throws -> UInt64 {
         try await append(records, onDurable: nil)
     }

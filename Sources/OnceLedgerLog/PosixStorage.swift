@@ -20,11 +20,18 @@ public struct PosixStorage: Storage {
         try Syscalls.listDirectory(path)
     }
 
+    /// Each directory it creates is made durable in its parent (the parent is `fsync`ed):
+    /// a `mkdir` is a directory operation like a create, and a power loss could otherwise
+    /// take a new ledger's directory — with every acknowledged record in it — away,
+    /// leaving the next open an empty directory to create a new ledger in (row R4).
     public func createDirectory(_ path: String) throws {
         var prefix = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
+            let parent = prefix.isEmpty ? "/" : prefix
             prefix += "/" + component
-            try Syscalls.mkdir(prefix)
+            if try Syscalls.mkdir(prefix) {
+                try synchronizeDirectory(parent)
+            }
         }
     }
 

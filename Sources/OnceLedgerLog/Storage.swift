@@ -11,7 +11,8 @@ import OnceLedgerFormat
 public protocol Storage: Sendable {
     /// Names (not paths) of the entries of a directory, in no particular order.
     func listDirectory(_ path: String) throws -> [String]
-    /// Creates a directory (and missing parents). No error if it exists.
+    /// Creates a directory (and missing parents), each one it creates durable in its
+    /// parent (`fsync` of the parent) before it returns. No error if it exists.
     func createDirectory(_ path: String) throws
     /// Whether a file or directory exists at `path`.
     func exists(_ path: String) -> Bool

@@ -20,7 +20,8 @@ public protocol RecordLog: AnyObject, Sendable {
     func load(itemCount: (Int) -> Void,
               item: (RecordKind, UnsafeRawBufferPointer) throws -> Void,
               record: (RecordKind, UnsafeRawBufferPointer) throws -> Void) throws
-    /// Appends `records` as one atomic group. When they are durable, calls
+    /// Appends `records` as one group, committed together but not atomic after a crash
+    /// (a torn batch recovers as its intact prefix, `Spec/RECOVERY.md` §7). When they are durable, calls
     /// `onDurable(firstSequence)` — before returning, and before any later append's
     /// `onDurable` or any compaction's `makeItems` — then returns the first sequence.
     func append(_ records: [LogRecord], onDurable: @escaping @Sendable (UInt64) -> Void) async throws -> UInt64

@@ -187,16 +187,18 @@ enum Syscalls {
         try simple(.unlink, path: path) { Glibc.unlink(path) }
     }
 
-    static func mkdir(_ path: String) throws {
+    /// Returns whether it created the directory (false: it existed).
+    @discardableResult
+    static func mkdir(_ path: String) throws -> Bool {
         while true {
             if let fault = FaultInjection.check(.mkdir, path: path) {
                 if fault == EINTR { continue }
                 throw LedgerError(.io, "mkdir failed: \(errnoText(fault))", path: path, errno: fault)
             }
-            if Glibc.mkdir(path, 0o755) == 0 { return }
+            if Glibc.mkdir(path, 0o755) == 0 { return true }
             let error = Glibc.errno
             if error == EINTR { continue }
-            if error == EEXIST { return }
+            if error == EEXIST { return false }
             throw LedgerError(.io, "mkdir failed: \(errnoText(error))", path: path, errno: error)
         }
     }
