@@ -360,7 +360,7 @@ private final class TruncationWorld: Sendable {
 /// at every I/O step of that, the truncation included, and the workload is run again on the
 /// reopened ledger without finishing the truncation first. After every reopen the journal's
 /// positions read as one timeline: never an "old" output after a "new" one.
-@Suite struct JournalTruncationCrashTests {
+@Suite struct JournalTruncationTimelineCrashTests {
     @Test func aTruncationCrashedAtEveryStepLeavesOneTimeline() async {
         let report = await LedgerCrashRunner().run(
             world: { TruncationWorld() },
