@@ -3,7 +3,7 @@ import PackageDescription
 
 // Layers depend one way (see README "Architecture"):
 //   CCRC32            CRC-32 in C (PCLMULQDQ folding on x86_64, slicing-by-8 elsewhere), zlib's result.
-//   COnceSupport      C helpers Swift cannot spell (a prefetch hint, a huge-page hint, O_DIRECT).
+//   COnceSupport      C helpers Swift cannot spell (a prefetch hint, a huge-page hint, O_DIRECT, posix_spawn's close-from).
 //   OnceLedgerFormat  pure codec: bytes <-> segment headers, records, snapshots. No I/O, no Foundation.
 //   OnceLedgerLog     the storage engine: storage protocol, POSIX files, recovery scanner, group commit.
 //   OnceLedger        the exactly-once API users import: Ledger.once, idempotency keys, pending handling.
@@ -69,7 +69,7 @@ let package = Package(
         // A throw-away PostgreSQL cluster (initdb into a temporary directory, a Unix socket,
         // no network) for the PostgreSQL tests, the multi-process tests and the benchmark.
         // Links no Swift package.
-        .target(name: "OnceLedgerPostgresTestSupport"),
+        .target(name: "OnceLedgerPostgresTestSupport", dependencies: ["COnceSupport"]),
         .executableTarget(
             name: "onceledger",
             dependencies: [

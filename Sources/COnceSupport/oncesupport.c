@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/uio.h>
 #include "oncesupport.h"
 
@@ -29,5 +30,14 @@ void ol_start_writeback(int fd, int64_t offset, int64_t count) {
     (void)sync_file_range(fd, (off_t)offset, (off_t)count, SYNC_FILE_RANGE_WRITE);
 #else
     (void)fd; (void)offset; (void)count;
+#endif
+}
+
+int ol_spawn_actions_close_from(void *actions, int from) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, from);
+#else
+    (void)actions; (void)from;
+    return ENOSYS;
 #endif
 }

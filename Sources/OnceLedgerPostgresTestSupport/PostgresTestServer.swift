@@ -1,3 +1,4 @@
+import COnceSupport
 import Foundation
 import Synchronization
 
@@ -208,6 +209,11 @@ public final class PostgresTestServer: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else is inherited. This process's other descriptors include pipes other
+        // threads are reading to their end (a test's captured CLI output, `Process`'s pipes
+        // are not close-on-exec), and the server pg_ctl starts would keep their write ends
+        // open for as long as it runs: those reads, and the tests waiting on them, hung.
+        _ = ol_spawn_actions_close_from(&actions, 3)
         var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for pointer in cArguments { free(pointer) } }
         var pid: pid_t = 0
@@ -223,23 +229,37 @@ public final class PostgresTestServer: Sendable {
         return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
-    /// Where `initdb` and `pg_ctl` are, or nil.
-    static func findBinDirectory() -> String? {
+    /// Where `initdb` and `pg_ctl` are, or nil: found once per process.
+    static func findBinDirectory() -> String? { binDirectory }
+
+    private static let binDirectory: String? = searchBinDirectory()
+
+    private static func searchBinDirectory() -> String? {
         let manager = FileManager.default
         func has(_ directory: String) -> Bool {
             manager.isExecutableFile(atPath: "\(directory)/initdb") && manager.isExecutableFile(atPath: "\(directory)/pg_ctl")
         }
         if let given = ProcessInfo.processInfo.environment["ONCELEDGER_POSTGRES_BINDIR"], has(given) { return given }
         for pgConfig in ["/usr/bin/pg_config", "/usr/local/bin/pg_config"] where manager.isExecutableFile(atPath: pgConfig) {
+            // Its answer goes to a file, not a pipe: a pipe's write end is inherited by every
+            // process this one starts meanwhile (another test's `postgres`, which lives on),
+            // and reading to the end of the pipe then waited for that server to exit — a
+            // whole test run hung there.
+            let answer = NSTemporaryDirectory() + "onceledger-pg_config-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+            guard manager.createFile(atPath: answer, contents: nil),
+                  let output = FileHandle(forWritingAtPath: answer) else { continue }
+            defer {
+                try? output.close()
+                try? manager.removeItem(atPath: answer)
+            }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: pgConfig)
             process.arguments = ["--bindir"]
-            let output = Pipe()
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
             if (try? process.run()) != nil {
-                let data = output.fileHandleForReading.readDataToEndOfFile()
                 process.waitUntilExit()
+                let data = manager.contents(atPath: answer) ?? Data()
                 let directory = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                 if process.terminationStatus == 0, has(directory) { return directory }
             }

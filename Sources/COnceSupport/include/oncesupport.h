@@ -64,4 +64,9 @@ void ol_start_writeback(int fd, int64_t offset, int64_t count);
 /// without writing anything.
 long ol_pwrite_dsync(int fd, const void *buffer, size_t count, int64_t offset);
 
+/// Adds "close every descriptor from `from` on" to `actions` (a `posix_spawn_file_actions_t *`),
+/// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34). Returns 0, an error number, or
+/// ENOSYS where the C library lacks it.
+int ol_spawn_actions_close_from(void *actions, int from);
+
 #endif
