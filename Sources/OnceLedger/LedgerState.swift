@@ -732,7 +732,7 @@ struct LedgerState: ~Copyable {
     }
 
     /// The run generation `N` of a key `onceledger.journal/g<N>/…` (`N` decimal, 1–20 digits,
-    /// no leading zero, at most 2⁶⁴ − 1), else nil.
+    /// no leading zero, from 1 to 2⁶⁴ − 1), else nil.
     static func journalEffectGeneration(_ key: UnsafeRawBufferPointer) -> UInt64? {
         let prefix = journalEffectKeyPrefix
         guard key.count > prefix.count + 1, key.starts(with: prefix) else { return nil }
@@ -741,7 +741,8 @@ struct LedgerState: ~Copyable {
         for index in prefix.count..<key.count {
             let byte = key[index]
             if byte == UInt8(ascii: "/") {
-                return digits > 0 ? generation : nil
+                // Generation numbers start at 1 (§9.4).
+                return digits > 0 && generation > 0 ? generation : nil
             }
             guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"),
                   !(digits == 1 && generation == 0) else { return nil }
