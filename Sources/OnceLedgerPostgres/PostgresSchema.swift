@@ -536,26 +536,38 @@ enum PostgresSchema {
     /// floor (see `claimFunction`).
     ///
     /// Version 4 (`readableOnly`) keeps a row it cannot read (`unreadable`), and so never
-    /// raises the floor past a generation OnceLedger did not write.
+    /// raises the floor past a generation OnceLedger did not write; and it drops the done
+    /// `once` entries of the journal effects of run generations the memo no longer holds
+    /// (`sweptJournalEffects`).
     static func compactFunction(_ s: String, create: String, lockFloor: String, readableOnly: Bool = false) -> String {
         let readable = readableOnly ? "\n           AND NOT \(unreadable("x"))" : ""
+        let journal = readableOnly ? sweptJournalEffects(s) + " " : ""
+        let journalDeclare = readableOnly ? "\n    v_handed_out bigint;" : ""
+        let journalRead = readableOnly ? """
+
+            -- The highest memo generation handed out (0: none yet). Read before the memo tables,
+            -- so every generation up to it that is still held shows in them below.
+            SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END INTO v_handed_out
+              FROM \(s).memo_generation_numbers q;
+        """ : ""
+        let journalDrop = readableOnly ? "\n                OR (x.status = 2 AND x.key IN (SELECT j.key FROM swept j))" : ""
         return """
         \(create) FUNCTION \(s).compact(p_now bigint) RETURNS bigint
         LANGUAGE plpgsql AS $$
         #variable_conflict use_column
         DECLARE
             dropped_max bigint;
-            dropped bigint;
+            dropped bigint;\(journalDeclare)
         BEGIN
-            \(lockFloor)
-            WITH gone AS (
+            \(lockFloor)\(journalRead)
+            WITH \(journal)gone AS (
                 DELETE FROM \(s).entries x
                  WHERE (x.lease_id IS NULL OR x.lease_expires <= clock_timestamp())
                    AND x.generation < 4294967295\(readable)
                    AND (x.status = 0
                         OR (x.status = 2 AND x.scope = 1)
                         OR (x.status = 2 AND x.scope = 2
-                            AND x.time_ms::numeric + x.window_ms::numeric <= p_now::numeric))
+                            AND x.time_ms::numeric + x.window_ms::numeric <= p_now::numeric)\(journalDrop))
                 RETURNING x.generation
             )
             SELECT max(g.generation), count(*) INTO dropped_max, dropped FROM gone g;
@@ -565,6 +577,35 @@ enum PostgresSchema {
             RETURN dropped;
         END
         $$
+        """
+    }
+
+    /// The common table expression `swept` of version 4's compaction (§3.6): the keys of done
+    /// entries of journal effects (`onceledger.journal/g<N>/…`, `FORMAT.md` §10.3) whose run
+    /// generation N the memo no longer holds — N at most the highest generation handed out
+    /// (`v_handed_out`), and no run generation N in `memo_generations` nor as a run's latest in
+    /// `memo_runs` (a generation handed out that nothing was written to yet is held there). Memo
+    /// generation numbers are never handed out twice (one sequence), so no later run computes
+    /// such a key: the entry blocks nothing and grows the table for ever otherwise.
+    ///
+    /// The key is bytes: the prefix is a range of the primary key, and N is read from the
+    /// key's `escape` encoding (never fails, whatever the bytes; digits and `/` stay as they
+    /// are) as canonical decimal digits then `/`. Anything else under the prefix (`g12x/`, `g/`,
+    /// `g012/`, a number past 2⁶³ − 1 or past the highest handed out) is no generation: kept.
+    static func sweptJournalEffects(_ s: String) -> String {
+        """
+        journal AS (
+                SELECT x.key, CASE WHEN d.n BETWEEN 1 AND v_handed_out THEN d.n::bigint END AS n
+                  FROM \(s).entries x,
+                       LATERAL (SELECT substring(encode(x.key, 'escape') FROM '^onceledger\\.journal/g([1-9][0-9]*)/')::numeric AS n) d
+                 WHERE x.key >= 'onceledger.journal/g'::bytea AND x.key < 'onceledger.journal/h'::bytea
+                   AND x.status = 2
+            ), swept AS (
+                SELECT j.key FROM journal j
+                 WHERE j.n IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM \(s).memo_generations g WHERE g.generation = j.n)
+                   AND NOT EXISTS (SELECT 1 FROM \(s).memo_runs m WHERE m.latest = j.n)
+            ),
         """
     }
 
