@@ -594,7 +594,10 @@ public final class Journal: Sendable {
     }
 
     /// Throws `.runEnded` if this journal's generation is no longer its run's current one (it
-    /// ended, and maybe was swept); nothing is written.
+    /// ended, and maybe was swept); nothing is written to the journal or the entries. (Asking
+    /// for the current generation of an ended run hands out the next number, as
+    /// `Ledger.journal(run:)` would: in memory on the file store, durably in `memo_runs` on
+    /// PostgreSQL, `Spec/POSTGRES.md` §3.5.)
     func checkRunning() async throws {
         let current = try await ledger.store.memoGeneration(of: run)
         if current != generation {
