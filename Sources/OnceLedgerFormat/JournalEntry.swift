@@ -84,7 +84,13 @@ public struct JournalEntry: Sendable, Hashable {
 
     /// The largest output that fits a memo value with a name of `nameBytes` bytes.
     public static func outputBytesMax(nameBytes: Int) -> Int {
-        FormatLimits.valueBytesMax - headerBytes - 2 - 4 - nameBytes
+        FormatLimits.valueBytesMax - encodedBytes(nameBytes: nameBytes, outputBytes: 0)
+    }
+
+    /// The bytes of a value with a name of `nameBytes` and an output of `outputBytes`: the
+    /// header, the name's length (2) and the output's (4), then both.
+    public static func encodedBytes(nameBytes: Int, outputBytes: Int) -> Int {
+        headerBytes + 2 + 4 + nameBytes + outputBytes
     }
 
     /// The memo name of `position`: ten decimal digits, zero-padded (`0000000003`).
@@ -137,7 +143,7 @@ public struct JournalEntry: Sendable, Hashable {
 
     /// The value's bytes (`Spec/FORMAT.md` §10.2). Call `validate()` first.
     public func encode() -> [UInt8] {
-        var writer = ByteWriter(capacity: JournalEntry.headerBytes + 6 + name.count + output.count)
+        var writer = ByteWriter(capacity: JournalEntry.encodedBytes(nameBytes: name.count, outputBytes: output.count))
         writer.writeInteger(JournalEntry.version)
         writer.writeInteger(kind.rawValue)
         writer.writeInteger(UInt16(0))

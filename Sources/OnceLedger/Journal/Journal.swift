@@ -350,7 +350,7 @@ public final class Journal: Sendable {
         try JournalEntry(kind: requested.kind, epoch: epoch, position: position, name: requested.name, output: []).validate()
         // And the byte limit, for the smallest value the step can record (an output is at least
         // one byte of JSON): a run that cannot hold even that runs no body.
-        let smallest = JournalEntry.headerBytes + 6 + requested.name.utf8.count + 1
+        let smallest = JournalEntry.encodedBytes(nameBytes: requested.name.utf8.count, outputBytes: 1)
         let bytesBefore = state.withLock { $0.bytes }
         if bytesBefore + smallest > limits.bytesMax {
             throw bytesLimitExceeded(bytesBefore + smallest, requested, at: position, ran: false)
