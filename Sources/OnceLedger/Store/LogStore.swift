@@ -563,12 +563,14 @@ public final class LogStore: LedgerStore, Sendable {
                 // and a generation handed out but not written yet is held (`generationNumbers`):
                 // so a generation that is at most the highest read and not held was swept
                 // before this read, whatever the entries hold by the time their lock is taken.
-                let held = nowMilliseconds == nil ? nil : self.memo.withLock { ($0.generationNumbers(), $0.highestGeneration) }
+                let held = nowMilliseconds == nil ? nil : self.memo.withLock {
+                    (numbers: $0.generationNumbers(), highest: $0.highestGeneration)
+                }
                 let (frozen, trackingID) = self.core.withLock { core in
                     // Keys with a claim or an operator act in flight are never dropped.
                     let plan = core.state.retiredPlan(nowMilliseconds.map {
                         LedgerState.Retention(nowMilliseconds: $0, live: Set(core.live.keys), journalGenerationSwept: held.map { held in
-                            { generation in generation <= held.1 && !held.0.contains(generation) }
+                            { generation in generation <= held.highest && !held.numbers.contains(generation) }
                         })
                     })
                     core.state.dropRetired(plan)
