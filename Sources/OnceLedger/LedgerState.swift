@@ -679,8 +679,8 @@ struct LedgerState: ~Copyable {
         var nowMilliseconds: UInt64
         var live: Set<KeyBytes>
         /// Whether the memo run generation a journal effect's key names (`Spec/FORMAT.md`
-        /// §10.3) has been swept: its done or absent entry is then dropped too (§9.5).
-        /// Nil: no such entry is dropped.
+        /// §10.3) has been swept: its done entry is then dropped too (§9.5; an absent one is
+        /// dropped anyway). Nil: no done effect entry is dropped for it.
         var journalGenerationSwept: ((UInt64) -> Bool)? = nil
     }
 
@@ -719,8 +719,8 @@ struct LedgerState: ~Copyable {
         }
     }
 
-    /// Whether `entry` is a done journal effect's (scope forever) whose run generation was
-    /// swept (§9.5): its key is `onceledger.journal/g<N>/…` (§10.3) with `N` decimal, without
+    /// Whether `entry` is a done journal effect's (any scope; the journal's are forever) whose
+    /// run generation was swept (§9.5): its key is `onceledger.journal/g<N>/…` (§10.3) with `N` decimal, without
     /// leading zeros, and `swept(N)`. Generation numbers are never handed out twice, so no
     /// journal computes that key again. Never a pending entry.
     private func isSweptJournalEffect(_ entry: Entry, _ swept: ((UInt64) -> Bool)?) -> Bool {
