@@ -3,7 +3,8 @@ import PackageDescription
 
 // Layers depend one way (see README "Architecture"):
 //   CCRC32            CRC-32 in C (PCLMULQDQ folding on x86_64, slicing-by-8 elsewhere), zlib's result.
-//   COnceSupport      C helpers Swift cannot spell (a prefetch hint, a huge-page hint, O_DIRECT, posix_spawn's close-from).
+//   COnceSupport      C helpers Swift cannot spell (a prefetch hint, a huge-page hint, O_DIRECT; for the tests'
+//                     children: posix_spawn's close-from, default signals, close-on-exec pipes).
 //   OnceLedgerFormat  pure codec: bytes <-> segment headers, records, snapshots. No I/O, no Foundation.
 //   OnceLedgerLog     the storage engine: storage protocol, POSIX files, recovery scanner, group commit.
 //   OnceLedger        the exactly-once API users import: Ledger.once, idempotency keys, pending handling.
@@ -86,6 +87,14 @@ let package = Package(
             dependencies: ["OnceLedgerFormat", "OnceLedger"],
             path: "Tests/OnceLedgerStoreContract"
         ),
+        // How the tests run other programs (the tool, strace, the PostgreSQL worker): a child
+        // inherits no descriptor but 0–2, is reaped with waitpid, and is killed past a bound
+        // so a hang fails one test instead of the run. A library of the test targets.
+        .target(
+            name: "OnceLedgerTestProcess",
+            dependencies: ["COnceSupport"],
+            path: "Tests/OnceLedgerTestProcess"
+        ),
         .testTarget(
             name: "OnceLedgerFormatTests",
             dependencies: ["OnceLedgerFormat", "OnceLedgerTestSupport", "CCRC32", "CZlib"]
@@ -102,7 +111,8 @@ let package = Package(
         ),
         .testTarget(
             name: "OnceLedgerCLITests",
-            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport", "onceledger", "COnceSupport"]
+            dependencies: ["OnceLedgerFormat", "OnceLedgerLog", "OnceLedger", "OnceLedgerTestSupport", "onceledger", "COnceSupport",
+                           "OnceLedgerTestProcess"]
         ),
         // A worker process for the multi-process tests: `Ledger.once` on a PostgresStore by URL.
         .executableTarget(
@@ -115,7 +125,7 @@ let package = Package(
         .testTarget(
             name: "OnceLedgerPostgresProcessTests",
             dependencies: ["OnceLedger", "OnceLedgerPostgres", "OnceLedgerPostgresTestSupport", "onceledger",
-                           "onceledger-postgres-worker", .product(name: "PostgresNIO", package: "postgres-nio")]
+                           "onceledger-postgres-worker", "OnceLedgerTestProcess", .product(name: "PostgresNIO", package: "postgres-nio")]
         ),
         .testTarget(
             name: "OnceLedgerPostgresTests",

@@ -2,8 +2,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include "oncesupport.h"
 
 int ol_open_direct_flag(void) {
@@ -40,4 +42,19 @@ int ol_spawn_actions_close_from(void *actions, int from) {
     (void)actions; (void)from;
     return ENOSYS;
 #endif
+}
+
+int ol_pipe_cloexec(int descriptors[2]) {
+    return pipe2(descriptors, O_CLOEXEC);
+}
+
+int ol_spawnattr_default_signals(void *attributes) {
+    posix_spawnattr_t *spawn = (posix_spawnattr_t *)attributes;
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    int result = posix_spawnattr_setsigmask(spawn, &none);
+    if (result == 0) result = posix_spawnattr_setsigdefault(spawn, &all);
+    if (result == 0) result = posix_spawnattr_setflags(spawn, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    return result;
 }

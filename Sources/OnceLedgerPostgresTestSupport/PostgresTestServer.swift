@@ -214,10 +214,15 @@ public final class PostgresTestServer: Sendable {
         // are not close-on-exec), and the server pg_ctl starts would keep their write ends
         // open for as long as it runs: those reads, and the tests waiting on them, hung.
         _ = ol_spawn_actions_close_from(&actions, 3)
+        // No signal blocked, each at its default action (the spawning thread may block some).
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        _ = ol_spawnattr_default_signals(&attributes)
         var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for pointer in cArguments { free(pointer) } }
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, argv[0], &actions, nil, &cArguments, environ)
+        let spawned = posix_spawn(&pid, argv[0], &actions, &attributes, &cArguments, environ)
         if spawned != 0 {
             throw Unavailable(description: "could not run \(argv[0]): \(String(cString: strerror(spawned)))")
         }
@@ -244,24 +249,14 @@ public final class PostgresTestServer: Sendable {
             // Its answer goes to a file, not a pipe: a pipe's write end is inherited by every
             // process this one starts meanwhile (another test's `postgres`, which lives on),
             // and reading to the end of the pipe then waited for that server to exit — a
-            // whole test run hung there.
+            // whole test run hung there. Started like initdb and pg_ctl (`spawnAndWait`), not
+            // with `Process`, whose `waitUntilExit` can miss an exit.
             let answer = NSTemporaryDirectory() + "onceledger-pg_config-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-            guard manager.createFile(atPath: answer, contents: nil),
-                  let output = FileHandle(forWritingAtPath: answer) else { continue }
-            defer {
-                try? output.close()
-                try? manager.removeItem(atPath: answer)
-            }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: pgConfig)
-            process.arguments = ["--bindir"]
-            process.standardOutput = output
-            process.standardError = FileHandle.nullDevice
-            if (try? process.run()) != nil {
-                process.waitUntilExit()
+            defer { try? manager.removeItem(atPath: answer) }
+            if let status = try? spawnAndWait([pgConfig, "--bindir"], output: answer), status == 0 {
                 let data = manager.contents(atPath: answer) ?? Data()
                 let directory = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                if process.terminationStatus == 0, has(directory) { return directory }
+                if has(directory) { return directory }
             }
         }
         let versions = ((try? manager.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? [])

@@ -1,6 +1,7 @@
 // Shared helpers for the CLI tests: locate the built `onceledger` executable (this test
 // target depends on it, so `swift test` builds it) and run it, capturing output and exit code.
 import Foundation
+import OnceLedgerTestProcess
 
 enum CLI {
     /// `.build/<config>/onceledger`, next to the test bundle.
@@ -30,29 +31,12 @@ enum CLI {
     }
 
     /// Runs any program to completion, capturing both outputs (read at the same time, so a
-    /// full pipe on one cannot stall the other). A death by a signal is reported as exit
-    /// code 128 + the signal, as a shell does.
-    static func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        nonisolated(unsafe) var errData = Data()
-        let errorDone = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            errorDone.signal()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        errorDone.wait()
-        process.waitUntilExit()
-        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-        return Result(exitCode: status, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+    /// full pipe on one cannot stall the other), through `ChildProcess`: no descriptor but
+    /// 0–2 is inherited, and a program that outlives its bound is killed and fails the test.
+    /// A death by a signal is reported as exit code 128 + the signal, as a shell does.
+    static func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
+                           patience: Double = ChildProcess.patienceSeconds) throws -> Result {
+        let result = try ChildProcess.run(executable.path, arguments, environment: environment, patience: patience)
+        return Result(exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr)
     }
 }

@@ -19,6 +19,7 @@ import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
 import OnceLedgerTestSupport
+import OnceLedgerTestProcess
 import Testing
 
 @Suite(.serialized) struct KillTests {
@@ -165,7 +166,8 @@ import Testing
 }
 
 /// A running `onceledger stress` (optionally under strace) whose `ack` lines are read as
-/// they arrive, so the test can kill it after a given number of acknowledgements.
+/// they arrive, so the test can kill it after a given number of acknowledgements. Started
+/// through `ChildProcess`: every wait is bounded, a hung child is killed and fails the test.
 final class KillTestProcess: @unchecked Sendable {
     struct Result {
         var status: Int32
@@ -176,99 +178,63 @@ final class KillTestProcess: @unchecked Sendable {
         var standardError: String
     }
 
-    private let process = Process()
-    private let lock = NSCondition()
-    private var pending = Data()
-    private var keys: Set<String> = []
-    private var ackCount = 0
-    private var outputClosed = false
-    private var errorData = Data()
-    private var errorClosed = false
+    /// The `ack` lines so far: only whole lines count (a line cut by the kill was never fully written).
+    private final class Acknowledgements: @unchecked Sendable {
+        let lock = NSLock()
+        var keys: Set<String> = []
+        var count = 0
 
-    static func start(_ arguments: [String], tracedBy strace: [String]? = nil) throws -> KillTestProcess {
-        let run = KillTestProcess()
-        if let strace {
-            run.process.executableURL = URL(fileURLWithPath: KillTestStrace.path!)
-            run.process.arguments = strace + [CLI.executableURL.path] + arguments
-        } else {
-            run.process.executableURL = CLI.executableURL
-            run.process.arguments = arguments
-        }
-        let output = Pipe()
-        let errors = Pipe()
-        run.process.standardOutput = output
-        run.process.standardError = errors
-        try run.process.run()
-        Thread { run.readOutput(output.fileHandleForReading) }.start()
-        Thread { run.readErrors(errors.fileHandleForReading) }.start()
-        return run
-    }
-
-    private func readOutput(_ handle: FileHandle) {
-        while true {
-            let data = handle.availableData
+        func take(_ line: String) {
+            guard line.hasPrefix("ack ") else { return }
             lock.lock()
-            if data.isEmpty {
-                outputClosed = true
-                lock.broadcast()
-                lock.unlock()
-                return
-            }
-            pending.append(data)
-            // Only whole lines count: a line cut by the kill was never fully written.
-            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
-                pending.removeSubrange(pending.startIndex...newline)
-                if line.hasPrefix("ack ") {
-                    keys.insert(String(line.dropFirst(4)))
-                    ackCount += 1
-                }
-            }
-            lock.broadcast()
+            keys.insert(String(line.dropFirst(4)))
+            count += 1
             lock.unlock()
         }
+
+        var current: (keys: Set<String>, count: Int) {
+            lock.lock()
+            defer { lock.unlock() }
+            return (keys, count)
+        }
     }
 
-    private func readErrors(_ handle: FileHandle) {
-        let data = handle.readDataToEndOfFile()
-        lock.lock()
-        errorData = data
-        errorClosed = true
-        lock.broadcast()
-        lock.unlock()
+    private let child: ChildProcess
+    private let acknowledgements: Acknowledgements
+
+    private init(child: ChildProcess, acknowledgements: Acknowledgements) {
+        self.child = child
+        self.acknowledgements = acknowledgements
+    }
+
+    static func start(_ arguments: [String], tracedBy strace: [String]? = nil) throws -> KillTestProcess {
+        let acknowledgements = Acknowledgements()
+        let child = if let strace {
+            try ChildProcess.start(KillTestStrace.path!, strace + [CLI.executableURL.path] + arguments,
+                                   onLine: acknowledgements.take)
+        } else {
+            try ChildProcess.start(CLI.executableURL.path, arguments, onLine: acknowledgements.take)
+        }
+        return KillTestProcess(child: child, acknowledgements: acknowledgements)
     }
 
     /// Waits until `count` acknowledgements arrived or the process closed its output
     /// (a guard of two minutes keeps a hung child from hanging the test).
     func waitForAcknowledgements(_ count: Int) {
-        let deadline = Date().addingTimeInterval(120)
-        lock.lock()
-        while ackCount < count && !outputClosed {
-            if !lock.wait(until: deadline) { break }
-        }
-        lock.unlock()
+        child.wait(patience: 120) { _ in acknowledgements.current.count >= count }
     }
 
-    func kill() {
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
-    }
+    func kill() { child.send(SIGKILL) }
 
     /// Sends `signal` (e.g. SIGTERM) to the process, if it still runs.
-    func send(_ signal: Int32) {
-        if process.isRunning { Foundation.kill(process.processIdentifier, signal) }
-    }
+    func send(_ signal: Int32) { child.send(signal) }
 
     /// Waits for the process to end and both pipes to close.
     func finish() -> Result {
-        process.waitUntilExit()
-        lock.lock()
-        while !outputClosed || !errorClosed { lock.wait() }
-        let result = Result(
-            status: process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus,
-            signal: process.terminationReason == .uncaughtSignal ? process.terminationStatus : nil,
-            acknowledgedKeys: keys, acknowledgements: ackCount, standardError: String(decoding: errorData, as: UTF8.self))
-        lock.unlock()
-        return result
+        let result = child.finish()
+        let acknowledged = acknowledgements.current
+        return Result(status: result.exitCode, signal: result.signal, acknowledgedKeys: acknowledged.keys,
+                      acknowledgements: acknowledged.count, standardError: result.stderr)
     }
 }
 
@@ -278,15 +244,9 @@ enum KillTestStrace {
         .first { FileManager.default.isExecutableFile(atPath: $0) }
 
     static let usable: Bool = {
-        guard let path else { return false }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["-f", "-qq", "-o", "/dev/null", "/bin/true"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
+        guard let path, let result = try? ChildProcess.run(path, ["-f", "-qq", "-o", "/dev/null", "/bin/true"], patience: 60)
+        else { return false }
+        return result.exitCode == 0
     }()
 
     /// Whether this kernel takes `pwritev2(RWF_DSYNC)`, so a commit is that one call (probed

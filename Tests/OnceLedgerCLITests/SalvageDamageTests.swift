@@ -215,27 +215,10 @@ import Testing
             #expect(mkfifo(path, 0o644) == 0)
         }, run: { arguments in
             // Opening a FIFO for reading blocks until a writer comes: a salvage that did so
-            // would never end. A guard of two minutes keeps such a regression from hanging
-            // the test run (as KillTestProcess does); it is not a timing assertion.
-            let process = Process()
-            process.executableURL = CLI.executableURL
-            process.arguments = arguments
-            let out = Pipe()
-            let err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            let ended = DispatchSemaphore(value: 0)
-            process.terminationHandler = { _ in ended.signal() }
-            try process.run()
-            if ended.wait(timeout: .now() + 120) == .timedOut {
-                process.terminate()
-                Issue.record("salvage did not end: it is blocked on the FIFO")
-            }
-            let outData = out.fileHandleForReading.readDataToEndOfFile()
-            let errData = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return CLI.Result(exitCode: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                              stderr: String(decoding: errData, as: UTF8.self))
+            // would never end. A guard of two minutes (the child is then killed and the test
+            // records an issue) keeps such a regression from hanging the test run; it is not a
+            // timing assertion.
+            try CLI.runProcess(CLI.executableURL, arguments, patience: 120)
         })
     }
 

@@ -10,6 +10,7 @@ import Foundation
 import OnceLedger
 import OnceLedgerPostgres
 import OnceLedgerPostgresTestSupport
+import OnceLedgerTestProcess
 import Testing
 
 enum CLI {
@@ -31,28 +32,11 @@ enum CLI {
         var lines: [String] { stdout.split(separator: "\n").map(String.init) }
     }
 
-    /// Runs `onceledger arguments…` to completion (both outputs read at once).
+    /// Runs `onceledger arguments…` to completion (both outputs read at once), through
+    /// `ChildProcess` (no descriptor but 0–2 inherited; killed past its bound).
     static func run(_ arguments: [String]) throws -> Result {
-        let process = Process()
-        process.executableURL = executableURL
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        nonisolated(unsafe) var errData = Data()
-        let errorDone = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            errorDone.signal()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        errorDone.wait()
-        process.waitUntilExit()
-        return Result(exitCode: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+        let result = try ChildProcess.run(executableURL.path, arguments)
+        return Result(exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr)
     }
 
     /// The objects of `--json` output, one per line.

@@ -4,6 +4,7 @@
 // a broken build fails instead of hanging; never a timing assertion), sends signals, and
 // reads the effects file the workers append to.
 import Foundation
+import OnceLedgerTestProcess
 import Synchronization
 
 final class WorkerProcess: Sendable {
@@ -32,71 +33,52 @@ final class WorkerProcess: Sendable {
     }
 
     let name: String
-    let process: Process
-    private let output = Mutex(Output())
-    private let changed = NSCondition()
+    private let child: ChildProcess
+    private let printed = Printed()
 
-    /// Starts a worker named `name` with `arguments` (`--name` is added).
-    init(name: String, _ arguments: [String]) throws {
-        self.name = name
-        let process = Process()
-        process.executableURL = WorkerProcess.executableURL
-        process.arguments = ["--name", name] + arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        self.process = process
-        try process.run()
-        let readLines = Thread { [self] in
-            var pending = Data()
-            let handle = out.fileHandleForReading
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { break }
-                pending.append(chunk)
-                var lines: [String] = []
-                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    lines.append(String(decoding: pending[pending.startIndex..<newline], as: UTF8.self))
-                    pending.removeSubrange(pending.startIndex...newline)
-                }
-                if !lines.isEmpty {
-                    output.withLock { $0.lines += lines }
-                    changed.lock(); changed.broadcast(); changed.unlock()
-                }
-            }
-            let errors = err.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            output.withLock { state in
-                state.standardError = String(decoding: errors, as: UTF8.self)
-                state.exited = true
-                if process.terminationReason == .uncaughtSignal {
-                    state.signal = process.terminationStatus
-                } else {
-                    state.status = process.terminationStatus
-                }
-            }
-            changed.lock(); changed.broadcast(); changed.unlock()
-        }
-        readLines.start()
+    /// The worker's standard output lines so far (appended by the reader thread).
+    private final class Printed: Sendable {
+        let lines = Mutex<[String]>([])
     }
 
-    var snapshot: Output { output.withLock { $0 } }
+    /// Starts a worker named `name` with `arguments` (`--name` is added), through
+    /// `ChildProcess` (it inherits no descriptor but 0–2 and is reaped with `waitpid`).
+    init(name: String, _ arguments: [String]) throws {
+        self.name = name
+        let printed = self.printed
+        child = try ChildProcess.start(WorkerProcess.executableURL.path, ["--name", name] + arguments) { line in
+            printed.lines.withLock { $0.append(line) }
+        }
+    }
+
+    /// The lines so far and, once the worker ended (`ended`), how.
+    private func state(_ ended: ChildProcess.Result?) -> Output {
+        var state = Output(lines: printed.lines.withLock { $0 })
+        if let ended {
+            state.exited = true
+            state.standardError = ended.stderr
+            state.status = ended.signal == nil ? ended.exitCode : 0
+            state.signal = ended.signal
+        }
+        return state
+    }
+
+    var snapshot: Output {
+        var current = Output()
+        child.wait(patience: 0) { ended in
+            current = state(ended)
+            return true
+        }
+        return current
+    }
+
     var lines: [String] { snapshot.lines }
 
     /// Waits until `condition` holds for the output (or the bound passes); returns whether it held.
     @discardableResult
     func wait(until condition: (Output) -> Bool) -> Bool {
-        let giveUp = Date(timeIntervalSinceNow: WorkerProcess.patienceSeconds)
-        changed.lock()
-        defer { changed.unlock() }
-        while true {
-            let state = snapshot
-            if condition(state) { return true }
-            if state.exited || Date() > giveUp { return condition(snapshot) }
-            changed.wait(until: min(giveUp, Date(timeIntervalSinceNow: 1)))
-        }
+        child.wait(patience: WorkerProcess.patienceSeconds) { condition(state($0)) }
+        return condition(snapshot)
     }
 
     /// Waits for a line equal to `line` or starting with it followed by a space.
@@ -112,7 +94,7 @@ final class WorkerProcess: Sendable {
         return snapshot
     }
 
-    func send(_ signal: Int32) { kill(process.processIdentifier, signal) }
+    func send(_ signal: Int32) { child.send(signal) }
 
     /// The `performed`/`already` lines: key → (performed here?, receipt).
     var outcomes: [String: (performed: Bool, receipt: String)] {

@@ -69,4 +69,14 @@ long ol_pwrite_dsync(int fd, const void *buffer, size_t count, int64_t offset);
 /// ENOSYS where the C library lacks it.
 int ol_spawn_actions_close_from(void *actions, int from);
 
+/// `pipe2(descriptors, O_CLOEXEC)`: a pipe no program started meanwhile by another thread
+/// inherits (`pipe` then `fcntl` leaves a window). Returns 0 or -1 with errno set.
+int ol_pipe_cloexec(int descriptors[2]);
+
+/// Sets `attributes` (a `posix_spawnattr_t *`, initialised) so the child starts with no signal
+/// blocked and every signal at its default action, as from a shell: the spawning thread may
+/// block signals (a Dispatch worker blocks most) and this process ignores SIGPIPE, and a child
+/// would inherit both (a SIGTERM sent to it would then not end it). Returns 0 or an error number.
+int ol_spawnattr_default_signals(void *attributes);
+
 #endif
