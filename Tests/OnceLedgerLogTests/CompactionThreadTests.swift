@@ -14,13 +14,20 @@ import Testing
 @Suite struct CompactionThreadTests {
     static let directory = "/ledger"
 
-    /// A gate a thread waits at, and a signal that it got there.
+    /// A gate a thread waits at, and a signal that it got there. Both waits have a bound far
+    /// beyond any test's need, so a gate never reached or opened fails the test, never hangs the run.
     final class Gate: Sendable {
         let reached = DispatchSemaphore(value: 0)
         let opened = DispatchSemaphore(value: 0)
         func pass() {
             reached.signal()
-            opened.wait()
+            Gate.wait(opened, "opened")
+        }
+
+        static func wait(_ semaphore: DispatchSemaphore, _ what: String) {
+            if semaphore.wait(timeout: .now() + .seconds(300)) == .timedOut {
+                Issue.record("a gate was not \(what) within 300 s: the test gave up waiting")
+            }
         }
     }
 
@@ -51,7 +58,7 @@ import Testing
     static func arrival(_ gate: Gate) async {
         await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
-                gate.reached.wait()
+                Gate.wait(gate.reached, "reached")
                 continuation.resume()
             }
         }

@@ -51,32 +51,61 @@ public func waitUntil(_ what: String, _ condition: () async throws -> Bool) asyn
     throw TestFailure("timed out: \(what)")
 }
 
-/// A one-shot latch: `wait()` suspends until `open()`.
+/// A one-shot latch: `wait()` suspends until `open()`. A wait has a bound (`patience`, far
+/// beyond what any test needs, never a timing assertion): past it the test records an issue and
+/// the wait returns, so a gate nobody opens fails its test instead of hanging the test run.
 public final class Gate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private struct State {
+        var open = false
+        var nextWaiter = 0
+        var waiters: [Int: CheckedContinuation<Bool, Never>] = [:]
+        var expired: Set<Int> = []
+    }
+
+    private let state = Mutex(State())
 
     public init() {}
 
     public func open() {
         let waiters = state.withLock { state in
             state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
+            defer { state.waiters = [:] }
+            return state.waiters.values
         }
-        for waiter in waiters { waiter.resume() }
+        for waiter in waiters { waiter.resume(returning: false) }
     }
 
     public var isOpen: Bool { state.withLock { $0.open } }
 
-    public func wait() async {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLock { state in
-                if state.open { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if ready { continuation.resume() }
+    public func wait(patience: Duration = .seconds(300)) async {
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
         }
+        let timer = Task { [self] in
+            try? await Task.sleep(for: patience)
+            if !Task.isCancelled { expire(id) }
+        }
+        let timedOut = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let answer: Bool? = state.withLock { state in
+                if state.open { return false }
+                if state.expired.remove(id) != nil { return true }
+                state.waiters[id] = continuation
+                return nil
+            }
+            if let answer { continuation.resume(returning: answer) }
+        }
+        timer.cancel()
+        if timedOut { Issue.record("a gate was not opened within \(patience): the test gave up waiting") }
+    }
+
+    private func expire(_ id: Int) {
+        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            if let waiter = state.waiters.removeValue(forKey: id) { return waiter }
+            if !state.open { state.expired.insert(id) }
+            return nil
+        }
+        waiter?.resume(returning: true)
     }
 }
 

@@ -8,6 +8,7 @@ import Dispatch
 import Foundation
 @_spi(Benchmarks) @testable import OnceLedger
 import OnceLedgerLog
+import OnceLedgerStoreContract
 import Testing
 
 @Suite struct EntriesDuringCompactionTests {
@@ -28,7 +29,9 @@ import Testing
                     try? await ledger.compact()
                     done.signal()
                 }
-                done.wait()
+                if done.wait(timeout: .now() + .seconds(300)) == .timedOut {
+                    Issue.record("the compaction did not end within 300 s: the test gave up waiting")
+                }
             }
         }
         let listed = try await ledger.entries()
@@ -38,5 +41,18 @@ import Testing
         #expect(listed.first { $0.key == "forever" }?.receipt == Array("kept".utf8))
         #expect(try await ledger.entry("digest") == nil, "the compaction dropped it")
         try ledger.close()
+    }
+}
+
+/// The tests' gates never hang a test run: a wait has a bound, past which the test records an issue.
+@Suite struct GateBoundTests {
+    @Test func aGateNobodyOpensFailsTheTestInsteadOfHanging() async {
+        let gate = Gate()
+        await withKnownIssue("the gate is never opened: the wait gives up after its bound") {
+            await gate.wait(patience: .milliseconds(20))
+        }
+        gate.open()
+        await gate.wait()  // open: returns at once, records nothing
+        #expect(gate.isOpen)
     }
 }

@@ -18,11 +18,16 @@ import OnceLedgerStoreContract
 @Suite struct StreamedCompactionTests {
     static let keyCount = ProcessInfo.processInfo.environment["ONCELEDGER_VALUES_KEYS"].flatMap(Int.init) ?? 40
 
-    /// A semaphore the I/O thread waits on (a gate, not a timer).
+    /// A semaphore the I/O thread waits on (a gate, not a timer). The wait has a bound far
+    /// beyond any test's need, so a gate nobody opens fails the test instead of hanging the run.
     final class Gate: Sendable {
         let semaphore = DispatchSemaphore(value: 0)
         func open() { semaphore.signal() }
-        func wait() { semaphore.wait() }
+        func wait() {
+            if semaphore.wait(timeout: .now() + .seconds(300)) == .timedOut {
+                Issue.record("a gate was not opened within 300 s: the test gave up waiting")
+            }
+        }
     }
 
     static func snapshotNames(_ directory: String) throws -> [String] {
