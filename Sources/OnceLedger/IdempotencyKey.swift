@@ -89,6 +89,12 @@ public struct IdempotencyKey: Hashable, Sendable, CustomStringConvertible, Expre
         return hasher.finalize()
     }
 
+    /// Keys that start with this are the journal's effects (`Journal.effect`; FORMAT §10.3):
+    /// `once` refuses them from any other caller with `.invalidArgument`, because a compaction
+    /// drops such a done entry once the journal run it names is swept.
+    public static let reservedPrefix = "onceledger.journal/"
+    static let reservedPrefixBytes = Array(reservedPrefix.utf8)
+
     /// Checks the named limits; throws a typed error and writes nothing.
     public func validate() throws {
         let count = rawValue.utf8.count

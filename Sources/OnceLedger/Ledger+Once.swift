@@ -86,6 +86,15 @@ extension Ledger {
         _ effect: @escaping @Sendable (EffectContext) async throws -> [UInt8]
     ) async throws -> OnceOutcome<[UInt8]> {
         try key.validate()
+        // Keys under `onceledger.journal/` are the journal's effects (FORMAT §10.3): a
+        // compaction drops a done one once its run generation is swept, so a key of the
+        // caller's there could be dropped and its effect run again. Only `Journal.effect`
+        // claims them (the check reads the task-local only for a key with the prefix).
+        if key.keyBytes.bytes.starts(with: IdempotencyKey.reservedPrefixBytes) && !OnceTaskContext.journalEffect {
+            throw LedgerError(.invalidArgument,
+                              "the key \"\(key.rawValue)\" starts with \"\(IdempotencyKey.reservedPrefix)\", which is reserved for the journal's effects; use another key",
+                              key: key.rawValue)
+        }
         if OnceTaskContext.runningKeys?.contains(key.keyBytes) == true {
             throw LedgerError(.invalidArgument,
                               "once(\"\(key.rawValue)\") was called from inside its own effect; that would wait on itself forever",
@@ -381,6 +390,9 @@ extension Ledger {
 enum OnceTaskContext {
     /// The innermost running key, linked to the ones it runs inside.
     @TaskLocal static var runningKeys: RunningKey? = nil
+    /// Set by `Journal.effect` around its `once`: the one caller that may claim a key under
+    /// `IdempotencyKey.reservedPrefix`.
+    @TaskLocal static var journalEffect = false
 }
 
 /// One key whose effect is running in this task, and the key whose effect it runs in

@@ -9,7 +9,7 @@
 // FORMAT §5.21), `verify`, `stat`, `dump`, `journal`, `journal-export` and `salvage` read every
 // position as before compaction.
 import Foundation
-import OnceLedger
+@testable import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerTestSupport
 import Testing
@@ -127,7 +127,7 @@ private func run(_ arguments: [String], in directory: String) throws -> CLI.Resu
         let journal = try await ledger.journal(run: "agent")
         _ = try await journal.step("llm.plan") { "charge 42" }
         // The key the journal's effect at position 1 of generation 1 uses (FORMAT §10.3).
-        _ = try await ledger.once(IdempotencyKey("onceledger.journal/g\(journal.generation)/p1/agent"), as: String.self) { _ in "charged" }
+        _ = try await ledger.journalEffectOnce(IdempotencyKey("onceledger.journal/g\(journal.generation)/p1/agent"), as: String.self) { _ in "charged" }
         try ledger.close()
         try FileManager.default.removeItem(atPath: path + "/" + LedgerFileNames.lock)
 

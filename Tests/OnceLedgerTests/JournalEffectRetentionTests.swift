@@ -9,10 +9,18 @@ import Foundation
 @_spi(Benchmarks) @testable import OnceLedger
 import OnceLedgerFormat
 import OnceLedgerLog
+import OnceLedgerStoreContract
 import Testing
 
 private func effectKeys(_ ledger: Ledger) async throws -> [String] {
     try await ledger.entries().map(\.key).filter { $0.hasPrefix("onceledger.journal/") }.sorted()
+}
+
+/// `onceBytes` on a key under the reserved prefix, as the journal may claim one (a ledger
+/// written before the prefix was refused may hold such keys of a user's).
+@discardableResult
+private func claimReserved(_ ledger: Ledger, _ key: String, _ receipt: [UInt8]) async throws -> OnceOutcome<[UInt8]> {
+    try await ledger.journalEffectOnce(IdempotencyKey(key), as: [UInt8].self) { _ in receipt }
 }
 
 /// Runs a two-step journal (a step, then an effect) for `run`, and finishes it if asked.
@@ -58,7 +66,7 @@ private func runJournal(_ ledger: Ledger, _ run: String, finish: Bool) async thr
         // After a restart too; and the dropped key, asked by hand, gets a fresh token.
         ledger = try harness.reopen(ledger)
         #expect(try await effectKeys(ledger) == after)
-        let outcome = try await ledger.onceBytes(IdempotencyKey(sweptKey)) { _ in Array("by hand".utf8) }
+        let outcome = try await claimReserved(ledger, sweptKey, Array("by hand".utf8))
         #expect(outcome.wasPerformed)
         #expect(outcome.entry.generation >= floor)
         try ledger.close()
@@ -94,12 +102,44 @@ private func runJournal(_ ledger: Ledger, _ run: String, finish: Bool) async thr
         let odd = ["onceledger.journal/g/p0/x", "onceledger.journal/g01/p0/x", "onceledger.journal/g1x/p0/x",
                    "onceledger.journal/g99999999999999999999/p0/x", "onceledger.journal/g1", "onceledger.journal/g4000/p0/x",
                    "onceledger.journal/g0/p0/x"]
-        for key in odd { _ = try await ledger.onceBytes(IdempotencyKey(key)) { _ in [1] } }
+        for key in odd { try await claimReserved(ledger, key, [1]) }
         try await ledger.compact()
         // The run's own effect is gone; the hand-made keys stay (no generation, a malformed
         // one, or one the memo never named).
         #expect(try await effectKeys(ledger) == odd.sorted())
         try ledger.close()
+    }
+
+    /// A key under `onceledger.journal/` is the journal's: `once` refuses it from a caller (a
+    /// compaction would drop it with a swept run and its effect could run again), also from
+    /// inside a journal effect's body; the journal's own effects still claim theirs.
+    @Test(arguments: BackendKind.allCases)
+    func keysUnderTheJournalsPrefixAreRefusedToCallers(kind: BackendKind) async throws {
+        let harness = Harness(kind)
+        let ledger = try harness.open()
+        defer { try? ledger.close() }
+        let runs = Counter()
+        for key in ["onceledger.journal/g1/p0/run", "onceledger.journal/", "onceledger.journal/anything"] {
+            let refused = await ledgerError { try await ledger.once(IdempotencyKey(key), as: String.self) { _ in runs.increment(); return "x" } }
+            #expect(refused?.code == .invalidArgument, "\(key)")
+            #expect(refused?.message.contains("reserved for the journal's effects") == true)
+            let refusedBytes = await ledgerError { try await ledger.onceBytes(IdempotencyKey(key)) { _ in runs.increment(); return [1] } }
+            #expect(refusedBytes?.code == .invalidArgument)
+        }
+        #expect(runs.count == 0)
+        #expect(try await ledger.entryCount() == 0, "nothing written")
+        // Near misses are ordinary keys.
+        for key in ["onceledger.journal", "onceledger.journalx/g1", "Onceledger.journal/g1", "x/onceledger.journal/g1"] {
+            #expect(try await ledger.onceBytes(IdempotencyKey(key)) { _ in [1] }.wasPerformed, "\(key)")
+        }
+        // The journal's effect claims its key; a key its body claims is the user's, refused there too.
+        let journal = try await ledger.journal(run: "r")
+        let inner = try await journal.effect("charge") { _ -> String in
+            let refused = await ledgerError { try await ledger.onceBytes("onceledger.journal/g1/p9/r") { _ in [1] } }
+            return refused?.code.rawValue ?? "not refused"
+        }
+        #expect(inner == LedgerError.Code.invalidArgument.rawValue)
+        #expect(try await effectKeys(ledger).count == 1)
     }
 
     /// The compaction reads the memo's generations before it takes the entries: a generation

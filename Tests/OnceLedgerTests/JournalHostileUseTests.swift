@@ -73,7 +73,7 @@ import OnceLedgerStoreContract
             journal.effectKey(position: 0, epoch: 0), name: "onceledger.journal.effect",
             params: Journal.EffectParams(name: "payment.charge",
                                          input: Hex.string(try Memo.digest(42)!)))
-        _ = try await ledger.once(key, as: String.self) { _ in
+        _ = try await ledger.journalEffectOnce(key, as: String.self) { _ in
             charges.increment()
             return "charged"
         }

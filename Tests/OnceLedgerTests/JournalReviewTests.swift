@@ -288,7 +288,7 @@ import OnceLedgerStoreContract
         let key = try IdempotencyKey(
             journal.effectKey(position: 1, epoch: 0), name: "onceledger.journal.effect",
             params: Journal.EffectParams(name: "payment.charge", input: Hex.string(try Memo.digest(42)!)))
-        _ = try await ledger.once(key, as: String.self) { _ in "charged" }
+        _ = try await ledger.journalEffectOnce(key, as: String.self) { _ in "charged" }
 
         let truncation = try await ledger.truncateJournal(run: "r", from: 1, actor: "ops", reason: "new payment code")
         #expect(truncation.dropped.isEmpty)

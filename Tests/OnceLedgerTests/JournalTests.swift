@@ -349,7 +349,7 @@ private func expectDivergence(_ reason: JournalDivergence.Reason, position: UInt
         let digest = SHA256.hash(try CanonicalEncoding.encode(input))
         let key = try IdempotencyKey(journal.effectKey(position: position, epoch: 0), name: "onceledger.journal.effect",
                                      params: Journal.EffectParams(name: name, input: Hex.string(digest)))
-        try await ledger.once(key, as: String.self) { _ in "sent before the crash" }
+        try await ledger.journalEffectOnce(key, as: String.self) { _ in "sent before the crash" }
     }
 
     @Test(arguments: BackendKind.allCases)

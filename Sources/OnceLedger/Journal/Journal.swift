@@ -176,7 +176,7 @@ public final class Journal: Sendable {
             }
             let outcome: OnceOutcome<Output>
             do {
-                outcome = try await self.ledger.once(key, as: Output.self, whenPending: policy, body)
+                outcome = try await self.ledger.journalEffectOnce(key, as: Output.self, whenPending: policy, body)
             } catch let error as LedgerError where error.code == .fingerprintMismatch {
                 throw self.divergence(
                     .mismatch, at: position,
@@ -718,6 +718,22 @@ extension Journal {
                 records.append(JournalRecord(try recorded(value, position: at, run: run, generation: generation)))
             }
             position += UInt64(readAheadPositions)
+        }
+    }
+}
+
+extension Ledger {
+    /// `once` on a key under `IdempotencyKey.reservedPrefix`, which only the journal's effects
+    /// may claim (`once` refuses it to any other caller). The effect's own body runs without
+    /// that permission: a key it claims is the user's.
+    func journalEffectOnce<Output: Codable & Sendable>(
+        _ key: IdempotencyKey, as type: Output.Type = Output.self, whenPending policy: PendingPolicy<Output> = .failClosed,
+        _ body: @escaping @Sendable (EffectContext) async throws -> Output
+    ) async throws -> OnceOutcome<Output> {
+        try await OnceTaskContext.$journalEffect.withValue(true) {
+            try await once(key, as: type, whenPending: policy) { context in
+                try await OnceTaskContext.$journalEffect.withValue(false) { try await body(context) }
+            }
         }
     }
 }
