@@ -247,7 +247,7 @@ extension Ledger {
         do {
             resolved = try await store.resolve(ResolveRequest(
                 key: key.rawValue, outcome: outcome, expected: .pendingUnknown, expectedAttempt: entry.attempt,
-                actor: "reconcile", reason: reason, timeMilliseconds: now()))
+                expectedGeneration: entry.generation, actor: "reconcile", reason: reason, timeMilliseconds: now()))
         } catch let error as LedgerError where error.code == .wrongState {
             // Another owner of the store acted on the key since it was read: decide again.
             return nil

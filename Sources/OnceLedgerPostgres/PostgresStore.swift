@@ -497,7 +497,8 @@ public final class PostgresStore: LedgerStore, Sendable {
         var done = false
         if case .done = request.outcome { done = true }
         return try await operate(key: request.key, forget: false, expected: request.expected,
-                                 expectedAttempt: request.expectedAttempt, done: done, receipt: receipt,
+                                 expectedAttempt: request.expectedAttempt, expectedGeneration: request.expectedGeneration,
+                                 done: done, receipt: receipt,
                                  time: request.timeMilliseconds, actor: request.actor, reason: request.reason,
                                  notInState: notInState)
     }
@@ -512,7 +513,8 @@ public final class PostgresStore: LedgerStore, Sendable {
                               notInState: "is not done; only done entries can be forgotten")
     }
 
-    private func operate(key: String, forget: Bool, expected: EntryInfo.Status, expectedAttempt: UInt32?, done: Bool,
+    private func operate(key: String, forget: Bool, expected: EntryInfo.Status, expectedAttempt: UInt32?,
+                         expectedGeneration: UInt32? = nil, done: Bool,
                          receipt: [UInt8], time: UInt64, actor: String, reason: String,
                          notInState: String) async throws -> EntryInfo {
         try checkOpen()
@@ -525,6 +527,25 @@ public final class PostgresStore: LedgerStore, Sendable {
         let expectedStatus = Self.statusCode(expected)
         let attempt = expectedAttempt.map(Int64.init)
         let (code, row) = try await pool.withTransaction(.writing(forget ? "a forget" : "a resolve")) { connection in
+            // The generation the caller read, checked on the locked row in this transaction
+            // before `operate` (whose SQL checks the attempt only; a forget or a drop and a new
+            // claim start the attempts again): code 6, nothing written.
+            if let expectedGeneration {
+                let current = try await connection.query("""
+                    SELECT status, attempt, generation, fingerprint, time_ms, receipt
+                      FROM \(unescaped: quotedSchema).entries WHERE key = \(keyBuffer) FOR UPDATE
+                    """, logger: logger)
+                var changed: EntryRow?
+                for try await (status, attempt, generation, fingerprint, time, receipt) in current.decode(
+                    (Int16, Int64, Int64, ByteBuffer, Int64, ByteBuffer).self) where generation != Int64(expectedGeneration) {
+                    changed = EntryRow(status: status, attempt: attempt, generation: generation,
+                                       fingerprint: Array(buffer: fingerprint), time: time, receipt: Array(buffer: receipt))
+                }
+                if let changed {
+                    let refused: (Int16, EntryRow?) = (6, changed)
+                    return refused
+                }
+            }
             let rows = try await connection.query("""
                 SELECT code, status, attempt, generation, fingerprint, time_ms, receipt
                   FROM \(unescaped: quotedSchema).operate(\(keyBuffer), \(forget), \(expectedStatus), \(attempt), \(done), \(receiptBuffer), \(time), \(actor), \(reason))
@@ -554,6 +575,10 @@ public final class PostgresStore: LedgerStore, Sendable {
         case 3:
             throw LedgerError(.wrongState,
                               "key \"\(key)\" is at attempt \(entry?.attempt ?? 0), not \(expectedAttempt ?? 0): it changed since it was read; nothing was written. Read it again",
+                              key: key, entry: entry)
+        case 6:
+            throw LedgerError(.wrongState,
+                              "key \"\(key)\" is at generation \(entry?.generation ?? 0), not \(expectedGeneration ?? 0): it was forgotten or dropped and claimed again since it was read; nothing was written. Read it again",
                               key: key, entry: entry)
         case 5:
             // A forget moves the key to the next generation (`Spec/FORMAT.md` §9.1); there is

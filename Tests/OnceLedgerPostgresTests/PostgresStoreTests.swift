@@ -55,6 +55,10 @@ struct PostgresStoreTests {
         try await StoreContract.resolveWithAWrongExpectedAttemptIsRefused(try PostgresHarness().underTest)
     }
 
+    @Test func resolveOfANewerGenerationWithTheSameAttemptIsRefused() async throws {
+        try await StoreContract.resolveOfANewerGenerationWithTheSameAttemptIsRefused(try PostgresHarness().underTest)
+    }
+
     @Test func forgetAndResolveOfALiveKeyAreRefused() async throws {
         try await StoreContract.forgetAndResolveOfALiveKeyAreRefused(try PostgresHarness().underTest)
     }

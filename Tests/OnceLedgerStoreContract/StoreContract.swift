@@ -285,6 +285,40 @@ public enum StoreContract {
         #expect(absent?.code == .wrongState)
     }
 
+    /// A key dropped at compaction (here resolved absent) and claimed again starts at attempt 1
+    /// in a newer generation (the floor's), so an answer about an entry read before the drop (a
+    /// reconcile that took long) can carry the attempt of the newer claim: the store refuses it
+    /// when the generation differs, and writes nothing.
+    public static func resolveOfANewerGenerationWithTheSameAttemptIsRefused(_ under: StoreUnderTest) async throws {
+        let store = try await under.open()
+        defer { try? store.close() }
+        try await store.abandon(try granted(try await store.claim(claimRequest("k"))))
+        let read = try #require(try await store.entry("k"))
+        // Meanwhile: it is resolved absent, dropped at compaction, claimed again and left pending.
+        _ = try await store.resolve(ResolveRequest(key: "k", outcome: .absent, expected: .pendingUnknown,
+                                                   actor: "test", reason: "settled", timeMilliseconds: 2_000))
+        try await store.compact(nowMilliseconds: 2_100)
+        try #require(try await store.entry("k") == nil, "the absent entry was dropped")
+        try await store.abandon(try granted(try await store.claim(claimRequest("k"))))
+        let newer = try #require(try await store.entry("k"))
+        try #require(newer.status == .pendingUnknown && newer.attempt == read.attempt && newer.generation != read.generation,
+                     "the newer claim has the attempt of the one read: \(newer) after \(read)")
+
+        let stale = await ledgerError {
+            try await store.resolve(ResolveRequest(key: "k", outcome: .absent, expected: .pendingUnknown,
+                                                   expectedAttempt: read.attempt, expectedGeneration: read.generation,
+                                                   actor: "reconcile", reason: "about the entry read before",
+                                                   timeMilliseconds: 2_200))
+        }
+        #expect(stale?.code == .wrongState)
+        #expect(stale?.message.contains("generation") == true, "\(String(describing: stale))")
+        #expect(try await store.entry("k") == newer, "a refused resolve writes nothing")
+        let resolved = try await store.resolve(ResolveRequest(
+            key: "k", outcome: .done(receipt: [2]), expected: .pendingUnknown, expectedAttempt: newer.attempt,
+            expectedGeneration: newer.generation, actor: "test", reason: "about the newer claim", timeMilliseconds: 2_300))
+        #expect(resolved.status == .done && resolved.generation == newer.generation && resolved.receipt == [2])
+    }
+
     /// Forget and resolve of a key a live claim holds are refused; once settled, forget moves
     /// the key to a new generation, so it runs again under a new token.
     public static func forgetAndResolveOfALiveKeyAreRefused(_ under: StoreUnderTest) async throws {

@@ -97,6 +97,11 @@ final class StoreHarness: Sendable {
     }
 
     @Test(arguments: BackendKind.allCases)
+    func resolveOfANewerGenerationWithTheSameAttemptIsRefused(_ kind: BackendKind) async throws {
+        try await StoreContract.resolveOfANewerGenerationWithTheSameAttemptIsRefused(StoreHarness(kind).underTest)
+    }
+
+    @Test(arguments: BackendKind.allCases)
     func forgetAndResolveOfALiveKeyAreRefused(_ kind: BackendKind) async throws {
         try await StoreContract.forgetAndResolveOfALiveKeyAreRefused(StoreHarness(kind).underTest)
     }

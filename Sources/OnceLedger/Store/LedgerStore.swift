@@ -211,16 +211,21 @@ public struct ResolveRequest: Sendable, Hashable {
     public var expected: EntryInfo.Status
     /// The attempt the caller saw; the store refuses if the key's attempt differs. Nil: any.
     public var expectedAttempt: UInt32?
+    /// The generation the caller saw; the store refuses if the key's generation differs. Nil:
+    /// any. Attempts start again at 1 in a new generation (after a forget, or a drop at
+    /// compaction and a new claim), so an answer about the entry a caller read must carry both.
+    public var expectedGeneration: UInt32?
     public var actor: String
     public var reason: String
     public var timeMilliseconds: UInt64
 
     public init(key: String, outcome: Outcome, expected: EntryInfo.Status, expectedAttempt: UInt32? = nil,
-                actor: String, reason: String, timeMilliseconds: UInt64) {
+                expectedGeneration: UInt32? = nil, actor: String, reason: String, timeMilliseconds: UInt64) {
         self.key = key
         self.outcome = outcome
         self.expected = expected
         self.expectedAttempt = expectedAttempt
+        self.expectedGeneration = expectedGeneration
         self.actor = actor
         self.reason = reason
         self.timeMilliseconds = timeMilliseconds

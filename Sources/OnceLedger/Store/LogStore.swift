@@ -348,10 +348,10 @@ public final class LogStore: LedgerStore, Sendable {
 
     // MARK: Operator acts
 
-    /// Checks `key` is in `expected` state (and attempt), not live, then registers an
-    /// operator's live claim on it so claims wait while its record is written.
+    /// Checks `key` is in `expected` state (and attempt and generation), not live, then
+    /// registers an operator's live claim on it so claims wait while its record is written.
     private func beginOperator(_ key: String, expected: EntryInfo.Status, expectedAttempt: UInt32?,
-                               notInState: String) throws -> (EntryInfo, UInt64) {
+                               expectedGeneration: UInt32? = nil, notInState: String) throws -> (EntryInfo, UInt64) {
         try core.withLock { core in
             if core.closed { throw Self.closedError }
             let keyBytes = KeyBytes(key)
@@ -366,6 +366,11 @@ public final class LogStore: LedgerStore, Sendable {
             if let expectedAttempt, expectedAttempt != entry.attempt {
                 throw LedgerError(.wrongState,
                                   "key \"\(key)\" is at attempt \(entry.attempt), not \(expectedAttempt): it changed since it was read; nothing was written. Read it again",
+                                  key: key, entry: entry)
+            }
+            if let expectedGeneration, expectedGeneration != entry.generation {
+                throw LedgerError(.wrongState,
+                                  "key \"\(key)\" is at generation \(entry.generation), not \(expectedGeneration): it was forgotten or dropped and claimed again since it was read; nothing was written. Read it again",
                                   key: key, entry: entry)
             }
             let id = core.makeID()
@@ -388,7 +393,8 @@ public final class LogStore: LedgerStore, Sendable {
                               key: request.key)
         }
         let (entry, id) = try beginOperator(request.key, expected: request.expected,
-                                            expectedAttempt: request.expectedAttempt, notInState: notInState)
+                                            expectedAttempt: request.expectedAttempt,
+                                            expectedGeneration: request.expectedGeneration, notInState: notInState)
         defer { endLive(KeyBytes(request.key), id: id) }
         let receipt: [UInt8]
         let outcome: RecordBody.Outcome
