@@ -24,8 +24,12 @@ import Testing
         store.afterListingEntries.withLock { hook in
             hook = { [ledger] in
                 store.afterListingEntries.withLock { $0 = nil }
+                // The hook runs on a thread of Swift concurrency's pool (two on two cores) and
+                // blocks it until the compaction ends: the compaction runs on the ledger's own
+                // executor, so it never needs that pool (with the pool's other thread blocked
+                // too, the whole test run hung).
                 let done = DispatchSemaphore(value: 0)
-                Task.detached {
+                Task.detached(executorPreference: ledger.executor) {
                     try? await ledger.compact()
                     done.signal()
                 }
