@@ -63,14 +63,7 @@ final class WorkerProcess: Sendable {
         return state
     }
 
-    var snapshot: Output {
-        var current = Output()
-        child.wait(patience: 0) { ended in
-            current = state(ended)
-            return true
-        }
-        return current
-    }
+    var snapshot: Output { state(child.ended) }
 
     var lines: [String] { snapshot.lines }
 

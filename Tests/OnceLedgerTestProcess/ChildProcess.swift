@@ -113,10 +113,11 @@ public final class ChildProcess: @unchecked Sendable {
         try start(executable, arguments, environment: environment).finish(patience: patience)
     }
 
-    public var isRunning: Bool {
+    /// How the child ended, once it exited and its output ended; nil before. Never waits.
+    public var ended: Result? {
         condition.lock()
         defer { condition.unlock() }
-        return waitStatus == nil
+        return endedLocked()
     }
 
     /// Sends `signal` to the child if it has not been reaped (its pid cannot have been reused).
@@ -136,12 +137,10 @@ public final class ChildProcess: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while true {
-            let ended = waitStatus != nil && openStreams == 0 ? resultLocked(timedOut: false) : nil
+            let ended = endedLocked()
             if done(ended) { return true }
             if ended != nil { return false }
-            if !condition.wait(until: deadline) {
-                return done(waitStatus != nil && openStreams == 0 ? resultLocked(timedOut: false) : nil)
-            }
+            if !condition.wait(until: deadline) { return done(endedLocked()) }
         }
     }
 
@@ -168,6 +167,10 @@ public final class ChildProcess: @unchecked Sendable {
             Issue.record("\(commandLine) did not end within \(Int(patience)) s; killed (SIGKILL). Its error output:\n\(result.stderr)")
         }
         return result
+    }
+
+    private func endedLocked() -> Result? {
+        waitStatus != nil && openStreams == 0 ? resultLocked(timedOut: false) : nil
     }
 
     /// What is known so far; the exit fields are meaningful once `waitStatus` is set.
